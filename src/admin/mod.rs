@@ -1,0 +1,638 @@
+//! Platform administration: first-run setup, admin login, tenants, service keys, a
+//! tenant's users, and the audit log. The admin HTTP API and the local CLI both call
+//! these functions; every change they make is written to the audit log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::auth::password;
+use crate::auth::ratelimit::LoginLimiter;
+use crate::auth::tokens::{ADMIN_AUDIENCE, AdminClaims, Keyring, TokenError, admin_claims};
+use crate::crypto::{random_token, sha256_hex};
+use crate::error::ApiError;
+use crate::store::{
+    AdminRow, AuditEntry, AuditQuery, NewAudit, ServiceKeyRow, Store, StoreError, UserQuery,
+    UserRow,
+};
+use crate::tenancy::{Caller, Registry, Scope, Tenant, service_keys, validate_slug};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{field} {problem}")]
+    InvalidField {
+        field: &'static str,
+        problem: String,
+    },
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    #[error("invalid setup token")]
+    InvalidSetupToken,
+    #[error("token expired")]
+    TokenExpired,
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+    #[error("tenant not found")]
+    TenantNotFound,
+    #[error("tenant exists")]
+    TenantExists,
+    #[error("admin exists")]
+    AdminExists,
+    #[error("not found: {0}")]
+    NotFound(&'static str),
+    #[error("invalid cursor")]
+    InvalidCursor,
+    #[error("rate limited")]
+    RateLimited(Duration),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<AdminError> for ApiError {
+    fn from(err: AdminError) -> Self {
+        match err {
+            AdminError::InvalidField { field, problem } => ApiError::invalid_field(field, problem),
+            AdminError::InvalidCredentials => {
+                ApiError::unauthorized("invalid_credentials", "invalid email or password")
+            }
+            AdminError::InvalidSetupToken => ApiError::forbidden(
+                "invalid_setup_token",
+                "the setup token is wrong, used, or an admin already exists",
+            ),
+            AdminError::TokenExpired => {
+                ApiError::unauthorized("token_expired", "the admin token has expired")
+            }
+            AdminError::InvalidToken(why) => ApiError::unauthorized("invalid_token", why),
+            AdminError::TenantNotFound => {
+                ApiError::not_found("tenant_not_found", "no tenant with this slug")
+            }
+            AdminError::TenantExists => {
+                let mut e = ApiError::conflict("tenant_exists", "a tenant with this slug exists");
+                e.fields = Some([("slug".to_string(), "is taken".to_string())].into());
+                e
+            }
+            AdminError::AdminExists => {
+                ApiError::conflict("admin_exists", "an admin with this email exists")
+            }
+            AdminError::NotFound(what) => {
+                ApiError::not_found("not_found", format!("no such {what}"))
+            }
+            AdminError::InvalidCursor => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_cursor", "the cursor is not valid")
+            }
+            AdminError::RateLimited(wait) => {
+                ApiError::too_many_requests(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+            }
+            AdminError::Store(e) => e.into(),
+            AdminError::Internal(e) => ApiError::internal(e),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, AdminError>;
+
+fn field(field: &'static str, problem: impl Into<String>) -> AdminError {
+    AdminError::InvalidField {
+        field,
+        problem: problem.into(),
+    }
+}
+
+/// Who performed an admin action, as written to the audit log.
+#[derive(Clone, Debug)]
+pub struct Actor(pub String);
+
+impl Actor {
+    pub fn admin(email: &str) -> Actor {
+        Actor(format!("admin:{email}"))
+    }
+    pub fn cli() -> Actor {
+        Actor("cli".into())
+    }
+}
+
+/// A verified admin token.
+#[derive(Clone, Debug)]
+pub struct AdminIdentity {
+    pub id: String,
+    pub email: String,
+}
+
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+pub struct AdminService {
+    store: Store,
+    registry: Arc<Registry>,
+    keyring: Arc<Keyring>,
+    limiter: Arc<LoginLimiter>,
+    admin_ttl: Duration,
+}
+
+fn validate_cors_origin(origin: &str) -> std::result::Result<(), String> {
+    if origin == "*" {
+        return Ok(());
+    }
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or_else(|| format!("'{origin}' must start with http:// or https://"))?;
+    if rest.is_empty()
+        || rest.contains('/')
+        || rest.contains('?')
+        || rest.contains('#')
+        || rest.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!("'{origin}' must be an origin: scheme://host[:port], no path"));
+    }
+    Ok(())
+}
+
+pub fn encode_cursor(value: &str) -> String {
+    URL_SAFE_NO_PAD.encode(value)
+}
+
+fn decode_cursor(cursor: &str) -> Result<String> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| AdminError::InvalidCursor)?;
+    String::from_utf8(bytes).map_err(|_| AdminError::InvalidCursor)
+}
+
+impl AdminService {
+    pub fn new(
+        store: Store,
+        registry: Arc<Registry>,
+        keyring: Arc<Keyring>,
+        limiter: Arc<LoginLimiter>,
+        admin_ttl: Duration,
+    ) -> AdminService {
+        AdminService {
+            store,
+            registry,
+            keyring,
+            limiter,
+            admin_ttl,
+        }
+    }
+
+    pub fn admin_ttl(&self) -> Duration {
+        self.admin_ttl
+    }
+
+    async fn audit(
+        &self,
+        actor: &Actor,
+        action: &str,
+        tenant: Option<&str>,
+        target: Option<&str>,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        self.store
+            .append_audit(NewAudit {
+                actor: &actor.0,
+                action,
+                tenant,
+                target,
+                detail,
+            })
+            .await?;
+        Ok(())
+    }
+
+    // ---- first admin, login ---------------------------------------------------------------
+
+    /// When no admin exists, makes a fresh one-time setup token (stored hashed) and
+    /// returns it for printing. Each start without an admin replaces the previous token.
+    pub async fn prepare_setup_token(&self) -> Result<Option<String>> {
+        if self.store.count_admins().await? > 0 {
+            self.store.clear_setup_token().await?;
+            return Ok(None);
+        }
+        let token = random_token(24);
+        self.store.put_setup_token(&sha256_hex(&token)).await?;
+        Ok(Some(token))
+    }
+
+    async fn checked_credentials(&self, email: &str, pw: &str) -> Result<(String, String)> {
+        let email = password::normalize_email(email).map_err(|p| field("email", p))?;
+        password::validate(pw).map_err(|p| field("password", p))?;
+        let hash = password::hash(pw.to_string()).await?;
+        Ok((email, hash))
+    }
+
+    /// Creates the first admin with the setup token printed at start.
+    pub async fn setup(&self, token: &str, email: &str, pw: &str) -> Result<(AdminRow, String)> {
+        if token.is_empty() {
+            return Err(field("token", "is required"));
+        }
+        let (email, hash) = self.checked_credentials(email, pw).await?;
+        let id = uuid::Uuid::now_v7().to_string();
+        let admin = self
+            .store
+            .create_first_admin(&sha256_hex(token), &id, &email, &hash)
+            .await?
+            .ok_or(AdminError::InvalidSetupToken)?;
+        self.audit(
+            &Actor::admin(&admin.email),
+            "admin.setup",
+            None,
+            Some(&admin.id),
+            serde_json::json!({"email": admin.email}),
+        )
+        .await?;
+        let token = self
+            .keyring
+            .sign(&admin_claims(&admin.id, &admin.email, self.admin_ttl))?;
+        Ok((admin, token))
+    }
+
+    /// Creates an admin from the local CLI (which has direct access to the data).
+    pub async fn create_admin(&self, email: &str, pw: &str) -> Result<AdminRow> {
+        let (email, hash) = self.checked_credentials(email, pw).await?;
+        let id = uuid::Uuid::now_v7().to_string();
+        let admin = self
+            .store
+            .create_admin(&id, &email, &hash)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => AdminError::AdminExists,
+                other => other.into(),
+            })?;
+        self.store.clear_setup_token().await?;
+        self.audit(
+            &Actor::cli(),
+            "admin.create",
+            None,
+            Some(&admin.id),
+            serde_json::json!({"email": admin.email}),
+        )
+        .await?;
+        Ok(admin)
+    }
+
+    pub async fn login(&self, email: &str, pw: &str, ip: &str) -> Result<String> {
+        let email = password::normalize_email(email).map_err(|p| field("email", p))?;
+        self.limiter
+            .check(ip, &format!("admin:{email}"))
+            .map_err(AdminError::RateLimited)?;
+        let Some(admin) = self.store.get_admin_by_email(&email).await? else {
+            password::verify_dummy(pw.to_string()).await;
+            return Err(AdminError::InvalidCredentials);
+        };
+        if !password::verify(pw.to_string(), admin.password_hash.clone()).await {
+            return Err(AdminError::InvalidCredentials);
+        }
+        Ok(self
+            .keyring
+            .sign(&admin_claims(&admin.id, &admin.email, self.admin_ttl))?)
+    }
+
+    pub async fn verify_token(&self, token: &str) -> Result<AdminIdentity> {
+        let claims: AdminClaims = self
+            .keyring
+            .verify(token, ADMIN_AUDIENCE)
+            .await
+            .map_err(|e| match e {
+                TokenError::Expired => AdminError::TokenExpired,
+                TokenError::Invalid(why) => AdminError::InvalidToken(why),
+            })?;
+        let admin = self
+            .store
+            .get_admin(&claims.sub)
+            .await?
+            .ok_or_else(|| AdminError::InvalidToken("admin no longer exists".into()))?;
+        Ok(AdminIdentity {
+            id: admin.id,
+            email: admin.email,
+        })
+    }
+
+    // ---- tenants ----------------------------------------------------------------------
+
+    pub async fn create_tenant(&self, actor: &Actor, slug: &str, name: &str) -> Result<Tenant> {
+        validate_slug(slug).map_err(|p| field("slug", p))?;
+        let name = name.trim();
+        let name = if name.is_empty() { slug } else { name };
+        if name.chars().count() > 200 {
+            return Err(field("name", "must be at most 200 characters"));
+        }
+        let row = self
+            .store
+            .create_tenant(slug, name)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => AdminError::TenantExists,
+                other => other.into(),
+            })?;
+        self.registry.invalidate(slug);
+        self.audit(
+            actor,
+            "tenant.create",
+            Some(slug),
+            None,
+            serde_json::json!({"name": name}),
+        )
+        .await?;
+        Ok(row.into())
+    }
+
+    pub async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        Ok(self
+            .store
+            .list_tenants()
+            .await?
+            .into_iter()
+            .map(Tenant::from)
+            .collect())
+    }
+
+    pub async fn get_tenant(&self, slug: &str) -> Result<Tenant> {
+        self.store
+            .get_tenant_by_slug(slug)
+            .await?
+            .map(Tenant::from)
+            .ok_or(AdminError::TenantNotFound)
+    }
+
+    pub async fn update_tenant(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        name: Option<&str>,
+        cors_origins: Option<&[String]>,
+    ) -> Result<Tenant> {
+        let name = name.map(str::trim);
+        if let Some(n) = name
+            && (n.is_empty() || n.chars().count() > 200)
+        {
+            return Err(field("name", "must be 1-200 characters"));
+        }
+        if let Some(origins) = cors_origins {
+            if origins.len() > 100 {
+                return Err(field("cors_origins", "at most 100 origins"));
+            }
+            for o in origins {
+                validate_cors_origin(o).map_err(|p| field("cors_origins", p))?;
+            }
+        }
+        let cors_json = cors_origins.map(|o| serde_json::to_string(o).unwrap_or_default());
+        let row = self
+            .store
+            .update_tenant(slug, name, None, cors_json.as_deref())
+            .await
+            .map_err(not_found_as_tenant)?;
+        self.registry.invalidate(slug);
+        self.audit(
+            actor,
+            "tenant.update",
+            Some(slug),
+            None,
+            serde_json::json!({"name": name, "cors_origins": cors_origins}),
+        )
+        .await?;
+        Ok(row.into())
+    }
+
+    pub async fn set_suspended(&self, actor: &Actor, slug: &str, suspended: bool) -> Result<Tenant> {
+        let row = self
+            .store
+            .update_tenant(slug, None, Some(suspended), None)
+            .await
+            .map_err(not_found_as_tenant)?;
+        self.registry.invalidate(slug);
+        let action = if suspended {
+            "tenant.suspend"
+        } else {
+            "tenant.resume"
+        };
+        self.audit(actor, action, Some(slug), None, serde_json::json!({}))
+            .await?;
+        Ok(row.into())
+    }
+
+    pub async fn delete_tenant(&self, actor: &Actor, slug: &str) -> Result<()> {
+        self.store
+            .delete_tenant(slug)
+            .await
+            .map_err(not_found_as_tenant)?;
+        self.registry.invalidate(slug);
+        self.audit(actor, "tenant.delete", Some(slug), None, serde_json::json!({}))
+            .await?;
+        Ok(())
+    }
+
+    /// A scope for acting on `slug`'s data as an admin. Read from the store, not the
+    /// cache, so an admin always sees the tenant as it is now.
+    async fn scope(&self, actor: &Actor, slug: &str) -> Result<Scope> {
+        let tenant = self.get_tenant(slug).await?;
+        Ok(Scope::new(
+            Arc::new(tenant),
+            Caller::Admin {
+                actor: actor.0.clone(),
+            },
+        ))
+    }
+
+    // ---- service keys -----------------------------------------------------------------
+
+    /// Creates a service key; the returned secret is shown this once and never again.
+    pub async fn create_key(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        name: &str,
+    ) -> Result<(ServiceKeyRow, String)> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(field("name", "must be 1-100 characters"));
+        }
+        let scope = self.scope(actor, slug).await?;
+        let generated = service_keys::generate();
+        let id = uuid::Uuid::now_v7().to_string();
+        let row = self
+            .store
+            .create_service_key(&scope, &id, name, &generated.prefix, &generated.hash)
+            .await?;
+        self.audit(
+            actor,
+            "key.create",
+            Some(slug),
+            Some(&row.id),
+            serde_json::json!({"name": name, "prefix": row.prefix}),
+        )
+        .await?;
+        Ok((row, generated.key))
+    }
+
+    pub async fn list_keys(&self, actor: &Actor, slug: &str) -> Result<Vec<ServiceKeyRow>> {
+        let scope = self.scope(actor, slug).await?;
+        Ok(self.store.list_service_keys(&scope).await?)
+    }
+
+    pub async fn revoke_key(&self, actor: &Actor, slug: &str, id: &str) -> Result<ServiceKeyRow> {
+        let scope = self.scope(actor, slug).await?;
+        let row = self
+            .store
+            .revoke_service_key(&scope, id)
+            .await
+            .map_err(|e| not_found_as(e, "service key"))?;
+        self.audit(actor, "key.revoke", Some(slug), Some(id), serde_json::json!({}))
+            .await?;
+        Ok(row)
+    }
+
+    // ---- a tenant's users -------------------------------------------------------------
+
+    pub async fn list_users(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        search: Option<&str>,
+        cursor: Option<&str>,
+        limit: Option<i64>,
+    ) -> Result<Page<UserRow>> {
+        let limit = limit.unwrap_or(50);
+        if !(1..=1000).contains(&limit) {
+            return Err(field("limit", "must be between 1 and 1000"));
+        }
+        let after = cursor.map(decode_cursor).transpose()?;
+        let search = search.map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty());
+        let scope = self.scope(actor, slug).await?;
+        let mut items = self
+            .store
+            .list_users(
+                &scope,
+                UserQuery {
+                    search: search.as_deref(),
+                    after_id: after.as_deref(),
+                    limit: limit + 1,
+                },
+            )
+            .await?;
+        let next_cursor = if items.len() as i64 > limit {
+            items.truncate(limit as usize);
+            items.last().map(|u| encode_cursor(&u.id))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    pub async fn get_user(&self, actor: &Actor, slug: &str, id: &str) -> Result<UserRow> {
+        let scope = self.scope(actor, slug).await?;
+        self.store
+            .get_user(&scope, id)
+            .await?
+            .ok_or(AdminError::NotFound("user"))
+    }
+
+    /// Disabling also ends every session, so the user must sign in again once enabled.
+    pub async fn set_user_disabled(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        id: &str,
+        disabled: bool,
+    ) -> Result<UserRow> {
+        let scope = self.scope(actor, slug).await?;
+        let user = self
+            .store
+            .set_user_disabled(&scope, id, disabled)
+            .await
+            .map_err(|e| not_found_as(e, "user"))?;
+        if disabled {
+            self.store.revoke_user_sessions(&scope, id, None).await?;
+        }
+        let action = if disabled { "user.disable" } else { "user.enable" };
+        self.audit(actor, action, Some(slug), Some(id), serde_json::json!({}))
+            .await?;
+        Ok(user)
+    }
+
+    pub async fn revoke_user_sessions(&self, actor: &Actor, slug: &str, id: &str) -> Result<u64> {
+        let scope = self.scope(actor, slug).await?;
+        if self.store.get_user(&scope, id).await?.is_none() {
+            return Err(AdminError::NotFound("user"));
+        }
+        let n = self.store.revoke_user_sessions(&scope, id, None).await?;
+        self.audit(
+            actor,
+            "user.revoke_sessions",
+            Some(slug),
+            Some(id),
+            serde_json::json!({"revoked": n}),
+        )
+        .await?;
+        Ok(n)
+    }
+
+    pub async fn delete_user(&self, actor: &Actor, slug: &str, id: &str) -> Result<()> {
+        let scope = self.scope(actor, slug).await?;
+        self.store
+            .delete_user(&scope, id)
+            .await
+            .map_err(|e| not_found_as(e, "user"))?;
+        self.audit(actor, "user.delete", Some(slug), Some(id), serde_json::json!({}))
+            .await?;
+        Ok(())
+    }
+
+    // ---- audit ------------------------------------------------------------------------
+
+    pub async fn list_audit(
+        &self,
+        tenant: Option<&str>,
+        cursor: Option<&str>,
+        limit: Option<i64>,
+    ) -> Result<Page<AuditEntry>> {
+        let limit = limit.unwrap_or(100);
+        if !(1..=1000).contains(&limit) {
+            return Err(field("limit", "must be between 1 and 1000"));
+        }
+        let before_id = match cursor {
+            Some(c) => Some(
+                decode_cursor(c)?
+                    .parse::<i64>()
+                    .map_err(|_| AdminError::InvalidCursor)?,
+            ),
+            None => None,
+        };
+        let mut items = self
+            .store
+            .list_audit(AuditQuery {
+                tenant,
+                before_id,
+                limit: limit + 1,
+            })
+            .await?;
+        let next_cursor = if items.len() as i64 > limit {
+            items.truncate(limit as usize);
+            items.last().map(|e| encode_cursor(&e.id.to_string()))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+}
+
+fn not_found_as_tenant(e: StoreError) -> AdminError {
+    match e {
+        StoreError::NotFound => AdminError::TenantNotFound,
+        other => other.into(),
+    }
+}
+
+fn not_found_as(e: StoreError, what: &'static str) -> AdminError {
+    match e {
+        StoreError::NotFound => AdminError::NotFound(what),
+        other => other.into(),
+    }
+}

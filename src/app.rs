@@ -1,0 +1,201 @@
+//! Builds the application state and router, binds the listener, runs until shutdown.
+//! `App::build` is what both `plinth serve` and the integration tests use.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::admin::AdminService;
+use crate::auth::mail::Mailer;
+use crate::auth::ratelimit::LoginLimiter;
+use crate::auth::tokens::Keyring;
+use crate::auth::{AuthService, AuthSettings};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::tenancy::Registry;
+
+pub struct AppInner {
+    pub config: Config,
+    pub store: Store,
+    pub registry: Arc<Registry>,
+    pub keyring: Arc<Keyring>,
+    pub auth: Arc<AuthService>,
+    pub admin: Arc<AdminService>,
+    pub metrics: Arc<Metrics>,
+    limiter: Arc<LoginLimiter>,
+}
+
+/// Shared state of every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<AppInner>);
+
+impl Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Opens the store (running migrations) and wires the services. The CLI uses this
+    /// directly for local administration, without binding a port.
+    pub async fn open(config: Config) -> anyhow::Result<AppState> {
+        let store = Store::open(&config.location, config.pg_max_connections).await?;
+        let keyring = Arc::new(
+            Keyring::load(
+                store.clone(),
+                config.jwt_secret.as_ref().map(|s| s.expose().as_slice()),
+            )
+            .await?,
+        );
+        let registry = Arc::new(Registry::new(store.clone(), config.tenant_cache_ttl));
+        let limiter = Arc::new(LoginLimiter::new(
+            config.login_per_ip_per_minute,
+            config.login_per_account_per_minute,
+        ));
+        let mailer = Arc::new(Mailer::new(
+            config.smtp_url.as_ref().map(|s| s.expose().as_str()),
+            &config.smtp_from,
+        )?);
+        let auth = Arc::new(AuthService::new(
+            store.clone(),
+            keyring.clone(),
+            mailer,
+            limiter.clone(),
+            AuthSettings {
+                access_ttl: config.access_ttl,
+                refresh_ttl: config.refresh_ttl,
+                verify_ttl: config.verify_ttl,
+                reset_ttl: config.reset_ttl,
+                public_url: config.public_url.clone(),
+            },
+        ));
+        let admin = Arc::new(AdminService::new(
+            store.clone(),
+            registry.clone(),
+            keyring.clone(),
+            limiter.clone(),
+            config.admin_ttl,
+        ));
+        Ok(AppState(Arc::new(AppInner {
+            config,
+            store,
+            registry,
+            keyring,
+            auth,
+            admin,
+            metrics: Arc::new(Metrics::new()),
+            limiter,
+        })))
+    }
+}
+
+pub struct App {
+    state: AppState,
+    listener: TcpListener,
+    setup_token: Option<String>,
+}
+
+impl App {
+    /// Opens everything and binds the listener; nothing is served until `run`.
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        let listen = config.listen;
+        let state = AppState::open(config).await?;
+        let setup_token = state.admin.prepare_setup_token().await?;
+        let listener = TcpListener::bind(listen).await?;
+        Ok(App {
+            state,
+            listener,
+            setup_token,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| self.state.config.listen)
+    }
+
+    /// The one-time token for `POST /admin/v1/setup`, when no admin exists yet.
+    pub fn setup_token(&self) -> Option<&str> {
+        self.setup_token.as_deref()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let pruner = tokio::spawn({
+            let limiter = state.limiter.clone();
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    tick.tick().await;
+                    limiter.prune();
+                }
+            }
+        });
+        let router = crate::http::router(state.clone());
+        let served = axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        pruner.abort();
+        state.store.close().await;
+        Ok(served?)
+    }
+
+    /// Runs in a background task; for tests and embedding.
+    pub fn spawn(self) -> RunningApp {
+        let addr = self.local_addr();
+        let setup_token = self.setup_token.clone();
+        let state = self.state.clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            if let Err(e) = self
+                .run(async move {
+                    let _ = rx.await;
+                })
+                .await
+            {
+                tracing::error!(error = %e, "server stopped with an error");
+            }
+        });
+        RunningApp {
+            addr,
+            setup_token,
+            state,
+            shutdown: Some(tx),
+            handle,
+        }
+    }
+}
+
+pub struct RunningApp {
+    pub addr: SocketAddr,
+    pub setup_token: Option<String>,
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<()>,
+}
+
+impl RunningApp {
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.handle).await;
+    }
+}

@@ -1,0 +1,451 @@
+//! The account flows of a tenant's end users, and request authentication.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::mail::{Email, Mailer};
+use super::ratelimit::LoginLimiter;
+use super::tokens::{AccessClaims, Keyring, TokenError, access_claims};
+use super::{AuthError, password};
+use crate::crypto::{random_token, sha256_hex};
+use crate::store::{NewSession, RefreshOutcome, SessionState, Store, UserRow, UserTokenKind};
+use crate::tenancy::{Caller, Scope, Tenant, UserCaller, service_keys};
+
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub verify_ttl: Duration,
+    pub reset_ttl: Duration,
+    /// Base URL used in emailed links.
+    pub public_url: String,
+}
+
+/// Where a request came from; recorded on sessions and used for rate limits.
+#[derive(Clone, Debug, Default)]
+pub struct ClientInfo {
+    pub ip: String,
+    pub user_agent: Option<String>,
+}
+
+/// What signup, login and refresh hand back.
+pub struct IssuedSession {
+    pub user: UserRow,
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: u64,
+}
+
+pub struct AuthService {
+    store: Store,
+    keyring: Arc<Keyring>,
+    mailer: Arc<Mailer>,
+    limiter: Arc<LoginLimiter>,
+    settings: AuthSettings,
+}
+
+fn field(field: &'static str, problem: impl Into<String>) -> AuthError {
+    AuthError::InvalidField {
+        field,
+        problem: problem.into(),
+    }
+}
+
+fn email_of(raw: &str) -> Result<String, AuthError> {
+    password::normalize_email(raw).map_err(|p| field("email", p))
+}
+
+fn check_password(name: &'static str, raw: &str) -> Result<(), AuthError> {
+    password::validate(raw).map_err(|p| field(name, p))
+}
+
+impl AuthService {
+    pub fn new(
+        store: Store,
+        keyring: Arc<Keyring>,
+        mailer: Arc<Mailer>,
+        limiter: Arc<LoginLimiter>,
+        settings: AuthSettings,
+    ) -> AuthService {
+        AuthService {
+            store,
+            keyring,
+            mailer,
+            limiter,
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> &AuthSettings {
+        &self.settings
+    }
+
+    pub async fn signup(
+        &self,
+        scope: &Scope,
+        email: &str,
+        password: &str,
+        client: &ClientInfo,
+    ) -> Result<IssuedSession, AuthError> {
+        let email = email_of(email)?;
+        check_password("password", password)?;
+        let hash = password::hash(password.to_string()).await?;
+        let id = uuid::Uuid::now_v7().to_string();
+        let user = self
+            .store
+            .create_user(scope, &id, &email, &hash)
+            .await
+            .map_err(|e| match e {
+                crate::store::StoreError::Conflict(_) => AuthError::EmailTaken,
+                other => other.into(),
+            })?;
+        self.issue_session(scope, user, client).await
+    }
+
+    pub async fn login(
+        &self,
+        scope: &Scope,
+        email: &str,
+        password: &str,
+        client: &ClientInfo,
+    ) -> Result<IssuedSession, AuthError> {
+        let email = email_of(email)?;
+        if password.is_empty() {
+            return Err(field("password", "is required"));
+        }
+        let account = format!("{}:{}", scope.tenant().id, email);
+        self.limiter
+            .check(&client.ip, &account)
+            .map_err(AuthError::RateLimited)?;
+        let Some(user) = self.store.get_user_by_email(scope, &email).await? else {
+            password::verify_dummy(password.to_string()).await;
+            return Err(AuthError::InvalidCredentials);
+        };
+        if !password::verify(password.to_string(), user.password_hash.clone()).await {
+            return Err(AuthError::InvalidCredentials);
+        }
+        if user.disabled {
+            return Err(AuthError::UserDisabled);
+        }
+        self.issue_session(scope, user, client).await
+    }
+
+    async fn issue_session(
+        &self,
+        scope: &Scope,
+        user: UserRow,
+        client: &ClientInfo,
+    ) -> Result<IssuedSession, AuthError> {
+        let session_id = uuid::Uuid::now_v7().to_string();
+        let refresh_token = random_token(32);
+        let expires_at = crate::store::now_ms() + self.settings.refresh_ttl.as_millis() as i64;
+        self.store
+            .create_session(
+                scope,
+                NewSession {
+                    id: &session_id,
+                    user_id: &user.id,
+                    expires_at,
+                    ip: Some(&client.ip),
+                    user_agent: client.user_agent.as_deref(),
+                    refresh_hash: &sha256_hex(&refresh_token),
+                },
+            )
+            .await?;
+        let access_token = self.access_token(scope.tenant(), &user, &session_id)?;
+        Ok(IssuedSession {
+            user,
+            access_token,
+            refresh_token,
+            expires_in: self.settings.access_ttl.as_secs(),
+        })
+    }
+
+    fn access_token(
+        &self,
+        tenant: &Tenant,
+        user: &UserRow,
+        session_id: &str,
+    ) -> Result<String, AuthError> {
+        let claims = access_claims(
+            tenant.audience(),
+            &user.id,
+            session_id,
+            &user.email,
+            user.email_verified,
+            self.settings.access_ttl,
+        );
+        Ok(self.keyring.sign(&claims)?)
+    }
+
+    /// Rotates a refresh token: the presented one is spent, a new one is returned. Using a
+    /// spent token again revokes its whole session family.
+    pub async fn refresh(
+        &self,
+        scope: &Scope,
+        refresh_token: &str,
+    ) -> Result<IssuedSession, AuthError> {
+        if refresh_token.is_empty() || refresh_token.len() > 256 {
+            return Err(AuthError::InvalidRefreshToken);
+        }
+        let new_token = random_token(32);
+        let expires_at = crate::store::now_ms() + self.settings.refresh_ttl.as_millis() as i64;
+        let outcome = self
+            .store
+            .rotate_refresh_token(
+                scope,
+                &sha256_hex(refresh_token),
+                &sha256_hex(&new_token),
+                expires_at,
+            )
+            .await?;
+        let (session_id, user_id) = match outcome {
+            RefreshOutcome::Rotated {
+                session_id,
+                user_id,
+            } => (session_id, user_id),
+            RefreshOutcome::Reused => {
+                tracing::warn!(tenant = %scope.tenant().slug, "refresh token reuse: session family revoked");
+                return Err(AuthError::RefreshTokenReused);
+            }
+            RefreshOutcome::Invalid => return Err(AuthError::InvalidRefreshToken),
+        };
+        let user = match self.store.get_user(scope, &user_id).await? {
+            Some(u) if !u.disabled => u,
+            Some(_) => {
+                self.store
+                    .revoke_session(scope, &session_id, &user_id)
+                    .await?;
+                return Err(AuthError::UserDisabled);
+            }
+            None => return Err(AuthError::InvalidRefreshToken),
+        };
+        let access_token = self.access_token(scope.tenant(), &user, &session_id)?;
+        Ok(IssuedSession {
+            user,
+            access_token,
+            refresh_token: new_token,
+            expires_in: self.settings.access_ttl.as_secs(),
+        })
+    }
+
+    /// Ends a session: the caller's own (access token) and/or the one a refresh token
+    /// belongs to (so a client holding only a refresh token can still sign out).
+    pub async fn logout(&self, scope: &Scope, refresh_token: Option<&str>) -> Result<(), AuthError> {
+        let mut ended = false;
+        if let Caller::User(u) = scope.caller() {
+            self.store
+                .revoke_session(scope, &u.session_id, &u.uid)
+                .await?;
+            ended = true;
+        }
+        if let Some(token) = refresh_token.filter(|t| !t.is_empty()) {
+            match self
+                .store
+                .session_of_refresh_token(scope, &sha256_hex(token))
+                .await?
+            {
+                Some((sid, uid)) => {
+                    self.store.revoke_session(scope, &sid, &uid).await?;
+                    ended = true;
+                }
+                None if !ended => return Err(AuthError::InvalidRefreshToken),
+                None => {}
+            }
+        }
+        if ended {
+            Ok(())
+        } else {
+            Err(AuthError::AuthRequired)
+        }
+    }
+
+    pub async fn me(&self, scope: &Scope) -> Result<UserRow, AuthError> {
+        let user = require_user(scope)?;
+        self.store
+            .get_user(scope, &user.uid)
+            .await?
+            .ok_or(AuthError::SessionRevoked)
+    }
+
+    /// Changes the caller's password and ends all their other sessions.
+    pub async fn change_password(
+        &self,
+        scope: &Scope,
+        current: &str,
+        new: &str,
+    ) -> Result<u64, AuthError> {
+        let caller = require_user(scope)?.clone();
+        check_password("new_password", new)?;
+        let user = self
+            .store
+            .get_user(scope, &caller.uid)
+            .await?
+            .ok_or(AuthError::SessionRevoked)?;
+        if !password::verify(current.to_string(), user.password_hash.clone()).await {
+            return Err(AuthError::InvalidCredentials);
+        }
+        let hash = password::hash(new.to_string()).await?;
+        self.store.set_user_password(scope, &user.id, &hash).await?;
+        Ok(self
+            .store
+            .revoke_user_sessions(scope, &user.id, Some(&caller.session_id))
+            .await?)
+    }
+
+    /// Starts email verification or password reset for `email`. It answers the same
+    /// whether or not the email exists: validation happens here, the lookup, token and
+    /// mail happen in the background.
+    pub fn request_token(
+        self: &Arc<Self>,
+        scope: &Scope,
+        email: &str,
+        kind: UserTokenKind,
+    ) -> Result<(), AuthError> {
+        let email = email_of(email)?;
+        let this = self.clone();
+        let scope = scope.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.send_token(&scope, &email, kind).await {
+                tracing::warn!(error = %e, "could not issue single-use token");
+            }
+        });
+        Ok(())
+    }
+
+    async fn send_token(
+        &self,
+        scope: &Scope,
+        email: &str,
+        kind: UserTokenKind,
+    ) -> Result<(), AuthError> {
+        let Some(user) = self.store.get_user_by_email(scope, email).await? else {
+            return Ok(());
+        };
+        if user.disabled {
+            return Ok(());
+        }
+        let token = random_token(32);
+        let ttl = match kind {
+            UserTokenKind::VerifyEmail => self.settings.verify_ttl,
+            UserTokenKind::ResetPassword => self.settings.reset_ttl,
+        };
+        let expires_at = crate::store::now_ms() + ttl.as_millis() as i64;
+        self.store
+            .create_user_token(scope, &user.id, kind, &sha256_hex(&token), expires_at)
+            .await?;
+        let tenant = scope.tenant();
+        let base = self.settings.public_url.trim_end_matches('/');
+        let (subject, link, action) = match kind {
+            UserTokenKind::VerifyEmail => (
+                format!("Verify your email for {}", tenant.name),
+                format!("{base}/v1/t/{}/auth/verify/confirm?token={token}", tenant.slug),
+                "To verify your email address, open this link",
+            ),
+            UserTokenKind::ResetPassword => (
+                format!("Reset your password for {}", tenant.name),
+                format!("{base}/v1/t/{}/auth/reset/confirm?token={token}", tenant.slug),
+                "To choose a new password, POST the token below with your new password to \
+                 this address (or follow your app's reset page)",
+            ),
+        };
+        let hours = ttl.as_secs() / 3600;
+        let body = format!(
+            "{action}:\n\n{link}\n\nToken: {token}\n\nIt expires in {hours} hour(s) and works once. \
+             If you did not ask for this, ignore this message.\n"
+        );
+        self.mailer
+            .send(Email {
+                to: user.email,
+                subject,
+                body,
+                link,
+            })
+            .await;
+        Ok(())
+    }
+
+    pub async fn confirm_verification(&self, scope: &Scope, token: &str) -> Result<(), AuthError> {
+        let user_id = self
+            .store
+            .consume_user_token(scope, UserTokenKind::VerifyEmail, &sha256_hex(token))
+            .await?
+            .ok_or(AuthError::InvalidOneTimeToken)?;
+        self.store.set_email_verified(scope, &user_id).await?;
+        Ok(())
+    }
+
+    /// Sets a new password from a reset token and ends every session of the user.
+    pub async fn confirm_reset(
+        &self,
+        scope: &Scope,
+        token: &str,
+        new_password: &str,
+    ) -> Result<(), AuthError> {
+        check_password("password", new_password)?;
+        let user_id = self
+            .store
+            .consume_user_token(scope, UserTokenKind::ResetPassword, &sha256_hex(token))
+            .await?
+            .ok_or(AuthError::InvalidOneTimeToken)?;
+        let hash = password::hash(new_password.to_string()).await?;
+        self.store.set_user_password(scope, &user_id, &hash).await?;
+        self.store.revoke_user_sessions(scope, &user_id, None).await?;
+        Ok(())
+    }
+
+    /// Decides who a tenant request's bearer token stands for. A present but invalid
+    /// token is an error, never a silent downgrade to anonymous.
+    pub async fn authenticate(
+        &self,
+        tenant: Arc<Tenant>,
+        bearer: Option<&str>,
+    ) -> Result<Scope, AuthError> {
+        let Some(token) = bearer else {
+            return Ok(Scope::new(tenant, Caller::Anonymous));
+        };
+        let lookup = Scope::new(tenant.clone(), Caller::Anonymous);
+        if let Some(prefix) = service_keys::prefix_of(token) {
+            let key = self.store.find_service_key(&lookup, prefix).await?;
+            return match key {
+                Some(k) if service_keys::matches(token, &k.key_hash) => {
+                    Ok(Scope::new(tenant, Caller::Service { key_id: k.id }))
+                }
+                _ => Err(AuthError::InvalidToken(
+                    "unknown or revoked service key".into(),
+                )),
+            };
+        }
+        let claims: AccessClaims = self
+            .keyring
+            .verify(token, &tenant.audience())
+            .await
+            .map_err(|e| match e {
+                TokenError::Expired => AuthError::TokenExpired,
+                TokenError::Invalid(why) => AuthError::InvalidToken(why),
+            })?;
+        match self
+            .store
+            .session_state(&lookup, &claims.sid, &claims.sub)
+            .await?
+        {
+            SessionState::Active => Ok(Scope::new(
+                tenant,
+                Caller::User(UserCaller {
+                    uid: claims.sub,
+                    email: claims.email,
+                    email_verified: claims.email_verified,
+                    session_id: claims.sid,
+                }),
+            )),
+            SessionState::Inactive => Err(AuthError::SessionRevoked),
+        }
+    }
+}
+
+pub fn require_user(scope: &Scope) -> Result<&UserCaller, AuthError> {
+    match scope.caller() {
+        Caller::User(u) => Ok(u),
+        _ => Err(AuthError::AuthRequired),
+    }
+}

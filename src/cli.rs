@@ -1,0 +1,269 @@
+//! Command line: `serve` runs the server; the other commands administer local data (the
+//! SQLite data dir or the PostgreSQL database) directly, through the same services as
+//! the admin API, so they are audited the same way.
+
+use std::io::Read;
+
+use clap::{Parser, Subcommand};
+
+use crate::admin::Actor;
+use crate::app::{App, AppState};
+use crate::config::{Config, LogFormat, ServeArgs, StorageArgs};
+
+#[derive(Parser, Debug)]
+#[command(name = "plinth", version, about = "Plinth: a self-hosted, multi-tenant Backend-as-a-Service")]
+pub struct Cli {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Run pending database migrations and exit.
+    Migrate,
+    /// Platform admins.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Service keys of a tenant.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// JWT signing keys.
+    #[command(subcommand)]
+    SigningKey(SigningKeyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Create an admin; the password is read from standard input.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input (required: passwords never go in argv).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        slug: String,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List tenants.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Suspend a tenant: its routes answer 403 until resumed.
+    Suspend { slug: String },
+    /// Resume a suspended tenant.
+    Resume { slug: String },
+    /// Delete a tenant and all of its data.
+    Delete {
+        slug: String,
+        /// Confirm the deletion.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Create a service key; the key is printed once.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// List a tenant's service keys.
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Revoke a service key.
+    Revoke {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SigningKeyCommand {
+    /// Make a new signing key current; older keys keep verifying until restart.
+    Rotate,
+}
+
+pub fn init_tracing(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PLINTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            init_tracing(args.log_format, "info,tower_http=warn,sqlx=warn");
+            serve(&cli.storage, &args).await
+        }
+        command => {
+            init_tracing(LogFormat::Text, "warn");
+            let config = Config::new(cli.storage.location(), ([127, 0, 0, 1], 0).into());
+            let state = AppState::open(config).await?;
+            let result = local(&state, command).await;
+            state.store.close().await;
+            result
+        }
+    }
+}
+
+async fn serve(storage: &StorageArgs, args: &ServeArgs) -> anyhow::Result<()> {
+    let config = Config::from_args(storage, args)?;
+    let backend = match &config.location {
+        crate::store::Location::SqliteDir(dir) => format!("sqlite:{}", dir.display()),
+        crate::store::Location::Postgres(_) => "postgres".to_string(),
+    };
+    let print_token = config.print_setup_token;
+    let app = App::build(config).await?;
+    let addr = app.local_addr();
+    tracing::info!(%addr, %backend, "plinth listening");
+    println!("plinth listening on http://{addr} ({backend})");
+    if let (true, Some(token)) = (print_token, app.setup_token()) {
+        println!(
+            "\nNo admin exists yet. Create the first one with this one-time setup token:\n\n  \
+             curl -X POST http://{addr}/admin/v1/setup -H 'content-type: application/json' \\\n    \
+             -d '{{\"token\":\"{token}\",\"email\":\"you@example.com\",\"password\":\"choose-a-good-one\"}}'\n\n\
+             or locally: plinth admin create --email you@example.com --password-stdin\n"
+        );
+    }
+    app.run(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+fn ts(ms: i64) -> String {
+    crate::http::dto::timestamp(ms)
+}
+
+async fn local(state: &AppState, command: Command) -> anyhow::Result<()> {
+    let admin = &state.admin;
+    let actor = Actor::cli();
+    let e = |err: crate::admin::AdminError| anyhow::anyhow!(crate::error::ApiError::from(err).detail);
+    match command {
+        Command::Serve(_) => unreachable!("handled by run"),
+        Command::Migrate => {
+            // Opening the store ran every pending migration.
+            println!("migrations are up to date");
+        }
+        Command::Admin(AdminCommand::Create { email, .. }) => {
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password)?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            let row = admin.create_admin(&email, password).await.map_err(e)?;
+            println!("admin created: {} ({})", row.email, row.id);
+        }
+        Command::Tenant(TenantCommand::Create { slug, name }) => {
+            let t = admin.create_tenant(&actor, &slug, &name).await.map_err(e)?;
+            println!("tenant created: {} ({})", t.slug, t.name);
+        }
+        Command::Tenant(TenantCommand::List { json }) => {
+            let tenants = admin.list_tenants().await.map_err(e)?;
+            if json {
+                let dtos: Vec<_> = tenants
+                    .into_iter()
+                    .map(crate::http::dto::TenantDto::from)
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&dtos)?);
+            } else {
+                println!("{:<40} {:<10} {:<24} NAME", "SLUG", "STATE", "CREATED");
+                for t in tenants {
+                    let status = if t.suspended { "suspended" } else { "active" };
+                    println!("{:<40} {:<10} {:<24} {}", t.slug, status, ts(t.created_at), t.name);
+                }
+            }
+        }
+        Command::Tenant(TenantCommand::Suspend { slug }) => {
+            admin.set_suspended(&actor, &slug, true).await.map_err(e)?;
+            println!("tenant suspended: {slug}");
+        }
+        Command::Tenant(TenantCommand::Resume { slug }) => {
+            admin.set_suspended(&actor, &slug, false).await.map_err(e)?;
+            println!("tenant resumed: {slug}");
+        }
+        Command::Tenant(TenantCommand::Delete { slug, yes }) => {
+            anyhow::ensure!(yes, "deleting a tenant destroys all its data; pass --yes to confirm");
+            admin.delete_tenant(&actor, &slug).await.map_err(e)?;
+            println!("tenant deleted: {slug}");
+        }
+        Command::Key(KeyCommand::Create { tenant, name }) => {
+            let (row, key) = admin.create_key(&actor, &tenant, &name).await.map_err(e)?;
+            eprintln!("service key {} ({}) created; it is shown only this once:", row.id, row.name);
+            println!("{key}");
+        }
+        Command::Key(KeyCommand::List { tenant }) => {
+            let keys = admin.list_keys(&actor, &tenant).await.map_err(e)?;
+            println!("{:<38} {:<16} {:<24} {:<10} NAME", "ID", "PREFIX", "CREATED", "STATE");
+            for k in keys {
+                let status = if k.revoked_at.is_some() { "revoked" } else { "active" };
+                println!("{:<38} {:<16} {:<24} {:<10} {}", k.id, k.prefix, ts(k.created_at), status, k.name);
+            }
+        }
+        Command::Key(KeyCommand::Revoke { tenant, id }) => {
+            admin.revoke_key(&actor, &tenant, &id).await.map_err(e)?;
+            println!("service key revoked: {id}");
+        }
+        Command::SigningKey(SigningKeyCommand::Rotate) => {
+            let kid = crate::auth::tokens::Keyring::rotate(&state.store).await?;
+            state
+                .store
+                .append_audit(crate::store::NewAudit {
+                    actor: &actor.0,
+                    action: "signing_key.rotate",
+                    tenant: None,
+                    target: Some(&kid),
+                    detail: serde_json::json!({}),
+                })
+                .await?;
+            println!("new signing key: {kid} (restart servers to sign with it; old keys still verify)");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! Settings, from command-line flags and `PLINTH_*` environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::store::Location;
+
+/// A value that must never reach a log: its Debug output is redacted.
+#[derive(Clone, Default)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(value: T) -> Self {
+        Secret(value)
+    }
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> std::fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Where data lives; shared by every command that touches it.
+#[derive(Args, Clone, Debug)]
+pub struct StorageArgs {
+    /// Directory of the embedded SQLite databases.
+    #[arg(long, env = "PLINTH_DATA_DIR", default_value = "./plinth-data", global = true)]
+    pub data_dir: PathBuf,
+    /// Put the whole server on PostgreSQL instead (postgres://user:pass@host/db).
+    #[arg(long, env = "PLINTH_DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+impl StorageArgs {
+    pub fn location(&self) -> Location {
+        match &self.database_url {
+            Some(url) if !url.is_empty() => Location::Postgres(url.clone()),
+            _ => Location::SqliteDir(self.data_dir.clone()),
+        }
+    }
+}
+
+/// Options of `plinth serve`.
+#[derive(Args, Clone, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "PLINTH_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Base URL clients reach this server at (used in emailed links).
+    #[arg(long, env = "PLINTH_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "PLINTH_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    pub body_limit: usize,
+    /// Seconds a request may take before it is answered 503.
+    #[arg(long, env = "PLINTH_REQUEST_TIMEOUT", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+    /// SMTP server for account emails, e.g. smtp://localhost:2525 or smtps://user:pass@host.
+    #[arg(long, env = "PLINTH_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// Sender of account emails.
+    #[arg(long, env = "PLINTH_SMTP_FROM", default_value = "Plinth <no-reply@localhost>")]
+    pub smtp_from: String,
+    /// JWT signing secret (base64, at least 32 bytes). Generated and stored when absent.
+    #[arg(long, env = "PLINTH_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Lifetime of end-user access tokens, in seconds.
+    #[arg(long, env = "PLINTH_ACCESS_TTL", default_value_t = 900)]
+    pub access_ttl_secs: u64,
+    /// Lifetime of an unused session (refresh token), in seconds.
+    #[arg(long, env = "PLINTH_REFRESH_TTL", default_value_t = 30 * 24 * 3600)]
+    pub refresh_ttl_secs: u64,
+    /// Lifetime of admin tokens, in seconds.
+    #[arg(long, env = "PLINTH_ADMIN_TTL", default_value_t = 3600)]
+    pub admin_ttl_secs: u64,
+    /// Login attempts allowed per client IP per minute.
+    #[arg(long, env = "PLINTH_LOGIN_PER_IP", default_value_t = 30)]
+    pub login_per_ip_per_minute: u32,
+    /// Login attempts allowed per account per minute.
+    #[arg(long, env = "PLINTH_LOGIN_PER_ACCOUNT", default_value_t = 10)]
+    pub login_per_account_per_minute: u32,
+    /// Take the client IP from X-Forwarded-For (only behind a trusted proxy).
+    #[arg(long, env = "PLINTH_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
+    /// Connections in the PostgreSQL pool.
+    #[arg(long, env = "PLINTH_PG_MAX_CONNECTIONS", default_value_t = 20)]
+    pub pg_max_connections: u32,
+    /// Log format.
+    #[arg(long, env = "PLINTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Everything the server needs, resolved.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub location: Location,
+    pub public_url: String,
+    pub body_limit: usize,
+    pub request_timeout: Duration,
+    pub smtp_url: Option<Secret<String>>,
+    pub smtp_from: String,
+    pub jwt_secret: Option<Secret<Vec<u8>>>,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub admin_ttl: Duration,
+    pub verify_ttl: Duration,
+    pub reset_ttl: Duration,
+    pub login_per_ip_per_minute: u32,
+    pub login_per_account_per_minute: u32,
+    pub trust_forwarded_for: bool,
+    pub pg_max_connections: u32,
+    pub tenant_cache_ttl: Duration,
+    /// Print the setup token on stdout (the server binary) or keep it quiet (embedded).
+    pub print_setup_token: bool,
+}
+
+impl Config {
+    /// Defaults for a server on `location` listening on `listen`; tests start from this.
+    pub fn new(location: Location, listen: SocketAddr) -> Config {
+        Config {
+            listen,
+            location,
+            public_url: format!("http://{listen}"),
+            body_limit: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            smtp_url: None,
+            smtp_from: "Plinth <no-reply@localhost>".into(),
+            jwt_secret: None,
+            access_ttl: Duration::from_secs(900),
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            admin_ttl: Duration::from_secs(3600),
+            verify_ttl: Duration::from_secs(24 * 3600),
+            reset_ttl: Duration::from_secs(3600),
+            login_per_ip_per_minute: 30,
+            login_per_account_per_minute: 10,
+            trust_forwarded_for: false,
+            pg_max_connections: 20,
+            tenant_cache_ttl: Duration::from_secs(2),
+            print_setup_token: false,
+        }
+    }
+
+    pub fn from_args(storage: &StorageArgs, serve: &ServeArgs) -> anyhow::Result<Config> {
+        use base64::Engine;
+        let jwt_secret = match &serve.jwt_secret {
+            Some(s) => Some(Secret::new(
+                base64::engine::general_purpose::STANDARD
+                    .decode(s.trim())
+                    .map_err(|e| anyhow::anyhow!("PLINTH_JWT_SECRET is not base64: {e}"))?,
+            )),
+            None => None,
+        };
+        let mut c = Config::new(storage.location(), serve.listen);
+        if let Some(url) = &serve.public_url {
+            c.public_url = url.clone();
+        }
+        c.body_limit = serve.body_limit;
+        c.request_timeout = Duration::from_secs(serve.request_timeout_secs.max(1));
+        c.smtp_url = serve.smtp_url.clone().filter(|u| !u.is_empty()).map(Secret::new);
+        c.smtp_from = serve.smtp_from.clone();
+        c.jwt_secret = jwt_secret;
+        c.access_ttl = Duration::from_secs(serve.access_ttl_secs.max(1));
+        c.refresh_ttl = Duration::from_secs(serve.refresh_ttl_secs.max(1));
+        c.admin_ttl = Duration::from_secs(serve.admin_ttl_secs.max(1));
+        c.login_per_ip_per_minute = serve.login_per_ip_per_minute;
+        c.login_per_account_per_minute = serve.login_per_account_per_minute;
+        c.trust_forwarded_for = serve.trust_forwarded_for;
+        c.pg_max_connections = serve.pg_max_connections;
+        c.print_setup_token = true;
+        Ok(c)
+    }
+}

@@ -1,0 +1,361 @@
+//! `/admin/v1/*`: first-run setup, admin login, tenants, service keys, users, audit.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::dto::*;
+use super::extract::{AdminCaller, ApiJson, ApiQuery, Client};
+use crate::admin::Actor;
+use crate::app::AppState;
+use crate::error::{ApiResult, Problem};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(setup))
+        .routes(routes!(login))
+        .routes(routes!(list_tenants, create_tenant))
+        .routes(routes!(get_tenant, update_tenant, delete_tenant))
+        .routes(routes!(suspend_tenant))
+        .routes(routes!(resume_tenant))
+        .routes(routes!(list_keys, create_key))
+        .routes(routes!(revoke_key))
+        .routes(routes!(list_users))
+        .routes(routes!(get_user, delete_user))
+        .routes(routes!(disable_user))
+        .routes(routes!(enable_user))
+        .routes(routes!(revoke_user_sessions))
+        .routes(routes!(list_audit))
+}
+
+fn actor(admin: &AdminCaller) -> Actor {
+    Actor::admin(&admin.0.email)
+}
+
+/// Create the first admin with the one-time token that `plinth serve` printed.
+#[utoipa::path(post, path = "/admin/v1/setup", tag = "admin",
+    request_body = SetupRequest,
+    responses((status = 201, body = SetupResponse),
+              (status = 403, body = Problem, description = "invalid_setup_token")))]
+async fn setup(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<SetupRequest>,
+) -> ApiResult<(StatusCode, Json<SetupResponse>)> {
+    let (admin, token) = state
+        .admin
+        .setup(&body.token, &body.email, &body.password)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(SetupResponse {
+            admin: AdminDto {
+                id: admin.id,
+                email: admin.email,
+            },
+            access_token: token,
+            expires_in: state.admin.admin_ttl().as_secs(),
+        }),
+    ))
+}
+
+/// Admin sign-in; the token's audience is the admin API only.
+#[utoipa::path(post, path = "/admin/v1/auth/login", tag = "admin",
+    request_body = Credentials,
+    responses((status = 200, body = AdminToken), (status = 401, body = Problem),
+              (status = 429, body = Problem)))]
+async fn login(
+    State(state): State<AppState>,
+    Client(client): Client,
+    ApiJson(body): ApiJson<Credentials>,
+) -> ApiResult<Json<AdminToken>> {
+    let token = state
+        .admin
+        .login(&body.email, &body.password, &client.ip)
+        .await?;
+    Ok(Json(AdminToken {
+        access_token: token,
+        token_type: "Bearer",
+        expires_in: state.admin.admin_ttl().as_secs(),
+    }))
+}
+
+/// All tenants, by slug.
+#[utoipa::path(get, path = "/admin/v1/tenants", tag = "tenants",
+    responses((status = 200, body = TenantList), (status = 401, body = Problem)),
+    security(("bearer" = [])))]
+async fn list_tenants(State(state): State<AppState>, _admin: AdminCaller) -> ApiResult<Json<TenantList>> {
+    let items = state.admin.list_tenants().await?;
+    Ok(Json(TenantList {
+        items: items.into_iter().map(TenantDto::from).collect(),
+    }))
+}
+
+/// Create a tenant. The slug (`^[a-z][a-z0-9-]{2,39}$`, not reserved) names it in routes.
+#[utoipa::path(post, path = "/admin/v1/tenants", tag = "tenants",
+    request_body = CreateTenant,
+    responses((status = 201, body = TenantDto), (status = 400, body = Problem),
+              (status = 409, body = Problem)),
+    security(("bearer" = [])))]
+async fn create_tenant(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    ApiJson(body): ApiJson<CreateTenant>,
+) -> ApiResult<(StatusCode, Json<TenantDto>)> {
+    let tenant = state
+        .admin
+        .create_tenant(&actor(&admin), &body.slug, &body.name)
+        .await?;
+    Ok((StatusCode::CREATED, Json(tenant.into())))
+}
+
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}", tag = "tenants",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    responses((status = 200, body = TenantDto), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+async fn get_tenant(
+    State(state): State<AppState>,
+    _admin: AdminCaller,
+    Path(tenant): Path<String>,
+) -> ApiResult<Json<TenantDto>> {
+    Ok(Json(state.admin.get_tenant(&tenant).await?.into()))
+}
+
+/// Rename a tenant and/or set its allowed CORS origins.
+#[utoipa::path(patch, path = "/admin/v1/tenants/{tenant}", tag = "tenants",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    request_body = UpdateTenant,
+    responses((status = 200, body = TenantDto), (status = 400, body = Problem),
+              (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+async fn update_tenant(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    Path(tenant): Path<String>,
+    ApiJson(body): ApiJson<UpdateTenant>,
+) -> ApiResult<Json<TenantDto>> {
+    let t = state
+        .admin
+        .update_tenant(
+            &actor(&admin),
+            &tenant,
+            body.name.as_deref(),
+            body.cors_origins.as_deref(),
+        )
+        .await?;
+    Ok(Json(t.into()))
+}
+
+/// Delete a tenant and all its data (on SQLite, its database file).
+#[utoipa::path(delete, path = "/admin/v1/tenants/{tenant}", tag = "tenants",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    responses((status = 204), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+async fn delete_tenant(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    Path(tenant): Path<String>,
+) -> ApiResult<StatusCode> {
+    state.admin.delete_tenant(&actor(&admin), &tenant).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Suspend a tenant: every tenant route answers 403 `tenant_suspended`.
+#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/suspend", tag = "tenants",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    responses((status = 200, body = TenantDto), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+async fn suspend_tenant(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    Path(tenant): Path<String>,
+) -> ApiResult<Json<TenantDto>> {
+    let t = state.admin.set_suspended(&actor(&admin), &tenant, true).await?;
+    Ok(Json(t.into()))
+}
+
+#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/resume", tag = "tenants",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    responses((status = 200, body = TenantDto), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+async fn resume_tenant(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    Path(tenant): Path<String>,
+) -> ApiResult<Json<TenantDto>> {
+    let t = state.admin.set_suspended(&actor(&admin), &tenant, false).await?;
+    Ok(Json(t.into()))
+}
+
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/keys", tag = "keys",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    responses((status = 200, body = KeyList), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+async fn list_keys(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    Path(tenant): Path<String>,
+) -> ApiResult<Json<KeyList>> {
+    let keys = state.admin.list_keys(&actor(&admin), &tenant).await?;
+    Ok(Json(KeyList {
+        items: keys.into_iter().map(KeyDto::from).collect(),
+    }))
+}
+
+/// Create a service key. The answer holds the secret; it is never shown again.
+#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/keys", tag = "keys",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    request_body = CreateKey,
+    responses((status = 201, body = CreatedKey), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+async fn create_key(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    Path(tenant): Path<String>,
+    ApiJson(body): ApiJson<CreateKey>,
+) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
+    let (row, key) = state
+        .admin
+        .create_key(&actor(&admin), &tenant, &body.name)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKey {
+            id: row.id,
+            name: row.name,
+            prefix: row.prefix,
+            key,
+        }),
+    ))
+}
+
+#[utoipa::path(delete, path = "/admin/v1/tenants/{tenant}/keys/{id}", tag = "keys",
+    params(("tenant" = String, Path, description = "Tenant slug"), ("id" = String, Path)),
+    responses((status = 200, body = KeyDto), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+async fn revoke_key(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    Path((tenant, id)): Path<(String, String)>,
+) -> ApiResult<Json<KeyDto>> {
+    let row = state.admin.revoke_key(&actor(&admin), &tenant, &id).await?;
+    Ok(Json(row.into()))
+}
+
+/// A tenant's users, in creation order, paged by cursor; `search` matches part of the email.
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/users", tag = "users",
+    params(("tenant" = String, Path, description = "Tenant slug"), UserListQuery),
+    responses((status = 200, body = UserPage), (status = 400, body = Problem)),
+    security(("bearer" = [])))]
+async fn list_users(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    Path(tenant): Path<String>,
+    ApiQuery(q): ApiQuery<UserListQuery>,
+) -> ApiResult<Json<UserPage>> {
+    let page = state
+        .admin
+        .list_users(
+            &actor(&admin),
+            &tenant,
+            q.search.as_deref(),
+            q.cursor.as_deref(),
+            q.limit,
+        )
+        .await?;
+    Ok(Json(page.into()))
+}
+
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/users/{id}", tag = "users",
+    params(("tenant" = String, Path, description = "Tenant slug"), ("id" = String, Path)),
+    responses((status = 200, body = UserDto), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+async fn get_user(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    Path((tenant, id)): Path<(String, String)>,
+) -> ApiResult<Json<UserDto>> {
+    Ok(Json(state.admin.get_user(&actor(&admin), &tenant, &id).await?.into()))
+}
+
+/// Delete a user with their sessions and tokens.
+#[utoipa::path(delete, path = "/admin/v1/tenants/{tenant}/users/{id}", tag = "users",
+    params(("tenant" = String, Path, description = "Tenant slug"), ("id" = String, Path)),
+    responses((status = 204), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+async fn delete_user(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    Path((tenant, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    state.admin.delete_user(&actor(&admin), &tenant, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Disable a user: their sessions end and they can do nothing until enabled.
+#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/users/{id}/disable", tag = "users",
+    params(("tenant" = String, Path, description = "Tenant slug"), ("id" = String, Path)),
+    responses((status = 200, body = UserDto), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+async fn disable_user(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    Path((tenant, id)): Path<(String, String)>,
+) -> ApiResult<Json<UserDto>> {
+    let u = state
+        .admin
+        .set_user_disabled(&actor(&admin), &tenant, &id, true)
+        .await?;
+    Ok(Json(u.into()))
+}
+
+#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/users/{id}/enable", tag = "users",
+    params(("tenant" = String, Path, description = "Tenant slug"), ("id" = String, Path)),
+    responses((status = 200, body = UserDto), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+async fn enable_user(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    Path((tenant, id)): Path<(String, String)>,
+) -> ApiResult<Json<UserDto>> {
+    let u = state
+        .admin
+        .set_user_disabled(&actor(&admin), &tenant, &id, false)
+        .await?;
+    Ok(Json(u.into()))
+}
+
+/// End every session of a user (they must sign in again).
+#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/users/{id}/revoke-sessions", tag = "users",
+    params(("tenant" = String, Path, description = "Tenant slug"), ("id" = String, Path)),
+    responses((status = 200, body = RevokedSessions), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+async fn revoke_user_sessions(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    Path((tenant, id)): Path<(String, String)>,
+) -> ApiResult<Json<RevokedSessions>> {
+    let n = state
+        .admin
+        .revoke_user_sessions(&actor(&admin), &tenant, &id)
+        .await?;
+    Ok(Json(RevokedSessions { revoked_sessions: n }))
+}
+
+/// Every admin action, newest first.
+#[utoipa::path(get, path = "/admin/v1/audit", tag = "admin",
+    params(AuditQueryParams),
+    responses((status = 200, body = AuditPage), (status = 400, body = Problem)),
+    security(("bearer" = [])))]
+async fn list_audit(
+    State(state): State<AppState>,
+    _admin: AdminCaller,
+    ApiQuery(q): ApiQuery<AuditQueryParams>,
+) -> ApiResult<Json<AuditPage>> {
+    let page = state
+        .admin
+        .list_audit(q.tenant.as_deref(), q.cursor.as_deref(), q.limit)
+        .await?;
+    Ok(Json(page.into()))
+}

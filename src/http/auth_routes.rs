@@ -1,0 +1,206 @@
+//! `/v1/t/{tenant}/auth/*`: end-user sign-up, sessions and account flows.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::dto::*;
+use super::extract::{ApiJson, ApiQuery, Client, OptionalJson, TenantScope};
+use crate::app::AppState;
+use crate::auth::service::require_user;
+use crate::error::{ApiResult, Problem};
+use crate::store::UserTokenKind;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(signup))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(me))
+        .routes(routes!(change_password))
+        .routes(routes!(verify_request))
+        .routes(routes!(verify_confirm, verify_confirm_link))
+        .routes(routes!(reset_request))
+        .routes(routes!(reset_confirm))
+}
+
+/// Create an account and start a session.
+#[utoipa::path(post, path = "/v1/t/{tenant}/auth/signup", tag = "auth",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    request_body = Credentials,
+    responses((status = 201, body = SessionDto), (status = 400, body = Problem),
+              (status = 409, body = Problem, description = "email_taken")))]
+async fn signup(
+    State(state): State<AppState>,
+    TenantScope(scope): TenantScope,
+    Client(client): Client,
+    ApiJson(body): ApiJson<Credentials>,
+) -> ApiResult<(StatusCode, Json<SessionDto>)> {
+    let session = state
+        .auth
+        .signup(&scope, &body.email, &body.password, &client)
+        .await?;
+    Ok((StatusCode::CREATED, Json(session.into())))
+}
+
+/// Sign in with email and password (rate limited per IP and per account).
+#[utoipa::path(post, path = "/v1/t/{tenant}/auth/login", tag = "auth",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    request_body = Credentials,
+    responses((status = 200, body = SessionDto), (status = 401, body = Problem),
+              (status = 429, body = Problem, description = "rate_limited, with Retry-After")))]
+async fn login(
+    State(state): State<AppState>,
+    TenantScope(scope): TenantScope,
+    Client(client): Client,
+    ApiJson(body): ApiJson<Credentials>,
+) -> ApiResult<Json<SessionDto>> {
+    let session = state
+        .auth
+        .login(&scope, &body.email, &body.password, &client)
+        .await?;
+    Ok(Json(session.into()))
+}
+
+/// Trade a refresh token for a new access token and a new refresh token. Presenting a
+/// refresh token twice revokes its whole session.
+#[utoipa::path(post, path = "/v1/t/{tenant}/auth/refresh", tag = "auth",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    request_body = RefreshRequest,
+    responses((status = 200, body = SessionDto), (status = 401, body = Problem)))]
+async fn refresh(
+    State(state): State<AppState>,
+    TenantScope(scope): TenantScope,
+    ApiJson(body): ApiJson<RefreshRequest>,
+) -> ApiResult<Json<SessionDto>> {
+    let session = state.auth.refresh(&scope, &body.refresh_token).await?;
+    Ok(Json(session.into()))
+}
+
+/// End the caller's session (access token) and/or the session of a refresh token.
+#[utoipa::path(post, path = "/v1/t/{tenant}/auth/logout", tag = "auth",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    request_body(content = LogoutRequest, description = "optional"),
+    responses((status = 204), (status = 401, body = Problem)))]
+async fn logout(
+    State(state): State<AppState>,
+    TenantScope(scope): TenantScope,
+    OptionalJson(body): OptionalJson<LogoutRequest>,
+) -> ApiResult<StatusCode> {
+    state
+        .auth
+        .logout(&scope, body.refresh_token.as_deref())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The signed-in user.
+#[utoipa::path(get, path = "/v1/t/{tenant}/auth/me", tag = "auth",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    responses((status = 200, body = UserDto), (status = 401, body = Problem)),
+    security(("bearer" = [])))]
+async fn me(State(state): State<AppState>, TenantScope(scope): TenantScope) -> ApiResult<Json<UserDto>> {
+    Ok(Json(state.auth.me(&scope).await?.into()))
+}
+
+/// Change the password; every other session of the user ends.
+#[utoipa::path(post, path = "/v1/t/{tenant}/auth/password", tag = "auth",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    request_body = PasswordChange,
+    responses((status = 200, body = PasswordChanged), (status = 401, body = Problem)),
+    security(("bearer" = [])))]
+async fn change_password(
+    State(state): State<AppState>,
+    TenantScope(scope): TenantScope,
+    ApiJson(body): ApiJson<PasswordChange>,
+) -> ApiResult<Json<PasswordChanged>> {
+    require_user(&scope)?;
+    let revoked_sessions = state
+        .auth
+        .change_password(&scope, &body.current_password, &body.new_password)
+        .await?;
+    Ok(Json(PasswordChanged { revoked_sessions }))
+}
+
+fn accepted() -> (StatusCode, Json<Accepted>) {
+    (StatusCode::ACCEPTED, Json(Accepted { status: "accepted" }))
+}
+
+/// Email a verification link. Answers 202 whether or not the email is registered.
+#[utoipa::path(post, path = "/v1/t/{tenant}/auth/verify/request", tag = "auth",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    request_body = EmailRequest,
+    responses((status = 202, body = Accepted), (status = 400, body = Problem)))]
+async fn verify_request(
+    State(state): State<AppState>,
+    TenantScope(scope): TenantScope,
+    ApiJson(body): ApiJson<EmailRequest>,
+) -> ApiResult<(StatusCode, Json<Accepted>)> {
+    state
+        .auth
+        .request_token(&scope, &body.email, UserTokenKind::VerifyEmail)?;
+    Ok(accepted())
+}
+
+/// Confirm an email address with the emailed token (single use).
+#[utoipa::path(post, path = "/v1/t/{tenant}/auth/verify/confirm", tag = "auth",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    request_body = TokenConfirm,
+    responses((status = 200, body = Verified), (status = 400, body = Problem)))]
+async fn verify_confirm(
+    State(state): State<AppState>,
+    TenantScope(scope): TenantScope,
+    ApiJson(body): ApiJson<TokenConfirm>,
+) -> ApiResult<Json<Verified>> {
+    state.auth.confirm_verification(&scope, &body.token).await?;
+    Ok(Json(Verified { email_verified: true }))
+}
+
+/// The emailed verification link itself: opening it confirms the address.
+#[utoipa::path(get, path = "/v1/t/{tenant}/auth/verify/confirm", tag = "auth",
+    params(("tenant" = String, Path, description = "Tenant slug"), TokenQuery),
+    responses((status = 200, body = Verified), (status = 400, body = Problem)))]
+async fn verify_confirm_link(
+    State(state): State<AppState>,
+    TenantScope(scope): TenantScope,
+    ApiQuery(q): ApiQuery<TokenQuery>,
+) -> ApiResult<Json<Verified>> {
+    state.auth.confirm_verification(&scope, &q.token).await?;
+    Ok(Json(Verified { email_verified: true }))
+}
+
+/// Email a password-reset token. Answers 202 whether or not the email is registered.
+#[utoipa::path(post, path = "/v1/t/{tenant}/auth/reset/request", tag = "auth",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    request_body = EmailRequest,
+    responses((status = 202, body = Accepted), (status = 400, body = Problem)))]
+async fn reset_request(
+    State(state): State<AppState>,
+    TenantScope(scope): TenantScope,
+    ApiJson(body): ApiJson<EmailRequest>,
+) -> ApiResult<(StatusCode, Json<Accepted>)> {
+    state
+        .auth
+        .request_token(&scope, &body.email, UserTokenKind::ResetPassword)?;
+    Ok(accepted())
+}
+
+/// Set a new password with the emailed token (single use); all sessions end.
+#[utoipa::path(post, path = "/v1/t/{tenant}/auth/reset/confirm", tag = "auth",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    request_body = ResetConfirm,
+    responses((status = 204), (status = 400, body = Problem)))]
+async fn reset_confirm(
+    State(state): State<AppState>,
+    TenantScope(scope): TenantScope,
+    ApiJson(body): ApiJson<ResetConfirm>,
+) -> ApiResult<StatusCode> {
+    state
+        .auth
+        .confirm_reset(&scope, &body.token, &body.password)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

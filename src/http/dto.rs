@@ -1,0 +1,313 @@
+//! Request and response bodies of the public API.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::admin::Page;
+use crate::auth::IssuedSession;
+use crate::store::{AuditEntry, ServiceKeyRow, UserRow};
+use crate::tenancy::Tenant;
+
+/// RFC 3339 UTC with milliseconds, from unix milliseconds.
+pub fn timestamp(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserDto {
+    pub id: String,
+    pub email: String,
+    pub email_verified: bool,
+    pub disabled: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<UserRow> for UserDto {
+    fn from(u: UserRow) -> Self {
+        UserDto {
+            id: u.id,
+            email: u.email,
+            email_verified: u.email_verified,
+            disabled: u.disabled,
+            created_at: timestamp(u.created_at),
+            updated_at: timestamp(u.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionDto {
+    pub user: UserDto,
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+}
+
+impl From<IssuedSession> for SessionDto {
+    fn from(s: IssuedSession) -> Self {
+        SessionDto {
+            user: s.user.into(),
+            access_token: s.access_token,
+            refresh_token: s.refresh_token,
+            token_type: "Bearer",
+            expires_in: s.expires_in,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct Credentials {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[derive(Deserialize, Default, ToSchema)]
+pub struct LogoutRequest {
+    /// Optional: also (or instead) end the session this refresh token belongs to.
+    pub refresh_token: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct PasswordChange {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PasswordChanged {
+    /// How many other sessions were ended.
+    pub revoked_sessions: u64,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct EmailRequest {
+    pub email: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct TokenConfirm {
+    pub token: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ResetConfirm {
+    pub token: String,
+    pub password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Accepted {
+    /// Always `accepted`: the answer does not say whether the email is registered.
+    pub status: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Verified {
+    pub email_verified: bool,
+}
+
+// ---- admin --------------------------------------------------------------------------
+
+#[derive(Deserialize, ToSchema)]
+pub struct SetupRequest {
+    /// The one-time token printed by `plinth serve` on first start.
+    pub token: String,
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AdminDto {
+    pub id: String,
+    pub email: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SetupResponse {
+    pub admin: AdminDto,
+    pub access_token: String,
+    pub expires_in: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AdminToken {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TenantDto {
+    pub slug: String,
+    pub name: String,
+    pub suspended: bool,
+    pub cors_origins: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<Tenant> for TenantDto {
+    fn from(t: Tenant) -> Self {
+        TenantDto {
+            slug: t.slug,
+            name: t.name,
+            suspended: t.suspended,
+            cors_origins: t.cors_origins,
+            created_at: timestamp(t.created_at),
+            updated_at: timestamp(t.updated_at),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateTenant {
+    pub slug: String,
+    /// Display name; defaults to the slug.
+    #[serde(default)]
+    pub name: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct UpdateTenant {
+    pub name: Option<String>,
+    /// Origins allowed to call this tenant's API from a browser (`*` for any).
+    pub cors_origins: Option<Vec<String>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TenantList {
+    pub items: Vec<TenantDto>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateKey {
+    pub name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyDto {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+impl From<ServiceKeyRow> for KeyDto {
+    fn from(k: ServiceKeyRow) -> Self {
+        KeyDto {
+            id: k.id,
+            name: k.name,
+            prefix: k.prefix,
+            created_at: timestamp(k.created_at),
+            revoked_at: k.revoked_at.map(timestamp),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedKey {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    /// The secret: shown this once, stored only as a hash.
+    pub key: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyList {
+    pub items: Vec<KeyDto>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserPage {
+    pub items: Vec<UserDto>,
+    pub next_cursor: Option<String>,
+}
+
+impl From<Page<UserRow>> for UserPage {
+    fn from(p: Page<UserRow>) -> Self {
+        UserPage {
+            items: p.items.into_iter().map(UserDto::from).collect(),
+            next_cursor: p.next_cursor,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RevokedSessions {
+    pub revoked_sessions: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditDto {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub tenant: Option<String>,
+    pub target: Option<String>,
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditPage {
+    pub items: Vec<AuditDto>,
+    pub next_cursor: Option<String>,
+}
+
+impl From<Page<AuditEntry>> for AuditPage {
+    fn from(p: Page<AuditEntry>) -> Self {
+        AuditPage {
+            items: p
+                .items
+                .into_iter()
+                .map(|e| AuditDto {
+                    id: e.id,
+                    at: timestamp(e.at),
+                    actor: e.actor,
+                    action: e.action,
+                    tenant: e.tenant,
+                    target: e.target,
+                    detail: serde_json::from_str(&e.detail).unwrap_or_default(),
+                })
+                .collect(),
+            next_cursor: p.next_cursor,
+        }
+    }
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct UserListQuery {
+    /// Part of the email to look for.
+    pub search: Option<String>,
+    pub cursor: Option<String>,
+    /// 1..1000, default 50.
+    pub limit: Option<i64>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct AuditQueryParams {
+    /// Only entries about this tenant.
+    pub tenant: Option<String>,
+    pub cursor: Option<String>,
+    /// 1..1000, default 100.
+    pub limit: Option<i64>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct TokenQuery {
+    pub token: String,
+}

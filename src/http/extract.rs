@@ -1,0 +1,232 @@
+//! Request extractors. `TenantScope` is the only way a tenant route gets a `Scope`: it
+//! resolves the tenant from the path, refuses unknown and suspended tenants, and turns the
+//! bearer token into a caller. Body extractors answer problem+json with line and column.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+
+use crate::admin::AdminIdentity;
+use crate::app::AppState;
+use crate::auth::ClientInfo;
+use crate::error::ApiError;
+use crate::tenancy::Scope;
+
+/// Filled by `TenantScope` once a tenant is resolved; read by the metrics middleware.
+#[derive(Clone, Default)]
+pub struct TenantSlot(pub Arc<OnceLock<String>>);
+
+/// The tenant and caller of a tenant route.
+pub struct TenantScope(pub Scope);
+
+fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
+    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("invalid_token", "malformed Authorization header"))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError::unauthorized("invalid_token", "Authorization must be 'Bearer <token>'")
+        })?;
+    Ok(Some(token))
+}
+
+impl FromRequestParts<AppState> for TenantScope {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::internal("tenant route without path parameters"))?;
+        let slug = params
+            .iter()
+            .find(|(k, _)| *k == "tenant")
+            .map(|(_, v)| v.to_string())
+            .ok_or_else(|| ApiError::internal("tenant route without {tenant}"))?;
+        let tenant = state
+            .registry
+            .get(&slug)
+            .await?
+            .ok_or_else(|| ApiError::not_found("tenant_not_found", "no tenant with this slug"))?;
+        if tenant.suspended {
+            return Err(ApiError::forbidden(
+                "tenant_suspended",
+                "this tenant is suspended",
+            ));
+        }
+        if let Some(slot) = parts.extensions.get::<TenantSlot>() {
+            let _ = slot.0.set(tenant.slug.clone());
+        }
+        let token = bearer(parts)?;
+        let scope = state.auth.authenticate(tenant, token).await?;
+        Ok(TenantScope(scope))
+    }
+}
+
+/// A platform admin, proven by an admin token.
+pub struct AdminCaller(pub AdminIdentity);
+
+impl FromRequestParts<AppState> for AdminCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts)?.ok_or_else(|| {
+            ApiError::unauthorized("auth_required", "this endpoint needs an admin token")
+        })?;
+        Ok(AdminCaller(state.admin.verify_token(token).await?))
+    }
+}
+
+/// Client address and user agent.
+pub struct Client(pub ClientInfo);
+
+impl FromRequestParts<AppState> for Client {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string());
+        let forwarded = if state.config.trust_forwarded_for {
+            parts
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next_back())
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        } else {
+            None
+        };
+        let ip = forwarded.or(peer).unwrap_or_else(|| "unknown".into());
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(256).collect());
+        Ok(Client(ClientInfo { ip, user_agent }))
+    }
+}
+
+/// A JSON body: `Content-Type: application/json` (or `+json`) required, size bounded by
+/// the body limit (413), syntax errors reported with line and column.
+pub struct ApiJson<T>(pub T);
+
+fn is_json(parts: &axum::http::HeaderMap) -> bool {
+    let Some(ct) = parts.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body exceeds the size limit",
+            )
+        } else {
+            ApiError::bad_request("unreadable_body", rejection.body_text())
+        }
+    })
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let at = format!("line {} column {}", e.line(), e.column());
+        match e.classify() {
+            serde_json::error::Category::Data => {
+                ApiError::bad_request("invalid_body", format!("{e}"))
+            }
+            _ => ApiError::bad_request(
+                "malformed_json",
+                format!("malformed JSON at {at}: {}", strip_position(&e.to_string())),
+            ),
+        }
+    })
+}
+
+/// serde_json appends " at line L column C"; the detail states the position once, up front.
+fn strip_position(msg: &str) -> &str {
+    msg.rfind(" at line ").map_or(msg, |i| &msg[..i])
+}
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected Content-Type: application/json",
+            ));
+        }
+        let bytes = read_body(req, state).await?;
+        Ok(ApiJson(parse_json(&bytes)?))
+    }
+}
+
+/// Like [`ApiJson`], but an empty body (with any content type) means `T::default()`.
+pub struct OptionalJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for OptionalJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Default,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let json = is_json(req.headers());
+        let bytes = read_body(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        if !json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected Content-Type: application/json",
+            ));
+        }
+        Ok(OptionalJson(parse_json(&bytes)?))
+    }
+}
+
+/// Query parameters; a malformed query is a 400 problem naming what is wrong.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+    }
+}

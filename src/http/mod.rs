@@ -1,0 +1,147 @@
+//! The HTTP surface: routers, thin handlers, extractors, DTOs and the OpenAPI document.
+//! Routes are registered through utoipa, so `/openapi.json` is generated from them.
+
+mod admin_routes;
+mod auth_routes;
+pub mod dto;
+pub mod extract;
+mod middleware;
+mod ops;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::routing::get;
+use axum::{Router, middleware as mw};
+use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::app::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Plinth API", description = "Multi-tenant Backend-as-a-Service: tenants, \
+        end-user auth, documents, realtime and functions. Errors are RFC 9457 \
+        application/problem+json with a stable `code`."),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "End-user accounts of a tenant"),
+        (name = "admin", description = "Platform administration"),
+        (name = "tenants", description = "Tenants"),
+        (name = "keys", description = "Service keys of a tenant"),
+        (name = "users", description = "A tenant's users, as seen by an admin"),
+        (name = "ops", description = "Health, readiness, metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT or service key")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The routes and the OpenAPI document generated from them.
+pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let tenant_routes = auth_routes::router().layer(tenant_cors(state.clone()));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(admin_routes::router())
+        .merge(tenant_routes)
+        .merge(ops::router())
+        .split_for_parts()
+}
+
+pub fn router(state: AppState) -> Router {
+    let (api, mut openapi) = api(&state);
+    openapi.info.version = env!("CARGO_PKG_VERSION").to_string();
+    let spec = Arc::new(openapi.to_json().unwrap_or_default());
+    let request_id = HeaderName::from_static("x-request-id");
+    api.route(
+        "/openapi.json",
+        get(move || {
+            let spec = spec.clone();
+            async move { ([(header::CONTENT_TYPE, "application/json")], (*spec).clone()) }
+        }),
+    )
+    .fallback(middleware::not_found)
+    .layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+            .layer(
+                TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                }),
+            )
+            .layer(PropagateRequestIdLayer::new(request_id))
+            .layer(mw::from_fn_with_state(state.clone(), middleware::observe))
+            .layer(mw::from_fn(middleware::problem_fallback))
+            .layer(mw::from_fn_with_state(state.clone(), middleware::timeout))
+            .layer(DefaultBodyLimit::max(state.config.body_limit)),
+    )
+    .with_state(state)
+}
+
+/// CORS for tenant routes: the allowed origins are a setting of each tenant.
+fn tenant_cors(state: AppState) -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::async_predicate(
+            move |origin: HeaderValue, parts: &axum::http::request::Parts| {
+                let slug = parts
+                    .uri
+                    .path()
+                    .strip_prefix("/v1/t/")
+                    .and_then(|rest| rest.split('/').next())
+                    .map(str::to_string);
+                let state = state.clone();
+                async move {
+                    let Some(slug) = slug else { return false };
+                    let Ok(Some(tenant)) = state.registry.get(&slug).await else {
+                        return false;
+                    };
+                    let origin = origin.to_str().unwrap_or("");
+                    tenant
+                        .cors_origins
+                        .iter()
+                        .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+                }
+            },
+        ))
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+            header::IF_NONE_MATCH,
+        ])
+        .expose_headers([header::ETAG, HeaderName::from_static("x-request-id")])
+        .max_age(Duration::from_secs(600))
+}

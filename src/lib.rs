@@ -1,0 +1,17 @@
+//! Plinth: a self-hosted, multi-tenant Backend-as-a-Service in one binary.
+//!
+//! `app::App::build(config)` is what the server binary and the integration tests embed.
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod store;
+pub mod tenancy;

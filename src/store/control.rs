@@ -1,0 +1,344 @@
+//! Control tables: tenants, platform admins, the setup token, signing keys, audit log.
+
+use super::{Store, StoreError, StoreResult, now_ms, on_db, on_unique};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TenantRow {
+    pub id: i64,
+    pub slug: String,
+    pub name: String,
+    pub suspended: bool,
+    /// JSON array of allowed CORS origins.
+    pub cors_origins: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AdminRow {
+    pub id: String,
+    pub email: String,
+    pub password_hash: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SigningKeyRow {
+    pub kid: String,
+    pub alg: String,
+    pub secret: String,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub tenant: Option<String>,
+    pub target: Option<String>,
+    pub detail: String,
+}
+
+pub struct NewAudit<'a> {
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub tenant: Option<&'a str>,
+    pub target: Option<&'a str>,
+    pub detail: serde_json::Value,
+}
+
+pub struct AuditQuery<'a> {
+    pub tenant: Option<&'a str>,
+    /// Only entries older than this id (keyset cursor).
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+const TENANT_COLUMNS: &str = "id, slug, name, suspended, cors_origins, created_at, updated_at";
+
+impl Store {
+    // ---- tenants ----------------------------------------------------------------------
+
+    pub async fn create_tenant(&self, slug: &str, name: &str) -> StoreResult<TenantRow> {
+        let now = now_ms();
+        let db = self.control_db();
+        let row: TenantRow = on_db!(db, |p| {
+            sqlx::query_as(
+                "INSERT INTO tenants (slug, name, suspended, cors_origins, created_at, updated_at) \
+                 VALUES ($1, $2, FALSE, '[]', $3, $3) \
+                 RETURNING id, slug, name, suspended, cors_origins, created_at, updated_at",
+            )
+            .bind(slug)
+            .bind(name)
+            .bind(now)
+            .fetch_one(&p)
+            .await
+            .map_err(|e| on_unique(e, "a tenant with this slug exists"))?
+        });
+        if let Err(e) = self.provision_tenant(row.id).await {
+            // Leave no half-created tenant behind.
+            let _ = self.delete_tenant_row(row.id).await;
+            return Err(e);
+        }
+        Ok(row)
+    }
+
+    pub async fn list_tenants(&self) -> StoreResult<Vec<TenantRow>> {
+        let db = self.control_db();
+        let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY slug");
+        Ok(on_db!(db, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&p)
+            .await?))
+    }
+
+    pub async fn get_tenant_by_slug(&self, slug: &str) -> StoreResult<Option<TenantRow>> {
+        let db = self.control_db();
+        let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE slug = $1");
+        Ok(on_db!(db, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(slug)
+            .fetch_optional(&p)
+            .await?))
+    }
+
+    /// Updates the mutable settings of a tenant; `None` leaves a field as it is.
+    pub async fn update_tenant(
+        &self,
+        slug: &str,
+        name: Option<&str>,
+        suspended: Option<bool>,
+        cors_origins: Option<&str>,
+    ) -> StoreResult<TenantRow> {
+        let db = self.control_db();
+        let sql = format!(
+            "UPDATE tenants SET name = COALESCE($2, name), suspended = COALESCE($3, suspended), \
+             cors_origins = COALESCE($4, cors_origins), updated_at = $5 \
+             WHERE slug = $1 RETURNING {TENANT_COLUMNS}"
+        );
+        let row: Option<TenantRow> = on_db!(db, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(slug)
+            .bind(name)
+            .bind(suspended)
+            .bind(cors_origins)
+            .bind(now_ms())
+            .fetch_optional(&p)
+            .await?);
+        row.ok_or(StoreError::NotFound)
+    }
+
+    /// Deletes a tenant and all its data (on SQLite: its database file).
+    pub async fn delete_tenant(&self, slug: &str) -> StoreResult<TenantRow> {
+        let tenant = self
+            .get_tenant_by_slug(slug)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        self.delete_tenant_row(tenant.id).await?;
+        self.drop_tenant_storage(tenant.id).await?;
+        Ok(tenant)
+    }
+
+    async fn delete_tenant_row(&self, id: i64) -> StoreResult<()> {
+        let db = self.control_db();
+        on_db!(db, |p| sqlx::query("DELETE FROM tenants WHERE id = $1")
+            .bind(id)
+            .execute(&p)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    // ---- admins and first-run setup -------------------------------------------------------
+
+    pub async fn count_admins(&self) -> StoreResult<i64> {
+        let db = self.control_db();
+        Ok(on_db!(db, |p| sqlx::query_scalar("SELECT COUNT(*) FROM admins")
+            .fetch_one(&p)
+            .await?))
+    }
+
+    pub async fn create_admin(
+        &self,
+        id: &str,
+        email: &str,
+        password_hash: &str,
+    ) -> StoreResult<AdminRow> {
+        let db = self.control_db();
+        Ok(on_db!(db, |p| sqlx::query_as(
+            "INSERT INTO admins (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4) \
+             RETURNING id, email, password_hash, created_at"
+        )
+        .bind(id)
+        .bind(email)
+        .bind(password_hash)
+        .bind(now_ms())
+        .fetch_one(&p)
+        .await
+        .map_err(|e| on_unique(e, "an admin with this email exists"))?))
+    }
+
+    pub async fn get_admin_by_email(&self, email: &str) -> StoreResult<Option<AdminRow>> {
+        let db = self.control_db();
+        Ok(on_db!(db, |p| sqlx::query_as(
+            "SELECT id, email, password_hash, created_at FROM admins WHERE email = $1"
+        )
+        .bind(email)
+        .fetch_optional(&p)
+        .await?))
+    }
+
+    pub async fn get_admin(&self, id: &str) -> StoreResult<Option<AdminRow>> {
+        let db = self.control_db();
+        Ok(on_db!(db, |p| sqlx::query_as(
+            "SELECT id, email, password_hash, created_at FROM admins WHERE id = $1"
+        )
+        .bind(id)
+        .fetch_optional(&p)
+        .await?))
+    }
+
+    /// Replaces any pending setup token with this one (stored hashed).
+    pub async fn put_setup_token(&self, token_hash: &str) -> StoreResult<()> {
+        let db = self.control_db();
+        on_db!(db, |p| sqlx::query(
+            "INSERT INTO setup_tokens (id, token_hash, created_at) VALUES (1, $1, $2) \
+             ON CONFLICT (id) DO UPDATE SET token_hash = excluded.token_hash, \
+             created_at = excluded.created_at"
+        )
+        .bind(token_hash)
+        .bind(now_ms())
+        .execute(&p)
+        .await?
+        .rows_affected());
+        Ok(())
+    }
+
+    /// Creates the first admin if `token_hash` is the pending setup token and no admin
+    /// exists yet; consumes the token. Both checks and both writes are one transaction.
+    pub async fn create_first_admin(
+        &self,
+        token_hash: &str,
+        id: &str,
+        email: &str,
+        password_hash: &str,
+    ) -> StoreResult<Option<AdminRow>> {
+        let db = self.control_db();
+        let now = now_ms();
+        on_db!(db, |p| {
+            let mut tx = p.begin().await?;
+            let consumed = sqlx::query(
+                "DELETE FROM setup_tokens WHERE id = 1 AND token_hash = $1 \
+                 AND NOT EXISTS (SELECT 1 FROM admins)",
+            )
+            .bind(token_hash)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if consumed != 1 {
+                return Ok(None);
+            }
+            let admin: AdminRow = sqlx::query_as(
+                "INSERT INTO admins (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4) \
+                 RETURNING id, email, password_hash, created_at",
+            )
+            .bind(id)
+            .bind(email)
+            .bind(password_hash)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(Some(admin))
+        })
+    }
+
+    pub async fn clear_setup_token(&self) -> StoreResult<()> {
+        let db = self.control_db();
+        on_db!(db, |p| sqlx::query("DELETE FROM setup_tokens")
+            .execute(&p)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    // ---- signing keys -----------------------------------------------------------------
+
+    /// All signing keys, newest first.
+    pub async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKeyRow>> {
+        let db = self.control_db();
+        Ok(on_db!(db, |p| sqlx::query_as(
+            "SELECT kid, alg, secret, created_at, retired_at FROM signing_keys \
+             ORDER BY created_at DESC, kid DESC"
+        )
+        .fetch_all(&p)
+        .await?))
+    }
+
+    /// Inserts a key unless one with this kid exists (nodes racing at first start).
+    pub async fn insert_signing_key(&self, key: &SigningKeyRow) -> StoreResult<()> {
+        let db = self.control_db();
+        on_db!(db, |p| sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, secret, created_at, retired_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kid) DO NOTHING"
+        )
+        .bind(&key.kid)
+        .bind(&key.alg)
+        .bind(&key.secret)
+        .bind(key.created_at)
+        .bind(key.retired_at)
+        .execute(&p)
+        .await?
+        .rows_affected());
+        Ok(())
+    }
+
+    /// Marks every key but `keep_kid` retired (they still verify until dropped).
+    pub async fn retire_signing_keys_except(&self, keep_kid: &str) -> StoreResult<()> {
+        let db = self.control_db();
+        on_db!(db, |p| sqlx::query(
+            "UPDATE signing_keys SET retired_at = $2 WHERE kid <> $1 AND retired_at IS NULL"
+        )
+        .bind(keep_kid)
+        .bind(now_ms())
+        .execute(&p)
+        .await?
+        .rows_affected());
+        Ok(())
+    }
+
+    // ---- audit ------------------------------------------------------------------------
+
+    pub async fn append_audit(&self, entry: NewAudit<'_>) -> StoreResult<()> {
+        let db = self.control_db();
+        on_db!(db, |p| sqlx::query(
+            "INSERT INTO audit_log (at, actor, action, tenant, target, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6)"
+        )
+        .bind(now_ms())
+        .bind(entry.actor)
+        .bind(entry.action)
+        .bind(entry.tenant)
+        .bind(entry.target)
+        .bind(entry.detail.to_string())
+        .execute(&p)
+        .await?
+        .rows_affected());
+        Ok(())
+    }
+
+    /// Newest first.
+    pub async fn list_audit(&self, q: AuditQuery<'_>) -> StoreResult<Vec<AuditEntry>> {
+        let db = self.control_db();
+        Ok(on_db!(db, |p| sqlx::query_as(
+            "SELECT id, at, actor, action, tenant, target, detail FROM audit_log \
+             WHERE ($1 IS NULL OR tenant = $1) AND ($2 IS NULL OR id < $2) \
+             ORDER BY id DESC LIMIT $3"
+        )
+        .bind(q.tenant)
+        .bind(q.before_id)
+        .bind(q.limit)
+        .fetch_all(&p)
+        .await?))
+    }
+}

@@ -1,0 +1,274 @@
+//! All SQL lives here. `Store` hides the two backends:
+//!
+//! - SQLite: `control.db` (tenants, admins, signing keys, audit) plus one file per tenant
+//!   under `tenants/`, opened lazily; idle connections close by themselves.
+//! - PostgreSQL: one database; every tenant table's key starts with `tenant_id`.
+//!
+//! Tenant tables carry `tenant_id` on SQLite too, so one SQL text serves both dialects and
+//! every tenant query filters by tenant even inside a tenant's own file. The tenant is only
+//! ever taken from a [`Scope`](crate::tenancy::Scope) through [`Store::tenant_db`].
+
+mod control;
+mod keys;
+mod users;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use control::{AdminRow, AuditEntry, AuditQuery, NewAudit, SigningKeyRow, TenantRow};
+pub use keys::ServiceKeyRow;
+pub use users::{NewSession, RefreshOutcome, SessionState, UserQuery, UserRow, UserTokenKind};
+
+use crate::tenancy::Scope;
+
+static SQLITE_CONTROL_MIGRATIONS: sqlx::migrate::Migrator =
+    sqlx::migrate!("./migrations/sqlite-control");
+static SQLITE_TENANT_MIGRATIONS: sqlx::migrate::Migrator =
+    sqlx::migrate!("./migrations/sqlite-tenant");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness rule was violated; the text names what collided.
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("io error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Turns a unique-constraint violation into `Conflict(what)`; all other errors pass through.
+pub(crate) fn on_unique(err: sqlx::Error, what: &'static str) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what),
+        _ => StoreError::Db(err),
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// One borrowed connection pool of either dialect. Code that runs on both is written
+/// once inside [`on_db!`], which instantiates it for each pool type.
+#[derive(Clone)]
+pub(crate) enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Db {
+    /// The statement that opens a write transaction. On SQLite it takes the write lock up
+    /// front: a deferred transaction that reads and then writes can fail with SQLITE_BUSY
+    /// in WAL mode without waiting for the busy timeout.
+    pub(crate) fn begin_write(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "BEGIN IMMEDIATE",
+            Db::Postgres(_) => "BEGIN",
+        }
+    }
+}
+
+/// Runs the same sqlx code against whichever pool `$db` holds.
+macro_rules! on_db {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_db;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Backend>,
+}
+
+enum Backend {
+    Sqlite(SqliteBackend),
+    Postgres(PgPool),
+}
+
+struct SqliteBackend {
+    control: SqlitePool,
+    tenant_dir: PathBuf,
+    tenants: tokio::sync::Mutex<HashMap<i64, SqlitePool>>,
+}
+
+/// Where the data lives: a directory of SQLite files or a PostgreSQL URL.
+#[derive(Clone, Debug)]
+pub enum Location {
+    SqliteDir(PathBuf),
+    Postgres(String),
+}
+
+impl Store {
+    /// Opens (creating if needed) the store and runs pending migrations.
+    pub async fn open(location: &Location, pg_max_connections: u32) -> StoreResult<Store> {
+        let backend = match location {
+            Location::SqliteDir(dir) => {
+                std::fs::create_dir_all(dir.join("tenants"))?;
+                let control = open_sqlite(&dir.join("control.db"), 4).await?;
+                SQLITE_CONTROL_MIGRATIONS.run(&control).await?;
+                Backend::Sqlite(SqliteBackend {
+                    control,
+                    tenant_dir: dir.join("tenants"),
+                    tenants: tokio::sync::Mutex::new(HashMap::new()),
+                })
+            }
+            Location::Postgres(url) => {
+                let pool = PgPoolOptions::new()
+                    .max_connections(pg_max_connections)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(url)
+                    .await?;
+                POSTGRES_MIGRATIONS.run(&pool).await?;
+                Backend::Postgres(pool)
+            }
+        };
+        Ok(Store {
+            inner: Arc::new(backend),
+        })
+    }
+
+    pub fn kind(&self) -> BackendKind {
+        match &*self.inner {
+            Backend::Sqlite(_) => BackendKind::Sqlite,
+            Backend::Postgres(_) => BackendKind::Postgres,
+        }
+    }
+
+    /// The database holding control tables (tenants, admins, keys, audit).
+    pub(crate) fn control_db(&self) -> Db {
+        match &*self.inner {
+            Backend::Sqlite(s) => Db::Sqlite(s.control.clone()),
+            Backend::Postgres(p) => Db::Postgres(p.clone()),
+        }
+    }
+
+    /// The one place a tenant's data is reached: the tenant's own database and id.
+    pub(crate) async fn tenant_db(&self, scope: &Scope) -> StoreResult<(Db, i64)> {
+        let tenant_id = scope.tenant().id;
+        let db = match &*self.inner {
+            Backend::Sqlite(s) => Db::Sqlite(s.tenant_pool(tenant_id).await?),
+            Backend::Postgres(p) => Db::Postgres(p.clone()),
+        };
+        Ok((db, tenant_id))
+    }
+
+    /// True when the database answers a trivial query.
+    pub async fn ping(&self) -> bool {
+        let db = self.control_db();
+        on_db!(db, |p| sqlx::query("SELECT 1").execute(&p).await.is_ok())
+    }
+
+    pub async fn close(&self) {
+        match &*self.inner {
+            Backend::Sqlite(s) => {
+                let tenants: Vec<SqlitePool> =
+                    s.tenants.lock().await.drain().map(|(_, p)| p).collect();
+                for pool in tenants {
+                    pool.close().await;
+                }
+                s.control.close().await;
+            }
+            Backend::Postgres(p) => p.close().await,
+        }
+    }
+
+    /// Creates the tenant's storage (its SQLite file); PostgreSQL needs nothing.
+    async fn provision_tenant(&self, tenant_id: i64) -> StoreResult<()> {
+        if let Backend::Sqlite(s) = &*self.inner {
+            s.tenant_pool(tenant_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Drops the tenant's storage: on SQLite its file (and WAL), on PostgreSQL nothing
+    /// beyond the cascading delete of the tenant row.
+    async fn drop_tenant_storage(&self, tenant_id: i64) -> StoreResult<()> {
+        if let Backend::Sqlite(s) = &*self.inner {
+            let pool = s.tenants.lock().await.remove(&tenant_id);
+            if let Some(pool) = pool {
+                pool.close().await;
+            }
+            let base = s.tenant_file(tenant_id);
+            for suffix in ["", "-wal", "-shm"] {
+                let mut path = base.clone().into_os_string();
+                path.push(suffix);
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Path of a tenant's SQLite file (None on PostgreSQL). Used by tests and backups.
+    pub fn tenant_file(&self, tenant_id: i64) -> Option<PathBuf> {
+        match &*self.inner {
+            Backend::Sqlite(s) => Some(s.tenant_file(tenant_id)),
+            Backend::Postgres(_) => None,
+        }
+    }
+}
+
+impl SqliteBackend {
+    fn tenant_file(&self, tenant_id: i64) -> PathBuf {
+        self.tenant_dir.join(format!("tenant-{tenant_id}.db"))
+    }
+
+    async fn tenant_pool(&self, tenant_id: i64) -> StoreResult<SqlitePool> {
+        // Holding the lock while opening keeps two requests from migrating one file at once;
+        // opening is rare (first use after start), lookups are a map probe.
+        let mut tenants = self.tenants.lock().await;
+        if let Some(pool) = tenants.get(&tenant_id) {
+            return Ok(pool.clone());
+        }
+        let pool = open_sqlite(&self.tenant_file(tenant_id), 8).await?;
+        SQLITE_TENANT_MIGRATIONS.run(&pool).await?;
+        tenants.insert(tenant_id, pool.clone());
+        Ok(pool)
+    }
+}
+
+async fn open_sqlite(path: &Path, max_connections: u32) -> StoreResult<SqlitePool> {
+    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(0)
+        // An idle tenant gives its file handles back.
+        .idle_timeout(Some(Duration::from_secs(300)))
+        .connect_with(options)
+        .await?;
+    Ok(pool)
+}

@@ -1,0 +1,129 @@
+//! Tenants, callers and the `Scope` every tenant-data operation is bound to.
+//!
+//! A `Scope` is built only by the HTTP extractors (`http::extract`) and by admin/CLI
+//! services acting on a tenant they looked up themselves; every `Store` method on tenant
+//! data takes one, and the store picks the tenant's database and id from it alone.
+
+mod registry;
+pub mod service_keys;
+
+use std::sync::Arc;
+
+pub use registry::Registry;
+
+use crate::store::TenantRow;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: i64,
+    pub slug: String,
+    pub name: String,
+    pub suspended: bool,
+    pub cors_origins: Vec<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl From<TenantRow> for Tenant {
+    fn from(row: TenantRow) -> Self {
+        Tenant {
+            id: row.id,
+            slug: row.slug,
+            name: row.name,
+            suspended: row.suspended,
+            cors_origins: serde_json::from_str(&row.cors_origins).unwrap_or_default(),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+impl Tenant {
+    /// The JWT audience of this tenant's access tokens. Bound to the numeric id, never
+    /// reused, so a token outlives neither its tenant nor a later tenant of the same slug.
+    pub fn audience(&self) -> String {
+        format!("plinth:tenant:{}", self.id)
+    }
+}
+
+/// An authenticated end user, as proven by an access token whose session is live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserCaller {
+    pub uid: String,
+    pub email: String,
+    pub email_verified: bool,
+    pub session_id: String,
+}
+
+/// Who is acting on the tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Anonymous,
+    User(UserCaller),
+    /// A service key of this tenant: bypasses rules, inside this tenant only.
+    Service { key_id: String },
+    /// A platform admin (admin API) or the local CLI, acting on this tenant.
+    Admin { actor: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Scope {
+    tenant: Arc<Tenant>,
+    caller: Caller,
+}
+
+impl Scope {
+    pub(crate) fn new(tenant: Arc<Tenant>, caller: Caller) -> Scope {
+        Scope { tenant, caller }
+    }
+
+    pub fn tenant(&self) -> &Tenant {
+        &self.tenant
+    }
+
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+}
+
+/// Words that cannot be tenant slugs: they name, or may one day name, platform routes.
+const RESERVED_SLUGS: &[&str] = &[
+    "admin", "api", "www", "app", "apps", "auth", "console", "dashboard", "docs",
+    "help", "internal", "login", "logout", "mail", "metrics", "plinth", "public", "root",
+    "static", "status", "support", "system", "tenant", "tenants", "healthz",
+    "readyz", "openapi",
+];
+
+/// Checks a tenant slug: `^[a-z][a-z0-9-]{2,39}$` and not reserved.
+pub fn validate_slug(slug: &str) -> Result<(), &'static str> {
+    let bytes = slug.as_bytes();
+    let shape_ok = (3..=40).contains(&bytes.len())
+        && bytes[0].is_ascii_lowercase()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+    if !shape_ok {
+        return Err(
+            "must be 3-40 characters: a lower-case letter, then lower-case letters, digits or '-'",
+        );
+    }
+    if RESERVED_SLUGS.contains(&slug) {
+        return Err("is a reserved word");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_slug;
+
+    #[test]
+    fn slugs() {
+        for ok in ["abc", "my-app", "a1-b2", &"a".repeat(40)] {
+            assert!(validate_slug(ok).is_ok(), "{ok}");
+        }
+        for bad in ["ab", "1abc", "-abc", "Abc", "ab c", "abç", &"a".repeat(41), "admin", "api", "www"] {
+            assert!(validate_slug(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Looks tenants up by slug for every tenant request, with a short-lived cache.
+//!
+//! Changes made through this process invalidate its cache at once; other nodes sharing a
+//! PostgreSQL database see them within the cache TTL.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use super::Tenant;
+use crate::store::{Store, StoreResult};
+
+pub struct Registry {
+    store: Store,
+    ttl: Duration,
+    cache: RwLock<HashMap<String, (Option<Arc<Tenant>>, Instant)>>,
+}
+
+impl Registry {
+    pub fn new(store: Store, ttl: Duration) -> Registry {
+        Registry {
+            store,
+            ttl,
+            cache: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The tenant with this slug, or None. Unknown slugs are cached too, so a flood of
+    /// requests for a missing tenant costs one query per TTL.
+    pub async fn get(&self, slug: &str) -> StoreResult<Option<Arc<Tenant>>> {
+        if let Ok(cache) = self.cache.read()
+            && let Some((tenant, at)) = cache.get(slug)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(tenant.clone());
+        }
+        let tenant = self
+            .store
+            .get_tenant_by_slug(slug)
+            .await?
+            .map(|row| Arc::new(Tenant::from(row)));
+        if let Ok(mut cache) = self.cache.write() {
+            // Bounded: a scan over random slugs must not grow memory without limit.
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            cache.insert(slug.to_string(), (tenant.clone(), Instant::now()));
+        }
+        Ok(tenant)
+    }
+
+    pub fn invalidate(&self, slug: &str) {
+        if let Ok(mut cache) = self.cache.write() {
+            cache.remove(slug);
+        }
+    }
+}
