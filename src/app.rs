@@ -133,7 +133,10 @@ impl App {
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight requests.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let state = self.state.clone();
         let pruner = tokio::spawn({
             let limiter = state.limiter.clone();

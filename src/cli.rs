@@ -11,7 +11,11 @@ use crate::app::{App, AppState};
 use crate::config::{Config, LogFormat, ServeArgs, StorageArgs};
 
 #[derive(Parser, Debug)]
-#[command(name = "plinth", version, about = "Plinth: a self-hosted, multi-tenant Backend-as-a-Service")]
+#[command(
+    name = "plinth",
+    version,
+    about = "Plinth: a self-hosted, multi-tenant Backend-as-a-Service"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub storage: StorageArgs,
@@ -186,7 +190,8 @@ fn ts(ms: i64) -> String {
 async fn local(state: &AppState, command: Command) -> anyhow::Result<()> {
     let admin = &state.admin;
     let actor = Actor::cli();
-    let e = |err: crate::admin::AdminError| anyhow::anyhow!(crate::error::ApiError::from(err).detail);
+    let e =
+        |err: crate::admin::AdminError| anyhow::anyhow!(crate::error::ApiError::from(err).detail);
     match command {
         Command::Serve(_) => unreachable!("handled by run"),
         Command::Migrate => {
@@ -216,7 +221,13 @@ async fn local(state: &AppState, command: Command) -> anyhow::Result<()> {
                 println!("{:<40} {:<10} {:<24} NAME", "SLUG", "STATE", "CREATED");
                 for t in tenants {
                     let status = if t.suspended { "suspended" } else { "active" };
-                    println!("{:<40} {:<10} {:<24} {}", t.slug, status, ts(t.created_at), t.name);
+                    println!(
+                        "{:<40} {:<10} {:<24} {}",
+                        t.slug,
+                        status,
+                        ts(t.created_at),
+                        t.name
+                    );
                 }
             }
         }
@@ -229,21 +240,41 @@ async fn local(state: &AppState, command: Command) -> anyhow::Result<()> {
             println!("tenant resumed: {slug}");
         }
         Command::Tenant(TenantCommand::Delete { slug, yes }) => {
-            anyhow::ensure!(yes, "deleting a tenant destroys all its data; pass --yes to confirm");
+            anyhow::ensure!(
+                yes,
+                "deleting a tenant destroys all its data; pass --yes to confirm"
+            );
             admin.delete_tenant(&actor, &slug).await.map_err(e)?;
             println!("tenant deleted: {slug}");
         }
         Command::Key(KeyCommand::Create { tenant, name }) => {
             let (row, key) = admin.create_key(&actor, &tenant, &name).await.map_err(e)?;
-            eprintln!("service key {} ({}) created; it is shown only this once:", row.id, row.name);
+            eprintln!(
+                "service key {} ({}) created; it is shown only this once:",
+                row.id, row.name
+            );
             println!("{key}");
         }
         Command::Key(KeyCommand::List { tenant }) => {
             let keys = admin.list_keys(&actor, &tenant).await.map_err(e)?;
-            println!("{:<38} {:<16} {:<24} {:<10} NAME", "ID", "PREFIX", "CREATED", "STATE");
+            println!(
+                "{:<38} {:<16} {:<24} {:<10} NAME",
+                "ID", "PREFIX", "CREATED", "STATE"
+            );
             for k in keys {
-                let status = if k.revoked_at.is_some() { "revoked" } else { "active" };
-                println!("{:<38} {:<16} {:<24} {:<10} {}", k.id, k.prefix, ts(k.created_at), status, k.name);
+                let status = if k.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{:<38} {:<16} {:<24} {:<10} {}",
+                    k.id,
+                    k.prefix,
+                    ts(k.created_at),
+                    status,
+                    k.name
+                );
             }
         }
         Command::Key(KeyCommand::Revoke { tenant, id }) => {
@@ -262,7 +293,9 @@ async fn local(state: &AppState, command: Command) -> anyhow::Result<()> {
                     detail: serde_json::json!({}),
                 })
                 .await?;
-            println!("new signing key: {kid} (restart servers to sign with it; old keys still verify)");
+            println!(
+                "new signing key: {kid} (restart servers to sign with it; old keys still verify)"
+            );
         }
     }
     Ok(())

@@ -38,10 +38,20 @@ pub enum LogFormat {
 #[derive(Args, Clone, Debug)]
 pub struct StorageArgs {
     /// Directory of the embedded SQLite databases.
-    #[arg(long, env = "PLINTH_DATA_DIR", default_value = "./plinth-data", global = true)]
+    #[arg(
+        long,
+        env = "PLINTH_DATA_DIR",
+        default_value = "./plinth-data",
+        global = true
+    )]
     pub data_dir: PathBuf,
     /// Put the whole server on PostgreSQL instead (postgres://user:pass@host/db).
-    #[arg(long, env = "PLINTH_DATABASE_URL", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "PLINTH_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
 }
 
@@ -73,7 +83,11 @@ pub struct ServeArgs {
     #[arg(long, env = "PLINTH_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
     /// Sender of account emails.
-    #[arg(long, env = "PLINTH_SMTP_FROM", default_value = "Plinth <no-reply@localhost>")]
+    #[arg(
+        long,
+        env = "PLINTH_SMTP_FROM",
+        default_value = "Plinth <no-reply@localhost>"
+    )]
     pub smtp_from: String,
     /// JWT signing secret (base64, at least 32 bytes). Generated and stored when absent.
     #[arg(long, env = "PLINTH_JWT_SECRET", hide_env_values = true)]
@@ -171,7 +185,11 @@ impl Config {
         }
         c.body_limit = serve.body_limit;
         c.request_timeout = Duration::from_secs(serve.request_timeout_secs.max(1));
-        c.smtp_url = serve.smtp_url.clone().filter(|u| !u.is_empty()).map(Secret::new);
+        c.smtp_url = serve
+            .smtp_url
+            .clone()
+            .filter(|u| !u.is_empty())
+            .map(Secret::new);
         c.smtp_from = serve.smtp_from.clone();
         c.jwt_secret = jwt_secret;
         c.access_ttl = Duration::from_secs(serve.access_ttl_secs.max(1));

@@ -82,9 +82,11 @@ impl From<AdminError> for ApiError {
             AdminError::NotFound(what) => {
                 ApiError::not_found("not_found", format!("no such {what}"))
             }
-            AdminError::InvalidCursor => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_cursor", "the cursor is not valid")
-            }
+            AdminError::InvalidCursor => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_cursor",
+                "the cursor is not valid",
+            ),
             AdminError::RateLimited(wait) => {
                 ApiError::too_many_requests(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
             }
@@ -150,7 +152,9 @@ fn validate_cors_origin(origin: &str) -> std::result::Result<(), String> {
         || rest.contains('#')
         || rest.chars().any(|c| c.is_whitespace() || c.is_control())
     {
-        return Err(format!("'{origin}' must be an origin: scheme://host[:port], no path"));
+        return Err(format!(
+            "'{origin}' must be an origin: scheme://host[:port], no path"
+        ));
     }
     Ok(())
 }
@@ -296,14 +300,14 @@ impl AdminService {
     }
 
     pub async fn verify_token(&self, token: &str) -> Result<AdminIdentity> {
-        let claims: AdminClaims = self
-            .keyring
-            .verify(token, ADMIN_AUDIENCE)
-            .await
-            .map_err(|e| match e {
-                TokenError::Expired => AdminError::TokenExpired,
-                TokenError::Invalid(why) => AdminError::InvalidToken(why),
-            })?;
+        let claims: AdminClaims =
+            self.keyring
+                .verify(token, ADMIN_AUDIENCE)
+                .await
+                .map_err(|e| match e {
+                    TokenError::Expired => AdminError::TokenExpired,
+                    TokenError::Invalid(why) => AdminError::InvalidToken(why),
+                })?;
         let admin = self
             .store
             .get_admin(&claims.sub)
@@ -401,7 +405,12 @@ impl AdminService {
         Ok(row.into())
     }
 
-    pub async fn set_suspended(&self, actor: &Actor, slug: &str, suspended: bool) -> Result<Tenant> {
+    pub async fn set_suspended(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        suspended: bool,
+    ) -> Result<Tenant> {
         let row = self
             .store
             .update_tenant(slug, None, Some(suspended), None)
@@ -424,8 +433,14 @@ impl AdminService {
             .await
             .map_err(not_found_as_tenant)?;
         self.registry.invalidate(slug);
-        self.audit(actor, "tenant.delete", Some(slug), None, serde_json::json!({}))
-            .await?;
+        self.audit(
+            actor,
+            "tenant.delete",
+            Some(slug),
+            None,
+            serde_json::json!({}),
+        )
+        .await?;
         Ok(())
     }
 
@@ -484,8 +499,14 @@ impl AdminService {
             .revoke_service_key(&scope, id)
             .await
             .map_err(|e| not_found_as(e, "service key"))?;
-        self.audit(actor, "key.revoke", Some(slug), Some(id), serde_json::json!({}))
-            .await?;
+        self.audit(
+            actor,
+            "key.revoke",
+            Some(slug),
+            Some(id),
+            serde_json::json!({}),
+        )
+        .await?;
         Ok(row)
     }
 
@@ -504,7 +525,9 @@ impl AdminService {
             return Err(field("limit", "must be between 1 and 1000"));
         }
         let after = cursor.map(decode_cursor).transpose()?;
-        let search = search.map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty());
+        let search = search
+            .map(|s| s.trim().to_lowercase())
+            .filter(|s| !s.is_empty());
         let scope = self.scope(actor, slug).await?;
         let mut items = self
             .store
@@ -551,7 +574,11 @@ impl AdminService {
         if disabled {
             self.store.revoke_user_sessions(&scope, id, None).await?;
         }
-        let action = if disabled { "user.disable" } else { "user.enable" };
+        let action = if disabled {
+            "user.disable"
+        } else {
+            "user.enable"
+        };
         self.audit(actor, action, Some(slug), Some(id), serde_json::json!({}))
             .await?;
         Ok(user)
@@ -580,8 +607,14 @@ impl AdminService {
             .delete_user(&scope, id)
             .await
             .map_err(|e| not_found_as(e, "user"))?;
-        self.audit(actor, "user.delete", Some(slug), Some(id), serde_json::json!({}))
-            .await?;
+        self.audit(
+            actor,
+            "user.delete",
+            Some(slug),
+            Some(id),
+            serde_json::json!({}),
+        )
+        .await?;
         Ok(())
     }
 

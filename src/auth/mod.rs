@@ -54,7 +54,8 @@ impl From<AuthError> for ApiError {
             AuthError::InvalidField { field, problem } => ApiError::invalid_field(field, problem),
             AuthError::EmailTaken => {
                 let mut e = ApiError::conflict("email_taken", "this email is already registered");
-                e.fields = Some([("email".to_string(), "is already registered".to_string())].into());
+                e.fields =
+                    Some([("email".to_string(), "is already registered".to_string())].into());
                 e
             }
             AuthError::InvalidCredentials => {
@@ -78,10 +79,9 @@ impl From<AuthError> for ApiError {
                 ApiError::unauthorized("token_expired", "the access token has expired")
             }
             AuthError::InvalidToken(why) => ApiError::unauthorized("invalid_token", why),
-            AuthError::SessionRevoked => ApiError::unauthorized(
-                "session_revoked",
-                "the session of this token has ended",
-            ),
+            AuthError::SessionRevoked => {
+                ApiError::unauthorized("session_revoked", "the session of this token has ended")
+            }
             AuthError::AuthRequired => {
                 ApiError::unauthorized("auth_required", "this endpoint needs a signed-in user")
             }

@@ -86,7 +86,10 @@ mod tests {
 
     #[test]
     fn emails() {
-        assert_eq!(normalize_email("  Bob@Example.COM ").as_deref(), Ok("bob@example.com"));
+        assert_eq!(
+            normalize_email("  Bob@Example.COM ").as_deref(),
+            Ok("bob@example.com")
+        );
         assert!(normalize_email("not-an-email").is_err());
         assert!(normalize_email("").is_err());
     }

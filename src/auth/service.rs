@@ -231,7 +231,11 @@ impl AuthService {
 
     /// Ends a session: the caller's own (access token) and/or the one a refresh token
     /// belongs to (so a client holding only a refresh token can still sign out).
-    pub async fn logout(&self, scope: &Scope, refresh_token: Option<&str>) -> Result<(), AuthError> {
+    pub async fn logout(
+        &self,
+        scope: &Scope,
+        refresh_token: Option<&str>,
+    ) -> Result<(), AuthError> {
         let mut ended = false;
         if let Caller::User(u) = scope.caller() {
             self.store
@@ -339,12 +343,18 @@ impl AuthService {
         let (subject, link, action) = match kind {
             UserTokenKind::VerifyEmail => (
                 format!("Verify your email for {}", tenant.name),
-                format!("{base}/v1/t/{}/auth/verify/confirm?token={token}", tenant.slug),
+                format!(
+                    "{base}/v1/t/{}/auth/verify/confirm?token={token}",
+                    tenant.slug
+                ),
                 "To verify your email address, open this link",
             ),
             UserTokenKind::ResetPassword => (
                 format!("Reset your password for {}", tenant.name),
-                format!("{base}/v1/t/{}/auth/reset/confirm?token={token}", tenant.slug),
+                format!(
+                    "{base}/v1/t/{}/auth/reset/confirm?token={token}",
+                    tenant.slug
+                ),
                 "To choose a new password, POST the token below with your new password to \
                  this address (or follow your app's reset page)",
             ),
@@ -390,7 +400,9 @@ impl AuthService {
             .ok_or(AuthError::InvalidOneTimeToken)?;
         let hash = password::hash(new_password.to_string()).await?;
         self.store.set_user_password(scope, &user_id, &hash).await?;
-        self.store.revoke_user_sessions(scope, &user_id, None).await?;
+        self.store
+            .revoke_user_sessions(scope, &user_id, None)
+            .await?;
         Ok(())
     }
 

@@ -213,15 +213,15 @@ impl Keyring {
         )
         .map(|data| data.claims)
         .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-                jsonwebtoken::errors::ErrorKind::InvalidAudience => {
-                    TokenError::Invalid("token not issued for this audience".into())
-                }
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => {
-                    TokenError::Invalid("bad signature".into())
-                }
-                _ => TokenError::Invalid(e.to_string()),
-            })?;
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+            jsonwebtoken::errors::ErrorKind::InvalidAudience => {
+                TokenError::Invalid("token not issued for this audience".into())
+            }
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                TokenError::Invalid("bad signature".into())
+            }
+            _ => TokenError::Invalid(e.to_string()),
+        })?;
         serde_json::from_value(serde_json::Value::Object(claims))
             .map_err(|_| TokenError::Invalid("token has the wrong shape for this audience".into()))
     }

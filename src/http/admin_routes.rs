@@ -85,7 +85,10 @@ async fn login(
 #[utoipa::path(get, path = "/admin/v1/tenants", tag = "tenants",
     responses((status = 200, body = TenantList), (status = 401, body = Problem)),
     security(("bearer" = [])))]
-async fn list_tenants(State(state): State<AppState>, _admin: AdminCaller) -> ApiResult<Json<TenantList>> {
+async fn list_tenants(
+    State(state): State<AppState>,
+    _admin: AdminCaller,
+) -> ApiResult<Json<TenantList>> {
     let items = state.admin.list_tenants().await?;
     Ok(Json(TenantList {
         items: items.into_iter().map(TenantDto::from).collect(),
@@ -171,7 +174,10 @@ async fn suspend_tenant(
     admin: AdminCaller,
     Path(tenant): Path<String>,
 ) -> ApiResult<Json<TenantDto>> {
-    let t = state.admin.set_suspended(&actor(&admin), &tenant, true).await?;
+    let t = state
+        .admin
+        .set_suspended(&actor(&admin), &tenant, true)
+        .await?;
     Ok(Json(t.into()))
 }
 
@@ -184,7 +190,10 @@ async fn resume_tenant(
     admin: AdminCaller,
     Path(tenant): Path<String>,
 ) -> ApiResult<Json<TenantDto>> {
-    let t = state.admin.set_suspended(&actor(&admin), &tenant, false).await?;
+    let t = state
+        .admin
+        .set_suspended(&actor(&admin), &tenant, false)
+        .await?;
     Ok(Json(t.into()))
 }
 
@@ -276,7 +285,13 @@ async fn get_user(
     admin: AdminCaller,
     Path((tenant, id)): Path<(String, String)>,
 ) -> ApiResult<Json<UserDto>> {
-    Ok(Json(state.admin.get_user(&actor(&admin), &tenant, &id).await?.into()))
+    Ok(Json(
+        state
+            .admin
+            .get_user(&actor(&admin), &tenant, &id)
+            .await?
+            .into(),
+    ))
 }
 
 /// Delete a user with their sessions and tokens.
@@ -289,7 +304,10 @@ async fn delete_user(
     admin: AdminCaller,
     Path((tenant, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    state.admin.delete_user(&actor(&admin), &tenant, &id).await?;
+    state
+        .admin
+        .delete_user(&actor(&admin), &tenant, &id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -340,7 +358,9 @@ async fn revoke_user_sessions(
         .admin
         .revoke_user_sessions(&actor(&admin), &tenant, &id)
         .await?;
-    Ok(Json(RevokedSessions { revoked_sessions: n }))
+    Ok(Json(RevokedSessions {
+        revoked_sessions: n,
+    }))
 }
 
 /// Every admin action, newest first.

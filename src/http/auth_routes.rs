@@ -102,7 +102,10 @@ async fn logout(
     params(("tenant" = String, Path, description = "Tenant slug")),
     responses((status = 200, body = UserDto), (status = 401, body = Problem)),
     security(("bearer" = [])))]
-async fn me(State(state): State<AppState>, TenantScope(scope): TenantScope) -> ApiResult<Json<UserDto>> {
+async fn me(
+    State(state): State<AppState>,
+    TenantScope(scope): TenantScope,
+) -> ApiResult<Json<UserDto>> {
     Ok(Json(state.auth.me(&scope).await?.into()))
 }
 
@@ -156,7 +159,9 @@ async fn verify_confirm(
     ApiJson(body): ApiJson<TokenConfirm>,
 ) -> ApiResult<Json<Verified>> {
     state.auth.confirm_verification(&scope, &body.token).await?;
-    Ok(Json(Verified { email_verified: true }))
+    Ok(Json(Verified {
+        email_verified: true,
+    }))
 }
 
 /// The emailed verification link itself: opening it confirms the address.
@@ -169,7 +174,9 @@ async fn verify_confirm_link(
     ApiQuery(q): ApiQuery<TokenQuery>,
 ) -> ApiResult<Json<Verified>> {
     state.auth.confirm_verification(&scope, &q.token).await?;
-    Ok(Json(Verified { email_verified: true }))
+    Ok(Json(Verified {
+        email_verified: true,
+    }))
 }
 
 /// Email a password-reset token. Answers 202 whether or not the email is registered.

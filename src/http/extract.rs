@@ -54,11 +54,10 @@ impl FromRequestParts<AppState> for TenantScope {
             .find(|(k, _)| *k == "tenant")
             .map(|(_, v)| v.to_string())
             .ok_or_else(|| ApiError::internal("tenant route without {tenant}"))?;
-        let tenant = state
-            .registry
-            .get(&slug)
-            .await?
-            .ok_or_else(|| ApiError::not_found("tenant_not_found", "no tenant with this slug"))?;
+        let tenant =
+            state.registry.get(&slug).await?.ok_or_else(|| {
+                ApiError::not_found("tenant_not_found", "no tenant with this slug")
+            })?;
         if tenant.suspended {
             return Err(ApiError::forbidden(
                 "tenant_suspended",
@@ -125,10 +124,18 @@ impl FromRequestParts<AppState> for Client {
 pub struct ApiJson<T>(pub T);
 
 fn is_json(parts: &axum::http::HeaderMap) -> bool {
-    let Some(ct) = parts.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(ct) = parts
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 

@@ -69,9 +69,16 @@ pub async fn problem_fallback(req: Request, next: Next) -> Response {
         .unwrap_or_default();
     let (code, default_detail) = match status {
         StatusCode::NOT_FOUND => ("route_not_found", "no such route"),
-        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed on this route"),
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body exceeds the size limit"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "unsupported content type"),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("method_not_allowed", "method not allowed on this route")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            "the request body exceeds the size limit",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ("unsupported_media_type", "unsupported content type")
+        }
         StatusCode::BAD_REQUEST => ("bad_request", "bad request"),
         StatusCode::REQUEST_TIMEOUT => ("request_timeout", "request timeout"),
         s if s.is_server_error() => ("internal", "internal server error"),

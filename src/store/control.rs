@@ -153,9 +153,11 @@ impl Store {
 
     pub async fn count_admins(&self) -> StoreResult<i64> {
         let db = self.control_db();
-        Ok(on_db!(db, |p| sqlx::query_scalar("SELECT COUNT(*) FROM admins")
-            .fetch_one(&p)
-            .await?))
+        Ok(on_db!(db, |p| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM admins"
+        )
+        .fetch_one(&p)
+        .await?))
     }
 
     pub async fn create_admin(
@@ -175,7 +177,10 @@ impl Store {
         .bind(now_ms())
         .fetch_one(&p)
         .await
-        .map_err(|e| on_unique(e, "an admin with this email exists"))?))
+        .map_err(|e| on_unique(
+            e,
+            "an admin with this email exists"
+        ))?))
     }
 
     pub async fn get_admin_by_email(&self, email: &str) -> StoreResult<Option<AdminRow>> {

@@ -23,7 +23,8 @@ impl Store {
         key_hash: &str,
     ) -> StoreResult<ServiceKeyRow> {
         let (db, tenant) = self.tenant_db(scope).await?;
-        Ok(on_db!(db, |p| sqlx::query_as(
+        Ok(on_db!(db, |p| {
+            sqlx::query_as(
             "INSERT INTO service_keys (tenant_id, id, name, prefix, key_hash, created_at, revoked_at) \
              VALUES ($1, $2, $3, $4, $5, $6, NULL) \
              RETURNING id, name, prefix, key_hash, created_at, revoked_at"
@@ -36,7 +37,8 @@ impl Store {
         .bind(now_ms())
         .fetch_one(&p)
         .await
-        .map_err(|e| on_unique(e, "key prefix collision"))?))
+        .map_err(|e| on_unique(e, "key prefix collision"))?
+        }))
     }
 
     /// All keys of the tenant, revoked ones included, oldest first.

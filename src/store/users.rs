@@ -34,6 +34,10 @@ pub struct NewSession<'a> {
     pub refresh_hash: &'a str,
 }
 
+/// A refresh token joined with its session: (session id, used at, user id, revoked at,
+/// expires at).
+type RefreshLookup = (String, Option<i64>, String, Option<i64>, i64);
+
 /// What presenting a refresh token led to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RefreshOutcome {
@@ -105,7 +109,10 @@ impl Store {
             .bind(now)
             .fetch_one(&p)
             .await
-            .map_err(|e| on_unique(e, "a user with this email exists"))?))
+            .map_err(|e| on_unique(
+                e,
+                "a user with this email exists"
+            ))?))
     }
 
     pub async fn get_user(&self, scope: &Scope, id: &str) -> StoreResult<Option<UserRow>> {
@@ -177,7 +184,8 @@ impl Store {
         password_hash: &str,
     ) -> StoreResult<()> {
         let (db, tenant) = self.tenant_db(scope).await?;
-        let n = on_db!(db, |p| sqlx::query(
+        let n = on_db!(db, |p| {
+            sqlx::query(
             "UPDATE users SET password_hash = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2"
         )
         .bind(tenant)
@@ -186,7 +194,8 @@ impl Store {
         .bind(now_ms())
         .execute(&p)
         .await?
-        .rows_affected());
+        .rows_affected()
+        });
         if n == 0 {
             return Err(StoreError::NotFound);
         }
@@ -275,7 +284,7 @@ impl Store {
         let begin = db.begin_write();
         on_db!(db, |p| {
             let mut tx = p.begin_with(begin).await?;
-            let found: Option<(String, Option<i64>, String, Option<i64>, i64)> = sqlx::query_as(
+            let found: Option<RefreshLookup> = sqlx::query_as(
                 "SELECT r.session_id, r.used_at, s.user_id, s.revoked_at, s.expires_at \
                  FROM refresh_tokens r JOIN sessions s \
                    ON s.tenant_id = r.tenant_id AND s.id = r.session_id \
@@ -371,8 +380,9 @@ impl Store {
         user_id: &str,
     ) -> StoreResult<SessionState> {
         let (db, tenant) = self.tenant_db(scope).await?;
-        let ok: Option<i64> = on_db!(db, |p| sqlx::query_scalar(
-            "SELECT 1 FROM sessions s JOIN users u ON u.tenant_id = s.tenant_id AND u.id = s.user_id \
+        let ok: Option<i64> = on_db!(db, |p| {
+            sqlx::query_scalar(
+            "SELECT s.expires_at FROM sessions s JOIN users u ON u.tenant_id = s.tenant_id AND u.id = s.user_id \
              WHERE s.tenant_id = $1 AND s.id = $2 AND s.user_id = $3 \
                AND s.revoked_at IS NULL AND s.expires_at > $4 AND u.disabled = FALSE"
         )
@@ -381,7 +391,8 @@ impl Store {
         .bind(user_id)
         .bind(now_ms())
         .fetch_optional(&p)
-        .await?);
+        .await?
+        });
         Ok(if ok.is_some() {
             SessionState::Active
         } else {

@@ -61,9 +61,13 @@ pub enum Caller {
     Anonymous,
     User(UserCaller),
     /// A service key of this tenant: bypasses rules, inside this tenant only.
-    Service { key_id: String },
+    Service {
+        key_id: String,
+    },
     /// A platform admin (admin API) or the local CLI, acting on this tenant.
-    Admin { actor: String },
+    Admin {
+        actor: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -88,10 +92,33 @@ impl Scope {
 
 /// Words that cannot be tenant slugs: they name, or may one day name, platform routes.
 const RESERVED_SLUGS: &[&str] = &[
-    "admin", "api", "www", "app", "apps", "auth", "console", "dashboard", "docs",
-    "help", "internal", "login", "logout", "mail", "metrics", "plinth", "public", "root",
-    "static", "status", "support", "system", "tenant", "tenants", "healthz",
-    "readyz", "openapi",
+    "admin",
+    "api",
+    "www",
+    "app",
+    "apps",
+    "auth",
+    "console",
+    "dashboard",
+    "docs",
+    "help",
+    "internal",
+    "login",
+    "logout",
+    "mail",
+    "metrics",
+    "plinth",
+    "public",
+    "root",
+    "static",
+    "status",
+    "support",
+    "system",
+    "tenant",
+    "tenants",
+    "healthz",
+    "readyz",
+    "openapi",
 ];
 
 /// Checks a tenant slug: `^[a-z][a-z0-9-]{2,39}$` and not reserved.
@@ -122,7 +149,18 @@ mod tests {
         for ok in ["abc", "my-app", "a1-b2", &"a".repeat(40)] {
             assert!(validate_slug(ok).is_ok(), "{ok}");
         }
-        for bad in ["ab", "1abc", "-abc", "Abc", "ab c", "abç", &"a".repeat(41), "admin", "api", "www"] {
+        for bad in [
+            "ab",
+            "1abc",
+            "-abc",
+            "Abc",
+            "ab c",
+            "abç",
+            &"a".repeat(41),
+            "admin",
+            "api",
+            "www",
+        ] {
             assert!(validate_slug(bad).is_err(), "{bad}");
         }
     }

@@ -10,10 +10,13 @@ use std::time::{Duration, Instant};
 use super::Tenant;
 use crate::store::{Store, StoreResult};
 
+/// A lookup result (None: no such tenant) and when it was made.
+type CacheEntry = (Option<Arc<Tenant>>, Instant);
+
 pub struct Registry {
     store: Store,
     ttl: Duration,
-    cache: RwLock<HashMap<String, (Option<Arc<Tenant>>, Instant)>>,
+    cache: RwLock<HashMap<String, CacheEntry>>,
 }
 
 impl Registry {

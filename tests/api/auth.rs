@@ -1,0 +1,632 @@
+//! End-user auth: sign-up, login, sessions, refresh rotation, tokens, email flows.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::backend_tests;
+use crate::support::smtp::SmtpSink;
+use crate::support::*;
+
+backend_tests!(
+    signup_login_me,
+    signup_rejects_bad_input_and_stores_nothing,
+    refresh_rotates_and_reuse_revokes_family,
+    logout_ends_the_session,
+    password_change_ends_other_sessions,
+    bad_tokens_are_refused,
+    login_is_rate_limited,
+    email_verification_through_smtp,
+    password_reset_through_smtp,
+    expired_reset_token_is_refused,
+    signing_keys_persist_and_rotate,
+);
+
+async fn signup_login_me(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    app.create_tenant("shop").await;
+    let s = app.signup("shop", "  Alice@Example.COM ").await;
+    assert_eq!(s.email, "alice@example.com", "emails are normalised");
+
+    let me = app.get("/v1/t/shop/auth/me", Some(&s.access)).await.ok(200);
+    assert_eq!(me["id"], s.user_id.as_str());
+    assert_eq!(me["email_verified"], false);
+    assert!(me.get("password_hash").is_none());
+
+    let claims = jwt_payload(&s.access);
+    assert_eq!(claims["sub"], s.user_id.as_str());
+    let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+    assert_eq!(lifetime, 900, "access tokens live 15 minutes");
+    assert!(
+        jwt_header(&s.access)["kid"]
+            .as_str()
+            .is_some_and(|k| !k.is_empty())
+    );
+
+    let login = app
+        .login("shop", "ALICE@example.com", PASSWORD)
+        .await
+        .ok(200);
+    assert_eq!(login["user"]["id"], s.user_id.as_str());
+    assert_eq!(login["expires_in"], 900);
+    assert_eq!(login["token_type"], "Bearer");
+
+    app.login("shop", "alice@example.com", "wrong-password!")
+        .await
+        .problem(401, "invalid_credentials");
+    // An unknown email answers exactly like a wrong password.
+    app.login("shop", "nobody@example.com", "wrong-password!")
+        .await
+        .problem(401, "invalid_credentials");
+    app.get("/v1/t/shop/auth/me", None)
+        .await
+        .problem(401, "auth_required");
+}
+
+async fn signup_rejects_bad_input_and_stores_nothing(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    app.create_tenant("shop").await;
+    let signup = "/v1/t/shop/auth/signup";
+
+    let cases = [
+        (
+            json!({"email": "not-an-email", "password": PASSWORD}),
+            "email",
+        ),
+        (json!({"email": "", "password": PASSWORD}), "email"),
+        (json!({"email": "a@b.co", "password": "short"}), "password"),
+        (
+            json!({"email": "a@b.co", "password": "x".repeat(129)}),
+            "password",
+        ),
+    ];
+    for (body, field) in cases {
+        let p = app
+            .post(signup, None, body.clone())
+            .await
+            .problem(400, "validation_failed");
+        assert!(p["fields"][field].is_string(), "{body}: {p}");
+    }
+    // Missing field and wrong type: the body does not have the expected shape.
+    app.post(signup, None, json!({"email": "a@b.co"}))
+        .await
+        .problem(400, "invalid_body");
+    app.post(signup, None, json!({"email": 5, "password": PASSWORD}))
+        .await
+        .problem(400, "invalid_body");
+
+    // Malformed JSON: line and column in the detail.
+    let r = app
+        .send(
+            app.req(reqwest::Method::POST, signup, None)
+                .header("content-type", "application/json")
+                .body("{\n  \"email\": \"a@b.co\",\n  \"password\": }"),
+        )
+        .await;
+    let p = r.problem(400, "malformed_json");
+    assert!(
+        p["detail"].as_str().unwrap().contains("line 3 column"),
+        "{p}"
+    );
+
+    // Wrong content type.
+    let r = app
+        .send(
+            app.req(reqwest::Method::POST, signup, None)
+                .header("content-type", "text/plain")
+                .body(json!({"email": "a@b.co", "password": PASSWORD}).to_string()),
+        )
+        .await;
+    r.problem(415, "unsupported_media_type");
+    let r = app
+        .send(
+            app.req(reqwest::Method::POST, signup, None)
+                .body(json!({"email": "a@b.co", "password": PASSWORD}).to_string()),
+        )
+        .await;
+    r.problem(415, "unsupported_media_type");
+
+    // Oversized body (default limit 1 MiB).
+    let big = json!({"email": "a@b.co", "password": PASSWORD, "pad": "x".repeat(1_100_000)});
+    app.post(signup, None, big)
+        .await
+        .problem(413, "payload_too_large");
+
+    assert_eq!(
+        app.user_count("shop").await,
+        0,
+        "no bad request stored a user"
+    );
+
+    // Duplicate email (after normalisation): 409 and still one user.
+    app.signup("shop", "a@b.co").await;
+    let p = app
+        .post(
+            signup,
+            None,
+            json!({"email": "A@B.CO", "password": PASSWORD}),
+        )
+        .await
+        .problem(409, "email_taken");
+    assert!(p["fields"]["email"].is_string());
+    assert_eq!(app.user_count("shop").await, 1);
+}
+
+async fn refresh_rotates_and_reuse_revokes_family(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    app.create_tenant("shop").await;
+    let s = app.signup("shop", "bob@example.com").await;
+    let refresh = "/v1/t/shop/auth/refresh";
+
+    let r1 = app
+        .post(refresh, None, json!({"refresh_token": s.refresh}))
+        .await
+        .ok(200);
+    let s1 = Session::from_json(&r1);
+    assert_ne!(s1.refresh, s.refresh, "refresh tokens rotate");
+    assert_eq!(
+        jwt_payload(&s1.access)["sid"],
+        jwt_payload(&s.access)["sid"]
+    );
+    app.get("/v1/t/shop/auth/me", Some(&s1.access))
+        .await
+        .ok(200);
+
+    let r2 = app
+        .post(refresh, None, json!({"refresh_token": s1.refresh}))
+        .await
+        .ok(200);
+    let s2 = Session::from_json(&r2);
+
+    // A second, unrelated session of the same user is not affected by what follows.
+    let other = Session::from_json(&app.login("shop", "bob@example.com", PASSWORD).await.ok(200));
+
+    // Reusing a rotated token: 401 and the whole family is revoked.
+    app.post(refresh, None, json!({"refresh_token": s.refresh}))
+        .await
+        .problem(401, "refresh_token_reused");
+    app.post(refresh, None, json!({"refresh_token": s2.refresh}))
+        .await
+        .problem(401, "invalid_refresh_token");
+    app.get("/v1/t/shop/auth/me", Some(&s2.access))
+        .await
+        .problem(401, "session_revoked");
+    app.get("/v1/t/shop/auth/me", Some(&other.access))
+        .await
+        .ok(200);
+    app.post(refresh, None, json!({"refresh_token": other.refresh}))
+        .await
+        .ok(200);
+
+    app.post(refresh, None, json!({"refresh_token": "garbage"}))
+        .await
+        .problem(401, "invalid_refresh_token");
+    app.post(refresh, None, json!({"refresh_token": ""}))
+        .await
+        .problem(401, "invalid_refresh_token");
+}
+
+async fn logout_ends_the_session(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    app.create_tenant("shop").await;
+    let s = app.signup("shop", "carol@example.com").await;
+    let keep = Session::from_json(
+        &app.login("shop", "carol@example.com", PASSWORD)
+            .await
+            .ok(200),
+    );
+
+    let r = app
+        .send(app.req(
+            reqwest::Method::POST,
+            "/v1/t/shop/auth/logout",
+            Some(&s.access),
+        ))
+        .await;
+    r.ok(204);
+    app.get("/v1/t/shop/auth/me", Some(&s.access))
+        .await
+        .problem(401, "session_revoked");
+    app.post(
+        "/v1/t/shop/auth/refresh",
+        None,
+        json!({"refresh_token": s.refresh}),
+    )
+    .await
+    .problem(401, "invalid_refresh_token");
+    app.get("/v1/t/shop/auth/me", Some(&keep.access))
+        .await
+        .ok(200);
+
+    // Logout with only a refresh token.
+    app.post(
+        "/v1/t/shop/auth/logout",
+        None,
+        json!({"refresh_token": keep.refresh}),
+    )
+    .await
+    .ok(204);
+    app.get("/v1/t/shop/auth/me", Some(&keep.access))
+        .await
+        .problem(401, "session_revoked");
+
+    // Nothing to log out.
+    app.post("/v1/t/shop/auth/logout", None, json!({}))
+        .await
+        .problem(401, "auth_required");
+    app.post(
+        "/v1/t/shop/auth/logout",
+        None,
+        json!({"refresh_token": "nope"}),
+    )
+    .await
+    .problem(401, "invalid_refresh_token");
+}
+
+async fn password_change_ends_other_sessions(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    app.create_tenant("shop").await;
+    let s = app.signup("shop", "dan@example.com").await;
+    let other = Session::from_json(&app.login("shop", "dan@example.com", PASSWORD).await.ok(200));
+    let path = "/v1/t/shop/auth/password";
+
+    app.post(
+        path,
+        Some(&s.access),
+        json!({"current_password": "wrong-one!!", "new_password": "new-password-1"}),
+    )
+    .await
+    .problem(401, "invalid_credentials");
+    app.post(
+        path,
+        Some(&s.access),
+        json!({"current_password": PASSWORD, "new_password": "short"}),
+    )
+    .await
+    .problem(400, "validation_failed");
+    app.post(
+        path,
+        None,
+        json!({"current_password": PASSWORD, "new_password": "new-password-1"}),
+    )
+    .await
+    .problem(401, "auth_required");
+    // Nothing changed so far.
+    app.login("shop", "dan@example.com", PASSWORD).await.ok(200);
+
+    let r = app
+        .post(
+            path,
+            Some(&s.access),
+            json!({"current_password": PASSWORD, "new_password": "new-password-1"}),
+        )
+        .await
+        .ok(200);
+    assert!(r["revoked_sessions"].as_u64().unwrap() >= 2);
+    app.get("/v1/t/shop/auth/me", Some(&s.access)).await.ok(200);
+    app.get("/v1/t/shop/auth/me", Some(&other.access))
+        .await
+        .problem(401, "session_revoked");
+    app.login("shop", "dan@example.com", PASSWORD)
+        .await
+        .problem(401, "invalid_credentials");
+    app.login("shop", "dan@example.com", "new-password-1")
+        .await
+        .ok(200);
+}
+
+async fn bad_tokens_are_refused(b: Backend) {
+    let mut secret = Vec::new();
+    let mut app = TestApp::start_with(b, |c| secret = config_secret(c)).await;
+    let t = app.create_tenant("shop").await;
+    assert_eq!(t["slug"], "shop");
+    let s = app.signup("shop", "eve@example.com").await;
+    let me = "/v1/t/shop/auth/me";
+    let claims = jwt_payload(&s.access);
+
+    // The configured key really signs: a token forged with it and valid claims works.
+    app.get(me, Some(&forge(&secret, &claims))).await.ok(200);
+
+    let mut expired = claims.clone();
+    expired["exp"] = json!(claims["iat"].as_i64().unwrap() - 60);
+    app.get(me, Some(&forge(&secret, &expired)))
+        .await
+        .problem(401, "token_expired");
+
+    let mut wrong_aud = claims.clone();
+    wrong_aud["aud"] = json!("plinth:tenant:999");
+    app.get(me, Some(&forge(&secret, &wrong_aud)))
+        .await
+        .problem(401, "invalid_token");
+
+    let mut wrong_iss = claims.clone();
+    wrong_iss["iss"] = json!("someone-else");
+    app.get(me, Some(&forge(&secret, &wrong_iss)))
+        .await
+        .problem(401, "invalid_token");
+
+    // Tampered payload, original signature.
+    let parts: Vec<&str> = s.access.split('.').collect();
+    let mut evil = claims.clone();
+    evil["sub"] = json!("someone-else");
+    let evil_payload = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        evil.to_string(),
+    );
+    let tampered = format!("{}.{}.{}", parts[0], evil_payload, parts[2]);
+    app.get(me, Some(&tampered))
+        .await
+        .problem(401, "invalid_token");
+
+    // alg: none.
+    let none_header = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        r#"{"alg":"none","typ":"JWT"}"#,
+    );
+    let none = format!("{}.{}.", none_header, parts[1]);
+    app.get(me, Some(&none)).await.problem(401, "invalid_token");
+
+    // Signed with another secret.
+    app.get(me, Some(&forge(&random_secret(), &claims)))
+        .await
+        .problem(401, "invalid_token");
+
+    // Garbage and malformed headers.
+    app.get(me, Some("not.a.jwt"))
+        .await
+        .problem(401, "invalid_token");
+    let r = app
+        .send(
+            app.req(reqwest::Method::GET, me, None)
+                .header("authorization", "Basic abc"),
+        )
+        .await;
+    r.problem(401, "invalid_token");
+
+    // Admin token on a tenant route; user token on an admin route.
+    let admin = app.admin().await;
+    app.get(me, Some(&admin))
+        .await
+        .problem(401, "invalid_token");
+    app.get("/admin/v1/tenants", Some(&s.access))
+        .await
+        .problem(401, "invalid_token");
+    app.get("/admin/v1/tenants", None)
+        .await
+        .problem(401, "auth_required");
+}
+
+async fn login_is_rate_limited(b: Backend) {
+    let mut app = TestApp::start_with(b, |c| {
+        c.login_per_ip_per_minute = 1000;
+        c.login_per_account_per_minute = 3;
+    })
+    .await;
+    app.create_tenant("shop").await;
+    app.signup("shop", "frank@example.com").await;
+    for _ in 0..3 {
+        app.login("shop", "frank@example.com", "wrong-password!")
+            .await
+            .problem(401, "invalid_credentials");
+    }
+    let r = app.login("shop", "frank@example.com", PASSWORD).await;
+    r.problem(429, "rate_limited");
+    let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "retry-after {retry}");
+    // Another account is not affected by this one's limit.
+    app.signup("shop", "grace@example.com").await;
+    app.login("shop", "grace@example.com", PASSWORD)
+        .await
+        .ok(200);
+    app.stop().await;
+
+    // Per IP: every account from this address.
+    let mut app = TestApp::start_with(b, |c| {
+        c.login_per_ip_per_minute = 2;
+        c.login_per_account_per_minute = 1000;
+    })
+    .await;
+    app.create_tenant("shop").await;
+    for i in 0..2 {
+        app.login("shop", &format!("u{i}@example.com"), PASSWORD)
+            .await
+            .problem(401, "invalid_credentials");
+    }
+    app.login("shop", "u9@example.com", PASSWORD)
+        .await
+        .problem(429, "rate_limited");
+}
+
+async fn email_verification_through_smtp(b: Backend) {
+    let smtp = SmtpSink::start().await;
+    let url = smtp.url();
+    let mut app =
+        TestApp::start_with(b, |c| c.smtp_url = Some(plinth::config::Secret::new(url))).await;
+    app.create_tenant("shop").await;
+    let s = app.signup("shop", "heidi@example.com").await;
+
+    // An unknown email answers the same, and sends nothing.
+    let unknown = app
+        .post(
+            "/v1/t/shop/auth/verify/request",
+            None,
+            json!({"email": "ghost@example.com"}),
+        )
+        .await;
+    let known = app
+        .post(
+            "/v1/t/shop/auth/verify/request",
+            None,
+            json!({"email": "heidi@example.com"}),
+        )
+        .await;
+    assert_eq!(unknown.status, known.status);
+    assert_eq!(unknown.text, known.text);
+    known.ok(202);
+
+    let mail = smtp.wait_for(1).await;
+    assert_eq!(smtp.mails().len(), 1, "no mail for the unknown address");
+    assert!(mail.rcpt[0].contains("heidi@example.com"));
+    assert!(
+        mail.text()
+            .contains("/v1/t/shop/auth/verify/confirm?token=")
+    );
+    let token = mail.token();
+
+    app.post(
+        "/v1/t/shop/auth/verify/confirm",
+        None,
+        json!({"token": "wrong"}),
+    )
+    .await
+    .problem(400, "invalid_or_expired_token");
+    let me = app.get("/v1/t/shop/auth/me", Some(&s.access)).await.ok(200);
+    assert_eq!(me["email_verified"], false);
+
+    // The emailed link works as a GET.
+    let r = app
+        .get(
+            &format!("/v1/t/shop/auth/verify/confirm?token={token}"),
+            None,
+        )
+        .await
+        .ok(200);
+    assert_eq!(r["email_verified"], true);
+    let me = app.get("/v1/t/shop/auth/me", Some(&s.access)).await.ok(200);
+    assert_eq!(me["email_verified"], true);
+    // Single use.
+    app.post(
+        "/v1/t/shop/auth/verify/confirm",
+        None,
+        json!({"token": token}),
+    )
+    .await
+    .problem(400, "invalid_or_expired_token");
+
+    app.post(
+        "/v1/t/shop/auth/verify/request",
+        None,
+        json!({"email": "bad"}),
+    )
+    .await
+    .problem(400, "validation_failed");
+}
+
+async fn password_reset_through_smtp(b: Backend) {
+    let smtp = SmtpSink::start().await;
+    let url = smtp.url();
+    let mut app =
+        TestApp::start_with(b, |c| c.smtp_url = Some(plinth::config::Secret::new(url))).await;
+    app.create_tenant("shop").await;
+    let s = app.signup("shop", "ivan@example.com").await;
+
+    app.post(
+        "/v1/t/shop/auth/reset/request",
+        None,
+        json!({"email": "IVAN@example.com"}),
+    )
+    .await
+    .ok(202);
+    let token = smtp.wait_for(1).await.token();
+
+    // A too-short password is refused and does not spend the token.
+    app.post(
+        "/v1/t/shop/auth/reset/confirm",
+        None,
+        json!({"token": token, "password": "short"}),
+    )
+    .await
+    .problem(400, "validation_failed");
+    // A verification confirm cannot spend a reset token.
+    app.post(
+        "/v1/t/shop/auth/verify/confirm",
+        None,
+        json!({"token": token}),
+    )
+    .await
+    .problem(400, "invalid_or_expired_token");
+
+    app.post(
+        "/v1/t/shop/auth/reset/confirm",
+        None,
+        json!({"token": token, "password": "brand-new-pass"}),
+    )
+    .await
+    .ok(204);
+    app.get("/v1/t/shop/auth/me", Some(&s.access))
+        .await
+        .problem(401, "session_revoked");
+    app.login("shop", "ivan@example.com", PASSWORD)
+        .await
+        .problem(401, "invalid_credentials");
+    app.login("shop", "ivan@example.com", "brand-new-pass")
+        .await
+        .ok(200);
+    app.post(
+        "/v1/t/shop/auth/reset/confirm",
+        None,
+        json!({"token": token, "password": "another-pass-1"}),
+    )
+    .await
+    .problem(400, "invalid_or_expired_token");
+}
+
+async fn expired_reset_token_is_refused(b: Backend) {
+    let smtp = SmtpSink::start().await;
+    let url = smtp.url();
+    let mut app = TestApp::start_with(b, |c| {
+        c.smtp_url = Some(plinth::config::Secret::new(url));
+        c.reset_ttl = Duration::ZERO;
+    })
+    .await;
+    app.create_tenant("shop").await;
+    app.signup("shop", "judy@example.com").await;
+    app.post(
+        "/v1/t/shop/auth/reset/request",
+        None,
+        json!({"email": "judy@example.com"}),
+    )
+    .await
+    .ok(202);
+    let token = smtp.wait_for(1).await.token();
+    app.post(
+        "/v1/t/shop/auth/reset/confirm",
+        None,
+        json!({"token": token, "password": "brand-new-pass"}),
+    )
+    .await
+    .problem(400, "invalid_or_expired_token");
+    app.login("shop", "judy@example.com", PASSWORD)
+        .await
+        .ok(200);
+}
+
+async fn signing_keys_persist_and_rotate(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    app.create_tenant("shop").await;
+    let s = app.signup("shop", "ken@example.com").await;
+    let kid1 = jwt_header(&s.access)["kid"].as_str().unwrap().to_string();
+    let storage = app.stop().await;
+
+    // Restart on the same data: the stored key still verifies the old token.
+    let app = TestApp::start_on(b, storage, |_| {}).await;
+    app.get("/v1/t/shop/auth/me", Some(&s.access)).await.ok(200);
+    let s2 = Session::from_json(&app.login("shop", "ken@example.com", PASSWORD).await.ok(200));
+    assert_eq!(
+        jwt_header(&s2.access)["kid"],
+        kid1.as_str(),
+        "same key after restart"
+    );
+    let storage = app.stop().await;
+
+    // Rotate with the CLI, restart: new tokens use the new key, old ones still verify.
+    let out = crate::cli::plinth(&storage, &["signing-key", "rotate"], None);
+    assert!(out.status.success(), "{out:?}");
+    let app = TestApp::start_on(b, storage, |_| {}).await;
+    app.get("/v1/t/shop/auth/me", Some(&s.access)).await.ok(200);
+    let s3 = Session::from_json(&app.login("shop", "ken@example.com", PASSWORD).await.ok(200));
+    assert_ne!(jwt_header(&s3.access)["kid"], kid1.as_str());
+    app.get("/v1/t/shop/auth/me", Some(&s3.access))
+        .await
+        .ok(200);
+}

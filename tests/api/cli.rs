@@ -1,0 +1,325 @@
+//! The CLI, run as a real binary against the same storage as a test server.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::backend_tests;
+use crate::support::*;
+
+backend_tests!(
+    admin_create_and_migrate,
+    tenant_commands,
+    key_commands,
+    serve_prints_a_setup_token
+);
+
+pub fn plinth(storage: &Storage, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_plinth"));
+    cmd.args(storage.cli_args())
+        .args(args)
+        .env_remove("PLINTH_DATABASE_URL")
+        .env_remove("PLINTH_DATA_DIR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn plinth");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("plinth output")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+#[track_caller]
+fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+#[track_caller]
+fn fails(o: Output, needle: &str) {
+    assert!(!o.status.success(), "expected failure, got: {}", stdout(&o));
+    assert!(
+        stderr(&o).contains(needle),
+        "stderr lacks {needle:?}: {}",
+        stderr(&o)
+    );
+}
+
+async fn admin_create_and_migrate(b: Backend) {
+    let storage = Storage::fresh(b).await;
+    assert!(ok(plinth(&storage, &["migrate"], None)).contains("up to date"));
+    fails(
+        plinth(
+            &storage,
+            &[
+                "admin",
+                "create",
+                "--email",
+                "ops@x.test",
+                "--password-stdin",
+            ],
+            Some("short\n"),
+        ),
+        "password",
+    );
+    fails(
+        plinth(
+            &storage,
+            &["admin", "create", "--email", "nope", "--password-stdin"],
+            Some("long-enough-pw\n"),
+        ),
+        "email",
+    );
+    let out = ok(plinth(
+        &storage,
+        &[
+            "admin",
+            "create",
+            "--email",
+            "Ops@X.test",
+            "--password-stdin",
+        ],
+        Some("long-enough-pw\n"),
+    ));
+    assert!(out.contains("ops@x.test"), "{out}");
+    fails(
+        plinth(
+            &storage,
+            &[
+                "admin",
+                "create",
+                "--email",
+                "ops@x.test",
+                "--password-stdin",
+            ],
+            Some("long-enough-pw\n"),
+        ),
+        "exists",
+    );
+
+    // The server sees the admin: no setup token, and the admin can log in.
+    let app = TestApp::start_on(b, storage, |_| {}).await;
+    assert!(app.setup_token().is_none());
+    let r = app
+        .post(
+            "/admin/v1/auth/login",
+            None,
+            json!({"email": "ops@x.test", "password": "long-enough-pw"}),
+        )
+        .await
+        .ok(200);
+    let token = r["access_token"].as_str().unwrap();
+    let audit = app.get("/admin/v1/audit", Some(token)).await.ok(200);
+    assert_eq!(audit["items"][0]["action"], "admin.create");
+    assert_eq!(audit["items"][0]["actor"], "cli");
+}
+
+async fn tenant_commands(b: Backend) {
+    let storage = Storage::fresh(b).await;
+    ok(plinth(
+        &storage,
+        &["tenant", "create", "acme", "--name", "Acme Inc"],
+        None,
+    ));
+    ok(plinth(&storage, &["tenant", "create", "beta"], None));
+    fails(
+        plinth(&storage, &["tenant", "create", "Bad Slug"], None),
+        "slug",
+    );
+    fails(
+        plinth(&storage, &["tenant", "create", "admin"], None),
+        "reserved",
+    );
+    fails(
+        plinth(&storage, &["tenant", "create", "acme"], None),
+        "exists",
+    );
+
+    let table = ok(plinth(&storage, &["tenant", "list"], None));
+    assert!(
+        table.contains("acme") && table.contains("Acme Inc") && table.contains("beta"),
+        "{table}"
+    );
+    let list: Value =
+        serde_json::from_str(&ok(plinth(&storage, &["tenant", "list", "--json"], None))).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+
+    ok(plinth(&storage, &["tenant", "suspend", "acme"], None));
+    let list: Value =
+        serde_json::from_str(&ok(plinth(&storage, &["tenant", "list", "--json"], None))).unwrap();
+    assert_eq!(list[0]["slug"], "acme");
+    assert_eq!(list[0]["suspended"], true);
+    fails(
+        plinth(&storage, &["tenant", "suspend", "nope"], None),
+        "no tenant",
+    );
+
+    // A running server honours what the CLI did.
+    let app = TestApp::start_on(b, storage, |_| {}).await;
+    app.post(
+        "/v1/t/acme/auth/signup",
+        None,
+        json!({"email": "a@b.co", "password": PASSWORD}),
+    )
+    .await
+    .problem(403, "tenant_suspended");
+    app.signup("beta", "a@b.co").await;
+    let storage = app.stop().await;
+
+    ok(plinth(&storage, &["tenant", "resume", "acme"], None));
+    fails(
+        plinth(&storage, &["tenant", "delete", "beta"], None),
+        "--yes",
+    );
+    ok(plinth(
+        &storage,
+        &["tenant", "delete", "beta", "--yes"],
+        None,
+    ));
+    let list: Value =
+        serde_json::from_str(&ok(plinth(&storage, &["tenant", "list", "--json"], None))).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["suspended"], false);
+    if let Some(dir) = storage.sqlite_dir() {
+        assert!(
+            !dir.join("tenants/tenant-2.db").exists(),
+            "beta's file is gone"
+        );
+        assert!(dir.join("tenants/tenant-1.db").exists());
+    }
+}
+
+async fn key_commands(b: Backend) {
+    let storage = Storage::fresh(b).await;
+    ok(plinth(&storage, &["tenant", "create", "acme"], None));
+    let key = ok(plinth(
+        &storage,
+        &["key", "create", "--tenant", "acme", "--name", "ci"],
+        None,
+    ));
+    let key = key.trim().to_string();
+    assert!(key.starts_with("plk_"), "{key}");
+    fails(
+        plinth(
+            &storage,
+            &["key", "create", "--tenant", "nope", "--name", "ci"],
+            None,
+        ),
+        "no tenant",
+    );
+
+    let table = ok(plinth(&storage, &["key", "list", "--tenant", "acme"], None));
+    assert!(
+        table.contains(&key[..14]) && table.contains("active") && !table.contains(&key),
+        "{table}"
+    );
+    let id = table
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+
+    let app = TestApp::start_on(b, storage, |_| {}).await;
+    app.get("/v1/t/acme/auth/me", Some(&key))
+        .await
+        .problem(401, "auth_required");
+    let storage = app.stop().await;
+
+    ok(plinth(
+        &storage,
+        &["key", "revoke", "--tenant", "acme", &id],
+        None,
+    ));
+    fails(
+        plinth(
+            &storage,
+            &["key", "revoke", "--tenant", "acme", "nope"],
+            None,
+        ),
+        "no such",
+    );
+    assert!(ok(plinth(&storage, &["key", "list", "--tenant", "acme"], None)).contains("revoked"));
+    let app = TestApp::start_on(b, storage, |_| {}).await;
+    app.get("/v1/t/acme/auth/me", Some(&key))
+        .await
+        .problem(401, "invalid_token");
+}
+
+async fn serve_prints_a_setup_token(b: Backend) {
+    let storage = Storage::fresh(b).await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plinth"))
+        .args(storage.cli_args())
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .env_remove("PLINTH_DATABASE_URL")
+        .env_remove("PLINTH_DATA_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut addr = None;
+    let mut token = None;
+    while token.is_none() {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("serve output");
+        if let Some(rest) = line.strip_prefix("plinth listening on http://") {
+            addr = Some(rest.split_whitespace().next().unwrap().to_string());
+        }
+        if let Some(i) = line.find("\"token\":\"") {
+            let rest = &line[i + 9..];
+            token = Some(rest[..rest.find('"').unwrap()].to_string());
+        }
+    }
+    let base = format!("http://{}", addr.expect("address line"));
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{base}/admin/v1/setup"))
+        .json(&json!({"token": token.unwrap(), "email": "first@x.test", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // JSON logs on stderr.
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let first = err.lines().next().unwrap_or("");
+    let parsed: Value = serde_json::from_str(first)
+        .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {first}"));
+    assert!(parsed["fields"]["message"].is_string(), "{parsed}");
+}

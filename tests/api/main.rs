@@ -1,0 +1,10 @@
+//! Integration tests: each spawns a real server and drives it over HTTP (and the CLI
+//! binary), on SQLite and on PostgreSQL.
+
+mod support;
+
+mod admin;
+mod auth;
+mod cli;
+mod plumbing;
+mod tenancy;

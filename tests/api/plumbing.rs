@@ -1,0 +1,178 @@
+//! HTTP plumbing: ops endpoints, request ids, CORS, problem+json everywhere, timeouts.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::backend_tests;
+use crate::support::*;
+
+backend_tests!(
+    ops_endpoints,
+    metrics_count_requests_by_route_and_tenant,
+    cors_per_tenant,
+    request_timeout
+);
+
+async fn ops_endpoints(b: Backend) {
+    let app = TestApp::start(b).await;
+    assert_eq!(app.get("/healthz", None).await.ok(200)["status"], "ok");
+    assert_eq!(app.get("/readyz", None).await.ok(200)["status"], "ready");
+
+    let r = app.get("/healthz", None).await;
+    let id = r.headers["x-request-id"].to_str().unwrap();
+    assert_eq!(id.len(), 36, "a generated UUID: {id}");
+    let r = app
+        .send(
+            app.req(Method::GET, "/healthz", None)
+                .header("x-request-id", "trace-me-123"),
+        )
+        .await;
+    assert_eq!(
+        r.headers["x-request-id"], "trace-me-123",
+        "a given id is propagated"
+    );
+
+    app.get("/no/such/route", None)
+        .await
+        .problem(404, "route_not_found");
+    let r = app.send(app.req(Method::DELETE, "/healthz", None)).await;
+    r.problem(405, "method_not_allowed");
+
+    // The OpenAPI document lists every route the server has.
+    let spec = app.get("/openapi.json", None).await.ok(200);
+    let paths = spec["paths"].as_object().unwrap();
+    for p in [
+        "/admin/v1/setup",
+        "/admin/v1/auth/login",
+        "/admin/v1/tenants",
+        "/admin/v1/tenants/{tenant}",
+        "/admin/v1/tenants/{tenant}/suspend",
+        "/admin/v1/tenants/{tenant}/resume",
+        "/admin/v1/tenants/{tenant}/keys",
+        "/admin/v1/tenants/{tenant}/keys/{id}",
+        "/admin/v1/tenants/{tenant}/users",
+        "/admin/v1/tenants/{tenant}/users/{id}",
+        "/admin/v1/tenants/{tenant}/users/{id}/disable",
+        "/admin/v1/tenants/{tenant}/users/{id}/enable",
+        "/admin/v1/tenants/{tenant}/users/{id}/revoke-sessions",
+        "/admin/v1/audit",
+        "/v1/t/{tenant}/auth/signup",
+        "/v1/t/{tenant}/auth/login",
+        "/v1/t/{tenant}/auth/refresh",
+        "/v1/t/{tenant}/auth/logout",
+        "/v1/t/{tenant}/auth/me",
+        "/v1/t/{tenant}/auth/password",
+        "/v1/t/{tenant}/auth/verify/request",
+        "/v1/t/{tenant}/auth/verify/confirm",
+        "/v1/t/{tenant}/auth/reset/request",
+        "/v1/t/{tenant}/auth/reset/confirm",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(paths.contains_key(p), "openapi lacks {p}");
+    }
+    assert!(spec["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+async fn metrics_count_requests_by_route_and_tenant(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    app.create_tenant("shop").await;
+    app.signup("shop", "m@shop.test").await;
+    app.get("/v1/t/ghost/auth/me", None)
+        .await
+        .problem(404, "tenant_not_found");
+    let text = app.get("/metrics", None).await.text;
+    assert!(
+        text.contains(r#"plinth_http_requests_total{method="POST",route="/v1/t/{tenant}/auth/signup",status="201",tenant="shop"} 1"#),
+        "{text}"
+    );
+    // Unknown tenants do not become label values.
+    assert!(!text.contains("ghost"));
+    assert!(text.contains("plinth_http_request_duration_seconds_bucket"));
+}
+
+async fn cors_per_tenant(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let admin = app.admin().await;
+    app.create_tenant("web").await;
+    app.create_tenant("closed").await;
+    app.patch(
+        "/admin/v1/tenants/web",
+        Some(&admin),
+        json!({"cors_origins": ["https://app.example"]}),
+    )
+    .await
+    .ok(200);
+
+    let preflight = |tenant: &str, origin: &str| {
+        app.req(Method::OPTIONS, &format!("/v1/t/{tenant}/auth/login"), None)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "content-type,authorization",
+            )
+    };
+    let r = app.send(preflight("web", "https://app.example")).await;
+    assert!(r.status.is_success(), "{}", r.status);
+    assert_eq!(
+        r.headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let methods = r.headers["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(methods.contains("POST"), "{methods}");
+
+    let r = app.send(preflight("web", "https://evil.example")).await;
+    assert!(r.headers.get("access-control-allow-origin").is_none());
+    let r = app.send(preflight("closed", "https://app.example")).await;
+    assert!(
+        r.headers.get("access-control-allow-origin").is_none(),
+        "origins are per tenant"
+    );
+
+    let r = app
+        .send(
+            app.req(Method::POST, "/v1/t/web/auth/login", None)
+                .header("origin", "https://app.example")
+                .json(&json!({"email": "x@y.zz", "password": PASSWORD})),
+        )
+        .await;
+    r.problem(401, "invalid_credentials");
+    assert_eq!(
+        r.headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+}
+
+async fn request_timeout(b: Backend) {
+    // A signup hashes a password (tens of milliseconds): far beyond a 1 ms budget.
+    let app = TestApp::start_with(b, |c| c.request_timeout = Duration::from_millis(1)).await;
+    let token = app.setup_token().unwrap();
+    let r = app
+        .post(
+            "/admin/v1/setup",
+            None,
+            json!({"token": token, "email": "a@b.co", "password": PASSWORD}),
+        )
+        .await;
+    r.problem(503, "request_timeout");
+    let storage = app.stop().await;
+    // Nothing was stored: after a restart there is still no admin, so a new setup token.
+    let app = TestApp::start_on(b, storage, |_| {}).await;
+    let token2 = app.setup_token().expect("still no admin");
+    assert_ne!(token, token2);
+    let r = app
+        .post(
+            "/admin/v1/setup",
+            None,
+            json!({"token": token2, "email": "a@b.co", "password": PASSWORD}),
+        )
+        .await;
+    r.ok(201);
+}
