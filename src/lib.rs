@@ -13,5 +13,6 @@ pub mod crypto;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod rules;
 pub mod store;
 pub mod tenancy;

@@ -11,6 +11,7 @@
 mod control;
 mod keys;
 mod users;
+pub mod predicate_sql;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,64 @@
+//! A dialect-neutral predicate over stored documents: what a read rule or filter becomes
+//! once everything that does not depend on the document has been evaluated.
+//!
+//! Semantics follow CEL as implemented by the `cel` crate, with SQL NULL standing for a
+//! CEL evaluation error (so `&&`/`||`/`!` keep CEL's error absorption rules):
+//! - `Compare{field, Eq, v}` is true when the field holds a JSON value equal to `v` under
+//!   CEL equality, false when it holds a different value, unknown (NULL) where CEL errs.
+//! - Order comparisons are defined between numbers, between strings (code-point order)
+//!   and between booleans; anything else is an error in CEL, hence unknown.
+//! - A missing field is an error in CEL (no such key): unknown.
+
+use serde_json::Value;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Predicate {
+    True,
+    False,
+    /// A CEL evaluation error: SQL NULL.
+    Unknown,
+    And(Vec<Predicate>),
+    Or(Vec<Predicate>),
+    Not(Box<Predicate>),
+    /// `field <op> value`; the translator puts the field on the left, flipping the
+    /// operator when needed.
+    Compare { field: Field, op: CmpOp, value: Value },
+    /// `field in [values]`.
+    In { field: Field, values: Vec<Value> },
+    /// `has(doc.a.b)`: the path exists (whatever its value, null included).
+    Has { field: Field },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Field {
+    /// A path into the document's data: `doc.a.b` is `Doc(["a", "b"])`.
+    Doc(Vec<String>),
+    Id,
+    Version,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl CmpOp {
+    /// The operator with its operands swapped: `a < b` is `b > a`.
+    pub fn flipped(self) -> CmpOp {
+        match self {
+            CmpOp::Eq => CmpOp::Eq,
+            CmpOp::Ne => CmpOp::Ne,
+            CmpOp::Lt => CmpOp::Gt,
+            CmpOp::Le => CmpOp::Ge,
+            CmpOp::Gt => CmpOp::Lt,
+            CmpOp::Ge => CmpOp::Le,
+        }
+    }
+}
