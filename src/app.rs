@@ -17,6 +17,8 @@ use crate::auth::ratelimit::LoginLimiter;
 use crate::auth::tokens::Keyring;
 use crate::auth::{AuthService, AuthSettings};
 use crate::config::Config;
+use crate::documents::{CursorKey, DocLimits, DocumentService};
+use crate::rules::RulesRegistry;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::tenancy::Registry;
@@ -28,6 +30,8 @@ pub struct AppInner {
     pub keyring: Arc<Keyring>,
     pub auth: Arc<AuthService>,
     pub admin: Arc<AdminService>,
+    pub rules: Arc<RulesRegistry>,
+    pub docs: Arc<DocumentService>,
     pub metrics: Arc<Metrics>,
     limiter: Arc<LoginLimiter>,
 }
@@ -77,9 +81,22 @@ impl AppState {
                 public_url: config.public_url.clone(),
             },
         ));
+        let rules = Arc::new(RulesRegistry::new(store.clone(), Duration::from_secs(1)));
+        let cursor_secret = store
+            .server_secret("cursor_key", || crate::crypto::random_token(32))
+            .await?;
+        let docs = Arc::new(DocumentService::new(
+            store.clone(),
+            rules.clone(),
+            CursorKey::new(cursor_secret.into_bytes()),
+            DocLimits {
+                max_bytes: config.doc_max_bytes,
+            },
+        ));
         let admin = Arc::new(AdminService::new(
             store.clone(),
             registry.clone(),
+            rules.clone(),
             keyring.clone(),
             limiter.clone(),
             config.admin_ttl,
@@ -91,6 +108,8 @@ impl AppState {
             keyring,
             auth,
             admin,
+            rules,
+            docs,
             metrics: Arc::new(Metrics::new()),
             limiter,
         })))
@@ -148,6 +167,7 @@ impl App {
                 }
             }
         });
+        let retention = tokio::spawn(prune_changes_forever(state.clone()));
         let router = crate::http::router(state.clone());
         let served = axum::serve(
             self.listener,
@@ -156,6 +176,7 @@ impl App {
         .with_graceful_shutdown(shutdown)
         .await;
         pruner.abort();
+        retention.abort();
         state.store.close().await;
         Ok(served?)
     }
@@ -201,4 +222,31 @@ impl RunningApp {
         }
         let _ = (&mut self.handle).await;
     }
+}
+
+/// Applies the change-log retention to every tenant, every ten minutes.
+async fn prune_changes_forever(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        if let Err(e) = prune_changes_once(&state).await {
+            tracing::warn!(error = %e, "change-log retention failed");
+        }
+    }
+}
+
+pub async fn prune_changes_once(state: &AppState) -> anyhow::Result<u64> {
+    let cutoff = chrono::Utc::now().timestamp_millis()
+        - state.config.changes_retention.as_millis() as i64;
+    let mut total = 0;
+    for tenant in state.store.list_tenants().await? {
+        let scope = crate::tenancy::Scope::new(
+            Arc::new(crate::tenancy::Tenant::from(tenant)),
+            crate::tenancy::Caller::Admin {
+                actor: "retention".into(),
+            },
+        );
+        total += state.store.prune_changes(&scope, cutoff).await?;
+    }
+    Ok(total)
 }

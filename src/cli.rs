@@ -41,6 +41,37 @@ pub enum Command {
     /// JWT signing keys.
     #[command(subcommand)]
     SigningKey(SigningKeyCommand),
+    /// Access rules: deploy, test, explain.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RulesCommand {
+    /// Validate a TOML rule set and make it the tenant's active set.
+    Deploy {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Run a rules test file (cases of auth, doc, new, operation, expected allow/deny);
+    /// exits non-zero when a case fails. Needs no server or data.
+    Test { file: std::path::PathBuf },
+    /// Show which rule and sub-expression decide an operation on a stored document.
+    Explain {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        collection: String,
+        #[arg(long)]
+        id: String,
+        /// Evaluate as this user (default: anonymous).
+        #[arg(long)]
+        uid: Option<String>,
+        /// read, update or delete.
+        #[arg(long, default_value = "read")]
+        op: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -128,6 +159,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             init_tracing(args.log_format, "info,tower_http=warn,sqlx=warn");
             serve(&cli.storage, &args).await
         }
+        Command::Rules(RulesCommand::Test { file }) => rules_test(&file),
         command => {
             init_tracing(LogFormat::Text, "warn");
             let config = Config::new(cli.storage.location(), ([127, 0, 0, 1], 0).into());
@@ -181,6 +213,32 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down");
+}
+
+/// Runs a rules test file; needs no storage.
+fn rules_test(file: &std::path::Path) -> anyhow::Result<()> {
+    let report = crate::rules::testing::run_file(file).map_err(|e| anyhow::anyhow!(e))?;
+    let mut failed = 0;
+    for case in &report.cases {
+        if case.passed {
+            println!("ok    {}", case.name);
+        } else {
+            failed += 1;
+            println!(
+                "FAIL  {}: expected {}, got {}{}",
+                case.name,
+                case.expected,
+                case.actual,
+                case.detail
+                    .as_deref()
+                    .map(|d| format!(" (decided by: {d})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    println!("{} passed, {failed} failed", report.cases.len() - failed);
+    anyhow::ensure!(failed == 0, "{failed} rule test case(s) failed");
+    Ok(())
 }
 
 fn ts(ms: i64) -> String {
@@ -280,6 +338,76 @@ async fn local(state: &AppState, command: Command) -> anyhow::Result<()> {
         Command::Key(KeyCommand::Revoke { tenant, id }) => {
             admin.revoke_key(&actor, &tenant, &id).await.map_err(e)?;
             println!("service key revoked: {id}");
+        }
+        Command::Rules(RulesCommand::Test { .. }) => unreachable!("handled by run"),
+        Command::Rules(RulesCommand::Deploy { file, tenant }) => {
+            let source = std::fs::read_to_string(&file)
+                .map_err(|err| anyhow::anyhow!("cannot read {}: {err}", file.display()))?;
+            match admin.install_rules(&actor, &tenant, &source).await {
+                Ok(installed) => {
+                    println!(
+                        "rules version {} active for {tenant} ({} collection(s))",
+                        installed.version,
+                        installed.collections.len()
+                    );
+                    for w in installed.warnings {
+                        eprintln!("warning: {w}");
+                    }
+                }
+                Err(crate::admin::AdminError::InvalidRules(errors)) => {
+                    for err in &errors {
+                        let place = match (&err.collection, &err.operation) {
+                            (Some(c), Some(o)) => format!(" [{c}] {o}:"),
+                            (Some(c), None) => format!(" [{c}]:"),
+                            _ => String::new(),
+                        };
+                        eprintln!("{}:{}:{}:{place} {}", file.display(), err.line, err.column, err.message);
+                    }
+                    anyhow::bail!("{} error(s); the active rule set is unchanged", errors.len());
+                }
+                Err(other) => return Err(e(other)),
+            }
+        }
+        Command::Rules(RulesCommand::Explain { tenant, collection, id, uid, op }) => {
+            let op = match op.as_str() {
+                "read" => crate::rules::Operation::Read,
+                "update" => crate::rules::Operation::Update,
+                "delete" => crate::rules::Operation::Delete,
+                other => anyhow::bail!("--op must be read, update or delete, not {other}"),
+            };
+            let scope = admin.cli_scope(&tenant).await.map_err(e)?;
+            let auth = match uid {
+                None => None,
+                Some(uid) => {
+                    let user = state
+                        .store
+                        .get_user(&scope, &uid)
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("no user {uid} in {tenant}"))?;
+                    Some(crate::rules::AuthInfo {
+                        uid: user.id,
+                        email: user.email,
+                        email_verified: user.email_verified,
+                        claims: serde_json::json!({}),
+                    })
+                }
+            };
+            let r = state
+                .docs
+                .explain(&scope, &collection, &id, op, auth)
+                .await
+                .map_err(|err| anyhow::anyhow!(crate::error::ApiError::from(err).detail))?;
+            match (r.rule, r.explanation) {
+                (Some(rule), Some(x)) => {
+                    println!("rule:       [{collection}] {} = {rule}", op.as_str());
+                    println!("outcome:    {}", if x.allowed { "allow" } else { "deny" });
+                    println!("decided by: {}", x.decided_by);
+                    for step in x.trace {
+                        println!("  {} => {}", step.expression, step.value);
+                    }
+                }
+                _ => println!("no {} rule for [{collection}]: deny", op.as_str()),
+            }
         }
         Command::SigningKey(SigningKeyCommand::Rotate) => {
             let kid = crate::auth::tokens::Keyring::rotate(&state.store).await?;

@@ -113,6 +113,12 @@ pub struct ServeArgs {
     /// Connections in the PostgreSQL pool.
     #[arg(long, env = "PLINTH_PG_MAX_CONNECTIONS", default_value_t = 20)]
     pub pg_max_connections: u32,
+    /// Largest document (its data as JSON), in bytes.
+    #[arg(long, env = "PLINTH_DOC_MAX_BYTES", default_value_t = 1024 * 1024)]
+    pub doc_max_bytes: usize,
+    /// How long the change log keeps changes (realtime resume window), in seconds.
+    #[arg(long, env = "PLINTH_CHANGES_RETENTION", default_value_t = 7 * 24 * 3600)]
+    pub changes_retention_secs: u64,
     /// Log format.
     #[arg(long, env = "PLINTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -139,6 +145,8 @@ pub struct Config {
     pub trust_forwarded_for: bool,
     pub pg_max_connections: u32,
     pub tenant_cache_ttl: Duration,
+    pub doc_max_bytes: usize,
+    pub changes_retention: Duration,
     /// Print the setup token on stdout (the server binary) or keep it quiet (embedded).
     pub print_setup_token: bool,
 }
@@ -165,6 +173,8 @@ impl Config {
             trust_forwarded_for: false,
             pg_max_connections: 20,
             tenant_cache_ttl: Duration::from_secs(2),
+            doc_max_bytes: 1024 * 1024,
+            changes_retention: Duration::from_secs(7 * 24 * 3600),
             print_setup_token: false,
         }
     }
@@ -199,6 +209,8 @@ impl Config {
         c.login_per_account_per_minute = serve.login_per_account_per_minute;
         c.trust_forwarded_for = serve.trust_forwarded_for;
         c.pg_max_connections = serve.pg_max_connections;
+        c.doc_max_bytes = serve.doc_max_bytes;
+        c.changes_retention = Duration::from_secs(serve.changes_retention_secs);
         c.print_setup_token = true;
         Ok(c)
     }

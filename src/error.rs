@@ -18,6 +18,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub detail: String,
     pub fields: Option<BTreeMap<String, String>>,
+    /// Extension members of the problem document (RFC 9457 §3.2), e.g. `errors`, `index`.
+    pub extra: serde_json::Map<String, serde_json::Value>,
     pub retry_after_secs: Option<u64>,
 }
 
@@ -33,6 +35,10 @@ pub struct Problem {
     pub code: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fields: Option<BTreeMap<String, String>>,
+    /// Extension members, e.g. `errors` (rule set errors) or `index` (failed batch write).
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -42,6 +48,7 @@ impl ApiError {
             code,
             detail: detail.into(),
             fields: None,
+            extra: serde_json::Map::new(),
             retry_after_secs: None,
         }
     }
@@ -110,6 +117,7 @@ impl ApiError {
             detail: self.detail.clone(),
             code: self.code.to_string(),
             fields: self.fields.clone(),
+            extra: self.extra.clone(),
         }
     }
 }
@@ -153,6 +161,70 @@ impl From<crate::store::StoreError> for ApiError {
             StoreError::Db(e) => ApiError::internal(e),
             StoreError::Migrate(e) => ApiError::internal(e),
             StoreError::Io(e) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<crate::documents::DocError> for ApiError {
+    fn from(err: crate::documents::DocError) -> Self {
+        use crate::documents::DocError as D;
+        use crate::documents::patch::PatchError;
+        match err {
+            D::InvalidCollection => ApiError::invalid_field(
+                "collection",
+                "must match ^[a-z][a-z0-9_]{0,62}$",
+            ),
+            D::InvalidId => ApiError::invalid_field("id", "must be 1-128 of [A-Za-z0-9_-]"),
+            D::InvalidData(m) => ApiError::bad_request("invalid_document", m),
+            D::TooLarge(n) => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "document_too_large",
+                format!("document data exceeds {n} bytes"),
+            ),
+            D::NotFound => ApiError::not_found("document_not_found", "no such document"),
+            D::Exists => ApiError::conflict("document_exists", "a document with this id exists"),
+            D::PreconditionFailed(m) => {
+                ApiError::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", m)
+            }
+            D::Denied { collection, op } => ApiError::forbidden(
+                "rule_denied",
+                format!("the {op} rule of collection '{collection}' denied this operation"),
+            ),
+            D::InvalidFilter(e) => {
+                let mut a = ApiError::bad_request(
+                    "invalid_filter",
+                    format!("filter, line {} column {}: {}", e.line, e.column, e.message),
+                );
+                a.fields = Some([("filter".to_string(), e.to_string())].into());
+                a
+            }
+            D::InvalidParam { param, message } => {
+                let mut a = ApiError::bad_request(
+                    match param {
+                        "order" => "invalid_order",
+                        "limit" => "invalid_limit",
+                        _ => "validation_failed",
+                    },
+                    format!("{param}: {message}"),
+                );
+                a.fields = Some([(param.to_string(), message)].into());
+                a
+            }
+            D::InvalidCursor => ApiError::bad_request(
+                "invalid_cursor",
+                "the cursor is not valid for this query",
+            ),
+            D::Patch(PatchError::Invalid(m)) => ApiError::bad_request("invalid_patch", m),
+            D::Patch(PatchError::TestFailed(m)) => ApiError::conflict("patch_test_failed", m),
+            D::Patch(PatchError::Failed(m)) => ApiError::conflict("patch_failed", m),
+            D::InBatch { index, source } => {
+                let mut inner = ApiError::from(*source);
+                inner.detail = format!("write {index}: {}", inner.detail);
+                inner.extra.insert("index".into(), serde_json::Value::from(index));
+                inner
+            }
+            D::Store(e) => e.into(),
+            D::Internal(m) => ApiError::internal(m),
         }
     }
 }

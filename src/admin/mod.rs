@@ -18,6 +18,7 @@ use crate::store::{
     AdminRow, AuditEntry, AuditQuery, NewAudit, ServiceKeyRow, Store, StoreError, UserQuery,
     UserRow,
 };
+use crate::rules::{InstallError, Installed, RuleSetError, RulesRegistry};
 use crate::tenancy::{Caller, Registry, Scope, Tenant, service_keys, validate_slug};
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,8 @@ pub enum AdminError {
     InvalidCursor,
     #[error("rate limited")]
     RateLimited(Duration),
+    #[error("invalid rule set")]
+    InvalidRules(Vec<RuleSetError>),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -89,6 +92,28 @@ impl From<AdminError> for ApiError {
             ),
             AdminError::RateLimited(wait) => {
                 ApiError::too_many_requests(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+            }
+            AdminError::InvalidRules(errors) => {
+                let first = errors
+                    .first()
+                    .map(|e| {
+                        let place = match (&e.collection, &e.operation) {
+                            (Some(c), Some(o)) => format!("[{c}] {o}, "),
+                            (Some(c), None) => format!("[{c}], "),
+                            _ => String::new(),
+                        };
+                        format!("{place}line {} column {}: {}", e.line, e.column, e.message)
+                    })
+                    .unwrap_or_default();
+                let mut a = ApiError::bad_request(
+                    "invalid_rules",
+                    format!("the rule set has {} error(s); first: {first}", errors.len()),
+                );
+                a.extra.insert(
+                    "errors".into(),
+                    serde_json::to_value(&errors).unwrap_or_default(),
+                );
+                a
             }
             AdminError::Store(e) => e.into(),
             AdminError::Internal(e) => ApiError::internal(e),
@@ -133,6 +158,7 @@ pub struct Page<T> {
 pub struct AdminService {
     store: Store,
     registry: Arc<Registry>,
+    rules: Arc<RulesRegistry>,
     keyring: Arc<Keyring>,
     limiter: Arc<LoginLimiter>,
     admin_ttl: Duration,
@@ -174,6 +200,7 @@ impl AdminService {
     pub fn new(
         store: Store,
         registry: Arc<Registry>,
+        rules: Arc<RulesRegistry>,
         keyring: Arc<Keyring>,
         limiter: Arc<LoginLimiter>,
         admin_ttl: Duration,
@@ -181,6 +208,7 @@ impl AdminService {
         AdminService {
             store,
             registry,
+            rules,
             keyring,
             limiter,
             admin_ttl,
@@ -616,6 +644,41 @@ impl AdminService {
         )
         .await?;
         Ok(())
+    }
+
+    // ---- rules ----------------------------------------------------------------------------
+
+    /// Validates a TOML rule set whole and, if valid, makes it the tenant's active set.
+    pub async fn install_rules(&self, actor: &Actor, slug: &str, source: &str) -> Result<Installed> {
+        let scope = self.scope(actor, slug).await?;
+        let installed = self
+            .rules
+            .install(&scope, source, &actor.0)
+            .await
+            .map_err(|e| match e {
+                InstallError::Invalid(errors) => AdminError::InvalidRules(errors),
+                InstallError::Store(e) => AdminError::Store(e),
+            })?;
+        self.audit(
+            actor,
+            "rules.install",
+            Some(slug),
+            Some(&installed.version.to_string()),
+            serde_json::json!({"collections": installed.collections, "warnings": installed.warnings}),
+        )
+        .await?;
+        Ok(installed)
+    }
+
+    /// The active rule set: (version, source); version 0 and "" when none was installed.
+    pub async fn active_rules(&self, actor: &Actor, slug: &str) -> Result<(i64, String)> {
+        let scope = self.scope(actor, slug).await?;
+        Ok(self.store.active_ruleset(&scope).await?.unwrap_or((0, String::new())))
+    }
+
+    /// A scope on `slug` for the local CLI (which reads tenant data directly).
+    pub async fn cli_scope(&self, slug: &str) -> Result<Scope> {
+        self.scope(&Actor::cli(), slug).await
     }
 
     // ---- audit ------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 //! `/admin/v1/*`: first-run setup, admin login, tenants, service keys, users, audit.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -10,7 +11,7 @@ use super::dto::*;
 use super::extract::{AdminCaller, ApiJson, ApiQuery, Client};
 use crate::admin::Actor;
 use crate::app::AppState;
-use crate::error::{ApiResult, Problem};
+use crate::error::{ApiError, ApiResult, Problem};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -27,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(disable_user))
         .routes(routes!(enable_user))
         .routes(routes!(revoke_user_sessions))
+        .routes(routes!(get_rules, put_rules))
         .routes(routes!(list_audit))
 }
 
@@ -378,4 +380,63 @@ async fn list_audit(
         .list_audit(q.tenant.as_deref(), q.cursor.as_deref(), q.limit)
         .await?;
     Ok(Json(page.into()))
+}
+
+/// The active rule set.
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/rules", tag = "rules",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    responses((status = 200, body = RulesDto), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+async fn get_rules(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    Path(tenant): Path<String>,
+) -> ApiResult<Json<RulesDto>> {
+    let (version, source) = state.admin.active_rules(&actor(&admin), &tenant).await?;
+    Ok(Json(RulesDto { version, source }))
+}
+
+/// Install a TOML rule set (`Content-Type: application/toml`). It is validated whole;
+/// errors name collection, operation, line and column, and leave the old set active.
+#[utoipa::path(put, path = "/admin/v1/tenants/{tenant}/rules", tag = "rules",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    request_body(content = String, content_type = "application/toml"),
+    responses((status = 200, body = RulesInstalled),
+              (status = 400, body = Problem, description = "invalid_rules, with `errors`"),
+              (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+async fn put_rules(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<RulesInstalled>> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if !matches!(ct.as_str(), "application/toml" | "text/plain" | "text/x-toml") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "expected Content-Type: application/toml",
+        ));
+    }
+    let source = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_request("invalid_rules", "the rule set is not UTF-8"))?;
+    let installed = state
+        .admin
+        .install_rules(&actor(&admin), &tenant, source)
+        .await?;
+    Ok(Json(RulesInstalled {
+        version: installed.version,
+        collections: installed.collections,
+        warnings: installed.warnings,
+    }))
 }

@@ -311,3 +311,18 @@ pub struct AuditQueryParams {
 pub struct TokenQuery {
     pub token: String,
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct RulesDto {
+    /// 0 when no rule set was ever installed (everything is denied).
+    pub version: i64,
+    pub source: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RulesInstalled {
+    pub version: i64,
+    pub collections: Vec<String>,
+    /// Read rules and indexes that leave list queries scanning a whole collection.
+    pub warnings: Vec<String>,
+}

@@ -3,6 +3,7 @@
 
 mod admin_routes;
 mod auth_routes;
+mod document_routes;
 pub mod dto;
 pub mod extract;
 mod middleware;
@@ -37,6 +38,8 @@ use crate::app::AppState;
         (name = "tenants", description = "Tenants"),
         (name = "keys", description = "Service keys of a tenant"),
         (name = "users", description = "A tenant's users, as seen by an admin"),
+        (name = "documents", description = "JSON documents guarded by rules"),
+        (name = "rules", description = "A tenant's access rules"),
         (name = "ops", description = "Health, readiness, metrics"),
     )
 )]
@@ -61,7 +64,9 @@ impl Modify for BearerAuth {
 
 /// The routes and the OpenAPI document generated from them.
 pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    let tenant_routes = auth_routes::router().layer(tenant_cors(state.clone()));
+    let tenant_routes = auth_routes::router()
+        .merge(document_routes::router())
+        .layer(tenant_cors(state.clone()));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(admin_routes::router())
         .merge(tenant_routes)
@@ -98,6 +103,9 @@ pub fn router(state: AppState) -> Router {
             .layer(PropagateRequestIdLayer::new(request_id))
             .layer(mw::from_fn_with_state(state.clone(), middleware::observe))
             .layer(mw::from_fn(middleware::problem_fallback))
+            // A panicking handler answers 500 (then problem+json) instead of dropping
+            // the connection.
+            .layer(tower_http::catch_panic::CatchPanicLayer::new())
             .layer(mw::from_fn_with_state(state.clone(), middleware::timeout))
             .layer(DefaultBodyLimit::max(state.config.body_limit)),
     )

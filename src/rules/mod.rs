@@ -17,11 +17,13 @@
 
 mod expression;
 pub mod predicate;
+pub mod registry;
 mod ruleset;
 pub mod testing;
 
 pub use expression::{CelError, Explanation, ExprKind, Expression, TraceStep, Untranslatable};
 pub use predicate::{CmpOp, Field, Predicate};
+pub use registry::{InstallError, Installed, RulesRegistry};
 pub use ruleset::{CollectionRules, RuleSet, RuleSetError};
 
 use serde::{Deserialize, Serialize};

@@ -347,3 +347,27 @@ impl Store {
         .await?))
     }
 }
+
+impl Store {
+    /// A server-wide secret, generated with `make` and stored the first time it is asked
+    /// for. Nodes racing at first start all end up with the stored one.
+    pub async fn server_secret(&self, name: &str, make: impl FnOnce() -> String) -> StoreResult<String> {
+        let db = self.control_db();
+        let candidate = make();
+        on_db!(db, |p| {
+            sqlx::query(
+                "INSERT INTO server_secrets (name, value, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(name)
+            .bind(&candidate)
+            .bind(now_ms())
+            .execute(&p)
+            .await?;
+            Ok(sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = $1")
+                .bind(name)
+                .fetch_one(&p)
+                .await?)
+        })
+    }
+}

@@ -9,6 +9,7 @@
 //! ever taken from a [`Scope`](crate::tenancy::Scope) through [`Store::tenant_db`].
 
 mod control;
+mod documents;
 mod keys;
 mod users;
 pub mod predicate_sql;
@@ -25,6 +26,10 @@ use sqlx::sqlite::{
 };
 
 pub use control::{AdminRow, AuditEntry, AuditQuery, NewAudit, SigningKeyRow, TenantRow};
+pub use documents::{
+    After, Change, ChangeOp, ListQuery, ListedDoc, OrderKey, SortValue, StoredDoc, WriteDecision,
+    WriteError, WriteRequest, Written,
+};
 pub use keys::ServiceKeyRow;
 pub use users::{NewSession, RefreshOutcome, SessionState, UserQuery, UserRow, UserTokenKind};
 

@@ -323,3 +323,29 @@ async fn serve_prints_a_setup_token(b: Backend) {
         .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {first}"));
     assert!(parsed["fields"]["message"].is_string(), "{parsed}");
 }
+
+#[test]
+fn rules_test_command() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(env!("CARGO_BIN_EXE_plinth"))
+        .args(["rules", "test", &format!("{root}/rules/example.test.toml")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(" 0 failed"));
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("r.toml"), "[notes]\nread = \"auth != null && doc.owner == auth.uid\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("t.toml"),
+        "rules = \"r.toml\"\n\n[[case]]\nname = \"stranger reads\"\ncollection = \"notes\"\noperation = \"read\"\nauth = { uid = \"bob\" }\ndoc = { owner = \"alice\" }\nexpect = \"allow\"\n\n[[case]]\nname = \"owner reads\"\ncollection = \"notes\"\noperation = \"read\"\nauth = { uid = \"alice\" }\ndoc = { owner = \"alice\" }\nexpect = \"allow\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_plinth"))
+        .args(["rules", "test", dir.path().join("t.toml").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("FAIL  stranger reads") && text.contains("ok    owner reads"), "{text}");
+}

@@ -6,5 +6,8 @@ mod support;
 mod admin;
 mod auth;
 mod cli;
+mod documents;
+mod lists;
 mod plumbing;
+mod rules;
 mod tenancy;

@@ -1,0 +1,720 @@
+//! The document store as callers see it: validate → authorize (rules) → store (document,
+//! change log) in one transaction. `documents` knows nothing of realtime or functions;
+//! they consume the change log.
+
+mod cursor;
+pub mod patch;
+mod validate;
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+pub use cursor::{CursorContext, CursorKey};
+pub use validate::{depth, valid_collection, valid_doc_id};
+
+use crate::rules::{
+    AuthInfo, Bindings, CelError, DocMeta, ExprKind, Expression, Explanation, Field, Operation,
+    Predicate, QueryBindings, RuleSet, RulesRegistry,
+};
+use crate::store::{
+    After, OrderKey, Store, StoreError, StoredDoc, WriteDecision, WriteError, WriteRequest,
+    Written,
+};
+use crate::tenancy::{Caller, Scope};
+
+pub const MAX_DEPTH: usize = 32;
+pub const MAX_BATCH: usize = 500;
+pub const MAX_ORDER_KEYS: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DocError {
+    #[error("invalid collection name")]
+    InvalidCollection,
+    #[error("invalid document id")]
+    InvalidId,
+    #[error("{0}")]
+    InvalidData(String),
+    #[error("document exceeds {0} bytes")]
+    TooLarge(usize),
+    #[error("document not found")]
+    NotFound,
+    #[error("a document with this id exists")]
+    Exists,
+    #[error("precondition failed: {0}")]
+    PreconditionFailed(String),
+    #[error("the {op} rule of collection '{collection}' denied this operation")]
+    Denied { collection: String, op: &'static str },
+    #[error("invalid filter: {0}")]
+    InvalidFilter(CelError),
+    #[error("invalid {param}: {message}")]
+    InvalidParam {
+        param: &'static str,
+        message: String,
+    },
+    #[error("invalid cursor")]
+    InvalidCursor,
+    #[error("{0}")]
+    Patch(patch::PatchError),
+    #[error("write {index}: {source}")]
+    InBatch {
+        index: usize,
+        #[source]
+        source: Box<DocError>,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Conditions of a write, from `If-Match` / `If-None-Match`.
+#[derive(Clone, Debug, Default)]
+pub struct Preconditions {
+    /// The version the document must have; `Some(None)` is `*` (it must exist).
+    pub if_match: Option<Option<i64>>,
+    /// `If-None-Match: *`: the document must not exist.
+    pub if_none_match_any: bool,
+}
+
+impl Preconditions {
+    fn check(&self, existing: Option<&StoredDoc>) -> Result<(), DocError> {
+        match (existing, self.if_match) {
+            (None, Some(_)) => {
+                return Err(DocError::PreconditionFailed("the document does not exist".into()));
+            }
+            (Some(d), Some(Some(v))) if d.version != v => {
+                return Err(DocError::PreconditionFailed(format!(
+                    "the document is at version {}, not {v}",
+                    d.version
+                )));
+            }
+            _ => {}
+        }
+        if self.if_none_match_any && existing.is_some() {
+            return Err(DocError::PreconditionFailed("the document exists".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A PATCH body.
+#[derive(Clone, Debug)]
+pub enum PatchBody {
+    Merge(Value),
+    JsonPatch(Value),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ListParams {
+    pub filter: Option<String>,
+    pub order: Option<String>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+pub struct Page {
+    pub items: Vec<StoredDoc>,
+    pub next_cursor: Option<String>,
+}
+
+/// One write of a batch, as posted.
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
+pub struct BatchWrite {
+    /// create | put | patch | delete
+    pub op: String,
+    pub collection: String,
+    pub id: Option<String>,
+    /// create and put: the document's data.
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Value>,
+    /// patch: an object is a merge patch, an array a JSON Patch (with `increment`).
+    #[schema(value_type = Option<Object>)]
+    pub patch: Option<Value>,
+    /// The version the document must have.
+    pub if_match: Option<i64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct DocLimits {
+    pub max_bytes: usize,
+}
+
+/// What `explain` reports.
+pub struct ExplainResult {
+    pub operation: Operation,
+    pub rule: Option<String>,
+    pub explanation: Option<Explanation>,
+}
+
+pub struct DocumentService {
+    store: Store,
+    rules: Arc<RulesRegistry>,
+    cursor_key: CursorKey,
+    limits: DocLimits,
+}
+
+/// The rules' view of the caller; None for anonymous. Service and admin callers bypass
+/// rules and never get here.
+fn auth_of(scope: &Scope) -> Option<AuthInfo> {
+    match scope.caller() {
+        Caller::User(u) => Some(AuthInfo {
+            uid: u.uid.clone(),
+            email: u.email.clone(),
+            email_verified: u.email_verified,
+            claims: Value::Object(Default::default()),
+        }),
+        _ => None,
+    }
+}
+
+fn bypasses_rules(scope: &Scope) -> bool {
+    matches!(scope.caller(), Caller::Service { .. } | Caller::Admin { .. })
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn meta(d: &StoredDoc) -> DocMeta {
+    DocMeta {
+        version: d.version,
+        created_at: d.created_at,
+        updated_at: d.updated_at,
+    }
+}
+
+/// The caller's permission for one operation on one document, decided in memory.
+#[derive(Clone)]
+struct Gate {
+    rules: Option<Arc<RuleSet>>,
+    auth: Option<AuthInfo>,
+    collection: String,
+}
+
+impl Gate {
+    fn check(
+        &self,
+        op: Operation,
+        id: &str,
+        doc: Option<&StoredDoc>,
+        new: Option<&Value>,
+    ) -> Result<(), DocError> {
+        let Some(rules) = &self.rules else {
+            return Ok(());
+        };
+        let allowed = match rules.rule(&self.collection, op) {
+            None => false,
+            Some(rule) => {
+                let m = doc.map(meta);
+                rule.evaluate(&Bindings {
+                    auth: self.auth.as_ref(),
+                    id,
+                    doc: doc.map(|d| &d.data),
+                    new,
+                    meta: m.as_ref(),
+                    now_ms: now_ms(),
+                })
+            }
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(DocError::Denied {
+                collection: self.collection.clone(),
+                op: op.as_str(),
+            })
+        }
+    }
+
+    /// A missing document: 404 if the caller could have acted on it, 403 otherwise, so
+    /// a denied caller cannot probe which ids exist.
+    fn missing(&self, op: Operation, id: &str) -> DocError {
+        match self.check(op, id, None, None) {
+            Ok(()) => DocError::NotFound,
+            Err(denied) => denied,
+        }
+    }
+}
+
+impl DocumentService {
+    pub fn new(
+        store: Store,
+        rules: Arc<RulesRegistry>,
+        cursor_key: CursorKey,
+        limits: DocLimits,
+    ) -> DocumentService {
+        DocumentService {
+            store,
+            rules,
+            cursor_key,
+            limits,
+        }
+    }
+
+    pub fn rules(&self) -> &Arc<RulesRegistry> {
+        &self.rules
+    }
+
+    async fn gate(&self, scope: &Scope, collection: &str) -> Result<Gate, DocError> {
+        let rules = if bypasses_rules(scope) {
+            None
+        } else {
+            Some(self.rules.get(scope).await?)
+        };
+        Ok(Gate {
+            rules,
+            auth: auth_of(scope),
+            collection: collection.to_string(),
+        })
+    }
+
+    fn check_data(&self, data: &Value) -> Result<(), DocError> {
+        if !data.is_object() {
+            return Err(DocError::InvalidData(
+                "document data must be a JSON object".into(),
+            ));
+        }
+        if depth(data) > MAX_DEPTH {
+            return Err(DocError::InvalidData(format!(
+                "document data nests deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        let size = serde_json::to_vec(data).map(|v| v.len()).unwrap_or(usize::MAX);
+        if size > self.limits.max_bytes {
+            return Err(DocError::TooLarge(self.limits.max_bytes));
+        }
+        Ok(())
+    }
+
+    pub async fn get(&self, scope: &Scope, collection: &str, id: &str) -> Result<StoredDoc, DocError> {
+        check_names(collection, Some(id))?;
+        let gate = self.gate(scope, collection).await?;
+        match self.store.get_document(scope, collection, id).await? {
+            Some(doc) => {
+                gate.check(Operation::Read, id, Some(&doc), None)?;
+                Ok(doc)
+            }
+            None => Err(gate.missing(Operation::Read, id)),
+        }
+    }
+
+    /// POST: a new document with a fresh UUIDv7 id.
+    pub async fn create(&self, scope: &Scope, collection: &str, data: Value) -> Result<Written, DocError> {
+        let id = uuid::Uuid::now_v7().to_string();
+        self.put(scope, collection, &id, data, Preconditions { if_none_match_any: true, ..Default::default() })
+            .await
+    }
+
+    /// PUT: creates the document at `id` or replaces it.
+    pub async fn put(
+        &self,
+        scope: &Scope,
+        collection: &str,
+        id: &str,
+        data: Value,
+        pre: Preconditions,
+    ) -> Result<Written, DocError> {
+        check_names(collection, Some(id))?;
+        self.check_data(&data)?;
+        let gate = self.gate(scope, collection).await?;
+        let write = put_request(gate, collection, id, data, pre);
+        self.write_one(scope, write).await
+    }
+
+    pub async fn patch(
+        &self,
+        scope: &Scope,
+        collection: &str,
+        id: &str,
+        body: PatchBody,
+        pre: Preconditions,
+    ) -> Result<Written, DocError> {
+        check_names(collection, Some(id))?;
+        check_patch_shape(&body)?;
+        let gate = self.gate(scope, collection).await?;
+        let write = patch_request(gate, collection, id, body, pre, self.limits.clone());
+        self.write_one(scope, write).await
+    }
+
+    pub async fn delete(
+        &self,
+        scope: &Scope,
+        collection: &str,
+        id: &str,
+        pre: Preconditions,
+    ) -> Result<Written, DocError> {
+        check_names(collection, Some(id))?;
+        let gate = self.gate(scope, collection).await?;
+        let write = delete_request(gate, collection, id, pre);
+        self.write_one(scope, write).await
+    }
+
+    async fn write_one(&self, scope: &Scope, w: WriteRequest<DocError>) -> Result<Written, DocError> {
+        let mut written = self
+            .store
+            .write_documents(scope, vec![w])
+            .await
+            .map_err(|e| match e {
+                WriteError::Rejected(_, e) => e,
+                WriteError::Store(StoreError::Conflict(_)) => DocError::Exists,
+                WriteError::Store(StoreError::NotFound) => DocError::NotFound,
+                WriteError::Store(e) => DocError::Store(e),
+            })?;
+        written.pop().ok_or(DocError::NotFound)
+    }
+
+    /// Up to 500 writes, all or nothing, each checked against the rules.
+    pub async fn batch(&self, scope: &Scope, writes: Vec<BatchWrite>) -> Result<Vec<Written>, DocError> {
+        if writes.is_empty() || writes.len() > MAX_BATCH {
+            return Err(DocError::InvalidParam {
+                param: "writes",
+                message: format!("a batch holds 1 to {MAX_BATCH} writes"),
+            });
+        }
+        let mut requests = Vec::with_capacity(writes.len());
+        for (index, w) in writes.into_iter().enumerate() {
+            let in_batch = |e: DocError| DocError::InBatch { index, source: Box::new(e) };
+            let request = self.batch_request(scope, w).await.map_err(in_batch)?;
+            requests.push(request);
+        }
+        self.store
+            .write_documents(scope, requests)
+            .await
+            .map_err(|e| match e {
+                WriteError::Rejected(index, e) => DocError::InBatch { index, source: Box::new(e) },
+                WriteError::Store(e) => DocError::Store(e),
+            })
+    }
+
+    async fn batch_request(&self, scope: &Scope, w: BatchWrite) -> Result<WriteRequest<DocError>, DocError> {
+        let collection = w.collection.as_str();
+        let pre = Preconditions {
+            if_match: w.if_match.map(Some),
+            if_none_match_any: false,
+        };
+        let need_id = || {
+            w.id.clone().ok_or(DocError::InvalidParam {
+                param: "id",
+                message: "is required for this op".into(),
+            })
+        };
+        match w.op.as_str() {
+            "create" | "put" => {
+                let id = match (&w.op[..], &w.id) {
+                    ("create", None) => uuid::Uuid::now_v7().to_string(),
+                    _ => need_id()?,
+                };
+                check_names(collection, Some(&id))?;
+                let data = w.data.clone().ok_or(DocError::InvalidParam {
+                    param: "data",
+                    message: "is required for create and put".into(),
+                })?;
+                self.check_data(&data)?;
+                let pre = if w.op == "create" {
+                    Preconditions { if_none_match_any: true, ..pre }
+                } else {
+                    pre
+                };
+                Ok(put_request(self.gate(scope, collection).await?, collection, &id, data, pre))
+            }
+            "patch" => {
+                let id = need_id()?;
+                check_names(collection, Some(&id))?;
+                let body = match w.patch.clone() {
+                    Some(p @ Value::Array(_)) => PatchBody::JsonPatch(p),
+                    Some(p @ Value::Object(_)) => PatchBody::Merge(p),
+                    _ => {
+                        return Err(DocError::InvalidParam {
+                            param: "patch",
+                            message: "must be an object (merge patch) or an array (JSON Patch)".into(),
+                        });
+                    }
+                };
+                check_patch_shape(&body)?;
+                Ok(patch_request(self.gate(scope, collection).await?, collection, &id, body, pre, self.limits.clone()))
+            }
+            "delete" => {
+                let id = need_id()?;
+                check_names(collection, Some(&id))?;
+                Ok(delete_request(self.gate(scope, collection).await?, collection, &id, pre))
+            }
+            other => Err(DocError::InvalidParam {
+                param: "op",
+                message: format!("'{other}' is not one of create, put, patch, delete"),
+            }),
+        }
+    }
+
+    /// One page of a collection: the read rule ANDed with the filter, in SQL.
+    pub async fn list(&self, scope: &Scope, collection: &str, params: ListParams) -> Result<Page, DocError> {
+        check_names(collection, None)?;
+        let limit = params.limit.unwrap_or(50);
+        if !(1..=1000).contains(&limit) {
+            return Err(DocError::InvalidParam {
+                param: "limit",
+                message: "must be between 1 and 1000".into(),
+            });
+        }
+        let order_src = params.order.as_deref().unwrap_or("");
+        let order = parse_order(order_src)?;
+        let filter_src = params.filter.as_deref().unwrap_or("").trim().to_string();
+        let now = now_ms();
+        let auth = auth_of(scope);
+        let qb = QueryBindings {
+            auth: auth.as_ref(),
+            now_ms: now,
+        };
+        let mut parts: Vec<Predicate> = Vec::new();
+        if !bypasses_rules(scope) {
+            let rules = self.rules.get(scope).await?;
+            let rule = rules.rule(collection, Operation::Read).ok_or_else(|| DocError::Denied {
+                collection: collection.to_string(),
+                op: "read",
+            })?;
+            // Read rules are checked translatable at install; failing here is a bug.
+            let pred = rule
+                .to_predicate(&qb)
+                .map_err(|u| DocError::Internal(format!("read rule not translatable: {}", u.message)))?;
+            parts.push(pred);
+        }
+        if !filter_src.is_empty() {
+            let filter = Expression::compile(&filter_src, ExprKind::Filter).map_err(DocError::InvalidFilter)?;
+            let pred = filter.to_predicate(&qb).map_err(|u| {
+                DocError::InvalidFilter(CelError {
+                    line: u.line,
+                    column: u.column,
+                    message: u.message,
+                })
+            })?;
+            parts.push(pred);
+        }
+        let predicate = match parts.len() {
+            0 => None,
+            1 => parts.pop(),
+            _ => Some(Predicate::And(parts)),
+        };
+        let ctx = CursorContext {
+            tenant_id: scope.tenant().id,
+            collection,
+            order: order_src,
+            filter: &filter_src,
+        };
+        let after = match params.cursor.as_deref().filter(|c| !c.is_empty()) {
+            Some(c) => Some(self.cursor_key.decode(&ctx, c).ok_or(DocError::InvalidCursor)?),
+            None => None,
+        };
+        if let Some(a) = &after
+            && a.keys.len() != order.len()
+        {
+            return Err(DocError::InvalidCursor);
+        }
+        let mut rows = self
+            .store
+            .list_documents(
+                scope,
+                crate::store::ListQuery {
+                    collection,
+                    predicate: predicate.as_ref(),
+                    order: &order,
+                    after: after.as_ref(),
+                    limit: limit + 1,
+                },
+            )
+            .await?;
+        let next_cursor = if rows.len() as i64 > limit {
+            rows.truncate(limit as usize);
+            rows.last().map(|r| {
+                self.cursor_key.encode(
+                    &ctx,
+                    &After {
+                        keys: r.keys.clone(),
+                        id: r.doc.id.clone(),
+                    },
+                )
+            })
+        } else {
+            None
+        };
+        Ok(Page {
+            items: rows.into_iter().map(|r| r.doc).collect(),
+            next_cursor,
+        })
+    }
+
+    /// Which rule decides `op` on a stored document for a given user (or anonymous).
+    pub async fn explain(
+        &self,
+        scope: &Scope,
+        collection: &str,
+        id: &str,
+        op: Operation,
+        auth: Option<AuthInfo>,
+    ) -> Result<ExplainResult, DocError> {
+        check_names(collection, Some(id))?;
+        let rules = self.rules.get(scope).await?;
+        let doc = self.store.get_document(scope, collection, id).await?;
+        let Some(rule) = rules.rule(collection, op) else {
+            return Ok(ExplainResult { operation: op, rule: None, explanation: None });
+        };
+        let m = doc.as_ref().map(meta);
+        let explanation = rule.explain(&Bindings {
+            auth: auth.as_ref(),
+            id,
+            doc: doc.as_ref().map(|d| &d.data),
+            new: if op == Operation::Update { doc.as_ref().map(|d| &d.data) } else { None },
+            meta: m.as_ref(),
+            now_ms: now_ms(),
+        });
+        Ok(ExplainResult {
+            operation: op,
+            rule: Some(rule.source().to_string()),
+            explanation: Some(explanation),
+        })
+    }
+}
+
+fn check_names(collection: &str, id: Option<&str>) -> Result<(), DocError> {
+    if !valid_collection(collection) {
+        return Err(DocError::InvalidCollection);
+    }
+    if let Some(id) = id
+        && !valid_doc_id(id)
+    {
+        return Err(DocError::InvalidId);
+    }
+    Ok(())
+}
+
+fn check_patch_shape(body: &PatchBody) -> Result<(), DocError> {
+    match body {
+        PatchBody::Merge(v) if !v.is_object() => Err(DocError::Patch(patch::PatchError::Invalid(
+            "a merge patch must be a JSON object".into(),
+        ))),
+        PatchBody::JsonPatch(v) if !v.is_array() => Err(DocError::Patch(patch::PatchError::Invalid(
+            "a JSON Patch is an array of operations".into(),
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn put_request(gate: Gate, collection: &str, id: &str, data: Value, pre: Preconditions) -> WriteRequest<DocError> {
+    let doc_id = id.to_string();
+    WriteRequest {
+        collection: collection.to_string(),
+        id: id.to_string(),
+        decide: Box::new(move |existing| {
+            pre.check(existing)?;
+            match existing {
+                None => {
+                    gate.check(Operation::Create, &doc_id, None, Some(&data))?;
+                    Ok(WriteDecision::Insert(data))
+                }
+                Some(old) => {
+                    gate.check(Operation::Update, &doc_id, Some(old), Some(&data))?;
+                    Ok(WriteDecision::Replace(data))
+                }
+            }
+        }),
+    }
+}
+
+fn patch_request(
+    gate: Gate,
+    collection: &str,
+    id: &str,
+    body: PatchBody,
+    pre: Preconditions,
+    limits: DocLimits,
+) -> WriteRequest<DocError> {
+    let doc_id = id.to_string();
+    WriteRequest {
+        collection: collection.to_string(),
+        id: id.to_string(),
+        decide: Box::new(move |existing| {
+            let Some(old) = existing else {
+                pre.check(None)?;
+                return Err(gate.missing(Operation::Update, &doc_id));
+            };
+            pre.check(Some(old))?;
+            let new = match &body {
+                PatchBody::Merge(p) => patch::merge(&old.data, p),
+                PatchBody::JsonPatch(ops) => patch::json_patch(&old.data, ops).map_err(DocError::Patch)?,
+            };
+            if !new.is_object() {
+                return Err(DocError::InvalidData("the patched document must stay a JSON object".into()));
+            }
+            if depth(&new) > MAX_DEPTH {
+                return Err(DocError::InvalidData(format!("document data nests deeper than {MAX_DEPTH} levels")));
+            }
+            if serde_json::to_vec(&new).map(|v| v.len()).unwrap_or(usize::MAX) > limits.max_bytes {
+                return Err(DocError::TooLarge(limits.max_bytes));
+            }
+            gate.check(Operation::Update, &doc_id, Some(old), Some(&new))?;
+            Ok(WriteDecision::Replace(new))
+        }),
+    }
+}
+
+fn delete_request(gate: Gate, collection: &str, id: &str, pre: Preconditions) -> WriteRequest<DocError> {
+    let doc_id = id.to_string();
+    WriteRequest {
+        collection: collection.to_string(),
+        id: id.to_string(),
+        decide: Box::new(move |existing| {
+            let Some(old) = existing else {
+                pre.check(None)?;
+                return Err(gate.missing(Operation::Delete, &doc_id));
+            };
+            pre.check(Some(old))?;
+            gate.check(Operation::Delete, &doc_id, Some(old), None)?;
+            Ok(WriteDecision::Delete)
+        }),
+    }
+}
+
+/// `order=field,-other`: meta fields by name (id, version, created_at, updated_at),
+/// anything else a dotted path into the data (optionally prefixed `doc.`).
+pub fn parse_order(src: &str) -> Result<Vec<OrderKey>, DocError> {
+    let src = src.trim();
+    if src.is_empty() {
+        return Ok(vec![OrderKey { field: Field::CreatedAt, desc: false }]);
+    }
+    let bad = |m: String| DocError::InvalidParam { param: "order", message: m };
+    let mut keys = Vec::new();
+    for part in src.split(',') {
+        let part = part.trim();
+        let (desc, name) = match part.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, part.strip_prefix('+').unwrap_or(part)),
+        };
+        let field = match name {
+            "id" => Field::Id,
+            "version" => Field::Version,
+            "created_at" => Field::CreatedAt,
+            "updated_at" => Field::UpdatedAt,
+            _ => {
+                let path = name.strip_prefix("doc.").unwrap_or(name);
+                let segs: Vec<String> = path.split('.').map(str::to_string).collect();
+                let ok = !path.is_empty()
+                    && segs.iter().all(|s| {
+                        let b = s.as_bytes();
+                        !b.is_empty()
+                            && b.len() <= 64
+                            && (b[0].is_ascii_alphabetic() || b[0] == b'_')
+                            && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+                    });
+                if !ok {
+                    return Err(bad(format!("'{name}' is not a field: use id, version, created_at, updated_at or a dotted path of identifiers")));
+                }
+                Field::Doc(segs)
+            }
+        };
+        keys.push(OrderKey { field, desc });
+    }
+    if keys.len() > MAX_ORDER_KEYS {
+        return Err(bad(format!("at most {MAX_ORDER_KEYS} fields")));
+    }
+    Ok(keys)
+}

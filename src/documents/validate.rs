@@ -1,0 +1,63 @@
+//! Shape checks of collection names, document ids and document data.
+
+use serde_json::Value;
+
+/// `^[a-z][a-z0-9_]{0,62}$`
+pub fn valid_collection(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_lowercase()
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+}
+
+/// 1-128 of `[A-Za-z0-9_-]`.
+pub fn valid_doc_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+}
+
+/// Nesting depth of a JSON value: a scalar is 0, `{}` is 1, `{"a":{}}` is 2.
+pub fn depth(v: &Value) -> usize {
+    // Iterative, so a hostile document cannot overflow the stack here.
+    let mut max = 0;
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        match v {
+            Value::Object(m) => {
+                max = max.max(d + 1);
+                stack.extend(m.values().map(|c| (c, d + 1)));
+            }
+            Value::Array(a) => {
+                max = max.max(d + 1);
+                stack.extend(a.iter().map(|c| (c, d + 1)));
+            }
+            _ => {}
+        }
+    }
+    max
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn names() {
+        assert!(valid_collection("votes") && valid_collection("a") && valid_collection("a_1"));
+        assert!(!valid_collection("") && !valid_collection("1a") && !valid_collection("A"));
+        assert!(!valid_collection(&"a".repeat(64)) && valid_collection(&"a".repeat(63)));
+        assert!(valid_doc_id("abc-DEF_123") && !valid_doc_id("") && !valid_doc_id("a b"));
+        assert!(!valid_doc_id(&"a".repeat(129)) && !valid_doc_id("é"));
+    }
+
+    #[test]
+    fn depths() {
+        assert_eq!(depth(&json!(1)), 0);
+        assert_eq!(depth(&json!({})), 1);
+        assert_eq!(depth(&json!({"a": [{"b": 1}]})), 3);
+    }
+}

@@ -1,0 +1,390 @@
+//! `/v1/t/{tenant}/collections/{collection}/docs` and `/v1/t/{tenant}/batch`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::dto::timestamp;
+use super::extract::{ApiJson, ApiQuery, TenantScope};
+use crate::app::AppState;
+use crate::documents::{BatchWrite, ListParams, PatchBody, Preconditions};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::rules::{AuthInfo, Operation};
+use crate::store::{ChangeOp, StoredDoc, Written};
+use crate::tenancy::Caller;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_docs, create_doc))
+        .routes(routes!(get_doc, put_doc, patch_doc, delete_doc))
+        .routes(routes!(batch))
+}
+
+#[derive(Deserialize)]
+pub struct CollectionPath {
+    #[allow(dead_code)]
+    tenant: String,
+    collection: String,
+}
+
+#[derive(Deserialize)]
+pub struct DocPath {
+    #[allow(dead_code)]
+    tenant: String,
+    collection: String,
+    id: String,
+}
+
+/// A document as the API returns it.
+#[derive(Serialize, ToSchema)]
+pub struct DocDto {
+    pub id: String,
+    pub collection: String,
+    pub version: i64,
+    pub created_at: String,
+    pub updated_at: String,
+    #[schema(value_type = Object)]
+    pub data: Value,
+}
+
+impl From<StoredDoc> for DocDto {
+    fn from(d: StoredDoc) -> Self {
+        DocDto {
+            id: d.id,
+            collection: d.collection,
+            version: d.version,
+            created_at: timestamp(d.created_at),
+            updated_at: timestamp(d.updated_at),
+            data: d.data,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DocPage {
+    pub items: Vec<DocDto>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct ListQueryParams {
+    /// CEL over `doc`, `id`, `version`, `created_at`, `updated_at` (and `auth`, `now`).
+    pub filter: Option<String>,
+    /// Comma-separated fields, `-` for descending: `-score,created_at`. Default `created_at`.
+    pub order: Option<String>,
+    /// 1..1000, default 50.
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct GetQueryParams {
+    /// With a service key: explain which rule decides instead of returning the document.
+    pub explain: Option<String>,
+    /// explain: the operation (read, update, delete; default read).
+    pub op: Option<String>,
+    /// explain: evaluate as this user of the tenant (default: anonymous).
+    pub uid: Option<String>,
+}
+
+fn etag(version: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+fn doc_response(status: StatusCode, doc: StoredDoc) -> Response {
+    let tag = etag(doc.version);
+    let mut res = (status, Json(DocDto::from(doc))).into_response();
+    res.headers_mut().insert(header::ETAG, tag);
+    res
+}
+
+fn bad_precondition(h: &str) -> ApiError {
+    ApiError::bad_request("invalid_precondition", format!("{h} must be a version (\"3\") or *"))
+}
+
+/// `If-Match: "3"` (or `3`, `W/"3"`, `*`) and `If-None-Match: *`.
+fn preconditions(headers: &HeaderMap) -> Result<Preconditions, ApiError> {
+    let mut pre = Preconditions::default();
+    if let Some(v) = headers.get(header::IF_MATCH) {
+        let s = v.to_str().map_err(|_| bad_precondition("If-Match"))?.trim();
+        pre.if_match = Some(if s == "*" {
+            None
+        } else {
+            let n = s.trim_start_matches("W/").trim_matches('"');
+            Some(n.parse::<i64>().map_err(|_| bad_precondition("If-Match"))?)
+        });
+    }
+    if let Some(v) = headers.get(header::IF_NONE_MATCH) {
+        let s = v.to_str().map_err(|_| bad_precondition("If-None-Match"))?.trim();
+        if s != "*" {
+            return Err(ApiError::bad_request(
+                "invalid_precondition",
+                "only If-None-Match: * is supported on writes",
+            ));
+        }
+        pre.if_none_match_any = true;
+    }
+    Ok(pre)
+}
+
+/// List documents the caller may read, filtered, ordered, paged by cursor.
+#[utoipa::path(get, path = "/v1/t/{tenant}/collections/{collection}/docs", tag = "documents",
+    params(("tenant" = String, Path), ("collection" = String, Path), ListQueryParams),
+    responses((status = 200, body = DocPage), (status = 400, body = Problem),
+              (status = 403, body = Problem, description = "rule_denied")),
+    security((), ("bearer" = [])))]
+async fn list_docs(
+    State(state): State<AppState>,
+    TenantScope(scope): TenantScope,
+    Path(CollectionPath { collection, .. }): Path<CollectionPath>,
+    ApiQuery(q): ApiQuery<ListQueryParams>,
+) -> ApiResult<Json<DocPage>> {
+    let page = state
+        .docs
+        .list(
+            &scope,
+            &collection,
+            ListParams {
+                filter: q.filter,
+                order: q.order,
+                limit: q.limit,
+                cursor: q.cursor,
+            },
+        )
+        .await?;
+    Ok(Json(DocPage {
+        items: page.items.into_iter().map(DocDto::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Create a document with a new UUIDv7 id. The body is the document's data (an object).
+#[utoipa::path(post, path = "/v1/t/{tenant}/collections/{collection}/docs", tag = "documents",
+    params(("tenant" = String, Path), ("collection" = String, Path)),
+    request_body(content = Object, description = "the document's data"),
+    responses((status = 201, body = DocDto), (status = 400, body = Problem),
+              (status = 403, body = Problem), (status = 413, body = Problem)),
+    security((), ("bearer" = [])))]
+async fn create_doc(
+    State(state): State<AppState>,
+    TenantScope(scope): TenantScope,
+    Path(CollectionPath { collection, .. }): Path<CollectionPath>,
+    ApiJson(data): ApiJson<Value>,
+) -> ApiResult<Response> {
+    let w = state.docs.create(&scope, &collection, data).await?;
+    let location = format!(
+        "/v1/t/{}/collections/{}/docs/{}",
+        scope.tenant().slug,
+        collection,
+        w.doc.id
+    );
+    let mut res = doc_response(StatusCode::CREATED, w.doc);
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(res)
+}
+
+/// Read a document (ETag: its version). With `explain=1` and a service key: which rule
+/// and sub-expression decide for a user (`uid`) or anonymous.
+#[utoipa::path(get, path = "/v1/t/{tenant}/collections/{collection}/docs/{id}", tag = "documents",
+    params(("tenant" = String, Path), ("collection" = String, Path), ("id" = String, Path), GetQueryParams),
+    responses((status = 200, body = DocDto), (status = 403, body = Problem), (status = 404, body = Problem)),
+    security((), ("bearer" = [])))]
+async fn get_doc(
+    State(state): State<AppState>,
+    TenantScope(scope): TenantScope,
+    Path(DocPath { collection, id, .. }): Path<DocPath>,
+    ApiQuery(q): ApiQuery<GetQueryParams>,
+) -> ApiResult<Response> {
+    if q.explain.as_deref().is_some_and(|e| e == "1" || e == "true") {
+        if !matches!(scope.caller(), Caller::Service { .. }) {
+            return Err(ApiError::forbidden("service_key_required", "explain needs a service key"));
+        }
+        let op = match q.op.as_deref().unwrap_or("read") {
+            "read" => Operation::Read,
+            "update" => Operation::Update,
+            "delete" => Operation::Delete,
+            other => {
+                return Err(ApiError::invalid_field("op", format!("'{other}' is not read, update or delete")));
+            }
+        };
+        let auth = match q.uid.as_deref() {
+            None => None,
+            Some(uid) => {
+                let user = state
+                    .store
+                    .get_user(&scope, uid)
+                    .await?
+                    .ok_or_else(|| ApiError::not_found("user_not_found", "no such user"))?;
+                Some(AuthInfo {
+                    uid: user.id,
+                    email: user.email,
+                    email_verified: user.email_verified,
+                    claims: Value::Object(Default::default()),
+                })
+            }
+        };
+        let r = state.docs.explain(&scope, &collection, &id, op, auth).await?;
+        return Ok(Json(serde_json::json!({
+            "collection": collection,
+            "id": id,
+            "operation": r.operation,
+            "rule": r.rule,
+            "allowed": r.explanation.as_ref().is_some_and(|e| e.allowed),
+            "decided_by": r.explanation.as_ref().map(|e| e.decided_by.clone()),
+            "trace": r.explanation.map(|e| e.trace).unwrap_or_default(),
+        }))
+        .into_response());
+    }
+    let doc = state.docs.get(&scope, &collection, &id).await?;
+    Ok(doc_response(StatusCode::OK, doc))
+}
+
+/// Create or replace the document at `id` (`If-Match`, `If-None-Match: *` make it conditional).
+#[utoipa::path(put, path = "/v1/t/{tenant}/collections/{collection}/docs/{id}", tag = "documents",
+    params(("tenant" = String, Path), ("collection" = String, Path), ("id" = String, Path)),
+    request_body(content = Object, description = "the document's data"),
+    responses((status = 200, body = DocDto, description = "replaced"), (status = 201, body = DocDto, description = "created"),
+              (status = 403, body = Problem), (status = 412, body = Problem)),
+    security((), ("bearer" = [])))]
+async fn put_doc(
+    State(state): State<AppState>,
+    TenantScope(scope): TenantScope,
+    Path(DocPath { collection, id, .. }): Path<DocPath>,
+    headers: HeaderMap,
+    ApiJson(data): ApiJson<Value>,
+) -> ApiResult<Response> {
+    let pre = preconditions(&headers)?;
+    let w = state.docs.put(&scope, &collection, &id, data, pre).await?;
+    let status = if w.op == ChangeOp::Create { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(doc_response(status, w.doc))
+}
+
+/// Patch a document: `application/merge-patch+json` (RFC 7396) or
+/// `application/json-patch+json` (RFC 6902 plus the atomic `increment` op).
+#[utoipa::path(patch, path = "/v1/t/{tenant}/collections/{collection}/docs/{id}", tag = "documents",
+    params(("tenant" = String, Path), ("collection" = String, Path), ("id" = String, Path)),
+    request_body(content = Object, description = "merge patch object or JSON Patch array"),
+    responses((status = 200, body = DocDto), (status = 404, body = Problem),
+              (status = 409, body = Problem, description = "patch_test_failed"), (status = 412, body = Problem)),
+    security((), ("bearer" = [])))]
+async fn patch_doc(
+    State(state): State<AppState>,
+    TenantScope(scope): TenantScope,
+    Path(DocPath { collection, id, .. }): Path<DocPath>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Value>,
+) -> ApiResult<Response> {
+    let pre = preconditions(&headers)?;
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let body = match ct.as_str() {
+        "application/json-patch+json" => PatchBody::JsonPatch(body),
+        "application/merge-patch+json" | "application/json" => PatchBody::Merge(body),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "PATCH takes application/merge-patch+json or application/json-patch+json",
+            ));
+        }
+    };
+    let w = state.docs.patch(&scope, &collection, &id, body, pre).await?;
+    Ok(doc_response(StatusCode::OK, w.doc))
+}
+
+/// Delete a document (`If-Match` makes it conditional).
+#[utoipa::path(delete, path = "/v1/t/{tenant}/collections/{collection}/docs/{id}", tag = "documents",
+    params(("tenant" = String, Path), ("collection" = String, Path), ("id" = String, Path)),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 412, body = Problem)),
+    security((), ("bearer" = [])))]
+async fn delete_doc(
+    State(state): State<AppState>,
+    TenantScope(scope): TenantScope,
+    Path(DocPath { collection, id, .. }): Path<DocPath>,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    let pre = preconditions(&headers)?;
+    state.docs.delete(&scope, &collection, &id, pre).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct BatchRequest {
+    pub writes: Vec<BatchWrite>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BatchResult {
+    pub op: ChangeOpDto,
+    pub collection: String,
+    pub id: String,
+    pub version: i64,
+    pub seq: i64,
+    /// The document after the write (absent for delete).
+    pub doc: Option<DocDto>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeOpDto {
+    Create,
+    Update,
+    Delete,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BatchResponse {
+    pub results: Vec<BatchResult>,
+}
+
+fn batch_result(w: Written) -> BatchResult {
+    let op = match w.op {
+        ChangeOp::Create => ChangeOpDto::Create,
+        ChangeOp::Update => ChangeOpDto::Update,
+        ChangeOp::Delete => ChangeOpDto::Delete,
+    };
+    let deleted = w.op == ChangeOp::Delete;
+    BatchResult {
+        op,
+        collection: w.doc.collection.clone(),
+        id: w.doc.id.clone(),
+        version: w.doc.version,
+        seq: w.seq,
+        doc: (!deleted).then(|| DocDto::from(w.doc)),
+    }
+}
+
+/// Up to 500 writes (create, put, patch, delete), all or nothing, each rule-checked. A
+/// failing write fails the batch; the problem's `index` names it.
+#[utoipa::path(post, path = "/v1/t/{tenant}/batch", tag = "documents",
+    params(("tenant" = String, Path)),
+    request_body = BatchRequest,
+    responses((status = 200, body = BatchResponse), (status = 400, body = Problem),
+              (status = 403, body = Problem), (status = 412, body = Problem)),
+    security((), ("bearer" = [])))]
+async fn batch(
+    State(state): State<AppState>,
+    TenantScope(scope): TenantScope,
+    ApiJson(body): ApiJson<BatchRequest>,
+) -> ApiResult<Json<BatchResponse>> {
+    let written = state.docs.batch(&scope, body.writes).await?;
+    Ok(Json(BatchResponse {
+        results: written.into_iter().map(batch_result).collect(),
+    }))
+}

@@ -1,0 +1,719 @@
+//! Documents, the change log and rule sets of a tenant.
+//!
+//! A write is one transaction: the document row, the tenant's next `seq` (a counter row
+//! whose lock serialises the tenant's writers until commit, so seq order is commit order
+//! on both backends) and the change row. The caller decides what to write from the
+//! document as it is inside the transaction (locked on PostgreSQL, under SQLite's write
+//! lock), so rule checks and conditional writes cannot race.
+
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::types::Json;
+
+use super::predicate_sql::{self, Dialect, SqlParam};
+use super::{Db, Store, StoreError, StoreResult, now_ms, on_db};
+use crate::rules::{Field, Predicate};
+use crate::tenancy::Scope;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredDoc {
+    pub collection: String,
+    pub id: String,
+    pub data: Value,
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeOp {
+    Create,
+    Update,
+    Delete,
+}
+
+impl ChangeOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeOp::Create => "create",
+            ChangeOp::Update => "update",
+            ChangeOp::Delete => "delete",
+        }
+    }
+
+    fn parse(s: &str) -> ChangeOp {
+        match s {
+            "create" => ChangeOp::Create,
+            "delete" => ChangeOp::Delete,
+            _ => ChangeOp::Update,
+        }
+    }
+}
+
+/// What to do with one document, decided from its current state.
+#[derive(Debug)]
+pub enum WriteDecision {
+    /// Create it with this data (it must not exist).
+    Insert(Value),
+    /// Replace its data (it must exist): version + 1.
+    Replace(Value),
+    Delete,
+}
+
+/// One write of a transaction: where, and how to decide from the current document.
+pub struct WriteRequest<E> {
+    pub collection: String,
+    pub id: String,
+    pub decide: Box<dyn FnOnce(Option<&StoredDoc>) -> Result<WriteDecision, E> + Send>,
+}
+
+/// A committed write.
+#[derive(Clone, Debug)]
+pub struct Written {
+    pub op: ChangeOp,
+    pub seq: i64,
+    /// The document after the write (for delete: as it was when deleted).
+    pub doc: StoredDoc,
+    pub before: Option<StoredDoc>,
+}
+
+#[derive(Debug)]
+pub enum WriteError<E> {
+    /// A decision refused the write (the index of the write in its batch).
+    Rejected(usize, E),
+    Store(StoreError),
+}
+
+impl<E> From<sqlx::Error> for WriteError<E> {
+    fn from(e: sqlx::Error) -> Self {
+        WriteError::Store(StoreError::Db(e))
+    }
+}
+
+impl<E> From<StoreError> for WriteError<E> {
+    fn from(e: StoreError) -> Self {
+        WriteError::Store(e)
+    }
+}
+
+/// One change-log entry.
+#[derive(Clone, Debug)]
+pub struct Change {
+    pub seq: i64,
+    pub collection: String,
+    pub doc_id: String,
+    pub op: ChangeOp,
+    pub version: i64,
+    pub data: Option<Value>,
+    pub before: Option<Value>,
+    pub at: i64,
+}
+
+/// A sort-key value read back from a row, kept exactly so a cursor can resume after it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "t", content = "v", rename_all = "lowercase")]
+pub enum SortValue {
+    Null,
+    Int(i64),
+    Float(f64),
+    Text(String),
+    /// PostgreSQL: the jsonb value as JSON text.
+    Json(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrderKey {
+    pub field: Field,
+    pub desc: bool,
+}
+
+/// Resume after this row: its sort-key values and its id.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct After {
+    pub keys: Vec<SortValue>,
+    pub id: String,
+}
+
+pub struct ListQuery<'a> {
+    pub collection: &'a str,
+    /// Read rule AND filter, already combined; None: everything.
+    pub predicate: Option<&'a Predicate>,
+    /// Sort keys; `id` ascending is always appended as the final tie-break.
+    pub order: &'a [OrderKey],
+    pub after: Option<&'a After>,
+    pub limit: i64,
+}
+
+pub struct ListedDoc {
+    pub doc: StoredDoc,
+    pub keys: Vec<SortValue>,
+}
+
+fn dialect(db: &Db) -> Dialect {
+    match db {
+        Db::Sqlite(_) => Dialect::Sqlite,
+        Db::Postgres(_) => Dialect::Postgres,
+    }
+}
+
+fn lock_suffix(db: &Db) -> &'static str {
+    match db {
+        Db::Sqlite(_) => "",
+        Db::Postgres(_) => " FOR UPDATE",
+    }
+}
+
+/// Binds rendered parameters in order.
+macro_rules! bind_params {
+    ($q:expr, $params:expr, $dialect:expr) => {{
+        let mut q = $q;
+        for p in $params {
+            q = match p {
+                SqlParam::Bool(b) => q.bind(*b),
+                SqlParam::Int(i) => q.bind(*i),
+                SqlParam::Float(f) => q.bind(*f),
+                SqlParam::Text(s) => q.bind(s.clone()),
+                SqlParam::Json(s) => q.bind(s.clone()),
+            };
+        }
+        q
+    }};
+}
+
+fn doc_from_row<R: Row>(row: &R, collection: &str) -> Result<StoredDoc, sqlx::Error>
+where
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Json<Value>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+{
+    Ok(StoredDoc {
+        collection: collection.to_string(),
+        id: row.try_get("id")?,
+        data: row.try_get::<Json<Value>, _>("data")?.0,
+        version: row.try_get("version")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+impl Store {
+    pub async fn get_document(
+        &self,
+        scope: &Scope,
+        collection: &str,
+        id: &str,
+    ) -> StoreResult<Option<StoredDoc>> {
+        let (db, tenant) = self.tenant_db(scope).await?;
+        let sql = "SELECT id, data, version, created_at, updated_at FROM documents \
+                   WHERE tenant_id = $1 AND collection = $2 AND id = $3";
+        on_db!(db, |p| {
+            let row = sqlx::query(sql)
+                .bind(tenant)
+                .bind(collection)
+                .bind(id)
+                .fetch_optional(&p)
+                .await?;
+            Ok(match row {
+                Some(r) => Some(doc_from_row(&r, collection)?),
+                None => None,
+            })
+        })
+    }
+
+    /// Runs all writes in one transaction, in order; all or nothing.
+    pub async fn write_documents<E>(
+        &self,
+        scope: &Scope,
+        writes: Vec<WriteRequest<E>>,
+    ) -> Result<Vec<Written>, WriteError<E>> {
+        let (db, tenant) = self.tenant_db(scope).await?;
+        let begin = db.begin_write();
+        let select = format!(
+            "SELECT id, data, version, created_at, updated_at FROM documents \
+             WHERE tenant_id = $1 AND collection = $2 AND id = $3{}",
+            lock_suffix(&db)
+        );
+        on_db!(db, |p| {
+            let mut tx = p.begin_with(begin).await?;
+            let mut out = Vec::with_capacity(writes.len());
+            for (index, w) in writes.into_iter().enumerate() {
+                let row = sqlx::query(sqlx::AssertSqlSafe(select.clone()))
+                    .bind(tenant)
+                    .bind(&w.collection)
+                    .bind(&w.id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let existing = match row {
+                    Some(r) => Some(doc_from_row(&r, &w.collection)?),
+                    None => None,
+                };
+                let decision =
+                    (w.decide)(existing.as_ref()).map_err(|e| WriteError::Rejected(index, e))?;
+                let now = now_ms();
+                let (op, doc) = match (decision, existing.clone()) {
+                    (WriteDecision::Insert(data), None) => {
+                        sqlx::query(
+                            "INSERT INTO documents (tenant_id, collection, id, data, version, \
+                             created_at, updated_at) VALUES ($1, $2, $3, $4, 1, $5, $5)",
+                        )
+                        .bind(tenant)
+                        .bind(&w.collection)
+                        .bind(&w.id)
+                        .bind(Json(&data))
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                        let doc = StoredDoc {
+                            collection: w.collection.clone(),
+                            id: w.id.clone(),
+                            data,
+                            version: 1,
+                            created_at: now,
+                            updated_at: now,
+                        };
+                        (ChangeOp::Create, doc)
+                    }
+                    (WriteDecision::Replace(data), Some(old)) => {
+                        sqlx::query(
+                            "UPDATE documents SET data = $4, version = version + 1, updated_at = $5 \
+                             WHERE tenant_id = $1 AND collection = $2 AND id = $3",
+                        )
+                        .bind(tenant)
+                        .bind(&w.collection)
+                        .bind(&w.id)
+                        .bind(Json(&data))
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                        let doc = StoredDoc {
+                            data,
+                            version: old.version + 1,
+                            updated_at: now,
+                            ..old
+                        };
+                        (ChangeOp::Update, doc)
+                    }
+                    (WriteDecision::Delete, Some(old)) => {
+                        sqlx::query(
+                            "DELETE FROM documents WHERE tenant_id = $1 AND collection = $2 AND id = $3",
+                        )
+                        .bind(tenant)
+                        .bind(&w.collection)
+                        .bind(&w.id)
+                        .execute(&mut *tx)
+                        .await?;
+                        (ChangeOp::Delete, old)
+                    }
+                    (WriteDecision::Insert(_), Some(_)) => {
+                        return Err(WriteError::Store(StoreError::Conflict(
+                            "a document with this id exists",
+                        )));
+                    }
+                    (_, None) => return Err(WriteError::Store(StoreError::NotFound)),
+                };
+                let seq: i64 = sqlx::query_scalar(
+                    "INSERT INTO tenant_seq (tenant_id, seq, pruned_through) VALUES ($1, 1, 0) \
+                     ON CONFLICT (tenant_id) DO UPDATE SET seq = tenant_seq.seq + 1 RETURNING seq",
+                )
+                .bind(tenant)
+                .fetch_one(&mut *tx)
+                .await?;
+                let after = (op != ChangeOp::Delete).then(|| Json(&doc.data));
+                let before = existing.as_ref().map(|d| Json(&d.data));
+                sqlx::query(
+                    "INSERT INTO changes (tenant_id, seq, collection, doc_id, op, version, data, \
+                     before, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(tenant)
+                .bind(seq)
+                .bind(&w.collection)
+                .bind(&w.id)
+                .bind(op.as_str())
+                .bind(doc.version)
+                .bind(after)
+                .bind(before)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                out.push(Written {
+                    op,
+                    seq,
+                    doc,
+                    before: existing,
+                });
+            }
+            tx.commit().await?;
+            Ok(out)
+        })
+    }
+
+    /// One page of a collection, in `order` then id, after the cursor, filtered.
+    pub async fn list_documents(
+        &self,
+        scope: &Scope,
+        q: ListQuery<'_>,
+    ) -> StoreResult<Vec<ListedDoc>> {
+        let (db, tenant) = self.tenant_db(scope).await?;
+        let dialect = dialect(&db);
+        let mut params: Vec<SqlParam> = Vec::new();
+        let mut sql = String::from("SELECT id, data, version, created_at, updated_at");
+        let mut key_exprs = Vec::with_capacity(q.order.len());
+        for (i, k) in q.order.iter().enumerate() {
+            let expr = sort_expr(&k.field, dialect).ok_or(StoreError::Conflict(
+                "order field cannot be sorted on",
+            ))?;
+            sql.push_str(&format!(", {expr} AS k{i}"));
+            key_exprs.push(expr);
+        }
+        sql.push_str(" FROM documents WHERE tenant_id = $1 AND collection = $2");
+        let first = 3;
+        if let Some(pred) = q.predicate {
+            let rendered = predicate_sql::render(pred, dialect, first + params.len());
+            sql.push_str(&format!(" AND ({}) IS TRUE", rendered.sql));
+            params.extend(rendered.params);
+        }
+        if let Some(after) = q.after {
+            let cond = keyset_condition(&key_exprs, q.order, after, dialect, first + params.len(), &mut params);
+            sql.push_str(&format!(" AND ({cond})"));
+        }
+        sql.push_str(" ORDER BY ");
+        for (expr, k) in key_exprs.iter().zip(q.order) {
+            sql.push_str(&format!("{expr} {}, ", if k.desc { "DESC" } else { "ASC" }));
+        }
+        sql.push_str(&format!("id ASC LIMIT {}", q.limit.clamp(1, 10_001)));
+        let n_keys = q.order.len();
+        on_db!(db, |p| {
+            let query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(tenant)
+                .bind(q.collection);
+            let query = bind_params!(query, &params, dialect);
+            let rows = query.fetch_all(&p).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let doc = doc_from_row(r, q.collection)?;
+                let mut keys = Vec::with_capacity(n_keys);
+                for i in 0..n_keys {
+                    keys.push(read_sort_value(r, i, &q.order[i].field, dialect)?);
+                }
+                out.push(ListedDoc { doc, keys });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Changes after `since`, in seq order.
+    pub async fn changes_since(
+        &self,
+        scope: &Scope,
+        since: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<Change>> {
+        let (db, tenant) = self.tenant_db(scope).await?;
+        on_db!(db, |p| {
+            let rows = sqlx::query(
+                "SELECT seq, collection, doc_id, op, version, data, before, at FROM changes \
+                 WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            )
+            .bind(tenant)
+            .bind(since)
+            .bind(limit)
+            .fetch_all(&p)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push(Change {
+                    seq: r.try_get("seq")?,
+                    collection: r.try_get("collection")?,
+                    doc_id: r.try_get("doc_id")?,
+                    op: ChangeOp::parse(&r.try_get::<String, _>("op")?),
+                    version: r.try_get("version")?,
+                    data: r.try_get::<Option<Json<Value>>, _>("data")?.map(|j| j.0),
+                    before: r.try_get::<Option<Json<Value>>, _>("before")?.map(|j| j.0),
+                    at: r.try_get("at")?,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// (last seq, pruned through): the log holds the changes after `pruned_through`.
+    pub async fn change_seq(&self, scope: &Scope) -> StoreResult<(i64, i64)> {
+        let (db, tenant) = self.tenant_db(scope).await?;
+        let row: Option<(i64, i64)> = on_db!(db, |p| sqlx::query_as(
+            "SELECT seq, pruned_through FROM tenant_seq WHERE tenant_id = $1"
+        )
+        .bind(tenant)
+        .fetch_optional(&p)
+        .await?);
+        Ok(row.unwrap_or((0, 0)))
+    }
+
+    /// Deletes changes older than `older_than_ms` and records how far the log was cut.
+    pub async fn prune_changes(&self, scope: &Scope, older_than_ms: i64) -> StoreResult<u64> {
+        let (db, tenant) = self.tenant_db(scope).await?;
+        let begin = db.begin_write();
+        on_db!(db, |p| {
+            let mut tx = p.begin_with(begin).await?;
+            let cut: Option<i64> = sqlx::query_scalar(
+                "SELECT MAX(seq) FROM changes WHERE tenant_id = $1 AND at < $2",
+            )
+            .bind(tenant)
+            .bind(older_than_ms)
+            .fetch_one(&mut *tx)
+            .await?;
+            let Some(cut) = cut else {
+                return Ok(0);
+            };
+            let n = sqlx::query("DELETE FROM changes WHERE tenant_id = $1 AND seq <= $2")
+                .bind(tenant)
+                .bind(cut)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query(
+                "UPDATE tenant_seq SET pruned_through = $2 WHERE tenant_id = $1 AND pruned_through < $2",
+            )
+            .bind(tenant)
+            .bind(cut)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(n)
+        })
+    }
+
+    // ---- rule sets ----------------------------------------------------------------------
+
+    /// Stores a rule set as the tenant's next version; returns that version.
+    pub async fn insert_ruleset(&self, scope: &Scope, source: &str, by: &str) -> StoreResult<i64> {
+        let (db, tenant) = self.tenant_db(scope).await?;
+        let begin = db.begin_write();
+        on_db!(db, |p| {
+            let mut tx = p.begin_with(begin).await?;
+            let version: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM rulesets WHERE tenant_id = $1",
+            )
+            .bind(tenant)
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO rulesets (tenant_id, version, source, created_at, created_by) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(tenant)
+            .bind(version)
+            .bind(source)
+            .bind(now_ms())
+            .bind(by)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(version)
+        })
+    }
+
+    /// The active (latest) rule set: (version, source).
+    pub async fn active_ruleset(&self, scope: &Scope) -> StoreResult<Option<(i64, String)>> {
+        let (db, tenant) = self.tenant_db(scope).await?;
+        Ok(on_db!(db, |p| sqlx::query_as(
+            "SELECT version, source FROM rulesets WHERE tenant_id = $1 ORDER BY version DESC LIMIT 1"
+        )
+        .bind(tenant)
+        .fetch_optional(&p)
+        .await?))
+    }
+
+    /// The active rule set's version only (cheap freshness check for caches).
+    pub async fn active_ruleset_version(&self, scope: &Scope) -> StoreResult<i64> {
+        let (db, tenant) = self.tenant_db(scope).await?;
+        let v: Option<i64> = on_db!(db, |p| sqlx::query_scalar(
+            "SELECT MAX(version) FROM rulesets WHERE tenant_id = $1"
+        )
+        .bind(tenant)
+        .fetch_one(&p)
+        .await?);
+        Ok(v.unwrap_or(0))
+    }
+
+    /// Makes the tenant's expression indexes exactly `indexes` (per collection, each a
+    /// list of fields); indexes of this tenant not listed are dropped.
+    pub async fn sync_indexes(
+        &self,
+        scope: &Scope,
+        indexes: &[(String, Vec<Field>)],
+    ) -> StoreResult<()> {
+        let (db, tenant) = self.tenant_db(scope).await?;
+        let dialect = dialect(&db);
+        let prefix = format!("ix_t{tenant}_");
+        let mut wanted: Vec<(String, String)> = Vec::new();
+        for (collection, fields) in indexes {
+            // Collection names are validated ^[a-z][a-z0-9_]{0,62}$ before they get here;
+            // check again, since this one is inlined into DDL.
+            if !crate::documents::valid_collection(collection) {
+                return Err(StoreError::Conflict("invalid collection name in index"));
+            }
+            let mut exprs = Vec::new();
+            for f in fields {
+                exprs.push(
+                    predicate_sql::field_sql(f, dialect)
+                        .ok_or(StoreError::Conflict("index path is not identifier-safe"))?,
+                );
+            }
+            let hash = &crate::crypto::sha256_hex(&format!("{collection}|{}", exprs.join("|")))[..16];
+            let name = format!("{prefix}{hash}");
+            let ddl = match dialect {
+                Dialect::Sqlite => format!(
+                    "CREATE INDEX IF NOT EXISTS {name} ON documents (tenant_id, collection, {}) \
+                     WHERE collection = '{collection}'",
+                    exprs.join(", ")
+                ),
+                Dialect::Postgres => format!(
+                    "CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON documents \
+                     (tenant_id, collection, {}) WHERE tenant_id = {tenant} AND collection = '{collection}'",
+                    exprs.join(", ")
+                ),
+            };
+            wanted.push((name, ddl));
+        }
+        let list_sql = match dialect {
+            Dialect::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE $1",
+            Dialect::Postgres => {
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'documents' AND indexname LIKE $1"
+            }
+        };
+        on_db!(db, |p| {
+            let existing: Vec<String> = sqlx::query_scalar(list_sql)
+                .bind(format!("{prefix}%"))
+                .fetch_all(&p)
+                .await?;
+            for (name, ddl) in &wanted {
+                if !existing.contains(name) {
+                    sqlx::query(sqlx::AssertSqlSafe(ddl.clone())).execute(&p).await?;
+                }
+            }
+            for name in existing {
+                if name.starts_with(&prefix) && !wanted.iter().any(|(n, _)| n == &name) {
+                    sqlx::query(sqlx::AssertSqlSafe(format!("DROP INDEX IF EXISTS {name}")))
+                        .execute(&p)
+                        .await?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Names of the tenant's expression indexes (for tests and diagnostics).
+    pub async fn index_names(&self, scope: &Scope) -> StoreResult<Vec<String>> {
+        let (db, tenant) = self.tenant_db(scope).await?;
+        let list_sql = match dialect(&db) {
+            Dialect::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE $1 ORDER BY name",
+            Dialect::Postgres => {
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'documents' AND indexname LIKE $1 ORDER BY indexname"
+            }
+        };
+        Ok(on_db!(db, |p| sqlx::query_scalar(list_sql)
+            .bind(format!("ix_t{tenant}_%"))
+            .fetch_all(&p)
+            .await?))
+    }
+}
+
+/// The SQL of a sort key. On PostgreSQL a missing path sorts as JSON null, so keys are
+/// never SQL NULL and jsonb's total order applies; on SQLite NULL sorts first.
+fn sort_expr(field: &Field, dialect: Dialect) -> Option<String> {
+    let base = predicate_sql::field_sql(field, dialect)?;
+    Some(match (field, dialect) {
+        (Field::Doc(_), Dialect::Postgres) => format!("COALESCE({base}, 'null'::jsonb)"),
+        _ => base,
+    })
+}
+
+fn read_sort_value<R: Row>(
+    row: &R,
+    i: usize,
+    field: &Field,
+    dialect: Dialect,
+) -> Result<SortValue, sqlx::Error>
+where
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Json<Value>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+{
+    // Column 5 + i: after id, data, version, created_at, updated_at.
+    let col = 5 + i;
+    match (field, dialect) {
+        (Field::Id, _) => Ok(SortValue::Text(row.try_get(col)?)),
+        (Field::Version | Field::CreatedAt | Field::UpdatedAt, _) => {
+            Ok(SortValue::Int(row.try_get(col)?))
+        }
+        (Field::Doc(_), Dialect::Postgres) => {
+            Ok(SortValue::Json(row.try_get::<Json<Value>, _>(col)?.0.to_string()))
+        }
+        (Field::Doc(_), Dialect::Sqlite) => {
+            // json_extract yields whatever storage class the JSON value maps to.
+            if let Ok(v) = row.try_get::<Option<i64>, _>(col) {
+                return Ok(v.map_or(SortValue::Null, SortValue::Int));
+            }
+            if let Ok(v) = row.try_get::<Option<f64>, _>(col) {
+                return Ok(v.map_or(SortValue::Null, SortValue::Float));
+            }
+            let v: Option<String> = row.try_get(col)?;
+            Ok(v.map_or(SortValue::Null, SortValue::Text))
+        }
+    }
+}
+
+/// `row > after` in the list's order (keys, then id ascending), NULL-safe on SQLite.
+fn keyset_condition(
+    exprs: &[String],
+    order: &[OrderKey],
+    after: &After,
+    dialect: Dialect,
+    first_param: usize,
+    params: &mut Vec<SqlParam>,
+) -> String {
+    let mut next = first_param;
+    let mut bind = |params: &mut Vec<SqlParam>, v: &SortValue| -> String {
+        let (param, cast) = match v {
+            SortValue::Null => return "NULL".to_string(),
+            SortValue::Int(i) => (SqlParam::Int(*i), ""),
+            SortValue::Float(f) => (SqlParam::Float(*f), ""),
+            SortValue::Text(s) => (SqlParam::Text(s.clone()), ""),
+            SortValue::Json(s) => (SqlParam::Json(s.clone()), "::jsonb"),
+        };
+        params.push(param);
+        let s = format!("${next}{cast}");
+        next += 1;
+        s
+    };
+    // Built from the last key outwards: tail = (id > $last)
+    let id_param = bind(params, &SortValue::Text(after.id.clone()));
+    let mut cond = format!("id > {id_param}");
+    for (i, (expr, key)) in exprs.iter().zip(order).enumerate().rev() {
+        let value = after.keys.get(i).cloned().unwrap_or(SortValue::Null);
+        let is_null = matches!(value, SortValue::Null);
+        let v = bind(params, &value);
+        let (beyond, equal) = match dialect {
+            Dialect::Postgres => (
+                format!("{expr} {} {v}", if key.desc { "<" } else { ">" }),
+                format!("{expr} = {v}"),
+            ),
+            Dialect::Sqlite => {
+                // NULL sorts before every value.
+                let beyond = match (key.desc, is_null) {
+                    (false, true) => format!("{expr} IS NOT NULL"),
+                    (false, false) => format!("{expr} > {v}"),
+                    (true, true) => "FALSE".to_string(),
+                    (true, false) => format!("({expr} < {v} OR {expr} IS NULL)"),
+                };
+                (beyond, format!("{expr} IS {v}"))
+            }
+        };
+        cond = format!("{beyond} OR ({equal} AND ({cond}))");
+    }
+    cond
+}
