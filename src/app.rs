@@ -68,11 +68,13 @@ impl AppState {
             config.smtp_url.as_ref().map(|s| s.expose().as_str()),
             &config.smtp_from,
         )?);
+        let auth_cache = Arc::new(crate::auth::cache::AuthCache::new(config.auth_cache_ttl));
         let auth = Arc::new(AuthService::new(
             store.clone(),
             keyring.clone(),
             mailer,
             limiter.clone(),
+            auth_cache.clone(),
             AuthSettings {
                 access_ttl: config.access_ttl,
                 refresh_ttl: config.refresh_ttl,
@@ -99,6 +101,7 @@ impl AppState {
             rules.clone(),
             keyring.clone(),
             limiter.clone(),
+            auth_cache,
             config.admin_ttl,
         ));
         Ok(AppState(Arc::new(AppInner {

@@ -147,6 +147,9 @@ pub struct Config {
     pub tenant_cache_ttl: Duration,
     pub doc_max_bytes: usize,
     pub changes_retention: Duration,
+    /// How long a positive session or service-key check is trusted without asking the
+    /// database again (revocations through this node apply at once).
+    pub auth_cache_ttl: Duration,
     /// Print the setup token on stdout (the server binary) or keep it quiet (embedded).
     pub print_setup_token: bool,
 }
@@ -175,6 +178,7 @@ impl Config {
             tenant_cache_ttl: Duration::from_secs(2),
             doc_max_bytes: 1024 * 1024,
             changes_retention: Duration::from_secs(7 * 24 * 3600),
+            auth_cache_ttl: Duration::from_secs(1),
             print_setup_token: false,
         }
     }

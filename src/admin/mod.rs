@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use crate::auth::cache::AuthCache;
 use crate::auth::password;
 use crate::auth::ratelimit::LoginLimiter;
 use crate::auth::tokens::{ADMIN_AUDIENCE, AdminClaims, Keyring, TokenError, admin_claims};
@@ -161,6 +162,7 @@ pub struct AdminService {
     rules: Arc<RulesRegistry>,
     keyring: Arc<Keyring>,
     limiter: Arc<LoginLimiter>,
+    auth_cache: Arc<AuthCache>,
     admin_ttl: Duration,
 }
 
@@ -203,6 +205,7 @@ impl AdminService {
         rules: Arc<RulesRegistry>,
         keyring: Arc<Keyring>,
         limiter: Arc<LoginLimiter>,
+        auth_cache: Arc<AuthCache>,
         admin_ttl: Duration,
     ) -> AdminService {
         AdminService {
@@ -211,6 +214,7 @@ impl AdminService {
             rules,
             keyring,
             limiter,
+            auth_cache,
             admin_ttl,
         }
     }
@@ -527,6 +531,7 @@ impl AdminService {
             .revoke_service_key(&scope, id)
             .await
             .map_err(|e| not_found_as(e, "service key"))?;
+        self.auth_cache.forget_key(scope.tenant().id, &row.prefix);
         self.audit(
             actor,
             "key.revoke",
@@ -602,6 +607,7 @@ impl AdminService {
         if disabled {
             self.store.revoke_user_sessions(&scope, id, None).await?;
         }
+        self.auth_cache.forget_user(scope.tenant().id, id);
         let action = if disabled {
             "user.disable"
         } else {
@@ -618,6 +624,7 @@ impl AdminService {
             return Err(AdminError::NotFound("user"));
         }
         let n = self.store.revoke_user_sessions(&scope, id, None).await?;
+        self.auth_cache.forget_user(scope.tenant().id, id);
         self.audit(
             actor,
             "user.revoke_sessions",
@@ -635,6 +642,7 @@ impl AdminService {
             .delete_user(&scope, id)
             .await
             .map_err(|e| not_found_as(e, "user"))?;
+        self.auth_cache.forget_user(scope.tenant().id, id);
         self.audit(
             actor,
             "user.delete",

@@ -1,5 +1,6 @@
 //! End-user authentication: passwords, tokens, sessions and the account flows.
 
+pub mod cache;
 pub mod mail;
 pub mod password;
 pub mod ratelimit;

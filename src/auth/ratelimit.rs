@@ -37,6 +37,14 @@ impl LoginLimiter {
         Ok(())
     }
 
+    /// Takes one attempt from the client's IP bucket only.
+    pub fn check_ip(&self, ip: &str) -> Result<(), Duration> {
+        let now = self.clock.now();
+        self.per_ip
+            .check_key(&ip.to_string())
+            .map_err(|not_until| not_until.wait_time_from(now))
+    }
+
     /// Forgets buckets that are full again; called periodically so memory stays bounded.
     pub fn prune(&self) {
         self.per_ip.retain_recent();

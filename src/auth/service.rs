@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::cache::{AuthCache, CachedKey};
 use super::mail::{Email, Mailer};
 use super::ratelimit::LoginLimiter;
 use super::tokens::{AccessClaims, Keyring, TokenError, access_claims};
@@ -41,6 +42,7 @@ pub struct AuthService {
     keyring: Arc<Keyring>,
     mailer: Arc<Mailer>,
     limiter: Arc<LoginLimiter>,
+    cache: Arc<AuthCache>,
     settings: AuthSettings,
 }
 
@@ -65,6 +67,7 @@ impl AuthService {
         keyring: Arc<Keyring>,
         mailer: Arc<Mailer>,
         limiter: Arc<LoginLimiter>,
+        cache: Arc<AuthCache>,
         settings: AuthSettings,
     ) -> AuthService {
         AuthService {
@@ -72,6 +75,7 @@ impl AuthService {
             keyring,
             mailer,
             limiter,
+            cache,
             settings,
         }
     }
@@ -89,6 +93,10 @@ impl AuthService {
     ) -> Result<IssuedSession, AuthError> {
         let email = email_of(email)?;
         check_password("password", password)?;
+        // Sign-ups cost a hash each: throttle them per client like logins.
+        self.limiter
+            .check_ip(&client.ip)
+            .map_err(AuthError::RateLimited)?;
         let hash = password::hash(password.to_string()).await?;
         let id = uuid::Uuid::now_v7().to_string();
         let user = self
@@ -204,7 +212,8 @@ impl AuthService {
                 session_id,
                 user_id,
             } => (session_id, user_id),
-            RefreshOutcome::Reused => {
+            RefreshOutcome::Reused { session_id } => {
+                self.cache.forget_session(scope.tenant().id, &session_id);
                 tracing::warn!(tenant = %scope.tenant().slug, "refresh token reuse: session family revoked");
                 return Err(AuthError::RefreshTokenReused);
             }
@@ -216,6 +225,7 @@ impl AuthService {
                 self.store
                     .revoke_session(scope, &session_id, &user_id)
                     .await?;
+                self.cache.forget_session(scope.tenant().id, &session_id);
                 return Err(AuthError::UserDisabled);
             }
             None => return Err(AuthError::InvalidRefreshToken),
@@ -237,10 +247,12 @@ impl AuthService {
         refresh_token: Option<&str>,
     ) -> Result<(), AuthError> {
         let mut ended = false;
+        let tenant = scope.tenant().id;
         if let Caller::User(u) = scope.caller() {
             self.store
                 .revoke_session(scope, &u.session_id, &u.uid)
                 .await?;
+            self.cache.forget_session(tenant, &u.session_id);
             ended = true;
         }
         if let Some(token) = refresh_token.filter(|t| !t.is_empty()) {
@@ -251,6 +263,7 @@ impl AuthService {
             {
                 Some((sid, uid)) => {
                     self.store.revoke_session(scope, &sid, &uid).await?;
+                    self.cache.forget_session(tenant, &sid);
                     ended = true;
                 }
                 None if !ended => return Err(AuthError::InvalidRefreshToken),
@@ -291,10 +304,12 @@ impl AuthService {
         }
         let hash = password::hash(new.to_string()).await?;
         self.store.set_user_password(scope, &user.id, &hash).await?;
-        Ok(self
+        let n = self
             .store
             .revoke_user_sessions(scope, &user.id, Some(&caller.session_id))
-            .await?)
+            .await?;
+        self.cache.forget_user(scope.tenant().id, &user.id);
+        Ok(n)
     }
 
     /// Starts email verification or password reset for `email`. It answers the same
@@ -305,8 +320,13 @@ impl AuthService {
         scope: &Scope,
         email: &str,
         kind: UserTokenKind,
+        client: &ClientInfo,
     ) -> Result<(), AuthError> {
         let email = email_of(email)?;
+        // Throttled per IP and per address, so nobody can flood an inbox through us.
+        self.limiter
+            .check(&client.ip, &format!("mail:{}:{email}", scope.tenant().id))
+            .map_err(AuthError::RateLimited)?;
         let this = self.clone();
         let scope = scope.clone();
         tokio::spawn(async move {
@@ -355,8 +375,7 @@ impl AuthService {
                     "{base}/v1/t/{}/auth/reset/confirm?token={token}",
                     tenant.slug
                 ),
-                "To choose a new password, POST the token below with your new password to \
-                 this address (or follow your app's reset page)",
+                "To choose a new password, open this link",
             ),
         };
         let hours = ttl.as_secs() / 3600;
@@ -418,9 +437,22 @@ impl AuthService {
         };
         let lookup = Scope::new(tenant.clone(), Caller::Anonymous);
         if let Some(prefix) = service_keys::prefix_of(token) {
-            let key = self.store.find_service_key(&lookup, prefix).await?;
+            let key = match self.cache.key(tenant.id, prefix) {
+                Some(k) => Some(k),
+                None => {
+                    let found = self.store.find_service_key(&lookup, prefix).await?;
+                    found.map(|row| {
+                        let k = CachedKey {
+                            id: row.id,
+                            hash: row.key_hash,
+                        };
+                        self.cache.remember_key(tenant.id, prefix, k.clone());
+                        k
+                    })
+                }
+            };
             return match key {
-                Some(k) if service_keys::matches(token, &k.key_hash) => {
+                Some(k) if service_keys::matches(token, &k.hash) => {
                     Ok(Scope::new(tenant, Caller::Service { key_id: k.id }))
                 }
                 _ => Err(AuthError::InvalidToken(
@@ -436,11 +468,24 @@ impl AuthService {
                 TokenError::Expired => AuthError::TokenExpired,
                 TokenError::Invalid(why) => AuthError::InvalidToken(why),
             })?;
-        match self
-            .store
-            .session_state(&lookup, &claims.sid, &claims.sub)
-            .await?
-        {
+        let live = self.cache.session_live(tenant.id, &claims.sid, &claims.sub)
+            || match self
+                .store
+                .session_state(&lookup, &claims.sid, &claims.sub)
+                .await?
+            {
+                SessionState::Active => {
+                    self.cache
+                        .remember_session(tenant.id, &claims.sid, &claims.sub);
+                    true
+                }
+                SessionState::Inactive => false,
+            };
+        match if live {
+            SessionState::Active
+        } else {
+            SessionState::Inactive
+        } {
             SessionState::Active => Ok(Scope::new(
                 tenant,
                 Caller::User(UserCaller {

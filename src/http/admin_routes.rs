@@ -57,6 +57,7 @@ async fn setup(
                 email: admin.email,
             },
             access_token: token,
+            token_type: "Bearer",
             expires_in: state.admin.admin_ttl().as_secs(),
         }),
     ))

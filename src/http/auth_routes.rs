@@ -24,7 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(verify_request))
         .routes(routes!(verify_confirm, verify_confirm_link))
         .routes(routes!(reset_request))
-        .routes(routes!(reset_confirm))
+        .routes(routes!(reset_confirm, reset_page))
 }
 
 /// Create an account and start a session.
@@ -140,11 +140,12 @@ fn accepted() -> (StatusCode, Json<Accepted>) {
 async fn verify_request(
     State(state): State<AppState>,
     TenantScope(scope): TenantScope,
+    Client(client): Client,
     ApiJson(body): ApiJson<EmailRequest>,
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
     state
         .auth
-        .request_token(&scope, &body.email, UserTokenKind::VerifyEmail)?;
+        .request_token(&scope, &body.email, UserTokenKind::VerifyEmail, &client)?;
     Ok(accepted())
 }
 
@@ -187,11 +188,12 @@ async fn verify_confirm_link(
 async fn reset_request(
     State(state): State<AppState>,
     TenantScope(scope): TenantScope,
+    Client(client): Client,
     ApiJson(body): ApiJson<EmailRequest>,
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
     state
         .auth
-        .request_token(&scope, &body.email, UserTokenKind::ResetPassword)?;
+        .request_token(&scope, &body.email, UserTokenKind::ResetPassword, &client)?;
     Ok(accepted())
 }
 
@@ -210,4 +212,42 @@ async fn reset_confirm(
         .confirm_reset(&scope, &body.token, &body.password)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+const RESET_PAGE: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Choose a new password</title>
+<style>body{font-family:system-ui,sans-serif;max-width:24rem;margin:4rem auto;padding:0 1rem}
+input,button{font-size:1rem;padding:.5rem;width:100%;box-sizing:border-box;margin:.25rem 0}</style></head>
+<body><h1>Choose a new password</h1>
+<form id="f"><label>New password <input id="p" type="password" minlength="8" maxlength="128" required autocomplete="new-password"></label>
+<button>Set password</button></form><p id="m" role="status"></p>
+<script>
+const token = new URLSearchParams(location.search).get("token") || "";
+document.getElementById("f").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const r = await fetch(location.pathname, {method: "POST", headers: {"content-type": "application/json"},
+    body: JSON.stringify({token, password: document.getElementById("p").value})});
+  const m = document.getElementById("m");
+  if (r.status === 204) { m.textContent = "Your password was changed. You can close this page and sign in."; e.target.remove(); }
+  else { const p = await r.json().catch(() => ({})); m.textContent = p.detail || "Something went wrong."; }
+});
+</script></body></html>"#;
+
+/// The emailed reset link: a small page that posts the new password to this same path.
+#[utoipa::path(get, path = "/v1/t/{tenant}/auth/reset/confirm", tag = "auth",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    responses((status = 200, content_type = "text/html", body = String)))]
+async fn reset_page(TenantScope(_scope): TenantScope) -> impl axum::response::IntoResponse {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'none'; base-uri 'none'",
+            ),
+            (axum::http::header::REFERRER_POLICY, "no-referrer"),
+        ],
+        RESET_PAGE,
+    )
 }

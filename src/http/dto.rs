@@ -137,6 +137,7 @@ pub struct AdminDto {
 pub struct SetupResponse {
     pub admin: AdminDto,
     pub access_token: String,
+    pub token_type: &'static str,
     pub expires_in: u64,
 }
 

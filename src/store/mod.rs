@@ -272,6 +272,8 @@ async fn open_sqlite(path: &Path, max_connections: u32) -> StoreResult<SqlitePoo
     let pool = SqlitePoolOptions::new()
         .max_connections(max_connections)
         .min_connections(0)
+        // A local file does not go stale; a ping per acquire would double each query's cost.
+        .test_before_acquire(false)
         // An idle tenant gives its file handles back.
         .idle_timeout(Some(Duration::from_secs(300)))
         .connect_with(options)

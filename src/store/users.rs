@@ -44,7 +44,7 @@ pub enum RefreshOutcome {
     /// The token was current: it is now spent and `new_hash` is the session's token.
     Rotated { session_id: String, user_id: String },
     /// The token had already been used: the whole session family is now revoked.
-    Reused,
+    Reused { session_id: String },
     /// Unknown token, or its session is revoked or expired.
     Invalid,
 }
@@ -323,7 +323,7 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
-                return Ok(RefreshOutcome::Reused);
+                return Ok(RefreshOutcome::Reused { session_id });
             }
             sqlx::query(
                 "INSERT INTO refresh_tokens (tenant_id, token_hash, session_id, created_at, used_at) \
@@ -433,7 +433,7 @@ impl Store {
         Ok(on_db!(db, |p| sqlx::query(
             "UPDATE sessions SET revoked_at = $4 \
              WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL \
-               AND ($3 IS NULL OR id <> $3)"
+               AND expires_at > $4 AND ($3 IS NULL OR id <> $3)"
         )
         .bind(tenant)
         .bind(user_id)

@@ -1,0 +1,189 @@
+//! A small HTTP/1.1 load generator: N keep-alive connections send one request template as
+//! fast as the server answers, for a bounded time and count, and report requests per
+//! second and latency percentiles as one JSON line.
+//!
+//! ```text
+//! cargo bench --bench load -- --addr 127.0.0.1:8080 --method POST \
+//!   --path /v1/t/bench/collections/notes/docs --header 'authorization: Bearer …' \
+//!   --body '{"owner":"{uid}","title":"t{n}"}' --connections 16 --seconds 10
+//! ```
+//! Placeholders in path and body: `{n}` a per-request counter, `{id}` a random line of
+//! `--ids FILE`, `{uid}` the `--uid` value. Only loopback targets are accepted.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+struct Args {
+    addr: SocketAddr,
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Option<String>,
+    connections: usize,
+    seconds: u64,
+    max_requests: u64,
+    ids: Vec<String>,
+    uid: String,
+    label: String,
+    expect: u16,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        addr: "127.0.0.1:8080".parse().expect("addr"),
+        method: "GET".into(),
+        path: "/healthz".into(),
+        headers: Vec::new(),
+        body: None,
+        connections: 16,
+        seconds: 10,
+        max_requests: 5_000_000,
+        ids: Vec::new(),
+        uid: String::new(),
+        label: "run".into(),
+        expect: 0,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--addr" => a.addr = val().parse().expect("--addr host:port"),
+            "--method" => a.method = val(),
+            "--path" => a.path = val(),
+            "--header" => {
+                let h = val();
+                let (k, v) = h.split_once(':').expect("--header 'name: value'");
+                a.headers.push((k.trim().to_string(), v.trim().to_string()));
+            }
+            "--body" => a.body = Some(val()),
+            "--connections" => a.connections = val().parse().expect("number"),
+            "--seconds" => a.seconds = val().parse().expect("number"),
+            "--max-requests" => a.max_requests = val().parse().expect("number"),
+            "--ids" => {
+                let path = val();
+                a.ids = std::fs::read_to_string(&path)
+                    .unwrap_or_else(|e| panic!("{path}: {e}"))
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect();
+            }
+            "--uid" => a.uid = val(),
+            "--label" => a.label = val(),
+            "--expect" => a.expect = val().parse().expect("status"),
+            "--bench" => {}
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    assert!(a.addr.ip().is_loopback(), "load is only ever sent to loopback");
+    a
+}
+
+fn fill(template: &str, n: u64, args: &Args, rng: &mut u64) -> String {
+    let mut s = template.replace("{n}", &n.to_string()).replace("{uid}", &args.uid);
+    if s.contains("{id}") && !args.ids.is_empty() {
+        // xorshift: cheap, good enough to spread reads over the ids.
+        *rng ^= *rng << 13;
+        *rng ^= *rng >> 7;
+        *rng ^= *rng << 17;
+        let id = &args.ids[(*rng % args.ids.len() as u64) as usize];
+        s = s.replace("{id}", id);
+    }
+    s
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Arc::new(parse_args());
+    let counter = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let mut tasks = Vec::new();
+    for c in 0..args.connections {
+        let args = args.clone();
+        let counter = counter.clone();
+        tasks.push(tokio::spawn(async move {
+            let stream = TcpStream::connect(args.addr).await.expect("connect");
+            stream.set_nodelay(true).ok();
+            let (mut sender, conn) = http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+            tokio::spawn(conn);
+            let mut latencies: Vec<u32> = Vec::with_capacity(1 << 16);
+            let mut errors = 0u64;
+            let mut statuses = std::collections::BTreeMap::<u16, u64>::new();
+            let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (c as u64 + 1);
+            while Instant::now() < deadline {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                if n >= args.max_requests {
+                    break;
+                }
+                let path = fill(&args.path, n, &args, &mut rng);
+                let body = args.body.as_ref().map(|b| fill(b, n, &args, &mut rng)).unwrap_or_default();
+                let mut req = hyper::Request::builder()
+                    .method(args.method.as_str())
+                    .uri(path)
+                    .header("host", args.addr.to_string());
+                for (k, v) in &args.headers {
+                    req = req.header(k, v);
+                }
+                let req = req.body(Full::new(Bytes::from(body))).expect("request");
+                let start = Instant::now();
+                match sender.send_request(req).await {
+                    Ok(res) => {
+                        let status = res.status().as_u16();
+                        let _ = res.into_body().collect().await;
+                        latencies.push(start.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                        *statuses.entry(status).or_default() += 1;
+                        if args.expect != 0 && status != args.expect {
+                            errors += 1;
+                        }
+                    }
+                    Err(_) => {
+                        errors += 1;
+                        break;
+                    }
+                }
+            }
+            (latencies, errors, statuses)
+        }));
+    }
+    let started = Instant::now();
+    let mut all: Vec<u32> = Vec::new();
+    let mut errors = 0;
+    let mut statuses = std::collections::BTreeMap::<u16, u64>::new();
+    for t in tasks {
+        let (l, e, s) = t.await.expect("task");
+        all.extend(l);
+        errors += e;
+        for (k, v) in s {
+            *statuses.entry(k).or_default() += v;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64().min(args.seconds as f64).max(0.001);
+    all.sort_unstable();
+    let pct = |p: f64| -> u32 {
+        if all.is_empty() {
+            0
+        } else {
+            all[((all.len() as f64 - 1.0) * p).round() as usize]
+        }
+    };
+    println!(
+        "{{\"label\":\"{}\",\"connections\":{},\"requests\":{},\"errors\":{},\"rps\":{:.0},\"p50_us\":{},\"p99_us\":{},\"max_us\":{},\"statuses\":{:?}}}",
+        args.label,
+        args.connections,
+        all.len(),
+        errors,
+        all.len() as f64 / elapsed,
+        pct(0.50),
+        pct(0.99),
+        all.last().copied().unwrap_or(0),
+        statuses
+    );
+}

@@ -1,0 +1,98 @@
+//! A short-lived cache of positive authentication checks (live sessions, live service
+//! keys), so a request does not pay a database round trip to learn what the previous
+//! request learned a moment ago.
+//!
+//! Revocations made through this process forget the affected entries at once; other
+//! nodes sharing a PostgreSQL database see them within the TTL (one second by default).
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+/// What a live service key resolves to.
+#[derive(Clone, Debug)]
+pub struct CachedKey {
+    pub id: String,
+    pub hash: String,
+}
+
+pub struct AuthCache {
+    ttl: Duration,
+    /// (tenant, session id) -> (user id, checked at)
+    sessions: RwLock<HashMap<(i64, String), (String, Instant)>>,
+    /// (tenant, key prefix) -> (key, checked at)
+    keys: RwLock<HashMap<(i64, String), (CachedKey, Instant)>>,
+}
+
+const MAX_ENTRIES: usize = 100_000;
+
+impl AuthCache {
+    pub fn new(ttl: Duration) -> AuthCache {
+        AuthCache {
+            ttl,
+            sessions: RwLock::new(HashMap::new()),
+            keys: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn session_live(&self, tenant: i64, sid: &str, uid: &str) -> bool {
+        self.sessions.read().is_ok_and(|m| {
+            m.get(&(tenant, sid.to_string()))
+                .is_some_and(|(u, at)| u == uid && at.elapsed() < self.ttl)
+        })
+    }
+
+    pub fn remember_session(&self, tenant: i64, sid: &str, uid: &str) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        if let Ok(mut m) = self.sessions.write() {
+            if m.len() >= MAX_ENTRIES {
+                m.retain(|_, (_, at)| at.elapsed() < self.ttl);
+                if m.len() >= MAX_ENTRIES {
+                    m.clear();
+                }
+            }
+            m.insert((tenant, sid.to_string()), (uid.to_string(), Instant::now()));
+        }
+    }
+
+    pub fn forget_session(&self, tenant: i64, sid: &str) {
+        if let Ok(mut m) = self.sessions.write() {
+            m.remove(&(tenant, sid.to_string()));
+        }
+    }
+
+    /// Forgets every session of a user (disabled, deleted, password changed, revoked).
+    pub fn forget_user(&self, tenant: i64, uid: &str) {
+        if let Ok(mut m) = self.sessions.write() {
+            m.retain(|(t, _), (u, _)| !(*t == tenant && u == uid));
+        }
+    }
+
+    pub fn key(&self, tenant: i64, prefix: &str) -> Option<CachedKey> {
+        self.keys.read().ok().and_then(|m| {
+            m.get(&(tenant, prefix.to_string()))
+                .filter(|(_, at)| at.elapsed() < self.ttl)
+                .map(|(k, _)| k.clone())
+        })
+    }
+
+    pub fn remember_key(&self, tenant: i64, prefix: &str, key: CachedKey) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        if let Ok(mut m) = self.keys.write() {
+            if m.len() >= MAX_ENTRIES {
+                m.clear();
+            }
+            m.insert((tenant, prefix.to_string()), (key, Instant::now()));
+        }
+    }
+
+    pub fn forget_key(&self, tenant: i64, prefix: &str) {
+        if let Ok(mut m) = self.keys.write() {
+            m.remove(&(tenant, prefix.to_string()));
+        }
+    }
+}
