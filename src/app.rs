@@ -18,8 +18,8 @@ use crate::auth::tokens::Keyring;
 use crate::auth::{AuthService, AuthSettings};
 use crate::config::Config;
 use crate::documents::{CursorKey, DocLimits, DocumentService};
-use crate::rules::RulesRegistry;
 use crate::metrics::Metrics;
+use crate::rules::RulesRegistry;
 use crate::store::Store;
 use crate::tenancy::Registry;
 
@@ -239,8 +239,8 @@ async fn prune_changes_forever(state: AppState) {
 }
 
 pub async fn prune_changes_once(state: &AppState) -> anyhow::Result<u64> {
-    let cutoff = chrono::Utc::now().timestamp_millis()
-        - state.config.changes_retention.as_millis() as i64;
+    let cutoff =
+        chrono::Utc::now().timestamp_millis() - state.config.changes_retention.as_millis() as i64;
     let mut total = 0;
     for tenant in state.store.list_tenants().await? {
         let scope = crate::tenancy::Scope::new(

@@ -363,14 +363,29 @@ async fn local(state: &AppState, command: Command) -> anyhow::Result<()> {
                             (Some(c), None) => format!(" [{c}]:"),
                             _ => String::new(),
                         };
-                        eprintln!("{}:{}:{}:{place} {}", file.display(), err.line, err.column, err.message);
+                        eprintln!(
+                            "{}:{}:{}:{place} {}",
+                            file.display(),
+                            err.line,
+                            err.column,
+                            err.message
+                        );
                     }
-                    anyhow::bail!("{} error(s); the active rule set is unchanged", errors.len());
+                    anyhow::bail!(
+                        "{} error(s); the active rule set is unchanged",
+                        errors.len()
+                    );
                 }
                 Err(other) => return Err(e(other)),
             }
         }
-        Command::Rules(RulesCommand::Explain { tenant, collection, id, uid, op }) => {
+        Command::Rules(RulesCommand::Explain {
+            tenant,
+            collection,
+            id,
+            uid,
+            op,
+        }) => {
             let op = match op.as_str() {
                 "read" => crate::rules::Operation::Read,
                 "update" => crate::rules::Operation::Update,

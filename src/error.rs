@@ -161,6 +161,7 @@ impl From<crate::store::StoreError> for ApiError {
             StoreError::Db(e) => ApiError::internal(e),
             StoreError::Migrate(e) => ApiError::internal(e),
             StoreError::Io(e) => ApiError::internal(e),
+            StoreError::Sqlite(e) => ApiError::internal(e),
         }
     }
 }
@@ -170,10 +171,9 @@ impl From<crate::documents::DocError> for ApiError {
         use crate::documents::DocError as D;
         use crate::documents::patch::PatchError;
         match err {
-            D::InvalidCollection => ApiError::invalid_field(
-                "collection",
-                "must match ^[a-z][a-z0-9_]{0,62}$",
-            ),
+            D::InvalidCollection => {
+                ApiError::invalid_field("collection", "must match ^[a-z][a-z0-9_]{0,62}$")
+            }
             D::InvalidId => ApiError::invalid_field("id", "must be 1-128 of [A-Za-z0-9_-]"),
             D::InvalidData(m) => ApiError::bad_request("invalid_document", m),
             D::TooLarge(n) => ApiError::new(
@@ -210,17 +210,18 @@ impl From<crate::documents::DocError> for ApiError {
                 a.fields = Some([(param.to_string(), message)].into());
                 a
             }
-            D::InvalidCursor => ApiError::bad_request(
-                "invalid_cursor",
-                "the cursor is not valid for this query",
-            ),
+            D::InvalidCursor => {
+                ApiError::bad_request("invalid_cursor", "the cursor is not valid for this query")
+            }
             D::Patch(PatchError::Invalid(m)) => ApiError::bad_request("invalid_patch", m),
             D::Patch(PatchError::TestFailed(m)) => ApiError::conflict("patch_test_failed", m),
             D::Patch(PatchError::Failed(m)) => ApiError::conflict("patch_failed", m),
             D::InBatch { index, source } => {
                 let mut inner = ApiError::from(*source);
                 inner.detail = format!("write {index}: {}", inner.detail);
-                inner.extra.insert("index".into(), serde_json::Value::from(index));
+                inner
+                    .extra
+                    .insert("index".into(), serde_json::Value::from(index));
                 inner
             }
             D::Store(e) => e.into(),

@@ -15,11 +15,11 @@ use crate::auth::ratelimit::LoginLimiter;
 use crate::auth::tokens::{ADMIN_AUDIENCE, AdminClaims, Keyring, TokenError, admin_claims};
 use crate::crypto::{random_token, sha256_hex};
 use crate::error::ApiError;
+use crate::rules::{InstallError, Installed, RuleSetError, RulesRegistry};
 use crate::store::{
     AdminRow, AuditEntry, AuditQuery, NewAudit, ServiceKeyRow, Store, StoreError, UserQuery,
     UserRow,
 };
-use crate::rules::{InstallError, Installed, RuleSetError, RulesRegistry};
 use crate::tenancy::{Caller, Registry, Scope, Tenant, service_keys, validate_slug};
 
 #[derive(Debug, thiserror::Error)]
@@ -657,16 +657,21 @@ impl AdminService {
     // ---- rules ----------------------------------------------------------------------------
 
     /// Validates a TOML rule set whole and, if valid, makes it the tenant's active set.
-    pub async fn install_rules(&self, actor: &Actor, slug: &str, source: &str) -> Result<Installed> {
+    pub async fn install_rules(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        source: &str,
+    ) -> Result<Installed> {
         let scope = self.scope(actor, slug).await?;
-        let installed = self
-            .rules
-            .install(&scope, source, &actor.0)
-            .await
-            .map_err(|e| match e {
-                InstallError::Invalid(errors) => AdminError::InvalidRules(errors),
-                InstallError::Store(e) => AdminError::Store(e),
-            })?;
+        let installed =
+            self.rules
+                .install(&scope, source, &actor.0)
+                .await
+                .map_err(|e| match e {
+                    InstallError::Invalid(errors) => AdminError::InvalidRules(errors),
+                    InstallError::Store(e) => AdminError::Store(e),
+                })?;
         self.audit(
             actor,
             "rules.install",
@@ -681,7 +686,11 @@ impl AdminService {
     /// The active rule set: (version, source); version 0 and "" when none was installed.
     pub async fn active_rules(&self, actor: &Actor, slug: &str) -> Result<(i64, String)> {
         let scope = self.scope(actor, slug).await?;
-        Ok(self.store.active_ruleset(&scope).await?.unwrap_or((0, String::new())))
+        Ok(self
+            .store
+            .active_ruleset(&scope)
+            .await?
+            .unwrap_or((0, String::new())))
     }
 
     /// A scope on `slug` for the local CLI (which reads tenant data directly).

@@ -43,7 +43,11 @@ impl CursorKey {
     pub fn encode(&self, ctx: &CursorContext<'_>, after: &After) -> String {
         let payload = serde_json::to_vec(after).unwrap_or_default();
         let mac = self.mac(ctx, &payload);
-        format!("{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(mac))
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&payload),
+            URL_SAFE_NO_PAD.encode(mac)
+        )
     }
 
     /// None when the cursor is malformed, forged, or belongs to another query.
@@ -69,13 +73,29 @@ mod tests {
     #[test]
     fn round_trip_and_forgery() {
         let key = CursorKey::new(b"k".to_vec());
-        let ctx = CursorContext { tenant_id: 1, collection: "c", order: "a", filter: "" };
-        let after = After { keys: vec![SortValue::Int(3), SortValue::Null], id: "x".into() };
+        let ctx = CursorContext {
+            tenant_id: 1,
+            collection: "c",
+            order: "a",
+            filter: "",
+        };
+        let after = After {
+            keys: vec![SortValue::Int(3), SortValue::Null],
+            id: "x".into(),
+        };
         let c = key.encode(&ctx, &after);
         assert_eq!(key.decode(&ctx, &c), Some(after));
-        let other = CursorContext { tenant_id: 2, ..ctx };
+        let other = CursorContext {
+            tenant_id: 2,
+            ..ctx
+        };
         assert_eq!(key.decode(&other, &c), None);
-        let ctx = CursorContext { tenant_id: 1, collection: "c", order: "a", filter: "" };
+        let ctx = CursorContext {
+            tenant_id: 1,
+            collection: "c",
+            order: "a",
+            filter: "",
+        };
         assert_eq!(key.decode(&ctx, &format!("{c}x")), None);
         assert_eq!(key.decode(&ctx, "abc"), None);
         assert_eq!(CursorKey::new(b"other".to_vec()).decode(&ctx, &c), None);

@@ -12,15 +12,14 @@ use serde::Deserialize;
 use serde_json::Value;
 
 pub use cursor::{CursorContext, CursorKey};
-pub use validate::{depth, valid_collection, valid_doc_id};
+pub use validate::{depth, has_nul, valid_collection, valid_doc_id};
 
 use crate::rules::{
-    AuthInfo, Bindings, CelError, DocMeta, ExprKind, Expression, Explanation, Field, Operation,
+    AuthInfo, Bindings, CelError, DocMeta, Explanation, ExprKind, Expression, Field, Operation,
     Predicate, QueryBindings, RuleSet, RulesRegistry,
 };
 use crate::store::{
-    After, OrderKey, Store, StoreError, StoredDoc, WriteDecision, WriteError, WriteRequest,
-    Written,
+    After, OrderKey, Store, StoreError, StoredDoc, WriteDecision, WriteError, WriteRequest, Written,
 };
 use crate::tenancy::{Caller, Scope};
 
@@ -45,7 +44,10 @@ pub enum DocError {
     #[error("precondition failed: {0}")]
     PreconditionFailed(String),
     #[error("the {op} rule of collection '{collection}' denied this operation")]
-    Denied { collection: String, op: &'static str },
+    Denied {
+        collection: String,
+        op: &'static str,
+    },
     #[error("invalid filter: {0}")]
     InvalidFilter(CelError),
     #[error("invalid {param}: {message}")]
@@ -82,7 +84,9 @@ impl Preconditions {
     fn check(&self, existing: Option<&StoredDoc>) -> Result<(), DocError> {
         match (existing, self.if_match) {
             (None, Some(_)) => {
-                return Err(DocError::PreconditionFailed("the document does not exist".into()));
+                return Err(DocError::PreconditionFailed(
+                    "the document does not exist".into(),
+                ));
             }
             (Some(d), Some(Some(v))) if d.version != v => {
                 return Err(DocError::PreconditionFailed(format!(
@@ -170,7 +174,10 @@ fn auth_of(scope: &Scope) -> Option<AuthInfo> {
 }
 
 fn bypasses_rules(scope: &Scope) -> bool {
-    matches!(scope.caller(), Caller::Service { .. } | Caller::Admin { .. })
+    matches!(
+        scope.caller(),
+        Caller::Service { .. } | Caller::Admin { .. }
+    )
 }
 
 fn now_ms() -> i64 {
@@ -281,14 +288,26 @@ impl DocumentService {
                 "document data nests deeper than {MAX_DEPTH} levels"
             )));
         }
-        let size = serde_json::to_vec(data).map(|v| v.len()).unwrap_or(usize::MAX);
+        if has_nul(data) {
+            return Err(DocError::InvalidData(
+                "strings and keys cannot contain U+0000".into(),
+            ));
+        }
+        let size = serde_json::to_vec(data)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
         if size > self.limits.max_bytes {
             return Err(DocError::TooLarge(self.limits.max_bytes));
         }
         Ok(())
     }
 
-    pub async fn get(&self, scope: &Scope, collection: &str, id: &str) -> Result<StoredDoc, DocError> {
+    pub async fn get(
+        &self,
+        scope: &Scope,
+        collection: &str,
+        id: &str,
+    ) -> Result<StoredDoc, DocError> {
         check_names(collection, Some(id))?;
         let gate = self.gate(scope, collection).await?;
         match self.store.get_document(scope, collection, id).await? {
@@ -301,10 +320,24 @@ impl DocumentService {
     }
 
     /// POST: a new document with a fresh UUIDv7 id.
-    pub async fn create(&self, scope: &Scope, collection: &str, data: Value) -> Result<Written, DocError> {
+    pub async fn create(
+        &self,
+        scope: &Scope,
+        collection: &str,
+        data: Value,
+    ) -> Result<Written, DocError> {
         let id = uuid::Uuid::now_v7().to_string();
-        self.put(scope, collection, &id, data, Preconditions { if_none_match_any: true, ..Default::default() })
-            .await
+        self.put(
+            scope,
+            collection,
+            &id,
+            data,
+            Preconditions {
+                if_none_match_any: true,
+                ..Default::default()
+            },
+        )
+        .await
     }
 
     /// PUT: creates the document at `id` or replaces it.
@@ -351,22 +384,30 @@ impl DocumentService {
         self.write_one(scope, write).await
     }
 
-    async fn write_one(&self, scope: &Scope, w: WriteRequest<DocError>) -> Result<Written, DocError> {
-        let mut written = self
-            .store
-            .write_documents(scope, vec![w])
-            .await
-            .map_err(|e| match e {
-                WriteError::Rejected(_, e) => e,
-                WriteError::Store(StoreError::Conflict(_)) => DocError::Exists,
-                WriteError::Store(StoreError::NotFound) => DocError::NotFound,
-                WriteError::Store(e) => DocError::Store(e),
-            })?;
+    async fn write_one(
+        &self,
+        scope: &Scope,
+        w: WriteRequest<DocError>,
+    ) -> Result<Written, DocError> {
+        let mut written =
+            self.store
+                .write_documents(scope, vec![w])
+                .await
+                .map_err(|e| match e {
+                    WriteError::Rejected(_, e) => e,
+                    WriteError::Store(StoreError::Conflict(_)) => DocError::Exists,
+                    WriteError::Store(StoreError::NotFound) => DocError::NotFound,
+                    WriteError::Store(e) => DocError::Store(e),
+                })?;
         written.pop().ok_or(DocError::NotFound)
     }
 
     /// Up to 500 writes, all or nothing, each checked against the rules.
-    pub async fn batch(&self, scope: &Scope, writes: Vec<BatchWrite>) -> Result<Vec<Written>, DocError> {
+    pub async fn batch(
+        &self,
+        scope: &Scope,
+        writes: Vec<BatchWrite>,
+    ) -> Result<Vec<Written>, DocError> {
         if writes.is_empty() || writes.len() > MAX_BATCH {
             return Err(DocError::InvalidParam {
                 param: "writes",
@@ -375,7 +416,10 @@ impl DocumentService {
         }
         let mut requests = Vec::with_capacity(writes.len());
         for (index, w) in writes.into_iter().enumerate() {
-            let in_batch = |e: DocError| DocError::InBatch { index, source: Box::new(e) };
+            let in_batch = |e: DocError| DocError::InBatch {
+                index,
+                source: Box::new(e),
+            };
             let request = self.batch_request(scope, w).await.map_err(in_batch)?;
             requests.push(request);
         }
@@ -383,12 +427,19 @@ impl DocumentService {
             .write_documents(scope, requests)
             .await
             .map_err(|e| match e {
-                WriteError::Rejected(index, e) => DocError::InBatch { index, source: Box::new(e) },
+                WriteError::Rejected(index, e) => DocError::InBatch {
+                    index,
+                    source: Box::new(e),
+                },
                 WriteError::Store(e) => DocError::Store(e),
             })
     }
 
-    async fn batch_request(&self, scope: &Scope, w: BatchWrite) -> Result<WriteRequest<DocError>, DocError> {
+    async fn batch_request(
+        &self,
+        scope: &Scope,
+        w: BatchWrite,
+    ) -> Result<WriteRequest<DocError>, DocError> {
         let collection = w.collection.as_str();
         let pre = Preconditions {
             if_match: w.if_match.map(Some),
@@ -413,11 +464,20 @@ impl DocumentService {
                 })?;
                 self.check_data(&data)?;
                 let pre = if w.op == "create" {
-                    Preconditions { if_none_match_any: true, ..pre }
+                    Preconditions {
+                        if_none_match_any: true,
+                        ..pre
+                    }
                 } else {
                     pre
                 };
-                Ok(put_request(self.gate(scope, collection).await?, collection, &id, data, pre))
+                Ok(put_request(
+                    self.gate(scope, collection).await?,
+                    collection,
+                    &id,
+                    data,
+                    pre,
+                ))
             }
             "patch" => {
                 let id = need_id()?;
@@ -428,17 +488,30 @@ impl DocumentService {
                     _ => {
                         return Err(DocError::InvalidParam {
                             param: "patch",
-                            message: "must be an object (merge patch) or an array (JSON Patch)".into(),
+                            message: "must be an object (merge patch) or an array (JSON Patch)"
+                                .into(),
                         });
                     }
                 };
                 check_patch_shape(&body)?;
-                Ok(patch_request(self.gate(scope, collection).await?, collection, &id, body, pre, self.limits.clone()))
+                Ok(patch_request(
+                    self.gate(scope, collection).await?,
+                    collection,
+                    &id,
+                    body,
+                    pre,
+                    self.limits.clone(),
+                ))
             }
             "delete" => {
                 let id = need_id()?;
                 check_names(collection, Some(&id))?;
-                Ok(delete_request(self.gate(scope, collection).await?, collection, &id, pre))
+                Ok(delete_request(
+                    self.gate(scope, collection).await?,
+                    collection,
+                    &id,
+                    pre,
+                ))
             }
             other => Err(DocError::InvalidParam {
                 param: "op",
@@ -448,7 +521,12 @@ impl DocumentService {
     }
 
     /// One page of a collection: the read rule ANDed with the filter, in SQL.
-    pub async fn list(&self, scope: &Scope, collection: &str, params: ListParams) -> Result<Page, DocError> {
+    pub async fn list(
+        &self,
+        scope: &Scope,
+        collection: &str,
+        params: ListParams,
+    ) -> Result<Page, DocError> {
         check_names(collection, None)?;
         let limit = params.limit.unwrap_or(50);
         if !(1..=1000).contains(&limit) {
@@ -469,18 +547,21 @@ impl DocumentService {
         let mut parts: Vec<Predicate> = Vec::new();
         if !bypasses_rules(scope) {
             let rules = self.rules.get(scope).await?;
-            let rule = rules.rule(collection, Operation::Read).ok_or_else(|| DocError::Denied {
-                collection: collection.to_string(),
-                op: "read",
-            })?;
+            let rule = rules
+                .rule(collection, Operation::Read)
+                .ok_or_else(|| DocError::Denied {
+                    collection: collection.to_string(),
+                    op: "read",
+                })?;
             // Read rules are checked translatable at install; failing here is a bug.
-            let pred = rule
-                .to_predicate(&qb)
-                .map_err(|u| DocError::Internal(format!("read rule not translatable: {}", u.message)))?;
+            let pred = rule.to_predicate(&qb).map_err(|u| {
+                DocError::Internal(format!("read rule not translatable: {}", u.message))
+            })?;
             parts.push(pred);
         }
         if !filter_src.is_empty() {
-            let filter = Expression::compile(&filter_src, ExprKind::Filter).map_err(DocError::InvalidFilter)?;
+            let filter = Expression::compile(&filter_src, ExprKind::Filter)
+                .map_err(DocError::InvalidFilter)?;
             let pred = filter.to_predicate(&qb).map_err(|u| {
                 DocError::InvalidFilter(CelError {
                     line: u.line,
@@ -502,7 +583,11 @@ impl DocumentService {
             filter: &filter_src,
         };
         let after = match params.cursor.as_deref().filter(|c| !c.is_empty()) {
-            Some(c) => Some(self.cursor_key.decode(&ctx, c).ok_or(DocError::InvalidCursor)?),
+            Some(c) => Some(
+                self.cursor_key
+                    .decode(&ctx, c)
+                    .ok_or(DocError::InvalidCursor)?,
+            ),
             None => None,
         };
         if let Some(a) = &after
@@ -556,14 +641,22 @@ impl DocumentService {
         let rules = self.rules.get(scope).await?;
         let doc = self.store.get_document(scope, collection, id).await?;
         let Some(rule) = rules.rule(collection, op) else {
-            return Ok(ExplainResult { operation: op, rule: None, explanation: None });
+            return Ok(ExplainResult {
+                operation: op,
+                rule: None,
+                explanation: None,
+            });
         };
         let m = doc.as_ref().map(meta);
         let explanation = rule.explain(&Bindings {
             auth: auth.as_ref(),
             id,
             doc: doc.as_ref().map(|d| &d.data),
-            new: if op == Operation::Update { doc.as_ref().map(|d| &d.data) } else { None },
+            new: if op == Operation::Update {
+                doc.as_ref().map(|d| &d.data)
+            } else {
+                None
+            },
             meta: m.as_ref(),
             now_ms: now_ms(),
         });
@@ -592,14 +685,20 @@ fn check_patch_shape(body: &PatchBody) -> Result<(), DocError> {
         PatchBody::Merge(v) if !v.is_object() => Err(DocError::Patch(patch::PatchError::Invalid(
             "a merge patch must be a JSON object".into(),
         ))),
-        PatchBody::JsonPatch(v) if !v.is_array() => Err(DocError::Patch(patch::PatchError::Invalid(
-            "a JSON Patch is an array of operations".into(),
-        ))),
+        PatchBody::JsonPatch(v) if !v.is_array() => Err(DocError::Patch(
+            patch::PatchError::Invalid("a JSON Patch is an array of operations".into()),
+        )),
         _ => Ok(()),
     }
 }
 
-fn put_request(gate: Gate, collection: &str, id: &str, data: Value, pre: Preconditions) -> WriteRequest<DocError> {
+fn put_request(
+    gate: Gate,
+    collection: &str,
+    id: &str,
+    data: Value,
+    pre: Preconditions,
+) -> WriteRequest<DocError> {
     let doc_id = id.to_string();
     WriteRequest {
         collection: collection.to_string(),
@@ -640,15 +739,30 @@ fn patch_request(
             pre.check(Some(old))?;
             let new = match &body {
                 PatchBody::Merge(p) => patch::merge(&old.data, p),
-                PatchBody::JsonPatch(ops) => patch::json_patch(&old.data, ops).map_err(DocError::Patch)?,
+                PatchBody::JsonPatch(ops) => {
+                    patch::json_patch(&old.data, ops).map_err(DocError::Patch)?
+                }
             };
             if !new.is_object() {
-                return Err(DocError::InvalidData("the patched document must stay a JSON object".into()));
+                return Err(DocError::InvalidData(
+                    "the patched document must stay a JSON object".into(),
+                ));
+            }
+            if has_nul(&new) {
+                return Err(DocError::InvalidData(
+                    "strings and keys cannot contain U+0000".into(),
+                ));
             }
             if depth(&new) > MAX_DEPTH {
-                return Err(DocError::InvalidData(format!("document data nests deeper than {MAX_DEPTH} levels")));
+                return Err(DocError::InvalidData(format!(
+                    "document data nests deeper than {MAX_DEPTH} levels"
+                )));
             }
-            if serde_json::to_vec(&new).map(|v| v.len()).unwrap_or(usize::MAX) > limits.max_bytes {
+            if serde_json::to_vec(&new)
+                .map(|v| v.len())
+                .unwrap_or(usize::MAX)
+                > limits.max_bytes
+            {
                 return Err(DocError::TooLarge(limits.max_bytes));
             }
             gate.check(Operation::Update, &doc_id, Some(old), Some(&new))?;
@@ -657,7 +771,12 @@ fn patch_request(
     }
 }
 
-fn delete_request(gate: Gate, collection: &str, id: &str, pre: Preconditions) -> WriteRequest<DocError> {
+fn delete_request(
+    gate: Gate,
+    collection: &str,
+    id: &str,
+    pre: Preconditions,
+) -> WriteRequest<DocError> {
     let doc_id = id.to_string();
     WriteRequest {
         collection: collection.to_string(),
@@ -679,9 +798,15 @@ fn delete_request(gate: Gate, collection: &str, id: &str, pre: Preconditions) ->
 pub fn parse_order(src: &str) -> Result<Vec<OrderKey>, DocError> {
     let src = src.trim();
     if src.is_empty() {
-        return Ok(vec![OrderKey { field: Field::CreatedAt, desc: false }]);
+        return Ok(vec![OrderKey {
+            field: Field::CreatedAt,
+            desc: false,
+        }]);
     }
-    let bad = |m: String| DocError::InvalidParam { param: "order", message: m };
+    let bad = |m: String| DocError::InvalidParam {
+        param: "order",
+        message: m,
+    };
     let mut keys = Vec::new();
     for part in src.split(',') {
         let part = part.trim();
@@ -706,7 +831,9 @@ pub fn parse_order(src: &str) -> Result<Vec<OrderKey>, DocError> {
                             && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
                     });
                 if !ok {
-                    return Err(bad(format!("'{name}' is not a field: use id, version, created_at, updated_at or a dotted path of identifiers")));
+                    return Err(bad(format!(
+                        "'{name}' is not a field: use id, version, created_at, updated_at or a dotted path of identifiers"
+                    )));
                 }
                 Field::Doc(segs)
             }

@@ -89,7 +89,9 @@ fn increment(doc: &mut Value, op: &Value) -> Result<(), PatchError> {
         let obj = target
             .as_object_mut()
             .ok_or_else(|| PatchError::Failed(format!("'{path}': a parent is not an object")))?;
-        target = obj.entry(s.clone()).or_insert_with(|| Value::Object(Map::new()));
+        target = obj
+            .entry(s.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
     }
     let obj = target
         .as_object_mut()
@@ -120,32 +122,64 @@ mod tests {
     #[test]
     fn increments() {
         let doc = json!({"n": 1});
-        let out = json_patch(&doc, &json!([
-            {"op": "increment", "path": "/n", "value": 2},
-            {"op": "increment", "path": "/counts/a", "value": 1},
-            {"op": "increment", "path": "/f", "value": 0.5}
-        ])).unwrap();
+        let out = json_patch(
+            &doc,
+            &json!([
+                {"op": "increment", "path": "/n", "value": 2},
+                {"op": "increment", "path": "/counts/a", "value": 1},
+                {"op": "increment", "path": "/f", "value": 0.5}
+            ]),
+        )
+        .unwrap();
         assert_eq!(out, json!({"n": 3, "counts": {"a": 1}, "f": 0.5}));
-        assert!(matches!(json_patch(&json!({"s": "x"}), &json!([{"op": "increment", "path": "/s", "value": 1}])), Err(PatchError::Failed(_))));
-        assert!(matches!(json_patch(&doc, &json!([{"op": "increment", "path": "/n", "value": "1"}])), Err(PatchError::Invalid(_))));
+        assert!(matches!(
+            json_patch(
+                &json!({"s": "x"}),
+                &json!([{"op": "increment", "path": "/s", "value": 1}])
+            ),
+            Err(PatchError::Failed(_))
+        ));
+        assert!(matches!(
+            json_patch(
+                &doc,
+                &json!([{"op": "increment", "path": "/n", "value": "1"}])
+            ),
+            Err(PatchError::Invalid(_))
+        ));
     }
 
     #[test]
     fn standard_ops_and_test() {
         let doc = json!({"a": 1, "b": [1, 2]});
-        let out = json_patch(&doc, &json!([
-            {"op": "replace", "path": "/a", "value": 5},
-            {"op": "add", "path": "/b/-", "value": 3},
-            {"op": "remove", "path": "/a"}
-        ])).unwrap();
+        let out = json_patch(
+            &doc,
+            &json!([
+                {"op": "replace", "path": "/a", "value": 5},
+                {"op": "add", "path": "/b/-", "value": 3},
+                {"op": "remove", "path": "/a"}
+            ]),
+        )
+        .unwrap();
         assert_eq!(out, json!({"b": [1, 2, 3]}));
-        assert!(matches!(json_patch(&doc, &json!([{"op": "test", "path": "/a", "value": 2}])), Err(PatchError::TestFailed(_))));
-        assert!(matches!(json_patch(&doc, &json!({"op": "add"})), Err(PatchError::Invalid(_))));
-        assert!(matches!(json_patch(&doc, &json!([{"op": "nope", "path": "/a"}])), Err(PatchError::Invalid(_))));
+        assert!(matches!(
+            json_patch(&doc, &json!([{"op": "test", "path": "/a", "value": 2}])),
+            Err(PatchError::TestFailed(_))
+        ));
+        assert!(matches!(
+            json_patch(&doc, &json!({"op": "add"})),
+            Err(PatchError::Invalid(_))
+        ));
+        assert!(matches!(
+            json_patch(&doc, &json!([{"op": "nope", "path": "/a"}])),
+            Err(PatchError::Invalid(_))
+        ));
     }
 
     #[test]
     fn merges() {
-        assert_eq!(merge(&json!({"a": 1, "b": 2}), &json!({"a": null, "c": 3})), json!({"b": 2, "c": 3}));
+        assert_eq!(
+            merge(&json!({"a": 1, "b": 2}), &json!({"a": null, "c": 3})),
+            json!({"b": 2, "c": 3})
+        );
     }
 }

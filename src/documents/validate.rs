@@ -8,7 +8,8 @@ pub fn valid_collection(name: &str) -> bool {
     !b.is_empty()
         && b.len() <= 63
         && b[0].is_ascii_lowercase()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
 }
 
 /// 1-128 of `[A-Za-z0-9_-]`.
@@ -40,6 +41,26 @@ pub fn depth(v: &Value) -> usize {
     max
 }
 
+/// True when any string or key holds U+0000, which PostgreSQL's jsonb cannot store; it is
+/// refused on every backend so documents behave the same everywhere.
+pub fn has_nul(v: &Value) -> bool {
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::String(s) if s.contains('\0') => return true,
+            Value::Object(m) => {
+                if m.keys().any(|k| k.contains('\0')) {
+                    return true;
+                }
+                stack.extend(m.values());
+            }
+            Value::Array(a) => stack.extend(a.iter()),
+            _ => {}
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,6 +73,13 @@ mod tests {
         assert!(!valid_collection(&"a".repeat(64)) && valid_collection(&"a".repeat(63)));
         assert!(valid_doc_id("abc-DEF_123") && !valid_doc_id("") && !valid_doc_id("a b"));
         assert!(!valid_doc_id(&"a".repeat(129)) && !valid_doc_id("é"));
+    }
+
+    #[test]
+    fn nul() {
+        assert!(has_nul(&json!({"a": ["x\u{0000}"]})));
+        assert!(has_nul(&json!({"k\u{0000}": 1})));
+        assert!(!has_nul(&json!({"a": "b"})));
     }
 
     #[test]

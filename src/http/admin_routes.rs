@@ -422,7 +422,10 @@ async fn put_rules(
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    if !matches!(ct.as_str(), "application/toml" | "text/plain" | "text/x-toml") {
+    if !matches!(
+        ct.as_str(),
+        "application/toml" | "text/plain" | "text/x-toml"
+    ) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",

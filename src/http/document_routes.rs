@@ -106,7 +106,10 @@ fn doc_response(status: StatusCode, doc: StoredDoc) -> Response {
 }
 
 fn bad_precondition(h: &str) -> ApiError {
-    ApiError::bad_request("invalid_precondition", format!("{h} must be a version (\"3\") or *"))
+    ApiError::bad_request(
+        "invalid_precondition",
+        format!("{h} must be a version (\"3\") or *"),
+    )
 }
 
 /// `If-Match: "3"` (or `3`, `W/"3"`, `*`) and `If-None-Match: *`.
@@ -122,7 +125,10 @@ fn preconditions(headers: &HeaderMap) -> Result<Preconditions, ApiError> {
         });
     }
     if let Some(v) = headers.get(header::IF_NONE_MATCH) {
-        let s = v.to_str().map_err(|_| bad_precondition("If-None-Match"))?.trim();
+        let s = v
+            .to_str()
+            .map_err(|_| bad_precondition("If-None-Match"))?
+            .trim();
         if s != "*" {
             return Err(ApiError::bad_request(
                 "invalid_precondition",
@@ -204,16 +210,25 @@ async fn get_doc(
     Path(DocPath { collection, id, .. }): Path<DocPath>,
     ApiQuery(q): ApiQuery<GetQueryParams>,
 ) -> ApiResult<Response> {
-    if q.explain.as_deref().is_some_and(|e| e == "1" || e == "true") {
+    if q.explain
+        .as_deref()
+        .is_some_and(|e| e == "1" || e == "true")
+    {
         if !matches!(scope.caller(), Caller::Service { .. }) {
-            return Err(ApiError::forbidden("service_key_required", "explain needs a service key"));
+            return Err(ApiError::forbidden(
+                "service_key_required",
+                "explain needs a service key",
+            ));
         }
         let op = match q.op.as_deref().unwrap_or("read") {
             "read" => Operation::Read,
             "update" => Operation::Update,
             "delete" => Operation::Delete,
             other => {
-                return Err(ApiError::invalid_field("op", format!("'{other}' is not read, update or delete")));
+                return Err(ApiError::invalid_field(
+                    "op",
+                    format!("'{other}' is not read, update or delete"),
+                ));
             }
         };
         let auth = match q.uid.as_deref() {
@@ -232,7 +247,10 @@ async fn get_doc(
                 })
             }
         };
-        let r = state.docs.explain(&scope, &collection, &id, op, auth).await?;
+        let r = state
+            .docs
+            .explain(&scope, &collection, &id, op, auth)
+            .await?;
         return Ok(Json(serde_json::json!({
             "collection": collection,
             "id": id,
@@ -264,7 +282,11 @@ async fn put_doc(
 ) -> ApiResult<Response> {
     let pre = preconditions(&headers)?;
     let w = state.docs.put(&scope, &collection, &id, data, pre).await?;
-    let status = if w.op == ChangeOp::Create { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if w.op == ChangeOp::Create {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok(doc_response(status, w.doc))
 }
 
@@ -304,7 +326,10 @@ async fn patch_doc(
             ));
         }
     };
-    let w = state.docs.patch(&scope, &collection, &id, body, pre).await?;
+    let w = state
+        .docs
+        .patch(&scope, &collection, &id, body, pre)
+        .await?;
     Ok(doc_response(StatusCode::OK, w.doc))
 }
 

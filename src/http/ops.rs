@@ -49,8 +49,16 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError>
 #[utoipa::path(get, path = "/metrics", tag = "ops",
     responses((status = 200, content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-        state.metrics.render(),
-    )
+    let (groups, units, writes) = state.store.commit_stats();
+    let mut text = state.metrics.render();
+    // Counters owned by the store, appended in the same exposition format.
+    text.push_str(&format!(
+        "# HELP plinth_commit_groups Group commits of document writes.\n\
+         # TYPE plinth_commit_groups counter\nplinth_commit_groups_total {groups}\n\
+         # HELP plinth_commit_units Write requests (single writes or batches) committed in groups.\n\
+         # TYPE plinth_commit_units counter\nplinth_commit_units_total {units}\n\
+         # HELP plinth_commit_writes Document writes committed in groups.\n\
+         # TYPE plinth_commit_writes counter\nplinth_commit_writes_total {writes}\n"
+    ));
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text)
 }

@@ -351,7 +351,11 @@ impl Store {
 impl Store {
     /// A server-wide secret, generated with `make` and stored the first time it is asked
     /// for. Nodes racing at first start all end up with the stored one.
-    pub async fn server_secret(&self, name: &str, make: impl FnOnce() -> String) -> StoreResult<String> {
+    pub async fn server_secret(
+        &self,
+        name: &str,
+        make: impl FnOnce() -> String,
+    ) -> StoreResult<String> {
         let db = self.control_db();
         let candidate = make();
         on_db!(db, |p| {
@@ -364,10 +368,12 @@ impl Store {
             .bind(now_ms())
             .execute(&p)
             .await?;
-            Ok(sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = $1")
-                .bind(name)
-                .fetch_one(&p)
-                .await?)
+            Ok(
+                sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = $1")
+                    .bind(name)
+                    .fetch_one(&p)
+                    .await?,
+            )
         })
     }
 }

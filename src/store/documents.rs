@@ -10,6 +10,7 @@ use serde_json::Value;
 use sqlx::Row;
 use sqlx::types::Json;
 
+use super::commit::{AnyError, ErasedWrite, UnitError};
 use super::predicate_sql::{self, Dialect, SqlParam};
 use super::{Db, Store, StoreError, StoreResult, now_ms, on_db};
 use crate::rules::{Field, Predicate};
@@ -61,11 +62,14 @@ pub enum WriteDecision {
     Delete,
 }
 
+/// Decides a write from the document as it is inside the transaction (None: absent).
+pub type DecideFn<E> = Box<dyn FnOnce(Option<&StoredDoc>) -> Result<WriteDecision, E> + Send>;
+
 /// One write of a transaction: where, and how to decide from the current document.
 pub struct WriteRequest<E> {
     pub collection: String,
     pub id: String,
-    pub decide: Box<dyn FnOnce(Option<&StoredDoc>) -> Result<WriteDecision, E> + Send>,
+    pub decide: DecideFn<E>,
 }
 
 /// A committed write.
@@ -157,13 +161,6 @@ fn dialect(db: &Db) -> Dialect {
     }
 }
 
-fn lock_suffix(db: &Db) -> &'static str {
-    match db {
-        Db::Sqlite(_) => "",
-        Db::Postgres(_) => " FOR UPDATE",
-    }
-}
-
 /// Binds rendered parameters in order.
 macro_rules! bind_params {
     ($q:expr, $params:expr, $dialect:expr) => {{
@@ -198,6 +195,18 @@ where
     })
 }
 
+/// A document row selected with its `collection` column.
+pub(crate) fn doc_from_row_at<R: Row>(row: &R) -> Result<StoredDoc, sqlx::Error>
+where
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Json<Value>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+{
+    let collection: String = row.try_get("collection")?;
+    doc_from_row(row, &collection)
+}
+
 impl Store {
     pub async fn get_document(
         &self,
@@ -205,6 +214,9 @@ impl Store {
         collection: &str,
         id: &str,
     ) -> StoreResult<Option<StoredDoc>> {
+        if let Some(fast) = self.fast_sqlite(scope).await? {
+            return fast.get_document(scope.tenant().id, collection, id);
+        }
         let (db, tenant) = self.tenant_db(scope).await?;
         let sql = "SELECT id, data, version, created_at, updated_at FROM documents \
                    WHERE tenant_id = $1 AND collection = $2 AND id = $3";
@@ -222,130 +234,32 @@ impl Store {
         })
     }
 
-    /// Runs all writes in one transaction, in order; all or nothing.
-    pub async fn write_documents<E>(
+    /// Runs the writes as one unit (all or nothing, in order), committed with whatever
+    /// other writes of the tenant are waiting (see `commit`).
+    pub async fn write_documents<E: Send + 'static>(
         &self,
         scope: &Scope,
         writes: Vec<WriteRequest<E>>,
     ) -> Result<Vec<Written>, WriteError<E>> {
-        let (db, tenant) = self.tenant_db(scope).await?;
-        let begin = db.begin_write();
-        let select = format!(
-            "SELECT id, data, version, created_at, updated_at FROM documents \
-             WHERE tenant_id = $1 AND collection = $2 AND id = $3{}",
-            lock_suffix(&db)
-        );
-        on_db!(db, |p| {
-            let mut tx = p.begin_with(begin).await?;
-            let mut out = Vec::with_capacity(writes.len());
-            for (index, w) in writes.into_iter().enumerate() {
-                let row = sqlx::query(sqlx::AssertSqlSafe(select.clone()))
-                    .bind(tenant)
-                    .bind(&w.collection)
-                    .bind(&w.id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let existing = match row {
-                    Some(r) => Some(doc_from_row(&r, &w.collection)?),
-                    None => None,
-                };
-                let decision =
-                    (w.decide)(existing.as_ref()).map_err(|e| WriteError::Rejected(index, e))?;
-                let now = now_ms();
-                let (op, doc) = match (decision, existing.clone()) {
-                    (WriteDecision::Insert(data), None) => {
-                        sqlx::query(
-                            "INSERT INTO documents (tenant_id, collection, id, data, version, \
-                             created_at, updated_at) VALUES ($1, $2, $3, $4, 1, $5, $5)",
-                        )
-                        .bind(tenant)
-                        .bind(&w.collection)
-                        .bind(&w.id)
-                        .bind(Json(&data))
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                        let doc = StoredDoc {
-                            collection: w.collection.clone(),
-                            id: w.id.clone(),
-                            data,
-                            version: 1,
-                            created_at: now,
-                            updated_at: now,
-                        };
-                        (ChangeOp::Create, doc)
-                    }
-                    (WriteDecision::Replace(data), Some(old)) => {
-                        sqlx::query(
-                            "UPDATE documents SET data = $4, version = version + 1, updated_at = $5 \
-                             WHERE tenant_id = $1 AND collection = $2 AND id = $3",
-                        )
-                        .bind(tenant)
-                        .bind(&w.collection)
-                        .bind(&w.id)
-                        .bind(Json(&data))
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                        let doc = StoredDoc {
-                            data,
-                            version: old.version + 1,
-                            updated_at: now,
-                            ..old
-                        };
-                        (ChangeOp::Update, doc)
-                    }
-                    (WriteDecision::Delete, Some(old)) => {
-                        sqlx::query(
-                            "DELETE FROM documents WHERE tenant_id = $1 AND collection = $2 AND id = $3",
-                        )
-                        .bind(tenant)
-                        .bind(&w.collection)
-                        .bind(&w.id)
-                        .execute(&mut *tx)
-                        .await?;
-                        (ChangeOp::Delete, old)
-                    }
-                    (WriteDecision::Insert(_), Some(_)) => {
-                        return Err(WriteError::Store(StoreError::Conflict(
-                            "a document with this id exists",
-                        )));
-                    }
-                    (_, None) => return Err(WriteError::Store(StoreError::NotFound)),
-                };
-                let seq: i64 = sqlx::query_scalar(
-                    "INSERT INTO tenant_seq (tenant_id, seq, pruned_through) VALUES ($1, 1, 0) \
-                     ON CONFLICT (tenant_id) DO UPDATE SET seq = tenant_seq.seq + 1 RETURNING seq",
-                )
-                .bind(tenant)
-                .fetch_one(&mut *tx)
-                .await?;
-                let after = (op != ChangeOp::Delete).then(|| Json(&doc.data));
-                let before = existing.as_ref().map(|d| Json(&d.data));
-                sqlx::query(
-                    "INSERT INTO changes (tenant_id, seq, collection, doc_id, op, version, data, \
-                     before, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
-                .bind(tenant)
-                .bind(seq)
-                .bind(&w.collection)
-                .bind(&w.id)
-                .bind(op.as_str())
-                .bind(doc.version)
-                .bind(after)
-                .bind(before)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                out.push(Written {
-                    op,
-                    seq,
-                    doc,
-                    before: existing,
-                });
-            }
-            tx.commit().await?;
-            Ok(out)
+        let erased = writes
+            .into_iter()
+            .map(|w| {
+                let decide = w.decide;
+                ErasedWrite {
+                    collection: w.collection,
+                    id: w.id,
+                    decide: Box::new(move |d: Option<&StoredDoc>| {
+                        decide(d).map_err(|e| Box::new(e) as AnyError)
+                    }),
+                }
+            })
+            .collect();
+        self.commit_unit(scope, erased).await.map_err(|e| match e {
+            UnitError::Rejected(i, any) => match any.downcast::<E>() {
+                Ok(e) => WriteError::Rejected(i, *e),
+                Err(_) => WriteError::Store(StoreError::Conflict("write rejected")),
+            },
+            UnitError::Store(e) => WriteError::Store(e),
         })
     }
 
@@ -355,35 +269,18 @@ impl Store {
         scope: &Scope,
         q: ListQuery<'_>,
     ) -> StoreResult<Vec<ListedDoc>> {
+        let n_keys = q.order.len();
+        if let Some(fast) = self.fast_sqlite(scope).await? {
+            let (sql, params) = list_sql(&q, Dialect::Sqlite)?;
+            let rows = fast.list(&sql, scope.tenant().id, q.collection, &params, n_keys)?;
+            return Ok(rows
+                .into_iter()
+                .map(|(doc, keys)| ListedDoc { doc, keys })
+                .collect());
+        }
         let (db, tenant) = self.tenant_db(scope).await?;
         let dialect = dialect(&db);
-        let mut params: Vec<SqlParam> = Vec::new();
-        let mut sql = String::from("SELECT id, data, version, created_at, updated_at");
-        let mut key_exprs = Vec::with_capacity(q.order.len());
-        for (i, k) in q.order.iter().enumerate() {
-            let expr = sort_expr(&k.field, dialect).ok_or(StoreError::Conflict(
-                "order field cannot be sorted on",
-            ))?;
-            sql.push_str(&format!(", {expr} AS k{i}"));
-            key_exprs.push(expr);
-        }
-        sql.push_str(" FROM documents WHERE tenant_id = $1 AND collection = $2");
-        let first = 3;
-        if let Some(pred) = q.predicate {
-            let rendered = predicate_sql::render(pred, dialect, first + params.len());
-            sql.push_str(&format!(" AND ({}) IS TRUE", rendered.sql));
-            params.extend(rendered.params);
-        }
-        if let Some(after) = q.after {
-            let cond = keyset_condition(&key_exprs, q.order, after, dialect, first + params.len(), &mut params);
-            sql.push_str(&format!(" AND ({cond})"));
-        }
-        sql.push_str(" ORDER BY ");
-        for (expr, k) in key_exprs.iter().zip(q.order) {
-            sql.push_str(&format!("{expr} {}, ", if k.desc { "DESC" } else { "ASC" }));
-        }
-        sql.push_str(&format!("id ASC LIMIT {}", q.limit.clamp(1, 10_001)));
-        let n_keys = q.order.len();
+        let (sql, params) = list_sql(&q, dialect)?;
         on_db!(db, |p| {
             let query = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(tenant)
@@ -456,13 +353,12 @@ impl Store {
         let begin = db.begin_write();
         on_db!(db, |p| {
             let mut tx = p.begin_with(begin).await?;
-            let cut: Option<i64> = sqlx::query_scalar(
-                "SELECT MAX(seq) FROM changes WHERE tenant_id = $1 AND at < $2",
-            )
-            .bind(tenant)
-            .bind(older_than_ms)
-            .fetch_one(&mut *tx)
-            .await?;
+            let cut: Option<i64> =
+                sqlx::query_scalar("SELECT MAX(seq) FROM changes WHERE tenant_id = $1 AND at < $2")
+                    .bind(tenant)
+                    .bind(older_than_ms)
+                    .fetch_one(&mut *tx)
+                    .await?;
             let Some(cut) = cut else {
                 return Ok(0);
             };
@@ -517,12 +413,14 @@ impl Store {
     /// The active (latest) rule set: (version, source).
     pub async fn active_ruleset(&self, scope: &Scope) -> StoreResult<Option<(i64, String)>> {
         let (db, tenant) = self.tenant_db(scope).await?;
-        Ok(on_db!(db, |p| sqlx::query_as(
+        Ok(on_db!(db, |p| {
+            sqlx::query_as(
             "SELECT version, source FROM rulesets WHERE tenant_id = $1 ORDER BY version DESC LIMIT 1"
         )
         .bind(tenant)
         .fetch_optional(&p)
-        .await?))
+        .await?
+        }))
     }
 
     /// The active rule set's version only (cheap freshness check for caches).
@@ -561,7 +459,8 @@ impl Store {
                         .ok_or(StoreError::Conflict("index path is not identifier-safe"))?,
                 );
             }
-            let hash = &crate::crypto::sha256_hex(&format!("{collection}|{}", exprs.join("|")))[..16];
+            let hash =
+                &crate::crypto::sha256_hex(&format!("{collection}|{}", exprs.join("|")))[..16];
             let name = format!("{prefix}{hash}");
             let ddl = match dialect {
                 Dialect::Sqlite => format!(
@@ -578,7 +477,9 @@ impl Store {
             wanted.push((name, ddl));
         }
         let list_sql = match dialect {
-            Dialect::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE $1",
+            Dialect::Sqlite => {
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE $1"
+            }
             Dialect::Postgres => {
                 "SELECT indexname FROM pg_indexes WHERE tablename = 'documents' AND indexname LIKE $1"
             }
@@ -590,7 +491,9 @@ impl Store {
                 .await?;
             for (name, ddl) in &wanted {
                 if !existing.contains(name) {
-                    sqlx::query(sqlx::AssertSqlSafe(ddl.clone())).execute(&p).await?;
+                    sqlx::query(sqlx::AssertSqlSafe(ddl.clone()))
+                        .execute(&p)
+                        .await?;
                 }
             }
             for name in existing {
@@ -608,7 +511,9 @@ impl Store {
     pub async fn index_names(&self, scope: &Scope) -> StoreResult<Vec<String>> {
         let (db, tenant) = self.tenant_db(scope).await?;
         let list_sql = match dialect(&db) {
-            Dialect::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE $1 ORDER BY name",
+            Dialect::Sqlite => {
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE $1 ORDER BY name"
+            }
             Dialect::Postgres => {
                 "SELECT indexname FROM pg_indexes WHERE tablename = 'documents' AND indexname LIKE $1 ORDER BY indexname"
             }
@@ -618,6 +523,43 @@ impl Store {
             .fetch_all(&p)
             .await?))
     }
+}
+
+/// The SQL of a list query: `$1` tenant, `$2` collection, then the returned params.
+fn list_sql(q: &ListQuery<'_>, dialect: Dialect) -> StoreResult<(String, Vec<SqlParam>)> {
+    let mut params: Vec<SqlParam> = Vec::new();
+    let mut sql = String::from("SELECT id, data, version, created_at, updated_at");
+    let mut key_exprs = Vec::with_capacity(q.order.len());
+    for (i, k) in q.order.iter().enumerate() {
+        let expr = sort_expr(&k.field, dialect)
+            .ok_or(StoreError::Conflict("order field cannot be sorted on"))?;
+        sql.push_str(&format!(", {expr} AS k{i}"));
+        key_exprs.push(expr);
+    }
+    sql.push_str(" FROM documents WHERE tenant_id = $1 AND collection = $2");
+    let first = 3;
+    if let Some(pred) = q.predicate {
+        let rendered = predicate_sql::render(pred, dialect, first + params.len());
+        sql.push_str(&format!(" AND ({}) IS TRUE", rendered.sql));
+        params.extend(rendered.params);
+    }
+    if let Some(after) = q.after {
+        let cond = keyset_condition(
+            &key_exprs,
+            q.order,
+            after,
+            dialect,
+            first + params.len(),
+            &mut params,
+        );
+        sql.push_str(&format!(" AND ({cond})"));
+    }
+    sql.push_str(" ORDER BY ");
+    for (expr, k) in key_exprs.iter().zip(q.order) {
+        sql.push_str(&format!("{expr} {}, ", if k.desc { "DESC" } else { "ASC" }));
+    }
+    sql.push_str(&format!("id ASC LIMIT {}", q.limit.clamp(1, 10_001)));
+    Ok((sql, params))
 }
 
 /// The SQL of a sort key. On PostgreSQL a missing path sorts as JSON null, so keys are
@@ -650,9 +592,9 @@ where
         (Field::Version | Field::CreatedAt | Field::UpdatedAt, _) => {
             Ok(SortValue::Int(row.try_get(col)?))
         }
-        (Field::Doc(_), Dialect::Postgres) => {
-            Ok(SortValue::Json(row.try_get::<Json<Value>, _>(col)?.0.to_string()))
-        }
+        (Field::Doc(_), Dialect::Postgres) => Ok(SortValue::Json(
+            row.try_get::<Json<Value>, _>(col)?.0.to_string(),
+        )),
         (Field::Doc(_), Dialect::Sqlite) => {
             // json_extract yields whatever storage class the JSON value maps to.
             if let Ok(v) = row.try_get::<Option<i64>, _>(col) {

@@ -8,11 +8,13 @@
 //! every tenant query filters by tenant even inside a tenant's own file. The tenant is only
 //! ever taken from a [`Scope`](crate::tenancy::Scope) through [`Store::tenant_db`].
 
+mod commit;
 mod control;
 mod documents;
 mod keys;
-mod users;
 pub mod predicate_sql;
+mod sqlite_fast;
+mod users;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -54,6 +56,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("io error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("sqlite error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -110,6 +114,7 @@ pub enum BackendKind {
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Backend>,
+    groups: Arc<commit::Groups>,
 }
 
 enum Backend {
@@ -120,7 +125,14 @@ enum Backend {
 struct SqliteBackend {
     control: SqlitePool,
     tenant_dir: PathBuf,
-    tenants: tokio::sync::Mutex<HashMap<i64, SqlitePool>>,
+    tenants: tokio::sync::Mutex<HashMap<i64, TenantFile>>,
+}
+
+/// One tenant's SQLite file, through sqlx and through the inline fast path.
+#[derive(Clone)]
+struct TenantFile {
+    pool: SqlitePool,
+    fast: Arc<sqlite_fast::FastSqlite>,
 }
 
 /// Where the data lives: a directory of SQLite files or a PostgreSQL URL.
@@ -156,6 +168,7 @@ impl Store {
         };
         Ok(Store {
             inner: Arc::new(backend),
+            groups: Arc::default(),
         })
     }
 
@@ -178,10 +191,21 @@ impl Store {
     pub(crate) async fn tenant_db(&self, scope: &Scope) -> StoreResult<(Db, i64)> {
         let tenant_id = scope.tenant().id;
         let db = match &*self.inner {
-            Backend::Sqlite(s) => Db::Sqlite(s.tenant_pool(tenant_id).await?),
+            Backend::Sqlite(s) => Db::Sqlite(s.tenant_file(tenant_id).await?.pool),
             Backend::Postgres(p) => Db::Postgres(p.clone()),
         };
         Ok((db, tenant_id))
+    }
+
+    /// The inline SQLite path for a tenant's hot queries; None on PostgreSQL.
+    pub(crate) async fn fast_sqlite(
+        &self,
+        scope: &Scope,
+    ) -> StoreResult<Option<Arc<sqlite_fast::FastSqlite>>> {
+        match &*self.inner {
+            Backend::Sqlite(s) => Ok(Some(s.tenant_file(scope.tenant().id).await?.fast)),
+            Backend::Postgres(_) => Ok(None),
+        }
     }
 
     /// True when the database answers a trivial query.
@@ -193,8 +217,13 @@ impl Store {
     pub async fn close(&self) {
         match &*self.inner {
             Backend::Sqlite(s) => {
-                let tenants: Vec<SqlitePool> =
-                    s.tenants.lock().await.drain().map(|(_, p)| p).collect();
+                let tenants: Vec<SqlitePool> = s
+                    .tenants
+                    .lock()
+                    .await
+                    .drain()
+                    .map(|(_, t)| t.pool)
+                    .collect();
                 for pool in tenants {
                     pool.close().await;
                 }
@@ -207,7 +236,7 @@ impl Store {
     /// Creates the tenant's storage (its SQLite file); PostgreSQL needs nothing.
     async fn provision_tenant(&self, tenant_id: i64) -> StoreResult<()> {
         if let Backend::Sqlite(s) = &*self.inner {
-            s.tenant_pool(tenant_id).await?;
+            s.tenant_file(tenant_id).await?;
         }
         Ok(())
     }
@@ -216,11 +245,11 @@ impl Store {
     /// beyond the cascading delete of the tenant row.
     async fn drop_tenant_storage(&self, tenant_id: i64) -> StoreResult<()> {
         if let Backend::Sqlite(s) = &*self.inner {
-            let pool = s.tenants.lock().await.remove(&tenant_id);
-            if let Some(pool) = pool {
-                pool.close().await;
+            let file = s.tenants.lock().await.remove(&tenant_id);
+            if let Some(file) = file {
+                file.pool.close().await;
             }
-            let base = s.tenant_file(tenant_id);
+            let base = s.tenant_path(tenant_id);
             for suffix in ["", "-wal", "-shm"] {
                 let mut path = base.clone().into_os_string();
                 path.push(suffix);
@@ -237,28 +266,33 @@ impl Store {
     /// Path of a tenant's SQLite file (None on PostgreSQL). Used by tests and backups.
     pub fn tenant_file(&self, tenant_id: i64) -> Option<PathBuf> {
         match &*self.inner {
-            Backend::Sqlite(s) => Some(s.tenant_file(tenant_id)),
+            Backend::Sqlite(s) => Some(s.tenant_path(tenant_id)),
             Backend::Postgres(_) => None,
         }
     }
 }
 
 impl SqliteBackend {
-    fn tenant_file(&self, tenant_id: i64) -> PathBuf {
+    fn tenant_path(&self, tenant_id: i64) -> PathBuf {
         self.tenant_dir.join(format!("tenant-{tenant_id}.db"))
     }
 
-    async fn tenant_pool(&self, tenant_id: i64) -> StoreResult<SqlitePool> {
+    async fn tenant_file(&self, tenant_id: i64) -> StoreResult<TenantFile> {
         // Holding the lock while opening keeps two requests from migrating one file at once;
         // opening is rare (first use after start), lookups are a map probe.
         let mut tenants = self.tenants.lock().await;
-        if let Some(pool) = tenants.get(&tenant_id) {
-            return Ok(pool.clone());
+        if let Some(file) = tenants.get(&tenant_id) {
+            return Ok(file.clone());
         }
-        let pool = open_sqlite(&self.tenant_file(tenant_id), 8).await?;
+        let path = self.tenant_path(tenant_id);
+        let pool = open_sqlite(&path, 8).await?;
         SQLITE_TENANT_MIGRATIONS.run(&pool).await?;
-        tenants.insert(tenant_id, pool.clone());
-        Ok(pool)
+        let file = TenantFile {
+            pool,
+            fast: Arc::new(sqlite_fast::FastSqlite::new(&path)),
+        };
+        tenants.insert(tenant_id, file.clone());
+        Ok(file)
     }
 }
 

@@ -379,6 +379,14 @@ impl Store {
         session_id: &str,
         user_id: &str,
     ) -> StoreResult<SessionState> {
+        if let Some(fast) = self.fast_sqlite(scope).await? {
+            let live = fast.session_active(scope.tenant().id, session_id, user_id)?;
+            return Ok(if live {
+                SessionState::Active
+            } else {
+                SessionState::Inactive
+            });
+        }
         let (db, tenant) = self.tenant_db(scope).await?;
         let ok: Option<i64> = on_db!(db, |p| {
             sqlx::query_scalar(

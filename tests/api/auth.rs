@@ -530,12 +530,23 @@ async fn password_reset_through_smtp(b: Backend) {
     let mail = smtp.wait_for(1).await;
     let token = mail.token();
     // The emailed link opens a page that posts the new password back to the same path.
-    assert!(mail.text().contains(&format!("/v1/t/shop/auth/reset/confirm?token={token}")));
+    assert!(
+        mail.text()
+            .contains(&format!("/v1/t/shop/auth/reset/confirm?token={token}"))
+    );
     let page = app
-        .get(&format!("/v1/t/shop/auth/reset/confirm?token={token}"), None)
+        .get(
+            &format!("/v1/t/shop/auth/reset/confirm?token={token}"),
+            None,
+        )
         .await;
     assert_eq!(page.status, 200);
-    assert!(page.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        page.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     assert!(page.text.contains("<form") && page.headers.contains_key("content-security-policy"));
 
     // A too-short password is refused and does not spend the token.

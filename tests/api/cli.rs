@@ -331,11 +331,19 @@ fn rules_test_command() {
         .args(["rules", "test", &format!("{root}/rules/example.test.toml")])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains(" 0 failed"));
 
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("r.toml"), "[notes]\nread = \"auth != null && doc.owner == auth.uid\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("r.toml"),
+        "[notes]\nread = \"auth != null && doc.owner == auth.uid\"\n",
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("t.toml"),
         "rules = \"r.toml\"\n\n[[case]]\nname = \"stranger reads\"\ncollection = \"notes\"\noperation = \"read\"\nauth = { uid = \"bob\" }\ndoc = { owner = \"alice\" }\nexpect = \"allow\"\n\n[[case]]\nname = \"owner reads\"\ncollection = \"notes\"\noperation = \"read\"\nauth = { uid = \"alice\" }\ndoc = { owner = \"alice\" }\nexpect = \"allow\"\n",
@@ -347,5 +355,8 @@ fn rules_test_command() {
         .unwrap();
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("FAIL  stranger reads") && text.contains("ok    owner reads"), "{text}");
+    assert!(
+        text.contains("FAIL  stranger reads") && text.contains("ok    owner reads"),
+        "{text}"
+    );
 }

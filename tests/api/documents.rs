@@ -25,7 +25,10 @@ backend_tests!(
 /// A tenant with a service key; returns the key.
 pub async fn tenant_with_key(app: &mut TestApp, slug: &str) -> String {
     app.create_tenant(slug).await;
-    app.create_key(slug, "test").await["key"].as_str().unwrap().to_string()
+    app.create_key(slug, "test").await["key"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 pub fn docs(tenant: &str, collection: &str) -> String {
@@ -33,7 +36,8 @@ pub fn docs(tenant: &str, collection: &str) -> String {
 }
 
 pub async fn put(app: &TestApp, key: &str, path: &str, body: Value) -> Reply {
-    app.send(app.req(Method::PUT, path, Some(key)).json(&body)).await
+    app.send(app.req(Method::PUT, path, Some(key)).json(&body))
+        .await
 }
 
 async fn patch_with(app: &TestApp, key: &str, path: &str, ct: &str, body: Value) -> Reply {
@@ -50,7 +54,9 @@ async fn crud_with_a_service_key(b: Backend) {
     let key = tenant_with_key(&mut app, "shop").await;
     let base = docs("shop", "items");
 
-    let r = app.post(&base, Some(&key), json!({"name": "lamp", "price": 12})).await;
+    let r = app
+        .post(&base, Some(&key), json!({"name": "lamp", "price": 12}))
+        .await;
     let created = r.ok(201);
     let id = created["id"].as_str().unwrap().to_string();
     assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 7);
@@ -58,31 +64,58 @@ async fn crud_with_a_service_key(b: Backend) {
     assert_eq!(created["version"], 1);
     assert_eq!(created["data"], json!({"name": "lamp", "price": 12}));
     assert_eq!(r.headers["etag"], "\"1\"");
-    assert_eq!(r.headers["location"].to_str().unwrap(), format!("{base}/{id}"));
+    assert_eq!(
+        r.headers["location"].to_str().unwrap(),
+        format!("{base}/{id}")
+    );
 
     let r = app.get(&format!("{base}/{id}"), Some(&key)).await;
     assert_eq!(r.ok(200)["data"]["name"], "lamp");
     assert_eq!(r.headers["etag"], "\"1\"");
 
     // PUT at a client id: created, then replaced.
-    let r = put(&app, &key, &format!("{base}/lamp-2"), json!({"name": "lamp 2"})).await;
+    let r = put(
+        &app,
+        &key,
+        &format!("{base}/lamp-2"),
+        json!({"name": "lamp 2"}),
+    )
+    .await;
     assert_eq!(r.ok(201)["version"], 1);
-    let r = put(&app, &key, &format!("{base}/lamp-2"), json!({"name": "lamp two"})).await;
+    let r = put(
+        &app,
+        &key,
+        &format!("{base}/lamp-2"),
+        json!({"name": "lamp two"}),
+    )
+    .await;
     let v = r.ok(200);
     assert_eq!(v["version"], 2);
     assert_eq!(v["data"], json!({"name": "lamp two"}));
     assert_eq!(r.headers["etag"], "\"2\"");
     assert!(v["updated_at"].as_str().unwrap() >= v["created_at"].as_str().unwrap());
 
-    app.delete(&format!("{base}/lamp-2"), Some(&key)).await.ok(204);
-    app.get(&format!("{base}/lamp-2"), Some(&key)).await.problem(404, "document_not_found");
-    app.delete(&format!("{base}/lamp-2"), Some(&key)).await.problem(404, "document_not_found");
+    app.delete(&format!("{base}/lamp-2"), Some(&key))
+        .await
+        .ok(204);
+    app.get(&format!("{base}/lamp-2"), Some(&key))
+        .await
+        .problem(404, "document_not_found");
+    app.delete(&format!("{base}/lamp-2"), Some(&key))
+        .await
+        .problem(404, "document_not_found");
 
     // Without rules, users and anonymous callers get nothing.
     let user = app.signup("shop", "u@shop.test").await;
-    app.get(&format!("{base}/{id}"), Some(&user.access)).await.problem(403, "rule_denied");
-    app.get(&format!("{base}/{id}"), None).await.problem(403, "rule_denied");
-    app.post(&base, Some(&user.access), json!({"x": 1})).await.problem(403, "rule_denied");
+    app.get(&format!("{base}/{id}"), Some(&user.access))
+        .await
+        .problem(403, "rule_denied");
+    app.get(&format!("{base}/{id}"), None)
+        .await
+        .problem(403, "rule_denied");
+    app.post(&base, Some(&user.access), json!({"x": 1}))
+        .await
+        .problem(403, "rule_denied");
     app.get(&base, None).await.problem(403, "rule_denied");
 }
 
@@ -93,31 +126,60 @@ async fn conditional_writes(b: Backend) {
     put(&app, &key, &path, json!({"n": 1})).await.ok(201);
 
     let cond = |m: Method, h: &str, v: &str| app.req(m, &path, Some(&key)).header(h, v);
-    let r = app.send(cond(Method::PUT, "if-match", "\"7\"").json(&json!({"n": 2}))).await;
+    let r = app
+        .send(cond(Method::PUT, "if-match", "\"7\"").json(&json!({"n": 2})))
+        .await;
     r.problem(412, "precondition_failed");
-    let r = app.send(cond(Method::PUT, "if-none-match", "*").json(&json!({"n": 2}))).await;
+    let r = app
+        .send(cond(Method::PUT, "if-none-match", "*").json(&json!({"n": 2})))
+        .await;
     r.problem(412, "precondition_failed");
     let r = app.send(cond(Method::DELETE, "if-match", "\"2\"")).await;
     r.problem(412, "precondition_failed");
-    let r = app.send(cond(Method::PUT, "if-match", "nonsense").json(&json!({"n": 2}))).await;
+    let r = app
+        .send(cond(Method::PUT, "if-match", "nonsense").json(&json!({"n": 2})))
+        .await;
     r.problem(400, "invalid_precondition");
     // Nothing changed.
-    assert_eq!(app.get(&path, Some(&key)).await.ok(200), app.get(&path, Some(&key)).await.ok(200));
+    assert_eq!(
+        app.get(&path, Some(&key)).await.ok(200),
+        app.get(&path, Some(&key)).await.ok(200)
+    );
     assert_eq!(app.get(&path, Some(&key)).await.ok(200)["version"], 1);
 
-    let r = app.send(cond(Method::PUT, "if-match", "\"1\"").json(&json!({"n": 2}))).await;
+    let r = app
+        .send(cond(Method::PUT, "if-match", "\"1\"").json(&json!({"n": 2})))
+        .await;
     assert_eq!(r.ok(200)["version"], 2);
-    let r = app.send(cond(Method::PUT, "if-match", "2").json(&json!({"n": 3}))).await;
+    let r = app
+        .send(cond(Method::PUT, "if-match", "2").json(&json!({"n": 3})))
+        .await;
     assert_eq!(r.ok(200)["version"], 3);
-    let r = app.send(cond(Method::PUT, "if-match", "*").json(&json!({"n": 4}))).await;
+    let r = app
+        .send(cond(Method::PUT, "if-match", "*").json(&json!({"n": 4})))
+        .await;
     assert_eq!(r.ok(200)["version"], 4);
 
     // If-Match on a missing document; If-None-Match on a new one creates it.
     let missing = format!("{}/nope", docs("shop", "items"));
-    let r = app.send(app.req(Method::PUT, &missing, Some(&key)).header("if-match", "*").json(&json!({}))).await;
+    let r = app
+        .send(
+            app.req(Method::PUT, &missing, Some(&key))
+                .header("if-match", "*")
+                .json(&json!({})),
+        )
+        .await;
     r.problem(412, "precondition_failed");
-    app.get(&missing, Some(&key)).await.problem(404, "document_not_found");
-    let r = app.send(app.req(Method::PUT, &missing, Some(&key)).header("if-none-match", "*").json(&json!({}))).await;
+    app.get(&missing, Some(&key))
+        .await
+        .problem(404, "document_not_found");
+    let r = app
+        .send(
+            app.req(Method::PUT, &missing, Some(&key))
+                .header("if-none-match", "*")
+                .json(&json!({})),
+        )
+        .await;
     r.ok(201);
 
     let r = app.send(cond(Method::DELETE, "if-match", "\"4\"")).await;
@@ -128,50 +190,113 @@ async fn patches(b: Backend) {
     let mut app = TestApp::start(b).await;
     let key = tenant_with_key(&mut app, "shop").await;
     let path = format!("{}/p1", docs("shop", "items"));
-    put(&app, &key, &path, json!({"a": 1, "b": {"c": 2}, "tags": ["x"]})).await.ok(201);
+    put(
+        &app,
+        &key,
+        &path,
+        json!({"a": 1, "b": {"c": 2}, "tags": ["x"]}),
+    )
+    .await
+    .ok(201);
 
-    let r = patch_with(&app, &key, &path, "application/merge-patch+json", json!({"a": null, "b": {"d": 3}})).await;
+    let r = patch_with(
+        &app,
+        &key,
+        &path,
+        "application/merge-patch+json",
+        json!({"a": null, "b": {"d": 3}}),
+    )
+    .await;
     let v = r.ok(200);
     assert_eq!(v["data"], json!({"b": {"c": 2, "d": 3}, "tags": ["x"]}));
     assert_eq!(v["version"], 2);
 
-    let r = patch_with(&app, &key, &path, "application/json-patch+json", json!([
-        {"op": "add", "path": "/tags/-", "value": "y"},
-        {"op": "increment", "path": "/counts/likes", "value": 5},
-        {"op": "increment", "path": "/b/c", "value": -1},
-        {"op": "test", "path": "/b/d", "value": 3}
-    ])).await;
+    let r = patch_with(
+        &app,
+        &key,
+        &path,
+        "application/json-patch+json",
+        json!([
+            {"op": "add", "path": "/tags/-", "value": "y"},
+            {"op": "increment", "path": "/counts/likes", "value": 5},
+            {"op": "increment", "path": "/b/c", "value": -1},
+            {"op": "test", "path": "/b/d", "value": 3}
+        ]),
+    )
+    .await;
     let v = r.ok(200);
-    assert_eq!(v["data"], json!({"b": {"c": 1, "d": 3}, "tags": ["x", "y"], "counts": {"likes": 5}}));
+    assert_eq!(
+        v["data"],
+        json!({"b": {"c": 1, "d": 3}, "tags": ["x", "y"], "counts": {"likes": 5}})
+    );
     assert_eq!(v["version"], 3);
 
     // A failing test op, a bad op, a bad target: 4xx and the document is untouched.
-    let r = patch_with(&app, &key, &path, "application/json-patch+json", json!([
-        {"op": "replace", "path": "/b/c", "value": 100},
-        {"op": "test", "path": "/b/d", "value": 4}
-    ])).await;
+    let r = patch_with(
+        &app,
+        &key,
+        &path,
+        "application/json-patch+json",
+        json!([
+            {"op": "replace", "path": "/b/c", "value": 100},
+            {"op": "test", "path": "/b/d", "value": 4}
+        ]),
+    )
+    .await;
     r.problem(409, "patch_test_failed");
-    patch_with(&app, &key, &path, "application/json-patch+json", json!([{"op": "jump", "path": "/a"}]))
+    patch_with(
+        &app,
+        &key,
+        &path,
+        "application/json-patch+json",
+        json!([{"op": "jump", "path": "/a"}]),
+    )
+    .await
+    .problem(400, "invalid_patch");
+    patch_with(
+        &app,
+        &key,
+        &path,
+        "application/json-patch+json",
+        json!({"op": "add"}),
+    )
+    .await
+    .problem(400, "invalid_patch");
+    patch_with(
+        &app,
+        &key,
+        &path,
+        "application/json-patch+json",
+        json!([{"op": "increment", "path": "/tags", "value": 1}]),
+    )
+    .await
+    .problem(409, "patch_failed");
+    patch_with(
+        &app,
+        &key,
+        &path,
+        "application/json-patch+json",
+        json!([{"op": "replace", "path": "", "value": [1]}]),
+    )
+    .await
+    .problem(400, "invalid_document");
+    patch_with(&app, &key, &path, "text/plain", json!({"a": 1}))
         .await
-        .problem(400, "invalid_patch");
-    patch_with(&app, &key, &path, "application/json-patch+json", json!({"op": "add"}))
-        .await
-        .problem(400, "invalid_patch");
-    patch_with(&app, &key, &path, "application/json-patch+json", json!([{"op": "increment", "path": "/tags", "value": 1}]))
-        .await
-        .problem(409, "patch_failed");
-    patch_with(&app, &key, &path, "application/json-patch+json", json!([{"op": "replace", "path": "", "value": [1]}]))
-        .await
-        .problem(400, "invalid_document");
-    patch_with(&app, &key, &path, "text/plain", json!({"a": 1})).await.problem(415, "unsupported_media_type");
+        .problem(415, "unsupported_media_type");
     let now = app.get(&path, Some(&key)).await.ok(200);
     assert_eq!(now["version"], 3);
     assert_eq!(now["data"]["b"]["c"], 1);
 
     let missing = format!("{}/none", docs("shop", "items"));
-    patch_with(&app, &key, &missing, "application/merge-patch+json", json!({"a": 1}))
-        .await
-        .problem(404, "document_not_found");
+    patch_with(
+        &app,
+        &key,
+        &missing,
+        "application/merge-patch+json",
+        json!({"a": 1}),
+    )
+    .await
+    .problem(404, "document_not_found");
 }
 
 async fn bad_documents_store_nothing(b: Backend) {
@@ -191,26 +316,46 @@ async fn bad_documents_store_nothing(b: Backend) {
         let r = put(&app, &key, &path, json!({"a": 1})).await;
         assert!(matches!(r.status.as_u16(), 400 | 404), "{id}: {}", r.text);
     }
-    for data in [json!([1, 2]), json!("text"), json!(5), json!(null), json!(true)] {
-        app.post(&docs("shop", "items"), Some(&key), data).await.problem(400, "invalid_document");
+    for data in [
+        json!([1, 2]),
+        json!("text"),
+        json!(5),
+        json!(null),
+        json!(true),
+        json!({"nul": "a\u{0000}b"}),
+        json!({"k\u{0000}": 1}),
+    ] {
+        app.post(&docs("shop", "items"), Some(&key), data)
+            .await
+            .problem(400, "invalid_document");
     }
     let mut deep = json!(1);
     for _ in 0..33 {
         deep = json!({ "d": deep });
     }
-    app.post(&docs("shop", "items"), Some(&key), deep).await.problem(400, "invalid_document");
+    app.post(&docs("shop", "items"), Some(&key), deep)
+        .await
+        .problem(400, "invalid_document");
     let big = json!({"s": "x".repeat(3000)});
-    app.post(&docs("shop", "items"), Some(&key), big).await.problem(413, "document_too_large");
+    app.post(&docs("shop", "items"), Some(&key), big)
+        .await
+        .problem(413, "document_too_large");
     let r = app
-        .send(app.req(Method::POST, &docs("shop", "items"), Some(&key))
-            .header("content-type", "application/json")
-            .body("{\"a\": [1, 2,}"))
+        .send(
+            app.req(Method::POST, &docs("shop", "items"), Some(&key))
+                .header("content-type", "application/json")
+                .body("{\"a\": [1, 2,}"),
+        )
         .await;
     let p = r.problem(400, "malformed_json");
     assert!(p["detail"].as_str().unwrap().contains("line 1 column"));
 
     let list = app.get(&docs("shop", "items"), Some(&key)).await.ok(200);
-    assert_eq!(list["items"].as_array().unwrap().len(), 0, "nothing was stored: {list}");
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        0,
+        "nothing was stored: {list}"
+    );
     let (seq, _) = change_seq(&app, "shop").await;
     assert_eq!(seq, 0, "no change was logged");
 }
@@ -242,8 +387,22 @@ pub async fn scope_of(app: &TestApp, tenant: &str) -> plinth::tenancy::Scope {
 async fn batch_is_all_or_nothing(b: Backend) {
     let mut app = TestApp::start(b).await;
     let key = tenant_with_key(&mut app, "shop").await;
-    put(&app, &key, &format!("{}/keep", docs("shop", "items")), json!({"n": 1})).await.ok(201);
-    put(&app, &key, &format!("{}/gone", docs("shop", "items")), json!({"n": 1})).await.ok(201);
+    put(
+        &app,
+        &key,
+        &format!("{}/keep", docs("shop", "items")),
+        json!({"n": 1}),
+    )
+    .await
+    .ok(201);
+    put(
+        &app,
+        &key,
+        &format!("{}/gone", docs("shop", "items")),
+        json!({"n": 1}),
+    )
+    .await
+    .ok(201);
 
     let r = app
         .post("/v1/t/shop/batch", Some(&key), json!({"writes": [
@@ -265,20 +424,57 @@ async fn batch_is_all_or_nothing(b: Backend) {
     assert!(results[4]["doc"].is_null());
     let seqs: Vec<i64> = results.iter().map(|r| r["seq"].as_i64().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
-    assert_eq!(app.get(&format!("{}/keep", docs("shop", "items")), Some(&key)).await.ok(200)["data"]["n"], 2);
+    assert_eq!(
+        app.get(&format!("{}/keep", docs("shop", "items")), Some(&key))
+            .await
+            .ok(200)["data"]["n"],
+        2
+    );
 
     let before = app.get(&docs("shop", "items"), Some(&key)).await.ok(200);
     let (seq_before, _) = change_seq(&app, "shop").await;
     // Each of these batches has exactly one bad write; none of their writes may land.
     let bad_batches = [
-        (json!({"op": "delete", "collection": "items", "id": "missing"}), 404, "document_not_found"),
-        (json!({"op": "patch", "collection": "items", "id": "keep", "patch": {"x": 1}, "if_match": 99}), 412, "precondition_failed"),
-        (json!({"op": "create", "collection": "items", "data": [1]}), 400, "invalid_document"),
-        (json!({"op": "create", "collection": "Bad", "data": {}}), 400, "validation_failed"),
-        (json!({"op": "frobnicate", "collection": "items", "id": "x"}), 400, "validation_failed"),
-        (json!({"op": "put", "collection": "items", "data": {}}), 400, "validation_failed"),
-        (json!({"op": "patch", "collection": "items", "id": "keep", "patch": [{"op": "test", "path": "/n", "value": 0}]}), 409, "patch_test_failed"),
-        (json!({"op": "create", "collection": "items", "id": "keep", "data": {}}), 412, "precondition_failed"),
+        (
+            json!({"op": "delete", "collection": "items", "id": "missing"}),
+            404,
+            "document_not_found",
+        ),
+        (
+            json!({"op": "patch", "collection": "items", "id": "keep", "patch": {"x": 1}, "if_match": 99}),
+            412,
+            "precondition_failed",
+        ),
+        (
+            json!({"op": "create", "collection": "items", "data": [1]}),
+            400,
+            "invalid_document",
+        ),
+        (
+            json!({"op": "create", "collection": "Bad", "data": {}}),
+            400,
+            "validation_failed",
+        ),
+        (
+            json!({"op": "frobnicate", "collection": "items", "id": "x"}),
+            400,
+            "validation_failed",
+        ),
+        (
+            json!({"op": "put", "collection": "items", "data": {}}),
+            400,
+            "validation_failed",
+        ),
+        (
+            json!({"op": "patch", "collection": "items", "id": "keep", "patch": [{"op": "test", "path": "/n", "value": 0}]}),
+            409,
+            "patch_test_failed",
+        ),
+        (
+            json!({"op": "create", "collection": "items", "id": "keep", "data": {}}),
+            412,
+            "precondition_failed",
+        ),
     ];
     for (bad, status, code) in bad_batches {
         let r = app
@@ -292,14 +488,30 @@ async fn batch_is_all_or_nothing(b: Backend) {
         assert_eq!(p["index"], 2, "{p}");
         assert!(p["detail"].as_str().unwrap().starts_with("write 2:"), "{p}");
     }
-    assert_eq!(app.get(&docs("shop", "items"), Some(&key)).await.ok(200), before);
+    assert_eq!(
+        app.get(&docs("shop", "items"), Some(&key)).await.ok(200),
+        before
+    );
     assert_eq!(change_seq(&app, "shop").await.0, seq_before);
 
-    let too_many: Vec<Value> = (0..501).map(|i| json!({"op": "put", "collection": "items", "id": format!("x{i}"), "data": {}})).collect();
-    app.post("/v1/t/shop/batch", Some(&key), json!({"writes": too_many})).await.problem(400, "validation_failed");
-    app.post("/v1/t/shop/batch", Some(&key), json!({"writes": []})).await.problem(400, "validation_failed");
-    let max: Vec<Value> = (0..500).map(|i| json!({"op": "put", "collection": "bulk", "id": format!("x{i}"), "data": {"i": i}})).collect();
-    let r = app.post("/v1/t/shop/batch", Some(&key), json!({"writes": max})).await.ok(200);
+    let too_many: Vec<Value> = (0..501)
+        .map(|i| json!({"op": "put", "collection": "items", "id": format!("x{i}"), "data": {}}))
+        .collect();
+    app.post("/v1/t/shop/batch", Some(&key), json!({"writes": too_many}))
+        .await
+        .problem(400, "validation_failed");
+    app.post("/v1/t/shop/batch", Some(&key), json!({"writes": []}))
+        .await
+        .problem(400, "validation_failed");
+    let max: Vec<Value> = (0..500)
+        .map(
+            |i| json!({"op": "put", "collection": "bulk", "id": format!("x{i}"), "data": {"i": i}}),
+        )
+        .collect();
+    let r = app
+        .post("/v1/t/shop/batch", Some(&key), json!({"writes": max}))
+        .await
+        .ok(200);
     assert_eq!(r["results"].as_array().unwrap().len(), 500);
 }
 
@@ -314,7 +526,9 @@ async fn concurrent_increments_are_exact(b: Backend) {
             .req(Method::PATCH, &path, Some(&key))
             .header("content-type", "application/json-patch+json")
             .body(json!([{"op": "increment", "path": "/n", "value": 1}]).to_string());
-        tasks.push(tokio::spawn(async move { req.send().await.map(|r| r.status().as_u16()) }));
+        tasks.push(tokio::spawn(async move {
+            req.send().await.map(|r| r.status().as_u16())
+        }));
     }
     for t in tasks {
         assert_eq!(t.await.unwrap().unwrap(), 200);
@@ -328,14 +542,18 @@ async fn conflicting_if_match_writes_one_wins(b: Backend) {
     let mut app = TestApp::start(b).await;
     let key = tenant_with_key(&mut app, "shop").await;
     let path = format!("{}/c1", docs("shop", "items"));
-    put(&app, &key, &path, json!({"owner": "nobody"})).await.ok(201);
+    put(&app, &key, &path, json!({"owner": "nobody"}))
+        .await
+        .ok(201);
     let mut tasks = Vec::new();
     for i in 0..20 {
         let req = app
             .req(Method::PUT, &path, Some(&key))
             .header("if-match", "\"1\"")
             .json(&json!({"owner": format!("w{i}")}));
-        tasks.push(tokio::spawn(async move { req.send().await.map(|r| r.status().as_u16()) }));
+        tasks.push(tokio::spawn(async move {
+            req.send().await.map(|r| r.status().as_u16())
+        }));
     }
     let mut codes = Vec::new();
     for t in tasks {
@@ -365,7 +583,12 @@ async fn change_log_is_gap_free_under_concurrency(b: Backend) {
                     .unwrap();
                 assert!(r.status().is_success());
             }
-            let r = http.delete(format!("{base}/d{w}-0")).bearer_auth(&key).send().await.unwrap();
+            let r = http
+                .delete(format!("{base}/d{w}-0"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 204);
         }));
     }
@@ -382,7 +605,10 @@ async fn change_log_is_gap_free_under_concurrency(b: Backend) {
             last = c.seq;
             seen.push(c.seq);
         }
-        assert!(tokio::time::Instant::now() < deadline, "reader stalled at {last}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "reader stalled at {last}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     for t in tasks {
@@ -403,7 +629,10 @@ async fn change_log_is_gap_free_under_concurrency(b: Backend) {
             }
         }
     }
-    let list = app.get(&format!("{}?limit=1000", docs("shop", "log")), Some(&key)).await.ok(200);
+    let list = app
+        .get(&format!("{}?limit=1000", docs("shop", "log")), Some(&key))
+        .await
+        .ok(200);
     let stored: std::collections::BTreeMap<String, Value> = list["items"]
         .as_array()
         .unwrap()
@@ -419,7 +648,14 @@ async fn change_log_retention(b: Backend) {
     let mut app = TestApp::start_with(b, |c| c.changes_retention = Duration::ZERO).await;
     let key = tenant_with_key(&mut app, "shop").await;
     for i in 0..5 {
-        put(&app, &key, &format!("{}/r{i}", docs("shop", "items")), json!({"i": i})).await.ok(201);
+        put(
+            &app,
+            &key,
+            &format!("{}/r{i}", docs("shop", "items")),
+            json!({"i": i}),
+        )
+        .await
+        .ok(201);
     }
     tokio::time::sleep(Duration::from_millis(5)).await;
     let state = app.running.as_ref().unwrap().state.clone();
@@ -427,8 +663,19 @@ async fn change_log_retention(b: Backend) {
     assert_eq!(pruned, 5);
     let (seq, pruned_through) = change_seq(&app, "shop").await;
     assert_eq!((seq, pruned_through), (5, 5));
-    put(&app, &key, &format!("{}/r9", docs("shop", "items")), json!({})).await.ok(201);
+    put(
+        &app,
+        &key,
+        &format!("{}/r9", docs("shop", "items")),
+        json!({}),
+    )
+    .await
+    .ok(201);
     let scope = scope_of(&app, "shop").await;
     let rest = state.store.changes_since(&scope, 0, 100).await.unwrap();
-    assert_eq!(rest.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![6], "seq keeps counting after pruning");
+    assert_eq!(
+        rest.iter().map(|c| c.seq).collect::<Vec<_>>(),
+        vec![6],
+        "seq keeps counting after pruning"
+    );
 }

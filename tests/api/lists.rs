@@ -9,20 +9,33 @@ use crate::backend_tests;
 use crate::documents::{docs, tenant_with_key, urlencode};
 use crate::support::*;
 
-backend_tests!(filters_and_order, hostile_list_input, paging_is_stable_under_concurrent_writes);
+backend_tests!(
+    filters_and_order,
+    hostile_list_input,
+    paging_is_stable_under_concurrent_writes
+);
 
 fn ids(v: &Value) -> Vec<String> {
-    v["items"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap().to_string()).collect()
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 async fn seed(app: &TestApp, key: &str, n: usize) {
     let writes: Vec<Value> = (0..n)
         .map(|i| (i, ["a", "b", "c"][i % 3]))
-        .map(|(i, tag)| json!({"op": "put", "collection": "items", "id": format!("i{i:03}"),
+        .map(|(i, tag)| {
+            json!({"op": "put", "collection": "items", "id": format!("i{i:03}"),
             "data": {"n": i, "even": i % 2 == 0, "name": format!("item {i}"), "tag": tag,
-                     "nested": {"v": (i * 7) % 10}}}))
+                     "nested": {"v": (i * 7) % 10}}})
+        })
         .collect();
-    app.post("/v1/t/shop/batch", Some(key), json!({"writes": writes})).await.ok(200);
+    app.post("/v1/t/shop/batch", Some(key), json!({"writes": writes}))
+        .await
+        .ok(200);
 }
 
 async fn filters_and_order(b: Backend) {
@@ -32,24 +45,77 @@ async fn filters_and_order(b: Backend) {
     let list = |q: String| {
         let app = &app;
         let key = key.clone();
-        async move { app.get(&format!("{}?{q}", docs("shop", "items")), Some(&key)).await }
+        async move {
+            app.get(&format!("{}?{q}", docs("shop", "items")), Some(&key))
+                .await
+        }
     };
     let f = |s: &str| format!("filter={}", urlencode(s));
-    let exp = |p: &dyn Fn(usize) -> bool| -> Vec<String> { (0..20).filter(|i| p(*i)).map(|i| format!("i{i:03}")).collect() };
+    let exp = |p: &dyn Fn(usize) -> bool| -> Vec<String> {
+        (0..20)
+            .filter(|i| p(*i))
+            .map(|i| format!("i{i:03}"))
+            .collect()
+    };
 
-    assert_eq!(ids(&list(format!("{}&order=id", f("doc.n < 5"))).await.ok(200)), exp(&|i| i < 5));
-    assert_eq!(ids(&list(format!("{}&order=id", f("doc.even && doc.tag == 'a'"))).await.ok(200)), exp(&|i| i % 2 == 0 && i % 3 == 0));
-    assert_eq!(ids(&list(format!("{}&order=id", f("doc.tag in ['b', 'c'] && !(doc.n >= 10)"))).await.ok(200)), exp(&|i| i % 3 != 0 && i < 10));
-    assert_eq!(ids(&list(format!("{}&order=id", f("doc.nested.v == 1 || id == 'i019'"))).await.ok(200)), exp(&|i| (i * 7) % 10 == 1 || i == 19));
-    assert_eq!(ids(&list(format!("{}&order=id", f("has(doc.missing)"))).await.ok(200)), exp(&|_| false));
-    assert_eq!(ids(&list(format!("{}&order=id", f("doc.missing == 1"))).await.ok(200)), exp(&|_| false));
-    assert_eq!(ids(&list(format!("{}&order=id", f("version == 1 && created_at > 0"))).await.ok(200)), exp(&|_| true));
+    assert_eq!(
+        ids(&list(format!("{}&order=id", f("doc.n < 5"))).await.ok(200)),
+        exp(&|i| i < 5)
+    );
+    assert_eq!(
+        ids(
+            &list(format!("{}&order=id", f("doc.even && doc.tag == 'a'")))
+                .await
+                .ok(200)
+        ),
+        exp(&|i| i % 2 == 0 && i % 3 == 0)
+    );
+    assert_eq!(
+        ids(&list(format!(
+            "{}&order=id",
+            f("doc.tag in ['b', 'c'] && !(doc.n >= 10)")
+        ))
+        .await
+        .ok(200)),
+        exp(&|i| i % 3 != 0 && i < 10)
+    );
+    assert_eq!(
+        ids(&list(format!(
+            "{}&order=id",
+            f("doc.nested.v == 1 || id == 'i019'")
+        ))
+        .await
+        .ok(200)),
+        exp(&|i| (i * 7) % 10 == 1 || i == 19)
+    );
+    assert_eq!(
+        ids(&list(format!("{}&order=id", f("has(doc.missing)")))
+            .await
+            .ok(200)),
+        exp(&|_| false)
+    );
+    assert_eq!(
+        ids(&list(format!("{}&order=id", f("doc.missing == 1")))
+            .await
+            .ok(200)),
+        exp(&|_| false)
+    );
+    assert_eq!(
+        ids(
+            &list(format!("{}&order=id", f("version == 1 && created_at > 0")))
+                .await
+                .ok(200)
+        ),
+        exp(&|_| true)
+    );
 
     // Several order fields, mixed directions, then paging.
     let r = list("order=tag,-n&limit=5".into()).await.ok(200);
     assert_eq!(ids(&r), vec!["i018", "i015", "i012", "i009", "i006"]);
     let c = r["next_cursor"].as_str().unwrap();
-    let r = list(format!("order=tag,-n&limit=5&cursor={c}")).await.ok(200);
+    let r = list(format!("order=tag,-n&limit=5&cursor={c}"))
+        .await
+        .ok(200);
     assert_eq!(ids(&r), vec!["i003", "i000", "i019", "i016", "i013"]);
     let r = list("order=-nested.v,id&limit=3".into()).await.ok(200);
     assert_eq!(ids(&r), vec!["i007", "i017", "i004"]);
@@ -71,14 +137,28 @@ async fn hostile_list_input(b: Backend) {
     };
 
     // Syntax and type errors: 400 with the position.
-    for (filter, line, col) in [("doc.n ==", 1, 9), ("doc.n == 1 &&", 1, 14), ("'a' < 1", 1, 1), ("doc.n == 1 &&\n  doc.m < ", 2, 10)] {
-        let p = get(format!("filter={}", urlencode(filter))).await.problem(400, "invalid_filter");
+    for (filter, line, col) in [
+        ("doc.n ==", 1, 9),
+        ("doc.n == 1 &&", 1, 14),
+        ("'a' < 1", 1, 1),
+        ("doc.n == 1 &&\n  doc.m < ", 2, 10),
+    ] {
+        let p = get(format!("filter={}", urlencode(filter)))
+            .await
+            .problem(400, "invalid_filter");
         let d = p["detail"].as_str().unwrap();
         assert!(d.contains(&format!("line {line}")), "{filter}: {d}");
         let _ = col;
     }
-    get(format!("filter={}", urlencode("nosuchvar == 1"))).await.problem(400, "invalid_filter");
-    get(format!("filter={}", urlencode("doc.tags.exists(t, t == 'a')"))).await.problem(400, "invalid_filter");
+    get(format!("filter={}", urlencode("nosuchvar == 1")))
+        .await
+        .problem(400, "invalid_filter");
+    get(format!(
+        "filter={}",
+        urlencode("doc.tags.exists(t, t == 'a')")
+    ))
+    .await
+    .problem(400, "invalid_filter");
 
     // Quotes, injection attempts, unicode, very long strings: valid filters match nothing
     // here, invalid ones are refused; the data is untouched either way.
@@ -101,14 +181,34 @@ async fn hostile_list_input(b: Backend) {
         }
     }
     let huge = format!("doc.name == '{}'", "y".repeat(10_000));
-    assert_eq!(get(format!("filter={}", urlencode(&huge))).await.status, 400);
-    assert_eq!(ids(&get("order=id".into()).await.ok(200)).len(), 5, "no filter changed any data");
+    assert_eq!(
+        get(format!("filter={}", urlencode(&huge))).await.status,
+        400
+    );
+    assert_eq!(
+        ids(&get("order=id".into()).await.ok(200)).len(),
+        5,
+        "no filter changed any data"
+    );
 
-    for order in ["a b", "-", "doc.", "x;DROP", "'n'", "n,m,o,p,q", "a..b", "1abc"] {
-        get(format!("order={}", urlencode(order))).await.problem(400, "invalid_order");
+    for order in [
+        "a b",
+        "-",
+        "doc.",
+        "x;DROP",
+        "'n'",
+        "n,m,o,p,q",
+        "a..b",
+        "1abc",
+    ] {
+        get(format!("order={}", urlencode(order)))
+            .await
+            .problem(400, "invalid_order");
     }
     for limit in ["0", "1001", "-5"] {
-        get(format!("limit={limit}")).await.problem(400, "invalid_limit");
+        get(format!("limit={limit}"))
+            .await
+            .problem(400, "invalid_limit");
     }
     get("limit=ten".into()).await.problem(400, "invalid_query");
     for cursor in ["garbage", "a.b", "", "eyJ9.eyJ9"] {
@@ -128,7 +228,9 @@ async fn paging_is_stable_under_concurrent_writes(b: Backend) {
     let writes: Vec<Value> = (0..300)
         .map(|i| json!({"op": "put", "collection": "items", "id": format!("keep{i:04}"), "data": {"k": i}}))
         .collect();
-    app.post("/v1/t/shop/batch", Some(&key), json!({"writes": writes})).await.ok(200);
+    app.post("/v1/t/shop/batch", Some(&key), json!({"writes": writes}))
+        .await
+        .ok(200);
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let churn = {
@@ -140,9 +242,18 @@ async fn paging_is_stable_under_concurrent_writes(b: Backend) {
             let mut i = 0u32;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 2000 {
                 let id = format!("tmp{i:05}");
-                let _ = http.put(format!("{base}/{id}")).bearer_auth(&key).json(&json!({"k": -1})).send().await;
+                let _ = http
+                    .put(format!("{base}/{id}"))
+                    .bearer_auth(&key)
+                    .json(&json!({"k": -1}))
+                    .send()
+                    .await;
                 if i % 2 == 0 {
-                    let _ = http.delete(format!("{base}/{id}")).bearer_auth(&key).send().await;
+                    let _ = http
+                        .delete(format!("{base}/{id}"))
+                        .bearer_auth(&key)
+                        .send()
+                        .await;
                 }
                 i += 1;
             }
@@ -153,7 +264,10 @@ async fn paging_is_stable_under_concurrent_writes(b: Backend) {
         let mut cursor: Option<String> = None;
         loop {
             let url = match &cursor {
-                Some(c) => format!("{}?order={order}&limit=17&cursor={c}", docs("shop", "items")),
+                Some(c) => format!(
+                    "{}?order={order}&limit=17&cursor={c}",
+                    docs("shop", "items")
+                ),
                 None => format!("{}?order={order}&limit=17", docs("shop", "items")),
             };
             let page = app.get(&url, Some(&key)).await.ok(200);
@@ -166,9 +280,16 @@ async fn paging_is_stable_under_concurrent_writes(b: Backend) {
                 None => break,
             }
         }
-        assert!(seen.values().all(|n| *n == 1), "{order}: a document was seen twice");
+        assert!(
+            seen.values().all(|n| *n == 1),
+            "{order}: a document was seen twice"
+        );
         let kept: HashSet<&String> = seen.keys().filter(|k| k.starts_with("keep")).collect();
-        assert_eq!(kept.len(), 300, "{order}: a document that existed throughout was missed");
+        assert_eq!(
+            kept.len(),
+            300,
+            "{order}: a document that existed throughout was missed"
+        );
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     churn.await.unwrap();

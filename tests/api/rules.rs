@@ -29,9 +29,13 @@ indexes = [["owner"], ["public"]]
 pub async fn install_rules(app: &mut TestApp, tenant: &str, source: &str) -> Reply {
     let admin = app.admin().await;
     app.send(
-        app.req(Method::PUT, &format!("/admin/v1/tenants/{tenant}/rules"), Some(&admin))
-            .header("content-type", "application/toml")
-            .body(source.to_string()),
+        app.req(
+            Method::PUT,
+            &format!("/admin/v1/tenants/{tenant}/rules"),
+            Some(&admin),
+        )
+        .header("content-type", "application/toml")
+        .body(source.to_string()),
     )
     .await
 }
@@ -41,7 +45,10 @@ async fn rule_sets_install_atomically(b: Backend) {
     let admin = app.admin().await;
     app.create_tenant("shop").await;
 
-    let r = app.get("/admin/v1/tenants/shop/rules", Some(&admin)).await.ok(200);
+    let r = app
+        .get("/admin/v1/tenants/shop/rules", Some(&admin))
+        .await
+        .ok(200);
     assert_eq!(r["version"], 0);
 
     let r = install_rules(&mut app, "shop", NOTES_RULES).await.ok(200);
@@ -50,52 +57,98 @@ async fn rule_sets_install_atomically(b: Backend) {
     assert_eq!(r["warnings"], json!([]), "indexed read rule: no warning");
     let state = app.running.as_ref().unwrap().state.clone();
     let scope = crate::documents::scope_of(&app, "shop").await;
-    assert_eq!(state.store.index_names(&scope).await.unwrap().len(), 2, "one expression index per declared index");
+    assert_eq!(
+        state.store.index_names(&scope).await.unwrap().len(),
+        2,
+        "one expression index per declared index"
+    );
 
     // A bad set: every error named with collection, operation, line and column; the
     // old set stays active.
     let bad = "[notes]\nread = \"doc.owner == \"\ncreate = \"nosuch.var == 1\"\n\n[Bad-Name]\nread = \"true\"\n";
-    let p = install_rules(&mut app, "shop", bad).await.problem(400, "invalid_rules");
+    let p = install_rules(&mut app, "shop", bad)
+        .await
+        .problem(400, "invalid_rules");
     let errors = p["errors"].as_array().unwrap();
     assert!(errors.len() >= 3, "{p}");
-    let read_err = errors.iter().find(|e| e["operation"] == "read").expect("read error");
+    let read_err = errors
+        .iter()
+        .find(|e| e["operation"] == "read")
+        .expect("read error");
     assert_eq!(read_err["collection"], "notes");
     assert_eq!(read_err["line"], 2);
     assert!(read_err["column"].as_u64().unwrap() > 1);
-    let create_err = errors.iter().find(|e| e["operation"] == "create").expect("create error");
+    let create_err = errors
+        .iter()
+        .find(|e| e["operation"] == "create")
+        .expect("create error");
     assert_eq!(create_err["line"], 3);
-    assert!(errors.iter().any(|e| e["line"] == 5), "bad collection name reported: {p}");
+    assert!(
+        errors.iter().any(|e| e["line"] == 5),
+        "bad collection name reported: {p}"
+    );
     for (src, why) in [
         ("[notes]\nread = \"1 + \"", "syntax"),
         ("[notes]\nread = \"'a' < 1\"", "type"),
         ("[notes]\nread = \"doc.a == 1 &&\"", "trailing &&"),
         ("[notes]\nfrobnicate = \"true\"", "unknown key"),
         ("[notes\nread = \"true\"", "toml syntax"),
-        ("[notes]\nread = \"doc.tags.exists(t, t == 'x')\"", "not translatable to SQL"),
+        (
+            "[notes]\nread = \"doc.tags.exists(t, t == 'x')\"",
+            "not translatable to SQL",
+        ),
         ("[notes]\nindexes = [[\"a b\"]]", "bad index path"),
     ] {
-        let p = install_rules(&mut app, "shop", src).await.problem(400, "invalid_rules");
+        let p = install_rules(&mut app, "shop", src)
+            .await
+            .problem(400, "invalid_rules");
         assert!(p["errors"][0]["line"].as_u64().unwrap() >= 1, "{why}: {p}");
     }
-    let r = app.get("/admin/v1/tenants/shop/rules", Some(&admin)).await.ok(200);
+    let r = app
+        .get("/admin/v1/tenants/shop/rules", Some(&admin))
+        .await
+        .ok(200);
     assert_eq!(r["version"], 1);
     assert_eq!(r["source"], NOTES_RULES);
 
     // Wrong content type; unknown tenant.
     let r = app
-        .send(app.req(Method::PUT, "/admin/v1/tenants/shop/rules", Some(&admin)).json(&json!({})))
+        .send(
+            app.req(Method::PUT, "/admin/v1/tenants/shop/rules", Some(&admin))
+                .json(&json!({})),
+        )
         .await;
     r.problem(415, "unsupported_media_type");
-    install_rules(&mut app, "nope", NOTES_RULES).await.problem(404, "tenant_not_found");
+    install_rules(&mut app, "nope", NOTES_RULES)
+        .await
+        .problem(404, "tenant_not_found");
 
     // An unindexed read rule is installed with a warning.
-    let r = install_rules(&mut app, "shop", "[notes]\nread = \"auth != null && doc.owner == auth.uid\"\n").await.ok(200);
+    let r = install_rules(
+        &mut app,
+        "shop",
+        "[notes]\nread = \"auth != null && doc.owner == auth.uid\"\n",
+    )
+    .await
+    .ok(200);
     assert_eq!(r["version"], 2);
     let warnings = r["warnings"].as_array().unwrap();
-    assert!(warnings.iter().any(|w| w.as_str().unwrap().contains("notes")), "{r}");
-    assert_eq!(state.store.index_names(&scope).await.unwrap().len(), 0, "undeclared indexes are dropped");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("notes")),
+        "{r}"
+    );
+    assert_eq!(
+        state.store.index_names(&scope).await.unwrap().len(),
+        0,
+        "undeclared indexes are dropped"
+    );
 
-    let audit = app.get("/admin/v1/audit?tenant=shop", Some(&admin)).await.ok(200);
+    let audit = app
+        .get("/admin/v1/audit?tenant=shop", Some(&admin))
+        .await
+        .ok(200);
     assert_eq!(audit["items"][0]["action"], "rules.install");
 }
 
@@ -108,56 +161,116 @@ async fn owner_rules_guard_every_operation(b: Backend) {
     let notes = docs("shop", "notes");
 
     // Create: only as yourself, and the rule's other conditions hold.
-    let r = app.post(&notes, Some(&alice.access), json!({"owner": alice.user_id, "title": "mine"})).await;
+    let r = app
+        .post(
+            &notes,
+            Some(&alice.access),
+            json!({"owner": alice.user_id, "title": "mine"}),
+        )
+        .await;
     let id = r.ok(201)["id"].as_str().unwrap().to_string();
     let p = app
-        .post(&notes, Some(&alice.access), json!({"owner": bob.user_id, "title": "forged"}))
+        .post(
+            &notes,
+            Some(&alice.access),
+            json!({"owner": bob.user_id, "title": "forged"}),
+        )
         .await
         .problem(403, "rule_denied");
-    assert!(p["detail"].as_str().unwrap().contains("notes") && p["detail"].as_str().unwrap().contains("create"));
-    assert!(!p.to_string().contains("forged"), "a denial never echoes data");
-    app.post(&notes, Some(&alice.access), json!({"owner": alice.user_id, "title": "x".repeat(101)}))
+    assert!(
+        p["detail"].as_str().unwrap().contains("notes")
+            && p["detail"].as_str().unwrap().contains("create")
+    );
+    assert!(
+        !p.to_string().contains("forged"),
+        "a denial never echoes data"
+    );
+    app.post(
+        &notes,
+        Some(&alice.access),
+        json!({"owner": alice.user_id, "title": "x".repeat(101)}),
+    )
+    .await
+    .problem(403, "rule_denied");
+    app.post(&notes, None, json!({"owner": "", "title": "anon"}))
         .await
         .problem(403, "rule_denied");
-    app.post(&notes, None, json!({"owner": "", "title": "anon"})).await.problem(403, "rule_denied");
-    app.post(&docs("shop", "unruled"), Some(&alice.access), json!({})).await.problem(403, "rule_denied");
+    app.post(&docs("shop", "unruled"), Some(&alice.access), json!({}))
+        .await
+        .problem(403, "rule_denied");
 
     // Read: the owner yes, another user and anonymous no; a missing doc is 403 for
     // them too, so ids cannot be probed.
     let doc = format!("{notes}/{id}");
     app.get(&doc, Some(&alice.access)).await.ok(200);
-    app.get(&doc, Some(&bob.access)).await.problem(403, "rule_denied");
+    app.get(&doc, Some(&bob.access))
+        .await
+        .problem(403, "rule_denied");
     app.get(&doc, None).await.problem(403, "rule_denied");
-    app.get(&format!("{notes}/missing"), Some(&bob.access)).await.problem(403, "rule_denied");
+    app.get(&format!("{notes}/missing"), Some(&bob.access))
+        .await
+        .problem(403, "rule_denied");
 
     // Update: owner only, and the owner field cannot be handed over.
-    put(&app, &bob.access, &doc, json!({"owner": bob.user_id, "title": "stolen"})).await.problem(403, "rule_denied");
-    put(&app, &alice.access, &doc, json!({"owner": bob.user_id, "title": "gift"})).await.problem(403, "rule_denied");
+    put(
+        &app,
+        &bob.access,
+        &doc,
+        json!({"owner": bob.user_id, "title": "stolen"}),
+    )
+    .await
+    .problem(403, "rule_denied");
+    put(
+        &app,
+        &alice.access,
+        &doc,
+        json!({"owner": bob.user_id, "title": "gift"}),
+    )
+    .await
+    .problem(403, "rule_denied");
     let r = app
-        .send(app.req(Method::PATCH, &doc, Some(&alice.access))
-            .header("content-type", "application/merge-patch+json")
-            .body(json!({"title": "renamed"}).to_string()))
+        .send(
+            app.req(Method::PATCH, &doc, Some(&alice.access))
+                .header("content-type", "application/merge-patch+json")
+                .body(json!({"title": "renamed"}).to_string()),
+        )
         .await;
     assert_eq!(r.ok(200)["data"]["title"], "renamed");
     let r = app
-        .send(app.req(Method::PATCH, &doc, Some(&bob.access))
-            .header("content-type", "application/merge-patch+json")
-            .body(json!({"title": "hijack"}).to_string()))
+        .send(
+            app.req(Method::PATCH, &doc, Some(&bob.access))
+                .header("content-type", "application/merge-patch+json")
+                .body(json!({"title": "hijack"}).to_string()),
+        )
         .await;
     r.problem(403, "rule_denied");
 
     // Public notes: anyone reads them.
-    let r = app.post(&notes, Some(&bob.access), json!({"owner": bob.user_id, "title": "hello", "public": true})).await;
+    let r = app
+        .post(
+            &notes,
+            Some(&bob.access),
+            json!({"owner": bob.user_id, "title": "hello", "public": true}),
+        )
+        .await;
     let public_id = r.ok(201)["id"].as_str().unwrap().to_string();
     app.get(&format!("{notes}/{public_id}"), None).await.ok(200);
-    app.get(&format!("{notes}/{public_id}"), Some(&alice.access)).await.ok(200);
+    app.get(&format!("{notes}/{public_id}"), Some(&alice.access))
+        .await
+        .ok(200);
 
     // Delete: owner only.
-    app.delete(&doc, Some(&bob.access)).await.problem(403, "rule_denied");
+    app.delete(&doc, Some(&bob.access))
+        .await
+        .problem(403, "rule_denied");
     app.delete(&doc, Some(&alice.access)).await.ok(204);
     // The service key bypasses rules within its tenant.
-    app.get(&format!("{notes}/{public_id}"), Some(&key)).await.ok(200);
-    app.delete(&format!("{notes}/{public_id}"), Some(&key)).await.ok(204);
+    app.get(&format!("{notes}/{public_id}"), Some(&key))
+        .await
+        .ok(200);
+    app.delete(&format!("{notes}/{public_id}"), Some(&key))
+        .await
+        .ok(204);
 
     // Batch writes are rule-checked one by one: one denied write, nothing applied.
     let r = app
@@ -172,7 +285,12 @@ async fn owner_rules_guard_every_operation(b: Backend) {
 }
 
 fn ids(v: &Value) -> Vec<String> {
-    v["items"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap().to_string()).collect()
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 async fn lists_return_exactly_what_the_caller_may_read(b: Backend) {
@@ -185,14 +303,23 @@ async fn lists_return_exactly_what_the_caller_may_read(b: Backend) {
     // 30 notes: alice owns 0,3,6..; bob the rest; every 5th is public.
     let mut writes = Vec::new();
     for i in 0..30 {
-        let owner = if i % 3 == 0 { &alice.user_id } else { &bob.user_id };
+        let owner = if i % 3 == 0 {
+            &alice.user_id
+        } else {
+            &bob.user_id
+        };
         writes.push(json!({"op": "put", "collection": "notes", "id": format!("n{i:02}"),
             "data": {"owner": owner, "title": format!("t{i}"), "public": i % 5 == 0, "rank": 30 - i}}));
     }
-    app.post("/v1/t/shop/batch", Some(&key), json!({"writes": writes})).await.ok(200);
+    app.post("/v1/t/shop/batch", Some(&key), json!({"writes": writes}))
+        .await
+        .ok(200);
 
     let expect = |pred: &dyn Fn(usize) -> bool| -> Vec<String> {
-        (0..30).filter(|i| pred(*i)).map(|i| format!("n{i:02}")).collect()
+        (0..30)
+            .filter(|i| pred(*i))
+            .map(|i| format!("n{i:02}"))
+            .collect()
     };
     // Paging with a small limit: the rule is in the SQL, so pages are full and exact.
     let mut got = Vec::new();
@@ -214,25 +341,53 @@ async fn lists_return_exactly_what_the_caller_may_read(b: Backend) {
         }
     }
     assert_eq!(got, expect(&|i| i % 3 == 0 || i % 5 == 0));
-    let anon = app.get(&format!("{notes}?order=id&limit=100"), None).await.ok(200);
+    let anon = app
+        .get(&format!("{notes}?order=id&limit=100"), None)
+        .await
+        .ok(200);
     assert_eq!(ids(&anon), expect(&|i| i % 5 == 0));
 
     // The filter is ANDed with the rule.
     let f = urlencode_q("doc.rank > 20");
-    let r = app.get(&format!("{notes}?order=id&filter={f}"), Some(&bob.access)).await.ok(200);
-    assert_eq!(ids(&r), expect(&|i| (i % 3 != 0 || i % 5 == 0) && 30 - i > 20));
+    let r = app
+        .get(&format!("{notes}?order=id&filter={f}"), Some(&bob.access))
+        .await
+        .ok(200);
+    assert_eq!(
+        ids(&r),
+        expect(&|i| (i % 3 != 0 || i % 5 == 0) && 30 - i > 20)
+    );
     // Order by a data field, descending.
-    let r = app.get(&format!("{notes}?order=-rank&limit=3"), Some(&alice.access)).await.ok(200);
+    let r = app
+        .get(&format!("{notes}?order=-rank&limit=3"), Some(&alice.access))
+        .await
+        .ok(200);
     assert_eq!(ids(&r), vec!["n00", "n03", "n05"]);
 
     // A cursor is bound to its query and tenant.
-    let page = app.get(&format!("{notes}?order=id&limit=2"), Some(&alice.access)).await.ok(200);
-    let c = page["next_cursor"].as_str().unwrap().to_string();
-    app.get(&format!("{notes}?order=-id&limit=2&cursor={c}"), Some(&alice.access)).await.problem(400, "invalid_cursor");
-    app.get(&format!("{notes}?order=id&limit=2&cursor={c}x"), Some(&alice.access)).await.problem(400, "invalid_cursor");
-    app.get(&format!("{notes}?order=id&limit=2&cursor=eyJrZXlzIjpbXSwiaWQiOiJ6In0.AAAA"), Some(&alice.access))
+    let page = app
+        .get(&format!("{notes}?order=id&limit=2"), Some(&alice.access))
         .await
-        .problem(400, "invalid_cursor");
+        .ok(200);
+    let c = page["next_cursor"].as_str().unwrap().to_string();
+    app.get(
+        &format!("{notes}?order=-id&limit=2&cursor={c}"),
+        Some(&alice.access),
+    )
+    .await
+    .problem(400, "invalid_cursor");
+    app.get(
+        &format!("{notes}?order=id&limit=2&cursor={c}x"),
+        Some(&alice.access),
+    )
+    .await
+    .problem(400, "invalid_cursor");
+    app.get(
+        &format!("{notes}?order=id&limit=2&cursor=eyJrZXlzIjpbXSwiaWQiOiJ6In0.AAAA"),
+        Some(&alice.access),
+    )
+    .await
+    .problem(400, "invalid_cursor");
 }
 
 pub fn urlencode_q(s: &str) -> String {
@@ -246,21 +401,55 @@ async fn explain_shows_the_deciding_expression(b: Backend) {
     let alice = app.signup("shop", "alice@shop.test").await;
     let bob = app.signup("shop", "bob@shop.test").await;
     let path = format!("{}/n1", docs("shop", "notes"));
-    put(&app, &key, &path, json!({"owner": alice.user_id, "title": "t", "public": false})).await.ok(201);
+    put(
+        &app,
+        &key,
+        &path,
+        json!({"owner": alice.user_id, "title": "t", "public": false}),
+    )
+    .await
+    .ok(201);
 
-    let r = app.get(&format!("{path}?explain=1&uid={}", alice.user_id), Some(&key)).await.ok(200);
+    let r = app
+        .get(
+            &format!("{path}?explain=1&uid={}", alice.user_id),
+            Some(&key),
+        )
+        .await
+        .ok(200);
     assert_eq!(r["allowed"], true);
     assert_eq!(r["operation"], "read");
-    assert!(r["rule"].as_str().unwrap().contains("doc.owner == auth.uid"));
-    assert!(r["decided_by"].as_str().unwrap().contains("doc.owner == auth.uid"), "{r}");
-    let r = app.get(&format!("{path}?explain=1&uid={}", bob.user_id), Some(&key)).await.ok(200);
+    assert!(
+        r["rule"]
+            .as_str()
+            .unwrap()
+            .contains("doc.owner == auth.uid")
+    );
+    assert!(
+        r["decided_by"]
+            .as_str()
+            .unwrap()
+            .contains("doc.owner == auth.uid"),
+        "{r}"
+    );
+    let r = app
+        .get(&format!("{path}?explain=1&uid={}", bob.user_id), Some(&key))
+        .await
+        .ok(200);
     assert_eq!(r["allowed"], false);
-    let r = app.get(&format!("{path}?explain=1&op=delete"), Some(&key)).await.ok(200);
+    let r = app
+        .get(&format!("{path}?explain=1&op=delete"), Some(&key))
+        .await
+        .ok(200);
     assert_eq!(r["allowed"], false);
     assert!(r["trace"].as_array().is_some());
     // Only with a service key.
-    app.get(&format!("{path}?explain=1"), Some(&alice.access)).await.problem(403, "service_key_required");
-    app.get(&format!("{path}?explain=1&uid=nobody"), Some(&key)).await.problem(404, "user_not_found");
+    app.get(&format!("{path}?explain=1"), Some(&alice.access))
+        .await
+        .problem(403, "service_key_required");
+    app.get(&format!("{path}?explain=1&uid=nobody"), Some(&key))
+        .await
+        .problem(404, "user_not_found");
 }
 
 async fn rules_cli_deploy_and_explain(b: Backend) {
@@ -276,19 +465,65 @@ async fn rules_cli_deploy_and_explain(b: Backend) {
     let out = run(&["rules", "deploy", bad.to_str().unwrap(), "--tenant", "shop"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.toml:2:") && err.contains("[notes] read"), "{err}");
-    let out = run(&["rules", "deploy", good.to_str().unwrap(), "--tenant", "shop"]);
+    assert!(
+        err.contains("bad.toml:2:") && err.contains("[notes] read"),
+        "{err}"
+    );
+    let out = run(&[
+        "rules",
+        "deploy",
+        good.to_str().unwrap(),
+        "--tenant",
+        "shop",
+    ]);
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("version 1"));
 
     let app = TestApp::start_on(b, storage, |_| {}).await;
     let alice = app.signup("shop", "alice@shop.test").await;
-    let r = app.post(&docs("shop", "notes"), Some(&alice.access), json!({"owner": alice.user_id, "title": "cli"})).await;
+    let r = app
+        .post(
+            &docs("shop", "notes"),
+            Some(&alice.access),
+            json!({"owner": alice.user_id, "title": "cli"}),
+        )
+        .await;
     let id = r.ok(201)["id"].as_str().unwrap().to_string();
     let storage = app.stop().await;
-    let out = crate::cli::plinth(&storage, &["rules", "explain", "--tenant", "shop", "--collection", "notes", "--id", &id, "--uid", &alice.user_id], None);
+    let out = crate::cli::plinth(
+        &storage,
+        &[
+            "rules",
+            "explain",
+            "--tenant",
+            "shop",
+            "--collection",
+            "notes",
+            "--id",
+            &id,
+            "--uid",
+            &alice.user_id,
+        ],
+        None,
+    );
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success() && text.contains("outcome:    allow"), "{text} {out:?}");
-    let out = crate::cli::plinth(&storage, &["rules", "explain", "--tenant", "shop", "--collection", "notes", "--id", &id], None);
+    assert!(
+        out.status.success() && text.contains("outcome:    allow"),
+        "{text} {out:?}"
+    );
+    let out = crate::cli::plinth(
+        &storage,
+        &[
+            "rules",
+            "explain",
+            "--tenant",
+            "shop",
+            "--collection",
+            "notes",
+            "--id",
+            &id,
+        ],
+        None,
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("outcome:    deny"));
 }

@@ -177,37 +177,97 @@ mod documents {
         let mut app = TestApp::start(b).await;
         app.create_tenant("alpha").await;
         app.create_tenant("bravo").await;
-        let ka = app.create_key("alpha", "k").await["key"].as_str().unwrap().to_string();
-        let kb = app.create_key("bravo", "k").await["key"].as_str().unwrap().to_string();
+        let ka = app.create_key("alpha", "k").await["key"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let kb = app.create_key("bravo", "k").await["key"]
+            .as_str()
+            .unwrap()
+            .to_string();
         install_rules(&mut app, "alpha", NOTES_RULES).await.ok(200);
         install_rules(&mut app, "bravo", NOTES_RULES).await.ok(200);
 
         for i in 0..5 {
-            put(&app, &ka, &format!("{}/same{i}", docs("alpha", "notes")), json!({"owner": "x", "public": true, "t": "alpha"})).await.ok(201);
+            put(
+                &app,
+                &ka,
+                &format!("{}/same{i}", docs("alpha", "notes")),
+                json!({"owner": "x", "public": true, "t": "alpha"}),
+            )
+            .await
+            .ok(201);
         }
-        put(&app, &kb, &format!("{}/same0", docs("bravo", "notes")), json!({"owner": "x", "public": true, "t": "bravo"})).await.ok(201);
+        put(
+            &app,
+            &kb,
+            &format!("{}/same0", docs("bravo", "notes")),
+            json!({"owner": "x", "public": true, "t": "bravo"}),
+        )
+        .await
+        .ok(201);
 
         // The same collection and id in both tenants hold different documents.
-        assert_eq!(app.get(&format!("{}/same0", docs("alpha", "notes")), None).await.ok(200)["data"]["t"], "alpha");
-        assert_eq!(app.get(&format!("{}/same0", docs("bravo", "notes")), None).await.ok(200)["data"]["t"], "bravo");
-        app.get(&format!("{}/same1", docs("bravo", "notes")), Some(&kb)).await.problem(404, "document_not_found");
+        assert_eq!(
+            app.get(&format!("{}/same0", docs("alpha", "notes")), None)
+                .await
+                .ok(200)["data"]["t"],
+            "alpha"
+        );
+        assert_eq!(
+            app.get(&format!("{}/same0", docs("bravo", "notes")), None)
+                .await
+                .ok(200)["data"]["t"],
+            "bravo"
+        );
+        app.get(&format!("{}/same1", docs("bravo", "notes")), Some(&kb))
+            .await
+            .problem(404, "document_not_found");
         // A key of one tenant is refused by the other, on reads and writes.
-        app.get(&format!("{}/same0", docs("bravo", "notes")), Some(&ka)).await.problem(401, "invalid_token");
-        app.post("/v1/t/bravo/batch", Some(&ka), json!({"writes": [{"op": "delete", "collection": "notes", "id": "same0"}]}))
+        app.get(&format!("{}/same0", docs("bravo", "notes")), Some(&ka))
             .await
             .problem(401, "invalid_token");
+        app.post(
+            "/v1/t/bravo/batch",
+            Some(&ka),
+            json!({"writes": [{"op": "delete", "collection": "notes", "id": "same0"}]}),
+        )
+        .await
+        .problem(401, "invalid_token");
         // Lists and batches stay inside their tenant.
         let list = app.get(&docs("bravo", "notes"), Some(&kb)).await.ok(200);
         assert_eq!(list["items"].as_array().unwrap().len(), 1);
-        let r = app.post("/v1/t/bravo/batch", Some(&kb), json!({"writes": [{"op": "delete", "collection": "notes", "id": "same3"}]})).await;
+        let r = app
+            .post(
+                "/v1/t/bravo/batch",
+                Some(&kb),
+                json!({"writes": [{"op": "delete", "collection": "notes", "id": "same3"}]}),
+            )
+            .await;
         r.problem(404, "document_not_found");
-        assert_eq!(app.get(&docs("alpha", "notes"), Some(&ka)).await.ok(200)["items"].as_array().unwrap().len(), 5);
+        assert_eq!(
+            app.get(&docs("alpha", "notes"), Some(&ka)).await.ok(200)["items"]
+                .as_array()
+                .unwrap()
+                .len(),
+            5
+        );
         // A cursor from alpha is refused by bravo.
-        let page = app.get(&format!("{}?limit=2", docs("alpha", "notes")), Some(&ka)).await.ok(200);
+        let page = app
+            .get(&format!("{}?limit=2", docs("alpha", "notes")), Some(&ka))
+            .await
+            .ok(200);
         let c = page["next_cursor"].as_str().unwrap();
-        app.get(&format!("{}?limit=2&cursor={c}", docs("bravo", "notes")), Some(&kb)).await.problem(400, "invalid_cursor");
+        app.get(
+            &format!("{}?limit=2&cursor={c}", docs("bravo", "notes")),
+            Some(&kb),
+        )
+        .await
+        .problem(400, "invalid_cursor");
         // A user token of alpha means nothing to bravo.
         let u = app.signup("alpha", "u@alpha.test").await;
-        app.get(&docs("bravo", "notes"), Some(&u.access)).await.problem(401, "invalid_token");
+        app.get(&docs("bravo", "notes"), Some(&u.access))
+            .await
+            .problem(401, "invalid_token");
     }
 }
