@@ -15,10 +15,14 @@
 //! data), `new` (data after the write), `id` (document id), `now` (int, unix ms); filters
 //! and read rules also see `version`, `created_at`, `updated_at` (ints, unix ms).
 
+mod check;
 mod expression;
+mod lex;
 pub mod predicate;
 mod ruleset;
 pub mod testing;
+mod translate;
+mod values;
 
 pub use expression::{CelError, Explanation, ExprKind, Expression, TraceStep, Untranslatable};
 pub use predicate::{CmpOp, Field, Predicate};
