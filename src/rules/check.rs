@@ -190,25 +190,25 @@ fn syntax_message(msg: &str) -> String {
             format!("'{tok}'")
         }
     };
-    if let Some(rest) = m.strip_prefix("mismatched input ") {
-        if let Some(tok) = quoted(rest) {
-            return format!("syntax error: unexpected {}", describe(&tok));
-        }
+    if let Some(rest) = m.strip_prefix("mismatched input ")
+        && let Some(tok) = quoted(rest)
+    {
+        return format!("syntax error: unexpected {}", describe(&tok));
     }
-    if let Some(rest) = m.strip_prefix("extraneous input ") {
-        if let Some(tok) = quoted(rest) {
-            return format!("syntax error: unexpected {}", describe(&tok));
-        }
+    if let Some(rest) = m.strip_prefix("extraneous input ")
+        && let Some(tok) = quoted(rest)
+    {
+        return format!("syntax error: unexpected {}", describe(&tok));
     }
-    if let Some(rest) = m.strip_prefix("no viable alternative at input ") {
-        if let Some(tok) = quoted(rest) {
-            return format!("syntax error: cannot make sense of '{tok}'");
-        }
+    if let Some(rest) = m.strip_prefix("no viable alternative at input ")
+        && let Some(tok) = quoted(rest)
+    {
+        return format!("syntax error: cannot make sense of '{tok}'");
     }
-    if let Some(rest) = m.strip_prefix("token recognition error at: ") {
-        if let Some(tok) = quoted(rest) {
-            return format!("syntax error: invalid character '{tok}'");
-        }
+    if let Some(rest) = m.strip_prefix("token recognition error at: ")
+        && let Some(tok) = quoted(rest)
+    {
+        return format!("syntax error: invalid character '{tok}'");
     }
     if let Some(rest) = m.strip_prefix("missing ") {
         // missing ')' at '<EOF>'

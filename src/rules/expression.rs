@@ -245,52 +245,52 @@ impl Expression {
         ctx: &cel::Context<'_, '_>,
         trace: &mut Vec<TraceStep>,
     ) -> (Outcome, &'e IdedExpr) {
-        if let Expr::Call(c) = &e.expr {
-            if c.target.is_none() {
-                match (c.func_name.as_str(), c.args.len()) {
-                    ("_&&_", 2) => {
-                        let (l, ld) = self.explain_node(&c.args[0], ctx, trace);
-                        if let Outcome::Bool(false) = l {
-                            return (l, ld);
-                        }
-                        let (r, rd) = self.explain_node(&c.args[1], ctx, trace);
-                        return match (l, r) {
-                            (Outcome::Bool(true), r) => (r, rd),
-                            (_, Outcome::Bool(false)) => (Outcome::Bool(false), rd),
-                            (_, Outcome::Bool(true)) => (Outcome::Other, ld),
-                            (_, Outcome::Other) => (Outcome::Other, rd),
-                        };
+        if let Expr::Call(c) = &e.expr
+            && c.target.is_none()
+        {
+            match (c.func_name.as_str(), c.args.len()) {
+                ("_&&_", 2) => {
+                    let (l, ld) = self.explain_node(&c.args[0], ctx, trace);
+                    if let Outcome::Bool(false) = l {
+                        return (l, ld);
                     }
-                    ("_||_", 2) => {
-                        let (l, ld) = self.explain_node(&c.args[0], ctx, trace);
-                        if let Outcome::Bool(true) = l {
-                            return (l, ld);
-                        }
-                        let (r, rd) = self.explain_node(&c.args[1], ctx, trace);
-                        return match (l, r) {
-                            (Outcome::Bool(false), r) => (r, rd),
-                            (_, Outcome::Bool(true)) => (Outcome::Bool(true), rd),
-                            (_, Outcome::Bool(false)) => (Outcome::Other, ld),
-                            (_, Outcome::Other) => (Outcome::Other, rd),
-                        };
-                    }
-                    ("!_", 1) => {
-                        let (v, d) = self.explain_node(&c.args[0], ctx, trace);
-                        return match v {
-                            Outcome::Bool(b) => (Outcome::Bool(!b), d),
-                            Outcome::Other => (Outcome::Other, d),
-                        };
-                    }
-                    ("_?_:_", 3) => {
-                        let (cond, cd) = self.explain_node(&c.args[0], ctx, trace);
-                        return match cond {
-                            Outcome::Bool(true) => self.explain_node(&c.args[1], ctx, trace),
-                            Outcome::Bool(false) => self.explain_node(&c.args[2], ctx, trace),
-                            Outcome::Other => (Outcome::Other, cd),
-                        };
-                    }
-                    _ => {}
+                    let (r, rd) = self.explain_node(&c.args[1], ctx, trace);
+                    return match (l, r) {
+                        (Outcome::Bool(true), r) => (r, rd),
+                        (_, Outcome::Bool(false)) => (Outcome::Bool(false), rd),
+                        (_, Outcome::Bool(true)) => (Outcome::Other, ld),
+                        (_, Outcome::Other) => (Outcome::Other, rd),
+                    };
                 }
+                ("_||_", 2) => {
+                    let (l, ld) = self.explain_node(&c.args[0], ctx, trace);
+                    if let Outcome::Bool(true) = l {
+                        return (l, ld);
+                    }
+                    let (r, rd) = self.explain_node(&c.args[1], ctx, trace);
+                    return match (l, r) {
+                        (Outcome::Bool(false), r) => (r, rd),
+                        (_, Outcome::Bool(true)) => (Outcome::Bool(true), rd),
+                        (_, Outcome::Bool(false)) => (Outcome::Other, ld),
+                        (_, Outcome::Other) => (Outcome::Other, rd),
+                    };
+                }
+                ("!_", 1) => {
+                    let (v, d) = self.explain_node(&c.args[0], ctx, trace);
+                    return match v {
+                        Outcome::Bool(b) => (Outcome::Bool(!b), d),
+                        Outcome::Other => (Outcome::Other, d),
+                    };
+                }
+                ("_?_:_", 3) => {
+                    let (cond, cd) = self.explain_node(&c.args[0], ctx, trace);
+                    return match cond {
+                        Outcome::Bool(true) => self.explain_node(&c.args[1], ctx, trace),
+                        Outcome::Bool(false) => self.explain_node(&c.args[2], ctx, trace),
+                        Outcome::Other => (Outcome::Other, cd),
+                    };
+                }
+                _ => {}
             }
         }
         let (outcome, value) = match cel::Value::resolve_val(e, ctx) {
@@ -365,6 +365,18 @@ impl Expression {
     /// about read rules that no index serves). `doc.a in [...]` counts as well.
     pub fn equality_paths(&self) -> Vec<Vec<String>> {
         translate::equality_paths(&self.compiled.root, &self.compiled.doc_nodes)
+    }
+
+    /// Every document path compared for equality (or `in`) with a value, anywhere in
+    /// the expression (bare boolean fields included).
+    pub fn all_equality_paths(&self) -> Vec<Vec<String>> {
+        translate::all_equality_paths(&self.compiled.root, &self.compiled.doc_nodes)
+    }
+
+    /// Whether an index whose first path is one of `firsts` (or the primary key, for
+    /// `id == ...`) can narrow a list filtered by this expression.
+    pub fn served_by_index(&self, firsts: &[Vec<String>]) -> bool {
+        translate::served_by_index(&self.compiled.root, &self.compiled.doc_nodes, firsts)
     }
 
     /// Whether the expression mentions the stored document's data (`doc`).

@@ -22,11 +22,20 @@ pub enum Predicate {
     Not(Box<Predicate>),
     /// `field <op> value`; the translator puts the field on the left, flipping the
     /// operator when needed.
-    Compare { field: Field, op: CmpOp, value: Value },
+    Compare {
+        field: Field,
+        op: CmpOp,
+        value: Value,
+    },
     /// `field in [values]`.
-    In { field: Field, values: Vec<Value> },
+    In {
+        field: Field,
+        values: Vec<Value>,
+    },
     /// `has(doc.a.b)`: the path exists (whatever its value, null included).
-    Has { field: Field },
+    Has {
+        field: Field,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -166,10 +166,10 @@ impl Translator<'_> {
                     }
                     _ => {}
                 }
-                if let Some(op) = cmp_op(name) {
-                    if c.args.len() == 2 {
-                        return self.comparison(e, op, &c.args[0], &c.args[1]);
-                    }
+                if let Some(op) = cmp_op(name)
+                    && c.args.len() == 2
+                {
+                    return self.comparison(e, op, &c.args[0], &c.args[1]);
                 }
                 if name == "@in" && c.args.len() == 2 {
                     return self.membership(e, &c.args[0], &c.args[1]);
@@ -538,26 +538,18 @@ pub(super) fn equality_paths(root: &IdedExpr, doc_nodes: &HashSet<u64>) -> Vec<V
             _ => out.push(e),
         }
     }
-    fn path(e: &IdedExpr) -> Option<Vec<String>> {
-        match &e.expr {
-            Expr::Ident(n) if n == "doc" => Some(Vec::new()),
-            Expr::Select(s) if !s.test => {
-                let mut p = path(&s.operand)?;
-                p.push(s.field.clone());
-                Some(p)
-            }
-            Expr::Call(c) if c.func_name == "_[_]" && c.args.len() == 2 && c.target.is_none() => {
-                let mut p = path(&c.args[0])?;
-                p.push(string_literal(&c.args[1])?.to_string());
-                Some(p)
-            }
-            _ => None,
-        }
-    }
+    let path = doc_path;
     let mut list = Vec::new();
     conjuncts(root, &mut list);
     let mut out: Vec<Vec<String>> = Vec::new();
     for e in list {
+        // a bare boolean field: `doc.published`
+        if let Some(p) = doc_path(e) {
+            if !p.is_empty() && !out.contains(&p) {
+                out.push(p);
+            }
+            continue;
+        }
         let Expr::Call(c) = &e.expr else { continue };
         if c.args.len() != 2 || c.target.is_some() {
             continue;
@@ -569,11 +561,101 @@ pub(super) fn equality_paths(root: &IdedExpr, doc_nodes: &HashSet<u64>) -> Vec<V
             "@in" if !doc_nodes.contains(&r.id) => path(l),
             _ => None,
         };
-        if let Some(p) = candidate {
-            if !p.is_empty() && !out.contains(&p) {
-                out.push(p);
-            }
+        if let Some(p) = candidate
+            && !p.is_empty()
+            && !out.contains(&p)
+        {
+            out.push(p);
         }
     }
     out
+}
+
+/// The document path `e` spells (`doc.a.b`, `doc['a']`), if it is one.
+fn doc_path(e: &IdedExpr) -> Option<Vec<String>> {
+    match &e.expr {
+        Expr::Ident(n) if n == "doc" => Some(Vec::new()),
+        Expr::Select(s) if !s.test => {
+            let mut p = doc_path(&s.operand)?;
+            p.push(s.field.clone());
+            Some(p)
+        }
+        Expr::Call(c) if c.func_name == "_[_]" && c.args.len() == 2 && c.target.is_none() => {
+            let mut p = doc_path(&c.args[0])?;
+            p.push(string_literal(&c.args[1])?.to_string());
+            Some(p)
+        }
+        _ => None,
+    }
+}
+
+/// Every document path compared for equality (or `in`) with a value, anywhere.
+pub(super) fn all_equality_paths(root: &IdedExpr, doc_nodes: &HashSet<u64>) -> Vec<Vec<String>> {
+    fn walk(e: &IdedExpr, doc_nodes: &HashSet<u64>, out: &mut Vec<Vec<String>>) {
+        if let Expr::Call(c) = &e.expr
+            && c.args.len() == 2
+            && c.target.is_none()
+        {
+            let (l, r) = (&c.args[0], &c.args[1]);
+            let p = match c.func_name.as_str() {
+                "_==_" if !doc_nodes.contains(&r.id) => doc_path(l),
+                "_==_" if !doc_nodes.contains(&l.id) => doc_path(r),
+                "@in" if !doc_nodes.contains(&r.id) => doc_path(l),
+                _ => None,
+            };
+            if let Some(p) = p
+                && !p.is_empty()
+                && !out.contains(&p)
+            {
+                out.push(p);
+            }
+        }
+        if let Some(p) = doc_path(e) {
+            if !p.is_empty() && !out.contains(&p) {
+                out.push(p);
+            }
+            return;
+        }
+        for c in lex::children(e) {
+            walk(c, doc_nodes, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, doc_nodes, &mut out);
+    out
+}
+
+/// Whether an index starting with one of `firsts` (or the primary key) can narrow a list
+/// filtered by `e`: some conjunct is an equality on an indexed path, and for a
+/// disjunction every disjunct that depends on the document is.
+pub(super) fn served_by_index(
+    e: &IdedExpr,
+    doc_nodes: &HashSet<u64>,
+    firsts: &[Vec<String>],
+) -> bool {
+    if !doc_nodes.contains(&e.id) {
+        return false;
+    }
+    let is_id = |x: &IdedExpr| matches!(&x.expr, Expr::Ident(n) if n == "id");
+    let indexed = |x: &IdedExpr| doc_path(x).is_some_and(|p| firsts.contains(&p));
+    if indexed(e) {
+        return true; // a bare boolean field
+    }
+    let Expr::Call(c) = &e.expr else { return false };
+    if c.target.is_some() || c.args.len() != 2 {
+        return false;
+    }
+    let (l, r) = (&c.args[0], &c.args[1]);
+    match c.func_name.as_str() {
+        "_&&_" => served_by_index(l, doc_nodes, firsts) || served_by_index(r, doc_nodes, firsts),
+        "_||_" => [l, r]
+            .iter()
+            .all(|x| !doc_nodes.contains(&x.id) || served_by_index(x, doc_nodes, firsts)),
+        "_==_" => {
+            ((indexed(l) || is_id(l)) && !doc_nodes.contains(&r.id))
+                || ((indexed(r) || is_id(r)) && !doc_nodes.contains(&l.id))
+        }
+        "@in" => (indexed(l) || is_id(l)) && !doc_nodes.contains(&r.id),
+        _ => false,
+    }
 }

@@ -10,8 +10,8 @@
 
 mod control;
 mod keys;
-mod users;
 pub mod predicate_sql;
+mod users;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
