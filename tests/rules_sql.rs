@@ -370,6 +370,19 @@ fn document() -> impl Strategy<Value = Value> {
         .map(|k| {
             let v = match *k {
                 "s" | "é" => typed(string().boxed()),
+                "l" => typed(
+                    prop::collection::vec(
+                        prop_oneof![
+                            number(),
+                            string(),
+                            any::<bool>().prop_map(Value::Bool),
+                            Just(Value::Null)
+                        ],
+                        0..5,
+                    )
+                    .prop_map(Value::Array)
+                    .boxed(),
+                ),
                 "n" | "0" => typed(number().boxed()),
                 "o" => typed(
                     (value(), value(), any::<bool>())
@@ -539,6 +552,11 @@ fn leaf() -> impl Strategy<Value = String> {
             "auth.claims.tags", "auth.claims.roles", "{'a': 1, 'é': 2, 'true': 3}", "{1: 'x', 2.0: 'y'}",
             "{true: 1}", "auth.claims.missing", "auth.uid", "[1.0 / 0.0, 0.0 / 0.0, 1]"
         ])).prop_map(|(p, c)| format!("{p} in {c}")),
+        // membership in a document list or object
+        2 => (operand(), prop::sample::select(vec!["doc.l", "doc.a", "doc.o", "doc.o.a", "doc['0']", "doc.zz"]))
+            .prop_map(|(v, p)| format!("{v} in {p}")),
+        2 => (prop_oneof![number(), string(), any::<bool>().prop_map(Value::Bool)], prop::sample::select(vec!["doc.l", "doc.o"]))
+            .prop_map(|(v, p)| format!("{} in {p}", cel_literal(&v))),
         2 => prop::sample::select(HAS_PATHS).prop_map(|p| format!("has({p})")),
         2 => prop::sample::select(PATHS).prop_map(String::from),
         2 => prop::sample::select(vec![
@@ -658,6 +676,7 @@ fn corner_docs() -> Vec<Value> {
         json!({"a": "1", "s": "é", "n": null, "o": null, "l": [1, "a"]}),
         json!({"a": true, "s": "😀", "n": [1], "o": {"a": [1, 2.0], "b": {"x": 1}}}),
         json!({"a": null, "s": "", "l": [], "x-y": 1, "it's": "q", "0": 0}),
+        json!({"a": [[1, 2], {"x": 1}], "l": [null, 1.5, "alice", true], "o": {"a": [{"b": 1}]}}),
         json!({"a": [1, 2], "s": "a b", "o": {"a": {"b": 1.0}}, "l": {"0": 1}}),
         json!({"a": {"x": 1}, "s": "新", "o": "str"}),
         json!({}),
@@ -704,6 +723,18 @@ fn regression_cases() {
         ("doc.s in auth.claims.roles", Some(&alice)),
         ("!(doc.a in auth.claims.roles)", Some(&alice)),
         ("doc.a in {1: 'x'}", None),
+        // membership in document lists and objects
+        ("1 in doc.l || 'a' in doc.l", None),
+        ("!(1.0 in doc.l)", None),
+        ("!('a' in doc.o)", None),
+        ("!(1 in doc.o)", None),
+        ("!(null in doc.l)", None),
+        ("!([1, 2] in doc.a)", None),
+        ("{'x': 1.0} in doc.a || {'b': 1} in doc.o.a", None),
+        ("!(auth.uid in doc.l)", Some(&alice)),
+        ("!((0.0 / 0.0) in doc.l)", None),
+        ("!(b'a' in doc.o)", None),
+        ("!({1: 2} in doc.o)", None),
         // keys that are not identifiers, and numeric-looking keys on arrays
         (
             "doc['x-y'] == 1 || doc[\"it's\"] == 'q' || doc['0'] == 0",

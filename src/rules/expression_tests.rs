@@ -494,6 +494,14 @@ fn predicate_shapes() {
     assert_eq!(pred("id in [1]", None), Predicate::False);
     assert_eq!(pred("doc.a < auth.uid", None), Predicate::Unknown);
     assert_eq!(pred("true || doc.a == 1", None), Predicate::True);
+    assert_eq!(
+        pred("auth.uid in doc.members", Some(&a)),
+        Predicate::Contains {
+            field: doc(&["members"]),
+            value: json!("alice")
+        }
+    );
+    assert_eq!(pred("auth.uid in doc.members", None), Predicate::Unknown);
 }
 
 #[test]
@@ -503,9 +511,9 @@ fn untranslatable_constructs_are_named() {
         ("doc.a + 1 == 2", 1, "arithmetic ('+')"),
         ("doc.a == doc.b", 1, "two document values"),
         (
-            "auth.uid in doc.members",
+            "doc.a in doc.members",
             1,
-            "membership in a document value",
+            "membership between two document values",
         ),
         ("doc.tags.exists(t, t == 1)", 1, "comprehension"),
         ("auth != null && doc.l[0] == 1", 17, "list index"),

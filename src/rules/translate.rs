@@ -54,7 +54,8 @@ pub(super) struct Translator<'a> {
 }
 
 const SUPPORTED: &str = "SQL supports comparisons of document fields with values \
-(==, !=, <, <=, >, >=), 'field in [values]', has(doc.field), and &&, ||, !, ? : over them";
+(==, !=, <, <=, >, >=), 'field in [values]', 'value in field', has(doc.field), \
+and &&, ||, !, ? : over them";
 
 fn cmp_op(name: &str) -> Option<CmpOp> {
     Some(match name {
@@ -289,10 +290,20 @@ impl Translator<'_> {
         r: &IdedExpr,
     ) -> Result<Predicate, Untranslatable> {
         if self.touches_doc(r) {
-            return Err(self.untranslatable(
-                e,
-                format!("'{}' (membership in a document value)", self.text(e)),
-            ));
+            if self.touches_doc(l) {
+                return Err(self.untranslatable(
+                    e,
+                    format!(
+                        "'{}' (membership between two document values)",
+                        self.text(e)
+                    ),
+                ));
+            }
+            let field = self.field(r)?;
+            let Some(value) = self.value(l) else {
+                return Ok(Predicate::Unknown);
+            };
+            return Ok(contains(field, value.as_ref()));
         }
         let field = self.field(l)?;
         let Some(container) = self.value(r) else {
@@ -324,6 +335,30 @@ impl Translator<'_> {
         }
         Ok(Predicate::Unknown)
     }
+}
+
+/// `value in field`.
+fn contains(field: Field, value: &dyn Val) -> Predicate {
+    if !matches!(field, Field::Doc(_)) {
+        // id is a string, version and the timestamps are ints: never containers
+        return Predicate::Unknown;
+    }
+    if let Some(json) = values::to_json(value) {
+        return Predicate::Contains { field, value: json };
+    }
+    // No JSON form: no list element equals it. A NaN or infinite double is simply not a
+    // key of a map; anything else (bytes, a map with non-string keys...) cannot be one.
+    // `x AND NOT x` is FALSE where `x` is known, NULL where it is not.
+    let probe = if value.downcast_ref::<CelDouble>().is_some() {
+        Json::String(String::new())
+    } else {
+        Json::Null
+    };
+    let c = Predicate::Contains {
+        field,
+        value: probe,
+    };
+    Predicate::And(vec![c.clone(), Predicate::Not(Box::new(c))])
 }
 
 /// `field in [values]`, keeping the values a field can equal.

@@ -220,6 +220,11 @@ impl Renderer {
                     }
                 }
             },
+            Predicate::Contains { field, value } => match field {
+                Field::Doc(path) => self.contains_doc(&keys(path), value),
+                // id, version and the timestamps are never containers
+                _ => self.null().to_string(),
+            },
             Predicate::Has { field } => match field {
                 Field::Doc(path) if !path.is_empty() => {
                     let f = self.doc_field(&keys(path));
@@ -258,6 +263,12 @@ impl Renderer {
     }
 
     fn access(&mut self, steps: &[Step]) -> String {
+        self.access_from(None, steps)
+    }
+
+    /// SQLite: the JSON path of `steps` below `root` (a SQL expression holding a path,
+    /// e.g. `e.fullkey`), or below the document. PostgreSQL: the jsonb value.
+    fn access_from(&mut self, root: Option<&str>, steps: &[Step]) -> String {
         let safe = steps.iter().all(|s| match s {
             Step::Key(k) => identifier_safe(k),
             Step::Index(_) => true,
@@ -265,10 +276,15 @@ impl Renderer {
         match self.dialect {
             Dialect::Sqlite => {
                 let path = sqlite_path(steps);
-                if safe {
-                    format!("'{path}'")
-                } else {
-                    self.param(SqlParam::Text(path))
+                match root {
+                    None if safe => format!("'{path}'"),
+                    None => self.param(SqlParam::Text(path)),
+                    Some(root) if steps.is_empty() => root.to_string(),
+                    Some(root) if safe => format!("({root} || '{}')", &path[1..]),
+                    Some(root) => {
+                        let p = self.param(SqlParam::Text(path[1..].to_string()));
+                        format!("({root} || {p})")
+                    }
                 }
             }
             Dialect::Postgres => {
@@ -377,7 +393,7 @@ impl Renderer {
             Dialect::Sqlite => match v {
                 Json::Null => format!("(json_type(data, {a}) = 'null')"),
                 Json::Array(_) | Json::Object(_) => {
-                    let whole = self.eq2_sqlite(steps, v);
+                    let whole = self.eq2_sqlite(None, steps, v);
                     format!("(CASE WHEN json_type(data, {a}) IS NOT NULL THEN {whole} END)")
                 }
                 _ => match self.sqlite_scalar(v) {
@@ -390,9 +406,10 @@ impl Renderer {
         }
     }
 
-    /// SQLite deep equality, two-valued (a missing path is unequal).
-    fn eq2_sqlite(&mut self, steps: &[Step], v: &Json) -> String {
-        let a = self.access(steps);
+    /// SQLite deep equality, two-valued (a missing path is unequal), of the value at
+    /// `steps` below `root` (see `access_from`).
+    fn eq2_sqlite(&mut self, root: Option<&str>, steps: &[Step], v: &Json) -> String {
+        let a = self.access_from(root, steps);
         match v {
             Json::Null => format!("(json_type(data, {a}) IS 'null')"),
             Json::Array(items) => {
@@ -403,7 +420,7 @@ impl Renderer {
                 for (i, item) in items.iter().enumerate() {
                     let mut sub = steps.to_vec();
                     sub.push(Step::Index(i));
-                    parts.push(self.eq2_sqlite(&sub, item));
+                    parts.push(self.eq2_sqlite(root, &sub, item));
                 }
                 format!("({})", parts.join(" AND "))
             }
@@ -418,7 +435,7 @@ impl Renderer {
                 for (k, item) in map {
                     let mut sub = steps.to_vec();
                     sub.push(Step::Key(k.clone()));
-                    parts.push(self.eq2_sqlite(&sub, item));
+                    parts.push(self.eq2_sqlite(root, &sub, item));
                 }
                 format!("({})", parts.join(" AND "))
             }
@@ -480,6 +497,60 @@ impl Renderer {
                     }
                 }
                 format!("({})", groups.join(" OR "))
+            }
+        }
+    }
+
+    /// `v in field`: list membership by CEL equality, or a key of an object.
+    fn contains_doc(&mut self, steps: &[Step], v: &Json) -> String {
+        let f = self.access(steps);
+        let key_of_object = |r: &mut Self| -> String {
+            match v {
+                Json::String(k) => {
+                    let mut sub = steps.to_vec();
+                    sub.push(Step::Key(k.clone()));
+                    let p = r.access(&sub);
+                    match r.dialect {
+                        Dialect::Sqlite => format!("json_type(data, {p}) IS NOT NULL"),
+                        Dialect::Postgres => format!("{p} IS NOT NULL"),
+                    }
+                }
+                // a number or boolean is looked up and not found among string keys
+                Json::Number(_) | Json::Bool(_) => "FALSE".to_string(),
+                // null, a list or a map cannot be a key: an error in CEL
+                _ => r.null().to_string(),
+            }
+        };
+        match self.dialect {
+            Dialect::Sqlite => {
+                let elem = match v {
+                    Json::Null => "e.type = 'null'".to_string(),
+                    Json::Bool(true) => "e.type = 'true'".to_string(),
+                    Json::Bool(false) => "e.type = 'false'".to_string(),
+                    Json::String(s) => {
+                        let p = self.param(SqlParam::Text(s.clone()));
+                        format!("e.type = 'text' AND e.atom = {p}")
+                    }
+                    Json::Number(n) => {
+                        let p = self.number(n);
+                        format!("e.type IN ('integer', 'real') AND e.atom = {p}")
+                    }
+                    Json::Array(_) | Json::Object(_) => {
+                        let deep = self.eq2_sqlite(Some("e.fullkey"), &[], v);
+                        format!("CASE WHEN e.type IN ('array', 'object') THEN {deep} END")
+                    }
+                };
+                let key = key_of_object(self);
+                format!(
+                    "(CASE json_type(data, {f}) WHEN 'array' THEN EXISTS (SELECT 1 FROM json_each(data, {f}) AS e WHERE {elem}) WHEN 'object' THEN {key} END)"
+                )
+            }
+            Dialect::Postgres => {
+                let p = self.param(SqlParam::Json(v.to_string()));
+                let key = key_of_object(self);
+                format!(
+                    "(CASE jsonb_typeof({f}) WHEN 'array' THEN EXISTS (SELECT 1 FROM jsonb_array_elements({f}) AS e(v) WHERE e.v = {p}) WHEN 'object' THEN {key} END)"
+                )
             }
         }
     }
