@@ -765,3 +765,99 @@ fn regression_cases() {
     b.finish(&rt);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// An expression index on `field_sql` of a path serves equality and `in` on that path.
+#[test]
+fn equality_is_served_by_an_expression_index() {
+    use plinth::rules::Field;
+    use plinth::store::predicate_sql::field_sql;
+
+    let (rt, b) = Backends::new();
+    let alice = user("alice");
+    let field = Field::Doc(vec!["poll".to_string()]);
+    for filter in [
+        "auth != null && doc.poll == auth.uid",
+        "doc.poll in ['a', 'b']",
+    ] {
+        let pred = Expression::compile(filter, ExprKind::Filter)
+            .unwrap()
+            .to_predicate(&QueryBindings {
+                auth: Some(&alice),
+                now_ms: NOW_MS,
+            })
+            .unwrap();
+        rt.block_on(async {
+            let index = field_sql(&field, Dialect::Sqlite).unwrap();
+            let sql = format!("CREATE INDEX IF NOT EXISTS docs_poll ON docs ({index})");
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&b.sqlite)
+                .await
+                .unwrap();
+            let r = render(&pred, Dialect::Sqlite, 1);
+            let sql = format!("EXPLAIN QUERY PLAN SELECT id FROM docs WHERE {}", r.sql);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for p in &r.params {
+                q = match p {
+                    SqlParam::Text(s) | SqlParam::Json(s) => q.bind(s.clone()),
+                    SqlParam::Int(i) => q.bind(*i),
+                    SqlParam::Float(f) => q.bind(*f),
+                    SqlParam::Bool(v) => q.bind(*v),
+                };
+            }
+            let plan: Vec<String> = q
+                .fetch_all(&b.sqlite)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get::<String, _>("detail"))
+                .collect();
+            assert!(
+                plan.iter().any(|d| d.contains("USING INDEX docs_poll")),
+                "SQLite does not use the index for `{filter}` ({}): {plan:?}",
+                r.sql
+            );
+
+            if let Some((pool, _)) = &b.pg {
+                let index = field_sql(&field, Dialect::Postgres).unwrap();
+                let sql = format!("CREATE INDEX IF NOT EXISTS docs_poll ON docs ({index})");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(pool)
+                    .await
+                    .unwrap();
+                let mut conn = pool.acquire().await.unwrap();
+                sqlx::query("SET enable_seqscan = off")
+                    .execute(&mut *conn)
+                    .await
+                    .unwrap();
+                let r = render(&pred, Dialect::Postgres, 1);
+                let sql = format!("EXPLAIN SELECT id FROM docs WHERE {}", r.sql);
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for p in &r.params {
+                    q = match p {
+                        SqlParam::Text(s) | SqlParam::Json(s) => q.bind(s.clone()),
+                        SqlParam::Int(i) => q.bind(*i),
+                        SqlParam::Float(f) => q.bind(*f),
+                        SqlParam::Bool(v) => q.bind(*v),
+                    };
+                }
+                let plan: Vec<String> = q
+                    .fetch_all(&mut *conn)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|row| row.get::<String, _>(0))
+                    .collect();
+                sqlx::query("RESET enable_seqscan")
+                    .execute(&mut *conn)
+                    .await
+                    .unwrap();
+                assert!(
+                    plan.iter().any(|l| l.contains("docs_poll")),
+                    "PostgreSQL does not use the index for `{filter}` ({}): {plan:?}",
+                    r.sql
+                );
+            }
+        });
+    }
+    b.finish(&rt);
+}

@@ -3,7 +3,6 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use cel::common::ast::{Expr, IdedExpr};
-use cel::common::value::Val;
 use serde::Serialize;
 
 use super::check::{self, Compiled, MAX_NESTING, MAX_SOURCE_BYTES};
@@ -201,8 +200,8 @@ impl Expression {
         catch_unwind(AssertUnwindSafe(|| {
             let vars = self.vars(b);
             let ctx = values::context(&vars);
-            match cel::Value::resolve_val(&self.compiled.root, &ctx) {
-                Ok(v) => values::as_bool(v.as_ref()) == Some(true),
+            match values::eval(&self.compiled.root, &ctx) {
+                Ok(v) => values::as_bool(&v) == Some(true),
                 Err(_) => false,
             }
         }))
@@ -293,14 +292,13 @@ impl Expression {
                 _ => {}
             }
         }
-        let (outcome, value) = match cel::Value::resolve_val(e, ctx) {
+        let (outcome, value) = match values::eval(e, ctx) {
             Ok(v) => {
-                let v: &dyn Val = v.as_ref();
-                let outcome = match values::as_bool(v) {
+                let outcome = match values::as_bool(&v) {
                     Some(b) => Outcome::Bool(b),
                     None => Outcome::Other,
                 };
-                (outcome, values::display(v))
+                (outcome, values::display(&v))
             }
             Err(err) => (Outcome::Other, format!("error: {err}")),
         };

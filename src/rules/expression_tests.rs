@@ -662,3 +662,50 @@ fn worst_case_inputs_do_not_overflow_the_parser_stack() {
         println!("{} bytes: {:?}", src.len(), r.map(|_| ()));
     }
 }
+
+#[test]
+fn expressions_and_rule_sets_can_be_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Expression>();
+    assert_send_sync::<crate::rules::RuleSet>();
+}
+
+#[test]
+fn the_deepest_allowed_expressions_evaluate_on_a_small_stack() {
+    let sources = [
+        format!("doc.a == 0{}", " + 1".repeat(60)),
+        format!("{}doc.a", "!".repeat(60)),
+        format!(
+            "{}doc.a == 1{}",
+            "(".repeat(30),
+            " || doc.b == 2)".repeat(30)
+        ),
+        format!("{}doc.a{}", "(doc.b ? ".repeat(30), " : false)".repeat(30)),
+    ];
+    std::thread::Builder::new()
+        .stack_size(1 << 20) // half a tokio worker's stack
+        .spawn(move || {
+            let doc = json!({"a": 60, "b": true});
+            for src in &sources {
+                let e = Expression::compile(src, ExprKind::Filter)
+                    .unwrap_or_else(|e| panic!("{src}: {e}"));
+                let b = Bindings {
+                    auth: None,
+                    id: "x",
+                    doc: Some(&doc),
+                    new: None,
+                    meta: None,
+                    now_ms: 0,
+                };
+                let v = e.evaluate(&b);
+                assert_eq!(e.explain(&b).allowed, v, "{src}");
+                let _ = e.to_predicate(&QueryBindings {
+                    auth: None,
+                    now_ms: 0,
+                });
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}

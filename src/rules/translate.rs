@@ -14,10 +14,9 @@
 
 use std::collections::HashSet;
 
-use cel::Context;
 use cel::common::ast::{Expr, IdedExpr, LiteralValue};
-use cel::common::types::{CelDouble, CelList, CelMap};
-use cel::common::value::Val;
+use cel::objects::Key;
+use cel::{Context, Value};
 use serde_json::Value as Json;
 
 use super::check::string_literal;
@@ -115,8 +114,8 @@ impl Translator<'_> {
     }
 
     /// Evaluates a sub-expression that does not mention the document.
-    fn value<'e>(&'e self, e: &'e IdedExpr) -> Option<cel::common::value::CowVal<'e, 'e>> {
-        cel::Value::resolve_val(e, self.ctx).ok()
+    fn value(&self, e: &IdedExpr) -> Option<Value> {
+        values::eval(e, self.ctx).ok()
     }
 
     pub(super) fn predicate(&self, e: &IdedExpr) -> Result<Predicate, Untranslatable> {
@@ -125,13 +124,11 @@ impl Translator<'_> {
 
     fn pred(&self, e: &IdedExpr, pol: Polarity) -> Result<Predicate, Untranslatable> {
         if !self.touches_doc(e) {
-            return Ok(
-                match self.value(e).and_then(|v| values::as_bool(v.as_ref())) {
-                    Some(true) => Predicate::True,
-                    Some(false) => Predicate::False,
-                    None => Predicate::Unknown,
-                },
-            );
+            return Ok(match self.value(e).and_then(|v| values::as_bool(&v)) {
+                Some(true) => Predicate::True,
+                Some(false) => Predicate::False,
+                None => Predicate::Unknown,
+            });
         }
         match &e.expr {
             Expr::Call(c) if c.target.is_none() => {
@@ -280,7 +277,7 @@ impl Translator<'_> {
         let Some(value) = self.value(value_side) else {
             return Ok(Predicate::Unknown);
         };
-        Ok(compare(field, op, value.as_ref()))
+        Ok(compare(field, op, &value))
     }
 
     fn membership(
@@ -303,19 +300,28 @@ impl Translator<'_> {
             let Some(value) = self.value(l) else {
                 return Ok(Predicate::Unknown);
             };
-            return Ok(contains(field, value.as_ref()));
+            return Ok(contains(field, &value));
         }
         let field = self.field(l)?;
         let Some(container) = self.value(r) else {
             return Ok(Predicate::Unknown);
         };
-        let container = container.as_ref();
-        if let Some(list) = container.downcast_ref::<CelList>() {
-            let elems: Vec<&dyn Val> = list.inner().iter().map(|b| b.as_ref()).collect();
+        if let Value::List(list) = &container {
+            let elems: Vec<&Value> = list.iter().collect();
             return Ok(in_values(field, &elems));
         }
-        if let Some(map) = container.downcast_ref::<CelMap>() {
-            let keys: Vec<&dyn Val> = map.inner().keys().map(|k| k.inner()).collect();
+        if let Value::Map(map) = &container {
+            let keys: Vec<Value> = map
+                .map
+                .keys()
+                .map(|k| match k {
+                    Key::Int(i) => Value::Int(*i),
+                    Key::Uint(u) => Value::UInt(*u),
+                    Key::Bool(b) => Value::Bool(*b),
+                    Key::String(s) => Value::String(s.clone()),
+                })
+                .collect();
+            let keys: Vec<&Value> = keys.iter().collect();
             let matches = in_values(field.clone(), &keys);
             return Ok(match field {
                 // a map lookup errs for a null, list or map value: only scalars are keys
@@ -338,7 +344,7 @@ impl Translator<'_> {
 }
 
 /// `value in field`.
-fn contains(field: Field, value: &dyn Val) -> Predicate {
+fn contains(field: Field, value: &Value) -> Predicate {
     if !matches!(field, Field::Doc(_)) {
         // id is a string, version and the timestamps are ints: never containers
         return Predicate::Unknown;
@@ -349,7 +355,7 @@ fn contains(field: Field, value: &dyn Val) -> Predicate {
     // No JSON form: no list element equals it. A NaN or infinite double is simply not a
     // key of a map; anything else (bytes, a map with non-string keys...) cannot be one.
     // `x AND NOT x` is FALSE where `x` is known, NULL where it is not.
-    let probe = if value.downcast_ref::<CelDouble>().is_some() {
+    let probe = if matches!(value, Value::Float(_)) {
         Json::String(String::new())
     } else {
         Json::Null
@@ -362,10 +368,10 @@ fn contains(field: Field, value: &dyn Val) -> Predicate {
 }
 
 /// `field in [values]`, keeping the values a field can equal.
-fn in_values(field: Field, elems: &[&dyn Val]) -> Predicate {
+fn in_values(field: Field, elems: &[&Value]) -> Predicate {
     let mut values = Vec::new();
     for v in elems {
-        let Some(j) = values::to_json(*v) else {
+        let Some(j) = values::to_json(v) else {
             continue; // NaN, bytes...: never equal to stored JSON
         };
         let keep = match &field {
@@ -384,9 +390,12 @@ fn in_values(field: Field, elems: &[&dyn Val]) -> Predicate {
 }
 
 /// `field <op> value` with CEL's semantics for the value's type.
-fn compare(field: Field, op: CmpOp, value: &dyn Val) -> Predicate {
+fn compare(field: Field, op: CmpOp, value: &Value) -> Predicate {
     let json = values::to_json(value);
-    let double = value.downcast_ref::<CelDouble>().map(|d| *d.inner());
+    let double = match value {
+        Value::Float(d) => Some(*d),
+        _ => None,
+    };
     let ordering = !matches!(op, CmpOp::Eq | CmpOp::Ne);
     // NaN and infinities have no JSON form
     if let (None, Some(d)) = (&json, double) {

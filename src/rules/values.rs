@@ -10,7 +10,8 @@ use cel::common::types::{
 };
 use cel::common::value::{CowVal, Val};
 use cel::context::VariableResolver;
-use cel::{Context, Env};
+use cel::objects::Key;
+use cel::{Context, Env, Value};
 use serde_json::Value as Json;
 
 use super::AuthInfo;
@@ -141,53 +142,44 @@ pub(super) fn document<'a>(v: &'a Json, keys: &KeyUse) -> Box<dyn Val + 'a> {
     }
 }
 
+/// Evaluates `e`. Goes through `Value::resolve`, which is compiled in the `cel` crate:
+/// `resolve_val` is `#[inline(always)]`, so calling it directly would instantiate the
+/// interpreter's recursion in this crate, unoptimised in debug builds, with frames large
+/// enough to overflow a 2 MiB stack at the depth limit.
+pub(super) fn eval(e: &cel::IdedExpr, ctx: &Context<'_, '_>) -> Result<Value, cel::ExecutionError> {
+    Value::resolve(e, ctx)
+}
+
 /// A CEL value as JSON, when it has an exact JSON form (no NaN or infinity, no bytes,
-/// timestamps, types or optionals, map keys all strings).
-pub(super) fn to_json(v: &dyn Val) -> Option<Json> {
-    if v.downcast_ref::<CelNull>().is_some() {
-        return Some(Json::Null);
-    }
-    if let Some(b) = v.downcast_ref::<CelBool>() {
-        return Some(Json::Bool(*b.inner()));
-    }
-    if let Some(i) = v.downcast_ref::<CelInt>() {
-        return Some(Json::from(*i.inner()));
-    }
-    if let Some(u) = v.downcast_ref::<CelUInt>() {
-        return Some(Json::from(*u.inner()));
-    }
-    if let Some(d) = v.downcast_ref::<CelDouble>() {
-        return serde_json::Number::from_f64(*d.inner()).map(Json::Number);
-    }
-    if let Some(s) = v.downcast_ref::<CelString>() {
-        return Some(Json::String(s.inner().to_owned()));
-    }
-    if let Some(l) = v.downcast_ref::<CelList>() {
-        return l
-            .inner()
-            .iter()
-            .map(|e| to_json(e.as_ref()))
-            .collect::<Option<Vec<_>>>()
-            .map(Json::Array);
-    }
-    if let Some(m) = v.downcast_ref::<CelMap>() {
-        let mut out = serde_json::Map::new();
-        for (k, v) in m.inner() {
-            let key = k.inner().downcast_ref::<CelString>()?.inner().to_owned();
-            out.insert(key, to_json(v.as_ref())?);
+/// timestamps or other opaque values, map keys all strings).
+pub(super) fn to_json(v: &Value) -> Option<Json> {
+    Some(match v {
+        Value::Null => Json::Null,
+        Value::Bool(b) => Json::Bool(*b),
+        Value::Int(i) => Json::from(*i),
+        Value::UInt(u) => Json::from(*u),
+        Value::Float(d) => Json::Number(serde_json::Number::from_f64(*d)?),
+        Value::String(s) => Json::String(s.to_string()),
+        Value::List(l) => Json::Array(l.iter().map(to_json).collect::<Option<Vec<_>>>()?),
+        Value::Map(m) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in m.map.iter() {
+                let Key::String(k) = k else { return None };
+                out.insert(k.to_string(), to_json(v)?);
+            }
+            Json::Object(out)
         }
-        return Some(Json::Object(out));
-    }
-    None
+        _ => return None,
+    })
 }
 
 /// A short display of a CEL value: JSON when it has a JSON form, else its debug form.
-pub(super) fn display(v: &dyn Val) -> String {
+pub(super) fn display(v: &Value) -> String {
     match to_json(v) {
         Some(j) => j.to_string(),
         None => {
-            if let Some(d) = v.downcast_ref::<CelDouble>() {
-                return format!("{}", d.inner());
+            if let Value::Float(d) = v {
+                return format!("{d}");
             }
             let s = format!("{v:?}");
             if s.len() > 200 {
@@ -204,6 +196,9 @@ pub(super) fn display(v: &dyn Val) -> String {
 }
 
 /// The value as a boolean, when it is one.
-pub(super) fn as_bool(v: &dyn Val) -> Option<bool> {
-    v.downcast_ref::<CelBool>().map(|b| *b.inner())
+pub(super) fn as_bool(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        _ => None,
+    }
 }
