@@ -85,6 +85,12 @@ impl std::fmt::Debug for Expression {
 /// (a much larger one is mapped afresh every time, which costs hundreds of µs).
 const PARSER_STACK_BYTES: usize = 16 << 20;
 
+/// Sources at most this long and nesting brackets at most this deep are parsed on the
+/// caller's thread (a test checks they fit in 256 KiB of stack); others get a thread of
+/// their own, which costs ~100 µs.
+const INLINE_MAX_BYTES: usize = 512;
+const INLINE_MAX_NESTING: usize = 8;
+
 fn error_at(src: &str, at: usize, message: impl Into<String>) -> CelError {
     let (line, column) = lex::line_col(src, at);
     CelError {
@@ -121,18 +127,24 @@ impl Expression {
                 format!("brackets nest too deeply (the limit is {MAX_NESTING} levels)"),
             ));
         }
-        let outcome = std::thread::scope(|scope| {
-            let handle = std::thread::Builder::new()
-                .name("cel-compile".to_string())
-                .stack_size(PARSER_STACK_BYTES)
-                .spawn_scoped(scope, || {
-                    catch_unwind(AssertUnwindSafe(|| check::compile(source, kind))).ok()
-                });
-            match handle {
-                Ok(h) => h.join().ok().flatten(),
-                Err(_) => None,
-            }
-        });
+        let inline = source.len() <= INLINE_MAX_BYTES
+            && lex::nesting_overflow(source, INLINE_MAX_NESTING).is_none();
+        let outcome = if inline {
+            catch_unwind(AssertUnwindSafe(|| check::compile(source, kind))).ok()
+        } else {
+            std::thread::scope(|scope| {
+                let handle = std::thread::Builder::new()
+                    .name("cel-compile".to_string())
+                    .stack_size(PARSER_STACK_BYTES)
+                    .spawn_scoped(scope, || {
+                        catch_unwind(AssertUnwindSafe(|| check::compile(source, kind))).ok()
+                    });
+                match handle {
+                    Ok(h) => h.join().ok().flatten(),
+                    Err(_) => None,
+                }
+            })
+        };
         match outcome {
             Some(Ok(compiled)) => Ok(Expression {
                 source: source.to_string(),
