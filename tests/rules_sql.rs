@@ -115,27 +115,40 @@ impl Backends {
         });
         (rt, b)
     }
+}
 
-    /// Drops the PostgreSQL database.
-    fn finish(self, rt: &tokio::runtime::Runtime) {
-        let Some((pool, name)) = self.pg else { return };
-        rt.block_on(async {
-            pool.close().await;
+/// Drops the PostgreSQL database, also when a test fails (`WITH (FORCE)` closes the
+/// pool's connections). Runs on its own thread: it may be dropped inside a runtime.
+impl Drop for Backends {
+    fn drop(&mut self) {
+        let Some((_, name)) = self.pg.take() else {
+            return;
+        };
+        let _ = std::thread::spawn(move || {
             let Ok(url) = std::env::var("TEST_POSTGRES_URL") else {
                 return;
             };
             let Ok(opts) = PgConnectOptions::from_str(&url) else {
                 return;
             };
-            if let Ok(admin) = PgPoolOptions::new()
-                .max_connections(1)
-                .connect_with(opts)
-                .await
-            {
-                let sql = format!("DROP DATABASE IF EXISTS {name}");
-                let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&admin).await;
-            }
-        });
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(admin) = PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(opts)
+                    .await
+                {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&admin).await;
+                }
+            });
+        })
+        .join();
     }
 }
 
@@ -627,7 +640,6 @@ fn sql_and_memory_agree_on_random_filters() {
         compiled as u32 > cases / 2,
         "too few filters compiled: {compiled}"
     );
-    b.finish(&rt);
 }
 
 #[test]
@@ -762,7 +774,6 @@ fn regression_cases() {
             failures.push(e);
         }
     }
-    b.finish(&rt);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
@@ -859,5 +870,4 @@ fn equality_is_served_by_an_expression_index() {
             }
         });
     }
-    b.finish(&rt);
 }
