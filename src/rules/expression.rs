@@ -1,8 +1,15 @@
 //! One compiled CEL expression: a rule or a filter.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use cel::common::ast::{Expr, IdedExpr};
 use serde::Serialize;
 
-use super::{Bindings, Operation, Predicate, QueryBindings};
+use super::check::{self, Compiled, MAX_NESTING, MAX_SOURCE_BYTES};
+use super::lex;
+use super::translate::{self, Translator};
+use super::values::{self, Vars};
+use super::{AuthInfo, Bindings, Operation, Predicate, QueryBindings};
 
 /// Which variables an expression may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +67,7 @@ pub struct Explanation {
 pub struct Expression {
     source: String,
     kind: ExprKind,
+    compiled: Compiled,
 }
 
 impl std::fmt::Debug for Expression {
@@ -71,11 +79,85 @@ impl std::fmt::Debug for Expression {
     }
 }
 
+/// The parser recurses deeply (about 100 KB of stack per bracket level in debug builds):
+/// it runs on its own thread with this much stack. 16 MiB holds the worst 4 KiB input in
+/// a debug build, and is small enough for glibc to reuse the stack of a finished thread
+/// (a much larger one is mapped afresh every time, which costs hundreds of µs).
+const PARSER_STACK_BYTES: usize = 16 << 20;
+
+/// Sources at most this long and nesting brackets at most this deep are parsed on the
+/// caller's thread (a test checks they fit in 256 KiB of stack); others get a thread of
+/// their own, which costs ~100 µs.
+const INLINE_MAX_BYTES: usize = 512;
+const INLINE_MAX_NESTING: usize = 8;
+
+fn error_at(src: &str, at: usize, message: impl Into<String>) -> CelError {
+    let (line, column) = lex::line_col(src, at);
+    CelError {
+        line,
+        column,
+        message: message.into(),
+    }
+}
+
+/// One evaluated sub-expression's outcome, as `&&`/`||` see it.
+enum Outcome {
+    Bool(bool),
+    /// An error, or a value that is not a boolean (both act as errors).
+    Other,
+}
+
 impl Expression {
     /// Parses and checks `source`. Never panics, whatever the input.
     pub fn compile(source: &str, kind: ExprKind) -> Result<Expression, CelError> {
-        let _ = (source, kind);
-        todo!("rules helper")
+        if source.len() > MAX_SOURCE_BYTES {
+            return Err(CelError {
+                line: 1,
+                column: 1,
+                message: format!(
+                    "expression is too long ({} bytes; the limit is {MAX_SOURCE_BYTES})",
+                    source.len()
+                ),
+            });
+        }
+        if let Some(at) = lex::nesting_overflow(source, MAX_NESTING) {
+            return Err(error_at(
+                source,
+                at,
+                format!("brackets nest too deeply (the limit is {MAX_NESTING} levels)"),
+            ));
+        }
+        let inline = source.len() <= INLINE_MAX_BYTES
+            && lex::nesting_overflow(source, INLINE_MAX_NESTING).is_none();
+        let outcome = if inline {
+            catch_unwind(AssertUnwindSafe(|| check::compile(source, kind))).ok()
+        } else {
+            std::thread::scope(|scope| {
+                let handle = std::thread::Builder::new()
+                    .name("cel-compile".to_string())
+                    .stack_size(PARSER_STACK_BYTES)
+                    .spawn_scoped(scope, || {
+                        catch_unwind(AssertUnwindSafe(|| check::compile(source, kind))).ok()
+                    });
+                match handle {
+                    Ok(h) => h.join().ok().flatten(),
+                    Err(_) => None,
+                }
+            })
+        };
+        match outcome {
+            Some(Ok(compiled)) => Ok(Expression {
+                source: source.to_string(),
+                kind,
+                compiled,
+            }),
+            Some(Err(fail)) => Err(error_at(source, fail.at, fail.message)),
+            None => Err(CelError {
+                line: 1,
+                column: 1,
+                message: "internal error while compiling the expression".to_string(),
+            }),
+        }
     }
 
     pub fn source(&self) -> &str {
@@ -86,34 +168,263 @@ impl Expression {
         self.kind
     }
 
+    /// The variables of an in-memory evaluation (only those the expression uses).
+    fn vars<'a>(&self, b: &Bindings<'a>) -> Vars<'a> {
+        let uses = &self.compiled.uses;
+        let meta = b.meta.cloned().unwrap_or_default();
+        let mut v = Vars::default();
+        if uses.contains("auth") {
+            v.auth = Some(values::auth(b.auth));
+        }
+        if uses.contains("doc") {
+            v.doc = Some(match b.doc {
+                Some(d) => values::document(d, &self.compiled.doc_keys),
+                None => Box::new(cel::common::types::CelNull),
+            });
+        }
+        if uses.contains("new") {
+            v.new = Some(match b.new {
+                Some(d) => values::document(d, &self.compiled.new_keys),
+                None => Box::new(cel::common::types::CelNull),
+            });
+        }
+        if uses.contains("id") {
+            v.id = Some(values::string(b.id));
+        }
+        if uses.contains("now") {
+            v.now = Some(values::int(b.now_ms));
+        }
+        if uses.contains("version") {
+            v.version = Some(values::int(meta.version));
+        }
+        if uses.contains("created_at") {
+            v.created_at = Some(values::int(meta.created_at));
+        }
+        if uses.contains("updated_at") {
+            v.updated_at = Some(values::int(meta.updated_at));
+        }
+        v
+    }
+
     /// Evaluates in memory; true only when the result is the boolean `true` (an error or
     /// a non-boolean result denies).
     pub fn evaluate(&self, b: &Bindings<'_>) -> bool {
-        let _ = b;
-        todo!("rules helper")
+        catch_unwind(AssertUnwindSafe(|| {
+            let vars = self.vars(b);
+            let ctx = values::context(&vars);
+            match values::eval(&self.compiled.root, &ctx) {
+                Ok(v) => values::as_bool(&v) == Some(true),
+                Err(_) => false,
+            }
+        }))
+        .unwrap_or(false)
     }
 
     /// Like `evaluate`, and says which sub-expression decided.
     pub fn explain(&self, b: &Bindings<'_>) -> Explanation {
-        let _ = b;
-        todo!("rules helper")
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let vars = self.vars(b);
+            let ctx = values::context(&vars);
+            let mut trace = Vec::new();
+            let (outcome, decided_by) = self.explain_node(&self.compiled.root, &ctx, &mut trace);
+            Explanation {
+                allowed: matches!(outcome, Outcome::Bool(true)),
+                decided_by: self.text(decided_by).to_string(),
+                trace,
+            }
+        }));
+        result.unwrap_or_else(|_| Explanation {
+            allowed: false,
+            decided_by: self.source.clone(),
+            trace: vec![TraceStep {
+                expression: self.source.clone(),
+                value: "error: internal error during evaluation".to_string(),
+            }],
+        })
+    }
+
+    fn text(&self, e: &IdedExpr) -> &str {
+        lex::text(&self.source, &self.compiled.offsets, e)
+    }
+
+    /// Mirrors the `cel` interpreter's `&&`, `||`, `!` and `? :` (an error or a
+    /// non-boolean operand acts as an error; `false && error` is false, `true || error`
+    /// is true), evaluating the other nodes as leaves.
+    fn explain_node<'e>(
+        &self,
+        e: &'e IdedExpr,
+        ctx: &cel::Context<'_, '_>,
+        trace: &mut Vec<TraceStep>,
+    ) -> (Outcome, &'e IdedExpr) {
+        if let Expr::Call(c) = &e.expr
+            && c.target.is_none()
+        {
+            match (c.func_name.as_str(), c.args.len()) {
+                ("_&&_", 2) => {
+                    let (l, ld) = self.explain_node(&c.args[0], ctx, trace);
+                    if let Outcome::Bool(false) = l {
+                        return (l, ld);
+                    }
+                    let (r, rd) = self.explain_node(&c.args[1], ctx, trace);
+                    return match (l, r) {
+                        (Outcome::Bool(true), r) => (r, rd),
+                        (_, Outcome::Bool(false)) => (Outcome::Bool(false), rd),
+                        (_, Outcome::Bool(true)) => (Outcome::Other, ld),
+                        (_, Outcome::Other) => (Outcome::Other, rd),
+                    };
+                }
+                ("_||_", 2) => {
+                    let (l, ld) = self.explain_node(&c.args[0], ctx, trace);
+                    if let Outcome::Bool(true) = l {
+                        return (l, ld);
+                    }
+                    let (r, rd) = self.explain_node(&c.args[1], ctx, trace);
+                    return match (l, r) {
+                        (Outcome::Bool(false), r) => (r, rd),
+                        (_, Outcome::Bool(true)) => (Outcome::Bool(true), rd),
+                        (_, Outcome::Bool(false)) => (Outcome::Other, ld),
+                        (_, Outcome::Other) => (Outcome::Other, rd),
+                    };
+                }
+                ("!_", 1) => {
+                    let (v, d) = self.explain_node(&c.args[0], ctx, trace);
+                    return match v {
+                        Outcome::Bool(b) => (Outcome::Bool(!b), d),
+                        Outcome::Other => (Outcome::Other, d),
+                    };
+                }
+                ("_?_:_", 3) => {
+                    let (cond, cd) = self.explain_node(&c.args[0], ctx, trace);
+                    return match cond {
+                        Outcome::Bool(true) => self.explain_node(&c.args[1], ctx, trace),
+                        Outcome::Bool(false) => self.explain_node(&c.args[2], ctx, trace),
+                        Outcome::Other => (Outcome::Other, cd),
+                    };
+                }
+                _ => {}
+            }
+        }
+        let (outcome, value) = match values::eval(e, ctx) {
+            Ok(v) => {
+                let outcome = match values::as_bool(&v) {
+                    Some(b) => Outcome::Bool(b),
+                    None => Outcome::Other,
+                };
+                (outcome, values::display(&v))
+            }
+            Err(err) => (Outcome::Other, format!("error: {err}")),
+        };
+        trace.push(TraceStep {
+            expression: self.text(e).to_string(),
+            value,
+        });
+        (outcome, e)
     }
 
     /// The SQL-translatable form, with `auth` and `now` bound.
     pub fn to_predicate(&self, b: &QueryBindings<'_>) -> Result<Predicate, Untranslatable> {
-        let _ = b;
-        todo!("rules helper")
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let mut vars = Vars::default();
+            if self.compiled.uses.contains("auth") {
+                vars.auth = Some(values::auth(b.auth));
+            }
+            if self.compiled.uses.contains("now") {
+                vars.now = Some(values::int(b.now_ms));
+            }
+            let ctx = values::context(&vars);
+            let t = Translator {
+                src: &self.source,
+                offsets: &self.compiled.offsets,
+                doc_nodes: &self.compiled.doc_nodes,
+                ctx: &ctx,
+            };
+            t.predicate(&self.compiled.root)
+        }));
+        outcome.unwrap_or_else(|_| {
+            Err(Untranslatable {
+                line: 1,
+                column: 1,
+                message: "internal error while translating the expression".to_string(),
+            })
+        })
     }
 
     /// Whether `to_predicate` can succeed for every caller (checked at install time for
-    /// read rules, so a list never meets an untranslatable rule).
+    /// read rules, so a list never meets an untranslatable rule). Translation only fails
+    /// on the shape of the expression, never on the values bound; it is tried with an
+    /// anonymous and with a signed-in caller all the same.
     pub fn check_translatable(&self) -> Result<(), Untranslatable> {
-        todo!("rules helper")
+        let user = AuthInfo {
+            uid: "check".to_string(),
+            email: "check@example.com".to_string(),
+            email_verified: true,
+            claims: serde_json::json!({}),
+        };
+        self.to_predicate(&QueryBindings {
+            auth: None,
+            now_ms: 0,
+        })?;
+        self.to_predicate(&QueryBindings {
+            auth: Some(&user),
+            now_ms: 0,
+        })?;
+        Ok(())
     }
 
     /// Document paths compared for equality in the top-level conjunction (used to warn
-    /// about read rules that no index serves).
+    /// about read rules that no index serves). `doc.a in [...]` counts as well.
     pub fn equality_paths(&self) -> Vec<Vec<String>> {
-        todo!("rules helper")
+        translate::equality_paths(&self.compiled.root, &self.compiled.doc_nodes)
+    }
+
+    /// Every document path compared for equality (or `in`) with a value, anywhere in
+    /// the expression (bare boolean fields included).
+    pub fn all_equality_paths(&self) -> Vec<Vec<String>> {
+        translate::all_equality_paths(&self.compiled.root, &self.compiled.doc_nodes)
+    }
+
+    /// Whether an index whose first path is one of `firsts` (or the primary key, for
+    /// `id == ...`) can narrow a list filtered by this expression.
+    pub fn served_by_index(&self, firsts: &[Vec<String>]) -> bool {
+        translate::served_by_index(&self.compiled.root, &self.compiled.doc_nodes, firsts)
+    }
+
+    /// Whether the expression mentions the stored document's data (`doc`).
+    pub fn uses_document(&self) -> bool {
+        self.compiled.uses.contains("doc")
+    }
+
+    /// Whether the expression is a constant: it mentions no variable at all.
+    pub fn is_constant(&self) -> bool {
+        self.compiled.uses.is_empty()
+    }
+
+    /// Whether the top-level conjunction compares `id` for equality with a value (a
+    /// single-document lookup).
+    pub fn is_id_lookup(&self) -> bool {
+        fn walk(e: &IdedExpr, doc_nodes: &std::collections::HashSet<u64>) -> bool {
+            match &e.expr {
+                Expr::Call(c) if c.target.is_none() && c.args.len() == 2 => {
+                    match c.func_name.as_str() {
+                        "_&&_" => walk(&c.args[0], doc_nodes) || walk(&c.args[1], doc_nodes),
+                        "_==_" | "@in" => {
+                            let is_id =
+                                |x: &IdedExpr| matches!(&x.expr, Expr::Ident(n) if n == "id");
+                            (is_id(&c.args[0]) && !doc_nodes.contains(&c.args[1].id))
+                                || (c.func_name == "_==_"
+                                    && is_id(&c.args[1])
+                                    && !doc_nodes.contains(&c.args[0].id))
+                        }
+                        _ => false,
+                    }
+                }
+                _ => false,
+            }
+        }
+        walk(&self.compiled.root, &self.compiled.doc_nodes)
     }
 }
+
+#[cfg(test)]
+#[path = "expression_tests.rs"]
+mod tests;

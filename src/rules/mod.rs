@@ -14,12 +14,56 @@
 //! Variables: `auth` (null, or `{uid, email, email_verified, claims}`), `doc` (stored
 //! data), `new` (data after the write), `id` (document id), `now` (int, unix ms); filters
 //! and read rules also see `version`, `created_at`, `updated_at` (ints, unix ms).
+//!
+//! # Compile-time checks
+//! Sources up to 4 KiB, brackets nested at most 32 deep, ASTs at most 64 deep and 1000
+//! nodes, comprehensions nested at most 2 deep. Syntax errors come from the `cel` parser;
+//! then the variables the kind of expression may use ([`ExprKind`]), a whitelist of
+//! functions (`size`, `contains`, `startsWith`, `endsWith`, `matches` with a valid literal
+//! pattern, `int`, `uint`, `double`, `string`, `bool`, `dyn`, the macros `has`, `all`,
+//! `exists`, `exists_one`, `map`, `filter`), and a small type inference that rejects what
+//! can never work: `'a' < 1`, `'a' + 1`, `1 + 1.0`, `true && 'x'`, `!'x'`, `1 == 'a'`
+//! (always false), `auth.name` (no such field), a rule that is not boolean.
+//!
+//! # CEL semantics (the `cel` crate 0.15, as measured)
+//! - `==`/`!=` never err on values: across types they are false/true (`1 == 'a'` is
+//!   false), except that numbers compare by value (`1 == 1.0`, `1 == 1u`), also inside
+//!   lists and maps (`[1] == [1.0]`). `null == null`. Only an operand's error propagates.
+//! - `<`, `<=`, `>`, `>=` work between numbers (int vs double through f64), strings
+//!   (code-point order), booleans (`false < true`), bytes; anything else is an error, as
+//!   is a NaN operand.
+//! - A missing key (`doc.zz`) is an error; `has(doc.zz)` is false; a field of a
+//!   non-map (`doc.s.x` with `s` a string, null or a list) is an error, for `has` too.
+//! - `&&`/`||` absorb errors like SQL's three-valued logic absorbs NULL: `false && err`
+//!   and `err && false` are false, `true || err` and `err || true` are true, otherwise an
+//!   error stays an error; a non-boolean operand acts as an error. `!err` and `err ? a : b`
+//!   are errors.
+//! - `x in list` compares with `==` (never errs); `x in map` looks the key up (strings
+//!   by presence, numbers and booleans by value, false for other keys) and errs for null,
+//!   list or map keys. Anything else on the right errs.
+//! - Arithmetic does not mix types (`1 + 1.0` errs), so JSON integers must be CEL ints:
+//!   the JSON conversion here makes integers `int` (`uint` beyond `i64`), others `double`.
+//!
+//! # SQL translation
+//! [`Expression::to_predicate`] handles comparisons of a document field (`doc.a.b`,
+//! `doc['a-b']`) or metadata column with a value, `field in <list or map>`,
+//! `value in field`, `has(doc.a.b)`, bare boolean fields, and `&&`, `||`, `!`, `? :` over
+//! those; everything that does not mention the document becomes a value. Not translated
+//! (an error naming the construct): functions and arithmetic on document data,
+//! comprehensions over it, list indexes (`doc.l[0]`), computed keys (`doc[auth.uid]`),
+//! comparisons between two document values. The differential test (tests/rules_sql.rs)
+//! holds SQL and memory equal on SQLite and PostgreSQL for integers within ±2^53 and
+//! finite doubles (CEL compares int with double through f64; SQL compares exactly).
 
+mod check;
 mod expression;
+mod lex;
 pub mod predicate;
 pub mod registry;
 mod ruleset;
 pub mod testing;
+mod translate;
+mod values;
 
 pub use expression::{CelError, Explanation, ExprKind, Expression, TraceStep, Untranslatable};
 pub use predicate::{CmpOp, Field, Predicate};

@@ -8,6 +8,7 @@
 //! - Order comparisons are defined between numbers, between strings (code-point order)
 //!   and between booleans; anything else is an error in CEL, hence unknown.
 //! - A missing field is an error in CEL (no such key): unknown.
+//! - A field whose parent is not an object (`doc.a.b` with `a` a string) is an error too.
 
 use serde_json::Value;
 
@@ -35,6 +36,14 @@ pub enum Predicate {
     /// `has(doc.a.b)`: the path exists (whatever its value, null included).
     Has {
         field: Field,
+    },
+    /// `value in field` (CEL `in` with the document on the right): when the field holds a
+    /// list, whether an element equals `value` (CEL equality); when it holds an object,
+    /// whether `value` is one of its keys (false for a number or boolean, unknown for
+    /// null, a list or an object); unknown for any other field value or a missing field.
+    Contains {
+        field: Field,
+        value: Value,
     },
 }
 

@@ -13,10 +13,15 @@
 //! new = { owner = "alice" }       # data after the write (create, update)
 //! expect = "allow"                # or "deny"
 //! ```
+//!
+//! `auth` takes `uid`, and optionally `email`, `email_verified` and `claims`. Stored
+//! documents have version 1 and timestamps 0; `now` is the current time.
 
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use super::{AuthInfo, Bindings, DocMeta, Operation, RuleSet};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct CaseResult {
@@ -40,9 +45,225 @@ impl TestReport {
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestFile {
+    rules: String,
+    #[serde(default, rename = "case")]
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    collection: String,
+    operation: Operation,
+    #[serde(default)]
+    auth: Option<AuthInfo>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    doc: Option<serde_json::Value>,
+    #[serde(default)]
+    new: Option<serde_json::Value>,
+    expect: Expect,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Expect {
+    Allow,
+    Deny,
+}
+
+impl Expect {
+    fn as_str(self) -> &'static str {
+        match self {
+            Expect::Allow => "allow",
+            Expect::Deny => "deny",
+        }
+    }
+}
+
 /// Loads the test file and its rule set and runs every case. Err: the file or the rule
 /// set cannot be read or compiled (the message says where).
 pub fn run_file(path: &Path) -> Result<TestReport, String> {
-    let _ = path;
-    todo!("rules helper")
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let file: TestFile = toml::from_str(&text)
+        .map_err(|e| format!("{}: {}", path.display(), e.to_string().trim_end()))?;
+    let rules_path = path.parent().unwrap_or(Path::new(".")).join(&file.rules);
+    let rules_text = std::fs::read_to_string(&rules_path).map_err(|e| {
+        format!(
+            "{}: cannot read the rules file {}: {e}",
+            path.display(),
+            rules_path.display()
+        )
+    })?;
+    let rules = RuleSet::parse(&rules_text).map_err(|errors| {
+        errors
+            .iter()
+            .map(|e| {
+                let mut place = String::new();
+                if let Some(c) = &e.collection {
+                    place.push_str(c);
+                    if let Some(op) = &e.operation {
+                        place.push('.');
+                        place.push_str(op);
+                    }
+                    place.push_str(": ");
+                }
+                format!(
+                    "{}:{}:{}: {place}{}",
+                    rules_path.display(),
+                    e.line,
+                    e.column,
+                    e.message
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let meta = DocMeta {
+        version: 1,
+        created_at: 0,
+        updated_at: 0,
+    };
+    let mut cases = Vec::new();
+    for case in &file.cases {
+        let auth = case.auth.as_ref().map(|a| AuthInfo {
+            claims: if a.claims.is_null() {
+                serde_json::json!({})
+            } else {
+                a.claims.clone()
+            },
+            ..a.clone()
+        });
+        let (allowed, detail) = match rules.rule(&case.collection, case.operation) {
+            None => (
+                false,
+                format!(
+                    "no {} rule for collection '{}' (a missing rule denies)",
+                    case.operation.as_str(),
+                    case.collection
+                ),
+            ),
+            Some(expr) => {
+                let has_meta = case.operation != Operation::Create;
+                let x = expr.explain(&Bindings {
+                    auth: auth.as_ref(),
+                    id: case.id.as_deref().unwrap_or(""),
+                    doc: case.doc.as_ref(),
+                    new: case.new.as_ref(),
+                    meta: has_meta.then_some(&meta),
+                    now_ms,
+                });
+                let last = x.trace.iter().rev().find(|t| t.expression == x.decided_by);
+                let detail = match last {
+                    Some(t) => format!("decided by `{}` = {}", x.decided_by, t.value),
+                    None => format!("decided by `{}`", x.decided_by),
+                };
+                (x.allowed, detail)
+            }
+        };
+        let actual = if allowed { Expect::Allow } else { Expect::Deny };
+        let passed = actual == case.expect;
+        cases.push(CaseResult {
+            name: case.name.clone(),
+            passed,
+            expected: case.expect.as_str().to_string(),
+            actual: actual.as_str().to_string(),
+            detail: (!passed).then_some(detail),
+        });
+    }
+    Ok(TestReport { cases })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_cases_pass() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/example.test.toml");
+        let report = run_file(&path).unwrap();
+        let failed: Vec<_> = report.cases.iter().filter(|c| !c.passed).collect();
+        assert!(failed.is_empty(), "{failed:#?}");
+        assert!(report.cases.len() >= 12);
+        for op in ["read", "create", "update", "delete"] {
+            let _ = op; // every operation has allow and deny cases (checked in the file)
+        }
+        assert!(report.passed());
+    }
+
+    #[test]
+    fn a_failing_case_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("r.toml"),
+            "[notes]\nread = \"auth != null && doc.owner == auth.uid\"\n",
+        )
+        .unwrap();
+        let test = dir.path().join("t.toml");
+        std::fs::write(
+            &test,
+            r#"rules = "r.toml"
+
+[[case]]
+name = "wrongly expects a stranger to read"
+collection = "notes"
+operation = "read"
+auth = { uid = "bob" }
+doc = { owner = "alice" }
+expect = "allow"
+
+[[case]]
+name = "no rule denies"
+collection = "notes"
+operation = "delete"
+auth = { uid = "alice" }
+doc = { owner = "alice" }
+expect = "deny"
+"#,
+        )
+        .unwrap();
+        let report = run_file(&test).unwrap();
+        assert!(!report.passed());
+        let c = &report.cases[0];
+        assert!(!c.passed);
+        assert_eq!((c.expected.as_str(), c.actual.as_str()), ("allow", "deny"));
+        assert_eq!(
+            c.detail.as_deref(),
+            Some("decided by `doc.owner == auth.uid` = false")
+        );
+        assert!(report.cases[1].passed);
+    }
+
+    #[test]
+    fn unusable_files_are_errors_with_positions() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = run_file(&dir.path().join("nope.toml")).unwrap_err();
+        assert!(missing.contains("cannot read"), "{missing}");
+        let t = dir.path().join("t.toml");
+        std::fs::write(&t, "rules = \"r.toml\"\n[[case]]\nname = 1\n").unwrap();
+        let bad = run_file(&t).unwrap_err();
+        assert!(bad.contains("line 3"), "{bad}");
+        std::fs::write(&t, "rules = \"r.toml\"\n").unwrap();
+        let no_rules = run_file(&t).unwrap_err();
+        assert!(
+            no_rules.contains("cannot read the rules file"),
+            "{no_rules}"
+        );
+        std::fs::write(dir.path().join("r.toml"), "[notes]\nread = \"doc.x ==\"\n").unwrap();
+        let bad_rules = run_file(&t).unwrap_err();
+        assert!(
+            bad_rules.contains("r.toml:2:17: notes.read: "),
+            "{bad_rules}"
+        );
+    }
 }

@@ -5,8 +5,27 @@
 //!
 //! Columns of the `documents` table the SQL refers to: `id` TEXT, `data` (SQLite: TEXT
 //! holding JSON; PostgreSQL: JSONB), `version`, `created_at`, `updated_at` (BIGINT).
+//!
+//! The SQL mirrors CEL as the `cel` crate evaluates it, with NULL for a CEL error:
+//! - A document field is read with `field_sql`'s expression, so an expression index on it
+//!   serves equality: SQLite `json_extract(data, '$.poll') = $1 AND json_type(...) = 'text'`,
+//!   PostgreSQL `(data -> 'poll') = $1::jsonb` (jsonb equality is CEL's JSON equality:
+//!   numbers by value, `1 == 1.0`, objects regardless of key order).
+//! - JSON type guards keep SQL from comparing across types the way CEL does not: SQLite's
+//!   `json_extract` returns 1/0 for true/false and JSON text for arrays and objects;
+//!   PostgreSQL orders jsonb values of different types. An order comparison across types
+//!   is an error in CEL, so it renders as NULL (`CASE WHEN <type matches> THEN ... END`).
+//! - Strings order by code point: SQLite's BINARY collation, `COLLATE "C"` on PostgreSQL.
+//! - A missing field is an error in CEL: `json_extract`/`->` give NULL, and so does
+//!   every comparison with it.
+//!
+//! Placeholders are `$N` in both dialects (SQLite reads `$N` as a numbered parameter);
+//! on PostgreSQL each carries a cast (`$1::jsonb`) so bound types never need inferring.
+//! A placeholder may appear more than once in the SQL.
 
-use crate::rules::{Field, Predicate};
+use serde_json::Value as Json;
+
+use crate::rules::{CmpOp, Field, Predicate};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {
@@ -34,14 +53,642 @@ pub struct Rendered {
 
 /// Renders `pred`; placeholders are numbered from `first_param` (`$N`, both dialects).
 pub fn render(pred: &Predicate, dialect: Dialect, first_param: usize) -> Rendered {
-    let _ = (pred, dialect, first_param);
-    todo!("rules helper")
+    let mut r = Renderer {
+        dialect,
+        first: first_param,
+        params: Vec::new(),
+    };
+    let sql = r.pred(pred);
+    Rendered {
+        sql,
+        params: r.params,
+    }
 }
 
 /// The SQL expression for a field's value, as used by ORDER BY and expression indexes:
 /// SQLite `json_extract(data, '$.a.b')`, PostgreSQL `(data -> 'a' -> 'b')`; meta fields
 /// are their columns. Only for identifier-safe paths (None otherwise).
 pub fn field_sql(field: &Field, dialect: Dialect) -> Option<String> {
-    let _ = (field, dialect);
-    todo!("rules helper")
+    match field {
+        Field::Doc(path) => {
+            if !path.iter().all(|s| identifier_safe(s)) {
+                return None;
+            }
+            Some(match dialect {
+                Dialect::Sqlite => format!("json_extract(data, '{}')", json_path(path)),
+                Dialect::Postgres => pg_path(path),
+            })
+        }
+        other => Some(column(other).to_string()),
+    }
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`: safe to inline into SQL and into a JSON path.
+pub fn identifier_safe(segment: &str) -> bool {
+    let mut chars = segment.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn column(field: &Field) -> &'static str {
+    match field {
+        Field::Id => "id",
+        Field::Version => "version",
+        Field::CreatedAt => "created_at",
+        Field::UpdatedAt => "updated_at",
+        Field::Doc(_) => "data",
+    }
+}
+
+/// A path step into JSON: an object key or (inside values compared whole) a list index.
+#[derive(Clone, Debug)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// A SQLite JSON path: `$.a.b`, with keys that are not identifier-safe quoted as JSON
+/// strings (`$."a b"`; SQLite 3.45+ reads the escapes).
+fn sqlite_path(steps: &[Step]) -> String {
+    let mut p = String::from("$");
+    for s in steps {
+        match s {
+            Step::Key(k) if identifier_safe(k) => {
+                p.push('.');
+                p.push_str(k);
+            }
+            Step::Key(k) => {
+                p.push('.');
+                p.push_str(&Json::String(k.clone()).to_string());
+            }
+            Step::Index(i) => p.push_str(&format!("[{i}]")),
+        }
+    }
+    p
+}
+
+fn json_path(path: &[String]) -> String {
+    sqlite_path(&keys(path))
+}
+
+fn keys(path: &[String]) -> Vec<Step> {
+    path.iter().map(|k| Step::Key(k.clone())).collect()
+}
+
+fn pg_path(path: &[String]) -> String {
+    let mut s = String::from("(data");
+    for k in path {
+        s.push_str(&format!(" -> '{k}'"));
+    }
+    s.push(')');
+    s
+}
+
+struct Renderer {
+    dialect: Dialect,
+    first: usize,
+    params: Vec<SqlParam>,
+}
+
+/// How a document field is read, once its path parameters (if any) are bound.
+struct DocField {
+    /// SQLite: the JSON path argument (an inlined literal or a placeholder).
+    /// PostgreSQL: the jsonb expression.
+    access: String,
+    /// The parent's access (for `has`), None at the top level.
+    parent: Option<String>,
+}
+
+impl Renderer {
+    fn param(&mut self, p: SqlParam) -> String {
+        let cast = match (&p, self.dialect) {
+            (_, Dialect::Sqlite) => "",
+            (SqlParam::Bool(_), Dialect::Postgres) => "::boolean",
+            (SqlParam::Int(_), Dialect::Postgres) => "::bigint",
+            (SqlParam::Float(_), Dialect::Postgres) => "::double precision",
+            (SqlParam::Text(_), Dialect::Postgres) => "::text",
+            (SqlParam::Json(_), Dialect::Postgres) => "::jsonb",
+        };
+        self.params.push(p);
+        format!("${}{cast}", self.first + self.params.len() - 1)
+    }
+
+    fn null(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Sqlite => "NULL",
+            Dialect::Postgres => "CAST(NULL AS boolean)",
+        }
+    }
+
+    fn pred(&mut self, p: &Predicate) -> String {
+        match p {
+            Predicate::True => "TRUE".to_string(),
+            Predicate::False => "FALSE".to_string(),
+            Predicate::Unknown => self.null().to_string(),
+            Predicate::And(items) if items.is_empty() => "TRUE".to_string(),
+            Predicate::Or(items) if items.is_empty() => "FALSE".to_string(),
+            Predicate::And(items) => {
+                let parts: Vec<String> = items.iter().map(|i| self.pred(i)).collect();
+                format!("({})", parts.join(" AND "))
+            }
+            Predicate::Or(items) => {
+                let parts: Vec<String> = items.iter().map(|i| self.pred(i)).collect();
+                format!("({})", parts.join(" OR "))
+            }
+            Predicate::Not(inner) => format!("(NOT {})", self.pred(inner)),
+            Predicate::Compare { field, op, value } => match field {
+                Field::Doc(path) => {
+                    let f = self.doc_field(&keys(path));
+                    self.compare_doc(&f, &keys(path), *op, value)
+                }
+                meta => self.compare_meta(meta, *op, value),
+            },
+            Predicate::In { field, values } => match field {
+                Field::Doc(path) => {
+                    let f = self.doc_field(&keys(path));
+                    self.in_doc(&f, &keys(path), values)
+                }
+                meta => {
+                    let parts: Vec<String> = values
+                        .iter()
+                        .map(|v| self.compare_meta(meta, CmpOp::Eq, v))
+                        .collect();
+                    if parts.is_empty() {
+                        "FALSE".to_string()
+                    } else {
+                        format!("({})", parts.join(" OR "))
+                    }
+                }
+            },
+            Predicate::Contains { field, value } => match field {
+                Field::Doc(path) => self.contains_doc(&keys(path), value),
+                // id, version and the timestamps are never containers
+                _ => self.null().to_string(),
+            },
+            Predicate::Has { field } => match field {
+                Field::Doc(path) if !path.is_empty() => {
+                    let f = self.doc_field(&keys(path));
+                    match (self.dialect, &f.parent) {
+                        (Dialect::Sqlite, None) => {
+                            format!("(json_type(data, {}) IS NOT NULL)", f.access)
+                        }
+                        (Dialect::Sqlite, Some(parent)) => format!(
+                            "(CASE WHEN json_type(data, {parent}) = 'object' THEN json_type(data, {}) IS NOT NULL END)",
+                            f.access
+                        ),
+                        (Dialect::Postgres, None) => format!("({} IS NOT NULL)", f.access),
+                        (Dialect::Postgres, Some(parent)) => format!(
+                            "(CASE WHEN jsonb_typeof({parent}) = 'object' THEN {} IS NOT NULL END)",
+                            f.access
+                        ),
+                    }
+                }
+                // the document and its metadata always exist
+                _ => "TRUE".to_string(),
+            },
+        }
+    }
+
+    /// Binds (or inlines) the path of a document field.
+    fn doc_field(&mut self, steps: &[Step]) -> DocField {
+        let parent = if steps.len() > 1 {
+            Some(self.access(&steps[..steps.len() - 1]))
+        } else {
+            None
+        };
+        DocField {
+            access: self.access(steps),
+            parent,
+        }
+    }
+
+    fn access(&mut self, steps: &[Step]) -> String {
+        self.access_from(None, steps)
+    }
+
+    /// SQLite: the JSON path of `steps` below `root` (a SQL expression holding a path,
+    /// e.g. `e.fullkey`), or below the document. PostgreSQL: the jsonb value.
+    fn access_from(&mut self, root: Option<&str>, steps: &[Step]) -> String {
+        let safe = steps.iter().all(|s| match s {
+            Step::Key(k) => identifier_safe(k),
+            Step::Index(_) => true,
+        });
+        match self.dialect {
+            Dialect::Sqlite => {
+                let path = sqlite_path(steps);
+                match root {
+                    None if safe => format!("'{path}'"),
+                    None => self.param(SqlParam::Text(path)),
+                    Some(root) if steps.is_empty() => root.to_string(),
+                    Some(root) if safe => format!("({root} || '{}')", &path[1..]),
+                    Some(root) => {
+                        let p = self.param(SqlParam::Text(path[1..].to_string()));
+                        format!("({root} || {p})")
+                    }
+                }
+            }
+            Dialect::Postgres => {
+                let mut s = String::from("(data");
+                for step in steps {
+                    match step {
+                        Step::Key(k) if identifier_safe(k) => s.push_str(&format!(" -> '{k}'")),
+                        // `->` with text never indexes an array (`#>` would, for "0")
+                        Step::Key(k) => {
+                            let p = self.param(SqlParam::Text(k.clone()));
+                            s.push_str(&format!(" -> {p}"));
+                        }
+                        Step::Index(i) => s.push_str(&format!(" -> {i}")),
+                    }
+                }
+                s.push(')');
+                s
+            }
+        }
+    }
+
+    /// A scalar JSON value as a bind parameter (SQLite); None for null, arrays, objects.
+    fn sqlite_scalar(&mut self, v: &Json) -> Option<(String, &'static str)> {
+        Some(match v {
+            Json::String(s) => (self.param(SqlParam::Text(s.clone())), "= 'text'"),
+            Json::Bool(b) => (
+                self.param(SqlParam::Int(i64::from(*b))),
+                "IN ('true', 'false')",
+            ),
+            Json::Number(n) => (self.number(n), "IN ('integer', 'real')"),
+            _ => return None,
+        })
+    }
+
+    fn number(&mut self, n: &serde_json::Number) -> String {
+        match n.as_i64() {
+            Some(i) => self.param(SqlParam::Int(i)),
+            None => self.param(SqlParam::Float(n.as_f64().unwrap_or(0.0))),
+        }
+    }
+
+    fn compare_doc(&mut self, f: &DocField, steps: &[Step], op: CmpOp, v: &Json) -> String {
+        match op {
+            CmpOp::Eq => self.eq_doc(f, steps, v),
+            CmpOp::Ne => format!("(NOT {})", self.eq_doc(f, steps, v)),
+            _ => {
+                let sym = match op {
+                    CmpOp::Lt => "<",
+                    CmpOp::Le => "<=",
+                    CmpOp::Gt => ">",
+                    _ => ">=",
+                };
+                match self.dialect {
+                    Dialect::Sqlite => {
+                        let a = &f.access;
+                        match v {
+                            Json::Number(_) | Json::String(_) | Json::Bool(_) => {
+                                let Some((p, guard)) = self.sqlite_scalar(v) else {
+                                    return self.null().to_string();
+                                };
+                                format!(
+                                    "(CASE WHEN json_type(data, {a}) {guard} THEN json_extract(data, {a}) {sym} {p} END)"
+                                )
+                            }
+                            // null, lists and maps cannot be ordered: an error in CEL
+                            _ => self.null().to_string(),
+                        }
+                    }
+                    Dialect::Postgres => {
+                        let a = &f.access;
+                        match v {
+                            Json::Number(_) => {
+                                let p = self.param(SqlParam::Json(v.to_string()));
+                                format!(
+                                    "(CASE WHEN jsonb_typeof({a}) = 'number' THEN {a} {sym} {p} END)"
+                                )
+                            }
+                            Json::Bool(_) => {
+                                let p = self.param(SqlParam::Json(v.to_string()));
+                                format!(
+                                    "(CASE WHEN jsonb_typeof({a}) = 'boolean' THEN {a} {sym} {p} END)"
+                                )
+                            }
+                            Json::String(s) => {
+                                let p = self.param(SqlParam::Text(s.clone()));
+                                format!(
+                                    "(CASE WHEN jsonb_typeof({a}) = 'string' THEN ({a} #>> '{{}}') COLLATE \"C\" {sym} {p} END)"
+                                )
+                            }
+                            _ => self.null().to_string(),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `field == v`: TRUE, FALSE, or NULL when the field is missing.
+    fn eq_doc(&mut self, f: &DocField, steps: &[Step], v: &Json) -> String {
+        let a = f.access.clone();
+        match self.dialect {
+            Dialect::Postgres => {
+                let p = self.param(SqlParam::Json(v.to_string()));
+                format!("({a} = {p})")
+            }
+            Dialect::Sqlite => match v {
+                Json::Null => format!("(json_type(data, {a}) = 'null')"),
+                Json::Array(_) | Json::Object(_) => {
+                    let whole = self.eq2_sqlite(None, steps, v);
+                    format!("(CASE WHEN json_type(data, {a}) IS NOT NULL THEN {whole} END)")
+                }
+                _ => match self.sqlite_scalar(v) {
+                    Some((p, guard)) => {
+                        format!("(json_extract(data, {a}) = {p} AND json_type(data, {a}) {guard})")
+                    }
+                    None => self.null().to_string(),
+                },
+            },
+        }
+    }
+
+    /// SQLite deep equality, two-valued (a missing path is unequal), of the value at
+    /// `steps` below `root` (see `access_from`).
+    fn eq2_sqlite(&mut self, root: Option<&str>, steps: &[Step], v: &Json) -> String {
+        let a = self.access_from(root, steps);
+        match v {
+            Json::Null => format!("(json_type(data, {a}) IS 'null')"),
+            Json::Array(items) => {
+                let mut parts = vec![
+                    format!("json_type(data, {a}) IS 'array'"),
+                    format!("json_array_length(data, {a}) = {}", items.len()),
+                ];
+                for (i, item) in items.iter().enumerate() {
+                    let mut sub = steps.to_vec();
+                    sub.push(Step::Index(i));
+                    parts.push(self.eq2_sqlite(root, &sub, item));
+                }
+                format!("({})", parts.join(" AND "))
+            }
+            Json::Object(map) => {
+                let mut parts = vec![
+                    format!("json_type(data, {a}) IS 'object'"),
+                    format!(
+                        "(SELECT count(*) FROM json_each(data, {a})) = {}",
+                        map.len()
+                    ),
+                ];
+                for (k, item) in map {
+                    let mut sub = steps.to_vec();
+                    sub.push(Step::Key(k.clone()));
+                    parts.push(self.eq2_sqlite(root, &sub, item));
+                }
+                format!("({})", parts.join(" AND "))
+            }
+            _ => match self.sqlite_scalar(v) {
+                Some((p, guard)) => format!(
+                    "COALESCE(json_extract(data, {a}) = {p} AND json_type(data, {a}) {guard}, FALSE)"
+                ),
+                None => "FALSE".to_string(),
+            },
+        }
+    }
+
+    fn in_doc(&mut self, f: &DocField, steps: &[Step], values: &[Json]) -> String {
+        let a = f.access.clone();
+        if values.is_empty() {
+            return match self.dialect {
+                Dialect::Sqlite => {
+                    format!("(CASE WHEN json_type(data, {a}) IS NOT NULL THEN FALSE END)")
+                }
+                Dialect::Postgres => format!("(CASE WHEN {a} IS NOT NULL THEN FALSE END)"),
+            };
+        }
+        match self.dialect {
+            Dialect::Postgres => {
+                let ps: Vec<String> = values
+                    .iter()
+                    .map(|v| self.param(SqlParam::Json(v.to_string())))
+                    .collect();
+                format!("({a} IN ({}))", ps.join(", "))
+            }
+            Dialect::Sqlite => {
+                // one IN per scalar type, so an index on the field serves it
+                let mut groups: Vec<String> = Vec::new();
+                for guard in ["= 'text'", "IN ('integer', 'real')", "IN ('true', 'false')"] {
+                    let members: Vec<&Json> = values
+                        .iter()
+                        .filter(|v| match v {
+                            Json::String(_) => guard == "= 'text'",
+                            Json::Number(_) => guard == "IN ('integer', 'real')",
+                            Json::Bool(_) => guard == "IN ('true', 'false')",
+                            _ => false,
+                        })
+                        .collect();
+                    if members.is_empty() {
+                        continue;
+                    }
+                    let ps: Vec<String> = members
+                        .into_iter()
+                        .filter_map(|v| self.sqlite_scalar(v).map(|(p, _)| p))
+                        .collect();
+                    groups.push(format!(
+                        "(json_extract(data, {a}) IN ({}) AND json_type(data, {a}) {guard})",
+                        ps.join(", ")
+                    ));
+                }
+                for v in values {
+                    if matches!(v, Json::Null | Json::Array(_) | Json::Object(_)) {
+                        groups.push(self.eq_doc(f, steps, v));
+                    }
+                }
+                format!("({})", groups.join(" OR "))
+            }
+        }
+    }
+
+    /// `v in field`: list membership by CEL equality, or a key of an object.
+    fn contains_doc(&mut self, steps: &[Step], v: &Json) -> String {
+        let f = self.access(steps);
+        let key_of_object = |r: &mut Self| -> String {
+            match v {
+                Json::String(k) => {
+                    let mut sub = steps.to_vec();
+                    sub.push(Step::Key(k.clone()));
+                    let p = r.access(&sub);
+                    match r.dialect {
+                        Dialect::Sqlite => format!("json_type(data, {p}) IS NOT NULL"),
+                        Dialect::Postgres => format!("{p} IS NOT NULL"),
+                    }
+                }
+                // a number or boolean is looked up and not found among string keys
+                Json::Number(_) | Json::Bool(_) => "FALSE".to_string(),
+                // null, a list or a map cannot be a key: an error in CEL
+                _ => r.null().to_string(),
+            }
+        };
+        match self.dialect {
+            Dialect::Sqlite => {
+                let elem = match v {
+                    Json::Null => "e.type = 'null'".to_string(),
+                    Json::Bool(true) => "e.type = 'true'".to_string(),
+                    Json::Bool(false) => "e.type = 'false'".to_string(),
+                    Json::String(s) => {
+                        let p = self.param(SqlParam::Text(s.clone()));
+                        format!("e.type = 'text' AND e.atom = {p}")
+                    }
+                    Json::Number(n) => {
+                        let p = self.number(n);
+                        format!("e.type IN ('integer', 'real') AND e.atom = {p}")
+                    }
+                    Json::Array(_) | Json::Object(_) => {
+                        let deep = self.eq2_sqlite(Some("e.fullkey"), &[], v);
+                        format!("CASE WHEN e.type IN ('array', 'object') THEN {deep} END")
+                    }
+                };
+                let key = key_of_object(self);
+                format!(
+                    "(CASE json_type(data, {f}) WHEN 'array' THEN EXISTS (SELECT 1 FROM json_each(data, {f}) AS e WHERE {elem}) WHEN 'object' THEN {key} END)"
+                )
+            }
+            Dialect::Postgres => {
+                let p = self.param(SqlParam::Json(v.to_string()));
+                let key = key_of_object(self);
+                format!(
+                    "(CASE jsonb_typeof({f}) WHEN 'array' THEN EXISTS (SELECT 1 FROM jsonb_array_elements({f}) AS e(v) WHERE e.v = {p}) WHEN 'object' THEN {key} END)"
+                )
+            }
+        }
+    }
+
+    /// A metadata column against a value: `id` is text, the others are integers.
+    fn compare_meta(&mut self, field: &Field, op: CmpOp, v: &Json) -> String {
+        let col = column(field);
+        let param = match (field, v) {
+            (Field::Id, Json::String(s)) => Some(self.param(SqlParam::Text(s.clone()))),
+            (Field::Id, _) => None,
+            (_, Json::Number(n)) => Some(self.number(n)),
+            _ => None,
+        };
+        let Some(p) = param else {
+            // CEL: a value of another type is never equal, and cannot be ordered
+            return match op {
+                CmpOp::Eq => "FALSE".to_string(),
+                CmpOp::Ne => "TRUE".to_string(),
+                _ => self.null().to_string(),
+            };
+        };
+        let sym = match op {
+            CmpOp::Eq => "=",
+            CmpOp::Ne => "<>",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+        };
+        let col = match (field, self.dialect, op) {
+            (Field::Id, Dialect::Postgres, CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge) => {
+                format!("{col} COLLATE \"C\"")
+            }
+            _ => col.to_string(),
+        };
+        format!("({col} {sym} {p})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn doc(p: &[&str]) -> Field {
+        Field::Doc(p.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn field_sql_inlines_only_safe_paths() {
+        assert_eq!(
+            field_sql(&doc(&["poll"]), Dialect::Sqlite).as_deref(),
+            Some("json_extract(data, '$.poll')")
+        );
+        assert_eq!(
+            field_sql(&doc(&["a", "b_2"]), Dialect::Postgres).as_deref(),
+            Some("(data -> 'a' -> 'b_2')")
+        );
+        assert_eq!(field_sql(&doc(&["a-b"]), Dialect::Sqlite), None);
+        assert_eq!(
+            field_sql(&doc(&["x'; DROP TABLE docs; --"]), Dialect::Postgres),
+            None
+        );
+        assert_eq!(field_sql(&doc(&["1a"]), Dialect::Postgres), None);
+        assert_eq!(
+            field_sql(&Field::Version, Dialect::Postgres).as_deref(),
+            Some("version")
+        );
+    }
+
+    #[test]
+    fn equality_uses_the_indexable_expression() {
+        let p = Predicate::Compare {
+            field: doc(&["poll"]),
+            op: CmpOp::Eq,
+            value: json!("p1"),
+        };
+        let r = render(&p, Dialect::Sqlite, 3);
+        assert!(
+            r.sql.contains("json_extract(data, '$.poll') = $3"),
+            "{}",
+            r.sql
+        );
+        assert_eq!(r.params, vec![SqlParam::Text("p1".into())]);
+        let r = render(&p, Dialect::Postgres, 1);
+        assert_eq!(r.sql, "((data -> 'poll') = $1::jsonb)");
+        assert_eq!(r.params, vec![SqlParam::Json("\"p1\"".into())]);
+    }
+
+    #[test]
+    fn user_text_is_never_inlined() {
+        let evil = "x'); DROP TABLE docs; --";
+        let p = Predicate::And(vec![
+            Predicate::Compare {
+                field: doc(&[evil, "b"]),
+                op: CmpOp::Lt,
+                value: json!(evil),
+            },
+            Predicate::In {
+                field: doc(&[evil]),
+                values: vec![json!(evil), json!(1), json!([evil])],
+            },
+            Predicate::Has {
+                field: doc(&["ok", evil]),
+            },
+            Predicate::Compare {
+                field: Field::Id,
+                op: CmpOp::Ge,
+                value: json!(evil),
+            },
+        ]);
+        for d in [Dialect::Sqlite, Dialect::Postgres] {
+            let r = render(&p, d, 1);
+            assert!(!r.sql.contains("DROP"), "{}", r.sql);
+            assert!(!r.params.is_empty());
+        }
+    }
+
+    #[test]
+    fn placeholders_are_numbered_from_first_param() {
+        let p = Predicate::Or(vec![
+            Predicate::Compare {
+                field: doc(&["a"]),
+                op: CmpOp::Eq,
+                value: json!(1),
+            },
+            Predicate::Compare {
+                field: Field::Version,
+                op: CmpOp::Gt,
+                value: json!(2),
+            },
+        ]);
+        let r = render(&p, Dialect::Postgres, 5);
+        assert!(
+            r.sql.contains("$5::jsonb") && r.sql.contains("$6::bigint"),
+            "{}",
+            r.sql
+        );
+        assert_eq!(r.params.len(), 2);
+    }
 }
