@@ -17,8 +17,10 @@ fn main() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let conn = Connection::open(dir.path().join("ceiling.db")).expect("open");
-    conn.pragma_update(None, "journal_mode", "WAL").expect("wal");
-    conn.pragma_update(None, "synchronous", "NORMAL").expect("sync");
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .expect("wal");
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .expect("sync");
     conn.execute_batch(
         "CREATE TABLE docs (id TEXT PRIMARY KEY, data TEXT NOT NULL, created_at INTEGER NOT NULL)",
     )
@@ -32,7 +34,11 @@ fn main() {
         conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
         conn.prepare_cached("INSERT INTO docs (id, data, created_at) VALUES (?1, ?2, ?3)")
             .expect("prepare")
-            .execute(params![format!("d{n}"), r#"{"owner":"u","title":"t"}"#, n as i64])
+            .execute(params![
+                format!("d{n}"),
+                r#"{"owner":"u","title":"t"}"#,
+                n as i64
+            ])
             .expect("insert");
         conn.execute_batch("COMMIT").expect("commit");
         lat.push(t.elapsed().as_micros() as u32);

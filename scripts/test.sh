@@ -47,4 +47,4 @@ if [[ -z "${TEST_POSTGRES_URL:-}" ]]; then
   fi
 fi
 
-cargo test --all-targets "$@"
+cargo test "$@"

@@ -248,7 +248,7 @@ async fn paging_is_stable_under_concurrent_writes(b: Backend) {
                     .json(&json!({"k": -1}))
                     .send()
                     .await;
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     let _ = http
                         .delete(format!("{base}/{id}"))
                         .bearer_auth(&key)
