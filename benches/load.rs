@@ -189,8 +189,13 @@ async fn main() {
             all[((all.len() as f64 - 1.0) * p).round() as usize]
         }
     };
+    let statuses = statuses
+        .iter()
+        .map(|(k, v)| format!("\"{k}\":{v}"))
+        .collect::<Vec<_>>()
+        .join(",");
     println!(
-        "{{\"label\":\"{}\",\"connections\":{},\"requests\":{},\"errors\":{},\"rps\":{:.0},\"p50_us\":{},\"p99_us\":{},\"max_us\":{},\"statuses\":{:?}}}",
+        "{{\"label\":\"{}\",\"connections\":{},\"requests\":{},\"errors\":{},\"rps\":{:.0},\"p50_us\":{},\"p99_us\":{},\"max_us\":{},\"statuses\":{{{}}}}}",
         args.label,
         args.connections,
         all.len(),

@@ -271,8 +271,9 @@ impl Store {
     ) -> StoreResult<Vec<ListedDoc>> {
         let n_keys = q.order.len();
         if let Some(fast) = self.fast_sqlite(scope).await? {
-            let (sql, params) = list_sql(&q, Dialect::Sqlite)?;
-            let rows = fast.list(&sql, scope.tenant().id, q.collection, &params, n_keys)?;
+            let (sql, params) = list_sql(scope.tenant().id, &q, Dialect::Sqlite)?;
+            tracing::trace!(%sql, ?params, "list");
+            let rows = fast.list(&sql, q.collection, &params, n_keys)?;
             return Ok(rows
                 .into_iter()
                 .map(|(doc, keys)| ListedDoc { doc, keys })
@@ -280,11 +281,9 @@ impl Store {
         }
         let (db, tenant) = self.tenant_db(scope).await?;
         let dialect = dialect(&db);
-        let (sql, params) = list_sql(&q, dialect)?;
+        let (sql, params) = list_sql(tenant, &q, dialect)?;
         on_db!(db, |p| {
-            let query = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(tenant)
-                .bind(q.collection);
+            let query = sqlx::query(sqlx::AssertSqlSafe(sql));
             let query = bind_params!(query, &params, dialect);
             let rows = query.fetch_all(&p).await?;
             let mut out = Vec::with_capacity(rows.len());
@@ -525,8 +524,21 @@ impl Store {
     }
 }
 
-/// The SQL of a list query: `$1` tenant, `$2` collection, then the returned params.
-fn list_sql(q: &ListQuery<'_>, dialect: Dialect) -> StoreResult<(String, Vec<SqlParam>)> {
+/// The SQL of a list query and its parameters (numbered from `$1`).
+///
+/// The tenant id (an integer from our own tables) and the collection (validated
+/// `^[a-z][a-z0-9_]{0,62}$`) are written into the SQL as literals: a partial expression
+/// index (`WHERE collection = 'votes'`) is only usable when the planner can see them, and
+/// PostgreSQL's generic plans for prepared statements cannot see bound values. Everything
+/// that comes from a request is bound.
+fn list_sql(
+    tenant: i64,
+    q: &ListQuery<'_>,
+    dialect: Dialect,
+) -> StoreResult<(String, Vec<SqlParam>)> {
+    if !crate::documents::valid_collection(q.collection) {
+        return Err(StoreError::Conflict("invalid collection name"));
+    }
     let mut params: Vec<SqlParam> = Vec::new();
     let mut sql = String::from("SELECT id, data, version, created_at, updated_at");
     let mut key_exprs = Vec::with_capacity(q.order.len());
@@ -536,11 +548,16 @@ fn list_sql(q: &ListQuery<'_>, dialect: Dialect) -> StoreResult<(String, Vec<Sql
         sql.push_str(&format!(", {expr} AS k{i}"));
         key_exprs.push(expr);
     }
-    sql.push_str(" FROM documents WHERE tenant_id = $1 AND collection = $2");
-    let first = 3;
+    sql.push_str(&format!(
+        " FROM documents WHERE tenant_id = {tenant} AND collection = '{}'",
+        q.collection
+    ));
+    let first = 1;
     if let Some(pred) = q.predicate {
         let rendered = predicate_sql::render(pred, dialect, first + params.len());
-        sql.push_str(&format!(" AND ({}) IS TRUE", rendered.sql));
+        // In WHERE, NULL (a CEL error) already excludes the row; no IS TRUE, which
+        // would hide the equalities from the planner's index matching.
+        sql.push_str(&format!(" AND ({})", rendered.sql));
         params.extend(rendered.params);
     }
     if let Some(after) = q.after {
@@ -562,14 +579,11 @@ fn list_sql(q: &ListQuery<'_>, dialect: Dialect) -> StoreResult<(String, Vec<Sql
     Ok((sql, params))
 }
 
-/// The SQL of a sort key. On PostgreSQL a missing path sorts as JSON null, so keys are
-/// never SQL NULL and jsonb's total order applies; on SQLite NULL sorts first.
+/// The SQL of a sort key: exactly the expression an index on that path holds, so an
+/// index can deliver rows in order. A missing path is SQL NULL, which sorts first on
+/// SQLite and last (ascending) on PostgreSQL; the keyset condition follows each.
 fn sort_expr(field: &Field, dialect: Dialect) -> Option<String> {
-    let base = predicate_sql::field_sql(field, dialect)?;
-    Some(match (field, dialect) {
-        (Field::Doc(_), Dialect::Postgres) => format!("COALESCE({base}, 'null'::jsonb)"),
-        _ => base,
-    })
+    predicate_sql::field_sql(field, dialect)
 }
 
 fn read_sort_value<R: Row>(
@@ -592,9 +606,9 @@ where
         (Field::Version | Field::CreatedAt | Field::UpdatedAt, _) => {
             Ok(SortValue::Int(row.try_get(col)?))
         }
-        (Field::Doc(_), Dialect::Postgres) => Ok(SortValue::Json(
-            row.try_get::<Json<Value>, _>(col)?.0.to_string(),
-        )),
+        (Field::Doc(_), Dialect::Postgres) => Ok(row
+            .try_get::<Option<Json<Value>>, _>(col)?
+            .map_or(SortValue::Null, |j| SortValue::Json(j.0.to_string()))),
         (Field::Doc(_), Dialect::Sqlite) => {
             // json_extract yields whatever storage class the JSON value maps to.
             if let Ok(v) = row.try_get::<Option<i64>, _>(col) {
@@ -640,10 +654,16 @@ fn keyset_condition(
         let is_null = matches!(value, SortValue::Null);
         let v = bind(params, &value);
         let (beyond, equal) = match dialect {
-            Dialect::Postgres => (
-                format!("{expr} {} {v}", if key.desc { "<" } else { ">" }),
-                format!("{expr} = {v}"),
-            ),
+            Dialect::Postgres => {
+                // NULL sorts after every value ascending (before, descending).
+                let beyond = match (key.desc, is_null) {
+                    (false, true) => "FALSE".to_string(),
+                    (false, false) => format!("({expr} > {v} OR {expr} IS NULL)"),
+                    (true, true) => format!("{expr} IS NOT NULL"),
+                    (true, false) => format!("{expr} < {v}"),
+                };
+                (beyond, format!("{expr} IS NOT DISTINCT FROM {v}"))
+            }
             Dialect::Sqlite => {
                 // NULL sorts before every value.
                 let beyond = match (key.desc, is_null) {

@@ -123,20 +123,16 @@ impl FastSqlite {
         })
     }
 
-    /// Runs a list query built by `documents::list_sql` ($1 tenant, $2 collection, then
-    /// `params`); returns the documents and their `n_keys` sort-key values.
+    /// Runs a list query built by `documents::list_sql`; returns the documents and their
+    /// `n_keys` sort-key values.
     pub(crate) fn list(
         &self,
         sql: &str,
-        tenant: i64,
         collection: &str,
         params: &[SqlParam],
         n_keys: usize,
     ) -> StoreResult<Vec<(StoredDoc, Vec<SortValue>)>> {
-        let mut values: Vec<SqlValue> = Vec::with_capacity(params.len() + 2);
-        values.push(SqlValue::Integer(tenant));
-        values.push(SqlValue::Text(collection.to_string()));
-        values.extend(params.iter().map(to_sql_value));
+        let values: Vec<SqlValue> = params.iter().map(to_sql_value).collect();
         let sql = numbered_placeholders(sql);
         self.with_reader(|c| {
             let mut stmt = c.prepare_cached(&sql)?;

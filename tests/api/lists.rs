@@ -12,7 +12,8 @@ use crate::support::*;
 backend_tests!(
     filters_and_order,
     hostile_list_input,
-    paging_is_stable_under_concurrent_writes
+    paging_is_stable_under_concurrent_writes,
+    paging_over_missing_and_mixed_sort_keys,
 );
 
 fn ids(v: &Value) -> Vec<String> {
@@ -293,4 +294,62 @@ async fn paging_is_stable_under_concurrent_writes(b: Backend) {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     churn.await.unwrap();
+}
+
+async fn paging_over_missing_and_mixed_sort_keys(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let key = tenant_with_key(&mut app, "shop").await;
+    // Sort keys that are missing, null, numbers, strings, booleans and objects.
+    let values = [
+        json!(null),
+        json!(3),
+        json!("b"),
+        json!(1.5),
+        json!(true),
+        json!({"x": 1}),
+        json!("a"),
+        json!(-2),
+    ];
+    let mut writes = Vec::new();
+    for i in 0..24 {
+        let mut data = json!({"i": i});
+        if i % 3 != 0 {
+            data["rank"] = values[i % values.len()].clone();
+        }
+        writes.push(
+            json!({"op": "put", "collection": "mix", "id": format!("m{i:02}"), "data": data}),
+        );
+    }
+    app.post("/v1/t/shop/batch", Some(&key), json!({"writes": writes}))
+        .await
+        .ok(200);
+    for order in ["rank", "-rank", "rank,-i", "-rank,i"] {
+        let full = app
+            .get(
+                &format!("{}?order={order}&limit=100", docs("shop", "mix")),
+                Some(&key),
+            )
+            .await
+            .ok(200);
+        let expected = ids(&full);
+        assert_eq!(expected.len(), 24);
+        let mut paged = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let url = match &cursor {
+                Some(c) => format!("{}?order={order}&limit=5&cursor={c}", docs("shop", "mix")),
+                None => format!("{}?order={order}&limit=5", docs("shop", "mix")),
+            };
+            let page = app.get(&url, Some(&key)).await.ok(200);
+            paged.extend(ids(&page));
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => break,
+            }
+        }
+        assert_eq!(
+            paged, expected,
+            "{order}: pages must concatenate to the full list"
+        );
+    }
 }
