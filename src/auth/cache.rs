@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
+use super::tokens::AccessClaims;
+
 /// What a live service key resolves to.
 #[derive(Clone, Debug)]
 pub struct CachedKey {
@@ -18,6 +20,10 @@ pub struct CachedKey {
 
 pub struct AuthCache {
     ttl: Duration,
+    /// Verified access tokens (exact text) -> their claims. A token is immutable, so a
+    /// cached verification stays true until the token expires; a tampered token is a
+    /// different text and misses.
+    tokens: RwLock<HashMap<String, std::sync::Arc<AccessClaims>>>,
     /// (tenant, session id) -> (user id, checked at)
     sessions: RwLock<HashMap<(i64, String), (String, Instant)>>,
     /// (tenant, key prefix) -> (key, checked at)
@@ -30,8 +36,28 @@ impl AuthCache {
     pub fn new(ttl: Duration) -> AuthCache {
         AuthCache {
             ttl,
+            tokens: RwLock::new(HashMap::new()),
             sessions: RwLock::new(HashMap::new()),
             keys: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The claims of a token verified before, if it has not expired since.
+    pub fn verified(&self, token: &str, now_secs: i64) -> Option<std::sync::Arc<AccessClaims>> {
+        self.tokens
+            .read()
+            .ok()?
+            .get(token)
+            .filter(|c| c.exp > now_secs)
+            .cloned()
+    }
+
+    pub fn remember_verified(&self, token: &str, claims: std::sync::Arc<AccessClaims>) {
+        if let Ok(mut m) = self.tokens.write() {
+            if m.len() >= MAX_ENTRIES {
+                m.clear();
+            }
+            m.insert(token.to_string(), claims);
         }
     }
 

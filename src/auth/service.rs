@@ -460,14 +460,27 @@ impl AuthService {
                 )),
             };
         }
-        let claims: AccessClaims = self
-            .keyring
-            .verify(token, &tenant.audience())
-            .await
-            .map_err(|e| match e {
-                TokenError::Expired => AuthError::TokenExpired,
-                TokenError::Invalid(why) => AuthError::InvalidToken(why),
-            })?;
+        let audience = tenant.audience();
+        let claims = match self
+            .cache
+            .verified(token, super::tokens::unix_now())
+            .filter(|c| c.aud == audience)
+        {
+            Some(c) => c,
+            None => {
+                let claims: AccessClaims =
+                    self.keyring
+                        .verify(token, &audience)
+                        .await
+                        .map_err(|e| match e {
+                            TokenError::Expired => AuthError::TokenExpired,
+                            TokenError::Invalid(why) => AuthError::InvalidToken(why),
+                        })?;
+                let claims = Arc::new(claims);
+                self.cache.remember_verified(token, claims.clone());
+                claims
+            }
+        };
         let live = self.cache.session_live(tenant.id, &claims.sid, &claims.sub)
             || match self
                 .store
@@ -489,10 +502,10 @@ impl AuthService {
             SessionState::Active => Ok(Scope::new(
                 tenant,
                 Caller::User(UserCaller {
-                    uid: claims.sub,
-                    email: claims.email,
+                    uid: claims.sub.clone(),
+                    email: claims.email.clone(),
                     email_verified: claims.email_verified,
-                    session_id: claims.sid,
+                    session_id: claims.sid.clone(),
                 }),
             )),
             SessionState::Inactive => Err(AuthError::SessionRevoked),

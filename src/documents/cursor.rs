@@ -81,7 +81,7 @@ mod tests {
         };
         let after = After {
             keys: vec![SortValue::Int(3), SortValue::Null],
-            id: "x".into(),
+            tie: SortValue::Text("x".into()),
         };
         let c = key.encode(&ctx, &after);
         assert_eq!(key.decode(&ctx, &c), Some(after));

@@ -119,7 +119,7 @@ pub struct ListParams {
 }
 
 pub struct Page {
-    pub items: Vec<StoredDoc>,
+    pub items: Vec<crate::store::ListedDoc>,
     pub next_cursor: Option<String>,
 }
 
@@ -636,7 +636,7 @@ impl DocumentService {
                     &ctx,
                     &After {
                         keys: r.keys.clone(),
-                        id: r.doc.id.clone(),
+                        tie: r.tie.clone(),
                     },
                 )
             })
@@ -644,7 +644,7 @@ impl DocumentService {
             None
         };
         Ok(Page {
-            items: rows.into_iter().map(|r| r.doc).collect(),
+            items: rows,
             next_cursor,
         })
     }

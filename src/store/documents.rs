@@ -132,26 +132,37 @@ pub struct OrderKey {
     pub desc: bool,
 }
 
-/// Resume after this row: its sort-key values and its id.
+/// Resume after this row: its sort-key values and its tie-break value.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct After {
     pub keys: Vec<SortValue>,
-    pub id: String,
+    /// The final tie-break: the rowid on SQLite (an index delivers rows in rowid order
+    /// within equal keys, so no sort is needed), the id on PostgreSQL.
+    pub tie: SortValue,
 }
 
 pub struct ListQuery<'a> {
     pub collection: &'a str,
     /// Read rule AND filter, already combined; None: everything.
     pub predicate: Option<&'a Predicate>,
-    /// Sort keys; `id` ascending is always appended as the final tie-break.
+    /// Sort keys; a unique tie-break is always appended (see [`After::tie`]).
     pub order: &'a [OrderKey],
     pub after: Option<&'a After>,
     pub limit: i64,
 }
 
+/// A listed document: its data stays the JSON text the database holds (a list never
+/// needs it parsed: the rules were applied in SQL), and its sort keys.
 pub struct ListedDoc {
-    pub doc: StoredDoc,
+    pub collection: String,
+    pub id: String,
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// The data as the JSON text the database holds (written by us, so valid JSON).
+    pub data: String,
     pub keys: Vec<SortValue>,
+    pub tie: SortValue,
 }
 
 fn dialect(db: &Db) -> Dialect {
@@ -273,11 +284,7 @@ impl Store {
         if let Some(fast) = self.fast_sqlite(scope).await? {
             let (sql, params) = list_sql(scope.tenant().id, &q, Dialect::Sqlite)?;
             tracing::trace!(%sql, ?params, "list");
-            let rows = fast.list(&sql, q.collection, &params, n_keys)?;
-            return Ok(rows
-                .into_iter()
-                .map(|(doc, keys)| ListedDoc { doc, keys })
-                .collect());
+            return fast.list(&sql, q.collection, &params, n_keys);
         }
         let (db, tenant) = self.tenant_db(scope).await?;
         let dialect = dialect(&db);
@@ -288,12 +295,22 @@ impl Store {
             let rows = query.fetch_all(&p).await?;
             let mut out = Vec::with_capacity(rows.len());
             for r in &rows {
-                let doc = doc_from_row(r, q.collection)?;
                 let mut keys = Vec::with_capacity(n_keys);
                 for i in 0..n_keys {
                     keys.push(read_sort_value(r, i, &q.order[i].field, dialect)?);
                 }
-                out.push(ListedDoc { doc, keys });
+                let text: String = r.try_get("data_text")?;
+                let tie = SortValue::Text(r.try_get("tie")?);
+                out.push(ListedDoc {
+                    collection: q.collection.to_string(),
+                    id: r.try_get("id")?,
+                    version: r.try_get("version")?,
+                    created_at: r.try_get("created_at")?,
+                    updated_at: r.try_get("updated_at")?,
+                    data: text,
+                    keys,
+                    tie,
+                });
             }
             Ok(out)
         })
@@ -540,7 +557,15 @@ fn list_sql(
         return Err(StoreError::Conflict("invalid collection name"));
     }
     let mut params: Vec<SqlParam> = Vec::new();
-    let mut sql = String::from("SELECT id, data, version, created_at, updated_at");
+    // `data_text`: the JSON as text on both backends, passed through to the response.
+    let mut sql = String::from(match dialect {
+        Dialect::Sqlite => {
+            "SELECT id, data AS data_text, version, created_at, updated_at, rowid AS tie"
+        }
+        Dialect::Postgres => {
+            "SELECT id, data::text AS data_text, version, created_at, updated_at, id AS tie"
+        }
+    });
     let mut key_exprs = Vec::with_capacity(q.order.len());
     for (i, k) in q.order.iter().enumerate() {
         let expr = sort_expr(&k.field, dialect)
@@ -575,7 +600,12 @@ fn list_sql(
     for (expr, k) in key_exprs.iter().zip(q.order) {
         sql.push_str(&format!("{expr} {}, ", if k.desc { "DESC" } else { "ASC" }));
     }
-    sql.push_str(&format!("id ASC LIMIT {}", q.limit.clamp(1, 10_001)));
+    let (tie, tie_desc) = tie_break(q.order, dialect);
+    sql.push_str(&format!(
+        "{tie} {} LIMIT {}",
+        if tie_desc { "DESC" } else { "ASC" },
+        q.limit.clamp(1, 10_001)
+    ));
     Ok((sql, params))
 }
 
@@ -599,8 +629,8 @@ where
     for<'r> Json<Value>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     usize: sqlx::ColumnIndex<R>,
 {
-    // Column 5 + i: after id, data, version, created_at, updated_at.
-    let col = 5 + i;
+    // Column 6 + i: after id, data, version, created_at, updated_at, tie.
+    let col = 6 + i;
     match (field, dialect) {
         (Field::Id, _) => Ok(SortValue::Text(row.try_get(col)?)),
         (Field::Version | Field::CreatedAt | Field::UpdatedAt, _) => {
@@ -623,7 +653,17 @@ where
     }
 }
 
-/// `row > after` in the list's order (keys, then id ascending), NULL-safe on SQLite.
+/// The unique last sort key: on SQLite the rowid, in the direction of the last key, which
+/// every index (expression indexes included) holds in that order within equal keys; on
+/// PostgreSQL the id, ascending.
+fn tie_break(order: &[OrderKey], dialect: Dialect) -> (&'static str, bool) {
+    match dialect {
+        Dialect::Sqlite => ("rowid", order.last().is_some_and(|k| k.desc)),
+        Dialect::Postgres => ("id", false),
+    }
+}
+
+/// `row > after` in the list's order (keys, then the tie-break), NULL-aware.
 fn keyset_condition(
     exprs: &[String],
     order: &[OrderKey],
@@ -646,9 +686,10 @@ fn keyset_condition(
         next += 1;
         s
     };
-    // Built from the last key outwards: tail = (id > $last)
-    let id_param = bind(params, &SortValue::Text(after.id.clone()));
-    let mut cond = format!("id > {id_param}");
+    // Built from the last key outwards: tail = (tie beyond its cursor value)
+    let (tie, tie_desc) = tie_break(order, dialect);
+    let tie_param = bind(params, &after.tie);
+    let mut cond = format!("{tie} {} {tie_param}", if tie_desc { "<" } else { ">" });
     for (i, (expr, key)) in exprs.iter().zip(order).enumerate().rev() {
         let value = after.keys.get(i).cloned().unwrap_or(SortValue::Null);
         let is_null = matches!(value, SortValue::Null);

@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::commit::{
     ErasedWrite, LOCK_SEQ_SQL, SET_SEQ_SQL, UPSERT_TAIL, UnitOutcome, group_keys, plan_group,
 };
-use super::documents::{ChangeOp, SortValue, StoredDoc};
+use super::documents::{ChangeOp, ListedDoc, SortValue, StoredDoc};
 use super::predicate_sql::SqlParam;
 use super::{StoreError, StoreResult, now_ms};
 
@@ -45,15 +45,16 @@ fn json_text(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "{}".into())
 }
 
+/// A document from `SELECT id, data, version, created_at, updated_at`, by position.
 fn doc_from_row(row: &rusqlite::Row<'_>, collection: &str) -> rusqlite::Result<StoredDoc> {
-    let data: String = row.get("data")?;
+    let data: String = row.get(1)?;
     Ok(StoredDoc {
         collection: collection.to_string(),
-        id: row.get("id")?,
+        id: row.get(0)?,
         data: serde_json::from_str(&data).unwrap_or(Value::Null),
-        version: row.get("version")?,
-        created_at: row.get("created_at")?,
-        updated_at: row.get("updated_at")?,
+        version: row.get(2)?,
+        created_at: row.get(3)?,
+        updated_at: row.get(4)?,
     })
 }
 
@@ -131,16 +132,17 @@ impl FastSqlite {
         collection: &str,
         params: &[SqlParam],
         n_keys: usize,
-    ) -> StoreResult<Vec<(StoredDoc, Vec<SortValue>)>> {
+    ) -> StoreResult<Vec<ListedDoc>> {
         let values: Vec<SqlValue> = params.iter().map(to_sql_value).collect();
         let sql = numbered_placeholders(sql);
         self.with_reader(|c| {
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(rusqlite::params_from_iter(values.iter()), |r| {
-                let doc = doc_from_row(r, collection)?;
+                // Columns by position: id, data_text, version, created_at, updated_at, tie, keys.
+                let data: String = r.get(1)?;
                 let mut keys = Vec::with_capacity(n_keys);
                 for i in 0..n_keys {
-                    keys.push(match r.get_ref(5 + i)? {
+                    keys.push(match r.get_ref(6 + i)? {
                         ValueRef::Null => SortValue::Null,
                         ValueRef::Integer(v) => SortValue::Int(v),
                         ValueRef::Real(v) => SortValue::Float(v),
@@ -152,7 +154,16 @@ impl FastSqlite {
                         }
                     });
                 }
-                Ok((doc, keys))
+                Ok(ListedDoc {
+                    collection: collection.to_string(),
+                    id: r.get(0)?,
+                    version: r.get(2)?,
+                    created_at: r.get(3)?,
+                    updated_at: r.get(4)?,
+                    data,
+                    keys,
+                    tie: SortValue::Int(r.get(5)?),
+                })
             })?;
             rows.collect()
         })
