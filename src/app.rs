@@ -32,6 +32,7 @@ pub struct AppInner {
     pub admin: Arc<AdminService>,
     pub rules: Arc<RulesRegistry>,
     pub docs: Arc<DocumentService>,
+    pub realtime: Arc<crate::realtime::Broker>,
     pub metrics: Arc<Metrics>,
     limiter: Arc<LoginLimiter>,
 }
@@ -104,6 +105,14 @@ impl AppState {
             auth_cache,
             config.admin_ttl,
         ));
+        let realtime = crate::realtime::Broker::new(
+            store.clone(),
+            rules.clone(),
+            auth.clone(),
+            docs.clone(),
+            registry.clone(),
+            config.realtime.clone(),
+        );
         Ok(AppState(Arc::new(AppInner {
             config,
             store,
@@ -113,6 +122,7 @@ impl AppState {
             admin,
             rules,
             docs,
+            realtime,
             metrics: Arc::new(Metrics::new()),
             limiter,
         })))
@@ -171,7 +181,14 @@ impl App {
             }
         });
         let retention = tokio::spawn(prune_changes_forever(state.clone()));
+        let realtime_tasks = state.realtime.start();
         let router = crate::http::router(state.clone());
+        let broker = state.realtime.clone();
+        // WebSockets would hold a graceful shutdown open: close them first, with a reason.
+        let shutdown = async move {
+            shutdown.await;
+            broker.shutdown();
+        };
         let served = axum::serve(
             self.listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -180,6 +197,9 @@ impl App {
         .await;
         pruner.abort();
         retention.abort();
+        for t in realtime_tasks {
+            t.abort();
+        }
         state.store.close().await;
         Ok(served?)
     }

@@ -150,6 +150,7 @@ pub struct Config {
     /// How long a positive session or service-key check is trusted without asking the
     /// database again (revocations through this node apply at once).
     pub auth_cache_ttl: Duration,
+    pub realtime: crate::realtime::RealtimeConfig,
     /// Print the setup token on stdout (the server binary) or keep it quiet (embedded).
     pub print_setup_token: bool,
 }
@@ -179,6 +180,7 @@ impl Config {
             doc_max_bytes: 1024 * 1024,
             changes_retention: Duration::from_secs(7 * 24 * 3600),
             auth_cache_ttl: Duration::from_secs(1),
+            realtime: crate::realtime::RealtimeConfig::default(),
             print_setup_token: false,
         }
     }

@@ -14,6 +14,7 @@ pub mod documents;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod realtime;
 pub mod rules;
 pub mod store;
 pub mod tenancy;

@@ -11,6 +11,15 @@ use std::time::{Duration, Instant};
 
 use super::tokens::AccessClaims;
 
+/// A user's sessions (or one session) may have ended: disabled, deleted, revoked, logged
+/// out, password changed. Subscribers (the realtime broker) re-check what they hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionEvent {
+    pub tenant: i64,
+    pub user: Option<String>,
+    pub session: Option<String>,
+}
+
 /// What a live service key resolves to.
 #[derive(Clone, Debug)]
 pub struct CachedKey {
@@ -28,6 +37,7 @@ pub struct AuthCache {
     sessions: RwLock<HashMap<(i64, String), (String, Instant)>>,
     /// (tenant, key prefix) -> (key, checked at)
     keys: RwLock<HashMap<(i64, String), (CachedKey, Instant)>>,
+    events: tokio::sync::broadcast::Sender<SessionEvent>,
 }
 
 const MAX_ENTRIES: usize = 100_000;
@@ -39,6 +49,7 @@ impl AuthCache {
             tokens: RwLock::new(HashMap::new()),
             sessions: RwLock::new(HashMap::new()),
             keys: RwLock::new(HashMap::new()),
+            events: tokio::sync::broadcast::channel(1024).0,
         }
     }
 
@@ -87,6 +98,11 @@ impl AuthCache {
         if let Ok(mut m) = self.sessions.write() {
             m.remove(&(tenant, sid.to_string()));
         }
+        let _ = self.events.send(SessionEvent {
+            tenant,
+            user: None,
+            session: Some(sid.to_string()),
+        });
     }
 
     /// Forgets every session of a user (disabled, deleted, password changed, revoked).
@@ -94,6 +110,16 @@ impl AuthCache {
         if let Ok(mut m) = self.sessions.write() {
             m.retain(|(t, _), (u, _)| !(*t == tenant && u == uid));
         }
+        let _ = self.events.send(SessionEvent {
+            tenant,
+            user: Some(uid.to_string()),
+            session: None,
+        });
+    }
+
+    /// Session changes made through this process, as they happen.
+    pub fn session_events(&self) -> tokio::sync::broadcast::Receiver<SessionEvent> {
+        self.events.subscribe()
     }
 
     pub fn key(&self, tenant: i64, prefix: &str) -> Option<CachedKey> {

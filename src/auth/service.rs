@@ -84,6 +84,21 @@ impl AuthService {
         &self.settings
     }
 
+    /// Session changes made through this process (for the realtime broker).
+    pub fn session_events(&self) -> tokio::sync::broadcast::Receiver<super::cache::SessionEvent> {
+        self.cache.session_events()
+    }
+
+    /// Whether a user's session is still live (for long-lived connections).
+    pub async fn session_live(
+        &self,
+        scope: &Scope,
+        sid: &str,
+        uid: &str,
+    ) -> Result<bool, AuthError> {
+        Ok(self.store.session_state(scope, sid, uid).await? == SessionState::Active)
+    }
+
     pub async fn signup(
         &self,
         scope: &Scope,

@@ -266,7 +266,7 @@ impl DocumentService {
         }
     }
 
-    fn compile_filter(&self, src: &str) -> Result<Arc<Expression>, CelError> {
+    pub(crate) fn compile_filter(&self, src: &str) -> Result<Arc<Expression>, CelError> {
         if let Some(f) = self.filters.read().ok().and_then(|m| m.get(src).cloned()) {
             return Ok(f);
         }

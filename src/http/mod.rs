@@ -8,6 +8,7 @@ pub mod dto;
 pub mod extract;
 mod middleware;
 mod ops;
+mod realtime_route;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +43,7 @@ use crate::app::AppState;
         (name = "users", description = "A tenant's users, as seen by an admin"),
         (name = "documents", description = "JSON documents guarded by rules"),
         (name = "rules", description = "A tenant's access rules"),
+        (name = "realtime", description = "Change feeds over WebSocket"),
         (name = "ops", description = "Health, readiness, metrics"),
     )
 )]
@@ -68,6 +70,7 @@ impl Modify for BearerAuth {
 pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let tenant_routes = auth_routes::router()
         .merge(document_routes::router())
+        .merge(realtime_route::router())
         .layer(tenant_cors(state.clone()));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(admin_routes::router())

@@ -153,6 +153,14 @@ impl Store {
         }
         match self.apply_group(scope, units).await {
             Ok(outcomes) => {
+                let last = outcomes
+                    .iter()
+                    .filter_map(|o| o.as_ref().ok())
+                    .flat_map(|w| w.iter().map(|w| w.seq))
+                    .max();
+                if let Some(seq) = last {
+                    self.committed(scope.tenant().id, seq);
+                }
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(outcome);
                 }
@@ -180,6 +188,7 @@ impl Store {
         }
         let (db, tenant) = self.tenant_db(scope).await?;
         let begin = db.begin_write();
+        let db_kind = self.kind();
         on_db!(db, |p| {
             let mut tx = p.begin_with(begin).await?;
             // Taking the seq row first serialises this tenant's writers until commit.
@@ -237,8 +246,8 @@ impl Store {
                 for chunk in plan.changes.chunks(CHUNK) {
                     let sql = format!(
                         "INSERT INTO changes (tenant_id, seq, collection, doc_id, op, version, \
-                         data, before, at) VALUES {}",
-                        values(chunk.len(), 8, true)
+                         data, before, at, created_at, before_updated_at) VALUES {}",
+                        values(chunk.len(), 10, true)
                     );
                     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant);
                     for w in chunk {
@@ -253,7 +262,9 @@ impl Store {
                             .bind(w.doc.version)
                             .bind(after)
                             .bind(before)
-                            .bind(plan.now);
+                            .bind(plan.now)
+                            .bind(w.doc.created_at)
+                            .bind(w.before.as_ref().map(|d| d.updated_at));
                     }
                     q.execute(&mut *tx).await?;
                 }
@@ -262,6 +273,14 @@ impl Store {
                     .bind(plan.final_seq)
                     .execute(&mut *tx)
                     .await?;
+                // Other nodes learn of the new changes when this commits (a no-op on SQLite,
+                // which has no other nodes).
+                if matches!(db_kind, super::BackendKind::Postgres) {
+                    sqlx::query("SELECT pg_notify('plinth_changes', $1)")
+                        .bind(format!("{tenant}:{}", plan.final_seq))
+                        .execute(&mut *tx)
+                        .await?;
+                }
             }
             tx.commit().await?;
             Ok(plan.outcomes)

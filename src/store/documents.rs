@@ -112,6 +112,57 @@ pub struct Change {
     pub data: Option<Value>,
     pub before: Option<Value>,
     pub at: i64,
+    /// The document's creation time (0 for changes logged before this was recorded).
+    pub created_at: i64,
+    /// Update time of the version before the change, when there was one.
+    pub before_updated_at: Option<i64>,
+}
+
+impl Change {
+    /// The document after the change (None for a delete), as GET shows it.
+    pub fn doc_after(&self) -> Option<StoredDoc> {
+        self.data.clone().map(|data| StoredDoc {
+            collection: self.collection.clone(),
+            id: self.doc_id.clone(),
+            data,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.at,
+        })
+    }
+
+    /// The document before the change (None for a create): for a delete, the deleted
+    /// version; for an update, the version it replaced.
+    pub fn doc_before(&self) -> Option<StoredDoc> {
+        self.before.clone().map(|data| StoredDoc {
+            collection: self.collection.clone(),
+            id: self.doc_id.clone(),
+            data,
+            version: if self.op == ChangeOp::Delete {
+                self.version
+            } else {
+                self.version - 1
+            },
+            created_at: self.created_at,
+            updated_at: self.before_updated_at.unwrap_or(self.created_at),
+        })
+    }
+
+    /// The change as it was written, rebuilt from the commit's result.
+    pub fn from_written(w: &Written, at: i64) -> Change {
+        Change {
+            seq: w.seq,
+            collection: w.doc.collection.clone(),
+            doc_id: w.doc.id.clone(),
+            op: w.op,
+            version: w.doc.version,
+            data: (w.op != ChangeOp::Delete).then(|| w.doc.data.clone()),
+            before: w.before.as_ref().map(|d| d.data.clone()),
+            at,
+            created_at: w.doc.created_at,
+            before_updated_at: w.before.as_ref().map(|d| d.updated_at),
+        }
+    }
 }
 
 /// A sort-key value read back from a row, kept exactly so a cursor can resume after it.
@@ -316,6 +367,57 @@ impl Store {
         })
     }
 
+    /// What a list query matches and the log position it reflects, from one snapshot:
+    /// no change at or below the returned seq is missing from the documents, and none
+    /// above it is in them.
+    pub async fn snapshot(
+        &self,
+        scope: &Scope,
+        q: ListQuery<'_>,
+    ) -> StoreResult<(i64, Vec<ListedDoc>)> {
+        let n_keys = q.order.len();
+        let tenant = scope.tenant().id;
+        if let Some(fast) = self.fast_sqlite(scope).await? {
+            let (sql, params) = list_sql(tenant, &q, Dialect::Sqlite)?;
+            return fast.snapshot(tenant, &sql, q.collection, &params, n_keys);
+        }
+        let (db, tenant) = self.tenant_db(scope).await?;
+        let dialect = dialect(&db);
+        let (sql, params) = list_sql(tenant, &q, dialect)?;
+        on_db!(db, |p| {
+            let mut tx = p
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await?;
+            let seq: Option<i64> =
+                sqlx::query_scalar("SELECT seq FROM tenant_seq WHERE tenant_id = $1")
+                    .bind(tenant)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let query = bind_params!(query, &params, dialect);
+            let rows = query.fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let mut keys = Vec::with_capacity(n_keys);
+                for i in 0..n_keys {
+                    keys.push(read_sort_value(r, i, &q.order[i].field, dialect)?);
+                }
+                out.push(ListedDoc {
+                    collection: q.collection.to_string(),
+                    id: r.try_get("id")?,
+                    version: r.try_get("version")?,
+                    created_at: r.try_get("created_at")?,
+                    updated_at: r.try_get("updated_at")?,
+                    data: r.try_get("data_text")?,
+                    keys,
+                    tie: SortValue::Text(r.try_get("tie")?),
+                });
+            }
+            Ok((seq.unwrap_or(0), out))
+        })
+    }
+
     /// Changes after `since`, in seq order.
     pub async fn changes_since(
         &self,
@@ -326,7 +428,8 @@ impl Store {
         let (db, tenant) = self.tenant_db(scope).await?;
         on_db!(db, |p| {
             let rows = sqlx::query(
-                "SELECT seq, collection, doc_id, op, version, data, before, at FROM changes \
+                "SELECT seq, collection, doc_id, op, version, data, before, at, created_at, \
+                 before_updated_at FROM changes \
                  WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
             )
             .bind(tenant)
@@ -345,6 +448,8 @@ impl Store {
                     data: r.try_get::<Option<Json<Value>>, _>("data")?.map(|j| j.0),
                     before: r.try_get::<Option<Json<Value>>, _>("before")?.map(|j| j.0),
                     at: r.try_get("at")?,
+                    created_at: r.try_get::<Option<i64>, _>("created_at")?.unwrap_or(0),
+                    before_updated_at: r.try_get("before_updated_at")?,
                 });
             }
             Ok(out)

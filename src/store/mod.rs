@@ -115,7 +115,11 @@ pub enum BackendKind {
 pub struct Store {
     inner: Arc<Backend>,
     groups: Arc<commit::Groups>,
+    on_commit: Arc<std::sync::OnceLock<CommitListener>>,
 }
+
+/// Told (tenant id, last seq) after each commit of document writes.
+pub type CommitListener = Arc<dyn Fn(i64, i64) + Send + Sync>;
 
 enum Backend {
     Sqlite(SqliteBackend),
@@ -169,7 +173,40 @@ impl Store {
         Ok(Store {
             inner: Arc::new(backend),
             groups: Arc::default(),
+            on_commit: Arc::default(),
         })
+    }
+
+    /// Sets the one listener told of every commit (the realtime broker). The store does
+    /// not know who listens; it only says that a tenant's log grew.
+    pub fn set_commit_listener(&self, listener: CommitListener) {
+        let _ = self.on_commit.set(listener);
+    }
+
+    pub(crate) fn committed(&self, tenant: i64, seq: i64) {
+        if let Some(l) = self.on_commit.get() {
+            l(tenant, seq);
+        }
+    }
+
+    /// The PostgreSQL pool, for LISTEN connections (None on SQLite).
+    pub fn postgres_pool(&self) -> Option<PgPool> {
+        match &*self.inner {
+            Backend::Postgres(p) => Some(p.clone()),
+            Backend::Sqlite(_) => None,
+        }
+    }
+
+    /// Tells other nodes (PostgreSQL NOTIFY) that a user's sessions changed.
+    pub async fn notify_sessions(&self, tenant: i64, user_id: &str) {
+        if let Backend::Postgres(p) = &*self.inner
+            && let Err(e) = sqlx::query("SELECT pg_notify('plinth_sessions', $1)")
+                .bind(format!("{tenant}:{user_id}"))
+                .execute(p)
+                .await
+        {
+            tracing::warn!(error = %e, "could not notify other nodes of a session change");
+        }
     }
 
     pub fn kind(&self) -> BackendKind {

@@ -133,40 +133,43 @@ impl FastSqlite {
         params: &[SqlParam],
         n_keys: usize,
     ) -> StoreResult<Vec<ListedDoc>> {
-        let values: Vec<SqlValue> = params.iter().map(to_sql_value).collect();
-        let sql = numbered_placeholders(sql);
-        self.with_reader(|c| {
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(values.iter()), |r| {
-                // Columns by position: id, data_text, version, created_at, updated_at, tie, keys.
-                let data: String = r.get(1)?;
-                let mut keys = Vec::with_capacity(n_keys);
-                for i in 0..n_keys {
-                    keys.push(match r.get_ref(6 + i)? {
-                        ValueRef::Null => SortValue::Null,
-                        ValueRef::Integer(v) => SortValue::Int(v),
-                        ValueRef::Real(v) => SortValue::Float(v),
-                        ValueRef::Text(t) => {
-                            SortValue::Text(String::from_utf8_lossy(t).into_owned())
-                        }
-                        ValueRef::Blob(b) => {
-                            SortValue::Text(String::from_utf8_lossy(b).into_owned())
-                        }
-                    });
-                }
-                Ok(ListedDoc {
-                    collection: collection.to_string(),
-                    id: r.get(0)?,
-                    version: r.get(2)?,
-                    created_at: r.get(3)?,
-                    updated_at: r.get(4)?,
-                    data,
-                    keys,
-                    tie: SortValue::Int(r.get(5)?),
-                })
-            })?;
-            rows.collect()
-        })
+        self.with_reader(|c| run_list(c, sql, collection, params, n_keys).map_err(to_rusqlite))
+    }
+
+    /// `list`, plus the tenant's log position, both from one read snapshot.
+    pub(crate) fn snapshot(
+        &self,
+        tenant: i64,
+        sql: &str,
+        collection: &str,
+        params: &[SqlParam],
+        n_keys: usize,
+    ) -> StoreResult<(i64, Vec<ListedDoc>)> {
+        let mut conn = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        if conn.is_none() {
+            conn = Some(open(&self.path)?);
+        }
+        let Some(mut conn) = conn else {
+            return Err(StoreError::Conflict("no reader connection"));
+        };
+        let out = (|| -> StoreResult<(i64, Vec<ListedDoc>)> {
+            // A deferred transaction: its snapshot starts at the first read and holds for
+            // both statements (WAL mode), so the documents are exactly those at `seq`.
+            let tx = conn.transaction()?;
+            let seq: i64 = tx
+                .prepare_cached("SELECT seq FROM tenant_seq WHERE tenant_id = ?1")?
+                .query_row(params![tenant], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0);
+            let docs = run_list(&tx, sql, collection, params, n_keys)?;
+            tx.commit()?;
+            Ok((seq, docs))
+        })();
+        let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if readers.len() < MAX_IDLE_READERS {
+            readers.push(conn);
+        }
+        out
     }
 
     /// Whether a session is live and its user enabled.
@@ -247,7 +250,8 @@ impl FastSqlite {
             }
             let mut change = tx.prepare_cached(
                 "INSERT INTO changes (tenant_id, seq, collection, doc_id, op, version, data, \
-                 before, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 before, at, created_at, before_updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
             for w in &plan.changes {
                 let after = (w.op != ChangeOp::Delete).then(|| json_text(&w.doc.data));
@@ -261,7 +265,9 @@ impl FastSqlite {
                     w.doc.version,
                     after,
                     before,
-                    plan.now
+                    plan.now,
+                    w.doc.created_at,
+                    w.before.as_ref().map(|d| d.updated_at)
                 ])?;
             }
             tx.prepare_cached(&numbered_placeholders(SET_SEQ_SQL))?
@@ -269,6 +275,54 @@ impl FastSqlite {
         }
         tx.commit()?;
         Ok(plan.outcomes)
+    }
+}
+
+/// Runs a list query built by `documents::list_sql` on a connection.
+fn run_list(
+    c: &Connection,
+    sql: &str,
+    collection: &str,
+    params: &[SqlParam],
+    n_keys: usize,
+) -> StoreResult<Vec<ListedDoc>> {
+    let values: Vec<SqlValue> = params.iter().map(to_sql_value).collect();
+    let sql = numbered_placeholders(sql);
+    let mut stmt = c.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(values.iter()), |r| {
+        // Columns by position: id, data_text, version, created_at, updated_at, tie, keys.
+        let data: String = r.get(1)?;
+        let mut keys = Vec::with_capacity(n_keys);
+        for i in 0..n_keys {
+            keys.push(match r.get_ref(6 + i)? {
+                ValueRef::Null => SortValue::Null,
+                ValueRef::Integer(v) => SortValue::Int(v),
+                ValueRef::Real(v) => SortValue::Float(v),
+                ValueRef::Text(t) => SortValue::Text(String::from_utf8_lossy(t).into_owned()),
+                ValueRef::Blob(b) => SortValue::Text(String::from_utf8_lossy(b).into_owned()),
+            });
+        }
+        Ok(ListedDoc {
+            collection: collection.to_string(),
+            id: r.get(0)?,
+            version: r.get(2)?,
+            created_at: r.get(3)?,
+            updated_at: r.get(4)?,
+            data,
+            keys,
+            tie: SortValue::Int(r.get(5)?),
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Back to a rusqlite error, for closures run by `with_reader`.
+fn to_rusqlite(e: StoreError) -> rusqlite::Error {
+    match e {
+        StoreError::Sqlite(e) => e,
+        other => rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(
+            other.to_string(),
+        ))),
     }
 }
 

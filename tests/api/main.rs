@@ -9,5 +9,6 @@ mod cli;
 mod documents;
 mod lists;
 mod plumbing;
+mod realtime;
 mod rules;
 mod tenancy;

@@ -1,0 +1,3 @@
+-- Enough metadata on each change to show the document as GET shows it, before and after.
+ALTER TABLE changes ADD COLUMN created_at BIGINT;
+ALTER TABLE changes ADD COLUMN before_updated_at BIGINT;

@@ -1,0 +1,85 @@
+//! `GET /v1/t/{tenant}/realtime`: the WebSocket upgrade. Everything after the upgrade is
+//! `realtime/`'s; here the tenant is resolved, an `?access_token=` (or Authorization
+//! header) is checked, and the connection limits are applied, so refusals are plain HTTP
+//! problems.
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::{ApiQuery, Client};
+use crate::app::AppState;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::realtime::{Refused, SocketAuth};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(realtime))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct RealtimeQuery {
+    /// A user's access token or a service key (browsers cannot set headers on WebSockets).
+    pub access_token: Option<String>,
+}
+
+/// Realtime change feed (WebSocket; protocol in docs/realtime.md).
+#[utoipa::path(get, path = "/v1/t/{tenant}/realtime", tag = "realtime",
+    params(("tenant" = String, Path, description = "Tenant slug"), RealtimeQuery),
+    responses((status = 101, description = "switching to the WebSocket protocol"),
+              (status = 401, body = Problem), (status = 404, body = Problem),
+              (status = 429, body = Problem, description = "too_many_connections")))]
+async fn realtime(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    Client(client): Client,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<RealtimeQuery>,
+    ws: WebSocketUpgrade,
+) -> ApiResult<Response> {
+    let tenant = state
+        .registry
+        .get(&tenant)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant_not_found", "no tenant with this slug"))?;
+    if tenant.suspended {
+        return Err(ApiError::forbidden(
+            "tenant_suspended",
+            "this tenant is suspended",
+        ));
+    }
+    let header_token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let token = q.access_token.or(header_token).filter(|t| !t.is_empty());
+    let auth = match &token {
+        None => SocketAuth::anonymous(),
+        Some(t) => {
+            let scope = state.auth.authenticate(tenant.clone(), Some(t)).await?;
+            SocketAuth::for_scope(&scope, t)
+        }
+    };
+    let broker = state.realtime.clone();
+    broker.check_admission(tenant.id, &client.ip).map_err(|r| {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_connections",
+            match r {
+                Refused::TooManyForTenant => "this tenant has too many open realtime connections",
+                Refused::TooManyForIp => "too many realtime connections from this address",
+            },
+        );
+        e.retry_after_secs = Some(5);
+        e
+    })?;
+    let max = broker.config.max_frame_bytes;
+    Ok(ws
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| broker.serve(socket, tenant, client.ip, auth)))
+}

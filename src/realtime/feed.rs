@@ -1,0 +1,282 @@
+//! One tenant's feed: the subscriptions of every socket on the tenant, indexed by
+//! collection and by document, and the tailer that reads the change log and hands each
+//! change to the subscriptions it can concern.
+//!
+//! The change log is the only source of events: a commit only wakes the tailer (locally,
+//! or through PostgreSQL NOTIFY from another node), which then reads the log after its
+//! position. So events reach subscribers in seq order, gap-free, whichever node wrote
+//! them, and nothing committed goes unpublished.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+use tokio::sync::Notify;
+
+use super::protocol::DocOut;
+use super::socket::SocketShared;
+use crate::http::dto::timestamp;
+use crate::rules::{AuthInfo, Bindings, DocMeta, Expression, Operation, RuleSet};
+use crate::store::{Change, ChangeOp, StoredDoc};
+
+/// (socket id, subscription id)
+pub(crate) type SubKey = (u64, String);
+
+/// Events buffered for a subscription while its history is being replayed.
+const MAX_REPLAY_BUFFER: usize = 10_000;
+
+pub(crate) enum Mode {
+    /// History up to `upto` is being sent by the socket; later events wait here.
+    Replaying {
+        buffer: Vec<(i64, String)>,
+        overflowed: bool,
+    },
+    /// Events with seq above `from` go straight to the socket's queue.
+    Live { from: i64 },
+}
+
+pub(crate) struct Sub {
+    pub key: SubKey,
+    pub collection: String,
+    pub doc: Option<String>,
+    pub filter: Option<Arc<Expression>>,
+    pub socket: Arc<SocketShared>,
+    pub mode: std::sync::Mutex<Mode>,
+}
+
+#[derive(Default)]
+pub(crate) struct FeedState {
+    /// Seq of the last change the tailer dispatched.
+    pub position: i64,
+    pub subs: HashMap<SubKey, Arc<Sub>>,
+    by_collection: HashMap<String, HashSet<SubKey>>,
+    by_doc: HashMap<(String, String), HashSet<SubKey>>,
+    pub tailer_running: bool,
+}
+
+pub(crate) struct Feed {
+    pub tenant: Arc<crate::tenancy::Tenant>,
+    pub state: std::sync::Mutex<FeedState>,
+    pub wake: Notify,
+}
+
+impl Feed {
+    pub fn new(tenant: Arc<crate::tenancy::Tenant>, position: i64) -> Feed {
+        Feed {
+            tenant,
+            state: std::sync::Mutex::new(FeedState {
+                position,
+                ..Default::default()
+            }),
+            wake: Notify::new(),
+        }
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, FeedState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl FeedState {
+    pub fn add(&mut self, sub: Arc<Sub>) {
+        match &sub.doc {
+            Some(d) => {
+                self.by_doc
+                    .entry((sub.collection.clone(), d.clone()))
+                    .or_default()
+                    .insert(sub.key.clone());
+            }
+            None => {
+                self.by_collection
+                    .entry(sub.collection.clone())
+                    .or_default()
+                    .insert(sub.key.clone());
+            }
+        }
+        self.subs.insert(sub.key.clone(), sub);
+    }
+
+    pub fn remove(&mut self, key: &SubKey) -> Option<Arc<Sub>> {
+        let sub = self.subs.remove(key)?;
+        match &sub.doc {
+            Some(d) => {
+                let k = (sub.collection.clone(), d.clone());
+                if let Some(set) = self.by_doc.get_mut(&k) {
+                    set.remove(key);
+                    if set.is_empty() {
+                        self.by_doc.remove(&k);
+                    }
+                }
+            }
+            None => {
+                if let Some(set) = self.by_collection.get_mut(&sub.collection) {
+                    set.remove(key);
+                    if set.is_empty() {
+                        self.by_collection.remove(&sub.collection);
+                    }
+                }
+            }
+        }
+        Some(sub)
+    }
+
+    /// The subscriptions a change of this document can concern.
+    fn candidates(&self, collection: &str, id: &str) -> Vec<Arc<Sub>> {
+        let mut out = Vec::new();
+        if let Some(set) = self.by_collection.get(collection) {
+            out.extend(set.iter().filter_map(|k| self.subs.get(k).cloned()));
+        }
+        if let Some(set) = self.by_doc.get(&(collection.to_string(), id.to_string())) {
+            out.extend(set.iter().filter_map(|k| self.subs.get(k).cloned()));
+        }
+        out
+    }
+
+    /// Hands one change to the subscriptions it concerns. Never blocks: a subscriber
+    /// whose queue is full is marked as a slow consumer and will be closed.
+    pub fn dispatch(&mut self, change: &Change, rules: &RuleSet, now_ms: i64) {
+        let candidates = self.candidates(&change.collection, &change.doc_id);
+        if candidates.is_empty() {
+            return;
+        }
+        let rendered = Rendered::new(change);
+        for sub in candidates {
+            let auth = sub.socket.auth();
+            if let Some((op, doc)) = event_for(&sub, change, rules, auth.as_deref(), now_ms) {
+                let text = rendered.message(&sub.key.1, change.seq, op, doc);
+                deliver(&sub, change.seq, text);
+            }
+        }
+    }
+}
+
+/// Sends or buffers one event for a subscription.
+pub(crate) fn deliver(sub: &Sub, seq: i64, text: String) {
+    let mut mode = sub.mode.lock().unwrap_or_else(|p| p.into_inner());
+    match &mut *mode {
+        Mode::Replaying { buffer, overflowed } => {
+            if buffer.len() >= MAX_REPLAY_BUFFER {
+                *overflowed = true;
+            } else {
+                buffer.push((seq, text));
+            }
+        }
+        Mode::Live { from } => {
+            if seq > *from {
+                sub.socket.send_event(text);
+            }
+        }
+    }
+}
+
+/// Which side of a change a subscriber sees.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Side {
+    Before,
+    After,
+}
+
+/// The event a subscriber gets for a change, if any: the op and which version to show.
+pub(crate) fn event_for(
+    sub: &Sub,
+    change: &Change,
+    rules: &RuleSet,
+    auth: Option<&super::socket::SocketAuth>,
+    now_ms: i64,
+) -> Option<(&'static str, Side)> {
+    if sub.doc.as_deref().is_some_and(|d| d != change.doc_id) {
+        return None;
+    }
+    let before = change.doc_before();
+    let after = change.doc_after();
+    let sees = |doc: &Option<StoredDoc>| {
+        doc.as_ref()
+            .is_some_and(|d| visible(sub, d, rules, auth, now_ms))
+    };
+    match change.op {
+        ChangeOp::Create => sees(&after).then_some(("create", Side::After)),
+        ChangeOp::Update => {
+            if sees(&after) {
+                Some(("update", Side::After))
+            } else if sees(&before) {
+                Some(("remove", Side::Before))
+            } else {
+                None
+            }
+        }
+        ChangeOp::Delete => sees(&before).then_some(("delete", Side::Before)),
+    }
+}
+
+/// Whether a subscriber may read this version of a document and it matches the filter.
+pub(crate) fn visible(
+    sub: &Sub,
+    doc: &StoredDoc,
+    rules: &RuleSet,
+    auth: Option<&super::socket::SocketAuth>,
+    now_ms: i64,
+) -> bool {
+    let bypass = auth.is_some_and(|a| a.bypasses_rules());
+    let info: Option<&AuthInfo> = auth.and_then(|a| a.info.as_ref());
+    let meta = DocMeta {
+        version: doc.version,
+        created_at: doc.created_at,
+        updated_at: doc.updated_at,
+    };
+    let bindings = Bindings {
+        auth: info,
+        id: &doc.id,
+        doc: Some(&doc.data),
+        new: None,
+        meta: Some(&meta),
+        now_ms,
+    };
+    if !bypass {
+        match rules.rule(&sub.collection, Operation::Read) {
+            Some(rule) if rule.evaluate(&bindings) => {}
+            _ => return false,
+        }
+    }
+    sub.filter.as_ref().is_none_or(|f| f.evaluate(&bindings))
+}
+
+/// A change's two versions rendered once, shared by every subscriber's message.
+pub(crate) struct Rendered {
+    before: Option<String>,
+    after: Option<String>,
+}
+
+fn render_doc(doc: &StoredDoc) -> String {
+    let data =
+        serde_json::value::to_raw_value(&doc.data).unwrap_or_else(|_| RawValue::NULL.to_owned());
+    serde_json::to_string(&DocOut {
+        id: &doc.id,
+        collection: &doc.collection,
+        version: doc.version,
+        created_at: timestamp(doc.created_at),
+        updated_at: timestamp(doc.updated_at),
+        data: &data,
+    })
+    .unwrap_or_default()
+}
+
+impl Rendered {
+    pub fn new(change: &Change) -> Rendered {
+        Rendered {
+            before: change.doc_before().as_ref().map(render_doc),
+            after: change.doc_after().as_ref().map(render_doc),
+        }
+    }
+
+    pub fn message(&self, sub_id: &str, seq: i64, op: &str, side: Side) -> String {
+        let doc = match side {
+            Side::Before => self.before.as_deref(),
+            Side::After => self.after.as_deref(),
+        }
+        .unwrap_or("null");
+        format!(
+            "{{\"type\":\"change\",\"id\":{},\"seq\":{seq},\"op\":\"{op}\",\"doc\":{doc}}}",
+            serde_json::to_string(sub_id).unwrap_or_else(|_| "\"\"".into())
+        )
+    }
+}

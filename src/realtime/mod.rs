@@ -1,0 +1,452 @@
+//! Realtime change feeds over WebSocket (protocol: docs/realtime.md).
+//!
+//! One `Broker` per process. It holds a `Feed` per tenant with live subscriptions; each
+//! feed has a tailer task that follows the tenant's change log and dispatches every change
+//! to the subscriptions indexed under its collection or document. Writers never wait on
+//! subscribers: a subscriber's queue is bounded, and one that overflows is told `resync`
+//! and closed. `documents/` knows nothing of this; the store only announces commits.
+
+mod feed;
+mod protocol;
+mod socket;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ws::WebSocket;
+
+use crate::auth::AuthService;
+use crate::documents::DocumentService;
+use crate::rules::RulesRegistry;
+use crate::store::Store;
+use crate::tenancy::{Caller, Registry, Scope, Tenant};
+use feed::Feed;
+pub use socket::SocketAuth;
+use socket::{Connection, Kill, SocketShared};
+
+#[derive(Clone, Debug)]
+pub struct RealtimeConfig {
+    pub max_subscriptions_per_socket: usize,
+    pub max_sockets_per_tenant: usize,
+    pub max_sockets_per_ip: usize,
+    pub max_frame_bytes: usize,
+    pub ping_interval: Duration,
+    pub idle_timeout: Duration,
+    /// Events a socket may have queued before it counts as a slow consumer.
+    pub queue_capacity: usize,
+    pub snapshot_limit: usize,
+}
+
+impl Default for RealtimeConfig {
+    fn default() -> Self {
+        RealtimeConfig {
+            max_subscriptions_per_socket: 100,
+            max_sockets_per_tenant: 10_000,
+            max_sockets_per_ip: 1_000,
+            max_frame_bytes: 64 * 1024,
+            ping_interval: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(60),
+            queue_capacity: 1024,
+            snapshot_limit: 1000,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Sockets {
+    by_id: HashMap<u64, Arc<SocketShared>>,
+    per_tenant: HashMap<i64, usize>,
+    per_ip: HashMap<String, usize>,
+    /// (tenant, user id) -> sockets speaking for that user
+    by_user: HashMap<(i64, String), HashSet<u64>>,
+}
+
+pub struct Broker {
+    store: Store,
+    rules: Arc<RulesRegistry>,
+    auth: Arc<AuthService>,
+    docs: Arc<DocumentService>,
+    registry: Arc<Registry>,
+    pub config: RealtimeConfig,
+    feeds: Mutex<HashMap<i64, Arc<Feed>>>,
+    sockets: Mutex<Sockets>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    next_id: AtomicU64,
+}
+
+/// Why an upgrade was refused.
+pub enum Refused {
+    TooManyForTenant,
+    TooManyForIp,
+}
+
+impl Broker {
+    pub fn new(
+        store: Store,
+        rules: Arc<RulesRegistry>,
+        auth: Arc<AuthService>,
+        docs: Arc<DocumentService>,
+        registry: Arc<Registry>,
+        config: RealtimeConfig,
+    ) -> Arc<Broker> {
+        let broker = Arc::new(Broker {
+            store: store.clone(),
+            rules,
+            auth,
+            docs,
+            registry,
+            config,
+            feeds: Mutex::new(HashMap::new()),
+            sockets: Mutex::new(Sockets::default()),
+            shutdown: tokio::sync::watch::channel(false).0,
+            next_id: AtomicU64::new(1),
+        });
+        let weak = Arc::downgrade(&broker);
+        store.set_commit_listener(Arc::new(move |tenant, _seq| {
+            if let Some(b) = weak.upgrade() {
+                b.wake(tenant);
+            }
+        }));
+        broker
+    }
+
+    /// Background work: session events from this node and, on PostgreSQL, commits and
+    /// session events from other nodes (LISTEN/NOTIFY).
+    pub fn start(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        let mut events = self.auth.session_events();
+        let me = self.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(e) => {
+                        if let Some(uid) = &e.user {
+                            me.store.notify_sessions(e.tenant, uid).await;
+                        }
+                        me.recheck_sessions(e.tenant, e.user.as_deref(), e.session.as_deref())
+                            .await;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        me.recheck_all().await;
+                    }
+                    Err(_) => return,
+                }
+            }
+        }));
+        if let Some(pool) = self.store.postgres_pool() {
+            let me = self.clone();
+            tasks.push(tokio::spawn(async move { me.listen_postgres(pool).await }));
+        }
+        tasks
+    }
+
+    async fn listen_postgres(self: Arc<Self>, pool: sqlx::PgPool) {
+        loop {
+            let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "realtime: cannot LISTEN; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if let Err(e) = listener
+                .listen_all(["plinth_changes", "plinth_sessions"])
+                .await
+            {
+                tracing::warn!(error = %e, "realtime: LISTEN failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            // Anything announced while not listening is caught up by the tailers' poll.
+            self.wake_all().await;
+            loop {
+                match listener.recv().await {
+                    Ok(n) => {
+                        let payload = n.payload();
+                        let Some((tenant, rest)) = payload.split_once(':') else {
+                            continue;
+                        };
+                        let Ok(tenant) = tenant.parse::<i64>() else {
+                            continue;
+                        };
+                        if n.channel() == "plinth_changes" {
+                            self.wake(tenant);
+                        } else {
+                            self.recheck_sessions(tenant, Some(rest), None).await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "realtime: LISTEN connection lost");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Refuses a new socket when the tenant or the client IP is at its limit; otherwise
+    /// counts it.
+    fn admit(&self, tenant: i64, ip: &str) -> Result<(), Refused> {
+        let mut s = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        if s.per_tenant.get(&tenant).copied().unwrap_or(0) >= self.config.max_sockets_per_tenant {
+            return Err(Refused::TooManyForTenant);
+        }
+        if s.per_ip.get(ip).copied().unwrap_or(0) >= self.config.max_sockets_per_ip {
+            return Err(Refused::TooManyForIp);
+        }
+        *s.per_tenant.entry(tenant).or_default() += 1;
+        *s.per_ip.entry(ip.to_string()).or_default() += 1;
+        Ok(())
+    }
+
+    /// Checked before the upgrade, so a refusal is an HTTP 429 with a problem body.
+    pub fn check_admission(&self, tenant: i64, ip: &str) -> Result<(), Refused> {
+        self.admit(tenant, ip)?;
+        self.release(tenant, ip);
+        Ok(())
+    }
+
+    fn release(&self, tenant: i64, ip: &str) {
+        let mut s = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = s.per_tenant.get_mut(&tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                s.per_tenant.remove(&tenant);
+            }
+        }
+        if let Some(n) = s.per_ip.get_mut(ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                s.per_ip.remove(ip);
+            }
+        }
+    }
+
+    /// Serves one upgraded socket until it closes.
+    pub async fn serve(
+        self: Arc<Self>,
+        ws: WebSocket,
+        tenant: Arc<Tenant>,
+        ip: String,
+        auth: SocketAuth,
+    ) {
+        if self.admit(tenant.id, &ip).is_err() {
+            // Raced past the pre-upgrade check: close at once.
+            return;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (conn, events) =
+            Connection::new(self.clone(), id, tenant.clone(), ip.clone(), auth.clone());
+        let shared = conn.shared();
+        {
+            let mut s = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+            s.by_id.insert(id, shared.clone());
+        }
+        let uid = auth.info.as_ref().map(|i| i.uid.clone());
+        self.index_user(&shared, uid.as_deref(), &auth);
+        conn.run(ws, events, self.shutdown.subscribe()).await;
+    }
+
+    pub(crate) fn index_user(&self, socket: &SocketShared, uid: Option<&str>, _auth: &SocketAuth) {
+        let mut s = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        for set in s.by_user.values_mut() {
+            set.remove(&socket.id);
+        }
+        s.by_user.retain(|_, set| !set.is_empty());
+        if let Some(uid) = uid {
+            s.by_user
+                .entry((socket.tenant.id, uid.to_string()))
+                .or_default()
+                .insert(socket.id);
+        }
+    }
+
+    pub(crate) fn unregister(&self, socket: &SocketShared) {
+        {
+            let mut s = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+            s.by_id.remove(&socket.id);
+            for set in s.by_user.values_mut() {
+                set.remove(&socket.id);
+            }
+            s.by_user.retain(|_, set| !set.is_empty());
+        }
+        self.release(socket.tenant.id, &socket.ip);
+    }
+
+    fn feeds(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Arc<Feed>>> {
+        self.feeds.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The tenant's feed, created at `position` (the log's end) if it has none.
+    pub(crate) fn feed(&self, tenant: &Arc<Tenant>, position: i64) -> Arc<Feed> {
+        self.feeds()
+            .entry(tenant.id)
+            .or_insert_with(|| Arc::new(Feed::new(tenant.clone(), position)))
+            .clone()
+    }
+
+    /// Starts the feed's tailer unless it runs.
+    pub(crate) fn ensure_tailer(self: &Arc<Self>, feed: &Arc<Feed>) {
+        {
+            let mut state = feed.lock();
+            if state.tailer_running {
+                return;
+            }
+            state.tailer_running = true;
+        }
+        let me = self.clone();
+        let feed = feed.clone();
+        tokio::spawn(async move { me.tail(feed).await });
+    }
+
+    fn wake(&self, tenant: i64) {
+        if let Some(f) = self.feeds().get(&tenant) {
+            f.wake.notify_one();
+        }
+    }
+
+    async fn wake_all(&self) {
+        for f in self.feeds().values() {
+            f.wake.notify_one();
+        }
+    }
+
+    /// Follows a tenant's change log while the feed has subscriptions.
+    async fn tail(self: Arc<Self>, feed: Arc<Feed>) {
+        let mut shutdown = self.shutdown.subscribe();
+        loop {
+            // Woken by commits; the timeout catches notifications that were lost.
+            tokio::select! {
+                _ = feed.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => return,
+            }
+            // A deleted or suspended tenant's sockets are closed.
+            match self.registry.get(&feed.tenant.slug).await {
+                Ok(Some(t)) if t.id == feed.tenant.id && !t.suspended => {}
+                Ok(_) => {
+                    self.drop_feed(&feed);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "realtime: cannot look the tenant up");
+                    continue;
+                }
+            }
+            let scope = Scope::new(
+                feed.tenant.clone(),
+                Caller::Admin {
+                    actor: "realtime".into(),
+                },
+            );
+            loop {
+                let position = feed.lock().position;
+                let changes = match self.store.changes_since(&scope, position, 500).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "realtime: cannot read the change log");
+                        break;
+                    }
+                };
+                if changes.is_empty() {
+                    break;
+                }
+                let rules = match self.rules.get(&scope).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "realtime: cannot load rules");
+                        break;
+                    }
+                };
+                let now = chrono::Utc::now().timestamp_millis();
+                let mut state = feed.lock();
+                for c in &changes {
+                    if c.seq <= state.position {
+                        continue;
+                    }
+                    state.dispatch(c, &rules, now);
+                    state.position = c.seq;
+                }
+            }
+            let mut state = feed.lock();
+            if state.subs.is_empty() {
+                state.tailer_running = false;
+                return;
+            }
+        }
+    }
+
+    fn drop_feed(&self, feed: &Arc<Feed>) {
+        let subs: Vec<_> = feed.lock().subs.values().cloned().collect();
+        for s in subs {
+            s.socket.kill(Kill::Shutdown);
+        }
+        feed.lock().tailer_running = false;
+        self.feeds().remove(&feed.tenant.id);
+    }
+
+    /// A user's sessions may have ended: close their sockets whose session is gone.
+    async fn recheck_sessions(&self, tenant: i64, user: Option<&str>, session: Option<&str>) {
+        let candidates: Vec<Arc<SocketShared>> = {
+            let s = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+            let ids: Vec<u64> = match user {
+                Some(uid) => s
+                    .by_user
+                    .get(&(tenant, uid.to_string()))
+                    .map(|set| set.iter().copied().collect())
+                    .unwrap_or_default(),
+                None => s
+                    .by_id
+                    .values()
+                    .filter(|sock| sock.tenant.id == tenant)
+                    .filter(|sock| {
+                        sock.user()
+                            .is_some_and(|(_, sid)| Some(sid.as_str()) == session)
+                    })
+                    .map(|sock| sock.id)
+                    .collect(),
+            };
+            ids.iter()
+                .filter_map(|id| s.by_id.get(id).cloned())
+                .collect()
+        };
+        for sock in candidates {
+            let Some((uid, sid)) = sock.user() else {
+                continue;
+            };
+            let scope = Scope::new(sock.tenant.clone(), Caller::Anonymous);
+            match self.auth.session_live(&scope, &sid, &uid).await {
+                Ok(true) => {}
+                Ok(false) => sock.kill(Kill::Revoked),
+                Err(e) => tracing::warn!(error = %e, "realtime: cannot check a session"),
+            }
+        }
+    }
+
+    async fn recheck_all(&self) {
+        let users: Vec<(i64, String)> = {
+            let s = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+            s.by_user.keys().cloned().collect()
+        };
+        for (tenant, uid) in users {
+            self.recheck_sessions(tenant, Some(&uid), None).await;
+        }
+    }
+
+    /// Closes every socket with 1001 "server shutting down".
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Open sockets (for tests and metrics).
+    pub fn socket_count(&self) -> usize {
+        self.sockets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_id
+            .len()
+    }
+}

@@ -1,0 +1,92 @@
+//! Messages of the realtime WebSocket protocol (docs/realtime.md).
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// What a client may send.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMsg {
+    Auth {
+        token: String,
+    },
+    Subscribe {
+        id: String,
+        collection: String,
+        #[serde(default)]
+        doc: Option<String>,
+        #[serde(default)]
+        filter: Option<String>,
+        #[serde(default)]
+        since: Option<i64>,
+        #[serde(default)]
+        snapshot: bool,
+    },
+    Unsubscribe {
+        id: String,
+    },
+    Ping,
+}
+
+/// A document as GET shows it, with its data as stored JSON text.
+#[derive(Debug, Serialize)]
+pub struct DocOut<'a> {
+    pub id: &'a str,
+    pub collection: &'a str,
+    pub version: i64,
+    pub created_at: String,
+    pub updated_at: String,
+    pub data: &'a RawValue,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    pub code: &'a str,
+    pub message: &'a str,
+}
+
+/// What the server sends (`change` frames are rendered by the feed, once per change).
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg<'a> {
+    Authenticated {
+        uid: Option<&'a str>,
+        expires_at: Option<String>,
+    },
+    Subscribed {
+        id: &'a str,
+        seq: i64,
+    },
+    Snapshot {
+        id: &'a str,
+        seq: i64,
+        docs: Vec<DocOut<'a>>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        truncated: bool,
+    },
+    Error {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+        error: ErrorBody<'a>,
+    },
+    Resync {
+        id: &'a str,
+        reason: &'a str,
+    },
+    Pong,
+}
+
+impl ServerMsg<'_> {
+    pub fn text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{\"type\":\"error\"}".into())
+    }
+}
+
+/// An `error` frame.
+pub fn error(id: Option<&str>, code: &str, message: &str) -> String {
+    ServerMsg::Error {
+        id,
+        error: ErrorBody { code, message },
+    }
+    .text()
+}

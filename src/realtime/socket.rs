@@ -1,0 +1,751 @@
+//! One WebSocket connection: reads client messages, writes events, keeps time (pings,
+//! idle timeout, token expiry), and closes cleanly when told to (slow consumer, revoked
+//! session, shutdown).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
+
+use super::Broker;
+use super::feed::{Feed, Mode, Sub, SubKey};
+use super::protocol::{self, ClientMsg, ServerMsg};
+use crate::rules::{AuthInfo, Predicate, QueryBindings};
+use crate::tenancy::{Caller, Scope, Tenant};
+
+/// Who a socket speaks for.
+#[derive(Clone, Debug)]
+pub struct SocketAuth {
+    pub caller: Caller,
+    pub info: Option<AuthInfo>,
+    /// Unix seconds at which the token expires (users only).
+    pub expires: Option<i64>,
+}
+
+impl SocketAuth {
+    pub fn anonymous() -> SocketAuth {
+        SocketAuth {
+            caller: Caller::Anonymous,
+            info: None,
+            expires: None,
+        }
+    }
+
+    pub fn bypasses_rules(&self) -> bool {
+        matches!(self.caller, Caller::Service { .. } | Caller::Admin { .. })
+    }
+
+    pub fn for_scope(scope: &Scope, token: &str) -> SocketAuth {
+        match scope.caller() {
+            Caller::User(u) => SocketAuth {
+                caller: scope.caller().clone(),
+                info: Some(AuthInfo {
+                    uid: u.uid.clone(),
+                    email: u.email.clone(),
+                    email_verified: u.email_verified,
+                    claims: serde_json::Value::Object(Default::default()),
+                }),
+                expires: crate::auth::tokens::expiry_of(token),
+            },
+            other => SocketAuth {
+                caller: other.clone(),
+                info: None,
+                expires: None,
+            },
+        }
+    }
+}
+
+/// Why a socket is being closed from outside its task.
+#[repr(u8)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Kill {
+    None = 0,
+    SlowConsumer = 1,
+    Revoked = 2,
+    Shutdown = 3,
+}
+
+/// The part of a socket the broker and the feeds hold.
+pub(crate) struct SocketShared {
+    pub id: u64,
+    pub tenant: Arc<Tenant>,
+    pub ip: String,
+    out: mpsc::Sender<String>,
+    auth: RwLock<Arc<SocketAuth>>,
+    kill: AtomicU8,
+    killed: Notify,
+}
+
+impl SocketShared {
+    pub fn auth(&self) -> Option<Arc<SocketAuth>> {
+        self.auth.read().ok().map(|a| a.clone())
+    }
+
+    fn set_auth(&self, auth: SocketAuth) {
+        if let Ok(mut a) = self.auth.write() {
+            *a = Arc::new(auth);
+        }
+    }
+
+    /// Queues an event; a full queue marks the socket a slow consumer (never waits).
+    pub fn send_event(&self, text: String) {
+        if self.out.try_send(text).is_err() {
+            self.kill(Kill::SlowConsumer);
+        }
+    }
+
+    pub fn kill(&self, why: Kill) {
+        if self
+            .kill
+            .compare_exchange(
+                Kill::None as u8,
+                why as u8,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
+            .is_ok()
+        {
+            self.killed.notify_one();
+        }
+    }
+
+    fn killed_for(&self) -> Kill {
+        match self.kill.load(Ordering::SeqCst) {
+            1 => Kill::SlowConsumer,
+            2 => Kill::Revoked,
+            3 => Kill::Shutdown,
+            _ => Kill::None,
+        }
+    }
+
+    /// The user's (uid, session id), when the socket speaks for a user.
+    pub fn user(&self) -> Option<(String, String)> {
+        match &self.auth()?.caller {
+            Caller::User(u) => Some((u.uid.clone(), u.session_id.clone())),
+            _ => None,
+        }
+    }
+}
+
+/// Per-subscription state the socket keeps for itself.
+struct LocalSub {
+    feed: Arc<Feed>,
+    requires_auth: bool,
+}
+
+pub(crate) struct Connection {
+    broker: Arc<Broker>,
+    shared: Arc<SocketShared>,
+    subs: HashMap<String, LocalSub>,
+}
+
+fn close(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }))
+}
+
+impl Connection {
+    pub(crate) fn new(
+        broker: Arc<Broker>,
+        id: u64,
+        tenant: Arc<Tenant>,
+        ip: String,
+        auth: SocketAuth,
+    ) -> (Connection, mpsc::Receiver<String>) {
+        let (tx, rx) = mpsc::channel(broker.config.queue_capacity);
+        let shared = Arc::new(SocketShared {
+            id,
+            tenant,
+            ip,
+            out: tx,
+            auth: RwLock::new(Arc::new(auth)),
+            kill: AtomicU8::new(Kill::None as u8),
+            killed: Notify::new(),
+        });
+        (
+            Connection {
+                broker,
+                shared,
+                subs: HashMap::new(),
+            },
+            rx,
+        )
+    }
+
+    pub(crate) fn shared(&self) -> Arc<SocketShared> {
+        self.shared.clone()
+    }
+
+    fn scope(&self) -> Scope {
+        let caller = self
+            .shared
+            .auth()
+            .map(|a| a.caller.clone())
+            .unwrap_or(Caller::Anonymous);
+        Scope::new(self.shared.tenant.clone(), caller)
+    }
+
+    /// Runs until the client leaves or the socket is closed.
+    pub(crate) async fn run(
+        mut self,
+        socket: WebSocket,
+        mut events: mpsc::Receiver<String>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let (mut sink, mut stream) = socket.split();
+        let cfg = self.broker.config.clone();
+        let mut ping = tokio::time::interval(cfg.ping_interval);
+        ping.tick().await;
+        let mut last_heard = Instant::now();
+        let shared = self.shared.clone();
+        loop {
+            let expires_at = self.shared.auth().and_then(|a| a.expires).map(|exp| {
+                let now = chrono::Utc::now().timestamp();
+                Instant::now() + Duration::from_secs(exp.saturating_sub(now).max(0) as u64)
+            });
+            tokio::select! {
+                frame = stream.next() => {
+                    let frame = match frame {
+                        Some(Ok(f)) => f,
+                        Some(Err(e)) => {
+                            // A frame over the limit is a protocol error of the client's;
+                            // say so with the standard code rather than just dropping it.
+                            let text = e.to_string();
+                            let msg = if text.contains("too long") || text.contains("Space limit") {
+                                close(1009, "message too big")
+                            } else {
+                                close(1002, "protocol error")
+                            };
+                            let _ = sink.send(msg).await;
+                            break;
+                        }
+                        None => break,
+                    };
+                    last_heard = Instant::now();
+                    let reply = match frame {
+                        Message::Text(text) => self.handle_text(text.as_str(), &mut sink).await,
+                        Message::Binary(_) => Some(protocol::error(None, "binary_not_supported", "send text frames holding JSON")),
+                        Message::Close(_) => break,
+                        Message::Ping(_) | Message::Pong(_) => None,
+                    };
+                    if let Some(text) = reply
+                        && sink.send(Message::Text(text.into())).await.is_err()
+                    {
+                        break;
+                    }
+                }
+                Some(text) = events.recv() => {
+                    if sink.send(Message::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > cfg.idle_timeout {
+                        let _ = sink.send(close(4000, "idle timeout")).await;
+                        break;
+                    }
+                    if sink.send(Message::Ping(Default::default())).await.is_err() {
+                        break;
+                    }
+                }
+                _ = async {
+                    match expires_at {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    // The socket becomes anonymous, so this fires once per token.
+                    let texts = self.token_expired();
+                    for t in texts {
+                        if sink.send(Message::Text(t.into())).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                _ = shared.killed.notified() => {
+                    let why = shared.killed_for();
+                    match why {
+                        Kill::SlowConsumer => {
+                            // The queue is full: drop it and say which subscriptions ended.
+                            while events.try_recv().is_ok() {}
+                            for id in self.subs.keys() {
+                                let t = ServerMsg::Resync { id, reason: "slow_consumer" }.text();
+                                let _ = sink.send(Message::Text(t.into())).await;
+                            }
+                            let _ = sink.send(close(1013, "slow consumer")).await;
+                        }
+                        Kill::Revoked => {
+                            let _ = sink.send(close(1008, "session revoked")).await;
+                        }
+                        Kill::Shutdown | Kill::None => {
+                            let _ = sink.send(close(1001, "server shutting down")).await;
+                        }
+                    }
+                    break;
+                }
+                _ = shutdown.changed() => {
+                    let _ = sink.send(close(1001, "server shutting down")).await;
+                    break;
+                }
+            }
+        }
+        self.detach_all();
+        self.broker.unregister(&self.shared);
+    }
+
+    /// The token expired unrefreshed: subscriptions that depended on it end; the socket
+    /// goes on as anonymous.
+    fn token_expired(&mut self) -> Vec<String> {
+        self.shared.set_auth(SocketAuth::anonymous());
+        let ended: Vec<String> = self
+            .subs
+            .iter()
+            .filter(|(_, s)| s.requires_auth)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut out = Vec::new();
+        for id in ended {
+            self.detach(&id);
+            out.push(protocol::error(
+                Some(&id),
+                "token_expired",
+                "the token this subscription depended on expired; authenticate and subscribe again",
+            ));
+        }
+        out
+    }
+
+    fn detach(&mut self, id: &str) {
+        if let Some(local) = self.subs.remove(id) {
+            let key: SubKey = (self.shared.id, id.to_string());
+            local.feed.lock().remove(&key);
+        }
+    }
+
+    fn detach_all(&mut self) {
+        let ids: Vec<String> = self.subs.keys().cloned().collect();
+        for id in ids {
+            self.detach(&id);
+        }
+    }
+
+    async fn handle_text(
+        &mut self,
+        text: &str,
+        sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    ) -> Option<String> {
+        let msg: ClientMsg = match serde_json::from_str(text) {
+            Ok(m) => m,
+            Err(e) => {
+                let v: Option<serde_json::Value> = serde_json::from_str(text).ok();
+                let known = ["auth", "subscribe", "unsubscribe", "ping"];
+                return Some(
+                    match v
+                        .as_ref()
+                        .and_then(|v| v.get("type"))
+                        .and_then(|t| t.as_str())
+                    {
+                        Some(t) if !known.contains(&t) => protocol::error(
+                            None,
+                            "unknown_type",
+                            &format!("unknown message type '{t}'"),
+                        ),
+                        _ => protocol::error(None, "malformed_message", &e.to_string()),
+                    },
+                );
+            }
+        };
+        match msg {
+            ClientMsg::Ping => Some(ServerMsg::Pong.text()),
+            ClientMsg::Auth { token } => Some(self.authenticate(&token).await),
+            ClientMsg::Unsubscribe { id } => {
+                if self.subs.contains_key(&id) {
+                    self.detach(&id);
+                    None
+                } else {
+                    Some(protocol::error(
+                        Some(&id),
+                        "invalid_subscription",
+                        "no such subscription",
+                    ))
+                }
+            }
+            ClientMsg::Subscribe {
+                id,
+                collection,
+                doc,
+                filter,
+                since,
+                snapshot,
+            } => match self
+                .subscribe(sink, &id, collection, doc, filter, since, snapshot)
+                .await
+            {
+                Ok(()) => None,
+                Err(SubError::Reply(text)) => Some(text),
+                Err(SubError::SocketGone) => None,
+            },
+        }
+    }
+
+    async fn authenticate(&mut self, token: &str) -> String {
+        match self
+            .broker
+            .auth
+            .authenticate(self.shared.tenant.clone(), Some(token))
+            .await
+        {
+            Ok(scope) => {
+                let auth = SocketAuth::for_scope(&scope, token);
+                let uid = auth.info.as_ref().map(|i| i.uid.clone());
+                let expires_at = auth.expires.map(|e| crate::http::dto::timestamp(e * 1000));
+                self.broker.index_user(&self.shared, uid.as_deref(), &auth);
+                self.shared.set_auth(auth);
+                ServerMsg::Authenticated {
+                    uid: uid.as_deref(),
+                    expires_at,
+                }
+                .text()
+            }
+            Err(e) => {
+                let api = crate::error::ApiError::from(e);
+                protocol::error(None, api.code, &api.detail)
+            }
+        }
+    }
+}
+
+enum SubError {
+    /// Tell the client this (an error or resync frame).
+    Reply(String),
+    /// Writing to the socket failed; the connection is ending.
+    SocketGone,
+}
+
+fn reply(id: &str, code: &str, message: &str) -> SubError {
+    SubError::Reply(protocol::error(Some(id), code, message))
+}
+
+impl Connection {
+    #[allow(clippy::too_many_arguments)]
+    async fn subscribe(
+        &mut self,
+        sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+        id: &str,
+        collection: String,
+        doc: Option<String>,
+        filter: Option<String>,
+        since: Option<i64>,
+        snapshot: bool,
+    ) -> Result<(), SubError> {
+        let broker = self.broker.clone();
+        if id.is_empty() || id.len() > 128 {
+            return Err(reply(
+                id,
+                "invalid_subscription",
+                "id must be 1-128 characters",
+            ));
+        }
+        if self.subs.contains_key(id) {
+            return Err(reply(
+                id,
+                "invalid_subscription",
+                "a subscription with this id exists",
+            ));
+        }
+        if self.subs.len() >= broker.config.max_subscriptions_per_socket {
+            return Err(reply(
+                id,
+                "too_many_subscriptions",
+                &format!(
+                    "at most {} subscriptions per socket",
+                    broker.config.max_subscriptions_per_socket
+                ),
+            ));
+        }
+        if !crate::documents::valid_collection(&collection) {
+            return Err(reply(
+                id,
+                "invalid_subscription",
+                "collection must match ^[a-z][a-z0-9_]{0,62}$",
+            ));
+        }
+        if let Some(d) = &doc
+            && !crate::documents::valid_doc_id(d)
+        {
+            return Err(reply(
+                id,
+                "invalid_subscription",
+                "doc must be 1-128 of [A-Za-z0-9_-]",
+            ));
+        }
+        let scope = self.scope();
+        let auth = self
+            .shared
+            .auth()
+            .unwrap_or_else(|| Arc::new(SocketAuth::anonymous()));
+        let now = chrono::Utc::now().timestamp_millis();
+        let qb = QueryBindings {
+            auth: auth.info.as_ref(),
+            now_ms: now,
+        };
+        // The read rule, as SQL for the snapshot, and to refuse at once a subscription
+        // the rule can never serve for this caller.
+        let mut parts: Vec<Predicate> = Vec::new();
+        if !auth.bypasses_rules() {
+            let rules = broker
+                .rules
+                .get(&scope)
+                .await
+                .map_err(|_| reply(id, "internal", "could not load the rules"))?;
+            let Some(rule) = rules.rule(&collection, crate::rules::Operation::Read) else {
+                return Err(reply(
+                    id,
+                    "rule_denied",
+                    &format!("collection '{collection}' has no read rule"),
+                ));
+            };
+            let pred = rule
+                .to_predicate(&qb)
+                .map_err(|_| reply(id, "internal", "the read rule cannot be translated"))?;
+            if matches!(pred, Predicate::False | Predicate::Unknown) {
+                let hint = if auth.info.is_none() {
+                    "; send auth first"
+                } else {
+                    ""
+                };
+                return Err(reply(
+                    id,
+                    "rule_denied",
+                    &format!("the read rule of '{collection}' denies this caller{hint}"),
+                ));
+            }
+            parts.push(pred);
+        }
+        let filter_expr = match filter.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
+            Some(src) => {
+                let compiled = broker.docs.compile_filter(src).map_err(|e| {
+                    reply(
+                        id,
+                        "invalid_filter",
+                        &format!("line {} column {}: {}", e.line, e.column, e.message),
+                    )
+                })?;
+                let pred = compiled.to_predicate(&qb).map_err(|u| {
+                    reply(
+                        id,
+                        "invalid_filter",
+                        &format!("line {} column {}: {}", u.line, u.column, u.message),
+                    )
+                })?;
+                parts.push(pred);
+                Some(compiled)
+            }
+            None => None,
+        };
+        if let Some(d) = &doc {
+            parts.push(Predicate::Compare {
+                field: crate::rules::Field::Id,
+                op: crate::rules::CmpOp::Eq,
+                value: serde_json::Value::String(d.clone()),
+            });
+        }
+        let (last, pruned) = broker
+            .store
+            .change_seq(&scope)
+            .await
+            .map_err(|_| reply(id, "internal", "could not read the change log"))?;
+        if let Some(s) = since {
+            if s > last || s < 0 {
+                return Err(reply(
+                    id,
+                    "invalid_since",
+                    &format!("since {s} is ahead of the log (at {last})"),
+                ));
+            }
+            if s < pruned {
+                return Err(SubError::Reply(
+                    ServerMsg::Resync {
+                        id,
+                        reason: "since_too_old",
+                    }
+                    .text(),
+                ));
+            }
+        }
+
+        // Register first (buffering live events), then send history, then go live: no
+        // event is lost between the history and the live stream, and none repeats.
+        let replaying = since.is_some() || snapshot;
+        let feed = broker.feed(&self.shared.tenant, last);
+        let sub = Arc::new(Sub {
+            key: (self.shared.id, id.to_string()),
+            collection: collection.clone(),
+            doc: doc.clone(),
+            filter: filter_expr,
+            socket: self.shared.clone(),
+            mode: std::sync::Mutex::new(Mode::Replaying {
+                buffer: Vec::new(),
+                overflowed: false,
+            }),
+        });
+        let position = {
+            let mut state = feed.lock();
+            if !replaying {
+                *sub.mode.lock().unwrap_or_else(|p| p.into_inner()) = Mode::Live {
+                    from: state.position,
+                };
+            }
+            state.add(sub.clone());
+            state.position
+        };
+        broker.ensure_tailer(&feed);
+        self.subs.insert(
+            id.to_string(),
+            LocalSub {
+                feed: feed.clone(),
+                requires_auth: auth.info.is_some(),
+            },
+        );
+        if !replaying {
+            let t = ServerMsg::Subscribed { id, seq: position }.text();
+            return send(sink, t).await;
+        }
+
+        let predicate = match parts.len() {
+            0 => None,
+            1 => parts.pop(),
+            _ => Some(Predicate::And(parts)),
+        };
+        let mut from = since.unwrap_or(position);
+        let mut snap = None;
+        if snapshot {
+            let order = [crate::store::OrderKey {
+                field: crate::rules::Field::CreatedAt,
+                desc: false,
+            }];
+            let limit = broker.config.snapshot_limit as i64;
+            let (seq, docs) = broker
+                .store
+                .snapshot(
+                    &scope,
+                    crate::store::ListQuery {
+                        collection: &collection,
+                        predicate: predicate.as_ref(),
+                        order: &order,
+                        after: None,
+                        limit: limit + 1,
+                    },
+                )
+                .await
+                .map_err(|_| {
+                    self.detach(id);
+                    reply(id, "internal", "could not read the snapshot")
+                })?;
+            from = seq;
+            snap = Some(docs);
+        }
+        send(sink, ServerMsg::Subscribed { id, seq: from }.text()).await?;
+        if let Some(mut docs) = snap {
+            let truncated = docs.len() > broker.config.snapshot_limit;
+            docs.truncate(broker.config.snapshot_limit);
+            let raws: Vec<Box<serde_json::value::RawValue>> = docs
+                .iter()
+                .map(|d| {
+                    serde_json::value::RawValue::from_string(d.data.clone())
+                        .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned())
+                })
+                .collect();
+            let out = ServerMsg::Snapshot {
+                id,
+                seq: from,
+                truncated,
+                docs: docs
+                    .iter()
+                    .zip(&raws)
+                    .map(|(d, raw)| protocol::DocOut {
+                        id: &d.id,
+                        collection: &d.collection,
+                        version: d.version,
+                        created_at: crate::http::dto::timestamp(d.created_at),
+                        updated_at: crate::http::dto::timestamp(d.updated_at),
+                        data: raw,
+                    })
+                    .collect(),
+            };
+            send(sink, out.text()).await?;
+        }
+        // History between `from` and the feed's position when we registered.
+        let mut cursor = from;
+        while cursor < position {
+            let changes = broker
+                .store
+                .changes_since(&scope, cursor, 500)
+                .await
+                .map_err(|_| reply(id, "internal", "could not read the change log"))?;
+            if changes.is_empty() {
+                break;
+            }
+            let rules = broker
+                .rules
+                .get(&scope)
+                .await
+                .map_err(|_| reply(id, "internal", "could not load the rules"))?;
+            for c in changes.iter().take_while(|c| c.seq <= position) {
+                cursor = c.seq;
+                if let Some((op, side)) = super::feed::event_for(&sub, c, &rules, Some(&auth), now)
+                {
+                    let text = super::feed::Rendered::new(c).message(id, c.seq, op, side);
+                    send(sink, text).await?;
+                }
+            }
+            if changes.last().is_some_and(|c| c.seq >= position) {
+                break;
+            }
+        }
+        // Go live: flush what arrived meanwhile, in order, past what was already sent.
+        let live_from = from.max(position);
+        let (buffered, overflowed) = {
+            let _state = feed.lock();
+            let mut mode = sub.mode.lock().unwrap_or_else(|p| p.into_inner());
+            let old = std::mem::replace(&mut *mode, Mode::Live { from: live_from });
+            match old {
+                Mode::Replaying { buffer, overflowed } => (buffer, overflowed),
+                Mode::Live { .. } => (Vec::new(), false),
+            }
+        };
+        if overflowed {
+            self.detach(id);
+            return Err(SubError::Reply(
+                ServerMsg::Resync {
+                    id,
+                    reason: "slow_consumer",
+                }
+                .text(),
+            ));
+        }
+        for (seq, text) in buffered {
+            if seq > live_from {
+                send(sink, text).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn send(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    text: String,
+) -> Result<(), SubError> {
+    sink.send(Message::Text(text.into()))
+        .await
+        .map_err(|_| SubError::SocketGone)
+}

@@ -1,0 +1,777 @@
+//! Realtime feeds over a real WebSocket (tokio-tungstenite), on both backends.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::backend_tests;
+use crate::documents::{docs, put, tenant_with_key};
+use crate::rules::{NOTES_RULES, install_rules};
+use crate::support::*;
+
+backend_tests!(
+    users_see_only_what_their_rule_allows,
+    filters_send_remove_and_rules_apply_live,
+    snapshot_and_since_resume_without_gaps,
+    resume_after_a_restart,
+    slow_consumer_is_cut_off_alone,
+    tokens_refresh_expire_and_revoke,
+    bad_input_gets_errors_not_crashes,
+);
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub struct Client {
+    ws: Ws,
+}
+
+impl Client {
+    pub async fn connect(app: &TestApp, tenant: &str, token: Option<&str>) -> Client {
+        let mut url = format!(
+            "ws://{}/v1/t/{tenant}/realtime",
+            app.base.trim_start_matches("http://")
+        );
+        if let Some(t) = token {
+            url.push_str(&format!("?access_token={t}"));
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connects");
+        Client { ws }
+    }
+
+    /// A client whose socket receive buffer is tiny, so it stops the server's writes soon.
+    pub async fn connect_small_buffer(app: &TestApp, tenant: &str) -> Client {
+        let addr: std::net::SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        let stream = sock.connect(addr).await.unwrap();
+        let url = format!("ws://{addr}/v1/t/{tenant}/realtime");
+        let (ws, _) =
+            tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+                .await
+                .expect("websocket connects");
+        Client { ws }
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.ws
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .expect("send");
+    }
+
+    /// The next JSON message (pings are answered by the library), or panic after 10 s.
+    pub async fn recv(&mut self) -> Value {
+        self.try_recv(Duration::from_secs(10))
+            .await
+            .expect("a message within 10 s")
+    }
+
+    pub async fn try_recv(&mut self, within: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let msg = tokio::time::timeout(left, self.ws.next()).await.ok()??;
+            match msg {
+                Ok(Message::Text(t)) => {
+                    return Some(serde_json::from_str(t.as_str()).expect("json"));
+                }
+                Ok(Message::Close(c)) => {
+                    return Some(
+                        json!({"type": "__closed", "code": c.as_ref().map(|c| u16::from(c.code)), "reason": c.map(|c| c.reason.to_string())}),
+                    );
+                }
+                Ok(_) => continue,
+                Err(_) => return Some(json!({"type": "__closed", "code": null})),
+            }
+        }
+    }
+
+    /// Messages until one of `type` arrives; returns it (others are dropped).
+    pub async fn until(&mut self, ty: &str) -> Value {
+        loop {
+            let m = self.recv().await;
+            if m["type"] == ty {
+                return m;
+            }
+            assert_ne!(m["type"], "__closed", "closed while waiting for {ty}: {m}");
+        }
+    }
+
+    pub async fn subscribe(&mut self, v: Value) -> Value {
+        self.send(v).await;
+        self.until("subscribed").await
+    }
+
+    /// Change events until `n` have arrived (panics on anything else but pongs).
+    pub async fn changes(&mut self, n: usize) -> Vec<Value> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let m = self.recv().await;
+            match m["type"].as_str() {
+                Some("change") => out.push(m),
+                Some("pong") => {}
+                _ => panic!("expected a change, got {m}"),
+            }
+        }
+        out
+    }
+
+    /// Asserts that nothing arrives for a while.
+    pub async fn quiet(&mut self, for_: Duration) {
+        if let Some(m) = self.try_recv(for_).await {
+            panic!("expected silence, got {m}");
+        }
+    }
+}
+
+fn seqs(changes: &[Value]) -> Vec<i64> {
+    changes.iter().map(|c| c["seq"].as_i64().unwrap()).collect()
+}
+
+async fn users_see_only_what_their_rule_allows(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let key = tenant_with_key(&mut app, "shop").await;
+    install_rules(&mut app, "shop", NOTES_RULES).await.ok(200);
+    let alice = app.signup("shop", "alice@shop.test").await;
+    let bob = app.signup("shop", "bob@shop.test").await;
+
+    let mut a = Client::connect(&app, "shop", None).await;
+    a.send(json!({"type": "auth", "token": alice.access})).await;
+    let auth = a.until("authenticated").await;
+    assert_eq!(auth["uid"], alice.user_id.as_str());
+    let mut bc = Client::connect(&app, "shop", Some(&bob.access)).await;
+    let sa = a
+        .subscribe(json!({"type": "subscribe", "id": "n", "collection": "notes"}))
+        .await;
+    bc.subscribe(json!({"type": "subscribe", "id": "n", "collection": "notes"}))
+        .await;
+    let mut svc = Client::connect(&app, "shop", Some(&key)).await;
+    svc.subscribe(json!({"type": "subscribe", "id": "all", "collection": "notes"}))
+        .await;
+
+    let notes = docs("shop", "notes");
+    app.post(
+        &notes,
+        Some(&alice.access),
+        json!({"owner": alice.user_id, "title": "a1"}),
+    )
+    .await
+    .ok(201);
+    app.post(
+        &notes,
+        Some(&bob.access),
+        json!({"owner": bob.user_id, "title": "b1"}),
+    )
+    .await
+    .ok(201);
+    app.post(
+        &notes,
+        Some(&alice.access),
+        json!({"owner": alice.user_id, "title": "a2", "public": true}),
+    )
+    .await
+    .ok(201);
+
+    let got_a = a.changes(2).await;
+    assert_eq!(
+        got_a
+            .iter()
+            .map(|c| c["doc"]["data"]["title"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["a1", "a2"]
+    );
+    assert!(got_a.iter().all(|c| c["op"] == "create" && c["id"] == "n"));
+    assert_eq!(got_a[0]["doc"]["collection"], "notes");
+    assert_eq!(got_a[0]["doc"]["version"], 1);
+    let got_b = bc.changes(2).await;
+    assert_eq!(
+        got_b
+            .iter()
+            .map(|c| c["doc"]["data"]["title"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["b1", "a2"]
+    );
+    assert_eq!(
+        svc.changes(3).await.len(),
+        3,
+        "a service key sees everything"
+    );
+    a.quiet(Duration::from_millis(300)).await;
+
+    // The same through replay from `since`.
+    let mut late = Client::connect(&app, "shop", Some(&bob.access)).await;
+    late.subscribe(
+        json!({"type": "subscribe", "id": "r", "collection": "notes", "since": sa["seq"]}),
+    )
+    .await;
+    let replayed = late.changes(2).await;
+    assert_eq!(
+        replayed
+            .iter()
+            .map(|c| c["doc"]["data"]["title"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["b1", "a2"]
+    );
+    assert_eq!(seqs(&replayed), seqs(&got_b));
+    late.quiet(Duration::from_millis(300)).await;
+}
+
+async fn filters_send_remove_and_rules_apply_live(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let key = tenant_with_key(&mut app, "shop").await;
+    install_rules(&mut app, "shop", "[items]\nread = \"true\"\n")
+        .await
+        .ok(200);
+    let mut c = Client::connect(&app, "shop", None).await;
+    c.subscribe(json!({"type": "subscribe", "id": "open", "collection": "items", "filter": "doc.status == 'open'"})).await;
+    let mut one = Client::connect(&app, "shop", None).await;
+    one.subscribe(json!({"type": "subscribe", "id": "x", "collection": "items", "doc": "i2"}))
+        .await;
+
+    let base = docs("shop", "items");
+    put(&app, &key, &format!("{base}/i1"), json!({"status": "open"}))
+        .await
+        .ok(201);
+    put(
+        &app,
+        &key,
+        &format!("{base}/i2"),
+        json!({"status": "closed"}),
+    )
+    .await
+    .ok(201);
+    put(
+        &app,
+        &key,
+        &format!("{base}/i1"),
+        json!({"status": "closed", "n": 2}),
+    )
+    .await
+    .ok(200);
+    put(&app, &key, &format!("{base}/i2"), json!({"status": "open"}))
+        .await
+        .ok(200);
+    app.delete(&format!("{base}/i2"), Some(&key)).await.ok(204);
+
+    let got = c.changes(4).await;
+    let ops: Vec<(&str, &str)> = got
+        .iter()
+        .map(|g| (g["op"].as_str().unwrap(), g["doc"]["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            ("create", "i1"),
+            ("remove", "i1"),
+            ("update", "i2"),
+            ("delete", "i2")
+        ]
+    );
+    // remove carries the last version the subscriber could read.
+    assert_eq!(got[1]["doc"]["data"], json!({"status": "open"}));
+    assert_eq!(got[1]["doc"]["version"], 1);
+    assert_eq!(got[3]["doc"]["version"], 2);
+    let only_i2 = one.changes(3).await;
+    assert!(only_i2.iter().all(|g| g["doc"]["id"] == "i2"));
+    assert_eq!(
+        only_i2
+            .iter()
+            .map(|g| g["op"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["create", "update", "delete"]
+    );
+
+    // A new rule set applies to the live subscription at once.
+    install_rules(&mut app, "shop", "[items]\nread = \"doc.public == true\"\n")
+        .await
+        .ok(200);
+    put(&app, &key, &format!("{base}/i3"), json!({"status": "open"}))
+        .await
+        .ok(201);
+    put(
+        &app,
+        &key,
+        &format!("{base}/i4"),
+        json!({"status": "open", "public": true}),
+    )
+    .await
+    .ok(201);
+    let got = c.changes(1).await;
+    assert_eq!(got[0]["doc"]["id"], "i4");
+    c.quiet(Duration::from_millis(300)).await;
+}
+
+async fn snapshot_and_since_resume_without_gaps(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let key = tenant_with_key(&mut app, "shop").await;
+    install_rules(&mut app, "shop", "[log]\nread = \"true\"\n")
+        .await
+        .ok(200);
+    let base = docs("shop", "log");
+    for i in 0..5 {
+        put(&app, &key, &format!("{base}/pre{i}"), json!({"i": i}))
+            .await
+            .ok(201);
+    }
+    // Writers run while a subscriber takes a snapshot, then follows.
+    let writer = {
+        let http = app.http.clone();
+        let url = app.url(&base);
+        let key = key.clone();
+        tokio::spawn(async move {
+            for i in 0..150 {
+                let r = http
+                    .put(format!("{url}/w{}", i % 30))
+                    .bearer_auth(&key)
+                    .json(&json!({"i": i}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success());
+            }
+        })
+    };
+    let mut c = Client::connect(&app, "shop", None).await;
+    c.send(json!({"type": "subscribe", "id": "s", "collection": "log", "snapshot": true}))
+        .await;
+    let sub = c.until("subscribed").await;
+    let snap = c.until("snapshot").await;
+    assert_eq!(snap["seq"], sub["seq"]);
+    let mut state: BTreeMap<String, Value> = snap["docs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["id"].as_str().unwrap().to_string(), d["data"].clone()))
+        .collect();
+    let mut last = snap["seq"].as_i64().unwrap();
+    writer.await.unwrap();
+    let (final_seq, _) = crate::documents::change_seq(&app, "shop").await;
+    // Apply changes until the log's end: every seq exactly once, in order.
+    while last < final_seq {
+        let m = c.recv().await;
+        assert_eq!(m["type"], "change", "{m}");
+        let seq = m["seq"].as_i64().unwrap();
+        assert_eq!(seq, last + 1, "gap or repeat at the snapshot seam");
+        last = seq;
+        let id = m["doc"]["id"].as_str().unwrap().to_string();
+        match m["op"].as_str().unwrap() {
+            "delete" | "remove" => {
+                state.remove(&id);
+            }
+            _ => {
+                state.insert(id, m["doc"]["data"].clone());
+            }
+        }
+    }
+    let list = app
+        .get(&format!("{base}?limit=1000"), Some(&key))
+        .await
+        .ok(200);
+    let stored: BTreeMap<String, Value> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["id"].as_str().unwrap().to_string(), d["data"].clone()))
+        .collect();
+    assert_eq!(state, stored, "snapshot + changes = the stored collection");
+
+    // A disconnect in the middle of a burst: resume from the last seq seen.
+    let mut c = Client::connect(&app, "shop", None).await;
+    let s0 = c
+        .subscribe(json!({"type": "subscribe", "id": "s", "collection": "log"}))
+        .await["seq"]
+        .as_i64()
+        .unwrap();
+    let burst = {
+        let http = app.http.clone();
+        let url = app.url(&base);
+        let key = key.clone();
+        tokio::spawn(async move {
+            for i in 0..100 {
+                http.put(format!("{url}/b{i}"))
+                    .bearer_auth(&key)
+                    .json(&json!({"i": i}))
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let first = c.changes(20).await;
+    drop(c);
+    let seen = seqs(&first);
+    assert_eq!(seen, (s0 + 1..=s0 + 20).collect::<Vec<_>>());
+    let mut c2 = Client::connect(&app, "shop", None).await;
+    c2.subscribe(
+        json!({"type": "subscribe", "id": "s", "collection": "log", "since": seen.last().unwrap()}),
+    )
+    .await;
+    burst.await.unwrap();
+    let rest = c2.changes(80).await;
+    assert_eq!(
+        seqs(&rest),
+        (s0 + 21..=s0 + 100).collect::<Vec<_>>(),
+        "nothing lost, repeated or reordered"
+    );
+    c2.quiet(Duration::from_millis(300)).await;
+
+    // since ahead of the log; since older than the retained log.
+    let mut c3 = Client::connect(&app, "shop", None).await;
+    c3.send(json!({"type": "subscribe", "id": "f", "collection": "log", "since": 1_000_000}))
+        .await;
+    let e = c3.recv().await;
+    assert_eq!(
+        (e["type"].as_str(), e["error"]["code"].as_str()),
+        (Some("error"), Some("invalid_since"))
+    );
+    let state_ = app.running.as_ref().unwrap().state.clone();
+    let scope = crate::documents::scope_of(&app, "shop").await;
+    state_
+        .store
+        .prune_changes(&scope, chrono::Utc::now().timestamp_millis() + 1000)
+        .await
+        .unwrap();
+    c3.send(json!({"type": "subscribe", "id": "old", "collection": "log", "since": 3}))
+        .await;
+    let r = c3.recv().await;
+    assert_eq!(
+        (r["type"].as_str(), r["reason"].as_str()),
+        (Some("resync"), Some("since_too_old"))
+    );
+}
+
+async fn resume_after_a_restart(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let key = tenant_with_key(&mut app, "shop").await;
+    install_rules(&mut app, "shop", "[log]\nread = \"true\"\n")
+        .await
+        .ok(200);
+    let base = docs("shop", "log");
+    let mut c = Client::connect(&app, "shop", None).await;
+    let s0 = c
+        .subscribe(json!({"type": "subscribe", "id": "s", "collection": "log"}))
+        .await["seq"]
+        .as_i64()
+        .unwrap();
+    for i in 0..10 {
+        put(&app, &key, &format!("{base}/d{i}"), json!({"i": i}))
+            .await
+            .ok(201);
+    }
+    let before = c.changes(10).await;
+    let last = *seqs(&before).last().unwrap();
+    assert_eq!(last, s0 + 10);
+    // Writes the client misses while the server goes down and comes back.
+    put(&app, &key, &format!("{base}/while-closing"), json!({}))
+        .await
+        .ok(201);
+    let storage = app.stop().await;
+    let closed = c.try_recv(Duration::from_secs(5)).await;
+    let closed_ok = closed
+        .as_ref()
+        .is_some_and(|m| m["type"] == "__closed" || m["type"] == "change");
+    assert!(closed_ok, "the socket ends on shutdown: {closed:?}");
+    let app = TestApp::start_on(b, storage, |_| {}).await;
+    put(&app, &key, &format!("{base}/after-restart"), json!({}))
+        .await
+        .ok(201);
+    let mut c = Client::connect(&app, "shop", None).await;
+    c.subscribe(json!({"type": "subscribe", "id": "s", "collection": "log", "since": last}))
+        .await;
+    let missed = c.changes(2).await;
+    assert_eq!(seqs(&missed), vec![last + 1, last + 2]);
+    assert_eq!(missed[0]["doc"]["id"], "while-closing");
+    assert_eq!(missed[1]["doc"]["id"], "after-restart");
+}
+
+async fn slow_consumer_is_cut_off_alone(b: Backend) {
+    let mut app = TestApp::start_with(b, |c| c.realtime.queue_capacity = 16).await;
+    let key = tenant_with_key(&mut app, "shop").await;
+    install_rules(&mut app, "shop", "[log]\nread = \"true\"\n")
+        .await
+        .ok(200);
+    let base = docs("shop", "log");
+    // The slow one subscribes and never reads; its TCP buffers fill, then its queue.
+    let mut slow = Client::connect_small_buffer(&app, "shop").await;
+    slow.subscribe(json!({"type": "subscribe", "id": "s", "collection": "log"}))
+        .await;
+    let mut fast = Client::connect(&app, "shop", None).await;
+    let f0 = fast
+        .subscribe(json!({"type": "subscribe", "id": "f", "collection": "log"}))
+        .await["seq"]
+        .as_i64()
+        .unwrap();
+    // More than the kernel buffers (several MiB on loopback) and the queue can hold.
+    let big = "x".repeat(100_000);
+    let writes = 120;
+    let writer = {
+        let http = app.http.clone();
+        let url = app.url(&base);
+        let key = key.clone();
+        let big = big.clone();
+        tokio::spawn(async move {
+            for i in 0..writes {
+                let r = http
+                    .put(format!("{url}/w{i}"))
+                    .bearer_auth(&key)
+                    .json(&json!({"i": i, "pad": big}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(
+                    r.status().is_success(),
+                    "writers are never slowed down into failure"
+                );
+            }
+        })
+    };
+    let got = fast.changes(writes).await;
+    assert_eq!(
+        seqs(&got),
+        (f0 + 1..=f0 + writes as i64).collect::<Vec<_>>()
+    );
+    writer.await.unwrap();
+    // Now the slow one reads: some changes, then resync, then a close.
+    let mut saw_resync = false;
+    let mut closed = None;
+    while closed.is_none() {
+        let m = slow
+            .try_recv(Duration::from_secs(10))
+            .await
+            .expect("the slow socket ends");
+        match m["type"].as_str() {
+            Some("resync") => {
+                assert_eq!(m["reason"], "slow_consumer");
+                saw_resync = true;
+            }
+            Some("__closed") => closed = Some(m),
+            _ => {}
+        }
+    }
+    assert!(saw_resync, "a resync before the close");
+    assert_eq!(closed.unwrap()["code"], 1013);
+}
+
+async fn tokens_refresh_expire_and_revoke(b: Backend) {
+    let mut app = TestApp::start_with(b, |c| c.access_ttl = Duration::from_secs(3)).await;
+    let key = tenant_with_key(&mut app, "shop").await;
+    install_rules(&mut app, "shop", NOTES_RULES).await.ok(200);
+    let alice = app.signup("shop", "alice@shop.test").await;
+    let notes = docs("shop", "notes");
+
+    // Expiry: the subscription that needed the token ends; the socket stays open.
+    let mut c = Client::connect(&app, "shop", Some(&alice.access)).await;
+    c.subscribe(json!({"type": "subscribe", "id": "mine", "collection": "notes"}))
+        .await;
+    let ended = c.until("error").await;
+    assert_eq!(
+        (ended["id"].as_str(), ended["error"]["code"].as_str()),
+        (Some("mine"), Some("token_expired"))
+    );
+    c.send(json!({"type": "ping"})).await;
+    assert_eq!(c.until("pong").await["type"], "pong");
+
+    // Live refresh: swap the token in place before it expires.
+    let s = Session::from_json(&app.login("shop", "alice@shop.test", PASSWORD).await.ok(200));
+    let mut c = Client::connect(&app, "shop", Some(&s.access)).await;
+    c.subscribe(json!({"type": "subscribe", "id": "mine", "collection": "notes"}))
+        .await;
+    let mut current = s.refresh.clone();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let r = Session::from_json(
+            &app.post(
+                "/v1/t/shop/auth/refresh",
+                None,
+                json!({"refresh_token": current}),
+            )
+            .await
+            .ok(200),
+        );
+        current = r.refresh.clone();
+        c.send(json!({"type": "auth", "token": r.access})).await;
+        c.until("authenticated").await;
+    }
+    app.post(
+        &notes,
+        Some(&key),
+        json!({"owner": alice.user_id, "title": "still here"}),
+    )
+    .await
+    .ok(201);
+    let got = c.changes(1).await;
+    assert_eq!(
+        got[0]["doc"]["data"]["title"], "still here",
+        "the refreshed socket kept its subscription"
+    );
+
+    // Revocation closes the socket within a second.
+    let admin = app.admin().await;
+    let started = std::time::Instant::now();
+    app.post(
+        &format!(
+            "/admin/v1/tenants/shop/users/{}/revoke-sessions",
+            alice.user_id
+        ),
+        Some(&admin),
+        json!({}),
+    )
+    .await
+    .ok(200);
+    let closed = c.until("__closed").await;
+    assert_eq!(closed["code"], 1008);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "closed in {:?}",
+        started.elapsed()
+    );
+
+    // Disabling closes too.
+    let s = Session::from_json(&app.login("shop", "alice@shop.test", PASSWORD).await.ok(200));
+    let mut c = Client::connect(&app, "shop", Some(&s.access)).await;
+    c.subscribe(json!({"type": "subscribe", "id": "mine", "collection": "notes"}))
+        .await;
+    app.post(
+        &format!("/admin/v1/tenants/shop/users/{}/disable", alice.user_id),
+        Some(&admin),
+        json!({}),
+    )
+    .await
+    .ok(200);
+    assert_eq!(c.until("__closed").await["code"], 1008);
+}
+
+async fn bad_input_gets_errors_not_crashes(b: Backend) {
+    let mut app = TestApp::start_with(b, |c| c.realtime.max_sockets_per_ip = 5).await;
+    let key = tenant_with_key(&mut app, "shop").await;
+    app.create_tenant("other").await;
+    let rules =
+        format!("{NOTES_RULES}\n[private]\nread = \"auth != null && doc.owner == auth.uid\"\n");
+    install_rules(&mut app, "shop", &rules).await.ok(200);
+    let other_user = app.signup("other", "x@other.test").await;
+    let mut bystander = Client::connect(&app, "shop", Some(&key)).await;
+    bystander
+        .subscribe(json!({"type": "subscribe", "id": "b", "collection": "notes"}))
+        .await;
+
+    let mut c = Client::connect(&app, "shop", None).await;
+    let code = |m: &Value| m["error"]["code"].as_str().unwrap_or("").to_string();
+    c.ws.send(Message::Text("{not json".into())).await.unwrap();
+    assert_eq!(code(&c.recv().await), "malformed_message");
+    c.ws.send(Message::Text("[1,2]".into())).await.unwrap();
+    assert_eq!(code(&c.recv().await), "malformed_message");
+    c.send(json!({"type": "frobnicate"})).await;
+    assert_eq!(code(&c.recv().await), "unknown_type");
+    c.ws.send(Message::Binary(vec![1u8, 2, 3].into()))
+        .await
+        .unwrap();
+    assert_eq!(code(&c.recv().await), "binary_not_supported");
+    c.send(json!({"type": "subscribe", "id": "n", "collection": "nope"}))
+        .await;
+    let e = c.recv().await;
+    assert_eq!(
+        (code(&e), e["id"].as_str()),
+        ("rule_denied".to_string(), Some("n")),
+        "{e}"
+    );
+    // This rule needs auth: refused before auth, with a hint.
+    c.send(json!({"type": "subscribe", "id": "n", "collection": "private"}))
+        .await;
+    let e = c.recv().await;
+    assert_eq!(code(&e), "rule_denied");
+    assert!(e["error"]["message"].as_str().unwrap().contains("auth"));
+    c.send(json!({"type": "subscribe", "id": "f", "collection": "notes", "filter": "doc.x =="}))
+        .await;
+    let e = c.recv().await;
+    assert!(
+        ["invalid_filter", "rule_denied"].contains(&code(&e).as_str()),
+        "{e}"
+    );
+    c.send(json!({"type": "subscribe", "id": "bad name", "collection": "Bad"}))
+        .await;
+    assert_eq!(code(&c.recv().await), "invalid_subscription");
+    // A token of another tenant: refused, the socket stays anonymous and open.
+    c.send(json!({"type": "auth", "token": other_user.access}))
+        .await;
+    assert_eq!(code(&c.recv().await), "invalid_token");
+    c.send(json!({"type": "auth", "token": key})).await;
+    assert_eq!(c.recv().await["type"], "authenticated");
+    c.send(json!({"type": "subscribe", "id": "f", "collection": "notes", "filter": "doc.x =="}))
+        .await;
+    assert_eq!(code(&c.recv().await), "invalid_filter");
+    c.send(json!({"type": "subscribe", "id": "ok", "collection": "notes"}))
+        .await;
+    c.until("subscribed").await;
+    c.send(json!({"type": "subscribe", "id": "ok", "collection": "notes"}))
+        .await;
+    assert_eq!(code(&c.recv().await), "invalid_subscription");
+    for i in 0..99 {
+        c.send(json!({"type": "subscribe", "id": format!("m{i}"), "collection": "notes"}))
+            .await;
+        c.until("subscribed").await;
+    }
+    c.send(json!({"type": "subscribe", "id": "one-too-many", "collection": "notes"}))
+        .await;
+    assert_eq!(code(&c.recv().await), "too_many_subscriptions");
+
+    // A frame over the size limit closes that socket with 1009; others carry on.
+    let mut big = Client::connect(&app, "shop", None).await;
+    let _ = big
+        .ws
+        .send(Message::Text(
+            format!("{{\"type\":\"ping\",\"pad\":\"{}\"}}", "x".repeat(70_000)).into(),
+        ))
+        .await;
+    let closed = big.try_recv(Duration::from_secs(5)).await.expect("closed");
+    assert_eq!(closed["type"], "__closed");
+    assert_eq!(closed["code"], 1009);
+
+    // The upgrade itself: an invalid token and too many sockets are HTTP errors.
+    let url = format!(
+        "ws://{}/v1/t/shop/realtime?access_token=nope",
+        app.base.trim_start_matches("http://")
+    );
+    let err = tokio_tungstenite::connect_async(url)
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("401"), "{err}");
+    let url = format!(
+        "ws://{}/v1/t/ghost/realtime",
+        app.base.trim_start_matches("http://")
+    );
+    assert!(
+        tokio_tungstenite::connect_async(url)
+            .await
+            .expect_err("refused")
+            .to_string()
+            .contains("404")
+    );
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(Client::connect(&app, "shop", None).await);
+    }
+    let url = format!(
+        "ws://{}/v1/t/shop/realtime",
+        app.base.trim_start_matches("http://")
+    );
+    let err = tokio_tungstenite::connect_async(url)
+        .await
+        .expect_err("over the per-IP limit");
+    assert!(err.to_string().contains("429"), "{err}");
+
+    // The bystander saw none of this and still gets its events.
+    app.post(
+        &docs("shop", "notes"),
+        Some(&key),
+        json!({"owner": "z", "title": "t"}),
+    )
+    .await
+    .ok(201);
+    assert_eq!(bystander.changes(1).await[0]["doc"]["data"]["title"], "t");
+}
