@@ -206,6 +206,7 @@ impl Connection {
         ping.tick().await;
         let mut last_heard = Instant::now();
         let shared = self.shared.clone();
+        let mut closing: Option<Message> = None;
         loop {
             let expires_at = self.shared.auth().and_then(|a| a.expires).map(|exp| {
                 let now = chrono::Utc::now().timestamp();
@@ -224,7 +225,7 @@ impl Connection {
                             } else {
                                 close(1002, "protocol error")
                             };
-                            let _ = sink.send(msg).await;
+                            closing = Some(msg);
                             break;
                         }
                         None => break,
@@ -249,7 +250,7 @@ impl Connection {
                 }
                 _ = ping.tick() => {
                     if last_heard.elapsed() > cfg.idle_timeout {
-                        let _ = sink.send(close(4000, "idle timeout")).await;
+                        closing = Some(close(4000, "idle timeout"));
                         break;
                     }
                     if sink.send(Message::Ping(Default::default())).await.is_err() {
@@ -280,25 +281,39 @@ impl Connection {
                                 let t = ServerMsg::Resync { id, reason: "slow_consumer" }.text();
                                 let _ = sink.send(Message::Text(t.into())).await;
                             }
-                            let _ = sink.send(close(1013, "slow consumer")).await;
+                            closing = Some(close(1013, "slow consumer"));
                         }
                         Kill::Revoked => {
-                            let _ = sink.send(close(1008, "session revoked")).await;
+                            closing = Some(close(1008, "session revoked"));
                         }
                         Kill::Shutdown | Kill::None => {
-                            let _ = sink.send(close(1001, "server shutting down")).await;
+                            closing = Some(close(1001, "server shutting down"));
                         }
                     }
                     break;
                 }
                 _ = shutdown.changed() => {
-                    let _ = sink.send(close(1001, "server shutting down")).await;
+                    closing = Some(close(1001, "server shutting down"));
                     break;
                 }
             }
         }
         self.detach_all();
         self.broker.unregister(&self.shared);
+        if let Some(frame) = closing {
+            // The closing handshake: send our close, then give the client a moment to
+            // answer, so it reads the code and reason instead of a reset connection.
+            if sink.send(frame).await.is_ok() {
+                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                    while let Some(Ok(m)) = stream.next().await {
+                        if matches!(m, Message::Close(_)) {
+                            break;
+                        }
+                    }
+                })
+                .await;
+            }
+        }
     }
 
     /// The token expired unrefreshed: subscriptions that depended on it end; the socket

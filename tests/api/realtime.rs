@@ -20,7 +20,68 @@ backend_tests!(
     slow_consumer_is_cut_off_alone,
     tokens_refresh_expire_and_revoke,
     bad_input_gets_errors_not_crashes,
+    silent_sockets_time_out,
 );
+
+mod nodes {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn events_and_revocations_cross_nodes_on_postgres() {
+        if !postgres_available() {
+            return;
+        }
+        let mut a = TestApp::start(Backend::Postgres).await;
+        let key = tenant_with_key(&mut a, "shop").await;
+        install_rules(&mut a, "shop", NOTES_RULES).await.ok(200);
+        let alice = a.signup("shop", "alice@shop.test").await;
+        // A second node on the same database.
+        let location = a.storage.location.clone();
+        let b = TestApp::start_on(
+            Backend::Postgres,
+            Storage {
+                location,
+                _dir: None,
+            },
+            |_| {},
+        )
+        .await;
+        let mut on_b = Client::connect(&b, "shop", Some(&alice.access)).await;
+        on_b.subscribe(json!({"type": "subscribe", "id": "n", "collection": "notes"}))
+            .await;
+        a.post(
+            &docs("shop", "notes"),
+            Some(&key),
+            json!({"owner": alice.user_id, "title": "from a"}),
+        )
+        .await
+        .ok(201);
+        let got = on_b.changes(1).await;
+        assert_eq!(
+            got[0]["doc"]["data"]["title"], "from a",
+            "a write on node A reaches node B"
+        );
+
+        let admin = a.admin().await;
+        let started = std::time::Instant::now();
+        a.post(
+            &format!(
+                "/admin/v1/tenants/shop/users/{}/revoke-sessions",
+                alice.user_id
+            ),
+            Some(&admin),
+            json!({}),
+        )
+        .await
+        .ok(200);
+        assert_eq!(on_b.until("__closed").await["code"], 1008);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "closed in {:?}",
+            started.elapsed()
+        );
+    }
+}
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -774,4 +835,24 @@ async fn bad_input_gets_errors_not_crashes(b: Backend) {
     .await
     .ok(201);
     assert_eq!(bystander.changes(1).await[0]["doc"]["data"]["title"], "t");
+}
+
+async fn silent_sockets_time_out(b: Backend) {
+    let app = TestApp::start_with(b, |c| {
+        c.realtime.ping_interval = Duration::from_millis(100);
+        c.realtime.idle_timeout = Duration::from_millis(400);
+    })
+    .await;
+    let mut app = app;
+    tenant_with_key(&mut app, "shop").await;
+    let mut c = Client::connect(&app, "shop", None).await;
+    // Not reading means not answering pings: after the idle timeout the server closes.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let closed = c.until("__closed").await;
+    assert_eq!(closed["code"], 4000, "{closed}");
+    // A client that reads (and so answers pings) stays open.
+    let mut live = Client::connect(&app, "shop", None).await;
+    live.quiet(Duration::from_millis(1200)).await;
+    live.send(json!({"type": "ping"})).await;
+    assert_eq!(live.until("pong").await["type"], "pong");
 }

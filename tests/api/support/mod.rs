@@ -103,7 +103,7 @@ pub async fn fresh_postgres_database() -> String {
 /// Where a test app keeps its data; SQLite directories are deleted with the value.
 pub struct Storage {
     pub location: Location,
-    _dir: Option<tempfile::TempDir>,
+    pub _dir: Option<tempfile::TempDir>,
 }
 
 impl Storage {
