@@ -81,5 +81,8 @@ async fn realtime(
     Ok(ws
         .max_message_size(max)
         .max_frame_size(max)
+        // tungstenite reserves 128 KiB per socket for reads by default; client frames
+        // here are small (subscribe, auth, ping), and many sockets stay idle.
+        .read_buffer_size(4 * 1024)
         .on_upgrade(move |socket| broker.serve(socket, tenant, client.ip, auth)))
 }

@@ -207,12 +207,19 @@ impl Connection {
         let mut last_heard = Instant::now();
         let shared = self.shared.clone();
         let mut closing: Option<Message> = None;
+        // Futures that live across iterations, so an event costs no re-registration:
+        // the kill signal, the shutdown signal, and the token's expiry (re-armed whenever
+        // the socket's token changes).
+        let killed = shared.killed.notified();
+        tokio::pin!(killed);
+        let shutdown_changed = shutdown.changed();
+        tokio::pin!(shutdown_changed);
+        let expiry = tokio::time::sleep(Duration::from_secs(86_400));
+        tokio::pin!(expiry);
+        let mut armed_for = self.arm_expiry(expiry.as_mut(), None);
         loop {
-            let expires_at = self.shared.auth().and_then(|a| a.expires).map(|exp| {
-                let now = chrono::Utc::now().timestamp();
-                Instant::now() + Duration::from_secs(exp.saturating_sub(now).max(0) as u64)
-            });
             tokio::select! {
+                biased;
                 frame = stream.next() => {
                     let frame = match frame {
                         Some(Ok(f)) => f,
@@ -232,7 +239,13 @@ impl Connection {
                     };
                     last_heard = Instant::now();
                     let reply = match frame {
-                        Message::Text(text) => self.handle_text(text.as_str(), &mut sink).await,
+                        Message::Text(text) => {
+                            // Boxed: the handler's future is large (subscribe, snapshot, replay), and inline
+                            // it would make every idle socket's task as large.
+                            let r = Box::pin(self.handle_text(text.as_str(), &mut sink)).await;
+                            armed_for = self.arm_expiry(expiry.as_mut(), armed_for);
+                            r
+                        }
                         Message::Binary(_) => Some(protocol::error(None, "binary_not_supported", "send text frames holding JSON")),
                         Message::Close(_) => break,
                         Message::Ping(_) | Message::Pong(_) => None,
@@ -244,7 +257,22 @@ impl Connection {
                     }
                 }
                 Some(text) = events.recv() => {
-                    if sink.send(Message::Text(text.into())).await.is_err() {
+                    // Whatever else is already queued goes out in the same flush.
+                    let mut batch = vec![text];
+                    while batch.len() < 64 {
+                        match events.try_recv() {
+                            Ok(t) => batch.push(t),
+                            Err(_) => break,
+                        }
+                    }
+                    let mut failed = false;
+                    for t in batch {
+                        if sink.feed(Message::Text(t.into())).await.is_err() {
+                            failed = true;
+                            break;
+                        }
+                    }
+                    if failed || sink.flush().await.is_err() {
                         break;
                     }
                 }
@@ -257,13 +285,9 @@ impl Connection {
                         break;
                     }
                 }
-                _ = async {
-                    match expires_at {
-                        Some(at) => tokio::time::sleep_until(at).await,
-                        None => std::future::pending().await,
-                    }
-                } => {
+                _ = &mut expiry, if armed_for.is_some() => {
                     // The socket becomes anonymous, so this fires once per token.
+                    armed_for = None;
                     let texts = self.token_expired();
                     for t in texts {
                         if sink.send(Message::Text(t.into())).await.is_err() {
@@ -271,7 +295,7 @@ impl Connection {
                         }
                     }
                 }
-                _ = shared.killed.notified() => {
+                _ = &mut killed => {
                     let why = shared.killed_for();
                     match why {
                         Kill::SlowConsumer => {
@@ -292,7 +316,7 @@ impl Connection {
                     }
                     break;
                 }
-                _ = shutdown.changed() => {
+                _ = &mut shutdown_changed => {
                     closing = Some(close(1001, "server shutting down"));
                     break;
                 }
@@ -314,6 +338,24 @@ impl Connection {
                 .await;
             }
         }
+    }
+
+    /// Points the expiry timer at the current token's `exp`; returns that `exp` (None when
+    /// the socket has no expiring token). Unchanged when the token is the same.
+    fn arm_expiry(
+        &self,
+        timer: std::pin::Pin<&mut tokio::time::Sleep>,
+        armed_for: Option<i64>,
+    ) -> Option<i64> {
+        let exp = self.shared.auth().and_then(|a| a.expires);
+        if exp != armed_for
+            && let Some(exp) = exp
+        {
+            let now = chrono::Utc::now().timestamp();
+            let left = Duration::from_secs(exp.saturating_sub(now).max(0) as u64);
+            timer.reset(Instant::now() + left);
+        }
+        exp
     }
 
     /// The token expired unrefreshed: subscriptions that depended on it end; the socket
