@@ -33,6 +33,7 @@ pub struct AppInner {
     pub rules: Arc<RulesRegistry>,
     pub docs: Arc<DocumentService>,
     pub realtime: Arc<crate::realtime::Broker>,
+    pub functions: Arc<crate::functions::FunctionService>,
     pub metrics: Arc<Metrics>,
     limiter: Arc<LoginLimiter>,
 }
@@ -96,10 +97,17 @@ impl AppState {
                 max_bytes: config.doc_max_bytes,
             },
         ));
+        let functions = crate::functions::FunctionService::new(
+            store.clone(),
+            docs.clone(),
+            rules.clone(),
+            config.functions.clone(),
+        )?;
         let admin = Arc::new(AdminService::new(
             store.clone(),
             registry.clone(),
             rules.clone(),
+            functions.clone(),
             keyring.clone(),
             limiter.clone(),
             auth_cache,
@@ -123,6 +131,7 @@ impl AppState {
             rules,
             docs,
             realtime,
+            functions,
             metrics: Arc::new(Metrics::new()),
             limiter,
         })))
@@ -200,6 +209,7 @@ impl App {
         for t in realtime_tasks {
             t.abort();
         }
+        state.functions.shutdown();
         state.store.close().await;
         Ok(served?)
     }

@@ -2,6 +2,8 @@
 //! SQLite data dir or the PostgreSQL database) directly, through the same services as
 //! the admin API, so they are audited the same way.
 
+mod deploy;
+
 use std::io::Read;
 
 use clap::{Parser, Subcommand};
@@ -44,6 +46,8 @@ pub enum Command {
     /// Access rules: deploy, test, explain.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Function bundles: deploy a folder, list versions, activate one (rollback).
+    Deploy(deploy::DeployArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -162,6 +166,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             serve(&cli.storage, &args).await
         }
         Command::Rules(RulesCommand::Test { file }) => rules_test(&file),
+        Command::Deploy(args) => {
+            init_tracing(LogFormat::Text, "warn");
+            deploy::run(&cli.storage, args).await
+        }
         command => {
             init_tracing(LogFormat::Text, "warn");
             let config = Config::new(cli.storage.location(), ([127, 0, 0, 1], 0).into());
@@ -253,7 +261,7 @@ async fn local(state: &AppState, command: Command) -> anyhow::Result<()> {
     let e =
         |err: crate::admin::AdminError| anyhow::anyhow!(crate::error::ApiError::from(err).detail);
     match command {
-        Command::Serve(_) => unreachable!("handled by run"),
+        Command::Serve(_) | Command::Deploy(_) => unreachable!("handled by run"),
         Command::Migrate => {
             // Opening the store ran every pending migration.
             println!("migrations are up to date");

@@ -116,6 +116,12 @@ pub struct ServeArgs {
     /// Largest document (its data as JSON), in bytes.
     #[arg(long, env = "PLINTH_DOC_MAX_BYTES", default_value_t = 1024 * 1024)]
     pub doc_max_bytes: usize,
+    /// Worker threads running JavaScript functions (default: the number of cores, at least 2).
+    #[arg(long, env = "PLINTH_FUNCTION_WORKERS")]
+    pub function_workers: Option<usize>,
+    /// Memory limit of a function invocation, in MiB (a bundle may set less per function).
+    #[arg(long, env = "PLINTH_FUNCTION_MEMORY_MB", default_value_t = 64)]
+    pub function_memory_mb: usize,
     /// How long the change log keeps changes (realtime resume window), in seconds.
     #[arg(long, env = "PLINTH_CHANGES_RETENTION", default_value_t = 7 * 24 * 3600)]
     pub changes_retention_secs: u64,
@@ -151,6 +157,7 @@ pub struct Config {
     /// database again (revocations through this node apply at once).
     pub auth_cache_ttl: Duration,
     pub realtime: crate::realtime::RealtimeConfig,
+    pub functions: crate::functions::FunctionsConfig,
     /// Print the setup token on stdout (the server binary) or keep it quiet (embedded).
     pub print_setup_token: bool,
 }
@@ -181,6 +188,7 @@ impl Config {
             changes_retention: Duration::from_secs(7 * 24 * 3600),
             auth_cache_ttl: Duration::from_secs(1),
             realtime: crate::realtime::RealtimeConfig::default(),
+            functions: crate::functions::FunctionsConfig::default(),
             print_setup_token: false,
         }
     }
@@ -217,6 +225,10 @@ impl Config {
         c.pg_max_connections = serve.pg_max_connections;
         c.doc_max_bytes = serve.doc_max_bytes;
         c.changes_retention = Duration::from_secs(serve.changes_retention_secs);
+        if let Some(w) = serve.function_workers {
+            c.functions.workers = w.max(1);
+        }
+        c.functions.memory_bytes = serve.function_memory_mb.clamp(1, 4096) * 1024 * 1024;
         c.print_setup_token = true;
         Ok(c)
     }

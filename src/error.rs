@@ -229,3 +229,88 @@ impl From<crate::documents::DocError> for ApiError {
         }
     }
 }
+
+impl From<crate::functions::FnError> for ApiError {
+    fn from(err: crate::functions::FnError) -> Self {
+        use crate::functions::{Failure, FnError as F};
+        match err {
+            F::InvalidBundle(errors) => {
+                let first = errors.first().map(|e| e.to_string()).unwrap_or_default();
+                let mut a = ApiError::bad_request(
+                    "invalid_bundle",
+                    format!("the bundle has {} problem(s); first: {first}", errors.len()),
+                );
+                a.extra.insert(
+                    "errors".into(),
+                    serde_json::to_value(&errors).unwrap_or_default(),
+                );
+                a
+            }
+            F::NoSuchVersion(v) => {
+                ApiError::not_found("deploy_not_found", format!("no deploy version {v}"))
+            }
+            F::NotFound(name) => ApiError::not_found(
+                "function_not_found",
+                format!("no HTTP function named '{name}' is deployed"),
+            ),
+            // The caller of an HTTP function is not its author: the reason is in the
+            // invocation log, not in the response.
+            F::Failed {
+                failure,
+                invocation,
+                ..
+            } => {
+                let (status, code, detail) = match failure {
+                    Failure::Timeout => (
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "function_timeout",
+                        "the function ran past its time budget",
+                    ),
+                    Failure::OutOfMemory => (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "function_out_of_memory",
+                        "the function ran out of memory",
+                    ),
+                    Failure::Thrown { .. } => (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "function_error",
+                        "the function threw an error",
+                    ),
+                    Failure::Internal(_) => (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "function_error",
+                        "the function could not run",
+                    ),
+                };
+                let mut a = ApiError::new(
+                    status,
+                    code,
+                    format!("{detail}; see invocation {invocation} in the invocation log"),
+                );
+                a.extra
+                    .insert("invocation".into(), serde_json::Value::from(invocation));
+                a
+            }
+            F::BadResponse {
+                message,
+                invocation,
+            } => {
+                let mut a = ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "function_bad_response",
+                    format!("the function returned an invalid response: {message}"),
+                );
+                a.extra
+                    .insert("invocation".into(), serde_json::Value::from(invocation));
+                a
+            }
+            F::Unavailable => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "functions_unavailable",
+                "the function pool is shutting down",
+            ),
+            F::Store(e) => e.into(),
+            F::Internal(m) => ApiError::internal(m),
+        }
+    }
+}

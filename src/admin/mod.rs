@@ -15,10 +15,11 @@ use crate::auth::ratelimit::LoginLimiter;
 use crate::auth::tokens::{ADMIN_AUDIENCE, AdminClaims, Keyring, TokenError, admin_claims};
 use crate::crypto::{random_token, sha256_hex};
 use crate::error::ApiError;
+use crate::functions::{Deployed, FnError, FunctionService};
 use crate::rules::{InstallError, Installed, RuleSetError, RulesRegistry};
 use crate::store::{
-    AdminRow, AuditEntry, AuditQuery, NewAudit, ServiceKeyRow, Store, StoreError, UserQuery,
-    UserRow,
+    AdminRow, AuditEntry, AuditQuery, DeploySummary, InvocationRow, NewAudit, ServiceKeyRow, Store,
+    StoreError, UserQuery, UserRow,
 };
 use crate::tenancy::{Caller, Registry, Scope, Tenant, service_keys, validate_slug};
 
@@ -51,6 +52,8 @@ pub enum AdminError {
     RateLimited(Duration),
     #[error("invalid rule set")]
     InvalidRules(Vec<RuleSetError>),
+    #[error(transparent)]
+    Functions(#[from] FnError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -116,6 +119,7 @@ impl From<AdminError> for ApiError {
                 );
                 a
             }
+            AdminError::Functions(e) => e.into(),
             AdminError::Store(e) => e.into(),
             AdminError::Internal(e) => ApiError::internal(e),
         }
@@ -160,6 +164,7 @@ pub struct AdminService {
     store: Store,
     registry: Arc<Registry>,
     rules: Arc<RulesRegistry>,
+    functions: Arc<FunctionService>,
     keyring: Arc<Keyring>,
     limiter: Arc<LoginLimiter>,
     auth_cache: Arc<AuthCache>,
@@ -199,10 +204,13 @@ fn decode_cursor(cursor: &str) -> Result<String> {
 }
 
 impl AdminService {
+    // Wiring only: each argument is a distinct shared service.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
         registry: Arc<Registry>,
         rules: Arc<RulesRegistry>,
+        functions: Arc<FunctionService>,
         keyring: Arc<Keyring>,
         limiter: Arc<LoginLimiter>,
         auth_cache: Arc<AuthCache>,
@@ -212,6 +220,7 @@ impl AdminService {
             store,
             registry,
             rules,
+            functions,
             keyring,
             limiter,
             auth_cache,
@@ -691,6 +700,82 @@ impl AdminService {
             .active_ruleset(&scope)
             .await?
             .unwrap_or((0, String::new())))
+    }
+
+    // ---- function deploys --------------------------------------------------------------
+
+    /// Validates a bundle whole and activates it as the tenant's next deploy version.
+    pub async fn deploy(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        files: std::collections::BTreeMap<String, String>,
+    ) -> Result<Deployed> {
+        let scope = self.scope(actor, slug).await?;
+        let deployed = self.functions.deploy(&scope, files, &actor.0).await?;
+        self.audit(
+            actor,
+            "deploy.create",
+            Some(slug),
+            Some(&deployed.version.to_string()),
+            serde_json::json!({"functions": deployed.functions, "http": deployed.http,
+                               "hooks": deployed.hooks, "rules_version": deployed.rules_version}),
+        )
+        .await?;
+        Ok(deployed)
+    }
+
+    /// Activates an earlier (or later) stored version: rollback and roll forward.
+    pub async fn activate_deploy(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        version: i64,
+    ) -> Result<Deployed> {
+        let scope = self.scope(actor, slug).await?;
+        let deployed = self.functions.activate(&scope, version, &actor.0).await?;
+        self.audit(
+            actor,
+            "deploy.activate",
+            Some(slug),
+            Some(&version.to_string()),
+            serde_json::json!({"rules_version": deployed.rules_version}),
+        )
+        .await?;
+        Ok(deployed)
+    }
+
+    pub async fn list_deploys(&self, actor: &Actor, slug: &str) -> Result<Vec<DeploySummary>> {
+        let scope = self.scope(actor, slug).await?;
+        Ok(self.functions.list_deploys(&scope).await?)
+    }
+
+    /// A page of the tenant's invocation log, newest first.
+    pub async fn list_invocations(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        function: Option<&str>,
+        cursor: Option<&str>,
+        limit: Option<i64>,
+    ) -> Result<Page<InvocationRow>> {
+        let limit = limit.unwrap_or(50);
+        if !(1..=500).contains(&limit) {
+            return Err(field("limit", "must be between 1 and 500"));
+        }
+        let before = cursor.map(decode_cursor).transpose()?;
+        let scope = self.scope(actor, slug).await?;
+        let mut items = self
+            .functions
+            .invocations(&scope, function, before.as_deref(), limit + 1)
+            .await?;
+        let next_cursor = if items.len() as i64 > limit {
+            items.truncate(limit as usize);
+            items.last().map(|i| encode_cursor(&i.id))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
     }
 
     /// A scope on `slug` for the local CLI (which reads tenant data directly).

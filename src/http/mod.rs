@@ -6,6 +6,8 @@ mod auth_routes;
 mod document_routes;
 pub mod dto;
 pub mod extract;
+mod function_admin_routes;
+mod function_routes;
 mod middleware;
 mod ops;
 mod realtime_route;
@@ -44,6 +46,7 @@ use crate::app::AppState;
         (name = "documents", description = "JSON documents guarded by rules"),
         (name = "rules", description = "A tenant's access rules"),
         (name = "realtime", description = "Change feeds over WebSocket"),
+        (name = "functions", description = "JavaScript functions: deploys, HTTP functions, invocation log"),
         (name = "ops", description = "Health, readiness, metrics"),
     )
 )]
@@ -71,9 +74,11 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let tenant_routes = auth_routes::router()
         .merge(document_routes::router())
         .merge(realtime_route::router())
+        .merge(function_routes::router())
         .layer(tenant_cors(state.clone()));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(admin_routes::router())
+        .merge(function_admin_routes::router())
         .merge(tenant_routes)
         .merge(ops::router())
         .split_for_parts()

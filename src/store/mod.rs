@@ -11,6 +11,7 @@
 mod commit;
 mod control;
 mod documents;
+mod functions;
 mod keys;
 pub mod predicate_sql;
 mod sqlite_fast;
@@ -32,6 +33,7 @@ pub use documents::{
     After, Change, ChangeOp, ListQuery, ListedDoc, OrderKey, SortValue, StoredDoc, WriteDecision,
     WriteError, WriteRequest, Written,
 };
+pub use functions::{DeployRow, DeploySummary, InvocationRow};
 pub use keys::ServiceKeyRow;
 pub use users::{NewSession, RefreshOutcome, SessionState, UserQuery, UserRow, UserTokenKind};
 
@@ -70,7 +72,7 @@ pub(crate) fn on_unique(err: sqlx::Error, what: &'static str) -> StoreError {
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 

@@ -88,6 +88,17 @@ impl Scope {
     pub fn caller(&self) -> &Caller {
         &self.caller
     }
+
+    /// The same tenant, acting as its service caller on behalf of a function: functions
+    /// bypass rules inside their own tenant, and can reach no other.
+    pub fn for_function(&self, function: &str) -> Scope {
+        Scope {
+            tenant: self.tenant.clone(),
+            caller: Caller::Service {
+                key_id: format!("function:{function}"),
+            },
+        }
+    }
 }
 
 /// Words that cannot be tenant slugs: they name, or may one day name, platform routes.

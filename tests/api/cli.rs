@@ -306,6 +306,7 @@ async fn serve_prints_a_setup_token(b: Backend) {
         }
     }
     let base = format!("http://{}", addr.expect("address line"));
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     let r = http
         .post(format!("{base}/admin/v1/setup"))

@@ -7,6 +7,7 @@ mod admin;
 mod auth;
 mod cli;
 mod documents;
+mod functions;
 mod lists;
 mod plumbing;
 mod realtime;

@@ -240,6 +240,8 @@ impl Reply {
 fn init_logs() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
+        // reqwest is built with rustls but no crypto provider of its own (see Cargo.toml).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_env("PLINTH_LOG")

@@ -1,0 +1,410 @@
+//! Deploy bundles: `plinth.toml`, an optional rule set and `functions/*.js`, uploaded as
+//! a map of file paths to sources and validated whole before anything is stored.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::documents::valid_collection;
+use crate::rules::{ExprKind, Expression, RuleSet};
+
+pub const MANIFEST: &str = "plinth.toml";
+pub const MAX_FILES: usize = 200;
+pub const MAX_FILE_BYTES: usize = 1024 * 1024;
+pub const MAX_BUNDLE_BYTES: usize = 8 * 1024 * 1024;
+
+/// `plinth.toml`, parsed.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Path of the rule set inside the bundle; activating the deploy installs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<String>,
+    #[serde(default)]
+    pub hooks: Vec<HookSpec>,
+    #[serde(default)]
+    pub http: Vec<HttpSpec>,
+    /// Per function: limits below the server maxima.
+    #[serde(default)]
+    pub limits: BTreeMap<String, LimitSpec>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookSpec {
+    pub function: String,
+    pub collection: String,
+    pub on: Vec<String>,
+    /// before | after
+    #[serde(default = "after")]
+    pub phase: String,
+    /// CEL over auth, doc (before the write), new (after), id, now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+}
+
+fn after() -> String {
+    "after".into()
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSpec {
+    /// Served at `/v1/t/{tenant}/fn/{name}`.
+    pub name: String,
+    pub function: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSpec {
+    pub timeout_ms: Option<u64>,
+    pub memory_mb: Option<u64>,
+}
+
+/// One problem with a bundle: where, and what.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct BundleError {
+    pub file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<u32>,
+    pub message: String,
+}
+
+impl BundleError {
+    pub fn new(file: &str, message: impl Into<String>) -> BundleError {
+        BundleError {
+            file: file.to_string(),
+            line: None,
+            column: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn at(file: &str, line: u32, column: u32, message: impl Into<String>) -> BundleError {
+        BundleError {
+            file: file.to_string(),
+            line: Some(line),
+            column: Some(column),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for BundleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => write!(f, "{}:{l}:{c}: {}", self.file, self.message),
+            (Some(l), None) => write!(f, "{}:{l}: {}", self.file, self.message),
+            _ => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+/// Server maxima that per-function limits may not exceed.
+#[derive(Clone, Copy, Debug)]
+pub struct LimitCaps {
+    pub max_timeout_ms: u64,
+    pub max_memory_mb: u64,
+}
+
+/// A bundle that passed the checks that need no JavaScript engine.
+#[derive(Clone, Debug)]
+pub struct CheckedBundle {
+    pub manifest: Manifest,
+    /// Function name -> (file path, source).
+    pub functions: BTreeMap<String, (String, String)>,
+    pub rules: Option<String>,
+}
+
+/// `^[a-z][a-z0-9_-]{0,63}$`: function and HTTP route names.
+pub fn valid_function_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_lowercase()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
+}
+
+fn line_col(src: &str, offset: usize) -> (u32, u32) {
+    let before = &src[..offset.min(src.len())];
+    let line = before.matches('\n').count() as u32 + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u32 + 1;
+    (line, column)
+}
+
+/// Checks the manifest, the rule set and the shape of the bundle. JavaScript is compiled
+/// separately (it needs the engine); `functions` lists what must compile.
+pub fn check(
+    files: &BTreeMap<String, String>,
+    caps: LimitCaps,
+) -> Result<CheckedBundle, Vec<BundleError>> {
+    let mut errors = Vec::new();
+    if files.len() > MAX_FILES {
+        errors.push(BundleError::new(
+            "(bundle)",
+            format!("a bundle holds at most {MAX_FILES} files"),
+        ));
+    }
+    let total: usize = files.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if total > MAX_BUNDLE_BYTES {
+        errors.push(BundleError::new(
+            "(bundle)",
+            format!("a bundle is at most {MAX_BUNDLE_BYTES} bytes"),
+        ));
+    }
+    for (path, src) in files {
+        if src.len() > MAX_FILE_BYTES {
+            errors.push(BundleError::new(
+                path,
+                format!("a file is at most {MAX_FILE_BYTES} bytes"),
+            ));
+        }
+        if path.contains("..") || path.starts_with('/') || path.contains('\\') {
+            errors.push(BundleError::new(
+                path,
+                "paths must be relative, without '..'",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    let Some(manifest_src) = files.get(MANIFEST) else {
+        return Err(vec![BundleError::new(
+            MANIFEST,
+            "the bundle has no plinth.toml",
+        )]);
+    };
+    let manifest: Manifest = match toml::from_str(manifest_src) {
+        Ok(m) => m,
+        Err(e) => {
+            let (line, column) = e
+                .span()
+                .map(|s| line_col(manifest_src, s.start))
+                .unwrap_or((1, 1));
+            return Err(vec![BundleError::at(
+                MANIFEST,
+                line,
+                column,
+                e.message().to_string(),
+            )]);
+        }
+    };
+
+    let mut functions = BTreeMap::new();
+    for (path, src) in files {
+        let Some(rest) = path.strip_prefix("functions/") else {
+            continue;
+        };
+        let Some(name) = rest.strip_suffix(".js") else {
+            continue;
+        };
+        if !valid_function_name(name) {
+            errors.push(BundleError::new(
+                path,
+                "a function's file name must match ^[a-z][a-z0-9_-]{0,63}\\.js$",
+            ));
+            continue;
+        }
+        functions.insert(name.to_string(), (path.clone(), src.clone()));
+    }
+
+    let rules = match &manifest.rules {
+        None => None,
+        Some(path) => match files.get(path) {
+            None => {
+                errors.push(BundleError::new(
+                    MANIFEST,
+                    format!("rules = \"{path}\": no such file in the bundle"),
+                ));
+                None
+            }
+            Some(src) => {
+                if let Err(errs) = RuleSet::parse(src) {
+                    for e in errs {
+                        let mut message = e.message.clone();
+                        if let (Some(c), Some(o)) = (&e.collection, &e.operation) {
+                            message = format!("collection '{c}', {o}: {message}");
+                        }
+                        errors.push(BundleError::at(path, e.line, e.column, message));
+                    }
+                }
+                Some(src.clone())
+            }
+        },
+    };
+
+    let exists = |f: &str| functions.contains_key(f);
+    for (i, h) in manifest.hooks.iter().enumerate() {
+        let at = |m: String| BundleError::new(MANIFEST, format!("hooks[{i}]: {m}"));
+        if !exists(&h.function) {
+            errors.push(at(format!(
+                "function '{}' is not in functions/ ({}.js)",
+                h.function, h.function
+            )));
+        }
+        if !valid_collection(&h.collection) {
+            errors.push(at(format!("'{}' is not a valid collection", h.collection)));
+        }
+        if h.on.is_empty() {
+            errors.push(at("`on` lists none of create, update, delete".into()));
+        }
+        for op in &h.on {
+            if !matches!(op.as_str(), "create" | "update" | "delete") {
+                errors.push(at(format!(
+                    "on: '{op}' is not one of create, update, delete"
+                )));
+            }
+        }
+        if !matches!(h.phase.as_str(), "before" | "after") {
+            errors.push(at(format!("phase: '{}' is not before or after", h.phase)));
+        }
+        if let Some(w) = &h.when
+            && let Err(e) = Expression::compile(w, ExprKind::Condition)
+        {
+            errors.push(at(format!(
+                "when, line {} column {}: {}",
+                e.line, e.column, e.message
+            )));
+        }
+    }
+    let mut names = BTreeSet::new();
+    for (i, h) in manifest.http.iter().enumerate() {
+        let at = |m: String| BundleError::new(MANIFEST, format!("http[{i}]: {m}"));
+        if !valid_function_name(&h.name) {
+            errors.push(at(format!(
+                "name '{}' must match ^[a-z][a-z0-9_-]{{0,63}}$",
+                h.name
+            )));
+        }
+        if !names.insert(h.name.clone()) {
+            errors.push(at(format!("name '{}' is used twice", h.name)));
+        }
+        if !exists(&h.function) {
+            errors.push(at(format!(
+                "function '{}' is not in functions/ ({}.js)",
+                h.function, h.function
+            )));
+        }
+    }
+    for (name, l) in &manifest.limits {
+        let at = |m: String| BundleError::new(MANIFEST, format!("limits.{name}: {m}"));
+        if !exists(name) {
+            errors.push(at("no such function".into()));
+        }
+        if let Some(t) = l.timeout_ms
+            && !(1..=caps.max_timeout_ms).contains(&t)
+        {
+            errors.push(at(format!(
+                "timeout_ms must be 1 to {} (the server maximum)",
+                caps.max_timeout_ms
+            )));
+        }
+        if let Some(m) = l.memory_mb
+            && !(1..=caps.max_memory_mb).contains(&m)
+        {
+            errors.push(at(format!(
+                "memory_mb must be 1 to {} (the server maximum)",
+                caps.max_memory_mb
+            )));
+        }
+    }
+    if errors.is_empty() {
+        Ok(CheckedBundle {
+            manifest,
+            functions,
+            rules,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CAPS: LimitCaps = LimitCaps {
+        max_timeout_ms: 30_000,
+        max_memory_mb: 256,
+    };
+
+    fn bundle(manifest: &str, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+        let mut files: BTreeMap<String, String> = extra
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        files.insert(MANIFEST.into(), manifest.into());
+        files
+    }
+
+    #[test]
+    fn a_good_bundle_passes() {
+        let files = bundle(
+            "[[hooks]]\nfunction = \"tally\"\ncollection = \"votes\"\non = [\"create\"]\n\
+             [[http]]\nname = \"sms\"\nfunction = \"sms\"\n[limits.sms]\ntimeout_ms = 2000\n",
+            &[
+                ("functions/tally.js", "export default async () => {}"),
+                ("functions/sms.js", "export default async () => {}"),
+            ],
+        );
+        let b = check(&files, CAPS).expect("valid");
+        assert_eq!(b.functions.len(), 2);
+        assert_eq!(b.manifest.hooks[0].phase, "after");
+    }
+
+    #[test]
+    fn manifest_errors_name_line_and_column() {
+        let files = bundle("[[http]]\nname = \"x\"\nfunction = 3\n", &[]);
+        let errs = check(&files, CAPS).unwrap_err();
+        assert_eq!(errs[0].file, MANIFEST);
+        assert_eq!(errs[0].line, Some(3));
+    }
+
+    #[test]
+    fn references_and_limits_are_checked() {
+        let files = bundle(
+            "[[hooks]]\nfunction = \"nope\"\ncollection = \"Bad\"\non = [\"upsert\"]\n\
+             phase = \"during\"\nwhen = \"new.a ==\"\n\
+             [limits.nope]\ntimeout_ms = 999999\n",
+            &[("functions/Bad.js", "")],
+        );
+        let errs = check(&files, CAPS).unwrap_err();
+        let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        let all = text.join("\n");
+        for needle in [
+            "Bad.js",
+            "function 'nope'",
+            "not a valid collection",
+            "'upsert'",
+            "'during'",
+            "when, line 1",
+            "limits.nope: no such function",
+            "timeout_ms must be",
+        ] {
+            assert!(all.contains(needle), "{needle} missing in {all}");
+        }
+    }
+
+    #[test]
+    fn rules_errors_point_into_the_rules_file() {
+        let files = bundle(
+            "rules = \"rules.toml\"\n",
+            &[("rules.toml", "[votes]\nread = \"auth.uid ==\"\n")],
+        );
+        let errs = check(&files, CAPS).unwrap_err();
+        assert_eq!(errs[0].file, "rules.toml");
+        assert_eq!(errs[0].line, Some(2));
+    }
+
+    #[test]
+    fn paths_escaping_the_bundle_are_refused() {
+        let files = bundle("", &[("../x.js", "")]);
+        assert!(check(&files, CAPS).is_err());
+    }
+}

@@ -1,0 +1,282 @@
+//! `ctx.db`: the asynchronous host calls, run on the server's tokio runtime as the
+//! tenant's service caller (rules bypassed, inside the function's own tenant only: the
+//! scope is derived from the invocation's, and the store takes the tenant from it).
+
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use serde_json::{Value, json};
+
+use super::sandbox::{Host, HostError};
+use crate::documents::{
+    BatchWrite, DocError, DocumentService, ListParams, PatchBody, Preconditions,
+};
+use crate::error::ApiError;
+use crate::store::StoredDoc;
+use crate::tenancy::Scope;
+
+pub struct DbHost {
+    pub docs: Arc<DocumentService>,
+    pub scope: Scope,
+}
+
+fn timestamp(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A document as functions see it: the same shape as the REST API's.
+fn doc_json(d: StoredDoc) -> Value {
+    json!({
+        "id": d.id,
+        "collection": d.collection,
+        "version": d.version,
+        "created_at": timestamp(d.created_at),
+        "updated_at": timestamp(d.updated_at),
+        "data": d.data,
+    })
+}
+
+fn host_error(e: DocError) -> HostError {
+    let api = ApiError::from(e);
+    HostError {
+        code: api.code.to_string(),
+        status: api.status.as_u16(),
+        message: api.detail,
+    }
+}
+
+fn bad(message: impl Into<String>) -> HostError {
+    HostError {
+        code: "invalid_argument".into(),
+        status: 400,
+        message: message.into(),
+    }
+}
+
+fn str_arg(args: &[Value], i: usize, what: &str) -> Result<String, HostError> {
+    args.get(i)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| bad(format!("{what} must be a string")))
+}
+
+fn options(args: &[Value], i: usize) -> Preconditions {
+    let o = args.get(i);
+    let if_match = o
+        .and_then(|o| o.get("ifMatch"))
+        .and_then(Value::as_i64)
+        .map(Some);
+    Preconditions {
+        if_match,
+        if_none_match_any: o
+            .and_then(|o| o.get("ifNoneMatch"))
+            .is_some_and(|v| v == "*"),
+    }
+}
+
+/// `a.b.c` (or `/a/b/c`) as a JSON pointer.
+fn pointer(field: &str) -> String {
+    if field.starts_with('/') {
+        return field.to_string();
+    }
+    field
+        .split('.')
+        .map(|p| format!("/{}", p.replace('~', "~0").replace('/', "~1")))
+        .collect()
+}
+
+impl DbHost {
+    async fn dispatch(&self, op: &str, args: Vec<Value>) -> Result<Value, HostError> {
+        let docs = &self.docs;
+        let scope = &self.scope;
+        match op {
+            "db.get" => {
+                let (c, id) = (str_arg(&args, 0, "collection")?, str_arg(&args, 1, "id")?);
+                match docs.get(scope, &c, &id).await {
+                    Ok(d) => Ok(doc_json(d)),
+                    Err(DocError::NotFound) => Ok(Value::Null),
+                    Err(e) => Err(host_error(e)),
+                }
+            }
+            "db.list" => {
+                let c = str_arg(&args, 0, "collection")?;
+                let o = args.get(1).cloned().unwrap_or(Value::Null);
+                let s = |k: &str| o.get(k).and_then(Value::as_str).map(str::to_string);
+                let params = ListParams {
+                    filter: s("filter"),
+                    order: s("order"),
+                    limit: o.get("limit").and_then(Value::as_i64),
+                    cursor: s("cursor"),
+                };
+                let page = docs.list(scope, &c, params).await.map_err(host_error)?;
+                let items: Vec<Value> = page
+                    .items
+                    .into_iter()
+                    .map(|d| {
+                        json!({
+                            "id": d.id,
+                            "collection": d.collection,
+                            "version": d.version,
+                            "created_at": timestamp(d.created_at),
+                            "updated_at": timestamp(d.updated_at),
+                            "data": serde_json::from_str::<Value>(&d.data).unwrap_or(Value::Null),
+                        })
+                    })
+                    .collect();
+                Ok(json!({ "items": items, "next_cursor": page.next_cursor }))
+            }
+            "db.create" => {
+                let c = str_arg(&args, 0, "collection")?;
+                let data = args.get(1).cloned().unwrap_or(Value::Null);
+                let w = docs.create(scope, &c, data).await.map_err(host_error)?;
+                Ok(doc_json(w.doc))
+            }
+            "db.put" => {
+                let (c, id) = (str_arg(&args, 0, "collection")?, str_arg(&args, 1, "id")?);
+                let data = args.get(2).cloned().unwrap_or(Value::Null);
+                let w = docs
+                    .put(scope, &c, &id, data, options(&args, 3))
+                    .await
+                    .map_err(host_error)?;
+                Ok(doc_json(w.doc))
+            }
+            "db.patch" => {
+                let (c, id) = (str_arg(&args, 0, "collection")?, str_arg(&args, 1, "id")?);
+                let body = match args.get(2).cloned() {
+                    Some(p @ Value::Array(_)) => PatchBody::JsonPatch(p),
+                    Some(p @ Value::Object(_)) => PatchBody::Merge(p),
+                    _ => {
+                        return Err(bad(
+                            "patch must be an object (merge) or an array (JSON Patch)",
+                        ));
+                    }
+                };
+                let w = docs
+                    .patch(scope, &c, &id, body, options(&args, 3))
+                    .await
+                    .map_err(host_error)?;
+                Ok(doc_json(w.doc))
+            }
+            "db.increment" => {
+                let (c, id) = (str_arg(&args, 0, "collection")?, str_arg(&args, 1, "id")?);
+                let field = str_arg(&args, 2, "field")?;
+                let by = args
+                    .get(3)
+                    .filter(|v| v.is_number())
+                    .cloned()
+                    .ok_or_else(|| bad("by must be a number"))?;
+                self.increment(&c, &id, &field, by).await
+            }
+            "db.delete" => {
+                let (c, id) = (str_arg(&args, 0, "collection")?, str_arg(&args, 1, "id")?);
+                match docs.delete(scope, &c, &id, options(&args, 2)).await {
+                    Ok(_) => Ok(json!(true)),
+                    Err(DocError::NotFound) => Ok(json!(false)),
+                    Err(e) => Err(host_error(e)),
+                }
+            }
+            "db.batch" => {
+                let writes: Vec<BatchWrite> =
+                    serde_json::from_value(args.first().cloned().unwrap_or(Value::Null))
+                        .map_err(|e| bad(format!("writes: {e}")))?;
+                let done = docs.batch(scope, writes).await.map_err(host_error)?;
+                Ok(Value::Array(
+                    done.into_iter()
+                        .map(|w| {
+                            json!({ "op": w.op.as_str(), "seq": w.seq, "doc": doc_json(w.doc) })
+                        })
+                        .collect(),
+                ))
+            }
+            other => Err(bad(format!("unknown operation '{other}'"))),
+        }
+    }
+
+    /// Adds `by` to a numeric field atomically; a missing document is created with the
+    /// field set to `by` (so counters need no set-up).
+    async fn increment(
+        &self,
+        c: &str,
+        id: &str,
+        field: &str,
+        by: Value,
+    ) -> Result<Value, HostError> {
+        let path = pointer(field);
+        let patch = json!([{ "op": "increment", "path": path, "value": by }]);
+        for _ in 0..3 {
+            match self
+                .docs
+                .patch(
+                    &self.scope,
+                    c,
+                    id,
+                    PatchBody::JsonPatch(patch.clone()),
+                    Preconditions::default(),
+                )
+                .await
+            {
+                Ok(w) => return Ok(doc_json(w.doc)),
+                Err(DocError::NotFound) => {}
+                Err(e) => return Err(host_error(e)),
+            }
+            let mut data = Value::Object(Default::default());
+            if let Some(slot) = pointer_mut(&mut data, &path) {
+                *slot = by.clone();
+            }
+            let pre = Preconditions {
+                if_none_match_any: true,
+                ..Default::default()
+            };
+            match self.docs.put(&self.scope, c, id, data, pre).await {
+                Ok(w) => return Ok(doc_json(w.doc)),
+                // Created by someone else in the meantime: increment it.
+                Err(DocError::PreconditionFailed(_) | DocError::Exists) => continue,
+                Err(e) => return Err(host_error(e)),
+            }
+        }
+        Err(HostError {
+            code: "conflict".into(),
+            status: 409,
+            message: "the document kept changing under the increment".into(),
+        })
+    }
+}
+
+/// The slot at a JSON pointer, creating objects on the way.
+fn pointer_mut<'a>(root: &'a mut Value, ptr: &str) -> Option<&'a mut Value> {
+    let mut cur = root;
+    for raw in ptr.split('/').skip(1) {
+        let key = raw.replace("~1", "/").replace("~0", "~");
+        let obj = cur.as_object_mut()?;
+        cur = obj.entry(key).or_insert(Value::Object(Default::default()));
+    }
+    Some(cur)
+}
+
+impl Host for DbHost {
+    fn call(&self, op: String, args: Vec<Value>) -> BoxFuture<'static, Result<Value, HostError>> {
+        let this = DbHost {
+            docs: self.docs.clone(),
+            scope: self.scope.clone(),
+        };
+        async move { this.dispatch(&op, args).await }.boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pointers() {
+        assert_eq!(pointer("counts.a"), "/counts/a");
+        assert_eq!(pointer("/x/y"), "/x/y");
+        assert_eq!(pointer("a/b"), "/a~1b");
+        let mut v = json!({});
+        *pointer_mut(&mut v, "/counts/a").unwrap() = json!(1);
+        assert_eq!(v, json!({"counts": {"a": 1}}));
+    }
+}

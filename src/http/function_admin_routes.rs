@@ -1,0 +1,145 @@
+//! `/admin/v1/tenants/{tenant}/deploys` and `/invocations`: function deploys (upload,
+//! history, activate = rollback) and the invocation log.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::{AdminCaller, ApiJson, ApiQuery};
+use crate::admin::Actor;
+use crate::app::AppState;
+use crate::error::{ApiResult, Problem};
+use crate::functions::Deployed;
+use crate::functions::bundle::MAX_BUNDLE_BYTES;
+use crate::store::{DeploySummary, InvocationRow};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_deploys, create_deploy))
+        .routes(routes!(activate_deploy))
+        .routes(routes!(list_invocations))
+        // A bundle may be larger than an ordinary request body (JSON escaping included).
+        .layer(DefaultBodyLimit::max(MAX_BUNDLE_BYTES * 2))
+}
+
+fn actor(admin: &AdminCaller) -> Actor {
+    Actor::admin(&admin.0.email)
+}
+
+/// A deploy bundle: file paths (relative to the bundle folder) to their text.
+#[derive(Deserialize, ToSchema)]
+pub struct BundleUpload {
+    /// `plinth.toml`, the rules file it names, and `functions/*.js`.
+    pub files: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeployList {
+    pub items: Vec<DeploySummary>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct InvocationQuery {
+    /// Only invocations of this function.
+    pub function: Option<String>,
+    pub cursor: Option<String>,
+    /// 1..500, default 50.
+    pub limit: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InvocationPage {
+    pub items: Vec<InvocationRow>,
+    pub next_cursor: Option<String>,
+}
+
+/// Upload a bundle: validated whole (every module compiles and exports a function, the
+/// rules compile, hooks and routes name existing functions), then stored as the next
+/// version and activated. A bad bundle changes nothing (400 `invalid_bundle` with `errors`).
+#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/deploys", tag = "functions",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    request_body = BundleUpload,
+    responses((status = 201, body = Deployed),
+              (status = 400, body = Problem, description = "invalid_bundle, with `errors`"),
+              (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+async fn create_deploy(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    Path(tenant): Path<String>,
+    ApiJson(body): ApiJson<BundleUpload>,
+) -> ApiResult<(StatusCode, Json<Deployed>)> {
+    let deployed = state
+        .admin
+        .deploy(&actor(&admin), &tenant, body.files)
+        .await?;
+    Ok((StatusCode::CREATED, Json(deployed)))
+}
+
+/// The deploy history, newest first; `active` marks the running version.
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/deploys", tag = "functions",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    responses((status = 200, body = DeployList), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+async fn list_deploys(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    Path(tenant): Path<String>,
+) -> ApiResult<Json<DeployList>> {
+    let items = state.admin.list_deploys(&actor(&admin), &tenant).await?;
+    Ok(Json(DeployList { items }))
+}
+
+/// Make a stored version the active one (rollback or roll forward). Invocations already
+/// running finish on the version they started with.
+#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/deploys/{version}/activate",
+    tag = "functions",
+    params(("tenant" = String, Path, description = "Tenant slug"), ("version" = i64, Path)),
+    responses((status = 200, body = Deployed), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+async fn activate_deploy(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    Path((tenant, version)): Path<(String, i64)>,
+) -> ApiResult<Json<Deployed>> {
+    let deployed = state
+        .admin
+        .activate_deploy(&actor(&admin), &tenant, version)
+        .await?;
+    Ok(Json(deployed))
+}
+
+/// The invocation log, newest first: function, trigger, version, duration, outcome,
+/// error and captured logs.
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/invocations", tag = "functions",
+    params(("tenant" = String, Path, description = "Tenant slug"), InvocationQuery),
+    responses((status = 200, body = InvocationPage), (status = 400, body = Problem),
+              (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+async fn list_invocations(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    Path(tenant): Path<String>,
+    ApiQuery(q): ApiQuery<InvocationQuery>,
+) -> ApiResult<Json<InvocationPage>> {
+    let page = state
+        .admin
+        .list_invocations(
+            &actor(&admin),
+            &tenant,
+            q.function.as_deref(),
+            q.cursor.as_deref(),
+            q.limit,
+        )
+        .await?;
+    Ok(Json(InvocationPage {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    }))
+}

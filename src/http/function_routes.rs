@@ -1,0 +1,284 @@
+//! `/v1/t/{tenant}/fn/{name}`: HTTP functions. The handler turns the request into the
+//! event a function receives and the function's `{status, headers, body}` into the
+//! response; everything else is the function service's.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::Response;
+use serde_json::{Map, Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::TenantScope;
+use crate::app::AppState;
+use crate::error::{ApiResult, Problem};
+use crate::tenancy::Caller;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(call_function))
+        .routes(routes!(call_function_path))
+}
+
+/// Headers a function may not set: they belong to the connection or to the server.
+const RESERVED: &[&str] = &[
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "keep-alive",
+    "upgrade",
+    "x-request-id",
+    "x-plinth-invocation",
+];
+
+fn query_map(uri: &Uri) -> Map<String, Value> {
+    let mut out = Map::new();
+    if let Some(q) = uri.query() {
+        for (k, v) in form_pairs(q.as_bytes()) {
+            out.insert(k, Value::String(v));
+        }
+    }
+    out
+}
+
+/// `application/x-www-form-urlencoded` pairs (a repeated key keeps its last value).
+fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
+    body.split(|b| *b == b'&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let mut it = pair.splitn(2, |b| *b == b'=');
+            let k = decode_component(it.next().unwrap_or_default());
+            let v = decode_component(it.next().unwrap_or_default());
+            (k, v)
+        })
+        .collect()
+}
+
+fn decode_component(raw: &[u8]) -> String {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < raw.len() => {
+                match std::str::from_utf8(&raw[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn mime(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// The event an HTTP function receives.
+fn request_event(
+    state: &AppState,
+    scope: &crate::tenancy::Scope,
+    method: &Method,
+    uri: &Uri,
+    sub_path: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Value, crate::error::ApiError> {
+    let mut hdrs = Map::new();
+    for (k, v) in headers {
+        if k == header::AUTHORIZATION || k == header::COOKIE {
+            continue;
+        }
+        if let Ok(v) = v.to_str() {
+            hdrs.insert(k.as_str().to_string(), Value::String(v.to_string()));
+        }
+    }
+    let text = std::str::from_utf8(body).ok();
+    let ct = mime(headers);
+    let json_body = if ct == "application/json" || ct.ends_with("+json") {
+        match text.filter(|t| !t.trim().is_empty()) {
+            Some(t) => Some(super::extract::parse_json::<Value>(t.as_bytes())?),
+            None => None,
+        }
+    } else {
+        None
+    };
+    let form = if ct == "application/x-www-form-urlencoded" {
+        let mut m = Map::new();
+        for (k, v) in form_pairs(body) {
+            m.insert(k, Value::String(v));
+        }
+        Some(Value::Object(m))
+    } else {
+        None
+    };
+    let auth = match scope.caller() {
+        Caller::User(u) => json!({
+            "uid": u.uid, "email": u.email, "email_verified": u.email_verified
+        }),
+        _ => Value::Null,
+    };
+    // The URL the client used: what webhook signatures (Twilio's) are computed over.
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = if state.config.trust_forwarded_for {
+        headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("http")
+    } else if state.config.public_url.starts_with("https://") {
+        "https"
+    } else {
+        "http"
+    };
+    let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    Ok(json!({
+        "method": method.as_str(),
+        "url": format!("{scheme}://{host}{path_and_query}"),
+        "path": if sub_path.is_empty() { "/".to_string() } else { format!("/{sub_path}") },
+        "query": query_map(uri),
+        "headers": hdrs,
+        "body": text.map(Value::from).unwrap_or(Value::Null),
+        "json": json_body,
+        "form": form,
+        "auth": auth,
+        "service": matches!(scope.caller(), Caller::Service { .. }),
+    }))
+}
+
+/// What the two routes extract.
+struct FnRequest {
+    name: String,
+    sub_path: String,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+async fn run(state: AppState, scope: crate::tenancy::Scope, r: FnRequest) -> ApiResult<Response> {
+    let event = request_event(
+        &state,
+        &scope,
+        &r.method,
+        &r.uri,
+        &r.sub_path,
+        &r.headers,
+        &r.body,
+    )?;
+    let out = state.functions.call_http(&scope, &r.name, event).await?;
+    let status = StatusCode::from_u16(out.status).unwrap_or(StatusCode::OK);
+    let mut res = Response::new(axum::body::Body::from(out.body));
+    *res.status_mut() = status;
+    for (k, v) in out.headers {
+        if RESERVED.contains(&k.as_str()) {
+            continue;
+        }
+        if let (Ok(k), Ok(v)) = (HeaderName::try_from(k), HeaderValue::try_from(v)) {
+            res.headers_mut().append(k, v);
+        }
+    }
+    if let Ok(v) = HeaderValue::try_from(out.invocation) {
+        res.headers_mut().insert("x-plinth-invocation", v);
+    }
+    Ok(res)
+}
+
+/// Call an HTTP function (any method). The function receives `{method, url, path, query,
+/// headers, body, json, form, auth}` and answers `{status, headers, body}`.
+#[utoipa::path(method(get, post, put, patch, delete), path = "/v1/t/{tenant}/fn/{name}",
+    tag = "functions",
+    params(("tenant" = String, Path), ("name" = String, Path)),
+    request_body(content = String, content_type = "*/*", description = "any body; JSON and forms are also parsed"),
+    responses((status = 200, description = "whatever the function answers"),
+              (status = 404, body = Problem, description = "function_not_found"),
+              (status = 500, body = Problem, description = "function_error"),
+              (status = 504, body = Problem, description = "function_timeout")),
+    security((), ("bearer" = [])))]
+async fn call_function(
+    State(state): State<AppState>,
+    TenantScope(scope): TenantScope,
+    Path((_tenant, name)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let r = FnRequest {
+        name,
+        sub_path: String::new(),
+        method,
+        uri,
+        headers,
+        body,
+    };
+    run(state, scope, r).await
+}
+
+/// The same, with a sub-path (`event.path`).
+#[utoipa::path(method(get, post, put, patch, delete), path = "/v1/t/{tenant}/fn/{name}/{*path}",
+    tag = "functions",
+    params(("tenant" = String, Path), ("name" = String, Path), ("path" = String, Path)),
+    request_body(content = String, content_type = "*/*"),
+    responses((status = 200, description = "whatever the function answers"),
+              (status = 404, body = Problem)),
+    security((), ("bearer" = [])))]
+async fn call_function_path(
+    State(state): State<AppState>,
+    TenantScope(scope): TenantScope,
+    Path((_tenant, name, path)): Path<(String, String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let r = FnRequest {
+        name,
+        sub_path: path,
+        method,
+        uri,
+        headers,
+        body,
+    };
+    run(state, scope, r).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_decoding() {
+        let pairs = form_pairs(b"Body=VOTE+red&From=%2B15551234567&Bad=%zz&Cut=%4");
+        assert_eq!(
+            pairs,
+            vec![
+                ("Body".into(), "VOTE red".into()),
+                ("From".into(), "+15551234567".into()),
+                ("Bad".into(), "%zz".into()),
+                ("Cut".into(), "%4".into()),
+            ]
+        );
+        assert_eq!(decode_component(b"%C3%A9"), "é");
+    }
+}

@@ -1,0 +1,704 @@
+//! JavaScript functions through the real interfaces: deploys (admin API and CLI), HTTP
+//! functions, `ctx`, limits, the invocation log, tenant isolation.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::backend_tests;
+use crate::cli::plinth;
+use crate::documents::{docs, tenant_with_key};
+use crate::support::*;
+
+backend_tests!(
+    http_functions_see_the_request_and_use_ctx,
+    bad_bundles_change_nothing,
+    runaway_functions_are_contained,
+    deploy_history_and_rollback,
+    functions_stay_in_their_tenant,
+    deploy_cli_local_and_remote,
+);
+
+pub async fn deploy(app: &mut TestApp, tenant: &str, files: &[(&str, &str)]) -> Reply {
+    let admin = app.admin().await;
+    let files: serde_json::Map<String, Value> = files
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::from(*v)))
+        .collect();
+    app.post(
+        &format!("/admin/v1/tenants/{tenant}/deploys"),
+        Some(&admin),
+        json!({ "files": files }),
+    )
+    .await
+}
+
+/// GETs an HTTP function that answers text; asserts 200.
+async fn text(app: &TestApp, path: &str) -> String {
+    let r = app.get(path, None).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text);
+    r.text
+}
+
+fn http_manifest(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("[[http]]\nname = \"{n}\"\nfunction = \"{n}\"\n"))
+        .collect()
+}
+
+const ECHO: &str = r#"
+export default async function (req, ctx) {
+  ctx.log.info('echo', req.method, req.path);
+  console.log('from console');
+  const saved = await ctx.db.create('calls', { method: req.method, q: req.query.q ?? null });
+  const again = await ctx.db.get('calls', saved.id);
+  const sig = ctx.crypto.hmac('sha1', 'key', 'data', 'base64');
+  return {
+    status: 201,
+    headers: { 'x-echo': 'yes', 'content-type': 'application/json' },
+    body: {
+      method: req.method, path: req.path, query: req.query, json: req.json, form: req.form,
+      auth: req.auth, url: req.url, contentType: req.headers['content-type'] ?? null,
+      saved: again.data, version: again.version, sig,
+    },
+  };
+}
+"#;
+
+async fn http_functions_see_the_request_and_use_ctx(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let key = tenant_with_key(&mut app, "shop").await;
+    let manifest = http_manifest(&["echo", "plain"]);
+    let r = deploy(
+        &mut app,
+        "shop",
+        &[
+            ("plinth.toml", &manifest),
+            ("functions/echo.js", ECHO),
+            (
+                "functions/plain.js",
+                "export default async (req) => req.query.kind === 'text' ? { body: 'hello' } \
+                 : req.query.kind === 'none' ? undefined : [1, 2]",
+            ),
+        ],
+    )
+    .await
+    .ok(201);
+    assert_eq!(r["version"], 1);
+    assert_eq!(r["http"], json!(["echo", "plain"]));
+
+    // JSON body, a query string, anonymous.
+    let res = app
+        .send(
+            app.req(Method::POST, "/v1/t/shop/fn/echo/sub/path?q=1&x=a+b", None)
+                .json(&json!({"hello": "world"})),
+        )
+        .await;
+    let body = res.ok(201);
+    assert_eq!(res.headers["x-echo"], "yes");
+    assert!(res.headers.contains_key("x-plinth-invocation"));
+    assert_eq!(body["method"], "POST");
+    assert_eq!(body["path"], "/sub/path");
+    assert_eq!(body["query"], json!({"q": "1", "x": "a b"}));
+    assert_eq!(body["json"], json!({"hello": "world"}));
+    assert_eq!(body["form"], Value::Null);
+    assert_eq!(body["auth"], Value::Null);
+    assert_eq!(body["saved"], json!({"method": "POST", "q": "1"}));
+    assert_eq!(body["version"], 1);
+    assert!(
+        body["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/v1/t/shop/fn/echo/sub/path?q=1&x=a+b"),
+        "{body}"
+    );
+    // HMAC-SHA1("key", "data"), base64.
+    assert_eq!(body["sig"], "EEFSxb/coHvGM+69RhmfAlXJ9J0=");
+
+    // A form body, a signed-in user.
+    let user = app.signup("shop", "ann@example.com").await;
+    let res = app
+        .send(
+            app.req(Method::PUT, "/v1/t/shop/fn/echo", Some(&user.access))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("Body=VOTE+red&From=%2B15550001111"),
+        )
+        .await;
+    let body = res.ok(201);
+    assert_eq!(
+        body["form"],
+        json!({"Body": "VOTE red", "From": "+15550001111"})
+    );
+    assert_eq!(body["auth"]["uid"], user.user_id.as_str());
+    assert_eq!(body["path"], "/");
+
+    // The writes are real documents.
+    let list = app.get(&docs("shop", "calls"), Some(&key)).await.ok(200);
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+
+    // Plain values: a string body is text, other values JSON, nothing is 204.
+    let res = app.get("/v1/t/shop/fn/plain?kind=text", None).await;
+    assert_eq!(res.status.as_u16(), 200);
+    assert_eq!(res.text, "hello");
+    assert!(
+        res.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let res = app.get("/v1/t/shop/fn/plain", None).await;
+    assert_eq!(res.ok(200), json!([1, 2]));
+    let res = app.get("/v1/t/shop/fn/plain?kind=none", None).await;
+    assert_eq!(res.status.as_u16(), 204);
+
+    // Bad input around the function.
+    app.get("/v1/t/shop/fn/nope", None)
+        .await
+        .problem(404, "function_not_found");
+    app.get("/v1/t/nobody/fn/echo", None)
+        .await
+        .problem(404, "tenant_not_found");
+    app.get("/v1/t/shop/fn/echo", Some("not-a-token"))
+        .await
+        .problem(401, "invalid_token");
+    app.send(
+        app.req(Method::POST, "/v1/t/shop/fn/echo", None)
+            .header("content-type", "application/json")
+            .body("{not json"),
+    )
+    .await
+    .problem(400, "malformed_json");
+
+    // Every invocation is in the log, with its captured output.
+    let admin = app.admin().await;
+    let log = eventually(Duration::from_secs(5), "invocations logged", || async {
+        let page = app
+            .get(
+                "/admin/v1/tenants/shop/invocations?function=echo",
+                Some(&admin),
+            )
+            .await
+            .ok(200);
+        (page["items"].as_array().unwrap().len() >= 2).then_some(page)
+    })
+    .await;
+    let first = &log["items"][0];
+    assert_eq!(first["function"], "echo");
+    assert_eq!(first["trigger"], "http");
+    assert_eq!(first["outcome"], "ok");
+    assert_eq!(first["version"], 1);
+    assert_eq!(
+        first["logs"][0],
+        json!({"level": "info", "message": "echo PUT /"})
+    );
+    assert_eq!(first["logs"][1]["message"], "from console");
+}
+
+async fn bad_bundles_change_nothing(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    app.create_tenant("shop").await;
+    let good = http_manifest(&["hi"]);
+    deploy(
+        &mut app,
+        "shop",
+        &[
+            ("plinth.toml", &good),
+            ("functions/hi.js", "export default () => 'v1'"),
+        ],
+    )
+    .await
+    .ok(201);
+
+    // (files, the file an error must name, and the line, when it has one)
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, Option<u64>);
+    let cases: Vec<Case> = vec![
+        // A syntax error: the file and the line.
+        (
+            vec![
+                ("plinth.toml", &good),
+                (
+                    "functions/hi.js",
+                    "export default () => {\n  return 1 +;\n}",
+                ),
+            ],
+            "functions/hi.js",
+            Some(2),
+        ),
+        // No default export.
+        (
+            vec![
+                ("plinth.toml", &good),
+                ("functions/hi.js", "export const x = 1"),
+            ],
+            "functions/hi.js",
+            None,
+        ),
+        // An infinite loop at the top level is stopped by the validation budget.
+        (
+            vec![
+                ("plinth.toml", &good),
+                ("functions/hi.js", "while (true) {}\nexport default () => 1"),
+            ],
+            "functions/hi.js",
+            None,
+        ),
+        // A hook naming a missing function.
+        (
+            vec![
+                (
+                    "plinth.toml",
+                    "[[hooks]]\nfunction = \"gone\"\ncollection = \"votes\"\non = [\"create\"]\n",
+                ),
+                ("functions/hi.js", "export default () => 1"),
+            ],
+            "plinth.toml",
+            None,
+        ),
+        // A rule set that does not compile.
+        (
+            vec![
+                ("plinth.toml", "rules = \"rules.toml\"\n"),
+                ("rules.toml", "[votes]\nread = \"auth.uid ==\"\n"),
+            ],
+            "rules.toml",
+            Some(2),
+        ),
+        // A manifest that is not TOML.
+        (vec![("plinth.toml", "[[http]\n")], "plinth.toml", Some(1)),
+        // No manifest.
+        (
+            vec![("functions/hi.js", "export default () => 1")],
+            "plinth.toml",
+            None,
+        ),
+    ];
+    for (files, file, line) in cases {
+        let r = deploy(&mut app, "shop", &files)
+            .await
+            .problem(400, "invalid_bundle");
+        let errors = r["errors"].as_array().expect("errors");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e["file"] == file && line.is_none_or(|l| e["line"].as_u64() == Some(l))),
+            "expected an error in {file} at {line:?}: {r}"
+        );
+    }
+    let admin = app.admin().await;
+    let list = app
+        .get("/admin/v1/tenants/shop/deploys", Some(&admin))
+        .await
+        .ok(200);
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(text(&app, "/v1/t/shop/fn/hi").await, "v1");
+    let rules = app
+        .get("/admin/v1/tenants/shop/rules", Some(&admin))
+        .await
+        .ok(200);
+    assert_eq!(rules["version"], 0, "no rule set was installed");
+
+    // Malformed uploads.
+    app.send(
+        app.req(Method::POST, "/admin/v1/tenants/shop/deploys", Some(&admin))
+            .header("content-type", "application/json")
+            .body("{\"files\": 3}"),
+    )
+    .await
+    .problem(400, "invalid_body");
+    app.post("/admin/v1/tenants/shop/deploys", None, json!({"files": {}}))
+        .await
+        .problem(401, "auth_required");
+    app.post(
+        "/admin/v1/tenants/nobody/deploys",
+        Some(&admin),
+        json!({"files": {"plinth.toml": ""}}),
+    )
+    .await
+    .problem(404, "tenant_not_found");
+}
+
+async fn runaway_functions_are_contained(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    app.create_tenant("bad").await;
+    app.create_tenant("good").await;
+    let names = [
+        "spin", "bomb", "recurse", "throws", "chatty", "huge", "hangs", "ok",
+    ];
+    let mut manifest = http_manifest(&names);
+    manifest.push_str("[limits.spin]\ntimeout_ms = 300\n[limits.bomb]\nmemory_mb = 16\n");
+    let files = [
+        ("plinth.toml", manifest.as_str()),
+        (
+            "functions/spin.js",
+            "export default () => { while (true) {} }",
+        ),
+        (
+            "functions/bomb.js",
+            "export default () => { const a = []; while (true) a.push(new Array(1e5).fill(1)) }",
+        ),
+        (
+            "functions/recurse.js",
+            "export default () => { const f = (n) => f(n + 1) + 1; return f(0) }",
+        ),
+        (
+            "functions/throws.js",
+            "export default () => { throw new RangeError('no luck') }",
+        ),
+        (
+            "functions/chatty.js",
+            "export default () => { for (let i = 0; i < 100000; i++) console.log('line', i, 'x'.repeat(100)); return 'done' }",
+        ),
+        (
+            "functions/huge.js",
+            "export default () => ({ body: 'x'.repeat(7 * 1024 * 1024) })",
+        ),
+        (
+            "functions/hangs.js",
+            "export default () => new Promise(() => {})",
+        ),
+        ("functions/ok.js", "export default () => ({ ok: true })"),
+    ];
+    deploy(&mut app, "bad", &files).await.ok(201);
+    deploy(&mut app, "good", &files).await.ok(201);
+
+    let call = |name: &str| {
+        let path = format!("/v1/t/bad/fn/{name}");
+        let req = app.req(Method::GET, &path, None);
+        async { app.send(req).await }
+    };
+    let r = call("spin").await.problem(504, "function_timeout");
+    assert!(r["invocation"].is_string());
+    call("bomb").await.problem(500, "function_out_of_memory");
+    call("recurse").await.problem(500, "function_error");
+    call("throws").await.problem(500, "function_error");
+    call("huge").await.problem(500, "function_bad_response");
+    call("hangs").await.problem(500, "function_error");
+    let r = call("chatty").await;
+    assert_eq!((r.status.as_u16(), r.text.as_str()), (200, "done"));
+    // After all that, the same tenant's functions still run.
+    assert_eq!(call("ok").await.ok(200), json!({"ok": true}));
+
+    // The log says what happened to each, and keeps output bounded.
+    let admin = app.admin().await;
+    let page = eventually(Duration::from_secs(5), "all invocations logged", || async {
+        let p = app
+            .get("/admin/v1/tenants/bad/invocations?limit=50", Some(&admin))
+            .await
+            .ok(200);
+        (p["items"].as_array().unwrap().len() >= 8).then_some(p)
+    })
+    .await;
+    let outcome = |f: &str| {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["function"] == f)
+            .unwrap_or_else(|| panic!("{f} not logged: {page}"))
+            .clone()
+    };
+    assert_eq!(outcome("spin")["outcome"], "timeout");
+    assert_eq!(outcome("bomb")["outcome"], "out_of_memory");
+    assert_eq!(outcome("recurse")["outcome"], "error");
+    assert_eq!(outcome("throws")["error"], "RangeError: no luck");
+    let chatty = outcome("chatty");
+    let lines = chatty["logs"].as_array().unwrap();
+    assert!(lines.len() <= 201, "{} log lines kept", lines.len());
+    assert!(
+        lines.last().unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .contains("dropped")
+    );
+
+    // One tenant spinning on every worker it may use does not stall another tenant: all
+    // of good's calls finish while bad's spinners are still running.
+    let spinners: Vec<_> = (0..4)
+        .map(|_| {
+            let req = app.req(Method::GET, "/v1/t/bad/fn/spin", None);
+            tokio::spawn(async move { req.send().await.map(|r| (r.status(), Instant::now())) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut latencies = Vec::new();
+    let mut last_good = Instant::now();
+    for _ in 0..10 {
+        let t = Instant::now();
+        assert_eq!(
+            app.get("/v1/t/good/fn/ok", None).await.ok(200),
+            json!({"ok": true})
+        );
+        latencies.push(t.elapsed());
+        last_good = Instant::now();
+    }
+    let mut spin_ends = Vec::new();
+    for s in spinners {
+        let (status, at) = s.await.unwrap().unwrap();
+        assert_eq!(status.as_u16(), 504);
+        spin_ends.push(at);
+    }
+    latencies.sort();
+    println!("good tenant latency while bad spins: {latencies:?}");
+    assert!(
+        spin_ends.iter().filter(|e| **e > last_good).count() >= 1,
+        "the other tenant's calls had to wait for the spinners (latencies {latencies:?})"
+    );
+}
+
+async fn deploy_history_and_rollback(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let key = tenant_with_key(&mut app, "shop").await;
+    let manifest = format!("rules = \"rules.toml\"\n{}", http_manifest(&["which"]));
+    let v1_rules = "[notes]\nread = \"true\"\n";
+    let v2_rules = "[notes]\nread = \"false\"\n";
+    deploy(
+        &mut app,
+        "shop",
+        &[
+            ("plinth.toml", &manifest),
+            ("rules.toml", v1_rules),
+            ("functions/which.js", "export default () => 'one'"),
+        ],
+    )
+    .await
+    .ok(201);
+    let r = deploy(
+        &mut app,
+        "shop",
+        &[
+            ("plinth.toml", &manifest),
+            ("rules.toml", v2_rules),
+            ("functions/which.js", "export default () => 'two'"),
+        ],
+    )
+    .await
+    .ok(201);
+    assert_eq!(r["version"], 2);
+    assert_eq!(text(&app, "/v1/t/shop/fn/which").await, "two");
+    crate::documents::put(
+        &app,
+        &key,
+        &format!("{}/n1", docs("shop", "notes")),
+        json!({}),
+    )
+    .await;
+    let user = app.signup("shop", "ann@example.com").await;
+    let n1 = format!("{}/n1", docs("shop", "notes"));
+    app.get(&n1, Some(&user.access))
+        .await
+        .problem(403, "rule_denied");
+
+    let admin = app.admin().await;
+    let list = app
+        .get("/admin/v1/tenants/shop/deploys", Some(&admin))
+        .await
+        .ok(200);
+    let versions: Vec<(i64, bool)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["version"].as_i64().unwrap(),
+                d["active"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(versions, vec![(2, true), (1, false)]);
+
+    // Rollback: version 1's functions and rules.
+    let r = app
+        .post(
+            "/admin/v1/tenants/shop/deploys/1/activate",
+            Some(&admin),
+            json!({}),
+        )
+        .await
+        .ok(200);
+    assert_eq!(r["version"], 1);
+    assert_eq!(text(&app, "/v1/t/shop/fn/which").await, "one");
+    app.get(&n1, Some(&user.access)).await.ok(200);
+    app.post(
+        "/admin/v1/tenants/shop/deploys/9/activate",
+        Some(&admin),
+        json!({}),
+    )
+    .await
+    .problem(404, "deploy_not_found");
+    assert_eq!(text(&app, "/v1/t/shop/fn/which").await, "one");
+
+    // Deploys are in the audit log.
+    let audit = app
+        .get("/admin/v1/audit?tenant=shop", Some(&admin))
+        .await
+        .ok(200);
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(
+        actions.contains(&"deploy.create") && actions.contains(&"deploy.activate"),
+        "{actions:?}"
+    );
+}
+
+async fn functions_stay_in_their_tenant(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let key_a = tenant_with_key(&mut app, "alpha").await;
+    let key_b = tenant_with_key(&mut app, "bravo").await;
+    crate::documents::put(
+        &app,
+        &key_a,
+        &format!("{}/x", docs("alpha", "secrets")),
+        json!({"owner": "alpha"}),
+    )
+    .await
+    .ok(201);
+    crate::documents::put(
+        &app,
+        &key_b,
+        &format!("{}/x", docs("bravo", "secrets")),
+        json!({"owner": "bravo"}),
+    )
+    .await
+    .ok(201);
+    let peek = "export default async (req, ctx) => {
+        const doc = await ctx.db.get('secrets', 'x');
+        const all = await ctx.db.list('secrets', {});
+        await ctx.db.put('secrets', 'y', { from: 'fn' });
+        return { owner: doc && doc.data.owner, count: all.items.length };
+    }";
+    let m = http_manifest(&["peek"]);
+    deploy(
+        &mut app,
+        "alpha",
+        &[("plinth.toml", &m), ("functions/peek.js", peek)],
+    )
+    .await
+    .ok(201);
+    let r = app.get("/v1/t/alpha/fn/peek", None).await.ok(200);
+    assert_eq!(r, json!({"owner": "alpha", "count": 1}));
+    // alpha's function is not bravo's, and its write landed in alpha only.
+    app.get("/v1/t/bravo/fn/peek", None)
+        .await
+        .problem(404, "function_not_found");
+    app.get(&format!("{}/y", docs("bravo", "secrets")), Some(&key_b))
+        .await
+        .problem(404, "document_not_found");
+    app.get(&format!("{}/y", docs("alpha", "secrets")), Some(&key_a))
+        .await
+        .ok(200);
+    // A token of alpha is refused by bravo's functions.
+    let user = app.signup("alpha", "ann@example.com").await;
+    app.get("/v1/t/bravo/fn/peek", Some(&user.access))
+        .await
+        .problem(401, "invalid_token");
+    // Invocation logs are per tenant.
+    let admin = app.admin().await;
+    eventually(
+        Duration::from_secs(5),
+        "alpha's invocation logged",
+        || async {
+            let p = app
+                .get("/admin/v1/tenants/alpha/invocations", Some(&admin))
+                .await
+                .ok(200);
+            (!p["items"].as_array().unwrap().is_empty()).then_some(())
+        },
+    )
+    .await;
+    let p = app
+        .get("/admin/v1/tenants/bravo/invocations", Some(&admin))
+        .await
+        .ok(200);
+    assert_eq!(p["items"], json!([]));
+}
+
+async fn deploy_cli_local_and_remote(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    app.create_tenant("shop").await;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |rel: &str, text: &str| {
+        let p = dir.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    write(
+        "plinth.toml",
+        &format!("rules = \"rules.toml\"\n{}", http_manifest(&["hi"])),
+    );
+    write("rules.toml", "[notes]\nread = \"true\"\n");
+    write("functions/hi.js", "export default () => 'local'");
+    let dir_s = dir.path().display().to_string();
+
+    // Local: straight into the data the server reads.
+    let out = plinth(&app.storage, &["deploy", &dir_s, "--tenant", "shop"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("version 1 active for shop"));
+    let hi = eventually(
+        Duration::from_secs(5),
+        "the server sees the CLI's deploy",
+        || async {
+            let r = app.get("/v1/t/shop/fn/hi", None).await;
+            (r.status.as_u16() == 200).then_some(r.text)
+        },
+    )
+    .await;
+    assert_eq!(hi, "local");
+
+    // Remote: through the admin API with a token.
+    write("functions/hi.js", "export default () => 'remote'");
+    let admin = app.admin().await;
+    let remote = ["--server", app.base.as_str(), "--token", admin.as_str()];
+    let mut args = vec!["deploy", dir_s.as_str(), "--tenant", "shop"];
+    args.extend(remote);
+    let out = plinth(&app.storage, &args, None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text(&app, "/v1/t/shop/fn/hi").await, "remote");
+
+    // A broken bundle: file and line on stderr, non-zero exit, nothing changes.
+    write("functions/hi.js", "export default () => {\n\n  oops(;\n}");
+    let mut args = vec!["deploy", dir_s.as_str(), "--tenant", "shop"];
+    args.extend(remote);
+    let out = plinth(&app.storage, &args, None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("functions/hi.js:3"), "{err}");
+    assert_eq!(text(&app, "/v1/t/shop/fn/hi").await, "remote");
+
+    // History and rollback, locally and remotely.
+    let out = plinth(&app.storage, &["deploy", "list", "--tenant", "shop"], None);
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success() && listing.lines().count() == 3,
+        "{listing}"
+    );
+    let mut args = vec!["deploy", "activate", "1", "--tenant", "shop"];
+    args.extend(remote);
+    let out = plinth(&app.storage, &args, None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text(&app, "/v1/t/shop/fn/hi").await, "local");
+    let out = plinth(
+        &app.storage,
+        &["deploy", "activate", "7", "--tenant", "shop"],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no deploy version 7"));
+}
