@@ -191,6 +191,11 @@ impl App {
         });
         let retention = tokio::spawn(prune_changes_forever(state.clone()));
         let realtime_tasks = state.realtime.start();
+        let hooks = state
+            .config
+            .functions
+            .run_hooks
+            .then(|| tokio::spawn(state.functions.clone().run_forever()));
         let router = crate::http::router(state.clone());
         let broker = state.realtime.clone();
         // WebSockets would hold a graceful shutdown open: close them first, with a reason.
@@ -208,6 +213,9 @@ impl App {
         retention.abort();
         for t in realtime_tasks {
             t.abort();
+        }
+        if let Some(h) = hooks {
+            h.abort();
         }
         state.functions.shutdown();
         state.store.close().await;

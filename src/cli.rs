@@ -48,6 +48,27 @@ pub enum Command {
     Rules(RulesCommand),
     /// Function bundles: deploy a folder, list versions, activate one (rollback).
     Deploy(deploy::DeployArgs),
+    /// After-hook jobs: list pending or dead ones, retry a dead one.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobsCommand {
+    /// Jobs of a tenant, oldest first.
+    List {
+        #[arg(long)]
+        tenant: String,
+        /// pending or dead (default: both).
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Run a dead job again, with fresh attempts.
+    Retry {
+        id: String,
+        #[arg(long)]
+        tenant: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -433,6 +454,30 @@ async fn local(state: &AppState, command: Command) -> anyhow::Result<()> {
                 }
                 _ => println!("no {} rule for [{collection}]: deny", op.as_str()),
             }
+        }
+        Command::Jobs(JobsCommand::List { tenant, state }) => {
+            let page = admin
+                .list_jobs(&actor, &tenant, state.as_deref(), None, Some(500))
+                .await
+                .map_err(e)?;
+            println!(
+                "{:<38} {:<16} {:<8} {:<9} LAST ERROR",
+                "ID", "FUNCTION", "STATE", "ATTEMPTS"
+            );
+            for j in page.items {
+                println!(
+                    "{:<38} {:<16} {:<8} {:<9} {}",
+                    j.id,
+                    j.function,
+                    j.state,
+                    format!("{}/{}", j.attempts, j.max_attempts),
+                    j.last_error.unwrap_or_default()
+                );
+            }
+        }
+        Command::Jobs(JobsCommand::Retry { id, tenant }) => {
+            admin.retry_job(&actor, &tenant, &id).await.map_err(e)?;
+            println!("job {id} queued again (a running server picks it up within 30 s)");
         }
         Command::SigningKey(SigningKeyCommand::Rotate) => {
             let kid = crate::auth::tokens::Keyring::rotate(&state.store).await?;

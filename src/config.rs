@@ -119,6 +119,9 @@ pub struct ServeArgs {
     /// Worker threads running JavaScript functions (default: the number of cores, at least 2).
     #[arg(long, env = "PLINTH_FUNCTION_WORKERS")]
     pub function_workers: Option<usize>,
+    /// Run after-hook jobs on this node (false: serve requests only).
+    #[arg(long, env = "PLINTH_RUN_HOOKS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub run_hooks: bool,
     /// Memory limit of a function invocation, in MiB (a bundle may set less per function).
     #[arg(long, env = "PLINTH_FUNCTION_MEMORY_MB", default_value_t = 64)]
     pub function_memory_mb: usize,
@@ -228,6 +231,7 @@ impl Config {
         if let Some(w) = serve.function_workers {
             c.functions.workers = w.max(1);
         }
+        c.functions.run_hooks = serve.run_hooks;
         c.functions.memory_bytes = serve.function_memory_mb.clamp(1, 4096) * 1024 * 1024;
         c.print_setup_token = true;
         Ok(c)

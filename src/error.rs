@@ -246,6 +246,7 @@ impl From<crate::functions::FnError> for ApiError {
                 );
                 a
             }
+            F::NoSuchJob(id) => ApiError::not_found("job_not_found", format!("no dead job {id}")),
             F::NoSuchVersion(v) => {
                 ApiError::not_found("deploy_not_found", format!("no deploy version {v}"))
             }

@@ -18,8 +18,8 @@ use crate::error::ApiError;
 use crate::functions::{Deployed, FnError, FunctionService};
 use crate::rules::{InstallError, Installed, RuleSetError, RulesRegistry};
 use crate::store::{
-    AdminRow, AuditEntry, AuditQuery, DeploySummary, InvocationRow, NewAudit, ServiceKeyRow, Store,
-    StoreError, UserQuery, UserRow,
+    AdminRow, AuditEntry, AuditQuery, DeploySummary, InvocationRow, JobInfo, NewAudit,
+    ServiceKeyRow, Store, StoreError, UserQuery, UserRow,
 };
 use crate::tenancy::{Caller, Registry, Scope, Tenant, service_keys, validate_slug};
 
@@ -776,6 +776,52 @@ impl AdminService {
             None
         };
         Ok(Page { items, next_cursor })
+    }
+
+    /// Outbox jobs of a tenant; `state` pending or dead.
+    pub async fn list_jobs(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        state: Option<&str>,
+        cursor: Option<&str>,
+        limit: Option<i64>,
+    ) -> Result<Page<JobInfo>> {
+        if state.is_some_and(|s| s != "pending" && s != "dead") {
+            return Err(field("state", "must be pending or dead"));
+        }
+        let limit = limit.unwrap_or(50);
+        if !(1..=500).contains(&limit) {
+            return Err(field("limit", "must be between 1 and 500"));
+        }
+        let after = cursor.map(decode_cursor).transpose()?;
+        let scope = self.scope(actor, slug).await?;
+        let mut items = self
+            .functions
+            .jobs(&scope, state, after.as_deref(), limit + 1)
+            .await?;
+        let next_cursor = if items.len() as i64 > limit {
+            items.truncate(limit as usize);
+            items.last().map(|j| encode_cursor(&j.id))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Runs a dead job again (with fresh attempts).
+    pub async fn retry_job(&self, actor: &Actor, slug: &str, id: &str) -> Result<()> {
+        let scope = self.scope(actor, slug).await?;
+        self.functions.retry_job(&scope, id).await?;
+        self.audit(
+            actor,
+            "job.retry",
+            Some(slug),
+            Some(id),
+            serde_json::json!({}),
+        )
+        .await?;
+        Ok(())
     }
 
     /// A scope on `slug` for the local CLI (which reads tenant data directly).

@@ -41,6 +41,9 @@ pub struct HookSpec {
     /// CEL over auth, doc (before the write), new (after), id, now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<String>,
+    /// After hooks: attempts before a job is marked dead (default 5, at most 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
 }
 
 fn after() -> String {
@@ -263,6 +266,9 @@ pub fn check(
         }
         if !matches!(h.phase.as_str(), "before" | "after") {
             errors.push(at(format!("phase: '{}' is not before or after", h.phase)));
+        }
+        if h.max_attempts.is_some_and(|n| !(1..=20).contains(&n)) {
+            errors.push(at("max_attempts must be 1 to 20".into()));
         }
         if let Some(w) = &h.when
             && let Err(e) = Expression::compile(w, ExprKind::Condition)

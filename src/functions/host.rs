@@ -92,6 +92,17 @@ impl DbHost {
     async fn dispatch(&self, op: &str, args: Vec<Value>) -> Result<Value, HostError> {
         let docs = &self.docs;
         let scope = &self.scope;
+        let writes = !matches!(op, "db.get" | "db.list");
+        if writes && scope.depth() >= super::hooks::MAX_HOOK_DEPTH {
+            return Err(HostError {
+                code: "hook_depth_exceeded".into(),
+                status: 409,
+                message: format!(
+                    "writes made {} hooks deep are refused (a hook that triggers itself?)",
+                    scope.depth()
+                ),
+            });
+        }
         match op {
             "db.get" => {
                 let (c, id) = (str_arg(&args, 0, "collection")?, str_arg(&args, 1, "id")?);

@@ -3,6 +3,7 @@
 
 pub mod bundle;
 mod crypto;
+pub mod hooks;
 mod host;
 pub mod pool;
 pub mod sandbox;
@@ -34,6 +35,8 @@ pub struct FunctionsConfig {
     pub caps: LimitCaps,
     /// How long a node trusts its cached active deploy before checking the version.
     pub cache_ttl: Duration,
+    /// Whether this node runs after-hook jobs (a node may serve requests only).
+    pub run_hooks: bool,
 }
 
 impl Default for FunctionsConfig {
@@ -52,6 +55,7 @@ impl Default for FunctionsConfig {
                 max_memory_mb: 256,
             },
             cache_ttl: Duration::from_secs(1),
+            run_hooks: true,
         }
     }
 }
@@ -64,6 +68,8 @@ pub enum FnError {
     NoSuchVersion(i64),
     #[error("no HTTP function named '{0}'")]
     NotFound(String),
+    #[error("no dead job {0}")]
+    NoSuchJob(String),
     #[error("{message}")]
     Failed {
         failure: Failure,
@@ -103,6 +109,7 @@ pub struct Deployment {
     pub version: i64,
     pub manifest: Manifest,
     pub bytecode: HashMap<String, Arc<[u8]>>,
+    pub hooks: Vec<hooks::CompiledHook>,
 }
 
 impl Deployment {
@@ -163,6 +170,7 @@ pub struct FunctionService {
     config: FunctionsConfig,
     cache: RwLock<HashMap<i64, CacheEntry>>,
     log: mpsc::UnboundedSender<(Scope, InvocationRow)>,
+    pub(crate) queue: hooks::JobQueue,
 }
 
 impl FunctionService {
@@ -175,15 +183,18 @@ impl FunctionService {
         let pool = Pool::new(config.workers, tokio::runtime::Handle::current())?;
         let (log, rx) = mpsc::unbounded_channel();
         tokio::spawn(write_invocations(store.clone(), rx));
-        Ok(Arc::new(FunctionService {
-            store,
+        let svc = Arc::new(FunctionService {
+            store: store.clone(),
             docs,
             rules,
             pool,
             config,
             cache: RwLock::new(HashMap::new()),
             log,
-        }))
+            queue: hooks::JobQueue::default(),
+        });
+        store.set_job_planner(Arc::new(hooks::Planner::new(&svc)));
+        Ok(svc)
     }
 
     pub fn config(&self) -> &FunctionsConfig {
@@ -291,6 +302,29 @@ impl FunctionService {
             .await?)
     }
 
+    /// Outbox jobs of a tenant (`state`: pending or dead), oldest first.
+    pub async fn jobs(
+        &self,
+        scope: &Scope,
+        state: Option<&str>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<crate::store::JobInfo>, FnError> {
+        Ok(self.store.list_jobs(scope, state, after, limit).await?)
+    }
+
+    /// Queues a dead job again with fresh attempts.
+    pub async fn retry_job(&self, scope: &Scope, id: &str) -> Result<(), FnError> {
+        match self.store.retry_job(scope, id).await {
+            Ok(()) => {
+                self.queue.mark(scope.tenant().id);
+                Ok(())
+            }
+            Err(StoreError::NotFound) => Err(FnError::NoSuchJob(id.to_string())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn remember(&self, tenant: i64, version: i64, deployment: Option<Arc<Deployment>>) {
         if let Ok(mut c) = self.cache.write() {
             c.insert(
@@ -302,6 +336,15 @@ impl FunctionService {
                 },
             );
         }
+    }
+
+    /// The cached active deploy, without checking its freshness (for code that cannot
+    /// wait; `active` keeps the cache warm).
+    pub(crate) fn cached(&self, tenant: i64) -> Option<Arc<Deployment>> {
+        self.cache
+            .read()
+            .ok()
+            .and_then(|c| c.get(&tenant).and_then(|e| e.deployment.clone()))
     }
 
     /// The tenant's active deploy, compiled (None when nothing was deployed).
@@ -336,14 +379,16 @@ impl FunctionService {
 
     // ---- invocations -----------------------------------------------------------------
 
+    #[allow(clippy::too_many_arguments)]
     async fn invoke(
         &self,
         scope: &Scope,
         deployment: &Deployment,
         function: &str,
         trigger: Trigger,
-        event: Value,
+        event: String,
         limits: Limits,
+        depth: u32,
     ) -> (String, Result<String, FnError>) {
         let id = uuid::Uuid::now_v7().to_string();
         let Some(bytecode) = deployment.bytecode.get(function).cloned() else {
@@ -353,14 +398,14 @@ impl FunctionService {
         let start = Instant::now();
         let host = Arc::new(host::DbHost {
             docs: self.docs.clone(),
-            scope: scope.for_function(function),
+            scope: scope.for_function(function, depth),
         });
         let call = sandbox::Call {
             tenant: scope.tenant().id,
             version: deployment.version,
             function: function.to_string(),
             bytecode,
-            event: event.to_string(),
+            event,
             env: Arc::from("{}"),
             limits,
             host,
@@ -437,8 +482,9 @@ impl FunctionService {
                 &deployment,
                 &function,
                 Trigger::Http,
-                request,
+                request.to_string(),
                 limits,
+                0,
             )
             .await;
         let text = result?;
@@ -545,6 +591,8 @@ async fn load_deployment(row: &crate::store::DeployRow) -> Result<Deployment, Fn
     let files: BTreeMap<String, String> =
         serde_json::from_str(&row.files).map_err(|e| FnError::Internal(e.to_string()))?;
     let version = row.version;
+    let hooks = hooks::compile_hooks(&manifest)
+        .map_err(|e| FnError::Internal(format!("deploy v{version}: {e}")))?;
     let bytecode = tokio::task::spawn_blocking(move || {
         let mut out = HashMap::new();
         for (path, src) in &files {
@@ -565,6 +613,7 @@ async fn load_deployment(row: &crate::store::DeployRow) -> Result<Deployment, Fn
         version,
         manifest,
         bytecode,
+        hooks,
     })
 }
 

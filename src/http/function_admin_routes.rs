@@ -17,13 +17,15 @@ use crate::app::AppState;
 use crate::error::{ApiResult, Problem};
 use crate::functions::Deployed;
 use crate::functions::bundle::MAX_BUNDLE_BYTES;
-use crate::store::{DeploySummary, InvocationRow};
+use crate::store::{DeploySummary, InvocationRow, JobInfo};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_deploys, create_deploy))
         .routes(routes!(activate_deploy))
         .routes(routes!(list_invocations))
+        .routes(routes!(list_jobs))
+        .routes(routes!(retry_job))
         // A bundle may be larger than an ordinary request body (JSON escaping included).
         .layer(DefaultBodyLimit::max(MAX_BUNDLE_BYTES * 2))
 }
@@ -142,4 +144,62 @@ async fn list_invocations(
         items: page.items,
         next_cursor: page.next_cursor,
     }))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct JobQuery {
+    /// pending or dead (default: both).
+    pub state: Option<String>,
+    pub cursor: Option<String>,
+    /// 1..500, default 50.
+    pub limit: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct JobPage {
+    pub items: Vec<JobInfo>,
+    pub next_cursor: Option<String>,
+}
+
+/// After-hook jobs waiting to run (`pending`, with their attempts and last error) or out
+/// of attempts (`dead`), oldest first.
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/jobs", tag = "functions",
+    params(("tenant" = String, Path, description = "Tenant slug"), JobQuery),
+    responses((status = 200, body = JobPage), (status = 400, body = Problem),
+              (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+async fn list_jobs(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    Path(tenant): Path<String>,
+    ApiQuery(q): ApiQuery<JobQuery>,
+) -> ApiResult<Json<JobPage>> {
+    let page = state
+        .admin
+        .list_jobs(
+            &actor(&admin),
+            &tenant,
+            q.state.as_deref(),
+            q.cursor.as_deref(),
+            q.limit,
+        )
+        .await?;
+    Ok(Json(JobPage {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Run a dead job again, with fresh attempts.
+#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/jobs/{id}/retry", tag = "functions",
+    params(("tenant" = String, Path, description = "Tenant slug"), ("id" = String, Path)),
+    responses((status = 204), (status = 404, body = Problem, description = "job_not_found")),
+    security(("bearer" = [])))]
+async fn retry_job(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    Path((tenant, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    state.admin.retry_job(&actor(&admin), &tenant, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -19,8 +19,9 @@ use sqlx::types::Json;
 use tokio::sync::oneshot;
 
 use super::documents::{ChangeOp, StoredDoc, WriteDecision, Written, doc_from_row_at};
+use super::jobs::{INSERT_JOB_SQL, NewJob, Origin};
 use super::{Store, StoreError, now_ms, on_db};
-use crate::tenancy::Scope;
+use crate::tenancy::{Caller, Scope};
 
 pub(crate) type AnyError = Box<dyn Any + Send>;
 pub(crate) type Decide =
@@ -41,6 +42,7 @@ type Reply = oneshot::Sender<UnitOutcome>;
 
 struct Unit {
     writes: Vec<ErasedWrite>,
+    origin: Origin,
     reply: Reply,
 }
 
@@ -88,6 +90,18 @@ impl Store {
         writes: Vec<ErasedWrite>,
     ) -> Result<Vec<Written>, UnitError> {
         let tenant = scope.tenant().id;
+        if let Some(planner) = self.planner.get() {
+            planner.prepare(scope).await;
+        }
+        let origin = Origin {
+            auth: match scope.caller() {
+                Caller::User(u) => Some(serde_json::json!({
+                    "uid": u.uid, "email": u.email, "email_verified": u.email_verified
+                })),
+                _ => None,
+            },
+            depth: scope.depth(),
+        };
         let queue = {
             let mut queues = self.groups.queues.lock().unwrap_or_else(|p| p.into_inner());
             queues.entry(tenant).or_default().clone()
@@ -95,7 +109,11 @@ impl Store {
         let (tx, rx) = oneshot::channel();
         let lead = {
             let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
-            q.pending.push(Unit { writes, reply: tx });
+            q.pending.push(Unit {
+                writes,
+                origin,
+                reply: tx,
+            });
             !std::mem::replace(&mut q.running, true)
         };
         if lead {
@@ -147,12 +165,19 @@ impl Store {
     async fn commit_group(&self, scope: &Scope, group: Vec<Unit>) {
         let mut replies = Vec::with_capacity(group.len());
         let mut units = Vec::with_capacity(group.len());
+        let mut origins = Vec::with_capacity(group.len());
         for u in group {
             replies.push(u.reply);
             units.push(u.writes);
+            origins.push(u.origin);
         }
-        match self.apply_group(scope, units).await {
-            Ok(outcomes) => {
+        match self.apply_group(scope, units, &origins).await {
+            Ok((outcomes, jobs)) => {
+                if jobs > 0
+                    && let Some(planner) = self.planner.get()
+                {
+                    planner.committed(scope.tenant().id);
+                }
                 let last = outcomes
                     .iter()
                     .filter_map(|o| o.as_ref().ok())
@@ -178,13 +203,40 @@ impl Store {
     }
 
     /// One transaction for the whole group; per-unit outcomes in order.
+    /// The jobs the group's committed writes trigger, in write order.
+    pub(crate) fn plan_jobs(
+        &self,
+        scope: &Scope,
+        plan: &GroupPlan,
+        origins: &[Origin],
+    ) -> Vec<NewJob> {
+        let Some(planner) = self.planner.get() else {
+            return Vec::new();
+        };
+        plan.outcomes
+            .iter()
+            .zip(origins)
+            .flat_map(|(outcome, origin)| {
+                outcome
+                    .iter()
+                    .flatten()
+                    .flat_map(move |w| planner.plan(scope, w, origin))
+            })
+            .collect()
+    }
+
+    /// One transaction for the whole group; per-unit outcomes in order, and how many
+    /// jobs it queued.
     async fn apply_group(
         &self,
         scope: &Scope,
         units: Vec<Vec<ErasedWrite>>,
-    ) -> Result<Vec<UnitOutcome>, StoreError> {
+        origins: &[Origin],
+    ) -> Result<(Vec<UnitOutcome>, usize), StoreError> {
         if let Some(fast) = self.fast_sqlite(scope).await? {
-            return fast.apply_group(scope.tenant().id, units);
+            return fast.apply_group(scope.tenant().id, units, &|plan| {
+                self.plan_jobs(scope, plan, origins)
+            });
         }
         let (db, tenant) = self.tenant_db(scope).await?;
         let begin = db.begin_write();
@@ -213,6 +265,19 @@ impl Store {
                 }
             }
             let plan = plan_group(units, &keys, current, seq0, now_ms());
+            let jobs = self.plan_jobs(scope, &plan, origins);
+            for job in &jobs {
+                sqlx::query(INSERT_JOB_SQL)
+                    .bind(tenant)
+                    .bind(job.id.as_str())
+                    .bind(job.function.as_str())
+                    .bind(job.event.as_str())
+                    .bind(job.depth as i32)
+                    .bind(job.max_attempts as i32)
+                    .bind(plan.now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             if !plan.changes.is_empty() {
                 for chunk in plan.upserts.chunks(CHUNK) {
                     let sql = format!(
@@ -283,7 +348,7 @@ impl Store {
                 }
             }
             tx.commit().await?;
-            Ok(plan.outcomes)
+            Ok((plan.outcomes, jobs.len()))
         })
     }
 }

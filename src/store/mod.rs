@@ -12,6 +12,7 @@ mod commit;
 mod control;
 mod documents;
 mod functions;
+mod jobs;
 mod keys;
 pub mod predicate_sql;
 mod sqlite_fast;
@@ -34,6 +35,7 @@ pub use documents::{
     WriteError, WriteRequest, Written,
 };
 pub use functions::{DeployRow, DeploySummary, InvocationRow};
+pub use jobs::{JobInfo, JobPlanner, JobRow, NewJob, Origin};
 pub use keys::ServiceKeyRow;
 pub use users::{NewSession, RefreshOutcome, SessionState, UserQuery, UserRow, UserTokenKind};
 
@@ -118,6 +120,7 @@ pub struct Store {
     inner: Arc<Backend>,
     groups: Arc<commit::Groups>,
     on_commit: Arc<std::sync::OnceLock<CommitListener>>,
+    planner: Arc<std::sync::OnceLock<Arc<dyn JobPlanner>>>,
 }
 
 /// Told (tenant id, last seq) after each commit of document writes.
@@ -176,6 +179,7 @@ impl Store {
             inner: Arc::new(backend),
             groups: Arc::default(),
             on_commit: Arc::default(),
+            planner: Arc::default(),
         })
     }
 
@@ -183,6 +187,11 @@ impl Store {
     /// not know who listens; it only says that a tenant's log grew.
     pub fn set_commit_listener(&self, listener: CommitListener) {
         let _ = self.on_commit.set(listener);
+    }
+
+    /// Sets the one planner of outbox jobs (the function service's hooks).
+    pub fn set_job_planner(&self, planner: Arc<dyn JobPlanner>) {
+        let _ = self.planner.set(planner);
     }
 
     pub(crate) fn committed(&self, tenant: i64, seq: i64) {

@@ -15,9 +15,11 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use serde_json::Value;
 
 use super::commit::{
-    ErasedWrite, LOCK_SEQ_SQL, SET_SEQ_SQL, UPSERT_TAIL, UnitOutcome, group_keys, plan_group,
+    ErasedWrite, GroupPlan, LOCK_SEQ_SQL, SET_SEQ_SQL, UPSERT_TAIL, UnitOutcome, group_keys,
+    plan_group,
 };
 use super::documents::{ChangeOp, ListedDoc, SortValue, StoredDoc};
+use super::jobs::{INSERT_JOB_SQL, NewJob};
 use super::predicate_sql::SqlParam;
 use super::{StoreError, StoreResult, now_ms};
 
@@ -197,7 +199,8 @@ impl FastSqlite {
         &self,
         tenant: i64,
         units: Vec<Vec<ErasedWrite>>,
-    ) -> StoreResult<Vec<UnitOutcome>> {
+        plan_jobs: &dyn Fn(&GroupPlan) -> Vec<NewJob>,
+    ) -> StoreResult<(Vec<UnitOutcome>, usize)> {
         let mut slot = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
             *slot = Some(open(&self.path)?);
@@ -226,6 +229,21 @@ impl FastSqlite {
             }
         }
         let plan = plan_group(units, &keys, current, seq0, now_ms());
+        let jobs = plan_jobs(&plan);
+        if !jobs.is_empty() {
+            let mut insert = tx.prepare_cached(&numbered_placeholders(INSERT_JOB_SQL))?;
+            for job in &jobs {
+                insert.execute(params![
+                    tenant,
+                    job.id,
+                    job.function,
+                    job.event,
+                    job.depth,
+                    job.max_attempts,
+                    plan.now
+                ])?;
+            }
+        }
         if !plan.changes.is_empty() {
             let mut upsert = tx.prepare_cached(&format!(
                 "INSERT INTO documents (tenant_id, collection, id, data, version, created_at, \
@@ -274,7 +292,7 @@ impl FastSqlite {
                 .execute(params![tenant, plan.final_seq])?;
         }
         tx.commit()?;
-        Ok(plan.outcomes)
+        Ok((plan.outcomes, jobs.len()))
     }
 }
 

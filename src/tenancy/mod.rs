@@ -74,11 +74,21 @@ pub enum Caller {
 pub struct Scope {
     tenant: Arc<Tenant>,
     caller: Caller,
+    /// How many hooks deep the writes of this scope are (0: a client's own request).
+    depth: u32,
 }
 
 impl Scope {
     pub(crate) fn new(tenant: Arc<Tenant>, caller: Caller) -> Scope {
-        Scope { tenant, caller }
+        Scope {
+            tenant,
+            caller,
+            depth: 0,
+        }
+    }
+
+    pub fn depth(&self) -> u32 {
+        self.depth
     }
 
     pub fn tenant(&self) -> &Tenant {
@@ -91,12 +101,14 @@ impl Scope {
 
     /// The same tenant, acting as its service caller on behalf of a function: functions
     /// bypass rules inside their own tenant, and can reach no other.
-    pub fn for_function(&self, function: &str) -> Scope {
+    /// `depth` is the hook depth of the invocation (0 for HTTP functions).
+    pub fn for_function(&self, function: &str, depth: u32) -> Scope {
         Scope {
             tenant: self.tenant.clone(),
             caller: Caller::Service {
                 key_id: format!("function:{function}"),
             },
+            depth,
         }
     }
 }

@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod documents;
 mod functions;
+mod hooks;
 mod lists;
 mod plumbing;
 mod realtime;

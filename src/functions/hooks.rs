@@ -1,0 +1,387 @@
+//! After hooks. Planning: inside each write's transaction the store asks the `Planner`
+//! which hooks of the tenant's active deploy the write triggers and inserts one outbox job
+//! per hook. Running: `run_forever` claims due jobs per tenant (with a lease, so a runner
+//! that dies leaves them to another), runs them on the worker pool, deletes the done ones
+//! and reschedules failures with exponential backoff until they are marked dead.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use super::bundle::Manifest;
+use super::{FunctionService, Trigger};
+use crate::rules::{AuthInfo, Bindings, DocMeta, ExprKind, Expression};
+use crate::store::{ChangeOp, JobPlanner, JobRow, NewJob, Origin, StoredDoc, Written, now_ms};
+use crate::tenancy::{Caller, Scope, Tenant};
+
+/// Writes made by hooks this deep are refused: a hook that writes to its own collection
+/// cannot trigger itself forever.
+pub const MAX_HOOK_DEPTH: u32 = 8;
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+/// Jobs one claim takes from a tenant.
+const CLAIM_BATCH: i64 = 64;
+/// Full scan of every tenant's outbox (jobs of a runner that died, on any node).
+const RESCAN: Duration = Duration::from_secs(30);
+
+/// An after hook of a deploy, its condition compiled.
+pub struct CompiledHook {
+    pub function: String,
+    pub collection: String,
+    pub ops: Vec<ChangeOp>,
+    pub when: Option<Expression>,
+    pub max_attempts: u32,
+}
+
+pub fn compile_hooks(m: &Manifest) -> Result<Vec<CompiledHook>, String> {
+    m.hooks
+        .iter()
+        .filter(|h| h.phase == "after")
+        .map(|h| {
+            let when = match &h.when {
+                Some(src) => Some(
+                    Expression::compile(src, ExprKind::Condition)
+                        .map_err(|e| format!("hook when: {}", e.message))?,
+                ),
+                None => None,
+            };
+            Ok(CompiledHook {
+                function: h.function.clone(),
+                collection: h.collection.clone(),
+                ops: h
+                    .on
+                    .iter()
+                    .filter_map(|o| match o.as_str() {
+                        "create" => Some(ChangeOp::Create),
+                        "update" => Some(ChangeOp::Update),
+                        "delete" => Some(ChangeOp::Delete),
+                        _ => None,
+                    })
+                    .collect(),
+                when,
+                max_attempts: h.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
+            })
+        })
+        .collect()
+}
+
+fn timestamp(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn doc_json(d: &StoredDoc) -> Value {
+    json!({
+        "id": d.id,
+        "collection": d.collection,
+        "version": d.version,
+        "created_at": timestamp(d.created_at),
+        "updated_at": timestamp(d.updated_at),
+        "data": d.data,
+    })
+}
+
+fn auth_info(v: &Value) -> Option<AuthInfo> {
+    Some(AuthInfo {
+        uid: v.get("uid")?.as_str()?.to_string(),
+        email: v
+            .get("email")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        email_verified: v
+            .get("email_verified")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        claims: Value::Object(Default::default()),
+    })
+}
+
+/// Tenants whose outboxes may hold due jobs, and when the others' next job is due.
+#[derive(Default)]
+pub struct JobQueue {
+    dirty: Mutex<HashSet<i64>>,
+    next_due: Mutex<HashMap<i64, i64>>,
+    wake: Notify,
+}
+
+impl JobQueue {
+    pub(crate) fn mark(&self, tenant: i64) {
+        self.dirty
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant);
+        self.wake.notify_one();
+    }
+}
+
+/// The store's view of the hooks (held weakly: the service owns the store).
+pub struct Planner(Weak<FunctionService>);
+
+impl Planner {
+    pub fn new(svc: &Arc<FunctionService>) -> Planner {
+        Planner(Arc::downgrade(svc))
+    }
+}
+
+impl JobPlanner for Planner {
+    fn prepare<'a>(&'a self, scope: &'a Scope) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Some(svc) = self.0.upgrade()
+                && let Err(e) = svc.active(scope).await
+            {
+                tracing::warn!(tenant = %scope.tenant().slug, error = %e, "could not load the active deploy");
+            }
+        })
+    }
+
+    fn plan(&self, scope: &Scope, w: &Written, origin: &Origin) -> Vec<NewJob> {
+        let Some(svc) = self.0.upgrade() else {
+            return Vec::new();
+        };
+        let Some(dep) = svc.cached(scope.tenant().id) else {
+            return Vec::new();
+        };
+        let mut jobs = Vec::new();
+        let after = (w.op != ChangeOp::Delete).then_some(&w.doc);
+        for h in &dep.hooks {
+            if h.collection != w.doc.collection || !h.ops.contains(&w.op) {
+                continue;
+            }
+            if let Some(when) = &h.when {
+                let auth = origin.auth.as_ref().and_then(auth_info);
+                let meta = w.before.as_ref().map(|d| DocMeta {
+                    version: d.version,
+                    created_at: d.created_at,
+                    updated_at: d.updated_at,
+                });
+                let ok = when.evaluate(&Bindings {
+                    auth: auth.as_ref(),
+                    id: &w.doc.id,
+                    doc: w.before.as_ref().map(|d| &d.data),
+                    new: after.map(|d| &d.data),
+                    meta: meta.as_ref(),
+                    now_ms: now_ms(),
+                });
+                if !ok {
+                    continue;
+                }
+            }
+            let id = uuid::Uuid::now_v7().to_string();
+            let event = json!({
+                "id": id,
+                "tenant": scope.tenant().slug,
+                "collection": w.doc.collection,
+                "op": w.op.as_str(),
+                "doc": after.map(doc_json),
+                "before": w.before.as_ref().map(doc_json),
+                "seq": w.seq,
+                "auth": origin.auth,
+                "attempt": 1,
+            });
+            jobs.push(NewJob {
+                id,
+                function: h.function.clone(),
+                event: event.to_string(),
+                depth: origin.depth + 1,
+                max_attempts: h.max_attempts,
+            });
+        }
+        jobs
+    }
+
+    fn committed(&self, tenant: i64) {
+        if let Some(svc) = self.0.upgrade() {
+            svc.queue.mark(tenant);
+        }
+    }
+}
+
+/// Delay before attempt `attempts + 1`: 1 s, 2 s, 4 s … capped at 5 minutes, with jitter.
+fn backoff_ms(attempts: u32) -> i64 {
+    let base = 1000i64.saturating_mul(1 << attempts.saturating_sub(1).min(9));
+    base.min(300_000) + (rand::random::<u16>() % 250) as i64
+}
+
+enum JobResult {
+    Done,
+    Failed(String),
+}
+
+impl FunctionService {
+    /// Runs one claimed job on the tenant's active deploy.
+    async fn run_job(&self, scope: &Scope, job: &JobRow) -> JobResult {
+        let dep = match self.active(scope).await {
+            Ok(Some(d)) => d,
+            Ok(None) => return JobResult::Failed("no deploy is active".into()),
+            Err(e) => return JobResult::Failed(e.to_string()),
+        };
+        if !dep.bytecode.contains_key(&job.function) {
+            return JobResult::Failed(format!(
+                "function '{}' is not in the active deploy (version {})",
+                job.function, dep.version
+            ));
+        }
+        let limits = dep.limits(&job.function, self.config.after_timeout, &self.config);
+        // The attempt number goes into the event (the rest is as committed).
+        let event = match serde_json::from_str::<Value>(&job.event) {
+            Ok(mut v) => {
+                v["attempt"] = Value::from(job.attempts);
+                v.to_string()
+            }
+            Err(_) => job.event.clone(),
+        };
+        let (_, result) = self
+            .invoke(
+                scope,
+                &dep,
+                &job.function,
+                Trigger::After,
+                event,
+                limits,
+                job.depth,
+            )
+            .await;
+        match result {
+            Ok(_) => JobResult::Done,
+            Err(e) => JobResult::Failed(e.to_string()),
+        }
+    }
+
+    /// Claims and runs a tenant's due jobs until none are left.
+    async fn drain_tenant(&self, scope: &Scope) -> Result<(), crate::store::StoreError> {
+        let lease = (self.config.caps.max_timeout_ms as i64) * 2 + 10_000;
+        let tenant = scope.tenant().id;
+        loop {
+            let (jobs, next) = self.store.claim_jobs(scope, lease, CLAIM_BATCH).await?;
+            {
+                let mut due = self
+                    .queue
+                    .next_due
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                match next {
+                    Some(t) => due.insert(tenant, t),
+                    None => due.remove(&tenant),
+                };
+            }
+            if jobs.is_empty() {
+                return Ok(());
+            }
+            let results =
+                futures_util::future::join_all(jobs.iter().map(|j| self.run_job(scope, j))).await;
+            let mut done = Vec::new();
+            for (job, result) in jobs.iter().zip(results) {
+                match result {
+                    JobResult::Done => done.push(job.id.clone()),
+                    JobResult::Failed(error) => {
+                        let retry_at = (job.attempts < job.max_attempts)
+                            .then(|| now_ms() + backoff_ms(job.attempts));
+                        if retry_at.is_none() {
+                            tracing::warn!(tenant = %scope.tenant().slug, job = %job.id,
+                                function = %job.function, %error, "hook job is dead");
+                        }
+                        self.store
+                            .fail_job(scope, &job.id, &error, retry_at)
+                            .await?;
+                    }
+                }
+            }
+            self.store.finish_jobs(scope, &done).await?;
+        }
+    }
+
+    /// Runs after-hook jobs until the task is aborted: tenants whose writes queued jobs
+    /// at once, retries when due, and every tenant at start and every 30 s (jobs left by
+    /// a runner that died, here or on another node).
+    pub async fn run_forever(self: Arc<Self>) {
+        let mut tenants: HashMap<i64, Arc<Tenant>> = HashMap::new();
+        let mut last_scan: Option<tokio::time::Instant> = None;
+        loop {
+            let rescan = last_scan.is_none_or(|t| t.elapsed() >= RESCAN);
+            if rescan {
+                match self.store.list_tenants().await {
+                    Ok(rows) => {
+                        tenants = rows
+                            .into_iter()
+                            .map(|r| (r.id, Arc::new(Tenant::from(r))))
+                            .collect();
+                        let mut dirty = self.queue.dirty.lock().unwrap_or_else(|p| p.into_inner());
+                        dirty.extend(tenants.keys().copied());
+                    }
+                    Err(e) => tracing::warn!(error = %e, "hook runner: cannot list tenants"),
+                }
+                last_scan = Some(tokio::time::Instant::now());
+            }
+            let now = now_ms();
+            let mut due: HashSet<i64> =
+                std::mem::take(&mut *self.queue.dirty.lock().unwrap_or_else(|p| p.into_inner()));
+            let next_wake = {
+                let mut next = self
+                    .queue
+                    .next_due
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                next.retain(|t, at| {
+                    if *at <= now {
+                        due.insert(*t);
+                        false
+                    } else {
+                        true
+                    }
+                });
+                next.values().min().copied()
+            };
+            if due.is_empty() {
+                let sleep = next_wake
+                    .map(|t| Duration::from_millis((t - now).clamp(1, 30_000) as u64))
+                    .unwrap_or(RESCAN);
+                tokio::select! {
+                    _ = self.queue.wake.notified() => {}
+                    _ = tokio::time::sleep(sleep) => {}
+                }
+                continue;
+            }
+            if !rescan && due.iter().any(|t| !tenants.contains_key(t)) {
+                // A tenant created since the last scan.
+                last_scan = None;
+                self.queue
+                    .dirty
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(due.iter().copied());
+                continue;
+            }
+            // Still unknown after a fresh scan: deleted.
+            due.retain(|t| tenants.contains_key(t));
+            let runs = due.into_iter().filter_map(|t| {
+                let tenant = tenants.get(&t)?.clone();
+                if tenant.suspended {
+                    return None;
+                }
+                let svc = self.clone();
+                Some(async move {
+                    let scope = Scope::new(
+                        tenant,
+                        Caller::Admin {
+                            actor: "hooks".into(),
+                        },
+                    );
+                    if let Err(e) = svc.drain_tenant(&scope).await {
+                        tracing::warn!(tenant = %scope.tenant().slug, error = %e, "hook runner failed; retrying");
+                        svc.queue
+                            .next_due
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(scope.tenant().id, now_ms() + 1000);
+                    }
+                })
+            });
+            futures_util::future::join_all(runs).await;
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The outbox of after-hooks: jobs inserted in the write's transaction (see `commit`),
+//! claimed by runners with a lease, deleted when done, rescheduled or marked dead when not.
+
+use serde_json::Value;
+use sqlx::Row;
+
+use super::{Db, Store, StoreError, StoreResult, now_ms, on_db};
+use crate::tenancy::Scope;
+
+/// Where a unit of writes came from, for the jobs it triggers.
+#[derive(Clone, Debug, Default)]
+pub struct Origin {
+    /// The writer as the hook event shows it (`{uid, email, email_verified}`), if a user.
+    pub auth: Option<Value>,
+    /// Hook depth of the writer (0: a client request).
+    pub depth: u32,
+}
+
+/// A job to insert with a write.
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    pub id: String,
+    pub function: String,
+    /// The event, as JSON text.
+    pub event: String,
+    pub depth: u32,
+    pub max_attempts: u32,
+}
+
+/// Decides, inside the write's transaction, which jobs a committed write triggers.
+pub trait JobPlanner: Send + Sync {
+    /// Called before a unit is queued, outside any transaction: loads what `plan` needs.
+    fn prepare<'a>(&'a self, scope: &'a Scope) -> futures_util::future::BoxFuture<'a, ()>;
+    /// The jobs of one write (synchronous: it runs inside the transaction).
+    fn plan(&self, scope: &Scope, written: &super::Written, origin: &Origin) -> Vec<NewJob>;
+    /// Told after a commit that inserted jobs.
+    fn committed(&self, tenant: i64);
+}
+
+/// A claimed job.
+#[derive(Clone, Debug)]
+pub struct JobRow {
+    pub id: String,
+    pub function: String,
+    pub event: String,
+    pub depth: u32,
+    pub attempts: u32,
+    pub max_attempts: u32,
+}
+
+/// A job as the admin API lists it.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct JobInfo {
+    pub id: String,
+    pub function: String,
+    /// pending | dead
+    pub state: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub run_at: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    #[schema(value_type = Object)]
+    pub event: Value,
+}
+
+pub(crate) const INSERT_JOB_SQL: &str = "INSERT INTO jobs (tenant_id, id, function, event, depth, \
+     attempts, max_attempts, state, run_at, created_at) VALUES ($1, $2, $3, $4, $5, 0, $6, \
+     'pending', $7, $7)";
+
+impl Store {
+    /// Claims up to `limit` due jobs for `lease_ms`; also returns when the next job of the
+    /// tenant becomes due (a retry, or a job whose lease runs out), if any.
+    pub async fn claim_jobs(
+        &self,
+        scope: &Scope,
+        lease_ms: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<JobRow>, Option<i64>)> {
+        let (db, tenant) = self.tenant_db(scope).await?;
+        let now = now_ms();
+        let lock = match db {
+            Db::Postgres(_) => " FOR UPDATE SKIP LOCKED",
+            Db::Sqlite(_) => "",
+        };
+        let claim = format!(
+            "UPDATE jobs SET lease_until = $3, attempts = attempts + 1 \
+             WHERE tenant_id = $1 AND id IN (SELECT id FROM jobs WHERE tenant_id = $1 \
+             AND state = 'pending' AND run_at <= $2 AND (lease_until IS NULL OR lease_until <= $2) \
+             ORDER BY id LIMIT $4{lock}) \
+             RETURNING id, function, event, depth, attempts, max_attempts"
+        );
+        let begin = db.begin_write();
+        on_db!(db, |p| {
+            let mut tx = p.begin_with(begin).await?;
+            let rows = sqlx::query(sqlx::AssertSqlSafe(claim))
+                .bind(tenant)
+                .bind(now)
+                .bind(now + lease_ms)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+            let next: Option<i64> = sqlx::query_scalar(
+                "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > run_at \
+                 THEN lease_until ELSE run_at END) FROM jobs \
+                 WHERE tenant_id = $1 AND state = 'pending'",
+            )
+            .bind(tenant)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            let jobs = rows
+                .iter()
+                .map(|r| -> StoreResult<JobRow> {
+                    let depth: i32 = r.try_get(3)?;
+                    let attempts: i32 = r.try_get(4)?;
+                    let max: i32 = r.try_get(5)?;
+                    Ok(JobRow {
+                        id: r.try_get(0)?,
+                        function: r.try_get(1)?,
+                        event: r.try_get(2)?,
+                        depth: depth.max(0) as u32,
+                        attempts: attempts.max(0) as u32,
+                        max_attempts: max.max(1) as u32,
+                    })
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+            Ok((jobs, next))
+        })
+    }
+
+    /// Deletes finished jobs.
+    pub async fn finish_jobs(&self, scope: &Scope, ids: &[String]) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let (db, tenant) = self.tenant_db(scope).await?;
+        for chunk in ids.chunks(200) {
+            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "DELETE FROM jobs WHERE tenant_id = $1 AND id IN ({})",
+                list.join(", ")
+            );
+            on_db!(&db, |p| {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant);
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                q.execute(p).await?;
+            });
+        }
+        Ok(())
+    }
+
+    /// Records a failed attempt: run again at `retry_at`, or (None) mark the job dead.
+    pub async fn fail_job(
+        &self,
+        scope: &Scope,
+        id: &str,
+        error: &str,
+        retry_at: Option<i64>,
+    ) -> StoreResult<()> {
+        let (db, tenant) = self.tenant_db(scope).await?;
+        let (state, run_at) = match retry_at {
+            Some(t) => ("pending", t),
+            None => ("dead", now_ms()),
+        };
+        on_db!(db, |p| {
+            sqlx::query(
+                "UPDATE jobs SET state = $3, run_at = $4, lease_until = NULL, last_error = $5 \
+                 WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(state)
+            .bind(run_at)
+            .bind(error)
+            .execute(&p)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Jobs of a tenant (`state`: pending or dead), oldest first after `after`.
+    pub async fn list_jobs(
+        &self,
+        scope: &Scope,
+        state: Option<&str>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<JobInfo>> {
+        let (db, tenant) = self.tenant_db(scope).await?;
+        on_db!(db, |p| {
+            let rows = sqlx::query(
+                "SELECT id, function, state, attempts, max_attempts, run_at, last_error, \
+                 created_at, event FROM jobs WHERE tenant_id = $1 \
+                 AND ($2 IS NULL OR state = $2) AND ($3 IS NULL OR id > $3) \
+                 ORDER BY id LIMIT $4",
+            )
+            .bind(tenant)
+            .bind(state)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&p)
+            .await?;
+            rows.iter()
+                .map(|r| -> StoreResult<JobInfo> {
+                    let attempts: i32 = r.try_get(3)?;
+                    let max: i32 = r.try_get(4)?;
+                    let event: String = r.try_get(8)?;
+                    Ok(JobInfo {
+                        id: r.try_get(0)?,
+                        function: r.try_get(1)?,
+                        state: r.try_get(2)?,
+                        attempts: attempts.into(),
+                        max_attempts: max.into(),
+                        run_at: r.try_get(5)?,
+                        last_error: r.try_get(6)?,
+                        created_at: r.try_get(7)?,
+                        event: serde_json::from_str(&event).unwrap_or_default(),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Puts a dead job back in the queue with fresh attempts; NotFound unless it is dead.
+    pub async fn retry_job(&self, scope: &Scope, id: &str) -> StoreResult<()> {
+        let (db, tenant) = self.tenant_db(scope).await?;
+        let n = on_db!(db, |p| {
+            sqlx::query(
+                "UPDATE jobs SET state = 'pending', attempts = 0, run_at = $3, \
+                 lease_until = NULL WHERE tenant_id = $1 AND id = $2 AND state = 'dead'",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(now_ms())
+            .execute(&p)
+            .await?
+            .rows_affected()
+        });
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,453 @@
+//! After hooks through the real interfaces: the outbox in the write's transaction, exact
+//! counters, retries and dead jobs, runaway recursion, and a kill -9 between commit and
+//! execution.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::backend_tests;
+use crate::cli::plinth;
+use crate::documents::{docs, put, tenant_with_key};
+use crate::functions::deploy;
+use crate::support::*;
+
+backend_tests!(
+    after_hooks_keep_an_exact_tally,
+    failing_hooks_retry_then_die_and_can_be_retried,
+    hooks_that_trigger_themselves_stop,
+    hooks_run_after_a_kill_between_commit_and_execution,
+);
+
+const HOOK_MANIFEST: &str = r#"
+[[hooks]]
+function = "tally"
+collection = "votes"
+on = ["create", "update", "delete"]
+when = "true"
+"#;
+
+/// Keeps tallies/{poll}.counts exact: the event id is marked in the same batch as the
+/// increments, so a re-delivered event changes nothing.
+const TALLY: &str = r#"
+export default async function (event, ctx) {
+  const poll = (event.doc ?? event.before).data.poll;
+  const inc = {};
+  if (event.before) inc[event.before.data.option] = (inc[event.before.data.option] ?? 0) - 1;
+  if (event.doc) inc[event.doc.data.option] = (inc[event.doc.data.option] ?? 0) + 1;
+  const writes = [{ op: 'create', collection: 'applied', id: event.id,
+                    data: { op: event.op, seq: event.seq, auth: event.auth } }];
+  for (const [option, by] of Object.entries(inc)) {
+    if (by !== 0) writes.push({ op: 'patch', collection: 'tallies', id: poll,
+      patch: [{ op: 'increment', path: `/counts/${option}`, value: by }] });
+  }
+  try {
+    await ctx.db.batch(writes);
+  } catch (e) {
+    if (e.code === 'document_exists') return; // already counted
+    throw e;
+  }
+}
+"#;
+
+async fn counts(app: &TestApp, key: &str, tenant: &str) -> Value {
+    app.get(&format!("{}/p1", docs(tenant, "tallies")), Some(key))
+        .await
+        .ok(200)["data"]["counts"]
+        .clone()
+}
+
+async fn after_hooks_keep_an_exact_tally(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let key = tenant_with_key(&mut app, "poll").await;
+    deploy(
+        &mut app,
+        "poll",
+        &[
+            ("plinth.toml", HOOK_MANIFEST),
+            ("functions/tally.js", TALLY),
+        ],
+    )
+    .await
+    .ok(201);
+    put(
+        &app,
+        &key,
+        &format!("{}/p1", docs("poll", "tallies")),
+        json!({"counts": {}}),
+    )
+    .await
+    .ok(201);
+
+    // 60 voters vote concurrently; then 20 change their vote and 10 withdraw it.
+    let vote = |i: usize, option: &'static str| {
+        let req = app
+            .req(
+                Method::PUT,
+                &format!("{}/v{i}", docs("poll", "votes")),
+                Some(&key),
+            )
+            .json(&json!({"poll": "p1", "option": option}));
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let firsts = futures_util::future::join_all(
+        (0..60).map(|i| vote(i, if i % 3 == 0 { "red" } else { "blue" })),
+    )
+    .await;
+    assert!(firsts.iter().all(|s| *s == 201), "{firsts:?}");
+    let changes = futures_util::future::join_all((0..20).map(|i| vote(i, "green"))).await;
+    assert!(changes.iter().all(|s| *s == 200), "{changes:?}");
+    for i in 50..60 {
+        app.delete(&format!("{}/v{i}", docs("poll", "votes")), Some(&key))
+            .await
+            .ok(204);
+    }
+    // What the votes say now, counted from the votes themselves.
+    let mut expected = std::collections::BTreeMap::<String, i64>::new();
+    let all = app
+        .get(&format!("{}?limit=1000", docs("poll", "votes")), Some(&key))
+        .await
+        .ok(200);
+    for v in all["items"].as_array().unwrap() {
+        *expected
+            .entry(v["data"]["option"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    let expected = json!({
+        "red": expected.get("red").copied().unwrap_or(0),
+        "blue": expected.get("blue").copied().unwrap_or(0),
+        "green": expected.get("green").copied().unwrap_or(0),
+    });
+    let got = eventually(Duration::from_secs(20), "the tally catches up", || async {
+        let c = counts(&app, &key, "poll").await;
+        let norm = json!({
+            "red": c["red"].as_i64().unwrap_or(0),
+            "blue": c["blue"].as_i64().unwrap_or(0),
+            "green": c["green"].as_i64().unwrap_or(0),
+        });
+        (norm == expected).then_some(norm)
+    })
+    .await;
+    assert_eq!(got, expected);
+    // One job per write, each applied once; the event carried op and seq.
+    let applied = app
+        .get(
+            &format!("{}?limit=1000", docs("poll", "applied")),
+            Some(&key),
+        )
+        .await
+        .ok(200);
+    let items = applied["items"].as_array().unwrap();
+    assert_eq!(items.len(), 60 + 20 + 10);
+    assert!(items.iter().any(|i| i["data"]["op"] == "delete"));
+    assert!(items.iter().all(|i| i["data"]["seq"].as_i64().unwrap() > 0));
+    let admin = app.admin().await;
+    let jobs = app
+        .get("/admin/v1/tenants/poll/jobs", Some(&admin))
+        .await
+        .ok(200);
+    assert_eq!(jobs["items"], json!([]), "done jobs are deleted");
+    let log = app
+        .get(
+            "/admin/v1/tenants/poll/invocations?function=tally&limit=1",
+            Some(&admin),
+        )
+        .await
+        .ok(200);
+    assert_eq!(log["items"][0]["trigger"], "after");
+
+    // A user's write carries `auth` into the event; writes the `when` excludes queue nothing.
+    let user = app.signup("poll", "ann@example.com").await;
+    let rules = "[votes]\nread = \"true\"\ncreate = \"auth != null\"\n";
+    crate::rules::install_rules(&mut app, "poll", rules)
+        .await
+        .ok(200);
+    let r = app
+        .post(
+            &docs("poll", "votes"),
+            Some(&user.access),
+            json!({"poll": "p1", "option": "red"}),
+        )
+        .await
+        .ok(201);
+    let id = r["id"].as_str().unwrap().to_string();
+    let auth = eventually(
+        Duration::from_secs(10),
+        "the user's vote is counted",
+        || async {
+            let a = app
+                .get(
+                    &format!("{}?limit=1000", docs("poll", "applied")),
+                    Some(&key),
+                )
+                .await
+                .ok(200);
+            a["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["data"]["auth"].is_object())
+                .map(|i| i["data"]["auth"].clone())
+        },
+    )
+    .await;
+    assert_eq!(auth["uid"], user.user_id.as_str());
+    assert!(!id.is_empty());
+}
+
+async fn failing_hooks_retry_then_die_and_can_be_retried(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let key = tenant_with_key(&mut app, "shop").await;
+    let manifest = "[[hooks]]\nfunction = \"flaky\"\ncollection = \"orders\"\non = [\"create\"]\nmax_attempts = 2\n";
+    let failing = "export default async (event) => { throw new Error('payment API down for ' + event.doc.id) }";
+    deploy(
+        &mut app,
+        "shop",
+        &[("plinth.toml", manifest), ("functions/flaky.js", failing)],
+    )
+    .await
+    .ok(201);
+    put(
+        &app,
+        &key,
+        &format!("{}/o1", docs("shop", "orders")),
+        json!({"total": 5}),
+    )
+    .await
+    .ok(201);
+    let admin = app.admin().await;
+    let dead = eventually(
+        Duration::from_secs(20),
+        "the job dies after 2 attempts",
+        || async {
+            let p = app
+                .get("/admin/v1/tenants/shop/jobs?state=dead", Some(&admin))
+                .await
+                .ok(200);
+            p["items"].as_array().unwrap().first().cloned()
+        },
+    )
+    .await;
+    assert_eq!(dead["attempts"], 2);
+    assert_eq!(dead["function"], "flaky");
+    assert_eq!(dead["event"]["doc"]["id"], "o1");
+    assert!(
+        dead["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("payment API down for o1"),
+        "{dead}"
+    );
+    let id = dead["id"].as_str().unwrap().to_string();
+    // Two failed invocations are in the log.
+    let log = app
+        .get(
+            "/admin/v1/tenants/shop/invocations?function=flaky",
+            Some(&admin),
+        )
+        .await
+        .ok(200);
+    assert_eq!(log["items"].as_array().unwrap().len(), 2);
+    assert!(
+        log["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["outcome"] == "error")
+    );
+
+    // Fixed in a new deploy, then retried: it runs and is gone.
+    let fixed = "export default async (event, ctx) => { await ctx.db.put('receipts', event.doc.id, { attempt: event.attempt }) }";
+    deploy(
+        &mut app,
+        "shop",
+        &[("plinth.toml", manifest), ("functions/flaky.js", fixed)],
+    )
+    .await
+    .ok(201);
+    app.post(
+        &format!("/admin/v1/tenants/shop/jobs/{id}/retry"),
+        Some(&admin),
+        json!({}),
+    )
+    .await
+    .ok(204);
+    let receipt = eventually(Duration::from_secs(10), "the retried job runs", || async {
+        let r = app
+            .get(&format!("{}/o1", docs("shop", "receipts")), Some(&key))
+            .await;
+        (r.status.as_u16() == 200).then(|| r.json())
+    })
+    .await;
+    assert_eq!(receipt["data"]["attempt"], 1);
+    eventually(
+        Duration::from_secs(5),
+        "the done job is deleted",
+        || async {
+            let p = app
+                .get("/admin/v1/tenants/shop/jobs", Some(&admin))
+                .await
+                .ok(200);
+            p["items"].as_array().unwrap().is_empty().then_some(())
+        },
+    )
+    .await;
+    // Retrying what is not a dead job.
+    app.post(
+        &format!("/admin/v1/tenants/shop/jobs/{id}/retry"),
+        Some(&admin),
+        json!({}),
+    )
+    .await
+    .problem(404, "job_not_found");
+    app.get("/admin/v1/tenants/shop/jobs?state=running", Some(&admin))
+        .await
+        .problem(400, "validation_failed");
+}
+
+async fn hooks_that_trigger_themselves_stop(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let key = tenant_with_key(&mut app, "loop").await;
+    let manifest = "[[hooks]]\nfunction = \"again\"\ncollection = \"things\"\non = [\"create\"]\nmax_attempts = 1\n";
+    let again = "export default async (event, ctx) => { await ctx.db.create('things', { parent: event.doc.id }) }";
+    deploy(
+        &mut app,
+        "loop",
+        &[("plinth.toml", manifest), ("functions/again.js", again)],
+    )
+    .await
+    .ok(201);
+    app.post(&docs("loop", "things"), Some(&key), json!({"root": true}))
+        .await
+        .ok(201);
+    let admin = app.admin().await;
+    let dead = eventually(
+        Duration::from_secs(20),
+        "the chain stops at the depth limit",
+        || async {
+            let p = app
+                .get("/admin/v1/tenants/loop/jobs?state=dead", Some(&admin))
+                .await
+                .ok(200);
+            p["items"].as_array().unwrap().first().cloned()
+        },
+    )
+    .await;
+    assert!(
+        dead["last_error"].as_str().unwrap().contains("hooks deep"),
+        "{dead}"
+    );
+    // The client's document and one per hook depth below the limit (1..=7).
+    let things = app
+        .get(&format!("{}?limit=100", docs("loop", "things")), Some(&key))
+        .await
+        .ok(200);
+    assert_eq!(things["items"].as_array().unwrap().len(), 8, "{things}");
+}
+
+async fn hooks_run_after_a_kill_between_commit_and_execution(b: Backend) {
+    let storage = Storage::fresh(b).await;
+    let out = plinth(&storage, &["tenant", "create", "poll"], None);
+    assert!(out.status.success());
+    let out = plinth(
+        &storage,
+        &["key", "create", "--tenant", "poll", "--name", "t"],
+        None,
+    );
+    let key = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("functions")).unwrap();
+    std::fs::write(dir.path().join("plinth.toml"), HOOK_MANIFEST).unwrap();
+    std::fs::write(dir.path().join("functions/tally.js"), TALLY).unwrap();
+    let d = dir.path().display().to_string();
+    let out = plinth(&storage, &["deploy", &d, "--tenant", "poll"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A server that commits writes but runs no hooks: every job stays in the outbox.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plinth"))
+        .args(storage.cli_args())
+        .args(["serve", "--listen", "127.0.0.1:0", "--run-hooks", "false"])
+        .env_remove("PLINTH_DATABASE_URL")
+        .env_remove("PLINTH_DATA_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let base = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("serve output");
+        if let Some(rest) = line.strip_prefix("plinth listening on http://") {
+            break format!("http://{}", rest.split_whitespace().next().unwrap());
+        }
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let put_doc = |path: String, body: Value| {
+        let req = http
+            .put(format!("{base}{path}"))
+            .bearer_auth(&key)
+            .json(&body);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(
+        put_doc(
+            format!("{}/p1", docs("poll", "tallies")),
+            json!({"counts": {}})
+        )
+        .await,
+        201
+    );
+    for i in 0..25 {
+        let option = if i % 5 == 0 { "red" } else { "blue" };
+        let status = put_doc(
+            format!("{}/v{i}", docs("poll", "votes")),
+            json!({"poll": "p1", "option": option}),
+        )
+        .await;
+        assert_eq!(status, 201);
+    }
+    // kill -9: the process gets no chance to run or hand over anything.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = plinth(
+        &storage,
+        &["jobs", "list", "--tenant", "poll", "--state", "pending"],
+        None,
+    );
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        listing.lines().count(),
+        26,
+        "25 pending jobs and a header:\n{listing}"
+    );
+
+    // A new server runs them.
+    let app = TestApp::start_on(b, storage, |_| {}).await;
+    let got = eventually(
+        Duration::from_secs(20),
+        "the outbox drains after restart",
+        || async {
+            let c = counts(&app, &key, "poll").await;
+            (c == json!({"red": 5, "blue": 20})).then_some(c)
+        },
+    )
+    .await;
+    assert_eq!(got, json!({"red": 5, "blue": 20}));
+}
