@@ -16,5 +16,6 @@ pub mod http;
 pub mod metrics;
 pub mod realtime;
 pub mod rules;
+pub mod secrets;
 pub mod store;
 pub mod tenancy;

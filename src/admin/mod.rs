@@ -1,6 +1,6 @@
 //! Platform administration: first-run setup, admin login, tenants, service keys, a
-//! tenant's users, and the audit log. The admin HTTP API and the local CLI both call
-//! these functions; every change they make is written to the audit log.
+//! tenant's users and secrets, and the audit log. The admin HTTP API and the local CLI
+//! both call these functions; every change they make is written to the audit log.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +16,7 @@ use crate::auth::tokens::{ADMIN_AUDIENCE, AdminClaims, Keyring, TokenError, admi
 use crate::crypto::{random_token, sha256_hex};
 use crate::error::ApiError;
 use crate::rules::{InstallError, Installed, RuleSetError, RulesRegistry};
+use crate::secrets::{SecretInfo, SecretsError, SecretsService};
 use crate::store::{
     AdminRow, AuditEntry, AuditQuery, NewAudit, ServiceKeyRow, Store, StoreError, UserQuery,
     UserRow,
@@ -51,6 +52,8 @@ pub enum AdminError {
     RateLimited(Duration),
     #[error("invalid rule set")]
     InvalidRules(Vec<RuleSetError>),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -116,6 +119,7 @@ impl From<AdminError> for ApiError {
                 );
                 a
             }
+            AdminError::Secrets(e) => e.into(),
             AdminError::Store(e) => e.into(),
             AdminError::Internal(e) => ApiError::internal(e),
         }
@@ -160,6 +164,7 @@ pub struct AdminService {
     store: Store,
     registry: Arc<Registry>,
     rules: Arc<RulesRegistry>,
+    secrets: Arc<SecretsService>,
     keyring: Arc<Keyring>,
     limiter: Arc<LoginLimiter>,
     auth_cache: Arc<AuthCache>,
@@ -199,10 +204,12 @@ fn decode_cursor(cursor: &str) -> Result<String> {
 }
 
 impl AdminService {
+    #[allow(clippy::too_many_arguments)] // one shared handle per service it drives
     pub fn new(
         store: Store,
         registry: Arc<Registry>,
         rules: Arc<RulesRegistry>,
+        secrets: Arc<SecretsService>,
         keyring: Arc<Keyring>,
         limiter: Arc<LoginLimiter>,
         auth_cache: Arc<AuthCache>,
@@ -212,6 +219,7 @@ impl AdminService {
             store,
             registry,
             rules,
+            secrets,
             keyring,
             limiter,
             auth_cache,
@@ -460,11 +468,13 @@ impl AdminService {
     }
 
     pub async fn delete_tenant(&self, actor: &Actor, slug: &str) -> Result<()> {
-        self.store
+        let row = self
+            .store
             .delete_tenant(slug)
             .await
             .map_err(not_found_as_tenant)?;
         self.registry.invalidate(slug);
+        self.secrets.forget(row.id);
         self.audit(
             actor,
             "tenant.delete",
@@ -691,6 +701,49 @@ impl AdminService {
             .active_ruleset(&scope)
             .await?
             .unwrap_or((0, String::new())))
+    }
+
+    // ---- secrets --------------------------------------------------------------------------
+
+    /// Creates or replaces a secret. The value is never logged, audited or returned.
+    pub async fn set_secret(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<SecretInfo> {
+        let scope = self.scope(actor, slug).await?;
+        let info = self.secrets.set(&scope, name, value).await?;
+        self.audit(
+            actor,
+            "secret.set",
+            Some(slug),
+            Some(&info.name),
+            serde_json::json!({}),
+        )
+        .await?;
+        Ok(info)
+    }
+
+    /// Names and update times; never values.
+    pub async fn list_secrets(&self, actor: &Actor, slug: &str) -> Result<Vec<SecretInfo>> {
+        let scope = self.scope(actor, slug).await?;
+        Ok(self.secrets.list(&scope).await?)
+    }
+
+    pub async fn delete_secret(&self, actor: &Actor, slug: &str, name: &str) -> Result<()> {
+        let scope = self.scope(actor, slug).await?;
+        self.secrets.delete(&scope, name).await?;
+        self.audit(
+            actor,
+            "secret.delete",
+            Some(slug),
+            Some(name),
+            serde_json::json!({}),
+        )
+        .await?;
+        Ok(())
     }
 
     /// A scope on `slug` for the local CLI (which reads tenant data directly).

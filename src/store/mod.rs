@@ -13,6 +13,7 @@ mod control;
 mod documents;
 mod keys;
 pub mod predicate_sql;
+mod secrets;
 mod sqlite_fast;
 mod users;
 
@@ -33,6 +34,7 @@ pub use documents::{
     WriteError, WriteRequest, Written,
 };
 pub use keys::ServiceKeyRow;
+pub use secrets::{SecretMeta, SecretPut, SecretRow};
 pub use users::{NewSession, RefreshOutcome, SessionState, UserQuery, UserRow, UserTokenKind};
 
 use crate::tenancy::Scope;

@@ -11,4 +11,5 @@ mod lists;
 mod plumbing;
 mod realtime;
 mod rules;
+mod secrets;
 mod tenancy;
