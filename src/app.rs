@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::documents::{CursorKey, DocLimits, DocumentService};
 use crate::metrics::Metrics;
 use crate::rules::RulesRegistry;
+use crate::secrets::SecretsService;
 use crate::store::Store;
 use crate::tenancy::Registry;
 
@@ -32,6 +33,8 @@ pub struct AppInner {
     pub admin: Arc<AdminService>,
     pub rules: Arc<RulesRegistry>,
     pub docs: Arc<DocumentService>,
+    /// A tenant's secrets, sealed at rest; `env` is the decrypted map functions read.
+    pub secrets: Arc<SecretsService>,
     pub realtime: Arc<crate::realtime::Broker>,
     pub functions: Arc<crate::functions::FunctionService>,
     pub metrics: Arc<Metrics>,
@@ -97,16 +100,33 @@ impl AppState {
                 max_bytes: config.doc_max_bytes,
             },
         ));
+        let secrets_key = match &config.secrets_key {
+            Some(key) => key.expose().clone(),
+            None => crate::secrets::decode_stored_key(
+                &store
+                    .server_secret("secrets_key", || {
+                        crate::crypto::random_token(crate::secrets::KEY_BYTES)
+                    })
+                    .await?,
+            )?,
+        };
+        let secrets = Arc::new(SecretsService::new(
+            store.clone(),
+            &secrets_key,
+            config.secrets_cache_ttl,
+        )?);
         let functions = crate::functions::FunctionService::new(
             store.clone(),
             docs.clone(),
             rules.clone(),
+            secrets.clone(),
             config.functions.clone(),
         )?;
         let admin = Arc::new(AdminService::new(
             store.clone(),
             registry.clone(),
             rules.clone(),
+            secrets.clone(),
             functions.clone(),
             keyring.clone(),
             limiter.clone(),
@@ -130,6 +150,7 @@ impl AppState {
             admin,
             rules,
             docs,
+            secrets,
             realtime,
             functions,
             metrics: Arc::new(Metrics::new()),

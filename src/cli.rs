@@ -40,6 +40,9 @@ pub enum Command {
     /// Service keys of a tenant.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Secrets of a tenant (its functions' environment), stored encrypted.
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// JWT signing keys.
     #[command(subcommand)]
     SigningKey(SigningKeyCommand),
@@ -161,6 +164,29 @@ pub enum KeyCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum SecretCommand {
+    /// Create or replace a secret; the value is read from standard input (one trailing
+    /// newline is dropped), never from the command line.
+    Set {
+        /// `^[A-Z_][A-Z0-9_]{0,63}$`
+        name: String,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// List a tenant's secrets (names and update times, never values).
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Delete a secret.
+    Delete {
+        name: String,
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum SigningKeyCommand {
     /// Make a new signing key current; older keys keep verifying until restart.
     Rotate,
@@ -193,7 +219,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         command => {
             init_tracing(LogFormat::Text, "warn");
-            let config = Config::new(cli.storage.location(), ([127, 0, 0, 1], 0).into());
+            let mut config = Config::new(cli.storage.location(), ([127, 0, 0, 1], 0).into());
+            config.secrets_key = cli.storage.secrets_key()?;
             let state = AppState::open(config).await?;
             let result = local(&state, command).await;
             state.store.close().await;
@@ -270,6 +297,13 @@ fn rules_test(file: &std::path::Path) -> anyhow::Result<()> {
     println!("{} passed, {failed} failed", report.cases.len() - failed);
     anyhow::ensure!(failed == 0, "{failed} rule test case(s) failed");
     Ok(())
+}
+
+/// A value piped in with `echo` or typed and ended with Enter: one newline is not part of it.
+fn strip_one_newline(s: &str) -> &str {
+    s.strip_suffix("\r\n")
+        .or_else(|| s.strip_suffix('\n'))
+        .unwrap_or(s)
 }
 
 fn ts(ms: i64) -> String {
@@ -369,6 +403,36 @@ async fn local(state: &AppState, command: Command) -> anyhow::Result<()> {
         Command::Key(KeyCommand::Revoke { tenant, id }) => {
             admin.revoke_key(&actor, &tenant, &id).await.map_err(e)?;
             println!("service key revoked: {id}");
+        }
+        Command::Secret(SecretCommand::Set { name, tenant }) => {
+            use std::io::IsTerminal;
+            if std::io::stdin().is_terminal() {
+                eprintln!("reading the value of {name} from standard input; end with Ctrl-D");
+            }
+            let mut value = String::new();
+            std::io::stdin()
+                .read_to_string(&mut value)
+                .map_err(|err| anyhow::anyhow!("cannot read the value from stdin: {err}"))?;
+            let value = strip_one_newline(&value);
+            let info = admin
+                .set_secret(&actor, &tenant, &name, value)
+                .await
+                .map_err(e)?;
+            println!("secret set: {} ({tenant})", info.name);
+        }
+        Command::Secret(SecretCommand::List { tenant }) => {
+            let secrets = admin.list_secrets(&actor, &tenant).await.map_err(e)?;
+            println!("{:<66} UPDATED", "NAME");
+            for s in secrets {
+                println!("{:<66} {}", s.name, ts(s.updated_at));
+            }
+        }
+        Command::Secret(SecretCommand::Delete { name, tenant }) => {
+            admin
+                .delete_secret(&actor, &tenant, &name)
+                .await
+                .map_err(e)?;
+            println!("secret deleted: {name} ({tenant})");
         }
         Command::Rules(RulesCommand::Test { .. }) => unreachable!("handled by run"),
         Command::Rules(RulesCommand::Deploy { file, tenant }) => {
@@ -497,4 +561,19 @@ async fn local(state: &AppState, command: Command) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_one_newline;
+
+    #[test]
+    fn one_trailing_newline_is_dropped() {
+        assert_eq!(strip_one_newline("v\n"), "v");
+        assert_eq!(strip_one_newline("v\r\n"), "v");
+        assert_eq!(strip_one_newline("v\n\n"), "v\n");
+        assert_eq!(strip_one_newline("v"), "v");
+        assert_eq!(strip_one_newline(" v \n"), " v ");
+        assert_eq!(strip_one_newline(""), "");
+    }
 }

@@ -34,7 +34,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// Where data lives; shared by every command that touches it.
+/// Where data lives, and the key its secrets are sealed with; shared by every command that
+/// touches it.
 #[derive(Args, Clone, Debug)]
 pub struct StorageArgs {
     /// Directory of the embedded SQLite databases.
@@ -53,6 +54,21 @@ pub struct StorageArgs {
         hide_env_values = true
     )]
     pub database_url: Option<String>,
+    /// Key that seals tenant secrets (base64 of exactly 32 bytes). Generated and stored
+    /// in the database when absent. The server and the CLI must be given the same key.
+    #[arg(
+        long,
+        env = "PLINTH_SECRETS_KEY",
+        global = true,
+        hide_env_values = true,
+        value_parser = secret_string
+    )]
+    pub secrets_key: Option<Secret<String>>,
+}
+
+/// Wraps a flag's value as it is parsed, so not even `Debug` of the arguments shows it.
+fn secret_string(value: &str) -> Result<Secret<String>, std::convert::Infallible> {
+    Ok(Secret::new(value.to_string()))
 }
 
 impl StorageArgs {
@@ -61,6 +77,29 @@ impl StorageArgs {
             Some(url) if !url.is_empty() => Location::Postgres(url.clone()),
             _ => Location::SqliteDir(self.data_dir.clone()),
         }
+    }
+
+    /// The configured secrets key, decoded and checked; None when not configured.
+    pub fn secrets_key(&self) -> anyhow::Result<Option<Secret<Vec<u8>>>> {
+        use base64::Engine;
+        let Some(s) = self
+            .secrets_key
+            .as_ref()
+            .map(|s| s.expose().as_str())
+            .filter(|s| !s.trim().is_empty())
+        else {
+            return Ok(None);
+        };
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(s.trim())
+            .map_err(|e| anyhow::anyhow!("PLINTH_SECRETS_KEY is not base64: {e}"))?;
+        anyhow::ensure!(
+            key.len() == crate::secrets::KEY_BYTES,
+            "PLINTH_SECRETS_KEY must be {} bytes (e.g. `openssl rand -base64 32`), not {}",
+            crate::secrets::KEY_BYTES,
+            key.len()
+        );
+        Ok(Some(Secret::new(key)))
     }
 }
 
@@ -144,6 +183,11 @@ pub struct Config {
     pub smtp_url: Option<Secret<String>>,
     pub smtp_from: String,
     pub jwt_secret: Option<Secret<Vec<u8>>>,
+    /// The 32-byte key that seals tenant secrets; None: generated and stored on first start.
+    pub secrets_key: Option<Secret<Vec<u8>>>,
+    /// How long a tenant's decrypted secrets are trusted without reading them again
+    /// (writes through this node apply at once).
+    pub secrets_cache_ttl: Duration,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
     pub admin_ttl: Duration,
@@ -177,6 +221,8 @@ impl Config {
             smtp_url: None,
             smtp_from: "Plinth <no-reply@localhost>".into(),
             jwt_secret: None,
+            secrets_key: None,
+            secrets_cache_ttl: Duration::from_secs(1),
             access_ttl: Duration::from_secs(900),
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
             admin_ttl: Duration::from_secs(3600),
@@ -219,6 +265,7 @@ impl Config {
             .map(Secret::new);
         c.smtp_from = serve.smtp_from.clone();
         c.jwt_secret = jwt_secret;
+        c.secrets_key = storage.secrets_key()?;
         c.access_ttl = Duration::from_secs(serve.access_ttl_secs.max(1));
         c.refresh_ttl = Duration::from_secs(serve.refresh_ttl_secs.max(1));
         c.admin_ttl = Duration::from_secs(serve.admin_ttl_secs.max(1));

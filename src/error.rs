@@ -1,8 +1,8 @@
 //! The one error type of the HTTP edge: every failure leaves the server as an RFC 9457
 //! `application/problem+json` body with a stable machine-readable `code`.
 //!
-//! Each layer (store, auth, admin, tenancy) has its own error enum; their `From` impls
-//! below are the only place where a domain failure is given an HTTP status.
+//! Each layer (store, auth, admin, tenancy, documents, secrets) has its own error enum;
+//! their `From` impls are the only place where a domain failure is given an HTTP status.
 
 use std::collections::BTreeMap;
 
@@ -162,6 +162,32 @@ impl From<crate::store::StoreError> for ApiError {
             StoreError::Migrate(e) => ApiError::internal(e),
             StoreError::Io(e) => ApiError::internal(e),
             StoreError::Sqlite(e) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<crate::secrets::SecretsError> for ApiError {
+    fn from(err: crate::secrets::SecretsError) -> Self {
+        use crate::secrets::SecretsError as S;
+        match err {
+            S::InvalidName => ApiError::invalid_field("name", "must match ^[A-Z_][A-Z0-9_]{0,63}$"),
+            S::ValueTooLarge => ApiError::invalid_field(
+                "value",
+                format!(
+                    "must be at most {} bytes of UTF-8",
+                    crate::secrets::MAX_VALUE_BYTES
+                ),
+            ),
+            S::TooMany => ApiError::conflict(
+                "too_many_secrets",
+                format!(
+                    "the tenant already has {} secrets, the most it may have; delete one first",
+                    crate::secrets::MAX_SECRETS
+                ),
+            ),
+            S::NotFound => ApiError::not_found("not_found", "no such secret"),
+            S::Undecryptable(_) | S::Seal => ApiError::internal(err),
+            S::Store(e) => e.into(),
         }
     }
 }

@@ -18,5 +18,6 @@ pub mod http;
 pub mod metrics;
 pub mod realtime;
 pub mod rules;
+pub mod secrets;
 pub mod store;
 pub mod tenancy;

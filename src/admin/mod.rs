@@ -1,6 +1,6 @@
 //! Platform administration: first-run setup, admin login, tenants, service keys, a
-//! tenant's users, and the audit log. The admin HTTP API and the local CLI both call
-//! these functions; every change they make is written to the audit log.
+//! tenant's users and secrets, and the audit log. The admin HTTP API and the local CLI
+//! both call these functions; every change they make is written to the audit log.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,7 @@ use crate::crypto::{random_token, sha256_hex};
 use crate::error::ApiError;
 use crate::functions::{Deployed, FnError, FunctionService};
 use crate::rules::{InstallError, Installed, RuleSetError, RulesRegistry};
+use crate::secrets::{SecretInfo, SecretsError, SecretsService};
 use crate::store::{
     AdminRow, AuditEntry, AuditQuery, DeploySummary, InvocationRow, JobInfo, NewAudit,
     ServiceKeyRow, Store, StoreError, UserQuery, UserRow,
@@ -52,6 +53,8 @@ pub enum AdminError {
     RateLimited(Duration),
     #[error("invalid rule set")]
     InvalidRules(Vec<RuleSetError>),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
     #[error(transparent)]
     Functions(#[from] FnError),
     #[error(transparent)]
@@ -119,6 +122,7 @@ impl From<AdminError> for ApiError {
                 );
                 a
             }
+            AdminError::Secrets(e) => e.into(),
             AdminError::Functions(e) => e.into(),
             AdminError::Store(e) => e.into(),
             AdminError::Internal(e) => ApiError::internal(e),
@@ -164,6 +168,7 @@ pub struct AdminService {
     store: Store,
     registry: Arc<Registry>,
     rules: Arc<RulesRegistry>,
+    secrets: Arc<SecretsService>,
     functions: Arc<FunctionService>,
     keyring: Arc<Keyring>,
     limiter: Arc<LoginLimiter>,
@@ -210,6 +215,7 @@ impl AdminService {
         store: Store,
         registry: Arc<Registry>,
         rules: Arc<RulesRegistry>,
+        secrets: Arc<SecretsService>,
         functions: Arc<FunctionService>,
         keyring: Arc<Keyring>,
         limiter: Arc<LoginLimiter>,
@@ -220,6 +226,7 @@ impl AdminService {
             store,
             registry,
             rules,
+            secrets,
             functions,
             keyring,
             limiter,
@@ -469,11 +476,13 @@ impl AdminService {
     }
 
     pub async fn delete_tenant(&self, actor: &Actor, slug: &str) -> Result<()> {
-        self.store
+        let row = self
+            .store
             .delete_tenant(slug)
             .await
             .map_err(not_found_as_tenant)?;
         self.registry.invalidate(slug);
+        self.secrets.forget(row.id);
         self.audit(
             actor,
             "tenant.delete",
@@ -700,6 +709,49 @@ impl AdminService {
             .active_ruleset(&scope)
             .await?
             .unwrap_or((0, String::new())))
+    }
+
+    // ---- secrets --------------------------------------------------------------------------
+
+    /// Creates or replaces a secret. The value is never logged, audited or returned.
+    pub async fn set_secret(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<SecretInfo> {
+        let scope = self.scope(actor, slug).await?;
+        let info = self.secrets.set(&scope, name, value).await?;
+        self.audit(
+            actor,
+            "secret.set",
+            Some(slug),
+            Some(&info.name),
+            serde_json::json!({}),
+        )
+        .await?;
+        Ok(info)
+    }
+
+    /// Names and update times; never values.
+    pub async fn list_secrets(&self, actor: &Actor, slug: &str) -> Result<Vec<SecretInfo>> {
+        let scope = self.scope(actor, slug).await?;
+        Ok(self.secrets.list(&scope).await?)
+    }
+
+    pub async fn delete_secret(&self, actor: &Actor, slug: &str, name: &str) -> Result<()> {
+        let scope = self.scope(actor, slug).await?;
+        self.secrets.delete(&scope, name).await?;
+        self.audit(
+            actor,
+            "secret.delete",
+            Some(slug),
+            Some(name),
+            serde_json::json!({}),
+        )
+        .await?;
+        Ok(())
     }
 
     // ---- function deploys --------------------------------------------------------------

@@ -171,6 +171,9 @@ pub struct FunctionService {
     cache: RwLock<HashMap<i64, CacheEntry>>,
     log: mpsc::UnboundedSender<(Scope, InvocationRow)>,
     pub(crate) queue: hooks::JobQueue,
+    secrets: Arc<crate::secrets::SecretsService>,
+    /// `ctx.env` as JSON per tenant, kept while the secrets map it was made from is current.
+    env_json: std::sync::Mutex<HashMap<i64, (Arc<BTreeMap<String, String>>, Arc<str>)>>,
 }
 
 impl FunctionService {
@@ -178,6 +181,7 @@ impl FunctionService {
         store: Store,
         docs: Arc<DocumentService>,
         rules: Arc<RulesRegistry>,
+        secrets: Arc<crate::secrets::SecretsService>,
         config: FunctionsConfig,
     ) -> std::io::Result<Arc<FunctionService>> {
         let pool = Pool::new(config.workers, tokio::runtime::Handle::current())?;
@@ -192,6 +196,8 @@ impl FunctionService {
             cache: RwLock::new(HashMap::new()),
             log,
             queue: hooks::JobQueue::default(),
+            secrets,
+            env_json: Default::default(),
         });
         store.set_job_planner(Arc::new(hooks::Planner::new(&svc)));
         Ok(svc)
@@ -379,6 +385,26 @@ impl FunctionService {
 
     // ---- invocations -----------------------------------------------------------------
 
+    /// The tenant's secrets as the JSON object `ctx.env` is made from.
+    async fn env(&self, scope: &Scope) -> Result<Arc<str>, FnError> {
+        let map = self
+            .secrets
+            .env(scope)
+            .await
+            .map_err(|e| FnError::Internal(format!("the tenant's secrets: {e}")))?;
+        let tenant = scope.tenant().id;
+        let mut cache = self.env_json.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((m, json)) = cache.get(&tenant)
+            && Arc::ptr_eq(m, &map)
+        {
+            return Ok(json.clone());
+        }
+        let json: Arc<str> =
+            Arc::from(serde_json::to_string(&*map).unwrap_or_else(|_| "{}".into()));
+        cache.insert(tenant, (map, json.clone()));
+        Ok(json)
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn invoke(
         &self,
@@ -394,6 +420,10 @@ impl FunctionService {
         let Some(bytecode) = deployment.bytecode.get(function).cloned() else {
             return (id, Err(FnError::NotFound(function.to_string())));
         };
+        let env = match self.env(scope).await {
+            Ok(e) => e,
+            Err(e) => return (id, Err(e)),
+        };
         let started_at = crate::store::now_ms();
         let start = Instant::now();
         let host = Arc::new(host::DbHost {
@@ -406,7 +436,7 @@ impl FunctionService {
             function: function.to_string(),
             bytecode,
             event,
-            env: Arc::from("{}"),
+            env,
             limits,
             host,
         };

@@ -1,4 +1,5 @@
-//! `/admin/v1/*`: first-run setup, admin login, tenants, service keys, users, audit.
+//! `/admin/v1/*`: first-run setup, admin login, tenants, service keys, users, secrets,
+//! audit.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -29,6 +30,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(enable_user))
         .routes(routes!(revoke_user_sessions))
         .routes(routes!(get_rules, put_rules))
+        .routes(routes!(list_secrets))
+        .routes(routes!(put_secret, delete_secret))
         .routes(routes!(list_audit))
 }
 
@@ -443,4 +446,62 @@ async fn put_rules(
         collections: installed.collections,
         warnings: installed.warnings,
     }))
+}
+
+/// A tenant's secrets by name: names and update times, never values.
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/secrets", tag = "secrets",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    responses((status = 200, body = SecretList), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+async fn list_secrets(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    Path(tenant): Path<String>,
+) -> ApiResult<Json<SecretList>> {
+    let items = state.admin.list_secrets(&actor(&admin), &tenant).await?;
+    Ok(Json(SecretList {
+        items: items.into_iter().map(SecretDto::from).collect(),
+    }))
+}
+
+/// Create or replace a secret (`^[A-Z_][A-Z0-9_]{0,63}$`, value up to 8192 bytes, at
+/// most 100 per tenant). It is stored encrypted; the answer does not echo the value.
+#[utoipa::path(put, path = "/admin/v1/tenants/{tenant}/secrets/{name}", tag = "secrets",
+    params(("tenant" = String, Path, description = "Tenant slug"),
+           ("name" = String, Path, description = "Secret name")),
+    request_body = PutSecret,
+    responses((status = 200, body = SecretDto),
+              (status = 400, body = Problem,
+               description = "validation_failed (`fields.name`, `fields.value`)"),
+              (status = 404, body = Problem),
+              (status = 409, body = Problem, description = "too_many_secrets")),
+    security(("bearer" = [])))]
+async fn put_secret(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    Path((tenant, name)): Path<(String, String)>,
+    ApiJson(body): ApiJson<PutSecret>,
+) -> ApiResult<Json<SecretDto>> {
+    let info = state
+        .admin
+        .set_secret(&actor(&admin), &tenant, &name, &body.value)
+        .await?;
+    Ok(Json(info.into()))
+}
+
+#[utoipa::path(delete, path = "/admin/v1/tenants/{tenant}/secrets/{name}", tag = "secrets",
+    params(("tenant" = String, Path, description = "Tenant slug"),
+           ("name" = String, Path, description = "Secret name")),
+    responses((status = 204), (status = 400, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+async fn delete_secret(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    Path((tenant, name)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    state
+        .admin
+        .delete_secret(&actor(&admin), &tenant, &name)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -5,6 +5,7 @@ use utoipa::ToSchema;
 
 use crate::admin::Page;
 use crate::auth::IssuedSession;
+use crate::secrets::SecretInfo;
 use crate::store::{AuditEntry, ServiceKeyRow, UserRow};
 use crate::tenancy::Tenant;
 
@@ -326,4 +327,32 @@ pub struct RulesInstalled {
     pub collections: Vec<String>,
     /// Read rules and indexes that leave list queries scanning a whole collection.
     pub warnings: Vec<String>,
+}
+
+/// Body of `PUT .../secrets/{name}`. Deliberately not `Debug`: the value must not be logged.
+#[derive(Deserialize, ToSchema)]
+pub struct PutSecret {
+    /// UTF-8, at most 8192 bytes. Stored encrypted; no API ever returns it.
+    pub value: String,
+}
+
+/// A secret as the API shows it: its name and last write, never its value.
+#[derive(Serialize, ToSchema)]
+pub struct SecretDto {
+    pub name: String,
+    pub updated_at: String,
+}
+
+impl From<SecretInfo> for SecretDto {
+    fn from(s: SecretInfo) -> Self {
+        SecretDto {
+            name: s.name,
+            updated_at: timestamp(s.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SecretList {
+    pub items: Vec<SecretDto>,
 }

@@ -45,6 +45,7 @@ use crate::app::AppState;
         (name = "users", description = "A tenant's users, as seen by an admin"),
         (name = "documents", description = "JSON documents guarded by rules"),
         (name = "rules", description = "A tenant's access rules"),
+        (name = "secrets", description = "A tenant's secrets (the environment of its functions)"),
         (name = "realtime", description = "Change feeds over WebSocket"),
         (name = "functions", description = "JavaScript functions: deploys, HTTP functions, invocation log"),
         (name = "ops", description = "Health, readiness, metrics"),

@@ -15,6 +15,7 @@ mod functions;
 mod jobs;
 mod keys;
 pub mod predicate_sql;
+mod secrets;
 mod sqlite_fast;
 mod users;
 
@@ -37,6 +38,7 @@ pub use documents::{
 pub use functions::{DeployRow, DeploySummary, InvocationRow};
 pub use jobs::{JobInfo, JobPlanner, JobRow, NewJob, Origin};
 pub use keys::ServiceKeyRow;
+pub use secrets::{SecretMeta, SecretPut, SecretRow};
 pub use users::{NewSession, RefreshOutcome, SessionState, UserQuery, UserRow, UserTokenKind};
 
 use crate::tenancy::Scope;

@@ -13,15 +13,28 @@ backend_tests!(
     admin_create_and_migrate,
     tenant_commands,
     key_commands,
+    secret_commands,
     serve_prints_a_setup_token
 );
 
 pub fn plinth(storage: &Storage, args: &[&str], stdin: Option<&str>) -> Output {
+    plinth_env(storage, args, stdin, &[])
+}
+
+/// Like [`plinth`], with extra environment variables.
+pub fn plinth_env(
+    storage: &Storage,
+    args: &[&str],
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_plinth"));
     cmd.args(storage.cli_args())
         .args(args)
         .env_remove("PLINTH_DATABASE_URL")
         .env_remove("PLINTH_DATA_DIR")
+        .env_remove("PLINTH_SECRETS_KEY")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -269,6 +282,137 @@ async fn key_commands(b: Backend) {
     app.get("/v1/t/acme/auth/me", Some(&key))
         .await
         .problem(401, "invalid_token");
+}
+
+async fn secret_commands(b: Backend) {
+    let storage = Storage::fresh(b).await;
+    ok(plinth(&storage, &["tenant", "create", "acme"], None));
+    let set = |name: &str, tenant: &str, value: &str| {
+        plinth(
+            &storage,
+            &["secret", "set", name, "--tenant", tenant],
+            Some(value),
+        )
+    };
+    let out = ok(set("API_KEY", "acme", "s3cr3t-cli-value\n"));
+    assert!(out.contains("API_KEY") && !out.contains("s3cr3t"), "{out}");
+    // Only one trailing newline is dropped; inner whitespace is kept.
+    ok(set("MULTI", "acme", " two\nlines \n\n"));
+    fails(set("lower", "acme", "v"), "name");
+    fails(set("BIG", "acme", &"x".repeat(8193)), "8192 bytes");
+    fails(set("API_KEY", "nope", "v"), "no tenant");
+    // Nothing on stdin: the empty value.
+    ok(plinth(
+        &storage,
+        &["secret", "set", "EMPTY", "--tenant", "acme"],
+        None,
+    ));
+
+    let table = ok(plinth(
+        &storage,
+        &["secret", "list", "--tenant", "acme"],
+        None,
+    ));
+    assert!(
+        table.contains("API_KEY") && table.contains("MULTI") && !table.contains("s3cr3t"),
+        "{table}"
+    );
+    assert!(table.contains("EMPTY") && !table.contains("BIG"), "{table}");
+    fails(
+        plinth(&storage, &["secret", "list", "--tenant", "nope"], None),
+        "no tenant",
+    );
+
+    // The server decrypts what the CLI sealed (the key is stored in the database).
+    let app = TestApp::start_on(b, storage, |_| {}).await;
+    let state = app.running.as_ref().unwrap().state.clone();
+    let scope = crate::documents::scope_of(&app, "acme").await;
+    let env = state.secrets.env(&scope).await.unwrap();
+    assert_eq!(env["API_KEY"], "s3cr3t-cli-value");
+    assert_eq!(env["MULTI"], " two\nlines \n");
+    assert_eq!(env["EMPTY"], "");
+    assert_eq!(env.len(), 3);
+    // A write from another process (like another node) shows within the cache TTL.
+    ok(plinth(
+        &app.storage,
+        &["secret", "set", "LATER", "--tenant", "acme"],
+        Some("later-value"),
+    ));
+    eventually(Duration::from_secs(10), "the CLI's secret", || {
+        let state = state.clone();
+        let scope = scope.clone();
+        async move {
+            let env = state.secrets.env(&scope).await.unwrap();
+            (env.get("LATER").map(String::as_str) == Some("later-value")).then_some(())
+        }
+    })
+    .await;
+    let storage = app.stop().await;
+
+    ok(plinth(
+        &storage,
+        &["secret", "delete", "API_KEY", "--tenant", "acme"],
+        None,
+    ));
+    fails(
+        plinth(
+            &storage,
+            &["secret", "delete", "API_KEY", "--tenant", "acme"],
+            None,
+        ),
+        "no such secret",
+    );
+    let table = ok(plinth(
+        &storage,
+        &["secret", "list", "--tenant", "acme"],
+        None,
+    ));
+    assert!(
+        !table.contains("API_KEY") && table.contains("LATER"),
+        "{table}"
+    );
+
+    // A configured key must be 32 bytes of base64.
+    fails(
+        plinth_env(
+            &storage,
+            &["secret", "list", "--tenant", "acme"],
+            None,
+            &[("PLINTH_SECRETS_KEY", "c2hvcnQ=")],
+        ),
+        "PLINTH_SECRETS_KEY must be 32 bytes",
+    );
+    fails(
+        plinth_env(
+            &storage,
+            &["secret", "list", "--tenant", "acme"],
+            None,
+            &[("PLINTH_SECRETS_KEY", "not base64!")],
+        ),
+        "not base64",
+    );
+
+    // Audited as the CLI, by name.
+    let app = TestApp::start_on(b, storage, |_| {}).await;
+    let token = app
+        .post(
+            "/admin/v1/setup",
+            None,
+            json!({"token": app.setup_token().unwrap(), "email": "a@x.test", "password": PASSWORD}),
+        )
+        .await
+        .ok(201)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let audit = app
+        .get("/admin/v1/audit?tenant=acme", Some(&token))
+        .await
+        .ok(200);
+    assert_eq!(audit["items"][0]["action"], "secret.delete");
+    assert_eq!(audit["items"][0]["actor"], "cli");
+    assert_eq!(audit["items"][0]["target"], "API_KEY");
+    assert!(!audit.to_string().contains("s3cr3t"));
 }
 
 async fn serve_prints_a_setup_token(b: Backend) {

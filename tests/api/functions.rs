@@ -18,6 +18,7 @@ backend_tests!(
     deploy_history_and_rollback,
     functions_stay_in_their_tenant,
     deploy_cli_local_and_remote,
+    functions_read_tenant_secrets_from_env,
 );
 
 pub async fn deploy(app: &mut TestApp, tenant: &str, files: &[(&str, &str)]) -> Reply {
@@ -701,4 +702,52 @@ async fn deploy_cli_local_and_remote(b: Backend) {
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no deploy version 7"));
+}
+
+async fn functions_read_tenant_secrets_from_env(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    app.create_tenant("shop").await;
+    app.create_tenant("other").await;
+    let admin = app.admin().await;
+    async fn set(app: &TestApp, admin: &str, tenant: &str, value: &str) -> Reply {
+        let req = app
+            .req(
+                Method::PUT,
+                &format!("/admin/v1/tenants/{tenant}/secrets/API_TOKEN"),
+                Some(admin),
+            )
+            .json(&json!({ "value": value }));
+        app.send(req).await
+    }
+    set(&app, &admin, "shop", "s3cret-one").await.ok(200);
+    set(&app, &admin, "other", "not-yours").await.ok(200);
+    let src = "export default (req, ctx) => ({
+        matches: ctx.env.API_TOKEN === req.query.expect,
+        frozen: Object.isFrozen(ctx.env),
+        missing: ctx.env.NOPE === undefined,
+        names: Object.keys(ctx.env),
+    })";
+    let m = http_manifest(&["env"]);
+    deploy(
+        &mut app,
+        "shop",
+        &[("plinth.toml", &m), ("functions/env.js", src)],
+    )
+    .await
+    .ok(201);
+    let r = app
+        .get("/v1/t/shop/fn/env?expect=s3cret-one", None)
+        .await
+        .ok(200);
+    assert_eq!(
+        r,
+        json!({"matches": true, "frozen": true, "missing": true, "names": ["API_TOKEN"]})
+    );
+    // A changed secret is what the next invocation sees.
+    set(&app, &admin, "shop", "s3cret-two").await.ok(200);
+    let r = app
+        .get("/v1/t/shop/fn/env?expect=s3cret-two", None)
+        .await
+        .ok(200);
+    assert_eq!(r["matches"], true);
 }

@@ -13,4 +13,5 @@ mod lists;
 mod plumbing;
 mod realtime;
 mod rules;
+mod secrets;
 mod tenancy;
