@@ -156,6 +156,9 @@ pub struct HttpResponse {
 /// Largest response body an HTTP function may return.
 pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
 
+/// A tenant's decrypted secrets and the JSON made from them.
+type EnvJson = (Arc<BTreeMap<String, String>>, Arc<str>);
+
 struct CacheEntry {
     version: i64,
     deployment: Option<Arc<Deployment>>,
@@ -173,7 +176,7 @@ pub struct FunctionService {
     pub(crate) queue: hooks::JobQueue,
     secrets: Arc<crate::secrets::SecretsService>,
     /// `ctx.env` as JSON per tenant, kept while the secrets map it was made from is current.
-    env_json: std::sync::Mutex<HashMap<i64, (Arc<BTreeMap<String, String>>, Arc<str>)>>,
+    env_json: std::sync::Mutex<HashMap<i64, EnvJson>>,
 }
 
 impl FunctionService {
