@@ -250,6 +250,17 @@ impl From<crate::documents::DocError> for ApiError {
                     .insert("index".into(), serde_json::Value::from(index));
                 inner
             }
+            D::HookRejected(m) => ApiError::bad_request("function_rejected", m),
+            D::HookTimeout => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "function_timeout",
+                "a before hook ran past its time budget; nothing was written",
+            ),
+            D::HookFailed(m) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "function_error",
+                format!("a before hook failed; nothing was written ({m})"),
+            ),
             D::Store(e) => e.into(),
             D::Internal(m) => ApiError::internal(m),
         }

@@ -2,6 +2,7 @@
 //! change log) in one transaction. `documents` knows nothing of realtime or functions;
 //! they consume the change log.
 
+pub mod before;
 mod cursor;
 pub mod patch;
 mod validate;
@@ -65,6 +66,13 @@ pub enum DocError {
         #[source]
         source: Box<DocError>,
     },
+    /// A before hook refused the write (its thrown message).
+    #[error("{0}")]
+    HookRejected(String),
+    #[error("a before hook ran past its time budget")]
+    HookTimeout,
+    #[error("a before hook failed: {0}")]
+    HookFailed(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -160,7 +168,18 @@ pub struct DocumentService {
     /// Compiled list filters by source text: compiling costs ~60 µs, a lookup ~100 ns,
     /// and clients repeat the same few filters.
     filters: std::sync::RwLock<std::collections::HashMap<String, Arc<Expression>>>,
+    before: std::sync::OnceLock<Arc<dyn before::BeforeWrite>>,
 }
+
+/// What a write intends, before its data is final.
+enum Intent {
+    Put(Value),
+    Patch(PatchBody),
+    Delete,
+}
+
+/// Attempts of a write whose before hook saw a version that changed before the write.
+const BEFORE_RACE_ATTEMPTS: usize = 3;
 
 const MAX_CACHED_FILTERS: usize = 1024;
 
@@ -263,6 +282,119 @@ impl DocumentService {
             cursor_key,
             limits,
             filters: Default::default(),
+            before: Default::default(),
+        }
+    }
+
+    /// Sets the one source of before-write hooks (the function service).
+    pub fn set_before_write(&self, hooks: Arc<dyn before::BeforeWrite>) {
+        let _ = self.before.set(hooks);
+    }
+
+    /// The before hooks of writes to `collection`, when there are any.
+    async fn before_hooks(
+        &self,
+        scope: &Scope,
+        collection: &str,
+    ) -> Option<Arc<dyn before::BeforeWrite>> {
+        let hooks = self.before.get()?;
+        hooks.wants(scope, collection).await.then(|| hooks.clone())
+    }
+
+    /// Reads the stored document, works out the data the write would store, and lets the
+    /// before hooks replace it or refuse. The result is the data to write (None: delete)
+    /// and a precondition on the version the hooks saw, so nothing changes in between.
+    async fn resolve_before(
+        &self,
+        scope: &Scope,
+        hooks: &dyn before::BeforeWrite,
+        gate: &Gate,
+        id: &str,
+        intent: &Intent,
+        pre: &Preconditions,
+    ) -> Result<(Option<Value>, Preconditions), DocError> {
+        let collection = gate.collection.as_str();
+        let current = self.store.get_document(scope, collection, id).await?;
+        pre.check(current.as_ref())?;
+        let (op, new) = match (intent, &current) {
+            (Intent::Put(data), None) => (crate::store::ChangeOp::Create, Some(data.clone())),
+            (Intent::Put(data), Some(_)) => (crate::store::ChangeOp::Update, Some(data.clone())),
+            (Intent::Patch(body), Some(old)) => {
+                let new = match body {
+                    PatchBody::Merge(p) => patch::merge(&old.data, p),
+                    PatchBody::JsonPatch(ops) => {
+                        patch::json_patch(&old.data, ops).map_err(DocError::Patch)?
+                    }
+                };
+                (crate::store::ChangeOp::Update, Some(new))
+            }
+            (Intent::Delete, Some(_)) => (crate::store::ChangeOp::Delete, None),
+            (Intent::Patch(_), None) => return Err(gate.missing(Operation::Update, id)),
+            (Intent::Delete, None) => return Err(gate.missing(Operation::Delete, id)),
+        };
+        let replaced = hooks
+            .run(
+                scope,
+                before::PendingWrite {
+                    collection,
+                    id,
+                    op,
+                    new: new.as_ref(),
+                    before: current.as_ref(),
+                },
+            )
+            .await?;
+        let data = match (op, replaced, new) {
+            (crate::store::ChangeOp::Delete, _, _) => None,
+            (_, Some(r), _) | (_, None, Some(r)) => {
+                self.check_data(&r)?;
+                Some(r)
+            }
+            (_, None, None) => None,
+        };
+        let pinned = match &current {
+            Some(d) => Preconditions {
+                if_match: Some(Some(d.version)),
+                if_none_match_any: false,
+            },
+            None => Preconditions {
+                if_match: None,
+                if_none_match_any: true,
+            },
+        };
+        Ok((data, pinned))
+    }
+
+    /// A single write through before hooks, retried when the document changed between
+    /// the hooks' read and the write.
+    async fn write_with_before(
+        &self,
+        scope: &Scope,
+        hooks: Arc<dyn before::BeforeWrite>,
+        collection: &str,
+        id: &str,
+        intent: Intent,
+        pre: Preconditions,
+    ) -> Result<Written, DocError> {
+        let gate = self.gate(scope, collection).await?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (data, pinned) = self
+                .resolve_before(scope, &*hooks, &gate, id, &intent, &pre)
+                .await?;
+            let request = match data {
+                Some(data) => put_request(gate.clone(), collection, id, data, pinned),
+                None => delete_request(gate.clone(), collection, id, pinned),
+            };
+            match self.write_one(scope, request).await {
+                Err(DocError::PreconditionFailed(_) | DocError::Exists)
+                    if attempt < BEFORE_RACE_ATTEMPTS =>
+                {
+                    continue;
+                }
+                other => return other,
+            }
         }
     }
 
@@ -371,6 +503,11 @@ impl DocumentService {
     ) -> Result<Written, DocError> {
         check_names(collection, Some(id))?;
         self.check_data(&data)?;
+        if let Some(hooks) = self.before_hooks(scope, collection).await {
+            return self
+                .write_with_before(scope, hooks, collection, id, Intent::Put(data), pre)
+                .await;
+        }
         let gate = self.gate(scope, collection).await?;
         let write = put_request(gate, collection, id, data, pre);
         self.write_one(scope, write).await
@@ -386,6 +523,11 @@ impl DocumentService {
     ) -> Result<Written, DocError> {
         check_names(collection, Some(id))?;
         check_patch_shape(&body)?;
+        if let Some(hooks) = self.before_hooks(scope, collection).await {
+            return self
+                .write_with_before(scope, hooks, collection, id, Intent::Patch(body), pre)
+                .await;
+        }
         let gate = self.gate(scope, collection).await?;
         let write = patch_request(gate, collection, id, body, pre, self.limits.clone());
         self.write_one(scope, write).await
@@ -399,6 +541,11 @@ impl DocumentService {
         pre: Preconditions,
     ) -> Result<Written, DocError> {
         check_names(collection, Some(id))?;
+        if let Some(hooks) = self.before_hooks(scope, collection).await {
+            return self
+                .write_with_before(scope, hooks, collection, id, Intent::Delete, pre)
+                .await;
+        }
         let gate = self.gate(scope, collection).await?;
         let write = delete_request(gate, collection, id, pre);
         self.write_one(scope, write).await
@@ -455,6 +602,32 @@ impl DocumentService {
             })
     }
 
+    /// A batch write through before hooks, when its collection has any: the write is
+    /// pinned to the version the hooks saw (a concurrent change fails the batch with 412).
+    async fn batch_before(
+        &self,
+        scope: &Scope,
+        collection: &str,
+        id: &str,
+        intent: Intent,
+        pre: &Preconditions,
+    ) -> Option<Result<WriteRequest<DocError>, DocError>> {
+        let hooks = self.before_hooks(scope, collection).await?;
+        Some(
+            async {
+                let gate = self.gate(scope, collection).await?;
+                let (data, pinned) = self
+                    .resolve_before(scope, &*hooks, &gate, id, &intent, pre)
+                    .await?;
+                Ok(match data {
+                    Some(d) => put_request(gate, collection, id, d, pinned),
+                    None => delete_request(gate, collection, id, pinned),
+                })
+            }
+            .await,
+        )
+    }
+
     async fn batch_request(
         &self,
         scope: &Scope,
@@ -491,6 +664,12 @@ impl DocumentService {
                 } else {
                     pre
                 };
+                if let Some(r) = self
+                    .batch_before(scope, collection, &id, Intent::Put(data.clone()), &pre)
+                    .await
+                {
+                    return r;
+                }
                 Ok(put_request(
                     self.gate(scope, collection).await?,
                     collection,
@@ -514,6 +693,12 @@ impl DocumentService {
                     }
                 };
                 check_patch_shape(&body)?;
+                if let Some(r) = self
+                    .batch_before(scope, collection, &id, Intent::Patch(body.clone()), &pre)
+                    .await
+                {
+                    return r;
+                }
                 Ok(patch_request(
                     self.gate(scope, collection).await?,
                     collection,
@@ -526,6 +711,12 @@ impl DocumentService {
             "delete" => {
                 let id = need_id()?;
                 check_names(collection, Some(&id))?;
+                if let Some(r) = self
+                    .batch_before(scope, collection, &id, Intent::Delete, &pre)
+                    .await
+                {
+                    return r;
+                }
                 Ok(delete_request(
                     self.gate(scope, collection).await?,
                     collection,

@@ -36,10 +36,11 @@ pub struct CompiledHook {
     pub max_attempts: u32,
 }
 
-pub fn compile_hooks(m: &Manifest) -> Result<Vec<CompiledHook>, String> {
+/// The hooks of one phase ("before" or "after"), in manifest order.
+pub fn compile_hooks(m: &Manifest, phase: &str) -> Result<Vec<CompiledHook>, String> {
     m.hooks
         .iter()
-        .filter(|h| h.phase == "after")
+        .filter(|h| h.phase == phase)
         .map(|h| {
             let when = match &h.when {
                 Some(src) => Some(
@@ -74,7 +75,7 @@ fn timestamp(ms: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn doc_json(d: &StoredDoc) -> Value {
+pub(crate) fn doc_json(d: &StoredDoc) -> Value {
     json!({
         "id": d.id,
         "collection": d.collection,
@@ -85,7 +86,7 @@ fn doc_json(d: &StoredDoc) -> Value {
     })
 }
 
-fn auth_info(v: &Value) -> Option<AuthInfo> {
+pub(crate) fn auth_info(v: &Value) -> Option<AuthInfo> {
     Some(AuthInfo {
         uid: v.get("uid")?.as_str()?.to_string(),
         email: v

@@ -1,6 +1,7 @@
 //! Sandboxed JavaScript functions: deploys (validated whole, versioned, activated
 //! atomically), the worker pool that runs them, HTTP functions, and the invocation log.
 
+mod before;
 pub mod bundle;
 mod crypto;
 pub mod hooks;
@@ -110,6 +111,7 @@ pub struct Deployment {
     pub manifest: Manifest,
     pub bytecode: HashMap<String, Arc<[u8]>>,
     pub hooks: Vec<hooks::CompiledHook>,
+    pub before_hooks: Vec<hooks::CompiledHook>,
 }
 
 impl Deployment {
@@ -203,6 +205,8 @@ impl FunctionService {
             env_json: Default::default(),
         });
         store.set_job_planner(Arc::new(hooks::Planner::new(&svc)));
+        svc.docs
+            .set_before_write(Arc::new(before::BeforeHooks::new(&svc)));
         Ok(svc)
     }
 
@@ -624,7 +628,9 @@ async fn load_deployment(row: &crate::store::DeployRow) -> Result<Deployment, Fn
     let files: BTreeMap<String, String> =
         serde_json::from_str(&row.files).map_err(|e| FnError::Internal(e.to_string()))?;
     let version = row.version;
-    let hooks = hooks::compile_hooks(&manifest)
+    let hooks = hooks::compile_hooks(&manifest, "after")
+        .map_err(|e| FnError::Internal(format!("deploy v{version}: {e}")))?;
+    let before_hooks = hooks::compile_hooks(&manifest, "before")
         .map_err(|e| FnError::Internal(format!("deploy v{version}: {e}")))?;
     let bytecode = tokio::task::spawn_blocking(move || {
         let mut out = HashMap::new();
@@ -647,6 +653,7 @@ async fn load_deployment(row: &crate::store::DeployRow) -> Result<Deployment, Fn
         manifest,
         bytecode,
         hooks,
+        before_hooks,
     })
 }
 

@@ -20,6 +20,7 @@ backend_tests!(
     failing_hooks_retry_then_die_and_can_be_retried,
     hooks_that_trigger_themselves_stop,
     hooks_run_after_a_kill_between_commit_and_execution,
+    before_hooks_transform_or_refuse_writes,
 );
 
 const HOOK_MANIFEST: &str = r#"
@@ -450,4 +451,143 @@ async fn hooks_run_after_a_kill_between_commit_and_execution(b: Backend) {
     )
     .await;
     assert_eq!(got, json!({"red": 5, "blue": 20}));
+}
+
+async fn before_hooks_transform_or_refuse_writes(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let key = tenant_with_key(&mut app, "blog").await;
+    let manifest = r#"
+[[hooks]]
+function = "normalize"
+collection = "posts"
+on = ["create", "update"]
+phase = "before"
+
+[[hooks]]
+function = "guard"
+collection = "locked"
+on = ["delete"]
+phase = "before"
+
+[[hooks]]
+function = "spin"
+collection = "slow"
+on = ["create"]
+phase = "before"
+"#;
+    let normalize = r#"
+export default (event) => {
+  const d = event.doc.data;
+  if (typeof d.title !== 'string' || !d.title.trim()) throw new Error('title is required');
+  const title = d.title.trim();
+  return { ...d, title, slug: title.toLowerCase().replace(/[^a-z0-9]+/g, '-'),
+           was: event.before ? event.before.data.title : null, op: event.op };
+}"#;
+    let guard = "export default (event) => { throw new Error(`${event.id} is locked`) }";
+    let spin = "export default () => { while (true) {} }";
+    deploy(
+        &mut app,
+        "blog",
+        &[
+            ("plinth.toml", manifest),
+            ("functions/normalize.js", normalize),
+            ("functions/guard.js", guard),
+            ("functions/spin.js", spin),
+        ],
+    )
+    .await
+    .ok(201);
+
+    // Transformed on create, then on a merge patch (the hook sees the patched data).
+    let r = app
+        .post(
+            &docs("blog", "posts"),
+            Some(&key),
+            json!({"title": "  Hello World "}),
+        )
+        .await
+        .ok(201);
+    assert_eq!(r["data"]["slug"], "hello-world");
+    assert_eq!(r["data"]["title"], "Hello World");
+    assert_eq!(r["data"]["op"], "create");
+    let id = r["id"].as_str().unwrap().to_string();
+    let path = format!("{}/{id}", docs("blog", "posts"));
+    let r = app
+        .patch(&path, Some(&key), json!({"title": "Second Take"}))
+        .await
+        .ok(200);
+    assert_eq!(r["data"]["slug"], "second-take");
+    assert_eq!(r["data"]["was"], "Hello World");
+    assert_eq!(r["version"], 2);
+
+    // Refused: 400 with the hook's message; nothing stored.
+    let p = app
+        .post(
+            &docs("blog", "posts"),
+            Some(&key),
+            json!({"body": "no title"}),
+        )
+        .await
+        .problem(400, "function_rejected");
+    assert_eq!(p["detail"], "title is required");
+    let r = app
+        .post(
+            "/v1/t/blog/batch",
+            Some(&key),
+            json!({"writes": [
+                {"op": "put", "collection": "notes", "id": "n1", "data": {"a": 1}},
+                {"op": "create", "collection": "posts", "data": {"title": "   "}}
+            ]}),
+        )
+        .await
+        .problem(400, "function_rejected");
+    assert_eq!(r["index"], 1);
+    app.get(&format!("{}/n1", docs("blog", "notes")), Some(&key))
+        .await
+        .problem(404, "document_not_found");
+    let list = app.get(&docs("blog", "posts"), Some(&key)).await.ok(200);
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+
+    // A delete the hook refuses leaves the document.
+    put(
+        &app,
+        &key,
+        &format!("{}/k", docs("blog", "locked")),
+        json!({"v": 1}),
+    )
+    .await
+    .ok(201);
+    let p = app
+        .delete(&format!("{}/k", docs("blog", "locked")), Some(&key))
+        .await
+        .problem(400, "function_rejected");
+    assert_eq!(p["detail"], "k is locked");
+    app.get(&format!("{}/k", docs("blog", "locked")), Some(&key))
+        .await
+        .ok(200);
+
+    // Over budget (100 ms by default): a clear error, nothing written.
+    app.post(&docs("blog", "slow"), Some(&key), json!({"x": 1}))
+        .await
+        .problem(504, "function_timeout");
+    let list = app.get(&docs("blog", "slow"), Some(&key)).await.ok(200);
+    assert_eq!(list["items"], json!([]));
+    let admin = app.admin().await;
+    let log = eventually(
+        Duration::from_secs(5),
+        "before invocations logged",
+        || async {
+            let p = app
+                .get(
+                    "/admin/v1/tenants/blog/invocations?function=spin",
+                    Some(&admin),
+                )
+                .await
+                .ok(200);
+            p["items"].as_array().unwrap().first().cloned()
+        },
+    )
+    .await;
+    assert_eq!(log["trigger"], "before");
+    assert_eq!(log["outcome"], "timeout");
 }

@@ -1,0 +1,145 @@
+//! Before hooks: run in the request, before the write, within a tight budget. A hook that
+//! throws refuses the write (400 `function_rejected` with its message); one that returns
+//! an object replaces the data; a budget overrun or crash fails the request. Several
+//! hooks on one write run in manifest order, each seeing the previous one's data.
+
+use std::sync::{Arc, Weak};
+
+use futures_util::future::BoxFuture;
+use serde_json::{Value, json};
+
+use super::hooks::{auth_info, doc_json};
+use super::{Failure, FnError, FunctionService, Trigger};
+use crate::documents::DocError;
+use crate::documents::before::{BeforeWrite, PendingWrite};
+use crate::rules::{Bindings, DocMeta};
+use crate::store::{ChangeOp, now_ms};
+use crate::tenancy::{Caller, Scope};
+
+pub struct BeforeHooks(Weak<FunctionService>);
+
+impl BeforeHooks {
+    pub fn new(svc: &Arc<FunctionService>) -> BeforeHooks {
+        BeforeHooks(Arc::downgrade(svc))
+    }
+}
+
+fn caller_auth(scope: &Scope) -> Value {
+    match scope.caller() {
+        Caller::User(u) => json!({
+            "uid": u.uid, "email": u.email, "email_verified": u.email_verified
+        }),
+        _ => Value::Null,
+    }
+}
+
+impl BeforeWrite for BeforeHooks {
+    fn wants<'a>(&'a self, scope: &'a Scope, collection: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let Some(svc) = self.0.upgrade() else {
+                return false;
+            };
+            match svc.active(scope).await {
+                Ok(Some(d)) => d.before_hooks.iter().any(|h| h.collection == collection),
+                _ => false,
+            }
+        })
+    }
+
+    fn run<'a>(
+        &'a self,
+        scope: &'a Scope,
+        w: PendingWrite<'a>,
+    ) -> BoxFuture<'a, Result<Option<Value>, DocError>> {
+        Box::pin(async move {
+            let Some(svc) = self.0.upgrade() else {
+                return Ok(None);
+            };
+            let Some(dep) = svc
+                .active(scope)
+                .await
+                .map_err(|e| DocError::Internal(e.to_string()))?
+            else {
+                return Ok(None);
+            };
+            let auth = caller_auth(scope);
+            let auth_rules = auth_info(&auth);
+            let mut data: Option<Value> = w.new.cloned();
+            let mut replaced = false;
+            for h in dep
+                .before_hooks
+                .iter()
+                .filter(|h| h.collection == w.collection && h.ops.contains(&w.op))
+            {
+                if let Some(when) = &h.when {
+                    let meta = w.before.map(|d| DocMeta {
+                        version: d.version,
+                        created_at: d.created_at,
+                        updated_at: d.updated_at,
+                    });
+                    let ok = when.evaluate(&Bindings {
+                        auth: auth_rules.as_ref(),
+                        id: w.id,
+                        doc: w.before.map(|d| &d.data),
+                        new: data.as_ref(),
+                        meta: meta.as_ref(),
+                        now_ms: now_ms(),
+                    });
+                    if !ok {
+                        continue;
+                    }
+                }
+                let event = json!({
+                    "tenant": scope.tenant().slug,
+                    "collection": w.collection,
+                    "op": w.op.as_str(),
+                    "id": w.id,
+                    "doc": data.as_ref().map(|d| json!({"id": w.id, "collection": w.collection, "data": d})),
+                    "before": w.before.map(doc_json),
+                    "auth": auth,
+                });
+                let limits = dep.limits(&h.function, svc.config.before_timeout, &svc.config);
+                let (invocation, result) = svc
+                    .invoke(
+                        scope,
+                        &dep,
+                        &h.function,
+                        Trigger::Before,
+                        event.to_string(),
+                        limits,
+                        scope.depth() + 1,
+                    )
+                    .await;
+                let text = match result {
+                    Ok(t) => t,
+                    Err(FnError::Failed { failure, .. }) => {
+                        return Err(match failure {
+                            Failure::Thrown { message, .. } => DocError::HookRejected(message),
+                            Failure::Timeout => DocError::HookTimeout,
+                            other => DocError::HookFailed(format!(
+                                "{}; see invocation {invocation}",
+                                other.outcome()
+                            )),
+                        });
+                    }
+                    Err(e) => return Err(DocError::HookFailed(e.to_string())),
+                };
+                match serde_json::from_str::<Value>(&text) {
+                    Ok(Value::Null) => {}
+                    Ok(v @ Value::Object(_)) if w.op != ChangeOp::Delete => {
+                        data = Some(v);
+                        replaced = true;
+                    }
+                    Ok(_) if w.op == ChangeOp::Delete => {}
+                    _ => {
+                        return Err(DocError::HookFailed(format!(
+                            "the before hook '{}' returned something other than an object or nothing; see invocation {invocation}",
+                            h.function
+                        )));
+                    }
+                }
+            }
+            Ok(if replaced { data } else { None })
+        })
+    }
+}
