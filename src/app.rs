@@ -37,6 +37,7 @@ pub struct AppInner {
     pub secrets: Arc<SecretsService>,
     pub realtime: Arc<crate::realtime::Broker>,
     pub functions: Arc<crate::functions::FunctionService>,
+    pub usage: Arc<crate::usage::Usage>,
     pub metrics: Arc<Metrics>,
     limiter: Arc<LoginLimiter>,
 }
@@ -115,11 +116,15 @@ impl AppState {
             &secrets_key,
             config.secrets_cache_ttl,
         )?);
+        let metrics = Arc::new(Metrics::new());
+        let usage = Arc::new(crate::usage::Usage::new(store.clone()));
         let functions = crate::functions::FunctionService::new(
             store.clone(),
             docs.clone(),
             rules.clone(),
             secrets.clone(),
+            usage.clone(),
+            metrics.clone(),
             config.functions.clone(),
         )?;
         let admin = Arc::new(AdminService::new(
@@ -128,6 +133,7 @@ impl AppState {
             rules.clone(),
             secrets.clone(),
             functions.clone(),
+            usage.clone(),
             keyring.clone(),
             limiter.clone(),
             auth_cache,
@@ -153,7 +159,8 @@ impl AppState {
             secrets,
             realtime,
             functions,
-            metrics: Arc::new(Metrics::new()),
+            usage,
+            metrics,
             limiter,
         })))
     }
@@ -212,6 +219,7 @@ impl App {
         });
         let retention = tokio::spawn(prune_changes_forever(state.clone()));
         let realtime_tasks = state.realtime.start();
+        let usage_flusher = tokio::spawn(state.usage.clone().flush_forever());
         let hooks = state
             .config
             .functions
@@ -237,6 +245,10 @@ impl App {
         }
         if let Some(h) = hooks {
             h.abort();
+        }
+        usage_flusher.abort();
+        if let Err(e) = state.usage.flush().await {
+            tracing::warn!(error = %e, "final usage flush failed");
         }
         state.functions.shutdown();
         state.store.close().await;

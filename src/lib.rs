@@ -21,3 +21,4 @@ pub mod rules;
 pub mod secrets;
 pub mod store;
 pub mod tenancy;
+pub mod usage;

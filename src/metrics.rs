@@ -27,10 +27,26 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.5, 14))
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InvocationLabels {
+    pub tenant: String,
+    /// http | before | after
+    pub trigger: String,
+    /// ok | error | timeout | out_of_memory | internal_error
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TriggerLabels {
+    pub trigger: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    invocations: Family<InvocationLabels, Counter>,
+    invocation_seconds: Family<TriggerLabels, Histogram, fn() -> Histogram>,
 }
 
 impl Default for Metrics {
@@ -56,11 +72,37 @@ impl Metrics {
             "HTTP request latency by route",
             latency.clone(),
         );
+        let invocations = Family::<InvocationLabels, Counter>::default();
+        let invocation_seconds =
+            Family::<TriggerLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        registry.register(
+            "function_invocations",
+            "Function invocations by tenant, trigger and outcome",
+            invocations.clone(),
+        );
+        registry.register(
+            "function_duration_seconds",
+            "Function invocation wall time (queueing included) by trigger",
+            invocation_seconds.clone(),
+        );
         Metrics {
             registry,
             requests,
             latency,
+            invocations,
+            invocation_seconds,
         }
+    }
+
+    pub fn invocation(&self, labels: InvocationLabels, seconds: f64) {
+        self.invocation_seconds
+            .get_or_create(&TriggerLabels {
+                trigger: labels.trigger.clone(),
+            })
+            .observe(seconds);
+        self.invocations.get_or_create(&labels).inc();
     }
 
     pub fn observe(&self, labels: RequestLabels, seconds: f64) {

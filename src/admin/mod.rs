@@ -170,6 +170,7 @@ pub struct AdminService {
     rules: Arc<RulesRegistry>,
     secrets: Arc<SecretsService>,
     functions: Arc<FunctionService>,
+    usage: Arc<crate::usage::Usage>,
     keyring: Arc<Keyring>,
     limiter: Arc<LoginLimiter>,
     auth_cache: Arc<AuthCache>,
@@ -217,6 +218,7 @@ impl AdminService {
         rules: Arc<RulesRegistry>,
         secrets: Arc<SecretsService>,
         functions: Arc<FunctionService>,
+        usage: Arc<crate::usage::Usage>,
         keyring: Arc<Keyring>,
         limiter: Arc<LoginLimiter>,
         auth_cache: Arc<AuthCache>,
@@ -228,6 +230,7 @@ impl AdminService {
             rules,
             secrets,
             functions,
+            usage,
             keyring,
             limiter,
             auth_cache,
@@ -828,6 +831,20 @@ impl AdminService {
             None
         };
         Ok(Page { items, next_cursor })
+    }
+
+    /// A tenant's metered use per day over the last `days` days, and the total.
+    pub async fn usage(
+        &self,
+        slug: &str,
+        days: Option<u32>,
+    ) -> Result<(Vec<crate::usage::UsageDay>, crate::store::UsageCounts)> {
+        let days = days.unwrap_or(30);
+        if !(1..=366).contains(&days) {
+            return Err(field("days", "must be between 1 and 366"));
+        }
+        let tenant = self.get_tenant(slug).await?;
+        Ok(self.usage.report(tenant.id, days).await?)
     }
 
     /// Outbox jobs of a tenant; `state` pending or dead.

@@ -177,6 +177,8 @@ pub struct FunctionService {
     log: mpsc::UnboundedSender<(Scope, InvocationRow)>,
     pub(crate) queue: hooks::JobQueue,
     secrets: Arc<crate::secrets::SecretsService>,
+    usage: Arc<crate::usage::Usage>,
+    metrics: Arc<crate::metrics::Metrics>,
     /// `ctx.env` as JSON per tenant, kept while the secrets map it was made from is current.
     env_json: std::sync::Mutex<HashMap<i64, EnvJson>>,
 }
@@ -187,6 +189,8 @@ impl FunctionService {
         docs: Arc<DocumentService>,
         rules: Arc<RulesRegistry>,
         secrets: Arc<crate::secrets::SecretsService>,
+        usage: Arc<crate::usage::Usage>,
+        metrics: Arc<crate::metrics::Metrics>,
         config: FunctionsConfig,
     ) -> std::io::Result<Arc<FunctionService>> {
         let pool = Pool::new(config.workers, tokio::runtime::Handle::current())?;
@@ -202,6 +206,8 @@ impl FunctionService {
             log,
             queue: hooks::JobQueue::default(),
             secrets,
+            usage,
+            metrics,
             env_json: Default::default(),
         });
         store.set_job_planner(Arc::new(hooks::Planner::new(&svc)));
@@ -453,6 +459,19 @@ impl FunctionService {
         };
         let duration = start.elapsed();
         let error = output.result.as_ref().err().map(|f| f.describe(&limits));
+        self.usage.invocation(scope.tenant().id, output.cpu);
+        self.metrics.invocation(
+            crate::metrics::InvocationLabels {
+                tenant: scope.tenant().slug.clone(),
+                trigger: trigger.as_str().to_string(),
+                outcome: match &output.result {
+                    Ok(_) => "ok",
+                    Err(f) => f.outcome(),
+                }
+                .to_string(),
+            },
+            duration.as_secs_f64(),
+        );
         let mut logs: Vec<Value> = output
             .logs
             .iter()

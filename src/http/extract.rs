@@ -19,7 +19,7 @@ use crate::tenancy::Scope;
 
 /// Filled by `TenantScope` once a tenant is resolved; read by the metrics middleware.
 #[derive(Clone, Default)]
-pub struct TenantSlot(pub Arc<OnceLock<String>>);
+pub struct TenantSlot(pub Arc<OnceLock<(i64, String)>>);
 
 /// The tenant and caller of a tenant route.
 pub struct TenantScope(pub Scope);
@@ -65,7 +65,7 @@ impl FromRequestParts<AppState> for TenantScope {
             ));
         }
         if let Some(slot) = parts.extensions.get::<TenantSlot>() {
-            let _ = slot.0.set(tenant.slug.clone());
+            let _ = slot.0.set((tenant.id, tenant.slug.clone()));
         }
         let token = bearer(parts)?;
         let scope = state.auth.authenticate(tenant, token).await?;

@@ -26,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_invocations))
         .routes(routes!(list_jobs))
         .routes(routes!(retry_job))
+        .routes(routes!(tenant_usage))
         // A bundle may be larger than an ordinary request body (JSON escaping included).
         .layer(DefaultBodyLimit::max(MAX_BUNDLE_BYTES * 2))
 }
@@ -202,4 +203,38 @@ async fn retry_job(
 ) -> ApiResult<StatusCode> {
     state.admin.retry_job(&actor(&admin), &tenant, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct UsageQuery {
+    /// Days back, today included: 1..366, default 30.
+    pub days: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UsageReport {
+    pub tenant: String,
+    pub days: Vec<crate::usage::UsageDay>,
+    pub total: crate::store::UsageCounts,
+}
+
+/// Metered use of a tenant per UTC day: requests, document writes, function invocations
+/// and their CPU time (µs).
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/usage", tag = "tenants",
+    params(("tenant" = String, Path, description = "Tenant slug"), UsageQuery),
+    responses((status = 200, body = UsageReport), (status = 400, body = Problem),
+              (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+async fn tenant_usage(
+    State(state): State<AppState>,
+    _admin: AdminCaller,
+    Path(tenant): Path<String>,
+    ApiQuery(q): ApiQuery<UsageQuery>,
+) -> ApiResult<Json<UsageReport>> {
+    let (days, total) = state.admin.usage(&tenant, q.days).await?;
+    Ok(Json(UsageReport {
+        tenant,
+        days,
+        total,
+    }))
 }

@@ -24,12 +24,16 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
     let slot = TenantSlot::default();
     req.extensions_mut().insert(slot.clone());
     let res = next.run(req).await;
+    let tenant = slot.0.get();
+    if let Some((id, _)) = tenant {
+        state.usage.request(*id);
+    }
     state.metrics.observe(
         RequestLabels {
             method,
             route,
             status: res.status().as_u16(),
-            tenant: slot.0.get().cloned().unwrap_or_default(),
+            tenant: tenant.map(|(_, slug)| slug.clone()).unwrap_or_default(),
         },
         start.elapsed().as_secs_f64(),
     );

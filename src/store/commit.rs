@@ -178,6 +178,12 @@ impl Store {
                 {
                     planner.committed(scope.tenant().id);
                 }
+                let writes: usize = outcomes
+                    .iter()
+                    .filter_map(|o| o.as_ref().ok())
+                    .map(Vec::len)
+                    .sum();
+                self.count_writes(scope.tenant().id, writes as u64);
                 let last = outcomes
                     .iter()
                     .filter_map(|o| o.as_ref().ok())

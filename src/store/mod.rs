@@ -17,6 +17,7 @@ mod keys;
 pub mod predicate_sql;
 mod secrets;
 mod sqlite_fast;
+mod usage;
 mod users;
 
 use std::collections::HashMap;
@@ -39,6 +40,7 @@ pub use functions::{DeployRow, DeploySummary, InvocationRow};
 pub use jobs::{JobInfo, JobPlanner, JobRow, NewJob, Origin};
 pub use keys::ServiceKeyRow;
 pub use secrets::{SecretMeta, SecretPut, SecretRow};
+pub use usage::UsageCounts;
 pub use users::{NewSession, RefreshOutcome, SessionState, UserQuery, UserRow, UserTokenKind};
 
 use crate::tenancy::Scope;
@@ -123,6 +125,7 @@ pub struct Store {
     groups: Arc<commit::Groups>,
     on_commit: Arc<std::sync::OnceLock<CommitListener>>,
     planner: Arc<std::sync::OnceLock<Arc<dyn JobPlanner>>>,
+    write_counts: Arc<std::sync::Mutex<HashMap<i64, u64>>>,
 }
 
 /// Told (tenant id, last seq) after each commit of document writes.
@@ -182,6 +185,7 @@ impl Store {
             groups: Arc::default(),
             on_commit: Arc::default(),
             planner: Arc::default(),
+            write_counts: Arc::default(),
         })
     }
 

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::backend_tests;
 use crate::cli::plinth;
-use crate::documents::{docs, tenant_with_key};
+use crate::documents::{docs, put, tenant_with_key};
 use crate::support::*;
 
 backend_tests!(
@@ -19,6 +19,7 @@ backend_tests!(
     functions_stay_in_their_tenant,
     deploy_cli_local_and_remote,
     functions_read_tenant_secrets_from_env,
+    usage_and_metrics_are_metered_per_tenant,
 );
 
 pub async fn deploy(app: &mut TestApp, tenant: &str, files: &[(&str, &str)]) -> Reply {
@@ -750,4 +751,70 @@ async fn functions_read_tenant_secrets_from_env(b: Backend) {
         .await
         .ok(200);
     assert_eq!(r["matches"], true);
+}
+
+async fn usage_and_metrics_are_metered_per_tenant(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let key = tenant_with_key(&mut app, "metered").await;
+    app.create_tenant("quiet").await;
+    let m = http_manifest(&["work"]);
+    let src = "export default async (req, ctx) => {
+        await ctx.db.create('things', { n: 1 });
+        let x = 0; for (let i = 0; i < 200000; i++) x += i;
+        return { x };
+    }";
+    deploy(
+        &mut app,
+        "metered",
+        &[("plinth.toml", &m), ("functions/work.js", src)],
+    )
+    .await
+    .ok(201);
+    for _ in 0..5 {
+        app.post("/v1/t/metered/fn/work", None, json!({}))
+            .await
+            .ok(200);
+    }
+    put(
+        &app,
+        &key,
+        &format!("{}/a", docs("metered", "things")),
+        json!({}),
+    )
+    .await
+    .ok(201);
+    let admin = app.admin().await;
+    let u = app
+        .get("/admin/v1/tenants/metered/usage?days=7", Some(&admin))
+        .await
+        .ok(200);
+    let total = &u["total"];
+    assert_eq!(total["invocations"], 5, "{u}");
+    assert_eq!(total["doc_writes"], 6, "{u}");
+    assert!(total["requests"].as_i64().unwrap() >= 6, "{u}");
+    assert!(total["cpu_us"].as_i64().unwrap() > 0, "{u}");
+    assert_eq!(u["days"].as_array().unwrap().len(), 1);
+    let q = app
+        .get("/admin/v1/tenants/quiet/usage", Some(&admin))
+        .await
+        .ok(200);
+    assert_eq!(q["total"]["invocations"], 0);
+    assert_eq!(q["total"]["doc_writes"], 0);
+    app.get("/admin/v1/tenants/metered/usage?days=0", Some(&admin))
+        .await
+        .problem(400, "validation_failed");
+    app.get("/admin/v1/tenants/nobody/usage", Some(&admin))
+        .await
+        .problem(404, "tenant_not_found");
+    app.get("/admin/v1/tenants/metered/usage", None)
+        .await
+        .problem(401, "auth_required");
+    let metrics = app.get("/metrics", None).await;
+    assert!(
+        metrics.text.contains(
+            "plinth_function_invocations_total{tenant=\"metered\",trigger=\"http\",outcome=\"ok\"} 5"
+        ),
+        "{}",
+        metrics.text
+    );
 }
