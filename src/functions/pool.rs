@@ -1,16 +1,20 @@
 //! The worker pool: a few OS threads that run JavaScript off the async executor.
 //!
-//! Jobs wait in one queue; a free worker takes the oldest job whose tenant is below its
-//! share of the workers, so one tenant's runaway functions can occupy at most
-//! `per_tenant` workers and the others keep serving everyone else.
+//! Jobs wait in one queue. Each worker runs an event loop: it starts jobs, parks an
+//! invocation while it awaits host calls (`ctx.db`) and runs others meanwhile, resumes it
+//! when the answer arrives, and ends invocations whose deadline passed. So a worker is
+//! busy only while JavaScript runs, not while the database works. A worker takes a job
+//! only if its tenant is running JavaScript on fewer than `per_tenant` workers (all but
+//! one), so one tenant's runaway functions cannot occupy every worker.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::sandbox::{Call, Output, Sandboxes};
+use super::sandbox::{Call, EntryCounter, Msg, Output, Sandboxes};
 
 struct Job {
     call: Call,
@@ -20,14 +24,64 @@ struct Job {
 #[derive(Default)]
 struct Queue {
     jobs: VecDeque<Job>,
+    /// Workers running JavaScript of each tenant right now.
     running: HashMap<i64, usize>,
     shutdown: bool,
 }
 
 struct Shared {
     queue: Mutex<Queue>,
-    ready: Condvar,
     per_tenant: usize,
+    wakers: Mutex<Vec<mpsc::Sender<Msg>>>,
+}
+
+impl Shared {
+    fn wake_all(&self) {
+        for w in self.wakers.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = w.send(Msg::Wake);
+        }
+    }
+
+    /// The oldest job whose tenant is below its share, if any.
+    fn take(&self) -> Option<Job> {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        // Callers that gave up (a timed-out request) need no answer.
+        q.jobs.retain(|j| !j.reply.is_closed());
+        let i = q
+            .jobs
+            .iter()
+            .position(|j| q.running.get(&j.call.tenant).copied().unwrap_or(0) < self.per_tenant)?;
+        q.jobs.remove(i)
+    }
+}
+
+impl EntryCounter for Shared {
+    fn enter(&self, tenant: i64) {
+        *self
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .running
+            .entry(tenant)
+            .or_default() += 1;
+    }
+
+    fn leave(&self, tenant: i64) {
+        let waiting = {
+            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = q.running.get_mut(&tenant) {
+                *n -= 1;
+                if *n == 0 {
+                    q.running.remove(&tenant);
+                }
+            }
+            q.jobs.iter().any(|j| j.call.tenant == tenant)
+        };
+        // A job held back by this tenant's share may now run elsewhere.
+        if waiting {
+            self.wake_all();
+        }
+    }
 }
 
 pub struct Pool {
@@ -43,6 +97,8 @@ const WORKER_STACK: usize = 16 * 1024 * 1024;
 const IDLE_RUNTIME: Duration = Duration::from_secs(300);
 /// Tenant runtimes kept per worker.
 const MAX_TENANTS_PER_WORKER: usize = 256;
+/// Invocations a worker holds parked at once before it stops taking jobs.
+const MAX_PARKED: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
@@ -55,20 +111,26 @@ impl Pool {
         let workers = workers.max(1);
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
-            ready: Condvar::new(),
-            per_tenant: if workers > 2 { workers - 1 } else { 1 }.max(1),
+            per_tenant: if workers > 1 { workers - 1 } else { 1 },
+            wakers: Mutex::new(Vec::new()),
         });
         // Compile the prelude before any request waits on it.
         let _ = super::sandbox::prelude_bytecode();
         let mut threads = Vec::with_capacity(workers);
         for i in 0..workers {
+            let (tx, rx) = mpsc::channel();
+            shared
+                .wakers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(tx.clone());
             let shared = shared.clone();
             let handle = handle.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("plinth-fn-{i}"))
                     .stack_size(WORKER_STACK)
-                    .spawn(move || worker(shared, handle))?,
+                    .spawn(move || worker(shared, handle, tx, rx))?,
             );
         }
         Ok(Pool {
@@ -88,7 +150,7 @@ impl Pool {
             }
             q.jobs.push_back(Job { call, reply: tx });
         }
-        self.shared.ready.notify_one();
+        self.shared.wake_all();
         rx.await.map_err(|_| PoolError::Closed)
     }
 
@@ -101,14 +163,14 @@ impl Pool {
             .unwrap_or_default()
     }
 
-    /// Stops the workers after the jobs they are running; queued jobs are dropped.
+    /// Stops the workers; parked and queued invocations fail.
     pub fn shutdown(&self) {
         {
             let mut q = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
             q.shutdown = true;
             q.jobs.clear();
         }
-        self.shared.ready.notify_all();
+        self.shared.wake_all();
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
         for t in threads {
             let _ = t.join();
@@ -122,53 +184,57 @@ impl Drop for Pool {
     }
 }
 
-fn next_job(shared: &Shared) -> Option<Job> {
-    let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+fn worker(
+    shared: Arc<Shared>,
+    handle: tokio::runtime::Handle,
+    tx: mpsc::Sender<Msg>,
+    rx: mpsc::Receiver<Msg>,
+) {
+    let counter: Arc<dyn EntryCounter> = shared.clone();
+    let mut sandboxes = Sandboxes::new(handle, tx, counter, MAX_TENANTS_PER_WORKER);
+    let mut next_inv: u64 = 0;
+    let mut last_sweep = Instant::now();
     loop {
-        if q.shutdown {
-            return None;
-        }
-        // Callers that gave up (a timed-out request) need no answer.
-        q.jobs.retain(|j| !j.reply.is_closed());
-        let pick = q
-            .jobs
-            .iter()
-            .position(|j| q.running.get(&j.call.tenant).copied().unwrap_or(0) < shared.per_tenant);
-        if let Some(i) = pick
-            && let Some(job) = q.jobs.remove(i)
-        {
-            *q.running.entry(job.call.tenant).or_default() += 1;
-            return Some(job);
-        }
-        let (guard, _) = shared
-            .ready
-            .wait_timeout(q, Duration::from_secs(30))
-            .unwrap_or_else(|p| p.into_inner());
-        q = guard;
-    }
-}
-
-fn worker(shared: Arc<Shared>, handle: tokio::runtime::Handle) {
-    let mut sandboxes = Sandboxes::new(handle, MAX_TENANTS_PER_WORKER);
-    let mut last_sweep = std::time::Instant::now();
-    while let Some(job) = next_job(&shared) {
-        let tenant = job.call.tenant;
-        let output = sandboxes.run(&job.call);
-        let _ = job.reply.send(output);
-        {
-            let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(n) = q.running.get_mut(&tenant) {
-                *n -= 1;
-                if *n == 0 {
-                    q.running.remove(&tenant);
-                }
+        // Answers first: they finish work already started.
+        while let Ok(msg) = rx.try_recv() {
+            if let Msg::Answer { inv, call, text } = msg {
+                sandboxes.answer(inv, call, text);
             }
         }
-        // A job of a tenant that was at its share may now run.
-        shared.ready.notify_all();
+        if shared.queue.lock().map(|q| q.shutdown).unwrap_or(true) {
+            sandboxes.abandon_all();
+            return;
+        }
+        let mut started = false;
+        while sandboxes.parked() < MAX_PARKED {
+            let Some(job) = shared.take() else { break };
+            next_inv += 1;
+            sandboxes.start(next_inv, job.call, job.reply);
+            started = true;
+            // Look at answers between starts, so a burst of new jobs cannot starve
+            // the invocations already parked.
+            if let Ok(Msg::Answer { inv, call, text }) = rx.try_recv() {
+                sandboxes.answer(inv, call, text);
+            }
+        }
+        sandboxes.expire(Instant::now());
+        if started {
+            continue;
+        }
         if last_sweep.elapsed() > IDLE_RUNTIME {
             sandboxes.sweep(IDLE_RUNTIME);
-            last_sweep = std::time::Instant::now();
+            last_sweep = Instant::now();
+        }
+        let wait = sandboxes
+            .next_deadline()
+            .map(|d| d.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_secs(1))
+            .min(Duration::from_secs(1));
+        match rx.recv_timeout(wait) {
+            Ok(Msg::Answer { inv, call, text }) => sandboxes.answer(inv, call, text),
+            Ok(Msg::Wake) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
     }
 }

@@ -301,19 +301,30 @@ pub fn prelude_bytecode() -> Arc<[u8]> {
         .clone()
 }
 
-/// Per-invocation state the host bridges reach.
-struct CallState {
+/// A message to a worker: a host call's answer, or a nudge to look at the job queue.
+pub enum Msg {
+    Answer { inv: u64, call: u64, text: String },
+    Wake,
+}
+
+/// Told when JavaScript of a tenant starts and stops running on a worker (the pool's
+/// fairness accounting).
+pub trait EntryCounter: Send + Sync {
+    fn enter(&self, tenant: i64);
+    fn leave(&self, tenant: i64);
+}
+
+/// The state of one invocation that the host bridges reach.
+struct InvState {
+    host: Arc<dyn Host>,
+    /// Resolvers of host calls in flight, by call id.
     pending: HashMap<u64, Persistent<Function<'static>>>,
-    next_id: u64,
-    tx: Option<mpsc::Sender<(u64, String)>>,
-    host: Option<Arc<dyn Host>>,
-    handle: tokio::runtime::Handle,
     logs: Vec<LogLine>,
     log_bytes: usize,
     truncated: bool,
 }
 
-impl CallState {
+impl InvState {
     fn log(&mut self, level: &str, mut message: String) {
         if self.logs.len() >= MAX_LOG_LINES || self.log_bytes >= MAX_LOG_BYTES {
             self.truncated = true;
@@ -335,8 +346,20 @@ impl CallState {
     }
 }
 
-/// One tenant's runtime on one worker, for one deploy version. Field order is drop
-/// order: JS handles before the context, the context before the runtime, and the
+/// What the host bridges of one runtime share: the invocations it holds and which of
+/// them is running JavaScript right now (JS runs one entry at a time, and every entry
+/// drains the job queue, so code that runs belongs to the current invocation).
+struct CallState {
+    current: Option<u64>,
+    invs: HashMap<u64, InvState>,
+    next_call: u64,
+    tx: mpsc::Sender<Msg>,
+    handle: tokio::runtime::Handle,
+}
+
+/// One tenant's runtime on one worker, for one deploy version. Several invocations of
+/// the tenant may be in it at once (parked while they await host calls). Field order is
+/// drop order: JS handles before the context, the context before the runtime, and the
 /// bytecode (which loaded modules point into) last.
 struct TenantRuntime {
     invoke: Persistent<Function<'static>>,
@@ -353,7 +376,7 @@ struct TenantRuntime {
 impl Drop for TenantRuntime {
     fn drop(&mut self) {
         // Persistent handles must go before the runtime does.
-        self.state.borrow_mut().pending.clear();
+        self.state.borrow_mut().invs.clear();
         self.modules.clear();
     }
 }
@@ -372,165 +395,6 @@ fn thrown((name, message): (String, String)) -> Failure {
         return Failure::OutOfMemory;
     }
     Failure::Thrown { name, message }
-}
-
-impl TenantRuntime {
-    fn new(
-        version: i64,
-        prelude: &Arc<[u8]>,
-        handle: tokio::runtime::Handle,
-    ) -> Result<TenantRuntime, Failure> {
-        let internal = |e: rquickjs::Error| Failure::Internal(e.to_string());
-        let runtime = Runtime::new().map_err(internal)?;
-        runtime.set_max_stack_size(JS_STACK_BYTES);
-        let deadline: Rc<Cell<Option<Instant>>> = Rc::new(Cell::new(None));
-        let d = deadline.clone();
-        runtime.set_interrupt_handler(Some(Box::new(move || {
-            d.get().is_some_and(|d| Instant::now() >= d)
-        })));
-        let context = Context::custom::<SandboxIntrinsics>(&runtime).map_err(internal)?;
-        let state = Rc::new(RefCell::new(CallState {
-            pending: HashMap::new(),
-            next_id: 0,
-            tx: None,
-            host: None,
-            handle,
-            logs: Vec::new(),
-            log_bytes: 0,
-            truncated: false,
-        }));
-        let invoke = context.with(|ctx| -> Result<_, Failure> {
-            let err = |e| js_err(&ctx, e);
-            let host = host_bridge(&ctx, state.clone()).map_err(err)?;
-            let host_sync = host_sync_bridge(&ctx, state.clone()).map_err(err)?;
-            let module = unsafe { Module::load(ctx.clone(), prelude) }.map_err(err)?;
-            let (module, promise) = module.eval().map_err(err)?;
-            while ctx.execute_pending_job() {}
-            if promise.state() != PromiseState::Resolved {
-                return Err(Failure::Internal("the prelude did not load".into()));
-            }
-            let make: Function = module.get("default").map_err(err)?;
-            let invoke: Function = make.call((host, host_sync)).map_err(err)?;
-            Ok(Persistent::save(&ctx, invoke))
-        })?;
-        Ok(TenantRuntime {
-            invoke,
-            modules: HashMap::new(),
-            context,
-            runtime,
-            state,
-            deadline,
-            version,
-            last_used: Instant::now(),
-            bytecode: vec![prelude.clone()],
-        })
-    }
-
-    /// Runs one invocation to completion (or failure).
-    fn run(&mut self, call: &Call) -> (Result<String, Failure>, Duration, bool) {
-        self.last_used = Instant::now();
-        self.runtime.set_memory_limit(call.limits.memory_bytes);
-        let start = Instant::now();
-        let deadline = start + call.limits.timeout;
-        self.deadline.set(Some(deadline));
-        let (tx, rx) = mpsc::channel();
-        {
-            let mut st = self.state.borrow_mut();
-            st.tx = Some(tx);
-            st.host = Some(call.host.clone());
-            st.pending.clear();
-        }
-        let mut cpu = Duration::ZERO;
-        let cold = !self.modules.contains_key(&call.function);
-
-        // Start: load the module if needed, call the invoker, run the jobs this queued.
-        let t = Instant::now();
-        let started = self.context.with(|ctx| -> Result<Step, Failure> {
-            let f = match self.modules.get(&call.function) {
-                Some(p) => p.clone().restore(&ctx).map_err(|e| js_err(&ctx, e))?,
-                None => {
-                    let f = load_module(&ctx, &call.bytecode)?;
-                    self.modules
-                        .insert(call.function.clone(), Persistent::save(&ctx, f.clone()));
-                    self.bytecode.push(call.bytecode.clone());
-                    f
-                }
-            };
-            let invoke = self
-                .invoke
-                .clone()
-                .restore(&ctx)
-                .map_err(|e| js_err(&ctx, e))?;
-            let promise: Promise = invoke
-                .call((f, call.event.as_str(), &*call.env))
-                .map_err(|e| js_err(&ctx, e))?;
-            settle(&ctx, promise)
-        });
-        cpu += t.elapsed();
-
-        let mut step = started;
-        let result = loop {
-            match step {
-                Err(f) => break Err(f),
-                Ok(Step::Done(s)) => break Ok(s),
-                Ok(Step::Pending(promise)) => {
-                    if Instant::now() >= deadline {
-                        break Err(Failure::Timeout);
-                    }
-                    if self.state.borrow().pending.is_empty() {
-                        break Err(Failure::Thrown {
-                            name: "Error".into(),
-                            message: "the function's promise never settles (it awaits \
-                                      nothing that can finish)"
-                                .into(),
-                        });
-                    }
-                    let remaining = deadline.saturating_duration_since(Instant::now());
-                    let (id, answer) = match rx.recv_timeout(remaining) {
-                        Ok(x) => x,
-                        Err(_) => break Err(Failure::Timeout),
-                    };
-                    let t = Instant::now();
-                    step = self.context.with(|ctx| -> Result<Step, Failure> {
-                        let resolve = self.state.borrow_mut().pending.remove(&id);
-                        if let Some(resolve) = resolve {
-                            let resolve = resolve.restore(&ctx).map_err(|e| js_err(&ctx, e))?;
-                            resolve
-                                .call::<_, ()>((answer,))
-                                .map_err(|e| js_err(&ctx, e))?;
-                        }
-                        let promise = promise.restore(&ctx).map_err(|e| js_err(&ctx, e))?;
-                        settle(&ctx, promise)
-                    });
-                    cpu += t.elapsed();
-                }
-            }
-        };
-        // The interrupt surfaces as an ordinary exception; the deadline says what it was.
-        let result = match result {
-            Err(Failure::Thrown { .. }) | Err(Failure::Internal(_))
-                if Instant::now() >= deadline =>
-            {
-                Err(Failure::Timeout)
-            }
-            other => other,
-        };
-        self.deadline.set(None);
-        let mut st = self.state.borrow_mut();
-        st.pending.clear();
-        st.tx = None;
-        st.host = None;
-        (result, cpu, cold)
-    }
-
-    fn take_logs(&self) -> (Vec<LogLine>, bool) {
-        let mut st = self.state.borrow_mut();
-        st.log_bytes = 0;
-        (
-            std::mem::take(&mut st.logs),
-            std::mem::replace(&mut st.truncated, false),
-        )
-    }
 }
 
 enum Step {
@@ -573,8 +437,8 @@ fn load_module<'js>(ctx: &Ctx<'js>, bytecode: &[u8]) -> Result<Function<'js>, Fa
         .map_err(|_| Failure::Internal("the module has no default export function".into()))
 }
 
-/// `host(op, argsJson)`: starts an asynchronous host call; returns a promise of the
-/// answer envelope.
+/// `host(op, argsJson)`: starts an asynchronous host call for the current invocation;
+/// returns a promise of the answer envelope.
 fn host_bridge<'js>(
     ctx: &Ctx<'js>,
     state: Rc<RefCell<CallState>>,
@@ -583,20 +447,24 @@ fn host_bridge<'js>(
         ctx.clone(),
         move |ctx: Ctx<'js>, op: String, args: String| -> rquickjs::Result<Promise<'js>> {
             let (promise, resolve, _reject) = ctx.promise()?;
-            let mut st = state.borrow_mut();
-            let (Some(tx), Some(host)) = (st.tx.clone(), st.host.clone()) else {
+            let mut guard = state.borrow_mut();
+            let st = &mut *guard;
+            let inv = st.current;
+            let Some((inv, is)) = inv.and_then(|i| st.invs.get_mut(&i).map(|s| (i, s))) else {
                 return Err(rquickjs::Exception::throw_message(
                     &ctx,
                     "ctx.db can only be used while the function runs",
                 ));
             };
-            let id = st.next_id;
-            st.next_id += 1;
-            st.pending.insert(id, Persistent::save(&ctx, resolve));
+            let call = st.next_call;
+            st.next_call += 1;
+            is.pending.insert(call, Persistent::save(&ctx, resolve));
+            let host = is.host.clone();
+            let tx = st.tx.clone();
             let args: Vec<serde_json::Value> = serde_json::from_str(&args).unwrap_or_default();
             st.handle.spawn(async move {
-                let answer = envelope(host.call(op, args).await);
-                let _ = tx.send((id, answer));
+                let text = envelope(host.call(op, args).await);
+                let _ = tx.send(Msg::Answer { inv, call, text });
             });
             Ok(promise)
         },
@@ -621,7 +489,10 @@ fn host_sync_bridge<'js>(
                 .and_then(|v| v.as_str())
                 .unwrap_or("")
                 .to_string();
-            state.borrow_mut().log(level, message);
+            let mut st = state.borrow_mut();
+            if let Some(is) = st.current.and_then(|i| st.invs.get_mut(&i)) {
+                is.log(level, message);
+            }
             return envelope(Ok(serde_json::Value::Null));
         }
         envelope(
@@ -634,30 +505,206 @@ fn host_sync_bridge<'js>(
     })
 }
 
-/// The runtimes of one worker thread, by tenant.
+impl TenantRuntime {
+    fn new(
+        version: i64,
+        prelude: &Arc<[u8]>,
+        handle: tokio::runtime::Handle,
+        tx: mpsc::Sender<Msg>,
+    ) -> Result<TenantRuntime, Failure> {
+        let internal = |e: rquickjs::Error| Failure::Internal(e.to_string());
+        let runtime = Runtime::new().map_err(internal)?;
+        runtime.set_max_stack_size(JS_STACK_BYTES);
+        let deadline: Rc<Cell<Option<Instant>>> = Rc::new(Cell::new(None));
+        let d = deadline.clone();
+        runtime.set_interrupt_handler(Some(Box::new(move || {
+            d.get().is_some_and(|d| Instant::now() >= d)
+        })));
+        let context = Context::custom::<SandboxIntrinsics>(&runtime).map_err(internal)?;
+        let state = Rc::new(RefCell::new(CallState {
+            current: None,
+            invs: HashMap::new(),
+            next_call: 0,
+            tx,
+            handle,
+        }));
+        let invoke = context.with(|ctx| -> Result<_, Failure> {
+            let err = |e| js_err(&ctx, e);
+            let host = host_bridge(&ctx, state.clone()).map_err(err)?;
+            let host_sync = host_sync_bridge(&ctx, state.clone()).map_err(err)?;
+            let module = unsafe { Module::load(ctx.clone(), prelude) }.map_err(err)?;
+            let (module, promise) = module.eval().map_err(err)?;
+            while ctx.execute_pending_job() {}
+            if promise.state() != PromiseState::Resolved {
+                return Err(Failure::Internal("the prelude did not load".into()));
+            }
+            let make: Function = module.get("default").map_err(err)?;
+            let invoke: Function = make.call((host, host_sync)).map_err(err)?;
+            Ok(Persistent::save(&ctx, invoke))
+        })?;
+        Ok(TenantRuntime {
+            invoke,
+            modules: HashMap::new(),
+            context,
+            runtime,
+            state,
+            deadline,
+            version,
+            last_used: Instant::now(),
+            bytecode: vec![prelude.clone()],
+        })
+    }
+
+    /// Runs JavaScript for invocation `inv` until it settles or parks: `f` gets the
+    /// context with `inv` current and its deadline armed.
+    fn entry<R>(
+        &mut self,
+        inv: u64,
+        deadline: Instant,
+        memory: usize,
+        f: impl FnOnce(&mut Self, &Ctx<'_>) -> R,
+    ) -> R {
+        self.last_used = Instant::now();
+        self.runtime.set_memory_limit(memory);
+        self.deadline.set(Some(deadline));
+        self.state.borrow_mut().current = Some(inv);
+        let context = self.context.clone();
+        let r = context.with(|ctx| f(self, &ctx));
+        self.state.borrow_mut().current = None;
+        self.deadline.set(None);
+        r
+    }
+
+    /// Starts invocation `inv`: loads the module if needed, calls it through the prelude.
+    fn start(&mut self, inv: u64, call: &Call, deadline: Instant) -> Result<Step, Failure> {
+        self.state.borrow_mut().invs.insert(
+            inv,
+            InvState {
+                host: call.host.clone(),
+                pending: HashMap::new(),
+                logs: Vec::new(),
+                log_bytes: 0,
+                truncated: false,
+            },
+        );
+        self.entry(inv, deadline, call.limits.memory_bytes, |rt, ctx| {
+            let f = match rt.modules.get(&call.function) {
+                Some(p) => p.clone().restore(ctx).map_err(|e| js_err(ctx, e))?,
+                None => {
+                    let f = load_module(ctx, &call.bytecode)?;
+                    rt.modules
+                        .insert(call.function.clone(), Persistent::save(ctx, f.clone()));
+                    rt.bytecode.push(call.bytecode.clone());
+                    f
+                }
+            };
+            let invoke = rt.invoke.clone().restore(ctx).map_err(|e| js_err(ctx, e))?;
+            let promise: Promise = invoke
+                .call((f, call.event.as_str(), &*call.env))
+                .map_err(|e| js_err(ctx, e))?;
+            settle(ctx, promise)
+        })
+    }
+
+    /// Resumes a parked invocation with the answer to one of its host calls.
+    fn resume(
+        &mut self,
+        inv: u64,
+        call: u64,
+        text: String,
+        promise: Persistent<Promise<'static>>,
+        deadline: Instant,
+        memory: usize,
+    ) -> Result<Step, Failure> {
+        let resolve = self
+            .state
+            .borrow_mut()
+            .invs
+            .get_mut(&inv)
+            .and_then(|i| i.pending.remove(&call));
+        self.entry(inv, deadline, memory, |_, ctx| {
+            if let Some(resolve) = resolve {
+                let resolve = resolve.restore(ctx).map_err(|e| js_err(ctx, e))?;
+                resolve.call::<_, ()>((text,)).map_err(|e| js_err(ctx, e))?;
+            }
+            let promise = promise.restore(ctx).map_err(|e| js_err(ctx, e))?;
+            settle(ctx, promise)
+        })
+    }
+
+    /// Whether the invocation still waits for a host answer.
+    fn waiting(&self, inv: u64) -> bool {
+        self.state
+            .borrow()
+            .invs
+            .get(&inv)
+            .is_some_and(|i| !i.pending.is_empty())
+    }
+
+    /// Forgets an invocation; returns its captured logs.
+    fn finish(&mut self, inv: u64) -> (Vec<LogLine>, bool) {
+        match self.state.borrow_mut().invs.remove(&inv) {
+            Some(i) => (i.logs, i.truncated),
+            None => (Vec::new(), false),
+        }
+    }
+}
+
+/// An invocation waiting for host answers.
+struct Parked {
+    tenant: i64,
+    promise: Option<Persistent<Promise<'static>>>,
+    deadline: Instant,
+    limits: Limits,
+    cpu: Duration,
+    cold: bool,
+    reply: tokio::sync::oneshot::Sender<Output>,
+}
+
+/// The runtimes and invocations of one worker thread.
 pub struct Sandboxes {
+    parked: HashMap<u64, Parked>,
     tenants: HashMap<i64, TenantRuntime>,
     prelude: Arc<[u8]>,
     handle: tokio::runtime::Handle,
+    tx: mpsc::Sender<Msg>,
+    counter: Arc<dyn EntryCounter>,
     max_tenants: usize,
 }
 
 impl Sandboxes {
-    pub fn new(handle: tokio::runtime::Handle, max_tenants: usize) -> Sandboxes {
+    pub fn new(
+        handle: tokio::runtime::Handle,
+        tx: mpsc::Sender<Msg>,
+        counter: Arc<dyn EntryCounter>,
+        max_tenants: usize,
+    ) -> Sandboxes {
         Sandboxes {
+            parked: HashMap::new(),
             tenants: HashMap::new(),
             prelude: prelude_bytecode(),
             handle,
+            tx,
+            counter,
             max_tenants: max_tenants.max(1),
         }
     }
 
-    pub fn run(&mut self, call: &Call) -> Output {
+    /// Invocations parked on host calls.
+    pub fn parked(&self) -> usize {
+        self.parked.len()
+    }
+
+    /// Starts an invocation; it answers on `reply` when it settles (now or later).
+    pub fn start(&mut self, inv: u64, call: Call, reply: tokio::sync::oneshot::Sender<Output>) {
+        let started = Instant::now();
+        let deadline = started + call.limits.timeout;
         let mut cold = false;
         if self
             .tenants
             .get(&call.tenant)
             .is_some_and(|t| t.version != call.version)
+            && !self.parked.values().any(|p| p.tenant == call.tenant)
         {
             self.tenants.remove(&call.tenant);
         }
@@ -665,52 +712,198 @@ impl Sandboxes {
             if self.tenants.len() >= self.max_tenants {
                 self.evict_idlest();
             }
-            match TenantRuntime::new(call.version, &self.prelude, self.handle.clone()) {
+            match TenantRuntime::new(
+                call.version,
+                &self.prelude,
+                self.handle.clone(),
+                self.tx.clone(),
+            ) {
                 Ok(t) => {
                     self.tenants.insert(call.tenant, t);
                     cold = true;
                 }
                 Err(f) => {
-                    return Output {
+                    let _ = reply.send(Output {
                         result: Err(f),
                         logs: Vec::new(),
                         logs_truncated: false,
                         cpu: Duration::ZERO,
                         cold: true,
-                    };
+                    });
+                    return;
                 }
             }
         }
         let Some(rt) = self.tenants.get_mut(&call.tenant) else {
-            return Output {
-                result: Err(Failure::Internal("no runtime".into())),
-                logs: Vec::new(),
-                logs_truncated: false,
-                cpu: Duration::ZERO,
-                cold: true,
-            };
+            return;
         };
-        let (result, cpu, loaded) = rt.run(call);
-        let (logs, logs_truncated) = rt.take_logs();
-        if matches!(
-            result,
+        cold |= !rt.modules.contains_key(&call.function);
+        self.counter.enter(call.tenant);
+        let t = Instant::now();
+        let step = rt.start(inv, &call, deadline);
+        let cpu = t.elapsed();
+        self.counter.leave(call.tenant);
+        let parked = Parked {
+            tenant: call.tenant,
+            promise: None,
+            deadline,
+            limits: call.limits,
+            cpu,
+            cold,
+            reply,
+        };
+        self.after_step(inv, parked, step);
+    }
+
+    /// Delivers a host answer to its invocation.
+    pub fn answer(&mut self, inv: u64, call: u64, text: String) {
+        let Some(mut p) = self.parked.remove(&inv) else {
+            return; // the invocation already ended (timed out)
+        };
+        let Some(rt) = self.tenants.get_mut(&p.tenant) else {
+            return;
+        };
+        let Some(promise) = p.promise.take() else {
+            return;
+        };
+        self.counter.enter(p.tenant);
+        let t = Instant::now();
+        let step = rt.resume(inv, call, text, promise, p.deadline, p.limits.memory_bytes);
+        p.cpu += t.elapsed();
+        self.counter.leave(p.tenant);
+        self.after_step(inv, p, step);
+    }
+
+    /// Parks an invocation that awaits host calls, or ends it.
+    fn after_step(&mut self, inv: u64, mut p: Parked, step: Result<Step, Failure>) {
+        let step = match step {
+            // The interrupt surfaces as an ordinary exception; the deadline says what it was.
+            Err(Failure::Thrown { .. } | Failure::Internal(_)) if Instant::now() >= p.deadline => {
+                Err(Failure::Timeout)
+            }
+            other => other,
+        };
+        // JavaScript stopped by the interrupt or the memory limit leaves a suspect heap.
+        let reset = matches!(
+            step,
             Err(Failure::Timeout | Failure::OutOfMemory | Failure::Internal(_))
-        ) {
-            self.tenants.remove(&call.tenant);
+        );
+        match step {
+            Ok(Step::Pending(promise)) => {
+                let waiting = self
+                    .tenants
+                    .get(&p.tenant)
+                    .is_some_and(|rt| rt.waiting(inv));
+                if !waiting {
+                    drop(promise);
+                    self.end(
+                        inv,
+                        p,
+                        Err(Failure::Thrown {
+                            name: "Error".into(),
+                            message: "the function's promise never settles (it awaits \
+                                      nothing that can finish)"
+                                .into(),
+                        }),
+                        false,
+                    );
+                    return;
+                }
+                p.promise = Some(promise);
+                self.parked.insert(inv, p);
+            }
+            Ok(Step::Done(text)) => self.end(inv, p, Ok(text), false),
+            Err(f) => self.end(inv, p, Err(f), reset),
         }
-        Output {
+    }
+
+    fn end(&mut self, inv: u64, mut p: Parked, result: Result<String, Failure>, reset: bool) {
+        let (logs, logs_truncated) = self
+            .tenants
+            .get_mut(&p.tenant)
+            .map(|rt| rt.finish(inv))
+            .unwrap_or_default();
+        let tenant = p.tenant;
+        drop(p.promise.take());
+        let _ = p.reply.send(Output {
             result,
             logs,
             logs_truncated,
-            cpu,
-            cold: cold || loaded,
+            cpu: p.cpu,
+            cold: p.cold,
+        });
+        if reset {
+            self.reset_tenant(tenant);
+        }
+    }
+
+    /// Throws a tenant's runtime away (its heap is suspect after an interrupt or OOM);
+    /// invocations of the tenant parked in it fail.
+    fn reset_tenant(&mut self, tenant: i64) {
+        let victims: Vec<u64> = self
+            .parked
+            .iter()
+            .filter(|(_, p)| p.tenant == tenant)
+            .map(|(i, _)| *i)
+            .collect();
+        for inv in victims {
+            if let Some(p) = self.parked.remove(&inv) {
+                self.end(
+                    inv,
+                    p,
+                    Err(Failure::Internal(
+                        "the sandbox was reset after another invocation of this tenant ran out of time or memory"
+                            .into(),
+                    )),
+                    false,
+                );
+            }
+        }
+        self.tenants.remove(&tenant);
+    }
+
+    /// Ends parked invocations whose deadline has passed.
+    pub fn expire(&mut self, now: Instant) {
+        let overdue: Vec<u64> = self
+            .parked
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(i, _)| *i)
+            .collect();
+        for inv in overdue {
+            if let Some(p) = self.parked.remove(&inv) {
+                // It was waiting for the host, not running: its runtime is sound.
+                self.end(inv, p, Err(Failure::Timeout), false);
+            }
+        }
+    }
+
+    /// The earliest deadline of a parked invocation.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.parked.values().map(|p| p.deadline).min()
+    }
+
+    /// Fails every parked invocation (shutdown).
+    pub fn abandon_all(&mut self) {
+        let all: Vec<u64> = self.parked.keys().copied().collect();
+        for inv in all {
+            if let Some(p) = self.parked.remove(&inv) {
+                self.end(
+                    inv,
+                    p,
+                    Err(Failure::Internal("the server is shutting down".into())),
+                    false,
+                );
+            }
         }
     }
 
     fn evict_idlest(&mut self) {
+        let busy: std::collections::HashSet<i64> = self.parked.values().map(|p| p.tenant).collect();
         if let Some(id) = self
             .tenants
             .iter()
+            .filter(|(id, _)| !busy.contains(id))
             .min_by_key(|(_, t)| t.last_used)
             .map(|(id, _)| *id)
         {
@@ -720,7 +913,9 @@ impl Sandboxes {
 
     /// Drops runtimes unused for `idle`.
     pub fn sweep(&mut self, idle: Duration) {
-        self.tenants.retain(|_, t| t.last_used.elapsed() < idle);
+        let busy: std::collections::HashSet<i64> = self.parked.values().map(|p| p.tenant).collect();
+        self.tenants
+            .retain(|id, t| busy.contains(id) || t.last_used.elapsed() < idle);
     }
 }
 
@@ -769,10 +964,33 @@ mod tests {
         }
     }
 
+    struct NoCount;
+    impl EntryCounter for NoCount {
+        fn enter(&self, _: i64) {}
+        fn leave(&self, _: i64) {}
+    }
+
+    /// Drives one invocation to its end as a worker would.
     fn run(src: &str, timeout_ms: u64) -> Output {
         let rt = tokio::runtime::Runtime::new().expect("tokio");
-        let mut sb = Sandboxes::new(rt.handle().clone(), 4);
-        sb.run(&call(src, timeout_ms))
+        let (tx, rx) = mpsc::channel();
+        let mut sb = Sandboxes::new(rt.handle().clone(), tx, Arc::new(NoCount), 4);
+        let (reply, mut out) = tokio::sync::oneshot::channel();
+        sb.start(1, call(src, timeout_ms), reply);
+        loop {
+            if let Ok(o) = out.try_recv() {
+                return o;
+            }
+            let wait = sb
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()))
+                .unwrap_or(Duration::from_millis(100));
+            match rx.recv_timeout(wait) {
+                Ok(Msg::Answer { inv, call, text }) => sb.answer(inv, call, text),
+                Ok(Msg::Wake) => {}
+                Err(_) => sb.expire(Instant::now()),
+            }
+        }
     }
 
     #[test]

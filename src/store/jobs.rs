@@ -83,11 +83,12 @@ impl Store {
             Db::Postgres(_) => " FOR UPDATE SKIP LOCKED",
             Db::Sqlite(_) => "",
         };
+        // A claim moves run_at to the end of the lease: the job is due again only if its
+        // runner does not finish it by then. So "due" is one indexed range on run_at.
         let claim = format!(
-            "UPDATE jobs SET lease_until = $3, attempts = attempts + 1 \
+            "UPDATE jobs SET run_at = $3, lease_until = $3, attempts = attempts + 1 \
              WHERE tenant_id = $1 AND id IN (SELECT id FROM jobs WHERE tenant_id = $1 \
-             AND state = 'pending' AND run_at <= $2 AND (lease_until IS NULL OR lease_until <= $2) \
-             ORDER BY id LIMIT $4{lock}) \
+             AND state = 'pending' AND run_at <= $2 ORDER BY run_at LIMIT $4{lock}) \
              RETURNING id, function, event, depth, attempts, max_attempts"
         );
         let begin = db.begin_write();
@@ -100,14 +101,17 @@ impl Store {
                 .bind(limit)
                 .fetch_all(&mut *tx)
                 .await?;
-            let next: Option<i64> = sqlx::query_scalar(
-                "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > run_at \
-                 THEN lease_until ELSE run_at END) FROM jobs \
-                 WHERE tenant_id = $1 AND state = 'pending'",
-            )
-            .bind(tenant)
-            .fetch_one(&mut *tx)
-            .await?;
+            // A full batch means more may be due now; otherwise say when the next is.
+            let next: Option<i64> = if (rows.len() as i64) < limit {
+                sqlx::query_scalar(
+                    "SELECT MIN(run_at) FROM jobs WHERE tenant_id = $1 AND state = 'pending'",
+                )
+                .bind(tenant)
+                .fetch_one(&mut *tx)
+                .await?
+            } else {
+                Some(now)
+            };
             tx.commit().await?;
             let jobs = rows
                 .iter()
