@@ -237,7 +237,14 @@ export class Auth {
 
   _refresh() {
     if (this._refreshing) return this._refreshing;
-    const p = this._doRefresh().finally(() => {
+    // Browsers: tabs sharing the storage take turns (Web Locks), and each re-reads the
+    // storage inside the lock, so two tabs never present the same refresh token.
+    const locks = globalThis.navigator?.locks;
+    const run =
+      locks && typeof locks.request === "function"
+        ? () => locks.request(`plinth-refresh:${this._key}`, () => this._doRefresh())
+        : () => this._doRefresh();
+    const p = run().finally(() => {
       if (this._refreshing === p) this._refreshing = null;
     });
     this._refreshing = p;

@@ -214,6 +214,37 @@ test("sessions persist in (async) storage; another client on the same storage ad
   assert.equal(map.size, 0);
 });
 
+test("tabs sharing storage refresh one at a time under a Web Lock", async (t) => {
+  // A minimal navigator.locks (browsers have it; Node 20 does not): one holder per name.
+  const queues = new Map();
+  const fakeLocks = {
+    request(name, fn) {
+      const prev = queues.get(name) ?? Promise.resolve();
+      const run = prev.then(() => fn());
+      queues.set(name, run.catch(() => {}));
+      return run;
+    },
+  };
+  const had = Object.getOwnPropertyDescriptor(globalThis, "navigator");
+  Object.defineProperty(globalThis, "navigator", { value: { locks: fakeLocks }, configurable: true, writable: true });
+  t.after(() => {
+    if (had) Object.defineProperty(globalThis, "navigator", had);
+    else delete globalThis.navigator;
+  });
+  const storage = memoryStorage();
+  const f = recordingFetch();
+  const tab1 = client({ storage, fetch: f });
+  const s = await tab1.auth.signUp({ email: email(), password: PASSWORD });
+  const tab2 = client({ storage, fetch: f });
+  await tab2.auth.getSession();
+  // Both tabs hold the same refresh token and refresh at once.
+  const [a, b] = await Promise.all([tab1.auth.refresh(), tab2.auth.refresh()]);
+  assert.equal(a.refreshToken, b.refreshToken);
+  assert.equal(f.calls.filter((l) => l.includes("/auth/refresh")).length, 1);
+  assert.equal((await tab1.auth.me()).id, s.user.id);
+  assert.equal((await tab2.auth.me()).id, s.user.id);
+});
+
 test("localStorageAdapter keeps the session in a Web Storage object", async () => {
   const items = new Map();
   const fakeLocalStorage = {
