@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. Without TEST_POSTGRES_URL it starts a throwaway PostgreSQL
 # cluster (initdb in a temp dir, as the postgres user, on a free port) and removes it after.
-# Extra arguments go to `cargo test` (e.g. a test-name filter).
+# Extra arguments go to `cargo test` (e.g. a test-name filter). Without arguments it then
+# runs the JavaScript client's tests (clients/js/test) against the debug binary with Node.js.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,3 +49,25 @@ if [[ -z "${TEST_POSTGRES_URL:-}" ]]; then
 fi
 
 cargo test "$@"
+
+# The JavaScript client (clients/js) is tested against the real server binary, on SQLite.
+if [[ $# -gt 0 ]]; then
+  echo "test arguments given: JavaScript client tests skipped" \
+    "(run them with: node --experimental-websocket --test clients/js/test/)" >&2
+  exit 0
+fi
+node_ok() {
+  command -v node >/dev/null 2>&1 &&
+    node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 10) ? 0 : 1)'
+}
+if ! node_ok; then
+  if [[ "${CI:-}" == "true" ]]; then
+    echo "CI=true and no Node.js >= 20.10 found: the JavaScript client tests need it" >&2
+    exit 1
+  fi
+  echo "Node.js >= 20.10 not found: JavaScript client tests skipped" >&2
+  exit 0
+fi
+cargo build --bin plinth
+PLINTH_BIN="${CARGO_TARGET_DIR:-target}/debug/plinth" \
+  node --experimental-websocket --test --test-timeout=120000 clients/js/test/

@@ -201,6 +201,9 @@ async fn run(state: AppState, scope: crate::tenancy::Scope, r: FnRequest) -> Api
     if let Ok(v) = HeaderValue::try_from(out.invocation) {
         res.headers_mut().insert("x-plinth-invocation", v);
     }
+    // The function's own answer, whatever its status: the problem fallback must not
+    // rewrite a 4xx/5xx body into problem+json.
+    res.extensions_mut().insert(crate::error::ProblemMarker);
     Ok(res)
 }
 

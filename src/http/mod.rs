@@ -190,6 +190,12 @@ fn tenant_cors(state: AppState) -> CorsLayer {
             header::IF_MATCH,
             header::IF_NONE_MATCH,
         ])
-        .expose_headers([header::ETAG, HeaderName::from_static("x-request-id")])
+        .expose_headers([
+            header::ETAG,
+            header::LOCATION,
+            header::RETRY_AFTER,
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("x-plinth-invocation"),
+        ])
         .max_age(Duration::from_secs(600))
 }
