@@ -184,7 +184,10 @@ pub(crate) fn event_for(
     auth: Option<&super::socket::SocketAuth>,
     now_ms: i64,
 ) -> Option<(&'static str, Side)> {
-    if sub.doc.as_deref().is_some_and(|d| d != change.doc_id) {
+    // Live dispatch only offers a subscription its own collection's changes, but a replay
+    // from `since` reads the whole log: each change must be of the subscription's collection.
+    let other_doc = sub.doc.as_deref().is_some_and(|d| d != change.doc_id);
+    if sub.collection != change.collection || other_doc {
         return None;
     }
     let before = change.doc_before();

@@ -16,6 +16,7 @@ backend_tests!(
     users_see_only_what_their_rule_allows,
     filters_send_remove_and_rules_apply_live,
     snapshot_and_since_resume_without_gaps,
+    since_replays_only_the_subscribed_collection,
     resume_after_a_restart,
     slow_consumer_is_cut_off_alone,
     tokens_refresh_expire_and_revoke,
@@ -505,6 +506,63 @@ async fn snapshot_and_since_resume_without_gaps(b: Backend) {
         (r["type"].as_str(), r["reason"].as_str()),
         (Some("resync"), Some("since_too_old"))
     );
+}
+
+/// A replay from `since` reads the whole change log: changes of other collections (whose
+/// read rules may forbid them, or whose documents share the subscribed id) stay out.
+async fn since_replays_only_the_subscribed_collection(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let key = tenant_with_key(&mut app, "shop").await;
+    install_rules(
+        &mut app,
+        "shop",
+        "[log]\nread = \"true\"\n\n[private]\nread = \"false\"\n",
+    )
+    .await
+    .ok(200);
+    let mut c = Client::connect(&app, "shop", None).await;
+    let whole = c
+        .subscribe(json!({"type": "subscribe", "id": "all", "collection": "log"}))
+        .await["seq"]
+        .as_i64()
+        .unwrap();
+    drop(c);
+    put(
+        &app,
+        &key,
+        &format!("{}/shared", docs("shop", "private")),
+        json!({"secret": 1}),
+    )
+    .await
+    .ok(201);
+    put(
+        &app,
+        &key,
+        &format!("{}/shared", docs("shop", "log")),
+        json!({"public": 1}),
+    )
+    .await
+    .ok(201);
+    put(
+        &app,
+        &key,
+        &format!("{}/other", docs("shop", "private")),
+        json!({"secret": 2}),
+    )
+    .await
+    .ok(201);
+
+    let mut c = Client::connect(&app, "shop", None).await;
+    c.subscribe(json!({"type": "subscribe", "id": "all", "collection": "log", "since": whole}))
+        .await;
+    let got = c.changes(1).await;
+    assert_eq!(got[0]["doc"]["collection"], "log", "{got:?}");
+    c.subscribe(json!({"type": "subscribe", "id": "one", "collection": "log", "doc": "shared", "since": whole}))
+        .await;
+    let got = c.changes(1).await;
+    assert_eq!(got[0]["id"], "one");
+    assert_eq!(got[0]["doc"]["collection"], "log", "{got:?}");
+    c.quiet(Duration::from_millis(300)).await;
 }
 
 async fn resume_after_a_restart(b: Backend) {
