@@ -170,6 +170,7 @@ pub struct App {
     state: AppState,
     listener: TcpListener,
     setup_token: Option<String>,
+    demo: Option<crate::demo::Prepared>,
 }
 
 impl App {
@@ -179,10 +180,17 @@ impl App {
         let state = AppState::open(config).await?;
         let setup_token = state.admin.prepare_setup_token().await?;
         let listener = TcpListener::bind(listen).await?;
+        let demo = if state.config.demo {
+            let token = state.config.demo_twilio_token.as_ref().map(|t| t.expose());
+            Some(crate::demo::prepare(&state, token.map(String::as_str)).await?)
+        } else {
+            None
+        };
         Ok(App {
             state,
             listener,
             setup_token,
+            demo,
         })
     }
 
@@ -199,6 +207,11 @@ impl App {
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// What setting up the SMS voting demo did, when the server runs with it.
+    pub fn demo(&self) -> Option<&crate::demo::Prepared> {
+        self.demo.as_ref()
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight requests.

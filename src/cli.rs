@@ -240,6 +240,9 @@ async fn serve(storage: &StorageArgs, args: &ServeArgs) -> anyhow::Result<()> {
     let addr = app.local_addr();
     tracing::info!(%addr, %backend, "plinth listening");
     println!("plinth listening on http://{addr} ({backend})");
+    if let Some(demo) = app.demo() {
+        print_demo(addr, demo);
+    }
     if let (true, Some(token)) = (print_token, app.setup_token()) {
         println!(
             "\nNo admin exists yet. Create the first one with this one-time setup token:\n\n  \
@@ -249,6 +252,27 @@ async fn serve(storage: &StorageArgs, args: &ServeArgs) -> anyhow::Result<()> {
         );
     }
     app.run(shutdown_signal()).await
+}
+
+fn print_demo(addr: std::net::SocketAddr, demo: &crate::demo::Prepared) {
+    use crate::demo::{DEFAULT_TWILIO_TOKEN, TENANT, TWILIO_SECRET, TokenSource};
+    let token = match demo.token {
+        TokenSource::Configured => "from PLINTH_DEMO_TWILIO_TOKEN".to_string(),
+        TokenSource::Kept => format!("the tenant's {TWILIO_SECRET} secret"),
+        TokenSource::Default => format!(
+            "the well-known '{DEFAULT_TWILIO_TOKEN}': for local demos only, \
+             set PLINTH_DEMO_TWILIO_TOKEN for anything else"
+        ),
+    };
+    let deploy = match demo.deployed {
+        Some(v) => format!("deployed the bundle as version {v}"),
+        None => "bundle unchanged".to_string(),
+    };
+    tracing::info!(tenant = TENANT, deploy = %deploy, created = ?demo.created, "demo ready");
+    println!(
+        "\nSMS voting demo (tenant '{TENANT}', {deploy}): http://{addr}/demo/\n  \
+         Twilio webhook: http://{addr}/v1/t/{TENANT}/fn/sms, signed with {token}\n"
+    );
 }
 
 async fn shutdown_signal() {

@@ -170,6 +170,19 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "PLINTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Set up the SMS voting demo (tenant `demo`, its functions, rules, poll and tally)
+    /// and serve its page at /demo/.
+    #[arg(long, env = "PLINTH_DEMO", default_value_t = false)]
+    pub demo: bool,
+    /// With --demo: the demo tenant's TWILIO_AUTH_TOKEN secret. Unset: a secret already
+    /// stored is kept, else the well-known `plinth-demo-twilio-token` (local demos only).
+    #[arg(
+        long,
+        env = "PLINTH_DEMO_TWILIO_TOKEN",
+        hide_env_values = true,
+        value_parser = secret_string
+    )]
+    pub demo_twilio_token: Option<Secret<String>>,
 }
 
 /// Everything the server needs, resolved.
@@ -207,6 +220,10 @@ pub struct Config {
     pub functions: crate::functions::FunctionsConfig,
     /// Print the setup token on stdout (the server binary) or keep it quiet (embedded).
     pub print_setup_token: bool,
+    /// Set up the SMS voting demo on start and serve its page at /demo/ (`serve --demo`).
+    pub demo: bool,
+    /// The demo tenant's Twilio token, when configured.
+    pub demo_twilio_token: Option<Secret<String>>,
 }
 
 impl Config {
@@ -239,6 +256,8 @@ impl Config {
             realtime: crate::realtime::RealtimeConfig::default(),
             functions: crate::functions::FunctionsConfig::default(),
             print_setup_token: false,
+            demo: false,
+            demo_twilio_token: None,
         }
     }
 
@@ -281,6 +300,8 @@ impl Config {
         c.functions.run_hooks = serve.run_hooks;
         c.functions.memory_bytes = serve.function_memory_mb.clamp(1, 4096) * 1024 * 1024;
         c.print_setup_token = true;
+        c.demo = serve.demo;
+        c.demo_twilio_token = serve.demo_twilio_token.clone();
         Ok(c)
     }
 }

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod demo;
 pub mod documents;
 pub mod error;
 pub mod functions;

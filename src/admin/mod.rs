@@ -499,7 +499,7 @@ impl AdminService {
 
     /// A scope for acting on `slug`'s data as an admin. Read from the store, not the
     /// cache, so an admin always sees the tenant as it is now.
-    async fn scope(&self, actor: &Actor, slug: &str) -> Result<Scope> {
+    pub(crate) async fn scope(&self, actor: &Actor, slug: &str) -> Result<Scope> {
         let tenant = self.get_tenant(slug).await?;
         Ok(Scope::new(
             Arc::new(tenant),

@@ -304,6 +304,30 @@ impl FunctionService {
         Ok(deployed)
     }
 
+    /// Whether the active deploy already holds `files` (the same manifest, function
+    /// sources and rule set), so that deploying them again would only store a copy. A
+    /// bundle that fails the checks matches nothing.
+    pub async fn active_matches(
+        &self,
+        scope: &Scope,
+        files: &BTreeMap<String, String>,
+    ) -> Result<bool, FnError> {
+        let Ok(checked) = bundle::check(files, self.config.caps) else {
+            return Ok(false);
+        };
+        let version = self.store.active_deploy_version(scope).await?;
+        let Some(row) = self.store.get_deploy(scope, version).await? else {
+            return Ok(false);
+        };
+        let internal = |e: serde_json::Error| FnError::Internal(e.to_string());
+        let manifest = serde_json::to_value(&checked.manifest).map_err(internal)?;
+        let stored_manifest: Value = serde_json::from_str(&row.manifest).map_err(internal)?;
+        let sources: BTreeMap<String, String> = checked.functions.into_values().collect();
+        let stored_sources: BTreeMap<String, String> =
+            serde_json::from_str(&row.files).map_err(internal)?;
+        Ok(manifest == stored_manifest && sources == stored_sources && checked.rules == row.rules)
+    }
+
     pub async fn list_deploys(&self, scope: &Scope) -> Result<Vec<DeploySummary>, FnError> {
         Ok(self.store.list_deploys(scope).await?)
     }

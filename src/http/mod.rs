@@ -3,6 +3,7 @@
 
 mod admin_routes;
 mod auth_routes;
+mod demo_routes;
 mod document_routes;
 pub mod dto;
 pub mod extract;
@@ -90,6 +91,12 @@ pub fn router(state: AppState) -> Router {
     openapi.info.version = env!("CARGO_PKG_VERSION").to_string();
     let spec = Arc::new(openapi.to_json().unwrap_or_default());
     let request_id = HeaderName::from_static("x-request-id");
+    // The demo's page is no part of the API (nor of its OpenAPI document).
+    let api = if state.config.demo {
+        api.merge(demo_routes::router())
+    } else {
+        api
+    };
     api.route(
         "/openapi.json",
         get(move || {

@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod auth;
 mod cli;
+mod demo;
 mod documents;
 mod functions;
 mod hooks;
