@@ -2,7 +2,8 @@
 # Runs the whole test suite. Without TEST_POSTGRES_URL it starts a throwaway PostgreSQL
 # cluster (initdb in a temp dir, as the postgres user, on a free port) and removes it after.
 # Extra arguments go to `cargo test` (e.g. a test-name filter). Without arguments it then
-# runs the JavaScript client's tests (clients/js/test) against the debug binary with Node.js.
+# runs the JavaScript client's tests (clients/js/test) against the debug binary with Node.js,
+# and the demo page's browser tests (tests/browser) in Debian's chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,8 +53,9 @@ cargo test "$@"
 
 # The JavaScript client (clients/js) is tested against the real server binary, on SQLite.
 if [[ $# -gt 0 ]]; then
-  echo "test arguments given: JavaScript client tests skipped" \
-    "(run them with: node --experimental-websocket --test clients/js/test/)" >&2
+  echo "test arguments given: JavaScript client and browser tests skipped" \
+    "(run them with: node --experimental-websocket --test clients/js/test/;" \
+    "node --test tests/browser/)" >&2
   exit 0
 fi
 node_ok() {
@@ -65,9 +67,28 @@ if ! node_ok; then
     echo "CI=true and no Node.js >= 20.10 found: the JavaScript client tests need it" >&2
     exit 1
   fi
-  echo "Node.js >= 20.10 not found: JavaScript client tests skipped" >&2
+  echo "Node.js >= 20.10 not found: JavaScript client and browser tests skipped" >&2
   exit 0
 fi
 cargo build --bin plinth
-PLINTH_BIN="${CARGO_TARGET_DIR:-target}/debug/plinth" \
-  node --experimental-websocket --test --test-timeout=120000 clients/js/test/
+export PLINTH_BIN="${CARGO_TARGET_DIR:-target}/debug/plinth"
+node --experimental-websocket --test --test-timeout=120000 clients/js/test/
+
+# The demo page (plinth serve --demo) in a real browser: Debian's chromium driven by
+# playwright-core from tests/browser/node_modules (.ci/run installs both).
+chromium="${CHROMIUM:-/usr/bin/chromium}"
+missing=""
+if [[ ! -x "$chromium" ]]; then
+  missing="no browser at $chromium (apt-get install chromium, or set CHROMIUM)"
+elif [[ ! -f tests/browser/node_modules/playwright-core/package.json ]]; then
+  missing="playwright-core is not installed (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci)"
+fi
+if [[ -n "$missing" ]]; then
+  if [[ "${CI:-}" == "true" ]]; then
+    echo "CI=true and $missing: the browser tests need it" >&2
+    exit 1
+  fi
+  echo "browser tests skipped: $missing" >&2
+  exit 0
+fi
+CHROMIUM="$chromium" node --test --test-timeout=300000 tests/browser/

@@ -204,12 +204,12 @@ describe("the SMS voting demo page", () => {
     await byTestId("email").fill(address);
     await byTestId("password").fill("not-the-password-1");
     await byTestId("signin").click();
-    await waitFor(async () => await byTestId("error").isVisible(), { message: "an error shown" });
-    assert.match(await byTestId("error").textContent(), /invalid_credentials/);
+    await waitFor(async () => await byTestId("auth-error").isVisible(), { message: "an error shown" });
+    assert.match(await byTestId("auth-error").textContent(), /invalid_credentials/);
     await byTestId("password").fill(PASSWORD);
     await byTestId("signin").click();
     await waitFor(async () => (await byTestId("user").textContent()) === address, { message: "signed in again" });
-    assert.equal(await byTestId("error").isHidden(), true);
+    assert.equal(await byTestId("auth-error").isHidden(), true);
     await waitFor(async () => (await byTestId("my-vote").textContent()) === "Blue", { message: "my vote shown after sign-in" });
     await untilPageShows();
     assert.deepEqual(pageErrors, []);
@@ -288,6 +288,11 @@ describe("the SMS voting demo page", () => {
       timeout: 30_000,
       message: "the page to notice the server went away",
     });
+    assert.match(await byTestId("status").textContent(), /Reconnecting|Connecting|Offline/);
+    // A vote while the server is down fails, and says so.
+    await byTestId("vote-red").click();
+    await waitFor(async () => await byTestId("vote-error").isVisible(), { message: "the vote's error" });
+    assert.match(await byTestId("vote-error").textContent(), /not saved.*network_error/);
     await server.restart();
 
     // Another user votes through HTTP as soon as the server is back, while the page may
@@ -313,6 +318,7 @@ describe("the SMS voting demo page", () => {
     await byTestId("vote-green").click();
     votes.web = "green";
     await untilPageShows();
+    assert.equal(await byTestId("vote-error").isHidden(), true);
     await waitFor(async () => (await byTestId("my-vote").textContent()) === "Green", { message: "my vote: Green" });
     assert.equal(await notReloaded(), true, "the page was reloaded");
 
@@ -326,6 +332,7 @@ describe("the SMS voting demo page", () => {
     assert.equal(deploys.items.length, 1, JSON.stringify(deploys.items));
     assert.deepEqual(pageErrors, []);
 
+    await page.setViewportSize({ width: 900, height: 600 }); // fullPage: as tall as the page
     mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
     console.log(`screenshot: ${SCREENSHOT}`);

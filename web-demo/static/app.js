@@ -39,7 +39,8 @@ const ui = {
   signedIn: el("signed-in"),
   user: el("user"),
   signout: el("signout"),
-  error: el("error"),
+  // Errors show next to what failed: signing in, voting, or the live connection.
+  errors: { auth: el("auth-error"), vote: el("vote-error"), live: el("live-error") },
 };
 
 const state = {
@@ -85,10 +86,12 @@ function row(option) {
 
 function renderChart() {
   const opts = options();
-  const total = opts.reduce((sum, o) => sum + Math.max(0, Number(state.counts[o]) || 0), 0);
+  const count = (o) => Math.max(0, Number(state.counts[o]) || 0);
+  const total = opts.reduce((sum, o) => sum + count(o), 0);
+  const most = opts.reduce((m, o) => Math.max(m, count(o)), 0);
   for (const li of ui.chart.querySelectorAll("li")) if (!opts.includes(li.dataset.option)) li.remove();
   for (const o of opts) {
-    const n = Math.max(0, Number(state.counts[o]) || 0);
+    const n = count(o);
     const share = total ? n / total : 0;
     const li = row(o);
     ui.chart.append(li); // keeps the poll's order
@@ -96,7 +99,8 @@ function renderChart() {
     li.querySelector(".count").textContent = String(n);
     li.querySelector(".pct").textContent = `${Math.round(share * 100)}%`;
     const bar = li.querySelector(".bar");
-    bar.style.width = `${(share * 100).toFixed(2)}%`;
+    // The leader fills its track; the percentages are shares of all votes.
+    bar.style.width = `${most ? ((n / most) * 100).toFixed(2) : 0}%`;
     bar.dataset.count = String(n);
   }
   ui.total.textContent = String(total);
@@ -123,13 +127,26 @@ function renderVote() {
     b.setAttribute("aria-pressed", String(state.myVote === o));
     b.disabled = !signedIn || state.pending !== null || !(state.poll && state.poll.active !== false);
   }
-  if (!signedIn) ui.myVote.textContent = "Sign in to vote.";
+  if (!signedIn) ui.myVote.replaceChildren(signInLink(), " to vote.");
   else if (state.poll && state.poll.active === false) ui.myVote.textContent = "This poll is closed.";
   else if (state.myVote) {
     ui.myVote.replaceChildren("You voted ", strong(label(state.myVote)), ". Tap another option to change it.");
   } else ui.myVote.textContent = "You have not voted yet: pick an option.";
   ui.myVote.dataset.vote = state.myVote ?? "";
   for (const li of ui.chart.querySelectorAll("li")) li.classList.toggle("mine", state.myVote === li.dataset.option);
+}
+
+/** "Sign in", taking the user to the email field (below the chart on small screens). */
+function signInLink() {
+  const a = document.createElement("a");
+  a.href = "#email";
+  a.textContent = "Sign in";
+  a.addEventListener("click", (ev) => {
+    ev.preventDefault();
+    ui.email.focus();
+    ui.email.scrollIntoView({ block: "center", behavior: "smooth" });
+  });
+  return a;
 }
 
 function strong(text) {
@@ -159,7 +176,7 @@ function setStatus(s) {
   ui.status.querySelector(".status-text").textContent = STATUS_TEXT[s] ?? s;
 }
 
-function showError(e, context) {
+function showError(where, e, context) {
   let text;
   if (e instanceof PlinthError) {
     const fields = e.fields ? Object.entries(e.fields).map(([k, v]) => `${k} ${v}`).join("; ") : "";
@@ -167,13 +184,14 @@ function showError(e, context) {
   } else {
     text = String(e && e.message ? e.message : e);
   }
-  ui.error.textContent = context ? `${context}: ${text}` : text;
-  ui.error.hidden = false;
+  const box = ui.errors[where];
+  box.textContent = context ? `${context}: ${text}` : text;
+  box.hidden = false;
 }
 
-function clearError() {
-  ui.error.hidden = true;
-  ui.error.textContent = "";
+function clearError(where) {
+  ui.errors[where].hidden = true;
+  ui.errors[where].textContent = "";
 }
 
 // ---- live documents ----------------------------------------------------------------------
@@ -185,7 +203,7 @@ function follow(collection, id, apply, what) {
     {
       snapshot: ({ docs }) => apply(docs[0] ? docs[0].data : null),
       change: ({ op, doc }) => apply(op === "delete" || op === "remove" ? null : doc.data),
-      error: (e) => showError(e, `live ${what} unavailable`),
+      error: (e) => showError("live", e, `The live ${what} is unavailable`),
     },
   );
 }
@@ -223,7 +241,7 @@ function followVote(user) {
 async function vote(option) {
   const user = state.user;
   if (!user || state.pending !== null) return;
-  clearError();
+  clearError("vote");
   state.pending = option;
   renderVote();
   try {
@@ -232,7 +250,7 @@ async function vote(option) {
       .put(voteId(user.id), { poll: POLL, option, source: "web", uid: user.id });
     if (state.user && state.user.id === user.id) state.myVote = doc.data.option;
   } catch (e) {
-    showError(e, "Your vote was not saved");
+    showError("vote", e, "Your vote was not saved");
   } finally {
     state.pending = null;
     renderVote();
@@ -254,7 +272,7 @@ ui.form.addEventListener("submit", async (ev) => {
   const action = ev.submitter && ev.submitter.value === "signup" ? "signup" : "signin";
   const email = ui.email.value.trim();
   const password = ui.password.value;
-  clearError();
+  clearError("auth");
   state.busy = true;
   renderAuth();
   try {
@@ -262,7 +280,7 @@ ui.form.addEventListener("submit", async (ev) => {
     else await plinth.auth.signIn({ email, password });
     ui.password.value = "";
   } catch (e) {
-    showError(e, action === "signup" ? "Sign-up failed" : "Sign-in failed");
+    showError("auth", e, action === "signup" ? "Sign-up failed" : "Sign-in failed");
   } finally {
     state.busy = false;
     renderAuth();
@@ -270,13 +288,14 @@ ui.form.addEventListener("submit", async (ev) => {
 });
 
 ui.signout.addEventListener("click", async () => {
-  clearError();
+  clearError("auth");
+  clearError("vote");
   followVote(null);
   try {
     await plinth.auth.signOut();
   } catch (e) {
     // Signed out here anyway; the server will let the session expire.
-    showError(e, "Signed out locally, but the server was not told");
+    showError("auth", e, "Signed out here, but the server could not be told");
   }
 });
 
