@@ -15,3 +15,4 @@ mod realtime;
 mod rules;
 mod secrets;
 mod tenancy;
+mod voting;
