@@ -470,6 +470,18 @@ async fn serve_prints_a_setup_token(b: Backend) {
 }
 
 #[test]
+fn voting_rules_tests_pass() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(env!("CARGO_BIN_EXE_plinth"))
+        .args(["rules", "test", &format!("{root}/rules/voting.test.toml")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(" 0 failed"), "{text}");
+}
+
+#[test]
 fn rules_test_command() {
     let root = env!("CARGO_MANIFEST_DIR");
     let out = Command::new(env!("CARGO_BIN_EXE_plinth"))

@@ -531,6 +531,36 @@ async fn deploy_history_and_rollback(b: Backend) {
     .problem(404, "deploy_not_found");
     assert_eq!(text(&app, "/v1/t/shop/fn/which").await, "one");
 
+    // An invocation running when another version is activated finishes on its own.
+    let slow = "export default () => { const end = Date.now() + 400; while (Date.now() < end) {} return 'old' }";
+    deploy(
+        &mut app,
+        "shop",
+        &[
+            ("plinth.toml", &manifest),
+            ("rules.toml", v1_rules),
+            ("functions/which.js", slow),
+        ],
+    )
+    .await
+    .ok(201);
+    let req = app.req(Method::GET, "/v1/t/shop/fn/which", None);
+    let in_flight = tokio::spawn(async move { req.send().await.unwrap().text().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    deploy(
+        &mut app,
+        "shop",
+        &[
+            ("plinth.toml", &manifest),
+            ("rules.toml", v1_rules),
+            ("functions/which.js", "export default () => 'new'"),
+        ],
+    )
+    .await
+    .ok(201);
+    assert_eq!(text(&app, "/v1/t/shop/fn/which").await, "new");
+    assert_eq!(in_flight.await.unwrap(), "old");
+
     // Deploys are in the audit log.
     let audit = app
         .get("/admin/v1/audit?tenant=shop", Some(&admin))

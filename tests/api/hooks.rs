@@ -48,7 +48,7 @@ export default async function (event, ctx) {
   try {
     await ctx.db.batch(writes);
   } catch (e) {
-    if (e.code === 'document_exists') return; // already counted
+    if (e.code === 'precondition_failed') return; // already counted (the marker exists)
     throw e;
   }
 }

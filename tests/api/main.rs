@@ -16,3 +16,4 @@ mod realtime;
 mod rules;
 mod secrets;
 mod tenancy;
+mod voting;

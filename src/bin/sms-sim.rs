@@ -1,0 +1,291 @@
+//! The SMS simulator: sends Twilio-format inbound-SMS webhooks, correctly signed, to the
+//! voting demo's `sms` function, shows progress, and at the end checks that the poll's
+//! tally moved exactly as the votes it sent say.
+//!
+//! ```sh
+//! cargo run --release --bin sms-sim -- --votes 10000 --phones 1000 --concurrency 64
+//! ```
+//!
+//! Each phone's messages are sent in order by one sender (so its last vote is the one
+//! that counts), and phones vote many times, so many votes change. Phone numbers are new
+//! on every run, so the expected tally is the tally before the run plus one vote per
+//! phone, for its last option.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use clap::Parser;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::Value;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sms-sim",
+    about = "Send signed Twilio-format SMS votes to a Plinth voting demo"
+)]
+struct Args {
+    /// The server.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    #[arg(long, default_value = "demo")]
+    tenant: String,
+    /// The poll whose tally is checked (its options are read from polls/{poll}).
+    #[arg(long, default_value = "demo-poll")]
+    poll: String,
+    /// The tenant's TWILIO_AUTH_TOKEN secret.
+    #[arg(
+        long,
+        env = "PLINTH_DEMO_TWILIO_TOKEN",
+        default_value = "plinth-demo-twilio-token",
+        hide_env_values = true
+    )]
+    auth_token: String,
+    /// Messages to send.
+    #[arg(long, default_value_t = 10_000)]
+    votes: usize,
+    /// Distinct phone numbers (each votes votes/phones times).
+    #[arg(long, default_value_t = 1_000)]
+    phones: usize,
+    /// Messages in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// How long to wait for the tally to catch up at the end, in seconds.
+    #[arg(long, default_value_t = 120)]
+    settle_secs: u64,
+    /// Print the summary as one JSON line too.
+    #[arg(long)]
+    json: bool,
+}
+
+fn sign(token: &str, url: &str, params: &[(&str, String)]) -> String {
+    let mut sorted: Vec<&(&str, String)> = params.iter().collect();
+    sorted.sort_by_key(|(k, _)| *k);
+    let mut data = url.to_string();
+    for (k, v) in sorted {
+        data.push_str(k);
+        data.push_str(v);
+    }
+    let mut mac =
+        <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(token.as_bytes()).expect("any key length");
+    mac.update(data.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".into(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn get_json(http: &reqwest::Client, url: &str) -> anyhow::Result<Value> {
+    let r = http.get(url).send().await?;
+    let status = r.status();
+    let text = r.text().await?;
+    anyhow::ensure!(status.is_success(), "GET {url}: {status}: {text}");
+    Ok(serde_json::from_str(&text)?)
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    anyhow::ensure!(
+        args.phones > 0 && args.concurrency > 0,
+        "phones and concurrency must be > 0"
+    );
+    let base = args.url.trim_end_matches('/').to_string();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let poll = get_json(
+        &http,
+        &format!(
+            "{base}/v1/t/{}/collections/polls/docs/{}",
+            args.tenant, args.poll
+        ),
+    )
+    .await?;
+    let options: Vec<String> = poll["data"]["options"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|o| o.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    anyhow::ensure!(!options.is_empty(), "poll {} has no options", args.poll);
+    let tally_url = format!(
+        "{base}/v1/t/{}/collections/tallies/docs/{}",
+        args.tenant, args.poll
+    );
+    let before = get_json(&http, &tally_url).await?["data"]["counts"].clone();
+
+    // Plan: phone i sends messages i, i + phones, i + 2*phones, ...; each phone belongs to
+    // one sender, which sends its messages in order.
+    let run: u32 = rand::random();
+    let mut seed: u64 = u64::from(run) | 1;
+    let mut last: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut lanes: Vec<Vec<(usize, usize)>> = vec![Vec::new(); args.concurrency];
+    for i in 0..args.votes {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let phone = i % args.phones;
+        let option = (seed % options.len() as u64) as usize;
+        last.insert(phone, option);
+        lanes[phone % args.concurrency].push((i, option));
+    }
+    let url = format!("{base}/v1/t/{}/fn/sms", args.tenant);
+    let sent = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let progress = {
+        let (sent, failed, total) = (sent.clone(), failed.clone(), args.votes as u64);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let s = sent.load(Ordering::Relaxed);
+                let rate = s as f64 / start.elapsed().as_secs_f64();
+                eprint!(
+                    "\rsent {s}/{total} ({:.0}%), {} failed, {rate:.0} votes/s   ",
+                    100.0 * s as f64 / total as f64,
+                    failed.load(Ordering::Relaxed)
+                );
+                if s >= total {
+                    break;
+                }
+            }
+        })
+    };
+    let options = Arc::new(options);
+    let mut tasks = Vec::new();
+    for lane in lanes {
+        let (http, url, token, options) = (
+            http.clone(),
+            url.clone(),
+            args.auth_token.clone(),
+            options.clone(),
+        );
+        let (sent, failed, phones) = (sent.clone(), failed.clone(), args.phones);
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(lane.len());
+            for (i, option) in lane {
+                let phone = i % phones;
+                let params = vec![
+                    ("MessageSid", format!("SM{run:08x}{i:024x}")),
+                    (
+                        "AccountSid",
+                        "AC00000000000000000000000000000000".to_string(),
+                    ),
+                    ("From", format!("+1555{run:05}{phone:06}")),
+                    ("To", "+15550000000".to_string()),
+                    ("Body", format!("VOTE {}", options[option])),
+                    ("NumMedia", "0".to_string()),
+                ];
+                let body = params
+                    .iter()
+                    .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+                    .collect::<Vec<_>>()
+                    .join("&");
+                let t = Instant::now();
+                let r = http
+                    .post(&url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .header("x-twilio-signature", sign(&token, &url, &params))
+                    .body(body)
+                    .send()
+                    .await;
+                let ok = match r {
+                    Ok(r) => {
+                        r.status().is_success()
+                            && r.text().await.is_ok_and(|t| t.contains("is counted"))
+                    }
+                    Err(_) => false,
+                };
+                lat.push(t.elapsed());
+                sent.fetch_add(1, Ordering::Relaxed);
+                if !ok {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await?);
+    }
+    let send_secs = start.elapsed().as_secs_f64();
+    progress.abort();
+    lat.sort();
+    let failed = failed.load(Ordering::Relaxed);
+    eprintln!(
+        "\rsent {} messages in {send_secs:.1} s: {:.0} votes/s, answer p50 {:.1} ms p99 {:.1} ms, {failed} failed",
+        args.votes,
+        args.votes as f64 / send_secs,
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+    );
+
+    let mut expected: BTreeMap<String, i64> = options
+        .iter()
+        .map(|o| (o.clone(), before[o].as_i64().unwrap_or(0)))
+        .collect();
+    for option in last.values() {
+        *expected.entry(options[*option].clone()).or_default() += 1;
+    }
+    let deadline = Instant::now() + Duration::from_secs(args.settle_secs);
+    let mut counts = Value::Null;
+    let mut exact = false;
+    while Instant::now() < deadline {
+        counts = get_json(&http, &tally_url).await?["data"]["counts"].clone();
+        exact = expected
+            .iter()
+            .all(|(o, n)| counts[o].as_i64().unwrap_or(0) == *n);
+        if exact {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let settled = start.elapsed().as_secs_f64();
+    eprintln!("expected tally: {}", serde_json::to_string(&expected)?);
+    eprintln!("server tally:   {counts}");
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "votes": args.votes, "phones": args.phones, "concurrency": args.concurrency,
+                "failed": failed, "send_secs": send_secs,
+                "votes_per_sec": (args.votes as f64 / send_secs).round(),
+                "answer_p50_ms": pct(&lat, 0.5), "answer_p99_ms": pct(&lat, 0.99),
+                "exact": exact, "settled_secs": settled,
+            })
+        );
+    }
+    anyhow::ensure!(failed == 0, "{failed} messages were not counted");
+    anyhow::ensure!(
+        exact,
+        "the tally did not reach the expected counts within {} s (a vote cast from the page meanwhile also moves it)",
+        args.settle_secs
+    );
+    eprintln!("tally exact after {settled:.1} s");
+    Ok(())
+}
