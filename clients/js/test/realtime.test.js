@@ -194,6 +194,8 @@ test("resume after the socket is killed: nothing lost, nothing repeated", async 
   await waitFor(() => c.realtime.state === "reconnecting", { message: "reconnecting" });
   await write(10);
   assert.equal(ev.changes.length, 5);
+  // The writes may outrun the first retry (50 ms at most): see one refused first.
+  await waitFor(() => spy.refused > 0, { message: "a reconnect refused" });
   // Let it back in while more writes go on, across the resume seam.
   spy.refuse = false;
   await Promise.all([write(30), waitFor(() => c.realtime.state === "open", { message: "reconnected" })]);
