@@ -257,7 +257,7 @@ async fn serve(storage: &StorageArgs, args: &ServeArgs) -> anyhow::Result<()> {
 fn print_demo(addr: std::net::SocketAddr, demo: &crate::demo::Prepared) {
     use crate::demo::{DEFAULT_TWILIO_TOKEN, TENANT, TWILIO_SECRET, TokenSource};
     let token = match demo.token {
-        TokenSource::Configured => "from PLINTH_DEMO_TWILIO_TOKEN".to_string(),
+        TokenSource::Configured => "the configured PLINTH_DEMO_TWILIO_TOKEN".to_string(),
         TokenSource::Kept => format!("the tenant's {TWILIO_SECRET} secret"),
         TokenSource::Default => format!(
             "the well-known '{DEFAULT_TWILIO_TOKEN}': for local demos only, \

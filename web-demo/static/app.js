@@ -14,6 +14,7 @@ const POLL = root.dataset.poll || "demo-poll";
 
 /** Bar colours for options that name one; anything else gets the accent colour. */
 const COLOURS = { red: "#d6336c", green: "#2b8a3e", blue: "#1c7ed6", gold: "#e8a317" };
+const LIGHT = new Set(["gold"]);
 
 const STATUS_TEXT = {
   connecting: "Connecting…",
@@ -120,6 +121,8 @@ function renderVote() {
       b.dataset.option = o;
       b.dataset.testid = `vote-${o}`;
       b.style.setProperty("--swatch", COLOURS[o] ?? "var(--accent)");
+      // White on gold is too faint to read: dark text on the light swatches.
+      if (LIGHT.has(o)) b.style.setProperty("--swatch-text", "#1b1f24");
       b.addEventListener("click", () => vote(o));
     }
     ui.buttons.append(b);
