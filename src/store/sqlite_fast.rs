@@ -20,6 +20,7 @@ use super::commit::{
 };
 use super::documents::{ChangeOp, ListedDoc, SortValue, StoredDoc};
 use super::jobs::{INSERT_JOB_SQL, NewJob};
+
 use super::predicate_sql::SqlParam;
 use super::{StoreError, StoreResult, now_ms};
 
@@ -92,6 +93,27 @@ impl FastSqlite {
             readers: Mutex::new(Vec::new()),
             writer: Mutex::new(None),
         }
+    }
+
+    /// Runs `f` in an IMMEDIATE transaction on the writer connection. Every frequent write
+    /// of a tenant file goes through this one connection: two connections of this process
+    /// competing for SQLite's write lock could otherwise both wait, each on a task the
+    /// other's blocked thread should run.
+    pub(crate) fn with_writer<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> StoreResult<T> {
+        let mut slot = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(open(&self.path)?);
+        }
+        let Some(conn) = slot.as_mut() else {
+            return Err(StoreError::Conflict("no writer connection"));
+        };
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
     }
 
     fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
