@@ -191,6 +191,31 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
+        if let Some(fast) = self.fast_sqlite(scope).await? {
+            let tenant = scope.tenant().id;
+            return fast.with_writer(|tx| {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO invocations (tenant_id, id, function, trigger, version, \
+                     started_at, duration_us, outcome, error, logs) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
+                )?;
+                for r in rows {
+                    stmt.execute(rusqlite::params![
+                        tenant,
+                        r.id,
+                        r.function,
+                        r.trigger,
+                        r.version,
+                        r.started_at,
+                        r.duration_us,
+                        r.outcome,
+                        r.error,
+                        r.logs.to_string()
+                    ])?;
+                }
+                Ok(())
+            });
+        }
         let (db, tenant) = self.tenant_db(scope).await?;
         for chunk in rows.chunks(100) {
             let mut sql = String::from(

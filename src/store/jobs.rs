@@ -77,8 +77,41 @@ impl Store {
         lease_ms: i64,
         limit: i64,
     ) -> StoreResult<(Vec<JobRow>, Option<i64>)> {
-        let (db, tenant) = self.tenant_db(scope).await?;
         let now = now_ms();
+        if let Some(fast) = self.fast_sqlite(scope).await? {
+            let tenant = scope.tenant().id;
+            return fast.with_writer(|tx| {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE jobs SET run_at = ?3, lease_until = ?3, attempts = attempts + 1 \
+                     WHERE tenant_id = ?1 AND id IN (SELECT id FROM jobs WHERE tenant_id = ?1 \
+                     AND state = 'pending' AND run_at <= ?2 ORDER BY run_at LIMIT ?4) \
+                     RETURNING id, function, event, depth, attempts, max_attempts",
+                )?;
+                let jobs = stmt
+                    .query_map(rusqlite::params![tenant, now, now + lease_ms, limit], |r| {
+                        Ok(JobRow {
+                            id: r.get(0)?,
+                            function: r.get(1)?,
+                            event: r.get(2)?,
+                            depth: r.get::<_, i64>(3)?.max(0) as u32,
+                            attempts: r.get::<_, i64>(4)?.max(0) as u32,
+                            max_attempts: r.get::<_, i64>(5)?.max(1) as u32,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let next: Option<i64> = if (jobs.len() as i64) < limit {
+                    tx.query_row(
+                        "SELECT MIN(run_at) FROM jobs WHERE tenant_id = ?1 AND state = 'pending'",
+                        rusqlite::params![tenant],
+                        |r| r.get(0),
+                    )?
+                } else {
+                    Some(now)
+                };
+                Ok((jobs, next))
+            });
+        }
+        let (db, tenant) = self.tenant_db(scope).await?;
         let lock = match db {
             Db::Postgres(_) => " FOR UPDATE SKIP LOCKED",
             Db::Sqlite(_) => "",
@@ -138,6 +171,17 @@ impl Store {
         if ids.is_empty() {
             return Ok(());
         }
+        if let Some(fast) = self.fast_sqlite(scope).await? {
+            let tenant = scope.tenant().id;
+            return fast.with_writer(|tx| {
+                let mut stmt =
+                    tx.prepare_cached("DELETE FROM jobs WHERE tenant_id = ?1 AND id = ?2")?;
+                for id in ids {
+                    stmt.execute(rusqlite::params![tenant, id])?;
+                }
+                Ok(())
+            });
+        }
         let (db, tenant) = self.tenant_db(scope).await?;
         for chunk in ids.chunks(200) {
             let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
@@ -164,11 +208,22 @@ impl Store {
         error: &str,
         retry_at: Option<i64>,
     ) -> StoreResult<()> {
-        let (db, tenant) = self.tenant_db(scope).await?;
         let (state, run_at) = match retry_at {
             Some(t) => ("pending", t),
             None => ("dead", now_ms()),
         };
+        if let Some(fast) = self.fast_sqlite(scope).await? {
+            let tenant = scope.tenant().id;
+            return fast.with_writer(|tx| {
+                tx.execute(
+                    "UPDATE jobs SET state = ?3, run_at = ?4, lease_until = NULL, last_error = ?5 \
+                     WHERE tenant_id = ?1 AND id = ?2",
+                    rusqlite::params![tenant, id, state, run_at, error],
+                )?;
+                Ok(())
+            });
+        }
+        let (db, tenant) = self.tenant_db(scope).await?;
         on_db!(db, |p| {
             sqlx::query(
                 "UPDATE jobs SET state = $3, run_at = $4, lease_until = NULL, last_error = $5 \

@@ -20,6 +20,7 @@ use super::commit::{
 };
 use super::documents::{ChangeOp, ListedDoc, SortValue, StoredDoc};
 use super::jobs::{INSERT_JOB_SQL, NewJob};
+
 use super::predicate_sql::SqlParam;
 use super::{StoreError, StoreResult, now_ms};
 
@@ -85,6 +86,16 @@ fn numbered_placeholders(sql: &str) -> String {
     out
 }
 
+/// Runs a write that may wait for SQLite's write lock. On a multi-threaded runtime the
+/// thread hands its other tasks over first (`block_in_place`), so a task that holds the
+/// lock through another connection (a sqlx transaction) can still run and release it.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 impl FastSqlite {
     pub(crate) fn new(path: &Path) -> FastSqlite {
         FastSqlite {
@@ -92,6 +103,29 @@ impl FastSqlite {
             readers: Mutex::new(Vec::new()),
             writer: Mutex::new(None),
         }
+    }
+
+    /// Runs `f` in an IMMEDIATE transaction on the writer connection. Every frequent write
+    /// of a tenant file goes through this one connection: two connections of this process
+    /// competing for SQLite's write lock could otherwise both wait, each on a task the
+    /// other's blocked thread should run.
+    pub(crate) fn with_writer<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> StoreResult<T> {
+        blocking(|| {
+            let mut slot = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            if slot.is_none() {
+                *slot = Some(open(&self.path)?);
+            }
+            let Some(conn) = slot.as_mut() else {
+                return Err(StoreError::Conflict("no writer connection"));
+            };
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
     }
 
     fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
@@ -196,6 +230,15 @@ impl FastSqlite {
 
     /// One group commit (see `commit`), as one IMMEDIATE transaction on the writer.
     pub(crate) fn apply_group(
+        &self,
+        tenant: i64,
+        units: Vec<Vec<ErasedWrite>>,
+        plan_jobs: &dyn Fn(&GroupPlan) -> Vec<NewJob>,
+    ) -> StoreResult<(Vec<UnitOutcome>, usize)> {
+        blocking(|| self.apply_group_now(tenant, units, plan_jobs))
+    }
+
+    fn apply_group_now(
         &self,
         tenant: i64,
         units: Vec<Vec<ErasedWrite>>,
