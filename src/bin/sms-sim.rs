@@ -58,6 +58,67 @@ struct Args {
     /// Print the summary as one JSON line too.
     #[arg(long)]
     json: bool,
+    /// Also watch the tally over the realtime WebSocket, as the demo page does, and report
+    /// the delay from webhook answers to the tally update reaching the socket.
+    #[arg(long)]
+    watch: bool,
+}
+
+/// (when, total votes in the tally) for each tally update the socket received.
+type Seen = Arc<std::sync::Mutex<Vec<(Instant, i64)>>>;
+
+fn total(counts: &Value) -> i64 {
+    counts
+        .as_object()
+        .map(|o| o.values().filter_map(Value::as_i64).sum())
+        .unwrap_or(0)
+}
+
+/// Subscribes to the tally document (anonymously: tallies are public) and records every
+/// update's total until the task is aborted.
+async fn watch_tally(
+    base: &str,
+    tenant: &str,
+    poll: &str,
+    seen: Seen,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let ws_url = format!(
+        "{}/v1/t/{tenant}/realtime",
+        base.replacen("http://", "ws://", 1)
+            .replacen("https://", "wss://", 1)
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await?;
+    let sub =
+        serde_json::json!({"type": "subscribe", "id": "t", "collection": "tallies", "doc": poll});
+    ws.send(Message::text(sub.to_string())).await?;
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the socket closed"))??;
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t)?;
+            match v["type"].as_str() {
+                Some("subscribed") => break,
+                Some("error") => anyhow::bail!("subscribe failed: {t}"),
+                _ => {}
+            }
+        }
+    }
+    Ok(tokio::spawn(async move {
+        while let Some(Ok(msg)) = ws.next().await {
+            if let Message::Text(t) = msg
+                && let Ok(v) = serde_json::from_str::<Value>(&t)
+                && v["type"] == "change"
+            {
+                let n = total(&v["doc"]["data"]["counts"]);
+                seen.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((Instant::now(), n));
+            }
+        }
+    }))
 }
 
 fn sign(token: &str, url: &str, params: &[(&str, String)]) -> String {
@@ -137,6 +198,12 @@ async fn main() -> anyhow::Result<()> {
         args.tenant, args.poll
     );
     let before = get_json(&http, &tally_url).await?["data"]["counts"].clone();
+    let seen: Seen = Arc::default();
+    let watcher = if args.watch {
+        Some(watch_tally(&base, &args.tenant, &args.poll, seen.clone()).await?)
+    } else {
+        None
+    };
 
     // Plan: phone i sends messages i, i + phones, i + 2*phones, ...; each phone belongs to
     // one sender, which sends its messages in order.
@@ -187,6 +254,7 @@ async fn main() -> anyhow::Result<()> {
         let (sent, failed, phones) = (sent.clone(), failed.clone(), args.phones);
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(lane.len());
+            let mut firsts = Vec::new();
             for (i, option) in lane {
                 let phone = i % phones;
                 let params = vec![
@@ -221,18 +289,26 @@ async fn main() -> anyhow::Result<()> {
                     Err(_) => false,
                 };
                 lat.push(t.elapsed());
+                if i < phones {
+                    // A phone's first vote adds one to the tally's total.
+                    firsts.push(Instant::now());
+                }
                 sent.fetch_add(1, Ordering::Relaxed);
                 if !ok {
                     failed.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            lat
+            (lat, firsts)
         }));
     }
     let mut lat = Vec::new();
+    let mut firsts = Vec::new();
     for t in tasks {
-        lat.extend(t.await?);
+        let (l, f) = t.await?;
+        lat.extend(l);
+        firsts.extend(f);
     }
+    firsts.sort();
     let send_secs = start.elapsed().as_secs_f64();
     progress.abort();
     lat.sort();
@@ -266,6 +342,34 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let settled = start.elapsed().as_secs_f64();
+    // The k-th first vote answered is matched with the first socket update whose total
+    // counts k new votes: an approximation (hooks need not apply votes in answer order),
+    // but one that cannot report less than the real delay of the slowest of them.
+    let mut delays = Vec::new();
+    if let Some(w) = watcher {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        w.abort();
+        let seen = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let base_total = total(&before);
+        let mut j = 0;
+        for (k, answered) in firsts.iter().enumerate() {
+            let want = base_total + k as i64 + 1;
+            while j < seen.len() && seen[j].1 < want {
+                j += 1;
+            }
+            let Some((at, _)) = seen.get(j) else { break };
+            delays.push(at.saturating_duration_since(*answered));
+        }
+        delays.sort();
+        eprintln!(
+            "tally on the socket after the webhook answer: p50 {:.1} ms, p99 {:.1} ms ({} of {} first votes matched, {} socket updates)",
+            pct(&delays, 0.5),
+            pct(&delays, 0.99),
+            delays.len(),
+            firsts.len(),
+            seen.len()
+        );
+    }
     eprintln!("expected tally: {}", serde_json::to_string(&expected)?);
     eprintln!("server tally:   {counts}");
     if args.json {
@@ -277,6 +381,8 @@ async fn main() -> anyhow::Result<()> {
                 "votes_per_sec": (args.votes as f64 / send_secs).round(),
                 "answer_p50_ms": pct(&lat, 0.5), "answer_p99_ms": pct(&lat, 0.99),
                 "exact": exact, "settled_secs": settled,
+                "socket_delay_p50_ms": pct(&delays, 0.5), "socket_delay_p99_ms": pct(&delays, 0.99),
+                "socket_delays": delays.len(),
             })
         );
     }
