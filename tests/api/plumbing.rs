@@ -127,6 +127,20 @@ async fn cors_per_tenant(b: Backend) {
         .unwrap()
         .to_string();
     assert!(methods.contains("POST"), "{methods}");
+    // A page may send its own headers to an HTTP function, and read the invocation id.
+    let r = app
+        .send(
+            app.req(Method::OPTIONS, "/v1/t/web/fn/hook", None)
+                .header("origin", "https://app.example")
+                .header("access-control-request-method", "POST")
+                .header("access-control-request-headers", "x-signature,content-type"),
+        )
+        .await;
+    let allowed = r.headers["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(allowed.contains("x-signature"), "{allowed}");
 
     let r = app.send(preflight("web", "https://evil.example")).await;
     assert!(r.headers.get("access-control-allow-origin").is_none());
