@@ -69,12 +69,14 @@ pub fn compile_hooks(m: &Manifest, phase: &str) -> Result<Vec<CompiledHook>, Str
         .collect()
 }
 
-fn timestamp(ms: i64) -> String {
+/// RFC 3339 with milliseconds, as the REST API writes times.
+pub(crate) fn timestamp(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// A document as functions see it: the same shape as the REST API's.
 pub(crate) fn doc_json(d: &StoredDoc) -> Value {
     json!({
         "id": d.id,

@@ -21,22 +21,9 @@ pub struct DbHost {
     pub scope: Scope,
 }
 
-fn timestamp(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 /// A document as functions see it: the same shape as the REST API's.
 fn doc_json(d: StoredDoc) -> Value {
-    json!({
-        "id": d.id,
-        "collection": d.collection,
-        "version": d.version,
-        "created_at": timestamp(d.created_at),
-        "updated_at": timestamp(d.updated_at),
-        "data": d.data,
-    })
+    super::hooks::doc_json(&d)
 }
 
 fn host_error(e: DocError) -> HostError {
@@ -131,8 +118,8 @@ impl DbHost {
                             "id": d.id,
                             "collection": d.collection,
                             "version": d.version,
-                            "created_at": timestamp(d.created_at),
-                            "updated_at": timestamp(d.updated_at),
+                            "created_at": super::hooks::timestamp(d.created_at),
+                            "updated_at": super::hooks::timestamp(d.updated_at),
                             "data": serde_json::from_str::<Value>(&d.data).unwrap_or(Value::Null),
                         })
                     })
