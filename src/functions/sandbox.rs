@@ -363,7 +363,9 @@ struct CallState {
 /// bytecode (which loaded modules point into) last.
 struct TenantRuntime {
     invoke: Persistent<Function<'static>>,
-    modules: HashMap<String, Persistent<Function<'static>>>,
+    /// Loaded modules by (deploy version, function): while invocations of an older
+    /// version are still parked here, a newer version's calls load their own modules.
+    modules: HashMap<(i64, String), Persistent<Function<'static>>>,
     context: Context,
     runtime: Runtime,
     state: Rc<RefCell<CallState>>,
@@ -588,12 +590,12 @@ impl TenantRuntime {
             },
         );
         self.entry(inv, deadline, call.limits.memory_bytes, |rt, ctx| {
-            let f = match rt.modules.get(&call.function) {
+            let key = (call.version, call.function.clone());
+            let f = match rt.modules.get(&key) {
                 Some(p) => p.clone().restore(ctx).map_err(|e| js_err(ctx, e))?,
                 None => {
                     let f = load_module(ctx, &call.bytecode)?;
-                    rt.modules
-                        .insert(call.function.clone(), Persistent::save(ctx, f.clone()));
+                    rt.modules.insert(key, Persistent::save(ctx, f.clone()));
                     rt.bytecode.push(call.bytecode.clone());
                     f
                 }
@@ -737,7 +739,9 @@ impl Sandboxes {
         let Some(rt) = self.tenants.get_mut(&call.tenant) else {
             return;
         };
-        cold |= !rt.modules.contains_key(&call.function);
+        cold |= !rt
+            .modules
+            .contains_key(&(call.version, call.function.clone()));
         self.counter.enter(call.tenant);
         let t = Instant::now();
         let step = rt.start(inv, &call, deadline);
@@ -933,7 +937,11 @@ mod tests {
             args: Vec<serde_json::Value>,
         ) -> BoxFuture<'static, Result<serde_json::Value, HostError>> {
             async move {
-                if op == "db.get" {
+                if op == "db.list" {
+                    // A slow host call: the invocation stays parked meanwhile.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Ok(serde_json::json!({ "items": [] }))
+                } else if op == "db.get" {
                     Ok(serde_json::json!({ "args": args }))
                 } else {
                     Err(HostError {
@@ -1060,6 +1068,37 @@ mod tests {
             "{:?}",
             out.result
         );
+    }
+
+    #[test]
+    fn a_new_version_runs_its_own_module_while_an_old_one_is_parked() {
+        let rt = tokio::runtime::Runtime::new().expect("tokio");
+        let (tx, rx) = mpsc::channel();
+        let mut sb = Sandboxes::new(rt.handle().clone(), tx, Arc::new(NoCount), 4);
+        let mut old = call(
+            "export default async (e, ctx) => { await ctx.db.list('x', {}); return 'v1' }",
+            5000,
+        );
+        old.version = 1;
+        let mut new = call("export default () => 'v2'", 5000);
+        new.version = 2;
+        let (r1, mut o1) = tokio::sync::oneshot::channel();
+        let (r2, mut o2) = tokio::sync::oneshot::channel();
+        sb.start(1, old, r1);
+        assert_eq!(sb.parked(), 1);
+        sb.start(2, new, r2);
+        let second = o2.try_recv().expect("v2 answers at once");
+        assert_eq!(second.result, Ok("\"v2\"".into()));
+        let first = loop {
+            if let Ok(o) = o1.try_recv() {
+                break o;
+            }
+            match rx.recv_timeout(Duration::from_secs(5)).expect("an answer") {
+                Msg::Answer { inv, call, text } => sb.answer(inv, call, text),
+                Msg::Wake => {}
+            }
+        };
+        assert_eq!(first.result, Ok("\"v1\"".into()));
     }
 
     #[test]
