@@ -208,7 +208,8 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn meta(d: &StoredDoc) -> DocMeta {
+/// The metadata of a stored document as rules see it.
+pub(crate) fn meta(d: &StoredDoc) -> DocMeta {
     DocMeta {
         version: d.version,
         created_at: d.created_at,

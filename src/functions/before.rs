@@ -12,24 +12,14 @@ use super::hooks::{auth_info, doc_json};
 use super::{Failure, FnError, FunctionService, Trigger};
 use crate::documents::DocError;
 use crate::documents::before::{BeforeWrite, PendingWrite};
-use crate::rules::{Bindings, DocMeta};
-use crate::store::{ChangeOp, now_ms};
-use crate::tenancy::{Caller, Scope};
+use crate::store::ChangeOp;
+use crate::tenancy::Scope;
 
 pub struct BeforeHooks(Weak<FunctionService>);
 
 impl BeforeHooks {
     pub fn new(svc: &Arc<FunctionService>) -> BeforeHooks {
         BeforeHooks(Arc::downgrade(svc))
-    }
-}
-
-fn caller_auth(scope: &Scope) -> Value {
-    match scope.caller() {
-        Caller::User(u) => json!({
-            "uid": u.uid, "email": u.email, "email_verified": u.email_verified
-        }),
-        _ => Value::Null,
     }
 }
 
@@ -62,7 +52,7 @@ impl BeforeWrite for BeforeHooks {
             else {
                 return Ok(None);
             };
-            let auth = caller_auth(scope);
+            let auth = scope.auth_json().unwrap_or(Value::Null);
             let auth_rules = auth_info(&auth);
             let mut data: Option<Value> = w.new.cloned();
             let mut replaced = false;
@@ -71,23 +61,8 @@ impl BeforeWrite for BeforeHooks {
                 .iter()
                 .filter(|h| h.collection == w.collection && h.ops.contains(&w.op))
             {
-                if let Some(when) = &h.when {
-                    let meta = w.before.map(|d| DocMeta {
-                        version: d.version,
-                        created_at: d.created_at,
-                        updated_at: d.updated_at,
-                    });
-                    let ok = when.evaluate(&Bindings {
-                        auth: auth_rules.as_ref(),
-                        id: w.id,
-                        doc: w.before.map(|d| &d.data),
-                        new: data.as_ref(),
-                        meta: meta.as_ref(),
-                        now_ms: now_ms(),
-                    });
-                    if !ok {
-                        continue;
-                    }
+                if !h.when_holds(auth_rules.as_ref(), w.id, w.before, data.as_ref()) {
+                    continue;
                 }
                 let event = json!({
                     "tenant": scope.tenant().slug,

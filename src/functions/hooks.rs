@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 
 use super::bundle::Manifest;
 use super::{FunctionService, Trigger};
-use crate::rules::{AuthInfo, Bindings, DocMeta, ExprKind, Expression};
+use crate::rules::{AuthInfo, Bindings, ExprKind, Expression};
 use crate::store::{ChangeOp, JobPlanner, JobRow, NewJob, Origin, StoredDoc, Written, now_ms};
 use crate::tenancy::{Caller, Scope, Tenant};
 
@@ -37,6 +37,30 @@ pub struct CompiledHook {
 }
 
 /// The hooks of one phase ("before" or "after"), in manifest order.
+impl CompiledHook {
+    /// Whether the `when` condition holds for a write (true without one).
+    pub(crate) fn when_holds(
+        &self,
+        auth: Option<&AuthInfo>,
+        id: &str,
+        before: Option<&StoredDoc>,
+        new: Option<&Value>,
+    ) -> bool {
+        let Some(when) = &self.when else {
+            return true;
+        };
+        let meta = before.map(crate::documents::meta);
+        when.evaluate(&Bindings {
+            auth,
+            id,
+            doc: before.map(|d| &d.data),
+            new,
+            meta: meta.as_ref(),
+            now_ms: now_ms(),
+        })
+    }
+}
+
 pub fn compile_hooks(m: &Manifest, phase: &str) -> Result<Vec<CompiledHook>, String> {
     m.hooks
         .iter()
@@ -151,28 +175,18 @@ impl JobPlanner for Planner {
         };
         let mut jobs = Vec::new();
         let after = (w.op != ChangeOp::Delete).then_some(&w.doc);
+        let auth = origin.auth.as_ref().and_then(auth_info);
         for h in &dep.hooks {
-            if h.collection != w.doc.collection || !h.ops.contains(&w.op) {
+            if h.collection != w.doc.collection
+                || !h.ops.contains(&w.op)
+                || !h.when_holds(
+                    auth.as_ref(),
+                    &w.doc.id,
+                    w.before.as_ref(),
+                    after.map(|d| &d.data),
+                )
+            {
                 continue;
-            }
-            if let Some(when) = &h.when {
-                let auth = origin.auth.as_ref().and_then(auth_info);
-                let meta = w.before.as_ref().map(|d| DocMeta {
-                    version: d.version,
-                    created_at: d.created_at,
-                    updated_at: d.updated_at,
-                });
-                let ok = when.evaluate(&Bindings {
-                    auth: auth.as_ref(),
-                    id: &w.doc.id,
-                    doc: w.before.as_ref().map(|d| &d.data),
-                    new: after.map(|d| &d.data),
-                    meta: meta.as_ref(),
-                    now_ms: now_ms(),
-                });
-                if !ok {
-                    continue;
-                }
             }
             let id = uuid::Uuid::now_v7().to_string();
             let event = json!({

@@ -216,10 +216,6 @@ impl FunctionService {
         Ok(svc)
     }
 
-    pub fn config(&self) -> &FunctionsConfig {
-        &self.config
-    }
-
     pub fn shutdown(&self) {
         self.pool.shutdown();
     }

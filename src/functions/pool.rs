@@ -87,7 +87,6 @@ impl EntryCounter for Shared {
 pub struct Pool {
     shared: Arc<Shared>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
-    pub workers: usize,
 }
 
 /// Thread stack of a worker: QuickJS gets `JS_STACK_BYTES` of it, the rest is headroom
@@ -136,7 +135,6 @@ impl Pool {
         Ok(Pool {
             shared,
             threads: Mutex::new(threads),
-            workers,
         })
     }
 
@@ -152,15 +150,6 @@ impl Pool {
         }
         self.shared.wake_all();
         rx.await.map_err(|_| PoolError::Closed)
-    }
-
-    /// Jobs waiting for a worker.
-    pub fn queued(&self) -> usize {
-        self.shared
-            .queue
-            .lock()
-            .map(|q| q.jobs.len())
-            .unwrap_or_default()
     }
 
     /// Stops the workers; parked and queued invocations fail.

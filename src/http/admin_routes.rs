@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -416,15 +416,7 @@ async fn put_rules(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<RulesInstalled>> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let ct = super::extract::mime(&headers);
     if !matches!(
         ct.as_str(),
         "application/toml" | "text/plain" | "text/x-toml"

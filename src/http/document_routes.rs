@@ -346,15 +346,7 @@ async fn patch_doc(
     ApiJson(body): ApiJson<Value>,
 ) -> ApiResult<Response> {
     let pre = preconditions(&headers)?;
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let ct = super::extract::mime(&headers);
     let body = match ct.as_str() {
         "application/json-patch+json" => PatchBody::JsonPatch(body),
         "application/merge-patch+json" | "application/json" => PatchBody::Merge(body),

@@ -123,19 +123,21 @@ impl FromRequestParts<AppState> for Client {
 /// the body limit (413), syntax errors reported with line and column.
 pub struct ApiJson<T>(pub T);
 
-fn is_json(parts: &axum::http::HeaderMap) -> bool {
-    let Some(ct) = parts
+/// The media type of the body, lower-cased, without parameters ("" when absent).
+pub fn mime(headers: &axum::http::HeaderMap) -> String {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let mime = ct
+        .unwrap_or("")
         .split(';')
         .next()
         .unwrap_or("")
         .trim()
-        .to_ascii_lowercase();
+        .to_ascii_lowercase()
+}
+
+fn is_json(parts: &axum::http::HeaderMap) -> bool {
+    let mime = mime(parts);
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 

@@ -80,18 +80,6 @@ fn decode_component(raw: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn mime(headers: &HeaderMap) -> String {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
-}
-
 /// The event an HTTP function receives.
 fn request_event(
     state: &AppState,
@@ -112,7 +100,7 @@ fn request_event(
         }
     }
     let text = std::str::from_utf8(body).ok();
-    let ct = mime(headers);
+    let ct = super::extract::mime(headers);
     let json_body = if ct == "application/json" || ct.ends_with("+json") {
         match text.filter(|t| !t.trim().is_empty()) {
             Some(t) => Some(super::extract::parse_json::<Value>(t.as_bytes())?),
@@ -130,12 +118,7 @@ fn request_event(
     } else {
         None
     };
-    let auth = match scope.caller() {
-        Caller::User(u) => json!({
-            "uid": u.uid, "email": u.email, "email_verified": u.email_verified
-        }),
-        _ => Value::Null,
-    };
+    let auth = scope.auth_json().unwrap_or(Value::Null);
     // The URL the client used: what webhook signatures (Twilio's) are computed over.
     let host = headers
         .get(header::HOST)

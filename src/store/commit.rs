@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use super::documents::{ChangeOp, StoredDoc, WriteDecision, Written, doc_from_row_at};
 use super::jobs::{INSERT_JOB_SQL, NewJob, Origin};
 use super::{Store, StoreError, now_ms, on_db};
-use crate::tenancy::{Caller, Scope};
+use crate::tenancy::Scope;
 
 pub(crate) type AnyError = Box<dyn Any + Send>;
 pub(crate) type Decide =
@@ -94,12 +94,7 @@ impl Store {
             planner.prepare(scope).await;
         }
         let origin = Origin {
-            auth: match scope.caller() {
-                Caller::User(u) => Some(serde_json::json!({
-                    "uid": u.uid, "email": u.email, "email_verified": u.email_verified
-                })),
-                _ => None,
-            },
+            auth: scope.auth_json(),
             depth: scope.depth(),
         };
         let queue = {

@@ -99,6 +99,17 @@ impl Scope {
         &self.caller
     }
 
+    /// The caller as function events show it (`{uid, email, email_verified}`); None
+    /// unless an end user.
+    pub fn auth_json(&self) -> Option<serde_json::Value> {
+        match &self.caller {
+            Caller::User(u) => Some(serde_json::json!({
+                "uid": u.uid, "email": u.email, "email_verified": u.email_verified
+            })),
+            _ => None,
+        }
+    }
+
     /// The same tenant, acting as its service caller on behalf of a function: functions
     /// bypass rules inside their own tenant, and can reach no other.
     /// `depth` is the hook depth of the invocation (0 for HTTP functions).

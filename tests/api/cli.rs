@@ -415,15 +415,21 @@ async fn secret_commands(b: Backend) {
     assert!(!audit.to_string().contains("s3cr3t"));
 }
 
-async fn serve_prints_a_setup_token(b: Backend) {
-    let storage = Storage::fresh(b).await;
+/// Starts `plinth serve ARGS` on the storage as a child process; its standard output
+/// arrives line by line on the receiver.
+pub fn serve_process(
+    storage: &Storage,
+    args: &[&str],
+    stderr: Stdio,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_plinth"))
         .args(storage.cli_args())
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .arg("serve")
+        .args(args)
         .env_remove("PLINTH_DATABASE_URL")
         .env_remove("PLINTH_DATA_DIR")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .spawn()
         .expect("spawn serve");
     let stdout = child.stdout.take().unwrap();
@@ -435,6 +441,16 @@ async fn serve_prints_a_setup_token(b: Backend) {
             }
         }
     });
+    (child, rx)
+}
+
+async fn serve_prints_a_setup_token(b: Backend) {
+    let storage = Storage::fresh(b).await;
+    let (mut child, rx) = serve_process(
+        &storage,
+        &["--listen", "127.0.0.1:0", "--log-format", "json"],
+        Stdio::piped(),
+    );
     let mut addr = None;
     let mut token = None;
     while token.is_none() {

@@ -2,15 +2,14 @@
 //! counters, retries and dead jobs, runaway recursion, and a kill -9 between commit and
 //! execution.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
-use crate::cli::plinth;
+use crate::cli::{plinth, serve_process};
 use crate::documents::{docs, put, tenant_with_key};
 use crate::functions::deploy;
 use crate::support::*;
@@ -372,24 +371,11 @@ async fn hooks_run_after_a_kill_between_commit_and_execution(b: Backend) {
     );
 
     // A server that commits writes but runs no hooks: every job stays in the outbox.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_plinth"))
-        .args(storage.cli_args())
-        .args(["serve", "--listen", "127.0.0.1:0", "--run-hooks", "false"])
-        .env_remove("PLINTH_DATABASE_URL")
-        .env_remove("PLINTH_DATA_DIR")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn serve");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, rx) = serve_process(
+        &storage,
+        &["--listen", "127.0.0.1:0", "--run-hooks", "false"],
+        Stdio::null(),
+    );
     let base = loop {
         let line = rx
             .recv_timeout(Duration::from_secs(30))
