@@ -44,7 +44,14 @@ pub struct HookSpec {
     /// After hooks: attempts before a job is marked dead (default 5, at most 20).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u32>,
+    /// After hooks: the function gets an array of up to this many events per invocation
+    /// (1 to 256) instead of one event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u32>,
 }
+
+/// Largest `batch` of an after hook.
+pub const MAX_BATCH: u32 = 256;
 
 fn after() -> String {
     "after".into()
@@ -269,6 +276,25 @@ pub fn check(
         }
         if h.max_attempts.is_some_and(|n| !(1..=20).contains(&n)) {
             errors.push(at("max_attempts must be 1 to 20".into()));
+        }
+        if let Some(n) = h.batch {
+            if h.phase != "after" {
+                errors.push(at("batch is for after hooks only".into()));
+            } else if !(1..=MAX_BATCH).contains(&n) {
+                errors.push(at(format!("batch must be 1 to {MAX_BATCH}")));
+            }
+            // The function's event is an array or an object, whichever hook runs it.
+            if let Some(other) = manifest
+                .hooks
+                .iter()
+                .find(|o| o.phase == "after" && o.function == h.function && o.batch.is_none())
+            {
+                errors.push(at(format!(
+                    "function '{}' also runs as an after hook on '{}' without batch: \
+                     all its after hooks must take batches, or none",
+                    h.function, other.collection
+                )));
+            }
         }
         if let Some(w) = &h.when
             && let Err(e) = Expression::compile(w, ExprKind::Condition)

@@ -34,6 +34,8 @@ pub struct CompiledHook {
     pub ops: Vec<ChangeOp>,
     pub when: Option<Expression>,
     pub max_attempts: u32,
+    /// After hooks declared with `batch`: the most events one invocation gets (as an array).
+    pub batch: Option<usize>,
 }
 
 /// The hooks of one phase ("before" or "after"), in manifest order.
@@ -88,6 +90,7 @@ pub fn compile_hooks(m: &Manifest, phase: &str) -> Result<Vec<CompiledHook>, Str
                     .collect(),
                 when,
                 max_attempts: h.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
+                batch: h.batch.map(|n| n as usize),
             })
         })
         .collect()
@@ -224,43 +227,91 @@ fn backoff_ms(attempts: u32) -> i64 {
     base.min(300_000) + (rand::random::<u16>() % 250) as i64
 }
 
+/// Splits claimed jobs into invocations: a job per invocation, except that first attempts
+/// of a function whose hooks take batches go together, up to the batch size. A retried job
+/// runs alone (still as an array), so one event that keeps failing holds back no other.
+fn group_jobs<'a>(
+    jobs: &'a [JobRow],
+    dep: Option<&super::Deployment>,
+) -> Vec<(Vec<&'a JobRow>, bool)> {
+    let batch_of = |function: &str| {
+        dep.and_then(|d| d.hooks.iter().find(|h| h.function == function))
+            .and_then(|h| h.batch)
+    };
+    let mut runs: Vec<(Vec<&JobRow>, bool)> = Vec::new();
+    let mut open: HashMap<&str, usize> = HashMap::new();
+    for job in jobs {
+        match batch_of(&job.function) {
+            Some(size) if job.attempts <= 1 => match open.get(job.function.as_str()) {
+                Some(&i) if runs[i].0.len() < size => runs[i].0.push(job),
+                _ => {
+                    open.insert(&job.function, runs.len());
+                    runs.push((vec![job], true));
+                }
+            },
+            Some(_) => runs.push((vec![job], true)),
+            None => runs.push((vec![job], false)),
+        }
+    }
+    runs
+}
+
 enum JobResult {
     Done,
     Failed(String),
 }
 
 impl FunctionService {
-    /// Runs one claimed job on the tenant's active deploy.
-    async fn run_job(&self, scope: &Scope, job: &JobRow) -> JobResult {
-        let dep = match self.active(scope).await {
-            Ok(Some(d)) => d,
-            Ok(None) => return JobResult::Failed("no deploy is active".into()),
-            Err(e) => return JobResult::Failed(e.to_string()),
+    /// Runs claimed jobs of one function in one invocation on the tenant's active deploy:
+    /// one event, or an array of events for a hook declared with `batch`.
+    async fn run_jobs(
+        &self,
+        scope: &Scope,
+        dep: Option<&Arc<super::Deployment>>,
+        jobs: &[&JobRow],
+        as_array: bool,
+    ) -> JobResult {
+        let Some(dep) = dep else {
+            return JobResult::Failed("no deploy is active".into());
         };
-        if !dep.bytecode.contains_key(&job.function) {
+        let Some(first) = jobs.first() else {
+            return JobResult::Done;
+        };
+        if !dep.bytecode.contains_key(&first.function) {
             return JobResult::Failed(format!(
                 "function '{}' is not in the active deploy (version {})",
-                job.function, dep.version
+                first.function, dep.version
             ));
         }
-        let limits = dep.limits(&job.function, self.config.after_timeout, &self.config);
-        // The attempt number goes into the event (the rest is as committed).
-        let event = match serde_json::from_str::<Value>(&job.event) {
-            Ok(mut v) => {
-                v["attempt"] = Value::from(job.attempts);
-                v.to_string()
-            }
-            Err(_) => job.event.clone(),
+        let limits = dep.limits(&first.function, self.config.after_timeout, &self.config);
+        // The attempt number goes into each event (the rest is as committed).
+        let mut events: Vec<Value> = jobs
+            .iter()
+            .map(|job| match serde_json::from_str::<Value>(&job.event) {
+                Ok(mut v) => {
+                    v["attempt"] = Value::from(job.attempts);
+                    v
+                }
+                Err(_) => Value::String(job.event.clone()),
+            })
+            .collect();
+        let event = if as_array {
+            // In commit order, whatever order the claim returned them in.
+            events.sort_by_key(|e| e.get("seq").and_then(Value::as_i64).unwrap_or(0));
+            Value::Array(events).to_string()
+        } else {
+            events.swap_remove(0).to_string()
         };
+        let depth = jobs.iter().map(|j| j.depth).max().unwrap_or(0);
         let (_, result) = self
             .invoke(
                 scope,
-                &dep,
-                &job.function,
+                dep,
+                &first.function,
                 Trigger::After,
                 event,
                 limits,
-                job.depth,
+                depth,
             )
             .await;
         match result {
@@ -289,22 +340,33 @@ impl FunctionService {
             if jobs.is_empty() {
                 return Ok(());
             }
-            let results =
-                futures_util::future::join_all(jobs.iter().map(|j| self.run_job(scope, j))).await;
+            let dep = match self.active(scope).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(tenant = %scope.tenant().slug, error = %e, "hook runner: cannot load the active deploy");
+                    None
+                }
+            };
+            let runs = group_jobs(&jobs, dep.as_deref());
+            let results = futures_util::future::join_all(
+                runs.iter()
+                    .map(|(group, as_array)| self.run_jobs(scope, dep.as_ref(), group, *as_array)),
+            )
+            .await;
             let mut done = Vec::new();
-            for (job, result) in jobs.iter().zip(results) {
-                match result {
-                    JobResult::Done => done.push(job.id.clone()),
-                    JobResult::Failed(error) => {
-                        let retry_at = (job.attempts < job.max_attempts)
-                            .then(|| now_ms() + backoff_ms(job.attempts));
-                        if retry_at.is_none() {
-                            tracing::warn!(tenant = %scope.tenant().slug, job = %job.id,
-                                function = %job.function, %error, "hook job is dead");
+            for ((group, _), result) in runs.iter().zip(results) {
+                for job in group {
+                    match &result {
+                        JobResult::Done => done.push(job.id.clone()),
+                        JobResult::Failed(error) => {
+                            let retry_at = (job.attempts < job.max_attempts)
+                                .then(|| now_ms() + backoff_ms(job.attempts));
+                            if retry_at.is_none() {
+                                tracing::warn!(tenant = %scope.tenant().slug, job = %job.id,
+                                    function = %job.function, %error, "hook job is dead");
+                            }
+                            self.store.fail_job(scope, &job.id, error, retry_at).await?;
                         }
-                        self.store
-                            .fail_job(scope, &job.id, &error, retry_at)
-                            .await?;
                     }
                 }
             }

@@ -20,6 +20,7 @@ backend_tests!(
     hooks_that_trigger_themselves_stop,
     hooks_run_after_a_kill_between_commit_and_execution,
     before_hooks_transform_or_refuse_writes,
+    batched_hooks_get_arrays_and_retry_alone,
 );
 
 const HOOK_MANIFEST: &str = r#"
@@ -576,4 +577,115 @@ export default (event) => {
     .await;
     assert_eq!(log["trigger"], "before");
     assert_eq!(log["outcome"], "timeout");
+}
+
+/// A hook declared with `batch` gets arrays of events: first attempts of jobs committed
+/// together share invocations (at most `batch` each, in seq order); after a failure each
+/// job is retried alone, still as an array.
+async fn batched_hooks_get_arrays_and_retry_alone(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let key = tenant_with_key(&mut app, "shop").await;
+    let manifest = "[[hooks]]\nfunction = \"record\"\ncollection = \"orders\"\non = [\"create\"]\nbatch = 20\n";
+    // Records each invocation; the first attempt of a batch that holds order o7 fails.
+    let record = r#"
+export default async function (events, ctx) {
+  if (!Array.isArray(events)) throw new Error('expected an array');
+  const ids = events.map((e) => e.doc.id);
+  if (ids.includes('o7') && events[0].attempt === 1) throw new Error('o7 is not ready');
+  await ctx.db.create('runs', { ids, seqs: events.map((e) => e.seq),
+                                attempts: events.map((e) => e.attempt) });
+}
+"#;
+    deploy(
+        &mut app,
+        "shop",
+        &[("plinth.toml", manifest), ("functions/record.js", record)],
+    )
+    .await
+    .ok(201);
+    // 50 orders in one transaction: their 50 jobs are committed, and claimed, together.
+    let writes: Vec<Value> = (0..50)
+        .map(|i| json!({"op": "create", "collection": "orders", "id": format!("o{i}"), "data": {"n": i}}))
+        .collect();
+    app.post("/v1/t/shop/batch", Some(&key), json!({ "writes": writes }))
+        .await
+        .ok(200);
+    let runs = eventually(
+        Duration::from_secs(20),
+        "every order is recorded",
+        || async {
+            let r = app
+                .get(&format!("{}?limit=1000", docs("shop", "runs")), Some(&key))
+                .await
+                .ok(200);
+            let items = r["items"].as_array().unwrap().clone();
+            let n: usize = items
+                .iter()
+                .map(|i| i["data"]["ids"].as_array().unwrap().len())
+                .sum();
+            (n >= 50).then_some(items)
+        },
+    )
+    .await;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut sizes = Vec::new();
+    for run in &runs {
+        let ids = run["data"]["ids"].as_array().unwrap();
+        sizes.push(ids.len());
+        assert!(ids.len() <= 20, "a batch is at most 20 events: {run}");
+        let seqs: Vec<i64> = run["data"]["seqs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_i64().unwrap())
+            .collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in seq order: {run}");
+        for id in ids {
+            assert!(seen.insert(id.as_str().unwrap().to_string()), "{id} twice");
+        }
+        if ids.iter().any(|i| i == "o7") || run["data"]["attempts"][0] == 2 {
+            // The failed batch's jobs come back one by one, on their second attempt.
+            assert_eq!(ids.len(), 1, "{run}");
+            assert_eq!(run["data"]["attempts"], json!([2]), "{run}");
+        }
+    }
+    assert_eq!(seen.len(), 50, "each order exactly once");
+    assert!(
+        sizes.iter().any(|n| *n > 1),
+        "jobs committed together share an invocation: {sizes:?}"
+    );
+    let retried = runs
+        .iter()
+        .filter(|r| r["data"]["attempts"] == json!([2]))
+        .count();
+    assert!(
+        (1..=20).contains(&retried),
+        "only the failed batch is retried, job by job: {retried}"
+    );
+
+    // A batch of a before hook, a batch out of range and a function taking batches on one
+    // hook but single events on another are refused at deploy.
+    for (manifest, says) in [
+        (
+            "[[hooks]]\nfunction = \"record\"\ncollection = \"orders\"\non = [\"create\"]\nphase = \"before\"\nbatch = 5\n",
+            "batch is for after hooks only",
+        ),
+        (
+            "[[hooks]]\nfunction = \"record\"\ncollection = \"orders\"\non = [\"create\"]\nbatch = 0\n",
+            "batch must be 1 to 256",
+        ),
+        (
+            "[[hooks]]\nfunction = \"record\"\ncollection = \"orders\"\non = [\"create\"]\nbatch = 5\n\n[[hooks]]\nfunction = \"record\"\ncollection = \"items\"\non = [\"create\"]\n",
+            "all its after hooks must take batches, or none",
+        ),
+    ] {
+        let r = deploy(
+            &mut app,
+            "shop",
+            &[("plinth.toml", manifest), ("functions/record.js", record)],
+        )
+        .await;
+        assert_eq!(r.status.as_u16(), 400, "{}", r.text);
+        assert!(r.text.contains(says), "{says}: {}", r.text);
+    }
 }
