@@ -120,6 +120,17 @@ impl FeedState {
         Some(sub)
     }
 
+    /// The collections with subscriptions (sorted, so two calls compare equal when the
+    /// set did not change).
+    pub fn collections(&self) -> Vec<String> {
+        let set: std::collections::BTreeSet<&String> = self
+            .by_collection
+            .keys()
+            .chain(self.by_doc.keys().map(|(c, _)| c))
+            .collect();
+        set.into_iter().cloned().collect()
+    }
+
     /// The subscriptions a change of this document can concern.
     fn candidates(&self, collection: &str, id: &str) -> Vec<Arc<Sub>> {
         let mut out = Vec::new();

@@ -343,32 +343,55 @@ impl Broker {
                 },
             );
             loop {
-                let position = feed.lock().position;
-                let changes = match self.store.changes_since(&scope, position, 500).await {
+                // Only the changes of collections someone subscribed to are read.
+                let (position, collections) = {
+                    let state = feed.lock();
+                    (state.position, state.collections())
+                };
+                let (changes, reached) = match self
+                    .store
+                    .changes_since(&scope, position, 500, Some(&collections))
+                    .await
+                {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::warn!(error = %e, "realtime: cannot read the change log");
                         break;
                     }
                 };
-                if changes.is_empty() {
-                    break;
-                }
-                let rules = match self.rules.get(&scope).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "realtime: cannot load rules");
-                        break;
+                let rules = if changes.is_empty() {
+                    None
+                } else {
+                    match self.rules.get(&scope).await {
+                        Ok(r) => Some(r),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "realtime: cannot load rules");
+                            break;
+                        }
                     }
                 };
                 let now = chrono::Utc::now().timestamp_millis();
                 let mut state = feed.lock();
-                for c in &changes {
-                    if c.seq <= state.position {
-                        continue;
+                if state.collections() != collections {
+                    // A subscription to another collection came meanwhile (registered at
+                    // the position): this read skipped its changes. Read again.
+                    continue;
+                }
+                if let Some(rules) = &rules {
+                    for c in &changes {
+                        if c.seq <= state.position {
+                            continue;
+                        }
+                        state.dispatch(c, rules, now);
+                        state.position = c.seq;
                     }
-                    state.dispatch(c, &rules, now);
-                    state.position = c.seq;
+                }
+                // Past the changes of the collections nobody follows, too.
+                if reached > state.position {
+                    state.position = reached;
+                }
+                if (changes.len() as i64) < 500 {
+                    break;
                 }
             }
             let mut state = feed.lock();

@@ -743,9 +743,14 @@ impl Connection {
         // History between `from` and the feed's position when we registered.
         let mut cursor = from;
         while cursor < position {
-            let changes = broker
+            let (changes, reached) = broker
                 .store
-                .changes_since(&scope, cursor, 500)
+                .changes_since(
+                    &scope,
+                    cursor,
+                    500,
+                    Some(std::slice::from_ref(&sub.collection)),
+                )
                 .await
                 .map_err(|_| reply(id, "internal", "could not read the change log"))?;
             if changes.is_empty() {
@@ -764,9 +769,10 @@ impl Connection {
                     send(sink, text).await?;
                 }
             }
-            if changes.last().is_some_and(|c| c.seq >= position) {
+            if changes.last().is_some_and(|c| c.seq >= position) || reached <= cursor {
                 break;
             }
+            cursor = cursor.max(reached);
         }
         // Go live: flush what arrived meanwhile, in order, past what was already sent.
         let live_from = from.max(position);

@@ -43,7 +43,7 @@ impl ChangeOp {
         }
     }
 
-    fn parse(s: &str) -> ChangeOp {
+    pub(crate) fn parse(s: &str) -> ChangeOp {
         match s {
             "create" => ChangeOp::Create,
             "delete" => ChangeOp::Delete,
@@ -419,41 +419,71 @@ impl Store {
     }
 
     /// Changes after `since`, in seq order.
+    /// Changes after `since`, in seq order, at most `limit`, only of `collections` when
+    /// given; and how far the log was read: the seq the caller may continue after (the
+    /// last change returned when `limit` were, else the log's end when the read began),
+    /// so changes of other collections are skipped without being read.
     pub async fn changes_since(
         &self,
         scope: &Scope,
         since: i64,
         limit: i64,
-    ) -> StoreResult<Vec<Change>> {
+        collections: Option<&[String]>,
+    ) -> StoreResult<(Vec<Change>, i64)> {
+        if let Some(fast) = self.fast_sqlite(scope).await? {
+            return fast.changes_since(scope.tenant().id, since, limit, collections);
+        }
         let (db, tenant) = self.tenant_db(scope).await?;
-        on_db!(db, |p| {
-            let rows = sqlx::query(
+        // Seqs are taken under the tenant_seq row lock and committed in order, so every
+        // change up to the end read here is already visible to the next statement.
+        let (end, _) = self.change_seq(scope).await?;
+        let super::Db::Postgres(p) = db else {
+            return Err(StoreError::Conflict(
+                "SQLite reads the log through rusqlite",
+            ));
+        };
+        let query = match collections {
+            Some(c) => sqlx::query(
                 "SELECT seq, collection, doc_id, op, version, data, before, at, created_at, \
-                 before_updated_at FROM changes \
-                 WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                 before_updated_at FROM changes WHERE tenant_id = $1 AND seq > $2 \
+                 AND seq <= $3 AND collection = ANY($5) ORDER BY seq LIMIT $4",
             )
             .bind(tenant)
             .bind(since)
+            .bind(end)
             .bind(limit)
-            .fetch_all(&p)
-            .await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in rows {
-                out.push(Change {
-                    seq: r.try_get("seq")?,
-                    collection: r.try_get("collection")?,
-                    doc_id: r.try_get("doc_id")?,
-                    op: ChangeOp::parse(&r.try_get::<String, _>("op")?),
-                    version: r.try_get("version")?,
-                    data: r.try_get::<Option<Json<Value>>, _>("data")?.map(|j| j.0),
-                    before: r.try_get::<Option<Json<Value>>, _>("before")?.map(|j| j.0),
-                    at: r.try_get("at")?,
-                    created_at: r.try_get::<Option<i64>, _>("created_at")?.unwrap_or(0),
-                    before_updated_at: r.try_get("before_updated_at")?,
-                });
-            }
-            Ok(out)
-        })
+            .bind(c.to_vec()),
+            None => sqlx::query(
+                "SELECT seq, collection, doc_id, op, version, data, before, at, created_at, \
+                 before_updated_at FROM changes WHERE tenant_id = $1 AND seq > $2 \
+                 AND seq <= $3 ORDER BY seq LIMIT $4",
+            )
+            .bind(tenant)
+            .bind(since)
+            .bind(end)
+            .bind(limit),
+        };
+        let rows = query.fetch_all(&p).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.push(Change {
+                seq: r.try_get("seq")?,
+                collection: r.try_get("collection")?,
+                doc_id: r.try_get("doc_id")?,
+                op: ChangeOp::parse(&r.try_get::<String, _>("op")?),
+                version: r.try_get("version")?,
+                data: r.try_get::<Option<Json<Value>>, _>("data")?.map(|j| j.0),
+                before: r.try_get::<Option<Json<Value>>, _>("before")?.map(|j| j.0),
+                at: r.try_get("at")?,
+                created_at: r.try_get::<Option<i64>, _>("created_at")?.unwrap_or(0),
+                before_updated_at: r.try_get("before_updated_at")?,
+            });
+        }
+        let reached = match out.last() {
+            Some(c) if out.len() as i64 >= limit => c.seq,
+            _ => end.max(since),
+        };
+        Ok((out, reached))
     }
 
     /// (last seq, pruned through): the log holds the changes after `pruned_through`.

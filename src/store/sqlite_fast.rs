@@ -18,7 +18,7 @@ use super::commit::{
     ErasedWrite, GroupPlan, LOCK_SEQ_SQL, SET_SEQ_SQL, UPSERT_TAIL, UnitOutcome, group_keys,
     plan_group,
 };
-use super::documents::{ChangeOp, ListedDoc, SortValue, StoredDoc};
+use super::documents::{Change, ChangeOp, ListedDoc, SortValue, StoredDoc};
 use super::jobs::{INSERT_JOB_SQL, NewJob};
 
 use super::predicate_sql::SqlParam;
@@ -206,6 +206,59 @@ impl FastSqlite {
             readers.push(conn);
         }
         out
+    }
+
+    /// `Store::changes_since` on a tenant file: the log's end and the changes up to it
+    /// from one read snapshot.
+    pub(crate) fn changes_since(
+        &self,
+        tenant: i64,
+        since: i64,
+        limit: i64,
+        collections: Option<&[String]>,
+    ) -> StoreResult<(Vec<Change>, i64)> {
+        let filter = collections.map(|c| serde_json::to_string(c).unwrap_or_else(|_| "[]".into()));
+        self.with_reader(|c| {
+            let tx = c.unchecked_transaction()?;
+            let end: i64 = tx
+                .prepare_cached("SELECT seq FROM tenant_seq WHERE tenant_id = ?1")?
+                .query_row(params![tenant], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0);
+            let sql = if filter.is_some() {
+                "SELECT seq, collection, doc_id, op, version, data, before, at, created_at, \
+                 before_updated_at FROM changes WHERE tenant_id = ?1 AND seq > ?2 AND seq <= ?3 \
+                 AND collection IN (SELECT value FROM json_each(?5)) ORDER BY seq LIMIT ?4"
+            } else {
+                "SELECT seq, collection, doc_id, op, version, data, before, at, created_at, \
+                 before_updated_at FROM changes WHERE tenant_id = ?1 AND seq > ?2 AND seq <= ?3 \
+                 AND ?5 IS NULL ORDER BY seq LIMIT ?4"
+            };
+            let json = |t: Option<String>| t.and_then(|t| serde_json::from_str::<Value>(&t).ok());
+            let out = tx
+                .prepare_cached(sql)?
+                .query_map(params![tenant, since, end, limit, filter], |r| {
+                    Ok(Change {
+                        seq: r.get(0)?,
+                        collection: r.get(1)?,
+                        doc_id: r.get(2)?,
+                        op: ChangeOp::parse(&r.get::<_, String>(3)?),
+                        version: r.get(4)?,
+                        data: json(r.get(5)?),
+                        before: json(r.get(6)?),
+                        at: r.get(7)?,
+                        created_at: r.get::<_, Option<i64>>(8)?.unwrap_or(0),
+                        before_updated_at: r.get(9)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            tx.commit()?;
+            let reached = match out.last() {
+                Some(c) if out.len() as i64 >= limit => c.seq,
+                _ => end.max(since),
+            };
+            Ok((out, reached))
+        })
     }
 
     /// Whether a session is live and its user enabled.

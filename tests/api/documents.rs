@@ -599,7 +599,12 @@ async fn change_log_is_gap_free_under_concurrency(b: Backend) {
     let mut last = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while seen.len() < 8 * 16 {
-        let batch = state.store.changes_since(&scope, last, 1000).await.unwrap();
+        let batch = state
+            .store
+            .changes_since(&scope, last, 1000, None)
+            .await
+            .unwrap()
+            .0;
         for c in &batch {
             assert_eq!(c.seq, last + 1, "hole or reorder after seq {last}");
             last = c.seq;
@@ -614,7 +619,12 @@ async fn change_log_is_gap_free_under_concurrency(b: Backend) {
     for t in tasks {
         t.await.unwrap();
     }
-    let all = state.store.changes_since(&scope, 0, 10_000).await.unwrap();
+    let all = state
+        .store
+        .changes_since(&scope, 0, 10_000, None)
+        .await
+        .unwrap()
+        .0;
     assert_eq!(all.len(), 8 * 16);
     // Replaying the log gives exactly the stored documents.
     let mut replay = std::collections::BTreeMap::new();
@@ -672,7 +682,12 @@ async fn change_log_retention(b: Backend) {
     .await
     .ok(201);
     let scope = scope_of(&app, "shop").await;
-    let rest = state.store.changes_since(&scope, 0, 100).await.unwrap();
+    let rest = state
+        .store
+        .changes_since(&scope, 0, 100, None)
+        .await
+        .unwrap()
+        .0;
     assert_eq!(
         rest.iter().map(|c| c.seq).collect::<Vec<_>>(),
         vec![6],

@@ -17,6 +17,7 @@ backend_tests!(
     filters_send_remove_and_rules_apply_live,
     snapshot_and_since_resume_without_gaps,
     since_replays_only_the_subscribed_collection,
+    new_collections_join_a_busy_feed_without_gaps,
     resume_after_a_restart,
     slow_consumer_is_cut_off_alone,
     tokens_refresh_expire_and_revoke,
@@ -563,6 +564,75 @@ async fn since_replays_only_the_subscribed_collection(b: Backend) {
     assert_eq!(got[0]["id"], "one");
     assert_eq!(got[0]["doc"]["collection"], "log", "{got:?}");
     c.quiet(Duration::from_millis(300)).await;
+}
+
+/// The tailer reads only the changes of collections with subscribers. Subscriptions (with
+/// `since`) to collections nobody followed, made while another collection is written at
+/// full speed, still get every change: the race is a tailer read made without the new
+/// collection, landing after the subscription registered at an older position.
+async fn new_collections_join_a_busy_feed_without_gaps(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let key = tenant_with_key(&mut app, "shop").await;
+    let rounds = 40;
+    let mut rules = String::from("[noise]\nread = \"true\"\n");
+    for r in 0..rounds {
+        rules.push_str(&format!("\n[target{r}]\nread = \"true\"\n"));
+    }
+    install_rules(&mut app, "shop", &rules).await.ok(200);
+    let mut a = Client::connect(&app, "shop", None).await;
+    let start = a
+        .subscribe(json!({"type": "subscribe", "id": "n", "collection": "noise"}))
+        .await["seq"]
+        .as_i64()
+        .unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let noise = |w: usize| {
+        let (app, key, done) = (&app, &key, &done);
+        async move {
+            let mut i = 0;
+            // Bounded: the noise subscriber reads only at the end (its queue holds 1,024).
+            while !done.load(std::sync::atomic::Ordering::Relaxed) && i < 200 {
+                put(
+                    app,
+                    key,
+                    &format!("{}/n{w}-{i}", docs("shop", "noise")),
+                    json!({"i": i}),
+                )
+                .await
+                .ok(201);
+                i += 1;
+            }
+            i
+        }
+    };
+    let targets = async {
+        for r in 0..rounds {
+            let collection = format!("target{r}");
+            let url = |id: &str| format!("{}/{id}", docs("shop", &collection));
+            put(&app, &key, &url("pre"), json!({})).await.ok(201);
+            let mut c = Client::connect(&app, "shop", None).await;
+            c.subscribe(
+                json!({"type": "subscribe", "id": "t", "collection": collection, "since": start}),
+            )
+            .await;
+            put(&app, &key, &url("post"), json!({})).await.ok(201);
+            let got = c.changes(2).await;
+            let ids: Vec<&str> = got
+                .iter()
+                .map(|g| g["doc"]["id"].as_str().unwrap())
+                .collect();
+            assert_eq!(ids, ["pre", "post"], "round {r}: {got:?}");
+            c.quiet(Duration::from_millis(20)).await;
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    };
+    let (written, ()) =
+        futures_util::future::join(futures_util::future::join_all((0..4).map(noise)), targets)
+            .await;
+    // The noise subscriber got every noise write too, in order.
+    let written: usize = written.iter().sum();
+    let got = a.changes(written).await;
+    assert!(seqs(&got).windows(2).all(|w| w[0] < w[1]));
 }
 
 async fn resume_after_a_restart(b: Backend) {
