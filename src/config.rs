@@ -155,7 +155,8 @@ pub struct ServeArgs {
     /// Largest document (its data as JSON), in bytes.
     #[arg(long, env = "PLINTH_DOC_MAX_BYTES", default_value_t = 1024 * 1024)]
     pub doc_max_bytes: usize,
-    /// Worker threads running JavaScript functions (default: the number of cores, at least 2).
+    /// Worker threads running JavaScript functions (default: cores + 1, at least 2; a tenant
+    /// may use all but one).
     #[arg(long, env = "PLINTH_FUNCTION_WORKERS")]
     pub function_workers: Option<usize>,
     /// Run after-hook jobs on this node (false: serve requests only).

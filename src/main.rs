@@ -1,5 +1,10 @@
 use clap::Parser;
 
+// jemalloc replaces malloc process-wide (unprefixed), so QuickJS and SQLite use it too.
+#[cfg(all(unix, not(target_env = "musl")))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = plinth::cli::Cli::parse();

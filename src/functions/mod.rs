@@ -43,8 +43,10 @@ pub struct FunctionsConfig {
 impl Default for FunctionsConfig {
     fn default() -> Self {
         FunctionsConfig {
+            // One more than the cores: a tenant may use all but one worker, so one tenant
+            // can keep every core busy while a worker stays free for the others.
             workers: std::thread::available_parallelism()
-                .map(|n| n.get())
+                .map(|n| n.get() + 1)
                 .unwrap_or(2)
                 .max(2),
             http_timeout: Duration::from_secs(10),
