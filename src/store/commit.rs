@@ -125,8 +125,18 @@ impl Store {
     async fn drain(&self, scope: &Scope, queue: &Mutex<Queue>) {
         loop {
             // Let the requests that are already runnable queue their writes first: one
-            // yield turns a burst of concurrent writes into one transaction.
-            tokio::task::yield_now().await;
+            // yield turns a burst of concurrent writes into one transaction. Not when
+            // writes already wait (they came during the last commit): on a busy runtime
+            // a yield queues this task behind every runnable one, and every write of
+            // the tenant waits for it.
+            let waiting = queue
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pending
+                .len();
+            if waiting < 2 {
+                tokio::task::yield_now().await;
+            }
             let group = {
                 let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
                 if q.pending.is_empty() {
