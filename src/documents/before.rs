@@ -21,7 +21,8 @@ pub struct PendingWrite<'a> {
 }
 
 pub trait BeforeWrite: Send + Sync {
-    /// Whether writes to `collection` have before hooks (cheap; cached).
+    /// Whether a write to `collection` by this caller may run a before hook (cheap;
+    /// cached). False lets the write skip reading the stored document first.
     fn wants<'a>(&'a self, scope: &'a Scope, collection: &'a str) -> BoxFuture<'a, bool>;
     /// Runs the hooks of a write: Ok(Some(data)) replaces the data, Ok(None) keeps it,
     /// Err refuses the write.

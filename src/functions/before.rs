@@ -29,10 +29,23 @@ impl BeforeWrite for BeforeHooks {
             let Some(svc) = self.0.upgrade() else {
                 return false;
             };
-            match svc.active(scope).await {
-                Ok(Some(d)) => d.before_hooks.iter().any(|h| h.collection == collection),
-                _ => false,
-            }
+            let Ok(Some(d)) = svc.active(scope).await else {
+                return false;
+            };
+            // A `when` that depends on the caller alone (say `auth != null`, so services
+            // skip the hook) is decided here, before the document is read.
+            let mut auth = None;
+            d.before_hooks.iter().any(|h| {
+                h.collection == collection
+                    && h.when.as_ref().is_none_or(|w| {
+                        !w.uses_only(&["auth", "now"]) || {
+                            let info = auth.get_or_insert_with(|| {
+                                scope.auth_json().as_ref().and_then(auth_info)
+                            });
+                            h.when_holds(info.as_ref(), "", None, None)
+                        }
+                    })
+            })
         })
     }
 

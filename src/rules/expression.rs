@@ -394,6 +394,11 @@ impl Expression {
         self.compiled.uses.contains("doc")
     }
 
+    /// Whether every variable the expression mentions is one of `names`.
+    pub fn uses_only(&self, names: &[&str]) -> bool {
+        self.compiled.uses.iter().all(|u| names.contains(u))
+    }
+
     /// Whether the expression is a constant: it mentions no variable at all.
     pub fn is_constant(&self) -> bool {
         self.compiled.uses.is_empty()

@@ -728,3 +728,14 @@ fn small_sources_parse_inline_on_a_small_stack() {
         .join()
         .unwrap();
 }
+
+#[test]
+fn uses_only_names_the_variables_an_expression_reads() {
+    let c = |s: &str| Expression::compile(s, ExprKind::Condition).unwrap();
+    assert!(c("auth != null").uses_only(&["auth", "now"]));
+    assert!(c("auth != null && now > 0").uses_only(&["auth", "now"]));
+    assert!(c("true").uses_only(&["auth", "now"]));
+    assert!(!c("auth != null && new.poll != ''").uses_only(&["auth", "now"]));
+    assert!(!c("doc.owner == auth.uid").uses_only(&["auth", "now"]));
+    assert!(!c("id == 'x'").uses_only(&["auth", "now"]));
+}
