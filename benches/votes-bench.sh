@@ -18,7 +18,7 @@ CONCURRENCY=${CONCURRENCY:-64}
 PIN=${PIN:-0}
 if [[ $PIN == 1 ]]; then server_cpus=0 sim_cpus=1; else server_cpus=0-$(($(nproc) - 1)) sim_cpus=$server_cpus; fi
 PORT=18721
-out="benches/results/votes-$(date -u +%Y-%m-%dT%H%MZ).jsonl"
+out="benches/results/votes-$(date -u +%Y-%m-%dT%H%M%SZ).jsonl"
 mkdir -p benches/results
 cargo build --release --bin plinth --bin sms-sim >&2
 work=$(mktemp -d /tmp/plinth-votes.XXXXXX)
