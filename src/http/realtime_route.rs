@@ -65,7 +65,7 @@ async fn realtime(
         }
     };
     let broker = state.realtime.clone();
-    broker.check_admission(tenant.id, &client.ip).map_err(|r| {
+    let admission = broker.reserve(tenant.id, &client.ip).map_err(|r| {
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_connections",
@@ -84,5 +84,5 @@ async fn realtime(
         // tungstenite reserves 128 KiB per socket for reads by default; client frames
         // here are small (subscribe, auth, ping), and many sockets stay idle.
         .read_buffer_size(4 * 1024)
-        .on_upgrade(move |socket| broker.serve(socket, tenant, client.ip, auth)))
+        .on_upgrade(move |socket| broker.serve(socket, tenant, client.ip, auth, admission)))
 }

@@ -76,6 +76,23 @@ pub struct Broker {
     next_id: AtomicU64,
 }
 
+/// A socket's slot under the per-tenant and per-IP limits, taken before the upgrade;
+/// released on drop unless the socket started (it is released when the socket ends).
+pub struct Admission {
+    broker: Arc<Broker>,
+    tenant: i64,
+    ip: String,
+    held: bool,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if self.held {
+            self.broker.release(self.tenant, &self.ip);
+        }
+    }
+}
+
 /// Why an upgrade was refused.
 pub enum Refused {
     TooManyForTenant,
@@ -202,11 +219,18 @@ impl Broker {
         Ok(())
     }
 
-    /// Checked before the upgrade, so a refusal is an HTTP 429 with a problem body.
-    pub fn check_admission(&self, tenant: i64, ip: &str) -> Result<(), Refused> {
+    /// Counts a new socket before the upgrade, so a refusal is an HTTP 429 with a problem
+    /// body and the count is exact: a socket counts from the moment its upgrade is
+    /// answered (counting it only once the upgrade completed let a burst of connections
+    /// slip past the limit). The slot goes back if the upgrade never completes.
+    pub fn reserve(self: &Arc<Self>, tenant: i64, ip: &str) -> Result<Admission, Refused> {
         self.admit(tenant, ip)?;
-        self.release(tenant, ip);
-        Ok(())
+        Ok(Admission {
+            broker: self.clone(),
+            tenant,
+            ip: ip.to_string(),
+            held: true,
+        })
     }
 
     fn release(&self, tenant: i64, ip: &str) {
@@ -232,11 +256,10 @@ impl Broker {
         tenant: Arc<Tenant>,
         ip: String,
         auth: SocketAuth,
+        mut admission: Admission,
     ) {
-        if self.admit(tenant.id, &ip).is_err() {
-            // Raced past the pre-upgrade check: close at once.
-            return;
-        }
+        // From here the slot is the socket's; `unregister` gives it back.
+        admission.held = false;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (conn, events) =
             Connection::new(self.clone(), id, tenant.clone(), ip.clone(), auth.clone());
