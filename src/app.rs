@@ -264,6 +264,7 @@ impl App {
             tracing::warn!(error = %e, "final usage flush failed");
         }
         state.functions.shutdown();
+        state.functions.flush_invocations().await;
         state.store.close().await;
         Ok(served?)
     }

@@ -20,6 +20,7 @@ backend_tests!(
     deploy_cli_local_and_remote,
     functions_read_tenant_secrets_from_env,
     usage_and_metrics_are_metered_per_tenant,
+    invocations_just_before_a_shutdown_are_logged,
 );
 
 pub async fn deploy(app: &mut TestApp, tenant: &str, files: &[(&str, &str)]) -> Reply {
@@ -847,4 +848,36 @@ async fn usage_and_metrics_are_metered_per_tenant(b: Backend) {
         "{}",
         metrics.text
     );
+}
+
+/// The invocation log is written in batches off the request path; a graceful shutdown
+/// writes what is still gathering, so nothing called before it is missing afterwards.
+async fn invocations_just_before_a_shutdown_are_logged(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    app.create_tenant("shop").await;
+    let admin = app.admin().await;
+    let hi = "export default async () => 'hi'";
+    deploy(
+        &mut app,
+        "shop",
+        &[
+            ("plinth.toml", &http_manifest(&["hi"])),
+            ("functions/hi.js", hi),
+        ],
+    )
+    .await
+    .ok(201);
+    for _ in 0..3 {
+        assert_eq!(text(&app, "/v1/t/shop/fn/hi").await, "hi");
+    }
+    let storage = app.stop().await;
+    let app = TestApp::start_on(b, storage, |_| {}).await;
+    let page = app
+        .get(
+            "/admin/v1/tenants/shop/invocations?function=hi",
+            Some(&admin),
+        )
+        .await
+        .ok(200);
+    assert_eq!(page["items"].as_array().unwrap().len(), 3, "{page}");
 }

@@ -151,13 +151,18 @@ async fn after_hooks_keep_an_exact_tally(b: Backend) {
         .await
         .ok(200);
     assert_eq!(jobs["items"], json!([]), "done jobs are deleted");
-    let log = app
-        .get(
-            "/admin/v1/tenants/poll/invocations?function=tally&limit=1",
-            Some(&admin),
-        )
-        .await
-        .ok(200);
+    // The log is written off the invocation's path, in batches.
+    let log = eventually(Duration::from_secs(5), "the tally is logged", || async {
+        let p = app
+            .get(
+                "/admin/v1/tenants/poll/invocations?function=tally&limit=1",
+                Some(&admin),
+            )
+            .await
+            .ok(200);
+        (!p["items"].as_array().unwrap().is_empty()).then_some(p)
+    })
+    .await;
     assert_eq!(log["items"][0]["trigger"], "after");
 
     // A user's write carries `auth` into the event; writes the `when` excludes queue nothing.
@@ -243,14 +248,18 @@ async fn failing_hooks_retry_then_die_and_can_be_retried(b: Backend) {
         "{dead}"
     );
     let id = dead["id"].as_str().unwrap().to_string();
-    // Two failed invocations are in the log.
-    let log = app
-        .get(
-            "/admin/v1/tenants/shop/invocations?function=flaky",
-            Some(&admin),
-        )
-        .await
-        .ok(200);
+    // Two failed invocations are in the log (written in batches, off the job's path).
+    let log = eventually(Duration::from_secs(5), "both attempts logged", || async {
+        let p = app
+            .get(
+                "/admin/v1/tenants/shop/invocations?function=flaky",
+                Some(&admin),
+            )
+            .await
+            .ok(200);
+        (p["items"].as_array().unwrap().len() >= 2).then_some(p)
+    })
+    .await;
     assert_eq!(log["items"].as_array().unwrap().len(), 2);
     assert!(
         log["items"]
