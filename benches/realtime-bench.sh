@@ -3,7 +3,8 @@
 #
 #   bash benches/realtime-bench.sh     # writes benches/results/realtime-<date>.jsonl and prints tables
 #
-# Server on core 0, load generator on core 1 (taskset). Per server, on a fresh process:
+# Server on core 0, load generator on core 1 (taskset; PIN=0 lets both use every core).
+# ONLY=plinth or ONLY=pocketbase measures one server. Per server, on a fresh process:
 #   idle        10,000 subscribed idle connections: server RSS growth per connection
 #               (first, so memory freed by earlier measurements cannot hide the growth)
 #   latency     one write at a time delivered to N = 100, 1,000, 10,000 subscribers:
@@ -21,6 +22,9 @@ WRITES=${WRITES:-100}
 WRITERS=${WRITERS:-4}
 LATENCY_SUBSCRIBERS=${LATENCY_SUBSCRIBERS:-100,1000,10000}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
+PIN=${PIN:-1}
+ONLY=${ONLY:-}
+if [[ $PIN == 1 ]]; then server_cpus=0 client_cpus=1; else server_cpus=0-$(($(nproc) - 1)) client_cpus=$server_cpus; fi
 PLINTH_PORT=18711
 PB_PORT=18712
 work=$(mktemp -d /tmp/plinth-rtbench.XXXXXX)
@@ -79,21 +83,22 @@ run_measurements() {
         latency) extra=(--subscribers "$LATENCY_SUBSCRIBERS" --writes "$WRITES") ;;
         throughput) extra=(--subscribers 100 --seconds "$SECONDS_PER_RUN" --writers "$WRITERS") ;;
       esac
-      taskset -c 1 "$bin" --mode "$mode" --pid "$server_pid" "${extra[@]}" "$@" \
+      taskset -c "$client_cpus" "$bin" --mode "$mode" --pid "$server_pid" "${extra[@]}" "$@" \
         | python3 -c "import sys,json
 for line in sys.stdin:
-    d = json.loads(line); d['run'] = $r; print(json.dumps(d), flush=True)" \
+    d = json.loads(line); d['run'] = $r; d['pinned'] = $PIN == 1; print(json.dumps(d), flush=True)" \
         | tee -a "$results" >&2
     done
     stop_server
   done
 }
 
+if [[ $ONLY != pocketbase ]]; then
 # ---------------------------------------------------------------- Plinth
 echo "== plinth" >&2
 P=http://127.0.0.1:$PLINTH_PORT
 start_plinth() {
-  taskset -c 0 target/release/plinth --data-dir "$work/plinth" serve --listen 127.0.0.1:$PLINTH_PORT \
+  taskset -c "$server_cpus" target/release/plinth --data-dir "$work/plinth" serve --listen 127.0.0.1:$PLINTH_PORT \
     >> "$work/plinth.out" 2>> "$work/plinth.err" &
   server_pid=$!
   wait_http "$P/healthz"
@@ -123,13 +128,15 @@ else
   run_measurements start_plinth "$WS" --addr 127.0.0.1:$PLINTH_PORT --tenant bench --token "$KEY" --collection feed
 fi
 stop_server
+fi
 
+if [[ $ONLY != plinth ]]; then
 # ---------------------------------------------------------------- PocketBase
 echo "== pocketbase $($PB --version)" >&2
 B=http://127.0.0.1:$PB_PORT
 "$PB" superuser upsert bench@x.io bench-password --dir "$work/pb" >/dev/null
 start_pb() {
-  taskset -c 0 "$PB" serve --http 127.0.0.1:$PB_PORT --dir "$work/pb" >> "$work/pb.log" 2>&1 &
+  taskset -c "$server_cpus" "$PB" serve --http 127.0.0.1:$PB_PORT --dir "$work/pb" >> "$work/pb.log" 2>&1 &
   server_pid=$!
   wait_http "$B/api/health"
 }
@@ -144,6 +151,7 @@ curl -sf -XPOST "$B/api/collections" -H "authorization: $SU" -H 'content-type: a
  "listRule": "", "viewRule": "", "createRule": ""}
 JSON
 run_measurements start_pb "$SSE" --addr 127.0.0.1:$PB_PORT --token "$SU" --collection feed
+fi
 
 stamp=$(date -u +%Y-%m-%dT%H%MZ)
 cp "$results" "$out_dir/realtime-$stamp.jsonl"
