@@ -16,9 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use clap::Parser;
-use hmac::{Hmac, KeyInit, Mac};
+use plinth::demo::{form_body, twilio_signature};
 use serde_json::Value;
 
 #[derive(Parser, Debug)]
@@ -119,32 +118,6 @@ async fn watch_tally(
             }
         }
     }))
-}
-
-fn sign(token: &str, url: &str, params: &[(&str, String)]) -> String {
-    let mut sorted: Vec<&(&str, String)> = params.iter().collect();
-    sorted.sort_by_key(|(k, _)| *k);
-    let mut data = url.to_string();
-    for (k, v) in sorted {
-        data.push_str(k);
-        data.push_str(v);
-    }
-    let mut mac =
-        <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(token.as_bytes()).expect("any key length");
-    mac.update(data.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            b' ' => "+".into(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 async fn get_json(http: &reqwest::Client, url: &str) -> anyhow::Result<Value> {
@@ -268,16 +241,15 @@ async fn main() -> anyhow::Result<()> {
                     ("Body", format!("VOTE {}", options[option])),
                     ("NumMedia", "0".to_string()),
                 ];
-                let body = params
-                    .iter()
-                    .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-                    .collect::<Vec<_>>()
-                    .join("&");
+                let body = form_body(&params);
                 let t = Instant::now();
                 let r = http
                     .post(&url)
                     .header("content-type", "application/x-www-form-urlencoded")
-                    .header("x-twilio-signature", sign(&token, &url, &params))
+                    .header(
+                        "x-twilio-signature",
+                        twilio_signature(&token, &url, &params),
+                    )
                     .body(body)
                     .send()
                     .await;

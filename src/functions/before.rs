@@ -35,17 +35,17 @@ impl BeforeWrite for BeforeHooks {
             // A `when` that depends on the caller alone (say `auth != null`, so services
             // skip the hook) is decided here, before the document is read.
             let mut auth = None;
-            d.before_hooks.iter().any(|h| {
-                h.collection == collection
-                    && h.when.as_ref().is_none_or(|w| {
-                        !w.uses_only(&["auth", "now"]) || {
-                            let info = auth.get_or_insert_with(|| {
-                                scope.auth_json().as_ref().and_then(auth_info)
-                            });
-                            h.when_holds(info.as_ref(), "", None, None)
-                        }
-                    })
-            })
+            d.before_hooks
+                .iter()
+                .filter(|h| h.collection == collection)
+                .any(|h| match &h.when {
+                    Some(w) if w.uses_only(&["auth", "now"]) => {
+                        let info = auth
+                            .get_or_insert_with(|| scope.auth_json().as_ref().and_then(auth_info));
+                        h.when_holds(info.as_ref(), "", None, None)
+                    }
+                    _ => true,
+                })
         })
     }
 

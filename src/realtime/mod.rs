@@ -382,15 +382,11 @@ impl Broker {
                         break;
                     }
                 };
-                let rules = if changes.is_empty() {
-                    None
-                } else {
-                    match self.rules.get(&scope).await {
-                        Ok(r) => Some(r),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "realtime: cannot load rules");
-                            break;
-                        }
+                let rules = match self.rules.get(&scope).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "realtime: cannot load rules");
+                        break;
                     }
                 };
                 let now = chrono::Utc::now().timestamp_millis();
@@ -400,14 +396,12 @@ impl Broker {
                     // the position): this read skipped its changes. Read again.
                     continue;
                 }
-                if let Some(rules) = &rules {
-                    for c in &changes {
-                        if c.seq <= state.position {
-                            continue;
-                        }
-                        state.dispatch(c, rules, now);
-                        state.position = c.seq;
+                for c in &changes {
+                    if c.seq <= state.position {
+                        continue;
                     }
+                    state.dispatch(c, &rules, now);
+                    state.position = c.seq;
                 }
                 // Past the changes of the collections nobody follows, too.
                 if reached > state.position {

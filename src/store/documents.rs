@@ -442,28 +442,18 @@ impl Store {
                 "SQLite reads the log through rusqlite",
             ));
         };
-        let query = match collections {
-            Some(c) => sqlx::query(
-                "SELECT seq, collection, doc_id, op, version, data, before, at, created_at, \
-                 before_updated_at FROM changes WHERE tenant_id = $1 AND seq > $2 \
-                 AND seq <= $3 AND collection = ANY($5) ORDER BY seq LIMIT $4",
-            )
-            .bind(tenant)
-            .bind(since)
-            .bind(end)
-            .bind(limit)
-            .bind(c.to_vec()),
-            None => sqlx::query(
-                "SELECT seq, collection, doc_id, op, version, data, before, at, created_at, \
-                 before_updated_at FROM changes WHERE tenant_id = $1 AND seq > $2 \
-                 AND seq <= $3 ORDER BY seq LIMIT $4",
-            )
-            .bind(tenant)
-            .bind(since)
-            .bind(end)
-            .bind(limit),
-        };
-        let rows = query.fetch_all(&p).await?;
+        let rows = sqlx::query(
+            "SELECT seq, collection, doc_id, op, version, data, before, at, created_at, \
+             before_updated_at FROM changes WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 \
+             AND ($5::text[] IS NULL OR collection = ANY($5)) ORDER BY seq LIMIT $4",
+        )
+        .bind(tenant)
+        .bind(since)
+        .bind(end)
+        .bind(limit)
+        .bind(collections.map(<[String]>::to_vec))
+        .fetch_all(&p)
+        .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             out.push(Change {

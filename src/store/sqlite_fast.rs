@@ -225,15 +225,10 @@ impl FastSqlite {
                 .query_row(params![tenant], |r| r.get(0))
                 .optional()?
                 .unwrap_or(0);
-            let sql = if filter.is_some() {
-                "SELECT seq, collection, doc_id, op, version, data, before, at, created_at, \
-                 before_updated_at FROM changes WHERE tenant_id = ?1 AND seq > ?2 AND seq <= ?3 \
-                 AND collection IN (SELECT value FROM json_each(?5)) ORDER BY seq LIMIT ?4"
-            } else {
-                "SELECT seq, collection, doc_id, op, version, data, before, at, created_at, \
-                 before_updated_at FROM changes WHERE tenant_id = ?1 AND seq > ?2 AND seq <= ?3 \
-                 AND ?5 IS NULL ORDER BY seq LIMIT ?4"
-            };
+            let sql = "SELECT seq, collection, doc_id, op, version, data, before, at, \
+                       created_at, before_updated_at FROM changes WHERE tenant_id = ?1 \
+                       AND seq > ?2 AND seq <= ?3 AND (?5 IS NULL \
+                       OR collection IN (SELECT value FROM json_each(?5))) ORDER BY seq LIMIT ?4";
             let json = |t: Option<String>| t.and_then(|t| serde_json::from_str::<Value>(&t).ok());
             let out = tx
                 .prepare_cached(sql)?
