@@ -162,6 +162,10 @@ impl From<crate::store::StoreError> for ApiError {
             StoreError::Migrate(e) => ApiError::internal(e),
             StoreError::Io(e) => ApiError::internal(e),
             StoreError::Sqlite(e) => ApiError::internal(e),
+            StoreError::Superseded => ApiError::conflict(
+                "delivery_superseded",
+                "this delivery was acknowledged before or taken over by a later one",
+            ),
         }
     }
 }

@@ -20,7 +20,8 @@ use crate::rules::{
     Predicate, QueryBindings, RuleSet, RulesRegistry,
 };
 use crate::store::{
-    After, OrderKey, Store, StoreError, StoredDoc, WriteDecision, WriteError, WriteRequest, Written,
+    After, JobRef, OrderKey, Store, StoreError, StoredDoc, WriteDecision, WriteError, WriteRequest,
+    Written,
 };
 use crate::tenancy::{Caller, Scope};
 
@@ -557,16 +558,16 @@ impl DocumentService {
         scope: &Scope,
         w: WriteRequest<DocError>,
     ) -> Result<Written, DocError> {
-        let mut written =
-            self.store
-                .write_documents(scope, vec![w])
-                .await
-                .map_err(|e| match e {
-                    WriteError::Rejected(_, e) => e,
-                    WriteError::Store(StoreError::Conflict(_)) => DocError::Exists,
-                    WriteError::Store(StoreError::NotFound) => DocError::NotFound,
-                    WriteError::Store(e) => DocError::Store(e),
-                })?;
+        let mut written = self
+            .store
+            .write_documents(scope, vec![w], Vec::new())
+            .await
+            .map_err(|e| match e {
+                WriteError::Rejected(_, e) => e,
+                WriteError::Store(StoreError::Conflict(_)) => DocError::Exists,
+                WriteError::Store(StoreError::NotFound) => DocError::NotFound,
+                WriteError::Store(e) => DocError::Store(e),
+            })?;
         written.pop().ok_or(DocError::NotFound)
     }
 
@@ -575,6 +576,18 @@ impl DocumentService {
         &self,
         scope: &Scope,
         writes: Vec<BatchWrite>,
+    ) -> Result<Vec<Written>, DocError> {
+        self.batch_acking(scope, writes, Vec::new()).await
+    }
+
+    /// A batch that also acknowledges after-hook deliveries (`ctx.db.batch(writes, {ack:
+    /// true})`): it commits only while each delivery still holds its job and deletes the
+    /// jobs with it, so its writes happen exactly once (`delivery_superseded` otherwise).
+    pub async fn batch_acking(
+        &self,
+        scope: &Scope,
+        writes: Vec<BatchWrite>,
+        acks: Vec<JobRef>,
     ) -> Result<Vec<Written>, DocError> {
         if writes.is_empty() || writes.len() > MAX_BATCH {
             return Err(DocError::InvalidParam {
@@ -592,7 +605,7 @@ impl DocumentService {
             requests.push(request);
         }
         self.store
-            .write_documents(scope, requests)
+            .write_documents(scope, requests, acks)
             .await
             .map_err(|e| match e {
                 WriteError::Rejected(index, e) => DocError::InBatch {

@@ -96,6 +96,7 @@ impl BeforeWrite for BeforeHooks {
                         event.to_string(),
                         limits,
                         scope.depth() + 1,
+                        None,
                     )
                     .await;
                 let text = match result {

@@ -15,7 +15,9 @@ use tokio::sync::Notify;
 use super::bundle::Manifest;
 use super::{FunctionService, Trigger};
 use crate::rules::{AuthInfo, Bindings, ExprKind, Expression};
-use crate::store::{ChangeOp, JobPlanner, JobRow, NewJob, Origin, StoredDoc, Written, now_ms};
+use crate::store::{
+    ChangeOp, JobPlanner, JobRef, JobRow, NewJob, Origin, StoredDoc, Written, now_ms,
+};
 use crate::tenancy::{Caller, Scope, Tenant};
 
 /// Writes made by hooks this deep are refused: a hook that writes to its own collection
@@ -256,9 +258,46 @@ fn group_jobs<'a>(
     runs
 }
 
+/// The job deliveries one after-hook invocation runs. `ctx.db.batch(writes, {ack: true})`
+/// takes them and commits its writes with their jobs' deletion; then the runner has
+/// nothing left to finish.
+pub(crate) struct Delivery {
+    jobs: Mutex<Option<Vec<JobRef>>>,
+    acked: std::sync::atomic::AtomicBool,
+}
+
+impl Delivery {
+    fn new(jobs: Vec<JobRef>) -> Delivery {
+        Delivery {
+            jobs: Mutex::new(Some(jobs)),
+            acked: Default::default(),
+        }
+    }
+
+    /// The deliveries to acknowledge, unless an acknowledgement took them already.
+    pub(crate) fn take(&self) -> Option<Vec<JobRef>> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// An acknowledgement that failed: the next may try again.
+    pub(crate) fn put_back(&self, jobs: Vec<JobRef>) {
+        *self.jobs.lock().unwrap_or_else(|p| p.into_inner()) = Some(jobs);
+    }
+
+    pub(crate) fn acked(&self) {
+        self.acked.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    fn is_acked(&self) -> bool {
+        self.acked.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
 enum JobResult {
     Done,
     Failed(String),
+    /// The invocation acknowledged its jobs itself (whatever happened after that).
+    Acked,
 }
 
 impl FunctionService {
@@ -303,6 +342,7 @@ impl FunctionService {
             events.swap_remove(0).to_string()
         };
         let depth = jobs.iter().map(|j| j.depth).max().unwrap_or(0);
+        let delivery = Arc::new(Delivery::new(jobs.iter().map(|j| j.delivery()).collect()));
         let (_, result) = self
             .invoke(
                 scope,
@@ -312,9 +352,11 @@ impl FunctionService {
                 event,
                 limits,
                 depth,
+                Some(delivery.clone()),
             )
             .await;
         match result {
+            _ if delivery.is_acked() => JobResult::Acked,
             Ok(_) => JobResult::Done,
             Err(e) => JobResult::Failed(e.to_string()),
         }
@@ -322,7 +364,10 @@ impl FunctionService {
 
     /// Claims and runs a tenant's due jobs until none are left.
     async fn drain_tenant(&self, scope: &Scope) -> Result<(), crate::store::StoreError> {
-        let lease = (self.config.caps.max_timeout_ms as i64) * 2 + 10_000;
+        let lease = match self.config.hook_lease {
+            Some(d) => d.as_millis() as i64,
+            None => (self.config.caps.max_timeout_ms as i64) * 2 + 10_000,
+        };
         let tenant = scope.tenant().id;
         loop {
             let (jobs, next) = self.store.claim_jobs(scope, lease, CLAIM_BATCH).await?;
@@ -357,7 +402,8 @@ impl FunctionService {
             for ((group, _), result) in runs.iter().zip(results) {
                 for job in group {
                     match &result {
-                        JobResult::Done => done.push(job.id.clone()),
+                        JobResult::Acked => {}
+                        JobResult::Done => done.push(job.delivery()),
                         JobResult::Failed(error) => {
                             let retry_at = (job.attempts < job.max_attempts)
                                 .then(|| now_ms() + backoff_ms(job.attempts));
@@ -365,7 +411,9 @@ impl FunctionService {
                                 tracing::warn!(tenant = %scope.tenant().slug, job = %job.id,
                                     function = %job.function, %error, "hook job is dead");
                             }
-                            self.store.fail_job(scope, &job.id, error, retry_at).await?;
+                            self.store
+                                .fail_job(scope, &job.delivery(), error, retry_at)
+                                .await?;
                         }
                     }
                 }

@@ -19,6 +19,9 @@ use crate::tenancy::Scope;
 pub struct DbHost {
     pub docs: Arc<DocumentService>,
     pub scope: Scope,
+    /// The job deliveries of an after-hook invocation, which an acknowledging batch
+    /// completes; None for other triggers.
+    pub delivery: Option<Arc<super::hooks::Delivery>>,
 }
 
 /// A document as functions see it: the same shape as the REST API's.
@@ -180,7 +183,15 @@ impl DbHost {
                 let writes: Vec<BatchWrite> =
                     serde_json::from_value(args.first().cloned().unwrap_or(Value::Null))
                         .map_err(|e| bad(format!("writes: {e}")))?;
-                let done = docs.batch(scope, writes).await.map_err(host_error)?;
+                let ack = args
+                    .get(1)
+                    .and_then(|o| o.get("ack"))
+                    .is_some_and(|v| v == &Value::Bool(true));
+                let done = if ack {
+                    self.acking_batch(writes).await?
+                } else {
+                    docs.batch(scope, writes).await.map_err(host_error)?
+                };
                 Ok(Value::Array(
                     done.into_iter()
                         .map(|w| {
@@ -190,6 +201,34 @@ impl DbHost {
                 ))
             }
             other => Err(bad(format!("unknown operation '{other}'"))),
+        }
+    }
+
+    /// A batch that acknowledges this invocation's hook deliveries with its writes. One
+    /// acknowledgement per invocation; a failed one may be tried again.
+    async fn acking_batch(
+        &self,
+        writes: Vec<BatchWrite>,
+    ) -> Result<Vec<crate::store::Written>, HostError> {
+        let delivery = self.delivery.as_ref().ok_or_else(|| {
+            bad("{ack: true} acknowledges hook events: only after hooks can use it")
+        })?;
+        let jobs = delivery.take().ok_or_else(|| {
+            bad("this invocation's events are acknowledged already (or an acknowledgement is under way)")
+        })?;
+        match self
+            .docs
+            .batch_acking(&self.scope, writes, jobs.clone())
+            .await
+        {
+            Ok(done) => {
+                delivery.acked();
+                Ok(done)
+            }
+            Err(e) => {
+                delivery.put_back(jobs);
+                Err(host_error(e))
+            }
         }
     }
 
@@ -259,6 +298,7 @@ impl Host for DbHost {
         let this = DbHost {
             docs: self.docs.clone(),
             scope: self.scope.clone(),
+            delivery: self.delivery.clone(),
         };
         async move { this.dispatch(&op, args).await }.boxed()
     }

@@ -38,6 +38,10 @@ pub struct FunctionsConfig {
     pub cache_ttl: Duration,
     /// Whether this node runs after-hook jobs (a node may serve requests only).
     pub run_hooks: bool,
+    /// How long a claimed hook job is its runner's before another may claim it again.
+    /// None: twice the longest function timeout allowed, plus 10 s (a run never outlives
+    /// its lease). Shorter only in tests of the take-over.
+    pub hook_lease: Option<Duration>,
 }
 
 impl Default for FunctionsConfig {
@@ -59,6 +63,7 @@ impl Default for FunctionsConfig {
             },
             cache_ttl: Duration::from_secs(1),
             run_hooks: true,
+            hook_lease: None,
         }
     }
 }
@@ -458,6 +463,7 @@ impl FunctionService {
         event: String,
         limits: Limits,
         depth: u32,
+        delivery: Option<Arc<hooks::Delivery>>,
     ) -> (String, Result<String, FnError>) {
         let id = uuid::Uuid::now_v7().to_string();
         let Some(bytecode) = deployment.bytecode.get(function).cloned() else {
@@ -472,6 +478,7 @@ impl FunctionService {
         let host = Arc::new(host::DbHost {
             docs: self.docs.clone(),
             scope: scope.for_function(function, depth),
+            delivery,
         });
         let call = sandbox::Call {
             tenant: scope.tenant().id,
@@ -573,6 +580,7 @@ impl FunctionService {
                 request.to_string(),
                 limits,
                 0,
+                None,
             )
             .await;
         let text = result?;

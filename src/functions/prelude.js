@@ -51,7 +51,7 @@ export default function (host, hostSync) {
     increment: (collection, id, field, by = 1, options = {}) =>
       call('db.increment', [collection, id, field, by, options]),
     delete: (collection, id, options = {}) => call('db.delete', [collection, id, options]),
-    batch: (writes) => call('db.batch', [writes]),
+    batch: (writes, options = {}) => call('db.batch', [writes, options]),
   });
   const crypto = Object.freeze({
     hmac: (algorithm, key, data, encoding = 'hex') =>

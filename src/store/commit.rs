@@ -19,7 +19,7 @@ use sqlx::types::Json;
 use tokio::sync::oneshot;
 
 use super::documents::{ChangeOp, StoredDoc, WriteDecision, Written, doc_from_row_at};
-use super::jobs::{INSERT_JOB_SQL, NewJob, Origin};
+use super::jobs::{INSERT_JOB_SQL, JobRef, NewJob, Origin};
 use super::{Store, StoreError, now_ms, on_db};
 use crate::tenancy::Scope;
 
@@ -42,6 +42,8 @@ type Reply = oneshot::Sender<UnitOutcome>;
 
 struct Unit {
     writes: Vec<ErasedWrite>,
+    /// Hook deliveries this unit acknowledges: their jobs are deleted with its writes.
+    acks: Vec<JobRef>,
     origin: Origin,
     reply: Reply,
 }
@@ -83,11 +85,14 @@ impl Store {
         )
     }
 
-    /// Queues one unit (a list of writes, all or nothing) and waits for its commit.
+    /// Queues one unit (a list of writes, all or nothing) and waits for its commit. A
+    /// unit that acknowledges hook deliveries (`acks`) commits only while each still holds
+    /// its job, and deletes those jobs in the same transaction: its writes happen once.
     pub(crate) async fn commit_unit(
         &self,
         scope: &Scope,
         writes: Vec<ErasedWrite>,
+        acks: Vec<JobRef>,
     ) -> Result<Vec<Written>, UnitError> {
         let tenant = scope.tenant().id;
         if let Some(planner) = self.planner.get() {
@@ -106,6 +111,7 @@ impl Store {
             let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
             q.pending.push(Unit {
                 writes,
+                acks,
                 origin,
                 reply: tx,
             });
@@ -170,13 +176,15 @@ impl Store {
     async fn commit_group(&self, scope: &Scope, group: Vec<Unit>) {
         let mut replies = Vec::with_capacity(group.len());
         let mut units = Vec::with_capacity(group.len());
+        let mut acks = Vec::with_capacity(group.len());
         let mut origins = Vec::with_capacity(group.len());
         for u in group {
             replies.push(u.reply);
             units.push(u.writes);
+            acks.push(u.acks);
             origins.push(u.origin);
         }
-        match self.apply_group(scope, units, &origins).await {
+        match self.apply_group(scope, units, &acks, &origins).await {
             Ok((outcomes, jobs)) => {
                 if jobs > 0
                     && let Some(planner) = self.planner.get()
@@ -242,10 +250,11 @@ impl Store {
         &self,
         scope: &Scope,
         units: Vec<Vec<ErasedWrite>>,
+        acks: &[Vec<JobRef>],
         origins: &[Origin],
     ) -> Result<(Vec<UnitOutcome>, usize), StoreError> {
         if let Some(fast) = self.fast_sqlite(scope).await? {
-            return fast.apply_group(scope.tenant().id, units, &|plan| {
+            return fast.apply_group(scope.tenant().id, units, acks, &|plan| {
                 self.plan_jobs(scope, plan, origins)
             });
         }
@@ -275,7 +284,44 @@ impl Store {
                     current.push(doc_from_row_at(&row)?);
                 }
             }
-            let plan = plan_group(units, &keys, current, seq0, now_ms());
+            // The acknowledged jobs as they are now, locked on PostgreSQL so that no
+            // runner claims one again before this commits.
+            let acked: Vec<&JobRef> = acks.iter().flatten().collect();
+            let mut held = std::collections::HashSet::new();
+            for chunk in acked.chunks(CHUNK) {
+                let lock = match db_kind {
+                    super::BackendKind::Postgres => " FOR UPDATE",
+                    _ => "",
+                };
+                let sql = format!(
+                    "SELECT id, attempts FROM jobs WHERE tenant_id = $1 AND state = 'pending' \
+                     AND id IN (VALUES {}){lock}",
+                    values(chunk.len(), 1, false)
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant);
+                for r in chunk {
+                    q = q.bind(r.id.as_str());
+                }
+                for row in q.fetch_all(&mut *tx).await? {
+                    let id: String = sqlx::Row::try_get(&row, 0)?;
+                    let attempts: i32 = sqlx::Row::try_get(&row, 1)?;
+                    held.insert((id, attempts.max(0) as u32));
+                }
+            }
+            let stale = stale_units(acks, |r| held.contains(&(r.id.clone(), r.attempts)));
+            let plan = plan_group(units, &keys, current, &stale, seq0, now_ms());
+            let done = acked_jobs(&plan, acks);
+            for chunk in done.chunks(CHUNK) {
+                let sql = format!(
+                    "DELETE FROM jobs WHERE tenant_id = $1 AND id IN (VALUES {})",
+                    values(chunk.len(), 1, false)
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant);
+                for r in chunk {
+                    q = q.bind(r.id.as_str());
+                }
+                q.execute(&mut *tx).await?;
+            }
             let jobs = self.plan_jobs(scope, &plan, origins);
             for job in &jobs {
                 sqlx::query(INSERT_JOB_SQL)
@@ -399,13 +445,30 @@ pub(crate) fn group_keys(units: &[Vec<ErasedWrite>]) -> Vec<(String, String)> {
     keys
 }
 
+/// Which units acknowledge a delivery that no longer holds its job (`held` says whether
+/// one still does): those are refused whole.
+pub(crate) fn stale_units(acks: &[Vec<JobRef>], held: impl Fn(&JobRef) -> bool) -> Vec<bool> {
+    acks.iter().map(|a| !a.iter().all(&held)).collect()
+}
+
+/// The jobs that the committed units of a plan acknowledge, to delete with it.
+pub(crate) fn acked_jobs<'a>(plan: &GroupPlan, acks: &'a [Vec<JobRef>]) -> Vec<&'a JobRef> {
+    plan.outcomes
+        .iter()
+        .zip(acks)
+        .filter(|(o, _)| o.is_ok())
+        .flat_map(|(_, a)| a)
+        .collect()
+}
+
 /// Decides every unit in order against the evolving state: a unit's writes see the
-/// effects of the units before it and its own earlier writes; a refused unit leaves
-/// no trace and takes no seq.
+/// effects of the units before it and its own earlier writes; a refused unit (or a
+/// `stale` one) leaves no trace and takes no seq.
 pub(crate) fn plan_group(
     units: Vec<Vec<ErasedWrite>>,
     keys: &[(String, String)],
     current: Vec<StoredDoc>,
+    stale: &[bool],
     seq0: i64,
     now: i64,
 ) -> GroupPlan {
@@ -422,7 +485,11 @@ pub(crate) fn plan_group(
     let mut outcomes = Vec::with_capacity(units.len());
     let mut changes: Vec<Written> = Vec::new();
     let mut dirty: Vec<(String, String)> = Vec::new();
-    for writes in units {
+    for (i, writes) in units.into_iter().enumerate() {
+        if stale.get(i).copied().unwrap_or(false) {
+            outcomes.push(Err(UnitError::Store(StoreError::Superseded)));
+            continue;
+        }
         let unit_seq = seq;
         let mut overlay: HashMap<(String, String), Option<StoredDoc>> = HashMap::new();
         let mut written = Vec::with_capacity(writes.len());

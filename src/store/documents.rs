@@ -302,6 +302,7 @@ impl Store {
         &self,
         scope: &Scope,
         writes: Vec<WriteRequest<E>>,
+        acks: Vec<super::JobRef>,
     ) -> Result<Vec<Written>, WriteError<E>> {
         let erased = writes
             .into_iter()
@@ -316,13 +317,15 @@ impl Store {
                 }
             })
             .collect();
-        self.commit_unit(scope, erased).await.map_err(|e| match e {
-            UnitError::Rejected(i, any) => match any.downcast::<E>() {
-                Ok(e) => WriteError::Rejected(i, *e),
-                Err(_) => WriteError::Store(StoreError::Conflict("write rejected")),
-            },
-            UnitError::Store(e) => WriteError::Store(e),
-        })
+        self.commit_unit(scope, erased, acks)
+            .await
+            .map_err(|e| match e {
+                UnitError::Rejected(i, any) => match any.downcast::<E>() {
+                    Ok(e) => WriteError::Rejected(i, *e),
+                    Err(_) => WriteError::Store(StoreError::Conflict("write rejected")),
+                },
+                UnitError::Store(e) => WriteError::Store(e),
+            })
     }
 
     /// One page of a collection, in `order` then id, after the cursor, filtered.

@@ -37,6 +37,15 @@ pub trait JobPlanner: Send + Sync {
     fn committed(&self, tenant: i64);
 }
 
+/// One delivery of a job: its id and the attempt number its claim gave it. Each claim
+/// counts the attempt up, so a delivery whose lease ran out and was claimed again no
+/// longer matches, and what it does to the job (finish, fail, acknowledge) is ignored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobRef {
+    pub id: String,
+    pub attempts: u32,
+}
+
 /// A claimed job.
 #[derive(Clone, Debug)]
 pub struct JobRow {
@@ -46,6 +55,15 @@ pub struct JobRow {
     pub depth: u32,
     pub attempts: u32,
     pub max_attempts: u32,
+}
+
+impl JobRow {
+    pub fn delivery(&self) -> JobRef {
+        JobRef {
+            id: self.id.clone(),
+            attempts: self.attempts,
+        }
+    }
 }
 
 /// A job as the admin API lists it.
@@ -166,33 +184,36 @@ impl Store {
         })
     }
 
-    /// Deletes finished jobs.
-    pub async fn finish_jobs(&self, scope: &Scope, ids: &[String]) -> StoreResult<()> {
-        if ids.is_empty() {
+    /// Deletes finished jobs (those still held by these deliveries).
+    pub async fn finish_jobs(&self, scope: &Scope, jobs: &[JobRef]) -> StoreResult<()> {
+        if jobs.is_empty() {
             return Ok(());
         }
         if let Some(fast) = self.fast_sqlite(scope).await? {
             let tenant = scope.tenant().id;
             return fast.with_writer(|tx| {
-                let mut stmt =
-                    tx.prepare_cached("DELETE FROM jobs WHERE tenant_id = ?1 AND id = ?2")?;
-                for id in ids {
-                    stmt.execute(rusqlite::params![tenant, id])?;
+                let mut stmt = tx.prepare_cached(
+                    "DELETE FROM jobs WHERE tenant_id = ?1 AND id = ?2 AND attempts = ?3",
+                )?;
+                for j in jobs {
+                    stmt.execute(rusqlite::params![tenant, j.id, j.attempts])?;
                 }
                 Ok(())
             });
         }
         let (db, tenant) = self.tenant_db(scope).await?;
-        for chunk in ids.chunks(200) {
-            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        for chunk in jobs.chunks(200) {
+            let list: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(${}, ${})", 2 * i + 2, 2 * i + 3))
+                .collect();
             let sql = format!(
-                "DELETE FROM jobs WHERE tenant_id = $1 AND id IN ({})",
+                "DELETE FROM jobs WHERE tenant_id = $1 AND (id, attempts) IN (VALUES {})",
                 list.join(", ")
             );
             on_db!(&db, |p| {
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant);
-                for id in chunk {
-                    q = q.bind(id);
+                for j in chunk {
+                    q = q.bind(j.id.as_str()).bind(j.attempts as i32);
                 }
                 q.execute(p).await?;
             });
@@ -204,7 +225,7 @@ impl Store {
     pub async fn fail_job(
         &self,
         scope: &Scope,
-        id: &str,
+        job: &JobRef,
         error: &str,
         retry_at: Option<i64>,
     ) -> StoreResult<()> {
@@ -217,8 +238,8 @@ impl Store {
             return fast.with_writer(|tx| {
                 tx.execute(
                     "UPDATE jobs SET state = ?3, run_at = ?4, lease_until = NULL, last_error = ?5 \
-                     WHERE tenant_id = ?1 AND id = ?2",
-                    rusqlite::params![tenant, id, state, run_at, error],
+                     WHERE tenant_id = ?1 AND id = ?2 AND attempts = ?6",
+                    rusqlite::params![tenant, job.id, state, run_at, error, job.attempts],
                 )?;
                 Ok(())
             });
@@ -227,13 +248,14 @@ impl Store {
         on_db!(db, |p| {
             sqlx::query(
                 "UPDATE jobs SET state = $3, run_at = $4, lease_until = NULL, last_error = $5 \
-                 WHERE tenant_id = $1 AND id = $2",
+                 WHERE tenant_id = $1 AND id = $2 AND attempts = $6",
             )
             .bind(tenant)
-            .bind(id)
+            .bind(job.id.as_str())
             .bind(state)
             .bind(run_at)
             .bind(error)
+            .bind(job.attempts as i32)
             .execute(&p)
             .await?;
         });

@@ -37,7 +37,7 @@ pub use documents::{
     WriteError, WriteRequest, Written,
 };
 pub use functions::{DeployRow, DeploySummary, InvocationRow};
-pub use jobs::{JobInfo, JobPlanner, JobRow, NewJob, Origin};
+pub use jobs::{JobInfo, JobPlanner, JobRef, JobRow, NewJob, Origin};
 pub use keys::ServiceKeyRow;
 pub use secrets::{SecretMeta, SecretPut, SecretRow};
 pub use usage::UsageCounts;
@@ -66,6 +66,10 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("sqlite error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// An acknowledging write whose delivery no longer holds its job: acknowledged
+    /// before, or claimed again after its lease ran out.
+    #[error("this delivery was acknowledged before or taken over by a later one")]
+    Superseded,
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

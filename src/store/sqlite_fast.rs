@@ -15,11 +15,11 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use serde_json::Value;
 
 use super::commit::{
-    ErasedWrite, GroupPlan, LOCK_SEQ_SQL, SET_SEQ_SQL, UPSERT_TAIL, UnitOutcome, group_keys,
-    plan_group,
+    ErasedWrite, GroupPlan, LOCK_SEQ_SQL, SET_SEQ_SQL, UPSERT_TAIL, UnitOutcome, acked_jobs,
+    group_keys, plan_group, stale_units,
 };
 use super::documents::{Change, ChangeOp, ListedDoc, SortValue, StoredDoc};
-use super::jobs::{INSERT_JOB_SQL, NewJob};
+use super::jobs::{INSERT_JOB_SQL, JobRef, NewJob};
 
 use super::predicate_sql::SqlParam;
 use super::{StoreError, StoreResult, now_ms};
@@ -281,15 +281,17 @@ impl FastSqlite {
         &self,
         tenant: i64,
         units: Vec<Vec<ErasedWrite>>,
+        acks: &[Vec<JobRef>],
         plan_jobs: &dyn Fn(&GroupPlan) -> Vec<NewJob>,
     ) -> StoreResult<(Vec<UnitOutcome>, usize)> {
-        blocking(|| self.apply_group_now(tenant, units, plan_jobs))
+        blocking(|| self.apply_group_now(tenant, units, acks, plan_jobs))
     }
 
     fn apply_group_now(
         &self,
         tenant: i64,
         units: Vec<Vec<ErasedWrite>>,
+        acks: &[Vec<JobRef>],
         plan_jobs: &dyn Fn(&GroupPlan) -> Vec<NewJob>,
     ) -> StoreResult<(Vec<UnitOutcome>, usize)> {
         let mut slot = self.writer.lock().unwrap_or_else(|p| p.into_inner());
@@ -319,7 +321,35 @@ impl FastSqlite {
                 }
             }
         }
-        let plan = plan_group(units, &keys, current, seq0, now_ms());
+        let stale = if acks.iter().all(Vec::is_empty) {
+            Vec::new()
+        } else {
+            let mut stmt = tx.prepare_cached(
+                "SELECT attempts FROM jobs WHERE tenant_id = ?1 AND id = ?2 AND state = 'pending'",
+            )?;
+            let mut held = |r: &JobRef| -> rusqlite::Result<bool> {
+                let attempts: Option<i64> = stmt
+                    .query_row(params![tenant, r.id], |row| row.get(0))
+                    .optional()?;
+                Ok(attempts == Some(i64::from(r.attempts)))
+            };
+            let mut holds = std::collections::HashSet::new();
+            for r in acks.iter().flatten() {
+                if held(r)? {
+                    holds.insert((r.id.as_str(), r.attempts));
+                }
+            }
+            stale_units(acks, |r| holds.contains(&(r.id.as_str(), r.attempts)))
+        };
+        let plan = plan_group(units, &keys, current, &stale, seq0, now_ms());
+        let done = acked_jobs(&plan, acks);
+        if !done.is_empty() {
+            let mut delete =
+                tx.prepare_cached("DELETE FROM jobs WHERE tenant_id = ?1 AND id = ?2")?;
+            for r in done {
+                delete.execute(params![tenant, r.id])?;
+            }
+        }
         let jobs = plan_jobs(&plan);
         if !jobs.is_empty() {
             let mut insert = tx.prepare_cached(&numbered_placeholders(INSERT_JOB_SQL))?;

@@ -21,6 +21,8 @@ backend_tests!(
     hooks_run_after_a_kill_between_commit_and_execution,
     before_hooks_transform_or_refuse_writes,
     batched_hooks_get_arrays_and_retry_alone,
+    acknowledged_hook_writes_happen_once,
+    a_superseded_delivery_cannot_acknowledge,
 );
 
 const HOOK_MANIFEST: &str = r#"
@@ -697,4 +699,256 @@ export default async function (events, ctx) {
         assert_eq!(r.status.as_u16(), 400, "{}", r.text);
         assert!(r.text.contains(says), "{says}: {}", r.text);
     }
+}
+
+/// Counts orders with acknowledging batches, probing the rules of `{ack: true}` on the way:
+/// a refused acknowledging batch can be tried again, a second acknowledgement is refused,
+/// and an invocation that fails after acknowledging is not retried.
+const ACK_COUNT: &str = r#"
+export default async function (event, ctx) {
+  const id = event.doc.id;
+  let first = null, second = null;
+  try {
+    await ctx.db.batch([{ op: 'patch', collection: 'counters', id: 'missing',
+                          patch: [{ op: 'increment', path: '/n', value: 1 }] }], { ack: true });
+  } catch (e) { first = e.code; }
+  await ctx.db.batch([{ op: 'patch', collection: 'counters', id: 'c',
+                        patch: [{ op: 'increment', path: '/n', value: 1 }] }], { ack: true });
+  try {
+    await ctx.db.batch([{ op: 'put', collection: 'stray', id, data: {} }], { ack: true });
+  } catch (e) { second = e.code; }
+  await ctx.db.put('notes', id, { first, second, attempt: event.attempt });
+  throw new Error('fails after acknowledging');
+}
+"#;
+
+async fn acknowledged_hook_writes_happen_once(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let key = tenant_with_key(&mut app, "shop").await;
+    let manifest = "[[hooks]]\nfunction = \"count\"\ncollection = \"orders\"\non = [\"create\"]\nmax_attempts = 3\n\n[[http]]\nname = \"probe\"\nfunction = \"probe\"\n";
+    let probe = r#"
+export default async function (req, ctx) {
+  try {
+    await ctx.db.batch([{ op: 'put', collection: 'stray', id: 'http', data: {} }], { ack: true });
+    return { status: 200, body: 'acknowledged' };
+  } catch (e) {
+    return { status: 200, body: JSON.stringify({ code: e.code, status: e.status, message: e.message }) };
+  }
+}
+"#;
+    deploy(
+        &mut app,
+        "shop",
+        &[
+            ("plinth.toml", manifest),
+            ("functions/count.js", ACK_COUNT),
+            ("functions/probe.js", probe),
+        ],
+    )
+    .await
+    .ok(201);
+    put(
+        &app,
+        &key,
+        &format!("{}/c", docs("shop", "counters")),
+        json!({"n": 0}),
+    )
+    .await
+    .ok(201);
+    for i in 0..3 {
+        put(
+            &app,
+            &key,
+            &format!("{}/o{i}", docs("shop", "orders")),
+            json!({"i": i}),
+        )
+        .await
+        .ok(201);
+    }
+    let notes = eventually(Duration::from_secs(20), "three orders noted", || async {
+        let p = app.get(&docs("shop", "notes"), Some(&key)).await.ok(200);
+        (p["items"].as_array().unwrap().len() >= 3).then_some(p)
+    })
+    .await;
+    for note in notes["items"].as_array().unwrap() {
+        // The refused batch (a patch of a missing document) acknowledged nothing, so the
+        // next one could; after that the events are acknowledged and a third is refused.
+        assert_eq!(note["data"]["first"], "document_not_found", "{note}");
+        assert_eq!(note["data"]["second"], "invalid_argument", "{note}");
+        assert_eq!(note["data"]["attempt"], 1, "{note}");
+    }
+    let admin = app.admin().await;
+    // Every invocation threw after acknowledging: the jobs are gone, none is retried
+    // (a retry would be due 1 to 1.25 s after the failure) and the count is exact.
+    let log = eventually(Duration::from_secs(5), "three failures logged", || async {
+        let p = app
+            .get(
+                "/admin/v1/tenants/shop/invocations?function=count",
+                Some(&admin),
+            )
+            .await
+            .ok(200);
+        (p["items"].as_array().unwrap().len() >= 3).then_some(p)
+    })
+    .await;
+    assert!(
+        log["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["outcome"] == "error"),
+        "{log}"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for state in ["pending", "dead"] {
+        let jobs = app
+            .get(
+                &format!("/admin/v1/tenants/shop/jobs?state={state}"),
+                Some(&admin),
+            )
+            .await
+            .ok(200);
+        assert_eq!(jobs["items"], json!([]), "{state}: {jobs}");
+    }
+    let log = app
+        .get(
+            "/admin/v1/tenants/shop/invocations?function=count",
+            Some(&admin),
+        )
+        .await
+        .ok(200);
+    assert_eq!(
+        log["items"].as_array().unwrap().len(),
+        3,
+        "no retries: {log}"
+    );
+    let c = app
+        .get(&format!("{}/c", docs("shop", "counters")), Some(&key))
+        .await
+        .ok(200);
+    assert_eq!(c["data"]["n"], 3);
+    let stray = app.get(&docs("shop", "stray"), Some(&key)).await.ok(200);
+    assert_eq!(
+        stray["items"],
+        json!([]),
+        "refused acknowledging batches wrote nothing"
+    );
+
+    // Only after hooks acknowledge; elsewhere the batch is refused and writes nothing.
+    let r = app
+        .send(
+            app.req(Method::POST, "/v1/t/shop/fn/probe", Some(&key))
+                .body("{}"),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text);
+    let said: Value = serde_json::from_str(&r.text).expect("the probe answers JSON");
+    assert_eq!(said["code"], "invalid_argument", "{said}");
+    assert_eq!(said["status"], 400, "{said}");
+    assert!(
+        said["message"]
+            .as_str()
+            .unwrap()
+            .contains("only after hooks"),
+        "{said}"
+    );
+    let stray = app.get(&docs("shop", "stray"), Some(&key)).await.ok(200);
+    assert_eq!(stray["items"], json!([]));
+}
+
+/// Two nodes on one storage. The first claims the job and takes longer than its lease;
+/// the second claims it again and acknowledges it. The first's acknowledgement then fails
+/// with `delivery_superseded` and writes nothing: the effect happens once.
+async fn a_superseded_delivery_cannot_acknowledge(b: Backend) {
+    let lease = Some(Duration::from_millis(1500));
+    let mut app = TestApp::start_with(b, |c| c.functions.hook_lease = lease).await;
+    let key = tenant_with_key(&mut app, "shop").await;
+    let manifest = "[[hooks]]\nfunction = \"count\"\ncollection = \"orders\"\non = [\"create\"]\n\n[limits.count]\ntimeout_ms = 10000\n";
+    let count = r#"
+export default async function (event, ctx) {
+  // The first delivery outlives its lease (1.5 s) by far.
+  if (event.attempt === 1) { const end = Date.now() + 4000; while (Date.now() < end) {} }
+  let outcome = 'acknowledged';
+  try {
+    await ctx.db.batch([{ op: 'patch', collection: 'counters', id: 'c',
+                          patch: [{ op: 'increment', path: '/n', value: 1 }] }], { ack: true });
+  } catch (e) { outcome = e.code; }
+  await ctx.db.put('notes', `attempt-${event.attempt}`, { outcome });
+}
+"#;
+    deploy(
+        &mut app,
+        "shop",
+        &[("plinth.toml", manifest), ("functions/count.js", count)],
+    )
+    .await
+    .ok(201);
+    put(
+        &app,
+        &key,
+        &format!("{}/c", docs("shop", "counters")),
+        json!({"n": 0}),
+    )
+    .await
+    .ok(201);
+    put(
+        &app,
+        &key,
+        &format!("{}/o1", docs("shop", "orders")),
+        json!({}),
+    )
+    .await
+    .ok(201);
+    let admin = app.admin().await;
+    eventually(
+        Duration::from_secs(10),
+        "the first node claims the job",
+        || async {
+            let p = app
+                .get("/admin/v1/tenants/shop/jobs", Some(&admin))
+                .await
+                .ok(200);
+            (p["items"][0]["attempts"] == 1).then_some(())
+        },
+    )
+    .await;
+    let second = TestApp::start_on(
+        b,
+        Storage {
+            location: app.storage.location.clone(),
+            _dir: None,
+        },
+        |c| c.functions.hook_lease = lease,
+    )
+    .await;
+    let notes = eventually(Duration::from_secs(20), "both deliveries noted", || async {
+        let p = app.get(&docs("shop", "notes"), Some(&key)).await.ok(200);
+        (p["items"].as_array().unwrap().len() >= 2).then_some(p)
+    })
+    .await;
+    let outcome = |id: &str| {
+        notes["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == id)
+            .map(|n| n["data"]["outcome"].clone())
+    };
+    assert_eq!(outcome("attempt-2"), Some(json!("acknowledged")), "{notes}");
+    assert_eq!(
+        outcome("attempt-1"),
+        Some(json!("delivery_superseded")),
+        "{notes}"
+    );
+    let c = app
+        .get(&format!("{}/c", docs("shop", "counters")), Some(&key))
+        .await
+        .ok(200);
+    assert_eq!(c["data"]["n"], 1, "counted once");
+    let jobs = app
+        .get("/admin/v1/tenants/shop/jobs", Some(&admin))
+        .await
+        .ok(200);
+    assert_eq!(jobs["items"], json!([]), "{jobs}");
+    second.stop().await;
 }
