@@ -197,6 +197,27 @@ impl Drop for Pool {
     }
 }
 
+/// How much less CPU a function worker is given than the threads that serve requests
+/// and commit writes (a nice value; 5 is about a third of the share when both compete).
+const WORKER_NICE: i32 = 5;
+
+/// Runs this worker thread at a lower CPU priority. JavaScript is tenants' code and the
+/// throughput part of the work; the async runtime carries every request and the single
+/// commit pipeline of each tenant, which all invocations wait on. On two cores under SMS
+/// vote load, equal shares let busy workers delay the commits (A/B: +7% votes/s with
+/// the workers at nice 5, BENCHMARKS.md), and a tenant's busy functions cannot starve the
+/// document API and the realtime feeds of others.
+fn lower_priority() {
+    #[cfg(unix)]
+    {
+        // No pid: the calling thread (on Linux the nice value is per thread). Raising
+        // one's own nice value needs no privilege; failing only loses the effect.
+        if let Err(e) = rustix::process::setpriority_process(None, WORKER_NICE) {
+            tracing::debug!(error = %e, "cannot lower the function workers' priority");
+        }
+    }
+}
+
 fn worker(
     me: usize,
     shared: Arc<Shared>,
@@ -204,6 +225,7 @@ fn worker(
     tx: mpsc::Sender<Msg>,
     rx: mpsc::Receiver<Msg>,
 ) {
+    lower_priority();
     let counter: Arc<dyn EntryCounter> = shared.clone();
     let mut sandboxes = Sandboxes::new(handle, tx, counter, MAX_TENANTS_PER_WORKER);
     let mut next_inv: u64 = 0;
