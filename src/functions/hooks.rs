@@ -105,6 +105,44 @@ pub(crate) fn timestamp(ms: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// An after-hook event as committed with its job (`attempt` is set again per delivery).
+#[derive(serde::Serialize)]
+struct EventOut<'a> {
+    id: &'a str,
+    tenant: &'a str,
+    collection: &'a str,
+    op: &'a str,
+    doc: Option<DocOut<'a>>,
+    before: Option<DocOut<'a>>,
+    seq: i64,
+    auth: Option<&'a Value>,
+    attempt: u32,
+}
+
+/// `doc_json` without copying the data.
+#[derive(serde::Serialize)]
+struct DocOut<'a> {
+    id: &'a str,
+    collection: &'a str,
+    version: i64,
+    created_at: String,
+    updated_at: String,
+    data: &'a Value,
+}
+
+impl<'a> From<&'a StoredDoc> for DocOut<'a> {
+    fn from(d: &'a StoredDoc) -> Self {
+        DocOut {
+            id: &d.id,
+            collection: &d.collection,
+            version: d.version,
+            created_at: timestamp(d.created_at),
+            updated_at: timestamp(d.updated_at),
+            data: &d.data,
+        }
+    }
+}
+
 /// A document as functions see it: the same shape as the REST API's.
 pub(crate) fn doc_json(d: &StoredDoc) -> Value {
     json!({
@@ -194,21 +232,24 @@ impl JobPlanner for Planner {
                 continue;
             }
             let id = uuid::Uuid::now_v7().to_string();
-            let event = json!({
-                "id": id,
-                "tenant": scope.tenant().slug,
-                "collection": w.doc.collection,
-                "op": w.op.as_str(),
-                "doc": after.map(doc_json),
-                "before": w.before.as_ref().map(doc_json),
-                "seq": w.seq,
-                "auth": origin.auth,
-                "attempt": 1,
-            });
+            // Serialized from borrowed parts: this runs inside the commit, under the
+            // tenant's write lock, once per job.
+            let event = serde_json::to_string(&EventOut {
+                id: &id,
+                tenant: &scope.tenant().slug,
+                collection: &w.doc.collection,
+                op: w.op.as_str(),
+                doc: after.map(DocOut::from),
+                before: w.before.as_ref().map(DocOut::from),
+                seq: w.seq,
+                auth: origin.auth.as_ref(),
+                attempt: 1,
+            })
+            .unwrap_or_default();
             jobs.push(NewJob {
                 id,
                 function: h.function.clone(),
-                event: event.to_string(),
+                event,
                 depth: origin.depth + 1,
                 max_attempts: h.max_attempts,
             });

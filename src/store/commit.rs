@@ -67,6 +67,8 @@ pub struct CommitStats {
     pub groups: AtomicU64,
     pub units: AtomicU64,
     pub writes: AtomicU64,
+    /// Nanoseconds spent in group transactions.
+    pub busy_ns: AtomicU64,
 }
 
 /// Most writes one group commits; the rest wait for the next.
@@ -75,13 +77,15 @@ const MAX_GROUP_WRITES: usize = 2000;
 const CHUNK: usize = 200;
 
 impl Store {
-    /// How many group commits ran, and how many units and writes they carried.
-    pub fn commit_stats(&self) -> (u64, u64, u64) {
+    /// How many group commits ran, how many units and writes they carried, and the time
+    /// spent in their transactions.
+    pub fn commit_stats(&self) -> (u64, u64, u64, std::time::Duration) {
         let s = &self.groups.stats;
         (
             s.groups.load(Ordering::Relaxed),
             s.units.load(Ordering::Relaxed),
             s.writes.load(Ordering::Relaxed),
+            std::time::Duration::from_nanos(s.busy_ns.load(Ordering::Relaxed)),
         )
     }
 
@@ -184,7 +188,13 @@ impl Store {
             acks.push(u.acks);
             origins.push(u.origin);
         }
-        match self.apply_group(scope, units, &acks, &origins).await {
+        let started = std::time::Instant::now();
+        let applied = self.apply_group(scope, units, &acks, &origins).await;
+        self.groups
+            .stats
+            .busy_ns
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        match applied {
             Ok((outcomes, jobs)) => {
                 if jobs > 0
                     && let Some(planner) = self.planner.get()
@@ -335,7 +345,8 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
-            if !plan.changes.is_empty() {
+            let changes: Vec<&Written> = plan.changes().collect();
+            if !changes.is_empty() {
                 for chunk in plan.upserts.chunks(CHUNK) {
                     let sql = format!(
                         "INSERT INTO documents (tenant_id, collection, id, data, version, \
@@ -365,7 +376,7 @@ impl Store {
                     }
                     q.execute(&mut *tx).await?;
                 }
-                for chunk in plan.changes.chunks(CHUNK) {
+                for chunk in changes.chunks(CHUNK) {
                     let sql = format!(
                         "INSERT INTO changes (tenant_id, seq, collection, doc_id, op, version, \
                          data, before, at, created_at, before_updated_at) VALUES {}",
@@ -427,10 +438,18 @@ pub(crate) struct GroupPlan {
     pub upserts: Vec<StoredDoc>,
     /// Documents that existed and are gone.
     pub deletes: Vec<(String, String)>,
-    /// One entry per committed write, in seq order.
-    pub changes: Vec<Written>,
     pub final_seq: i64,
     pub now: i64,
+}
+
+impl GroupPlan {
+    /// Every committed write, in seq order (the committed units' writes, in unit order).
+    pub(crate) fn changes(&self) -> impl Iterator<Item = &Written> {
+        self.outcomes
+            .iter()
+            .filter_map(|o| o.as_ref().ok())
+            .flatten()
+    }
 }
 
 /// The distinct (collection, id) pairs of a group, in first-seen order.
@@ -483,7 +502,6 @@ pub(crate) fn plan_group(
         .collect();
     let mut seq = seq0;
     let mut outcomes = Vec::with_capacity(units.len());
-    let mut changes: Vec<Written> = Vec::new();
     let mut dirty: Vec<(String, String)> = Vec::new();
     for (i, writes) in units.into_iter().enumerate() {
         if stale.get(i).copied().unwrap_or(false) {
@@ -559,7 +577,6 @@ pub(crate) fn plan_group(
                     dirty.push(k.clone());
                     state.insert(k, v);
                 }
-                changes.extend(written.iter().cloned());
                 outcomes.push(Ok(written));
             }
         }
@@ -579,7 +596,6 @@ pub(crate) fn plan_group(
         outcomes,
         upserts,
         deletes,
-        changes,
         final_seq: seq,
         now,
     }

@@ -365,7 +365,7 @@ impl FastSqlite {
                 ])?;
             }
         }
-        if !plan.changes.is_empty() {
+        if plan.changes().next().is_some() {
             let mut upsert = tx.prepare_cached(&format!(
                 "INSERT INTO documents (tenant_id, collection, id, data, version, created_at, \
                  updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) {UPSERT_TAIL}"
@@ -392,7 +392,7 @@ impl FastSqlite {
                  before, at, created_at, before_updated_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
-            for w in &plan.changes {
+            for w in plan.changes() {
                 let after = (w.op != ChangeOp::Delete).then(|| json_text(&w.doc.data));
                 let before = w.before.as_ref().map(|d| json_text(&d.data));
                 change.execute(params![

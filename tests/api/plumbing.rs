@@ -92,6 +92,20 @@ async fn metrics_count_requests_by_route_and_tenant(b: Backend) {
     // Unknown tenants do not become label values.
     assert!(!text.contains("ghost"));
     assert!(text.contains("plinth_http_request_duration_seconds_bucket"));
+    // The group-commit counters, the busy time in seconds.
+    for name in [
+        "plinth_commit_groups_total",
+        "plinth_commit_units_total",
+        "plinth_commit_writes_total",
+        "plinth_commit_seconds_total",
+    ] {
+        let value = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing: {text}"));
+        let v: f64 = value.parse().expect("a number");
+        assert!(v >= 0.0, "{name} {v}");
+    }
 }
 
 async fn cors_per_tenant(b: Backend) {
