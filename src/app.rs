@@ -258,6 +258,8 @@ impl App {
         }
         if let Some(h) = hooks {
             h.abort();
+            // Jobs this node claimed as it committed them and has not started.
+            state.functions.release_born().await;
         }
         usage_flusher.abort();
         if let Err(e) = state.usage.flush().await {

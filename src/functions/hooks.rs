@@ -1,8 +1,10 @@
 //! After hooks. Planning: inside each write's transaction the store asks the `Planner`
 //! which hooks of the tenant's active deploy the write triggers and inserts one outbox job
-//! per hook. Running: `run_forever` claims due jobs per tenant (with a lease, so a runner
-//! that dies leaves them to another), runs them on the worker pool, deletes the done ones
-//! and reschedules failures with exponential backoff until they are marked dead.
+//! per hook; a node that runs hooks inserts them already claimed by itself and queues
+//! them in memory. Running: `run_forever` runs those, then claims due jobs per tenant
+//! (with a lease, so a runner that dies leaves them to another), runs them on the worker
+//! pool, deletes the done ones and reschedules failures with exponential backoff until
+//! they are marked dead.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
@@ -171,13 +173,25 @@ pub(crate) fn auth_info(v: &Value) -> Option<AuthInfo> {
     })
 }
 
-/// Tenants whose outboxes may hold due jobs, and when the others' next job is due.
+/// Tenants whose outboxes may hold due jobs, and when the others' next job is due; and
+/// the jobs this node claimed at birth, waiting to run.
 #[derive(Default)]
 pub struct JobQueue {
     dirty: Mutex<HashSet<i64>>,
     next_due: Mutex<HashMap<i64, i64>>,
     wake: Notify,
+    born: Mutex<HashMap<i64, Born>>,
 }
+
+/// A tenant's jobs claimed at birth, in commit order, each with the end of its claim.
+struct Born {
+    scope: Scope,
+    jobs: std::collections::VecDeque<(JobRow, i64)>,
+}
+
+/// The most jobs claimed at birth that wait in memory per tenant; past it, new jobs go to
+/// the outbox unclaimed (the runner is behind, and a claim would only expire).
+const MAX_BORN: usize = 10_000;
 
 impl JobQueue {
     pub(crate) fn mark(&self, tenant: i64) {
@@ -186,6 +200,36 @@ impl JobQueue {
             .unwrap_or_else(|p| p.into_inner())
             .insert(tenant);
         self.wake.notify_one();
+    }
+
+    fn born_count(&self, tenant: i64) -> usize {
+        self.born
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&tenant)
+            .map_or(0, |b| b.jobs.len())
+    }
+
+    /// Up to `limit` of a tenant's jobs claimed at birth whose claims have at least
+    /// `margin_ms` to run; those with less are left to expire and be claimed again.
+    fn take_born(&self, tenant: i64, limit: usize, margin_ms: i64) -> Vec<JobRow> {
+        let mut born = self.born.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(b) = born.get_mut(&tenant) else {
+            return Vec::new();
+        };
+        let now = now_ms();
+        let mut out = Vec::new();
+        while out.len() < limit {
+            match b.jobs.pop_front() {
+                Some((job, until)) if until - now >= margin_ms => out.push(job),
+                Some(_) => {}
+                None => break,
+            }
+        }
+        if b.jobs.is_empty() {
+            born.remove(&tenant);
+        }
+        out
     }
 }
 
@@ -217,6 +261,11 @@ impl JobPlanner for Planner {
             return Vec::new();
         };
         let mut jobs = Vec::new();
+        // A node that runs hooks claims the jobs of its own writes as it commits them and
+        // runs them from memory: no claim transaction per batch of jobs.
+        let claimed_until = (svc.config.run_hooks
+            && svc.queue.born_count(scope.tenant().id) < MAX_BORN)
+            .then(|| now_ms() + svc.lease_ms());
         let after = (w.op != ChangeOp::Delete).then_some(&w.doc);
         let auth = origin.auth.as_ref().and_then(auth_info);
         for h in &dep.hooks {
@@ -252,15 +301,44 @@ impl JobPlanner for Planner {
                 event,
                 depth: origin.depth + 1,
                 max_attempts: h.max_attempts,
+                claimed_until,
             });
         }
         jobs
     }
 
-    fn committed(&self, tenant: i64) {
-        if let Some(svc) = self.0.upgrade() {
-            svc.queue.mark(tenant);
+    fn committed(&self, scope: &Scope, jobs: Vec<NewJob>) {
+        let Some(svc) = self.0.upgrade() else {
+            return;
+        };
+        let tenant = scope.tenant().id;
+        let mut born = jobs
+            .into_iter()
+            .filter_map(|j| {
+                let until = j.claimed_until?;
+                let row = JobRow {
+                    id: j.id,
+                    function: j.function,
+                    event: j.event,
+                    depth: j.depth,
+                    attempts: 1,
+                    max_attempts: j.max_attempts,
+                };
+                Some((row, until))
+            })
+            .peekable();
+        if born.peek().is_some() {
+            let mut queue = svc.queue.born.lock().unwrap_or_else(|p| p.into_inner());
+            queue
+                .entry(tenant)
+                .or_insert_with(|| Born {
+                    scope: scope.clone(),
+                    jobs: Default::default(),
+                })
+                .jobs
+                .extend(born);
         }
+        svc.queue.mark(tenant);
     }
 }
 
@@ -403,14 +481,39 @@ impl FunctionService {
         }
     }
 
-    /// Claims and runs a tenant's due jobs until none are left.
-    async fn drain_tenant(&self, scope: &Scope) -> Result<(), crate::store::StoreError> {
-        let lease = match self.config.hook_lease {
+    /// How long a claim lasts (see `FunctionsConfig::hook_lease`).
+    pub(crate) fn lease_ms(&self) -> i64 {
+        match self.config.hook_lease {
             Some(d) => d.as_millis() as i64,
             None => (self.config.caps.max_timeout_ms as i64) * 2 + 10_000,
-        };
+        }
+    }
+
+    /// Gives the jobs claimed at birth that have not started back to the outbox, so a
+    /// restarted (or another) node runs them at once instead of after their claims end.
+    pub async fn release_born(&self) {
+        let born = std::mem::take(&mut *self.queue.born.lock().unwrap_or_else(|p| p.into_inner()));
+        for (_, b) in born {
+            let jobs: Vec<JobRef> = b.jobs.iter().map(|(j, _)| j.delivery()).collect();
+            if let Err(e) = self.store.release_jobs(&b.scope, &jobs).await {
+                tracing::warn!(tenant = %b.scope.tenant().slug, error = %e, "could not release queued hook jobs");
+            }
+        }
+    }
+
+    /// Runs a tenant's jobs claimed at birth, then claims and runs its due jobs until
+    /// none are left.
+    async fn drain_tenant(&self, scope: &Scope) -> Result<(), crate::store::StoreError> {
+        let lease = self.lease_ms();
         let tenant = scope.tenant().id;
         loop {
+            // A claimed job is started only while its claim outlasts the longest run.
+            let margin = (self.config.caps.max_timeout_ms as i64).min(lease / 2);
+            let born = self.queue.take_born(tenant, CLAIM_BATCH as usize, margin);
+            if !born.is_empty() {
+                self.run_claimed(scope, &born).await?;
+                continue;
+            }
             let (jobs, next) = self.store.claim_jobs(scope, lease, CLAIM_BATCH).await?;
             {
                 let mut due = self
@@ -426,41 +529,51 @@ impl FunctionService {
             if jobs.is_empty() {
                 return Ok(());
             }
-            let dep = match self.active(scope).await {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::warn!(tenant = %scope.tenant().slug, error = %e, "hook runner: cannot load the active deploy");
-                    None
-                }
-            };
-            let runs = group_jobs(&jobs, dep.as_deref());
-            let results = futures_util::future::join_all(
-                runs.iter()
-                    .map(|(group, as_array)| self.run_jobs(scope, dep.as_ref(), group, *as_array)),
-            )
-            .await;
-            let mut done = Vec::new();
-            for ((group, _), result) in runs.iter().zip(results) {
-                for job in group {
-                    match &result {
-                        JobResult::Acked => {}
-                        JobResult::Done => done.push(job.delivery()),
-                        JobResult::Failed(error) => {
-                            let retry_at = (job.attempts < job.max_attempts)
-                                .then(|| now_ms() + backoff_ms(job.attempts));
-                            if retry_at.is_none() {
-                                tracing::warn!(tenant = %scope.tenant().slug, job = %job.id,
-                                    function = %job.function, %error, "hook job is dead");
-                            }
-                            self.store
-                                .fail_job(scope, &job.delivery(), error, retry_at)
-                                .await?;
+            self.run_claimed(scope, &jobs).await?;
+        }
+    }
+
+    /// Runs claimed jobs (grouped into invocations) and records each one's outcome.
+    async fn run_claimed(
+        &self,
+        scope: &Scope,
+        jobs: &[JobRow],
+    ) -> Result<(), crate::store::StoreError> {
+        let dep = match self.active(scope).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(tenant = %scope.tenant().slug, error = %e, "hook runner: cannot load the active deploy");
+                None
+            }
+        };
+        let runs = group_jobs(jobs, dep.as_deref());
+        let results = futures_util::future::join_all(
+            runs.iter()
+                .map(|(group, as_array)| self.run_jobs(scope, dep.as_ref(), group, *as_array)),
+        )
+        .await;
+        let mut done = Vec::new();
+        for ((group, _), result) in runs.iter().zip(results) {
+            for job in group {
+                match &result {
+                    JobResult::Acked => {}
+                    JobResult::Done => done.push(job.delivery()),
+                    JobResult::Failed(error) => {
+                        let retry_at = (job.attempts < job.max_attempts)
+                            .then(|| now_ms() + backoff_ms(job.attempts));
+                        if retry_at.is_none() {
+                            tracing::warn!(tenant = %scope.tenant().slug, job = %job.id,
+                                function = %job.function, %error, "hook job is dead");
                         }
+                        self.store
+                            .fail_job(scope, &job.delivery(), error, retry_at)
+                            .await?;
                     }
                 }
             }
-            self.store.finish_jobs(scope, &done).await?;
         }
+        self.store.finish_jobs(scope, &done).await?;
+        Ok(())
     }
 
     /// Runs after-hook jobs until the task is aborted: tenants whose writes queued jobs

@@ -196,10 +196,10 @@ impl Store {
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         match applied {
             Ok((outcomes, jobs)) => {
-                if jobs > 0
+                if !jobs.is_empty()
                     && let Some(planner) = self.planner.get()
                 {
-                    planner.committed(scope.tenant().id);
+                    planner.committed(scope, jobs);
                 }
                 let writes: usize = outcomes
                     .iter()
@@ -254,15 +254,15 @@ impl Store {
             .collect()
     }
 
-    /// One transaction for the whole group; per-unit outcomes in order, and how many
-    /// jobs it queued.
+    /// One transaction for the whole group; per-unit outcomes in order, and the jobs it
+    /// queued.
     async fn apply_group(
         &self,
         scope: &Scope,
         units: Vec<Vec<ErasedWrite>>,
         acks: &[Vec<JobRef>],
         origins: &[Origin],
-    ) -> Result<(Vec<UnitOutcome>, usize), StoreError> {
+    ) -> Result<(Vec<UnitOutcome>, Vec<NewJob>), StoreError> {
         if let Some(fast) = self.fast_sqlite(scope).await? {
             return fast.apply_group(scope.tenant().id, units, acks, &|plan| {
                 self.plan_jobs(scope, plan, origins)
@@ -342,6 +342,7 @@ impl Store {
                     .bind(job.depth as i32)
                     .bind(job.max_attempts as i32)
                     .bind(plan.now)
+                    .bind(job.claimed_until)
                     .execute(&mut *tx)
                     .await?;
             }
@@ -416,7 +417,7 @@ impl Store {
                 }
             }
             tx.commit().await?;
-            Ok((plan.outcomes, jobs.len()))
+            Ok((plan.outcomes, jobs))
         })
     }
 }

@@ -25,6 +25,9 @@ pub struct NewJob {
     pub event: String,
     pub depth: u32,
     pub max_attempts: u32,
+    /// Claimed at birth by the committing node until then (its first attempt; the node
+    /// runs it from memory, with no claim transaction), or None: due now, for any runner.
+    pub claimed_until: Option<i64>,
 }
 
 /// Decides, inside the write's transaction, which jobs a committed write triggers.
@@ -33,8 +36,8 @@ pub trait JobPlanner: Send + Sync {
     fn prepare<'a>(&'a self, scope: &'a Scope) -> futures_util::future::BoxFuture<'a, ()>;
     /// The jobs of one write (synchronous: it runs inside the transaction).
     fn plan(&self, scope: &Scope, written: &super::Written, origin: &Origin) -> Vec<NewJob>;
-    /// Told after a commit that inserted jobs.
-    fn committed(&self, tenant: i64);
+    /// Told after a commit that inserted jobs, with them.
+    fn committed(&self, scope: &Scope, jobs: Vec<NewJob>);
 }
 
 /// One delivery of a job: its id and the attempt number its claim gave it. Each claim
@@ -82,9 +85,11 @@ pub struct JobInfo {
     pub event: Value,
 }
 
+/// Binds: tenant, id, function, event, depth, max_attempts, now, claimed_until (NULL: due
+/// now). A job claimed at birth is on its first attempt, due again when the claim ends.
 pub(crate) const INSERT_JOB_SQL: &str = "INSERT INTO jobs (tenant_id, id, function, event, depth, \
-     attempts, max_attempts, state, run_at, created_at) VALUES ($1, $2, $3, $4, $5, 0, $6, \
-     'pending', $7, $7)";
+     attempts, max_attempts, state, run_at, lease_until, created_at) VALUES ($1, $2, $3, $4, $5, \
+     CASE WHEN $8 IS NULL THEN 0 ELSE 1 END, $6, 'pending', COALESCE($8, $7), $8, $7)";
 
 impl Store {
     /// Claims up to `limit` due jobs for `lease_ms`; also returns when the next job of the
@@ -216,6 +221,44 @@ impl Store {
                     q = q.bind(j.id.as_str()).bind(j.attempts as i32);
                 }
                 q.execute(p).await?;
+            });
+        }
+        Ok(())
+    }
+
+    /// Gives claimed jobs that never started back to the outbox, due now and on the same
+    /// attempt (a node shutting down with jobs claimed at birth still queued).
+    pub async fn release_jobs(&self, scope: &Scope, jobs: &[JobRef]) -> StoreResult<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        if let Some(fast) = self.fast_sqlite(scope).await? {
+            let tenant = scope.tenant().id;
+            return fast.with_writer(|tx| {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE jobs SET attempts = attempts - 1, run_at = ?4, lease_until = NULL \
+                     WHERE tenant_id = ?1 AND id = ?2 AND attempts = ?3",
+                )?;
+                for j in jobs {
+                    stmt.execute(rusqlite::params![tenant, j.id, j.attempts, now])?;
+                }
+                Ok(())
+            });
+        }
+        let (db, tenant) = self.tenant_db(scope).await?;
+        for j in jobs {
+            on_db!(&db, |p| {
+                sqlx::query(
+                    "UPDATE jobs SET attempts = attempts - 1, run_at = $4, lease_until = NULL \
+                     WHERE tenant_id = $1 AND id = $2 AND attempts = $3",
+                )
+                .bind(tenant)
+                .bind(j.id.as_str())
+                .bind(j.attempts as i32)
+                .bind(now)
+                .execute(p)
+                .await?;
             });
         }
         Ok(())

@@ -283,7 +283,7 @@ impl FastSqlite {
         units: Vec<Vec<ErasedWrite>>,
         acks: &[Vec<JobRef>],
         plan_jobs: &dyn Fn(&GroupPlan) -> Vec<NewJob>,
-    ) -> StoreResult<(Vec<UnitOutcome>, usize)> {
+    ) -> StoreResult<(Vec<UnitOutcome>, Vec<NewJob>)> {
         blocking(|| self.apply_group_now(tenant, units, acks, plan_jobs))
     }
 
@@ -293,7 +293,7 @@ impl FastSqlite {
         units: Vec<Vec<ErasedWrite>>,
         acks: &[Vec<JobRef>],
         plan_jobs: &dyn Fn(&GroupPlan) -> Vec<NewJob>,
-    ) -> StoreResult<(Vec<UnitOutcome>, usize)> {
+    ) -> StoreResult<(Vec<UnitOutcome>, Vec<NewJob>)> {
         let mut slot = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
             *slot = Some(open(&self.path)?);
@@ -361,7 +361,8 @@ impl FastSqlite {
                     job.event,
                     job.depth,
                     job.max_attempts,
-                    plan.now
+                    plan.now,
+                    job.claimed_until
                 ])?;
             }
         }
@@ -413,7 +414,7 @@ impl FastSqlite {
                 .execute(params![tenant, plan.final_seq])?;
         }
         tx.commit()?;
-        Ok((plan.outcomes, jobs.len()))
+        Ok((plan.outcomes, jobs))
     }
 }
 

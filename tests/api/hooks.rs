@@ -23,6 +23,7 @@ backend_tests!(
     batched_hooks_get_arrays_and_retry_alone,
     acknowledged_hook_writes_happen_once,
     a_superseded_delivery_cannot_acknowledge,
+    queued_jobs_are_released_at_shutdown,
 );
 
 const HOOK_MANIFEST: &str = r#"
@@ -951,4 +952,72 @@ export default async function (event, ctx) {
         .ok(200);
     assert_eq!(jobs["items"], json!([]), "{jobs}");
     second.stop().await;
+}
+
+/// A node claims the jobs of its own writes as it commits them and runs them from memory.
+/// Those still queued when it shuts down go back to the outbox, so the next node runs them
+/// at once rather than when their claims (130 s by default) run out.
+async fn queued_jobs_are_released_at_shutdown(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let key = tenant_with_key(&mut app, "shop").await;
+    let manifest = "[[hooks]]\nfunction = \"mark\"\ncollection = \"orders\"\non = [\"create\"]\n\n[limits.mark]\ntimeout_ms = 10000\n";
+    let mark = r#"
+export default async function (event, ctx) {
+  if (event.doc.id === 'slow') { const end = Date.now() + 2500; while (Date.now() < end) {} }
+  await ctx.db.put('seen', event.doc.id, { attempt: event.attempt });
+}
+"#;
+    deploy(
+        &mut app,
+        "shop",
+        &[("plinth.toml", manifest), ("functions/mark.js", mark)],
+    )
+    .await
+    .ok(201);
+    put(
+        &app,
+        &key,
+        &format!("{}/slow", docs("shop", "orders")),
+        json!({}),
+    )
+    .await
+    .ok(201);
+    // The runner is busy with 'slow' now; the next jobs wait in its memory.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for id in ["a", "b"] {
+        put(
+            &app,
+            &key,
+            &format!("{}/{id}", docs("shop", "orders")),
+            json!({}),
+        )
+        .await
+        .ok(201);
+    }
+    let admin = app.admin().await;
+    let jobs = app
+        .get("/admin/v1/tenants/shop/jobs", Some(&admin))
+        .await
+        .ok(200);
+    let items = jobs["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "{jobs}");
+    assert!(
+        items.iter().all(|j| j["attempts"] == 1),
+        "claimed at birth: {jobs}"
+    );
+    let storage = app.stop().await;
+    let app = TestApp::start_on(b, storage, |_| {}).await;
+    for id in ["a", "b"] {
+        let seen = eventually(Duration::from_secs(10), "a released job runs", || async {
+            let r = app
+                .get(&format!("{}/{id}", docs("shop", "seen")), Some(&key))
+                .await;
+            (r.status.as_u16() == 200).then(|| r.json())
+        })
+        .await;
+        assert_eq!(
+            seen["data"]["attempt"], 1,
+            "released on its first attempt: {seen}"
+        );
+    }
 }
