@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::Notify;
 
 use super::bundle::Manifest;
@@ -121,7 +121,8 @@ struct EventOut<'a> {
     attempt: u32,
 }
 
-/// `doc_json` without copying the data.
+/// A document as functions see it (the REST API's shape), borrowed: job events are
+/// serialized from it without copying the data.
 #[derive(serde::Serialize)]
 struct DocOut<'a> {
     id: &'a str,
@@ -145,16 +146,9 @@ impl<'a> From<&'a StoredDoc> for DocOut<'a> {
     }
 }
 
-/// A document as functions see it: the same shape as the REST API's.
+/// A document as functions see it, as a JSON value.
 pub(crate) fn doc_json(d: &StoredDoc) -> Value {
-    json!({
-        "id": d.id,
-        "collection": d.collection,
-        "version": d.version,
-        "created_at": timestamp(d.created_at),
-        "updated_at": timestamp(d.updated_at),
-        "data": d.data,
-    })
+    serde_json::to_value(DocOut::from(d)).unwrap_or(Value::Null)
 }
 
 pub(crate) fn auth_info(v: &Value) -> Option<AuthInfo> {
@@ -505,10 +499,10 @@ impl FunctionService {
     /// none are left.
     async fn drain_tenant(&self, scope: &Scope) -> Result<(), crate::store::StoreError> {
         let lease = self.lease_ms();
+        // A claimed job is started only while its claim outlasts the longest run.
+        let margin = (self.config.caps.max_timeout_ms as i64).min(lease / 2);
         let tenant = scope.tenant().id;
         loop {
-            // A claimed job is started only while its claim outlasts the longest run.
-            let margin = (self.config.caps.max_timeout_ms as i64).min(lease / 2);
             let born = self.queue.take_born(tenant, CLAIM_BATCH as usize, margin);
             if !born.is_empty() {
                 self.run_claimed(scope, &born).await?;

@@ -33,35 +33,17 @@ struct Shared {
     queue: Mutex<Queue>,
     per_tenant: usize,
     wakers: Mutex<Vec<mpsc::Sender<Msg>>>,
-    /// Workers about to sleep or asleep (by index into `wakers`).
-    idle: Mutex<Vec<usize>>,
 }
 
 impl Shared {
+    /// Every worker, not one: with one caller at a time, waking only the last worker to
+    /// go idle often woke a sleeping thread while the one that had just answered was
+    /// still awake and would have taken the job (warm invocations ~52 µs p50 instead of
+    /// ~20, benches/functions-bench.sh). Waking all costs ~4% of the SMS votes/s (4
+    /// interleaved pairs), where every worker is busy anyway.
     fn wake_all(&self) {
         for w in self.wakers.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             let _ = w.send(Msg::Wake);
-        }
-    }
-
-    /// Wakes one sleeping worker, if any sleeps (a job held back by its tenant's share
-    /// may run now). A busy worker looks at the queue after every step, and a worker
-    /// going to sleep looks once more after saying so (see `worker`), so no job is left
-    /// waiting while a worker could take it.
-    fn wake_one(&self) {
-        let Some(i) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() else {
-            return;
-        };
-        if let Some(w) = self.wakers.lock().unwrap_or_else(|p| p.into_inner()).get(i) {
-            let _ = w.send(Msg::Wake);
-        }
-    }
-
-    fn set_idle(&self, worker: usize, idle: bool) {
-        let mut list = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        list.retain(|w| *w != worker);
-        if idle {
-            list.push(worker);
         }
     }
 
@@ -102,7 +84,7 @@ impl EntryCounter for Shared {
         };
         // A job held back by this tenant's share may now run elsewhere.
         if waiting {
-            self.wake_one();
+            self.wake_all();
         }
     }
 }
@@ -135,7 +117,6 @@ impl Pool {
             queue: Mutex::new(Queue::default()),
             per_tenant: if workers > 1 { workers - 1 } else { 1 },
             wakers: Mutex::new(Vec::new()),
-            idle: Mutex::new(Vec::new()),
         });
         // Compile the prelude before any request waits on it.
         let _ = super::sandbox::prelude_bytecode();
@@ -153,7 +134,7 @@ impl Pool {
                 std::thread::Builder::new()
                     .name(format!("plinth-fn-{i}"))
                     .stack_size(WORKER_STACK)
-                    .spawn(move || worker(i, shared, handle, tx, rx))?,
+                    .spawn(move || worker(shared, handle, tx, rx))?,
             );
         }
         Ok(Pool {
@@ -172,11 +153,6 @@ impl Pool {
             }
             q.jobs.push_back(Job { call, reply: tx });
         }
-        // Every worker, not one: with one caller at a time, waking the last worker to go
-        // idle (`wake_one`) often woke a sleeping thread while the one that had just
-        // answered was still awake and would have taken the job. Warm invocations went
-        // from ~20 to ~52 µs p50 (benches/functions-bench.sh); waking all costs ~4% of
-        // the SMS votes/s (4 interleaved pairs), which keep every worker busy anyway.
         self.shared.wake_all();
         rx.await.map_err(|_| PoolError::Closed)
     }
@@ -224,7 +200,6 @@ fn lower_priority() {
 }
 
 fn worker(
-    me: usize,
     shared: Arc<Shared>,
     handle: tokio::runtime::Handle,
     tx: mpsc::Sender<Msg>,
@@ -271,20 +246,8 @@ fn worker(
             .map(|d| d.saturating_duration_since(Instant::now()))
             .unwrap_or(Duration::from_secs(1))
             .min(Duration::from_secs(1));
-        // Idle first, then one more look: a job queued in between either sees this
-        // worker idle (and wakes it) or is found here.
-        // (A worker holding MAX_PARKED invocations takes no jobs, so it is not idle.)
-        let can_take = sandboxes.parked() < MAX_PARKED;
-        shared.set_idle(me, can_take);
-        if can_take && let Some(job) = shared.take() {
-            shared.set_idle(me, false);
-            next_inv += 1;
-            sandboxes.start(next_inv, job.call, job.reply);
-            continue;
-        }
-        let got = rx.recv_timeout(wait);
-        shared.set_idle(me, false);
-        match got {
+        // A job queued since the last look sent this worker a wake-up, which waits here.
+        match rx.recv_timeout(wait) {
             Ok(Msg::Answer { inv, call, text }) => sandboxes.answer(inv, call, text),
             Ok(Msg::Wake) => {}
             Err(mpsc::RecvTimeoutError::Timeout) => {}

@@ -313,12 +313,14 @@ impl Store {
                     q = q.bind(r.id.as_str());
                 }
                 for row in q.fetch_all(&mut *tx).await? {
-                    let id: String = sqlx::Row::try_get(&row, 0)?;
                     let attempts: i32 = sqlx::Row::try_get(&row, 1)?;
-                    held.insert((id, attempts.max(0) as u32));
+                    held.insert(JobRef {
+                        id: sqlx::Row::try_get(&row, 0)?,
+                        attempts: attempts.max(0) as u32,
+                    });
                 }
             }
-            let stale = stale_units(acks, |r| held.contains(&(r.id.clone(), r.attempts)));
+            let stale = stale_units(acks, |r| held.contains(r));
             let plan = plan_group(units, &keys, current, &stale, seq0, now_ms());
             let done = acked_jobs(&plan, acks);
             for chunk in done.chunks(CHUNK) {

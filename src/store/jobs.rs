@@ -43,7 +43,7 @@ pub trait JobPlanner: Send + Sync {
 /// One delivery of a job: its id and the attempt number its claim gave it. Each claim
 /// counts the attempt up, so a delivery whose lease ran out and was claimed again no
 /// longer matches, and what it does to the job (finish, fail, acknowledge) is ignored.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct JobRef {
     pub id: String,
     pub attempts: u32,

@@ -327,19 +327,16 @@ impl FastSqlite {
             let mut stmt = tx.prepare_cached(
                 "SELECT attempts FROM jobs WHERE tenant_id = ?1 AND id = ?2 AND state = 'pending'",
             )?;
-            let mut held = |r: &JobRef| -> rusqlite::Result<bool> {
+            let mut holds = std::collections::HashSet::new();
+            for r in acks.iter().flatten() {
                 let attempts: Option<i64> = stmt
                     .query_row(params![tenant, r.id], |row| row.get(0))
                     .optional()?;
-                Ok(attempts == Some(i64::from(r.attempts)))
-            };
-            let mut holds = std::collections::HashSet::new();
-            for r in acks.iter().flatten() {
-                if held(r)? {
-                    holds.insert((r.id.as_str(), r.attempts));
+                if attempts == Some(i64::from(r.attempts)) {
+                    holds.insert(r);
                 }
             }
-            stale_units(acks, |r| holds.contains(&(r.id.as_str(), r.attempts)))
+            stale_units(acks, |r| holds.contains(r))
         };
         let plan = plan_group(units, &keys, current, &stale, seq0, now_ms());
         let done = acked_jobs(&plan, acks);

@@ -57,6 +57,17 @@ export default async function (event, ctx) {
 }
 "#;
 
+/// A tenant's invocation log for one function, once it holds at least `n` entries (it is
+/// written in batches, off the invocations' path).
+async fn logged(app: &TestApp, admin: &str, tenant: &str, function: &str, n: usize) -> Value {
+    let path = format!("/admin/v1/tenants/{tenant}/invocations?function={function}");
+    eventually(Duration::from_secs(5), "invocations logged", || async {
+        let p = app.get(&path, Some(admin)).await.ok(200);
+        (p["items"].as_array().unwrap().len() >= n).then_some(p)
+    })
+    .await
+}
+
 async fn counts(app: &TestApp, key: &str, tenant: &str) -> Value {
     app.get(&format!("{}/p1", docs(tenant, "tallies")), Some(key))
         .await
@@ -251,18 +262,8 @@ async fn failing_hooks_retry_then_die_and_can_be_retried(b: Backend) {
         "{dead}"
     );
     let id = dead["id"].as_str().unwrap().to_string();
-    // Two failed invocations are in the log (written in batches, off the job's path).
-    let log = eventually(Duration::from_secs(5), "both attempts logged", || async {
-        let p = app
-            .get(
-                "/admin/v1/tenants/shop/invocations?function=flaky",
-                Some(&admin),
-            )
-            .await
-            .ok(200);
-        (p["items"].as_array().unwrap().len() >= 2).then_some(p)
-    })
-    .await;
+    // Two failed invocations are in the log.
+    let log = logged(&app, &admin, "shop", "flaky", 2).await;
     assert_eq!(log["items"].as_array().unwrap().len(), 2);
     assert!(
         log["items"]
@@ -781,17 +782,7 @@ export default async function (req, ctx) {
     let admin = app.admin().await;
     // Every invocation threw after acknowledging: the jobs are gone, none is retried
     // (a retry would be due 1 to 1.25 s after the failure) and the count is exact.
-    let log = eventually(Duration::from_secs(5), "three failures logged", || async {
-        let p = app
-            .get(
-                "/admin/v1/tenants/shop/invocations?function=count",
-                Some(&admin),
-            )
-            .await
-            .ok(200);
-        (p["items"].as_array().unwrap().len() >= 3).then_some(p)
-    })
-    .await;
+    let log = logged(&app, &admin, "shop", "count", 3).await;
     assert!(
         log["items"]
             .as_array()
