@@ -4,7 +4,8 @@
 #   bash benches/realtime-bench.sh     # writes benches/results/realtime-<date>.jsonl and prints tables
 #
 # Server on core 0, load generator on core 1 (taskset; PIN=0 lets both use every core).
-# ONLY=plinth or ONLY=pocketbase measures one server. Per server, on a fresh process:
+# ONLY=plinth or ONLY=pocketbase measures one server; MODES="latency" (any of idle, latency,
+# throughput) runs only those. Per server, on a fresh process:
 #   idle        10,000 subscribed idle connections: server RSS growth per connection
 #               (first, so memory freed by earlier measurements cannot hide the growth)
 #   latency     one write at a time delivered to N = 100, 1,000, 10,000 subscribers:
@@ -24,6 +25,7 @@ LATENCY_SUBSCRIBERS=${LATENCY_SUBSCRIBERS:-100,1000,10000}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
 PIN=${PIN:-1}
 ONLY=${ONLY:-}
+MODES=${MODES:-idle latency throughput}
 if [[ $PIN == 1 ]]; then server_cpus=0 client_cpus=1; else server_cpus=0-$(($(nproc) - 1)) client_cpus=$server_cpus; fi
 PLINTH_PORT=18711
 PB_PORT=18712
@@ -76,7 +78,7 @@ run_measurements() {
   local start=$1 bin=$2; shift 2
   for r in $(seq "$RUNS"); do
     [[ -n $server_pid ]] || "$start"
-    for mode in idle latency throughput; do
+    for mode in $MODES; do
       local extra=()
       case $mode in
         idle) extra=(--subscribers "$IDLE_CONNECTIONS") ;;

@@ -57,6 +57,17 @@ if latency_ns:
         ratio = f"{med(b, 'p99_us') / max(med(p, 'p99_us'), 1):.1f}x" if p and b else "—"
         print(f"| {n:,} | {cell('latency', 'plinth', n, fmt)} | {cell('latency', 'pocketbase', n, fmt)} | {ratio} |")
     print()
+    # Older result files predate the per-write figures.
+    if any("fanout_span" in r for r in rows):
+        print("Time to the last subscriber of a write (fan-out span; median / p99 over writes, ms):")
+        print()
+        print("| subscribers | Plinth | PocketBase |")
+        print("|---:|---:|---:|")
+        span = lambda q: (lambda rs: ms(statistics.median(r["fanout_span"][q] for r in rs if "fanout_span" in r)))
+        both = lambda rs: f"{span('p50_us')(rs)} / {span('p99_us')(rs)}"
+        for n in latency_ns:
+            print(f"| {n:,} | {cell('latency', 'plinth', n, both)} | {cell('latency', 'pocketbase', n, both)} |")
+        print()
 
 summary = []
 for n in sorted({n for (mode, _, n) in groups if mode == "throughput"}):

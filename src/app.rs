@@ -7,6 +7,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -245,8 +246,16 @@ impl App {
             shutdown.await;
             broker.shutdown();
         };
+        // Without TCP_NODELAY a small write that follows an unacknowledged one waits for
+        // the peer's delayed ACK (up to 40 ms): a realtime event sent soon after the
+        // previous frame on the same socket arrived ~36 ms late.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         let served = axum::serve(
-            self.listener,
+            listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)

@@ -6,7 +6,10 @@
 //! Modes (`--mode`), one JSON line per measurement on standard output:
 //! - `latency`: N subscribers; one writer makes `--writes` writes one at a time, each waiting
 //!   until every subscriber has it (at most `--write-timeout-ms`). Latency of a delivery =
-//!   the subscriber's receive time − the time the write request was sent.
+//!   the subscriber's receive time − the time the write request was sent. Also per write:
+//!   `fanout_span` (percentiles over writes of each write's slowest delivery) and
+//!   `slowest_writes` ([write number, µs] of the five slowest), which tell a uniformly slow
+//!   fan-out from a few slow writes.
 //! - `throughput`: N subscribers (default 100); `--writers` keep-alive connections write as
 //!   fast as the server answers for `--seconds`; events delivered inside that window per
 //!   second, in total and per subscriber, and write requests per second.
@@ -422,6 +425,9 @@ struct Shared {
     cap: u64,
     /// Latency mode: deliveries per write, so the writer knows when everyone has it.
     per_write: Vec<AtomicU32>,
+    /// Latency mode: each write's slowest delivery (µs), to tell a few slow writes from a
+    /// uniformly slow fan-out.
+    per_write_max: Vec<AtomicU32>,
     /// How many deliveries make a write complete (the subscribed count).
     target: AtomicU32,
     /// Signalled by the subscriber whose delivery completes a write.
@@ -447,14 +453,18 @@ struct Admission {
 
 impl Shared {
     fn new(cap: u64, track_per_write: bool) -> Arc<Self> {
-        let per_write = if track_per_write {
-            (0..cap).map(|_| AtomicU32::new(0)).collect()
-        } else {
-            Vec::new()
+        let counters = || {
+            if track_per_write {
+                (0..cap).map(|_| AtomicU32::new(0)).collect()
+            } else {
+                Vec::new()
+            }
         };
+        let (per_write, per_write_max) = (counters(), counters());
         Arc::new(Shared {
             cap,
             per_write,
+            per_write_max,
             target: AtomicU32::new(u32::MAX),
             write_complete: Notify::new(),
             delivered: AtomicU64::new(0),
@@ -535,8 +545,11 @@ impl Tracker {
         self.seen[word] |= bit;
         let r = &mut self.report;
         r.delivered += 1;
-        r.latencies_us
-            .push(received.saturating_sub(t_us).min(u32::MAX as u64) as u32);
+        let latency = received.saturating_sub(t_us).min(u32::MAX as u64) as u32;
+        r.latencies_us.push(latency);
+        if let Some(max) = shared.per_write_max.get(n as usize) {
+            max.fetch_max(latency, Ordering::Relaxed);
+        }
         if shared
             .window_end
             .get()
@@ -820,6 +833,18 @@ async fn latency<P: Protocol>(proto: &Arc<P>, args: &Args, round: u32, n: usize)
     let (mut totals, sub_errors) = subs.finish().await;
     merge(&mut errors, "", sub_errors);
     let writes_ok = stored.iter().filter(|&&s| s).count();
+    // Each write's last delivery: its median says how long a whole fan-out takes, its top
+    // whether the tail comes from a few slow writes (and which, by number).
+    let mut spans: Vec<u32> = (0..args.writes as usize)
+        .filter(|&i| stored[i])
+        .map(|i| shared.per_write_max[i].load(Ordering::Acquire))
+        .collect();
+    let mut slowest: Vec<(usize, u32)> = (0..args.writes as usize)
+        .filter(|&i| stored[i])
+        .map(|i| (i, shared.per_write_max[i].load(Ordering::Acquire)))
+        .collect();
+    slowest.sort_by_key(|&(_, us)| std::cmp::Reverse(us));
+    slowest.truncate(5);
     with(
         head,
         with(
@@ -832,6 +857,8 @@ async fn latency<P: Protocol>(proto: &Arc<P>, args: &Args, round: u32, n: usize)
                 "duplicates": totals.duplicates,
                 "seq_regressions": totals.seq_regressions,
                 "write": percentiles(&mut write_latencies),
+                "fanout_span": percentiles(&mut spans),
+                "slowest_writes": slowest,
                 "cpu_pct": cpu,
                 "errors": errors,
             }),

@@ -7,7 +7,7 @@
 //! position. So events reach subscribers in seq order, gap-free, whichever node wrote
 //! them, and nothing committed goes unpublished.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::value::RawValue;
@@ -37,6 +37,8 @@ pub(crate) enum Mode {
 
 pub(crate) struct Sub {
     pub key: SubKey,
+    /// The start of this subscription's `change` messages, up to the seq, rendered once.
+    head: String,
     pub collection: String,
     pub doc: Option<String>,
     pub filter: Option<Arc<Expression>>,
@@ -44,13 +46,39 @@ pub(crate) struct Sub {
     pub mode: std::sync::Mutex<Mode>,
 }
 
+impl Sub {
+    pub fn new(
+        key: SubKey,
+        collection: String,
+        doc: Option<String>,
+        filter: Option<Arc<Expression>>,
+        socket: Arc<SocketShared>,
+        mode: Mode,
+    ) -> Sub {
+        let id = serde_json::to_string(&key.1).unwrap_or_else(|_| "\"\"".into());
+        Sub {
+            head: format!("{{\"type\":\"change\",\"id\":{id},\"seq\":"),
+            key,
+            collection,
+            doc,
+            filter,
+            socket,
+            mode: std::sync::Mutex::new(mode),
+        }
+    }
+}
+
+/// Subscriptions by key, held by the indexes themselves: dispatching a change walks
+/// them without a second lookup per subscriber.
+type SubSet = HashMap<SubKey, Arc<Sub>>;
+
 #[derive(Default)]
 pub(crate) struct FeedState {
     /// Seq of the last change the tailer dispatched.
     pub position: i64,
     pub subs: HashMap<SubKey, Arc<Sub>>,
-    by_collection: HashMap<String, HashSet<SubKey>>,
-    by_doc: HashMap<(String, String), HashSet<SubKey>>,
+    by_collection: HashMap<String, SubSet>,
+    by_doc: HashMap<(String, String), SubSet>,
     pub tailer_running: bool,
 }
 
@@ -84,13 +112,13 @@ impl FeedState {
                 self.by_doc
                     .entry((sub.collection.clone(), d.clone()))
                     .or_default()
-                    .insert(sub.key.clone());
+                    .insert(sub.key.clone(), sub.clone());
             }
             None => {
                 self.by_collection
                     .entry(sub.collection.clone())
                     .or_default()
-                    .insert(sub.key.clone());
+                    .insert(sub.key.clone(), sub.clone());
             }
         }
         self.subs.insert(sub.key.clone(), sub);
@@ -131,31 +159,29 @@ impl FeedState {
         set.into_iter().cloned().collect()
     }
 
-    /// The subscriptions a change of this document can concern.
-    fn candidates(&self, collection: &str, id: &str) -> Vec<Arc<Sub>> {
-        let mut out = Vec::new();
-        if let Some(set) = self.by_collection.get(collection) {
-            out.extend(set.iter().filter_map(|k| self.subs.get(k).cloned()));
-        }
-        if let Some(set) = self.by_doc.get(&(collection.to_string(), id.to_string())) {
-            out.extend(set.iter().filter_map(|k| self.subs.get(k).cloned()));
-        }
-        out
-    }
-
     /// Hands one change to the subscriptions it concerns. Never blocks: a subscriber
     /// whose queue is full is marked as a slow consumer and will be closed.
-    pub fn dispatch(&mut self, change: &Change, rules: &RuleSet, now_ms: i64) {
-        let candidates = self.candidates(&change.collection, &change.doc_id);
-        if candidates.is_empty() {
+    pub fn dispatch(&self, change: &Change, rules: &RuleSet, now_ms: i64) {
+        let of_collection = self.by_collection.get(&change.collection);
+        let of_doc = if self.by_doc.is_empty() {
+            None
+        } else {
+            self.by_doc
+                .get(&(change.collection.clone(), change.doc_id.clone()))
+        };
+        if of_collection.is_none() && of_doc.is_none() {
             return;
         }
         let rendered = Rendered::new(change);
-        for sub in candidates {
+        for sub in of_collection
+            .into_iter()
+            .chain(of_doc)
+            .flat_map(|set| set.values())
+        {
             let auth = sub.socket.auth();
-            if let Some((op, doc)) = event_for(&sub, change, rules, auth.as_deref(), now_ms) {
-                let text = rendered.message(&sub.key.1, change.seq, op, doc);
-                deliver(&sub, change.seq, text);
+            if let Some((op, doc)) = event_for(sub, change, rules, auth.as_deref(), now_ms) {
+                let text = rendered.message(sub, change.seq, op, doc);
+                deliver(sub, change.seq, text);
             }
         }
     }
@@ -282,15 +308,19 @@ impl Rendered {
         }
     }
 
-    pub fn message(&self, sub_id: &str, seq: i64, op: &str, side: Side) -> String {
+    /// `{"type":"change","id":…,"seq":…,"op":…,"doc":…}` for one subscriber.
+    pub fn message(&self, sub: &Sub, seq: i64, op: &str, side: Side) -> String {
+        use std::fmt::Write;
         let doc = match side {
             Side::Before => self.before.as_deref(),
             Side::After => self.after.as_deref(),
         }
         .unwrap_or("null");
-        format!(
-            "{{\"type\":\"change\",\"id\":{},\"seq\":{seq},\"op\":\"{op}\",\"doc\":{doc}}}",
-            serde_json::to_string(sub_id).unwrap_or_else(|_| "\"\"".into())
-        )
+        let mut text = String::with_capacity(sub.head.len() + doc.len() + 48);
+        text.push_str(&sub.head);
+        let _ = write!(text, "{seq},\"op\":\"{op}\",\"doc\":");
+        text.push_str(doc);
+        text.push('}');
+        text
     }
 }

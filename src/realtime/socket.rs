@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
@@ -200,7 +201,13 @@ impl Connection {
         mut events: mpsc::Receiver<String>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
-        let (mut sink, mut stream) = socket.split();
+        let (mut sink, stream) = socket.split();
+        // The read side sits in a FuturesUnordered of one, which polls it only when its
+        // own waker fired (the client sent something). Polled directly in the select
+        // below, every event's wake-up also made a read attempt through the WebSocket
+        // layers: ~10% of the server's CPU in a 1,000-subscriber fan-out.
+        let mut reads = FuturesUnordered::new();
+        reads.push(stream.into_future());
         let cfg = self.broker.config.clone();
         let mut ping = tokio::time::interval(cfg.ping_interval);
         ping.tick().await;
@@ -220,10 +227,13 @@ impl Connection {
         loop {
             tokio::select! {
                 biased;
-                frame = stream.next() => {
+                Some((frame, rest)) = reads.next() => {
+                    // None: the client went away (the stream is done, so not put back).
+                    let Some(frame) = frame else { break };
+                    reads.push(rest.into_future());
                     let frame = match frame {
-                        Some(Ok(f)) => f,
-                        Some(Err(e)) => {
+                        Ok(f) => f,
+                        Err(e) => {
                             // A frame over the limit is a protocol error of the client's;
                             // say so with the standard code rather than just dropping it.
                             let text = e.to_string();
@@ -235,7 +245,6 @@ impl Connection {
                             closing = Some(msg);
                             break;
                         }
-                        None => break,
                     };
                     last_heard = Instant::now();
                     let reply = match frame {
@@ -253,6 +262,31 @@ impl Connection {
                     if let Some(text) = reply
                         && sink.send(Message::Text(text.into())).await.is_err()
                     {
+                        break;
+                    }
+                }
+                _ = &mut killed => {
+                    closing = Some(self.kill_frame(shared.killed_for(), &mut events, &mut sink).await);
+                    break;
+                }
+                _ = &mut shutdown_changed => {
+                    closing = Some(close(1001, "server shutting down"));
+                    break;
+                }
+                // Before the events: under a steady flood of events, a subscription whose
+                // token expired must still end on time.
+                _ = &mut expiry, if armed_for.is_some() => {
+                    // The socket becomes anonymous, so this fires once per token.
+                    armed_for = None;
+                    let texts = self.token_expired();
+                    let mut failed = false;
+                    for t in texts {
+                        if sink.send(Message::Text(t.into())).await.is_err() {
+                            failed = true;
+                            break;
+                        }
+                    }
+                    if failed {
                         break;
                     }
                 }
@@ -285,49 +319,18 @@ impl Connection {
                         break;
                     }
                 }
-                _ = &mut expiry, if armed_for.is_some() => {
-                    // The socket becomes anonymous, so this fires once per token.
-                    armed_for = None;
-                    let texts = self.token_expired();
-                    for t in texts {
-                        if sink.send(Message::Text(t.into())).await.is_err() {
-                            break;
-                        }
-                    }
-                }
-                _ = &mut killed => {
-                    let why = shared.killed_for();
-                    match why {
-                        Kill::SlowConsumer => {
-                            // The queue is full: drop it and say which subscriptions ended.
-                            while events.try_recv().is_ok() {}
-                            for id in self.subs.keys() {
-                                let t = ServerMsg::Resync { id, reason: "slow_consumer" }.text();
-                                let _ = sink.send(Message::Text(t.into())).await;
-                            }
-                            closing = Some(close(1013, "slow consumer"));
-                        }
-                        Kill::Revoked => {
-                            closing = Some(close(1008, "session revoked"));
-                        }
-                        Kill::Shutdown | Kill::None => {
-                            closing = Some(close(1001, "server shutting down"));
-                        }
-                    }
-                    break;
-                }
-                _ = &mut shutdown_changed => {
-                    closing = Some(close(1001, "server shutting down"));
-                    break;
-                }
             }
         }
         self.detach_all();
         self.broker.unregister(&self.shared);
+        // The read side, unless the client already ended it.
+        let stream = reads.into_iter().next().and_then(|f| f.into_inner());
         if let Some(frame) = closing {
             // The closing handshake: send our close, then give the client a moment to
             // answer, so it reads the code and reason instead of a reset connection.
-            if sink.send(frame).await.is_ok() {
+            if sink.send(frame).await.is_ok()
+                && let Some(mut stream) = stream
+            {
                 let _ = tokio::time::timeout(Duration::from_secs(1), async {
                     while let Some(Ok(m)) = stream.next().await {
                         if matches!(m, Message::Close(_)) {
@@ -337,6 +340,33 @@ impl Connection {
                 })
                 .await;
             }
+        }
+    }
+
+    /// The close frame for a socket killed from outside; a slow consumer is first told
+    /// which subscriptions ended.
+    async fn kill_frame(
+        &self,
+        why: Kill,
+        events: &mut mpsc::Receiver<String>,
+        sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    ) -> Message {
+        match why {
+            Kill::SlowConsumer => {
+                // The queue is full: drop it and say which subscriptions ended.
+                while events.try_recv().is_ok() {}
+                for id in self.subs.keys() {
+                    let t = ServerMsg::Resync {
+                        id,
+                        reason: "slow_consumer",
+                    }
+                    .text();
+                    let _ = sink.send(Message::Text(t.into())).await;
+                }
+                close(1013, "slow consumer")
+            }
+            Kill::Revoked => close(1008, "session revoked"),
+            Kill::Shutdown | Kill::None => close(1001, "server shutting down"),
         }
     }
 
@@ -643,17 +673,17 @@ impl Connection {
         // event is lost between the history and the live stream, and none repeats.
         let replaying = since.is_some() || snapshot;
         let feed = broker.feed(&self.shared.tenant, last);
-        let sub = Arc::new(Sub {
-            key: (self.shared.id, id.to_string()),
-            collection: collection.clone(),
-            doc: doc.clone(),
-            filter: filter_expr,
-            socket: self.shared.clone(),
-            mode: std::sync::Mutex::new(Mode::Replaying {
+        let sub = Arc::new(Sub::new(
+            (self.shared.id, id.to_string()),
+            collection.clone(),
+            doc.clone(),
+            filter_expr,
+            self.shared.clone(),
+            Mode::Replaying {
                 buffer: Vec::new(),
                 overflowed: false,
-            }),
-        });
+            },
+        ));
         let position = {
             let mut state = feed.lock();
             if !replaying {
@@ -765,7 +795,7 @@ impl Connection {
                 cursor = c.seq;
                 if let Some((op, side)) = super::feed::event_for(&sub, c, &rules, Some(&auth), now)
                 {
-                    let text = super::feed::Rendered::new(c).message(id, c.seq, op, side);
+                    let text = super::feed::Rendered::new(c).message(&sub, c.seq, op, side);
                     send(sink, text).await?;
                 }
             }
