@@ -1021,6 +1021,14 @@ fn delete_request(
 
 /// `order=field,-other`: meta fields by name (id, version, created_at, updated_at),
 /// anything else a dotted path into the data (optionally prefixed `doc.`).
+/// A document time as the API writes it everywhere (REST, realtime, hook events): RFC 3339
+/// UTC with milliseconds, from unix milliseconds.
+pub fn timestamp(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 pub fn parse_order(src: &str) -> Result<Vec<OrderKey>, DocError> {
     let src = src.trim();
     if src.is_empty() {

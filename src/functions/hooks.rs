@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 
 use super::bundle::Manifest;
 use super::{FunctionService, Trigger};
+use crate::documents::timestamp;
 use crate::rules::{AuthInfo, Bindings, ExprKind, Expression};
 use crate::store::{
     ChangeOp, JobPlanner, JobRef, JobRow, NewJob, Origin, StoredDoc, Written, now_ms,
@@ -98,13 +99,6 @@ pub fn compile_hooks(m: &Manifest, phase: &str) -> Result<Vec<CompiledHook>, Str
             })
         })
         .collect()
-}
-
-/// RFC 3339 with milliseconds, as the REST API writes times.
-pub(crate) fn timestamp(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// An after-hook event as committed with its job (`attempt` is set again per delivery).

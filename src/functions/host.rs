@@ -121,8 +121,8 @@ impl DbHost {
                             "id": d.id,
                             "collection": d.collection,
                             "version": d.version,
-                            "created_at": super::hooks::timestamp(d.created_at),
-                            "updated_at": super::hooks::timestamp(d.updated_at),
+                            "created_at": crate::documents::timestamp(d.created_at),
+                            "updated_at": crate::documents::timestamp(d.updated_at),
                             "data": serde_json::from_str::<Value>(&d.data).unwrap_or(Value::Null),
                         })
                     })

@@ -9,12 +9,7 @@ use crate::secrets::SecretInfo;
 use crate::store::{AuditEntry, ServiceKeyRow, UserRow};
 use crate::tenancy::Tenant;
 
-/// RFC 3339 UTC with milliseconds, from unix milliseconds.
-pub fn timestamp(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+pub use crate::documents::timestamp;
 
 #[derive(Serialize, ToSchema)]
 pub struct UserDto {

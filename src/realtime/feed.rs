@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 
 use super::protocol::DocOut;
 use super::socket::SocketShared;
-use crate::http::dto::timestamp;
+use crate::documents::timestamp;
 use crate::rules::{AuthInfo, Bindings, DocMeta, Expression, Operation, RuleSet};
 use crate::store::{Change, ChangeOp, StoredDoc};
 

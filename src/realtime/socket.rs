@@ -493,7 +493,7 @@ impl Connection {
             Ok(scope) => {
                 let auth = SocketAuth::for_scope(&scope, token);
                 let uid = auth.info.as_ref().map(|i| i.uid.clone());
-                let expires_at = auth.expires.map(|e| crate::http::dto::timestamp(e * 1000));
+                let expires_at = auth.expires.map(|e| crate::documents::timestamp(e * 1000));
                 self.broker.index_user(&self.shared, uid.as_deref(), &auth);
                 self.shared.set_auth(auth);
                 ServerMsg::Authenticated {
@@ -762,8 +762,8 @@ impl Connection {
                         id: &d.id,
                         collection: &d.collection,
                         version: d.version,
-                        created_at: crate::http::dto::timestamp(d.created_at),
-                        updated_at: crate::http::dto::timestamp(d.updated_at),
+                        created_at: crate::documents::timestamp(d.created_at),
+                        updated_at: crate::documents::timestamp(d.updated_at),
                         data: raw,
                     })
                     .collect(),
