@@ -63,8 +63,10 @@ if latency_ns:
         print()
         print("| subscribers | Plinth | PocketBase |")
         print("|---:|---:|---:|")
-        span = lambda q: (lambda rs: ms(statistics.median(r["fanout_span"][q] for r in rs if "fanout_span" in r)))
-        both = lambda rs: f"{span('p50_us')(rs)} / {span('p99_us')(rs)}"
+        def both(rs):
+            span = lambda q: ms(statistics.median(r["fanout_span"][q] for r in rs if "fanout_span" in r))
+            return f"{span('p50_us')} / {span('p99_us')}"
+
         for n in latency_ns:
             print(f"| {n:,} | {cell('latency', 'plinth', n, both)} | {cell('latency', 'pocketbase', n, both)} |")
         print()

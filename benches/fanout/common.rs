@@ -835,14 +835,11 @@ async fn latency<P: Protocol>(proto: &Arc<P>, args: &Args, round: u32, n: usize)
     let writes_ok = stored.iter().filter(|&&s| s).count();
     // Each write's last delivery: its median says how long a whole fan-out takes, its top
     // whether the tail comes from a few slow writes (and which, by number).
-    let mut spans: Vec<u32> = (0..args.writes as usize)
-        .filter(|&i| stored[i])
-        .map(|i| shared.per_write_max[i].load(Ordering::Acquire))
-        .collect();
     let mut slowest: Vec<(usize, u32)> = (0..args.writes as usize)
         .filter(|&i| stored[i])
         .map(|i| (i, shared.per_write_max[i].load(Ordering::Acquire)))
         .collect();
+    let mut spans: Vec<u32> = slowest.iter().map(|&(_, us)| us).collect();
     slowest.sort_by_key(|&(_, us)| std::cmp::Reverse(us));
     slowest.truncate(5);
     with(

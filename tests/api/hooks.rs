@@ -68,6 +68,13 @@ async fn logged(app: &TestApp, admin: &str, tenant: &str, function: &str, n: usi
     .await
 }
 
+/// The shop tenant's outbox as the admin API lists it (`query`: "" or e.g. "?state=dead").
+async fn outbox(app: &TestApp, admin: &str, query: &str) -> Value {
+    app.get(&format!("/admin/v1/tenants/shop/jobs{query}"), Some(admin))
+        .await
+        .ok(200)
+}
+
 async fn counts(app: &TestApp, key: &str, tenant: &str) -> Value {
     app.get(&format!("{}/p1", docs(tenant, "tallies")), Some(key))
         .await
@@ -243,10 +250,7 @@ async fn failing_hooks_retry_then_die_and_can_be_retried(b: Backend) {
         Duration::from_secs(20),
         "the job dies after 2 attempts",
         || async {
-            let p = app
-                .get("/admin/v1/tenants/shop/jobs?state=dead", Some(&admin))
-                .await
-                .ok(200);
+            let p = outbox(&app, &admin, "?state=dead").await;
             p["items"].as_array().unwrap().first().cloned()
         },
     )
@@ -301,10 +305,7 @@ async fn failing_hooks_retry_then_die_and_can_be_retried(b: Backend) {
         Duration::from_secs(5),
         "the done job is deleted",
         || async {
-            let p = app
-                .get("/admin/v1/tenants/shop/jobs", Some(&admin))
-                .await
-                .ok(200);
+            let p = outbox(&app, &admin, "").await;
             p["items"].as_array().unwrap().is_empty().then_some(())
         },
     )
@@ -793,13 +794,7 @@ export default async function (req, ctx) {
     );
     tokio::time::sleep(Duration::from_millis(2500)).await;
     for state in ["pending", "dead"] {
-        let jobs = app
-            .get(
-                &format!("/admin/v1/tenants/shop/jobs?state={state}"),
-                Some(&admin),
-            )
-            .await
-            .ok(200);
+        let jobs = outbox(&app, &admin, &format!("?state={state}")).await;
         assert_eq!(jobs["items"], json!([]), "{state}: {jobs}");
     }
     let log = app
@@ -896,10 +891,7 @@ export default async function (event, ctx) {
         Duration::from_secs(10),
         "the first node claims the job",
         || async {
-            let p = app
-                .get("/admin/v1/tenants/shop/jobs", Some(&admin))
-                .await
-                .ok(200);
+            let p = outbox(&app, &admin, "").await;
             (p["items"][0]["attempts"] == 1).then_some(())
         },
     )
@@ -937,10 +929,7 @@ export default async function (event, ctx) {
         .await
         .ok(200);
     assert_eq!(c["data"]["n"], 1, "counted once");
-    let jobs = app
-        .get("/admin/v1/tenants/shop/jobs", Some(&admin))
-        .await
-        .ok(200);
+    let jobs = outbox(&app, &admin, "").await;
     assert_eq!(jobs["items"], json!([]), "{jobs}");
     second.stop().await;
 }
@@ -986,10 +975,7 @@ export default async function (event, ctx) {
         .ok(201);
     }
     let admin = app.admin().await;
-    let jobs = app
-        .get("/admin/v1/tenants/shop/jobs", Some(&admin))
-        .await
-        .ok(200);
+    let jobs = outbox(&app, &admin, "").await;
     let items = jobs["items"].as_array().unwrap();
     assert_eq!(items.len(), 3, "{jobs}");
     assert!(
