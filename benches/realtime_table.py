@@ -49,26 +49,32 @@ latency_ns = sorted({n for (mode, _, n) in groups if mode == "latency"})
 if latency_ns:
     print("One write delivered to N subscribers (latency = receive − write sent; p50 / p99 / max, ms):")
     print()
-    print("| subscribers | Plinth | PocketBase | p99 ratio |")
-    print("|---:|---:|---:|---:|")
+    # The ideal server (benches/ideal_fanout.rs) is the floor the machine and the load
+    # generator allow: a column only when the file has it.
+    ideal = any(r["server"] == "ideal" for r in rows)
+    extra_head, extra_rule = (" ideal server (floor) |", "---:|") if ideal else ("", "")
+    print(f"| subscribers | Plinth | PocketBase | p99 ratio |{extra_head}")
+    print(f"|---:|---:|---:|---:|{extra_rule}")
     for n in latency_ns:
         p, b = groups.get(("latency", "plinth", n)), groups.get(("latency", "pocketbase", n))
         fmt = lambda rs: f"{ms(med(rs, 'p50_us'))} / {ms(med(rs, 'p99_us'))} / {ms(med(rs, 'max_us'))}"
         ratio = f"{med(b, 'p99_us') / max(med(p, 'p99_us'), 1):.1f}x" if p and b else "—"
-        print(f"| {n:,} | {cell('latency', 'plinth', n, fmt)} | {cell('latency', 'pocketbase', n, fmt)} | {ratio} |")
+        extra = f" {cell('latency', 'ideal', n, fmt)} |" if ideal else ""
+        print(f"| {n:,} | {cell('latency', 'plinth', n, fmt)} | {cell('latency', 'pocketbase', n, fmt)} | {ratio} |{extra}")
     print()
     # Older result files predate the per-write figures.
     if any("fanout_span" in r for r in rows):
         print("Time to the last subscriber of a write (fan-out span; median / p99 over writes, ms):")
         print()
-        print("| subscribers | Plinth | PocketBase |")
-        print("|---:|---:|---:|")
+        print(f"| subscribers | Plinth | PocketBase |{extra_head}")
+        print(f"|---:|---:|---:|{extra_rule}")
         def both(rs):
             span = lambda q: ms(statistics.median(r["fanout_span"][q] for r in rs if "fanout_span" in r))
             return f"{span('p50_us')} / {span('p99_us')}"
 
         for n in latency_ns:
-            print(f"| {n:,} | {cell('latency', 'plinth', n, both)} | {cell('latency', 'pocketbase', n, both)} |")
+            extra = f" {cell('latency', 'ideal', n, both)} |" if ideal else ""
+            print(f"| {n:,} | {cell('latency', 'plinth', n, both)} | {cell('latency', 'pocketbase', n, both)} |{extra}")
         print()
 
 summary = []

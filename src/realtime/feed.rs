@@ -179,7 +179,9 @@ impl FeedState {
             .flat_map(|set| set.values())
         {
             let auth = sub.socket.auth();
-            if let Some((op, doc)) = event_for(sub, change, rules, auth.as_deref(), now_ms) {
+            if let Some((op, doc)) =
+                event_for(sub, change, &rendered, rules, auth.as_deref(), now_ms)
+            {
                 let text = rendered.message(sub, change.seq, op, doc);
                 deliver(sub, change.seq, text);
             }
@@ -217,6 +219,7 @@ pub(crate) enum Side {
 pub(crate) fn event_for(
     sub: &Sub,
     change: &Change,
+    versions: &Rendered,
     rules: &RuleSet,
     auth: Option<&super::socket::SocketAuth>,
     now_ms: i64,
@@ -227,24 +230,23 @@ pub(crate) fn event_for(
     if sub.collection != change.collection || other_doc {
         return None;
     }
-    let before = change.doc_before();
-    let after = change.doc_after();
-    let sees = |doc: &Option<StoredDoc>| {
-        doc.as_ref()
-            .is_some_and(|d| visible(sub, d, rules, auth, now_ms))
+    let sees = |side: Side| {
+        versions
+            .version(side)
+            .is_some_and(|v| visible(sub, &v.doc, rules, auth, now_ms))
     };
     match change.op {
-        ChangeOp::Create => sees(&after).then_some(("create", Side::After)),
+        ChangeOp::Create => sees(Side::After).then_some(("create", Side::After)),
         ChangeOp::Update => {
-            if sees(&after) {
+            if sees(Side::After) {
                 Some(("update", Side::After))
-            } else if sees(&before) {
+            } else if sees(Side::Before) {
                 Some(("remove", Side::Before))
             } else {
                 None
             }
         }
-        ChangeOp::Delete => sees(&before).then_some(("delete", Side::Before)),
+        ChangeOp::Delete => sees(Side::Before).then_some(("delete", Side::Before)),
     }
 }
 
@@ -280,10 +282,25 @@ pub(crate) fn visible(
     sub.filter.as_ref().is_none_or(|f| f.evaluate(&bindings))
 }
 
-/// A change's two versions rendered once, shared by every subscriber's message.
+/// A change's two versions, built and rendered once, shared by every subscriber: rebuilt
+/// per subscriber, the document copies alone were a visible share of a large fan-out.
 pub(crate) struct Rendered {
-    before: Option<String>,
-    after: Option<String>,
+    before: Option<Version>,
+    after: Option<Version>,
+}
+
+pub(crate) struct Version {
+    doc: StoredDoc,
+    text: String,
+}
+
+impl Version {
+    fn of(doc: StoredDoc) -> Version {
+        Version {
+            text: render_doc(&doc),
+            doc,
+        }
+    }
 }
 
 fn render_doc(doc: &StoredDoc) -> String {
@@ -303,19 +320,22 @@ fn render_doc(doc: &StoredDoc) -> String {
 impl Rendered {
     pub fn new(change: &Change) -> Rendered {
         Rendered {
-            before: change.doc_before().as_ref().map(render_doc),
-            after: change.doc_after().as_ref().map(render_doc),
+            before: change.doc_before().map(Version::of),
+            after: change.doc_after().map(Version::of),
+        }
+    }
+
+    fn version(&self, side: Side) -> Option<&Version> {
+        match side {
+            Side::Before => self.before.as_ref(),
+            Side::After => self.after.as_ref(),
         }
     }
 
     /// `{"type":"change","id":…,"seq":…,"op":…,"doc":…}` for one subscriber.
     pub fn message(&self, sub: &Sub, seq: i64, op: &str, side: Side) -> String {
         use std::fmt::Write;
-        let doc = match side {
-            Side::Before => self.before.as_deref(),
-            Side::After => self.after.as_deref(),
-        }
-        .unwrap_or("null");
+        let doc = self.version(side).map_or("null", |v| v.text.as_str());
         let mut text = String::with_capacity(sub.head.len() + doc.len() + 48);
         text.push_str(&sub.head);
         let _ = write!(text, "{seq},\"op\":\"{op}\",\"doc\":");

@@ -793,9 +793,11 @@ impl Connection {
                 .map_err(|_| reply(id, "internal", "could not load the rules"))?;
             for c in changes.iter().take_while(|c| c.seq <= position) {
                 cursor = c.seq;
-                if let Some((op, side)) = super::feed::event_for(&sub, c, &rules, Some(&auth), now)
+                let versions = super::feed::Rendered::new(c);
+                if let Some((op, side)) =
+                    super::feed::event_for(&sub, c, &versions, &rules, Some(&auth), now)
                 {
-                    let text = super::feed::Rendered::new(c).message(&sub, c.seq, op, side);
+                    let text = versions.message(&sub, c.seq, op, side);
                     send(sink, text).await?;
                 }
             }
