@@ -159,9 +159,9 @@ impl FeedState {
         set.into_iter().cloned().collect()
     }
 
-    /// Hands one change to the subscriptions it concerns. Never blocks: a subscriber
-    /// whose queue is full is marked as a slow consumer and will be closed.
-    pub fn dispatch(&self, change: &Change, rules: &RuleSet, now_ms: i64) {
+    /// Works out which subscriptions one change concerns and what each gets: live ones
+    /// into `out` (sent once the feed is unlocked), replaying ones into their buffer.
+    pub fn dispatch(&self, change: &Change, rules: &RuleSet, now_ms: i64, out: &mut Deliveries) {
         let of_collection = self.by_collection.get(&change.collection);
         let of_doc = if self.by_doc.is_empty() {
             None
@@ -183,14 +183,14 @@ impl FeedState {
                 event_for(sub, change, &rendered, rules, auth.as_deref(), now_ms)
             {
                 let text = rendered.message(sub, change.seq, op, doc);
-                deliver(sub, change.seq, text);
+                deliver(sub, change.seq, text, out);
             }
         }
     }
 }
 
-/// Sends or buffers one event for a subscription.
-pub(crate) fn deliver(sub: &Sub, seq: i64, text: String) {
+/// Buffers one event for a replaying subscription, or adds it to the live deliveries.
+fn deliver(sub: &Sub, seq: i64, text: String, out: &mut Deliveries) {
     let mut mode = sub.mode.lock().unwrap_or_else(|p| p.into_inner());
     match &mut *mode {
         Mode::Replaying { buffer, overflowed } => {
@@ -202,8 +202,36 @@ pub(crate) fn deliver(sub: &Sub, seq: i64, text: String) {
         }
         Mode::Live { from } => {
             if seq > *from {
-                sub.socket.send_event(text);
+                out.push(&sub.socket, text);
             }
+        }
+    }
+}
+
+/// The live events of one read of the change log, by socket, in seq order. Sent after
+/// the feed is unlocked (the sends are most of a fan-out's time; subscribing and
+/// unsubscribing need the lock), each socket's events in one write when it is idle, so a
+/// burst of changes costs one send per socket, not one per event.
+#[derive(Default)]
+pub(crate) struct Deliveries {
+    sockets: Vec<(Arc<SocketShared>, Vec<String>)>,
+    /// Socket id → index in `sockets`.
+    index: HashMap<u64, usize>,
+}
+
+impl Deliveries {
+    fn push(&mut self, socket: &Arc<SocketShared>, text: String) {
+        let i = *self.index.entry(socket.id).or_insert_with(|| {
+            self.sockets.push((socket.clone(), Vec::new()));
+            self.sockets.len() - 1
+        });
+        self.sockets[i].1.push(text);
+    }
+
+    /// Writes (or queues) every socket's events. Never waits.
+    pub fn send(self) {
+        for (socket, texts) in self.sockets {
+            socket.send_events(texts);
         }
     }
 }

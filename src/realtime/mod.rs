@@ -322,7 +322,14 @@ impl Broker {
         }
         let me = self.clone();
         let feed = feed.clone();
-        tokio::spawn(async move { me.tail(feed).await });
+        // Outside tokio's cooperative budget: the dispatcher writes events straight to
+        // idle sockets, and under the budget every write after the 128th of a poll would
+        // be refused (Pending), sending the rest of a large fan-out the slow way, through
+        // each socket's task. The tailer still yields whenever it waits for the database
+        // or for the next commit.
+        tokio::spawn(tokio::task::unconstrained(
+            async move { me.tail(feed).await },
+        ));
     }
 
     fn wake(&self, tenant: i64) {
@@ -390,23 +397,29 @@ impl Broker {
                     }
                 };
                 let now = chrono::Utc::now().timestamp_millis();
-                let mut state = feed.lock();
-                if state.collections() != collections {
-                    // A subscription to another collection came meanwhile (registered at
-                    // the position): this read skipped its changes. Read again.
-                    continue;
-                }
-                for c in &changes {
-                    if c.seq <= state.position {
+                let mut out = feed::Deliveries::default();
+                {
+                    let mut state = feed.lock();
+                    if state.collections() != collections {
+                        // A subscription to another collection came meanwhile (registered
+                        // at the position): this read skipped its changes. Read again.
                         continue;
                     }
-                    state.dispatch(c, &rules, now);
-                    state.position = c.seq;
+                    for c in &changes {
+                        if c.seq <= state.position {
+                            continue;
+                        }
+                        state.dispatch(c, &rules, now, &mut out);
+                        state.position = c.seq;
+                    }
+                    // Past the changes of the collections nobody follows, too.
+                    if reached > state.position {
+                        state.position = reached;
+                    }
                 }
-                // Past the changes of the collections nobody follows, too.
-                if reached > state.position {
-                    state.position = reached;
-                }
+                // Sent before the next read, by this feed's only tailer: each socket gets
+                // its events in seq order.
+                out.send();
                 if (changes.len() as i64) < 500 {
                     break;
                 }

@@ -20,6 +20,7 @@ backend_tests!(
     new_collections_join_a_busy_feed_without_gaps,
     resume_after_a_restart,
     slow_consumer_is_cut_off_alone,
+    a_consumer_that_never_reads_is_let_go,
     tokens_refresh_expire_and_revoke,
     bad_input_gets_errors_not_crashes,
     silent_sockets_time_out,
@@ -745,6 +746,57 @@ async fn slow_consumer_is_cut_off_alone(b: Backend) {
     }
     assert!(saw_resync, "a resync before the close");
     assert_eq!(closed.unwrap()["code"], 1013);
+}
+
+/// A slow consumer that never reads again cannot hold its socket (and its slot under
+/// the per-IP limit) forever: its last frames get a bounded time to go out.
+async fn a_consumer_that_never_reads_is_let_go(b: Backend) {
+    let mut app = TestApp::start_with(b, |c| {
+        c.realtime.queue_capacity = 16;
+        c.realtime.max_sockets_per_ip = 1;
+    })
+    .await;
+    let key = tenant_with_key(&mut app, "shop").await;
+    install_rules(&mut app, "shop", "[log]\nread = \"true\"\n")
+        .await
+        .ok(200);
+    let mut stuck = Client::connect_small_buffer(&app, "shop").await;
+    stuck
+        .subscribe(json!({"type": "subscribe", "id": "s", "collection": "log"}))
+        .await;
+    let url = format!(
+        "ws://{}/v1/t/shop/realtime",
+        app.base.trim_start_matches("http://")
+    );
+    let err = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect_err("the one slot per IP is taken");
+    assert!(err.to_string().contains("429"), "{err}");
+    // Enough to fill the kernel buffers and the queue; the stuck client never reads.
+    let big = "x".repeat(100_000);
+    for i in 0..120 {
+        let path = format!("{}/w{i}", docs("shop", "log"));
+        put(&app, &key, &path, json!({"i": i, "pad": big}))
+            .await
+            .ok(201);
+    }
+    // Cut off as a slow consumer, its resync and close frames cannot go out; after the
+    // grace period the server drops the connection and the slot is free again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match tokio_tungstenite::connect_async(&url).await {
+            Ok(_) => break,
+            Err(e) => {
+                assert!(e.to_string().contains("429"), "{e}");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the stuck consumer still holds its slot after 30 s"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    drop(stuck);
 }
 
 async fn tokens_refresh_expire_and_revoke(b: Backend) {
