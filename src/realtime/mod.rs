@@ -423,6 +423,10 @@ impl Broker {
                 if (changes.len() as i64) < 500 {
                     break;
                 }
+                // Outside the budget, nothing else would make a long catch-up (500
+                // changes per read, the log reads may complete at once) give the
+                // worker to other tasks between reads.
+                tokio::task::yield_now().await;
             }
             let mut state = feed.lock();
             if state.subs.is_empty() {
