@@ -339,8 +339,16 @@ impl Connection {
                     let reply = match frame {
                         Message::Text(text) => {
                             // Boxed: the handler's future is large (subscribe, snapshot, replay), and inline
-                            // it would make every idle socket's task as large.
-                            let r = Box::pin(self.handle_text(text.as_str(), &mut w.sink)).await;
+                            // it would make every idle socket's task as large. It may be
+                            // dropped at any await (a kill while a snapshot waits for a client
+                            // that stopped reading): a subscription is registered in its feed
+                            // and in `subs` with no await in between, so `detach_all` finds it.
+                            let handled = Box::pin(self.handle_text(text.as_str(), &mut w.sink));
+                            let r = match guarded(&shared, cfg.idle_timeout, handled).await {
+                                Ok(r) => r,
+                                Err(Interrupted::Killed) => { kill_seen = true; break }
+                                Err(Interrupted::Stalled) => break,
+                            };
                             armed_for = self.arm_expiry(expiry.as_mut(), armed_for);
                             r
                         }
@@ -349,10 +357,11 @@ impl Connection {
                         Message::Ping(_) | Message::Pong(_) => None,
                     };
                     if let Some(text) = reply {
-                        match unless_killed(&shared, w.sink.send(Message::Text(text.into()))).await {
-                            Some(Ok(())) => {}
-                            Some(Err(_)) => break,
-                            None => { kill_seen = true; break }
+                        match guarded(&shared, cfg.idle_timeout, w.sink.send(Message::Text(text.into()))).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => break,
+                            Err(Interrupted::Killed) => { kill_seen = true; break }
+                            Err(Interrupted::Stalled) => break,
                         }
                     }
                 }
@@ -378,10 +387,11 @@ impl Connection {
                         }
                         w.sink.flush().await
                     };
-                    match unless_killed(&shared, write).await {
-                        Some(Ok(())) => {}
-                        Some(Err(_)) => break,
-                        None => { kill_seen = true; break }
+                    match guarded(&shared, cfg.idle_timeout, write).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break,
+                        Err(Interrupted::Killed) => { kill_seen = true; break }
+                        Err(Interrupted::Stalled) => break,
                     }
                 }
                 _ = &mut flush_wanted => {
@@ -389,10 +399,11 @@ impl Connection {
                     let mut writer = shared.writer.lock().await;
                     let Some(w) = writer.as_mut() else { break };
                     if w.unflushed {
-                        match unless_killed(&shared, w.sink.flush()).await {
-                            Some(Ok(())) => w.unflushed = false,
-                            Some(Err(_)) => break,
-                            None => { kill_seen = true; break }
+                        match guarded(&shared, cfg.idle_timeout, w.sink.flush()).await {
+                            Ok(Ok(())) => w.unflushed = false,
+                            Ok(Err(_)) => break,
+                            Err(Interrupted::Killed) => { kill_seen = true; break }
+                            Err(Interrupted::Stalled) => break,
                         }
                     }
                 }
@@ -414,10 +425,11 @@ impl Connection {
                         }
                         w.sink.flush().await
                     };
-                    match unless_killed(&shared, write).await {
-                        Some(Ok(())) => {}
-                        Some(Err(_)) => break,
-                        None => { kill_seen = true; break }
+                    match guarded(&shared, cfg.idle_timeout, write).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break,
+                        Err(Interrupted::Killed) => { kill_seen = true; break }
+                        Err(Interrupted::Stalled) => break,
                     }
                     w.unflushed = false;
                     // Written, under the writer: the dispatcher may write directly again
@@ -431,10 +443,11 @@ impl Connection {
                     }
                     let mut writer = shared.writer.lock().await;
                     let Some(w) = writer.as_mut() else { break };
-                    match unless_killed(&shared, w.sink.send(Message::Ping(Default::default()))).await {
-                        Some(Ok(())) => {}
-                        Some(Err(_)) => break,
-                        None => { kill_seen = true; break }
+                    match guarded(&shared, cfg.idle_timeout, w.sink.send(Message::Ping(Default::default()))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break,
+                        Err(Interrupted::Killed) => { kill_seen = true; break }
+                        Err(Interrupted::Stalled) => break,
                     }
                 }
             }
@@ -968,22 +981,33 @@ async fn send(sink: &mut Sink, text: String) -> Result<(), SubError> {
         .map_err(|_| SubError::SocketGone)
 }
 
-/// Waits for a write unless the socket is killed meanwhile (None): a client that stopped
-/// reading must not keep its socket's task from seeing the kill.
-async fn unless_killed<F: std::future::Future>(
+/// Why a write of the socket task was given up.
+enum Interrupted {
+    /// The socket was killed meanwhile (slow consumer, revoked session, shutdown).
+    Killed,
+    /// It took longer than the idle timeout: the client stopped reading.
+    Stalled,
+}
+
+/// Waits for a write (or a request's handling, which writes) unless the socket is killed
+/// meanwhile or it stalls: a client that stopped reading must neither keep its socket's
+/// task from seeing the kill nor hold the socket forever when no kill comes (a snapshot
+/// it does not take: the subscription's events go to its replay buffer, not the queue).
+async fn guarded<F: std::future::Future>(
     shared: &SocketShared,
+    stall: Duration,
     write: F,
-) -> Option<F::Output> {
+) -> Result<F::Output, Interrupted> {
     let killed = shared.killed.notified();
     tokio::pin!(killed);
     // Registered before the check, so a kill in between is not missed.
     killed.as_mut().enable();
     if shared.killed_for() != Kill::None {
-        return None;
+        return Err(Interrupted::Killed);
     }
     tokio::select! {
         biased;
-        _ = killed => None,
-        out = write => Some(out),
+        _ = killed => Err(Interrupted::Killed),
+        out = tokio::time::timeout(stall, write) => out.map_err(|_| Interrupted::Stalled),
     }
 }

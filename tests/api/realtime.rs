@@ -21,6 +21,7 @@ backend_tests!(
     resume_after_a_restart,
     slow_consumer_is_cut_off_alone,
     a_consumer_that_never_reads_is_let_go,
+    a_consumer_stuck_in_its_snapshot_is_let_go,
     tokens_refresh_expire_and_revoke,
     bad_input_gets_errors_not_crashes,
     silent_sockets_time_out,
@@ -782,10 +783,57 @@ async fn a_consumer_that_never_reads_is_let_go(b: Backend) {
     }
     // Cut off as a slow consumer, its resync and close frames cannot go out; after the
     // grace period the server drops the connection and the slot is free again.
+    slot_frees_up(&url).await;
+    drop(stuck);
+}
+
+/// The same while the socket is still sending the subscription's snapshot. No kill comes
+/// (the subscription's events wait in its replay buffer, not in the socket's queue): the
+/// snapshot's write must give up after the idle timeout.
+async fn a_consumer_stuck_in_its_snapshot_is_let_go(b: Backend) {
+    let mut app = TestApp::start_with(b, |c| {
+        c.realtime.max_sockets_per_ip = 1;
+        c.realtime.idle_timeout = Duration::from_secs(3);
+        // No ping tick (where idle sockets are closed) within the test: only a write
+        // that gives up can free the slot.
+        c.realtime.ping_interval = Duration::from_secs(600);
+    })
+    .await;
+    let key = tenant_with_key(&mut app, "shop").await;
+    install_rules(&mut app, "shop", "[log]\nread = \"true\"\n")
+        .await
+        .ok(200);
+    // A snapshot of ~8 MB: more than the kernel buffers of a client that does not read.
+    let big = "x".repeat(200_000);
+    for i in 0..40 {
+        let path = format!("{}/d{i}", docs("shop", "log"));
+        put(&app, &key, &path, json!({"i": i, "pad": big}))
+            .await
+            .ok(201);
+    }
+    let mut stuck = Client::connect_small_buffer(&app, "shop").await;
+    stuck
+        .send(json!({"type": "subscribe", "id": "s", "collection": "log", "snapshot": true}))
+        .await;
+    let url = format!(
+        "ws://{}/v1/t/shop/realtime",
+        app.base.trim_start_matches("http://")
+    );
+    // Its slot is taken while the snapshot is stuck, then freed.
+    let err = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect_err("the one slot per IP is taken");
+    assert!(err.to_string().contains("429"), "{err}");
+    slot_frees_up(&url).await;
+    drop(stuck);
+}
+
+/// Waits (at most 30 s) until the per-IP limit of 1 admits a new socket.
+async fn slot_frees_up(url: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        match tokio_tungstenite::connect_async(&url).await {
-            Ok(_) => break,
+        match tokio_tungstenite::connect_async(url).await {
+            Ok(_) => return,
             Err(e) => {
                 assert!(e.to_string().contains("429"), "{e}");
                 assert!(
@@ -796,7 +844,6 @@ async fn a_consumer_that_never_reads_is_let_go(b: Backend) {
             }
         }
     }
-    drop(stuck);
 }
 
 async fn tokens_refresh_expire_and_revoke(b: Backend) {
