@@ -116,14 +116,15 @@ impl DbHost {
                 let items: Vec<Value> = page
                     .items
                     .into_iter()
+                    // The shape every other host call returns a document in.
                     .map(|d| {
-                        json!({
-                            "id": d.id,
-                            "collection": d.collection,
-                            "version": d.version,
-                            "created_at": crate::documents::timestamp(d.created_at),
-                            "updated_at": crate::documents::timestamp(d.updated_at),
-                            "data": serde_json::from_str::<Value>(&d.data).unwrap_or(Value::Null),
+                        doc_json(StoredDoc {
+                            data: serde_json::from_str(&d.data).unwrap_or(Value::Null),
+                            id: d.id,
+                            collection: d.collection,
+                            version: d.version,
+                            created_at: d.created_at,
+                            updated_at: d.updated_at,
                         })
                     })
                     .collect();

@@ -603,7 +603,10 @@ async fn functions_stay_in_their_tenant(b: Backend) {
         const doc = await ctx.db.get('secrets', 'x');
         const all = await ctx.db.list('secrets', {});
         await ctx.db.put('secrets', 'y', { from: 'fn' });
-        return { owner: doc && doc.data.owner, count: all.items.length };
+        const it = all.items[0];
+        const first = it && { id: it.id, collection: it.collection, owner: it.data.owner,
+            version: it.version, times: typeof it.created_at === 'string' && typeof it.updated_at === 'string' };
+        return { owner: doc && doc.data.owner, count: all.items.length, first };
     }";
     let m = http_manifest(&["peek"]);
     deploy(
@@ -614,7 +617,12 @@ async fn functions_stay_in_their_tenant(b: Backend) {
     .await
     .ok(201);
     let r = app.get("/v1/t/alpha/fn/peek", None).await.ok(200);
-    assert_eq!(r, json!({"owner": "alpha", "count": 1}));
+    assert_eq!(
+        r,
+        json!({"owner": "alpha", "count": 1, "first": {
+            "id": "x", "collection": "secrets", "owner": "alpha", "version": 1, "times": true
+        }})
+    );
     // alpha's function is not bravo's, and its write landed in alpha only.
     app.get("/v1/t/bravo/fn/peek", None)
         .await
