@@ -26,6 +26,9 @@ use feed::Feed;
 pub use socket::SocketAuth;
 use socket::{Connection, Kill, SocketShared};
 
+/// Changes a tailer reads from the log at a time.
+const TAIL_BATCH: i64 = 500;
+
 #[derive(Clone, Debug)]
 pub struct RealtimeConfig {
     pub max_subscriptions_per_socket: usize,
@@ -380,7 +383,7 @@ impl Broker {
                 };
                 let (changes, reached) = match self
                     .store
-                    .changes_since(&scope, position, 500, Some(&collections))
+                    .changes_since(&scope, position, TAIL_BATCH, Some(&collections))
                     .await
                 {
                     Ok(c) => c,
@@ -420,12 +423,11 @@ impl Broker {
                 // Sent before the next read, by this feed's only tailer: each socket gets
                 // its events in seq order.
                 out.send();
-                if (changes.len() as i64) < 500 {
+                if (changes.len() as i64) < TAIL_BATCH {
                     break;
                 }
-                // Outside the budget, nothing else would make a long catch-up (500
-                // changes per read, the log reads may complete at once) give the
-                // worker to other tasks between reads.
+                // Outside the budget, nothing else would make a long catch-up (the log
+                // reads may complete at once) give the worker to other tasks between reads.
                 tokio::task::yield_now().await;
             }
             let mut state = feed.lock();

@@ -357,11 +357,9 @@ impl Connection {
                         Message::Ping(_) | Message::Pong(_) => None,
                     };
                     if let Some(text) = reply {
-                        match guarded(&shared, cfg.idle_timeout, w.sink.send(Message::Text(text.into()))).await {
-                            Ok(Ok(())) => {}
-                            Ok(Err(_)) => break,
-                            Err(Interrupted::Killed) => { kill_seen = true; break }
-                            Err(Interrupted::Stalled) => break,
+                        let sent = guarded(&shared, cfg.idle_timeout, w.sink.send(Message::Text(text.into()))).await;
+                        if write_ended(sent, &mut kill_seen) {
+                            break;
                         }
                     }
                 }
@@ -381,17 +379,9 @@ impl Connection {
                     let texts = self.token_expired();
                     let mut writer = shared.writer.lock().await;
                     let Some(w) = writer.as_mut() else { break };
-                    let write = async {
-                        for t in texts {
-                            w.sink.feed(Message::Text(t.into())).await?;
-                        }
-                        w.sink.flush().await
-                    };
-                    match guarded(&shared, cfg.idle_timeout, write).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => break,
-                        Err(Interrupted::Killed) => { kill_seen = true; break }
-                        Err(Interrupted::Stalled) => break,
+                    let sent = guarded(&shared, cfg.idle_timeout, write_texts(&mut w.sink, texts)).await;
+                    if write_ended(sent, &mut kill_seen) {
+                        break;
                     }
                 }
                 _ = &mut flush_wanted => {
@@ -399,12 +389,11 @@ impl Connection {
                     let mut writer = shared.writer.lock().await;
                     let Some(w) = writer.as_mut() else { break };
                     if w.unflushed {
-                        match guarded(&shared, cfg.idle_timeout, w.sink.flush()).await {
-                            Ok(Ok(())) => w.unflushed = false,
-                            Ok(Err(_)) => break,
-                            Err(Interrupted::Killed) => { kill_seen = true; break }
-                            Err(Interrupted::Stalled) => break,
+                        let flushed = guarded(&shared, cfg.idle_timeout, w.sink.flush()).await;
+                        if write_ended(flushed, &mut kill_seen) {
+                            break;
                         }
+                        w.unflushed = false;
                     }
                 }
                 Some(text) = events.recv() => {
@@ -419,17 +408,9 @@ impl Connection {
                     let n = batch.len();
                     let mut writer = shared.writer.lock().await;
                     let Some(w) = writer.as_mut() else { break };
-                    let write = async {
-                        for t in batch {
-                            w.sink.feed(Message::Text(t.into())).await?;
-                        }
-                        w.sink.flush().await
-                    };
-                    match guarded(&shared, cfg.idle_timeout, write).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => break,
-                        Err(Interrupted::Killed) => { kill_seen = true; break }
-                        Err(Interrupted::Stalled) => break,
+                    let sent = guarded(&shared, cfg.idle_timeout, write_texts(&mut w.sink, batch)).await;
+                    if write_ended(sent, &mut kill_seen) {
+                        break;
                     }
                     w.unflushed = false;
                     // Written, under the writer: the dispatcher may write directly again
@@ -443,11 +424,9 @@ impl Connection {
                     }
                     let mut writer = shared.writer.lock().await;
                     let Some(w) = writer.as_mut() else { break };
-                    match guarded(&shared, cfg.idle_timeout, w.sink.send(Message::Ping(Default::default()))).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => break,
-                        Err(Interrupted::Killed) => { kill_seen = true; break }
-                        Err(Interrupted::Stalled) => break,
+                    let sent = guarded(&shared, cfg.idle_timeout, w.sink.send(Message::Ping(Default::default()))).await;
+                    if write_ended(sent, &mut kill_seen) {
+                        break;
                     }
                 }
             }
@@ -979,6 +958,27 @@ async fn send(sink: &mut Sink, text: String) -> Result<(), SubError> {
     sink.send(Message::Text(text.into()))
         .await
         .map_err(|_| SubError::SocketGone)
+}
+
+/// Feeds the texts and flushes them: one write to the socket.
+async fn write_texts(sink: &mut Sink, texts: Vec<String>) -> Result<(), axum::Error> {
+    for t in texts {
+        sink.feed(Message::Text(t.into())).await?;
+    }
+    sink.flush().await
+}
+
+/// Whether the socket loop ends after a guarded write: it failed, stalled, or the socket
+/// was killed (then noted in `kill_seen`, so the kill's frames are sent).
+fn write_ended<E>(r: Result<Result<(), E>, Interrupted>, kill_seen: &mut bool) -> bool {
+    match r {
+        Ok(Ok(())) => false,
+        Ok(Err(_)) | Err(Interrupted::Stalled) => true,
+        Err(Interrupted::Killed) => {
+            *kill_seen = true;
+            true
+        }
+    }
 }
 
 /// Why a write of the socket task was given up.

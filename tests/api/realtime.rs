@@ -94,12 +94,34 @@ pub struct Client {
     ws: Ws,
 }
 
+/// A tenant's realtime endpoint, without a token.
+fn ws_url(app: &TestApp, tenant: &str) -> String {
+    format!(
+        "ws://{}/v1/t/{tenant}/realtime",
+        app.base.trim_start_matches("http://")
+    )
+}
+
+/// Asserts that an upgrade to `url` is refused with this HTTP status.
+async fn assert_refused(url: &str, status: u16) {
+    let err = tokio_tungstenite::connect_async(url)
+        .await
+        .expect_err("the upgrade is refused");
+    assert!(err.to_string().contains(&status.to_string()), "{err}");
+}
+
+/// A tenant "shop" whose `log` collection anyone may read; its service key.
+async fn tenant_with_open_log(app: &mut TestApp) -> String {
+    let key = tenant_with_key(app, "shop").await;
+    install_rules(app, "shop", "[log]\nread = \"true\"\n")
+        .await
+        .ok(200);
+    key
+}
+
 impl Client {
     pub async fn connect(app: &TestApp, tenant: &str, token: Option<&str>) -> Client {
-        let mut url = format!(
-            "ws://{}/v1/t/{tenant}/realtime",
-            app.base.trim_start_matches("http://")
-        );
+        let mut url = ws_url(app, tenant);
         if let Some(t) = token {
             url.push_str(&format!("?access_token={t}"));
         }
@@ -374,10 +396,7 @@ async fn filters_send_remove_and_rules_apply_live(b: Backend) {
 
 async fn snapshot_and_since_resume_without_gaps(b: Backend) {
     let mut app = TestApp::start(b).await;
-    let key = tenant_with_key(&mut app, "shop").await;
-    install_rules(&mut app, "shop", "[log]\nread = \"true\"\n")
-        .await
-        .ok(200);
+    let key = tenant_with_open_log(&mut app).await;
     let base = docs("shop", "log");
     for i in 0..5 {
         put(&app, &key, &format!("{base}/pre{i}"), json!({"i": i}))
@@ -639,10 +658,7 @@ async fn new_collections_join_a_busy_feed_without_gaps(b: Backend) {
 
 async fn resume_after_a_restart(b: Backend) {
     let mut app = TestApp::start(b).await;
-    let key = tenant_with_key(&mut app, "shop").await;
-    install_rules(&mut app, "shop", "[log]\nread = \"true\"\n")
-        .await
-        .ok(200);
+    let key = tenant_with_open_log(&mut app).await;
     let base = docs("shop", "log");
     let mut c = Client::connect(&app, "shop", None).await;
     let s0 = c
@@ -683,10 +699,7 @@ async fn resume_after_a_restart(b: Backend) {
 
 async fn slow_consumer_is_cut_off_alone(b: Backend) {
     let mut app = TestApp::start_with(b, |c| c.realtime.queue_capacity = 16).await;
-    let key = tenant_with_key(&mut app, "shop").await;
-    install_rules(&mut app, "shop", "[log]\nread = \"true\"\n")
-        .await
-        .ok(200);
+    let key = tenant_with_open_log(&mut app).await;
     let base = docs("shop", "log");
     // The slow one subscribes and never reads; its TCP buffers fill, then its queue.
     let mut slow = Client::connect_small_buffer(&app, "shop").await;
@@ -757,22 +770,14 @@ async fn a_consumer_that_never_reads_is_let_go(b: Backend) {
         c.realtime.max_sockets_per_ip = 1;
     })
     .await;
-    let key = tenant_with_key(&mut app, "shop").await;
-    install_rules(&mut app, "shop", "[log]\nread = \"true\"\n")
-        .await
-        .ok(200);
+    let key = tenant_with_open_log(&mut app).await;
     let mut stuck = Client::connect_small_buffer(&app, "shop").await;
     stuck
         .subscribe(json!({"type": "subscribe", "id": "s", "collection": "log"}))
         .await;
-    let url = format!(
-        "ws://{}/v1/t/shop/realtime",
-        app.base.trim_start_matches("http://")
-    );
-    let err = tokio_tungstenite::connect_async(&url)
-        .await
-        .expect_err("the one slot per IP is taken");
-    assert!(err.to_string().contains("429"), "{err}");
+    let url = ws_url(&app, "shop");
+    // The one slot per IP is taken.
+    assert_refused(&url, 429).await;
     // Enough to fill the kernel buffers and the queue; the stuck client never reads.
     let big = "x".repeat(100_000);
     for i in 0..120 {
@@ -799,10 +804,7 @@ async fn a_consumer_stuck_in_its_snapshot_is_let_go(b: Backend) {
         c.realtime.ping_interval = Duration::from_secs(600);
     })
     .await;
-    let key = tenant_with_key(&mut app, "shop").await;
-    install_rules(&mut app, "shop", "[log]\nread = \"true\"\n")
-        .await
-        .ok(200);
+    let key = tenant_with_open_log(&mut app).await;
     // A snapshot of ~8 MB: more than the kernel buffers of a client that does not read.
     let big = "x".repeat(200_000);
     for i in 0..40 {
@@ -815,15 +817,9 @@ async fn a_consumer_stuck_in_its_snapshot_is_let_go(b: Backend) {
     stuck
         .send(json!({"type": "subscribe", "id": "s", "collection": "log", "snapshot": true}))
         .await;
-    let url = format!(
-        "ws://{}/v1/t/shop/realtime",
-        app.base.trim_start_matches("http://")
-    );
+    let url = ws_url(&app, "shop");
     // Its slot is taken while the snapshot is stuck, then freed.
-    let err = tokio_tungstenite::connect_async(&url)
-        .await
-        .expect_err("the one slot per IP is taken");
-    assert!(err.to_string().contains("429"), "{err}");
+    assert_refused(&url, 429).await;
     slot_frees_up(&url).await;
     drop(stuck);
 }
@@ -1021,37 +1017,14 @@ async fn bad_input_gets_errors_not_crashes(b: Backend) {
     assert_eq!(closed["code"], 1009);
 
     // The upgrade itself: an invalid token and too many sockets are HTTP errors.
-    let url = format!(
-        "ws://{}/v1/t/shop/realtime?access_token=nope",
-        app.base.trim_start_matches("http://")
-    );
-    let err = tokio_tungstenite::connect_async(url)
-        .await
-        .expect_err("refused");
-    assert!(err.to_string().contains("401"), "{err}");
-    let url = format!(
-        "ws://{}/v1/t/ghost/realtime",
-        app.base.trim_start_matches("http://")
-    );
-    assert!(
-        tokio_tungstenite::connect_async(url)
-            .await
-            .expect_err("refused")
-            .to_string()
-            .contains("404")
-    );
+    assert_refused(&format!("{}?access_token=nope", ws_url(&app, "shop")), 401).await;
+    assert_refused(&ws_url(&app, "ghost"), 404).await;
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(Client::connect(&app, "shop", None).await);
     }
-    let url = format!(
-        "ws://{}/v1/t/shop/realtime",
-        app.base.trim_start_matches("http://")
-    );
-    let err = tokio_tungstenite::connect_async(url)
-        .await
-        .expect_err("over the per-IP limit");
-    assert!(err.to_string().contains("429"), "{err}");
+    // Over the per-IP limit.
+    assert_refused(&ws_url(&app, "shop"), 429).await;
 
     // The bystander saw none of this and still gets its events.
     app.post(
