@@ -228,6 +228,12 @@ impl From<crate::documents::DocError> for ApiError {
                 a.fields = Some([("filter".to_string(), e.to_string())].into());
                 a
             }
+            D::FilterTooCostly => {
+                let mut a = ApiError::bad_request("filter_too_costly", crate::rules::TOO_COSTLY);
+                a.fields =
+                    Some([("filter".to_string(), crate::rules::TOO_COSTLY.to_string())].into());
+                a
+            }
             D::InvalidParam { param, message } => {
                 let mut a = ApiError::bad_request(
                     match param {

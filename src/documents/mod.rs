@@ -17,7 +17,7 @@ pub use validate::{depth, has_nul, valid_collection, valid_doc_id};
 
 use crate::rules::{
     AuthInfo, Bindings, CelError, DocMeta, Explanation, ExprKind, Expression, Field, Operation,
-    Predicate, QueryBindings, RuleSet, RulesRegistry,
+    Predicate, PredicateError, QueryBindings, RuleSet, RulesRegistry,
 };
 use crate::store::{
     After, JobRef, OrderKey, Store, StoreError, StoredDoc, WriteDecision, WriteError, WriteRequest,
@@ -26,6 +26,54 @@ use crate::store::{
 use crate::tenancy::{Caller, Scope};
 
 pub const MAX_DEPTH: usize = 32;
+
+/// Filters whose evaluation may take its whole budget (milliseconds) run on the blocking
+/// pool, at most this many at once per core, so a flood of them queues instead of
+/// taking the async runtime's workers or every core.
+static COSTLY_FILTERS: std::sync::LazyLock<tokio::sync::Semaphore> =
+    std::sync::LazyLock::new(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores)
+    });
+
+/// A list or subscription filter as SQL for this caller (its parts that do not mention
+/// the document evaluated now, under a budget of `units`).
+pub(crate) async fn filter_predicate(
+    filter: Arc<Expression>,
+    auth: Option<&AuthInfo>,
+    now_ms: i64,
+    units: u64,
+) -> Result<Predicate, DocError> {
+    let result = if filter.may_be_costly() {
+        let _permit = COSTLY_FILTERS
+            .acquire()
+            .await
+            .map_err(|_| DocError::Internal("filter semaphore closed".into()))?;
+        let auth = auth.cloned();
+        tokio::task::spawn_blocking(move || {
+            filter.to_predicate_within(
+                &QueryBindings {
+                    auth: auth.as_ref(),
+                    now_ms,
+                },
+                units,
+            )
+        })
+        .await
+        .map_err(|e| DocError::Internal(format!("filter translation failed: {e}")))?
+    } else {
+        filter.to_predicate_within(&QueryBindings { auth, now_ms }, units)
+    };
+    match result {
+        Ok(p) => Ok(p),
+        Err(PredicateError::Untranslatable(u)) => Err(DocError::InvalidFilter(CelError {
+            line: u.line,
+            column: u.column,
+            message: u.message,
+        })),
+        Err(PredicateError::TooCostly) => Err(DocError::FilterTooCostly),
+    }
+}
 pub const MAX_BATCH: usize = 500;
 pub const MAX_ORDER_KEYS: usize = 4;
 
@@ -52,6 +100,10 @@ pub enum DocError {
     },
     #[error("invalid filter: {0}")]
     InvalidFilter(CelError),
+    /// Evaluating the filter's parts that do not mention the document spent the
+    /// evaluation budget.
+    #[error("{}", crate::rules::TOO_COSTLY)]
+    FilterTooCostly,
     #[error("invalid {param}: {message}")]
     InvalidParam {
         param: &'static str,
@@ -778,24 +830,34 @@ impl DocumentService {
                     collection: collection.to_string(),
                     op: "read",
                 })?;
-            // Read rules are checked translatable at install; failing here is a bug.
-            let pred = rule.to_predicate(&qb).map_err(|u| {
-                DocError::Internal(format!("read rule not translatable: {}", u.message))
-            })?;
+            let pred = match rule.to_predicate(&qb) {
+                Ok(p) => p,
+                // Read rules are checked translatable at install; failing here is a bug.
+                Err(PredicateError::Untranslatable(u)) => {
+                    return Err(DocError::Internal(format!(
+                        "read rule not translatable: {}",
+                        u.message
+                    )));
+                }
+                // A rule too costly for this caller denies.
+                Err(PredicateError::TooCostly) => Predicate::False,
+            };
+            if pred == Predicate::False {
+                // Nothing can be listed: refuse before compiling or evaluating a filter.
+                return Err(DocError::Denied {
+                    collection: collection.to_string(),
+                    op: "read",
+                });
+            }
             parts.push(pred);
         }
         if !filter_src.is_empty() {
             let filter = self
                 .compile_filter(&filter_src)
                 .map_err(DocError::InvalidFilter)?;
-            let pred = filter.to_predicate(&qb).map_err(|u| {
-                DocError::InvalidFilter(CelError {
-                    line: u.line,
-                    column: u.column,
-                    message: u.message,
-                })
-            })?;
-            parts.push(pred);
+            parts.push(
+                filter_predicate(filter, auth.as_ref(), now, crate::rules::EVAL_BUDGET).await?,
+            );
         }
         let predicate = match parts.len() {
             0 => None,

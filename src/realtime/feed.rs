@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use serde_json::value::RawValue;
 use tokio::sync::Notify;
@@ -16,7 +17,9 @@ use tokio::sync::Notify;
 use super::protocol::DocOut;
 use super::socket::SocketShared;
 use crate::documents::timestamp;
-use crate::rules::{AuthInfo, Bindings, DocMeta, Expression, Operation, RuleSet};
+use crate::rules::{
+    AuthInfo, Bindings, DocMeta, EVENT_BUDGET, Expression, Operation, RuleSet, Verdict,
+};
 use crate::store::{Change, ChangeOp, StoredDoc};
 
 /// (socket id, subscription id)
@@ -44,6 +47,9 @@ pub(crate) struct Sub {
     pub filter: Option<Arc<Expression>>,
     pub socket: Arc<SocketShared>,
     pub mode: std::sync::Mutex<Mode>,
+    /// Its filter spent the per-event budget: 0 no, 1 yes (error frame not sent yet),
+    /// 2 yes and told. A spent subscription gets no more events and costs nothing.
+    spent: std::sync::atomic::AtomicU8,
 }
 
 impl Sub {
@@ -64,7 +70,35 @@ impl Sub {
             filter,
             socket,
             mode: std::sync::Mutex::new(mode),
+            spent: std::sync::atomic::AtomicU8::new(0),
         }
+    }
+
+    fn mark_spent(&self) {
+        let _ = self
+            .spent
+            .compare_exchange(0, 1, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    fn is_spent(&self) -> bool {
+        self.spent.load(Ordering::Relaxed) != 0
+    }
+
+    /// The `error` frame that ends this subscription, once, after its filter spent the
+    /// per-event budget.
+    pub fn spent_notice(&self) -> Option<String> {
+        self.spent
+            .compare_exchange(1, 2, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+            .then(|| {
+                super::protocol::error(
+                    Some(&self.key.1),
+                    "filter_too_costly",
+                    "the subscription's filter spent its per-event evaluation budget; \
+                     no more events are sent for it (unsubscribe, and subscribe with a \
+                     cheaper filter)",
+                )
+            })
     }
 }
 
@@ -185,6 +219,9 @@ impl FeedState {
                 let text = rendered.message(sub, change.seq, op, doc);
                 deliver(sub, change.seq, text, out);
             }
+            if let Some(text) = sub.spent_notice() {
+                deliver(sub, change.seq, text, out);
+            }
         }
     }
 }
@@ -255,7 +292,7 @@ pub(crate) fn event_for(
     // Live dispatch only offers a subscription its own collection's changes, but a replay
     // from `since` reads the whole log: each change must be of the subscription's collection.
     let other_doc = sub.doc.as_deref().is_some_and(|d| d != change.doc_id);
-    if sub.collection != change.collection || other_doc {
+    if sub.collection != change.collection || other_doc || sub.is_spent() {
         return None;
     }
     let sees = |side: Side| {
@@ -303,11 +340,22 @@ pub(crate) fn visible(
     };
     if !bypass {
         match rules.rule(&sub.collection, Operation::Read) {
+            // The same decision (and budget) as a read of the document over REST.
             Some(rule) if rule.evaluate(&bindings) => {}
             _ => return false,
         }
     }
-    sub.filter.as_ref().is_none_or(|f| f.evaluate(&bindings))
+    match sub.filter.as_ref() {
+        None => true,
+        Some(f) => match f.evaluate_within(&bindings, EVENT_BUDGET) {
+            Verdict::True => true,
+            Verdict::NotTrue => false,
+            Verdict::TooCostly => {
+                sub.mark_spent();
+                false
+            }
+        },
+    }
 }
 
 /// A change's two versions, built and rendered once, shared by every subscriber: rebuilt

@@ -744,12 +744,27 @@ impl Connection {
                         &format!("line {} column {}: {}", e.line, e.column, e.message),
                     )
                 })?;
-                let pred = compiled.to_predicate(&qb).map_err(|u| {
-                    reply(
+                // Its parts that do not mention the document are evaluated here under
+                // the per-event budget (off the async workers when they may be costly):
+                // the rest is translatable, so linear in the document, and every event
+                // evaluates the whole filter again in memory.
+                let pred = crate::documents::filter_predicate(
+                    compiled.clone(),
+                    auth.info.as_ref(),
+                    now,
+                    crate::rules::EVENT_BUDGET,
+                )
+                .await
+                .map_err(|e| match e {
+                    crate::documents::DocError::InvalidFilter(u) => reply(
                         id,
                         "invalid_filter",
                         &format!("line {} column {}: {}", u.line, u.column, u.message),
-                    )
+                    ),
+                    crate::documents::DocError::FilterTooCostly => {
+                        reply(id, "filter_too_costly", crate::rules::TOO_COSTLY)
+                    }
+                    _ => reply(id, "internal", "could not compile the filter"),
                 })?;
                 parts.push(pred);
                 Some(compiled)
@@ -888,7 +903,8 @@ impl Connection {
             };
             send(sink, out.text()).await?;
         }
-        // History between `from` and the feed's position when we registered.
+        // History between `from` and the feed's position when we registered, read in pages
+        // until a page comes back short (the log's end) or passes `position`.
         let mut cursor = from;
         while cursor < position {
             let (changes, reached) = broker
@@ -896,14 +912,12 @@ impl Connection {
                 .changes_since(
                     &scope,
                     cursor,
-                    500,
+                    HISTORY_PAGE,
                     Some(std::slice::from_ref(&sub.collection)),
                 )
                 .await
                 .map_err(|_| reply(id, "internal", "could not read the change log"))?;
-            if changes.is_empty() {
-                break;
-            }
+            let full_page = changes.len() as i64 >= HISTORY_PAGE;
             let rules = broker
                 .rules
                 .get(&scope)
@@ -918,8 +932,14 @@ impl Connection {
                     let text = versions.message(&sub, c.seq, op, side);
                     send(sink, text).await?;
                 }
+                if let Some(text) = sub.spent_notice() {
+                    send(sink, text).await?;
+                }
             }
-            if changes.last().is_some_and(|c| c.seq >= position) || reached <= cursor {
+            // A full page ends at its last change (`reached` is that seq, which `cursor`
+            // now holds): read on. A short one reached the log's end, which is at or past
+            // `position` (the feed only reads committed changes).
+            if !full_page || changes.last().is_some_and(|c| c.seq >= position) {
                 break;
             }
             cursor = cursor.max(reached);
@@ -953,6 +973,9 @@ impl Connection {
         Ok(())
     }
 }
+
+/// Changes read per page of a `since` replay.
+const HISTORY_PAGE: i64 = 500;
 
 async fn send(sink: &mut Sink, text: String) -> Result<(), SubError> {
     sink.send(Message::Text(text.into()))

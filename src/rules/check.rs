@@ -47,6 +47,8 @@ pub(super) struct Compiled {
     pub uses: BTreeSet<&'static str>,
     pub doc_keys: KeyUse,
     pub new_keys: KeyUse,
+    /// Whether it has a comprehension (its evaluation may take up to its whole budget).
+    pub has_comprehension: bool,
 }
 
 /// The variables that depend on the stored document.
@@ -137,6 +139,9 @@ pub(super) fn compile(source: &str, kind: ExprKind) -> Result<Compiled, Fail> {
         );
     }
     let uses = checker.uses;
+    let has_comprehension = contains_comprehension(&root);
+    let mut root = root;
+    super::cost::instrument(&mut root);
     let mut doc_nodes = HashSet::new();
     mark_doc_nodes(&root, &mut doc_nodes);
     let doc_keys = key_use(&root, "doc");
@@ -148,7 +153,13 @@ pub(super) fn compile(source: &str, kind: ExprKind) -> Result<Compiled, Fail> {
         uses,
         doc_keys,
         new_keys,
+        has_comprehension,
     })
+}
+
+fn contains_comprehension(e: &IdedExpr) -> bool {
+    matches!(e.expr, Expr::Comprehension(_))
+        || lex::children(e).into_iter().any(contains_comprehension)
 }
 
 fn parse_failure(src: &str, e: &ParseError) -> Fail {

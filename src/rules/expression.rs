@@ -6,6 +6,7 @@ use cel::common::ast::{Expr, IdedExpr};
 use serde::Serialize;
 
 use super::check::{self, Compiled, MAX_NESTING, MAX_SOURCE_BYTES};
+use super::cost::{self, EVAL_BUDGET};
 use super::lex;
 use super::translate::{self, Translator};
 use super::values::{self, Vars};
@@ -45,6 +46,29 @@ pub struct Untranslatable {
     pub column: u32,
     pub message: String,
 }
+
+/// Why an expression has no SQL form for a caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PredicateError {
+    /// Its shape cannot be translated (a compile-time property of the expression).
+    Untranslatable(Untranslatable),
+    /// Evaluating its parts that do not mention the document spent the budget.
+    TooCostly,
+}
+
+/// The outcome of an in-memory evaluation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    True,
+    /// False, an error or a non-boolean value.
+    NotTrue,
+    /// The evaluation spent its budget (whatever value it came to).
+    TooCostly,
+}
+
+/// What a spent budget is called in messages.
+pub const TOO_COSTLY: &str = "the expression is too costly to evaluate (it spent its \
+     evaluation budget; see docs/rules.md, \"Cost limits\")";
 
 /// One evaluated sub-expression, for explanations.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -206,33 +230,65 @@ impl Expression {
         v
     }
 
-    /// Evaluates in memory; true only when the result is the boolean `true` (an error or
-    /// a non-boolean result denies).
+    /// Evaluates in memory under the default budget ([`EVAL_BUDGET`]); true only when
+    /// the result is the boolean `true` (an error, a non-boolean result or a spent budget
+    /// denies).
     pub fn evaluate(&self, b: &Bindings<'_>) -> bool {
-        catch_unwind(AssertUnwindSafe(|| {
-            let vars = self.vars(b);
-            let ctx = values::context(&vars);
-            match values::eval(&self.compiled.root, &ctx) {
-                Ok(v) => values::as_bool(&v) == Some(true),
-                Err(_) => false,
-            }
-        }))
-        .unwrap_or(false)
+        self.evaluate_within(b, EVAL_BUDGET) == Verdict::True
+    }
+
+    /// Evaluates in memory under a budget of `units` (see `cost`).
+    pub fn evaluate_within(&self, b: &Bindings<'_>, units: u64) -> Verdict {
+        let (value, spent_out) = cost::metered(units, || {
+            catch_unwind(AssertUnwindSafe(|| {
+                let vars = self.vars(b);
+                let ctx = values::context(&vars);
+                match values::eval(&self.compiled.root, &ctx) {
+                    Ok(v) => values::as_bool(&v) == Some(true),
+                    Err(_) => false,
+                }
+            }))
+            .unwrap_or(false)
+        });
+        match (spent_out, value) {
+            (true, _) => Verdict::TooCostly,
+            (false, true) => Verdict::True,
+            (false, false) => Verdict::NotTrue,
+        }
+    }
+
+    /// Whether evaluating may take a large share of its budget: only comprehensions
+    /// multiply work (callers run such expressions off the async runtime's workers).
+    pub fn may_be_costly(&self) -> bool {
+        self.compiled.has_comprehension
     }
 
     /// Like `evaluate`, and says which sub-expression decided.
     pub fn explain(&self, b: &Bindings<'_>) -> Explanation {
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            let vars = self.vars(b);
-            let ctx = values::context(&vars);
-            let mut trace = Vec::new();
-            let (outcome, decided_by) = self.explain_node(&self.compiled.root, &ctx, &mut trace);
-            Explanation {
-                allowed: matches!(outcome, Outcome::Bool(true)),
-                decided_by: self.text(decided_by).to_string(),
-                trace,
-            }
-        }));
+        let (result, spent_out) = cost::metered(EVAL_BUDGET, || {
+            catch_unwind(AssertUnwindSafe(|| {
+                let vars = self.vars(b);
+                let ctx = values::context(&vars);
+                let mut trace = Vec::new();
+                let (outcome, decided_by) =
+                    self.explain_node(&self.compiled.root, &ctx, &mut trace);
+                Explanation {
+                    allowed: matches!(outcome, Outcome::Bool(true)),
+                    decided_by: self.text(decided_by).to_string(),
+                    trace,
+                }
+            }))
+        });
+        if spent_out {
+            return Explanation {
+                allowed: false,
+                decided_by: self.source.clone(),
+                trace: vec![TraceStep {
+                    expression: self.source.clone(),
+                    value: format!("error: {TOO_COSTLY}"),
+                }],
+            };
+        }
         result.unwrap_or_else(|_| Explanation {
             allowed: false,
             decided_by: self.source.clone(),
@@ -321,8 +377,26 @@ impl Expression {
         (outcome, e)
     }
 
-    /// The SQL-translatable form, with `auth` and `now` bound.
-    pub fn to_predicate(&self, b: &QueryBindings<'_>) -> Result<Predicate, Untranslatable> {
+    /// The SQL-translatable form, with `auth` and `now` bound. The parts that do not
+    /// mention the document are evaluated now, under [`EVAL_BUDGET`].
+    pub fn to_predicate(&self, b: &QueryBindings<'_>) -> Result<Predicate, PredicateError> {
+        self.to_predicate_within(b, EVAL_BUDGET)
+    }
+
+    /// Like `to_predicate`, under a budget of `units`.
+    pub fn to_predicate_within(
+        &self,
+        b: &QueryBindings<'_>,
+        units: u64,
+    ) -> Result<Predicate, PredicateError> {
+        let (outcome, spent_out) = cost::metered(units, || self.translate(b));
+        if spent_out {
+            return Err(PredicateError::TooCostly);
+        }
+        outcome.map_err(PredicateError::Untranslatable)
+    }
+
+    fn translate(&self, b: &QueryBindings<'_>) -> Result<Predicate, Untranslatable> {
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let mut vars = Vars::default();
             if self.compiled.uses.contains("auth") {
@@ -360,14 +434,19 @@ impl Expression {
             email_verified: true,
             claims: serde_json::json!({}),
         };
-        self.to_predicate(&QueryBindings {
-            auth: None,
-            now_ms: 0,
-        })?;
-        self.to_predicate(&QueryBindings {
-            auth: Some(&user),
-            now_ms: 0,
-        })?;
+        for auth in [None, Some(&user)] {
+            match self.to_predicate(&QueryBindings { auth, now_ms: 0 }) {
+                Ok(_) => {}
+                Err(PredicateError::Untranslatable(u)) => return Err(u),
+                Err(PredicateError::TooCostly) => {
+                    return Err(Untranslatable {
+                        line: 1,
+                        column: 1,
+                        message: TOO_COSTLY.to_string(),
+                    });
+                }
+            }
+        }
         Ok(())
     }
 

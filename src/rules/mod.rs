@@ -56,6 +56,7 @@
 //! finite doubles (CEL compares int with double through f64; SQL compares exactly).
 
 mod check;
+mod cost;
 mod expression;
 mod lex;
 pub mod predicate;
@@ -65,7 +66,11 @@ pub mod testing;
 mod translate;
 mod values;
 
-pub use expression::{CelError, Explanation, ExprKind, Expression, TraceStep, Untranslatable};
+pub use cost::{EVAL_BUDGET, EVENT_BUDGET};
+pub use expression::{
+    CelError, Explanation, ExprKind, Expression, PredicateError, TOO_COSTLY, TraceStep,
+    Untranslatable, Verdict,
+};
 pub use predicate::{CmpOp, Field, Predicate};
 pub use registry::{InstallError, Installed, RulesRegistry};
 pub use ruleset::{CollectionRules, RuleSet, RuleSetError};

@@ -478,7 +478,7 @@ fn is_field_expr(e: &IdedExpr) -> bool {
 
 /// Names the construct for an error message.
 fn describe(e: &IdedExpr, text: &str) -> String {
-    match &e.expr {
+    match &super::cost::uncharged(e).expr {
         Expr::Call(c) => {
             let op = match c.func_name.as_str() {
                 "_+_" => Some("+"),

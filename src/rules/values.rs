@@ -6,7 +6,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, LazyLock};
 
 use cel::common::types::{
-    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt,
+    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt, DYN_TYPE,
+    INT_TYPE,
 };
 use cel::common::value::{CowVal, Val};
 use cel::context::VariableResolver;
@@ -17,7 +18,21 @@ use serde_json::Value as Json;
 use super::AuthInfo;
 
 /// The standard environment, built once (building it costs tens of microseconds).
-static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
+/// It adds the cost budget's charging function (see `cost`).
+static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
+    let mut env = Env::stdlib();
+    for (id, args) in [
+        ("__cost_value", vec![DYN_TYPE]),
+        ("__cost_value_units", vec![DYN_TYPE, INT_TYPE]),
+    ] {
+        if let Err(e) = env.add_overload(super::cost::COST_FN, id, args, super::cost::cost_fn) {
+            // Only a new `cel` version could clash with our name; the rewrite's calls
+            // would then fail as errors (denials), never unbounded.
+            tracing::error!(error = ?e, "cannot declare the CEL cost function");
+        }
+    }
+    Arc::new(env)
+});
 
 /// The names rules and filters can use.
 pub(super) const VARIABLES: [&str; 8] = [

@@ -25,6 +25,8 @@ backend_tests!(
     tokens_refresh_expire_and_revoke,
     bad_input_gets_errors_not_crashes,
     silent_sockets_time_out,
+    since_replays_gaps_of_any_size,
+    costly_subscription_filters_are_refused,
 );
 
 mod nodes {
@@ -1055,4 +1057,134 @@ async fn silent_sockets_time_out(b: Backend) {
     live.quiet(Duration::from_millis(1200)).await;
     live.send(json!({"type": "ping"})).await;
     assert_eq!(live.until("pong").await["type"], "pong");
+}
+
+/// Writes `n` documents to `shop/log` in batches (the API takes up to 500 writes each).
+async fn write_log(app: &TestApp, key: &str, n: usize) {
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(500);
+        let writes: Vec<Value> = (0..k)
+            .map(|i| json!({"op": "create", "collection": "log", "data": {"i": i}}))
+            .collect();
+        app.post("/v1/t/shop/batch", Some(key), json!({ "writes": writes }))
+            .await
+            .ok(200);
+        left -= k;
+    }
+}
+
+/// A `since` replay delivers every missed change however many there are (the log is read
+/// in pages of 500), then goes live with no gap and no repeat, whether or not another
+/// socket keeps the tenant's feed live meanwhile. Before the fix a replay stopped after
+/// its first full page and the rest of the gap was never sent.
+async fn since_replays_gaps_of_any_size(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let key = tenant_with_key(&mut app, "shop").await;
+    install_rules(
+        &mut app,
+        "shop",
+        "[log]\nread = \"true\"\n\n[other]\nread = \"true\"\n",
+    )
+    .await
+    .ok(200);
+    let mut bystander: Option<Client> = None;
+    for with_other in [false, true] {
+        if with_other {
+            let mut o = Client::connect(&app, "shop", None).await;
+            o.subscribe(json!({"type": "subscribe", "id": "o", "collection": "other"}))
+                .await;
+            bystander = Some(o);
+        }
+        for gap in [499usize, 500, 501, 5_000, 20_000] {
+            let mut c = Client::connect(&app, "shop", None).await;
+            let since = c
+                .subscribe(json!({"type": "subscribe", "id": "s", "collection": "log"}))
+                .await["seq"]
+                .as_i64()
+                .unwrap();
+            drop(c);
+            write_log(&app, &key, gap).await;
+            let mut c = Client::connect(&app, "shop", None).await;
+            c.subscribe(
+                json!({"type": "subscribe", "id": "r", "collection": "log", "since": since}),
+            )
+            .await;
+            let got = seqs(&c.changes(gap).await);
+            let want: Vec<i64> = (since + 1..=since + gap as i64).collect();
+            assert!(
+                got == want,
+                "gap {gap} (another subscriber: {with_other}): got {} changes, first {:?} \
+                 last {:?}; wanted {}..={}",
+                got.len(),
+                got.first(),
+                got.last(),
+                since + 1,
+                since + gap as i64
+            );
+            // Live from there: the next write arrives once, right after the replay.
+            write_log(&app, &key, 1).await;
+            let next = c.changes(1).await;
+            assert_eq!(
+                seqs(&next),
+                vec![since + gap as i64 + 1],
+                "gap {gap} (another subscriber: {with_other})"
+            );
+        }
+    }
+    if let Some(mut o) = bystander {
+        o.quiet(Duration::from_millis(50)).await;
+    }
+}
+
+/// A subscription filter is evaluated again on every event, so its parts that do not
+/// mention the document must fit the per-event budget, smaller than a list's: a filter a
+/// list accepts can be refused at subscribe (and the probe's filter is refused by both).
+/// Other subscribers of the tenant are not affected.
+async fn costly_subscription_filters_are_refused(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let key = tenant_with_open_log(&mut app).await;
+    let mut other = Client::connect(&app, "shop", None).await;
+    other
+        .subscribe(json!({"type": "subscribe", "id": "all", "collection": "log"}))
+        .await;
+    let l = format!("[{}]", vec!["1"; 400].join(","));
+    let middling = format!("size({l}.map(a, {l})) > 0 && doc.v == 1");
+    app.get(
+        &format!(
+            "{}?filter={}",
+            docs("shop", "log"),
+            crate::documents::urlencode(&middling)
+        ),
+        None,
+    )
+    .await
+    .ok(200);
+    let mut c = Client::connect(&app, "shop", None).await;
+    for (id, filter) in [
+        ("middling", middling),
+        ("bomb", crate::lists::bomb_filter()),
+    ] {
+        c.send(json!({"type": "subscribe", "id": id, "collection": "log", "filter": filter}))
+            .await;
+        let m = c.recv().await;
+        assert_eq!(m["type"], "error", "{m}");
+        assert_eq!(m["id"], id, "{m}");
+        assert_eq!(m["error"]["code"], "filter_too_costly", "{m}");
+    }
+    // A cheap filter on the same socket still works, and so does the other subscriber.
+    c.subscribe(
+        json!({"type": "subscribe", "id": "v", "collection": "log", "filter": "doc.v == 1"}),
+    )
+    .await;
+    put(
+        &app,
+        &key,
+        &format!("{}/one", docs("shop", "log")),
+        json!({"v": 1}),
+    )
+    .await
+    .ok(201);
+    assert_eq!(c.changes(1).await[0]["id"], "v");
+    assert_eq!(other.changes(1).await[0]["doc"]["id"], "one");
 }
