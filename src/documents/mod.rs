@@ -27,6 +27,11 @@ use crate::tenancy::{Caller, Scope};
 
 pub const MAX_DEPTH: usize = 32;
 
+/// A list page (and a realtime snapshot) holds at most this much document data; a page
+/// of large documents ends early, with a cursor to the rest (1,000 documents of 1 MiB
+/// would otherwise be a gigabyte in memory per request).
+pub const MAX_PAGE_BYTES: usize = 8 << 20;
+
 /// Filters whose evaluation may take its whole budget (milliseconds) run on the blocking
 /// pool, at most this many at once per core, so a flood of them queues instead of
 /// taking the async runtime's workers or every core.
@@ -893,11 +898,13 @@ impl DocumentService {
                     order: &order,
                     after: after.as_ref(),
                     limit: limit + 1,
+                    max_bytes: MAX_PAGE_BYTES,
                 },
             )
             .await?;
-        let next_cursor = if rows.len() as i64 > limit {
-            rows.truncate(limit as usize);
+        let keep = crate::store::page_len(&rows, limit as usize, MAX_PAGE_BYTES);
+        let next_cursor = if rows.len() > keep {
+            rows.truncate(keep);
             rows.last().map(|r| {
                 self.cursor_key.encode(
                     &ctx,

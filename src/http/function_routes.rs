@@ -30,7 +30,15 @@ const RESERVED: &[&str] = &[
     "upgrade",
     "x-request-id",
     "x-plinth-invocation",
+    // Every tenant's functions answer on the same origin: a cookie set by one would be
+    // the whole platform's (and the admin console's) cookie.
+    "set-cookie",
 ];
+
+/// Sent with every function response: a page a function serves runs in an opaque
+/// origin, so its scripts cannot read the storage or cookies of the origin every tenant
+/// (and the demo page, and the admin console) shares.
+const FUNCTION_CSP: &str = "sandbox allow-scripts allow-forms allow-popups allow-downloads";
 
 fn query_map(uri: &Uri) -> Map<String, Value> {
     let mut out = Map::new();
@@ -181,6 +189,10 @@ async fn run(state: AppState, scope: crate::tenancy::Scope, r: FnRequest) -> Api
             res.headers_mut().append(k, v);
         }
     }
+    res.headers_mut().append(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(FUNCTION_CSP),
+    );
     if let Ok(v) = HeaderValue::try_from(out.invocation) {
         res.headers_mut().insert("x-plinth-invocation", v);
     }

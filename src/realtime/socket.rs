@@ -863,6 +863,7 @@ impl Connection {
                         order: &order,
                         after: None,
                         limit: limit + 1,
+                        max_bytes: crate::documents::MAX_PAGE_BYTES,
                     },
                 )
                 .await
@@ -875,8 +876,13 @@ impl Connection {
         }
         send(sink, ServerMsg::Subscribed { id, seq: from }.text()).await?;
         if let Some(mut docs) = snap {
-            let truncated = docs.len() > broker.config.snapshot_limit;
-            docs.truncate(broker.config.snapshot_limit);
+            let keep = crate::store::page_len(
+                &docs,
+                broker.config.snapshot_limit,
+                crate::documents::MAX_PAGE_BYTES,
+            );
+            let truncated = docs.len() > keep;
+            docs.truncate(keep);
             let raws: Vec<Box<serde_json::value::RawValue>> = docs
                 .iter()
                 .map(|d| {

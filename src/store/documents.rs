@@ -200,6 +200,30 @@ pub struct ListQuery<'a> {
     pub order: &'a [OrderKey],
     pub after: Option<&'a After>,
     pub limit: i64,
+    /// Stop reading once the data read passes this many bytes (see [`page_len`]).
+    pub max_bytes: usize,
+}
+
+/// Whether a list read of `rows_read` rows holding `bytes_read` bytes of data stops: once
+/// past `max_bytes`, with at least two rows read (so a page of one oversized document
+/// still knows whether more follow).
+pub(super) fn read_enough(rows_read: usize, bytes_read: usize, max_bytes: usize) -> bool {
+    rows_read >= 2 && bytes_read > max_bytes
+}
+
+/// How many of `rows` (read with `read_enough`) a page of at most `limit` rows and
+/// `max_bytes` of data holds: at least one. Rows past it mean more follow.
+pub fn page_len(rows: &[ListedDoc], limit: usize, max_bytes: usize) -> usize {
+    let mut bytes = 0usize;
+    let mut n = 0;
+    for r in rows.iter().take(limit) {
+        bytes += r.data.len();
+        if n > 0 && bytes > max_bytes {
+            break;
+        }
+        n += 1;
+    }
+    n
 }
 
 /// A listed document: its data stays the JSON text the database holds (a list never
@@ -338,7 +362,7 @@ impl Store {
         if let Some(fast) = self.fast_sqlite(scope).await? {
             let (sql, params) = list_sql(scope.tenant().id, &q, Dialect::Sqlite)?;
             tracing::trace!(%sql, ?params, "list");
-            return fast.list(&sql, q.collection, &params, n_keys);
+            return fast.list(&sql, q.collection, &params, n_keys, q.max_bytes);
         }
         let (db, tenant) = self.tenant_db(scope).await?;
         let dialect = dialect(&db);
@@ -346,14 +370,21 @@ impl Store {
         on_db!(db, |p| {
             let query = sqlx::query(sqlx::AssertSqlSafe(sql));
             let query = bind_params!(query, &params, dialect);
-            let rows = query.fetch_all(&p).await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in &rows {
+            // Streamed, so a page of large documents stops at `max_bytes`.
+            let mut rows = query.fetch(&p);
+            let mut out = Vec::new();
+            let mut bytes = 0usize;
+            while let Some(r) = futures_util::TryStreamExt::try_next(&mut rows).await? {
+                if read_enough(out.len(), bytes, q.max_bytes) {
+                    break;
+                }
+                let r = &r;
                 let mut keys = Vec::with_capacity(n_keys);
                 for i in 0..n_keys {
                     keys.push(read_sort_value(r, i, &q.order[i].field, dialect)?);
                 }
                 let text: String = r.try_get("data_text")?;
+                bytes += text.len();
                 let tie = SortValue::Text(r.try_get("tie")?);
                 out.push(ListedDoc {
                     collection: q.collection.to_string(),
@@ -382,7 +413,7 @@ impl Store {
         let tenant = scope.tenant().id;
         if let Some(fast) = self.fast_sqlite(scope).await? {
             let (sql, params) = list_sql(tenant, &q, Dialect::Sqlite)?;
-            return fast.snapshot(tenant, &sql, q.collection, &params, n_keys);
+            return fast.snapshot(tenant, &sql, q.collection, &params, n_keys, q.max_bytes);
         }
         let (db, tenant) = self.tenant_db(scope).await?;
         let dialect = dialect(&db);
@@ -398,25 +429,33 @@ impl Store {
                     .await?;
             let query = sqlx::query(sqlx::AssertSqlSafe(sql));
             let query = bind_params!(query, &params, dialect);
-            let rows = query.fetch_all(&mut *tx).await?;
-            tx.commit().await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in &rows {
-                let mut keys = Vec::with_capacity(n_keys);
-                for i in 0..n_keys {
-                    keys.push(read_sort_value(r, i, &q.order[i].field, dialect)?);
+            let mut out = Vec::new();
+            {
+                let mut rows = query.fetch(&mut *tx);
+                let mut bytes = 0usize;
+                while let Some(r) = futures_util::TryStreamExt::try_next(&mut rows).await? {
+                    if read_enough(out.len(), bytes, q.max_bytes) {
+                        break;
+                    }
+                    let mut keys = Vec::with_capacity(n_keys);
+                    for i in 0..n_keys {
+                        keys.push(read_sort_value(&r, i, &q.order[i].field, dialect)?);
+                    }
+                    let data: String = r.try_get("data_text")?;
+                    bytes += data.len();
+                    out.push(ListedDoc {
+                        collection: q.collection.to_string(),
+                        id: r.try_get("id")?,
+                        version: r.try_get("version")?,
+                        created_at: r.try_get("created_at")?,
+                        updated_at: r.try_get("updated_at")?,
+                        data,
+                        keys,
+                        tie: SortValue::Text(r.try_get("tie")?),
+                    });
                 }
-                out.push(ListedDoc {
-                    collection: q.collection.to_string(),
-                    id: r.try_get("id")?,
-                    version: r.try_get("version")?,
-                    created_at: r.try_get("created_at")?,
-                    updated_at: r.try_get("updated_at")?,
-                    data: r.try_get("data_text")?,
-                    keys,
-                    tie: SortValue::Text(r.try_get("tie")?),
-                });
             }
+            tx.commit().await?;
             Ok((seq.unwrap_or(0), out))
         })
     }

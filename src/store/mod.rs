@@ -34,7 +34,7 @@ use sqlx::sqlite::{
 pub use control::{AdminRow, AuditEntry, AuditQuery, NewAudit, SigningKeyRow, TenantRow};
 pub use documents::{
     After, Change, ChangeOp, ListQuery, ListedDoc, OrderKey, SortValue, StoredDoc, WriteDecision,
-    WriteError, WriteRequest, Written,
+    WriteError, WriteRequest, Written, page_len,
 };
 pub use functions::{DeployRow, DeploySummary, InvocationRow};
 pub use jobs::{JobInfo, JobPlanner, JobRef, JobRow, NewJob, Origin};

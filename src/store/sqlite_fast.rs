@@ -168,8 +168,11 @@ impl FastSqlite {
         collection: &str,
         params: &[SqlParam],
         n_keys: usize,
+        max_bytes: usize,
     ) -> StoreResult<Vec<ListedDoc>> {
-        self.with_reader(|c| run_list(c, sql, collection, params, n_keys).map_err(to_rusqlite))
+        self.with_reader(|c| {
+            run_list(c, sql, collection, params, n_keys, max_bytes).map_err(to_rusqlite)
+        })
     }
 
     /// `list`, plus the tenant's log position, both from one read snapshot.
@@ -180,6 +183,7 @@ impl FastSqlite {
         collection: &str,
         params: &[SqlParam],
         n_keys: usize,
+        max_bytes: usize,
     ) -> StoreResult<(i64, Vec<ListedDoc>)> {
         let mut conn = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         if conn.is_none() {
@@ -197,7 +201,7 @@ impl FastSqlite {
                 .query_row(params![tenant], |r| r.get(0))
                 .optional()?
                 .unwrap_or(0);
-            let docs = run_list(&tx, sql, collection, params, n_keys)?;
+            let docs = run_list(&tx, sql, collection, params, n_keys, max_bytes)?;
             tx.commit()?;
             Ok((seq, docs))
         })();
@@ -422,6 +426,7 @@ fn run_list(
     collection: &str,
     params: &[SqlParam],
     n_keys: usize,
+    max_bytes: usize,
 ) -> StoreResult<Vec<ListedDoc>> {
     let values: Vec<SqlValue> = params.iter().map(to_sql_value).collect();
     let sql = numbered_placeholders(sql);
@@ -450,7 +455,17 @@ fn run_list(
             tie: SortValue::Int(r.get(5)?),
         })
     })?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    for row in rows {
+        if super::documents::read_enough(out.len(), bytes, max_bytes) {
+            break;
+        }
+        let row = row?;
+        bytes += row.data.len();
+        out.push(row);
+    }
+    Ok(out)
 }
 
 /// Back to a rusqlite error, for closures run by `with_reader`.

@@ -21,6 +21,7 @@ backend_tests!(
     functions_read_tenant_secrets_from_env,
     usage_and_metrics_are_metered_per_tenant,
     invocations_just_before_a_shutdown_are_logged,
+    costly_filters_from_functions_are_refused,
 );
 
 pub async fn deploy(app: &mut TestApp, tenant: &str, files: &[(&str, &str)]) -> Reply {
@@ -60,7 +61,8 @@ export default async function (req, ctx) {
   const sig = ctx.crypto.hmac('sha1', 'key', 'data', 'base64');
   return {
     status: 201,
-    headers: { 'x-echo': 'yes', 'content-type': 'application/json' },
+    headers: { 'x-echo': 'yes', 'content-type': 'application/json',
+               'set-cookie': 'session=stolen; Domain=127.0.0.1; Path=/' },
     body: {
       method: req.method, path: req.path, query: req.query, json: req.json, form: req.form,
       auth: req.auth, url: req.url, contentType: req.headers['content-type'] ?? null,
@@ -102,6 +104,17 @@ async fn http_functions_see_the_request_and_use_ctx(b: Backend) {
     let body = res.ok(201);
     assert_eq!(res.headers["x-echo"], "yes");
     assert!(res.headers.contains_key("x-plinth-invocation"));
+    // A function cannot set a cookie on the origin all tenants share, and a page it
+    // serves runs in an opaque origin.
+    assert!(!res.headers.contains_key("set-cookie"), "{:?}", res.headers);
+    assert!(
+        res.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("sandbox"),
+        "{:?}",
+        res.headers
+    );
     assert_eq!(body["method"], "POST");
     assert_eq!(body["path"], "/sub/path");
     assert_eq!(body["query"], json!({"q": "1", "x": "a b"}));
@@ -888,4 +901,52 @@ async fn invocations_just_before_a_shutdown_are_logged(b: Backend) {
         .await
         .ok(200);
     assert_eq!(page["items"].as_array().unwrap().len(), 3, "{page}");
+}
+
+/// `ctx.db.list` with the probe's filter: the function gets `filter_too_costly` (the
+/// constant part is evaluated under the budget, off the async workers), and the server
+/// keeps answering other requests.
+async fn costly_filters_from_functions_are_refused(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    tenant_with_key(&mut app, "alpha").await;
+    let lister = "export default async (req, ctx) => {
+        const L = '[' + Array(320).fill('1').join(',') + ']';
+        const filter = 'size(' + L + '.map(a, ' + L + '.map(b, ' + L + '))) > 0 && doc.v == 1';
+        try {
+            await ctx.db.list('items', { filter });
+            return { code: null };
+        } catch (e) {
+            return { code: e.code ?? null };
+        }
+    }";
+    let m = http_manifest(&["lister"]);
+    deploy(
+        &mut app,
+        "alpha",
+        &[("plinth.toml", &m), ("functions/lister.js", lister)],
+    )
+    .await
+    .ok(201);
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let app = &app;
+            async move { app.get("/v1/t/alpha/fn/lister", None).await }
+        })
+        .collect();
+    let probe = async {
+        let mut worst = Duration::ZERO;
+        for _ in 0..10 {
+            let t = std::time::Instant::now();
+            app.get("/healthz", None).await.ok(200);
+            worst = worst.max(t.elapsed());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        worst
+    };
+    let (answers, worst) = tokio::join!(futures_util::future::join_all(calls), probe);
+    for r in answers {
+        assert_eq!(r.ok(200), json!({"code": "filter_too_costly"}));
+    }
+    println!("healthz during two costly ctx.db.list calls: worst {worst:?}");
+    assert!(worst < Duration::from_secs(2), "{worst:?}");
 }

@@ -15,6 +15,7 @@ backend_tests!(
     paging_is_stable_under_concurrent_writes,
     paging_over_missing_and_mixed_sort_keys,
     costly_filters_are_refused_and_stall_nothing,
+    pages_are_bounded_by_bytes,
 );
 
 fn ids(v: &Value) -> Vec<String> {
@@ -438,4 +439,47 @@ async fn costly_filters_are_refused_and_stall_nothing(b: Backend) {
         .await
         .ok(200);
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
+}
+
+/// A page holds at most 8 MiB of document data: a page of large documents ends early
+/// with a cursor to the rest, and paging still returns every document once.
+async fn pages_are_bounded_by_bytes(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let key = tenant_with_key(&mut app, "shop").await;
+    let pad = "x".repeat(1_000_000);
+    for i in 0..12 {
+        crate::documents::put(
+            &app,
+            &key,
+            &format!("{}/big{i:02}", docs("shop", "items")),
+            json!({"i": i, "pad": pad}),
+        )
+        .await
+        .ok(201);
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut path = format!("{}?limit=1000", docs("shop", "items"));
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={}", urlencode(c)));
+        }
+        let page = app.get(&path, Some(&key)).await.ok(200);
+        let n = page["items"].as_array().unwrap().len();
+        assert!(
+            (1..=8).contains(&n) || (n == 0 && cursor.is_some()),
+            "page of {n}"
+        );
+        seen.extend(ids(&page));
+        pages += 1;
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+        assert!(pages < 10, "paging does not end");
+    }
+    let want: Vec<String> = (0..12).map(|i| format!("big{i:02}")).collect();
+    assert_eq!(seen, want);
+    assert!(pages >= 2, "12 MB in one page");
 }
