@@ -126,7 +126,15 @@ impl AppState {
             secrets.clone(),
             usage.clone(),
             metrics.clone(),
-            config.functions.clone(),
+            crate::functions::FunctionsConfig {
+                // An HTTP function must be stopped and answered before the request
+                // times out: past it the client got 503 while the JavaScript ran on.
+                http_deadline: config
+                    .request_timeout
+                    .saturating_sub(std::time::Duration::from_millis(500))
+                    .max(std::time::Duration::from_millis(100)),
+                ..config.functions.clone()
+            },
         )?;
         let admin = Arc::new(AdminService::new(
             store.clone(),

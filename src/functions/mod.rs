@@ -30,6 +30,9 @@ pub struct FunctionsConfig {
     /// Worker threads running JavaScript.
     pub workers: usize,
     pub http_timeout: Duration,
+    /// The longest an HTTP function may run whatever its `timeout_ms`: a little under the
+    /// server's request timeout (set from it at start).
+    pub http_deadline: Duration,
     pub before_timeout: Duration,
     pub after_timeout: Duration,
     pub memory_bytes: usize,
@@ -54,6 +57,7 @@ impl Default for FunctionsConfig {
                 .unwrap_or(2)
                 .max(2),
             http_timeout: Duration::from_secs(10),
+            http_deadline: Duration::from_millis(29_500),
             before_timeout: Duration::from_millis(100),
             after_timeout: Duration::from_secs(5),
             memory_bytes: 64 * 1024 * 1024,
@@ -570,7 +574,8 @@ impl FunctionService {
             .find(|h| h.name == name)
             .map(|h| h.function.clone())
             .ok_or_else(|| FnError::NotFound(name.to_string()))?;
-        let limits = deployment.limits(&function, self.config.http_timeout, &self.config);
+        let mut limits = deployment.limits(&function, self.config.http_timeout, &self.config);
+        limits.timeout = limits.timeout.min(self.config.http_deadline);
         let (invocation, result) = self
             .invoke(
                 scope,

@@ -22,6 +22,7 @@ backend_tests!(
     usage_and_metrics_are_metered_per_tenant,
     invocations_just_before_a_shutdown_are_logged,
     costly_filters_from_functions_are_refused,
+    http_functions_stop_before_the_request_times_out,
 );
 
 pub async fn deploy(app: &mut TestApp, tenant: &str, files: &[(&str, &str)]) -> Reply {
@@ -949,4 +950,47 @@ async fn costly_filters_from_functions_are_refused(b: Backend) {
     }
     println!("healthz during two costly ctx.db.list calls: worst {worst:?}");
     assert!(worst < Duration::from_secs(2), "{worst:?}");
+}
+
+/// An HTTP function's `timeout_ms` above the server's request timeout is cut to just
+/// under it: the client gets the function's 504, not the server's 503, and the JavaScript
+/// stops there (before, it ran on after the client was answered and held a worker).
+async fn http_functions_stop_before_the_request_times_out(b: Backend) {
+    let mut app = TestApp::start_with(b, |c| c.request_timeout = Duration::from_secs(2)).await;
+    app.create_tenant("shop").await;
+    let m = format!(
+        "{}[limits.spin]\ntimeout_ms = 60000\n",
+        http_manifest(&["spin", "ok"])
+    );
+    deploy(
+        &mut app,
+        "shop",
+        &[
+            ("plinth.toml", &m),
+            ("functions/spin.js", "export default () => { for (;;) {} }"),
+            ("functions/ok.js", "export default () => ({ ok: true })"),
+        ],
+    )
+    .await
+    .ok(201);
+    let t = Instant::now();
+    let spins: Vec<_> = (0..2)
+        .map(|_| {
+            let app = &app;
+            async move { app.get("/v1/t/shop/fn/spin", None).await }
+        })
+        .collect();
+    for r in futures_util::future::join_all(spins).await {
+        r.problem(504, "function_timeout");
+    }
+    println!("two spinning functions answered in {:?}", t.elapsed());
+    // Their workers are free again at once.
+    let t = Instant::now();
+    assert_eq!(
+        app.get("/v1/t/shop/fn/ok", None).await.ok(200),
+        json!({"ok": true})
+    );
+    let took = t.elapsed();
+    println!("the next call took {took:?}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
 }
