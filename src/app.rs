@@ -7,7 +7,6 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -254,20 +253,11 @@ impl App {
             shutdown.await;
             broker.shutdown();
         };
-        // Without TCP_NODELAY a small write that follows an unacknowledged one waits for
-        // the peer's delayed ACK (up to 40 ms): a realtime event sent soon after the
-        // previous frame on the same socket arrived ~36 ms late.
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        let served = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let limits = crate::http::server::ServeLimits {
+            header_timeout: state.config.header_timeout,
+            max_connections: state.config.max_connections,
+        };
+        crate::http::server::serve(self.listener, router, limits, shutdown).await;
         pruner.abort();
         retention.abort();
         for t in realtime_tasks {
@@ -285,7 +275,7 @@ impl App {
         state.functions.shutdown();
         state.functions.flush_invocations().await;
         state.store.close().await;
-        Ok(served?)
+        Ok(())
     }
 
     /// Runs in a background task; for tests and embedding.

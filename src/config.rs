@@ -118,6 +118,14 @@ pub struct ServeArgs {
     /// Seconds a request may take before it is answered 503.
     #[arg(long, env = "PLINTH_REQUEST_TIMEOUT", default_value_t = 30)]
     pub request_timeout_secs: u64,
+    /// Seconds a client has to send a request's headers, and that an idle keep-alive
+    /// connection is kept.
+    #[arg(long, env = "PLINTH_HEADER_TIMEOUT", default_value_t = 20)]
+    pub header_timeout_secs: u64,
+    /// Most HTTP connections served at once (WebSockets count until upgraded; their own
+    /// limits are per IP and per tenant). Past it, new connections wait in the backlog.
+    #[arg(long, env = "PLINTH_MAX_CONNECTIONS", default_value_t = 16_384)]
+    pub max_connections: usize,
     /// SMTP server for account emails, e.g. smtp://localhost:2525 or smtps://user:pass@host.
     #[arg(long, env = "PLINTH_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
@@ -194,6 +202,8 @@ pub struct Config {
     pub public_url: String,
     pub body_limit: usize,
     pub request_timeout: Duration,
+    pub header_timeout: Duration,
+    pub max_connections: usize,
     pub smtp_url: Option<Secret<String>>,
     pub smtp_from: String,
     pub jwt_secret: Option<Secret<Vec<u8>>>,
@@ -236,6 +246,8 @@ impl Config {
             public_url: format!("http://{listen}"),
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(20),
+            max_connections: 16_384,
             smtp_url: None,
             smtp_from: "Plinth <no-reply@localhost>".into(),
             jwt_secret: None,
@@ -278,6 +290,8 @@ impl Config {
         }
         c.body_limit = serve.body_limit;
         c.request_timeout = Duration::from_secs(serve.request_timeout_secs.max(1));
+        c.header_timeout = Duration::from_secs(serve.header_timeout_secs.max(1));
+        c.max_connections = serve.max_connections.max(1);
         c.smtp_url = serve
             .smtp_url
             .clone()

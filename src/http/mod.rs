@@ -12,6 +12,7 @@ mod function_routes;
 mod middleware;
 mod ops;
 mod realtime_route;
+pub mod server;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -12,7 +12,8 @@ backend_tests!(
     ops_endpoints,
     metrics_count_requests_by_route_and_tenant,
     cors_per_tenant,
-    request_timeout
+    request_timeout,
+    silent_and_slow_clients_are_let_go,
 );
 
 async fn ops_endpoints(b: Backend) {
@@ -203,4 +204,75 @@ async fn request_timeout(b: Backend) {
         )
         .await;
     r.ok(201);
+}
+
+/// Reads from `sock` until the server closes it (or `within` passes): true when closed.
+async fn closed_within(sock: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, sock.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// A connection that never sends a request, one that trickles its headers (slowloris)
+/// and an idle keep-alive connection are all closed after the header timeout; past the
+/// connection cap, new connections wait until one is free.
+async fn silent_and_slow_clients_are_let_go(b: Backend) {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::start_with(b, |c| {
+        c.header_timeout = Duration::from_secs(1);
+        c.max_connections = 3;
+    })
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let connect = || tokio::net::TcpStream::connect(addr.clone());
+
+    let mut silent = connect().await.unwrap();
+    let mut slow = connect().await.unwrap();
+    let mut idle = connect().await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // The cap (3) is reached: a fourth client is not served while the three are open.
+    let blocked = tokio::time::timeout(
+        Duration::from_millis(400),
+        reqwest::Client::new().get(app.url("/healthz")).send(),
+    )
+    .await;
+    assert!(
+        blocked.is_err(),
+        "served past the connection cap: {blocked:?}"
+    );
+    let trickle = async {
+        slow.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if slow.write_all(b"X-A: b\r\n").await.is_err() {
+                break;
+            }
+        }
+    };
+    trickle.await;
+    let t = std::time::Instant::now();
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(5)).await,
+        "silent kept"
+    );
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(5)).await,
+        "slowloris kept"
+    );
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(5)).await,
+        "idle kept"
+    );
+    println!("closed {:?} after the trickle", t.elapsed());
+    // With the slots free again, requests are served.
+    app.get("/healthz", None).await.ok(200);
 }
