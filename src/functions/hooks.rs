@@ -1,14 +1,13 @@
 //! After hooks. Planning: inside each write's transaction the store asks the `Planner`
 //! which hooks of the tenant's active deploy the write triggers and inserts one outbox job
 //! per hook; a node that runs hooks inserts them already claimed by itself and queues
-//! them in memory. Running: `run_forever` runs those, then claims due jobs per tenant
-//! (with a lease, so a runner that dies leaves them to another), runs them on the worker
-//! pool, deletes the done ones and reschedules failures with exponential backoff until
-//! they are marked dead.
+//! them in memory. Running: a tenant's drain (started by `hook_scheduler`) runs those,
+//! then claims the tenant's due jobs (with a lease, so a runner that dies leaves them to
+//! another), runs them on the worker pool, deletes the done ones and reschedules failures
+//! with exponential backoff until they are marked dead.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use serde_json::Value;
@@ -21,7 +20,7 @@ use crate::rules::{AuthInfo, Bindings, ExprKind, Expression};
 use crate::store::{
     ChangeOp, JobPlanner, JobRef, JobRow, NewJob, Origin, StoredDoc, Written, now_ms,
 };
-use crate::tenancy::{Caller, Scope, Tenant};
+use crate::tenancy::Scope;
 
 /// Writes made by hooks this deep are refused: a hook that writes to its own collection
 /// cannot trigger itself forever.
@@ -29,8 +28,6 @@ pub const MAX_HOOK_DEPTH: u32 = 8;
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 /// Jobs one claim takes from a tenant.
 const CLAIM_BATCH: i64 = 64;
-/// Full scan of every tenant's outbox (jobs of a runner that died, on any node).
-const RESCAN: Duration = Duration::from_secs(30);
 
 /// An after hook of a deploy, its condition compiled.
 pub struct CompiledHook {
@@ -188,6 +185,45 @@ impl JobQueue {
             .unwrap_or_else(|p| p.into_inner())
             .insert(tenant);
         self.wake.notify_one();
+    }
+
+    /// Tenants to look at again without waking the runner (it is looking already).
+    pub(super) fn mark_all(&self, tenants: impl IntoIterator<Item = i64>) {
+        self.dirty
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(tenants);
+    }
+
+    /// A tenant whose next job is due at `at` (ms).
+    pub(super) fn due_at(&self, tenant: i64, at: i64) {
+        self.next_due
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant, at);
+        self.wake.notify_one();
+    }
+
+    /// Waits until a tenant is marked (at once if one was since the last wait).
+    pub(super) async fn woken(&self) {
+        self.wake.notified().await
+    }
+
+    /// The tenants due at `now`: those marked since the last call and those whose next
+    /// job is due; and when the next of the others is due.
+    pub(super) fn take_due(&self, now: i64) -> (HashSet<i64>, Option<i64>) {
+        let mut due: HashSet<i64> =
+            std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut next = self.next_due.lock().unwrap_or_else(|p| p.into_inner());
+        next.retain(|t, at| {
+            if *at <= now {
+                due.insert(*t);
+                false
+            } else {
+                true
+            }
+        });
+        (due, next.values().min().copied())
     }
 
     fn born_count(&self, tenant: i64) -> usize {
@@ -491,7 +527,7 @@ impl FunctionService {
 
     /// Runs a tenant's jobs claimed at birth, then claims and runs its due jobs until
     /// none are left.
-    async fn drain_tenant(&self, scope: &Scope) -> Result<(), crate::store::StoreError> {
+    pub(super) async fn drain_tenant(&self, scope: &Scope) -> Result<(), crate::store::StoreError> {
         let lease = self.lease_ms();
         // A claimed job is started only while its claim outlasts the longest run.
         let margin = (self.config.caps.max_timeout_ms as i64).min(lease / 2);
@@ -562,95 +598,5 @@ impl FunctionService {
         }
         self.store.finish_jobs(scope, &done).await?;
         Ok(())
-    }
-
-    /// Runs after-hook jobs until the task is aborted: tenants whose writes queued jobs
-    /// at once, retries when due, and every tenant at start and every 30 s (jobs left by
-    /// a runner that died, here or on another node).
-    pub async fn run_forever(self: Arc<Self>) {
-        let mut tenants: HashMap<i64, Arc<Tenant>> = HashMap::new();
-        let mut last_scan: Option<tokio::time::Instant> = None;
-        loop {
-            let rescan = last_scan.is_none_or(|t| t.elapsed() >= RESCAN);
-            if rescan {
-                match self.store.list_tenants().await {
-                    Ok(rows) => {
-                        tenants = rows
-                            .into_iter()
-                            .map(|r| (r.id, Arc::new(Tenant::from(r))))
-                            .collect();
-                        let mut dirty = self.queue.dirty.lock().unwrap_or_else(|p| p.into_inner());
-                        dirty.extend(tenants.keys().copied());
-                    }
-                    Err(e) => tracing::warn!(error = %e, "hook runner: cannot list tenants"),
-                }
-                last_scan = Some(tokio::time::Instant::now());
-            }
-            let now = now_ms();
-            let mut due: HashSet<i64> =
-                std::mem::take(&mut *self.queue.dirty.lock().unwrap_or_else(|p| p.into_inner()));
-            let next_wake = {
-                let mut next = self
-                    .queue
-                    .next_due
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                next.retain(|t, at| {
-                    if *at <= now {
-                        due.insert(*t);
-                        false
-                    } else {
-                        true
-                    }
-                });
-                next.values().min().copied()
-            };
-            if due.is_empty() {
-                let sleep = next_wake
-                    .map(|t| Duration::from_millis((t - now).clamp(1, 30_000) as u64))
-                    .unwrap_or(RESCAN);
-                tokio::select! {
-                    _ = self.queue.wake.notified() => {}
-                    _ = tokio::time::sleep(sleep) => {}
-                }
-                continue;
-            }
-            if !rescan && due.iter().any(|t| !tenants.contains_key(t)) {
-                // A tenant created since the last scan.
-                last_scan = None;
-                self.queue
-                    .dirty
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .extend(due.iter().copied());
-                continue;
-            }
-            // Still unknown after a fresh scan: deleted.
-            due.retain(|t| tenants.contains_key(t));
-            let runs = due.into_iter().filter_map(|t| {
-                let tenant = tenants.get(&t)?.clone();
-                if tenant.suspended {
-                    return None;
-                }
-                let svc = self.clone();
-                Some(async move {
-                    let scope = Scope::new(
-                        tenant,
-                        Caller::Admin {
-                            actor: "hooks".into(),
-                        },
-                    );
-                    if let Err(e) = svc.drain_tenant(&scope).await {
-                        tracing::warn!(tenant = %scope.tenant().slug, error = %e, "hook runner failed; retrying");
-                        svc.queue
-                            .next_due
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(scope.tenant().id, now_ms() + 1000);
-                    }
-                })
-            });
-            futures_util::future::join_all(runs).await;
-        }
     }
 }

@@ -4,6 +4,7 @@
 mod before;
 pub mod bundle;
 mod crypto;
+mod hook_scheduler;
 pub mod hooks;
 mod host;
 pub mod pool;

@@ -3,18 +3,27 @@
 //! Jobs wait in one queue. Each worker runs an event loop: it starts jobs, parks an
 //! invocation while it awaits host calls (`ctx.db`) and runs others meanwhile, resumes it
 //! when the answer arrives, and ends invocations whose deadline passed. So a worker is
-//! busy only while JavaScript runs, not while the database works. A worker takes a job
-//! only if its tenant is running JavaScript on fewer than `per_tenant` workers (all but
-//! one), so one tenant's runaway functions cannot occupy every worker.
+//! busy only while JavaScript runs, not while the database works.
+//!
+//! Sharing between tenants: a tenant runs JavaScript on at most `per_tenant` workers at
+//! once (all but one), so one tenant's runaway functions cannot occupy every worker. A
+//! worker counts the tenant in as it takes the job, under the queue's lock (counted when
+//! the JavaScript started, workers woken together all took jobs of a tenant at its share),
+//! and again to resume a parked invocation: an invocation that loops after a host call
+//! held a worker beyond the share. An answer for a tenant at its share waits on its worker
+//! until the tenant is below it. A free worker takes the oldest job of the tenant running
+//! on the fewest workers, not the oldest job: behind a tenant with a deep queue of slow
+//! jobs, another's waited for that whole queue.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::sandbox::{Call, EntryCounter, Msg, Output, Sandboxes};
+use super::sandbox::{Call, Msg, Output, Sandboxes};
 
 struct Job {
     call: Call,
@@ -24,8 +33,11 @@ struct Job {
 #[derive(Default)]
 struct Queue {
     jobs: VecDeque<Job>,
-    /// Workers running JavaScript of each tenant right now.
+    /// Workers running (or about to run) JavaScript of each tenant right now.
     running: HashMap<i64, usize>,
+    /// Host answers per tenant that wait on their workers for the tenant to drop below
+    /// its share.
+    held: HashMap<i64, usize>,
     shutdown: bool,
 }
 
@@ -33,6 +45,9 @@ struct Shared {
     queue: Mutex<Queue>,
     per_tenant: usize,
     wakers: Mutex<Vec<mpsc::Sender<Msg>>>,
+    /// Set at shutdown: running JavaScript is interrupted (a loop would hold the
+    /// shutdown for its whole time budget).
+    stop: Arc<AtomicBool>,
 }
 
 impl Shared {
@@ -47,44 +62,90 @@ impl Shared {
         }
     }
 
-    /// The oldest job whose tenant is below its share, if any.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The job to start next, its tenant counted in: the oldest job of the tenant running
+    /// on the fewest workers, among those below their share.
     fn take(&self) -> Option<Job> {
-        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let mut q = self.lock();
         // Callers that gave up (a timed-out request) need no answer.
         q.jobs.retain(|j| !j.reply.is_closed());
-        let i = q
-            .jobs
-            .iter()
-            .position(|j| q.running.get(&j.call.tenant).copied().unwrap_or(0) < self.per_tenant)?;
-        q.jobs.remove(i)
+        let Queue { jobs, running, .. } = &mut *q;
+        let mut best: Option<(usize, usize)> = None;
+        let mut previous = None;
+        for (i, job) in jobs.iter().enumerate() {
+            let tenant = job.call.tenant;
+            // A tenant's later jobs cannot beat its first (runs of one tenant are common).
+            if previous.replace(tenant) == Some(tenant) {
+                continue;
+            }
+            let n = running.get(&tenant).copied().unwrap_or(0);
+            if n < self.per_tenant && best.is_none_or(|(fewest, _)| n < fewest) {
+                best = Some((n, i));
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        let job = jobs.remove(best?.1)?;
+        *running.entry(job.call.tenant).or_default() += 1;
+        Some(job)
     }
-}
 
-impl EntryCounter for Shared {
-    fn enter(&self, tenant: i64) {
-        *self
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .running
-            .entry(tenant)
-            .or_default() += 1;
+    /// Counts the tenant in to resume one of its invocations; at its share, holds the
+    /// answer instead (counted, so that the tenant's next `leave` wakes the workers).
+    fn enter_or_hold(&self, tenant: i64) -> bool {
+        let mut q = self.lock();
+        if q.running.get(&tenant).copied().unwrap_or(0) < self.per_tenant {
+            *q.running.entry(tenant).or_default() += 1;
+            return true;
+        }
+        *q.held.entry(tenant).or_default() += 1;
+        false
     }
 
+    /// Counts the tenant in to resume a held answer, if it is below its share now.
+    fn enter_held(&self, tenant: i64) -> bool {
+        let mut q = self.lock();
+        if q.running.get(&tenant).copied().unwrap_or(0) >= self.per_tenant {
+            return false;
+        }
+        *q.running.entry(tenant).or_default() += 1;
+        drop_held(&mut q, tenant);
+        true
+    }
+
+    /// A held answer whose invocation ended meanwhile (its deadline passed).
+    fn forget_held(&self, tenant: i64) {
+        drop_held(&mut self.lock(), tenant);
+    }
+
+    /// The tenant's JavaScript stopped on one worker.
     fn leave(&self, tenant: i64) {
         let waiting = {
-            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            let mut q = self.lock();
             if let Some(n) = q.running.get_mut(&tenant) {
                 *n -= 1;
                 if *n == 0 {
                     q.running.remove(&tenant);
                 }
             }
-            q.jobs.iter().any(|j| j.call.tenant == tenant)
+            q.held.contains_key(&tenant) || q.jobs.iter().any(|j| j.call.tenant == tenant)
         };
-        // A job held back by this tenant's share may now run elsewhere.
+        // A job or an answer held back by this tenant's share may now run elsewhere.
         if waiting {
             self.wake_all();
+        }
+    }
+}
+
+fn drop_held(q: &mut Queue, tenant: i64) {
+    if let Some(n) = q.held.get_mut(&tenant) {
+        *n -= 1;
+        if *n == 0 {
+            q.held.remove(&tenant);
         }
     }
 }
@@ -117,6 +178,7 @@ impl Pool {
             queue: Mutex::new(Queue::default()),
             per_tenant: if workers > 1 { workers - 1 } else { 1 },
             wakers: Mutex::new(Vec::new()),
+            stop: Arc::new(AtomicBool::new(false)),
         });
         // Compile the prelude before any request waits on it.
         let _ = super::sandbox::prelude_bytecode();
@@ -147,7 +209,7 @@ impl Pool {
     pub async fn run(&self, call: Call) -> Result<Output, PoolError> {
         let (tx, rx) = oneshot::channel();
         {
-            let mut q = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+            let mut q = self.shared.lock();
             if q.shutdown {
                 return Err(PoolError::Closed);
             }
@@ -157,13 +219,14 @@ impl Pool {
         rx.await.map_err(|_| PoolError::Closed)
     }
 
-    /// Stops the workers; parked and queued invocations fail.
+    /// Stops the workers; running, parked and queued invocations fail.
     pub fn shutdown(&self) {
         {
-            let mut q = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+            let mut q = self.shared.lock();
             q.shutdown = true;
             q.jobs.clear();
         }
+        self.shared.stop.store(true, Ordering::Relaxed);
         self.shared.wake_all();
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
         for t in threads {
@@ -199,6 +262,66 @@ fn lower_priority() {
     }
 }
 
+/// A host answer for a parked invocation whose tenant was at its share.
+struct Held {
+    tenant: i64,
+    inv: u64,
+    call: u64,
+    text: String,
+}
+
+/// One worker's invocations, and the answers it holds back.
+struct Worker {
+    shared: Arc<Shared>,
+    sandboxes: Sandboxes,
+    held: Vec<Held>,
+}
+
+impl Worker {
+    /// Resumes a parked invocation with a host answer, unless its tenant is at its share.
+    fn answer(&mut self, inv: u64, call: u64, text: String) {
+        let Some(tenant) = self.sandboxes.parked_tenant(inv) else {
+            return; // the invocation already ended (timed out)
+        };
+        if self.shared.enter_or_hold(tenant) {
+            self.sandboxes.answer(inv, call, text);
+            self.shared.leave(tenant);
+        } else {
+            self.held.push(Held {
+                tenant,
+                inv,
+                call,
+                text,
+            });
+        }
+    }
+
+    /// Resumes the held answers whose tenants are below their share now, oldest first.
+    fn answer_held(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let mut still = Vec::new();
+        for h in std::mem::take(&mut self.held) {
+            if self.sandboxes.parked_tenant(h.inv).is_none() {
+                self.shared.forget_held(h.tenant);
+            } else if self.shared.enter_held(h.tenant) {
+                self.sandboxes.answer(h.inv, h.call, h.text);
+                self.shared.leave(h.tenant);
+            } else {
+                still.push(h);
+            }
+        }
+        self.held = still;
+    }
+
+    fn start(&mut self, inv: u64, job: Job) {
+        let tenant = job.call.tenant;
+        self.sandboxes.start(inv, job.call, job.reply);
+        self.shared.leave(tenant);
+    }
+}
+
 fn worker(
     shared: Arc<Shared>,
     handle: tokio::runtime::Handle,
@@ -206,52 +329,143 @@ fn worker(
     rx: mpsc::Receiver<Msg>,
 ) {
     lower_priority();
-    let counter: Arc<dyn EntryCounter> = shared.clone();
-    let mut sandboxes = Sandboxes::new(handle, tx, counter, MAX_TENANTS_PER_WORKER);
+    let sandboxes = Sandboxes::new(handle, tx, shared.stop.clone(), MAX_TENANTS_PER_WORKER);
+    let mut w = Worker {
+        shared,
+        sandboxes,
+        held: Vec::new(),
+    };
     let mut next_inv: u64 = 0;
     let mut last_sweep = Instant::now();
     loop {
         // Answers first: they finish work already started.
+        w.answer_held();
         while let Ok(msg) = rx.try_recv() {
             if let Msg::Answer { inv, call, text } = msg {
-                sandboxes.answer(inv, call, text);
+                w.answer(inv, call, text);
             }
         }
-        if shared.queue.lock().map(|q| q.shutdown).unwrap_or(true) {
-            sandboxes.abandon_all();
+        if w.shared.queue.lock().map(|q| q.shutdown).unwrap_or(true) {
+            w.sandboxes.abandon_all();
             return;
         }
         let mut started = false;
-        while sandboxes.parked() < MAX_PARKED {
-            let Some(job) = shared.take() else { break };
+        while w.sandboxes.parked() < MAX_PARKED {
+            let Some(job) = w.shared.take() else { break };
             next_inv += 1;
-            sandboxes.start(next_inv, job.call, job.reply);
+            w.start(next_inv, job);
             started = true;
             // Look at answers between starts, so a burst of new jobs cannot starve
             // the invocations already parked.
             if let Ok(Msg::Answer { inv, call, text }) = rx.try_recv() {
-                sandboxes.answer(inv, call, text);
+                w.answer(inv, call, text);
             }
         }
-        sandboxes.expire(Instant::now());
+        w.sandboxes.expire(Instant::now());
         if started {
             continue;
         }
         if last_sweep.elapsed() > IDLE_RUNTIME {
-            sandboxes.sweep(IDLE_RUNTIME);
+            w.sandboxes.sweep(IDLE_RUNTIME);
             last_sweep = Instant::now();
         }
-        let wait = sandboxes
+        let wait = w
+            .sandboxes
             .next_deadline()
             .map(|d| d.saturating_duration_since(Instant::now()))
             .unwrap_or(Duration::from_secs(1))
             .min(Duration::from_secs(1));
-        // A job queued since the last look sent this worker a wake-up, which waits here.
+        // A job queued since the last look, or a share freed for a held answer, sent this
+        // worker a wake-up, which waits here.
         match rx.recv_timeout(wait) {
-            Ok(Msg::Answer { inv, call, text }) => sandboxes.answer(inv, call, text),
+            Ok(Msg::Answer { inv, call, text }) => w.answer(inv, call, text),
             Ok(Msg::Wake) => {}
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::functions::sandbox::{Host, HostError, Limits};
+    use futures_util::future::BoxFuture;
+
+    struct NoHost;
+    impl Host for NoHost {
+        fn call(
+            &self,
+            _: String,
+            _: Vec<serde_json::Value>,
+        ) -> BoxFuture<'static, Result<serde_json::Value, HostError>> {
+            Box::pin(async { Ok(serde_json::Value::Null) })
+        }
+    }
+
+    /// A queue of jobs of these tenants, oldest first, with 3 workers (a share of 2).
+    fn shared(tenants: &[i64]) -> (Shared, Vec<oneshot::Receiver<Output>>) {
+        let shared = Shared {
+            queue: Mutex::new(Queue::default()),
+            per_tenant: 2,
+            wakers: Mutex::new(Vec::new()),
+            stop: Default::default(),
+        };
+        let mut replies = Vec::new();
+        for (i, &tenant) in tenants.iter().enumerate() {
+            let (reply, rx) = oneshot::channel();
+            replies.push(rx);
+            let call = Call {
+                tenant,
+                version: 1,
+                function: format!("f{i}"),
+                bytecode: Arc::from(Vec::new()),
+                event: String::new(),
+                env: Arc::from("{}"),
+                limits: Limits {
+                    timeout: Duration::from_secs(1),
+                    memory_bytes: 1 << 20,
+                },
+                host: Arc::new(NoHost),
+            };
+            shared.lock().jobs.push_back(Job { call, reply });
+        }
+        (shared, replies)
+    }
+
+    fn taken(s: &Shared) -> Option<String> {
+        s.take().map(|j| j.call.function)
+    }
+
+    #[test]
+    fn a_free_worker_serves_the_tenant_running_on_the_fewest() {
+        // Tenant 1 queued three jobs before tenant 2's one.
+        let (s, _replies) = shared(&[1, 1, 1, 2]);
+        assert_eq!(taken(&s).as_deref(), Some("f0"));
+        // Tenant 1 runs on a worker, tenant 2 on none: tenant 2 goes first.
+        assert_eq!(taken(&s).as_deref(), Some("f3"));
+        assert_eq!(taken(&s).as_deref(), Some("f1"));
+        // Tenant 1 is at its share (2 of 3 workers) until one of its runs ends.
+        assert_eq!(taken(&s), None);
+        s.leave(1);
+        assert_eq!(taken(&s).as_deref(), Some("f2"));
+    }
+
+    #[test]
+    fn answers_beyond_the_share_are_held_until_a_run_ends() {
+        let (s, _replies) = shared(&[]);
+        assert!(s.enter_or_hold(1));
+        assert!(s.enter_or_hold(1));
+        assert!(
+            !s.enter_or_hold(1),
+            "a third worker would leave none to others"
+        );
+        assert!(s.enter_or_hold(2));
+        assert!(!s.enter_held(1));
+        s.leave(1);
+        assert!(s.enter_held(1));
+        let q = s.lock();
+        assert!(q.held.is_empty());
+        assert_eq!(q.running.get(&1), Some(&2));
     }
 }

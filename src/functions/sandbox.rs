@@ -8,6 +8,8 @@
 //! on the server's tokio runtime and their answers come back over a channel. The deadline
 //! also bounds the waits for host answers, which the interrupt handler cannot see.
 //! A runtime that timed out or ran out of memory is thrown away: its heap is suspect.
+//! The pool's stop flag interrupts running JavaScript too, so a shutdown does not wait
+//! for a loop's whole budget.
 
 #![allow(unsafe_code)]
 
@@ -15,6 +17,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -307,13 +310,6 @@ pub enum Msg {
     Wake,
 }
 
-/// Told when JavaScript of a tenant starts and stops running on a worker (the pool's
-/// fairness accounting).
-pub trait EntryCounter: Send + Sync {
-    fn enter(&self, tenant: i64);
-    fn leave(&self, tenant: i64);
-}
-
 /// The state of one invocation that the host bridges reach.
 struct InvState {
     host: Arc<dyn Host>,
@@ -513,6 +509,7 @@ impl TenantRuntime {
         prelude: &Arc<[u8]>,
         handle: tokio::runtime::Handle,
         tx: mpsc::Sender<Msg>,
+        stop: Arc<AtomicBool>,
     ) -> Result<TenantRuntime, Failure> {
         let internal = |e: rquickjs::Error| Failure::Internal(e.to_string());
         let runtime = Runtime::new().map_err(internal)?;
@@ -520,7 +517,7 @@ impl TenantRuntime {
         let deadline: Rc<Cell<Option<Instant>>> = Rc::new(Cell::new(None));
         let d = deadline.clone();
         runtime.set_interrupt_handler(Some(Box::new(move || {
-            d.get().is_some_and(|d| Instant::now() >= d)
+            stop.load(Ordering::Relaxed) || d.get().is_some_and(|d| Instant::now() >= d)
         })));
         let context = Context::custom::<SandboxIntrinsics>(&runtime).map_err(internal)?;
         let state = Rc::new(RefCell::new(CallState {
@@ -670,7 +667,8 @@ pub struct Sandboxes {
     prelude: Arc<[u8]>,
     handle: tokio::runtime::Handle,
     tx: mpsc::Sender<Msg>,
-    counter: Arc<dyn EntryCounter>,
+    /// Set at shutdown: interrupts running JavaScript.
+    stop: Arc<AtomicBool>,
     max_tenants: usize,
 }
 
@@ -678,7 +676,7 @@ impl Sandboxes {
     pub fn new(
         handle: tokio::runtime::Handle,
         tx: mpsc::Sender<Msg>,
-        counter: Arc<dyn EntryCounter>,
+        stop: Arc<AtomicBool>,
         max_tenants: usize,
     ) -> Sandboxes {
         Sandboxes {
@@ -687,7 +685,7 @@ impl Sandboxes {
             prelude: prelude_bytecode(),
             handle,
             tx,
-            counter,
+            stop,
             max_tenants: max_tenants.max(1),
         }
     }
@@ -695,6 +693,11 @@ impl Sandboxes {
     /// Invocations parked on host calls.
     pub fn parked(&self) -> usize {
         self.parked.len()
+    }
+
+    /// The tenant of a parked invocation (None once it ended).
+    pub fn parked_tenant(&self, inv: u64) -> Option<i64> {
+        self.parked.get(&inv).map(|p| p.tenant)
     }
 
     /// Starts an invocation; it answers on `reply` when it settles (now or later).
@@ -719,6 +722,7 @@ impl Sandboxes {
                 &self.prelude,
                 self.handle.clone(),
                 self.tx.clone(),
+                self.stop.clone(),
             ) {
                 Ok(t) => {
                     self.tenants.insert(call.tenant, t);
@@ -742,11 +746,9 @@ impl Sandboxes {
         cold |= !rt
             .modules
             .contains_key(&(call.version, call.function.clone()));
-        self.counter.enter(call.tenant);
         let t = Instant::now();
         let step = rt.start(inv, &call, deadline);
         let cpu = t.elapsed();
-        self.counter.leave(call.tenant);
         let parked = Parked {
             tenant: call.tenant,
             promise: None,
@@ -759,7 +761,8 @@ impl Sandboxes {
         self.after_step(inv, parked, step);
     }
 
-    /// Delivers a host answer to its invocation.
+    /// Delivers a host answer to its invocation (the pool decides when: this runs the
+    /// tenant's JavaScript).
     pub fn answer(&mut self, inv: u64, call: u64, text: String) {
         let Some(mut p) = self.parked.remove(&inv) else {
             return; // the invocation already ended (timed out)
@@ -770,18 +773,20 @@ impl Sandboxes {
         let Some(promise) = p.promise.take() else {
             return;
         };
-        self.counter.enter(p.tenant);
         let t = Instant::now();
         let step = rt.resume(inv, call, text, promise, p.deadline, p.limits.memory_bytes);
         p.cpu += t.elapsed();
-        self.counter.leave(p.tenant);
         self.after_step(inv, p, step);
     }
 
     /// Parks an invocation that awaits host calls, or ends it.
     fn after_step(&mut self, inv: u64, mut p: Parked, step: Result<Step, Failure>) {
         let step = match step {
-            // The interrupt surfaces as an ordinary exception; the deadline says what it was.
+            // The interrupt surfaces as an ordinary exception; the stop flag or the
+            // deadline says what it was.
+            Err(_) if self.stop.load(Ordering::Relaxed) => {
+                Err(Failure::Internal("the server is shutting down".into()))
+            }
             Err(Failure::Thrown { .. } | Failure::Internal(_)) if Instant::now() >= p.deadline => {
                 Err(Failure::Timeout)
             }
@@ -972,17 +977,16 @@ mod tests {
         }
     }
 
-    struct NoCount;
-    impl EntryCounter for NoCount {
-        fn enter(&self, _: i64) {}
-        fn leave(&self, _: i64) {}
-    }
-
     /// Drives one invocation to its end as a worker would.
     fn run(src: &str, timeout_ms: u64) -> Output {
+        run_until(src, timeout_ms, Default::default())
+    }
+
+    /// `run`, with the stop flag the pool sets at shutdown.
+    fn run_until(src: &str, timeout_ms: u64, stop: Arc<AtomicBool>) -> Output {
         let rt = tokio::runtime::Runtime::new().expect("tokio");
         let (tx, rx) = mpsc::channel();
-        let mut sb = Sandboxes::new(rt.handle().clone(), tx, Arc::new(NoCount), 4);
+        let mut sb = Sandboxes::new(rt.handle().clone(), tx, stop, 4);
         let (reply, mut out) = tokio::sync::oneshot::channel();
         sb.start(1, call(src, timeout_ms), reply);
         loop {
@@ -1071,10 +1075,31 @@ mod tests {
     }
 
     #[test]
+    fn the_stop_flag_interrupts_running_javascript() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopper = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                stop.store(true, Ordering::Relaxed);
+            })
+        };
+        let started = Instant::now();
+        let out = run_until("export default () => { for (;;) {} }", 60_000, stop);
+        let took = started.elapsed();
+        let _ = stopper.join();
+        assert_eq!(
+            out.result,
+            Err(Failure::Internal("the server is shutting down".into()))
+        );
+        assert!(took < Duration::from_secs(30), "{took:?}");
+    }
+
+    #[test]
     fn a_new_version_runs_its_own_module_while_an_old_one_is_parked() {
         let rt = tokio::runtime::Runtime::new().expect("tokio");
         let (tx, rx) = mpsc::channel();
-        let mut sb = Sandboxes::new(rt.handle().clone(), tx, Arc::new(NoCount), 4);
+        let mut sb = Sandboxes::new(rt.handle().clone(), tx, Default::default(), 4);
         let mut old = call(
             "export default async (e, ctx) => { await ctx.db.list('x', {}); return 'v1' }",
             5000,

@@ -1,6 +1,6 @@
 //! After hooks through the real interfaces: the outbox in the write's transaction, exact
-//! counters, retries and dead jobs, runaway recursion, and a kill -9 between commit and
-//! execution.
+//! counters, retries and dead jobs, runaway recursion, a kill -9 between commit and
+//! execution, and one tenant's looping hooks beside another's.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -24,6 +24,7 @@ backend_tests!(
     acknowledged_hook_writes_happen_once,
     a_superseded_delivery_cannot_acknowledge,
     queued_jobs_are_released_at_shutdown,
+    looping_and_failing_hooks_do_not_delay_another_tenants,
 );
 
 const HOOK_MANIFEST: &str = r#"
@@ -997,4 +998,107 @@ export default async function (event, ctx) {
             "released on its first attempt: {seen}"
         );
     }
+}
+
+/// Tenant `gamma`'s hooks write, then loop until their 30 s budget ends, on more jobs than
+/// it has workers; tenant `theta`'s hooks throw and are retried. Tenant `delta`'s one-line
+/// hook still runs at once (the pool keeps a worker from any one tenant, and no tenant's
+/// jobs wait for another's), and the server then stops without waiting for the loops.
+async fn looping_and_failing_hooks_do_not_delay_another_tenants(b: Backend) {
+    const WORKERS: usize = 3;
+    let mut app = TestApp::start_with(b, |c| c.functions.workers = WORKERS).await;
+    let gamma = tenant_with_key(&mut app, "gamma").await;
+    let theta = tenant_with_key(&mut app, "theta").await;
+    let delta = tenant_with_key(&mut app, "delta").await;
+    let hook = |function: &str, extra: &str| {
+        format!(
+            "[[hooks]]\nfunction = \"{function}\"\ncollection = \"orders\"\non = [\"create\"]\n{extra}"
+        )
+    };
+    // The write first: a loop that follows a host call is resumed, not started, by a worker.
+    let spin = "export default async (event, ctx) => { await ctx.db.put('started', event.doc.id, {}); for (;;) {} }";
+    let spin_manifest = hook(
+        "spin",
+        "max_attempts = 2\n\n[limits.spin]\ntimeout_ms = 30000\n",
+    );
+    let fail = "export default async (event) => { throw new Error('no ' + event.doc.id) }";
+    let mark =
+        "export default async (event, ctx) => { await ctx.db.put('marks', event.doc.id, {}) }";
+    for (tenant, manifest, file, source) in [
+        ("gamma", spin_manifest, "functions/spin.js", spin),
+        (
+            "theta",
+            hook("fail", "max_attempts = 5\n"),
+            "functions/fail.js",
+            fail,
+        ),
+        ("delta", hook("mark", ""), "functions/mark.js", mark),
+    ] {
+        deploy(
+            &mut app,
+            tenant,
+            &[("plinth.toml", manifest.as_str()), (file, source)],
+        )
+        .await
+        .ok(201);
+    }
+    // Committed together, gamma's jobs are claimed and started together: more than its share.
+    let orders = |n: usize| {
+        let writes: Vec<Value> = (0..n)
+            .map(|i| json!({"op": "create", "collection": "orders", "id": format!("o{i}"), "data": {}}))
+            .collect();
+        json!({ "writes": writes })
+    };
+    app.post("/v1/t/gamma/batch", Some(&gamma), orders(WORKERS + 1))
+        .await
+        .ok(200);
+    eventually(
+        Duration::from_secs(10),
+        "gamma's hooks loop on all the workers it may use",
+        || async {
+            let p = app
+                .get(&docs("gamma", "started"), Some(&gamma))
+                .await
+                .ok(200);
+            (p["items"].as_array().unwrap().len() >= WORKERS - 1).then_some(())
+        },
+    )
+    .await;
+    app.post("/v1/t/theta/batch", Some(&theta), orders(10))
+        .await
+        .ok(200);
+
+    let written = std::time::Instant::now();
+    put(
+        &app,
+        &delta,
+        &format!("{}/o1", docs("delta", "orders")),
+        json!({}),
+    )
+    .await
+    .ok(201);
+    eventually(
+        Duration::from_secs(5),
+        "delta's hook runs beside gamma's loops",
+        || async {
+            let r = app
+                .get(&format!("{}/o1", docs("delta", "marks")), Some(&delta))
+                .await;
+            (r.status.as_u16() == 200).then_some(())
+        },
+    )
+    .await;
+    println!(
+        "delta's hook ran {:?} after its write (gamma looping, theta failing)",
+        written.elapsed()
+    );
+
+    let stopping = std::time::Instant::now();
+    app.stop().await;
+    let stopped = stopping.elapsed();
+    println!("the server stopped in {stopped:?} with gamma's hooks looping");
+    assert!(
+        stopped < Duration::from_secs(20),
+        "the stop waited for the looping hooks (30 s budget): {stopped:?}"
+    );
 }
