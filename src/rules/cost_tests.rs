@@ -156,7 +156,7 @@ fn a_rule_too_costly_for_everyone_is_refused_at_install() {
 }
 
 /// Prints what spending the budgets costs (`cargo test --release --lib budget_time --
-/// --nocapture`; BENCHMARKS.md quotes it).
+/// --nocapture`; RELIABILITY.md quotes it).
 #[test]
 fn budget_time() {
     let f = filter(&bomb(320));
