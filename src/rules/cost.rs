@@ -10,7 +10,8 @@
 //!   comprehension's range (read once per run of the comprehension), and `matches`
 //!   (compiles its pattern on every call);
 //! - inside a comprehension's loop (its condition, step and result, evaluated once per
-//!   element): every variable or field read, and each iteration once.
+//!   element): every variable or field read, every list or map literal (built anew each
+//!   time), and each iteration once.
 //!
 //! Every other operation costs at most the weight of its operands, which were charged,
 //! so the work of an evaluation is bounded by a constant factor of its budget.
@@ -258,13 +259,24 @@ impl Rewriter {
                 if let Some(t) = c.target.as_deref_mut() {
                     self.walk(t, in_loop);
                 }
-                for a in c.args.iter_mut() {
-                    self.walk(a, in_loop);
-                }
-                let grows = c.func_name == "_+_"
+                let appends = c.func_name == "_+_"
                     && c.target.is_none()
                     && c.args.len() == 2
-                    && !self.is_accumulator(&c.args[0]);
+                    && self.is_accumulator(&c.args[0]);
+                for a in c.args.iter_mut() {
+                    match &mut a.expr {
+                        // `@result + [x]` must keep its list literal for the interpreter's
+                        // in-place append: walk (and charge) its elements only.
+                        Expr::List(l) if appends => {
+                            for x in l.elements.iter_mut() {
+                                self.walk(x, in_loop);
+                            }
+                        }
+                        _ => self.walk(a, in_loop),
+                    }
+                }
+                let grows =
+                    c.func_name == "_+_" && c.target.is_none() && c.args.len() == 2 && !appends;
                 let regex = c.func_name == "matches";
                 if grows {
                     self.wrap(e, None);
@@ -273,9 +285,13 @@ impl Rewriter {
                 }
             }
             Expr::Select(s) => self.walk(&mut s.operand, in_loop),
+            // A literal list or map is built anew on every step of a loop around it.
             Expr::List(l) => {
                 for x in l.elements.iter_mut() {
                     self.walk(x, in_loop);
+                }
+                if in_loop {
+                    self.wrap(e, None);
                 }
             }
             Expr::Map(m) => {
@@ -284,6 +300,9 @@ impl Rewriter {
                         self.walk(&mut me.key, in_loop);
                         self.walk(&mut me.value, in_loop);
                     }
+                }
+                if in_loop {
+                    self.wrap(e, None);
                 }
             }
             Expr::Struct(s) => {

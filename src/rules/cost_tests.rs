@@ -65,6 +65,17 @@ fn an_absorbing_operator_does_not_hide_a_spent_budget() {
     assert!(!f.evaluate(&bindings(&doc, None)));
 }
 
+/// Found by tests/fuzz.rs: a literal list inside a loop is built anew on every step, and
+/// was not charged (267³ values ran 3 s under budget).
+#[test]
+fn literals_in_loops_are_charged() {
+    let l = format!("[{}]", vec!["1"; 267].join(","));
+    let f = filter(&format!(
+        "{l}.all(a, size([{l}.all(b, size([{l}]) > 0)]) > 0)"
+    ));
+    assert_eq!(f.to_predicate(&anonymous()), Err(PredicateError::TooCostly));
+}
+
 #[test]
 fn documents_cannot_multiply_work() {
     let big: Vec<Value> = (0..5_000).map(|i| json!(format!("tag-{i}"))).collect();
