@@ -158,6 +158,15 @@ impl From<crate::store::StoreError> for ApiError {
         match err {
             StoreError::NotFound => ApiError::not_found("not_found", "no such resource"),
             StoreError::Conflict(what) => ApiError::conflict("conflict", what),
+            StoreError::Unavailable(what) => {
+                tracing::warn!(what, "store unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the server cannot serve this now; retry shortly",
+                )
+            }
+            StoreError::Internal(what) => ApiError::internal(what),
             StoreError::Db(e) => ApiError::internal(e),
             StoreError::Migrate(e) => ApiError::internal(e),
             StoreError::Io(e) => ApiError::internal(e),
@@ -360,5 +369,26 @@ impl From<crate::functions::FnError> for ApiError {
             F::Store(e) => e.into(),
             F::Internal(m) => ApiError::internal(m),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::documents::DocError;
+    use crate::store::StoreError;
+
+    /// Faults of the store are 503/500, never a 409 a client would read as its own
+    /// mistake (a dead commit task used to answer 409 `document_exists`).
+    #[test]
+    fn store_faults_are_not_conflicts() {
+        let a = ApiError::from(DocError::Store(StoreError::Unavailable(
+            "the commit task ended before answering",
+        )));
+        assert_eq!((a.status.as_u16(), a.code), (503, "unavailable"));
+        let a = ApiError::from(DocError::Store(StoreError::Internal("write rejected")));
+        assert_eq!((a.status.as_u16(), a.code), (500, "internal"));
+        let a = ApiError::from(DocError::Exists);
+        assert_eq!((a.status.as_u16(), a.code), (409, "document_exists"));
     }
 }

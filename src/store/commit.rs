@@ -128,8 +128,11 @@ impl Store {
             let scope = scope.clone();
             tokio::spawn(async move { store.drain(&scope, &queue).await });
         }
-        rx.await
-            .unwrap_or_else(|_| Err(UnitError::Store(StoreError::Conflict("write abandoned"))))
+        rx.await.unwrap_or_else(|_| {
+            Err(UnitError::Store(StoreError::Unavailable(
+                "the commit task ended before answering",
+            )))
+        })
     }
 
     async fn drain(&self, scope: &Scope, queue: &Mutex<Queue>) {

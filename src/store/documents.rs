@@ -346,7 +346,7 @@ impl Store {
             .map_err(|e| match e {
                 UnitError::Rejected(i, any) => match any.downcast::<E>() {
                     Ok(e) => WriteError::Rejected(i, *e),
-                    Err(_) => WriteError::Store(StoreError::Conflict("write rejected")),
+                    Err(_) => WriteError::Store(StoreError::Internal("write rejected")),
                 },
                 UnitError::Store(e) => WriteError::Store(e),
             })
@@ -480,7 +480,7 @@ impl Store {
         // change up to the end read here is already visible to the next statement.
         let (end, _) = self.change_seq(scope).await?;
         let super::Db::Postgres(p) = db else {
-            return Err(StoreError::Conflict(
+            return Err(StoreError::Internal(
                 "SQLite reads the log through rusqlite",
             ));
         };
@@ -633,13 +633,13 @@ impl Store {
             // Collection names are validated ^[a-z][a-z0-9_]{0,62}$ before they get here;
             // check again, since this one is inlined into DDL.
             if !crate::documents::valid_collection(collection) {
-                return Err(StoreError::Conflict("invalid collection name in index"));
+                return Err(StoreError::Internal("invalid collection name in index"));
             }
             let mut exprs = Vec::new();
             for f in fields {
                 exprs.push(
                     predicate_sql::field_sql(f, dialect)
-                        .ok_or(StoreError::Conflict("index path is not identifier-safe"))?,
+                        .ok_or(StoreError::Internal("index path is not identifier-safe"))?,
                 );
             }
             let hash =
@@ -721,7 +721,7 @@ fn list_sql(
     dialect: Dialect,
 ) -> StoreResult<(String, Vec<SqlParam>)> {
     if !crate::documents::valid_collection(q.collection) {
-        return Err(StoreError::Conflict("invalid collection name"));
+        return Err(StoreError::Internal("invalid collection name"));
     }
     let mut params: Vec<SqlParam> = Vec::new();
     // `data_text`: the JSON as text on both backends, passed through to the response.
@@ -736,7 +736,7 @@ fn list_sql(
     let mut key_exprs = Vec::with_capacity(q.order.len());
     for (i, k) in q.order.iter().enumerate() {
         let expr = sort_expr(&k.field, dialect)
-            .ok_or(StoreError::Conflict("order field cannot be sorted on"))?;
+            .ok_or(StoreError::Internal("order field cannot be sorted on"))?;
         sql.push_str(&format!(", {expr} AS k{i}"));
         key_exprs.push(expr);
     }

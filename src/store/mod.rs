@@ -55,9 +55,18 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 pub enum StoreError {
     #[error("not found")]
     NotFound,
-    /// A uniqueness rule was violated; the text names what collided.
+    /// A uniqueness rule was violated; the text names what collided. Only that: faults
+    /// are `Unavailable` or `Internal` (a client used to get 409 `document_exists` for
+    /// a dead commit task).
     #[error("conflict: {0}")]
     Conflict(&'static str),
+    /// The store cannot serve this now (its commit task or connection is gone); worth
+    /// retrying.
+    #[error("store unavailable: {0}")]
+    Unavailable(&'static str),
+    /// A broken invariant of the store's own code, not the caller's input.
+    #[error("store fault: {0}")]
+    Internal(&'static str),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
     #[error("migration error: {0}")]

@@ -119,7 +119,7 @@ impl FastSqlite {
                 *slot = Some(open(&self.path)?);
             }
             let Some(conn) = slot.as_mut() else {
-                return Err(StoreError::Conflict("no writer connection"));
+                return Err(StoreError::Unavailable("no writer connection"));
             };
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let out = f(&tx)?;
@@ -190,7 +190,7 @@ impl FastSqlite {
             conn = Some(open(&self.path)?);
         }
         let Some(mut conn) = conn else {
-            return Err(StoreError::Conflict("no reader connection"));
+            return Err(StoreError::Unavailable("no reader connection"));
         };
         let out = (|| -> StoreResult<(i64, Vec<ListedDoc>)> {
             // A deferred transaction: its snapshot starts at the first read and holds for
@@ -303,7 +303,7 @@ impl FastSqlite {
             *slot = Some(open(&self.path)?);
         }
         let Some(conn) = slot.as_mut() else {
-            return Err(StoreError::Conflict("no writer connection"));
+            return Err(StoreError::Unavailable("no writer connection"));
         };
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let seq0: i64 = tx
