@@ -170,6 +170,10 @@ pub struct ServeArgs {
     /// Run after-hook jobs on this node (false: serve requests only).
     #[arg(long, env = "PLINTH_RUN_HOOKS", default_value_t = true, action = clap::ArgAction::Set)]
     pub run_hooks: bool,
+    /// Seconds a claimed after-hook job stays its node's before another node (or this one,
+    /// restarted) may run it (default: twice the longest function time limit plus 10 s).
+    #[arg(long, env = "PLINTH_HOOK_LEASE")]
+    pub hook_lease_secs: Option<u64>,
     /// Memory limit of a function invocation, in MiB (a bundle may set less per function).
     #[arg(long, env = "PLINTH_FUNCTION_MEMORY_MB", default_value_t = 64)]
     pub function_memory_mb: usize,
@@ -313,6 +317,9 @@ impl Config {
             c.functions.workers = w.max(1);
         }
         c.functions.run_hooks = serve.run_hooks;
+        if let Some(s) = serve.hook_lease_secs {
+            c.functions.hook_lease = Some(Duration::from_secs(s.max(1)));
+        }
         c.functions.memory_bytes = serve.function_memory_mb.clamp(1, 4096) * 1024 * 1024;
         c.print_setup_token = true;
         c.demo = serve.demo;

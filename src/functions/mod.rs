@@ -44,7 +44,8 @@ pub struct FunctionsConfig {
     pub run_hooks: bool,
     /// How long a claimed hook job is its runner's before another may claim it again.
     /// None: twice the longest function timeout allowed, plus 10 s (a run never outlives
-    /// its lease). Shorter only in tests of the take-over.
+    /// its lease). Shorter (`PLINTH_HOOK_LEASE`): a dead node's jobs run sooner, and a job
+    /// that outruns its lease may run twice (delivery is at least once either way).
     pub hook_lease: Option<Duration>,
 }
 
