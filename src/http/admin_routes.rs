@@ -3,13 +3,13 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::dto::*;
-use super::extract::{AdminCaller, ApiJson, ApiQuery, Client};
+use super::extract::{AdminCaller, ApiJson, ApiPath, ApiQuery, Client};
 use crate::admin::Actor;
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult, Problem};
@@ -126,7 +126,7 @@ async fn create_tenant(
 async fn get_tenant(
     State(state): State<AppState>,
     _admin: AdminCaller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> ApiResult<Json<TenantDto>> {
     Ok(Json(state.admin.get_tenant(&tenant).await?.into()))
 }
@@ -141,7 +141,7 @@ async fn get_tenant(
 async fn update_tenant(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     ApiJson(body): ApiJson<UpdateTenant>,
 ) -> ApiResult<Json<TenantDto>> {
     let t = state
@@ -164,7 +164,7 @@ async fn update_tenant(
 async fn delete_tenant(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     state.admin.delete_tenant(&actor(&admin), &tenant).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -178,7 +178,7 @@ async fn delete_tenant(
 async fn suspend_tenant(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> ApiResult<Json<TenantDto>> {
     let t = state
         .admin
@@ -194,7 +194,7 @@ async fn suspend_tenant(
 async fn resume_tenant(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> ApiResult<Json<TenantDto>> {
     let t = state
         .admin
@@ -210,7 +210,7 @@ async fn resume_tenant(
 async fn list_keys(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> ApiResult<Json<KeyList>> {
     let keys = state.admin.list_keys(&actor(&admin), &tenant).await?;
     Ok(Json(KeyList {
@@ -227,7 +227,7 @@ async fn list_keys(
 async fn create_key(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     ApiJson(body): ApiJson<CreateKey>,
 ) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
     let (row, key) = state
@@ -252,7 +252,7 @@ async fn create_key(
 async fn revoke_key(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path((tenant, id)): Path<(String, String)>,
+    ApiPath((tenant, id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<KeyDto>> {
     let row = state.admin.revoke_key(&actor(&admin), &tenant, &id).await?;
     Ok(Json(row.into()))
@@ -266,7 +266,7 @@ async fn revoke_key(
 async fn list_users(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     ApiQuery(q): ApiQuery<UserListQuery>,
 ) -> ApiResult<Json<UserPage>> {
     let page = state
@@ -289,7 +289,7 @@ async fn list_users(
 async fn get_user(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path((tenant, id)): Path<(String, String)>,
+    ApiPath((tenant, id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<UserDto>> {
     Ok(Json(
         state
@@ -308,7 +308,7 @@ async fn get_user(
 async fn delete_user(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path((tenant, id)): Path<(String, String)>,
+    ApiPath((tenant, id)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     state
         .admin
@@ -325,7 +325,7 @@ async fn delete_user(
 async fn disable_user(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path((tenant, id)): Path<(String, String)>,
+    ApiPath((tenant, id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<UserDto>> {
     let u = state
         .admin
@@ -341,7 +341,7 @@ async fn disable_user(
 async fn enable_user(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path((tenant, id)): Path<(String, String)>,
+    ApiPath((tenant, id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<UserDto>> {
     let u = state
         .admin
@@ -358,7 +358,7 @@ async fn enable_user(
 async fn revoke_user_sessions(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path((tenant, id)): Path<(String, String)>,
+    ApiPath((tenant, id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<RevokedSessions>> {
     let n = state
         .admin
@@ -394,7 +394,7 @@ async fn list_audit(
 async fn get_rules(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> ApiResult<Json<RulesDto>> {
     let (version, source) = state.admin.active_rules(&actor(&admin), &tenant).await?;
     Ok(Json(RulesDto { version, source }))
@@ -412,7 +412,7 @@ async fn get_rules(
 async fn put_rules(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<RulesInstalled>> {
@@ -448,7 +448,7 @@ async fn put_rules(
 async fn list_secrets(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> ApiResult<Json<SecretList>> {
     let items = state.admin.list_secrets(&actor(&admin), &tenant).await?;
     Ok(Json(SecretList {
@@ -471,7 +471,7 @@ async fn list_secrets(
 async fn put_secret(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path((tenant, name)): Path<(String, String)>,
+    ApiPath((tenant, name)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<PutSecret>,
 ) -> ApiResult<Json<SecretDto>> {
     let info = state
@@ -489,7 +489,7 @@ async fn put_secret(
 async fn delete_secret(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path((tenant, name)): Path<(String, String)>,
+    ApiPath((tenant, name)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     state
         .admin

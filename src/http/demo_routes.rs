@@ -1,8 +1,8 @@
 //! The SMS voting demo's page at `/demo/` (only with `serve --demo`): the files embedded
 //! by `crate::demo`, never cached, so a rebuilt binary's page shows on the next load.
 
+use super::extract::ApiPath;
 use axum::Router;
-use axum::extract::Path;
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -14,7 +14,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/demo", get(|| async { Redirect::permanent("/demo/") }))
         .route("/demo/", get(|| serve(String::new())))
-        .route("/demo/{*path}", get(|Path(path): Path<String>| serve(path)))
+        .route(
+            "/demo/{*path}",
+            get(|ApiPath(path): ApiPath<String>| serve(path)),
+        )
 }
 
 async fn serve(path: String) -> Response {

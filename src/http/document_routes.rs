@@ -1,7 +1,7 @@
 //! `/v1/t/{tenant}/collections/{collection}/docs` and `/v1/t/{tenant}/batch`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::dto::timestamp;
-use super::extract::{ApiJson, ApiQuery, TenantScope};
+use super::extract::{ApiJson, ApiPath, ApiQuery, TenantScope};
 use crate::app::AppState;
 use crate::documents::{BatchWrite, ListParams, PatchBody, Preconditions};
 use crate::error::{ApiError, ApiResult, Problem};
@@ -191,7 +191,7 @@ fn preconditions(headers: &HeaderMap) -> Result<Preconditions, ApiError> {
 async fn list_docs(
     State(state): State<AppState>,
     TenantScope(scope): TenantScope,
-    Path(CollectionPath { collection, .. }): Path<CollectionPath>,
+    ApiPath(CollectionPath { collection, .. }): ApiPath<CollectionPath>,
     ApiQuery(q): ApiQuery<ListQueryParams>,
 ) -> ApiResult<Response> {
     let page = state
@@ -221,7 +221,7 @@ async fn list_docs(
 async fn create_doc(
     State(state): State<AppState>,
     TenantScope(scope): TenantScope,
-    Path(CollectionPath { collection, .. }): Path<CollectionPath>,
+    ApiPath(CollectionPath { collection, .. }): ApiPath<CollectionPath>,
     ApiJson(data): ApiJson<Value>,
 ) -> ApiResult<Response> {
     let w = state.docs.create(&scope, &collection, data).await?;
@@ -247,7 +247,7 @@ async fn create_doc(
 async fn get_doc(
     State(state): State<AppState>,
     TenantScope(scope): TenantScope,
-    Path(DocPath { collection, id, .. }): Path<DocPath>,
+    ApiPath(DocPath { collection, id, .. }): ApiPath<DocPath>,
     ApiQuery(q): ApiQuery<GetQueryParams>,
 ) -> ApiResult<Response> {
     if q.explain
@@ -316,7 +316,7 @@ async fn get_doc(
 async fn put_doc(
     State(state): State<AppState>,
     TenantScope(scope): TenantScope,
-    Path(DocPath { collection, id, .. }): Path<DocPath>,
+    ApiPath(DocPath { collection, id, .. }): ApiPath<DocPath>,
     headers: HeaderMap,
     ApiJson(data): ApiJson<Value>,
 ) -> ApiResult<Response> {
@@ -341,7 +341,7 @@ async fn put_doc(
 async fn patch_doc(
     State(state): State<AppState>,
     TenantScope(scope): TenantScope,
-    Path(DocPath { collection, id, .. }): Path<DocPath>,
+    ApiPath(DocPath { collection, id, .. }): ApiPath<DocPath>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> ApiResult<Response> {
@@ -373,7 +373,7 @@ async fn patch_doc(
 async fn delete_doc(
     State(state): State<AppState>,
     TenantScope(scope): TenantScope,
-    Path(DocPath { collection, id, .. }): Path<DocPath>,
+    ApiPath(DocPath { collection, id, .. }): ApiPath<DocPath>,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
     let pre = preconditions(&headers)?;

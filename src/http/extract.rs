@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::extract::rejection::{PathRejection, RawPathParamsRejection};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
@@ -42,13 +43,51 @@ fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
     Ok(Some(token))
 }
 
+/// 400 `invalid_path`: a path segment that is not valid UTF-8 once percent-decoded
+/// (`%ff`, `%c3%28`), or that does not parse as its route expects. A client's mistake,
+/// never a 500.
+fn invalid_path(detail: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request("invalid_path", format!("invalid request path: {detail}"))
+}
+
+/// Path parameters of a route, with rejections answered as [`invalid_path`]. Handlers use
+/// this rather than axum's `Path`, so every route answers a bad path the same way.
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(ApiPath(value)),
+            Err(PathRejection::FailedToDeserializePathParams(e))
+                if e.status().is_client_error() =>
+            {
+                Err(invalid_path(e.kind()))
+            }
+            // A route whose parameters do not fit its extractor: a bug of ours.
+            Err(e) => Err(ApiError::internal(format!(
+                "path parameters: {}",
+                e.body_text()
+            ))),
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for TenantScope {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let params = RawPathParams::from_request_parts(parts, state)
             .await
-            .map_err(|_| ApiError::internal("tenant route without path parameters"))?;
+            .map_err(|e| match e {
+                RawPathParamsRejection::InvalidUtf8InPathParam(e) => invalid_path(e),
+                other => ApiError::internal(format!("tenant route: {}", other.body_text())),
+            })?;
         let slug = params
             .iter()
             .find(|(k, _)| *k == "tenant")

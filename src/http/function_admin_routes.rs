@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::{AdminCaller, ApiJson, ApiQuery};
+use super::extract::{AdminCaller, ApiJson, ApiPath, ApiQuery};
 use crate::admin::Actor;
 use crate::app::AppState;
 use crate::error::{ApiResult, Problem};
@@ -75,7 +75,7 @@ pub struct InvocationPage {
 async fn create_deploy(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     ApiJson(body): ApiJson<BundleUpload>,
 ) -> ApiResult<(StatusCode, Json<Deployed>)> {
     let deployed = state
@@ -93,7 +93,7 @@ async fn create_deploy(
 async fn list_deploys(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> ApiResult<Json<DeployList>> {
     let items = state.admin.list_deploys(&actor(&admin), &tenant).await?;
     Ok(Json(DeployList { items }))
@@ -109,7 +109,7 @@ async fn list_deploys(
 async fn activate_deploy(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path((tenant, version)): Path<(String, i64)>,
+    ApiPath((tenant, version)): ApiPath<(String, i64)>,
 ) -> ApiResult<Json<Deployed>> {
     let deployed = state
         .admin
@@ -128,7 +128,7 @@ async fn activate_deploy(
 async fn list_invocations(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     ApiQuery(q): ApiQuery<InvocationQuery>,
 ) -> ApiResult<Json<InvocationPage>> {
     let page = state
@@ -172,7 +172,7 @@ pub struct JobPage {
 async fn list_jobs(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     ApiQuery(q): ApiQuery<JobQuery>,
 ) -> ApiResult<Json<JobPage>> {
     let page = state
@@ -199,7 +199,7 @@ async fn list_jobs(
 async fn retry_job(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path((tenant, id)): Path<(String, String)>,
+    ApiPath((tenant, id)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     state.admin.retry_job(&actor(&admin), &tenant, &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -228,7 +228,7 @@ pub struct UsageReport {
 async fn tenant_usage(
     State(state): State<AppState>,
     _admin: AdminCaller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> ApiResult<Json<UsageReport>> {
     let (days, total) = state.admin.usage(&tenant, q.days).await?;

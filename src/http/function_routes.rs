@@ -3,14 +3,14 @@
 //! response; everything else is the function service's.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::TenantScope;
+use super::extract::{ApiPath, TenantScope};
 use crate::app::AppState;
 use crate::error::{ApiResult, Problem};
 use crate::tenancy::Caller;
@@ -216,7 +216,7 @@ async fn run(state: AppState, scope: crate::tenancy::Scope, r: FnRequest) -> Api
 async fn call_function(
     State(state): State<AppState>,
     TenantScope(scope): TenantScope,
-    Path((_tenant, name)): Path<(String, String)>,
+    ApiPath((_tenant, name)): ApiPath<(String, String)>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -244,7 +244,7 @@ async fn call_function(
 async fn call_function_path(
     State(state): State<AppState>,
     TenantScope(scope): TenantScope,
-    Path((_tenant, name, path)): Path<(String, String, String)>,
+    ApiPath((_tenant, name, path)): ApiPath<(String, String, String)>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,

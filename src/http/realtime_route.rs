@@ -3,15 +3,15 @@
 //! header) is checked, and the connection limits are applied, so refusals are plain HTTP
 //! problems.
 
+use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::{ApiQuery, Client};
+use super::extract::{ApiPath, ApiQuery, Client};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::realtime::{Refused, SocketAuth};
@@ -34,7 +34,7 @@ pub struct RealtimeQuery {
               (status = 429, body = Problem, description = "too_many_connections")))]
 async fn realtime(
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     Client(client): Client,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<RealtimeQuery>,

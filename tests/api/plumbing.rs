@@ -14,6 +14,7 @@ backend_tests!(
     cors_per_tenant,
     request_timeout,
     silent_and_slow_clients_are_let_go,
+    undecodable_paths_are_400_on_every_route,
 );
 
 async fn ops_endpoints(b: Backend) {
@@ -275,4 +276,70 @@ async fn silent_and_slow_clients_are_let_go(b: Backend) {
     println!("closed {:?} after the trickle", t.elapsed());
     // With the slots free again, requests are served.
     app.get("/healthz", None).await.ok(200);
+/// A path segment that is not UTF-8 once percent-decoded (`%ff`, `%c3%28`) is the
+/// client's mistake on every route: 400 `invalid_path`, never a 500 (nor an ERROR log).
+async fn undecodable_paths_are_400_on_every_route(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let admin = app.admin().await;
+    app.create_tenant("alpha").await;
+    let user = app.signup("alpha", "u@alpha.test").await;
+    let cases = [
+        (Method::GET, "/v1/t/alpha/collections/public/docs/%ff"),
+        (Method::GET, "/v1/t/alpha/collections/public/docs/%c3%28"),
+        (Method::GET, "/v1/t/alpha/collections/%ff/docs"),
+        (Method::POST, "/v1/t/alpha/collections/%ff/docs"),
+        (Method::PUT, "/v1/t/alpha/collections/public/docs/%ff"),
+        (Method::PATCH, "/v1/t/alpha/collections/public/docs/%ff"),
+        (Method::DELETE, "/v1/t/alpha/collections/public/docs/%ff"),
+        (Method::GET, "/v1/t/%ff/auth/me"),
+        (Method::POST, "/v1/t/%ff/auth/login"),
+        (Method::GET, "/v1/t/%ff/collections/x/docs"),
+        (Method::GET, "/v1/t/alpha/fn/%ff"),
+        (Method::POST, "/v1/t/alpha/fn/hello/%ff"),
+        (Method::GET, "/v1/t/%ff/realtime"),
+    ];
+    for (method, path) in cases {
+        for token in [None, Some(user.access.as_str())] {
+            let r = app
+                .send(
+                    app.req(method.clone(), path, token)
+                        .json(&json!({"email": "u@alpha.test", "password": PASSWORD})),
+                )
+                .await;
+            let p = r.problem(400, "invalid_path");
+            assert!(
+                p["detail"].as_str().unwrap().contains("UTF-8"),
+                "{method} {path}: {p}"
+            );
+        }
+    }
+    for path in [
+        "/admin/v1/tenants/%ff",
+        "/admin/v1/tenants/%ff/keys",
+        "/admin/v1/tenants/alpha/users/%c3%28",
+        "/admin/v1/tenants/%ff/deploys",
+    ] {
+        app.get(path, Some(&admin))
+            .await
+            .problem(400, "invalid_path");
+    }
+    // A parameter of the wrong type is the same mistake.
+    app.post(
+        "/admin/v1/tenants/alpha/deploys/latest/activate",
+        Some(&admin),
+        json!({}),
+    )
+    .await
+    .problem(400, "invalid_path");
+    // Malformed escapes are taken literally (as axum decodes them): ordinary 4xx answers.
+    app.get("/v1/t/alpha/collections/public/docs/%zz", None)
+        .await
+        .problem(400, "validation_failed");
+    app.get("/v1/t/%zz/auth/me", None)
+        .await
+        .problem(404, "tenant_not_found");
+    // The server is none the worse.
+    app.get("/v1/t/alpha/auth/me", Some(&user.access))
+        .await
+        .ok(200);
 }
