@@ -148,10 +148,11 @@ pub struct ServeArgs {
     /// Lifetime of admin tokens, in seconds.
     #[arg(long, env = "PLINTH_ADMIN_TTL", default_value_t = 3600)]
     pub admin_ttl_secs: u64,
-    /// Login attempts allowed per client IP per minute.
+    /// Attempts allowed per client IP per minute at the routes that check or hash a
+    /// password (logins, sign-ups, admin setup, password change and reset).
     #[arg(long, env = "PLINTH_LOGIN_PER_IP", default_value_t = 30)]
     pub login_per_ip_per_minute: u32,
-    /// Login attempts allowed per account per minute.
+    /// Login and password-change attempts allowed per account per minute.
     #[arg(long, env = "PLINTH_LOGIN_PER_ACCOUNT", default_value_t = 10)]
     pub login_per_account_per_minute: u32,
     /// Take the client IP from X-Forwarded-For (only behind a trusted proxy).

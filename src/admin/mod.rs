@@ -283,16 +283,29 @@ impl AdminService {
         Ok((email, hash))
     }
 
-    /// Creates the first admin with the setup token printed at start.
-    pub async fn setup(&self, token: &str, email: &str, pw: &str) -> Result<(AdminRow, String)> {
+    /// Creates the first admin with the setup token printed at start. Anyone may call
+    /// it, so it is throttled per client IP (the login limiter's bucket) and it checks the
+    /// token, and that no admin exists, before it spends a password hash on the request.
+    pub async fn setup(
+        &self,
+        token: &str,
+        email: &str,
+        pw: &str,
+        ip: &str,
+    ) -> Result<(AdminRow, String)> {
         if token.is_empty() {
             return Err(field("token", "is required"));
+        }
+        self.limiter.check_ip(ip).map_err(AdminError::RateLimited)?;
+        let token_hash = sha256_hex(token);
+        if !self.store.setup_token_pending(&token_hash).await? {
+            return Err(AdminError::InvalidSetupToken);
         }
         let (email, hash) = self.checked_credentials(email, pw).await?;
         let id = uuid::Uuid::now_v7().to_string();
         let admin = self
             .store
-            .create_first_admin(&sha256_hex(token), &id, &email, &hash)
+            .create_first_admin(&token_hash, &id, &email, &hash)
             .await?
             .ok_or(AdminError::InvalidSetupToken)?;
         self.audit(

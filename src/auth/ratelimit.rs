@@ -1,4 +1,6 @@
-//! Login throttling, per client IP and per account (GCRA buckets from `governor`).
+//! Throttling of the routes that check or hash a password (logins, sign-ups, admin setup,
+//! password change and reset) and of the emailing routes, per client IP and per account
+//! (GCRA buckets from `governor`).
 
 use std::num::NonZeroU32;
 use std::time::Duration;

@@ -61,6 +61,11 @@ fn check_password(name: &'static str, raw: &str) -> Result<(), AuthError> {
     password::validate(raw).map_err(|p| field(name, p))
 }
 
+/// The login limiter's per-account bucket of a tenant's user (`email` normalised).
+fn account_key(scope: &Scope, email: &str) -> String {
+    format!("{}:{}", scope.tenant().id, email)
+}
+
 impl AuthService {
     pub fn new(
         store: Store,
@@ -136,9 +141,8 @@ impl AuthService {
         if password.is_empty() {
             return Err(field("password", "is required"));
         }
-        let account = format!("{}:{}", scope.tenant().id, email);
         self.limiter
-            .check(&client.ip, &account)
+            .check(&client.ip, &account_key(scope, &email))
             .map_err(AuthError::RateLimited)?;
         let Some(user) = self.store.get_user_by_email(scope, &email).await? else {
             password::verify_dummy(password.to_string()).await;
@@ -300,15 +304,22 @@ impl AuthService {
             .ok_or(AuthError::SessionRevoked)
     }
 
-    /// Changes the caller's password and ends all their other sessions.
+    /// Changes the caller's password and ends all their other sessions. Each attempt
+    /// checks the current password (an argon2 verification), so attempts are throttled
+    /// like logins, from the same per-account bucket: a stolen access token does not buy
+    /// more guesses of the password than the login form gives.
     pub async fn change_password(
         &self,
         scope: &Scope,
         current: &str,
         new: &str,
+        client: &ClientInfo,
     ) -> Result<u64, AuthError> {
         let caller = require_user(scope)?.clone();
         check_password("new_password", new)?;
+        self.limiter
+            .check(&client.ip, &account_key(scope, &caller.email))
+            .map_err(AuthError::RateLimited)?;
         let user = self
             .store
             .get_user(scope, &caller.uid)
@@ -419,14 +430,19 @@ impl AuthService {
         Ok(())
     }
 
-    /// Sets a new password from a reset token and ends every session of the user.
+    /// Sets a new password from a reset token and ends every session of the user. It
+    /// hashes the new password, so attempts are throttled per client like sign-ups.
     pub async fn confirm_reset(
         &self,
         scope: &Scope,
         token: &str,
         new_password: &str,
+        client: &ClientInfo,
     ) -> Result<(), AuthError> {
         check_password("password", new_password)?;
+        self.limiter
+            .check_ip(&client.ip)
+            .map_err(AuthError::RateLimited)?;
         let user_id = self
             .store
             .consume_user_token(scope, UserTokenKind::ResetPassword, &sha256_hex(token))

@@ -43,14 +43,16 @@ fn actor(admin: &AdminCaller) -> Actor {
 #[utoipa::path(post, path = "/admin/v1/setup", tag = "admin",
     request_body = SetupRequest,
     responses((status = 201, body = SetupResponse),
-              (status = 403, body = Problem, description = "invalid_setup_token")))]
+              (status = 403, body = Problem, description = "invalid_setup_token"),
+              (status = 429, body = Problem, description = "rate_limited, with Retry-After")))]
 async fn setup(
     State(state): State<AppState>,
+    Client(client): Client,
     ApiJson(body): ApiJson<SetupRequest>,
 ) -> ApiResult<(StatusCode, Json<SetupResponse>)> {
     let (admin, token) = state
         .admin
-        .setup(&body.token, &body.email, &body.password)
+        .setup(&body.token, &body.email, &body.password, &client.ip)
         .await?;
     Ok((
         StatusCode::CREATED,

@@ -32,7 +32,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     params(("tenant" = String, Path, description = "Tenant slug")),
     request_body = Credentials,
     responses((status = 201, body = SessionDto), (status = 400, body = Problem),
-              (status = 409, body = Problem, description = "email_taken")))]
+              (status = 409, body = Problem, description = "email_taken"),
+              (status = 429, body = Problem, description = "rate_limited, with Retry-After")))]
 async fn signup(
     State(state): State<AppState>,
     TenantScope(scope): TenantScope,
@@ -113,17 +114,19 @@ async fn me(
 #[utoipa::path(post, path = "/v1/t/{tenant}/auth/password", tag = "auth",
     params(("tenant" = String, Path, description = "Tenant slug")),
     request_body = PasswordChange,
-    responses((status = 200, body = PasswordChanged), (status = 401, body = Problem)),
+    responses((status = 200, body = PasswordChanged), (status = 401, body = Problem),
+              (status = 429, body = Problem, description = "rate_limited, with Retry-After")),
     security(("bearer" = [])))]
 async fn change_password(
     State(state): State<AppState>,
     TenantScope(scope): TenantScope,
+    Client(client): Client,
     ApiJson(body): ApiJson<PasswordChange>,
 ) -> ApiResult<Json<PasswordChanged>> {
     require_user(&scope)?;
     let revoked_sessions = state
         .auth
-        .change_password(&scope, &body.current_password, &body.new_password)
+        .change_password(&scope, &body.current_password, &body.new_password, &client)
         .await?;
     Ok(Json(PasswordChanged { revoked_sessions }))
 }
@@ -201,15 +204,17 @@ async fn reset_request(
 #[utoipa::path(post, path = "/v1/t/{tenant}/auth/reset/confirm", tag = "auth",
     params(("tenant" = String, Path, description = "Tenant slug")),
     request_body = ResetConfirm,
-    responses((status = 204), (status = 400, body = Problem)))]
+    responses((status = 204), (status = 400, body = Problem),
+              (status = 429, body = Problem, description = "rate_limited, with Retry-After")))]
 async fn reset_confirm(
     State(state): State<AppState>,
     TenantScope(scope): TenantScope,
+    Client(client): Client,
     ApiJson(body): ApiJson<ResetConfirm>,
 ) -> ApiResult<StatusCode> {
     state
         .auth
-        .confirm_reset(&scope, &body.token, &body.password)
+        .confirm_reset(&scope, &body.token, &body.password, &client)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -225,6 +225,20 @@ impl Store {
         Ok(())
     }
 
+    /// Whether `token_hash` is the pending setup token and no admin exists yet: the cheap
+    /// check that setup makes before it spends a password hash on the request.
+    pub async fn setup_token_pending(&self, token_hash: &str) -> StoreResult<bool> {
+        let db = self.control_db();
+        let found: i64 = on_db!(db, |p| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM setup_tokens WHERE id = 1 AND token_hash = $1 \
+             AND NOT EXISTS (SELECT 1 FROM admins)"
+        )
+        .bind(token_hash)
+        .fetch_one(&p)
+        .await?);
+        Ok(found > 0)
+    }
+
     /// Creates the first admin if `token_hash` is the pending setup token and no admin
     /// exists yet; consumes the token. Both checks and both writes are one transaction.
     pub async fn create_first_admin(

@@ -7,6 +7,7 @@ use crate::support::*;
 
 backend_tests!(
     setup_creates_the_first_admin_once,
+    setup_checks_the_token_first_and_is_rate_limited,
     admin_login,
     tenant_lifecycle,
     tenant_input_is_validated,
@@ -73,6 +74,63 @@ async fn setup_creates_the_first_admin_once(b: Backend) {
         app.setup_token().is_none(),
         "an admin exists: no setup token on restart"
     );
+}
+
+/// Setup is open to anyone: it must not spend a password hash (19 MiB, tens of ms) on a
+/// request that cannot succeed, and it is throttled per client IP.
+async fn setup_checks_the_token_first_and_is_rate_limited(b: Backend) {
+    let app = TestApp::start(b).await;
+    let token = app.setup_token().expect("no admin yet: a setup token");
+    let setup = |token: &str, password: &str| {
+        app.post(
+            "/admin/v1/setup",
+            None,
+            json!({"token": token, "email": "root@b.co", "password": password}),
+        )
+    };
+    // A wrong token is refused before the password is even looked at (so never hashed):
+    // a password too short to be hashed gets the token's answer, not the password's.
+    setup("wrong", "short")
+        .await
+        .problem(403, "invalid_setup_token");
+    setup("wrong", PASSWORD)
+        .await
+        .problem(403, "invalid_setup_token");
+    setup(&token, "short")
+        .await
+        .problem(400, "validation_failed");
+    setup(&token, PASSWORD).await.ok(201);
+    // Once an admin exists every setup is refused the same way, before any hash: even
+    // with the (spent) token and a password that could not be hashed.
+    setup(&token, "short")
+        .await
+        .problem(403, "invalid_setup_token");
+    setup(&token, PASSWORD)
+        .await
+        .problem(403, "invalid_setup_token");
+    app.stop().await;
+
+    // Per client IP, from the login limiter's bucket.
+    let app = TestApp::start_with(b, |c| c.login_per_ip_per_minute = 3).await;
+    for i in 0..3 {
+        app.post(
+            "/admin/v1/setup",
+            None,
+            json!({"token": format!("guess-{i}"), "email": "evil@b.co", "password": PASSWORD}),
+        )
+        .await
+        .problem(403, "invalid_setup_token");
+    }
+    let token = app.setup_token().expect("no admin yet");
+    let r = app
+        .post(
+            "/admin/v1/setup",
+            None,
+            json!({"token": token, "email": "root@b.co", "password": PASSWORD}),
+        )
+        .await;
+    r.problem(429, "rate_limited");
+    assert!(r.headers.contains_key("retry-after"));
 }
 
 async fn admin_login(b: Backend) {

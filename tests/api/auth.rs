@@ -1,7 +1,10 @@
 //! End-user auth: sign-up, login, sessions, refresh rotation, tokens, email flows.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
+use reqwest::Method;
 use serde_json::json;
 
 use crate::backend_tests;
@@ -16,6 +19,8 @@ backend_tests!(
     password_change_ends_other_sessions,
     bad_tokens_are_refused,
     login_is_rate_limited,
+    password_change_and_reset_are_rate_limited,
+    password_hash_floods_stay_bounded,
     email_verification_through_smtp,
     password_reset_through_smtp,
     expired_reset_token_is_refused,
@@ -420,9 +425,10 @@ async fn login_is_rate_limited(b: Backend) {
         .ok(200);
     app.stop().await;
 
-    // Per IP: every account from this address.
+    // Per IP: every account from this address. The admin's setup, which creates the
+    // tenant, takes the first attempt of the address's bucket.
     let mut app = TestApp::start_with(b, |c| {
-        c.login_per_ip_per_minute = 2;
+        c.login_per_ip_per_minute = 3;
         c.login_per_account_per_minute = 1000;
     })
     .await;
@@ -435,6 +441,186 @@ async fn login_is_rate_limited(b: Backend) {
     app.login("shop", "u9@example.com", PASSWORD)
         .await
         .problem(429, "rate_limited");
+}
+
+/// Each password change checks the current password (an argon2 verification), so a
+/// stolen access token must not allow unthrottled guessing: it draws on the account's
+/// login bucket. A reset confirmation hashes too: throttled per client IP.
+async fn password_change_and_reset_are_rate_limited(b: Backend) {
+    let mut app = TestApp::start_with(b, |c| {
+        c.login_per_ip_per_minute = 1000;
+        c.login_per_account_per_minute = 3;
+    })
+    .await;
+    app.create_tenant("shop").await;
+    let s = app.signup("shop", "pat@example.com").await;
+    let change = |current: &str| {
+        app.post(
+            "/v1/t/shop/auth/password",
+            Some(&s.access),
+            json!({"current_password": current, "new_password": "new-password-1"}),
+        )
+    };
+    for i in 0..3 {
+        change(&format!("guess-{i}-of-many"))
+            .await
+            .problem(401, "invalid_credentials");
+    }
+    let r = change(PASSWORD).await;
+    r.problem(429, "rate_limited");
+    let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "retry-after {retry}");
+    // The same bucket as the login form: guesses there and here add up.
+    app.login("shop", "pat@example.com", PASSWORD)
+        .await
+        .problem(429, "rate_limited");
+    // Another account of the tenant is not affected.
+    let other = app.signup("shop", "quinn@example.com").await;
+    app.post(
+        "/v1/t/shop/auth/password",
+        Some(&other.access),
+        json!({"current_password": PASSWORD, "new_password": "new-password-1"}),
+    )
+    .await
+    .ok(200);
+    app.stop().await;
+
+    // Reset confirmations, per client IP (the bucket sign-ups and setup draw on too).
+    let mut app = TestApp::start_with(b, |c| {
+        c.login_per_ip_per_minute = 3;
+        c.login_per_account_per_minute = 1000;
+    })
+    .await;
+    app.create_tenant("shop").await; // the admin's setup takes one attempt
+    let confirm = || {
+        app.post(
+            "/v1/t/shop/auth/reset/confirm",
+            None,
+            json!({"token": "not-a-token", "password": "brand-new-pass"}),
+        )
+    };
+    for _ in 0..2 {
+        confirm().await.problem(400, "invalid_or_expired_token");
+    }
+    confirm().await.problem(429, "rate_limited");
+}
+
+/// The test process's resident memory in MiB (the server under test runs inside it).
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status");
+    kib / 1024.0
+}
+
+/// Sends all `requests` at once while probing `/healthz` and the process's RSS; returns
+/// the replies, the peak RSS growth in MiB and the slowest `/healthz` answer.
+async fn flood(
+    app: &TestApp,
+    requests: Vec<reqwest::RequestBuilder>,
+) -> (Vec<Reply>, f64, Duration) {
+    let before = rss_mib();
+    let done = Arc::new(AtomicBool::new(false));
+    let probe = tokio::spawn({
+        let (http, url, done) = (app.http.clone(), app.url("/healthz"), done.clone());
+        async move {
+            let (mut peak, mut slowest) = (before, Duration::ZERO);
+            let mut tick = tokio::time::interval(Duration::from_millis(25));
+            while !done.load(Ordering::SeqCst) {
+                tick.tick().await;
+                let started = Instant::now();
+                let r = http.get(&url).send().await.expect("/healthz answers");
+                assert_eq!(r.status(), 200, "/healthz during the flood");
+                slowest = slowest.max(started.elapsed());
+                peak = peak.max(rss_mib());
+            }
+            (peak, slowest)
+        }
+    });
+    let replies = futures_util::future::join_all(requests.into_iter().map(|r| app.send(r))).await;
+    done.store(true, Ordering::SeqCst);
+    let (peak, slowest) = probe.await.expect("probe task");
+    (replies, peak.max(rss_mib()) - before, slowest)
+}
+
+/// 200 simultaneous requests at routes that cost (or used to cost) an argon2 hash of
+/// 19 MiB each: the process must not grow by hundreds of MiB, and the server must stay
+/// responsive. Setup refuses wrong tokens before hashing; password changes hash, at most
+/// one per core at a time, as many as the account's bucket allows (20 here, so ten times
+/// more hashes are asked for at once than may run; without the bound they would take
+/// 380 MiB). Generous bounds: they catch the unbounded behaviour (GiB, seconds), not a
+/// slow machine.
+async fn password_hash_floods_stay_bounded(b: Backend) {
+    const MAX_GROWTH_MIB: f64 = 100.0;
+    const MAX_HEALTHZ: Duration = Duration::from_secs(2);
+    const ACCOUNT_BUCKET: u32 = 20;
+    let mut app = TestApp::start_with(b, |c| c.login_per_account_per_minute = ACCOUNT_BUCKET).await;
+
+    // Setup with wrong tokens, before any admin exists.
+    let requests = (0..200)
+        .map(|i| {
+            app.req(Method::POST, "/admin/v1/setup", None).json(&json!({
+                "token": format!("guess-{i}"),
+                "email": "evil@example.com",
+                "password": "evil-password-1",
+            }))
+        })
+        .collect();
+    let (replies, grown, slowest) = flood(&app, requests).await;
+    eprintln!("setup flood ({b:?}): RSS +{grown:.1} MiB, slowest /healthz {slowest:?}");
+    for r in &replies {
+        r.problem(403, "invalid_setup_token");
+    }
+    assert!(
+        grown < MAX_GROWTH_MIB,
+        "setup flood grew RSS by {grown:.1} MiB"
+    );
+    assert!(
+        slowest < MAX_HEALTHZ,
+        "/healthz took {slowest:?} during the setup flood"
+    );
+
+    // Password changes with wrong current passwords from a stolen access token.
+    app.create_tenant("shop").await;
+    let s = app.signup("shop", "flood@example.com").await;
+    let requests = (0..200)
+        .map(|i| {
+            app.req(Method::POST, "/v1/t/shop/auth/password", Some(&s.access))
+                .json(&json!({
+                    "current_password": format!("guess-{i}-of-many"),
+                    "new_password": "whatever-new-1",
+                }))
+        })
+        .collect();
+    let (replies, grown, slowest) = flood(&app, requests).await;
+    let checked = replies.iter().filter(|r| r.status == 401).count();
+    eprintln!(
+        "password-change flood ({b:?}): {checked} verified, RSS +{grown:.1} MiB, \
+         slowest /healthz {slowest:?}"
+    );
+    for r in &replies {
+        if r.status == 401 {
+            r.problem(401, "invalid_credentials");
+        } else {
+            r.problem(429, "rate_limited");
+        }
+    }
+    assert!(
+        checked >= ACCOUNT_BUCKET as usize,
+        "{checked} verifications"
+    );
+    assert!(
+        grown < MAX_GROWTH_MIB,
+        "password-change flood grew RSS by {grown:.1} MiB"
+    );
+    assert!(
+        slowest < MAX_HEALTHZ,
+        "/healthz took {slowest:?} during the password-change flood"
+    );
+    app.get("/v1/t/shop/auth/me", Some(&s.access)).await.ok(200);
 }
 
 async fn email_verification_through_smtp(b: Backend) {

@@ -1,6 +1,12 @@
 //! Integration tests: each spawns a real server and drives it over HTTP (and the CLI
 //! binary), on SQLite and on PostgreSQL.
 
+// The server binary's allocator (src/main.rs): the servers run inside this process, so
+// memory measured here (e.g. RSS under a flood) is what the server would use.
+#[cfg(all(unix, not(target_env = "musl")))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod support;
 
 mod admin;
