@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, RawPathParamsRejection};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, RawPathParams, Request};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use crate::admin::AdminIdentity;
@@ -25,17 +25,22 @@ pub struct TenantSlot(pub Arc<OnceLock<(i64, String)>>);
 /// The tenant and caller of a tenant route.
 pub struct TenantScope(pub Scope);
 
-fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
-    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+/// The token of an `Authorization: Bearer <token>` header, `None` without the header.
+/// The scheme is case-insensitive (RFC 9110 §11.1: `bearer`, `BEARER`); a header of any
+/// other shape is an error, never an anonymous caller. Every REST extractor and the
+/// realtime upgrade read the header through this one function.
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
     let value = value
         .to_str()
         .map_err(|_| ApiError::unauthorized("invalid_token", "malformed Authorization header"))?;
     let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .map(str::trim)
+        .trim()
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
             ApiError::unauthorized("invalid_token", "Authorization must be 'Bearer <token>'")
@@ -106,7 +111,7 @@ impl FromRequestParts<AppState> for TenantScope {
         if let Some(slot) = parts.extensions.get::<TenantSlot>() {
             let _ = slot.0.set((tenant.id, tenant.slug.clone()));
         }
-        let token = bearer(parts)?;
+        let token = bearer(&parts.headers)?;
         let scope = state.auth.authenticate(tenant, token).await?;
         Ok(TenantScope(scope))
     }
@@ -119,7 +124,7 @@ impl FromRequestParts<AppState> for AdminCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(parts)?.ok_or_else(|| {
+        let token = bearer(&parts.headers)?.ok_or_else(|| {
             ApiError::unauthorized("auth_required", "this endpoint needs an admin token")
         })?;
         Ok(AdminCaller(state.admin.verify_token(token).await?))

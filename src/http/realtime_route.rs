@@ -5,13 +5,13 @@
 
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::{ApiPath, ApiQuery, Client};
+use super::extract::{ApiPath, ApiQuery, Client, bearer};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::realtime::{Refused, SocketAuth};
@@ -51,11 +51,8 @@ async fn realtime(
             "this tenant is suspended",
         ));
     }
-    let header_token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_string);
+    // The header is read as on every REST route: a present but malformed one is refused.
+    let header_token = bearer(&headers)?.map(str::to_string);
     let token = q.access_token.or(header_token).filter(|t| !t.is_empty());
     let auth = match &token {
         None => SocketAuth::anonymous(),

@@ -27,6 +27,7 @@ backend_tests!(
     silent_sockets_time_out,
     since_replays_gaps_of_any_size,
     costly_subscription_filters_are_refused,
+    upgrade_reads_authorization_like_rest,
 );
 
 mod nodes {
@@ -110,6 +111,22 @@ async fn assert_refused(url: &str, status: u16) {
         .await
         .expect_err("the upgrade is refused");
     assert!(err.to_string().contains(&status.to_string()), "{err}");
+}
+
+/// Upgrades with this `Authorization` header.
+async fn upgrade_with_header(
+    app: &TestApp,
+    tenant: &str,
+    authorization: &str,
+) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = ws_url(app, tenant).into_client_request()?;
+    req.headers_mut().insert(
+        "authorization",
+        authorization.parse().expect("header value"),
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(req).await?;
+    Ok(Client { ws })
 }
 
 /// A tenant "shop" whose `log` collection anyone may read; its service key.
@@ -1187,4 +1204,66 @@ async fn costly_subscription_filters_are_refused(b: Backend) {
     .ok(201);
     assert_eq!(c.changes(1).await[0]["id"], "v");
     assert_eq!(other.changes(1).await[0]["doc"]["id"], "one");
+}
+/// The upgrade reads `Authorization` exactly as REST routes do: the scheme is
+/// case-insensitive, and a token that is not valid here (another tenant's, or a header
+/// of another shape) is refused, never downgraded to an anonymous socket.
+async fn upgrade_reads_authorization_like_rest(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let key = tenant_with_key(&mut app, "shop").await;
+    install_rules(&mut app, "shop", NOTES_RULES).await.ok(200);
+    app.create_tenant("other").await;
+    let alice = app.signup("shop", "alice@shop.test").await;
+    let mallory = app.signup("other", "mallory@other.test").await;
+    let notes = docs("shop", "notes");
+
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let mut c = upgrade_with_header(&app, "shop", &format!("{scheme} {}", alice.access))
+            .await
+            .unwrap_or_else(|e| panic!("{scheme}: upgrade refused: {e}"));
+        c.subscribe(json!({"type": "subscribe", "id": "n", "collection": "notes"}))
+            .await;
+        // An anonymous socket would get only the public note.
+        for (title, public) in [("private", false), ("public", true)] {
+            app.post(
+                &notes,
+                Some(&key),
+                json!({"owner": alice.user_id, "title": format!("{title} {scheme}"), "public": public}),
+            )
+            .await
+            .ok(201);
+        }
+        // The first of this round's notes (the feed may still hand a new subscriber the
+        // previous round's, which it is as entitled to).
+        let first = loop {
+            let change = c.changes(1).await.remove(0);
+            let title = change["doc"]["data"]["title"].as_str().unwrap().to_string();
+            if title.ends_with(&format!(" {scheme}")) {
+                break title;
+            }
+        };
+        assert_eq!(first, format!("private {scheme}"), "the socket is Alice's");
+    }
+
+    for authorization in [
+        format!("bearer {}", mallory.access),
+        format!("Bearer {}", mallory.access),
+        "bearer not-a-token".to_string(),
+        format!("Basic {}", alice.access),
+        "Bearer ".to_string(),
+    ] {
+        let err = upgrade_with_header(&app, "shop", &authorization)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{authorization}: the upgrade is accepted"));
+        assert!(err.to_string().contains("401"), "{authorization}: {err}");
+        // REST answers the same header the same way.
+        let r = app
+            .send(
+                app.req(reqwest::Method::GET, "/v1/t/shop/auth/me", None)
+                    .header("authorization", &authorization),
+            )
+            .await;
+        assert_eq!(r.status, 401, "{authorization}: {}", r.text);
+    }
 }
