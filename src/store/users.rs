@@ -177,6 +177,9 @@ impl Store {
         row.ok_or(StoreError::NotFound)
     }
 
+    /// Sets a user's password hash and spends every password-reset token the user still
+    /// holds, in one transaction: a reset link asked for before the password changed (by
+    /// the user, or by another reset) must not set it again.
     pub async fn set_user_password(
         &self,
         scope: &Scope,
@@ -184,17 +187,33 @@ impl Store {
         password_hash: &str,
     ) -> StoreResult<()> {
         let (db, tenant) = self.tenant_db(scope).await?;
+        let now = now_ms();
+        let begin = db.begin_write();
         let n = on_db!(db, |p| {
+            let mut tx = p.begin_with(begin).await?;
+            let n = sqlx::query(
+                "UPDATE users SET password_hash = $3, updated_at = $4 \
+                 WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(password_hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
             sqlx::query(
-            "UPDATE users SET password_hash = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2"
-        )
-        .bind(tenant)
-        .bind(id)
-        .bind(password_hash)
-        .bind(now_ms())
-        .execute(&p)
-        .await?
-        .rows_affected()
+                "UPDATE user_tokens SET used_at = $4 \
+                 WHERE tenant_id = $1 AND user_id = $2 AND kind = $3 AND used_at IS NULL",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(UserTokenKind::ResetPassword.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            n
         });
         if n == 0 {
             return Err(StoreError::NotFound);

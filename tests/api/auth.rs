@@ -24,6 +24,7 @@ backend_tests!(
     email_verification_through_smtp,
     password_reset_through_smtp,
     expired_reset_token_is_refused,
+    reset_tokens_end_when_the_password_changes,
     signing_keys_persist_and_rotate,
 );
 
@@ -803,6 +804,70 @@ async fn expired_reset_token_is_refused(b: Backend) {
     .await
     .problem(400, "invalid_or_expired_token");
     app.login("shop", "judy@example.com", PASSWORD)
+        .await
+        .ok(200);
+}
+
+/// A reset token is for the password the user had when asking for it: a password
+/// change, or a reset with another token, spends every reset token still outstanding.
+async fn reset_tokens_end_when_the_password_changes(b: Backend) {
+    let smtp = SmtpSink::start().await;
+    let url = smtp.url();
+    let mut app =
+        TestApp::start_with(b, |c| c.smtp_url = Some(plinth::config::Secret::new(url))).await;
+    app.create_tenant("shop").await;
+    let s = app.signup("shop", "lena@example.com").await;
+    let request = || {
+        app.post(
+            "/v1/t/shop/auth/reset/request",
+            None,
+            json!({"email": "lena@example.com"}),
+        )
+    };
+    let confirm = |token: String, password: &'static str| {
+        app.post(
+            "/v1/t/shop/auth/reset/confirm",
+            None,
+            json!({"token": token, "password": password}),
+        )
+    };
+
+    // Asked for, then the user changes the password while signed in.
+    request().await.ok(202);
+    let before_change = smtp.wait_for(1).await.token();
+    app.post(
+        "/v1/t/shop/auth/password",
+        Some(&s.access),
+        json!({"current_password": PASSWORD, "new_password": "changed-password-1"}),
+    )
+    .await
+    .ok(200);
+    confirm(before_change, "attacker-password-1")
+        .await
+        .problem(400, "invalid_or_expired_token");
+    app.login("shop", "lena@example.com", "changed-password-1")
+        .await
+        .ok(200);
+
+    // Two links asked for: the first one used spends the other.
+    request().await.ok(202);
+    let first = smtp.wait_for(2).await.token();
+    request().await.ok(202);
+    let second = smtp.wait_for(3).await.token();
+    assert_ne!(first, second);
+    confirm(second, "reset-password-1").await.ok(204);
+    confirm(first, "attacker-password-1")
+        .await
+        .problem(400, "invalid_or_expired_token");
+    app.login("shop", "lena@example.com", "reset-password-1")
+        .await
+        .ok(200);
+
+    // A token asked for after the change works as before.
+    request().await.ok(202);
+    let after = smtp.wait_for(4).await.token();
+    confirm(after, "final-password-1").await.ok(204);
+    app.login("shop", "lena@example.com", "final-password-1")
         .await
         .ok(200);
 }
