@@ -154,7 +154,9 @@ fn bad_precondition(h: &str) -> ApiError {
     )
 }
 
-/// `If-Match: "3"` (or `3`, `W/"3"`, `*`) and `If-None-Match: *`.
+/// `If-Match: "3"` (or `3`, `*`) and `If-None-Match: *`. If-Match compares strongly
+/// (RFC 9110 §13.1.1): a weak tag such as `W/"3"` never matches, whatever the document's
+/// state, so it fails here with 412 like a version that does not match.
 fn preconditions(headers: &HeaderMap) -> Result<Preconditions, ApiError> {
     let mut pre = Preconditions::default();
     if let Some(v) = headers.get(header::IF_MATCH) {
@@ -162,8 +164,25 @@ fn preconditions(headers: &HeaderMap) -> Result<Preconditions, ApiError> {
         pre.if_match = Some(if s == "*" {
             None
         } else {
-            let n = s.trim_start_matches("W/").trim_matches('"');
-            Some(n.parse::<i64>().map_err(|_| bad_precondition("If-Match"))?)
+            let (weak, tag) = match s.strip_prefix("W/") {
+                Some(tag) => (true, tag),
+                None => (false, s),
+            };
+            let n = tag
+                .trim_matches('"')
+                .parse::<i64>()
+                .map_err(|_| bad_precondition("If-Match"))?;
+            if weak {
+                return Err(ApiError::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    "precondition_failed",
+                    format!(
+                        "If-Match uses strong comparison: the weak tag W/\"{n}\" matches no \
+                         version (send \"{n}\")"
+                    ),
+                ));
+            }
+            Some(n)
         });
     }
     if let Some(v) = headers.get(header::IF_NONE_MATCH) {

@@ -13,6 +13,7 @@ use crate::support::*;
 backend_tests!(
     crud_with_a_service_key,
     conditional_writes,
+    if_match_compares_strongly,
     patches,
     bad_documents_store_nothing,
     batch_is_all_or_nothing,
@@ -184,6 +185,54 @@ async fn conditional_writes(b: Backend) {
 
     let r = app.send(cond(Method::DELETE, "if-match", "\"4\"")).await;
     r.ok(204);
+}
+
+/// If-Match uses strong comparison (RFC 9110 §13.1.1): a weak tag matches nothing, not
+/// even the version it names; the write is refused like a stale version.
+async fn if_match_compares_strongly(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let key = tenant_with_key(&mut app, "shop").await;
+    let path = format!("{}/w1", docs("shop", "items"));
+    put(&app, &key, &path, json!({"n": 1})).await.ok(201);
+    let weak = |m: Method| app.req(m, &path, Some(&key)).header("if-match", "W/\"1\"");
+
+    let r = app.send(weak(Method::PUT).json(&json!({"n": 2}))).await;
+    let p = r.problem(412, "precondition_failed");
+    assert!(p["detail"].as_str().unwrap().contains("strong"), "{p}");
+    let r = app
+        .send(
+            weak(Method::PATCH)
+                .header("content-type", "application/merge-patch+json")
+                .body(json!({"n": 3}).to_string()),
+        )
+        .await;
+    r.problem(412, "precondition_failed");
+    app.send(weak(Method::DELETE))
+        .await
+        .problem(412, "precondition_failed");
+    let r = app
+        .send(
+            app.req(Method::PUT, &path, Some(&key))
+                .header("if-match", "W/\"one\"")
+                .json(&json!({"n": 4})),
+        )
+        .await;
+    r.problem(400, "invalid_precondition");
+
+    let doc = app.get(&path, Some(&key)).await.ok(200);
+    assert_eq!(
+        (doc["version"].as_i64(), doc["data"].clone()),
+        (Some(1), json!({"n": 1}))
+    );
+    // The strong form of the same tag matches.
+    let r = app
+        .send(
+            app.req(Method::PUT, &path, Some(&key))
+                .header("if-match", "\"1\"")
+                .json(&json!({"n": 5})),
+        )
+        .await;
+    assert_eq!(r.ok(200)["version"], 2);
 }
 
 async fn patches(b: Backend) {
