@@ -261,6 +261,7 @@ impl From<crate::documents::DocError> for ApiError {
             D::Patch(PatchError::Invalid(m)) => ApiError::bad_request("invalid_patch", m),
             D::Patch(PatchError::TestFailed(m)) => ApiError::conflict("patch_test_failed", m),
             D::Patch(PatchError::Failed(m)) => ApiError::conflict("patch_failed", m),
+            D::Patch(PatchError::Overflow(m)) => ApiError::bad_request("increment_overflow", m),
             D::InBatch { index, source } => {
                 let mut inner = ApiError::from(*source);
                 inner.detail = format!("write {index}: {}", inner.detail);

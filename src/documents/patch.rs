@@ -1,6 +1,7 @@
 //! PATCH bodies: JSON merge patch (RFC 7396) and JSON Patch (RFC 6902) with an extra
 //! atomic `increment` op (`{"op":"increment","path":"/counts/a","value":1}`; a missing
-//! target counts as 0 and missing parent objects are created).
+//! target counts as 0 and missing parent objects are created). Integers add exactly, as
+//! 64-bit signed integers: a sum outside that range is refused, never rounded to a float.
 
 use serde_json::{Map, Value};
 
@@ -15,6 +16,10 @@ pub enum PatchError {
     /// An op could not be applied to this document.
     #[error("{0}")]
     Failed(String),
+    /// An `increment` whose sum leaves the range of its numbers (64-bit signed integers,
+    /// or finite doubles).
+    #[error("{0}")]
+    Overflow(String),
 }
 
 pub fn merge(doc: &Value, patch: &Value) -> Value {
@@ -57,6 +62,7 @@ fn prefix(i: usize, e: PatchError) -> PatchError {
         PatchError::Invalid(m) => PatchError::Invalid(format!("operation {i}: {m}")),
         PatchError::TestFailed(m) => PatchError::TestFailed(format!("operation {i}: {m}")),
         PatchError::Failed(m) => PatchError::Failed(format!("operation {i}: {m}")),
+        PatchError::Overflow(m) => PatchError::Overflow(format!("operation {i}: {m}")),
     }
 }
 
@@ -78,7 +84,7 @@ fn increment(doc: &mut Value, op: &Value) -> Result<(), PatchError> {
         .ok_or_else(|| PatchError::Invalid("increment needs a string 'path'".into()))?;
     let by = op
         .get("value")
-        .filter(|v| v.is_number())
+        .and_then(Value::as_number)
         .ok_or_else(|| PatchError::Invalid("increment needs a numeric 'value'".into()))?;
     let segs = segments(path)?;
     let (last, parents) = segs
@@ -96,22 +102,40 @@ fn increment(doc: &mut Value, op: &Value) -> Result<(), PatchError> {
     let obj = target
         .as_object_mut()
         .ok_or_else(|| PatchError::Failed(format!("'{path}': the parent is not an object")))?;
-    let current = obj.get(last).cloned().unwrap_or(Value::from(0));
-    let sum = add(&current, by)
-        .ok_or_else(|| PatchError::Failed(format!("'{path}' does not hold a number")))?;
-    obj.insert(last.clone(), sum);
+    let zero = serde_json::Number::from(0);
+    let current = match obj.get(last) {
+        None => &zero,
+        Some(Value::Number(n)) => n,
+        Some(_) => {
+            return Err(PatchError::Failed(format!(
+                "'{path}' does not hold a number"
+            )));
+        }
+    };
+    let sum = add(current, by).map_err(|why| PatchError::Overflow(format!("'{path}': {why}")))?;
+    obj.insert(last.clone(), Value::Number(sum));
     Ok(())
 }
 
-fn add(a: &Value, b: &Value) -> Option<Value> {
-    if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
-        return Some(match x.checked_add(y) {
-            Some(s) => Value::from(s),
-            None => Value::from(x as f64 + y as f64),
-        });
+/// The sum of two JSON numbers. Two integers add exactly and the sum must be a 64-bit
+/// signed integer; with a float involved the sum is a float and must be finite. Err says
+/// why the sum has no value.
+fn add(a: &serde_json::Number, b: &serde_json::Number) -> Result<serde_json::Number, String> {
+    let int = |n: &serde_json::Number| {
+        n.as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from))
+    };
+    if let (Some(x), Some(y)) = (int(a), int(b)) {
+        return i64::try_from(x + y)
+            .map(serde_json::Number::from)
+            .map_err(|_| format!("{a} + {b} is outside the 64-bit integer range"));
     }
-    let (x, y) = (a.as_f64()?, b.as_f64()?);
-    serde_json::Number::from_f64(x + y).map(Value::Number)
+    let (x, y) = (
+        a.as_f64().unwrap_or(f64::NAN),
+        b.as_f64().unwrap_or(f64::NAN),
+    );
+    serde_json::Number::from_f64(x + y).ok_or_else(|| format!("{a} + {b} is not a finite number"))
 }
 
 #[cfg(test)]
@@ -146,6 +170,50 @@ mod tests {
             ),
             Err(PatchError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn increments_never_overflow_into_floats() {
+        let max = json!({"n": i64::MAX, "m": i64::MIN, "u": u64::MAX, "f": 1.0e308});
+        let inc = |path: &str, by: Value| {
+            json_patch(
+                &max,
+                &json!([{"op": "increment", "path": path, "value": by}]),
+            )
+        };
+        for (path, by) in [
+            ("/n", json!(1)),
+            ("/m", json!(-1)),
+            ("/u", json!(0)),
+            ("/n", json!(u64::MAX)),
+            ("/f", json!(1.0e308)),
+        ] {
+            assert!(
+                matches!(inc(path, by.clone()), Err(PatchError::Overflow(_))),
+                "{path} + {by}"
+            );
+        }
+        assert_eq!(inc("/n", json!(-1)).unwrap()["n"], json!(i64::MAX - 1));
+        assert_eq!(inc("/u", json!(i64::MIN)).unwrap()["u"], json!(i64::MAX));
+        assert_eq!(
+            json_patch(
+                &json!({"n": 1}),
+                &json!([{"op": "increment", "path": "/n", "value": i64::MAX - 1}])
+            )
+            .unwrap(),
+            json!({"n": i64::MAX})
+        );
+        // The prefix names the operation.
+        let Err(PatchError::Overflow(m)) = json_patch(
+            &json!({"n": 1}),
+            &json!([
+                {"op": "increment", "path": "/x", "value": 1},
+                {"op": "increment", "path": "/n", "value": i64::MAX}
+            ]),
+        ) else {
+            panic!("overflow expected");
+        };
+        assert!(m.starts_with("operation 1: '/n'"), "{m}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ backend_tests!(
     conditional_writes,
     if_match_compares_strongly,
     patches,
+    increment_overflow_is_refused,
     bad_documents_store_nothing,
     batch_is_all_or_nothing,
     concurrent_increments_are_exact,
@@ -346,6 +347,65 @@ async fn patches(b: Backend) {
     )
     .await
     .problem(404, "document_not_found");
+}
+
+/// `increment` adds integers exactly: a sum outside the 64-bit signed range is refused
+/// (400 `increment_overflow`), never stored as a rounded float, and nothing is written.
+async fn increment_overflow_is_refused(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let key = tenant_with_key(&mut app, "shop").await;
+    let path = format!("{}/big", docs("shop", "counters"));
+    let data = json!({"max": i64::MAX, "min": i64::MIN, "one": 1});
+    put(&app, &key, &path, data.clone()).await.ok(201);
+    let increment = |ops: Value| patch_with(&app, &key, &path, "application/json-patch+json", ops);
+
+    for (field, by) in [
+        ("max", json!(1)),
+        ("one", json!(i64::MAX)),
+        ("min", json!(-1)),
+    ] {
+        let p = increment(json!([{"op": "increment", "path": format!("/{field}"), "value": by}]))
+            .await
+            .problem(400, "increment_overflow");
+        assert!(
+            p["detail"]
+                .as_str()
+                .unwrap()
+                .contains("64-bit integer range"),
+            "{p}"
+        );
+    }
+    // All or nothing: an earlier op of the same patch is not applied either.
+    increment(json!([
+        {"op": "increment", "path": "/one", "value": 1},
+        {"op": "increment", "path": "/max", "value": 1}
+    ]))
+    .await
+    .problem(400, "increment_overflow");
+    // In a batch the failing write is named.
+    let p = app
+        .post(
+            "/v1/t/shop/batch",
+            Some(&key),
+            json!({"writes": [{"op": "patch", "collection": "counters", "id": "big",
+                               "patch": [{"op": "increment", "path": "/max", "value": 1}]}]}),
+        )
+        .await
+        .problem(400, "increment_overflow");
+    assert_eq!(p["index"], 0);
+
+    let doc = app.get(&path, Some(&key)).await.ok(200);
+    assert_eq!(doc["version"], 1, "nothing was written");
+    assert_eq!(doc["data"], data, "exact integers, unchanged");
+    // Up to the limit is fine, and stays an exact integer.
+    let r = increment(json!([
+        {"op": "increment", "path": "/max", "value": -1},
+        {"op": "increment", "path": "/one", "value": i64::MAX - 1}
+    ]))
+    .await;
+    let doc = r.ok(200);
+    assert_eq!(doc["data"]["max"], json!(i64::MAX - 1));
+    assert_eq!(doc["data"]["one"], json!(i64::MAX));
 }
 
 async fn bad_documents_store_nothing(b: Backend) {
