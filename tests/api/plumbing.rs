@@ -276,6 +276,8 @@ async fn silent_and_slow_clients_are_let_go(b: Backend) {
     println!("closed {:?} after the trickle", t.elapsed());
     // With the slots free again, requests are served.
     app.get("/healthz", None).await.ok(200);
+}
+
 /// A path segment that is not UTF-8 once percent-decoded (`%ff`, `%c3%28`) is the
 /// client's mistake on every route: 400 `invalid_path`, never a 500 (nor an ERROR log).
 async fn undecodable_paths_are_400_on_every_route(b: Backend) {
