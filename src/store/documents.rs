@@ -642,18 +642,26 @@ impl Store {
                         .ok_or(StoreError::Internal("index path is not identifier-safe"))?,
                 );
             }
+            // The default order's keys follow the indexed paths (created_at, then the
+            // tie-break: SQLite's rowid is in every index already), so "equality on the
+            // paths, default order" reads exactly `limit` rows from the index. Without
+            // them the planner walked the created_at index and skipped every other
+            // owner's rows (13 ms of CPU for a list of a late owner's documents).
+            // "+created" in the hash renames indexes made before, so they are rebuilt.
             let hash =
-                &crate::crypto::sha256_hex(&format!("{collection}|{}", exprs.join("|")))[..16];
+                &crate::crypto::sha256_hex(&format!("{collection}|{}|+created", exprs.join("|")))
+                    [..16];
             let name = format!("{prefix}{hash}");
             let ddl = match dialect {
                 Dialect::Sqlite => format!(
-                    "CREATE INDEX IF NOT EXISTS {name} ON documents (tenant_id, collection, {}) \
-                     WHERE collection = '{collection}'",
+                    "CREATE INDEX IF NOT EXISTS {name} ON documents \
+                     (tenant_id, collection, {}, created_at) WHERE collection = '{collection}'",
                     exprs.join(", ")
                 ),
                 Dialect::Postgres => format!(
                     "CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON documents \
-                     (tenant_id, collection, {}) WHERE tenant_id = {tenant} AND collection = '{collection}'",
+                     (tenant_id, collection, {}, created_at, id) \
+                     WHERE tenant_id = {tenant} AND collection = '{collection}'",
                     exprs.join(", ")
                 ),
             };
@@ -687,6 +695,28 @@ impl Store {
                 }
             }
             Ok(())
+        })
+    }
+
+    /// The database's plan for a list query, one line per step (for tests and
+    /// diagnostics: `EXPLAIN QUERY PLAN` on SQLite, `EXPLAIN` on PostgreSQL).
+    pub async fn explain_list(&self, scope: &Scope, q: ListQuery<'_>) -> StoreResult<Vec<String>> {
+        if let Some(fast) = self.fast_sqlite(scope).await? {
+            let (sql, params) = list_sql(scope.tenant().id, &q, Dialect::Sqlite)?;
+            return fast.explain(&sql, &params);
+        }
+        let (db, tenant) = self.tenant_db(scope).await?;
+        let dialect = dialect(&db);
+        let (sql, params) = list_sql(tenant, &q, dialect)?;
+        on_db!(db, |p| {
+            let query = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")));
+            let query = bind_params!(query, &params, dialect);
+            let rows = query.fetch_all(&p).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(r.try_get::<String, _>(0)?);
+            }
+            Ok(out)
         })
     }
 

@@ -175,6 +175,19 @@ impl FastSqlite {
         })
     }
 
+    /// `EXPLAIN QUERY PLAN` of a list query: the `detail` of each step.
+    pub(crate) fn explain(&self, sql: &str, params: &[SqlParam]) -> StoreResult<Vec<String>> {
+        let values: Vec<SqlValue> = params.iter().map(to_sql_value).collect();
+        let sql = format!("EXPLAIN QUERY PLAN {}", numbered_placeholders(sql));
+        self.with_reader(|c| {
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(values.iter()), |r| {
+                r.get::<_, String>(3)
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })
+    }
+
     /// `list`, plus the tenant's log position, both from one read snapshot.
     pub(crate) fn snapshot(
         &self,

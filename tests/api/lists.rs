@@ -16,6 +16,7 @@ backend_tests!(
     paging_over_missing_and_mixed_sort_keys,
     costly_filters_are_refused_and_stall_nothing,
     pages_are_bounded_by_bytes,
+    an_index_serves_equality_in_the_default_order,
 );
 
 fn ids(v: &Value) -> Vec<String> {
@@ -482,4 +483,90 @@ async fn pages_are_bounded_by_bytes(b: Backend) {
     let want: Vec<String> = (0..12).map(|i| format!("big{i:02}")).collect();
     assert_eq!(seen, want);
     assert!(pages >= 2, "12 MB in one page");
+}
+
+/// `indexes = [["owner"]]` and `filter=doc.owner == X` in the default order: the plan
+/// reads the owner's rows from that index already in order, whatever the data's layout
+/// (here owners written one after another, the case where SQLite walked the created_at
+/// index and skipped every other owner's rows).
+async fn an_index_serves_equality_in_the_default_order(b: Backend) {
+    use plinth::rules::{ExprKind, Expression, Field, QueryBindings};
+    use plinth::store::{ListQuery, OrderKey};
+    let mut app = TestApp::start(b).await;
+    let key = tenant_with_key(&mut app, "shop").await;
+    crate::rules::install_rules(
+        &mut app,
+        "shop",
+        "[items]\nread = \"true\"\nindexes = [[\"owner\"]]\n",
+    )
+    .await
+    .ok(200);
+    for owner in 0..20 {
+        let writes: Vec<Value> = (0..50)
+            .map(|i| json!({"op": "create", "collection": "items", "data": {"owner": format!("u{owner}"), "i": i}}))
+            .collect();
+        app.post("/v1/t/shop/batch", Some(&key), json!({"writes": writes}))
+            .await
+            .ok(200);
+    }
+    // Through the API: a late owner's first page, in order.
+    let page = app
+        .get(
+            &format!(
+                "{}?limit=20&filter={}",
+                docs("shop", "items"),
+                urlencode("doc.owner == 'u19'")
+            ),
+            Some(&key),
+        )
+        .await
+        .ok(200);
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 20);
+    let is: Vec<i64> = items
+        .iter()
+        .map(|d| d["data"]["i"].as_i64().unwrap())
+        .collect();
+    assert_eq!(is, (0..20).collect::<Vec<_>>());
+
+    // The plan of that list's SQL.
+    let state = app.running.as_ref().unwrap().state.clone();
+    let scope = crate::documents::scope_of(&app, "shop").await;
+    let pred = Expression::compile("doc.owner == 'u19'", ExprKind::Filter)
+        .unwrap()
+        .to_predicate(&QueryBindings {
+            auth: None,
+            now_ms: 0,
+        })
+        .unwrap();
+    let order = [OrderKey {
+        field: Field::CreatedAt,
+        desc: false,
+    }];
+    let plan = state
+        .store
+        .explain_list(
+            &scope,
+            ListQuery {
+                collection: "items",
+                predicate: Some(&pred),
+                order: &order,
+                after: None,
+                limit: 21,
+                max_bytes: 8 << 20,
+            },
+        )
+        .await
+        .unwrap();
+    let text = plan.join("\n");
+    println!("{text}");
+    let index = &state.store.index_names(&scope).await.unwrap()[0];
+    assert!(
+        text.contains(index.as_str()),
+        "the owner index is not used:\n{text}"
+    );
+    assert!(
+        !text.contains("TEMP B-TREE") && !text.contains("Sort"),
+        "the rows are sorted after reading them:\n{text}"
+    );
 }
