@@ -167,6 +167,14 @@ impl From<crate::store::StoreError> for ApiError {
                 )
             }
             StoreError::Internal(what) => ApiError::internal(what),
+            StoreError::Db(e) if crate::store::database_unreachable(&e) => {
+                tracing::warn!(error = %e, "database unreachable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the database is unreachable; retry shortly",
+                )
+            }
             StoreError::Db(e) => ApiError::internal(e),
             StoreError::Migrate(e) => ApiError::internal(e),
             StoreError::Io(e) => ApiError::internal(e),

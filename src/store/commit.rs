@@ -224,11 +224,17 @@ impl Store {
             }
             Err(e) => {
                 tracing::error!(error = %e, tenant = %scope.tenant().slug, "group commit failed");
+                // sqlx errors cannot be cloned: each waiting write gets one of the same
+                // kind, so "the database is down" stays a 503 for all of them.
+                let unreachable = matches!(&e, StoreError::Db(d) if super::database_unreachable(d));
                 let msg = e.to_string();
                 for reply in replies {
-                    let _ = reply.send(Err(UnitError::Store(StoreError::Db(
-                        sqlx::Error::Protocol(msg.clone()),
-                    ))));
+                    let err = if unreachable {
+                        StoreError::Unavailable("the database is unreachable")
+                    } else {
+                        StoreError::Db(sqlx::Error::Protocol(msg.clone()))
+                    };
+                    let _ = reply.send(Err(UnitError::Store(err)));
                 }
             }
         }

@@ -83,6 +83,24 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Whether a database error means "not reachable now" (down, restarting, pool
+/// exhausted) rather than a fault of this request: the client may retry (503).
+pub fn database_unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_) => true,
+        // SQLSTATE class 08 (connection exception), 57P01-57P03 (admin shutdown, crash
+        // shutdown, cannot connect now).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P0")),
+        _ => false,
+    }
+}
+
 /// Turns a unique-constraint violation into `Conflict(what)`; all other errors pass through.
 pub(crate) fn on_unique(err: sqlx::Error, what: &'static str) -> StoreError {
     match &err {
