@@ -7,6 +7,7 @@ mod crypto;
 mod hook_scheduler;
 pub mod hooks;
 mod host;
+mod imports;
 pub mod pool;
 pub mod sandbox;
 

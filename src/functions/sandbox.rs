@@ -162,6 +162,7 @@ pub fn compile(file: &str, source: &str) -> Result<Vec<u8>, BundleError> {
     runtime.set_max_stack_size(JS_STACK_BYTES);
     let deadline = Instant::now() + VALIDATE_BUDGET;
     runtime.set_interrupt_handler(Some(Box::new(move || Instant::now() >= deadline)));
+    super::imports::refuse_imports(&runtime);
     let context = Context::full(&runtime).map_err(|e| BundleError::new(file, e.to_string()))?;
     context.with(|ctx| {
         let declared = Module::declare(ctx.clone(), file, source)
@@ -519,6 +520,7 @@ impl TenantRuntime {
         runtime.set_interrupt_handler(Some(Box::new(move || {
             stop.load(Ordering::Relaxed) || d.get().is_some_and(|d| Instant::now() >= d)
         })));
+        super::imports::refuse_imports(&runtime);
         let context = Context::custom::<SandboxIntrinsics>(&runtime).map_err(internal)?;
         let state = Rc::new(RefCell::new(CallState {
             current: None,
@@ -1124,6 +1126,26 @@ mod tests {
             }
         };
         assert_eq!(first.result, Ok("\"v1\"".into()));
+    }
+
+    #[test]
+    fn imports_reject() {
+        let out = run(
+            "export default async () => { try { await import('plinth:prelude'); return 'loaded' } \
+             catch (e) { return e.name + ': ' + e.message } }",
+            1000,
+        );
+        let text = out.result.expect("ok");
+        assert!(
+            text.contains("TypeError: imports are not supported"),
+            "{text}"
+        );
+        let e = compile(
+            "functions/a.js",
+            "import b from './b.js';\nexport default b",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("imports are not supported"), "{e}");
     }
 
     #[test]

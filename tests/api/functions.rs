@@ -23,6 +23,7 @@ backend_tests!(
     invocations_just_before_a_shutdown_are_logged,
     costly_filters_from_functions_are_refused,
     http_functions_stop_before_the_request_times_out,
+    imports_are_refused,
 );
 
 pub async fn deploy(app: &mut TestApp, tenant: &str, files: &[(&str, &str)]) -> Reply {
@@ -993,4 +994,74 @@ async fn http_functions_stop_before_the_request_times_out(b: Backend) {
     let took = t.elapsed();
     println!("the next call took {took:?}");
     assert!(took < Duration::from_secs(1), "{took:?}");
+}
+
+async fn imports_are_refused(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    app.create_tenant("shop").await;
+    // `import()` of the prelude, of a module of the bundle and of the function itself
+    // (both already loaded in the runtime) must not reach them.
+    let imports = r#"
+export default async () => {
+  const out = {};
+  for (const s of ['plinth:prelude', './globals.js', 'functions/globals.js', './imports.js']) {
+    try {
+      const m = await import(s);
+      out[s] = 'loaded: ' + Object.keys(m).join(',');
+    } catch (e) {
+      out[s] = String(e && e.message);
+    }
+  }
+  out.evaluated = typeof globalThis.globalsEvaluated;
+  return out;
+}
+"#;
+    let globals = "globalThis.globalsEvaluated = true;\nexport default () => 'g'";
+    let m = http_manifest(&["imports", "globals"]);
+    deploy(
+        &mut app,
+        "shop",
+        &[
+            ("plinth.toml", &m),
+            ("functions/imports.js", imports),
+            ("functions/globals.js", globals),
+        ],
+    )
+    .await
+    .ok(201);
+    let out = app.get("/v1/t/shop/fn/imports", None).await.ok(200);
+    println!("{out}");
+    for s in [
+        "plinth:prelude",
+        "./globals.js",
+        "functions/globals.js",
+        "./imports.js",
+    ] {
+        let message = out[s].as_str().unwrap_or_default();
+        assert!(message.contains("imports are not supported"), "{s}: {out}");
+    }
+    assert_eq!(out["evaluated"], "undefined", "{out}");
+
+    // A static import fails the deploy.
+    let r = deploy(
+        &mut app,
+        "shop",
+        &[
+            ("plinth.toml", &http_manifest(&["uses"])),
+            (
+                "functions/uses.js",
+                "import g from './globals.js';\nexport default () => g()",
+            ),
+            ("functions/globals.js", globals),
+        ],
+    )
+    .await;
+    let p = r.problem(400, "invalid_bundle");
+    assert!(
+        p["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("imports are not supported"),
+        "{p}"
+    );
 }
