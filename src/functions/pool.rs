@@ -23,11 +23,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::sandbox::{Call, Msg, Output, Sandboxes};
+use super::sandbox::{Call, Failure, LogLine, Msg, Output, Sandboxes};
 
 struct Job {
     call: Call,
     reply: oneshot::Sender<Output>,
+    /// Told the call's deadline when a worker starts it.
+    started: oneshot::Sender<Instant>,
 }
 
 #[derive(Default)]
@@ -164,6 +166,8 @@ const IDLE_RUNTIME: Duration = Duration::from_secs(300);
 const MAX_TENANTS_PER_WORKER: usize = 256;
 /// Invocations a worker holds parked at once before it stops taking jobs.
 const MAX_PARKED: usize = 256;
+/// How long past its deadline a caller waits for the worker's own answer.
+const OVERDUE_GRACE: Duration = Duration::from_millis(50);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
@@ -205,18 +209,39 @@ impl Pool {
         })
     }
 
-    /// Queues a call and waits for its output.
+    /// Queues a call and waits for its output, which is due at the call's deadline once
+    /// a worker started it. The worker's JavaScript may still run then: QuickJS asks the
+    /// interrupt handler only every 10,000 branches or calls, and where each is a
+    /// built-in copying a MiB (a loop catching its out-of-memory errors), that took
+    /// seconds past the deadline (9 s for a 5 s budget).
     pub async fn run(&self, call: Call) -> Result<Output, PoolError> {
-        let (tx, rx) = oneshot::channel();
+        let timeout = call.limits.timeout;
+        let (tx, mut rx) = oneshot::channel();
+        let (started_tx, started) = oneshot::channel();
         {
             let mut q = self.shared.lock();
             if q.shutdown {
                 return Err(PoolError::Closed);
             }
-            q.jobs.push_back(Job { call, reply: tx });
+            q.jobs.push_back(Job {
+                call,
+                reply: tx,
+                started: started_tx,
+            });
         }
         self.shared.wake_all();
-        rx.await.map_err(|_| PoolError::Closed)
+        let deadline = tokio::select! {
+            out = &mut rx => return out.map_err(|_| PoolError::Closed),
+            d = started => match d {
+                Ok(d) => d,
+                Err(_) => return rx.await.map_err(|_| PoolError::Closed),
+            },
+        };
+        let due = tokio::time::Instant::from_std(deadline + OVERDUE_GRACE);
+        match tokio::time::timeout_at(due, &mut rx).await {
+            Ok(out) => out.map_err(|_| PoolError::Closed),
+            Err(_) => Ok(overdue(timeout)),
+        }
     }
 
     /// Stops the workers; running, parked and queued invocations fail.
@@ -232,6 +257,24 @@ impl Pool {
         for t in threads {
             let _ = t.join();
         }
+    }
+}
+
+/// The answer for an invocation whose worker is still running it past its deadline (the
+/// worker throws the runtime away when the interrupt finally stops it).
+fn overdue(budget: Duration) -> Output {
+    Output {
+        result: Err(Failure::Timeout),
+        logs: vec![LogLine {
+            level: "warn".into(),
+            message: "the function was inside a long built-in operation at its deadline: \
+                      answered without waiting for it, its log output is lost"
+                .into(),
+        }],
+        logs_truncated: false,
+        // The worker still runs it: at least its budget is charged.
+        cpu: budget,
+        cold: false,
     }
 }
 
@@ -317,7 +360,9 @@ impl Worker {
 
     fn start(&mut self, inv: u64, job: Job) {
         let tenant = job.call.tenant;
-        self.sandboxes.start(inv, job.call, job.reply);
+        let deadline = Instant::now() + job.call.limits.timeout;
+        let _ = job.started.send(deadline);
+        self.sandboxes.start(inv, job.call, deadline, job.reply);
         self.shared.leave(tenant);
     }
 }
@@ -414,6 +459,7 @@ mod tests {
         let mut replies = Vec::new();
         for (i, &tenant) in tenants.iter().enumerate() {
             let (reply, rx) = oneshot::channel();
+            let (started, _) = oneshot::channel();
             replies.push(rx);
             let call = Call {
                 tenant,
@@ -428,7 +474,11 @@ mod tests {
                 },
                 host: Arc::new(NoHost),
             };
-            shared.lock().jobs.push_back(Job { call, reply });
+            shared.lock().jobs.push_back(Job {
+                call,
+                reply,
+                started,
+            });
         }
         (shared, replies)
     }

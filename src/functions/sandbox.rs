@@ -174,7 +174,8 @@ pub fn compile(file: &str, source: &str) -> Result<Vec<u8>, BundleError> {
         let module = unsafe { Module::load(ctx.clone(), &bytes) }
             .map_err(|e| BundleError::new(file, e.to_string()))?;
         let (module, promise) = module.eval().map_err(|e| located(file, &ctx, e, source))?;
-        while ctx.execute_pending_job() {}
+        // Each job gets a fresh allowance before QuickJS asks the interrupt handler again.
+        while Instant::now() < deadline && ctx.execute_pending_job() {}
         if Instant::now() >= deadline {
             return Err(BundleError::new(
                 file,
@@ -737,10 +738,15 @@ impl Sandboxes {
         self.parked.get(&inv).map(|p| p.tenant)
     }
 
-    /// Starts an invocation; it answers on `reply` when it settles (now or later).
-    pub fn start(&mut self, inv: u64, call: Call, reply: tokio::sync::oneshot::Sender<Output>) {
-        let started = Instant::now();
-        let deadline = started + call.limits.timeout;
+    /// Starts an invocation due by `deadline`; it answers on `reply` when it settles
+    /// (now or later).
+    pub fn start(
+        &mut self,
+        inv: u64,
+        call: Call,
+        deadline: Instant,
+        reply: tokio::sync::oneshot::Sender<Output>,
+    ) {
         let mut cold = false;
         if self
             .tenants
@@ -1023,7 +1029,8 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let mut sb = Sandboxes::new(rt.handle().clone(), tx, stop, 4);
         let (reply, mut out) = tokio::sync::oneshot::channel();
-        sb.start(1, call(src, timeout_ms), reply);
+        let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+        sb.start(1, call(src, timeout_ms), deadline, reply);
         loop {
             if let Ok(o) = out.try_recv() {
                 return o;
@@ -1147,9 +1154,10 @@ mod tests {
         new.version = 2;
         let (r1, mut o1) = tokio::sync::oneshot::channel();
         let (r2, mut o2) = tokio::sync::oneshot::channel();
-        sb.start(1, old, r1);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        sb.start(1, old, deadline, r1);
         assert_eq!(sb.parked(), 1);
-        sb.start(2, new, r2);
+        sb.start(2, new, deadline, r2);
         let second = o2.try_recv().expect("v2 answers at once");
         assert_eq!(second.result, Ok("\"v2\"".into()));
         let first = loop {

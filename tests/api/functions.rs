@@ -23,6 +23,7 @@ backend_tests!(
     invocations_just_before_a_shutdown_are_logged,
     costly_filters_from_functions_are_refused,
     http_functions_stop_before_the_request_times_out,
+    time_budgets_hold_while_memory_errors_are_caught,
     functions_stopped_by_their_deadline_are_timeouts,
     imports_are_refused,
 );
@@ -999,6 +1000,61 @@ async fn logged(app: &mut TestApp, tenant: &str, function: &str) -> Value {
         p["items"].get(0).cloned()
     })
     .await
+}
+
+async fn time_budgets_hold_while_memory_errors_are_caught(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    app.create_tenant("bad").await;
+    app.create_tenant("good").await;
+    // Each turn copies a MiB; running out of memory drops what it holds and goes on.
+    let m = format!(
+        "{}[limits.memcatch]\ntimeout_ms = 2000\nmemory_mb = 16\n",
+        http_manifest(&["memcatch"])
+    );
+    let memcatch = "export default () => { let keep = []; for (;;) { \
+                    try { keep.push('x'.repeat(1 << 20)) } catch (e) { keep = [] } } }";
+    deploy(
+        &mut app,
+        "bad",
+        &[("plinth.toml", &m), ("functions/memcatch.js", memcatch)],
+    )
+    .await
+    .ok(201);
+    let ok = http_manifest(&["ok"]);
+    deploy(
+        &mut app,
+        "good",
+        &[
+            ("plinth.toml", &ok),
+            ("functions/ok.js", "export default () => ({ ok: true })"),
+        ],
+    )
+    .await
+    .ok(201);
+
+    let start = Instant::now();
+    let (bad, good) = tokio::join!(
+        async {
+            let r = app.get("/v1/t/bad/fn/memcatch", None).await;
+            (r, start.elapsed())
+        },
+        async {
+            let r = app.get("/v1/t/good/fn/ok", None).await;
+            (r, start.elapsed())
+        },
+    );
+    let (bad, took) = bad;
+    let (good, good_took) = good;
+    println!("memcatch (budget 2 s) answered after {took:?}; the other tenant after {good_took:?}");
+    assert_eq!(good.ok(200), json!({"ok": true}));
+    assert!(good_took < took, "{good_took:?} vs {took:?}");
+    bad.problem(504, "function_timeout");
+    assert!(took >= Duration::from_millis(2000), "{took:?}");
+    assert!(took < Duration::from_millis(4000), "{took:?}");
+    assert_eq!(
+        logged(&mut app, "bad", "memcatch").await["outcome"],
+        "timeout"
+    );
 }
 
 async fn functions_stopped_by_their_deadline_are_timeouts(b: Backend) {
