@@ -6,7 +6,6 @@
 //! again by itself; every acknowledged write is present afterwards.
 
 #[path = "api/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 #[path = "crash/server.rs"]
