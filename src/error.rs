@@ -23,6 +23,8 @@ pub struct ApiError {
     pub retry_after_secs: Option<u64>,
 }
 
+/// An RFC 9457 problem document: the body of every error answer
+/// (`application/problem+json`).
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// A URI naming the problem type: `urn:plinth:problem:<code>`.
@@ -33,11 +35,12 @@ pub struct Problem {
     pub detail: String,
     /// Stable machine-readable key; clients branch on this, never on `detail`.
     pub code: String,
+    /// Input errors only: each wrong input field, and what is wrong with it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub fields: Option<BTreeMap<String, String>>,
     /// Extension members, e.g. `errors` (rule set errors) or `index` (failed batch write).
     #[serde(flatten)]
-    #[schema(value_type = Object)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 

@@ -197,10 +197,9 @@ pub struct BatchWrite {
     pub collection: String,
     pub id: Option<String>,
     /// create and put: the document's data.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<std::collections::HashMap<String, serde_json::Value>>)]
     pub data: Option<Value>,
     /// patch: an object is a merge patch, an array a JSON Patch (with `increment`).
-    #[schema(value_type = Option<Object>)]
     pub patch: Option<Value>,
     /// The version the document must have.
     pub if_match: Option<i64>,

@@ -40,7 +40,7 @@ fn actor(admin: &AdminCaller) -> Actor {
 }
 
 /// Create the first admin with the one-time token that `plinth serve` printed.
-#[utoipa::path(post, path = "/admin/v1/setup", tag = "admin",
+#[utoipa::path(post, path = "/admin/v1/setup", operation_id = "admin_setup", tag = "admin",
     request_body = SetupRequest,
     responses((status = 201, body = SetupResponse),
               (status = 403, body = Problem, description = "invalid_setup_token"),
@@ -69,7 +69,7 @@ async fn setup(
 }
 
 /// Admin sign-in; the token's audience is the admin API only.
-#[utoipa::path(post, path = "/admin/v1/auth/login", tag = "admin",
+#[utoipa::path(post, path = "/admin/v1/auth/login", operation_id = "admin_login", tag = "admin",
     request_body = Credentials,
     responses((status = 200, body = AdminToken), (status = 401, body = Problem),
               (status = 429, body = Problem)))]
@@ -90,7 +90,7 @@ async fn login(
 }
 
 /// All tenants, by slug.
-#[utoipa::path(get, path = "/admin/v1/tenants", tag = "tenants",
+#[utoipa::path(get, path = "/admin/v1/tenants", operation_id = "list_tenants", tag = "tenants",
     responses((status = 200, body = TenantList), (status = 401, body = Problem)),
     security(("bearer" = [])))]
 async fn list_tenants(
@@ -104,7 +104,7 @@ async fn list_tenants(
 }
 
 /// Create a tenant. The slug (`^[a-z][a-z0-9-]{2,39}$`, not reserved) names it in routes.
-#[utoipa::path(post, path = "/admin/v1/tenants", tag = "tenants",
+#[utoipa::path(post, path = "/admin/v1/tenants", operation_id = "create_tenant", tag = "tenants",
     request_body = CreateTenant,
     responses((status = 201, body = TenantDto), (status = 400, body = Problem),
               (status = 409, body = Problem)),
@@ -121,7 +121,7 @@ async fn create_tenant(
     Ok((StatusCode::CREATED, Json(tenant.into())))
 }
 
-#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}", tag = "tenants",
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}", operation_id = "get_tenant", tag = "tenants",
     params(("tenant" = String, Path, description = "Tenant slug")),
     responses((status = 200, body = TenantDto), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -134,7 +134,7 @@ async fn get_tenant(
 }
 
 /// Rename a tenant and/or set its allowed CORS origins.
-#[utoipa::path(patch, path = "/admin/v1/tenants/{tenant}", tag = "tenants",
+#[utoipa::path(patch, path = "/admin/v1/tenants/{tenant}", operation_id = "update_tenant", tag = "tenants",
     params(("tenant" = String, Path, description = "Tenant slug")),
     request_body = UpdateTenant,
     responses((status = 200, body = TenantDto), (status = 400, body = Problem),
@@ -159,7 +159,7 @@ async fn update_tenant(
 }
 
 /// Delete a tenant and all its data (on SQLite, its database file).
-#[utoipa::path(delete, path = "/admin/v1/tenants/{tenant}", tag = "tenants",
+#[utoipa::path(delete, path = "/admin/v1/tenants/{tenant}", operation_id = "delete_tenant", tag = "tenants",
     params(("tenant" = String, Path, description = "Tenant slug")),
     responses((status = 204), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -173,7 +173,7 @@ async fn delete_tenant(
 }
 
 /// Suspend a tenant: every tenant route answers 403 `tenant_suspended`.
-#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/suspend", tag = "tenants",
+#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/suspend", operation_id = "suspend_tenant", tag = "tenants",
     params(("tenant" = String, Path, description = "Tenant slug")),
     responses((status = 200, body = TenantDto), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -189,7 +189,7 @@ async fn suspend_tenant(
     Ok(Json(t.into()))
 }
 
-#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/resume", tag = "tenants",
+#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/resume", operation_id = "resume_tenant", tag = "tenants",
     params(("tenant" = String, Path, description = "Tenant slug")),
     responses((status = 200, body = TenantDto), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -205,7 +205,7 @@ async fn resume_tenant(
     Ok(Json(t.into()))
 }
 
-#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/keys", tag = "keys",
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/keys", operation_id = "list_keys", tag = "keys",
     params(("tenant" = String, Path, description = "Tenant slug")),
     responses((status = 200, body = KeyList), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -221,7 +221,7 @@ async fn list_keys(
 }
 
 /// Create a service key. The answer holds the secret; it is never shown again.
-#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/keys", tag = "keys",
+#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/keys", operation_id = "create_key", tag = "keys",
     params(("tenant" = String, Path, description = "Tenant slug")),
     request_body = CreateKey,
     responses((status = 201, body = CreatedKey), (status = 404, body = Problem)),
@@ -247,7 +247,7 @@ async fn create_key(
     ))
 }
 
-#[utoipa::path(delete, path = "/admin/v1/tenants/{tenant}/keys/{id}", tag = "keys",
+#[utoipa::path(delete, path = "/admin/v1/tenants/{tenant}/keys/{id}", operation_id = "revoke_key", tag = "keys",
     params(("tenant" = String, Path, description = "Tenant slug"), ("id" = String, Path)),
     responses((status = 200, body = KeyDto), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -261,7 +261,7 @@ async fn revoke_key(
 }
 
 /// A tenant's users, in creation order, paged by cursor; `search` matches part of the email.
-#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/users", tag = "users",
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/users", operation_id = "list_users", tag = "users",
     params(("tenant" = String, Path, description = "Tenant slug"), UserListQuery),
     responses((status = 200, body = UserPage), (status = 400, body = Problem)),
     security(("bearer" = [])))]
@@ -284,7 +284,7 @@ async fn list_users(
     Ok(Json(page.into()))
 }
 
-#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/users/{id}", tag = "users",
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/users/{id}", operation_id = "get_user", tag = "users",
     params(("tenant" = String, Path, description = "Tenant slug"), ("id" = String, Path)),
     responses((status = 200, body = UserDto), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -303,7 +303,7 @@ async fn get_user(
 }
 
 /// Delete a user with their sessions and tokens.
-#[utoipa::path(delete, path = "/admin/v1/tenants/{tenant}/users/{id}", tag = "users",
+#[utoipa::path(delete, path = "/admin/v1/tenants/{tenant}/users/{id}", operation_id = "delete_user", tag = "users",
     params(("tenant" = String, Path, description = "Tenant slug"), ("id" = String, Path)),
     responses((status = 204), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -320,7 +320,7 @@ async fn delete_user(
 }
 
 /// Disable a user: their sessions end and they can do nothing until enabled.
-#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/users/{id}/disable", tag = "users",
+#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/users/{id}/disable", operation_id = "disable_user", tag = "users",
     params(("tenant" = String, Path, description = "Tenant slug"), ("id" = String, Path)),
     responses((status = 200, body = UserDto), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -336,7 +336,7 @@ async fn disable_user(
     Ok(Json(u.into()))
 }
 
-#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/users/{id}/enable", tag = "users",
+#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/users/{id}/enable", operation_id = "enable_user", tag = "users",
     params(("tenant" = String, Path, description = "Tenant slug"), ("id" = String, Path)),
     responses((status = 200, body = UserDto), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -353,7 +353,7 @@ async fn enable_user(
 }
 
 /// End every session of a user (they must sign in again).
-#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/users/{id}/revoke-sessions", tag = "users",
+#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/users/{id}/revoke-sessions", operation_id = "revoke_user_sessions", tag = "users",
     params(("tenant" = String, Path, description = "Tenant slug"), ("id" = String, Path)),
     responses((status = 200, body = RevokedSessions), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -372,7 +372,7 @@ async fn revoke_user_sessions(
 }
 
 /// Every admin action, newest first.
-#[utoipa::path(get, path = "/admin/v1/audit", tag = "admin",
+#[utoipa::path(get, path = "/admin/v1/audit", operation_id = "list_audit", tag = "admin",
     params(AuditQueryParams),
     responses((status = 200, body = AuditPage), (status = 400, body = Problem)),
     security(("bearer" = [])))]
@@ -389,7 +389,7 @@ async fn list_audit(
 }
 
 /// The active rule set.
-#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/rules", tag = "rules",
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/rules", operation_id = "get_rules", tag = "rules",
     params(("tenant" = String, Path, description = "Tenant slug")),
     responses((status = 200, body = RulesDto), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -404,7 +404,7 @@ async fn get_rules(
 
 /// Install a TOML rule set (`Content-Type: application/toml`). It is validated whole;
 /// errors name collection, operation, line and column, and leave the old set active.
-#[utoipa::path(put, path = "/admin/v1/tenants/{tenant}/rules", tag = "rules",
+#[utoipa::path(put, path = "/admin/v1/tenants/{tenant}/rules", operation_id = "put_rules", tag = "rules",
     params(("tenant" = String, Path, description = "Tenant slug")),
     request_body(content = String, content_type = "application/toml"),
     responses((status = 200, body = RulesInstalled),
@@ -443,7 +443,7 @@ async fn put_rules(
 }
 
 /// A tenant's secrets by name: names and update times, never values.
-#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/secrets", tag = "secrets",
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/secrets", operation_id = "list_secrets", tag = "secrets",
     params(("tenant" = String, Path, description = "Tenant slug")),
     responses((status = 200, body = SecretList), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -460,7 +460,7 @@ async fn list_secrets(
 
 /// Create or replace a secret (`^[A-Z_][A-Z0-9_]{0,63}$`, value up to 8192 bytes, at
 /// most 100 per tenant). It is stored encrypted; the answer does not echo the value.
-#[utoipa::path(put, path = "/admin/v1/tenants/{tenant}/secrets/{name}", tag = "secrets",
+#[utoipa::path(put, path = "/admin/v1/tenants/{tenant}/secrets/{name}", operation_id = "put_secret", tag = "secrets",
     params(("tenant" = String, Path, description = "Tenant slug"),
            ("name" = String, Path, description = "Secret name")),
     request_body = PutSecret,
@@ -483,7 +483,7 @@ async fn put_secret(
     Ok(Json(info.into()))
 }
 
-#[utoipa::path(delete, path = "/admin/v1/tenants/{tenant}/secrets/{name}", tag = "secrets",
+#[utoipa::path(delete, path = "/admin/v1/tenants/{tenant}/secrets/{name}", operation_id = "delete_secret", tag = "secrets",
     params(("tenant" = String, Path, description = "Tenant slug"),
            ("name" = String, Path, description = "Secret name")),
     responses((status = 204), (status = 400, body = Problem), (status = 404, body = Problem)),

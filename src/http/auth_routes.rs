@@ -28,12 +28,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Create an account and start a session.
-#[utoipa::path(post, path = "/v1/t/{tenant}/auth/signup", tag = "auth",
+#[utoipa::path(post, path = "/v1/t/{tenant}/auth/signup", operation_id = "auth_signup", tag = "auth",
     params(("tenant" = String, Path, description = "Tenant slug")),
     request_body = Credentials,
     responses((status = 201, body = SessionDto), (status = 400, body = Problem),
               (status = 409, body = Problem, description = "email_taken"),
-              (status = 429, body = Problem, description = "rate_limited, with Retry-After")))]
+              (status = 429, body = Problem, description = "rate_limited, with Retry-After")),
+    security((), ("bearer" = [])))]
 async fn signup(
     State(state): State<AppState>,
     TenantScope(scope): TenantScope,
@@ -48,11 +49,12 @@ async fn signup(
 }
 
 /// Sign in with email and password (rate limited per IP and per account).
-#[utoipa::path(post, path = "/v1/t/{tenant}/auth/login", tag = "auth",
+#[utoipa::path(post, path = "/v1/t/{tenant}/auth/login", operation_id = "auth_login", tag = "auth",
     params(("tenant" = String, Path, description = "Tenant slug")),
     request_body = Credentials,
     responses((status = 200, body = SessionDto), (status = 401, body = Problem),
-              (status = 429, body = Problem, description = "rate_limited, with Retry-After")))]
+              (status = 429, body = Problem, description = "rate_limited, with Retry-After")),
+    security((), ("bearer" = [])))]
 async fn login(
     State(state): State<AppState>,
     TenantScope(scope): TenantScope,
@@ -68,10 +70,11 @@ async fn login(
 
 /// Trade a refresh token for a new access token and a new refresh token. Presenting a
 /// refresh token twice revokes its whole session.
-#[utoipa::path(post, path = "/v1/t/{tenant}/auth/refresh", tag = "auth",
+#[utoipa::path(post, path = "/v1/t/{tenant}/auth/refresh", operation_id = "auth_refresh", tag = "auth",
     params(("tenant" = String, Path, description = "Tenant slug")),
     request_body = RefreshRequest,
-    responses((status = 200, body = SessionDto), (status = 401, body = Problem)))]
+    responses((status = 200, body = SessionDto), (status = 401, body = Problem)),
+    security((), ("bearer" = [])))]
 async fn refresh(
     State(state): State<AppState>,
     TenantScope(scope): TenantScope,
@@ -82,10 +85,11 @@ async fn refresh(
 }
 
 /// End the caller's session (access token) and/or the session of a refresh token.
-#[utoipa::path(post, path = "/v1/t/{tenant}/auth/logout", tag = "auth",
+#[utoipa::path(post, path = "/v1/t/{tenant}/auth/logout", operation_id = "auth_logout", tag = "auth",
     params(("tenant" = String, Path, description = "Tenant slug")),
-    request_body(content = LogoutRequest, description = "optional"),
-    responses((status = 204), (status = 401, body = Problem)))]
+    request_body(content = Option<LogoutRequest>, description = "optional"),
+    responses((status = 204), (status = 401, body = Problem)),
+    security((), ("bearer" = [])))]
 async fn logout(
     State(state): State<AppState>,
     TenantScope(scope): TenantScope,
@@ -99,7 +103,7 @@ async fn logout(
 }
 
 /// The signed-in user.
-#[utoipa::path(get, path = "/v1/t/{tenant}/auth/me", tag = "auth",
+#[utoipa::path(get, path = "/v1/t/{tenant}/auth/me", operation_id = "auth_me", tag = "auth",
     params(("tenant" = String, Path, description = "Tenant slug")),
     responses((status = 200, body = UserDto), (status = 401, body = Problem)),
     security(("bearer" = [])))]
@@ -111,7 +115,7 @@ async fn me(
 }
 
 /// Change the password; every other session of the user ends.
-#[utoipa::path(post, path = "/v1/t/{tenant}/auth/password", tag = "auth",
+#[utoipa::path(post, path = "/v1/t/{tenant}/auth/password", operation_id = "auth_change_password", tag = "auth",
     params(("tenant" = String, Path, description = "Tenant slug")),
     request_body = PasswordChange,
     responses((status = 200, body = PasswordChanged), (status = 401, body = Problem),
@@ -136,10 +140,11 @@ fn accepted() -> (StatusCode, Json<Accepted>) {
 }
 
 /// Email a verification link. Answers 202 whether or not the email is registered.
-#[utoipa::path(post, path = "/v1/t/{tenant}/auth/verify/request", tag = "auth",
+#[utoipa::path(post, path = "/v1/t/{tenant}/auth/verify/request", operation_id = "auth_verify_request", tag = "auth",
     params(("tenant" = String, Path, description = "Tenant slug")),
     request_body = EmailRequest,
-    responses((status = 202, body = Accepted), (status = 400, body = Problem)))]
+    responses((status = 202, body = Accepted), (status = 400, body = Problem)),
+    security((), ("bearer" = [])))]
 async fn verify_request(
     State(state): State<AppState>,
     TenantScope(scope): TenantScope,
@@ -153,10 +158,11 @@ async fn verify_request(
 }
 
 /// Confirm an email address with the emailed token (single use).
-#[utoipa::path(post, path = "/v1/t/{tenant}/auth/verify/confirm", tag = "auth",
+#[utoipa::path(post, path = "/v1/t/{tenant}/auth/verify/confirm", operation_id = "auth_verify_confirm", tag = "auth",
     params(("tenant" = String, Path, description = "Tenant slug")),
     request_body = TokenConfirm,
-    responses((status = 200, body = Verified), (status = 400, body = Problem)))]
+    responses((status = 200, body = Verified), (status = 400, body = Problem)),
+    security((), ("bearer" = [])))]
 async fn verify_confirm(
     State(state): State<AppState>,
     TenantScope(scope): TenantScope,
@@ -169,9 +175,10 @@ async fn verify_confirm(
 }
 
 /// The emailed verification link itself: opening it confirms the address.
-#[utoipa::path(get, path = "/v1/t/{tenant}/auth/verify/confirm", tag = "auth",
+#[utoipa::path(get, path = "/v1/t/{tenant}/auth/verify/confirm", operation_id = "auth_verify_confirm_link", tag = "auth",
     params(("tenant" = String, Path, description = "Tenant slug"), TokenQuery),
-    responses((status = 200, body = Verified), (status = 400, body = Problem)))]
+    responses((status = 200, body = Verified), (status = 400, body = Problem)),
+    security((), ("bearer" = [])))]
 async fn verify_confirm_link(
     State(state): State<AppState>,
     TenantScope(scope): TenantScope,
@@ -184,10 +191,11 @@ async fn verify_confirm_link(
 }
 
 /// Email a password-reset token. Answers 202 whether or not the email is registered.
-#[utoipa::path(post, path = "/v1/t/{tenant}/auth/reset/request", tag = "auth",
+#[utoipa::path(post, path = "/v1/t/{tenant}/auth/reset/request", operation_id = "auth_reset_request", tag = "auth",
     params(("tenant" = String, Path, description = "Tenant slug")),
     request_body = EmailRequest,
-    responses((status = 202, body = Accepted), (status = 400, body = Problem)))]
+    responses((status = 202, body = Accepted), (status = 400, body = Problem)),
+    security((), ("bearer" = [])))]
 async fn reset_request(
     State(state): State<AppState>,
     TenantScope(scope): TenantScope,
@@ -201,11 +209,12 @@ async fn reset_request(
 }
 
 /// Set a new password with the emailed token (single use); all sessions end.
-#[utoipa::path(post, path = "/v1/t/{tenant}/auth/reset/confirm", tag = "auth",
+#[utoipa::path(post, path = "/v1/t/{tenant}/auth/reset/confirm", operation_id = "auth_reset_confirm", tag = "auth",
     params(("tenant" = String, Path, description = "Tenant slug")),
     request_body = ResetConfirm,
     responses((status = 204), (status = 400, body = Problem),
-              (status = 429, body = Problem, description = "rate_limited, with Retry-After")))]
+              (status = 429, body = Problem, description = "rate_limited, with Retry-After")),
+    security((), ("bearer" = [])))]
 async fn reset_confirm(
     State(state): State<AppState>,
     TenantScope(scope): TenantScope,
@@ -240,9 +249,10 @@ document.getElementById("f").addEventListener("submit", async (e) => {
 </script></body></html>"#;
 
 /// The emailed reset link: a small page that posts the new password to this same path.
-#[utoipa::path(get, path = "/v1/t/{tenant}/auth/reset/confirm", tag = "auth",
+#[utoipa::path(get, path = "/v1/t/{tenant}/auth/reset/confirm", operation_id = "auth_reset_page", tag = "auth",
     params(("tenant" = String, Path, description = "Tenant slug")),
-    responses((status = 200, content_type = "text/html", body = String)))]
+    responses((status = 200, content_type = "text/html", body = String)),
+    security((), ("bearer" = [])))]
 async fn reset_page(TenantScope(_scope): TenantScope) -> impl axum::response::IntoResponse {
     (
         [

@@ -49,7 +49,7 @@ pub struct DocDto {
     pub version: i64,
     pub created_at: String,
     pub updated_at: String,
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
     pub data: Box<serde_json::value::RawValue>,
 }
 
@@ -116,17 +116,20 @@ pub struct DocPage {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQueryParams {
     /// CEL over `doc`, `id`, `version`, `created_at`, `updated_at` (and `auth`, `now`).
     pub filter: Option<String>,
     /// Comma-separated fields, `-` for descending: `-score,created_at`. Default `created_at`.
     pub order: Option<String>,
     /// 1..1000, default 50.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct GetQueryParams {
     /// With a service key: explain which rule decides instead of returning the document.
     pub explain: Option<String>,
@@ -134,6 +137,34 @@ pub struct GetQueryParams {
     pub op: Option<String>,
     /// explain: evaluate as this user of the tenant (default: anonymous).
     pub uid: Option<String>,
+}
+
+/// One operation of a JSON Patch (RFC 6902), or `increment`: add the number `value` to
+/// the number at `path` (0 when absent). Only describes the body for the OpenAPI document;
+/// the patch is applied from the JSON as sent.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct JsonPatchOp {
+    pub op: JsonPatchOpName,
+    /// A JSON Pointer into the document's data.
+    pub path: String,
+    /// add, replace, test, increment: the value.
+    pub value: Option<serde_json::Value>,
+    /// move, copy: the JSON Pointer to take the value from.
+    pub from: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum JsonPatchOpName {
+    Add,
+    Remove,
+    Replace,
+    Move,
+    Copy,
+    Test,
+    Increment,
 }
 
 fn etag(version: i64) -> HeaderValue {
@@ -202,7 +233,7 @@ fn preconditions(headers: &HeaderMap) -> Result<Preconditions, ApiError> {
 }
 
 /// List documents the caller may read, filtered, ordered, paged by cursor.
-#[utoipa::path(get, path = "/v1/t/{tenant}/collections/{collection}/docs", tag = "documents",
+#[utoipa::path(get, path = "/v1/t/{tenant}/collections/{collection}/docs", operation_id = "list_docs", tag = "documents",
     params(("tenant" = String, Path), ("collection" = String, Path), ListQueryParams),
     responses((status = 200, body = DocPage), (status = 400, body = Problem),
               (status = 403, body = Problem, description = "rule_denied")),
@@ -231,9 +262,9 @@ async fn list_docs(
 }
 
 /// Create a document with a new UUIDv7 id. The body is the document's data (an object).
-#[utoipa::path(post, path = "/v1/t/{tenant}/collections/{collection}/docs", tag = "documents",
+#[utoipa::path(post, path = "/v1/t/{tenant}/collections/{collection}/docs", operation_id = "create_doc", tag = "documents",
     params(("tenant" = String, Path), ("collection" = String, Path)),
-    request_body(content = Object, description = "the document's data"),
+    request_body(content = std::collections::HashMap<String, serde_json::Value>, description = "the document's data"),
     responses((status = 201, body = DocDto), (status = 400, body = Problem),
               (status = 403, body = Problem), (status = 413, body = Problem)),
     security((), ("bearer" = [])))]
@@ -259,7 +290,7 @@ async fn create_doc(
 
 /// Read a document (ETag: its version). With `explain=1` and a service key: which rule
 /// and sub-expression decide for a user (`uid`) or anonymous.
-#[utoipa::path(get, path = "/v1/t/{tenant}/collections/{collection}/docs/{id}", tag = "documents",
+#[utoipa::path(get, path = "/v1/t/{tenant}/collections/{collection}/docs/{id}", operation_id = "get_doc", tag = "documents",
     params(("tenant" = String, Path), ("collection" = String, Path), ("id" = String, Path), GetQueryParams),
     responses((status = 200, body = DocDto), (status = 403, body = Problem), (status = 404, body = Problem)),
     security((), ("bearer" = [])))]
@@ -326,9 +357,9 @@ async fn get_doc(
 }
 
 /// Create or replace the document at `id` (`If-Match`, `If-None-Match: *` make it conditional).
-#[utoipa::path(put, path = "/v1/t/{tenant}/collections/{collection}/docs/{id}", tag = "documents",
+#[utoipa::path(put, path = "/v1/t/{tenant}/collections/{collection}/docs/{id}", operation_id = "put_doc", tag = "documents",
     params(("tenant" = String, Path), ("collection" = String, Path), ("id" = String, Path)),
-    request_body(content = Object, description = "the document's data"),
+    request_body(content = std::collections::HashMap<String, serde_json::Value>, description = "the document's data"),
     responses((status = 200, body = DocDto, description = "replaced"), (status = 201, body = DocDto, description = "created"),
               (status = 403, body = Problem), (status = 412, body = Problem)),
     security((), ("bearer" = [])))]
@@ -351,9 +382,14 @@ async fn put_doc(
 
 /// Patch a document: `application/merge-patch+json` (RFC 7396) or
 /// `application/json-patch+json` (RFC 6902 plus the atomic `increment` op).
-#[utoipa::path(patch, path = "/v1/t/{tenant}/collections/{collection}/docs/{id}", tag = "documents",
+#[utoipa::path(patch, path = "/v1/t/{tenant}/collections/{collection}/docs/{id}", operation_id = "patch_doc", tag = "documents",
     params(("tenant" = String, Path), ("collection" = String, Path), ("id" = String, Path)),
-    request_body(content = Object, description = "merge patch object or JSON Patch array"),
+    request_body(content(
+            (std::collections::HashMap<String, serde_json::Value> = "application/merge-patch+json"),
+            (Vec<JsonPatchOp> = "application/json-patch+json"),
+            (std::collections::HashMap<String, serde_json::Value> = "application/json")),
+        description = "A merge patch (RFC 7396; also taken as `application/json`) or a \
+            JSON Patch (RFC 6902, plus `increment`)"),
     responses((status = 200, body = DocDto), (status = 404, body = Problem),
               (status = 409, body = Problem, description = "patch_test_failed"), (status = 412, body = Problem)),
     security((), ("bearer" = [])))]
@@ -385,7 +421,7 @@ async fn patch_doc(
 }
 
 /// Delete a document (`If-Match` makes it conditional).
-#[utoipa::path(delete, path = "/v1/t/{tenant}/collections/{collection}/docs/{id}", tag = "documents",
+#[utoipa::path(delete, path = "/v1/t/{tenant}/collections/{collection}/docs/{id}", operation_id = "delete_doc", tag = "documents",
     params(("tenant" = String, Path), ("collection" = String, Path), ("id" = String, Path)),
     responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 412, body = Problem)),
     security((), ("bearer" = [])))]
@@ -448,7 +484,7 @@ fn batch_result(w: Written) -> BatchResult {
 
 /// Up to 500 writes (create, put, patch, delete), all or nothing, each rule-checked. A
 /// failing write fails the batch; the problem's `index` names it.
-#[utoipa::path(post, path = "/v1/t/{tenant}/batch", tag = "documents",
+#[utoipa::path(post, path = "/v1/t/{tenant}/batch", operation_id = "batch_write", tag = "documents",
     params(("tenant" = String, Path)),
     request_body = BatchRequest,
     responses((status = 200, body = BatchResponse), (status = 400, body = Problem),

@@ -255,7 +255,7 @@ pub struct AuditDto {
     pub action: String,
     pub tenant: Option<String>,
     pub target: Option<String>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
     pub detail: serde_json::Value,
 }
 
@@ -287,24 +287,29 @@ impl From<Page<AuditEntry>> for AuditPage {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UserListQuery {
     /// Part of the email to look for.
     pub search: Option<String>,
     pub cursor: Option<String>,
     /// 1..1000, default 50.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQueryParams {
     /// Only entries about this tenant.
     pub tenant: Option<String>,
     pub cursor: Option<String>,
     /// 1..1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TokenQuery {
     pub token: String,
 }

@@ -48,11 +48,13 @@ pub struct DeployList {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InvocationQuery {
     /// Only invocations of this function.
     pub function: Option<String>,
     pub cursor: Option<String>,
     /// 1..500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
@@ -65,7 +67,7 @@ pub struct InvocationPage {
 /// Upload a bundle: validated whole (every module compiles and exports a function, the
 /// rules compile, hooks and routes name existing functions), then stored as the next
 /// version and activated. A bad bundle changes nothing (400 `invalid_bundle` with `errors`).
-#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/deploys", tag = "functions",
+#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/deploys", operation_id = "create_deploy", tag = "functions",
     params(("tenant" = String, Path, description = "Tenant slug")),
     request_body = BundleUpload,
     responses((status = 201, body = Deployed),
@@ -86,7 +88,7 @@ async fn create_deploy(
 }
 
 /// The deploy history, newest first; `active` marks the running version.
-#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/deploys", tag = "functions",
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/deploys", operation_id = "list_deploys", tag = "functions",
     params(("tenant" = String, Path, description = "Tenant slug")),
     responses((status = 200, body = DeployList), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -101,7 +103,7 @@ async fn list_deploys(
 
 /// Make a stored version the active one (rollback or roll forward). Invocations already
 /// running finish on the version they started with.
-#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/deploys/{version}/activate",
+#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/deploys/{version}/activate", operation_id = "activate_deploy",
     tag = "functions",
     params(("tenant" = String, Path, description = "Tenant slug"), ("version" = i64, Path)),
     responses((status = 200, body = Deployed), (status = 404, body = Problem)),
@@ -120,7 +122,7 @@ async fn activate_deploy(
 
 /// The invocation log, newest first: function, trigger, version, duration, outcome,
 /// error and captured logs.
-#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/invocations", tag = "functions",
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/invocations", operation_id = "list_invocations", tag = "functions",
     params(("tenant" = String, Path, description = "Tenant slug"), InvocationQuery),
     responses((status = 200, body = InvocationPage), (status = 400, body = Problem),
               (status = 404, body = Problem)),
@@ -148,11 +150,13 @@ async fn list_invocations(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct JobQuery {
     /// pending or dead (default: both).
     pub state: Option<String>,
     pub cursor: Option<String>,
     /// 1..500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
@@ -164,7 +168,7 @@ pub struct JobPage {
 
 /// After-hook jobs waiting to run (`pending`, with their attempts and last error) or out
 /// of attempts (`dead`), oldest first.
-#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/jobs", tag = "functions",
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/jobs", operation_id = "list_jobs", tag = "functions",
     params(("tenant" = String, Path, description = "Tenant slug"), JobQuery),
     responses((status = 200, body = JobPage), (status = 400, body = Problem),
               (status = 404, body = Problem)),
@@ -192,7 +196,7 @@ async fn list_jobs(
 }
 
 /// Run a dead job again, with fresh attempts.
-#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/jobs/{id}/retry", tag = "functions",
+#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/jobs/{id}/retry", operation_id = "retry_job", tag = "functions",
     params(("tenant" = String, Path, description = "Tenant slug"), ("id" = String, Path)),
     responses((status = 204), (status = 404, body = Problem, description = "job_not_found")),
     security(("bearer" = [])))]
@@ -206,8 +210,10 @@ async fn retry_job(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UsageQuery {
     /// Days back, today included: 1..366, default 30.
+    #[param(minimum = 1, maximum = 366)]
     pub days: Option<u32>,
 }
 
@@ -220,7 +226,7 @@ pub struct UsageReport {
 
 /// Metered use of a tenant per UTC day: requests, document writes, function invocations
 /// and their CPU time (µs).
-#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/usage", tag = "tenants",
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/usage", operation_id = "tenant_usage", tag = "tenants",
     params(("tenant" = String, Path, description = "Tenant slug"), UsageQuery),
     responses((status = 200, body = UsageReport), (status = 400, body = Problem),
               (status = 404, body = Problem)),

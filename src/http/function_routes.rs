@@ -6,7 +6,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
+use axum::routing::get;
 use serde_json::{Map, Value, json};
+use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -15,10 +17,24 @@ use crate::app::AppState;
 use crate::error::{ApiResult, Problem};
 use crate::tenancy::Caller;
 
+/// The sub-path route is described as `{path}` (an OpenAPI path template has no
+/// catch-all) but routed as axum's `{*path}`, so it is registered by hand and its
+/// description merged from here.
+#[derive(OpenApi)]
+#[openapi(paths(call_function_path))]
+struct SubPathDoc;
+
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+    OpenApiRouter::with_openapi(SubPathDoc::openapi())
         .routes(routes!(call_function))
-        .routes(routes!(call_function_path))
+        .route(
+            "/v1/t/{tenant}/fn/{name}/{*path}",
+            get(call_function_path)
+                .post(call_function_path)
+                .put(call_function_path)
+                .patch(call_function_path)
+                .delete(call_function_path),
+        )
 }
 
 /// Headers a function may not set: they belong to the connection or to the server.
@@ -204,14 +220,15 @@ async fn run(state: AppState, scope: crate::tenancy::Scope, r: FnRequest) -> Api
 
 /// Call an HTTP function (any method). The function receives `{method, url, path, query,
 /// headers, body, json, form, auth}` and answers `{status, headers, body}`.
-#[utoipa::path(method(get, post, put, patch, delete), path = "/v1/t/{tenant}/fn/{name}",
+#[utoipa::path(method(get, post, put, patch, delete), path = "/v1/t/{tenant}/fn/{name}", operation_id = "call_function",
     tag = "functions",
     params(("tenant" = String, Path), ("name" = String, Path)),
-    request_body(content = String, content_type = "*/*", description = "any body; JSON and forms are also parsed"),
-    responses((status = 200, description = "whatever the function answers"),
+    request_body(content = Option<String>, content_type = "*/*", description = "any body, or none; JSON and forms are also parsed"),
+    responses((status = 200, description = "the function's answer (`x-plinth-invocation` names the invocation)"),
               (status = 404, body = Problem, description = "function_not_found"),
-              (status = 500, body = Problem, description = "function_error"),
-              (status = 504, body = Problem, description = "function_timeout")),
+              (status = 500, body = Problem, description = "function_error, function_out_of_memory, function_bad_response"),
+              (status = 504, body = Problem, description = "function_timeout"),
+              (status = "default", description = "the function's answer with another status, or a problem document")),
     security((), ("bearer" = [])))]
 async fn call_function(
     State(state): State<AppState>,
@@ -234,12 +251,15 @@ async fn call_function(
 }
 
 /// The same, with a sub-path (`event.path`).
-#[utoipa::path(method(get, post, put, patch, delete), path = "/v1/t/{tenant}/fn/{name}/{*path}",
+#[utoipa::path(method(get, post, put, patch, delete), path = "/v1/t/{tenant}/fn/{name}/{path}", operation_id = "call_function_path",
     tag = "functions",
-    params(("tenant" = String, Path), ("name" = String, Path), ("path" = String, Path)),
-    request_body(content = String, content_type = "*/*"),
-    responses((status = 200, description = "whatever the function answers"),
-              (status = 404, body = Problem)),
+    params(("tenant" = String, Path), ("name" = String, Path), ("path" = String, Path, description = "The rest of the path (`event.path`); may hold `/`")),
+    request_body(content = Option<String>, content_type = "*/*", description = "any body, or none; JSON and forms are also parsed"),
+    responses((status = 200, description = "the function's answer (`x-plinth-invocation` names the invocation)"),
+              (status = 404, body = Problem, description = "function_not_found"),
+              (status = 500, body = Problem, description = "function_error, function_out_of_memory, function_bad_response"),
+              (status = 504, body = Problem, description = "function_timeout"),
+              (status = "default", description = "the function's answer with another status, or a problem document")),
     security((), ("bearer" = [])))]
 async fn call_function_path(
     State(state): State<AppState>,

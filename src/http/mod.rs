@@ -10,6 +10,7 @@ pub mod extract;
 mod function_admin_routes;
 mod function_routes;
 mod middleware;
+mod openapi;
 mod ops;
 mod realtime_route;
 pub mod server;
@@ -27,50 +28,10 @@ use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tower_http::trace::TraceLayer;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::AppState;
-
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "Plinth API", description = "Multi-tenant Backend-as-a-Service: tenants, \
-        end-user auth, documents, realtime and functions. Errors are RFC 9457 \
-        application/problem+json with a stable `code`."),
-    modifiers(&BearerAuth),
-    tags(
-        (name = "auth", description = "End-user accounts of a tenant"),
-        (name = "admin", description = "Platform administration"),
-        (name = "tenants", description = "Tenants"),
-        (name = "keys", description = "Service keys of a tenant"),
-        (name = "users", description = "A tenant's users, as seen by an admin"),
-        (name = "documents", description = "JSON documents guarded by rules"),
-        (name = "rules", description = "A tenant's access rules"),
-        (name = "secrets", description = "A tenant's secrets (the environment of its functions)"),
-        (name = "realtime", description = "Change feeds over WebSocket"),
-        (name = "functions", description = "JavaScript functions: deploys, HTTP functions, invocation log"),
-        (name = "ops", description = "Health, readiness, metrics"),
-    )
-)]
-struct ApiDoc;
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT or service key")
-                    .build(),
-            ),
-        );
-    }
-}
 
 /// The routes and the OpenAPI document generated from them.
 pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
@@ -79,17 +40,18 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(realtime_route::router())
         .merge(function_routes::router())
         .layer(tenant_cors(state.clone()));
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(admin_routes::router())
         .merge(function_admin_routes::router())
         .merge(tenant_routes)
         .merge(ops::router())
-        .split_for_parts()
+        .split_for_parts();
+    openapi::finish(&mut doc);
+    (router, doc)
 }
 
 pub fn router(state: AppState) -> Router {
-    let (api, mut openapi) = api(&state);
-    openapi.info.version = env!("CARGO_PKG_VERSION").to_string();
+    let (api, openapi) = api(&state);
     let spec = Arc::new(openapi.to_json().unwrap_or_default());
     let request_id = HeaderName::from_static("x-request-id");
     // The demo's page is no part of the API (nor of its OpenAPI document).

@@ -25,13 +25,13 @@ pub struct Health {
 }
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "ops", responses((status = 200, body = Health)))]
 async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
 /// The database answers.
-#[utoipa::path(get, path = "/readyz", tag = "ops",
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "ops",
     responses((status = 200, body = Health), (status = 503, body = Problem)))]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     if state.store.ping().await {
@@ -46,7 +46,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError>
 }
 
 /// Prometheus text exposition.
-#[utoipa::path(get, path = "/metrics", tag = "ops",
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "ops",
     responses((status = 200, content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let (groups, units, writes, busy) = state.store.commit_stats();

@@ -21,17 +21,19 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RealtimeQuery {
     /// A user's access token or a service key (browsers cannot set headers on WebSockets).
     pub access_token: Option<String>,
 }
 
 /// Realtime change feed (WebSocket; protocol in docs/realtime.md).
-#[utoipa::path(get, path = "/v1/t/{tenant}/realtime", tag = "realtime",
+#[utoipa::path(get, path = "/v1/t/{tenant}/realtime", operation_id = "realtime_connect", tag = "realtime",
     params(("tenant" = String, Path, description = "Tenant slug"), RealtimeQuery),
     responses((status = 101, description = "switching to the WebSocket protocol"),
               (status = 401, body = Problem), (status = 404, body = Problem),
-              (status = 429, body = Problem, description = "too_many_connections")))]
+              (status = 429, body = Problem, description = "too_many_connections")),
+    security((), ("bearer" = [])))]
 async fn realtime(
     State(state): State<AppState>,
     ApiPath(tenant): ApiPath<String>,

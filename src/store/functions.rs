@@ -42,7 +42,7 @@ pub struct InvocationRow {
     pub outcome: String,
     pub error: Option<String>,
     /// Captured log lines: `[{"level": "info", "message": "..."}]`.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<std::collections::HashMap<String, serde_json::Value>>)]
     pub logs: serde_json::Value,
 }
 

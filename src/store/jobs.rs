@@ -81,7 +81,7 @@ pub struct JobInfo {
     pub run_at: i64,
     pub last_error: Option<String>,
     pub created_at: i64,
-    #[schema(value_type = Object)]
+    /// The event as the function receives it (an array for a batching hook).
     pub event: Value,
 }
 

@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::backend_tests;
 use crate::support::*;
@@ -15,6 +17,7 @@ backend_tests!(
     request_timeout,
     silent_and_slow_clients_are_let_go,
     undecodable_paths_are_400_on_every_route,
+    openapi_document_is_sound,
 );
 
 async fn ops_endpoints(b: Backend) {
@@ -344,4 +347,227 @@ async fn undecodable_paths_are_400_on_every_route(b: Backend) {
     app.get("/v1/t/alpha/auth/me", Some(&user.access))
         .await
         .ok(200);
+}
+
+const METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// The names between braces in a path template.
+fn template_names(path: &str) -> Vec<String> {
+    path.split('{')
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name.to_string()))
+        .collect()
+}
+
+/// Every `$ref` in the document, wherever it is.
+fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get("$ref") {
+                out.push(r);
+            }
+            m.values().for_each(|v| refs(v, out));
+        }
+        Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+        _ => {}
+    }
+}
+
+/// What code generators need of `/openapi.json` (openapi-typescript, progenitor, ...):
+/// the structural rules of OpenAPI 3.1 they rely on, and the promises of this API
+/// (errors are problem+json, admin routes need a token). The full schema validation
+/// and a compiled TypeScript client are in scripts/openapi-check.sh.
+async fn openapi_document_is_sound(b: Backend) {
+    let app = TestApp::start(b).await;
+    let r = app.get("/openapi.json", None).await;
+    let doc = r.ok(200);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1."),
+        "{}",
+        doc["openapi"]
+    );
+    assert!(!doc["info"]["title"].as_str().unwrap().is_empty());
+    assert!(!doc["info"]["version"].as_str().unwrap().is_empty());
+    if let Some(license) = doc["info"].get("license") {
+        assert!(
+            !license["name"].as_str().unwrap_or("").is_empty(),
+            "{license}"
+        );
+    }
+    let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+
+    let mut all_refs = Vec::new();
+    refs(&doc, &mut all_refs);
+    for r in all_refs {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("unexpected $ref {r}"));
+        assert!(schemas.contains_key(name), "dangling $ref {r}");
+    }
+    let problem = &schemas["Problem"];
+    let required: BTreeSet<&str> = problem["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for member in ["type", "title", "status", "detail", "code"] {
+        assert!(required.contains(member), "Problem.{member} is required");
+    }
+
+    let mut ids: BTreeMap<String, String> = BTreeMap::new();
+    let mut query_params = BTreeMap::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        assert!(path.starts_with('/') && !path.contains('*'), "path {path}");
+        let names = template_names(path);
+        let item = item.as_object().unwrap();
+        for key in item.keys() {
+            assert!(
+                METHODS.contains(&key.as_str()) || key == "parameters",
+                "{path}: unexpected {key}"
+            );
+        }
+        let shared = item.get("parameters").and_then(Value::as_array);
+        for method in METHODS {
+            let Some(op) = item.get(method) else { continue };
+            let at = format!("{} {path}", method.to_uppercase());
+
+            let id = op["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{at}: no operationId"));
+            if let Some(other) = ids.insert(id.to_string(), at.clone()) {
+                panic!("operationId {id} of {at} is also {other}");
+            }
+
+            let params: Vec<&Value> = shared
+                .into_iter()
+                .flatten()
+                .chain(op["parameters"].as_array().into_iter().flatten())
+                .collect();
+            let mut in_path = Vec::new();
+            for p in &params {
+                let name = p["name"].as_str().unwrap();
+                match p["in"].as_str().unwrap() {
+                    "path" => {
+                        assert_eq!(p["required"], true, "{at}: path parameter {name}");
+                        in_path.push(name.to_string());
+                    }
+                    "query" => {
+                        query_params.insert(format!("{id}.{name}"), p["required"] == true);
+                    }
+                    "header" | "cookie" => {}
+                    other => panic!("{at}: parameter {name} in {other}"),
+                }
+                assert!(
+                    p["schema"].is_object(),
+                    "{at}: parameter {name} has no schema"
+                );
+            }
+            in_path.sort();
+            let mut want = names.clone();
+            want.sort();
+            assert_eq!(in_path, want, "{at}: path parameters vs the template");
+
+            let responses = op["responses"].as_object().unwrap();
+            assert!(
+                responses.contains_key("default"),
+                "{at}: no default response"
+            );
+            for (status, response) in responses {
+                assert!(
+                    response["description"]
+                        .as_str()
+                        .is_some_and(|d| !d.is_empty()),
+                    "{at} {status}: no description"
+                );
+                let error = status.starts_with('4') || status.starts_with('5');
+                let Some(content) = response.get("content").and_then(Value::as_object) else {
+                    assert!(
+                        !error && (status != "default" || path.contains("/fn/")),
+                        "{at} {status}: no content"
+                    );
+                    continue;
+                };
+                if error || status == "default" {
+                    let types: Vec<&String> = content.keys().collect();
+                    assert_eq!(types, ["application/problem+json"], "{at} {status}");
+                    assert_eq!(
+                        content["application/problem+json"]["schema"]["$ref"],
+                        "#/components/schemas/Problem",
+                        "{at} {status}"
+                    );
+                }
+            }
+
+            if let Some(security) = op.get("security").and_then(Value::as_array) {
+                for requirement in security {
+                    for scheme in requirement.as_object().unwrap().keys() {
+                        assert!(
+                            schemes.contains_key(scheme),
+                            "{at}: unknown scheme {scheme}"
+                        );
+                    }
+                }
+            }
+            let open = ["admin_setup", "admin_login"];
+            if path.starts_with("/admin/v1/") && !open.contains(&id) {
+                assert_eq!(op["security"], json!([{"bearer": []}]), "{at}");
+            }
+        }
+    }
+
+    // The query parameters the reviews found declared `in: path`.
+    let expected = [
+        ("list_docs.filter", false),
+        ("list_docs.order", false),
+        ("list_docs.limit", false),
+        ("list_docs.cursor", false),
+        ("get_doc.explain", false),
+        ("list_users.search", false),
+        ("list_users.cursor", false),
+        ("list_audit.tenant", false),
+        ("list_invocations.function", false),
+        ("list_jobs.state", false),
+        ("tenant_usage.days", false),
+        ("auth_verify_confirm_link.token", true),
+        ("realtime_connect.access_token", false),
+    ];
+    for (param, required) in expected {
+        assert_eq!(
+            query_params.get(param),
+            Some(&required),
+            "query parameter {param}"
+        );
+    }
+
+    // A PATCH takes what the handler takes.
+    let patch = &doc["paths"]["/v1/t/{tenant}/collections/{collection}/docs/{id}"]["patch"];
+    let types: BTreeSet<&str> = patch["requestBody"]["content"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        types,
+        BTreeSet::from([
+            "application/json",
+            "application/json-patch+json",
+            "application/merge-patch+json"
+        ])
+    );
+    // The HTTP functions under one name, one id per method.
+    for method in ["get", "post", "put", "patch", "delete"] {
+        assert!(
+            ids.contains_key(&format!("call_function_{method}")),
+            "{method}"
+        );
+        assert!(
+            ids.contains_key(&format!("call_function_path_{method}")),
+            "{method}"
+        );
+    }
 }
