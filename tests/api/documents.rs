@@ -22,6 +22,7 @@ backend_tests!(
     conflicting_if_match_writes_one_wins,
     change_log_is_gap_free_under_concurrency,
     change_log_retention,
+    extreme_numbers_round_trip,
 );
 
 /// A tenant with a service key; returns the key.
@@ -802,4 +803,38 @@ async fn change_log_retention(b: Backend) {
         vec![6],
         "seq keeps counting after pruning"
     );
+}
+
+/// Numbers at the edges of f64 come back as written, on both stores. PostgreSQL's jsonb
+/// returns them as exact decimals (f64::MAX as 309 digits), which serde_json read as out of
+/// range: the document then answered 500 to every read, write and delete (schemathesis
+/// found it).
+async fn extreme_numbers_round_trip(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let key = tenant_with_key(&mut app, "nums").await;
+    let base = docs("nums", "edges");
+    let doc = format!("{base}/edge");
+    let data = json!({"xs": [
+        f64::MAX, f64::MIN, f64::MIN_POSITIVE, 5e-324, 1e308, 1.5e300, -9.999999999999999e307,
+        123456789012345678901234567890.0
+    ]});
+    assert_eq!(
+        put(&app, &key, &doc, data.clone()).await.ok(201)["data"],
+        data
+    );
+    assert_eq!(app.get(&doc, Some(&key)).await.ok(200)["data"], data);
+    assert_eq!(
+        app.get(&base, Some(&key)).await.ok(200)["items"][0]["data"],
+        data
+    );
+    let r = patch_with(
+        &app,
+        &key,
+        &doc,
+        "application/merge-patch+json",
+        json!({"y": f64::MAX}),
+    )
+    .await;
+    assert_eq!(r.ok(200)["data"]["y"], json!(f64::MAX));
+    app.delete(&doc, Some(&key)).await.ok(204);
 }
