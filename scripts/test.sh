@@ -7,45 +7,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pg_dir=""
-cleanup() {
-  if [[ -n "$pg_dir" && -d "$pg_dir" ]]; then
-    runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
-    rm -rf "$pg_dir"
-  fi
-}
-trap cleanup EXIT
-
-find_pg_bin() {
-  for d in /usr/lib/postgresql/*/bin; do
-    [[ -x "$d/initdb" ]] && { echo "$d"; return; }
-  done
-  command -v initdb >/dev/null 2>&1 && dirname "$(command -v initdb)"
-}
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
+source scripts/pg.sh
+trap pg_stop EXIT
 
 if [[ -z "${TEST_POSTGRES_URL:-}" ]]; then
-  pg_bin="$(find_pg_bin || true)"
-  if [[ -z "$pg_bin" ]]; then
+  if [[ -z "$(find_pg_bin || true)" ]]; then
     if [[ "${CI:-}" == "true" ]]; then
       echo "CI=true and no PostgreSQL (initdb) found: install the postgresql package" >&2
       exit 1
     fi
     echo "PostgreSQL not found: PostgreSQL tests will be skipped (they print why)" >&2
   else
-    pg_dir="$(mktemp -d /tmp/plinth-pg.XXXXXX)"
-    chown postgres "$pg_dir" 2>/dev/null || true
-    port="$(free_port)"
-    as_pg() { if [[ "$(id -u)" == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-    as_pg "$pg_bin/initdb" -D "$pg_dir/data" -U postgres -A trust --no-sync >/dev/null
-    # fsync off etc.: a throwaway test cluster, never a production setting.
-    as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w start -o \
-      "-p $port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400" >/dev/null
-    export TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
-    echo "throwaway PostgreSQL on port $port" >&2
+    pg_start
   fi
 fi
 
