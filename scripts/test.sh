@@ -2,7 +2,9 @@
 # Runs the whole test suite. Without TEST_POSTGRES_URL it starts a throwaway PostgreSQL
 # cluster (initdb in a temp dir, as the postgres user, on a free port) and removes it after.
 # Extra arguments go to `cargo test` (e.g. a test-name filter). Without arguments it then
-# runs the JavaScript client's tests (clients/js/test) against the debug binary with Node.js,
+# checks the served OpenAPI document against the debug binary on both backends
+# (scripts/openapi-check.sh: a generated TypeScript client compiles, schemathesis finds
+# nothing), runs the JavaScript client's tests (clients/js/test) against it with Node.js,
 # and the demo page's browser tests (tests/browser) in Debian's chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,13 +26,21 @@ fi
 
 cargo test "$@"
 
-# The JavaScript client (clients/js) is tested against the real server binary, on SQLite.
 if [[ $# -gt 0 ]]; then
-  echo "test arguments given: JavaScript client and browser tests skipped" \
-    "(run them with: node --experimental-websocket --test clients/js/test/;" \
+  echo "test arguments given: OpenAPI, JavaScript client and browser tests skipped" \
+    "(run them with: scripts/openapi-check.sh;" \
+    "node --experimental-websocket --test clients/js/test/;" \
     "node --test tests/browser/)" >&2
   exit 0
 fi
+cargo build --bin plinth
+export PLINTH_BIN="${CARGO_TARGET_DIR:-target}/debug/plinth"
+
+# The served OpenAPI document: valid, a TypeScript client generated from it compiles, and
+# schemathesis finds the server keeping to it (SQLite and PostgreSQL).
+scripts/openapi-check.sh
+
+# The JavaScript client (clients/js) is tested against the real server binary, on SQLite.
 node_ok() {
   command -v node >/dev/null 2>&1 &&
     node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 10) ? 0 : 1)'
@@ -43,8 +53,6 @@ if ! node_ok; then
   echo "Node.js >= 20.10 not found: JavaScript client and browser tests skipped" >&2
   exit 0
 fi
-cargo build --bin plinth
-export PLINTH_BIN="${CARGO_TARGET_DIR:-target}/debug/plinth"
 node --experimental-websocket --test --test-timeout=120000 clients/js/test/
 
 # The demo page (plinth serve --demo) in a real browser: Debian's chromium driven by
