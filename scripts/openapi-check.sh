@@ -147,13 +147,25 @@ run_backend() {
   stop_server
 }
 
-run_backend sqlite
-if [[ -z "${TEST_POSTGRES_URL:-}" ]]; then
-  [[ -n "$(find_pg_bin || true)" ]] || missing "no PostgreSQL (initdb) for the PostgreSQL run"
-  pg_start
+# Without PostgreSQL the SQLite run still counts (CI=true wants both).
+no_postgres=""
+if [[ -z "${TEST_POSTGRES_URL:-}" && -z "$(find_pg_bin || true)" ]]; then
+  no_postgres="no PostgreSQL (initdb)"
+elif ! command -v psql >/dev/null 2>&1; then
+  no_postgres="no psql (apt-get install postgresql-client)"
 fi
-command -v psql >/dev/null 2>&1 || missing "no psql (apt-get install postgresql-client)"
-run_backend postgres
+if [[ -n "$no_postgres" && "${CI:-}" == "true" ]]; then
+  echo "CI=true and $no_postgres: the OpenAPI checks need it" >&2
+  exit 1
+fi
+
+run_backend sqlite
+if [[ -n "$no_postgres" ]]; then
+  echo "OpenAPI checks on PostgreSQL skipped: $no_postgres" >&2
+else
+  [[ -n "${TEST_POSTGRES_URL:-}" ]] || pg_start
+  run_backend postgres
+fi
 
 echo "OpenAPI checks took $((SECONDS - started)) s" >&2
 if [[ "$failed" != 0 ]]; then
@@ -163,4 +175,4 @@ if [[ "$failed" != 0 ]]; then
   echo "OpenAPI checks FAILED; reports and server logs in $keep" >&2
   exit 1
 fi
-echo "OpenAPI checks passed (SQLite and PostgreSQL)" >&2
+echo "OpenAPI checks passed" >&2
