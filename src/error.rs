@@ -158,6 +158,14 @@ pub type ApiResult<T> = Result<T, ApiError>;
 impl From<crate::store::StoreError> for ApiError {
     fn from(err: crate::store::StoreError) -> Self {
         use crate::store::StoreError;
+        if crate::store::storage_full(&err) {
+            tracing::error!(error = %err, "storage full: writes are refused");
+            return ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage_full",
+                "the server's storage is full; nothing was written",
+            );
+        }
         match err {
             StoreError::NotFound => ApiError::not_found("not_found", "no such resource"),
             StoreError::Conflict(what) => ApiError::conflict("conflict", what),
@@ -170,6 +178,11 @@ impl From<crate::store::StoreError> for ApiError {
                 )
             }
             StoreError::Internal(what) => ApiError::internal(what),
+            StoreError::StorageFull => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage_full",
+                "the server's storage is full; nothing was written",
+            ),
             StoreError::Db(e) if crate::store::database_unreachable(&e) => {
                 tracing::warn!(error = %e, "database unreachable");
                 ApiError::new(

@@ -227,9 +227,12 @@ impl Store {
                 // sqlx errors cannot be cloned: each waiting write gets one of the same
                 // kind, so "the database is down" stays a 503 for all of them.
                 let unreachable = matches!(&e, StoreError::Db(d) if super::database_unreachable(d));
+                let full = super::storage_full(&e);
                 let msg = e.to_string();
                 for reply in replies {
-                    let err = if unreachable {
+                    let err = if full {
+                        StoreError::StorageFull
+                    } else if unreachable {
                         StoreError::Unavailable("the database is unreachable")
                     } else {
                         StoreError::Db(sqlx::Error::Protocol(msg.clone()))

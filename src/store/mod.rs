@@ -67,6 +67,9 @@ pub enum StoreError {
     /// A broken invariant of the store's own code, not the caller's input.
     #[error("store fault: {0}")]
     Internal(&'static str),
+    /// The disk (or the database's) is full: writes fail, reads go on.
+    #[error("storage full")]
+    StorageFull,
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
     #[error("migration error: {0}")]
@@ -82,6 +85,23 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Whether an error means the disk (SQLite: SQLITE_FULL) or the database (PostgreSQL:
+/// SQLSTATE 53100) is full.
+pub fn storage_full(e: &StoreError) -> bool {
+    match e {
+        StoreError::StorageFull => true,
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => {
+            f.code == rusqlite::ErrorCode::DiskFull
+        }
+        // PostgreSQL's disk_full, or SQLITE_FULL (13) through sqlx's SQLite driver.
+        StoreError::Db(sqlx::Error::Database(db)) => {
+            db.code().is_some_and(|c| c == "53100" || c == "13")
+        }
+        StoreError::Io(io) => io.raw_os_error() == Some(28), // ENOSPC
+        _ => false,
+    }
+}
 
 /// Whether a database error means "not reachable now" (down, restarting, pool
 /// exhausted) rather than a fault of this request: the client may retry (503).

@@ -838,3 +838,104 @@ async fn extreme_numbers_round_trip(b: Backend) {
     assert_eq!(r.ok(200)["data"]["y"], json!(f64::MAX));
     app.delete(&doc, Some(&key)).await.ok(204);
 }
+
+/// A tmpfs of `mib` MiB mounted on a temporary directory (root only); unmounted on drop.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(mib: u32) -> Result<SmallDisk, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        Ok(SmallDisk { dir })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// SQLite on a full disk: writes are refused with a clean 507 problem+json and leave
+/// nothing half-written, reads keep working, and writes work again once there is room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_full_disk_refuses_writes_cleanly() {
+    let disk = match SmallDisk::mount(24) {
+        Ok(d) => d,
+        Err(why) => {
+            // Mounting needs root (CAP_SYS_ADMIN); CI runs as root, where it works.
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "CI=true and a tmpfs cannot be mounted: {why}"
+            );
+            eprintln!("skipped: cannot mount a small tmpfs ({why})");
+            return;
+        }
+    };
+    let data = disk.dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    // Room to give back later.
+    let filler = disk.dir.path().join("filler");
+    std::fs::write(&filler, vec![0u8; 6 << 20]).unwrap();
+    let storage = Storage {
+        location: plinth::store::Location::SqliteDir(data),
+        _dir: None,
+    };
+    let mut app = TestApp::start_on(Backend::Sqlite, storage, |_| {}).await;
+    let key = tenant_with_key(&mut app, "shop").await;
+    let pad = "x".repeat(200_000);
+    let mut written = Vec::new();
+    let mut refused = None;
+    for i in 0..200 {
+        let path = format!("{}/d{i}", docs("shop", "items"));
+        let r = put(&app, &key, &path, json!({"i": i, "pad": pad})).await;
+        if r.status.is_success() {
+            written.push(i);
+        } else {
+            refused = Some((i, r));
+            break;
+        }
+    }
+    let (at, r) = refused.expect("the disk filled up");
+    r.problem(507, "storage_full");
+    println!("disk full after {} documents", written.len());
+    // Nothing of the refused write, and reads keep working.
+    app.get(&format!("{}/d{at}", docs("shop", "items")), Some(&key))
+        .await
+        .problem(404, "document_not_found");
+    for i in [0, *written.last().unwrap()] {
+        app.get(&format!("{}/d{i}", docs("shop", "items")), Some(&key))
+            .await
+            .ok(200);
+    }
+    let page = app
+        .get(&format!("{}?limit=5", docs("shop", "items")), Some(&key))
+        .await
+        .ok(200);
+    assert_eq!(page["items"].as_array().unwrap().len(), 5);
+    // Room again: writes work.
+    std::fs::remove_file(&filler).unwrap();
+    put(
+        &app,
+        &key,
+        &format!("{}/d{at}", docs("shop", "items")),
+        json!({"i": at, "pad": pad}),
+    )
+    .await
+    .ok(201);
+    app.stop().await;
+    drop(disk);
+}
