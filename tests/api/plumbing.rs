@@ -571,3 +571,53 @@ async fn openapi_document_is_sound(b: Backend) {
         );
     }
 }
+
+/// 10,000 connections that send nothing: the server keeps answering other clients
+/// (latency printed; a generous bound asserted), then lets the idle ones go after the
+/// header timeout. Each connection takes two descriptors in this process (client and
+/// server side); with a lower limit the test opens fewer and says so. Connection handling
+/// does not depend on the backend: it runs on SQLite only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_idle_connections_leave_others_served() {
+    let b = Backend::Sqlite;
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    if let Some(hard) = lim.maximum
+        && lim.current.is_some_and(|c| c < hard)
+    {
+        lim.current = Some(hard);
+        let _ = setrlimit(Resource::Nofile, lim.clone());
+    }
+    let soft = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    // Other tests run in parallel in this process: leave them room.
+    let n = 10_000usize.min((soft.saturating_sub(4_000) / 2) as usize);
+    if n < 10_000 {
+        eprintln!("open-files limit {soft}: opening {n} idle connections, not 10,000");
+    }
+    let app = TestApp::start_with(b, |c| {
+        c.header_timeout = Duration::from_secs(3);
+    })
+    .await;
+    let addr: std::net::SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let mut idle = Vec::with_capacity(n);
+    for _ in 0..n {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let mut worst = Duration::ZERO;
+    for _ in 0..20 {
+        let t = std::time::Instant::now();
+        app.get("/healthz", None).await.ok(200);
+        worst = worst.max(t.elapsed());
+    }
+    println!("{n} idle connections open: /healthz worst of 20 {worst:?}");
+    assert!(worst < Duration::from_secs(2), "{worst:?}");
+    // All let go after the header timeout.
+    let t = std::time::Instant::now();
+    for sock in idle.iter_mut() {
+        assert!(
+            closed_within(sock, Duration::from_secs(20)).await,
+            "an idle connection was kept"
+        );
+    }
+    println!("all {n} closed {:?} later", t.elapsed());
+}
