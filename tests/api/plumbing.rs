@@ -586,7 +586,7 @@ async fn ten_thousand_idle_connections_leave_others_served() {
         && lim.current.is_some_and(|c| c < hard)
     {
         lim.current = Some(hard);
-        let _ = setrlimit(Resource::Nofile, lim.clone());
+        let _ = setrlimit(Resource::Nofile, lim);
     }
     let soft = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
     // Other tests run in parallel in this process: leave them room.
