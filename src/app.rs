@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::AdminService;
 use crate::auth::mail::Mailer;
-use crate::auth::ratelimit::LoginLimiter;
+use crate::auth::ratelimit::{LoginLimiter, LoginLimits};
 use crate::auth::tokens::Keyring;
 use crate::auth::{AuthService, AuthSettings};
 use crate::config::Config;
@@ -66,10 +66,11 @@ impl AppState {
             .await?,
         );
         let registry = Arc::new(Registry::new(store.clone(), config.tenant_cache_ttl));
-        let limiter = Arc::new(LoginLimiter::new(
-            config.login_per_ip_per_minute,
-            config.login_per_account_per_minute,
-        ));
+        let limiter = Arc::new(LoginLimiter::new(LoginLimits {
+            per_ip_per_minute: config.login_per_ip_per_minute,
+            free_failures: config.login_free_failures,
+            account_failures_per_hour: config.login_failures_per_account_per_hour,
+        }));
         let mailer = Arc::new(Mailer::new(
             config.smtp_url.as_ref().map(|s| s.expose().as_str()),
             &config.smtp_from,

@@ -152,9 +152,16 @@ pub struct ServeArgs {
     /// password (logins, sign-ups, admin setup, password change and reset).
     #[arg(long, env = "PLINTH_LOGIN_PER_IP", default_value_t = 30)]
     pub login_per_ip_per_minute: u32,
-    /// Login and password-change attempts allowed per account per minute.
-    #[arg(long, env = "PLINTH_LOGIN_PER_ACCOUNT", default_value_t = 10)]
-    pub login_per_account_per_minute: u32,
+    /// Failed logins in a row allowed per account from one client IP (and failed
+    /// password changes per session) before each further attempt must wait: 1 s, then
+    /// twice as long after each failure, up to 15 minutes.
+    #[arg(long, env = "PLINTH_LOGIN_FREE_FAILURES", default_value_t = 5)]
+    pub login_free_failures: u32,
+    /// Failed logins allowed per account per hour from all addresses together (a safety
+    /// net against guessing from many addresses; an address the account signed in from
+    /// in the last 30 days is let through).
+    #[arg(long, env = "PLINTH_LOGIN_FAILURES_PER_ACCOUNT", default_value_t = 100)]
+    pub login_failures_per_account_per_hour: u32,
     /// Take the client IP from X-Forwarded-For (only behind a trusted proxy).
     #[arg(long, env = "PLINTH_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
@@ -223,7 +230,8 @@ pub struct Config {
     pub verify_ttl: Duration,
     pub reset_ttl: Duration,
     pub login_per_ip_per_minute: u32,
-    pub login_per_account_per_minute: u32,
+    pub login_free_failures: u32,
+    pub login_failures_per_account_per_hour: u32,
     pub trust_forwarded_for: bool,
     pub pg_max_connections: u32,
     pub tenant_cache_ttl: Duration,
@@ -264,7 +272,8 @@ impl Config {
             verify_ttl: Duration::from_secs(24 * 3600),
             reset_ttl: Duration::from_secs(3600),
             login_per_ip_per_minute: 30,
-            login_per_account_per_minute: 10,
+            login_free_failures: 5,
+            login_failures_per_account_per_hour: 100,
             trust_forwarded_for: false,
             pg_max_connections: 20,
             tenant_cache_ttl: Duration::from_secs(2),
@@ -309,7 +318,8 @@ impl Config {
         c.refresh_ttl = Duration::from_secs(serve.refresh_ttl_secs.max(1));
         c.admin_ttl = Duration::from_secs(serve.admin_ttl_secs.max(1));
         c.login_per_ip_per_minute = serve.login_per_ip_per_minute;
-        c.login_per_account_per_minute = serve.login_per_account_per_minute;
+        c.login_free_failures = serve.login_free_failures;
+        c.login_failures_per_account_per_hour = serve.login_failures_per_account_per_hour;
         c.trust_forwarded_for = serve.trust_forwarded_for;
         c.pg_max_connections = serve.pg_max_connections;
         c.doc_max_bytes = serve.doc_max_bytes;

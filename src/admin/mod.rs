@@ -348,9 +348,17 @@ impl AdminService {
 
     pub async fn login(&self, email: &str, pw: &str, ip: &str) -> Result<String> {
         let email = password::normalize_email(email).map_err(|p| field("email", p))?;
-        self.limiter
-            .check(ip, &format!("admin:{email}"))
+        // The same limits as a tenant user's login (see `auth::ratelimit`), without the
+        // known-address pass: admins are few, and the ceiling guards the whole platform.
+        let account = format!("admin:{email}");
+        let mut attempt = self
+            .limiter
+            .begin_login(ip, &account)
             .map_err(AdminError::RateLimited)?;
+        if let Err(wait) = attempt.charge_account(&account) {
+            attempt.cancel();
+            return Err(AdminError::RateLimited(wait));
+        }
         let Some(admin) = self.store.get_admin_by_email(&email).await? else {
             password::verify_dummy(pw.to_string()).await;
             return Err(AdminError::InvalidCredentials);
@@ -358,6 +366,7 @@ impl AdminService {
         if !password::verify(pw.to_string(), admin.password_hash.clone()).await {
             return Err(AdminError::InvalidCredentials);
         }
+        attempt.succeeded();
         Ok(self
             .keyring
             .sign(&admin_claims(&admin.id, &admin.email, self.admin_ttl))?)

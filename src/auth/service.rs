@@ -61,10 +61,14 @@ fn check_password(name: &'static str, raw: &str) -> Result<(), AuthError> {
     password::validate(raw).map_err(|p| field(name, p))
 }
 
-/// The login limiter's per-account bucket of a tenant's user (`email` normalised).
+/// The login limiter's account of a tenant's user (`email` normalised).
 fn account_key(scope: &Scope, email: &str) -> String {
     format!("{}:{}", scope.tenant().id, email)
 }
+
+/// How recent a sign-in from an address must be for that address to pass the account's
+/// failure ceiling.
+const KNOWN_ADDRESS_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
 
 impl AuthService {
     pub fn new(
@@ -141,16 +145,39 @@ impl AuthService {
         if password.is_empty() {
             return Err(field("password", "is required"));
         }
-        self.limiter
-            .check(&client.ip, &account_key(scope, &email))
+        // Charged as a failure of this account from this address (and of the account as
+        // a whole) until the password turns out right: see `ratelimit`.
+        let account = account_key(scope, &email);
+        let mut attempt = self
+            .limiter
+            .begin_login(&client.ip, &account)
             .map_err(AuthError::RateLimited)?;
-        let Some(user) = self.store.get_user_by_email(scope, &email).await? else {
+        let user = self.store.get_user_by_email(scope, &email).await?;
+        if let Err(wait) = attempt.charge_account(&account) {
+            // The account-wide ceiling is full (guessing from many addresses): the owner
+            // still gets in from an address they signed in from before.
+            let since = crate::store::now_ms() - KNOWN_ADDRESS_FOR.as_millis() as i64;
+            let known = match &user {
+                Some(u) => {
+                    self.store
+                        .signed_in_from(scope, &u.id, &client.ip, since)
+                        .await?
+                }
+                None => false,
+            };
+            if !known {
+                attempt.cancel();
+                return Err(AuthError::RateLimited(wait));
+            }
+        }
+        let Some(user) = user else {
             password::verify_dummy(password.to_string()).await;
             return Err(AuthError::InvalidCredentials);
         };
         if !password::verify(password.to_string(), user.password_hash.clone()).await {
             return Err(AuthError::InvalidCredentials);
         }
+        attempt.succeeded();
         if user.disabled {
             return Err(AuthError::UserDisabled);
         }
@@ -305,9 +332,10 @@ impl AuthService {
     }
 
     /// Changes the caller's password and ends all their other sessions. Each attempt
-    /// checks the current password (an argon2 verification), so attempts are throttled
-    /// like logins, from the same per-account bucket: a stolen access token does not buy
-    /// more guesses of the password than the login form gives.
+    /// checks the current password (an argon2 verification), so failed attempts back off
+    /// like logins do, keyed by the caller's session: a stolen access token buys a few
+    /// guesses, then ever longer waits. Not the account's login limits: guesses made here
+    /// must not lock the owner out of signing in.
     pub async fn change_password(
         &self,
         scope: &Scope,
@@ -317,8 +345,12 @@ impl AuthService {
     ) -> Result<u64, AuthError> {
         let caller = require_user(scope)?.clone();
         check_password("new_password", new)?;
-        self.limiter
-            .check(&client.ip, &account_key(scope, &caller.email))
+        let attempt = self
+            .limiter
+            .begin(
+                &client.ip,
+                &format!("password:{}:{}", scope.tenant().id, caller.session_id),
+            )
             .map_err(AuthError::RateLimited)?;
         let user = self
             .store
@@ -328,6 +360,7 @@ impl AuthService {
         if !password::verify(current.to_string(), user.password_hash.clone()).await {
             return Err(AuthError::InvalidCredentials);
         }
+        attempt.succeeded();
         let hash = password::hash(new.to_string()).await?;
         self.store.set_user_password(scope, &user.id, &hash).await?;
         let n = self
@@ -351,7 +384,7 @@ impl AuthService {
         let email = email_of(email)?;
         // Throttled per IP and per address, so nobody can flood an inbox through us.
         self.limiter
-            .check(&client.ip, &format!("mail:{}:{email}", scope.tenant().id))
+            .check_mail(&client.ip, &format!("{}:{email}", scope.tenant().id))
             .map_err(AuthError::RateLimited)?;
         let this = self.clone();
         let scope = scope.clone();

@@ -390,6 +390,30 @@ impl Store {
         .await?))
     }
 
+    /// Whether `user_id` started a session from `ip` since `since_ms` (revoked or not):
+    /// the login limiter lets such an address past the account-wide ceiling. Asked only
+    /// when that ceiling is full, so its cost does not matter.
+    pub async fn signed_in_from(
+        &self,
+        scope: &Scope,
+        user_id: &str,
+        ip: &str,
+        since_ms: i64,
+    ) -> StoreResult<bool> {
+        let (db, tenant) = self.tenant_db(scope).await?;
+        let found: Option<i64> = on_db!(db, |p| sqlx::query_scalar(
+            "SELECT created_at FROM sessions \
+             WHERE tenant_id = $1 AND user_id = $2 AND ip = $3 AND created_at >= $4 LIMIT 1"
+        )
+        .bind(tenant)
+        .bind(user_id)
+        .bind(ip)
+        .bind(since_ms)
+        .fetch_optional(&p)
+        .await?);
+        Ok(found.is_some())
+    }
+
     /// Whether an access token's session may still act: not revoked, not expired, and its
     /// user exists and is enabled. Checked on every authenticated request.
     pub async fn session_state(

@@ -279,7 +279,8 @@ impl TestApp {
         config.pg_max_connections = 5;
         // Many tests log in repeatedly from 127.0.0.1; the rate-limit test sets its own.
         config.login_per_ip_per_minute = 10_000;
-        config.login_per_account_per_minute = 10_000;
+        config.login_free_failures = 10_000;
+        config.login_failures_per_account_per_hour = 10_000;
         configure(&mut config);
         let jwt_secret = config.jwt_secret.as_ref().map(|s| s.expose().clone());
         let app = App::build(config).await.expect("app builds");
@@ -401,6 +402,17 @@ impl TestApp {
             &format!("/v1/t/{tenant}/auth/login"),
             None,
             json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// A login from `ip`, as a trusted proxy would forward it (the server needs
+    /// `trust_forwarded_for`).
+    pub async fn login_from(&self, ip: &str, tenant: &str, email: &str, password: &str) -> Reply {
+        self.send(
+            self.req(Method::POST, &format!("/v1/t/{tenant}/auth/login"), None)
+                .header("x-forwarded-for", ip)
+                .json(&json!({"email": email, "password": password})),
         )
         .await
     }
