@@ -62,12 +62,17 @@ impl ApiError {
 
     /// 422-free validation error: one or more named input fields are wrong.
     pub fn invalid_field(field: &str, problem: impl Into<String>) -> Self {
+        Self::field_problem("validation_failed", field, problem)
+    }
+
+    /// A 400 about one input field under `code`: `fields.<field>` says what is wrong.
+    pub fn field_problem(code: &'static str, field: &str, problem: impl Into<String>) -> Self {
         let problem = problem.into();
         let mut fields = BTreeMap::new();
         fields.insert(field.to_string(), problem.clone());
         Self {
             fields: Some(fields),
-            ..Self::bad_request("validation_failed", format!("{field}: {problem}"))
+            ..Self::bad_request(code, format!("{field}: {problem}"))
         }
     }
 

@@ -11,6 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::auth::cache::AuthCache;
 use crate::auth::password;
+use crate::auth::password_policy::password_policy;
 use crate::auth::ratelimit::LoginLimiter;
 use crate::auth::tokens::{ADMIN_AUDIENCE, AdminClaims, Keyring, TokenError, admin_claims};
 use crate::crypto::{random_token, sha256_hex};
@@ -28,6 +29,11 @@ use crate::tenancy::{Caller, Registry, Scope, Tenant, service_keys, validate_slu
 pub enum AdminError {
     #[error("{field} {problem}")]
     InvalidField {
+        field: &'static str,
+        problem: String,
+    },
+    #[error("{field} {problem}")]
+    WeakPassword {
         field: &'static str,
         problem: String,
     },
@@ -67,6 +73,9 @@ impl From<AdminError> for ApiError {
     fn from(err: AdminError) -> Self {
         match err {
             AdminError::InvalidField { field, problem } => ApiError::invalid_field(field, problem),
+            AdminError::WeakPassword { field, problem } => {
+                ApiError::field_problem("weak_password", field, problem)
+            }
             AdminError::InvalidCredentials => {
                 ApiError::unauthorized("invalid_credentials", "invalid email or password")
             }
@@ -278,7 +287,16 @@ impl AdminService {
 
     async fn checked_credentials(&self, email: &str, pw: &str) -> Result<(String, String)> {
         let email = password::normalize_email(email).map_err(|p| field("email", p))?;
-        password::validate(pw).map_err(|p| field("password", p))?;
+        password_policy(pw, Some(&email)).map_err(|p| {
+            if p.is_weak() {
+                AdminError::WeakPassword {
+                    field: "password",
+                    problem: p.describe(),
+                }
+            } else {
+                field("password", p.describe())
+            }
+        })?;
         let hash = password::hash(pw.to_string()).await?;
         Ok((email, hash))
     }

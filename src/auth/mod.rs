@@ -3,6 +3,7 @@
 pub mod cache;
 pub mod mail;
 pub mod password;
+pub mod password_policy;
 pub mod ratelimit;
 pub mod service;
 pub mod tokens;
@@ -18,6 +19,11 @@ use crate::store::StoreError;
 pub enum AuthError {
     #[error("{field} {problem}")]
     InvalidField {
+        field: &'static str,
+        problem: String,
+    },
+    #[error("{field} {problem}")]
+    WeakPassword {
         field: &'static str,
         problem: String,
     },
@@ -53,6 +59,9 @@ impl From<AuthError> for ApiError {
     fn from(err: AuthError) -> Self {
         match err {
             AuthError::InvalidField { field, problem } => ApiError::invalid_field(field, problem),
+            AuthError::WeakPassword { field, problem } => {
+                ApiError::field_problem("weak_password", field, problem)
+            }
             AuthError::EmailTaken => {
                 let mut e = ApiError::conflict("email_taken", "this email is already registered");
                 e.fields =

@@ -16,21 +16,6 @@ use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 
-pub const MIN_LEN: usize = 8;
-pub const MAX_LEN: usize = 128;
-
-/// Checks the length rule (in characters, not bytes).
-pub fn validate(password: &str) -> Result<(), String> {
-    let n = password.chars().count();
-    if n < MIN_LEN {
-        return Err(format!("must be at least {MIN_LEN} characters"));
-    }
-    if n > MAX_LEN {
-        return Err(format!("must be at most {MAX_LEN} characters"));
-    }
-    Ok(())
-}
-
 /// The permits for argon2 work: one per core, for the whole process (every app of a
 /// test binary shares them, as they share the cores).
 fn slots() -> Arc<Semaphore> {
@@ -111,14 +96,6 @@ pub fn normalize_email(raw: &str) -> Result<String, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn password_lengths() {
-        assert!(validate("1234567").is_err());
-        assert!(validate("12345678").is_ok());
-        assert!(validate(&"é".repeat(128)).is_ok());
-        assert!(validate(&"a".repeat(129)).is_err());
-    }
 
     #[test]
     fn emails() {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::cache::{AuthCache, CachedKey};
 use super::mail::{Email, Mailer};
+use super::password_policy::password_policy;
 use super::ratelimit::LoginLimiter;
 use super::tokens::{AccessClaims, Keyring, TokenError, access_claims};
 use super::{AuthError, password};
@@ -57,8 +58,19 @@ fn email_of(raw: &str) -> Result<String, AuthError> {
     password::normalize_email(raw).map_err(|p| field("email", p))
 }
 
-fn check_password(name: &'static str, raw: &str) -> Result<(), AuthError> {
-    password::validate(raw).map_err(|p| field(name, p))
+/// The password policy for a new password of the account of `email` (None: not known
+/// yet), as the error of the input field `name`.
+fn check_password(name: &'static str, raw: &str, email: Option<&str>) -> Result<(), AuthError> {
+    password_policy(raw, email).map_err(|p| {
+        if p.is_weak() {
+            AuthError::WeakPassword {
+                field: name,
+                problem: p.describe(),
+            }
+        } else {
+            field(name, p.describe())
+        }
+    })
 }
 
 /// The login limiter's account of a tenant's user (`email` normalised).
@@ -116,7 +128,7 @@ impl AuthService {
         client: &ClientInfo,
     ) -> Result<IssuedSession, AuthError> {
         let email = email_of(email)?;
-        check_password("password", password)?;
+        check_password("password", password, Some(&email))?;
         // Sign-ups cost a hash each: throttle them per client like logins.
         self.limiter
             .check_ip(&client.ip)
@@ -344,7 +356,7 @@ impl AuthService {
         client: &ClientInfo,
     ) -> Result<u64, AuthError> {
         let caller = require_user(scope)?.clone();
-        check_password("new_password", new)?;
+        check_password("new_password", new, Some(&caller.email))?;
         let attempt = self
             .limiter
             .begin(
@@ -472,13 +484,24 @@ impl AuthService {
         new_password: &str,
         client: &ClientInfo,
     ) -> Result<(), AuthError> {
-        check_password("password", new_password)?;
+        check_password("password", new_password, None)?;
         self.limiter
             .check_ip(&client.ip)
             .map_err(AuthError::RateLimited)?;
+        // The email rule needs the token's user: look before spending the token, so a
+        // refused password leaves the link usable (as the other rules do).
+        let token_hash = sha256_hex(token);
+        let owner = self
+            .store
+            .user_of_token(scope, UserTokenKind::ResetPassword, &token_hash)
+            .await?
+            .ok_or(AuthError::InvalidOneTimeToken)?;
+        if let Some(user) = self.store.get_user(scope, &owner).await? {
+            check_password("password", new_password, Some(&user.email))?;
+        }
         let user_id = self
             .store
-            .consume_user_token(scope, UserTokenKind::ResetPassword, &sha256_hex(token))
+            .consume_user_token(scope, UserTokenKind::ResetPassword, &token_hash)
             .await?
             .ok_or(AuthError::InvalidOneTimeToken)?;
         let hash = password::hash(new_password.to_string()).await?;

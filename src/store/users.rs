@@ -524,6 +524,27 @@ impl Store {
 
     /// Spends a single-use token of `kind`; returns its user, or None when the token is
     /// unknown, of another kind, expired or already used.
+    /// The user of a live (unused, unexpired) single-use token, without spending it.
+    pub async fn user_of_token(
+        &self,
+        scope: &Scope,
+        kind: UserTokenKind,
+        token_hash: &str,
+    ) -> StoreResult<Option<String>> {
+        let (db, tenant) = self.tenant_db(scope).await?;
+        Ok(on_db!(db, |p| sqlx::query_scalar(
+            "SELECT user_id FROM user_tokens \
+             WHERE tenant_id = $1 AND token_hash = $2 AND kind = $3 \
+               AND used_at IS NULL AND expires_at > $4"
+        )
+        .bind(tenant)
+        .bind(token_hash)
+        .bind(kind.as_str())
+        .bind(now_ms())
+        .fetch_optional(&p)
+        .await?))
+    }
+
     pub async fn consume_user_token(
         &self,
         scope: &Scope,

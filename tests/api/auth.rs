@@ -14,6 +14,8 @@ use crate::support::*;
 backend_tests!(
     signup_login_me,
     signup_rejects_bad_input_and_stores_nothing,
+    signup_refuses_weak_passwords,
+    password_change_refuses_weak_passwords,
     refresh_rotates_and_reuse_revokes_family,
     logout_ends_the_session,
     password_change_ends_other_sessions,
@@ -158,6 +160,128 @@ async fn signup_rejects_bad_input_and_stores_nothing(b: Backend) {
         .problem(409, "email_taken");
     assert!(p["fields"]["email"].is_string());
     assert_eq!(app.user_count("shop").await, 1);
+}
+
+/// Review finding Q3: each class of easily guessed password, as the review tried them
+/// (and a few more), is refused with 400 `weak_password` naming the field; nothing is
+/// stored. The length rule keeps its `validation_failed`.
+async fn signup_refuses_weak_passwords(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    app.create_tenant("shop").await;
+    let signup = "/v1/t/shop/auth/signup";
+    let email = "Weak.Person@Example.com";
+    let cases = [
+        ("password", "most common"),
+        ("PASSWORD", "most common"),
+        ("12345678", "most common"),
+        ("qwertyuiop", "most common"),
+        ("aaaaaaaa", "single character repeated"),
+        ("        ", "only whitespace"),
+        (
+            "\u{3000}\u{3000}\u{3000}\u{3000}\u{3000}\u{3000}\u{3000}\u{3000}",
+            "only whitespace",
+        ),
+        ("\0\0\0\0\0\0\0\0", "control characters"),
+        ("tab\tinside-pass", "control characters"),
+        ("weak.person@example.com", "email address"),
+        ("Weak.Person@Example.com", "email address"),
+        ("WEAK.PERSON", "email address"),
+    ];
+    for (password, why) in cases {
+        let p = app
+            .post(signup, None, json!({"email": email, "password": password}))
+            .await
+            .problem(400, "weak_password");
+        let field = p["fields"]["password"].as_str().unwrap_or_default();
+        assert!(field.contains(why), "{password:?}: {p}");
+        assert_eq!(
+            p["detail"].as_str(),
+            Some(format!("password: {field}").as_str()),
+            "{p}"
+        );
+    }
+    // The length rule comes first and keeps its code.
+    app.post(signup, None, json!({"email": email, "password": "1234567"}))
+        .await
+        .problem(400, "validation_failed");
+    assert_eq!(app.user_count("shop").await, 0, "no weak password stored");
+    // The local part is only refused for its own account.
+    app.post(
+        signup,
+        None,
+        json!({"email": "someone@example.com", "password": "weak.person"}),
+    )
+    .await
+    .ok(201);
+    app.post(signup, None, json!({"email": email, "password": PASSWORD}))
+        .await
+        .ok(201);
+}
+
+/// The policy holds wherever a password is set: password change (`fields.new_password`),
+/// reset confirmation (the token is not spent by a refused password) and admin setup.
+async fn password_change_refuses_weak_passwords(b: Backend) {
+    let smtp = SmtpSink::start().await;
+    let url = smtp.url();
+    let mut app =
+        TestApp::start_with(b, |c| c.smtp_url = Some(plinth::config::Secret::new(url))).await;
+    let token = app.setup_token().expect("no admin yet");
+    let p = app
+        .post(
+            "/admin/v1/setup",
+            None,
+            json!({"token": token, "email": "root@plinth.test", "password": "iloveyou"}),
+        )
+        .await
+        .problem(400, "weak_password");
+    assert!(p["fields"]["password"].is_string(), "{p}");
+    app.create_tenant("shop").await;
+    let email = "mia.sommer@example.com";
+    let s = app.signup("shop", email).await;
+    let change = |new: &str| {
+        app.post(
+            "/v1/t/shop/auth/password",
+            Some(&s.access),
+            json!({"current_password": PASSWORD, "new_password": new}),
+        )
+    };
+    for weak in [
+        "12345678",
+        email,
+        "MIA.SOMMER",
+        "zzzzzzzzzz",
+        "\n\n\n\n\n\n\n\n",
+    ] {
+        let p = change(weak).await.problem(400, "weak_password");
+        assert!(p["fields"]["new_password"].is_string(), "{weak:?}: {p}");
+    }
+    app.login("shop", email, PASSWORD).await.ok(200);
+
+    app.post(
+        "/v1/t/shop/auth/reset/request",
+        None,
+        json!({"email": email}),
+    )
+    .await
+    .ok(202);
+    let token = smtp.wait_for(1).await.token();
+    let confirm = |password: &str| {
+        app.post(
+            "/v1/t/shop/auth/reset/confirm",
+            None,
+            json!({"token": token, "password": password}),
+        )
+    };
+    for weak in ["password1", "Mia.Sommer", email, "        "] {
+        let p = confirm(weak).await.problem(400, "weak_password");
+        assert!(p["fields"]["password"].is_string(), "{weak:?}: {p}");
+    }
+    app.login("shop", email, PASSWORD).await.ok(200);
+    // The refused attempts left the token usable.
+    confirm("mia-reset-password-1").await.ok(204);
+    app.login("shop", email, "mia-reset-password-1")
+        .await
+        .ok(200);
 }
 
 async fn refresh_rotates_and_reuse_revokes_family(b: Backend) {

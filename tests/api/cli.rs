@@ -98,6 +98,23 @@ async fn admin_create_and_migrate(b: Backend) {
         ),
         "password",
     );
+    // The password policy holds here too (review finding Q3).
+    for weak in ["12345678\n", "ops@x.test\n"] {
+        fails(
+            plinth(
+                &storage,
+                &[
+                    "admin",
+                    "create",
+                    "--email",
+                    "ops@x.test",
+                    "--password-stdin",
+                ],
+                Some(weak),
+            ),
+            "password: ",
+        );
+    }
     fails(
         plinth(
             &storage,
