@@ -19,6 +19,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 
+/// The largest request head (request line and headers) read into memory.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// What bounds the connections.
 #[derive(Clone, Copy, Debug)]
 pub struct ServeLimits {
@@ -80,6 +83,9 @@ pub async fn serve(
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
+                // A request head over 64 KiB is refused (431) instead of buffered (hyper's
+                // default allows ~400 KiB per connection).
+                .max_buf_size(MAX_HEAD_BYTES)
                 .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service))
                 .with_upgrades();
             let mut conn = pin!(conn);

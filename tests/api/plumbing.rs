@@ -16,6 +16,7 @@ backend_tests!(
     cors_per_tenant,
     request_timeout,
     silent_and_slow_clients_are_let_go,
+    huge_headers_and_uris_are_refused,
     undecodable_paths_are_400_on_every_route,
     openapi_document_is_sound,
 );
@@ -620,4 +621,35 @@ async fn ten_thousand_idle_connections_leave_others_served() {
         );
     }
     println!("all {n} closed {:?} later", t.elapsed());
+}
+
+/// Oversized request heads are refused by hyper before the application (431 for headers,
+/// 414-class for a huge URI: its answers carry no problem+json body, docs/api.md says
+/// so), and the server goes on serving.
+async fn huge_headers_and_uris_are_refused(b: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::start(b).await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let big = "a".repeat(200_000);
+    for head in [
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n"),
+        format!("GET /healthz?q={big} HTTP/1.1\r\nHost: x\r\n\r\n"),
+    ] {
+        let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        // The server may answer and close before it has read everything we send.
+        let _ = sock.write_all(head.as_bytes()).await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), sock.read_to_end(&mut answer)).await;
+        let text = String::from_utf8_lossy(&answer);
+        let status: u16 = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            matches!(status, 400 | 414 | 431),
+            "an oversized head got {status}: {text}"
+        );
+    }
+    app.get("/healthz", None).await.ok(200);
 }
