@@ -378,24 +378,9 @@ impl Store {
                 if read_enough(out.len(), bytes, q.max_bytes) {
                     break;
                 }
-                let r = &r;
-                let mut keys = Vec::with_capacity(n_keys);
-                for i in 0..n_keys {
-                    keys.push(read_sort_value(r, i, &q.order[i].field, dialect)?);
-                }
-                let text: String = r.try_get("data_text")?;
-                bytes += text.len();
-                let tie = SortValue::Text(r.try_get("tie")?);
-                out.push(ListedDoc {
-                    collection: q.collection.to_string(),
-                    id: r.try_get("id")?,
-                    version: r.try_get("version")?,
-                    created_at: r.try_get("created_at")?,
-                    updated_at: r.try_get("updated_at")?,
-                    data: text,
-                    keys,
-                    tie,
-                });
+                let doc = listed_doc(&r, &q, n_keys, dialect)?;
+                bytes += doc.data.len();
+                out.push(doc);
             }
             Ok(out)
         })
@@ -437,22 +422,9 @@ impl Store {
                     if read_enough(out.len(), bytes, q.max_bytes) {
                         break;
                     }
-                    let mut keys = Vec::with_capacity(n_keys);
-                    for i in 0..n_keys {
-                        keys.push(read_sort_value(&r, i, &q.order[i].field, dialect)?);
-                    }
-                    let data: String = r.try_get("data_text")?;
-                    bytes += data.len();
-                    out.push(ListedDoc {
-                        collection: q.collection.to_string(),
-                        id: r.try_get("id")?,
-                        version: r.try_get("version")?,
-                        created_at: r.try_get("created_at")?,
-                        updated_at: r.try_get("updated_at")?,
-                        data,
-                        keys,
-                        tie: SortValue::Text(r.try_get("tie")?),
-                    });
+                    let doc = listed_doc(&r, &q, n_keys, dialect)?;
+                    bytes += doc.data.len();
+                    out.push(doc);
                 }
             }
             tx.commit().await?;
@@ -811,6 +783,37 @@ fn list_sql(
 /// SQLite and last (ascending) on PostgreSQL; the keyset condition follows each.
 fn sort_expr(field: &Field, dialect: Dialect) -> Option<String> {
     predicate_sql::field_sql(field, dialect)
+}
+
+/// One row of a list query (columns as `list_sql` selects them) as a listed document.
+fn listed_doc<R: Row>(
+    r: &R,
+    q: &ListQuery<'_>,
+    n_keys: usize,
+    dialect: Dialect,
+) -> Result<ListedDoc, sqlx::Error>
+where
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Json<Value>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+    for<'s> &'s str: sqlx::ColumnIndex<R>,
+{
+    let mut keys = Vec::with_capacity(n_keys);
+    for i in 0..n_keys {
+        keys.push(read_sort_value(r, i, &q.order[i].field, dialect)?);
+    }
+    Ok(ListedDoc {
+        collection: q.collection.to_string(),
+        id: r.try_get("id")?,
+        version: r.try_get("version")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        data: r.try_get("data_text")?,
+        keys,
+        tie: SortValue::Text(r.try_get("tie")?),
+    })
 }
 
 fn read_sort_value<R: Row>(

@@ -930,16 +930,7 @@ async fn costly_filters_from_functions_are_refused(b: Backend) {
             async move { app.get("/v1/t/alpha/fn/lister", None).await }
         })
         .collect();
-    let probe = async {
-        let mut worst = Duration::ZERO;
-        for _ in 0..10 {
-            let t = std::time::Instant::now();
-            app.get("/healthz", None).await.ok(200);
-            worst = worst.max(t.elapsed());
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        worst
-    };
+    let probe = worst_healthz(&app, 10);
     let (answers, worst) = tokio::join!(futures_util::future::join_all(calls), probe);
     for r in answers {
         assert_eq!(r.ok(200), json!({"code": "filter_too_costly"}));

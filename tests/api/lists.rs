@@ -409,16 +409,7 @@ async fn costly_filters_are_refused_and_stall_nothing(b: Backend) {
             async move { app.send(req).await }
         })
         .collect();
-    let probe = async {
-        let mut worst = Duration::ZERO;
-        for _ in 0..10 {
-            let t = std::time::Instant::now();
-            app.get("/healthz", None).await.ok(200);
-            worst = worst.max(t.elapsed());
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        worst
-    };
+    let probe = worst_healthz(&app, 10);
     let (answers, worst) = tokio::join!(futures_util::future::join_all(bombs), probe);
     for r in answers {
         r.problem(400, "filter_too_costly");

@@ -452,6 +452,19 @@ pub fn forge(secret: &[u8], claims: &Value) -> String {
 }
 
 /// Decodes a JWT's payload without checking it.
+/// The slowest of `n` `/healthz` answers, 10 ms apart: run beside an attack, it shows
+/// whether the server kept serving (print it; assert only a generous bound).
+pub async fn worst_healthz(app: &TestApp, n: usize) -> Duration {
+    let mut worst = Duration::ZERO;
+    for _ in 0..n {
+        let t = std::time::Instant::now();
+        app.get("/healthz", None).await.ok(200);
+        worst = worst.max(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    worst
+}
+
 pub fn jwt_payload(token: &str) -> Value {
     let part = token.split('.').nth(1).expect("payload");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
