@@ -370,19 +370,7 @@ impl Store {
         on_db!(db, |p| {
             let query = sqlx::query(sqlx::AssertSqlSafe(sql));
             let query = bind_params!(query, &params, dialect);
-            // Streamed, so a page of large documents stops at `max_bytes`.
-            let mut rows = query.fetch(&p);
-            let mut out = Vec::new();
-            let mut bytes = 0usize;
-            while let Some(r) = futures_util::TryStreamExt::try_next(&mut rows).await? {
-                if read_enough(out.len(), bytes, q.max_bytes) {
-                    break;
-                }
-                let doc = listed_doc(&r, &q, n_keys, dialect)?;
-                bytes += doc.data.len();
-                out.push(doc);
-            }
-            Ok(out)
+            read_page(query.fetch(&p), &q, n_keys, dialect).await
         })
     }
 
@@ -414,19 +402,7 @@ impl Store {
                     .await?;
             let query = sqlx::query(sqlx::AssertSqlSafe(sql));
             let query = bind_params!(query, &params, dialect);
-            let mut out = Vec::new();
-            {
-                let mut rows = query.fetch(&mut *tx);
-                let mut bytes = 0usize;
-                while let Some(r) = futures_util::TryStreamExt::try_next(&mut rows).await? {
-                    if read_enough(out.len(), bytes, q.max_bytes) {
-                        break;
-                    }
-                    let doc = listed_doc(&r, &q, n_keys, dialect)?;
-                    bytes += doc.data.len();
-                    out.push(doc);
-                }
-            }
+            let out = read_page(query.fetch(&mut *tx), &q, n_keys, dialect).await?;
             tx.commit().await?;
             Ok((seq.unwrap_or(0), out))
         })
@@ -783,6 +759,37 @@ fn list_sql(
 /// SQLite and last (ascending) on PostgreSQL; the keyset condition follows each.
 fn sort_expr(field: &Field, dialect: Dialect) -> Option<String> {
     predicate_sql::field_sql(field, dialect)
+}
+
+/// The rows of a list query, streamed, so a page of large documents stops at
+/// `max_bytes` (see `read_enough`) instead of reading every row first.
+async fn read_page<R, S>(
+    mut rows: S,
+    q: &ListQuery<'_>,
+    n_keys: usize,
+    dialect: Dialect,
+) -> StoreResult<Vec<ListedDoc>>
+where
+    S: futures_util::Stream<Item = Result<R, sqlx::Error>> + Unpin,
+    R: Row,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Json<Value>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+    for<'s> &'s str: sqlx::ColumnIndex<R>,
+{
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    while let Some(r) = futures_util::TryStreamExt::try_next(&mut rows).await? {
+        if read_enough(out.len(), bytes, q.max_bytes) {
+            break;
+        }
+        let doc = listed_doc(&r, q, n_keys, dialect)?;
+        bytes += doc.data.len();
+        out.push(doc);
+    }
+    Ok(out)
 }
 
 /// One row of a list query (columns as `list_sql` selects them) as a listed document.
