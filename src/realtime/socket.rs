@@ -718,9 +718,14 @@ impl Connection {
                     &format!("collection '{collection}' has no read rule"),
                 ));
             };
-            let pred = rule
-                .to_predicate(&qb)
-                .map_err(|_| reply(id, "internal", "the read rule cannot be translated"))?;
+            let pred = match rule.to_predicate(&qb) {
+                Ok(p) => p,
+                // As for a list: a rule too costly for this caller denies.
+                Err(crate::rules::PredicateError::TooCostly) => Predicate::False,
+                Err(crate::rules::PredicateError::Untranslatable(_)) => {
+                    return Err(reply(id, "internal", "the read rule cannot be translated"));
+                }
+            };
             if matches!(pred, Predicate::False | Predicate::Unknown) {
                 let hint = if auth.info.is_none() {
                     "; send auth first"
