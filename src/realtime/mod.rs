@@ -40,6 +40,10 @@ pub struct RealtimeConfig {
     /// Events a socket may have queued before it counts as a slow consumer.
     pub queue_capacity: usize,
     pub snapshot_limit: usize,
+    /// How long the last frames of a socket being closed (a slow consumer's `resync`s,
+    /// the close frame) may take to go out: a client that stopped reading would otherwise
+    /// keep the socket's task, connection and slot forever.
+    pub close_grace: Duration,
 }
 
 impl Default for RealtimeConfig {
@@ -53,6 +57,7 @@ impl Default for RealtimeConfig {
             idle_timeout: Duration::from_secs(60),
             queue_capacity: 1024,
             snapshot_limit: 1000,
+            close_grace: Duration::from_secs(5),
         }
     }
 }

@@ -75,11 +75,6 @@ pub(crate) enum Kill {
 
 type Sink = SplitSink<WebSocket, Message>;
 
-/// How long the last frames of a socket being closed (a slow consumer's `resync`s, the
-/// close frame) may take to go out: a client that stopped reading would otherwise keep
-/// the socket's task, connection and slot forever.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
-
 /// The socket's write half. The socket task writes through it (replies, history, pings,
 /// queued events), and so does the feed's dispatcher, directly, when the socket is idle:
 /// that spares the socket task a wake-up per event, which was about a fifth of the
@@ -437,7 +432,7 @@ impl Connection {
             let mut writer = shared.writer.lock().await;
             if let Some(w) = writer.as_mut() {
                 let frame = self.kill_frame(shared.killed_for(), &mut events, &mut w.sink);
-                closing = tokio::time::timeout(CLOSE_GRACE, frame).await.ok();
+                closing = tokio::time::timeout(cfg.close_grace, frame).await.ok();
             }
         }
         self.detach_all();
@@ -449,7 +444,7 @@ impl Connection {
         if let (Some(frame), Some(mut sink)) = (closing, sink) {
             // The closing handshake: send our close, then give the client a moment to
             // answer, so it reads the code and reason instead of a reset connection.
-            let sent = tokio::time::timeout(CLOSE_GRACE, sink.send(frame)).await;
+            let sent = tokio::time::timeout(self.broker.config.close_grace, sink.send(frame)).await;
             if matches!(sent, Ok(Ok(())))
                 && let Some(mut stream) = stream
             {

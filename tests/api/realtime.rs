@@ -28,6 +28,7 @@ backend_tests!(
     since_replays_gaps_of_any_size,
     costly_subscription_filters_are_refused,
     upgrade_reads_authorization_like_rest,
+    upgrades_count_in_the_tenants_usage,
 );
 
 mod nodes {
@@ -717,7 +718,13 @@ async fn resume_after_a_restart(b: Backend) {
 }
 
 async fn slow_consumer_is_cut_off_alone(b: Backend) {
-    let mut app = TestApp::start_with(b, |c| c.realtime.queue_capacity = 16).await;
+    // The slow socket reads only once the burst is over; on a loaded machine that is
+    // later than the default 5 s its last frames get, and they would be dropped unread.
+    let mut app = TestApp::start_with(b, |c| {
+        c.realtime.queue_capacity = 16;
+        c.realtime.close_grace = Duration::from_secs(60);
+    })
+    .await;
     let key = tenant_with_open_log(&mut app).await;
     let base = docs("shop", "log");
     // The slow one subscribes and never reads; its TCP buffers fill, then its queue.
@@ -1266,4 +1273,43 @@ async fn upgrade_reads_authorization_like_rest(b: Backend) {
             .await;
         assert_eq!(r.status, 401, "{authorization}: {}", r.text);
     }
+}
+
+/// The upgrade resolves its tenant like every tenant route, so each socket opened counts
+/// as one of the tenant's requests (it used not to count at all), and a refused one too.
+async fn upgrades_count_in_the_tenants_usage(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    tenant_with_open_log(&mut app).await;
+    app.create_tenant("quiet").await;
+    let admin = app.admin().await;
+    let requests = |u: &Value| u["total"]["requests"].as_i64().unwrap_or(-1);
+    let before = requests(
+        &app.get("/admin/v1/tenants/shop/usage", Some(&admin))
+            .await
+            .ok(200),
+    );
+    let mut sockets = Vec::new();
+    for _ in 0..3 {
+        let (ws, _) = tokio_tungstenite::connect_async(ws_url(&app, "shop"))
+            .await
+            .expect("upgrade");
+        sockets.push(ws);
+    }
+    assert_refused(
+        &format!("{}?access_token=forged", ws_url(&app, "shop")),
+        401,
+    )
+    .await;
+    let after = requests(
+        &app.get("/admin/v1/tenants/shop/usage", Some(&admin))
+            .await
+            .ok(200),
+    );
+    assert_eq!(after - before, 4, "three upgrades and one refusal");
+    let quiet = app
+        .get("/admin/v1/tenants/quiet/usage", Some(&admin))
+        .await
+        .ok(200);
+    assert_eq!(requests(&quiet), 0, "{quiet}");
+    drop(sockets);
 }
