@@ -16,7 +16,7 @@ use crate::admin::AdminIdentity;
 use crate::app::AppState;
 use crate::auth::ClientInfo;
 use crate::error::ApiError;
-use crate::tenancy::Scope;
+use crate::tenancy::{Scope, Tenant};
 
 /// Filled by `TenantScope` once a tenant is resolved; read by the metrics middleware.
 #[derive(Clone, Default)]
@@ -83,7 +83,12 @@ where
     }
 }
 
-impl FromRequestParts<AppState> for TenantScope {
+/// The tenant named by the route's `{tenant}` segment: unknown tenants are 404, suspended
+/// ones 403, and the tenant is recorded for per-tenant usage. `TenantScope` builds on it;
+/// the realtime upgrade, which also takes its token from the query, uses it directly.
+pub struct ResolvedTenant(pub Arc<Tenant>);
+
+impl FromRequestParts<AppState> for ResolvedTenant {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
@@ -111,6 +116,15 @@ impl FromRequestParts<AppState> for TenantScope {
         if let Some(slot) = parts.extensions.get::<TenantSlot>() {
             let _ = slot.0.set((tenant.id, tenant.slug.clone()));
         }
+        Ok(ResolvedTenant(tenant))
+    }
+}
+
+impl FromRequestParts<AppState> for TenantScope {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let ResolvedTenant(tenant) = ResolvedTenant::from_request_parts(parts, state).await?;
         let token = bearer(&parts.headers)?;
         let scope = state.auth.authenticate(tenant, token).await?;
         Ok(TenantScope(scope))

@@ -1,5 +1,6 @@
 //! `GET /v1/t/{tenant}/realtime`: the WebSocket upgrade. Everything after the upgrade is
-//! `realtime/`'s; here the tenant is resolved, an `?access_token=` (or Authorization
+//! `realtime/`'s; here the tenant is resolved (by the same extractor as every tenant
+//! route, so upgrades count in per-tenant usage), an `?access_token=` (or Authorization
 //! header) is checked, and the connection limits are applied, so refusals are plain HTTP
 //! problems.
 
@@ -11,7 +12,7 @@ use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::{ApiPath, ApiQuery, Client, bearer};
+use super::extract::{ApiQuery, Client, ResolvedTenant, bearer};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::realtime::{Refused, SocketAuth};
@@ -36,23 +37,12 @@ pub struct RealtimeQuery {
     security((), ("bearer" = [])))]
 async fn realtime(
     State(state): State<AppState>,
-    ApiPath(tenant): ApiPath<String>,
+    ResolvedTenant(tenant): ResolvedTenant,
     Client(client): Client,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<RealtimeQuery>,
     ws: WebSocketUpgrade,
 ) -> ApiResult<Response> {
-    let tenant = state
-        .registry
-        .get(&tenant)
-        .await?
-        .ok_or_else(|| ApiError::not_found("tenant_not_found", "no tenant with this slug"))?;
-    if tenant.suspended {
-        return Err(ApiError::forbidden(
-            "tenant_suspended",
-            "this tenant is suspended",
-        ));
-    }
     // The header is read as on every REST route: a present but malformed one is refused.
     let header_token = bearer(&headers)?.map(str::to_string);
     let token = q.access_token.or(header_token).filter(|t| !t.is_empty());
