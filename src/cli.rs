@@ -503,32 +503,12 @@ async fn local(state: &AppState, command: Command) -> anyhow::Result<()> {
             uid,
             op,
         }) => {
-            let op = match op.as_str() {
-                "read" => crate::rules::Operation::Read,
-                "update" => crate::rules::Operation::Update,
-                "delete" => crate::rules::Operation::Delete,
-                other => anyhow::bail!("--op must be read, update or delete, not {other}"),
-            };
+            let op = crate::rules::Operation::parse_explainable(&op)
+                .map_err(|m| anyhow::anyhow!("--op: {m}"))?;
             let scope = admin.cli_scope(&tenant).await.map_err(e)?;
-            let auth = match uid {
-                None => None,
-                Some(uid) => {
-                    let user = state
-                        .store
-                        .get_user(&scope, &uid)
-                        .await?
-                        .ok_or_else(|| anyhow::anyhow!("no user {uid} in {tenant}"))?;
-                    Some(crate::rules::AuthInfo {
-                        uid: user.id,
-                        email: user.email,
-                        email_verified: user.email_verified,
-                        claims: serde_json::json!({}),
-                    })
-                }
-            };
             let r = state
                 .docs
-                .explain(&scope, &collection, &id, op, auth)
+                .explain_as(&scope, &collection, &id, op, uid.as_deref())
                 .await
                 .map_err(|err| anyhow::anyhow!(crate::error::ApiError::from(err).detail))?;
             match (r.rule, r.explanation) {

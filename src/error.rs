@@ -310,6 +310,7 @@ impl From<crate::documents::DocError> for ApiError {
                 "function_error",
                 format!("a before hook failed; nothing was written ({m})"),
             ),
+            D::UnknownUser => ApiError::not_found("user_not_found", "no such user"),
             D::Store(e) => e.into(),
             D::Internal(m) => ApiError::internal(m),
         }

@@ -133,6 +133,9 @@ pub enum DocError {
     HookFailed(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// `explain` as a user the tenant does not have.
+    #[error("no such user")]
+    UnknownUser,
     #[error("{0}")]
     Internal(String),
 }
@@ -923,7 +926,37 @@ impl DocumentService {
     }
 
     /// Which rule decides `op` on a stored document for a given user (or anonymous).
-    pub async fn explain(
+    /// Which rule and sub-expression decide `op` on a stored document for one of the
+    /// tenant's users (`uid`) or for an anonymous caller: the one explain behind the HTTP
+    /// route and the CLI, so the two cannot drift apart.
+    pub async fn explain_as(
+        &self,
+        scope: &Scope,
+        collection: &str,
+        id: &str,
+        op: Operation,
+        uid: Option<&str>,
+    ) -> Result<ExplainResult, DocError> {
+        let auth = match uid {
+            None => None,
+            Some(uid) => {
+                let user = self
+                    .store
+                    .get_user(scope, uid)
+                    .await?
+                    .ok_or(DocError::UnknownUser)?;
+                Some(AuthInfo {
+                    uid: user.id,
+                    email: user.email,
+                    email_verified: user.email_verified,
+                    claims: serde_json::Value::Object(Default::default()),
+                })
+            }
+        };
+        self.explain(scope, collection, id, op, auth).await
+    }
+
+    async fn explain(
         &self,
         scope: &Scope,
         collection: &str,

@@ -15,7 +15,7 @@ use super::extract::{ApiJson, ApiPath, ApiQuery, TenantScope};
 use crate::app::AppState;
 use crate::documents::{BatchWrite, ListParams, PatchBody, Preconditions};
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::rules::{AuthInfo, Operation};
+use crate::rules::Operation;
 use crate::store::{ChangeOp, ListedDoc, StoredDoc, Written};
 use crate::tenancy::Caller;
 
@@ -310,36 +310,11 @@ async fn get_doc(
                 "explain needs a service key",
             ));
         }
-        let op = match q.op.as_deref().unwrap_or("read") {
-            "read" => Operation::Read,
-            "update" => Operation::Update,
-            "delete" => Operation::Delete,
-            other => {
-                return Err(ApiError::invalid_field(
-                    "op",
-                    format!("'{other}' is not read, update or delete"),
-                ));
-            }
-        };
-        let auth = match q.uid.as_deref() {
-            None => None,
-            Some(uid) => {
-                let user = state
-                    .store
-                    .get_user(&scope, uid)
-                    .await?
-                    .ok_or_else(|| ApiError::not_found("user_not_found", "no such user"))?;
-                Some(AuthInfo {
-                    uid: user.id,
-                    email: user.email,
-                    email_verified: user.email_verified,
-                    claims: Value::Object(Default::default()),
-                })
-            }
-        };
+        let op = Operation::parse_explainable(q.op.as_deref().unwrap_or("read"))
+            .map_err(|m| ApiError::invalid_field("op", m))?;
         let r = state
             .docs
-            .explain(&scope, &collection, &id, op, auth)
+            .explain_as(&scope, &collection, &id, op, q.uid.as_deref())
             .await?;
         return Ok(Json(serde_json::json!({
             "collection": collection,

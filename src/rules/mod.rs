@@ -102,6 +102,17 @@ impl Operation {
             Operation::Delete => "delete",
         }
     }
+
+    /// An operation that an existing document's rule can be explained for (`explain`
+    /// takes a stored document, so `create` has nothing to evaluate against).
+    pub fn parse_explainable(s: &str) -> Result<Operation, String> {
+        match s {
+            "read" => Ok(Operation::Read),
+            "update" => Ok(Operation::Update),
+            "delete" => Ok(Operation::Delete),
+            other => Err(format!("'{other}' is not read, update or delete")),
+        }
+    }
 }
 
 /// The signed-in user as rules see it (`auth`).

@@ -450,6 +450,10 @@ async fn explain_shows_the_deciding_expression(b: Backend) {
     app.get(&format!("{path}?explain=1&uid=nobody"), Some(&key))
         .await
         .problem(404, "user_not_found");
+    // `create` has no stored document to evaluate against.
+    app.get(&format!("{path}?explain=1&op=create"), Some(&key))
+        .await
+        .problem(400, "validation_failed");
 }
 
 async fn rules_cli_deploy_and_explain(b: Backend) {
@@ -526,4 +530,24 @@ async fn rules_cli_deploy_and_explain(b: Backend) {
         None,
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("outcome:    deny"));
+    // The CLI explains through the same service as the route: same refusals.
+    for (extra, says) in [
+        (["--uid", "nobody"], "no such user"),
+        (["--op", "create"], "is not read, update or delete"),
+    ] {
+        let mut args = vec![
+            "rules",
+            "explain",
+            "--tenant",
+            "shop",
+            "--collection",
+            "notes",
+            "--id",
+            &id,
+        ];
+        args.extend(extra);
+        let out = crate::cli::plinth(&storage, &args, None);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "{err}");
+    }
 }
