@@ -117,7 +117,10 @@ impl AppState {
             &secrets_key,
             config.secrets_cache_ttl,
         )?);
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::new({
+            let store = store.clone();
+            move || store.commit_totals()
+        }));
         let usage = Arc::new(crate::usage::Usage::new(store.clone()));
         let functions = crate::functions::FunctionService::new(
             store.clone(),

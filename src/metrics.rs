@@ -2,7 +2,10 @@
 //! histogram by route. Routes are the matched templates (`/v1/t/{tenant}/auth/login`),
 //! and the tenant label is set only once a tenant was resolved, so label sets stay bounded.
 
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -49,15 +52,71 @@ pub struct Metrics {
     invocation_seconds: Family<TriggerLabels, Histogram, fn() -> Histogram>,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
+/// Totals that another part keeps itself (the store's group-commit pipeline), read at
+/// each scrape.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CommitTotals {
+    pub groups: u64,
+    pub units: u64,
+    pub writes: u64,
+    pub busy_seconds: f64,
+}
+
+type ReadCommitTotals = Box<dyn Fn() -> CommitTotals + Send + Sync>;
+
+struct CommitCollector(ReadCommitTotals);
+
+impl std::fmt::Debug for CommitCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CommitCollector")
+    }
+}
+
+impl Collector for CommitCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let t = (self.0)();
+        let whole = [
+            (
+                "commit_groups",
+                "Group commits of document writes",
+                t.groups,
+            ),
+            (
+                "commit_units",
+                "Write requests (single writes or batches) committed in groups",
+                t.units,
+            ),
+            (
+                "commit_writes",
+                "Document writes committed in groups",
+                t.writes,
+            ),
+        ];
+        for (name, help, value) in whole {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        let busy = ConstCounter::new(t.busy_seconds);
+        busy.encode(encoder.encode_descriptor(
+            "commit_seconds",
+            "Time spent committing groups (all tenants; per second of wall time, how busy \
+             the commit pipelines are)",
+            None,
+            busy.metric_type(),
+        )?)
     }
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    /// The registry; `commits` reads the store's commit counters at each scrape.
+    pub fn new(commits: impl Fn() -> CommitTotals + Send + Sync + 'static) -> Metrics {
         let mut registry = Registry::with_prefix("plinth");
+        registry.register_collector(Box::new(CommitCollector(Box::new(commits))));
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
             latency_histogram,

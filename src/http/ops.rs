@@ -49,20 +49,6 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError>
 #[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "ops",
     responses((status = 200, content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let (groups, units, writes, busy) = state.store.commit_stats();
-    let busy = busy.as_secs_f64();
-    let mut text = state.metrics.render();
-    // Counters owned by the store, appended in the same exposition format.
-    text.push_str(&format!(
-        "# HELP plinth_commit_groups Group commits of document writes.\n\
-         # TYPE plinth_commit_groups counter\nplinth_commit_groups_total {groups}\n\
-         # HELP plinth_commit_units Write requests (single writes or batches) committed in groups.\n\
-         # TYPE plinth_commit_units counter\nplinth_commit_units_total {units}\n\
-         # HELP plinth_commit_writes Document writes committed in groups.\n\
-         # TYPE plinth_commit_writes counter\nplinth_commit_writes_total {writes}\n\
-         # HELP plinth_commit_seconds Time spent committing groups (all tenants; per second of\
-         wall time, how busy the commit pipelines are).\n\
-         # TYPE plinth_commit_seconds counter\nplinth_commit_seconds_total {busy}\n"
-    ));
+    let text = state.metrics.render();
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text)
 }

@@ -79,14 +79,14 @@ const CHUNK: usize = 200;
 impl Store {
     /// How many group commits ran, how many units and writes they carried, and the time
     /// spent in their transactions.
-    pub fn commit_stats(&self) -> (u64, u64, u64, std::time::Duration) {
+    pub fn commit_totals(&self) -> crate::metrics::CommitTotals {
         let s = &self.groups.stats;
-        (
-            s.groups.load(Ordering::Relaxed),
-            s.units.load(Ordering::Relaxed),
-            s.writes.load(Ordering::Relaxed),
-            std::time::Duration::from_nanos(s.busy_ns.load(Ordering::Relaxed)),
-        )
+        crate::metrics::CommitTotals {
+            groups: s.groups.load(Ordering::Relaxed),
+            units: s.units.load(Ordering::Relaxed),
+            writes: s.writes.load(Ordering::Relaxed),
+            busy_seconds: s.busy_ns.load(Ordering::Relaxed) as f64 / 1e9,
+        }
     }
 
     /// Queues one unit (a list of writes, all or nothing) and waits for its commit. A

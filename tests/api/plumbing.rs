@@ -111,6 +111,10 @@ async fn metrics_count_requests_by_route_and_tenant(b: Backend) {
             .unwrap_or_else(|| panic!("{name} missing: {text}"));
         let v: f64 = value.parse().expect("a number");
         assert!(v >= 0.0, "{name} {v}");
+        assert!(
+            text.contains(&format!("# TYPE {name} counter")),
+            "{name} typed as a counter: {text}"
+        );
     }
 }
 
