@@ -66,42 +66,12 @@ fn query_map(uri: &Uri) -> Map<String, Value> {
     out
 }
 
-/// `application/x-www-form-urlencoded` pairs (a repeated key keeps its last value).
+/// `application/x-www-form-urlencoded` pairs (a repeated key keeps its last value once
+/// put in a map); bad escapes are kept as written, invalid UTF-8 becomes U+FFFD.
 fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
-    body.split(|b| *b == b'&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let mut it = pair.splitn(2, |b| *b == b'=');
-            let k = decode_component(it.next().unwrap_or_default());
-            let v = decode_component(it.next().unwrap_or_default());
-            (k, v)
-        })
+    form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
-}
-
-fn decode_component(raw: &[u8]) -> String {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < raw.len() => {
-                match std::str::from_utf8(&raw[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The event an HTTP function receives.
@@ -297,6 +267,9 @@ mod tests {
                 ("Cut".into(), "%4".into()),
             ]
         );
-        assert_eq!(decode_component(b"%C3%A9"), "é");
+        assert_eq!(
+            form_pairs(b"e=%C3%A9&x=%FF"),
+            vec![("e".into(), "é".into()), ("x".into(), "\u{FFFD}".into())]
+        );
     }
 }
