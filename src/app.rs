@@ -341,11 +341,9 @@ pub async fn prune_changes_once(state: &AppState) -> anyhow::Result<u64> {
         chrono::Utc::now().timestamp_millis() - state.config.changes_retention.as_millis() as i64;
     let mut total = 0;
     for tenant in state.store.list_tenants().await? {
-        let scope = crate::tenancy::Scope::new(
+        let scope = crate::tenancy::Scope::system(
             Arc::new(crate::tenancy::Tenant::from(tenant)),
-            crate::tenancy::Caller::Admin {
-                actor: "retention".into(),
-            },
+            crate::tenancy::SystemTask::Retention,
         );
         total += state.store.prune_changes(&scope, cutoff).await?;
     }

@@ -23,7 +23,7 @@ use crate::store::{
     AdminRow, AuditEntry, AuditQuery, DeploySummary, InvocationRow, JobInfo, NewAudit,
     ServiceKeyRow, Store, StoreError, UserQuery, UserRow,
 };
-use crate::tenancy::{Caller, Registry, Scope, Tenant, service_keys, validate_slug};
+use crate::tenancy::{Registry, Scope, Tenant, service_keys, validate_slug};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -541,12 +541,7 @@ impl AdminService {
     /// cache, so an admin always sees the tenant as it is now.
     pub(crate) async fn scope(&self, actor: &Actor, slug: &str) -> Result<Scope> {
         let tenant = self.get_tenant(slug).await?;
-        Ok(Scope::new(
-            Arc::new(tenant),
-            Caller::Admin {
-                actor: actor.0.clone(),
-            },
-        ))
+        Ok(Scope::admin(Arc::new(tenant), &actor.0))
     }
 
     // ---- service keys -----------------------------------------------------------------

@@ -11,7 +11,7 @@ use super::tokens::{AccessClaims, Keyring, TokenError, access_claims};
 use super::{AuthError, password};
 use crate::crypto::{random_token, sha256_hex};
 use crate::store::{NewSession, RefreshOutcome, SessionState, Store, UserRow, UserTokenKind};
-use crate::tenancy::{Caller, Scope, Tenant, UserCaller, service_keys};
+use crate::tenancy::{Caller, Scope, SystemTask, Tenant, UserCaller, service_keys};
 
 #[derive(Clone, Debug)]
 pub struct AuthSettings {
@@ -520,9 +520,9 @@ impl AuthService {
         bearer: Option<&str>,
     ) -> Result<Scope, AuthError> {
         let Some(token) = bearer else {
-            return Ok(Scope::new(tenant, Caller::Anonymous));
+            return Ok(Scope::anonymous(tenant));
         };
-        let lookup = Scope::new(tenant.clone(), Caller::Anonymous);
+        let lookup = Scope::system(tenant.clone(), SystemTask::Authentication);
         if let Some(prefix) = service_keys::prefix_of(token) {
             let key = match self.cache.key(tenant.id, prefix) {
                 Some(k) => Some(k),
@@ -540,7 +540,7 @@ impl AuthService {
             };
             return match key {
                 Some(k) if service_keys::matches(token, &k.hash) => {
-                    Ok(Scope::new(tenant, Caller::Service { key_id: k.id }))
+                    Ok(Scope::service_key(tenant, k.id))
                 }
                 _ => Err(AuthError::InvalidToken(
                     "unknown or revoked service key".into(),
@@ -586,14 +586,14 @@ impl AuthService {
         } else {
             SessionState::Inactive
         } {
-            SessionState::Active => Ok(Scope::new(
+            SessionState::Active => Ok(Scope::user(
                 tenant,
-                Caller::User(UserCaller {
+                UserCaller {
                     uid: claims.sub.clone(),
                     email: claims.email.clone(),
                     email_verified: claims.email_verified,
                     session_id: claims.sid.clone(),
-                }),
+                },
             )),
             SessionState::Inactive => Err(AuthError::SessionRevoked),
         }

@@ -258,10 +258,7 @@ fn auth_of(scope: &Scope) -> Option<AuthInfo> {
 }
 
 fn bypasses_rules(scope: &Scope) -> bool {
-    matches!(
-        scope.caller(),
-        Caller::Service { .. } | Caller::Admin { .. }
-    )
+    scope.caller().bypasses_rules()
 }
 
 fn now_ms() -> i64 {

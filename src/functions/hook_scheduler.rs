@@ -12,7 +12,7 @@ use tokio::task::{JoinError, JoinSet};
 
 use super::FunctionService;
 use crate::store::now_ms;
-use crate::tenancy::{Caller, Scope, Tenant};
+use crate::tenancy::{Scope, SystemTask, Tenant};
 
 /// Full scan of every tenant's outbox (jobs of a runner that died, on any node).
 const RESCAN: Duration = Duration::from_secs(30);
@@ -39,12 +39,7 @@ impl Drains {
         self.running.insert(id, false);
         let svc = svc.clone();
         let task = self.tasks.spawn(async move {
-            let scope = Scope::new(
-                tenant,
-                Caller::Admin {
-                    actor: "hooks".into(),
-                },
-            );
+            let scope = Scope::system(tenant, SystemTask::Hooks);
             if let Err(e) = svc.drain_tenant(&scope).await {
                 tracing::warn!(tenant = %scope.tenant().slug, error = %e, "hook runner failed; retrying");
                 svc.queue.due_at(id, now_ms() + RETRY_FAILED_DRAIN_MS);

@@ -21,7 +21,7 @@ use crate::auth::AuthService;
 use crate::documents::DocumentService;
 use crate::rules::RulesRegistry;
 use crate::store::Store;
-use crate::tenancy::{Caller, Registry, Scope, Tenant};
+use crate::tenancy::{Registry, Scope, SystemTask, Tenant};
 use feed::Feed;
 pub use socket::SocketAuth;
 use socket::{Connection, Kill, SocketShared};
@@ -374,12 +374,7 @@ impl Broker {
                     continue;
                 }
             }
-            let scope = Scope::new(
-                feed.tenant.clone(),
-                Caller::Admin {
-                    actor: "realtime".into(),
-                },
-            );
+            let scope = Scope::system(feed.tenant.clone(), SystemTask::RealtimeFeed);
             loop {
                 // Only the changes of collections someone subscribed to are read.
                 let (position, collections) = {
@@ -481,7 +476,7 @@ impl Broker {
             let Some((uid, sid)) = sock.user() else {
                 continue;
             };
-            let scope = Scope::new(sock.tenant.clone(), Caller::Anonymous);
+            let scope = Scope::system(sock.tenant.clone(), SystemTask::SessionCheck);
             match self.auth.session_live(&scope, &sid, &uid).await {
                 Ok(true) => {}
                 Ok(false) => sock.kill(Kill::Revoked),

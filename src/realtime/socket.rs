@@ -39,7 +39,7 @@ impl SocketAuth {
     }
 
     pub fn bypasses_rules(&self) -> bool {
-        matches!(self.caller, Caller::Service { .. } | Caller::Admin { .. })
+        self.caller.bypasses_rules()
     }
 
     pub fn for_scope(scope: &Scope, token: &str) -> SocketAuth {
@@ -264,7 +264,7 @@ impl Connection {
             .auth()
             .map(|a| a.caller.clone())
             .unwrap_or(Caller::Anonymous);
-        Scope::new(self.shared.tenant.clone(), caller)
+        Scope::socket(self.shared.tenant.clone(), caller)
     }
 
     /// Runs until the client leaves or the socket is closed.

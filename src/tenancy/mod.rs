@@ -68,6 +68,34 @@ pub enum Caller {
     Admin {
         actor: String,
     },
+    /// The server itself, on no one's request: a background task or a lookup that has to
+    /// happen before anyone is known (the token check reading a service key).
+    System(SystemTask),
+}
+
+/// The server's own work on a tenant, named so logs and audits can tell which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SystemTask {
+    /// Pruning the change log past its retention.
+    Retention,
+    /// Reading the change log for the realtime feed.
+    RealtimeFeed,
+    /// Checking whether a realtime socket's session is still live.
+    SessionCheck,
+    /// Draining the after-hook queue.
+    Hooks,
+    /// Authenticating a request: reading the service key or session it names.
+    Authentication,
+}
+
+impl Caller {
+    /// Service keys, admins and the server itself are not subject to the access rules.
+    pub fn bypasses_rules(&self) -> bool {
+        matches!(
+            self,
+            Caller::Service { .. } | Caller::Admin { .. } | Caller::System(_)
+        )
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -78,13 +106,51 @@ pub struct Scope {
     depth: u32,
 }
 
+/// Every scope is minted by one of these named constructors, so `grep 'Scope::'` lists
+/// everyone who acts on a tenant.
 impl Scope {
-    pub(crate) fn new(tenant: Arc<Tenant>, caller: Caller) -> Scope {
+    fn new(tenant: Arc<Tenant>, caller: Caller) -> Scope {
         Scope {
             tenant,
             caller,
             depth: 0,
         }
+    }
+
+    /// A request without credentials.
+    pub fn anonymous(tenant: Arc<Tenant>) -> Scope {
+        Scope::new(tenant, Caller::Anonymous)
+    }
+
+    /// A request signed in as one of the tenant's users (its session checked).
+    pub fn user(tenant: Arc<Tenant>, user: UserCaller) -> Scope {
+        Scope::new(tenant, Caller::User(user))
+    }
+
+    /// A request with one of the tenant's service keys (checked).
+    pub fn service_key(tenant: Arc<Tenant>, key_id: String) -> Scope {
+        Scope::new(tenant, Caller::Service { key_id })
+    }
+
+    /// A platform admin or the local CLI; `actor` is who, for the audit log.
+    pub fn admin(tenant: Arc<Tenant>, actor: &str) -> Scope {
+        Scope::new(
+            tenant,
+            Caller::Admin {
+                actor: actor.to_string(),
+            },
+        )
+    }
+
+    /// The server's own work on the tenant.
+    pub fn system(tenant: Arc<Tenant>, task: SystemTask) -> Scope {
+        Scope::new(tenant, Caller::System(task))
+    }
+
+    /// A realtime socket acting again for the caller its token proved at the upgrade
+    /// (or at its last refresh).
+    pub fn socket(tenant: Arc<Tenant>, caller: Caller) -> Scope {
+        Scope::new(tenant, caller)
     }
 
     pub fn depth(&self) -> u32 {
