@@ -160,51 +160,31 @@ pub struct ProblemMarker;
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+impl ApiError {
+    /// A domain failure as the HTTP edge answers it: the kind decides the status (the one
+    /// place that happens), the domain gives the code and the client's detail.
+    pub fn of(kind: crate::fault::Kind, code: &'static str, detail: String) -> ApiError {
+        let status =
+            StatusCode::from_u16(kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        ApiError::new(status, code, detail)
+    }
+}
+
+/// Store faults are logged where they become answers: in full here, opaquely to clients.
+fn log_store_fault(err: &crate::store::StoreError) {
+    use crate::fault::Kind;
+    match err.kind() {
+        Kind::StorageFull => tracing::error!(error = %err, "storage full: writes are refused"),
+        Kind::Unavailable => tracing::warn!(error = %err, "store unavailable"),
+        Kind::Internal => tracing::error!(error = %err, "internal error"),
+        _ => {}
+    }
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(err: crate::store::StoreError) -> Self {
-        use crate::store::StoreError;
-        if crate::store::storage_full(&err) {
-            tracing::error!(error = %err, "storage full: writes are refused");
-            return ApiError::new(
-                StatusCode::INSUFFICIENT_STORAGE,
-                "storage_full",
-                "the server's storage is full; nothing was written",
-            );
-        }
-        match err {
-            StoreError::NotFound => ApiError::not_found("not_found", "no such resource"),
-            StoreError::Conflict(what) => ApiError::conflict("conflict", what),
-            StoreError::Unavailable(what) => {
-                tracing::warn!(what, "store unavailable");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the server cannot serve this now; retry shortly",
-                )
-            }
-            StoreError::Internal(what) => ApiError::internal(what),
-            StoreError::StorageFull => ApiError::new(
-                StatusCode::INSUFFICIENT_STORAGE,
-                "storage_full",
-                "the server's storage is full; nothing was written",
-            ),
-            StoreError::Db(e) if crate::store::database_unreachable(&e) => {
-                tracing::warn!(error = %e, "database unreachable");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the database is unreachable; retry shortly",
-                )
-            }
-            StoreError::Db(e) => ApiError::internal(e),
-            StoreError::Migrate(e) => ApiError::internal(e),
-            StoreError::Io(e) => ApiError::internal(e),
-            StoreError::Sqlite(e) => ApiError::internal(e),
-            StoreError::Superseded => ApiError::conflict(
-                "delivery_superseded",
-                "this delivery was acknowledged before or taken over by a later one",
-            ),
-        }
+        log_store_fault(&err);
+        ApiError::of(err.kind(), err.code(), err.client_detail())
     }
 }
 
@@ -237,83 +217,22 @@ impl From<crate::secrets::SecretsError> for ApiError {
 impl From<crate::documents::DocError> for ApiError {
     fn from(err: crate::documents::DocError) -> Self {
         use crate::documents::DocError as D;
-        use crate::documents::patch::PatchError;
-        match err {
-            D::InvalidCollection => {
-                ApiError::invalid_field("collection", "must match ^[a-z][a-z0-9_]{0,62}$")
-            }
-            D::InvalidId => ApiError::invalid_field("id", "must be 1-128 of [A-Za-z0-9_-]"),
-            D::InvalidData(m) => ApiError::bad_request("invalid_document", m),
-            D::TooLarge(n) => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "document_too_large",
-                format!("document data exceeds {n} bytes"),
-            ),
-            D::NotFound => ApiError::not_found("document_not_found", "no such document"),
-            D::Exists => ApiError::conflict("document_exists", "a document with this id exists"),
-            D::PreconditionFailed(m) => {
-                ApiError::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", m)
-            }
-            D::Denied { collection, op } => ApiError::forbidden(
-                "rule_denied",
-                format!("the {op} rule of collection '{collection}' denied this operation"),
-            ),
-            D::InvalidFilter(e) => {
-                let mut a = ApiError::bad_request(
-                    "invalid_filter",
-                    format!("filter, line {} column {}: {}", e.line, e.column, e.message),
-                );
-                a.fields = Some([("filter".to_string(), e.to_string())].into());
-                a
-            }
-            D::FilterTooCostly => {
-                let mut a = ApiError::bad_request("filter_too_costly", crate::rules::TOO_COSTLY);
-                a.fields =
-                    Some([("filter".to_string(), crate::rules::TOO_COSTLY.to_string())].into());
-                a
-            }
-            D::InvalidParam { param, message } => {
-                let mut a = ApiError::bad_request(
-                    match param {
-                        "order" => "invalid_order",
-                        "limit" => "invalid_limit",
-                        _ => "validation_failed",
-                    },
-                    format!("{param}: {message}"),
-                );
-                a.fields = Some([(param.to_string(), message)].into());
-                a
-            }
-            D::InvalidCursor => {
-                ApiError::bad_request("invalid_cursor", "the cursor is not valid for this query")
-            }
-            D::Patch(PatchError::Invalid(m)) => ApiError::bad_request("invalid_patch", m),
-            D::Patch(PatchError::TestFailed(m)) => ApiError::conflict("patch_test_failed", m),
-            D::Patch(PatchError::Failed(m)) => ApiError::conflict("patch_failed", m),
-            D::Patch(PatchError::Overflow(m)) => ApiError::bad_request("increment_overflow", m),
-            D::InBatch { index, source } => {
-                let mut inner = ApiError::from(*source);
-                inner.detail = format!("write {index}: {}", inner.detail);
-                inner
-                    .extra
-                    .insert("index".into(), serde_json::Value::from(index));
-                inner
-            }
-            D::HookRejected(m) => ApiError::bad_request("function_rejected", m),
-            D::HookTimeout => ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "function_timeout",
-                "a before hook ran past its time budget; nothing was written",
-            ),
-            D::HookFailed(m) => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "function_error",
-                format!("a before hook failed; nothing was written ({m})"),
-            ),
-            D::UnknownUser => ApiError::not_found("user_not_found", "no such user"),
-            D::Store(e) => e.into(),
-            D::Internal(m) => ApiError::internal(m),
+        let mut inner = &err;
+        while let D::InBatch { source, .. } = inner {
+            inner = source;
         }
+        match inner {
+            D::Store(e) => log_store_fault(e),
+            D::Internal(m) => tracing::error!(error = %m, "internal error"),
+            _ => {}
+        }
+        let mut a = ApiError::of(err.kind(), err.code(), err.client_detail());
+        a.fields = err.field().map(|(f, p)| [(f, p)].into());
+        if let D::InBatch { index, .. } = &err {
+            a.extra
+                .insert("index".into(), serde_json::Value::from(*index));
+        }
+        a
     }
 }
 

@@ -14,6 +14,7 @@ pub mod crypto;
 pub mod demo;
 pub mod documents;
 pub mod error;
+pub mod fault;
 pub mod functions;
 pub mod http;
 pub mod metrics;

@@ -4,6 +4,7 @@
 
 pub mod before;
 mod cursor;
+mod error;
 pub mod patch;
 mod validate;
 
@@ -13,6 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 pub use cursor::{CursorContext, CursorKey};
+pub use error::DocError;
 pub use validate::{depth, has_nul, valid_collection, valid_doc_id};
 
 use crate::rules::{
@@ -81,64 +83,6 @@ pub(crate) async fn filter_predicate(
 }
 pub const MAX_BATCH: usize = 500;
 pub const MAX_ORDER_KEYS: usize = 4;
-
-#[derive(Debug, thiserror::Error)]
-pub enum DocError {
-    #[error("invalid collection name")]
-    InvalidCollection,
-    #[error("invalid document id")]
-    InvalidId,
-    #[error("{0}")]
-    InvalidData(String),
-    #[error("document exceeds {0} bytes")]
-    TooLarge(usize),
-    #[error("document not found")]
-    NotFound,
-    #[error("a document with this id exists")]
-    Exists,
-    #[error("precondition failed: {0}")]
-    PreconditionFailed(String),
-    #[error("the {op} rule of collection '{collection}' denied this operation")]
-    Denied {
-        collection: String,
-        op: &'static str,
-    },
-    #[error("invalid filter: {0}")]
-    InvalidFilter(CelError),
-    /// Evaluating the filter's parts that do not mention the document spent the
-    /// evaluation budget.
-    #[error("{}", crate::rules::TOO_COSTLY)]
-    FilterTooCostly,
-    #[error("invalid {param}: {message}")]
-    InvalidParam {
-        param: &'static str,
-        message: String,
-    },
-    #[error("invalid cursor")]
-    InvalidCursor,
-    #[error("{0}")]
-    Patch(patch::PatchError),
-    #[error("write {index}: {source}")]
-    InBatch {
-        index: usize,
-        #[source]
-        source: Box<DocError>,
-    },
-    /// A before hook refused the write (its thrown message).
-    #[error("{0}")]
-    HookRejected(String),
-    #[error("a before hook ran past its time budget")]
-    HookTimeout,
-    #[error("a before hook failed: {0}")]
-    HookFailed(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// `explain` as a user the tenant does not have.
-    #[error("no such user")]
-    UnknownUser,
-    #[error("{0}")]
-    Internal(String),
-}
 
 /// Conditions of a write, from `If-Match` / `If-None-Match`.
 #[derive(Clone, Debug, Default)]

@@ -12,7 +12,6 @@ use super::sandbox::{Host, HostError};
 use crate::documents::{
     BatchWrite, DocError, DocumentService, ListParams, PatchBody, Preconditions,
 };
-use crate::error::ApiError;
 use crate::store::StoredDoc;
 use crate::tenancy::Scope;
 
@@ -29,12 +28,16 @@ fn doc_json(d: StoredDoc) -> Value {
     super::hooks::doc_json(&d)
 }
 
+/// A document failure as `ctx.db` throws it: the same code, status and detail a REST
+/// client gets.
 fn host_error(e: DocError) -> HostError {
-    let api = ApiError::from(e);
+    if matches!(e.kind(), crate::fault::Kind::Internal) {
+        tracing::error!(error = %e, "ctx.db: internal error");
+    }
     HostError {
-        code: api.code.to_string(),
-        status: api.status.as_u16(),
-        message: api.detail,
+        code: e.code().to_string(),
+        status: e.kind().status(),
+        message: e.client_detail(),
     }
 }
 

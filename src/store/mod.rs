@@ -86,6 +86,59 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+impl StoreError {
+    pub fn code(&self) -> &'static str {
+        match self.kind() {
+            crate::fault::Kind::StorageFull => "storage_full",
+            crate::fault::Kind::Unavailable => "unavailable",
+            crate::fault::Kind::Internal => "internal",
+            _ => match self {
+                StoreError::NotFound => "not_found",
+                StoreError::Superseded => "delivery_superseded",
+                _ => "conflict",
+            },
+        }
+    }
+
+    pub fn kind(&self) -> crate::fault::Kind {
+        use crate::fault::Kind;
+        if storage_full(self) {
+            return Kind::StorageFull;
+        }
+        match self {
+            StoreError::NotFound => Kind::NotFound,
+            StoreError::Conflict(_) | StoreError::Superseded => Kind::Conflict,
+            StoreError::Unavailable(_) => Kind::Unavailable,
+            StoreError::Db(e) if database_unreachable(e) => Kind::Unavailable,
+            StoreError::StorageFull => Kind::StorageFull,
+            StoreError::Internal(_)
+            | StoreError::Db(_)
+            | StoreError::Migrate(_)
+            | StoreError::Io(_)
+            | StoreError::Sqlite(_) => Kind::Internal,
+        }
+    }
+
+    /// What a client is told: never the database's own message.
+    pub fn client_detail(&self) -> String {
+        match (self.kind(), self) {
+            (crate::fault::Kind::StorageFull, _) => {
+                "the server's storage is full; nothing was written".into()
+            }
+            (crate::fault::Kind::Unavailable, StoreError::Db(_)) => {
+                "the database is unreachable; retry shortly".into()
+            }
+            (crate::fault::Kind::Unavailable, _) => {
+                "the server cannot serve this now; retry shortly".into()
+            }
+            (crate::fault::Kind::Internal, _) => "internal server error".into(),
+            (_, StoreError::NotFound) => "no such resource".into(),
+            (_, StoreError::Conflict(what)) => what.to_string(),
+            (_, other) => other.to_string(),
+        }
+    }
+}
+
 /// Whether an error means the disk (SQLite: SQLITE_FULL) or the database (PostgreSQL:
 /// SQLSTATE 53100) is full.
 pub fn storage_full(e: &StoreError) -> bool {
