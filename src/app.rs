@@ -241,6 +241,7 @@ impl App {
         });
         let retention = tokio::spawn(prune_changes_forever(state.clone()));
         let realtime_tasks = state.realtime.start();
+        let tenant_changes = tokio::spawn(crate::cluster::follow_tenant_changes(state.clone()));
         let usage_flusher = tokio::spawn(state.usage.clone().flush_forever());
         let hooks = state
             .config
@@ -261,6 +262,7 @@ impl App {
         crate::http::server::serve(self.listener, router, limits, shutdown).await;
         pruner.abort();
         retention.abort();
+        tenant_changes.abort();
         for t in realtime_tasks {
             t.abort();
         }

@@ -117,6 +117,17 @@ impl AuthCache {
         });
     }
 
+    /// Drops the tenant's sessions and keys, silently (the change was made elsewhere and
+    /// announced there).
+    pub fn drop_tenant(&self, tenant: i64) {
+        if let Ok(mut m) = self.sessions.write() {
+            m.retain(|(t, _), _| *t != tenant);
+        }
+        if let Ok(mut m) = self.keys.write() {
+            m.retain(|(t, _), _| *t != tenant);
+        }
+    }
+
     /// Session changes made through this process, as they happen.
     pub fn session_events(&self) -> tokio::sync::broadcast::Receiver<SessionEvent> {
         self.events.subscribe()

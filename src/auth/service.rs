@@ -38,6 +38,14 @@ pub struct IssuedSession {
     pub expires_in: u64,
 }
 
+impl AuthService {
+    /// Drops what this node cached of the tenant's sessions and service keys (another
+    /// node changed them); unlike the `forget_*` calls it announces nothing.
+    pub fn drop_cached_tenant(&self, tenant: i64) {
+        self.cache.drop_tenant(tenant);
+    }
+}
+
 pub struct AuthService {
     store: Store,
     keyring: Arc<Keyring>,

@@ -179,6 +179,9 @@ pub struct Store {
     write_counts: Arc<std::sync::Mutex<HashMap<i64, u64>>>,
 }
 
+/// The NOTIFY channel on which a tenant's slug announces a change of its configuration.
+pub const TENANT_CHANGED: &str = "plinth_tenant_changed";
+
 /// Told (tenant id, last seq) after each commit of document writes.
 pub type CommitListener = Arc<dyn Fn(i64, i64) + Send + Sync>;
 
@@ -262,6 +265,22 @@ impl Store {
         match &*self.inner {
             Backend::Postgres(p) => Some(p.clone()),
             Backend::Sqlite(_) => None,
+        }
+    }
+
+    /// Tells every node (PostgreSQL NOTIFY on [`TENANT_CHANGED`]) that the tenant's
+    /// configuration changed, so they drop what they cached of it. A no-op on SQLite,
+    /// where one process serves the data.
+    pub async fn announce_tenant_change(&self, slug: &str) {
+        if let Backend::Postgres(p) = &*self.inner
+            && let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(TENANT_CHANGED)
+                .bind(slug)
+                .execute(p)
+                .await
+        {
+            // The other nodes' caches still expire by themselves (about a second).
+            tracing::warn!(error = %e, tenant = slug, "could not tell other nodes of a tenant change");
         }
     }
 
