@@ -43,7 +43,7 @@ async fn subscriber_on_b_sees_writes_through_a_and_c_in_order() {
         return;
     };
     let b_ws = c.nodes[1].base().replacen("http://", "ws://", 1);
-    let mut sub = Sub::open(&b_ws, &c.key, COLLECTION, None)
+    let mut sub = Sub::open(&b_ws, &c.key, &[(COLLECTION, None)])
         .await
         .expect("subscribe on B");
     let n = 60;
@@ -90,34 +90,39 @@ async fn subscriber_on_b_sees_writes_through_a_and_c_in_order() {
     ));
 }
 
-/// One subscriber through the proxy that reconnects (through the proxy) and resumes with
-/// `since` whenever its socket ends, until `stop` and it has seen `until` ids.
-async fn follower(
-    ws_base: String,
-    key: String,
-    stop: Arc<AtomicBool>,
-) -> (i64, Vec<i64>, BTreeMap<i64, String>, usize) {
-    let mut seqs = Vec::new();
-    let mut docs = BTreeMap::new();
+/// One subscriber through the proxy to `items` and `marks` (the hook's markers) that
+/// reconnects (through the proxy) whenever its socket ends and resumes each subscription
+/// with `since` its last seq, until `stop` and a quiet second.
+struct Followed {
+    live_at: i64,
+    /// Every change received: (seq, collection, document id).
+    changes: Vec<(i64, String, String)>,
+    reconnects: usize,
+}
+
+async fn follower(ws_base: String, key: String, stop: Arc<AtomicBool>) -> Followed {
+    let mut changes = Vec::new();
     let mut reconnects = 0;
-    let mut last: Option<i64> = None;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut sub = Sub::open(&ws_base, &key, COLLECTION, None)
+    let mut last: BTreeMap<String, i64> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut sub = Sub::open(&ws_base, &key, &[(COLLECTION, None), (MARKS, None)])
         .await
         .expect("subscribe");
     let live_at = sub.live_at;
-    last.get_or_insert(live_at);
+    for c in [COLLECTION, MARKS] {
+        last.insert(c.to_string(), live_at);
+    }
     let mut quiet_since = None;
     while Instant::now() < deadline {
         match sub.next(Duration::from_millis(200)).await {
             Next::Change(seq, doc) => {
                 quiet_since = None;
-                seqs.push(seq);
-                docs.insert(seq, doc["id"].as_str().expect("id").to_string());
-                last = Some(seq);
+                let collection = doc["collection"].as_str().expect("collection").to_string();
+                let id = doc["id"].as_str().expect("id").to_string();
+                last.insert(collection.clone(), seq);
+                changes.push((seq, collection, id));
             }
             Next::Idle => {
-                // Done once the writers stopped and nothing came for a while.
                 if stop.load(Ordering::SeqCst) {
                     let q = *quiet_since.get_or_insert_with(Instant::now);
                     if q.elapsed() > Duration::from_secs(1) {
@@ -128,8 +133,12 @@ async fn follower(
             Next::Closed => {
                 reconnects += 1;
                 assert!(reconnects < 50, "reconnecting in a loop");
+                let resume = [
+                    (COLLECTION, Some(last[COLLECTION])),
+                    (MARKS, Some(last[MARKS])),
+                ];
                 loop {
-                    match Sub::open(&ws_base, &key, COLLECTION, last).await {
+                    match Sub::open(&ws_base, &key, &resume).await {
                         Ok(s) => {
                             sub = s;
                             break;
@@ -140,14 +149,42 @@ async fn follower(
             }
         }
     }
-    (live_at, seqs, docs, reconnects)
+    Followed {
+        live_at,
+        changes,
+        reconnects,
+    }
 }
+
+/// The after hook: one marker per item write, `marks/{item id}-v{version}`, written with
+/// `put`, so a job run twice (its acknowledgement lost with the node) leaves the same
+/// marker at version 2.
+const HOOKS: &str =
+    "[[hooks]]\nfunction = \"mark\"\ncollection = \"items\"\non = [\"create\", \"update\"]\n";
+const MARK: &str = "export default async function (event, ctx) {\n  \
+    const d = event.doc;\n  \
+    await ctx.db.put('marks', `${d.id}-v${d.version}`, { item: d.id });\n}\n";
+const MARKS: &str = "marks";
+/// PLINTH_HOOK_LEASE of the nodes: a dead node's claimed jobs run this long after it.
+const LEASE_SECS: &str = "3";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_a_node_loses_nothing_through_the_proxy() {
-    let Some(mut c) = Cluster::start(3, &[]).await else {
+    let Some(mut c) = Cluster::start(3, &[("PLINTH_HOOK_LEASE", LEASE_SECS)]).await else {
         return;
     };
+    expect(
+        c.http
+            .post(format!(
+                "{}/admin/v1/tenants/{}/deploys",
+                c.proxy.base,
+                crate::harness::TENANT
+            ))
+            .bearer_auth(&c.admin)
+            .json(&json!({"files": {"plinth.toml": HOOKS, "functions/mark.js": MARK}})),
+        201,
+    )
+    .await;
     let ws_base = c.proxy.ws_base();
     let stop = Arc::new(AtomicBool::new(false));
     // Round-robin: six sockets through the proxy, two on each node.
@@ -163,12 +200,11 @@ async fn kill_9_of_a_node_loses_nothing_through_the_proxy() {
             let http = c.http.clone();
             let base = c.proxy.base.clone();
             let key = c.key.clone();
-            let stop = stop.clone();
             tokio::spawn(async move {
                 let (mut acked, mut unsure) = (Vec::new(), Vec::new());
                 let started = Instant::now();
-                for i in 0..400 {
-                    if started.elapsed() > Duration::from_secs(6) || stop.load(Ordering::SeqCst) {
+                for i in 0..300 {
+                    if started.elapsed() > Duration::from_secs(6) {
                         break;
                     }
                     let id = format!("w{w}-{i:04}");
@@ -200,64 +236,103 @@ async fn kill_9_of_a_node_loses_nothing_through_the_proxy() {
         acked.extend(a);
         unsure.extend(u);
     }
+    let writers_done = killed_at.elapsed();
+
+    // Every acknowledged write is stored, and its hook ran (the dead node's claimed jobs
+    // once their lease ended): read back through the proxy.
+    let get = |collection: &'static str, id: String| {
+        let req = c
+            .http
+            .get(format!("{}/{id}", Cluster::docs(&c.proxy.base, collection)))
+            .bearer_auth(&c.key);
+        async move {
+            let r = req.send().await.expect("read back");
+            let status = r.status().as_u16();
+            (
+                status,
+                r.json::<serde_json::Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+    for id in &acked {
+        assert_eq!(
+            get(COLLECTION, id.clone()).await.0,
+            200,
+            "acknowledged {id} is gone"
+        );
+    }
+    let mut twice = 0;
+    for id in &acked {
+        let marker = format!("{id}-v1");
+        let waited = Instant::now();
+        let doc = loop {
+            let (status, doc) = get(MARKS, marker.clone()).await;
+            if status == 200 {
+                break doc;
+            }
+            assert!(
+                waited.elapsed() < Duration::from_secs(30),
+                "the hook of {id} never ran\n{}",
+                c.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        if doc["version"].as_i64() != Some(1) {
+            twice += 1;
+        }
+    }
+    let hooks_done = killed_at.elapsed();
     stop.store(true, Ordering::SeqCst);
 
-    // Every acknowledged write is stored (read back through the proxy).
-    for id in &acked {
-        expect(
-            c.http
-                .get(format!("{}/{id}", Cluster::docs(&c.proxy.base, COLLECTION)))
-                .bearer_auth(&c.key),
-            200,
-        )
-        .await;
-    }
     let mut total_reconnects = 0;
-    let mut first: Option<Vec<i64>> = None;
+    let mut ends = BTreeSet::new();
     for f in followers {
-        let (live_at, seqs, docs, reconnects) = f.await.unwrap();
-        total_reconnects += reconnects;
-        // In order, each once, no gap.
-        let start = live_at + 1;
-        let expected: Vec<i64> = (start..start + seqs.len() as i64).collect();
+        let f = f.await.unwrap();
+        total_reconnects += f.reconnects;
+        // Each change once, none missing: the two subscriptions' seqs together are
+        // exactly the ones after the point they went live.
+        let mut seqs: Vec<i64> = f.changes.iter().map(|(s, _, _)| *s).collect();
+        let received = seqs.len();
+        seqs.sort_unstable();
+        seqs.dedup();
         assert_eq!(
-            seqs,
-            expected,
-            "a follower saw a gap, a repeat or disorder\n{}",
+            seqs.len(),
+            received,
+            "a change was delivered twice\n{}",
             c.logs()
         );
-        let ids: BTreeSet<&String> = docs.values().collect();
-        assert_eq!(
-            ids.len(),
-            docs.len(),
-            "a document's create was delivered twice"
-        );
+        let expected: Vec<i64> = (f.live_at + 1..f.live_at + 1 + seqs.len() as i64).collect();
+        assert_eq!(seqs, expected, "a follower missed changes\n{}", c.logs());
+        ends.insert(seqs.last().copied());
+        let items: BTreeSet<&String> = f
+            .changes
+            .iter()
+            .filter(|(_, col, _)| col == COLLECTION)
+            .map(|(_, _, id)| id)
+            .collect();
         for id in &acked {
             assert!(
-                ids.contains(id),
+                items.contains(id),
                 "acknowledged {id} never reached a follower"
             );
         }
-        for id in &ids {
+        for id in &items {
             assert!(
                 acked.contains(*id) || unsure.contains(*id),
                 "a change for {id}, which no writer sent"
             );
         }
-        if let Some(f) = &first {
-            assert_eq!(f.last(), seqs.last(), "followers ended at different seqs");
-        }
-        first = Some(seqs);
     }
+    assert_eq!(ends.len(), 1, "followers ended at different seqs: {ends:?}");
     assert!(
         total_reconnects >= 1,
         "no socket was on the killed node (round-robin should have put two there)"
     );
     eprintln!(
-        "kill -9 mid-burst: {} writes acknowledged, {} unsure, {} reconnects, {:?} after the kill until the writers ended",
+        "kill -9 mid-burst: {} writes acknowledged, {} unsure, {} reconnects; writers done \
+         {writers_done:?} and every hook run {hooks_done:?} after the kill ({twice} hooks ran twice)",
         acked.len(),
         unsure.len(),
         total_reconnects,
-        killed_at.elapsed()
     );
 }
