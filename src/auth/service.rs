@@ -44,6 +44,16 @@ impl AuthService {
     pub fn drop_cached_tenant(&self, tenant: i64) {
         self.cache.drop_tenant(tenant);
     }
+
+    /// Drops this node's cached checks of a user's sessions (ended on another node).
+    pub fn drop_cached_user(&self, tenant: i64, uid: &str) {
+        self.cache.drop_user(tenant, uid);
+    }
+
+    /// Drops this node's cached check of one session (ended on another node).
+    pub fn drop_cached_session(&self, tenant: i64, sid: &str) {
+        self.cache.drop_session(tenant, sid);
+    }
 }
 
 pub struct AuthService {

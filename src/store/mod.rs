@@ -284,11 +284,24 @@ impl Store {
         }
     }
 
-    /// Tells other nodes (PostgreSQL NOTIFY) that a user's sessions changed.
+    /// Tells other nodes (PostgreSQL NOTIFY) that a user's sessions changed; the
+    /// payload is `{tenant}:{user id}`.
     pub async fn notify_sessions(&self, tenant: i64, user_id: &str) {
+        self.notify_plinth_sessions(format!("{tenant}:{user_id}"))
+            .await;
+    }
+
+    /// Tells other nodes that one session ended (a sign-out); the payload is
+    /// `{tenant}:#{session id}` (`#` starts no user id).
+    pub async fn notify_session_ended(&self, tenant: i64, session_id: &str) {
+        self.notify_plinth_sessions(format!("{tenant}:#{session_id}"))
+            .await;
+    }
+
+    async fn notify_plinth_sessions(&self, payload: String) {
         if let Backend::Postgres(p) = &*self.inner
             && let Err(e) = sqlx::query("SELECT pg_notify('plinth_sessions', $1)")
-                .bind(format!("{tenant}:{user_id}"))
+                .bind(payload)
                 .execute(p)
                 .await
         {

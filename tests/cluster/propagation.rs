@@ -287,3 +287,86 @@ async fn changes_on_one_node_reach_every_node_within_a_second() {
         report.join("\n  ")
     );
 }
+
+/// A user signing out of one session through node A: that session's socket on node B is
+/// closed (1008) and its token refused there within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_on_one_node_ends_the_session_on_every_node() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let Some(c) = Cluster::start(3, &[]).await else {
+        return;
+    };
+    apply(&c, &Change::Rules("[notes]\nread = \"auth != null\"\n")).await;
+    let (_, token) = signup(&c, "carl@cluster.test").await;
+    let b = c.nodes[1].base();
+    let ws_url = format!(
+        "{}/v1/t/{TENANT}/realtime",
+        b.replacen("http://", "ws://", 1)
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
+        .await
+        .expect("socket on B");
+    for m in [
+        json!({"type": "auth", "token": token}),
+        json!({"type": "subscribe", "id": "n", "collection": "notes"}),
+    ] {
+        ws.send(Message::text(m.to_string())).await.expect("send");
+    }
+    loop {
+        let f = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("an answer")
+            .expect("open")
+            .expect("frame");
+        if f.to_text().unwrap_or_default().contains("\"subscribed\"") {
+            break;
+        }
+    }
+    for n in &c.nodes {
+        assert_eq!(probe(&c, &n.base(), &Probe::Me(token.clone())).await, "200");
+    }
+
+    let a = c.nodes[0].base();
+    let r = c
+        .http
+        .post(format!("{a}/v1/t/{TENANT}/auth/logout"))
+        .bearer_auth(&token)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(r.status().as_u16(), 204, "logout");
+    let done = Instant::now();
+
+    // The socket on B is closed for the ended session.
+    let closed = loop {
+        let left = Duration::from_secs(1).saturating_sub(done.elapsed());
+        match tokio::time::timeout(left, ws.next()).await {
+            Err(_) => panic!("B kept the ended session's socket open for a second"),
+            Ok(None) | Ok(Some(Err(_))) => break None,
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
+            Ok(Some(Ok(_))) => {}
+        }
+    };
+    assert!(matches!(closed, Some(1008) | None), "close code {closed:?}");
+    let socket_closed = done.elapsed();
+    for n in &c.nodes[1..] {
+        loop {
+            if probe(&c, &n.base(), &Probe::Me(token.clone())).await == "401" {
+                break;
+            }
+            assert!(
+                done.elapsed() < Duration::from_secs(1),
+                "node {} still accepts the ended session's token",
+                n.addr
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    eprintln!(
+        "logout on A: socket on B closed after {socket_closed:?}, token refused everywhere after {:?}",
+        done.elapsed()
+    );
+}
