@@ -2,10 +2,11 @@
 # Runs the whole test suite. Without TEST_POSTGRES_URL it starts a throwaway PostgreSQL
 # cluster (initdb in a temp dir, as the postgres user, on a free port) and removes it after.
 # Extra arguments go to `cargo test` (e.g. a test-name filter). Without arguments it then
-# checks the served OpenAPI document against the debug binary on both backends
-# (scripts/openapi-check.sh: a generated TypeScript client compiles, schemathesis finds
-# nothing), runs the JavaScript client's tests (clients/js/test) against it with Node.js,
-# and the demo page's browser tests (tests/browser) in Debian's chromium.
+# lints docker/Dockerfile (scripts/docker-check.sh), checks the served OpenAPI document
+# against the debug binary on both backends (scripts/openapi-check.sh: a generated
+# TypeScript client compiles, schemathesis finds nothing), runs the JavaScript client's
+# tests (clients/js/test) against it with Node.js, and the demo page's browser tests
+# (tests/browser) in Debian's chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,11 +29,14 @@ cargo test "$@"
 
 if [[ $# -gt 0 ]]; then
   echo "test arguments given: OpenAPI, JavaScript client and browser tests skipped" \
-    "(run them with: scripts/openapi-check.sh;" \
+    "(run them with: scripts/docker-check.sh; scripts/openapi-check.sh;" \
     "node --experimental-websocket --test clients/js/test/;" \
     "node --test tests/browser/)" >&2
   exit 0
 fi
+# docker/Dockerfile, linted (tests/docker.rs checked the compose file and the rest).
+scripts/docker-check.sh
+
 cargo build --bin plinth
 export PLINTH_BIN="${CARGO_TARGET_DIR:-target}/debug/plinth"
 

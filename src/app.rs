@@ -244,6 +244,7 @@ impl App {
         });
         let retention = tokio::spawn(prune_changes_forever(state.clone()));
         let realtime_tasks = state.realtime.start();
+        let tenant_changes = tokio::spawn(crate::cluster::follow_tenant_changes(state.clone()));
         let usage_flusher = tokio::spawn(state.usage.clone().flush_forever());
         let hooks = state
             .config
@@ -264,6 +265,7 @@ impl App {
         crate::http::server::serve(self.listener, router, limits, shutdown).await;
         pruner.abort();
         retention.abort();
+        tenant_changes.abort();
         for t in realtime_tasks {
             t.abort();
         }

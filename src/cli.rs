@@ -3,6 +3,7 @@
 //! the admin API, so they are audited the same way.
 
 mod deploy;
+mod healthcheck;
 
 use std::io::Read;
 
@@ -54,6 +55,9 @@ pub enum Command {
     /// After-hook jobs: list pending or dead ones, retry a dead one.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// GET /healthz of the server on the configured listen address; exit 0 when it
+    /// answers 200 (for container health checks: needs no curl).
+    Healthcheck(healthcheck::HealthcheckArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -213,6 +217,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             serve(&cli.storage, &args).await
         }
         Command::Rules(RulesCommand::Test { file }) => rules_test(&file),
+        Command::Healthcheck(args) => healthcheck::run(args).await,
         Command::Deploy(args) => {
             init_tracing(LogFormat::Text, "warn");
             deploy::run(&cli.storage, args).await
@@ -340,7 +345,9 @@ async fn local(state: &AppState, command: Command) -> anyhow::Result<()> {
     let e =
         |err: crate::admin::AdminError| anyhow::anyhow!(crate::error::ApiError::from(err).detail);
     match command {
-        Command::Serve(_) | Command::Deploy(_) => unreachable!("handled by run"),
+        Command::Serve(_) | Command::Deploy(_) | Command::Healthcheck(_) => {
+            unreachable!("handled by run")
+        }
         Command::Migrate => {
             // Opening the store ran every pending migration.
             println!("migrations are up to date");

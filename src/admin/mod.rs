@@ -268,6 +268,11 @@ impl AdminService {
                 detail,
             })
             .await?;
+        // Every audited change to a tenant (its state, rules, deploys, secrets, keys,
+        // users) is one other nodes may hold in a cache: tell them to drop it.
+        if let Some(slug) = tenant {
+            self.store.announce_tenant_change(slug).await;
+        }
         Ok(())
     }
 

@@ -117,6 +117,31 @@ impl AuthCache {
         });
     }
 
+    /// Drops a user's sessions, silently (unlike `forget_user`).
+    pub fn drop_user(&self, tenant: i64, uid: &str) {
+        if let Ok(mut m) = self.sessions.write() {
+            m.retain(|(t, _), (u, _)| !(*t == tenant && u == uid));
+        }
+    }
+
+    /// Drops one session, silently (unlike `forget_session`).
+    pub fn drop_session(&self, tenant: i64, sid: &str) {
+        if let Ok(mut m) = self.sessions.write() {
+            m.remove(&(tenant, sid.to_string()));
+        }
+    }
+
+    /// Drops the tenant's sessions and keys, silently (the change was made elsewhere and
+    /// announced there).
+    pub fn drop_tenant(&self, tenant: i64) {
+        if let Ok(mut m) = self.sessions.write() {
+            m.retain(|(t, _), _| *t != tenant);
+        }
+        if let Ok(mut m) = self.keys.write() {
+            m.retain(|(t, _), _| *t != tenant);
+        }
+    }
+
     /// Session changes made through this process, as they happen.
     pub fn session_events(&self) -> tokio::sync::broadcast::Receiver<SessionEvent> {
         self.events.subscribe()

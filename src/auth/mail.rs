@@ -28,7 +28,10 @@ impl Mailer {
         let Some(url) = url else {
             return Ok(Mailer::Log);
         };
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)?.build();
+        // The error names the setting, never the URL (it may hold a password).
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            .map_err(|e| anyhow::anyhow!("invalid PLINTH_SMTP_URL: {e}"))?
+            .build();
         let from: Mailbox = from
             .parse()
             .map_err(|e| anyhow::anyhow!("invalid PLINTH_SMTP_FROM: {e}"))?;

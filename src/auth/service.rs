@@ -38,6 +38,24 @@ pub struct IssuedSession {
     pub expires_in: u64,
 }
 
+impl AuthService {
+    /// Drops what this node cached of the tenant's sessions and service keys (another
+    /// node changed them); unlike the `forget_*` calls it announces nothing.
+    pub fn drop_cached_tenant(&self, tenant: i64) {
+        self.cache.drop_tenant(tenant);
+    }
+
+    /// Drops this node's cached checks of a user's sessions (ended on another node).
+    pub fn drop_cached_user(&self, tenant: i64, uid: &str) {
+        self.cache.drop_user(tenant, uid);
+    }
+
+    /// Drops this node's cached check of one session (ended on another node).
+    pub fn drop_cached_session(&self, tenant: i64, sid: &str) {
+        self.cache.drop_session(tenant, sid);
+    }
+}
+
 pub struct AuthService {
     store: Store,
     keyring: Arc<Keyring>,

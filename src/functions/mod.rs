@@ -399,6 +399,17 @@ impl FunctionService {
         }
     }
 
+    /// Makes the tenant's cached deploy stale, so the next `active` checks the database.
+    /// Not removed: a commit between `prepare` and `plan` still finds its deploy.
+    pub fn expire(&self, tenant: i64) {
+        if let Ok(mut c) = self.cache.write()
+            && let Some(e) = c.get_mut(&tenant)
+            && let Some(past) = Instant::now().checked_sub(self.config.cache_ttl)
+        {
+            e.checked = past;
+        }
+    }
+
     /// The cached active deploy, without checking its freshness (for code that cannot
     /// wait; `active` keeps the cache warm).
     pub(crate) fn cached(&self, tenant: i64) -> Option<Arc<Deployment>> {

@@ -147,8 +147,12 @@ impl Broker {
             loop {
                 match events.recv().await {
                     Ok(e) => {
-                        if let Some(uid) = &e.user {
-                            me.store.notify_sessions(e.tenant, uid).await;
+                        match (&e.user, &e.session) {
+                            (Some(uid), _) => me.store.notify_sessions(e.tenant, uid).await,
+                            (None, Some(sid)) => {
+                                me.store.notify_session_ended(e.tenant, sid).await;
+                            }
+                            (None, None) => {}
                         }
                         me.recheck_sessions(e.tenant, e.user.as_deref(), e.session.as_deref())
                             .await;
@@ -199,7 +203,13 @@ impl Broker {
                         };
                         if n.channel() == "plinth_changes" {
                             self.wake(tenant);
+                        } else if let Some(sid) = rest.strip_prefix('#') {
+                            // Another node ended one session: its cached check here
+                            // must not outlive it, nor its sockets.
+                            self.auth.drop_cached_session(tenant, sid);
+                            self.recheck_sessions(tenant, None, Some(sid)).await;
                         } else {
+                            self.auth.drop_cached_user(tenant, rest);
                             self.recheck_sessions(tenant, Some(rest), None).await;
                         }
                     }

@@ -1,7 +1,8 @@
 //! Looks tenants up by slug for every tenant request, with a short-lived cache.
 //!
 //! Changes made through this process invalidate its cache at once; other nodes sharing a
-//! PostgreSQL database see them within the cache TTL.
+//! PostgreSQL database are told by NOTIFY (`crate::cluster`) and at the latest see them
+//! within the cache TTL.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -50,6 +51,12 @@ impl Registry {
             cache.insert(slug.to_string(), (tenant.clone(), Instant::now()));
         }
         Ok(tenant)
+    }
+
+    /// The id of a cached tenant (even past its TTL), without asking the database.
+    pub fn cached_id(&self, slug: &str) -> Option<i64> {
+        let cache = self.cache.read().ok()?;
+        cache.get(slug)?.0.as_ref().map(|t| t.id)
     }
 
     pub fn invalidate(&self, slug: &str) {

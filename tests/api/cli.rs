@@ -550,3 +550,79 @@ fn rules_test_command() {
         "{text}"
     );
 }
+
+/// `plinth healthcheck` as a container runs it: a separate process, the listen address
+/// from `PLINTH_LISTEN`, the exit code as the verdict.
+fn healthcheck(listen: &str, extra: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_plinth"));
+    cmd.arg("healthcheck")
+        .args(extra)
+        .env("PLINTH_LISTEN", listen)
+        .stdin(Stdio::null());
+    cmd.output().expect("run plinth healthcheck")
+}
+
+/// A one-connection-at-a-time server that answers every request with `reply` (None:
+/// reads the request and never answers).
+fn fake_http(reply: Option<&'static str>) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut conn in listener.incoming().map_while(Result::ok) {
+            let mut buf = [0u8; 1024];
+            let _ = std::io::Read::read(&mut conn, &mut buf);
+            match reply {
+                Some(r) => {
+                    let _ = conn.write_all(r.as_bytes());
+                }
+                None => held.push(conn),
+            }
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_exit_code_follows_healthz() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let port = app.base.rsplit(':').next().unwrap().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let wildcard = format!("0.0.0.0:{port}");
+    let (up, via_wildcard) = tokio::task::spawn_blocking(move || {
+        (healthcheck(&listen, &[]), healthcheck(&wildcard, &[]))
+    })
+    .await
+    .unwrap();
+    assert!(ok(up).contains("/healthz"));
+    ok(via_wildcard);
+    app.stop().await;
+
+    // Nothing listens on the port any more.
+    let closed = format!("127.0.0.1:{port}");
+    let unhealthy = fake_http(Some(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n",
+    ));
+    let not_http = fake_http(Some("SSH-2.0-OpenSSH_9.2\r\n"));
+    let silent = fake_http(None);
+    tokio::task::spawn_blocking(move || {
+        fails(healthcheck(&closed, &[]), "cannot connect");
+        fails(
+            healthcheck(&unhealthy.to_string(), &[]),
+            "answered 503, not 200",
+        );
+        fails(
+            healthcheck(&not_http.to_string(), &[]),
+            "did not answer with HTTP",
+        );
+        let started = std::time::Instant::now();
+        fails(
+            healthcheck(&silent.to_string(), &["--timeout", "1"]),
+            "did not answer within",
+        );
+        assert!(started.elapsed() < Duration::from_secs(20));
+        fails(healthcheck("not-an-address", &[]), "invalid");
+    })
+    .await
+    .unwrap();
+}
