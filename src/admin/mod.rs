@@ -215,7 +215,18 @@ fn decode_cursor(cursor: &str) -> Result<String> {
     let bytes = URL_SAFE_NO_PAD
         .decode(cursor)
         .map_err(|_| AdminError::InvalidCursor)?;
-    String::from_utf8(bytes).map_err(|_| AdminError::InvalidCursor)
+    let id = String::from_utf8(bytes).map_err(|_| AdminError::InvalidCursor)?;
+    // Every admin list pages by an id (a UUID or a number): anything else was not made
+    // here, and PostgreSQL would refuse a NUL in a text parameter outright.
+    let plausible = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !plausible {
+        return Err(AdminError::InvalidCursor);
+    }
+    Ok(id)
 }
 
 impl AdminService {
