@@ -42,219 +42,40 @@ enum Shape {
 
 /// (method, path template, caller, shape, a body of the right shape with wrong types).
 /// `{tenant}` is alpha, `{collection}` public, `{id}` alpha's public document.
+#[rustfmt::skip]
 const BODY_ROUTES: &[(&str, &str, Who, Shape, &str)] = &[
-    (
-        "POST",
-        "/admin/v1/setup",
-        Who::Anon,
-        Shape::Typed,
-        r#"{"token": 1, "email": [], "password": {}}"#,
-    ),
-    (
-        "POST",
-        "/admin/v1/auth/login",
-        Who::Anon,
-        Shape::Typed,
-        r#"{"email": 1, "password": true}"#,
-    ),
-    (
-        "POST",
-        "/admin/v1/tenants",
-        Who::Admin,
-        Shape::Typed,
-        r#"{"slug": 5, "name": []}"#,
-    ),
-    (
-        "PATCH",
-        "/admin/v1/tenants/{tenant}",
-        Who::Admin,
-        Shape::Typed,
-        r#"{"name": 5, "cors_origins": "x"}"#,
-    ),
-    (
-        "POST",
-        "/admin/v1/tenants/{tenant}/keys",
-        Who::Admin,
-        Shape::Typed,
-        r#"{"name": 5}"#,
-    ),
-    (
-        "PUT",
-        "/admin/v1/tenants/{tenant}/secrets/{name}",
-        Who::Admin,
-        Shape::Typed,
-        r#"{"value": 5}"#,
-    ),
-    (
-        "PUT",
-        "/admin/v1/tenants/{tenant}/rules",
-        Who::Admin,
-        Shape::Toml,
-        "",
-    ),
-    (
-        "POST",
-        "/admin/v1/tenants/{tenant}/deploys",
-        Who::Admin,
-        Shape::Typed,
-        r#"{"files": 5}"#,
-    ),
-    (
-        "POST",
-        "/v1/t/{tenant}/auth/signup",
-        Who::Anon,
-        Shape::Typed,
-        r#"{"email": 5, "password": []}"#,
-    ),
-    (
-        "POST",
-        "/v1/t/{tenant}/auth/login",
-        Who::Anon,
-        Shape::Typed,
-        r#"{"email": ["a"], "password": 1}"#,
-    ),
-    (
-        "POST",
-        "/v1/t/{tenant}/auth/refresh",
-        Who::Anon,
-        Shape::Typed,
-        r#"{"refresh_token": 5}"#,
-    ),
-    (
-        "POST",
-        "/v1/t/{tenant}/auth/logout",
-        Who::User,
-        Shape::Optional,
-        r#"{"refresh_token": 5}"#,
-    ),
-    (
-        "POST",
-        "/v1/t/{tenant}/auth/password",
-        Who::User,
-        Shape::Typed,
-        r#"{"current_password": 1, "new_password": {}}"#,
-    ),
-    (
-        "POST",
-        "/v1/t/{tenant}/auth/verify/request",
-        Who::User,
-        Shape::Optional,
-        r#"{"email": 5}"#,
-    ),
-    (
-        "POST",
-        "/v1/t/{tenant}/auth/verify/confirm",
-        Who::Anon,
-        Shape::Typed,
-        r#"{"token": 5}"#,
-    ),
-    (
-        "POST",
-        "/v1/t/{tenant}/auth/reset/request",
-        Who::Anon,
-        Shape::Typed,
-        r#"{"email": 5}"#,
-    ),
-    (
-        "POST",
-        "/v1/t/{tenant}/auth/reset/confirm",
-        Who::Anon,
-        Shape::Typed,
-        r#"{"token": 5, "password": []}"#,
-    ),
-    (
-        "POST",
-        "/v1/t/{tenant}/collections/{collection}/docs",
-        Who::Key,
-        Shape::Document,
-        "",
-    ),
-    (
-        "PUT",
-        "/v1/t/{tenant}/collections/{collection}/docs/{id}",
-        Who::Key,
-        Shape::Document,
-        "",
-    ),
-    (
-        "PATCH",
-        "/v1/t/{tenant}/collections/{collection}/docs/{id}",
-        Who::Key,
-        Shape::MergePatch,
-        "",
-    ),
-    (
-        "PATCH",
-        "/v1/t/{tenant}/collections/{collection}/docs/{id}",
-        Who::Key,
-        Shape::JsonPatch,
-        "",
-    ),
-    (
-        "POST",
-        "/v1/t/{tenant}/batch",
-        Who::Key,
-        Shape::Typed,
-        r#"{"writes": 5}"#,
-    ),
-    (
-        "POST",
-        "/v1/t/{tenant}/fn/{name}",
-        Who::Anon,
-        Shape::Raw,
-        "",
-    ),
+    ("POST", "/admin/v1/setup", Who::Anon, Shape::Typed, r#"{"token": 1, "email": [], "password": {}}"#),
+    ("POST", "/admin/v1/auth/login", Who::Anon, Shape::Typed, r#"{"email": 1, "password": true}"#),
+    ("POST", "/admin/v1/tenants", Who::Admin, Shape::Typed, r#"{"slug": 5, "name": []}"#),
+    ("PATCH", "/admin/v1/tenants/{tenant}", Who::Admin, Shape::Typed, r#"{"name": 5, "cors_origins": "x"}"#),
+    ("POST", "/admin/v1/tenants/{tenant}/keys", Who::Admin, Shape::Typed, r#"{"name": 5}"#),
+    ("PUT", "/admin/v1/tenants/{tenant}/secrets/{name}", Who::Admin, Shape::Typed, r#"{"value": 5}"#),
+    ("PUT", "/admin/v1/tenants/{tenant}/rules", Who::Admin, Shape::Toml, ""),
+    ("POST", "/admin/v1/tenants/{tenant}/deploys", Who::Admin, Shape::Typed, r#"{"files": 5}"#),
+    ("POST", "/v1/t/{tenant}/auth/signup", Who::Anon, Shape::Typed, r#"{"email": 5, "password": []}"#),
+    ("POST", "/v1/t/{tenant}/auth/login", Who::Anon, Shape::Typed, r#"{"email": ["a"], "password": 1}"#),
+    ("POST", "/v1/t/{tenant}/auth/refresh", Who::Anon, Shape::Typed, r#"{"refresh_token": 5}"#),
+    ("POST", "/v1/t/{tenant}/auth/logout", Who::User, Shape::Optional, r#"{"refresh_token": 5}"#),
+    ("POST", "/v1/t/{tenant}/auth/password", Who::User, Shape::Typed, r#"{"current_password": 1, "new_password": {}}"#),
+    ("POST", "/v1/t/{tenant}/auth/verify/request", Who::User, Shape::Optional, r#"{"email": 5}"#),
+    ("POST", "/v1/t/{tenant}/auth/verify/confirm", Who::Anon, Shape::Typed, r#"{"token": 5}"#),
+    ("POST", "/v1/t/{tenant}/auth/reset/request", Who::Anon, Shape::Typed, r#"{"email": 5}"#),
+    ("POST", "/v1/t/{tenant}/auth/reset/confirm", Who::Anon, Shape::Typed, r#"{"token": 5, "password": []}"#),
+    ("POST", "/v1/t/{tenant}/collections/{collection}/docs", Who::Key, Shape::Document, ""),
+    ("PUT", "/v1/t/{tenant}/collections/{collection}/docs/{id}", Who::Key, Shape::Document, ""),
+    ("PATCH", "/v1/t/{tenant}/collections/{collection}/docs/{id}", Who::Key, Shape::MergePatch, ""),
+    ("PATCH", "/v1/t/{tenant}/collections/{collection}/docs/{id}", Who::Key, Shape::JsonPatch, ""),
+    ("POST", "/v1/t/{tenant}/batch", Who::Key, Shape::Typed, r#"{"writes": 5}"#),
+    ("POST", "/v1/t/{tenant}/fn/{name}", Who::Anon, Shape::Raw, ""),
     ("PUT", "/v1/t/{tenant}/fn/{name}", Who::Anon, Shape::Raw, ""),
-    (
-        "PATCH",
-        "/v1/t/{tenant}/fn/{name}",
-        Who::Anon,
-        Shape::Raw,
-        "",
-    ),
-    (
-        "DELETE",
-        "/v1/t/{tenant}/fn/{name}",
-        Who::Anon,
-        Shape::Raw,
-        "",
-    ),
+    ("PATCH", "/v1/t/{tenant}/fn/{name}", Who::Anon, Shape::Raw, ""),
+    ("DELETE", "/v1/t/{tenant}/fn/{name}", Who::Anon, Shape::Raw, ""),
     ("GET", "/v1/t/{tenant}/fn/{name}", Who::Anon, Shape::Raw, ""),
-    (
-        "POST",
-        "/v1/t/{tenant}/fn/{name}/{path}",
-        Who::Anon,
-        Shape::Raw,
-        "",
-    ),
-    (
-        "PUT",
-        "/v1/t/{tenant}/fn/{name}/{path}",
-        Who::Anon,
-        Shape::Raw,
-        "",
-    ),
-    (
-        "PATCH",
-        "/v1/t/{tenant}/fn/{name}/{path}",
-        Who::Anon,
-        Shape::Raw,
-        "",
-    ),
-    (
-        "DELETE",
-        "/v1/t/{tenant}/fn/{name}/{path}",
-        Who::Anon,
-        Shape::Raw,
-        "",
-    ),
-    (
-        "GET",
-        "/v1/t/{tenant}/fn/{name}/{path}",
-        Who::Anon,
-        Shape::Raw,
-        "",
-    ),
+    ("POST", "/v1/t/{tenant}/fn/{name}/{path}", Who::Anon, Shape::Raw, ""),
+    ("PUT", "/v1/t/{tenant}/fn/{name}/{path}", Who::Anon, Shape::Raw, ""),
+    ("PATCH", "/v1/t/{tenant}/fn/{name}/{path}", Who::Anon, Shape::Raw, ""),
+    ("DELETE", "/v1/t/{tenant}/fn/{name}/{path}", Who::Anon, Shape::Raw, ""),
+    ("GET", "/v1/t/{tenant}/fn/{name}/{path}", Who::Anon, Shape::Raw, ""),
 ];
 
 /// Operations whose request body the table need not cover: none have one.
@@ -439,7 +260,7 @@ async fn bad_input_is_refused_precisely_everywhere(b: Backend) {
         alpha,
         bravo,
     } = world(b, &[]).await;
-    let tally = Tally::new("bad_input", b);
+    let tally = Tally::new("bad_bodies", b);
     let admin = app.admin().await;
     let alpha_before = state(&mut app, &alpha).await;
     let bravo_before = state(&mut app, &bravo).await;
@@ -516,205 +337,6 @@ async fn bad_input_is_refused_precisely_everywhere(b: Backend) {
             );
         }
     }
-    // 2. Query parameters of every list.
-    let lists: &[(&str, Who, &str)] = &[
-        (
-            "/v1/t/alpha/collections/public/docs",
-            Who::Key,
-            "invalid_limit",
-        ),
-        (
-            "/admin/v1/tenants/alpha/users",
-            Who::Admin,
-            "validation_failed",
-        ),
-        (
-            "/admin/v1/tenants/alpha/invocations",
-            Who::Admin,
-            "validation_failed",
-        ),
-        (
-            "/admin/v1/tenants/alpha/jobs",
-            Who::Admin,
-            "validation_failed",
-        ),
-        ("/admin/v1/audit", Who::Admin, "validation_failed"),
-    ];
-    for (path, who, limit_code) in lists {
-        let token = match who {
-            Who::Key => alpha.key.as_str(),
-            _ => admin.as_str(),
-        };
-        let long_cursor = "A".repeat(4000);
-        let cases: Vec<(String, u16, &str)> = vec![
-            ("limit=0".into(), 400, limit_code),
-            ("limit=-1".into(), 400, limit_code),
-            ("limit=1001".into(), 400, limit_code),
-            ("limit=abc".into(), 400, "invalid_query"),
-            ("limit=1.5".into(), 400, "invalid_query"),
-            ("limit=".into(), 400, "invalid_query"),
-            ("limit=99999999999999999999999".into(), 400, "invalid_query"),
-            ("limit=1&limit=2".into(), 400, "invalid_query"),
-            ("cursor=garbage".into(), 400, "invalid_cursor"),
-            ("cursor=%ff%fe".into(), 400, "invalid_cursor"),
-            (format!("cursor={long_cursor}"), 400, "invalid_cursor"),
-            ("cursor=eyJ9.eyJ9".into(), 400, "invalid_cursor"),
-        ];
-        for (q, status, code) in cases {
-            let r = app.get(&format!("{path}?{q}"), Some(token)).await;
-            tally.expect(
-                &format!("GET {path}?{}", q.chars().take(60).collect::<String>()),
-                &r,
-                status,
-                code,
-            );
-        }
-    }
-    let list = "/v1/t/alpha/collections/public/docs";
-    for (q, code) in [
-        ("order=a%20b", "invalid_order"),
-        ("order=-", "invalid_order"),
-        ("order=a,b,c,d,e", "invalid_order"),
-        ("order=x%3BDROP%20TABLE%20documents", "invalid_order"),
-        ("order=%ff", "invalid_order"),
-        ("filter=doc.n%20%3D%3D", "invalid_filter"),
-        ("filter=doc.n%20%3D%3D%20'a'%20%2B%201", "invalid_filter"),
-        ("filter=nosuch%20%3D%3D%201", "invalid_filter"),
-        ("filter=%ff", "invalid_filter"),
-        ("filter=size(doc)%20%3E%200", "invalid_filter"),
-    ] {
-        let r = app.get(&format!("{list}?{q}"), Some(&alpha.key)).await;
-        tally.expect(&format!("GET {list}?{q}"), &r, 400, code);
-    }
-    let huge_filter = format!("filter=doc.a%20%3D%3D%20'{}'", "y".repeat(10_000));
-    let r = app
-        .get(&format!("{list}?{huge_filter}"), Some(&alpha.key))
-        .await;
-    tally.expect("GET docs?filter=<10 KB>", &r, 400, "invalid_filter");
-
-    // 3. Preconditions and other headers on every conditional write.
-    let doc = "/v1/t/alpha/collections/public/docs/alpha-pub";
-    for (method, ct, body) in [
-        (Method::PUT, "application/json", r#"{"n": 5}"#),
-        (Method::PATCH, "application/merge-patch+json", r#"{"n": 5}"#),
-        (
-            Method::PATCH,
-            "application/json-patch+json",
-            r#"[{"op": "increment", "path": "/n", "value": 1}]"#,
-        ),
-        (Method::DELETE, "application/json", ""),
-    ] {
-        for (header, value, status, code) in [
-            ("if-match", "abc", 400, "invalid_precondition"),
-            ("if-match", "\"abc\"", 400, "invalid_precondition"),
-            ("if-match", "", 400, "invalid_precondition"),
-            ("if-match", "\"1\", \"2\"", 400, "invalid_precondition"),
-            (
-                "if-match",
-                "99999999999999999999999",
-                400,
-                "invalid_precondition",
-            ),
-            ("if-match", "\"99\"", 412, "precondition_failed"),
-            ("if-match", "\"1\"", 412, "precondition_failed"),
-            ("if-match", "\"-1\"", 412, "precondition_failed"),
-            ("if-match", "W/\"2\"", 412, "precondition_failed"),
-            ("if-none-match", "\"2\"", 400, "invalid_precondition"),
-            ("if-none-match", "*", 412, "precondition_failed"),
-        ] {
-            if method == Method::DELETE && header == "if-none-match" && value == "*" {
-                continue;
-            }
-            let r = app
-                .send(
-                    app.req(method.clone(), doc, Some(&alpha.key))
-                        .header("content-type", ct)
-                        .header(header, value)
-                        .body(body),
-                )
-                .await;
-            tally.expect(
-                &format!("{method} doc with {header}: {value}"),
-                &r,
-                status,
-                code,
-            );
-        }
-        let r = app
-            .send(
-                app.req(method.clone(), doc, Some(&alpha.key))
-                    .header("content-type", ct)
-                    .header(
-                        "if-match",
-                        reqwest::header::HeaderValue::from_bytes(b"\"\xff\"").unwrap(),
-                    )
-                    .body(body),
-            )
-            .await;
-        tally.expect(
-            &format!("{method} doc with a non-ASCII If-Match"),
-            &r,
-            400,
-            "invalid_precondition",
-        );
-    }
-    for value in [
-        "Bearer",
-        "Bearer ",
-        "Bearer a b",
-        "Token abc",
-        "Basic YTpi",
-        "Bearer\tx",
-    ] {
-        let r = app
-            .send(
-                app.req(Method::GET, doc, None)
-                    .header("authorization", value),
-            )
-            .await;
-        tally.expect(
-            &format!("authorization: {value:?}"),
-            &r,
-            401,
-            "invalid_token",
-        );
-    }
-
-    // 4. Names in the path, methods and routes that do not exist.
-    for path in [
-        "/v1/t/alpha/collections/Bad/docs",
-        "/v1/t/alpha/collections/a-b/docs",
-        &format!("/v1/t/alpha/collections/{}/docs", "a".repeat(64)),
-        "/v1/t/alpha/collections/public/docs/a%20b",
-        "/v1/t/alpha/collections/public/docs/a%2Fb",
-        &format!("/v1/t/alpha/collections/public/docs/{}", "i".repeat(129)),
-        "/v1/t/alpha/collections/public/docs/a.b",
-    ] {
-        let r = app.get(path, Some(&alpha.key)).await;
-        tally.expect(&format!("GET {path}"), &r, 400, "validation_failed");
-    }
-    for (m, path) in [
-        (Method::PUT, "/v1/t/alpha/auth/me"),
-        (Method::DELETE, "/v1/t/alpha/batch"),
-        (Method::PATCH, "/admin/v1/tenants/alpha/keys"),
-        (
-            Method::POST,
-            "/v1/t/alpha/collections/public/docs/alpha-pub",
-        ),
-    ] {
-        let r = app.send(app.req(m.clone(), path, Some(&alpha.key))).await;
-        tally.expect(&format!("{m} {path}"), &r, 405, "method_not_allowed");
-    }
-    for path in [
-        "/v1/t/alpha/nope",
-        "/v1/t/alpha/collections",
-        "/v2/anything",
-        "/admin/v1/tenants/alpha/nope",
-    ] {
-        let r = app.get(path, Some(&alpha.key)).await;
-        tally.expect(&format!("GET {path}"), &r, 404, "route_not_found");
-    }
-
     tally.finish();
     assert_unchanged(&mut app, &alpha, &alpha_before, "bad input").await;
     assert_unchanged(&mut app, &bravo, &bravo_before, "bad input").await;

@@ -6,6 +6,7 @@
 //! quotes. Run it alone with `./scripts/test.sh --test api -- attacks`.
 
 mod bad_input;
+mod bad_params;
 mod cross_tenant;
 mod functions;
 mod tokens;
