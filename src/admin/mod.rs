@@ -207,6 +207,15 @@ fn validate_cors_origin(origin: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// Refuses a query value holding U+0000: nothing stored can hold one, and PostgreSQL
+/// refuses it in a text parameter (which would be a 500).
+fn no_nul(name: &'static str, value: Option<&str>) -> Result<()> {
+    match value {
+        Some(v) if v.contains('\0') => Err(field(name, "must not contain U+0000")),
+        _ => Ok(()),
+    }
+}
+
 pub fn encode_cursor(value: &str) -> String {
     URL_SAFE_NO_PAD.encode(value)
 }
@@ -629,6 +638,7 @@ impl AdminService {
         if !(1..=1000).contains(&limit) {
             return Err(field("limit", "must be between 1 and 1000"));
         }
+        no_nul("search", search)?;
         let after = cursor.map(decode_cursor).transpose()?;
         let search = search
             .map(|s| s.trim().to_lowercase())
@@ -865,6 +875,7 @@ impl AdminService {
         cursor: Option<&str>,
         limit: Option<i64>,
     ) -> Result<Page<InvocationRow>> {
+        no_nul("function", function)?;
         let limit = limit.unwrap_or(50);
         if !(1..=500).contains(&limit) {
             return Err(field("limit", "must be between 1 and 500"));
@@ -957,6 +968,7 @@ impl AdminService {
         cursor: Option<&str>,
         limit: Option<i64>,
     ) -> Result<Page<AuditEntry>> {
+        no_nul("tenant", tenant)?;
         let limit = limit.unwrap_or(100);
         if !(1..=1000).contains(&limit) {
             return Err(field("limit", "must be between 1 and 1000"));
