@@ -240,7 +240,8 @@ async fn other_tenants_are_out_of_reach(b: Backend) {
             )
             .await
             .ok(200);
-        // One document per collection: ask for a cursor by sorting on a field.
+        // A page of one needs a second document to hand out a cursor: alpha writes one
+        // (its own write, made on purpose).
         let cursor = match page["next_cursor"].as_str() {
             Some(c) => c.to_string(),
             None => {
@@ -276,11 +277,12 @@ async fn other_tenants_are_out_of_reach(b: Backend) {
             "invalid_cursor",
         );
     }
-    let alpha_before = {
-        // The extra documents above are alpha's own writes, made on purpose.
-        let _ = alpha_before;
-        state(&mut app, &alpha).await
-    };
+    assert_eq!(
+        state(&mut app, &alpha).await.change_seq,
+        alpha_before.change_seq + 2,
+        "only alpha's two extra documents were written"
+    );
+    let alpha_before = state(&mut app, &alpha).await;
 
     // 5. Realtime: alpha's credentials cannot open or authenticate a bravo socket; a
     //    bravo socket's `since` replays bravo's log only, never alpha's.

@@ -16,156 +16,37 @@ backend_tests!(hostile_functions_fail_alone);
 const LONGEST_MS: u64 = 2000;
 
 /// (name, source, expected status, expected problem code or "" for a 200 answer).
+#[rustfmt::skip]
 const HOSTILE: &[(&str, &str, u16, &str)] = &[
-    (
-        "spin",
-        "export default () => { while (true) {} }",
-        504,
-        "function_timeout",
-    ),
-    (
-        "spin_catch",
-        "export default () => { for (;;) { try { while (true) {} } catch (e) {} } }",
-        504,
-        "function_timeout",
-    ),
-    (
-        "never",
-        "export default () => new Promise(() => {})",
-        504,
-        "function_timeout",
-    ),
-    (
-        "bomb",
-        "export default () => { const a = []; while (true) a.push(new Array(1e5).fill(1)) }",
-        500,
-        "function_out_of_memory",
-    ),
+    ("spin", "export default () => { while (true) {} }", 504, "function_timeout"),
+    ("spin_catch", "export default () => { for (;;) { try { while (true) {} } catch (e) {} } }", 504, "function_timeout"),
+    ("never", "export default () => new Promise(() => {})", 504, "function_timeout"),
+    ("bomb", "export default () => { const a = []; while (true) a.push(new Array(1e5).fill(1)) }", 500, "function_out_of_memory"),
     // Doubling a string reaches QuickJS's maximum string length (a RangeError) first.
-    (
-        "strbomb",
-        "export default () => { let s = 'x'; while (true) s = s + s }",
-        500,
-        "function_error",
-    ),
-    (
-        "strings",
-        "export default () => { const a = []; for (let i = 0; ; i++) a.push('x'.repeat(1 << 16) + i) }",
-        500,
-        "function_out_of_memory",
-    ),
-    (
-        "recurse",
-        "export default () => { const f = (n) => f(n + 1) + 1; return f(0) }",
-        500,
-        "function_error",
-    ),
-    (
-        "recurse_async",
-        "export default async () => { const f = async (n) => (await f(n + 1)) + 1; return f(0) }",
-        500,
-        "function_error",
-    ),
-    (
-        "throw_number",
-        "export default () => { throw 42 }",
-        500,
-        "function_error",
-    ),
+    ("strbomb", "export default () => { let s = 'x'; while (true) s = s + s }", 500, "function_error"),
+    ("strings", "export default () => { const a = []; for (let i = 0; ; i++) a.push('x'.repeat(1 << 16) + i) }", 500, "function_out_of_memory"),
+    ("recurse", "export default () => { const f = (n) => f(n + 1) + 1; return f(0) }", 500, "function_error"),
+    ("recurse_async", "export default async () => { const f = async (n) => (await f(n + 1)) + 1; return f(0) }", 500, "function_error"),
+    ("throw_number", "export default () => { throw 42 }", 500, "function_error"),
     // QuickJS throws null when it cannot allocate, so the sandbox takes a thrown null or
     // undefined for running out of memory (same status; only the class is off).
-    (
-        "throw_null",
-        "export default () => { throw null }",
-        500,
-        "function_out_of_memory",
-    ),
-    (
-        "throw_undefined",
-        "export default () => { throw undefined }",
-        500,
-        "function_out_of_memory",
-    ),
-    (
-        "throw_string",
-        "export default () => { throw 'a string' }",
-        500,
-        "function_error",
-    ),
-    (
-        "throw_object",
-        "export default () => { throw { message: { nested: [1, 2] }, name: 7 } }",
-        500,
-        "function_error",
-    ),
-    (
-        "throw_symbol",
-        "export default async () => { throw Symbol('s') }",
-        500,
-        "function_error",
-    ),
-    (
-        "throw_hostile",
-        "export default () => { throw new Proxy({}, { get() { throw new Error('trap') } }) }",
-        500,
-        "function_error",
-    ),
+    ("throw_null", "export default () => { throw null }", 500, "function_out_of_memory"),
+    ("throw_undefined", "export default () => { throw undefined }", 500, "function_out_of_memory"),
+    ("throw_string", "export default () => { throw 'a string' }", 500, "function_error"),
+    ("throw_object", "export default () => { throw { message: { nested: [1, 2] }, name: 7 } }", 500, "function_error"),
+    ("throw_symbol", "export default async () => { throw Symbol('s') }", 500, "function_error"),
+    ("throw_hostile", "export default () => { throw new Proxy({}, { get() { throw new Error('trap') } }) }", 500, "function_error"),
     // The host reads `message` under the function's deadline.
-    (
-        "throw_getter",
-        "export default () => { const e = new Error('x'); Object.defineProperty(e, 'message', { get() { for (;;) {} } }); throw e }",
-        504,
-        "function_timeout",
-    ),
-    (
-        "reject_bigint",
-        "export default () => Promise.reject(10n)",
-        500,
-        "function_error",
-    ),
+    ("throw_getter", "export default () => { const e = new Error('x'); Object.defineProperty(e, 'message', { get() { for (;;) {} } }); throw e }", 504, "function_timeout"),
+    ("reject_bigint", "export default () => Promise.reject(10n)", 500, "function_error"),
     // JSON.stringify throws on these inside the function's own answer.
-    (
-        "answer_bigint",
-        "export default () => ({ body: { n: 10n } })",
-        500,
-        "function_error",
-    ),
-    (
-        "answer_cycle",
-        "export default () => { const a = {}; a.a = a; return a }",
-        500,
-        "function_error",
-    ),
-    (
-        "answer_function",
-        "export default () => ({ body: () => 1 })",
-        200,
-        "",
-    ),
-    (
-        "answer_status",
-        "export default () => ({ status: 999, body: 'x' })",
-        500,
-        "function_bad_response",
-    ),
-    (
-        "answer_huge",
-        "export default () => ({ body: 'x'.repeat(7 * 1024 * 1024) })",
-        500,
-        "function_bad_response",
-    ),
-    (
-        "logs_many",
-        "export default () => { for (let i = 0; i < 20000; i++) console.log('line', i, 'x'.repeat(100)); return 'done' }",
-        200,
-        "",
-    ),
-    (
-        "logs_huge",
-        "export default (req, ctx) => { ctx.log.info('y'.repeat(4 * 1024 * 1024)); ctx.log.error({ deep: 'z'.repeat(1e6) }); return 'done' }",
-        200,
-        "",
-    ),
+    ("answer_bigint", "export default () => ({ body: { n: 10n } })", 500, "function_error"),
+    ("answer_cycle", "export default () => { const a = {}; a.a = a; return a }", 500, "function_error"),
+    ("answer_function", "export default () => ({ body: () => 1 })", 200, ""),
+    ("answer_status", "export default () => ({ status: 999, body: 'x' })", 500, "function_bad_response"),
+    ("answer_huge", "export default () => ({ body: 'x'.repeat(7 * 1024 * 1024) })", 500, "function_bad_response"),
+    ("logs_many", "export default () => { for (let i = 0; i < 20000; i++) console.log('line', i, 'x'.repeat(100)); return 'done' }", 200, ""),
+    ("logs_huge", "export default (req, ctx) => { ctx.log.info('y'.repeat(4 * 1024 * 1024)); ctx.log.error({ deep: 'z'.repeat(1e6) }); return 'done' }", 200, ""),
 ];
 
 /// Tries to reach bravo from alpha's runtime: through ctx.db with bravo's names, the
