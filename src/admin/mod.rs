@@ -207,6 +207,15 @@ fn validate_cors_origin(origin: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// Refuses a display name holding control characters: they have no place in a name,
+/// and PostgreSQL refuses U+0000 in text outright (which would be a 500).
+fn no_control(name: &'static str, value: &str) -> Result<()> {
+    if value.chars().any(char::is_control) {
+        return Err(field(name, "must not contain control characters"));
+    }
+    Ok(())
+}
+
 /// Refuses a query value holding U+0000: nothing stored can hold one, and PostgreSQL
 /// refuses it in a text parameter (which would be a 500).
 fn no_nul(name: &'static str, value: Option<&str>) -> Result<()> {
@@ -439,6 +448,7 @@ impl AdminService {
         if name.chars().count() > 200 {
             return Err(field("name", "must be at most 200 characters"));
         }
+        no_control("name", name)?;
         let row = self
             .store
             .create_tenant(slug, name)
@@ -489,6 +499,9 @@ impl AdminService {
             && (n.is_empty() || n.chars().count() > 200)
         {
             return Err(field("name", "must be 1-200 characters"));
+        }
+        if let Some(n) = name {
+            no_control("name", n)?;
         }
         if let Some(origins) = cors_origins {
             if origins.len() > 100 {
@@ -582,6 +595,7 @@ impl AdminService {
         if name.is_empty() || name.chars().count() > 100 {
             return Err(field("name", "must be 1-100 characters"));
         }
+        no_control("name", name)?;
         let scope = self.scope(actor, slug).await?;
         let generated = service_keys::generate();
         let id = uuid::Uuid::now_v7().to_string();
