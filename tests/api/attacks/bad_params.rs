@@ -10,6 +10,16 @@ use crate::backend_tests;
 
 backend_tests!(bad_parameters_are_refused_precisely);
 
+/// (method, path, token, body, expected status, expected code).
+type BodyAttack<'a> = (
+    Method,
+    &'a str,
+    Option<&'a str>,
+    serde_json::Value,
+    u16,
+    &'a str,
+);
+
 #[derive(Clone, Copy)]
 enum Who {
     Admin,
@@ -137,7 +147,7 @@ async fn bad_parameters_are_refused_precisely(b: Backend) {
         "functions/peek.js": "export default () => 'a\u{0}b' // \u{0}",
     }});
     #[rustfmt::skip]
-    let nul_bodies: Vec<(Method, &str, Option<&str>, serde_json::Value, u16, &str)> = vec![
+    let nul_bodies: Vec<BodyAttack> = vec![
         (Method::POST, "/v1/t/alpha/auth/login", None, json!({"email": "a\u{0}@alpha.test", "password": PASSWORD}), 400, "validation_failed"),
         (Method::POST, "/v1/t/alpha/auth/signup", None, json!({"email": "a\u{0}@alpha.test", "password": PASSWORD}), 400, "validation_failed"),
         (Method::POST, "/v1/t/alpha/auth/signup", None, json!({"email": "n@alpha.test", "password": "pass\u{0}word-long"}), 400, "weak_password"),
