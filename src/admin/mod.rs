@@ -207,6 +207,24 @@ fn validate_cors_origin(origin: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// Refuses a display name holding control characters: they have no place in a name,
+/// and PostgreSQL refuses U+0000 in text outright (which would be a 500).
+fn no_control(name: &'static str, value: &str) -> Result<()> {
+    if value.chars().any(char::is_control) {
+        return Err(field(name, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// Refuses a query value holding U+0000: nothing stored can hold one, and PostgreSQL
+/// refuses it in a text parameter (which would be a 500).
+fn no_nul(name: &'static str, value: Option<&str>) -> Result<()> {
+    match value {
+        Some(v) if v.contains('\0') => Err(field(name, "must not contain U+0000")),
+        _ => Ok(()),
+    }
+}
+
 pub fn encode_cursor(value: &str) -> String {
     URL_SAFE_NO_PAD.encode(value)
 }
@@ -215,7 +233,18 @@ fn decode_cursor(cursor: &str) -> Result<String> {
     let bytes = URL_SAFE_NO_PAD
         .decode(cursor)
         .map_err(|_| AdminError::InvalidCursor)?;
-    String::from_utf8(bytes).map_err(|_| AdminError::InvalidCursor)
+    let id = String::from_utf8(bytes).map_err(|_| AdminError::InvalidCursor)?;
+    // Every admin list pages by an id (a UUID or a number): anything else was not made
+    // here, and PostgreSQL would refuse a NUL in a text parameter outright.
+    let plausible = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !plausible {
+        return Err(AdminError::InvalidCursor);
+    }
+    Ok(id)
 }
 
 impl AdminService {
@@ -424,6 +453,7 @@ impl AdminService {
         if name.chars().count() > 200 {
             return Err(field("name", "must be at most 200 characters"));
         }
+        no_control("name", name)?;
         let row = self
             .store
             .create_tenant(slug, name)
@@ -474,6 +504,9 @@ impl AdminService {
             && (n.is_empty() || n.chars().count() > 200)
         {
             return Err(field("name", "must be 1-200 characters"));
+        }
+        if let Some(n) = name {
+            no_control("name", n)?;
         }
         if let Some(origins) = cors_origins {
             if origins.len() > 100 {
@@ -562,6 +595,7 @@ impl AdminService {
         if name.is_empty() || name.chars().count() > 100 {
             return Err(field("name", "must be 1-100 characters"));
         }
+        no_control("name", name)?;
         let scope = self.scope(actor, slug).await?;
         let generated = service_keys::generate();
         let id = uuid::Uuid::now_v7().to_string();
@@ -618,6 +652,7 @@ impl AdminService {
         if !(1..=1000).contains(&limit) {
             return Err(field("limit", "must be between 1 and 1000"));
         }
+        no_nul("search", search)?;
         let after = cursor.map(decode_cursor).transpose()?;
         let search = search
             .map(|s| s.trim().to_lowercase())
@@ -854,6 +889,7 @@ impl AdminService {
         cursor: Option<&str>,
         limit: Option<i64>,
     ) -> Result<Page<InvocationRow>> {
+        no_nul("function", function)?;
         let limit = limit.unwrap_or(50);
         if !(1..=500).contains(&limit) {
             return Err(field("limit", "must be between 1 and 500"));
@@ -946,6 +982,7 @@ impl AdminService {
         cursor: Option<&str>,
         limit: Option<i64>,
     ) -> Result<Page<AuditEntry>> {
+        no_nul("tenant", tenant)?;
         let limit = limit.unwrap_or(100);
         if !(1..=1000).contains(&limit) {
             return Err(field("limit", "must be between 1 and 1000"));

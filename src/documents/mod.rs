@@ -72,6 +72,11 @@ pub(crate) async fn filter_predicate(
         filter.to_predicate_within(&QueryBindings { auth, now_ms }, units)
     };
     match result {
+        Ok(p) if p.mentions_nul() => Err(DocError::InvalidFilter(CelError {
+            line: 1,
+            column: 1,
+            message: "a string in a filter cannot contain U+0000 (no document holds one)".into(),
+        })),
         Ok(p) => Ok(p),
         Err(PredicateError::Untranslatable(u)) => Err(DocError::InvalidFilter(CelError {
             line: u.line,

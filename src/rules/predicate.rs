@@ -80,3 +80,32 @@ impl CmpOp {
         }
     }
 }
+
+impl Predicate {
+    /// Whether a string anywhere in it (a value, or a key of a document path) holds
+    /// U+0000. No document can hold one, and PostgreSQL refuses it in text and jsonb
+    /// parameters, so such a filter is refused before it reaches SQL.
+    pub fn mentions_nul(&self) -> bool {
+        fn in_value(v: &Value) -> bool {
+            match v {
+                Value::String(s) => s.contains('\0'),
+                Value::Array(a) => a.iter().any(in_value),
+                Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || in_value(v)),
+                _ => false,
+            }
+        }
+        fn in_field(f: &Field) -> bool {
+            matches!(f, Field::Doc(path) if path.iter().any(|k| k.contains('\0')))
+        }
+        match self {
+            Predicate::True | Predicate::False | Predicate::Unknown => false,
+            Predicate::And(ps) | Predicate::Or(ps) => ps.iter().any(Predicate::mentions_nul),
+            Predicate::Not(p) => p.mentions_nul(),
+            Predicate::Compare { field, value, .. } | Predicate::Contains { field, value } => {
+                in_field(field) || in_value(value)
+            }
+            Predicate::In { field, values } => in_field(field) || values.iter().any(in_value),
+            Predicate::Has { field } => in_field(field),
+        }
+    }
+}

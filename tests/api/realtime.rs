@@ -91,11 +91,11 @@ mod nodes {
     }
 }
 
-type Ws =
+pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub struct Client {
-    ws: Ws,
+    pub ws: Ws,
 }
 
 /// A tenant's realtime endpoint, without a token.
