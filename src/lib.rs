@@ -9,7 +9,6 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod cli;
-pub mod cluster;
 pub mod config;
 pub mod crypto;
 pub mod demo;

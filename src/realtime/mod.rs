@@ -21,6 +21,7 @@ use crate::auth::AuthService;
 use crate::documents::DocumentService;
 use crate::rules::RulesRegistry;
 use crate::store::Store;
+use crate::store::{Announcement, Topic};
 use crate::tenancy::{Registry, Scope, SystemTask, Tenant};
 use feed::Feed;
 pub use socket::SocketAuth;
@@ -138,7 +139,7 @@ impl Broker {
     }
 
     /// Background work: session events from this node and, on PostgreSQL, commits and
-    /// session events from other nodes (LISTEN/NOTIFY).
+    /// session events from other nodes.
     pub fn start(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
         let mut tasks = Vec::new();
         let mut events = self.auth.session_events();
@@ -164,62 +165,39 @@ impl Broker {
                 }
             }
         }));
-        if let Some(pool) = self.store.postgres_pool() {
-            let me = self.clone();
-            tasks.push(tokio::spawn(async move { me.listen_postgres(pool).await }));
-        }
+        let me = self.clone();
+        tasks.push(tokio::spawn(me.follow_other_nodes()));
         tasks
     }
 
-    async fn listen_postgres(self: Arc<Self>, pool: sqlx::PgPool) {
-        loop {
-            let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!(error = %e, "realtime: cannot LISTEN; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            if let Err(e) = listener
-                .listen_all(["plinth_changes", "plinth_sessions"])
-                .await
-            {
-                tracing::warn!(error = %e, "realtime: LISTEN failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-            // Anything announced while not listening is caught up by the tailers' poll.
-            self.wake_all().await;
-            loop {
-                match listener.recv().await {
-                    Ok(n) => {
-                        let payload = n.payload();
-                        let Some((tenant, rest)) = payload.split_once(':') else {
-                            continue;
-                        };
-                        let Ok(tenant) = tenant.parse::<i64>() else {
-                            continue;
-                        };
-                        if n.channel() == "plinth_changes" {
-                            self.wake(tenant);
-                        } else if let Some(sid) = rest.strip_prefix('#') {
+    /// What other nodes announce (PostgreSQL): commits wake the tenant's feed, session
+    /// changes end the sockets they concern. Returns at once on SQLite.
+    async fn follow_other_nodes(self: Arc<Self>) {
+        let store = self.store.clone();
+        store
+            .follow_announcements(&[Topic::Commits, Topic::Sessions], |a| {
+                let me = self.clone();
+                async move {
+                    match a {
+                        Announcement::Commit { tenant } => me.wake(tenant),
+                        // Anything announced while not listening is caught up by the
+                        // tailers' poll.
+                        Announcement::Resumed => me.wake_all().await,
+                        Announcement::SessionEnded { tenant, session_id } => {
                             // Another node ended one session: its cached check here
                             // must not outlive it, nor its sockets.
-                            self.auth.drop_cached_session(tenant, sid);
-                            self.recheck_sessions(tenant, None, Some(sid)).await;
-                        } else {
-                            self.auth.drop_cached_user(tenant, rest);
-                            self.recheck_sessions(tenant, Some(rest), None).await;
+                            me.auth.drop_cached_session(tenant, &session_id);
+                            me.recheck_sessions(tenant, None, Some(&session_id)).await;
                         }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "realtime: LISTEN connection lost");
-                        break;
+                        Announcement::UserSessions { tenant, user_id } => {
+                            me.auth.drop_cached_user(tenant, &user_id);
+                            me.recheck_sessions(tenant, Some(&user_id), None).await;
+                        }
+                        Announcement::TenantChanged { .. } => {}
                     }
                 }
-            }
-        }
+            })
+            .await;
     }
 
     /// Refuses a new socket when the tenant or the client IP is at its limit; otherwise

@@ -424,8 +424,9 @@ impl Store {
                 // Other nodes learn of the new changes when this commits (a no-op on SQLite,
                 // which has no other nodes).
                 if matches!(db_kind, super::BackendKind::Postgres) {
-                    sqlx::query("SELECT pg_notify('plinth_changes', $1)")
-                        .bind(format!("{tenant}:{}", plan.final_seq))
+                    sqlx::query("SELECT pg_notify($1, $2)")
+                        .bind(super::announce::CHANGES)
+                        .bind(super::announce::commit_payload(tenant, plan.final_seq))
                         .execute(&mut *tx)
                         .await?;
                 }

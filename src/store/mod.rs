@@ -8,6 +8,7 @@
 //! every tenant query filters by tenant even inside a tenant's own file. The tenant is only
 //! ever taken from a [`Scope`](crate::tenancy::Scope) through [`Store::tenant_db`].
 
+mod announce;
 mod commit;
 mod control;
 mod documents;
@@ -31,6 +32,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use announce::{Announcement, Topic};
 pub use control::{AdminRow, AuditEntry, AuditQuery, NewAudit, SigningKeyRow, TenantRow};
 pub use documents::{
     After, Change, ChangeOp, ListQuery, ListedDoc, OrderKey, SortValue, StoredDoc, WriteDecision,
@@ -232,9 +234,6 @@ pub struct Store {
     write_counts: Arc<std::sync::Mutex<HashMap<i64, u64>>>,
 }
 
-/// The NOTIFY channel on which a tenant's slug announces a change of its configuration.
-pub const TENANT_CHANGED: &str = "plinth_tenant_changed";
-
 /// Told (tenant id, last seq) after each commit of document writes.
 pub type CommitListener = Arc<dyn Fn(i64, i64) + Send + Sync>;
 
@@ -310,55 +309,6 @@ impl Store {
     pub(crate) fn committed(&self, tenant: i64, seq: i64) {
         if let Some(l) = self.on_commit.get() {
             l(tenant, seq);
-        }
-    }
-
-    /// The PostgreSQL pool, for LISTEN connections (None on SQLite).
-    pub fn postgres_pool(&self) -> Option<PgPool> {
-        match &*self.inner {
-            Backend::Postgres(p) => Some(p.clone()),
-            Backend::Sqlite(_) => None,
-        }
-    }
-
-    /// Tells every node (PostgreSQL NOTIFY on [`TENANT_CHANGED`]) that the tenant's
-    /// configuration changed, so they drop what they cached of it. A no-op on SQLite,
-    /// where one process serves the data.
-    pub async fn announce_tenant_change(&self, slug: &str) {
-        if let Backend::Postgres(p) = &*self.inner
-            && let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(TENANT_CHANGED)
-                .bind(slug)
-                .execute(p)
-                .await
-        {
-            // The other nodes' caches still expire by themselves (about a second).
-            tracing::warn!(error = %e, tenant = slug, "could not tell other nodes of a tenant change");
-        }
-    }
-
-    /// Tells other nodes (PostgreSQL NOTIFY) that a user's sessions changed; the
-    /// payload is `{tenant}:{user id}`.
-    pub async fn notify_sessions(&self, tenant: i64, user_id: &str) {
-        self.notify_plinth_sessions(format!("{tenant}:{user_id}"))
-            .await;
-    }
-
-    /// Tells other nodes that one session ended (a sign-out); the payload is
-    /// `{tenant}:#{session id}` (`#` starts no user id).
-    pub async fn notify_session_ended(&self, tenant: i64, session_id: &str) {
-        self.notify_plinth_sessions(format!("{tenant}:#{session_id}"))
-            .await;
-    }
-
-    async fn notify_plinth_sessions(&self, payload: String) {
-        if let Backend::Postgres(p) = &*self.inner
-            && let Err(e) = sqlx::query("SELECT pg_notify('plinth_sessions', $1)")
-                .bind(payload)
-                .execute(p)
-                .await
-        {
-            tracing::warn!(error = %e, "could not notify other nodes of a session change");
         }
     }
 

@@ -1,7 +1,7 @@
 //! Looks tenants up by slug for every tenant request, with a short-lived cache.
 //!
 //! Changes made through this process invalidate its cache at once; other nodes sharing a
-//! PostgreSQL database are told by NOTIFY (`crate::cluster`) and at the latest see them
+//! PostgreSQL database are told by NOTIFY (the `cluster` module) and at the latest see them
 //! within the cache TTL.
 
 use std::collections::HashMap;

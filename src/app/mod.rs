@@ -1,6 +1,8 @@
 //! Builds the application state and router, binds the listener, runs until shutdown.
 //! `App::build` is what both `plinth serve` and the integration tests use.
 
+mod cluster;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::ops::Deref;
@@ -244,7 +246,7 @@ impl App {
         });
         let retention = tokio::spawn(prune_changes_forever(state.clone()));
         let realtime_tasks = state.realtime.start();
-        let tenant_changes = tokio::spawn(crate::cluster::follow_tenant_changes(state.clone()));
+        let tenant_changes = tokio::spawn(cluster::follow_tenant_changes(state.clone()));
         let usage_flusher = tokio::spawn(state.usage.clone().flush_forever());
         let hooks = state
             .config

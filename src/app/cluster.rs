@@ -1,0 +1,41 @@
+//! Nodes sharing one PostgreSQL database each cache tenants, rule sets, deploys, secrets,
+//! sessions and service keys for about a second. A change made through one node, or by
+//! the `plinth` CLI, is announced to every node (by `AdminService`'s audit, which
+//! every tenant change passes through); each node drops what it cached of that tenant,
+//! so the change takes effect everywhere within milliseconds, not a cache lifetime.
+
+use super::AppState;
+use crate::store::{Announcement, Topic};
+
+/// Follows announcements until the task is aborted (returns at once on SQLite). What
+/// was announced while the connection was lost expires from the caches by itself.
+pub async fn follow_tenant_changes(state: AppState) {
+    let store = state.store.clone();
+    store
+        .follow_announcements(&[Topic::Tenants], |a| {
+            let state = state.clone();
+            async move {
+                if let Announcement::TenantChanged { slug } = a {
+                    forget_tenant(&state, &slug).await;
+                }
+            }
+        })
+        .await;
+}
+
+/// Drops everything this node cached of the tenant `slug`.
+pub async fn forget_tenant(state: &AppState, slug: &str) {
+    // The id from the database (the tenant may be new here); from the cache when the
+    // tenant is gone or the database does not answer.
+    let id = match state.store.get_tenant_by_slug(slug).await {
+        Ok(Some(row)) => Some(row.id),
+        _ => state.registry.cached_id(slug),
+    };
+    state.registry.invalidate(slug);
+    if let Some(id) = id {
+        state.rules.forget(id);
+        state.secrets.forget(id);
+        state.functions.expire(id);
+        state.auth.drop_cached_tenant(id);
+    }
+}
