@@ -23,6 +23,8 @@ use crate::rules::RulesRegistry;
 use crate::store::Store;
 use crate::tenancy::{Caller, Registry, Scope, Tenant};
 use feed::Feed;
+// The client message parser, public for the property tests (tests/fuzz.rs).
+pub use protocol::{ClientMsg, parse_client};
 pub use socket::SocketAuth;
 use socket::{Connection, Kill, SocketShared};
 
