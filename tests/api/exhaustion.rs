@@ -88,16 +88,16 @@ fn open_files_limit() -> u64 {
     getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
 }
 
-/// Descriptors left to this test: other tests run in this process, and the idle
-/// connection test (plumbing) may hold up to 16,000 at once.
+/// How many of `want` units of `per_unit` descriptors this test may open: the heavy
+/// tests run one at a time (`DESCRIPTOR_HEAVY`), the others need a few thousand.
 fn descriptor_budget(want: usize, per_unit: u64) -> usize {
     let soft = open_files_limit();
-    let spare = soft.saturating_sub(16_000 + 1_500);
+    let spare = soft.saturating_sub(4_000);
     let n = want.min((spare / per_unit) as usize);
     if n < want {
         eprintln!(
-            "open-files limit {soft}: {n} instead of {want} (16,000 descriptors left to the \
-             idle-connection test, 1,500 to the others)"
+            "open-files limit {soft}: {n} instead of {want} (4,000 descriptors left to the \
+             tests running beside this one)"
         );
     }
     n
@@ -115,6 +115,7 @@ async fn probe_tenant(app: &mut TestApp, slug: &str) -> (String, String) {
 /// header timeout, whatever it keeps sending, and another tenant's reads are served
 /// throughout.
 async fn slowloris_crowds_are_cut_at_the_header_timeout(b: Backend) {
+    let _heavy = DESCRIPTOR_HEAVY.lock().await;
     let header_timeout = Duration::from_secs(2);
     let mut app = TestApp::start_with(b, |c| c.header_timeout = header_timeout).await;
     let (key, path) = probe_tenant(&mut app, "alpha").await;
@@ -200,9 +201,10 @@ async fn slowloris_crowds_are_cut_at_the_header_timeout(b: Backend) {
 /// own realtime events, stay prompt. The limits hold: a socket past the tenant's is
 /// refused, a subscription past the socket's is refused.
 async fn many_subscriptions_leave_other_tenants_served(b: Backend) {
-    const SUBS: usize = 20;
+    const SUBS: usize = 10;
     const COLLECTIONS: usize = 10;
-    let sockets = descriptor_budget(1_000, 2);
+    let _heavy = DESCRIPTOR_HEAVY.lock().await;
+    let sockets = descriptor_budget(2_000, 2);
     let mut app = TestApp::start_with(b, |c| {
         c.realtime.max_sockets_per_tenant = sockets;
         c.realtime.max_sockets_per_ip = sockets + 10;
@@ -477,4 +479,46 @@ async fn hostile_functions_of_several_tenants_leave_another_served(b: Backend) {
     // A worker frees within a hostile call's budget (plus the interrupt's delay): the
     // other tenant's call waits at most about that.
     call.report("hostile functions", Duration::from_millis(budget_ms * 5));
+}
+
+/// Known limit (RELIABILITY.md, "Known limits"), ignored until fixed: a loop of
+/// `indexOf` over a large array allocates nothing, so it runs up to 10,000 calls past its
+/// deadline; two tenants doing so hold every worker, and a third tenant's call waits
+/// (measured: 503 after 30 s, then 27 s). Run with `--ignored hostile_scans`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known limit: scanning built-ins overrun the deadline (RELIABILITY.md)"]
+async fn hostile_scans_of_two_tenants_hold_every_worker() {
+    let mut app = TestApp::start(Backend::Sqlite).await;
+    let manifest = "[[http]]\nname = \"scan\"\nfunction = \"scan\"\n[limits.scan]\ntimeout_ms = 1000\n\
+                    [[http]]\nname = \"ok\"\nfunction = \"ok\"\n";
+    let files = [
+        ("plinth.toml", manifest),
+        (
+            "functions/scan.js",
+            "export default () => { const a = new Array(5e5).fill(0); let n = 0; \
+             for (;;) { n += a.indexOf(1) } }",
+        ),
+        ("functions/ok.js", "export default () => ({ ok: true })"),
+    ];
+    for t in ["bad1", "bad2", "good"] {
+        app.create_tenant(t).await;
+        deploy(&mut app, t, &files).await.ok(201);
+    }
+    let mut scans = Vec::new();
+    for t in ["bad1", "bad1", "bad2", "bad2"] {
+        let req = app.req(Method::GET, &format!("/v1/t/{t}/fn/scan"), None);
+        scans.push(tokio::spawn(
+            async move { req.send().await.map(|r| r.status()) },
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut call = Probe::new("other tenant's function");
+    for _ in 0..3 {
+        let r = call.time(app.get("/v1/t/good/fn/ok", None)).await;
+        assert_eq!(r.ok(200), json!({"ok": true}));
+    }
+    for s in scans {
+        let _ = s.await;
+    }
+    call.report("two tenants scanning", Duration::from_secs(5));
 }
