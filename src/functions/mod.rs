@@ -8,6 +8,7 @@ mod hook_scheduler;
 pub mod hooks;
 mod host;
 mod imports;
+mod late_alloc;
 pub mod pool;
 pub mod sandbox;
 

@@ -211,9 +211,9 @@ impl Pool {
 
     /// Queues a call and waits for its output, which is due at the call's deadline once
     /// a worker started it. The worker's JavaScript may still run then: QuickJS asks the
-    /// interrupt handler only every 10,000 branches or calls, and where each is a
-    /// built-in copying a MiB (a loop catching its out-of-memory errors), that took
-    /// seconds past the deadline (9 s for a 5 s budget).
+    /// interrupt handler only every 10,000 branches or calls, and where each is a long
+    /// built-in, that takes seconds past the deadline (copies are cut short by
+    /// `late_alloc`; scans of large arrays are not).
     pub async fn run(&self, call: Call) -> Result<Output, PoolError> {
         let timeout = call.limits.timeout;
         let (tx, mut rx) = oneshot::channel();

@@ -532,9 +532,12 @@ impl TenantRuntime {
         stop: Arc<AtomicBool>,
     ) -> Result<TenantRuntime, Failure> {
         let internal = |e: rquickjs::Error| Failure::Internal(e.to_string());
-        let runtime = Runtime::new().map_err(internal)?;
-        runtime.set_max_stack_size(JS_STACK_BYTES);
         let deadline: Rc<Cell<Option<Instant>>> = Rc::new(Cell::new(None));
+        let allocator = super::late_alloc::DeadlineAllocator {
+            deadline: deadline.clone(),
+        };
+        let runtime = Runtime::new_with_alloc(allocator).map_err(internal)?;
+        runtime.set_max_stack_size(JS_STACK_BYTES);
         let interrupted = Rc::new(Cell::new(false));
         let (d, fired) = (deadline.clone(), interrupted.clone());
         runtime.set_interrupt_handler(Some(Box::new(move || {

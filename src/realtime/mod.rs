@@ -24,6 +24,8 @@ use crate::store::Store;
 use crate::store::{Announcement, Topic};
 use crate::tenancy::{Registry, Scope, SystemTask, Tenant};
 use feed::Feed;
+// The client message parser, public for the property tests (tests/fuzz.rs).
+pub use protocol::{ClientMsg, parse_client};
 pub use socket::SocketAuth;
 use socket::{Connection, Kill, SocketShared};
 

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 /// What a client may send.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMsg {
     Auth {
@@ -89,4 +89,26 @@ pub fn error(id: Option<&str>, code: &str, message: &str) -> String {
         error: ErrorBody { code, message },
     }
     .text()
+}
+
+/// The message types a client may send.
+const CLIENT_TYPES: [&str; 4] = ["auth", "subscribe", "unsubscribe", "ping"];
+
+/// A client's text frame as a message, or the `error` frame that refuses it:
+/// `unknown_type` for a JSON object whose `type` is a string the protocol does not have,
+/// `malformed_message` for anything else that is not a message (docs/realtime.md).
+pub fn parse_client(text: &str) -> Result<ClientMsg, String> {
+    serde_json::from_str(text).map_err(|e| {
+        let v: Option<serde_json::Value> = serde_json::from_str(text).ok();
+        match v
+            .as_ref()
+            .and_then(|v| v.get("type"))
+            .and_then(|t| t.as_str())
+        {
+            Some(t) if !CLIENT_TYPES.contains(&t) => {
+                error(None, "unknown_type", &format!("unknown message type '{t}'"))
+            }
+            _ => error(None, "malformed_message", &e.to_string()),
+        }
+    })
 }

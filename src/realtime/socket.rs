@@ -542,26 +542,9 @@ impl Connection {
     }
 
     async fn handle_text(&mut self, text: &str, sink: &mut Sink) -> Option<String> {
-        let msg: ClientMsg = match serde_json::from_str(text) {
+        let msg = match protocol::parse_client(text) {
             Ok(m) => m,
-            Err(e) => {
-                let v: Option<serde_json::Value> = serde_json::from_str(text).ok();
-                let known = ["auth", "subscribe", "unsubscribe", "ping"];
-                return Some(
-                    match v
-                        .as_ref()
-                        .and_then(|v| v.get("type"))
-                        .and_then(|t| t.as_str())
-                    {
-                        Some(t) if !known.contains(&t) => protocol::error(
-                            None,
-                            "unknown_type",
-                            &format!("unknown message type '{t}'"),
-                        ),
-                        _ => protocol::error(None, "malformed_message", &e.to_string()),
-                    },
-                );
-            }
+            Err(frame) => return Some(frame),
         };
         match msg {
             ClientMsg::Ping => Some(ServerMsg::Pong.text()),

@@ -24,6 +24,7 @@ backend_tests!(
     costly_filters_from_functions_are_refused,
     http_functions_stop_before_the_request_times_out,
     time_budgets_hold_while_memory_errors_are_caught,
+    workers_stop_soon_after_a_deadline_in_memory_errors,
     functions_stopped_by_their_deadline_are_timeouts,
     imports_are_refused,
 );
@@ -1046,6 +1047,50 @@ async fn time_budgets_hold_while_memory_errors_are_caught(b: Backend) {
         logged(&mut app, "bad", "memcatch").await["outcome"],
         "timeout"
     );
+}
+
+/// The worker itself, not only the caller, is free soon after the deadline of a loop
+/// that catches its out-of-memory errors (finding Q8: it ran ~7 s on). With two workers
+/// a tenant may use one, so its next call waits for exactly that worker.
+async fn workers_stop_soon_after_a_deadline_in_memory_errors(b: Backend) {
+    let mut app = TestApp::start_with(b, |c| c.functions.workers = 2).await;
+    app.create_tenant("bad").await;
+    let m = format!(
+        "{}[limits.memcatch]\ntimeout_ms = 1000\nmemory_mb = 16\n",
+        http_manifest(&["memcatch", "ok"])
+    );
+    let memcatch = "export default () => { let keep = []; for (;;) { \
+                    try { keep.push('x'.repeat(1 << 20)) } catch (e) { keep = [] } } }";
+    deploy(
+        &mut app,
+        "bad",
+        &[
+            ("plinth.toml", &m),
+            ("functions/memcatch.js", memcatch),
+            ("functions/ok.js", "export default () => ({ ok: true })"),
+        ],
+    )
+    .await
+    .ok(201);
+    for round in 0..2 {
+        let t = Instant::now();
+        app.get("/v1/t/bad/fn/memcatch", None)
+            .await
+            .problem(504, "function_timeout");
+        let answered = t.elapsed();
+        let t = Instant::now();
+        assert_eq!(
+            app.get("/v1/t/bad/fn/ok", None).await.ok(200),
+            json!({"ok": true})
+        );
+        let freed = t.elapsed();
+        println!(
+            "round {round}: memcatch (budget 1 s) answered after {answered:?}; \
+             the tenant's worker served its next call {freed:?} later"
+        );
+        // Before the fix: 5-7 s (debug build).
+        assert!(freed < Duration::from_millis(1500), "{freed:?}");
+    }
 }
 
 async fn functions_stopped_by_their_deadline_are_timeouts(b: Backend) {

@@ -15,6 +15,7 @@ mod auth;
 mod cli;
 mod demo;
 mod documents;
+mod exhaustion;
 mod functions;
 mod hooks;
 mod lists;

@@ -584,6 +584,7 @@ async fn openapi_document_is_sound(b: Backend) {
 /// does not depend on the backend: it runs on SQLite only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_idle_connections_leave_others_served() {
+    let _heavy = DESCRIPTOR_HEAVY.lock().await;
     let b = Backend::Sqlite;
     use rustix::process::{Resource, getrlimit, setrlimit};
     let mut lim = getrlimit(Resource::Nofile);

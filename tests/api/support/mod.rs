@@ -487,6 +487,12 @@ pub fn config_secret(c: &mut Config) -> Vec<u8> {
     s
 }
 
+/// Held for their whole run by the tests that open thousands of descriptors (idle
+/// connections, slowloris, thousands of sockets), one at a time: together they would
+/// pass the open-files limit (20,000 on the development machine).
+pub static DESCRIPTOR_HEAVY: std::sync::LazyLock<tokio::sync::Mutex<()>> =
+    std::sync::LazyLock::new(|| tokio::sync::Mutex::new(()));
+
 /// Polls `check` until it returns Some, or panics after `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
 where
