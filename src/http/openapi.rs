@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::schema::{SchemaType, Type};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder, Schema};
 use utoipa::{Modify, OpenApi};
 
@@ -22,6 +22,7 @@ use crate::error::{PROBLEM_JSON, Problem};
     tags(
         (name = "auth", description = "End-user accounts of a tenant"),
         (name = "admin", description = "Platform administration"),
+        (name = "admins", description = "Admins, their roles and tenants, and admin API keys"),
         (name = "tenants", description = "Tenants"),
         (name = "keys", description = "Service keys of a tenant"),
         (name = "users", description = "A tenant's users, as seen by an admin"),
@@ -48,6 +49,12 @@ impl Modify for BearerAuth {
                     .bearer_format("JWT or service key")
                     .build(),
             ),
+        );
+        // The console's session (POST /admin/v1/auth/session); changing requests made
+        // with it also carry X-CSRF-Token.
+        components.add_security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("plinth_admin_session"))),
         );
     }
 }
