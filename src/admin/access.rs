@@ -121,8 +121,9 @@ impl Principal {
         self.role == Role::Owner
     }
 
-    /// The policy of every admin route. `tenant` is the route's tenant (its id, when it
-    /// exists) for routes under `/admin/v1/tenants/{tenant}`.
+    /// The policy of every admin route. `tenant` is `Some` for routes under
+    /// `/admin/v1/tenants/{tenant}`, holding the tenant's id when it exists (looked up for
+    /// tenant admins only: nobody else's access depends on it).
     pub fn authorize(
         &self,
         method: &str,

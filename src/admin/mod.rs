@@ -511,6 +511,11 @@ impl AdminService {
         Ok(tenants)
     }
 
+    /// The id of the tenant with this slug, read from the store (not the cache).
+    pub async fn tenant_id(&self, slug: &str) -> Result<Option<i64>> {
+        Ok(self.store.get_tenant_by_slug(slug).await?.map(|t| t.id))
+    }
+
     pub async fn get_tenant(&self, slug: &str) -> Result<Tenant> {
         self.store
             .get_tenant_by_slug(slug)

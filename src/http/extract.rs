@@ -14,7 +14,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
-use crate::admin::{AdminError, Principal, SESSION_COOKIE, Via, is_mutating};
+use crate::admin::{AdminError, Principal, Role, SESSION_COOKIE, Via, is_mutating};
 use crate::app::AppState;
 use crate::auth::ClientInfo;
 use crate::crypto::ct_eq;
@@ -175,7 +175,14 @@ impl FromRequestParts<AppState> for AdminCaller {
             .get::<MatchedPath>()
             .map(|m| m.as_str().to_string())
             .unwrap_or_default();
-        let tenant = if path.contains("{tenant}") {
+        // Only a tenant admin's access depends on which tenant it is; read it from the
+        // store, not the cache, so a slug deleted and re-created elsewhere a moment ago
+        // cannot pass for the tenant they were assigned.
+        let tenant = if !path.contains("{tenant}") {
+            None
+        } else if principal.role != Role::TenantAdmin {
+            Some(None)
+        } else {
             let params = RawPathParams::from_request_parts(parts, state)
                 .await
                 .map_err(|e| match e {
@@ -187,9 +194,7 @@ impl FromRequestParts<AppState> for AdminCaller {
                 .find(|(k, _)| *k == "tenant")
                 .map(|(_, v)| v.to_string())
                 .unwrap_or_default();
-            Some(state.registry.get(&slug).await?.map(|t| t.id))
-        } else {
-            None
+            Some(state.admin.tenant_id(&slug).await?)
         };
         principal.authorize(method, &path, tenant)?;
         Ok(AdminCaller(principal))
