@@ -16,6 +16,7 @@ backend_tests!(
     the_last_owner_cannot_be_removed_or_demoted,
     role_changes_and_removal_apply_at_once,
     admin_input_is_validated,
+    admins_from_before_roles_are_owners,
 );
 
 /// Adds an admin through the API (as `owner`) and signs them in: their token.
@@ -564,4 +565,55 @@ async fn admin_input_is_validated(b: Backend) {
         1,
         "nothing was created"
     );
+}
+
+/// A database migrated before roles existed, with an admin in it: after the upgrade that
+/// admin is an owner.
+async fn admins_from_before_roles_are_owners(b: Backend) {
+    let storage = Storage::fresh(b).await;
+    let insert = "INSERT INTO admins (id, email, password_hash, created_at) \
+                  VALUES ('old', 'old@x.test', 'x', 1)";
+    match &storage.location {
+        plinth::store::Location::SqliteDir(dir) => {
+            let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(dir.join("control.db"))
+                .create_if_missing(true);
+            let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+            let m = sqlx::migrate::Migrator::new(std::path::Path::new("migrations/sqlite-control"))
+                .await
+                .unwrap();
+            m.run_to(3, &pool).await.unwrap();
+            sqlx::query(insert).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+        plinth::store::Location::Postgres(url) => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            let m = sqlx::migrate::Migrator::new(std::path::Path::new("migrations/postgres"))
+                .await
+                .unwrap();
+            m.run_to(7, &pool).await.unwrap();
+            sqlx::query(insert).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
+    let app = TestApp::start_on(b, storage, |_| {}).await;
+    assert!(app.setup_token().is_none(), "an admin exists");
+    let role: String = match &app.storage.location {
+        plinth::store::Location::SqliteDir(dir) => {
+            let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(dir.join("control.db"));
+            let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+            sqlx::query_scalar("SELECT role FROM admins WHERE id = 'old'")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+        plinth::store::Location::Postgres(url) => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            sqlx::query_scalar("SELECT role FROM admins WHERE id = 'old'")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(role, "owner");
 }
