@@ -148,6 +148,12 @@ pub struct ServeArgs {
     /// Lifetime of admin tokens, in seconds.
     #[arg(long, env = "PLINTH_ADMIN_TTL", default_value_t = 3600)]
     pub admin_ttl_secs: u64,
+    /// Console sessions (the admin cookie) end after this many seconds without a request.
+    #[arg(long, env = "PLINTH_ADMIN_SESSION_IDLE", default_value_t = 30 * 60)]
+    pub admin_session_idle_secs: u64,
+    /// Console sessions end this many seconds after sign-in, however busy.
+    #[arg(long, env = "PLINTH_ADMIN_SESSION_LIFETIME", default_value_t = 12 * 3600)]
+    pub admin_session_lifetime_secs: u64,
     /// Attempts allowed per client IP per minute at the routes that check or hash a
     /// password (logins, sign-ups, admin setup, password change and reset).
     #[arg(long, env = "PLINTH_LOGIN_PER_IP", default_value_t = 30)]
@@ -227,6 +233,9 @@ pub struct Config {
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
     pub admin_ttl: Duration,
+    /// Console sessions: idle timeout and absolute lifetime.
+    pub admin_session_idle: Duration,
+    pub admin_session_lifetime: Duration,
     pub verify_ttl: Duration,
     pub reset_ttl: Duration,
     pub login_per_ip_per_minute: u32,
@@ -269,6 +278,8 @@ impl Config {
             access_ttl: Duration::from_secs(900),
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
             admin_ttl: Duration::from_secs(3600),
+            admin_session_idle: Duration::from_secs(30 * 60),
+            admin_session_lifetime: Duration::from_secs(12 * 3600),
             verify_ttl: Duration::from_secs(24 * 3600),
             reset_ttl: Duration::from_secs(3600),
             login_per_ip_per_minute: 30,
@@ -317,6 +328,8 @@ impl Config {
         c.access_ttl = Duration::from_secs(serve.access_ttl_secs.max(1));
         c.refresh_ttl = Duration::from_secs(serve.refresh_ttl_secs.max(1));
         c.admin_ttl = Duration::from_secs(serve.admin_ttl_secs.max(1));
+        c.admin_session_idle = Duration::from_secs(serve.admin_session_idle_secs.max(1));
+        c.admin_session_lifetime = Duration::from_secs(serve.admin_session_lifetime_secs.max(1));
         c.login_per_ip_per_minute = serve.login_per_ip_per_minute;
         c.login_free_failures = serve.login_free_failures;
         c.login_failures_per_account_per_hour = serve.login_failures_per_account_per_hour;

@@ -2,6 +2,16 @@
 //! tenant's users and secrets, and the audit log. The admin HTTP API and the local CLI
 //! both call these functions; every change they make is written to the audit log.
 
+mod access;
+mod admins;
+mod api_keys;
+mod sessions;
+
+pub use access::{Need, Principal, Role, Via, is_mutating, route_need};
+pub use admins::AdminView;
+pub use api_keys::{ApiKeyView, NewApiKey};
+pub use sessions::{COOKIE as SESSION_COOKIE, OpenedSession, SessionTimes};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,6 +69,14 @@ pub enum AdminError {
     RateLimited(Duration),
     #[error("invalid rule set")]
     InvalidRules(Vec<RuleSetError>),
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    #[error("the last owner cannot be removed or demoted")]
+    LastOwner,
+    #[error("the admin session expired or ended")]
+    SessionExpired,
+    #[error("missing or wrong CSRF token")]
+    CsrfFailed,
     #[error(transparent)]
     Secrets(#[from] SecretsError),
     #[error(transparent)]
@@ -131,6 +149,19 @@ impl From<AdminError> for ApiError {
                 );
                 a
             }
+            AdminError::Forbidden(why) => ApiError::forbidden("insufficient_role", why),
+            AdminError::LastOwner => ApiError::conflict(
+                "last_owner",
+                "the last owner cannot be removed or demoted; make another owner first",
+            ),
+            AdminError::SessionExpired => ApiError::unauthorized(
+                "session_expired",
+                "the admin session expired or ended; sign in again",
+            ),
+            AdminError::CsrfFailed => ApiError::forbidden(
+                "csrf_failed",
+                "a request made with the session cookie must carry its X-CSRF-Token",
+            ),
             AdminError::Secrets(e) => e.into(),
             AdminError::Functions(e) => e.into(),
             AdminError::Store(e) => e.into(),
@@ -159,13 +190,13 @@ impl Actor {
     pub fn cli() -> Actor {
         Actor("cli".into())
     }
-}
-
-/// A verified admin token.
-#[derive(Clone, Debug)]
-pub struct AdminIdentity {
-    pub id: String,
-    pub email: String,
+    /// The audit name of a verified caller: `admin:<email>`, or `key:<prefix>`.
+    pub fn of(p: &Principal) -> Actor {
+        match &p.key_prefix {
+            Some(prefix) => Actor(format!("key:{prefix}")),
+            None => Actor::admin(&p.email),
+        }
+    }
 }
 
 pub struct Page<T> {
@@ -184,6 +215,7 @@ pub struct AdminService {
     limiter: Arc<LoginLimiter>,
     auth_cache: Arc<AuthCache>,
     admin_ttl: Duration,
+    sessions: SessionTimes,
 }
 
 fn validate_cors_origin(origin: &str) -> std::result::Result<(), String> {
@@ -261,6 +293,7 @@ impl AdminService {
         limiter: Arc<LoginLimiter>,
         auth_cache: Arc<AuthCache>,
         admin_ttl: Duration,
+        sessions: SessionTimes,
     ) -> AdminService {
         AdminService {
             store,
@@ -273,6 +306,7 @@ impl AdminService {
             limiter,
             auth_cache,
             admin_ttl,
+            sessions,
         }
     }
 
@@ -368,19 +402,23 @@ impl AdminService {
             serde_json::json!({"email": admin.email}),
         )
         .await?;
-        let token = self
-            .keyring
-            .sign(&admin_claims(&admin.id, &admin.email, self.admin_ttl))?;
+        let token = self.keyring.sign(&admin_claims(
+            &admin.id,
+            &admin.email,
+            admin.password_version,
+            self.admin_ttl,
+        ))?;
         Ok((admin, token))
     }
 
-    /// Creates an admin from the local CLI (which has direct access to the data).
+    /// Creates an admin from the local CLI (which has direct access to the data, so the
+    /// admin is an owner).
     pub async fn create_admin(&self, email: &str, pw: &str) -> Result<AdminRow> {
         let (email, hash) = self.checked_credentials(email, pw).await?;
         let id = uuid::Uuid::now_v7().to_string();
         let admin = self
             .store
-            .create_admin(&id, &email, &hash)
+            .create_admin(&id, &email, &hash, Role::Owner.as_str(), "[]")
             .await
             .map_err(|e| match e {
                 StoreError::Conflict(_) => AdminError::AdminExists,
@@ -398,10 +436,22 @@ impl AdminService {
         Ok(admin)
     }
 
+    /// An admin token for these credentials (`POST /admin/v1/auth/login`).
     pub async fn login(&self, email: &str, pw: &str, ip: &str) -> Result<String> {
+        let admin = self.check_password(email, pw, ip).await?;
+        Ok(self.keyring.sign(&admin_claims(
+            &admin.id,
+            &admin.email,
+            admin.password_version,
+            self.admin_ttl,
+        ))?)
+    }
+
+    /// The admin these credentials prove, rate limited like a tenant user's login (see
+    /// `auth::ratelimit`), without the known-address pass: admins are few, and the
+    /// ceiling guards the whole platform. Token and session logins share the buckets.
+    async fn check_password(&self, email: &str, pw: &str, ip: &str) -> Result<AdminRow> {
         let email = password::normalize_email(email).map_err(|p| field("email", p))?;
-        // The same limits as a tenant user's login (see `auth::ratelimit`), without the
-        // known-address pass: admins are few, and the ceiling guards the whole platform.
         let account = format!("admin:{email}");
         let mut attempt = self
             .limiter
@@ -419,12 +469,15 @@ impl AdminService {
             return Err(AdminError::InvalidCredentials);
         }
         attempt.succeeded();
-        Ok(self
-            .keyring
-            .sign(&admin_claims(&admin.id, &admin.email, self.admin_ttl))?)
+        Ok(admin)
     }
 
-    pub async fn verify_token(&self, token: &str) -> Result<AdminIdentity> {
+    /// The principal of an `Authorization: Bearer` credential: an admin API key
+    /// (`pak_...`) or an admin token.
+    pub async fn verify_bearer(&self, token: &str) -> Result<Principal> {
+        if token.starts_with(api_keys::KEY_MARK) {
+            return self.verify_api_key(token).await;
+        }
         let claims: AdminClaims =
             self.keyring
                 .verify(token, ADMIN_AUDIENCE)
@@ -438,10 +491,12 @@ impl AdminService {
             .get_admin(&claims.sub)
             .await?
             .ok_or_else(|| AdminError::InvalidToken("admin no longer exists".into()))?;
-        Ok(AdminIdentity {
-            id: admin.id,
-            email: admin.email,
-        })
+        if claims.pwv != admin.password_version {
+            return Err(AdminError::InvalidToken(
+                "the password changed since this token was issued".into(),
+            ));
+        }
+        admins::principal_of(admin, Via::Token)
     }
 
     // ---- tenants ----------------------------------------------------------------------
@@ -482,6 +537,18 @@ impl AdminService {
             .into_iter()
             .map(Tenant::from)
             .collect())
+    }
+
+    /// The tenants this principal sees (a tenant admin: their own).
+    pub async fn list_visible_tenants(&self, p: &Principal) -> Result<Vec<Tenant>> {
+        let mut tenants = self.list_tenants().await?;
+        tenants.retain(|t| p.sees(t.id));
+        Ok(tenants)
+    }
+
+    /// The id of the tenant with this slug, read from the store (not the cache).
+    pub async fn tenant_id(&self, slug: &str) -> Result<Option<i64>> {
+        Ok(self.store.get_tenant_by_slug(slug).await?.map(|t| t.id))
     }
 
     pub async fn get_tenant(&self, slug: &str) -> Result<Tenant> {
@@ -976,8 +1043,11 @@ impl AdminService {
 
     // ---- audit ------------------------------------------------------------------------
 
+    /// The audit log; a tenant admin reads only the entries of their tenants (no
+    /// platform-wide ones: admins, keys, other tenants).
     pub async fn list_audit(
         &self,
+        p: &Principal,
         tenant: Option<&str>,
         cursor: Option<&str>,
         limit: Option<i64>,
@@ -995,10 +1065,22 @@ impl AdminService {
             ),
             None => None,
         };
+        let visible: Option<Vec<String>> = if p.role == Role::TenantAdmin {
+            Some(
+                self.list_visible_tenants(p)
+                    .await?
+                    .into_iter()
+                    .map(|t| t.slug)
+                    .collect(),
+            )
+        } else {
+            None
+        };
         let mut items = self
             .store
             .list_audit(AuditQuery {
                 tenant,
+                visible: visible.as_deref(),
                 before_id,
                 limit: limit + 1,
             })

@@ -152,6 +152,10 @@ impl AppState {
             limiter.clone(),
             auth_cache,
             config.admin_ttl,
+            crate::admin::SessionTimes {
+                idle: config.admin_session_idle,
+                lifetime: config.admin_session_lifetime,
+            },
         ));
         let realtime = crate::realtime::Broker::new(
             store.clone(),

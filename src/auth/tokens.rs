@@ -45,6 +45,10 @@ pub struct AdminClaims {
     pub iat: i64,
     pub exp: i64,
     pub email: String,
+    /// The admin's password version when the token was issued: a password change bumps
+    /// it, so older tokens stop working. Absent (0) in tokens from before it existed.
+    #[serde(default)]
+    pub pwv: i64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -270,7 +274,7 @@ pub fn access_claims(
     }
 }
 
-pub fn admin_claims(admin_id: &str, email: &str, ttl: Duration) -> AdminClaims {
+pub fn admin_claims(admin_id: &str, email: &str, pwv: i64, ttl: Duration) -> AdminClaims {
     let now = unix_now();
     AdminClaims {
         iss: ISSUER.into(),
@@ -279,6 +283,7 @@ pub fn admin_claims(admin_id: &str, email: &str, ttl: Duration) -> AdminClaims {
         iat: now,
         exp: now + ttl.as_secs() as i64,
         email: email.into(),
+        pwv,
     }
 }
 

@@ -36,7 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 fn actor(admin: &AdminCaller) -> Actor {
-    Actor::admin(&admin.0.email)
+    Actor::of(&admin.0)
 }
 
 /// Create the first admin with the one-time token that `plinth serve` printed.
@@ -89,15 +89,15 @@ async fn login(
     }))
 }
 
-/// All tenants, by slug.
+/// All tenants, by slug (for a tenant admin, their tenants only).
 #[utoipa::path(get, path = "/admin/v1/tenants", operation_id = "list_tenants", tag = "tenants",
     responses((status = 200, body = TenantList), (status = 401, body = Problem)),
     security(("bearer" = [])))]
 async fn list_tenants(
     State(state): State<AppState>,
-    _admin: AdminCaller,
+    admin: AdminCaller,
 ) -> ApiResult<Json<TenantList>> {
-    let items = state.admin.list_tenants().await?;
+    let items = state.admin.list_visible_tenants(&admin.0).await?;
     Ok(Json(TenantList {
         items: items.into_iter().map(TenantDto::from).collect(),
     }))
@@ -371,19 +371,19 @@ async fn revoke_user_sessions(
     }))
 }
 
-/// Every admin action, newest first.
+/// Every admin action, newest first (for a tenant admin, those on their tenants only).
 #[utoipa::path(get, path = "/admin/v1/audit", operation_id = "list_audit", tag = "admin",
     params(AuditQueryParams),
     responses((status = 200, body = AuditPage), (status = 400, body = Problem)),
     security(("bearer" = [])))]
 async fn list_audit(
     State(state): State<AppState>,
-    _admin: AdminCaller,
+    admin: AdminCaller,
     ApiQuery(q): ApiQuery<AuditQueryParams>,
 ) -> ApiResult<Json<AuditPage>> {
     let page = state
         .admin
-        .list_audit(q.tenant.as_deref(), q.cursor.as_deref(), q.limit)
+        .list_audit(&admin.0, q.tenant.as_deref(), q.cursor.as_deref(), q.limit)
         .await?;
     Ok(Json(page.into()))
 }

@@ -7,14 +7,17 @@ use std::sync::{Arc, OnceLock};
 
 use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, RawPathParamsRejection};
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, RawPathParams, Request};
+use axum::extract::{
+    ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Path, RawPathParams, Request,
+};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
-use crate::admin::AdminIdentity;
+use crate::admin::{AdminError, Principal, Role, SESSION_COOKIE, Via, is_mutating};
 use crate::app::AppState;
 use crate::auth::ClientInfo;
+use crate::crypto::ct_eq;
 use crate::error::ApiError;
 use crate::tenancy::{Scope, Tenant};
 
@@ -131,17 +134,84 @@ impl FromRequestParts<AppState> for TenantScope {
     }
 }
 
-/// A platform admin, proven by an admin token.
-pub struct AdminCaller(pub AdminIdentity);
+/// A caller of an admin route, and the one place every admin route's access is checked:
+/// the credential (an admin token or API key as `Authorization: Bearer`, else the
+/// console's session cookie, whose changing requests must carry `X-CSRF-Token`), then
+/// the route's policy for the principal's role and tenants (`Principal::authorize`),
+/// with another tenant's routes answering 404 to a tenant admin.
+pub struct AdminCaller(pub Principal);
+
+/// The value of the admin session cookie, if the request has one.
+pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim())
+        .filter(|v| !v.is_empty())
+}
 
 impl FromRequestParts<AppState> for AdminCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(&parts.headers)?.ok_or_else(|| {
-            ApiError::unauthorized("auth_required", "this endpoint needs an admin token")
-        })?;
-        Ok(AdminCaller(state.admin.verify_token(token).await?))
+        let principal = match bearer(&parts.headers)? {
+            Some(token) => state.admin.verify_bearer(token).await?,
+            None => match session_cookie(&parts.headers) {
+                Some(cookie) => state.admin.verify_session(cookie).await?,
+                None => {
+                    return Err(ApiError::unauthorized(
+                        "auth_required",
+                        "this endpoint needs an admin token, API key or session",
+                    ));
+                }
+            },
+        };
+        let method = parts.method.clone();
+        let method = method.as_str();
+        if let Via::Session { csrf_token, .. } = &principal.via
+            && is_mutating(method)
+        {
+            let sent = parts
+                .headers
+                .get("x-csrf-token")
+                .map(|v| v.as_bytes())
+                .unwrap_or_default();
+            if !ct_eq(sent, csrf_token.as_bytes()) {
+                return Err(AdminError::CsrfFailed.into());
+            }
+        }
+        let path = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map(|m| m.as_str().to_string())
+            .unwrap_or_default();
+        // Only a tenant admin's access depends on which tenant it is; read it from the
+        // store, not the cache, so a slug deleted and re-created elsewhere a moment ago
+        // cannot pass for the tenant they were assigned.
+        let tenant = if !path.contains("{tenant}") {
+            None
+        } else if principal.role != Role::TenantAdmin {
+            Some(None)
+        } else {
+            let params = RawPathParams::from_request_parts(parts, state)
+                .await
+                .map_err(|e| match e {
+                    RawPathParamsRejection::InvalidUtf8InPathParam(e) => invalid_path(e),
+                    other => ApiError::internal(format!("admin route: {}", other.body_text())),
+                })?;
+            let slug = params
+                .iter()
+                .find(|(k, _)| *k == "tenant")
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_default();
+            Some(state.admin.tenant_id(&slug).await?)
+        };
+        principal.authorize(method, &path, tenant)?;
+        Ok(AdminCaller(principal))
     }
 }
 

@@ -32,7 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 fn actor(admin: &AdminCaller) -> Actor {
-    Actor::admin(&admin.0.email)
+    Actor::of(&admin.0)
 }
 
 /// A deploy bundle: file paths (relative to the bundle folder) to their text.

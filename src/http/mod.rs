@@ -1,6 +1,7 @@
 //! The HTTP surface: routers, thin handlers, extractors, DTOs and the OpenAPI document.
 //! Routes are registered through utoipa, so `/openapi.json` is generated from them.
 
+mod admin_access_routes;
 mod admin_routes;
 mod auth_routes;
 mod demo_routes;
@@ -42,6 +43,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .layer(tenant_cors(state.clone()));
     let (router, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(admin_routes::router())
+        .merge(admin_access_routes::router())
         .merge(function_admin_routes::router())
         .merge(tenant_routes)
         .merge(ops::router())

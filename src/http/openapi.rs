@@ -6,7 +6,9 @@ use std::collections::HashMap;
 
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::schema::{SchemaType, Type};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder, Schema};
 use utoipa::{Modify, OpenApi};
 
@@ -22,6 +24,7 @@ use crate::error::{PROBLEM_JSON, Problem};
     tags(
         (name = "auth", description = "End-user accounts of a tenant"),
         (name = "admin", description = "Platform administration"),
+        (name = "admins", description = "Admins, their roles and tenants, and admin API keys"),
         (name = "tenants", description = "Tenants"),
         (name = "keys", description = "Service keys of a tenant"),
         (name = "users", description = "A tenant's users, as seen by an admin"),
@@ -49,6 +52,12 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+        // The console's session (POST /admin/v1/auth/session); changing requests made
+        // with it also carry X-CSRF-Token.
+        components.add_security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("plinth_admin_session"))),
+        );
     }
 }
 
@@ -57,7 +66,9 @@ impl Modify for BearerAuth {
 ///   `application/problem+json` Problem: `ApiError` and the problem fallback make it so;
 /// - operation ids are unique: `method(get, post, ...)` gives every method of a handler
 ///   its one id, so those get the method appended;
-/// - an optional request body (`Option<T>`) may be absent, not JSON `null`.
+/// - an optional request body (`Option<T>`) may be absent, not JSON `null`;
+/// - every admin route that needs a credential takes the console's session cookie as
+///   well as a bearer token or key (the `AdminCaller` extractor accepts both).
 pub(super) fn finish(doc: &mut utoipa::openapi::OpenApi) {
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     // utoipa takes the license from Cargo.toml, which names none: an empty name is not a
@@ -65,7 +76,8 @@ pub(super) fn finish(doc: &mut utoipa::openapi::OpenApi) {
     if doc.info.license.as_ref().is_some_and(|l| l.name.is_empty()) {
         doc.info.license = None;
     }
-    for item in doc.paths.paths.values_mut() {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let admin = path.starts_with("/admin/v1/");
         let mut ops = operations_mut(item);
         let mut uses: HashMap<String, usize> = HashMap::new();
         for (_, op) in &ops {
@@ -81,6 +93,12 @@ pub(super) fn finish(doc: &mut utoipa::openapi::OpenApi) {
             }
             problem_responses(op);
             optional_body(op);
+            if admin && op.security.is_some() {
+                op.security = Some(vec![
+                    SecurityRequirement::new("bearer", Vec::<String>::new()),
+                    SecurityRequirement::new("cookie", Vec::<String>::new()),
+                ]);
+            }
         }
     }
 }

@@ -20,6 +20,11 @@ pub struct AdminRow {
     pub email: String,
     pub password_hash: String,
     pub created_at: i64,
+    /// `owner`, `admin`, `tenant_admin` or `viewer`.
+    pub role: String,
+    /// JSON array of the ids of the tenants a `tenant_admin` is assigned.
+    pub tenant_ids: String,
+    pub password_version: i64,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -52,10 +57,16 @@ pub struct NewAudit<'a> {
 
 pub struct AuditQuery<'a> {
     pub tenant: Option<&'a str>,
+    /// Only entries of these tenants (slugs), for an admin who sees only some; `None`: all
+    /// entries, platform-wide ones included.
+    pub visible: Option<&'a [String]>,
     /// Only entries older than this id (keyset cursor).
     pub before_id: Option<i64>,
     pub limit: i64,
 }
+
+pub(super) const ADMIN_COLUMNS: &str =
+    "id, email, password_hash, created_at, role, tenant_ids, password_version";
 
 const TENANT_COLUMNS: &str = "id, slug, name, suspended, cors_origins, created_at, updated_at";
 
@@ -171,42 +182,45 @@ impl Store {
         id: &str,
         email: &str,
         password_hash: &str,
+        role: &str,
+        tenant_ids: &str,
     ) -> StoreResult<AdminRow> {
         let db = self.control_db();
-        Ok(on_db!(db, |p| sqlx::query_as(
-            "INSERT INTO admins (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4) \
-             RETURNING id, email, password_hash, created_at"
-        )
-        .bind(id)
-        .bind(email)
-        .bind(password_hash)
-        .bind(now_ms())
-        .fetch_one(&p)
-        .await
-        .map_err(|e| on_unique(
-            e,
-            "an admin with this email exists"
-        ))?))
+        let sql = format!(
+            "INSERT INTO admins (id, email, password_hash, created_at, role, tenant_ids) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {ADMIN_COLUMNS}"
+        );
+        Ok(on_db!(db, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(email)
+            .bind(password_hash)
+            .bind(now_ms())
+            .bind(role)
+            .bind(tenant_ids)
+            .fetch_one(&p)
+            .await
+            .map_err(|e| on_unique(
+                e,
+                "an admin with this email exists"
+            ))?))
     }
 
     pub async fn get_admin_by_email(&self, email: &str) -> StoreResult<Option<AdminRow>> {
         let db = self.control_db();
-        Ok(on_db!(db, |p| sqlx::query_as(
-            "SELECT id, email, password_hash, created_at FROM admins WHERE email = $1"
-        )
-        .bind(email)
-        .fetch_optional(&p)
-        .await?))
+        let sql = format!("SELECT {ADMIN_COLUMNS} FROM admins WHERE email = $1");
+        Ok(on_db!(db, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(email)
+            .fetch_optional(&p)
+            .await?))
     }
 
     pub async fn get_admin(&self, id: &str) -> StoreResult<Option<AdminRow>> {
         let db = self.control_db();
-        Ok(on_db!(db, |p| sqlx::query_as(
-            "SELECT id, email, password_hash, created_at FROM admins WHERE id = $1"
-        )
-        .bind(id)
-        .fetch_optional(&p)
-        .await?))
+        let sql = format!("SELECT {ADMIN_COLUMNS} FROM admins WHERE id = $1");
+        Ok(on_db!(db, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&p)
+            .await?))
     }
 
     /// Replaces any pending setup token with this one (stored hashed).
@@ -263,10 +277,11 @@ impl Store {
             if consumed != 1 {
                 return Ok(None);
             }
-            let admin: AdminRow = sqlx::query_as(
+            // The first admin is an owner (the column's default).
+            let admin: AdminRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO admins (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4) \
-                 RETURNING id, email, password_hash, created_at",
-            )
+                 RETURNING {ADMIN_COLUMNS}"
+            )))
             .bind(id)
             .bind(email)
             .bind(password_hash)
@@ -355,16 +370,30 @@ impl Store {
     /// Newest first.
     pub async fn list_audit(&self, q: AuditQuery<'_>) -> StoreResult<Vec<AuditEntry>> {
         let db = self.control_db();
-        Ok(on_db!(db, |p| sqlx::query_as(
+        // Only placeholders are spliced into the text; the slugs are bound.
+        let visible = match q.visible {
+            None => String::new(),
+            Some([]) => " AND 1 = 0".into(),
+            Some(slugs) => {
+                let marks: Vec<String> = (0..slugs.len()).map(|i| format!("${}", i + 4)).collect();
+                format!(" AND tenant IN ({})", marks.join(", "))
+            }
+        };
+        let sql = format!(
             "SELECT id, at, actor, action, tenant, target, detail FROM audit_log \
-             WHERE ($1 IS NULL OR tenant = $1) AND ($2 IS NULL OR id < $2) \
+             WHERE ($1 IS NULL OR tenant = $1) AND ($2 IS NULL OR id < $2){visible} \
              ORDER BY id DESC LIMIT $3"
-        )
-        .bind(q.tenant)
-        .bind(q.before_id)
-        .bind(q.limit)
-        .fetch_all(&p)
-        .await?))
+        );
+        Ok(on_db!(db, |p| {
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(q.tenant)
+                .bind(q.before_id)
+                .bind(q.limit);
+            for slug in q.visible.unwrap_or_default() {
+                query = query.bind(slug);
+            }
+            query.fetch_all(&p).await?
+        }))
     }
 }
 

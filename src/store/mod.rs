@@ -8,6 +8,7 @@
 //! every tenant query filters by tenant even inside a tenant's own file. The tenant is only
 //! ever taken from a [`Scope`](crate::tenancy::Scope) through [`Store::tenant_db`].
 
+mod admin_access;
 mod announce;
 mod commit;
 mod control;
@@ -32,6 +33,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use admin_access::{AdminKeyRow, AdminSessionRow, NewAdminKey, OwnerGuarded};
 pub use announce::{Announcement, Topic};
 pub use control::{AdminRow, AuditEntry, AuditQuery, NewAudit, SigningKeyRow, TenantRow};
 pub use documents::{

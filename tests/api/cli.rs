@@ -165,6 +165,9 @@ async fn admin_create_and_migrate(b: Backend) {
     let audit = app.get("/admin/v1/audit", Some(token)).await.ok(200);
     assert_eq!(audit["items"][0]["action"], "admin.create");
     assert_eq!(audit["items"][0]["actor"], "cli");
+    // An admin made on the server's own disk is an owner.
+    let me = app.get("/admin/v1/auth/session", Some(token)).await.ok(200);
+    assert_eq!(me["admin"]["role"], "owner");
 }
 
 async fn tenant_commands(b: Backend) {

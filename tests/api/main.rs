@@ -10,6 +10,9 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 mod support;
 
 mod admin;
+mod admin_keys;
+mod admin_roles;
+mod admin_sessions;
 mod attacks;
 mod auth;
 mod cli;
