@@ -59,7 +59,7 @@ if ! node_ok; then
 fi
 node --experimental-websocket --test --test-timeout=120000 clients/js/test/
 
-# The demo page (plinth serve --demo) in a real browser: Debian's chromium driven by
+# The demo page and the admin console in a real browser: Debian's chromium driven by
 # playwright-core from tests/browser/node_modules (.ci/run installs both).
 chromium="${CHROMIUM:-/usr/bin/chromium}"
 missing=""

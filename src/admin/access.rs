@@ -10,7 +10,7 @@ use super::AdminError;
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
 )]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "String")]
 pub enum Role {
     /// Everything, other admins and keys included.
     Owner,
@@ -20,6 +20,18 @@ pub enum Role {
     TenantAdmin,
     /// Reads everything an admin reads (never a secret's value); changes nothing.
     Viewer,
+}
+
+/// Read through a string, so a role of the wrong JSON type is a data error (400
+/// `invalid_body`) like any other wrong field, not serde_json's syntax error for enums.
+impl TryFrom<String> for Role {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Role, String> {
+        Role::parse(&s).ok_or_else(|| {
+            format!("unknown role `{s}`, expected owner, admin, tenant_admin or viewer")
+        })
+    }
 }
 
 impl Role {

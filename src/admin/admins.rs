@@ -185,6 +185,11 @@ impl AdminService {
         tenants: Option<&[String]>,
     ) -> Result<AdminView> {
         Self::require_owner(p)?;
+        if role.is_none() && tenants.is_none() {
+            // Unknown fields are ignored, as everywhere in the API: a misspelt field must
+            // not pass for a change that was made.
+            return Err(field("role", "give role, tenants or both"));
+        }
         let current = self
             .store
             .get_admin(id)

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::dto::timestamp;
+use super::dto::{PasswordChange, timestamp};
 use super::extract::{AdminCaller, ApiJson, ApiPath, Client};
 use crate::admin::{AdminView, ApiKeyView, NewApiKey, Role, SESSION_COOKIE, Via};
 use crate::app::AppState;
@@ -56,7 +56,6 @@ pub struct AdminList {
 }
 
 #[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct CreateAdmin {
     pub email: String,
     pub password: String,
@@ -67,7 +66,6 @@ pub struct CreateAdmin {
 }
 
 #[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct UpdateAdmin {
     pub role: Option<Role>,
     /// Tenant slugs; only for `tenant_admin`.
@@ -110,7 +108,6 @@ pub struct ApiKeyList {
 }
 
 #[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
     pub name: String,
     pub role: Role,
@@ -148,12 +145,6 @@ pub struct WhoAmI {
     pub via: &'static str,
     /// The session's CSRF token (with the session cookie only).
     pub csrf_token: Option<String>,
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct PasswordChange {
-    pub current_password: String,
-    pub new_password: String,
 }
 
 /// Every admin (owners only).

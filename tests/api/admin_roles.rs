@@ -558,6 +558,13 @@ async fn admin_input_is_validated(b: Backend) {
         json!({"rol": "viewer"}),
     )
     .await
+    .problem(400, "validation_failed");
+    app.patch(
+        "/admin/v1/admins/whatever",
+        Some(&owner),
+        json!({"role": 5}),
+    )
+    .await
     .problem(400, "invalid_body");
     let list = app.get("/admin/v1/admins", Some(&owner)).await.ok(200);
     assert_eq!(

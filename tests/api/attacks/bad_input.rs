@@ -46,6 +46,11 @@ enum Shape {
 const BODY_ROUTES: &[(&str, &str, Who, Shape, &str)] = &[
     ("POST", "/admin/v1/setup", Who::Anon, Shape::Typed, r#"{"token": 1, "email": [], "password": {}}"#),
     ("POST", "/admin/v1/auth/login", Who::Anon, Shape::Typed, r#"{"email": 1, "password": true}"#),
+    ("POST", "/admin/v1/auth/session", Who::Anon, Shape::Typed, r#"{"email": 1, "password": true}"#),
+    ("POST", "/admin/v1/auth/password", Who::Admin, Shape::Typed, r#"{"current_password": 1, "new_password": []}"#),
+    ("POST", "/admin/v1/admins", Who::Admin, Shape::Typed, r#"{"email": 1, "password": [], "role": 5, "tenants": "x"}"#),
+    ("PATCH", "/admin/v1/admins/{id}", Who::Admin, Shape::Typed, r#"{"role": 5, "tenants": "x"}"#),
+    ("POST", "/admin/v1/api-keys", Who::Admin, Shape::Typed, r#"{"name": 5, "role": [], "expires_at": {}}"#),
     ("POST", "/admin/v1/tenants", Who::Admin, Shape::Typed, r#"{"slug": 5, "name": []}"#),
     ("PATCH", "/admin/v1/tenants/{tenant}", Who::Admin, Shape::Typed, r#"{"name": 5, "cors_origins": "x"}"#),
     ("POST", "/admin/v1/tenants/{tenant}/keys", Who::Admin, Shape::Typed, r#"{"name": 5}"#),
