@@ -2,6 +2,9 @@
 //! tenant's users and secrets, and the audit log. The admin HTTP API and the local CLI
 //! both call these functions; every change they make is written to the audit log.
 
+mod collections;
+pub use collections::CollectionCount;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,0 +1,116 @@
+// The console's shell: routes (client-side, under /_/), the navigation, and the sign-in
+// that appears over the current page when the session ends, so an edit in progress
+// survives a new sign-in.
+
+import { render } from "../vendor/preact.mjs";
+import { useEffect, useState } from "../vendor/hooks.mjs";
+import { session } from "./api.js";
+import { go, html } from "./ui.js";
+import { Login, Setup } from "./pages/auth.js";
+import { Overview } from "./pages/overview.js";
+import { Tenants } from "./pages/tenants.js";
+import { Users } from "./pages/users.js";
+import { Data } from "./pages/data.js";
+
+const BASE = "/_/";
+
+/** The page for a path below /_/, with its parameters. */
+function route(path) {
+  const parts = path.slice(BASE.length).split("/").filter(Boolean).map(decodeURIComponent);
+  if (parts.length === 0) return { page: "overview" };
+  if (parts[0] === "setup") return { page: "setup" };
+  if (parts[0] === "login") return { page: "login" };
+  if (parts[0] === "tenants" && parts.length === 1) return { page: "tenants" };
+  if (parts[0] === "tenants" && parts[2] === "users") return { page: "users", slug: parts[1] };
+  if (parts[0] === "tenants" && parts[2] === "data") return { page: "data", slug: parts[1], collection: parts[3] || null };
+  return { page: "missing" };
+}
+
+function usePath() {
+  const [path, setPath] = useState(location.pathname);
+  useEffect(() => {
+    const on = () => setPath(location.pathname);
+    addEventListener("popstate", on);
+    return () => removeEventListener("popstate", on);
+  }, []);
+  return path;
+}
+
+function useSession() {
+  const [, tick] = useState(0);
+  useEffect(() => session.onChange(() => tick((n) => n + 1)), []);
+  return session;
+}
+
+/** Links inside the console navigate without a reload. */
+function onClick(e) {
+  const a = e.target.closest && e.target.closest("a[href]");
+  if (!a || e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || a.target) return;
+  const href = a.getAttribute("href");
+  if (!href.startsWith(BASE)) return;
+  e.preventDefault();
+  go(href);
+}
+
+function Nav({ r }) {
+  const link = (href, label, active) =>
+    html`<a href=${href} aria-current=${active ? "page" : undefined}>${label}</a>`;
+  return html`<nav aria-label="Console">
+    ${link("/_/", "Overview", r.page === "overview")}
+    ${link("/_/tenants", "Tenants", r.page === "tenants")}
+    ${r.slug &&
+    html`<span class="crumb">
+      <span class="sep" aria-hidden="true">›</span><span>${r.slug}</span>
+      ${link(`/_/tenants/${encodeURIComponent(r.slug)}/users`, "Users", r.page === "users")}
+      ${link(`/_/tenants/${encodeURIComponent(r.slug)}/data`, "Data", r.page === "data")}
+    </span>`}
+  </nav>`;
+}
+
+function App() {
+  const path = usePath();
+  const s = useSession();
+  const r = route(path);
+  useEffect(() => {
+    // Signed in on the login page (or setup): go where the user was headed.
+    if (s.signedIn && (r.page === "login" || r.page === "setup")) {
+      const next = new URLSearchParams(location.search).get("next");
+      go(next && next.startsWith(BASE) ? next : BASE);
+    }
+  }, [s.signedIn, r.page]);
+  useEffect(() => {
+    const titles = { overview: "Overview", tenants: "Tenants", users: "Users", data: "Data", setup: "First run", login: "Sign in" };
+    document.title = `${titles[r.page] || "Not found"}${r.slug ? ` · ${r.slug}` : ""} · Plinth console`;
+  }, [r.page, r.slug]);
+
+  if (r.page === "setup") return html`<main id="main" class="narrow"><${Setup} /></main>`;
+  if (!s.token || r.page === "login") return html`<main id="main" class="narrow"><${Login} /></main>`;
+
+  let page;
+  if (r.page === "overview") page = html`<${Overview} />`;
+  else if (r.page === "tenants") page = html`<${Tenants} />`;
+  else if (r.page === "users") page = html`<${Users} key=${r.slug} slug=${r.slug} />`;
+  else if (r.page === "data") page = html`<${Data} key=${r.slug} slug=${r.slug} collection=${r.collection} />`;
+  else page = html`<h1>Not found</h1><p>No console page at this address. <a href="/_/">Go to the overview</a>.</p>`;
+
+  return html`<div class="shell">
+    <header>
+      <a class="skip" href="#main">Skip to content</a>
+      <span class="brand">Plinth</span>
+      <${Nav} r=${r} />
+      <span class="who">
+        <span class="email">${s.email}</span>
+        <button type="button" onClick=${() => s.logout()}>Log out</button>
+      </span>
+    </header>
+    <main id="main" inert=${s.expired ? true : undefined}>${page}</main>
+    ${s.expired &&
+    html`<div class="overlay" role="dialog" aria-modal="true" aria-labelledby="relogin-title">
+      <div class="dialog"><${Login} again /></div>
+    </div>`}
+  </div>`;
+}
+
+document.addEventListener("click", onClick);
+render(html`<${App} />`, document.getElementById("app"));
+window.__plinthConsoleReady = true;
