@@ -170,6 +170,14 @@ export const admin = {
   revokeSessions: (slug, id) => call("POST", `${t(slug)}/users/${enc(id)}/revoke-sessions`),
   deleteUser: (slug, id) => call("DELETE", `${t(slug)}/users/${enc(id)}`),
   createKey: (slug, name) => call("POST", `${t(slug)}/keys`, { body: { name } }),
+  keys: (slug) => call("GET", `${t(slug)}/keys`),
+  revokeKey: (slug, id) => call("DELETE", `${t(slug)}/keys/${enc(id)}`),
+  secrets: (slug) => call("GET", `${t(slug)}/secrets`),
+  putSecret: (slug, name, value) => call("PUT", `${t(slug)}/secrets/${enc(name)}`, { body: { value } }),
+  deleteSecret: (slug, name) => call("DELETE", `${t(slug)}/secrets/${enc(name)}`),
+  rules: (slug) => call("GET", `${t(slug)}/rules`),
+  installRules: (slug, source) => call("PUT", `${t(slug)}/rules`, { body: source, contentType: "application/toml" }),
+  audit: ({ tenant, cursor, limit } = {}) => call("GET", "/admin/v1/audit", { query: { tenant, cursor, limit } }),
 };
 
 // ---- the tenant API, through a service key --------------------------------------------

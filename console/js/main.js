@@ -11,6 +11,9 @@ import { Overview } from "./pages/overview.js";
 import { Tenants } from "./pages/tenants.js";
 import { Users } from "./pages/users.js";
 import { Data } from "./pages/data.js";
+import { KeysAndSecrets } from "./pages/keys.js";
+import { Rules } from "./pages/rules.js";
+import { Audit } from "./pages/audit.js";
 
 const BASE = "/_/";
 
@@ -21,6 +24,9 @@ function route(path) {
   if (parts[0] === "setup") return { page: "setup" };
   if (parts[0] === "login") return { page: "login" };
   if (parts[0] === "tenants" && parts.length === 1) return { page: "tenants" };
+  if (parts[0] === "audit" && parts.length === 1) return { page: "audit" };
+  if (parts[0] === "tenants" && parts[2] === "keys") return { page: "keys", slug: parts[1] };
+  if (parts[0] === "tenants" && parts[2] === "rules") return { page: "rules", slug: parts[1] };
   if (parts[0] === "tenants" && parts[2] === "users") return { page: "users", slug: parts[1] };
   if (parts[0] === "tenants" && parts[2] === "data") return { page: "data", slug: parts[1], collection: parts[3] || null };
   return { page: "missing" };
@@ -58,11 +64,14 @@ function Nav({ r }) {
   return html`<nav aria-label="Console">
     ${link("/_/", "Overview", r.page === "overview")}
     ${link("/_/tenants", "Tenants", r.page === "tenants")}
+    ${link("/_/audit", "Audit log", r.page === "audit")}
     ${r.slug &&
     html`<span class="crumb">
       <span class="sep" aria-hidden="true">›</span><span>${r.slug}</span>
       ${link(`/_/tenants/${encodeURIComponent(r.slug)}/users`, "Users", r.page === "users")}
       ${link(`/_/tenants/${encodeURIComponent(r.slug)}/data`, "Data", r.page === "data")}
+      ${link(`/_/tenants/${encodeURIComponent(r.slug)}/rules`, "Rules", r.page === "rules")}
+      ${link(`/_/tenants/${encodeURIComponent(r.slug)}/keys`, "Keys and secrets", r.page === "keys")}
     </span>`}
   </nav>`;
 }
@@ -79,7 +88,10 @@ function App() {
     }
   }, [s.signedIn, r.page]);
   useEffect(() => {
-    const titles = { overview: "Overview", tenants: "Tenants", users: "Users", data: "Data", setup: "First run", login: "Sign in" };
+    const titles = {
+      overview: "Overview", tenants: "Tenants", users: "Users", data: "Data", rules: "Rules", keys: "Keys and secrets",
+      audit: "Audit log", setup: "First run", login: "Sign in",
+    };
     document.title = `${titles[r.page] || "Not found"}${r.slug ? ` · ${r.slug}` : ""} · Plinth console`;
   }, [r.page, r.slug]);
 
@@ -90,6 +102,9 @@ function App() {
   if (r.page === "overview") page = html`<${Overview} />`;
   else if (r.page === "tenants") page = html`<${Tenants} />`;
   else if (r.page === "users") page = html`<${Users} key=${r.slug} slug=${r.slug} />`;
+  else if (r.page === "rules") page = html`<${Rules} key=${r.slug} slug=${r.slug} />`;
+  else if (r.page === "keys") page = html`<${KeysAndSecrets} key=${r.slug} slug=${r.slug} />`;
+  else if (r.page === "audit") page = html`<${Audit} />`;
   else if (r.page === "data") page = html`<${Data} key=${r.slug} slug=${r.slug} collection=${r.collection} />`;
   else page = html`<h1>Not found</h1><p>No console page at this address. <a href="/_/">Go to the overview</a>.</p>`;
 

@@ -397,6 +397,83 @@ for (const backend of backends) {
       assert.deepEqual(pageErrors, []);
     });
 
+    test("rules: errors listed at line:column and the old set kept, then installed", async () => {
+      await page.goto(`${server.url}/_/tenants/acme/rules`);
+      await page.getByText("No rule set installed yet").waitFor();
+      const source = byTestId("rules-source");
+      await source.fill('[notes]\nread = "auth != null"\ncreate = "auth != null &&"\n');
+      await page.getByRole("button", { name: "Install" }).click();
+      const errors = byTestId("rules-errors");
+      await errors.waitFor();
+      assert.match(await errors.textContent(), /\[notes\] create, line 3 column \d+/);
+      assert.equal(await source.getAttribute("aria-invalid"), "true");
+      await errors.getByRole("button").first().click();
+      assert.equal(await page.evaluate(() => document.activeElement.id), "rules-source");
+      const active = await fetch(`${server.url}/admin/v1/tenants/acme/rules`, { headers: { authorization: `Bearer ${server.adminToken}` } });
+      assert.equal((await active.json()).version, 0, "nothing installed");
+      await axeCheck("the rules page (errors)");
+
+      await source.fill('[notes]\nread = "auth != null"\ncreate = "auth != null && new.owner == auth.uid"\n');
+      await page.getByRole("button", { name: "Install" }).click();
+      await byTestId("rules-installed").getByText(/Installed version 1/).waitFor();
+      await page.getByText("Active: version 1.").waitFor();
+      await fitsAPhone("the rules page");
+      assert.deepEqual(pageErrors, []);
+    });
+
+    test("keys and secrets: a key shown once that works, revoked; secrets by name only", async () => {
+      await page.goto(`${server.url}/_/tenants/acme/keys`);
+      await page.getByRole("heading", { name: "Service keys" }).waitFor();
+      await waitFor(async () => (await byTestId("key-row").count()) >= 2, { message: "the tests' key and the console's" });
+      assert.match(await page.locator("table").first().textContent(), /console: owner@example.test/);
+      await page.getByLabel("Key name").fill("ci");
+      await page.getByRole("button", { name: "Create key" }).click();
+      const key = await byTestId("key-value").textContent();
+      const docs = (k) => fetch(`${server.url}/v1/t/acme/collections/items/docs?limit=1`, { headers: { authorization: `Bearer ${k}` } }).then((r) => r.status);
+      assert.equal(await docs(key), 200);
+      await page.getByRole("button", { name: "Done" }).click();
+      assert.equal(await byTestId("key-value").count(), 0, "never shown again");
+      await page.getByRole("button", { name: "Revoke key ci" }).click();
+      await waitFor(async () => (await page.getByRole("button", { name: "Revoke key ci" }).count()) === 0, { message: "ci revoked" });
+      assert.equal(await docs(key), 401);
+
+      await page.getByRole("heading", { name: "Secrets", exact: true }).waitFor();
+      await page.getByText("No secrets.").waitFor();
+      await page.getByLabel("Name", { exact: true }).fill("bad-name");
+      await page.getByLabel("Value").fill("hunter2-value");
+      await page.getByRole("button", { name: "Set secret" }).click();
+      await page.getByText(/must match/).waitFor();
+      await page.getByLabel("Name", { exact: true }).fill("API_TOKEN");
+      await page.getByRole("button", { name: "Set secret" }).click();
+      await byTestId("secret-row").filter({ hasText: "API_TOKEN" }).waitFor();
+      assert.doesNotMatch(await page.content(), /hunter2-value/, "the value is not on the page");
+      await axeCheck("the keys and secrets page");
+      await fitsAPhone("the keys and secrets page");
+      await page.getByRole("button", { name: "Delete API_TOKEN" }).click();
+      await page.getByText("No secrets.").waitFor();
+      assert.deepEqual(pageErrors, []);
+    });
+
+    test("audit log: admin actions, by tenant; a failed load can be retried", async () => {
+      await page.route("**/admin/v1/audit?*", (route) =>
+        route.fulfill({ status: 503, contentType: "application/problem+json", body: JSON.stringify({ status: 503, code: "unavailable", detail: "the database does not answer" }) }),
+        { times: 1 },
+      );
+      await page.goto(`${server.url}/_/audit`);
+      await page.getByText("Could not load the audit log.").waitFor();
+      await page.getByRole("button", { name: "Try again" }).click();
+      await byTestId("audit-row").first().waitFor();
+      const actions = () => byTestId("audit-row").locator("code").allTextContents();
+      assert.ok((await actions()).includes("admin.setup"), "the first admin's setup");
+      await page.getByLabel("Tenant").selectOption("acme");
+      await waitFor(async () => !(await actions()).includes("admin.setup"), { message: "only acme's entries" });
+      const acts = await actions();
+      for (const a of ["tenant.create", "tenant.update", "key.create", "key.revoke", "secret.set", "user.delete"]) assert.ok(acts.includes(a), `${a} in ${acts}`);
+      await axeCheck("the audit log");
+      await fitsAPhone("the audit log");
+      assert.deepEqual(pageErrors, []);
+    });
+
     test("an ended session asks to sign in again over the page, keeping the edit", async () => {
       await page.goto(`${server.url}/_/tenants`);
       const acme = byTestId("tenant-acme");

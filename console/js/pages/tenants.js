@@ -101,6 +101,8 @@ function TenantRow({ tenant, onChanged, onDeleted }) {
       <div class="row wrap actions" role="group" aria-label=${`Actions for ${tenant.slug}`}>
         <a class="button" href=${`/_/tenants/${slugUrl}/users`}>Users</a>
         <a class="button" href=${`/_/tenants/${slugUrl}/data`}>Data</a>
+        <a class="button" href=${`/_/tenants/${slugUrl}/rules`}>Rules</a>
+        <a class="button" href=${`/_/tenants/${slugUrl}/keys`}>Keys</a>
         <button type="button" aria-expanded=${mode === "rename"} onClick=${() => open("rename")}>Rename</button>
         <button type="button" aria-expanded=${mode === "cors"} onClick=${() => open("cors")}>CORS</button>
         <button type="button" disabled=${action.busy} onClick=${toggle}>${tenant.suspended ? "Resume" : "Suspend"}</button>
