@@ -32,6 +32,7 @@ const FILES: &[(&str, &[u8])] = files![
     "js/pages/rules.js",
     "js/pages/keys.js",
     "js/pages/audit.js",
+    "js/pages/functions.js",
     "vendor/preact.mjs",
     "vendor/hooks.mjs",
     "vendor/htm.mjs",

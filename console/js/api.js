@@ -177,6 +177,13 @@ export const admin = {
   deleteSecret: (slug, name) => call("DELETE", `${t(slug)}/secrets/${enc(name)}`),
   rules: (slug) => call("GET", `${t(slug)}/rules`),
   installRules: (slug, source) => call("PUT", `${t(slug)}/rules`, { body: source, contentType: "application/toml" }),
+  deploys: (slug) => call("GET", `${t(slug)}/deploys`),
+  deploy: (slug, files) => call("POST", `${t(slug)}/deploys`, { body: { files } }),
+  activate: (slug, version) => call("POST", `${t(slug)}/deploys/${enc(version)}/activate`),
+  invocations: (slug, { function: fn, cursor, limit } = {}) =>
+    call("GET", `${t(slug)}/invocations`, { query: { function: fn, cursor, limit } }),
+  jobs: (slug, { state, cursor, limit } = {}) => call("GET", `${t(slug)}/jobs`, { query: { state, cursor, limit } }),
+  retryJob: (slug, id) => call("POST", `${t(slug)}/jobs/${enc(id)}/retry`),
   audit: ({ tenant, cursor, limit } = {}) => call("GET", "/admin/v1/audit", { query: { tenant, cursor, limit } }),
 };
 

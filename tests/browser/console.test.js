@@ -13,7 +13,9 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import nodePath from "node:path";
 import { createRequire } from "node:module";
 import { gzipSync } from "node:zlib";
 
@@ -472,6 +474,74 @@ for (const backend of backends) {
       await axeCheck("the audit log");
       await fitsAPhone("the audit log");
       assert.deepEqual(pageErrors, []);
+    });
+
+    test("functions: upload bundles (a bad one refused), roll back, invocation log", async () => {
+      const dirs = [];
+      const bundle = (name, source) => {
+        const dir = mkdtempSync(nodePath.join(tmpdir(), "plinth-bundle-"));
+        dirs.push(dir);
+        const root = nodePath.join(dir, name);
+        mkdirSync(nodePath.join(root, "functions"), { recursive: true });
+        writeFileSync(nodePath.join(root, "plinth.toml"), '[[http]]\nname = "hello"\nfunction = "hello"\n');
+        writeFileSync(nodePath.join(root, "functions/hello.js"), source);
+        return root;
+      };
+      const call = () => fetch(`${server.url}/v1/t/acme/fn/hello`).then(async (r) => ({ status: r.status, body: await r.text() }));
+      try {
+        await page.goto(`${server.url}/_/tenants/acme/functions`);
+        await page.getByText("Nothing deployed yet").waitFor();
+        await page.getByText("No invocations yet").waitFor();
+        await page.getByText("No dead letters").waitFor();
+
+        await byTestId("bundle").setInputFiles(bundle("broken", "export default async (req, ctx) => ({ body: "));
+        await page.getByRole("button", { name: "Deploy", exact: true }).click();
+        await byTestId("bundle-errors").waitFor();
+        assert.match(await byTestId("bundle-errors").textContent(), /hello/);
+        await axeCheck("the functions page (bundle errors)");
+
+        await byTestId("bundle").setInputFiles(bundle("v1", "export default async (req, ctx) => ({ body: { v: 1 } });"));
+        await page.getByText(/2 files: /).waitFor();
+        await page.getByRole("button", { name: "Deploy", exact: true }).click();
+        await waitFor(async () => (await byTestId("deploy-row").count()) === 1, { message: "version 1 listed" });
+        assert.equal((await call()).body, '{"v":1}');
+        await byTestId("bundle").setInputFiles(
+          bundle("v2", `export default async (req, ctx) => { ctx.log.info(${JSON.stringify(XSS(5))}); throw new Error(${JSON.stringify(XSS(6))}); };`),
+        );
+        await page.getByRole("button", { name: "Deploy", exact: true }).click();
+        await waitFor(async () => (await byTestId("deploy-row").count()) === 2, { message: "version 2 listed" });
+        assert.notEqual((await call()).status, 200);
+
+        // Roll back to version 1, confirmed.
+        await page.getByRole("button", { name: "Activate version 1" }).click();
+        await page.getByText("Roll back to version 1?").waitFor();
+        await page.getByRole("button", { name: "Yes, activate" }).click();
+        await waitFor(async () => /active/.test(await byTestId("deploy-row").filter({ hasText: "admin:" }).last().textContent()), { message: "version 1 active" });
+        await waitFor(async () => (await call()).body === '{"v":1}', { message: "version 1 answers", timeout: 10_000 });
+
+        // The log: both outcomes, the failing one's log line and error as text.
+        // The log is written in batches: refresh until it holds the three calls.
+        await waitFor(
+          async () => {
+            await page.getByRole("button", { name: "Refresh" }).click();
+            await page.waitForTimeout(300);
+            return (await byTestId("invocation-row").count()) >= 3;
+          },
+          { message: "three invocations", timeout: 20_000, interval: 500 },
+        );
+        const failed = byTestId("invocation-row").filter({ hasText: "error" }).first();
+        await failed.getByText(/log line/).click();
+        assert.match(await failed.textContent(), /<img src=x onerror="window.__xss=5">/);
+        assert.match(await failed.textContent(), /window.__xss=6/);
+        await page.getByLabel("Function", { exact: true }).fill("nothing-like-this");
+        await page.getByText("No invocations of nothing-like-this yet").waitFor();
+        await axeCheck("the functions page");
+        await fitsAPhone("the functions page");
+        assert.equal(await noScriptRan(), undefined);
+        assert.deepEqual(pageErrors, []);
+      } finally {
+        for (const d of dirs) rmSync(d, { recursive: true, force: true });
+      }
     });
 
     test("an ended session asks to sign in again over the page, keeping the edit", async () => {
