@@ -33,9 +33,12 @@ const FILES: &[(&str, &[u8])] = files![
     "js/pages/keys.js",
     "js/pages/audit.js",
     "js/pages/functions.js",
+    "js/pages/usage.js",
     "vendor/preact.mjs",
     "vendor/hooks.mjs",
     "vendor/htm.mjs",
+    "vendor/uplot.iife.min.js",
+    "vendor/uplot.min.css",
 ];
 
 pub struct Asset {

@@ -15,6 +15,7 @@ import { KeysAndSecrets } from "./pages/keys.js";
 import { Rules } from "./pages/rules.js";
 import { Audit } from "./pages/audit.js";
 import { Functions } from "./pages/functions.js";
+import { Usage } from "./pages/usage.js";
 
 const BASE = "/_/";
 
@@ -29,6 +30,7 @@ function route(path) {
   if (parts[0] === "tenants" && parts[2] === "keys") return { page: "keys", slug: parts[1] };
   if (parts[0] === "tenants" && parts[2] === "rules") return { page: "rules", slug: parts[1] };
   if (parts[0] === "tenants" && parts[2] === "functions") return { page: "functions", slug: parts[1] };
+  if (parts[0] === "tenants" && parts[2] === "usage") return { page: "usage", slug: parts[1] };
   if (parts[0] === "tenants" && parts[2] === "users") return { page: "users", slug: parts[1] };
   if (parts[0] === "tenants" && parts[2] === "data") return { page: "data", slug: parts[1], collection: parts[3] || null };
   return { page: "missing" };
@@ -75,6 +77,7 @@ function Nav({ r }) {
       ${link(`/_/tenants/${encodeURIComponent(r.slug)}/rules`, "Rules", r.page === "rules")}
       ${link(`/_/tenants/${encodeURIComponent(r.slug)}/functions`, "Functions", r.page === "functions")}
       ${link(`/_/tenants/${encodeURIComponent(r.slug)}/keys`, "Keys and secrets", r.page === "keys")}
+      ${link(`/_/tenants/${encodeURIComponent(r.slug)}/usage`, "Usage", r.page === "usage")}
     </span>`}
   </nav>`;
 }
@@ -92,7 +95,7 @@ function App() {
   }, [s.signedIn, r.page]);
   useEffect(() => {
     const titles = {
-      overview: "Overview", tenants: "Tenants", users: "Users", data: "Data", rules: "Rules", functions: "Functions", keys: "Keys and secrets",
+      overview: "Overview", tenants: "Tenants", users: "Users", data: "Data", rules: "Rules", functions: "Functions", usage: "Usage", keys: "Keys and secrets",
       audit: "Audit log", setup: "First run", login: "Sign in",
     };
     document.title = `${titles[r.page] || "Not found"}${r.slug ? ` · ${r.slug}` : ""} · Plinth console`;
@@ -108,6 +111,7 @@ function App() {
   else if (r.page === "rules") page = html`<${Rules} key=${r.slug} slug=${r.slug} />`;
   else if (r.page === "keys") page = html`<${KeysAndSecrets} key=${r.slug} slug=${r.slug} />`;
   else if (r.page === "functions") page = html`<${Functions} key=${r.slug} slug=${r.slug} />`;
+  else if (r.page === "usage") page = html`<${Usage} key=${r.slug} slug=${r.slug} />`;
   else if (r.page === "audit") page = html`<${Audit} />`;
   else if (r.page === "data") page = html`<${Data} key=${r.slug} slug=${r.slug} collection=${r.collection} />`;
   else page = html`<h1>Not found</h1><p>No console page at this address. <a href="/_/">Go to the overview</a>.</p>`;

@@ -544,6 +544,40 @@ for (const backend of backends) {
       }
     });
 
+    test("usage: totals and a chart per metric; a failed load can be retried", async () => {
+      await page.route("**/admin/v1/tenants/acme/usage?*", (route) =>
+        route.fulfill({ status: 503, contentType: "application/problem+json", body: JSON.stringify({ status: 503, code: "unavailable", detail: "try later" }) }),
+        { times: 1 },
+      );
+      await page.goto(`${server.url}/_/tenants/acme/usage`);
+      await page.getByText("Could not load the usage.").waitFor();
+      await page.getByRole("button", { name: "Try again" }).click();
+      await byTestId("usage-total").waitFor();
+      // Usage is counted in memory and flushed now and then: reload until it shows.
+      await waitFor(
+        async () => {
+          const text = await byTestId("usage-total").textContent();
+          if (/Requests0/.test(text.replace(/\s/g, ""))) {
+            await page.reload();
+            await byTestId("usage-total").waitFor();
+            return false;
+          }
+          return true;
+        },
+        { message: "some requests counted", timeout: 30_000, interval: 1000 },
+      );
+      for (const key of ["requests", "doc_writes", "invocations", "cpu_ms"]) {
+        await byTestId(`chart-${key}`).locator("canvas").waitFor();
+      }
+      await page.getByText("The same as a table").click();
+      await page.getByRole("table").waitFor();
+      await page.getByLabel("Period").selectOption("7");
+      await byTestId("chart-requests").locator("canvas").waitFor();
+      await axeCheck("the usage page");
+      await fitsAPhone("the usage page");
+      assert.deepEqual(pageErrors, []);
+    });
+
     test("an ended session asks to sign in again over the page, keeping the edit", async () => {
       await page.goto(`${server.url}/_/tenants`);
       const acme = byTestId("tenant-acme");
