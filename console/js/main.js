@@ -135,5 +135,8 @@ function App() {
 }
 
 document.addEventListener("click", onClick);
-render(html`<${App} />`, document.getElementById("app"));
+// The page's "Loading the console…" placeholder goes; Preact does not replace it.
+const root = document.getElementById("app");
+root.textContent = "";
+render(html`<${App} />`, root);
 window.__plinthConsoleReady = true;

@@ -77,6 +77,15 @@ for (const backend of backends) {
       assert.ok(overflow <= 0, `${what} is ${overflow}px wider than a 360px screen`);
     }
 
+    /** With PLINTH_CONSOLE_SCREENSHOTS=DIR (and on SQLite), saves the page as DIR/NAME.png. */
+    async function shot(name) {
+      const dir = process.env.PLINTH_CONSOLE_SCREENSHOTS;
+      if (!dir || backend.name !== "sqlite") return;
+      mkdirSync(dir, { recursive: true });
+      await page.waitForTimeout(300);
+      await page.screenshot({ path: nodePath.join(dir, `${name}.png`) });
+    }
+
     function noScriptRan() {
       return page.evaluate(() => window.__xss);
     }
@@ -140,6 +149,7 @@ for (const backend of backends) {
       await page.getByLabel("Password").fill(ADMIN_PASSWORD);
       await page.getByRole("button", { name: "Create the first admin" }).click();
       await page.getByText("This token is wrong or was already used.").waitFor();
+      await shot("first-run");
       await axeCheck("the first-run page");
 
       await page.getByLabel("Setup token").fill(setupToken);
@@ -157,6 +167,7 @@ for (const backend of backends) {
       await page.getByLabel("Password").fill("wrong-password-1");
       await page.getByRole("button", { name: "Sign in" }).click();
       await page.getByText("Wrong email or password.").waitFor();
+      await shot("sign-in");
       await axeCheck("the sign-in page");
       await fitsAPhone("the sign-in page");
       await page.getByLabel("Password").fill(ADMIN_PASSWORD);
@@ -229,6 +240,7 @@ for (const backend of backends) {
       await doomed.getByLabel("Type doomed to confirm").fill("doome");
       assert.equal(await confirm.isDisabled(), true);
       await doomed.getByLabel("Type doomed to confirm").fill("doomed");
+      await shot("tenants");
       await axeCheck("the tenants page");
       await confirm.click();
       await waitFor(async () => (await doomed.count()) === 0, { message: "doomed gone" });
@@ -265,13 +277,30 @@ for (const backend of backends) {
       }
       await page.reload();
       await waitFor(async () => (await byTestId("user-row").count()) === 25, { message: "a page of 25 users" });
+      await shot("users");
       await page.getByRole("button", { name: "Next page" }).click();
       await waitFor(async () => (await byTestId("user-row").count()) === 6, { message: "the second page" });
       await page.getByRole("button", { name: "Previous page" }).click();
       await waitFor(async () => (await byTestId("user-row").count()) === 25, { message: "back to the first page" });
 
+      // An email holding markup (a quoted local part is a valid address) shows as text.
+      const markup = '"<img src=x onerror=window.__xss=7>"@example.test';
+      const signup = await fetch(`${server.url}/v1/t/acme/auth/signup`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ email: markup, password: PASSWORD }),
+      });
+      assert.equal(signup.status, 201, await signup.text());
+      await page.getByLabel("Search by email").fill("onerror");
+      await waitFor(async () => (await byTestId("user-row").count()) === 1, { message: "the markup user found" });
+      assert.equal(await byTestId("user-row").locator(".email").textContent(), markup);
+      assert.equal(await noScriptRan(), undefined);
+
       await page.getByLabel("Search by email").fill("ann@");
-      await waitFor(async () => (await byTestId("user-row").count()) === 1, { message: "one user found" });
+      await waitFor(
+        async () => (await byTestId("user-row").count()) === 1 && (await byTestId("user-row").locator(".email").textContent()) === "ann@example.test",
+        { message: "ann found, alone" },
+      );
       const ann = byTestId("user-row");
       await ann.getByRole("button", { name: "Disable" }).click();
       await ann.getByText("disabled").waitFor();
@@ -381,6 +410,7 @@ for (const backend of backends) {
       assert.match(await conflict.textContent(), /"theirs": true/);
       await conflict.getByRole("button", { name: "Overwrite it with mine" }).click();
       await editor.getByText(/^version 4/).waitFor();
+      await shot("data");
       assert.equal((await api("GET", "/collections/items/docs/item-001")).body.data.mine, true);
 
       // Delete from the editor; create a new one.
@@ -409,6 +439,7 @@ for (const backend of backends) {
       await errors.waitFor();
       assert.match(await errors.textContent(), /\[notes\] create, line 3 column \d+/);
       assert.equal(await source.getAttribute("aria-invalid"), "true");
+      await shot("rules");
       await errors.getByRole("button").first().click();
       assert.equal(await page.evaluate(() => document.activeElement.id), "rules-source");
       const active = await fetch(`${server.url}/admin/v1/tenants/acme/rules`, { headers: { authorization: `Bearer ${server.adminToken}` } });
@@ -449,6 +480,7 @@ for (const backend of backends) {
       await page.getByRole("button", { name: "Set secret" }).click();
       await byTestId("secret-row").filter({ hasText: "API_TOKEN" }).waitFor();
       assert.doesNotMatch(await page.content(), /hunter2-value/, "the value is not on the page");
+      await shot("keys-and-secrets");
       await axeCheck("the keys and secrets page");
       await fitsAPhone("the keys and secrets page");
       await page.getByRole("button", { name: "Delete API_TOKEN" }).click();
@@ -465,6 +497,7 @@ for (const backend of backends) {
       await page.getByText("Could not load the audit log.").waitFor();
       await page.getByRole("button", { name: "Try again" }).click();
       await byTestId("audit-row").first().waitFor();
+      await shot("audit");
       const actions = () => byTestId("audit-row").locator("code").allTextContents();
       assert.ok((await actions()).includes("admin.setup"), "the first admin's setup");
       await page.getByLabel("Tenant").selectOption("acme");
@@ -533,6 +566,7 @@ for (const backend of backends) {
         await failed.getByText(/log line/).click();
         assert.match(await failed.textContent(), /<img src=x onerror="window.__xss=5">/);
         assert.match(await failed.textContent(), /window.__xss=6/);
+      await shot("functions");
         await page.getByLabel("Function", { exact: true }).fill("nothing-like-this");
         await page.getByText("No invocations of nothing-like-this yet").waitFor();
         await axeCheck("the functions page");
@@ -569,6 +603,7 @@ for (const backend of backends) {
       for (const key of ["requests", "doc_writes", "invocations", "cpu_ms"]) {
         await byTestId(`chart-${key}`).locator("canvas").waitFor();
       }
+      await shot("usage");
       await page.getByText("The same as a table").click();
       await page.getByRole("table").waitFor();
       await page.getByLabel("Period").selectOption("7");
@@ -607,6 +642,7 @@ for (const backend of backends) {
       await row.waitFor();
       // 60 items, less the 2 deleted, plus made-here; and the note.
       assert.equal(await row.getByRole("cell").nth(1).textContent(), "60");
+      await shot("overview");
       await axeCheck("the overview (tenants)");
       assert.equal(await noScriptRan(), undefined);
     });

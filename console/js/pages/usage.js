@@ -73,12 +73,23 @@ function Chart({ days, series }) {
   </figure>`;
 }
 
+/** One entry per UTC day of the span, oldest first: the API lists only days with use. */
+function everyDay(listed, span) {
+  const byDay = new Map(listed.map((d) => [d.day, d]));
+  const today = Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), new Date().getUTCDate());
+  const out = [];
+  for (let i = span - 1; i >= 0; i--) {
+    const day = new Date(today - i * 86_400_000).toISOString().slice(0, 10);
+    const d = byDay.get(day) || { day, requests: 0, doc_writes: 0, invocations: 0, cpu_us: 0 };
+    out.push({ ...d, cpu_ms: Math.round((d.cpu_us || 0) / 1000) });
+  }
+  return out;
+}
+
 export function Usage({ slug }) {
   const [span, setSpan] = useState(30);
   const report = useLoad(() => admin.usage(slug, span), [slug, span]);
-  const days = report.data
-    ? report.data.days.map((d) => ({ ...d, cpu_ms: Math.round((d.cpu_us || 0) / 1000) }))
-    : null;
+  const days = report.data ? everyDay(report.data.days, span) : null;
   const total = report.data && report.data.total;
   const idle = total && !total.requests && !total.doc_writes && !total.invocations;
   return html`<h1>Usage <small class="muted">of ${slug}</small></h1>
@@ -100,13 +111,13 @@ export function Usage({ slug }) {
       <div><dt>Function CPU</dt><dd>${fmtNumber(Math.round(total.cpu_us / 1000))} ms</dd></div>
     </dl>`}
     ${idle && html`<${Empty}>No use recorded in this period: requests to the tenant's API, writes and function calls are counted here (per UTC day).</${Empty}>`}
-    ${days && days.length > 0 && !idle &&
+    ${days && !idle &&
     html`<div class="charts">${SERIES.map((s) => html`<${Chart} key=${s.key + span} days=${days} series=${s} />`)}</div>
       <details><summary>The same as a table</summary>
         <div class="scroll"><table>
-          <caption class="sr-only">Use per day</caption>
+          <caption class="sr-only">Use per day (days without use left out)</caption>
           <thead><tr><th scope="col">Day (UTC)</th>${SERIES.map((s) => html`<th scope="col" class="num">${s.label}</th>`)}</tr></thead>
-          <tbody>${days.map((d) => html`<tr key=${d.day}><th scope="row">${d.day}</th>${SERIES.map((s) => html`<td class="num">${fmtNumber(d[s.key])}</td>`)}</tr>`)}</tbody>
+          <tbody>${days.filter((d) => d.requests || d.doc_writes || d.invocations).map((d) => html`<tr key=${d.day}><th scope="row">${d.day}</th>${SERIES.map((s) => html`<td class="num">${fmtNumber(d[s.key])}</td>`)}</tr>`)}</tbody>
         </table></div>
       </details>`}`;
 }
