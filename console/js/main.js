@@ -5,17 +5,44 @@
 import { render } from "../vendor/preact.mjs";
 import { useEffect, useState } from "../vendor/hooks.mjs";
 import { session } from "./api.js";
-import { go, html } from "./ui.js";
+import { ErrorBox, Loading, go, html } from "./ui.js";
 import { Login, Setup } from "./pages/auth.js";
-import { Overview } from "./pages/overview.js";
-import { Tenants } from "./pages/tenants.js";
-import { Users } from "./pages/users.js";
-import { Data } from "./pages/data.js";
-import { KeysAndSecrets } from "./pages/keys.js";
-import { Rules } from "./pages/rules.js";
-import { Audit } from "./pages/audit.js";
-import { Functions } from "./pages/functions.js";
-import { Usage } from "./pages/usage.js";
+
+// Each page's module loads when first shown, so the first load (the sign-in form)
+// carries only the shell.
+const PAGES = {
+  overview: () => import("./pages/overview.js").then((m) => m.Overview),
+  tenants: () => import("./pages/tenants.js").then((m) => m.Tenants),
+  users: () => import("./pages/users.js").then((m) => m.Users),
+  data: () => import("./pages/data.js").then((m) => m.Data),
+  rules: () => import("./pages/rules.js").then((m) => m.Rules),
+  functions: () => import("./pages/functions.js").then((m) => m.Functions),
+  keys: () => import("./pages/keys.js").then((m) => m.KeysAndSecrets),
+  usage: () => import("./pages/usage.js").then((m) => m.Usage),
+  audit: () => import("./pages/audit.js").then((m) => m.Audit),
+};
+const loaded = {};
+
+function Page({ name, ...props }) {
+  const [, setReady] = useState(0);
+  const [error, setError] = useState(null);
+  useEffect(() => {
+    if (loaded[name]) return undefined;
+    let live = true;
+    PAGES[name]().then(
+      (c) => {
+        loaded[name] = c;
+        if (live) setReady((n) => n + 1);
+      },
+      (e) => live && setError(e),
+    );
+    return () => (live = false);
+  }, [name]);
+  const C = loaded[name];
+  if (C) return html`<${C} ...${props} />`;
+  if (error) return html`<${ErrorBox} error=${error} what="load this page" retry=${() => location.reload()} />`;
+  return html`<${Loading} what="the page" />`;
+}
 
 const BASE = "/_/";
 
@@ -105,15 +132,7 @@ function App() {
   if (!s.token || r.page === "login") return html`<main id="main" class="narrow"><${Login} /></main>`;
 
   let page;
-  if (r.page === "overview") page = html`<${Overview} />`;
-  else if (r.page === "tenants") page = html`<${Tenants} />`;
-  else if (r.page === "users") page = html`<${Users} key=${r.slug} slug=${r.slug} />`;
-  else if (r.page === "rules") page = html`<${Rules} key=${r.slug} slug=${r.slug} />`;
-  else if (r.page === "keys") page = html`<${KeysAndSecrets} key=${r.slug} slug=${r.slug} />`;
-  else if (r.page === "functions") page = html`<${Functions} key=${r.slug} slug=${r.slug} />`;
-  else if (r.page === "usage") page = html`<${Usage} key=${r.slug} slug=${r.slug} />`;
-  else if (r.page === "audit") page = html`<${Audit} />`;
-  else if (r.page === "data") page = html`<${Data} key=${r.slug} slug=${r.slug} collection=${r.collection} />`;
+  if (PAGES[r.page]) page = html`<${Page} key=${`${r.page}:${r.slug || ""}`} name=${r.page} slug=${r.slug} collection=${r.collection} />`;
   else page = html`<h1>Not found</h1><p>No console page at this address. <a href="/_/">Go to the overview</a>.</p>`;
 
   return html`<div class="shell">
