@@ -627,6 +627,7 @@ for (const backend of backends) {
       const dialog = page.getByRole("dialog");
       await dialog.getByRole("heading", { name: "Your session ended" }).waitFor();
       await axeCheck("the sign-in dialog");
+      assert.equal(await page.evaluate(() => document.activeElement.id), "relogin-password", "the dialog has the focus");
       await dialog.getByLabel("Password").fill(ADMIN_PASSWORD);
       await dialog.getByRole("button", { name: "Sign in" }).click();
       await waitFor(async () => (await page.getByRole("dialog").count()) === 0, { message: "the dialog closed" });

@@ -1,6 +1,6 @@
 // First run (the setup token printed by `plinth serve` makes the first admin) and sign-in.
 
-import { useState } from "../../vendor/hooks.mjs";
+import { useEffect, useState } from "../../vendor/hooks.mjs";
 import { admin, session } from "../api.js";
 import { ErrorBox, Field, fieldError, html, useAction } from "../ui.js";
 
@@ -39,13 +39,17 @@ export function Login({ again = false }) {
     e.preventDefault();
     run(() => session.login(email, password));
   };
+  // Over a page, the dialog takes the focus (the page behind it is inert).
+  useEffect(() => {
+    if (again) document.getElementById("relogin-password")?.focus();
+  }, []);
   const message =
     error && error.status === 401 ? "Wrong email or password." : error && error.status === 429 ? "Too many attempts; wait a little and try again." : null;
   return html`<h1 id=${again ? "relogin-title" : undefined}>${again ? "Your session ended" : "Sign in"}</h1>
     ${again && html`<p>Sign in again to carry on; what you were doing stays on the page.</p>`}
     <form onSubmit=${submit}>
       <${Field} label="Email" type="email" value=${email} onInput=${setEmail} autocomplete="username" required />
-      <${Field} label="Password" type="password" value=${password} onInput=${setPassword} autocomplete="current-password" required />
+      <${Field} id=${again ? "relogin-password" : undefined} label="Password" type="password" value=${password} onInput=${setPassword} autocomplete="current-password" required />
       <button type="submit" disabled=${busy}>${busy ? "Signing in…" : "Sign in"}</button>
       ${again && html` <button type="button" onClick=${() => session.forget()}>Sign out</button>`}
     </form>
