@@ -235,6 +235,9 @@ export const tenantApi = (slug) => ({
   /** Signs a user up (the tenant API's own sign-up: no admin route makes users). */
   signup: (email, password) =>
     call("POST", `/v1/t/${enc(slug)}/auth/signup`, { body: { email, password }, anonymous: true }),
+  /** Asks the tenant to mail a password reset link to `email` (its public route). */
+  requestReset: (email) =>
+    call("POST", `/v1/t/${enc(slug)}/auth/reset/request`, { body: { email }, anonymous: true }),
   /** A realtime socket, authenticated with the service key. */
   async realtime() {
     const key = await serviceKey(slug);

@@ -316,6 +316,11 @@ for (const backend of backends) {
       assert.equal(await login(), 200);
       await ann.getByRole("button", { name: "Revoke sessions" }).click();
       await ann.getByText("Sessions revoked.").waitFor();
+      await page.getByRole("button", { name: "Details of ann@example.test" }).click();
+      const detail = byTestId("user-detail");
+      assert.match(await detail.textContent(), /Email verifiedno/);
+      await detail.getByRole("button", { name: "Send password reset mail" }).click();
+      await page.getByText(/Password reset mail requested/).waitFor();
       await axeCheck("the users page");
       await fitsAPhone("the users page");
       await ann.getByRole("button", { name: "Delete" }).click();
@@ -450,6 +455,15 @@ for (const backend of backends) {
       await page.getByRole("button", { name: "Install" }).click();
       await byTestId("rules-installed").getByText(/Installed version 1/).waitFor();
       await page.getByText("Active: version 1.").waitFor();
+      // The changes against the active version, line by line.
+      await source.fill('[notes]\nread = "auth != null"\ncreate = "auth != null"\n');
+      await page.getByRole("button", { name: "Show changes" }).click();
+      const diff = await byTestId("rules-diff").textContent();
+      assert.match(diff, /- create = "auth != null && new.owner == auth.uid"/);
+      assert.match(diff, /\+ create = "auth != null"/);
+      assert.match(diff, /  read = "auth != null"/);
+      await page.getByRole("button", { name: "Revert to the active version" }).click();
+      assert.equal(await byTestId("rules-diff").count(), 0);
       await fitsAPhone("the rules page");
       assert.deepEqual(pageErrors, []);
     });

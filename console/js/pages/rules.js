@@ -14,10 +14,37 @@ function offsetOf(text, line, column) {
   return Math.min(at + Math.max(column - 1, 0), text.length);
 }
 
+/** A line diff of `a` to `b` (longest common subsequence): [[" " | "-" | "+", line]]. */
+export function diffLines(a, b) {
+  const x = a.split("\n"), y = b.split("\n");
+  if (x.length * y.length > 4_000_000) return null;
+  const n = x.length, m = y.length;
+  const lcs = Array.from({ length: n + 1 }, () => new Uint32Array(m + 1));
+  for (let i = n - 1; i >= 0; i--)
+    for (let j = m - 1; j >= 0; j--) lcs[i][j] = x[i] === y[j] ? lcs[i + 1][j + 1] + 1 : Math.max(lcs[i + 1][j], lcs[i][j + 1]);
+  const out = [];
+  let i = 0, j = 0;
+  while (i < n || j < m) {
+    if (i < n && j < m && x[i] === y[j]) out.push([" ", x[i++], j++]);
+    else if (j < m && (i === n || lcs[i][j + 1] >= lcs[i + 1][j])) out.push(["+", y[j++]]);
+    else out.push(["-", x[i++]]);
+  }
+  return out;
+}
+
+function Diff({ from, to }) {
+  const d = diffLines(from, to);
+  if (!d) return html`<p class="muted">Too large to compare here.</p>`;
+  return html`<pre class="code diff" data-testid="rules-diff" aria-label="Changes against the active version">${d.map(
+    ([op, line], k) => html`<span key=${k} class=${op === "+" ? "add" : op === "-" ? "del" : ""}>${op} ${line}\n</span>`,
+  )}</pre>`;
+}
+
 export function Rules({ slug }) {
   const active = useLoad(() => admin.rules(slug), [slug]);
   const [text, setText] = useState(null);
   const [installed, setInstalled] = useState(null);
+  const [showDiff, setShowDiff] = useState(false);
   const install = useAction();
   const editor = useRef(null);
   useEffect(() => {
@@ -55,9 +82,12 @@ export function Rules({ slug }) {
       <div class="row wrap">
         <button type="submit" disabled=${install.busy || !text.trim()}>${install.busy ? "Installing…" : "Install"}</button>
         <button type="button" disabled=${!changed} onClick=${() => setText(active.data.source)}>Revert to the active version</button>
+        <button type="button" disabled=${!changed} aria-expanded=${showDiff && changed} onClick=${() => setShowDiff(!showDiff)}>
+          ${showDiff && changed ? "Hide changes" : "Show changes"}</button>
         ${changed && html`<small class="muted">Changed, not installed.</small>`}
       </div>
     </form>
+    ${showDiff && changed && html`<${Diff} from=${active.data.source} to=${text} />`}
     <div id="rules-errors">
       ${errors &&
       html`<div class="state error" role="alert" data-testid="rules-errors"><strong>Not installed: ${errors.length} error${errors.length === 1 ? "" : "s"}.</strong>

@@ -49,8 +49,23 @@ function UserRow({ slug, user, onChanged, onDeleted }) {
       if (fresh) onChanged(fresh);
     }
   };
-  return html`<tr data-testid="user-row">
-    <th scope="row"><span class="email">${user.email}</span>${user.email_verified ? html` <span class="badge">verified</span>` : ""}</th>
+  const [open, setOpen] = useState(false);
+  const detail = html`<tr class="detail" data-testid="user-detail">
+    <td colspan="4">
+      <dl class="facts">
+        <div><dt>Id</dt><dd><code>${user.id}</code></dd></div>
+        <div><dt>Email verified</dt><dd>${user.email_verified ? "yes" : "no"}</dd></div>
+        <div><dt>Created</dt><dd>${fmtTime(user.created_at)}</dd></div>
+        <div><dt>Updated</dt><dd>${fmtTime(user.updated_at)}</dd></div>
+      </dl>
+      <button type="button" disabled=${action.busy}
+        onClick=${() => act("Password reset mail requested (sent if the server has SMTP set up).", () => tenantApi(slug).requestReset(user.email))}>Send password reset mail</button>
+    </td>
+  </tr>`;
+  const row = html`<tr data-testid="user-row">
+    <th scope="row"><span class="email">${user.email}</span>${user.email_verified ? html` <span class="badge">verified</span>` : ""}
+      <br /><button type="button" class="link small" aria-expanded=${open} onClick=${() => setOpen(!open)}
+        aria-label=${`${open ? "Hide details" : "Details"} of ${user.email}`}>${open ? "Hide details" : "Details"}</button></th>
     <td>${user.disabled ? html`<span class="badge warn">disabled</span>` : "active"}</td>
     <td>${fmtTime(user.created_at)}</td>
     <td>
@@ -70,6 +85,7 @@ function UserRow({ slug, user, onChanged, onDeleted }) {
       <${ErrorBox} error=${action.error} what="change the user" />
     </td>
   </tr>`;
+  return open ? html`${row}${detail}` : row;
 }
 
 export function Users({ slug }) {
