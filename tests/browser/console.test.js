@@ -98,6 +98,10 @@ for (const backend of backends) {
       const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
       page = await context.newPage();
       page.on("pageerror", (e) => pageErrors.push(String(e && e.stack ? e.stack : e)));
+      // The CSP allows no inline script or style: a violation is a console error.
+      page.on("console", (m) => {
+        if (m.type() === "error" && /Content Security Policy/i.test(m.text())) pageErrors.push(`CSP: ${m.text()}`);
+      });
     });
 
     after(async () => {
