@@ -5,7 +5,10 @@ use serde_json::json;
 use crate::backend_tests;
 use crate::support::*;
 
-backend_tests!(server_info_names_version_and_backend, collections_are_counted_per_tenant);
+backend_tests!(
+    server_info_names_version_and_backend,
+    collections_are_counted_per_tenant
+);
 
 async fn server_info_names_version_and_backend(b: Backend) {
     let mut app = TestApp::start(b).await;
@@ -27,10 +30,17 @@ async fn server_info_names_version_and_backend(b: Backend) {
 
     let spec = app.get("/openapi.json", None).await.ok(200);
     for path in ["/admin/v1/server", "/admin/v1/tenants/{tenant}/collections"] {
-        assert!(spec["paths"][path]["get"].is_object(), "openapi lacks {path}");
+        assert!(
+            spec["paths"][path]["get"].is_object(),
+            "openapi lacks {path}"
+        );
     }
     assert!(
-        spec["paths"].as_object().expect("paths").keys().all(|p| !p.starts_with("/_")),
+        spec["paths"]
+            .as_object()
+            .expect("paths")
+            .keys()
+            .all(|p| !p.starts_with("/_")),
         "the console is no part of the API"
     );
 }
