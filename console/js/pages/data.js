@@ -26,14 +26,25 @@ function jsonProblem(text) {
   }
 }
 
-/** Follows the collection's changes; `onChange(frame)` for each. Reconnects with `since`. */
+/** Follows the collection's changes; `onChanges(frames)` with those of the last 200 ms
+ *  (a burst of thousands costs one render, not thousands). Reconnects with `since`. */
 function useLive(slug, collection, filter, onChange) {
   const [state, setState] = useState("connecting");
   const handler = useRef(onChange);
   handler.current = onChange;
   useEffect(() => {
     if (!collection) return undefined;
-    let ws = null, closed = false, seq = null, retry = null;
+    let ws = null, closed = false, seq = null, retry = null, queue = [], flush = null;
+    const push = (frame) => {
+      queue.push(frame);
+      if (!flush)
+        flush = setTimeout(() => {
+          flush = null;
+          const frames = queue;
+          queue = [];
+          handler.current(frames);
+        }, 200);
+    };
     const connect = async () => {
       setState("connecting");
       try {
@@ -60,10 +71,10 @@ function useLive(slug, collection, filter, onChange) {
           if (seq === null) seq = f.seq;
         } else if (f.type === "change") {
           seq = f.seq;
-          handler.current(f);
+          push(f);
         } else if (f.type === "resync") {
           seq = null;
-          handler.current({ op: "resync" });
+          push({ op: "resync" });
         } else if (f.type === "error") {
           setState("error");
         }
@@ -78,6 +89,7 @@ function useLive(slug, collection, filter, onChange) {
     return () => {
       closed = true;
       clearTimeout(retry);
+      clearTimeout(flush);
       if (ws) ws.close();
     };
   }, [slug, collection, filter]);
@@ -205,14 +217,28 @@ function Documents({ slug, collection, onCounts }) {
     }
   }, [page.data]);
 
-  const live = useLive(slug, collection, query.filter, (f) => {
-    if (f.op === "resync") return page.reload();
-    const doc = f.doc;
-    if (f.op === "create") setFresh((n) => n + 1);
-    else if (f.op === "update") setRows((rs) => rs && rs.map((r) => (r.id === doc.id ? { ...doc, changed: true } : r)));
-    else setRows((rs) => rs && rs.filter((r) => r.id !== doc.id));
+  const live = useLive(slug, collection, query.filter, (frames) => {
+    if (frames.some((f) => f.op === "resync")) return page.reload();
+    // The latest change of each document; creations are only counted.
+    const latest = new Map();
+    let created = 0;
+    for (const f of frames) {
+      if (f.op === "create") created++;
+      else latest.set(f.doc.id, f);
+    }
+    if (created) setFresh((n) => n + created);
+    if (latest.size)
+      setRows((rs) =>
+        rs &&
+        rs.flatMap((r) => {
+          const f = latest.get(r.id);
+          if (!f) return [r];
+          return f.op === "update" ? [{ ...f.doc, changed: true }] : [];
+        }),
+      );
     setSelected((s) => {
-      if (s && s !== "new" && s.id === doc.id && doc.version !== s.version) setRemote({ op: f.op, doc });
+      const f = s && s !== "new" && latest.get(s.id);
+      if (f && f.doc.version !== s.version) setRemote({ op: f.op, doc: f.doc });
       return s;
     });
     onCounts();
