@@ -5,8 +5,8 @@
 # lints docker/Dockerfile (scripts/docker-check.sh), checks the served OpenAPI document
 # against the debug binary on both backends (scripts/openapi-check.sh: a generated
 # TypeScript client compiles, schemathesis finds nothing), runs the JavaScript client's
-# tests (clients/js/test) against it with Node.js, and the demo page's browser tests
-# (tests/browser) in Debian's chromium.
+# tests (clients/js/test) against it with Node.js, and the browser tests of the demo page
+# and the admin console (tests/browser) in Debian's chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

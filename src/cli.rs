@@ -245,12 +245,14 @@ async fn serve(storage: &StorageArgs, args: &ServeArgs) -> anyhow::Result<()> {
     let addr = app.local_addr();
     tracing::info!(%addr, %backend, "plinth listening");
     println!("plinth listening on http://{addr} ({backend})");
+    println!("admin console: http://{addr}/_/");
     if let Some(demo) = app.demo() {
         print_demo(addr, demo);
     }
     if let (true, Some(token)) = (print_token, app.setup_token()) {
         println!(
-            "\nNo admin exists yet. Create the first one with this one-time setup token:\n\n  \
+            "\nNo admin exists yet. Create the first one in the admin console, \
+             http://{addr}/_/setup, with this one-time setup token:\n\n  {token}\n\nor with curl:\n\n  \
              curl -X POST http://{addr}/admin/v1/setup -H 'content-type: application/json' \\\n    \
              -d '{{\"token\":\"{token}\",\"email\":\"you@example.com\",\"password\":\"choose-a-good-one\"}}'\n\n\
              or locally: plinth admin create --email you@example.com --password-stdin\n"

@@ -5,11 +5,13 @@
 mod access;
 mod admins;
 mod api_keys;
+mod collections;
 mod sessions;
 
 pub use access::{Need, Principal, Role, Via, is_mutating, route_need};
 pub use admins::AdminView;
 pub use api_keys::{ApiKeyView, NewApiKey};
+pub use collections::CollectionCount;
 pub use sessions::{COOKIE as SESSION_COOKIE, OpenedSession, SessionTimes};
 
 use std::sync::Arc;

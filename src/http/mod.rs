@@ -4,12 +4,14 @@
 mod admin_access_routes;
 mod admin_routes;
 mod auth_routes;
+mod console_routes;
 mod demo_routes;
 mod document_routes;
 pub mod dto;
 pub mod extract;
 mod function_admin_routes;
 mod function_routes;
+mod info_admin_routes;
 mod middleware;
 mod openapi;
 mod ops;
@@ -45,6 +47,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(admin_routes::router())
         .merge(admin_access_routes::router())
         .merge(function_admin_routes::router())
+        .merge(info_admin_routes::router())
         .merge(tenant_routes)
         .merge(ops::router())
         .split_for_parts();
@@ -56,7 +59,8 @@ pub fn router(state: AppState) -> Router {
     let (api, openapi) = api(&state);
     let spec = Arc::new(openapi.to_json().unwrap_or_default());
     let request_id = HeaderName::from_static("x-request-id");
-    // The demo's page is no part of the API (nor of its OpenAPI document).
+    // The console and the demo's page are no part of the API (nor of its OpenAPI document).
+    let api = api.merge(console_routes::router());
     let api = if state.config.demo {
         api.merge(demo_routes::router())
     } else {

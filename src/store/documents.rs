@@ -466,6 +466,19 @@ impl Store {
         Ok((out, reached))
     }
 
+    /// Every collection that holds documents, with its count, by name. A full count per
+    /// collection (the admin console's data browser shows it once per visit, not per page).
+    pub async fn collection_counts(&self, scope: &Scope) -> StoreResult<Vec<(String, i64)>> {
+        let (db, tenant) = self.tenant_db(scope).await?;
+        Ok(on_db!(db, |p| sqlx::query_as(
+            "SELECT collection, COUNT(*) FROM documents WHERE tenant_id = $1 \
+             GROUP BY collection ORDER BY collection"
+        )
+        .bind(tenant)
+        .fetch_all(&p)
+        .await?))
+    }
+
     /// (last seq, pruned through): the log holds the changes after `pruned_through`.
     pub async fn change_seq(&self, scope: &Scope) -> StoreResult<(i64, i64)> {
         let (db, tenant) = self.tenant_db(scope).await?;

@@ -10,6 +10,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 mod support;
 
 mod admin;
+mod admin_info;
 mod admin_keys;
 mod admin_roles;
 mod admin_sessions;

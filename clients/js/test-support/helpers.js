@@ -65,6 +65,20 @@ export class TestServer {
     return server;
   }
 
+  /** Starts a fresh server without creating an admin: answers {server, setupToken}. */
+  static async startWithoutAdmin({ env = {}, args = [] } = {}) {
+    if (!existsSync(BIN)) throw new Error(`no plinth binary at ${BIN}: run 'cargo build' first (or set PLINTH_BIN)`);
+    const server = new TestServer({ env, args });
+    const { setupToken } = await server._spawn(true);
+    return { server, setupToken };
+  }
+
+  /** Signs in as the first admin that a test made itself (startWithoutAdmin). */
+  async signIn(email, password) {
+    const r = await this.admin("POST", "/admin/v1/auth/login", { email, password }, { auth: false });
+    this.adminToken = r.access_token;
+  }
+
   async _spawn(expectToken) {
     const env = { ...process.env, ...this.env };
     delete env.PLINTH_DATABASE_URL;

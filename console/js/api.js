@@ -1,0 +1,249 @@
+// The console's one client of the Plinth HTTP API: the admin API (/admin/v1) and, for
+// the data browser, the tenant API (/v1/t/{slug}), like any other client.
+//
+// Authentication lives in `session` alone. Today it holds the bearer token of
+// `POST /admin/v1/auth/login` in sessionStorage (gone with the tab). Moving to the cookie
+// session of issue 15 changes only `session`:
+//   - login():  POST /admin/v1/auth/session, keep the answer's `csrf_token` (not the token);
+//   - authorize(): set `init.credentials = "same-origin"` and, for a method other than
+//     GET/HEAD, the header `X-CSRF-Token: <csrf_token>` instead of `Authorization`;
+//   - logout(): DELETE /admin/v1/auth/session before forgetting the CSRF token.
+// Every request goes through `call`, which asks `session` for credentials and tells it
+// when the server answers 401 (expired or revoked), so pages never handle either.
+
+const TOKEN_KEY = "plinth.console.token";
+const EMAIL_KEY = "plinth.console.email";
+const KEYS_KEY = "plinth.console.keys";
+
+/** A failed request: `status` (0 when the server did not answer), the problem's `code`,
+ *  `detail`, and `fields` (input field -> what is wrong with it). */
+export class ApiError extends Error {
+  constructor(status, problem = {}) {
+    super(problem.detail || problem.title || `request failed (${status})`);
+    this.status = status;
+    this.code = problem.code || (status ? `http_${status}` : "network");
+    this.fields = problem.fields || null;
+    this.problem = problem;
+  }
+}
+
+const listeners = new Set();
+const store = globalThis.sessionStorage;
+
+export const session = {
+  token: store.getItem(TOKEN_KEY),
+  email: store.getItem(EMAIL_KEY),
+  /** Set when the server refused our credentials; the app asks to sign in again. */
+  expired: false,
+
+  get signedIn() {
+    return this.token !== null && !this.expired;
+  },
+
+  /** Adds this session's credentials to a request's init. */
+  authorize(init) {
+    if (this.token) init.headers.authorization = `Bearer ${this.token}`;
+  },
+
+  async login(email, password) {
+    const r = await call("POST", "/admin/v1/auth/login", { body: { email, password }, anonymous: true });
+    this.adopt(r.access_token, email);
+  },
+
+  /** Takes a token obtained elsewhere (first-run setup answers one). */
+  adopt(token, email) {
+    this.token = token;
+    this.email = email;
+    this.expired = false;
+    store.setItem(TOKEN_KEY, token);
+    store.setItem(EMAIL_KEY, email);
+    notify();
+  },
+
+  async logout() {
+    // The service keys this tab made for the data browser go with the session.
+    const keys = serviceKeys();
+    await Promise.allSettled(
+      Object.entries(keys).map(([slug, k]) => call("DELETE", `/admin/v1/tenants/${enc(slug)}/keys/${enc(k.id)}`)),
+    );
+    this.forget();
+  },
+
+  forget() {
+    this.token = null;
+    this.email = null;
+    this.expired = false;
+    store.removeItem(TOKEN_KEY);
+    store.removeItem(EMAIL_KEY);
+    store.removeItem(KEYS_KEY);
+    notify();
+  },
+
+  /** The server answered 401 to our credentials. */
+  refused() {
+    if (this.token && !this.expired) {
+      this.expired = true;
+      notify();
+    }
+  },
+
+  onChange(fn) {
+    listeners.add(fn);
+    return () => listeners.delete(fn);
+  },
+};
+
+function notify() {
+  for (const fn of listeners) fn();
+}
+
+export const enc = encodeURIComponent;
+
+function withQuery(path, query) {
+  if (!query) return path;
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== null && v !== "") q.set(k, v);
+  const s = q.toString();
+  return s ? `${path}?${s}` : path;
+}
+
+async function problemOf(res) {
+  let problem = {};
+  try {
+    problem = await res.json();
+  } catch {
+    problem = { detail: `${res.status} ${res.statusText}` };
+  }
+  return new ApiError(res.status, problem);
+}
+
+/**
+ * One request. `body` is sent as JSON unless a string with `contentType`; `bearer`
+ * replaces the session's credentials (the tenant API's service key); `anonymous` sends
+ * none. With `full`, answers {data, status, headers}.
+ */
+export async function call(method, path, { body, query, headers = {}, contentType, anonymous, bearer, full } = {}) {
+  const init = { method, headers: { accept: "application/json", ...headers } };
+  if (body !== undefined) {
+    init.headers["content-type"] = contentType || "application/json";
+    init.body = typeof body === "string" ? body : JSON.stringify(body);
+  }
+  if (bearer) init.headers.authorization = `Bearer ${bearer}`;
+  else if (!anonymous) session.authorize(init);
+  let res;
+  try {
+    res = await fetch(withQuery(path, query), init);
+  } catch (e) {
+    throw new ApiError(0, { detail: `the server did not answer (${e.message})` });
+  }
+  if (!res.ok) {
+    const err = await problemOf(res);
+    if (res.status === 401 && !anonymous && !bearer) session.refused();
+    throw err;
+  }
+  const type = res.headers.get("content-type") || "";
+  const data = res.status === 204 ? null : type.includes("json") ? await res.json() : await res.text();
+  return full ? { data, status: res.status, headers: res.headers } : data;
+}
+
+// ---- the admin API ----------------------------------------------------------------------
+
+const t = (slug) => `/admin/v1/tenants/${enc(slug)}`;
+
+export const admin = {
+  setup: (token, email, password) =>
+    call("POST", "/admin/v1/setup", { body: { token, email, password }, anonymous: true }),
+  server: () => call("GET", "/admin/v1/server"),
+  tenants: () => call("GET", "/admin/v1/tenants"),
+  tenant: (slug) => call("GET", t(slug)),
+  createTenant: (slug, name) => call("POST", "/admin/v1/tenants", { body: { slug, name } }),
+  updateTenant: (slug, patch) => call("PATCH", t(slug), { body: patch }),
+  deleteTenant: (slug) => call("DELETE", t(slug)),
+  suspend: (slug) => call("POST", `${t(slug)}/suspend`),
+  resume: (slug) => call("POST", `${t(slug)}/resume`),
+  usage: (slug, days) => call("GET", `${t(slug)}/usage`, { query: { days } }),
+  collections: (slug) => call("GET", `${t(slug)}/collections`),
+  users: (slug, { search, cursor, limit } = {}) => call("GET", `${t(slug)}/users`, { query: { search, cursor, limit } }),
+  user: (slug, id) => call("GET", `${t(slug)}/users/${enc(id)}`),
+  disableUser: (slug, id) => call("POST", `${t(slug)}/users/${enc(id)}/disable`),
+  enableUser: (slug, id) => call("POST", `${t(slug)}/users/${enc(id)}/enable`),
+  revokeSessions: (slug, id) => call("POST", `${t(slug)}/users/${enc(id)}/revoke-sessions`),
+  deleteUser: (slug, id) => call("DELETE", `${t(slug)}/users/${enc(id)}`),
+  createKey: (slug, name) => call("POST", `${t(slug)}/keys`, { body: { name } }),
+  keys: (slug) => call("GET", `${t(slug)}/keys`),
+  revokeKey: (slug, id) => call("DELETE", `${t(slug)}/keys/${enc(id)}`),
+  secrets: (slug) => call("GET", `${t(slug)}/secrets`),
+  putSecret: (slug, name, value) => call("PUT", `${t(slug)}/secrets/${enc(name)}`, { body: { value } }),
+  deleteSecret: (slug, name) => call("DELETE", `${t(slug)}/secrets/${enc(name)}`),
+  rules: (slug) => call("GET", `${t(slug)}/rules`),
+  installRules: (slug, source) => call("PUT", `${t(slug)}/rules`, { body: source, contentType: "application/toml" }),
+  deploys: (slug) => call("GET", `${t(slug)}/deploys`),
+  deploy: (slug, files) => call("POST", `${t(slug)}/deploys`, { body: { files } }),
+  activate: (slug, version) => call("POST", `${t(slug)}/deploys/${enc(version)}/activate`),
+  invocations: (slug, { function: fn, cursor, limit } = {}) =>
+    call("GET", `${t(slug)}/invocations`, { query: { function: fn, cursor, limit } }),
+  jobs: (slug, { state, cursor, limit } = {}) => call("GET", `${t(slug)}/jobs`, { query: { state, cursor, limit } }),
+  retryJob: (slug, id) => call("POST", `${t(slug)}/jobs/${enc(id)}/retry`),
+  audit: ({ tenant, cursor, limit } = {}) => call("GET", "/admin/v1/audit", { query: { tenant, cursor, limit } }),
+};
+
+// ---- the tenant API, through a service key --------------------------------------------
+//
+// Admin tokens are for /admin/v1 only, so the data browser reads and writes documents as
+// the tenant's service caller, through a service key it makes for this tab (named after
+// the admin, listed with the tenant's keys) and revokes at logout.
+
+function serviceKeys() {
+  try {
+    return JSON.parse(store.getItem(KEYS_KEY) || "{}");
+  } catch {
+    return {};
+  }
+}
+
+async function serviceKey(slug, fresh = false) {
+  const keys = serviceKeys();
+  if (keys[slug] && !fresh) return keys[slug].key;
+  const made = await admin.createKey(slug, `console: ${session.email || "admin"} ${new Date().toISOString()}`);
+  keys[slug] = { id: made.id, key: made.key };
+  store.setItem(KEYS_KEY, JSON.stringify(keys));
+  return made.key;
+}
+
+/** A request to tenant `slug`'s API as its service caller (a revoked key is replaced once). */
+async function tenantCall(slug, method, path, opts = {}) {
+  const url = `/v1/t/${enc(slug)}${path}`;
+  try {
+    return await call(method, url, { ...opts, bearer: await serviceKey(slug) });
+  } catch (e) {
+    if (e.status !== 401) throw e;
+    return call(method, url, { ...opts, bearer: await serviceKey(slug, true) });
+  }
+}
+
+const docPath = (c, id) => `/collections/${enc(c)}/docs${id === undefined ? "" : `/${enc(id)}`}`;
+const ifMatch = (version) => (version === undefined ? {} : { "if-match": `"${version}"` });
+
+export const tenantApi = (slug) => ({
+  list: (collection, { filter, order, cursor, limit } = {}) =>
+    tenantCall(slug, "GET", docPath(collection), { query: { filter, order, cursor, limit } }),
+  get: (collection, id) => tenantCall(slug, "GET", docPath(collection, id)),
+  create: (collection, data) => tenantCall(slug, "POST", docPath(collection), { body: data }),
+  put: (collection, id, data, version) =>
+    tenantCall(slug, "PUT", docPath(collection, id), { body: data, headers: ifMatch(version) }),
+  remove: (collection, id, version) => tenantCall(slug, "DELETE", docPath(collection, id), { headers: ifMatch(version) }),
+  /** Signs a user up (the tenant API's own sign-up: no admin route makes users). */
+  signup: (email, password) =>
+    call("POST", `/v1/t/${enc(slug)}/auth/signup`, { body: { email, password }, anonymous: true }),
+  /** Asks the tenant to mail a password reset link to `email` (its public route). */
+  requestReset: (email) =>
+    call("POST", `/v1/t/${enc(slug)}/auth/reset/request`, { body: { email }, anonymous: true }),
+  /** A realtime socket, authenticated with the service key. */
+  async realtime() {
+    const key = await serviceKey(slug);
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(`${proto}//${location.host}/v1/t/${enc(slug)}/realtime`);
+    ws.addEventListener("open", () => ws.send(JSON.stringify({ type: "auth", token: key })));
+    return ws;
+  },
+});

@@ -1,0 +1,90 @@
+//! Read-only admin views the console's overview and data browser need, open to any
+//! admin client: the server's version, backend and uptime; a tenant's collections with
+//! their document counts.
+
+use std::sync::LazyLock;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::{AdminCaller, ApiPath};
+use crate::admin::Actor;
+use crate::app::AppState;
+use crate::error::{ApiResult, Problem};
+use crate::store::BackendKind;
+
+/// When this process built its router (close enough to its start for an uptime).
+static STARTED: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+pub fn router() -> OpenApiRouter<AppState> {
+    LazyLock::force(&STARTED);
+    OpenApiRouter::new()
+        .routes(routes!(server_info))
+        .routes(routes!(list_collections))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ServerInfo {
+    /// The server's version (its Cargo package version).
+    pub version: &'static str,
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
+    /// Seconds since this process started.
+    pub uptime_seconds: u64,
+}
+
+/// What this server is: version, storage backend, uptime.
+#[utoipa::path(get, path = "/admin/v1/server", operation_id = "server_info", tag = "admin",
+    responses((status = 200, body = ServerInfo), (status = 401, body = Problem)),
+    security(("bearer" = [])))]
+async fn server_info(State(state): State<AppState>, _admin: AdminCaller) -> Json<ServerInfo> {
+    Json(ServerInfo {
+        version: env!("CARGO_PKG_VERSION"),
+        backend: match state.store.kind() {
+            BackendKind::Sqlite => "sqlite",
+            BackendKind::Postgres => "postgres",
+        },
+        uptime_seconds: STARTED.elapsed().as_secs(),
+    })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CollectionDto {
+    pub name: String,
+    /// Documents in the collection now.
+    pub count: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CollectionList {
+    pub items: Vec<CollectionDto>,
+}
+
+/// A tenant's collections that hold documents, by name, with their counts.
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/collections", operation_id = "list_collections", tag = "documents",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    responses((status = 200, body = CollectionList), (status = 400, body = Problem),
+              (status = 401, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+async fn list_collections(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    ApiPath(tenant): ApiPath<String>,
+) -> ApiResult<Json<CollectionList>> {
+    let items = state
+        .admin
+        .collections(&Actor::admin(&admin.0.email), &tenant)
+        .await?
+        .into_iter()
+        .map(|c| CollectionDto {
+            name: c.name,
+            count: c.count,
+        })
+        .collect();
+    Ok(Json(CollectionList { items }))
+}
