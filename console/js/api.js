@@ -1,18 +1,14 @@
 // The console's one client of the Plinth HTTP API: the admin API (/admin/v1) and, for
 // the data browser, the tenant API (/v1/t/{slug}), like any other client.
 //
-// Authentication lives in `session` alone. Today it holds the bearer token of
-// `POST /admin/v1/auth/login` in sessionStorage (gone with the tab). Moving to the cookie
-// session of issue 15 changes only `session`:
-//   - login():  POST /admin/v1/auth/session, keep the answer's `csrf_token` (not the token);
-//   - authorize(): set `init.credentials = "same-origin"` and, for a method other than
-//     GET/HEAD, the header `X-CSRF-Token: <csrf_token>` instead of `Authorization`;
-//   - logout(): DELETE /admin/v1/auth/session before forgetting the CSRF token.
-// Every request goes through `call`, which asks `session` for credentials and tells it
-// when the server answers 401 (expired or revoked), so pages never handle either.
+// Authentication lives in `session` alone: the console signs in with the admin session
+// cookie (`POST /admin/v1/auth/session`: HttpOnly, SameSite=Strict, so no script can read
+// it) and keeps only the answer's CSRF token, in memory; every changing request carries
+// it as `X-CSRF-Token`. A reloaded page asks `GET /admin/v1/auth/session` who it is and
+// gets the CSRF token again. Every request goes through `call`, which asks `session` for
+// credentials and tells it when the server answers 401 (expired or revoked), so pages
+// never handle either.
 
-const TOKEN_KEY = "plinth.console.token";
-const EMAIL_KEY = "plinth.console.email";
 const KEYS_KEY = "plinth.console.keys";
 
 /** A failed request: `status` (0 when the server did not answer), the problem's `code`,
@@ -29,34 +25,55 @@ export class ApiError extends Error {
 
 const listeners = new Set();
 const store = globalThis.sessionStorage;
+const SAFE = new Set(["GET", "HEAD"]);
 
 export const session = {
-  token: store.getItem(TOKEN_KEY),
-  email: store.getItem(EMAIL_KEY),
+  /** The session's CSRF token; null when signed out. */
+  csrf: null,
+  email: null,
+  role: null,
+  /** Whether the server was asked for the session this page may already have. */
+  checked: false,
   /** Set when the server refused our credentials; the app asks to sign in again. */
   expired: false,
 
-  get signedIn() {
-    return this.token !== null && !this.expired;
+  get active() {
+    return this.csrf !== null;
   },
 
-  /** Adds this session's credentials to a request's init. */
+  get signedIn() {
+    return this.active && !this.expired;
+  },
+
+  /** Adds this session's credentials to a request's init: the cookie, and the CSRF
+   *  token on every request that may change something. */
   authorize(init) {
-    if (this.token) init.headers.authorization = `Bearer ${this.token}`;
+    init.credentials = "same-origin";
+    if (this.csrf && !SAFE.has(init.method)) init.headers["x-csrf-token"] = this.csrf;
+  },
+
+  /** Picks up the session of a reloaded page, if the cookie still holds one. */
+  async restore() {
+    try {
+      const r = await call("GET", "/admin/v1/auth/session", { anonymous: true });
+      if (r && r.via === "session" && r.csrf_token) this.adopt(r.csrf_token, r.admin);
+    } catch {
+      // No session (401) or no server: the sign-in page says what to do.
+    }
+    this.checked = true;
+    notify();
   },
 
   async login(email, password) {
-    const r = await call("POST", "/admin/v1/auth/login", { body: { email, password }, anonymous: true });
-    this.adopt(r.access_token, email);
+    const r = await call("POST", "/admin/v1/auth/session", { body: { email, password }, anonymous: true });
+    this.adopt(r.csrf_token, r.admin);
   },
 
-  /** Takes a token obtained elsewhere (first-run setup answers one). */
-  adopt(token, email) {
-    this.token = token;
-    this.email = email;
+  adopt(csrf, who) {
+    this.csrf = csrf;
+    this.email = who?.email ?? null;
+    this.role = who?.role ?? null;
     this.expired = false;
-    store.setItem(TOKEN_KEY, token);
-    store.setItem(EMAIL_KEY, email);
     notify();
   },
 
@@ -66,22 +83,22 @@ export const session = {
     await Promise.allSettled(
       Object.entries(keys).map(([slug, k]) => call("DELETE", `/admin/v1/tenants/${enc(slug)}/keys/${enc(k.id)}`)),
     );
+    await call("DELETE", "/admin/v1/auth/session").catch(() => {});
     this.forget();
   },
 
   forget() {
-    this.token = null;
+    this.csrf = null;
     this.email = null;
+    this.role = null;
     this.expired = false;
-    store.removeItem(TOKEN_KEY);
-    store.removeItem(EMAIL_KEY);
     store.removeItem(KEYS_KEY);
     notify();
   },
 
   /** The server answered 401 to our credentials. */
   refused() {
-    if (this.token && !this.expired) {
+    if (this.active && !this.expired) {
       this.expired = true;
       notify();
     }

@@ -75,7 +75,13 @@ function usePath() {
 
 function useSession() {
   const [, tick] = useState(0);
-  useEffect(() => session.onChange(() => tick((n) => n + 1)), []);
+  useEffect(() => {
+    const off = session.onChange(() => tick((n) => n + 1));
+    // The session may have changed before this effect ran (restore() answers fast on
+    // loopback): render once more so that change is not missed.
+    tick((n) => n + 1);
+    return off;
+  }, []);
   return session;
 }
 
@@ -129,7 +135,8 @@ function App() {
   }, [r.page, r.slug]);
 
   if (r.page === "setup") return html`<main id="main" class="narrow"><${Setup} /></main>`;
-  if (!s.token || r.page === "login") return html`<main id="main" class="narrow"><${Login} /></main>`;
+  if (!s.checked) return html`<main id="main" class="narrow"><p role="status">Loading the console…</p></main>`;
+  if (!s.active || r.page === "login") return html`<main id="main" class="narrow"><${Login} /></main>`;
 
   let page;
   if (PAGES[r.page]) page = html`<${Page} key=${`${r.page}:${r.slug || ""}`} name=${r.page} slug=${r.slug} collection=${r.collection} />`;
@@ -158,4 +165,5 @@ document.addEventListener("click", onClick);
 const root = document.getElementById("app");
 root.textContent = "";
 render(html`<${App} />`, root);
+session.restore();
 window.__plinthConsoleReady = true;

@@ -12,8 +12,8 @@ export function Setup() {
   const submit = (e) => {
     e.preventDefault();
     run(async () => {
-      const r = await admin.setup(token.trim(), email, password);
-      session.adopt(r.access_token, r.admin.email);
+      await admin.setup(token.trim(), email, password);
+      await session.login(email, password);
     });
   };
   const tokenError = error && error.code === "invalid_setup_token" ? "This token is wrong or was already used." : fieldError(error, "token");
