@@ -310,7 +310,7 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3, "{t}");
         assert!(lines[1].starts_with("1 "), "{t}");
-        let col = |l: &str| l.find(|c: char| c == 'c' || c == 'r' || c == 'B');
+        let col = |l: &str| l.find(['c', 'r', 'B']);
         assert_eq!(col(lines[0]), col(lines[1]));
         assert_eq!(col(lines[1]), col(lines[2]));
         assert_eq!(time(&serde_json::json!(0)), "1970-01-01T00:00:00.000Z");

@@ -39,7 +39,7 @@ fn kib(n: usize) -> String {
 }
 
 fn line(sent: usize, total: usize) -> String {
-    let pct = if total == 0 { 100 } else { sent * 100 / total };
+    let pct = (sent * 100).checked_div(total).unwrap_or(100);
     format!("{} / {} ({pct:>3}%)", kib(sent), kib(total))
 }
 
