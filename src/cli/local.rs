@@ -240,17 +240,16 @@ pub async fn run(state: &AppState, command: Command) -> anyhow::Result<()> {
                 .explain_as(&scope, &collection, &id, op, uid.as_deref())
                 .await
                 .map_err(|err| anyhow::anyhow!(crate::error::ApiError::from(err).detail))?;
-            match (r.rule, r.explanation) {
-                (Some(rule), Some(x)) => {
-                    println!("rule:       [{collection}] {} = {rule}", op.as_str());
-                    println!("outcome:    {}", if x.allowed { "allow" } else { "deny" });
-                    println!("decided by: {}", x.decided_by);
-                    for step in x.trace {
-                        println!("  {} => {}", step.expression, step.value);
-                    }
-                }
-                _ => println!("no {} rule for [{collection}]: deny", op.as_str()),
-            }
+            let x = r.explanation;
+            print::explanation(&json!({
+                "collection": collection,
+                "id": id,
+                "operation": op.as_str(),
+                "rule": r.rule,
+                "allowed": x.as_ref().is_some_and(|x| x.allowed),
+                "decided_by": x.as_ref().map(|x| x.decided_by.clone()),
+                "trace": x.map(|x| x.trace).unwrap_or_default(),
+            }));
         }
         Command::Jobs(JobsCommand::List { tenant, state }) => {
             let page = admin

@@ -274,6 +274,29 @@ pub fn deployed(tenant: &str, v: &Value) {
     }
 }
 
+/// The answer of an explain (the admin API's `RuleExplanation`).
+pub fn explanation(x: &Value) {
+    let (collection, op) = (s(&x["collection"]), s(&x["operation"]));
+    match x["rule"].as_str() {
+        Some(rule) => {
+            println!("rule:       [{collection}] {op} = {rule}");
+            println!(
+                "outcome:    {}",
+                if x["allowed"] == true {
+                    "allow"
+                } else {
+                    "deny"
+                }
+            );
+            println!("decided by: {}", s(&x["decided_by"]));
+            for step in x["trace"].as_array().into_iter().flatten() {
+                println!("  {} => {}", s(&step["expression"]), s(&step["value"]));
+            }
+        }
+        None => println!("no {op} rule for [{collection}]: deny"),
+    }
+}
+
 /// Rule-set errors as `FILE:LINE:COLUMN: [collection] op: message`, the way compilers
 /// print them (editors jump to them).
 pub fn rule_errors(file: &std::path::Path, errors: &[Value]) {

@@ -178,11 +178,29 @@ async fn rules(c: &Client, cmd: RulesCommand) -> anyhow::Result<()> {
                 },
             }
         }
-        RulesCommand::Explain { .. } => anyhow::bail!(
-            "`rules explain` works on the server's own data for now: the admin API has \
-             no explain route yet (GET /v1/t/{{tenant}}/db/{{collection}}/{{id}}?explain=1 \
-             with a service key does the same)"
-        ),
+        RulesCommand::Explain {
+            tenant,
+            collection,
+            id,
+            uid,
+            op,
+        } => {
+            let mut q = form_urlencoded::Serializer::new(String::new());
+            q.append_pair("op", &op);
+            if let Some(u) = &uid {
+                q.append_pair("uid", u);
+            }
+            let path = tenant_path(
+                &tenant,
+                &format!(
+                    "/collections/{}/docs/{}/explain?{}",
+                    seg(&collection),
+                    seg(&id),
+                    q.finish()
+                ),
+            );
+            print::explanation(&c.get(&path).await?);
+        }
     }
     Ok(())
 }

@@ -242,7 +242,11 @@ async fn remote_commands_change_the_server(b: Backend) {
         "bad.toml",
         "[notes]\nread = \"doc.owner ==\"\n",
     );
-    write(files.path(), "rules.toml", "[notes]\nread = \"true\"\n");
+    write(
+        files.path(),
+        "rules.toml",
+        "[notes]\nread = \"auth != null\"\ncreate = \"true\"\n",
+    );
     let bad = files.path().join("bad.toml").display().to_string();
     fails(
         m.run(&["rules", "deploy", &bad, "--tenant", "acme"], None),
@@ -262,6 +266,41 @@ async fn remote_commands_change_the_server(b: Backend) {
         .await
         .ok(200);
     assert_eq!(r["version"], 1);
+
+    // Explain, as a user and anonymously.
+    let carol = app.signup("acme", "carol@acme.test").await;
+    let doc = app
+        .post(
+            "/v1/t/acme/collections/notes/docs",
+            Some(&carol.access),
+            json!({"title": "x"}),
+        )
+        .await
+        .ok(201);
+    let doc_id = doc["id"].as_str().unwrap();
+    let explain = |extra: &[&str]| {
+        let mut args = vec![
+            "rules",
+            "explain",
+            "--tenant",
+            "acme",
+            "--collection",
+            "notes",
+            "--id",
+            doc_id,
+        ];
+        args.extend_from_slice(extra);
+        m.run(&args, None)
+    };
+    let text = ok(explain(&["--uid", &carol.user_id]));
+    assert!(
+        text.contains("rule:       [notes] read = auth != null")
+            && text.contains("outcome:    allow"),
+        "{text}"
+    );
+    assert!(ok(explain(&[])).contains("outcome:    deny"));
+    fails(explain(&["--op", "create"]), &["validation_failed", "op"]);
+    fails(explain(&["--uid", "nobody"]), &["user_not_found"]);
 
     // Deploys: upload with progress, list, roll back.
     let bundle = files.path().join("bundle");
