@@ -524,6 +524,28 @@ async fn remote_refusals_are_clear(b: Backend) {
         fresh.run(&["--server", &base, "tenant", "list"], None),
         &["not logged in to", "plinth login --server"],
     );
+    // An expired stored login is not sent; XDG_CONFIG_HOME is where logins live when set.
+    let xdg = fresh.dir.path().join("xdg");
+    write(
+        &xdg,
+        "plinth/credentials.toml",
+        &format!(
+            "current = \"{base}\"\n[servers.\"{base}\"]\nkind = \"token\"\n\
+             credential = \"x\"\nwho = \"a\"\nexpires_at = \"2020-01-01T00:00:00Z\"\n"
+        ),
+    );
+    let xdg_s = xdg.display().to_string();
+    fails(
+        fresh.run_env(&["tenant", "list"], None, &[("XDG_CONFIG_HOME", &xdg_s)]),
+        &["expired at 2020-01-01T00:00:00Z", "plinth login --server"],
+    );
+    // Named local storage wins over the stored login.
+    let local = fresh.dir.path().join("local-data").display().to_string();
+    ok(fresh.run_env(
+        &["--data-dir", &local, "tenant", "list"],
+        None,
+        &[("XDG_CONFIG_HOME", &xdg_s)],
+    ));
     // Server-side-only commands refuse --server instead of running locally.
     fails(
         fresh.run(&["--server", &base, "migrate"], None),
