@@ -1,15 +1,28 @@
-//! Command line: `serve` runs the server; the other commands administer local data (the
-//! SQLite data dir or the PostgreSQL database) directly, through the same services as
-//! the admin API, so they are audited the same way.
+//! Command line: `serve` runs the server; the admin commands work either on local data
+//! (the SQLite data dir or the PostgreSQL database, through the same services as the
+//! admin API, audited as `cli`) or on a remote server through its admin API.
+//!
+//! Which one is decided once, in [`remote::resolve`]: a named server (`--server`,
+//! `PLINTH_SERVER`) means remote; else named local storage (`--data-dir`,
+//! `--database-url`, or their variables) means local; else the server of the last
+//! `plinth login`, if any; else local. `serve`, `migrate`, `admin create`, `signing-key
+//! rotate` and `rules test` always work locally.
 
+mod commands;
+mod credentials;
 mod deploy;
 mod healthcheck;
+mod local;
+mod login;
+mod print;
+mod progress;
+mod remote;
+mod remote_commands;
 
-use std::io::Read;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use clap::{Parser, Subcommand};
+pub use commands::*;
 
-use crate::admin::Actor;
 use crate::app::{App, AppState};
 use crate::config::{Config, LogFormat, ServeArgs, StorageArgs};
 
@@ -22,8 +35,63 @@ use crate::config::{Config, LogFormat, ServeArgs, StorageArgs};
 pub struct Cli {
     #[command(flatten)]
     pub storage: StorageArgs,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
     #[command(subcommand)]
     pub command: Command,
+    /// Local storage was named on the command line or in the environment (set by
+    /// [`Cli::parse_args`], not by clap).
+    #[arg(skip)]
+    pub local_explicit: bool,
+}
+
+/// Where admin commands go when not to the local data.
+#[derive(Args, Debug, Clone)]
+pub struct RemoteArgs {
+    /// A running server's base URL: admin commands go through its admin API.
+    #[arg(long, env = "PLINTH_SERVER", global = true)]
+    pub server: Option<String>,
+    /// An admin token for the server (from POST /admin/v1/auth/login).
+    #[arg(
+        long,
+        env = "PLINTH_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub token: Option<String>,
+    /// An admin API key (`pak_...`) for the server, e.g. in CI.
+    #[arg(long, env = "PLINTH_API_KEY", hide_env_values = true, global = true)]
+    pub api_key: Option<String>,
+}
+
+impl Cli {
+    /// Parses the process arguments and notes whether local storage was named.
+    pub fn parse_args() -> Cli {
+        let matches = Cli::command().get_matches();
+        let mut cli = match Cli::from_arg_matches(&matches) {
+            Ok(cli) => cli,
+            Err(e) => e.exit(),
+        };
+        let named = |id: &str| {
+            let mut m = &matches;
+            // Global options are recorded on the deepest subcommand they were given to.
+            loop {
+                if matches!(
+                    m.value_source(id),
+                    Some(clap::parser::ValueSource::CommandLine)
+                        | Some(clap::parser::ValueSource::EnvVariable)
+                ) {
+                    return true;
+                }
+                match m.subcommand() {
+                    Some((_, sub)) => m = sub,
+                    None => return false,
+                }
+            }
+        };
+        cli.local_explicit = named("data_dir") || named("database_url");
+        cli
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -32,9 +100,19 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run pending database migrations and exit.
     Migrate,
-    /// Platform admins.
+    /// Sign in to a remote server; later commands go to it (see `plinth logout`).
+    Login(login::LoginArgs),
+    /// Forget the stored login of a server (the current one by default).
+    Logout,
+    /// Platform admins on the server's own disk (`admin create` makes an owner).
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Admins of a remote server: list, create, update, remove (owners only).
+    #[command(subcommand)]
+    Admins(AdminsCommand),
+    /// Admin API keys of a remote server (for CI).
+    #[command(subcommand, name = "api-key")]
+    ApiKey(ApiKeyCommand),
     /// Tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -44,6 +122,17 @@ pub enum Command {
     /// Secrets of a tenant (its functions' environment), stored encrypted.
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// End users of a tenant.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Metered use of a tenant per UTC day.
+    Usage {
+        #[arg(long)]
+        tenant: String,
+        /// Days back, today included (1..366).
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
     /// JWT signing keys.
     #[command(subcommand)]
     SigningKey(SigningKeyCommand),
@@ -58,142 +147,6 @@ pub enum Command {
     /// GET /healthz of the server on the configured listen address; exit 0 when it
     /// answers 200 (for container health checks: needs no curl).
     Healthcheck(healthcheck::HealthcheckArgs),
-}
-
-#[derive(Subcommand, Debug)]
-pub enum JobsCommand {
-    /// Jobs of a tenant, oldest first.
-    List {
-        #[arg(long)]
-        tenant: String,
-        /// pending or dead (default: both).
-        #[arg(long)]
-        state: Option<String>,
-    },
-    /// Run a dead job again, with fresh attempts.
-    Retry {
-        id: String,
-        #[arg(long)]
-        tenant: String,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum RulesCommand {
-    /// Validate a TOML rule set and make it the tenant's active set.
-    Deploy {
-        file: std::path::PathBuf,
-        #[arg(long)]
-        tenant: String,
-    },
-    /// Run a rules test file (cases of auth, doc, new, operation, expected allow/deny);
-    /// exits non-zero when a case fails. Needs no server or data.
-    Test { file: std::path::PathBuf },
-    /// Show which rule and sub-expression decide an operation on a stored document.
-    Explain {
-        #[arg(long)]
-        tenant: String,
-        #[arg(long)]
-        collection: String,
-        #[arg(long)]
-        id: String,
-        /// Evaluate as this user (default: anonymous).
-        #[arg(long)]
-        uid: Option<String>,
-        /// read, update or delete.
-        #[arg(long, default_value = "read")]
-        op: String,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum AdminCommand {
-    /// Create an admin; the password is read from standard input.
-    Create {
-        #[arg(long)]
-        email: String,
-        /// Read the password from standard input (required: passwords never go in argv).
-        #[arg(long, required = true)]
-        password_stdin: bool,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum TenantCommand {
-    /// Create a tenant.
-    Create {
-        slug: String,
-        #[arg(long, default_value = "")]
-        name: String,
-    },
-    /// List tenants.
-    List {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Suspend a tenant: its routes answer 403 until resumed.
-    Suspend { slug: String },
-    /// Resume a suspended tenant.
-    Resume { slug: String },
-    /// Delete a tenant and all of its data.
-    Delete {
-        slug: String,
-        /// Confirm the deletion.
-        #[arg(long)]
-        yes: bool,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum KeyCommand {
-    /// Create a service key; the key is printed once.
-    Create {
-        #[arg(long)]
-        tenant: String,
-        #[arg(long)]
-        name: String,
-    },
-    /// List a tenant's service keys.
-    List {
-        #[arg(long)]
-        tenant: String,
-    },
-    /// Revoke a service key.
-    Revoke {
-        #[arg(long)]
-        tenant: String,
-        id: String,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum SecretCommand {
-    /// Create or replace a secret; the value is read from standard input (one trailing
-    /// newline is dropped), never from the command line.
-    Set {
-        /// `^[A-Z_][A-Z0-9_]{0,63}$`
-        name: String,
-        #[arg(long)]
-        tenant: String,
-    },
-    /// List a tenant's secrets (names and update times, never values).
-    List {
-        #[arg(long)]
-        tenant: String,
-    },
-    /// Delete a secret.
-    Delete {
-        name: String,
-        #[arg(long)]
-        tenant: String,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum SigningKeyCommand {
-    /// Make a new signing key current; older keys keep verifying until restart.
-    Rotate,
 }
 
 pub fn init_tracing(format: LogFormat, default_level: &str) {
@@ -211,27 +164,55 @@ pub fn init_tracing(format: LogFormat, default_level: &str) {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let selection = remote::Selection {
+        server: cli.remote.server.as_deref(),
+        token: cli.remote.token.as_deref(),
+        api_key: cli.remote.api_key.as_deref(),
+        local_explicit: cli.local_explicit,
+    };
+    if !matches!(cli.command, Command::Serve(_)) {
+        init_tracing(LogFormat::Text, "warn");
+    }
     match cli.command {
         Command::Serve(args) => {
             init_tracing(args.log_format, "info,tower_http=warn,sqlx=warn");
             serve(&cli.storage, &args).await
         }
-        Command::Rules(RulesCommand::Test { file }) => rules_test(&file),
+        Command::Rules(RulesCommand::Test { file }) => local::rules_test(&file),
         Command::Healthcheck(args) => healthcheck::run(args).await,
-        Command::Deploy(args) => {
-            init_tracing(LogFormat::Text, "warn");
-            deploy::run(&cli.storage, args).await
+        Command::Login(args) => login::login(&cli.remote, args).await,
+        Command::Logout => login::logout(cli.remote.server.as_deref()),
+        command @ (Command::Migrate | Command::Admin(_) | Command::SigningKey(_)) => {
+            anyhow::ensure!(
+                cli.remote.server.is_none(),
+                "this command works on the server's own data: run it there, without --server"
+            );
+            run_local(&cli.storage, command).await
         }
-        command => {
-            init_tracing(LogFormat::Text, "warn");
-            let mut config = Config::new(cli.storage.location(), ([127, 0, 0, 1], 0).into());
-            config.secrets_key = cli.storage.secrets_key()?;
-            let state = AppState::open(config).await?;
-            let result = local(&state, command).await;
-            state.store.close().await;
-            result
-        }
+        command => match remote::resolve(&selection)? {
+            Some(conn) => {
+                let client = remote::Client::new(conn)?;
+                remote_commands::run(&client, command).await
+            }
+            None => match command {
+                Command::Deploy(args) => deploy::run_local(&cli.storage, args).await,
+                Command::Admins(_) | Command::ApiKey(_) => anyhow::bail!(
+                    "this command needs a server: `plinth login --server URL` first, \
+                         or pass --server"
+                ),
+                command => run_local(&cli.storage, command).await,
+            },
+        },
     }
+}
+
+async fn run_local(storage: &StorageArgs, command: Command) -> anyhow::Result<()> {
+    let mut config = Config::new(storage.location(), ([127, 0, 0, 1], 0).into());
+    config.secrets_key = storage.secrets_key()?;
+    let state = AppState::open(config).await?;
+    let result = local::run(&state, command).await;
+    state.store.close().await;
+    result
 }
 
 async fn serve(storage: &StorageArgs, args: &ServeArgs) -> anyhow::Result<()> {
@@ -302,291 +283,4 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down");
-}
-
-/// Runs a rules test file; needs no storage.
-fn rules_test(file: &std::path::Path) -> anyhow::Result<()> {
-    let report = crate::rules::testing::run_file(file).map_err(|e| anyhow::anyhow!(e))?;
-    let mut failed = 0;
-    for case in &report.cases {
-        if case.passed {
-            println!("ok    {}", case.name);
-        } else {
-            failed += 1;
-            println!(
-                "FAIL  {}: expected {}, got {}{}",
-                case.name,
-                case.expected,
-                case.actual,
-                case.detail
-                    .as_deref()
-                    .map(|d| format!(" (decided by: {d})"))
-                    .unwrap_or_default()
-            );
-        }
-    }
-    println!("{} passed, {failed} failed", report.cases.len() - failed);
-    anyhow::ensure!(failed == 0, "{failed} rule test case(s) failed");
-    Ok(())
-}
-
-/// A value piped in with `echo` or typed and ended with Enter: one newline is not part of it.
-fn strip_one_newline(s: &str) -> &str {
-    s.strip_suffix("\r\n")
-        .or_else(|| s.strip_suffix('\n'))
-        .unwrap_or(s)
-}
-
-fn ts(ms: i64) -> String {
-    crate::http::dto::timestamp(ms)
-}
-
-async fn local(state: &AppState, command: Command) -> anyhow::Result<()> {
-    let admin = &state.admin;
-    let actor = Actor::cli();
-    let e =
-        |err: crate::admin::AdminError| anyhow::anyhow!(crate::error::ApiError::from(err).detail);
-    match command {
-        Command::Serve(_) | Command::Deploy(_) | Command::Healthcheck(_) => {
-            unreachable!("handled by run")
-        }
-        Command::Migrate => {
-            // Opening the store ran every pending migration.
-            println!("migrations are up to date");
-        }
-        Command::Admin(AdminCommand::Create { email, .. }) => {
-            let mut password = String::new();
-            std::io::stdin().read_to_string(&mut password)?;
-            let password = password.trim_end_matches(['\n', '\r']);
-            let row = admin.create_admin(&email, password).await.map_err(e)?;
-            println!("admin created: {} ({})", row.email, row.id);
-        }
-        Command::Tenant(TenantCommand::Create { slug, name }) => {
-            let t = admin.create_tenant(&actor, &slug, &name).await.map_err(e)?;
-            println!("tenant created: {} ({})", t.slug, t.name);
-        }
-        Command::Tenant(TenantCommand::List { json }) => {
-            let tenants = admin.list_tenants().await.map_err(e)?;
-            if json {
-                let dtos: Vec<_> = tenants
-                    .into_iter()
-                    .map(crate::http::dto::TenantDto::from)
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&dtos)?);
-            } else {
-                println!("{:<40} {:<10} {:<24} NAME", "SLUG", "STATE", "CREATED");
-                for t in tenants {
-                    let status = if t.suspended { "suspended" } else { "active" };
-                    println!(
-                        "{:<40} {:<10} {:<24} {}",
-                        t.slug,
-                        status,
-                        ts(t.created_at),
-                        t.name
-                    );
-                }
-            }
-        }
-        Command::Tenant(TenantCommand::Suspend { slug }) => {
-            admin.set_suspended(&actor, &slug, true).await.map_err(e)?;
-            println!("tenant suspended: {slug}");
-        }
-        Command::Tenant(TenantCommand::Resume { slug }) => {
-            admin.set_suspended(&actor, &slug, false).await.map_err(e)?;
-            println!("tenant resumed: {slug}");
-        }
-        Command::Tenant(TenantCommand::Delete { slug, yes }) => {
-            anyhow::ensure!(
-                yes,
-                "deleting a tenant destroys all its data; pass --yes to confirm"
-            );
-            admin.delete_tenant(&actor, &slug).await.map_err(e)?;
-            println!("tenant deleted: {slug}");
-        }
-        Command::Key(KeyCommand::Create { tenant, name }) => {
-            let (row, key) = admin.create_key(&actor, &tenant, &name).await.map_err(e)?;
-            eprintln!(
-                "service key {} ({}) created; it is shown only this once:",
-                row.id, row.name
-            );
-            println!("{key}");
-        }
-        Command::Key(KeyCommand::List { tenant }) => {
-            let keys = admin.list_keys(&actor, &tenant).await.map_err(e)?;
-            println!(
-                "{:<38} {:<16} {:<24} {:<10} NAME",
-                "ID", "PREFIX", "CREATED", "STATE"
-            );
-            for k in keys {
-                let status = if k.revoked_at.is_some() {
-                    "revoked"
-                } else {
-                    "active"
-                };
-                println!(
-                    "{:<38} {:<16} {:<24} {:<10} {}",
-                    k.id,
-                    k.prefix,
-                    ts(k.created_at),
-                    status,
-                    k.name
-                );
-            }
-        }
-        Command::Key(KeyCommand::Revoke { tenant, id }) => {
-            admin.revoke_key(&actor, &tenant, &id).await.map_err(e)?;
-            println!("service key revoked: {id}");
-        }
-        Command::Secret(SecretCommand::Set { name, tenant }) => {
-            use std::io::IsTerminal;
-            if std::io::stdin().is_terminal() {
-                eprintln!("reading the value of {name} from standard input; end with Ctrl-D");
-            }
-            let mut value = String::new();
-            std::io::stdin()
-                .read_to_string(&mut value)
-                .map_err(|err| anyhow::anyhow!("cannot read the value from stdin: {err}"))?;
-            let value = strip_one_newline(&value);
-            let info = admin
-                .set_secret(&actor, &tenant, &name, value)
-                .await
-                .map_err(e)?;
-            println!("secret set: {} ({tenant})", info.name);
-        }
-        Command::Secret(SecretCommand::List { tenant }) => {
-            let secrets = admin.list_secrets(&actor, &tenant).await.map_err(e)?;
-            println!("{:<66} UPDATED", "NAME");
-            for s in secrets {
-                println!("{:<66} {}", s.name, ts(s.updated_at));
-            }
-        }
-        Command::Secret(SecretCommand::Delete { name, tenant }) => {
-            admin
-                .delete_secret(&actor, &tenant, &name)
-                .await
-                .map_err(e)?;
-            println!("secret deleted: {name} ({tenant})");
-        }
-        Command::Rules(RulesCommand::Test { .. }) => unreachable!("handled by run"),
-        Command::Rules(RulesCommand::Deploy { file, tenant }) => {
-            let source = std::fs::read_to_string(&file)
-                .map_err(|err| anyhow::anyhow!("cannot read {}: {err}", file.display()))?;
-            match admin.install_rules(&actor, &tenant, &source).await {
-                Ok(installed) => {
-                    println!(
-                        "rules version {} active for {tenant} ({} collection(s))",
-                        installed.version,
-                        installed.collections.len()
-                    );
-                    for w in installed.warnings {
-                        eprintln!("warning: {w}");
-                    }
-                }
-                Err(crate::admin::AdminError::InvalidRules(errors)) => {
-                    for err in &errors {
-                        let place = match (&err.collection, &err.operation) {
-                            (Some(c), Some(o)) => format!(" [{c}] {o}:"),
-                            (Some(c), None) => format!(" [{c}]:"),
-                            _ => String::new(),
-                        };
-                        eprintln!(
-                            "{}:{}:{}:{place} {}",
-                            file.display(),
-                            err.line,
-                            err.column,
-                            err.message
-                        );
-                    }
-                    anyhow::bail!(
-                        "{} error(s); the active rule set is unchanged",
-                        errors.len()
-                    );
-                }
-                Err(other) => return Err(e(other)),
-            }
-        }
-        Command::Rules(RulesCommand::Explain {
-            tenant,
-            collection,
-            id,
-            uid,
-            op,
-        }) => {
-            let op = crate::rules::Operation::parse_explainable(&op)
-                .map_err(|m| anyhow::anyhow!("--op: {m}"))?;
-            let scope = admin.cli_scope(&tenant).await.map_err(e)?;
-            let r = state
-                .docs
-                .explain_as(&scope, &collection, &id, op, uid.as_deref())
-                .await
-                .map_err(|err| anyhow::anyhow!(crate::error::ApiError::from(err).detail))?;
-            match (r.rule, r.explanation) {
-                (Some(rule), Some(x)) => {
-                    println!("rule:       [{collection}] {} = {rule}", op.as_str());
-                    println!("outcome:    {}", if x.allowed { "allow" } else { "deny" });
-                    println!("decided by: {}", x.decided_by);
-                    for step in x.trace {
-                        println!("  {} => {}", step.expression, step.value);
-                    }
-                }
-                _ => println!("no {} rule for [{collection}]: deny", op.as_str()),
-            }
-        }
-        Command::Jobs(JobsCommand::List { tenant, state }) => {
-            let page = admin
-                .list_jobs(&actor, &tenant, state.as_deref(), None, Some(500))
-                .await
-                .map_err(e)?;
-            println!(
-                "{:<38} {:<16} {:<8} {:<9} LAST ERROR",
-                "ID", "FUNCTION", "STATE", "ATTEMPTS"
-            );
-            for j in page.items {
-                println!(
-                    "{:<38} {:<16} {:<8} {:<9} {}",
-                    j.id,
-                    j.function,
-                    j.state,
-                    format!("{}/{}", j.attempts, j.max_attempts),
-                    j.last_error.unwrap_or_default()
-                );
-            }
-        }
-        Command::Jobs(JobsCommand::Retry { id, tenant }) => {
-            admin.retry_job(&actor, &tenant, &id).await.map_err(e)?;
-            println!("job {id} queued again (a running server picks it up within 30 s)");
-        }
-        Command::SigningKey(SigningKeyCommand::Rotate) => {
-            let kid = crate::auth::tokens::Keyring::rotate(&state.store).await?;
-            state
-                .store
-                .append_audit(crate::store::NewAudit {
-                    actor: &actor.0,
-                    action: "signing_key.rotate",
-                    tenant: None,
-                    target: Some(&kid),
-                    detail: serde_json::json!({}),
-                })
-                .await?;
-            println!(
-                "new signing key: {kid} (restart servers to sign with it; old keys still verify)"
-            );
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::strip_one_newline;
-
-    #[test]
-    fn one_trailing_newline_is_dropped() {
-        assert_eq!(strip_one_newline("v\n"), "v");
-        assert_eq!(strip_one_newline("v\r\n"), "v");
-        assert_eq!(strip_one_newline("v\n\n"), "v\n");
-        assert_eq!(strip_one_newline("v"), "v");
-        assert_eq!(strip_one_newline(" v \n"), " v ");
-        assert_eq!(strip_one_newline(""), "");
-    }
 }

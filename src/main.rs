@@ -1,5 +1,3 @@
-use clap::Parser;
-
 // jemalloc replaces malloc process-wide (unprefixed), so QuickJS and SQLite use it too.
 #[cfg(all(unix, not(target_env = "musl")))]
 #[global_allocator]
@@ -7,7 +5,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = plinth::cli::Cli::parse();
+    let cli = plinth::cli::Cli::parse_args();
     match plinth::cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

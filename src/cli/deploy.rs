@@ -1,6 +1,6 @@
 //! `plinth deploy`: uploads a bundle folder, lists deploy versions, activates one. Works
-//! on the local data (the same services as the admin API) or, with `--server`, through a
-//! running server's admin API.
+//! on the local data (the same services as the admin API) or through a running server's
+//! admin API (the upload shows its progress on standard error).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,10 +8,15 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
+use reqwest::Method;
+
+use super::remote::{Client, Problem, seg};
+use super::{print, progress};
 use crate::admin::Actor;
 use crate::app::AppState;
 use crate::config::{Config, StorageArgs};
 use crate::error::ApiError;
+
 use crate::functions::bundle::{MANIFEST, Manifest};
 
 #[derive(Args, Debug)]
@@ -33,24 +38,12 @@ pub enum DeployCommand {
     Activate { version: i64 },
 }
 
-/// Where a deploy command goes; given once, before or after the subcommand.
+/// The tenant; given once, before or after the subcommand.
 #[derive(Args, Debug, Clone)]
 pub struct Target {
     /// The tenant (required).
     #[arg(long, global = true)]
     pub tenant: Option<String>,
-    /// A running server's base URL; without it, the local data dir (or
-    /// PLINTH_DATABASE_URL) is changed directly.
-    #[arg(long, env = "PLINTH_SERVER", global = true)]
-    pub server: Option<String>,
-    /// Admin token for `--server` (from POST /admin/v1/login).
-    #[arg(
-        long,
-        env = "PLINTH_ADMIN_TOKEN",
-        hide_env_values = true,
-        global = true
-    )]
-    pub token: Option<String>,
 }
 
 /// Reads a bundle folder: plinth.toml, the rules file it names, and functions/*.js.
@@ -96,11 +89,10 @@ enum Request {
     Activate(i64),
 }
 
-pub async fn run(storage: &StorageArgs, args: DeployArgs) -> anyhow::Result<()> {
-    let target = args.target;
-    let tenant = target
+fn request(args: DeployArgs, to: &str) -> anyhow::Result<(String, Request)> {
+    let tenant = args
+        .target
         .tenant
-        .clone()
         .ok_or_else(|| anyhow::anyhow!("--tenant is required"))?;
     let request = match args.command {
         Some(DeployCommand::List) => Request::List,
@@ -112,36 +104,31 @@ pub async fn run(storage: &StorageArgs, args: DeployArgs) -> anyhow::Result<()> 
             let files = read_bundle(&dir)?;
             let bytes: usize = files.values().map(String::len).sum();
             eprintln!(
-                "uploading {} ({} files, {:.1} KiB) to {}",
+                "uploading {} ({} files, {:.1} KiB) to {to}",
                 dir.display(),
                 files.len(),
                 bytes as f64 / 1024.0,
-                target.server.as_deref().unwrap_or("the local data")
             );
             Request::Deploy(files)
         }
     };
-    let answer = match &target.server {
-        Some(server) => remote(server, &tenant, target.token.as_deref(), request).await?,
-        None => local(storage, &tenant, request).await?,
-    };
+    Ok((tenant, request))
+}
+
+/// Prints the answer, or the problem with a bundle's errors one per line
+/// (`FILE:LINE:COLUMN: message`).
+fn finish(tenant: &str, answer: Result<Value, Value>) -> anyhow::Result<()> {
     match answer {
+        Ok(v) if v.get("items").is_some() => {
+            print::deploys(&v);
+            Ok(())
+        }
         Ok(v) => {
-            print_answer(&tenant, &v);
+            print::deployed(tenant, &v);
             Ok(())
         }
         Err(problem) => {
-            if let Some(errors) = problem.get("errors").and_then(Value::as_array) {
-                for e in errors {
-                    let file = e["file"].as_str().unwrap_or("?");
-                    let place = match (e["line"].as_u64(), e["column"].as_u64()) {
-                        (Some(l), Some(c)) => format!("{file}:{l}:{c}"),
-                        (Some(l), None) => format!("{file}:{l}"),
-                        _ => file.to_string(),
-                    };
-                    eprintln!("{place}: {}", e["message"].as_str().unwrap_or(""));
-                }
-            }
+            print_bundle_errors(&problem);
             anyhow::bail!(
                 "{}",
                 problem["detail"].as_str().unwrap_or("the request failed")
@@ -150,45 +137,54 @@ pub async fn run(storage: &StorageArgs, args: DeployArgs) -> anyhow::Result<()> 
     }
 }
 
-fn print_answer(tenant: &str, v: &Value) {
-    if let Some(items) = v.get("items").and_then(Value::as_array) {
-        println!("{:<8} {:<8} {:<26} BY", "VERSION", "ACTIVE", "CREATED");
-        for d in items {
-            println!(
-                "{:<8} {:<8} {:<26} {}",
-                d["version"],
-                if d["active"] == true { "*" } else { "" },
-                d["created_at"]
-                    .as_i64()
-                    .map(crate::http::dto::timestamp)
-                    .unwrap_or_default(),
-                d["created_by"].as_str().unwrap_or("")
-            );
+fn print_bundle_errors(problem: &Value) {
+    if let Some(errors) = problem.get("errors").and_then(Value::as_array) {
+        for e in errors {
+            let file = e["file"].as_str().unwrap_or("?");
+            let place = match (e["line"].as_u64(), e["column"].as_u64()) {
+                (Some(l), Some(c)) => format!("{file}:{l}:{c}"),
+                (Some(l), None) => format!("{file}:{l}"),
+                _ => file.to_string(),
+            };
+            eprintln!("{place}: {}", e["message"].as_str().unwrap_or(""));
         }
-        return;
-    }
-    let list = |k: &str| {
-        v[k].as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default()
-    };
-    println!("version {} active for {tenant}", v["version"]);
-    println!("  functions: {}", list("functions"));
-    println!("  http:      {}", list("http"));
-    println!("  hooks:     {}", v["hooks"]);
-    if let Some(r) = v["rules_version"].as_i64() {
-        println!("  rules:     version {r}");
-    }
-    for w in v["warnings"].as_array().into_iter().flatten() {
-        eprintln!("warning: {}", w.as_str().unwrap_or(""));
     }
 }
 
+pub async fn run_local(storage: &StorageArgs, args: DeployArgs) -> anyhow::Result<()> {
+    let (tenant, request) = request(args, "the local data")?;
+    let answer = local(storage, &tenant, request).await?;
+    finish(&tenant, answer)
+}
+
+/// Through the admin API of the client's server.
+pub async fn run_remote(client: &Client, args: DeployArgs) -> anyhow::Result<()> {
+    let (tenant, request) = request(args, &client.conn.server)?;
+    let base = format!("/admin/v1/tenants/{}/deploys", seg(&tenant));
+    let answer = match request {
+        Request::Deploy(files) => {
+            let body = serde_json::to_vec(&serde_json::json!({ "files": files }))?;
+            let req = client
+                .request(Method::POST, &base)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(reqwest::header::CONTENT_LENGTH, body.len())
+                .body(progress::body(body));
+            client.send(req).await
+        }
+        Request::List => client.get(&base).await,
+        Request::Activate(n) => client.post(&format!("{base}/{n}/activate"), None).await,
+    };
+    match answer {
+        Ok(v) => finish(&tenant, Ok(v)),
+        Err(e) => match e.downcast::<Problem>() {
+            Ok(p) => {
+                print_bundle_errors(&p.body);
+                Err(p.into())
+            }
+            Err(e) => Err(e),
+        },
+    }
+}
 fn problem_json(e: ApiError) -> Value {
     let mut v = serde_json::json!({ "detail": e.detail, "code": e.code });
     for (k, x) in e.extra {
@@ -223,41 +219,4 @@ async fn local(
     state.functions.shutdown();
     state.store.close().await;
     Ok(answer.map_err(|e| problem_json(e.into())))
-}
-
-async fn remote(
-    server: &str,
-    tenant: &str,
-    token: Option<&str>,
-    request: Request,
-) -> anyhow::Result<Result<Value, Value>> {
-    let token =
-        token.ok_or_else(|| anyhow::anyhow!("--server needs --token (or PLINTH_ADMIN_TOKEN)"))?;
-    // reqwest's rustls has no crypto provider of its own here: use ring, which sqlx
-    // already builds. Installing twice is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let base = format!(
-        "{}/admin/v1/tenants/{}/deploys",
-        server.trim_end_matches('/'),
-        tenant
-    );
-    let client = reqwest::Client::new();
-    let req = match request {
-        Request::Deploy(files) => client
-            .post(&base)
-            .json(&serde_json::json!({ "files": files })),
-        Request::List => client.get(&base),
-        Request::Activate(n) => client.post(format!("{base}/{n}/activate")),
-    };
-    let res = req
-        .bearer_auth(token)
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot reach {server}: {e}"))?;
-    let ok = res.status().is_success();
-    let status = res.status();
-    let text = res.text().await?;
-    let v: Value = serde_json::from_str(&text)
-        .unwrap_or_else(|_| serde_json::json!({ "detail": format!("{status}: {text}") }));
-    Ok(if ok { Ok(v) } else { Err(v) })
 }

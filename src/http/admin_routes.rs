@@ -30,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(enable_user))
         .routes(routes!(revoke_user_sessions))
         .routes(routes!(get_rules, put_rules))
+        .routes(routes!(explain_rule))
         .routes(routes!(list_secrets))
         .routes(routes!(put_secret, delete_secret))
         .routes(routes!(list_audit))
@@ -439,6 +440,76 @@ async fn put_rules(
         version: installed.version,
         collections: installed.collections,
         warnings: installed.warnings,
+    }))
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExplainQuery {
+    /// read, update or delete (default read).
+    pub op: Option<String>,
+    /// Evaluate as this user of the tenant (default: anonymous).
+    pub uid: Option<String>,
+}
+
+/// Which rule decides an operation on a stored document, and why.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct RuleExplanation {
+    pub collection: String,
+    pub id: String,
+    pub operation: String,
+    /// The rule's expression; null when the collection has no rule for the operation
+    /// (then it is denied).
+    pub rule: Option<String>,
+    pub allowed: bool,
+    /// The sub-expression whose value decided.
+    pub decided_by: Option<String>,
+    /// `{"expression","value"}` for each sub-expression evaluated.
+    pub trace: Vec<serde_json::Value>,
+}
+
+/// Explain the active rules for a stored document, as a user (`uid`) or anonymous: the
+/// admin API's form of `GET .../docs/{id}?explain=1` (which needs a service key).
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/collections/{collection}/docs/{id}/explain",
+    operation_id = "explain_rule", tag = "rules",
+    params(("tenant" = String, Path, description = "Tenant slug"), ("collection" = String, Path),
+           ("id" = String, Path), ExplainQuery),
+    responses((status = 200, body = RuleExplanation),
+              (status = 400, body = Problem, description = "validation_failed (`fields.op`)"),
+              (status = 404, body = Problem, description = "not_found (the document), user_not_found (`uid`)")),
+    security(("bearer" = [])))]
+async fn explain_rule(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    ApiPath((tenant, collection, id)): ApiPath<(String, String, String)>,
+    ApiQuery(q): ApiQuery<ExplainQuery>,
+) -> ApiResult<Json<RuleExplanation>> {
+    let op = crate::rules::Operation::parse_explainable(q.op.as_deref().unwrap_or("read"))
+        .map_err(|m| ApiError::invalid_field("op", m))?;
+    let scope = state.admin.scope(&actor(&admin), &tenant).await?;
+    let r = state
+        .docs
+        .explain_as(&scope, &collection, &id, op, q.uid.as_deref())
+        .await?;
+    let (allowed, decided_by, trace) = match r.explanation {
+        Some(x) => (
+            x.allowed,
+            Some(x.decided_by),
+            x.trace
+                .into_iter()
+                .map(|t| serde_json::to_value(t).unwrap_or_default())
+                .collect(),
+        ),
+        None => (false, None, Vec::new()),
+    };
+    Ok(Json(RuleExplanation {
+        collection,
+        id,
+        operation: op.as_str().to_string(),
+        rule: r.rule,
+        allowed,
+        decided_by,
+        trace,
     }))
 }
 

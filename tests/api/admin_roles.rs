@@ -84,6 +84,7 @@ fn concrete(pattern: &str, tenant: &str) -> String {
         .replace("{id}", "0190a000-0000-7000-8000-000000000000")
         .replace("{name}", "SOME_SECRET")
         .replace("{version}", "1")
+        .replace("{collection}", "notes")
 }
 
 /// Routes open to anyone (they check a setup token or a password).

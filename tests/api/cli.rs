@@ -14,6 +14,7 @@ backend_tests!(
     tenant_commands,
     key_commands,
     secret_commands,
+    user_and_usage_commands,
     serve_prints_a_setup_token
 );
 
@@ -433,6 +434,81 @@ async fn secret_commands(b: Backend) {
     assert_eq!(audit["items"][0]["actor"], "cli");
     assert_eq!(audit["items"][0]["target"], "API_KEY");
     assert!(!audit.to_string().contains("s3cr3t"));
+}
+
+async fn user_and_usage_commands(b: Backend) {
+    let storage = Storage::fresh(b).await;
+    ok(plinth(&storage, &["tenant", "create", "acme"], None));
+    let app = TestApp::start_on(b, storage, |_| {}).await;
+    let alice = app.signup("acme", "alice@acme.test").await;
+    app.signup("acme", "bob@acme.test").await;
+    let storage = app.stop().await;
+
+    let table = ok(plinth(
+        &storage,
+        &["users", "list", "--tenant", "acme", "--search", "alice"],
+        None,
+    ));
+    assert!(
+        table.starts_with("ID") && table.contains(&alice.user_id) && !table.contains("bob@"),
+        "{table}"
+    );
+    let uid = alice.user_id.as_str();
+    ok(plinth(
+        &storage,
+        &["users", "disable", uid, "--tenant", "acme"],
+        None,
+    ));
+    let shown = ok(plinth(
+        &storage,
+        &["users", "show", uid, "--tenant", "acme"],
+        None,
+    ));
+    assert!(shown.contains("disabled  true"), "{shown}");
+    ok(plinth(
+        &storage,
+        &["users", "enable", uid, "--tenant", "acme"],
+        None,
+    ));
+    fails(
+        plinth(
+            &storage,
+            &["users", "delete", uid, "--tenant", "acme"],
+            None,
+        ),
+        "--yes",
+    );
+    ok(plinth(
+        &storage,
+        &["users", "delete", uid, "--tenant", "acme", "--yes"],
+        None,
+    ));
+    fails(
+        plinth(&storage, &["users", "show", uid, "--tenant", "acme"], None),
+        "no such user",
+    );
+    let usage = ok(plinth(
+        &storage,
+        &["usage", "--tenant", "acme", "--days", "1"],
+        None,
+    ));
+    assert!(
+        usage.contains("REQUESTS") && usage.lines().last().unwrap().starts_with("total"),
+        "{usage}"
+    );
+    fails(
+        plinth(
+            &storage,
+            &["usage", "--tenant", "acme", "--days", "0"],
+            None,
+        ),
+        "between 1 and 366",
+    );
+    // Without a server, the server-only commands say what they need.
+    fails(
+        plinth(&storage, &["admins", "list"], None),
+        "needs a server",
+    );
 }
 
 /// Starts `plinth serve ARGS` on the storage as a child process; its standard output

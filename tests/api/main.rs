@@ -17,6 +17,7 @@ mod admin_sessions;
 mod attacks;
 mod auth;
 mod cli;
+mod cli_remote;
 mod demo;
 mod documents;
 mod exhaustion;

@@ -64,6 +64,7 @@ async fn ops_endpoints(b: Backend) {
         "/admin/v1/tenants/{tenant}/users/{id}/enable",
         "/admin/v1/tenants/{tenant}/users/{id}/revoke-sessions",
         "/admin/v1/audit",
+        "/admin/v1/tenants/{tenant}/collections/{collection}/docs/{id}/explain",
         "/v1/t/{tenant}/auth/signup",
         "/v1/t/{tenant}/auth/login",
         "/v1/t/{tenant}/auth/refresh",

@@ -1,0 +1,243 @@
+//! The subcommands' arguments. Each works on local data or, remotely, through a
+//! server's admin API (src/cli/remote_commands.rs); the module doc of src/cli.rs says
+//! which is chosen when.
+
+use clap::Subcommand;
+
+#[derive(Subcommand, Debug)]
+pub enum JobsCommand {
+    /// Jobs of a tenant, oldest first.
+    List {
+        #[arg(long)]
+        tenant: String,
+        /// pending or dead (default: both).
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Run a dead job again, with fresh attempts.
+    Retry {
+        id: String,
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RulesCommand {
+    /// Validate a TOML rule set and make it the tenant's active set.
+    Deploy {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Run a rules test file (cases of auth, doc, new, operation, expected allow/deny);
+    /// exits non-zero when a case fails. Needs no server or data.
+    Test { file: std::path::PathBuf },
+    /// Show which rule and sub-expression decide an operation on a stored document.
+    Explain {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        collection: String,
+        #[arg(long)]
+        id: String,
+        /// Evaluate as this user (default: anonymous).
+        #[arg(long)]
+        uid: Option<String>,
+        /// read, update or delete.
+        #[arg(long, default_value = "read")]
+        op: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Create an admin; the password is read from standard input.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input (required: passwords never go in argv).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        slug: String,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List tenants.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Suspend a tenant: its routes answer 403 until resumed.
+    Suspend { slug: String },
+    /// Resume a suspended tenant.
+    Resume { slug: String },
+    /// Delete a tenant and all of its data.
+    Delete {
+        slug: String,
+        /// Confirm the deletion.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Create a service key; the key is printed once.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// List a tenant's service keys.
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Revoke a service key.
+    Revoke {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretCommand {
+    /// Create or replace a secret; the value is read from standard input (one trailing
+    /// newline is dropped), never from the command line.
+    Set {
+        /// `^[A-Z_][A-Z0-9_]{0,63}$`
+        name: String,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// List a tenant's secrets (names and update times, never values).
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Delete a secret.
+    Delete {
+        name: String,
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SigningKeyCommand {
+    /// Make a new signing key current; older keys keep verifying until restart.
+    Rotate,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UsersCommand {
+    /// A tenant's users in creation order (50 a page; `--cursor` for the next).
+    List {
+        #[arg(long)]
+        tenant: String,
+        /// Part of the email.
+        #[arg(long)]
+        search: Option<String>,
+        #[arg(long)]
+        cursor: Option<String>,
+        #[arg(long)]
+        limit: Option<i64>,
+    },
+    /// One user.
+    Show {
+        id: String,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Disable a user (ends their sessions).
+    Disable {
+        id: String,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Enable a disabled user.
+    Enable {
+        id: String,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// End every session of a user.
+    RevokeSessions {
+        id: String,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Delete a user and their sessions.
+    Delete {
+        id: String,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Admins of a remote server (owners only); `plinth admin create` makes the first one
+/// on the server's own disk.
+#[derive(Subcommand, Debug)]
+pub enum AdminsCommand {
+    /// List admins.
+    List,
+    /// Add an admin; the password is read from standard input.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// owner, admin, tenant_admin or viewer.
+        #[arg(long)]
+        role: String,
+        /// A tenant of a tenant_admin (repeat, or separate with commas).
+        #[arg(long = "tenant", value_delimiter = ',')]
+        tenants: Vec<String>,
+        /// Read the password from standard input (required: passwords never go in argv).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Change an admin's role and/or tenants.
+    Update {
+        id: String,
+        #[arg(long)]
+        role: Option<String>,
+        /// The new tenant list (repeat, or separate with commas); `--tenant ''` clears it.
+        #[arg(long = "tenant", value_delimiter = ',')]
+        tenants: Option<Vec<String>>,
+    },
+    /// Remove an admin: their sessions end and their tokens stop working.
+    Remove { id: String },
+}
+
+/// Admin API keys of a remote server, for CI and other machines.
+#[derive(Subcommand, Debug)]
+pub enum ApiKeyCommand {
+    /// The keys you may see (owners: all).
+    List,
+    /// Make a key; it is printed once, on standard output.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long = "tenant", value_delimiter = ',')]
+        tenants: Vec<String>,
+        /// RFC 3339, e.g. 2027-06-30T00:00:00Z (default: never).
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// Revoke a key: refused from its next request on.
+    Revoke { id: String },
+}

@@ -1,0 +1,303 @@
+//! Commands on the local data (the SQLite data dir or the PostgreSQL database), through
+//! the same services as the admin API, so they are audited the same way (as `cli`).
+
+use std::io::Read;
+
+use serde_json::{Value, json};
+
+use super::commands::*;
+use super::{Command, print};
+use crate::admin::Actor;
+use crate::app::AppState;
+use crate::http::dto::{KeyDto, SecretDto, TenantDto, UserDto, UserPage};
+
+/// Runs a rules test file; needs no storage.
+pub fn rules_test(file: &std::path::Path) -> anyhow::Result<()> {
+    let report = crate::rules::testing::run_file(file).map_err(|e| anyhow::anyhow!(e))?;
+    let mut failed = 0;
+    for case in &report.cases {
+        if case.passed {
+            println!("ok    {}", case.name);
+        } else {
+            failed += 1;
+            println!(
+                "FAIL  {}: expected {}, got {}{}",
+                case.name,
+                case.expected,
+                case.actual,
+                case.detail
+                    .as_deref()
+                    .map(|d| format!(" (decided by: {d})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    println!("{} passed, {failed} failed", report.cases.len() - failed);
+    anyhow::ensure!(failed == 0, "{failed} rule test case(s) failed");
+    Ok(())
+}
+
+/// A value piped in with `echo` or typed and ended with Enter: one newline is not part of it.
+pub fn strip_one_newline(s: &str) -> &str {
+    s.strip_suffix("\r\n")
+        .or_else(|| s.strip_suffix('\n'))
+        .unwrap_or(s)
+}
+
+fn err(e: crate::admin::AdminError) -> anyhow::Error {
+    anyhow::anyhow!(crate::error::ApiError::from(e).detail)
+}
+
+async fn users(state: &AppState, actor: &Actor, cmd: UsersCommand) -> anyhow::Result<()> {
+    let admin = &state.admin;
+    match cmd {
+        UsersCommand::List {
+            tenant,
+            search,
+            cursor,
+            limit,
+        } => {
+            let page = admin
+                .list_users(actor, &tenant, search.as_deref(), cursor.as_deref(), limit)
+                .await
+                .map_err(err)?;
+            print::users(&serde_json::to_value(UserPage::from(page))?);
+        }
+        UsersCommand::Show { id, tenant } => {
+            let u = admin.get_user(actor, &tenant, &id).await.map_err(err)?;
+            print::user(&serde_json::to_value(UserDto::from(u))?);
+        }
+        UsersCommand::Disable { id, tenant } => {
+            admin
+                .set_user_disabled(actor, &tenant, &id, true)
+                .await
+                .map_err(err)?;
+            println!("user disabled: {id}");
+        }
+        UsersCommand::Enable { id, tenant } => {
+            admin
+                .set_user_disabled(actor, &tenant, &id, false)
+                .await
+                .map_err(err)?;
+            println!("user enabled: {id}");
+        }
+        UsersCommand::RevokeSessions { id, tenant } => {
+            let n = admin
+                .revoke_user_sessions(actor, &tenant, &id)
+                .await
+                .map_err(err)?;
+            println!("{n} session(s) of {id} revoked");
+        }
+        UsersCommand::Delete { id, tenant, yes } => {
+            anyhow::ensure!(yes, "deleting a user is final; pass --yes to confirm");
+            admin.delete_user(actor, &tenant, &id).await.map_err(err)?;
+            println!("user deleted: {id}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn run(state: &AppState, command: Command) -> anyhow::Result<()> {
+    let admin = &state.admin;
+    let actor = Actor::cli();
+    let e = err;
+    match command {
+        Command::Serve(_)
+        | Command::Deploy(_)
+        | Command::Healthcheck(_)
+        | Command::Login(_)
+        | Command::Logout
+        | Command::Admins(_)
+        | Command::ApiKey(_) => {
+            unreachable!("handled by cli::run")
+        }
+        Command::Migrate => {
+            // Opening the store ran every pending migration.
+            println!("migrations are up to date");
+        }
+        Command::Admin(AdminCommand::Create { email, .. }) => {
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password)?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            let row = admin.create_admin(&email, password).await.map_err(e)?;
+            println!("admin created: {} ({})", row.email, row.id);
+        }
+        Command::Tenant(TenantCommand::Create { slug, name }) => {
+            let t = admin.create_tenant(&actor, &slug, &name).await.map_err(e)?;
+            println!("tenant created: {} ({})", t.slug, t.name);
+        }
+        Command::Tenant(TenantCommand::List { json }) => {
+            let tenants = admin.list_tenants().await.map_err(e)?;
+            let items: Vec<TenantDto> = tenants.into_iter().map(TenantDto::from).collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&items)?);
+            } else {
+                print::tenants(&json!({ "items": items }));
+            }
+        }
+        Command::Tenant(TenantCommand::Suspend { slug }) => {
+            admin.set_suspended(&actor, &slug, true).await.map_err(e)?;
+            println!("tenant suspended: {slug}");
+        }
+        Command::Tenant(TenantCommand::Resume { slug }) => {
+            admin.set_suspended(&actor, &slug, false).await.map_err(e)?;
+            println!("tenant resumed: {slug}");
+        }
+        Command::Tenant(TenantCommand::Delete { slug, yes }) => {
+            anyhow::ensure!(
+                yes,
+                "deleting a tenant destroys all its data; pass --yes to confirm"
+            );
+            admin.delete_tenant(&actor, &slug).await.map_err(e)?;
+            println!("tenant deleted: {slug}");
+        }
+        Command::Key(KeyCommand::Create { tenant, name }) => {
+            let (row, key) = admin.create_key(&actor, &tenant, &name).await.map_err(e)?;
+            eprintln!(
+                "service key {} ({}) created; it is shown only this once:",
+                row.id, row.name
+            );
+            println!("{key}");
+        }
+        Command::Key(KeyCommand::List { tenant }) => {
+            let keys = admin.list_keys(&actor, &tenant).await.map_err(e)?;
+            let items: Vec<KeyDto> = keys.into_iter().map(KeyDto::from).collect();
+            print::keys(&json!({ "items": items }));
+        }
+        Command::Key(KeyCommand::Revoke { tenant, id }) => {
+            admin.revoke_key(&actor, &tenant, &id).await.map_err(e)?;
+            println!("service key revoked: {id}");
+        }
+        Command::Secret(SecretCommand::Set { name, tenant }) => {
+            use std::io::IsTerminal;
+            if std::io::stdin().is_terminal() {
+                eprintln!("reading the value of {name} from standard input; end with Ctrl-D");
+            }
+            let mut value = String::new();
+            std::io::stdin()
+                .read_to_string(&mut value)
+                .map_err(|err| anyhow::anyhow!("cannot read the value from stdin: {err}"))?;
+            let value = strip_one_newline(&value);
+            let info = admin
+                .set_secret(&actor, &tenant, &name, value)
+                .await
+                .map_err(e)?;
+            println!("secret set: {} ({tenant})", info.name);
+        }
+        Command::Secret(SecretCommand::List { tenant }) => {
+            let secrets = admin.list_secrets(&actor, &tenant).await.map_err(e)?;
+            let items: Vec<SecretDto> = secrets.into_iter().map(SecretDto::from).collect();
+            print::secrets(&json!({ "items": items }));
+        }
+        Command::Secret(SecretCommand::Delete { name, tenant }) => {
+            admin
+                .delete_secret(&actor, &tenant, &name)
+                .await
+                .map_err(e)?;
+            println!("secret deleted: {name} ({tenant})");
+        }
+        Command::Rules(RulesCommand::Test { .. }) => unreachable!("handled by run"),
+        Command::Rules(RulesCommand::Deploy { file, tenant }) => {
+            let source = std::fs::read_to_string(&file)
+                .map_err(|err| anyhow::anyhow!("cannot read {}: {err}", file.display()))?;
+            match admin.install_rules(&actor, &tenant, &source).await {
+                Ok(installed) => {
+                    println!(
+                        "rules version {} active for {tenant} ({} collection(s))",
+                        installed.version,
+                        installed.collections.len()
+                    );
+                    for w in installed.warnings {
+                        eprintln!("warning: {w}");
+                    }
+                }
+                Err(crate::admin::AdminError::InvalidRules(errors)) => {
+                    let errors: Vec<Value> = errors
+                        .iter()
+                        .map(|x| serde_json::to_value(x).unwrap_or_default())
+                        .collect();
+                    print::rule_errors(&file, &errors);
+                    anyhow::bail!(
+                        "{} error(s); the active rule set is unchanged",
+                        errors.len()
+                    );
+                }
+                Err(other) => return Err(e(other)),
+            }
+        }
+        Command::Rules(RulesCommand::Explain {
+            tenant,
+            collection,
+            id,
+            uid,
+            op,
+        }) => {
+            let op = crate::rules::Operation::parse_explainable(&op)
+                .map_err(|m| anyhow::anyhow!("--op: {m}"))?;
+            let scope = admin.cli_scope(&tenant).await.map_err(e)?;
+            let r = state
+                .docs
+                .explain_as(&scope, &collection, &id, op, uid.as_deref())
+                .await
+                .map_err(|err| anyhow::anyhow!(crate::error::ApiError::from(err).detail))?;
+            let x = r.explanation;
+            print::explanation(&json!({
+                "collection": collection,
+                "id": id,
+                "operation": op.as_str(),
+                "rule": r.rule,
+                "allowed": x.as_ref().is_some_and(|x| x.allowed),
+                "decided_by": x.as_ref().map(|x| x.decided_by.clone()),
+                "trace": x.map(|x| x.trace).unwrap_or_default(),
+            }));
+        }
+        Command::Jobs(JobsCommand::List { tenant, state }) => {
+            let page = admin
+                .list_jobs(&actor, &tenant, state.as_deref(), None, Some(500))
+                .await
+                .map_err(e)?;
+            print::jobs(&json!({ "items": page.items }));
+        }
+        Command::Jobs(JobsCommand::Retry { id, tenant }) => {
+            admin.retry_job(&actor, &tenant, &id).await.map_err(e)?;
+            println!("job {id} queued again (a running server picks it up within 30 s)");
+        }
+        Command::Users(cmd) => users(state, &actor, cmd).await?,
+        Command::Usage { tenant, days } => {
+            let (days, total) = admin.usage(&tenant, Some(days)).await.map_err(e)?;
+            print::usage(&json!({ "tenant": tenant, "days": days, "total": total }));
+        }
+        Command::SigningKey(SigningKeyCommand::Rotate) => {
+            let kid = crate::auth::tokens::Keyring::rotate(&state.store).await?;
+            state
+                .store
+                .append_audit(crate::store::NewAudit {
+                    actor: &actor.0,
+                    action: "signing_key.rotate",
+                    tenant: None,
+                    target: Some(&kid),
+                    detail: serde_json::json!({}),
+                })
+                .await?;
+            println!(
+                "new signing key: {kid} (restart servers to sign with it; old keys still verify)"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_one_newline;
+
+    #[test]
+    fn one_trailing_newline_is_dropped() {
+        assert_eq!(strip_one_newline("v\n"), "v");
+        assert_eq!(strip_one_newline("v\r\n"), "v");
+        assert_eq!(strip_one_newline("v\n\n"), "v\n");
+        assert_eq!(strip_one_newline("v"), "v");
+        assert_eq!(strip_one_newline(" v \n"), " v ");
+        assert_eq!(strip_one_newline(""), "");
+    }
+}

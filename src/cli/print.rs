@@ -1,0 +1,341 @@
+//! Printing of command results. Local and remote commands both hand over the admin API's
+//! JSON shapes (local results go through the same DTOs), so a table looks the same
+//! whichever way it was fetched.
+
+use comfy_table::{CellAlignment, Table, presets};
+use serde_json::Value;
+
+/// A table without borders: a header line, then one line per row, columns padded to
+/// their widest cell (the first cell of a row is still its first whitespace-separated
+/// word, which scripts rely on).
+pub fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> Table {
+    let mut t = Table::new();
+    t.load_style(presets::NOTHING);
+    t.set_header(header.iter().copied());
+    for row in rows {
+        t.add_row(row);
+    }
+    for col in t.column_iter_mut() {
+        col.set_padding((0, 2));
+        col.set_cell_alignment(CellAlignment::Left);
+    }
+    t
+}
+
+fn print(t: Table) {
+    // trim_fmt: the last column is padded too; trailing blanks help nobody.
+    println!("{}", t.trim_fmt());
+}
+
+/// A time from the API: RFC 3339 text as is, milliseconds since the epoch formatted.
+pub fn time(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n
+            .as_i64()
+            .map(crate::http::dto::timestamp)
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn items(v: &Value) -> &[Value] {
+    v.get("items")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
+fn strings(v: &Value) -> String {
+    v.as_array()
+        .map(|a| a.iter().map(s).collect::<Vec<_>>().join(","))
+        .unwrap_or_default()
+}
+
+pub fn tenants(list: &Value) {
+    print(table(
+        &["SLUG", "STATE", "CREATED", "NAME"],
+        items(list).iter().map(|t| {
+            let state = if t["suspended"] == true {
+                "suspended"
+            } else {
+                "active"
+            };
+            vec![
+                s(&t["slug"]),
+                state.into(),
+                time(&t["created_at"]),
+                s(&t["name"]),
+            ]
+        }),
+    ));
+}
+
+pub fn keys(list: &Value) {
+    print(table(
+        &["ID", "PREFIX", "CREATED", "STATE", "NAME"],
+        items(list).iter().map(|k| {
+            let state = if k["revoked_at"].is_null() {
+                "active"
+            } else {
+                "revoked"
+            };
+            vec![
+                s(&k["id"]),
+                s(&k["prefix"]),
+                time(&k["created_at"]),
+                state.into(),
+                s(&k["name"]),
+            ]
+        }),
+    ));
+}
+
+pub fn secrets(list: &Value) {
+    print(table(
+        &["NAME", "UPDATED"],
+        items(list)
+            .iter()
+            .map(|x| vec![s(&x["name"]), time(&x["updated_at"])]),
+    ));
+}
+
+pub fn jobs(list: &Value) {
+    print(table(
+        &["ID", "FUNCTION", "STATE", "ATTEMPTS", "LAST ERROR"],
+        items(list).iter().map(|j| {
+            vec![
+                s(&j["id"]),
+                s(&j["function"]),
+                s(&j["state"]),
+                format!("{}/{}", j["attempts"], j["max_attempts"]),
+                s(&j["last_error"]),
+            ]
+        }),
+    ));
+}
+
+pub fn deploys(list: &Value) {
+    print(table(
+        &["VERSION", "ACTIVE", "CREATED", "BY"],
+        items(list).iter().map(|d| {
+            vec![
+                s(&d["version"]),
+                if d["active"] == true { "*" } else { "" }.into(),
+                time(&d["created_at"]),
+                s(&d["created_by"]),
+            ]
+        }),
+    ));
+}
+
+pub fn users(page: &Value) {
+    print(table(
+        &["ID", "EMAIL", "VERIFIED", "STATE", "CREATED"],
+        items(page).iter().map(|u| {
+            vec![
+                s(&u["id"]),
+                s(&u["email"]),
+                if u["email_verified"] == true {
+                    "yes"
+                } else {
+                    "no"
+                }
+                .into(),
+                if u["disabled"] == true {
+                    "disabled"
+                } else {
+                    "active"
+                }
+                .into(),
+                time(&u["created_at"]),
+            ]
+        }),
+    ));
+    if let Some(next) = page["next_cursor"].as_str() {
+        eprintln!("more: --cursor {next}");
+    }
+}
+
+pub fn user(u: &Value) {
+    for (k, label) in [
+        ("id", "id"),
+        ("email", "email"),
+        ("email_verified", "verified"),
+        ("disabled", "disabled"),
+        ("created_at", "created"),
+        ("updated_at", "updated"),
+    ] {
+        println!("{label:<10}{}", s(&u[k]));
+    }
+}
+
+pub fn admins(list: &Value) {
+    print(table(
+        &["ID", "EMAIL", "ROLE", "TENANTS", "CREATED"],
+        items(list).iter().map(|a| {
+            vec![
+                s(&a["id"]),
+                s(&a["email"]),
+                s(&a["role"]),
+                strings(&a["tenants"]),
+                time(&a["created_at"]),
+            ]
+        }),
+    ));
+}
+
+pub fn api_keys(list: &Value) {
+    print(table(
+        &[
+            "ID",
+            "PREFIX",
+            "NAME",
+            "ROLE",
+            "TENANTS",
+            "EXPIRES",
+            "LAST USED",
+            "STATE",
+        ],
+        items(list).iter().map(|k| {
+            vec![
+                s(&k["id"]),
+                s(&k["prefix"]),
+                s(&k["name"]),
+                s(&k["role"]),
+                strings(&k["tenants"]),
+                time(&k["expires_at"]),
+                time(&k["last_used_at"]),
+                if k["revoked_at"].is_null() {
+                    "active"
+                } else {
+                    "revoked"
+                }
+                .into(),
+            ]
+        }),
+    ));
+}
+
+pub fn usage(report: &Value) {
+    let row = |label: String, c: &Value| {
+        vec![
+            label,
+            s(&c["requests"]),
+            s(&c["doc_writes"]),
+            s(&c["invocations"]),
+            format!("{:.1}", c["cpu_us"].as_f64().unwrap_or(0.0) / 1000.0),
+        ]
+    };
+    let days = report["days"].as_array().cloned().unwrap_or_default();
+    let mut rows: Vec<_> = days.iter().map(|d| row(s(&d["day"]), d)).collect();
+    rows.push(row("total".into(), &report["total"]));
+    let mut t = table(
+        &["DAY", "REQUESTS", "DOC WRITES", "INVOCATIONS", "CPU MS"],
+        rows,
+    );
+    for i in 1..5 {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    print(t);
+}
+
+/// The answer to a bundle upload or an activation.
+pub fn deployed(tenant: &str, v: &Value) {
+    let list = |k: &str| {
+        v[k].as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
+    };
+    println!("version {} active for {tenant}", v["version"]);
+    println!("  functions: {}", list("functions"));
+    println!("  http:      {}", list("http"));
+    println!("  hooks:     {}", v["hooks"]);
+    if let Some(r) = v["rules_version"].as_i64() {
+        println!("  rules:     version {r}");
+    }
+    for w in v["warnings"].as_array().into_iter().flatten() {
+        eprintln!("warning: {}", w.as_str().unwrap_or(""));
+    }
+}
+
+/// The answer of an explain (the admin API's `RuleExplanation`).
+pub fn explanation(x: &Value) {
+    let (collection, op) = (s(&x["collection"]), s(&x["operation"]));
+    match x["rule"].as_str() {
+        Some(rule) => {
+            println!("rule:       [{collection}] {op} = {rule}");
+            println!(
+                "outcome:    {}",
+                if x["allowed"] == true {
+                    "allow"
+                } else {
+                    "deny"
+                }
+            );
+            println!("decided by: {}", s(&x["decided_by"]));
+            for step in x["trace"].as_array().into_iter().flatten() {
+                println!("  {} => {}", s(&step["expression"]), s(&step["value"]));
+            }
+        }
+        None => println!("no {op} rule for [{collection}]: deny"),
+    }
+}
+
+/// Rule-set errors as `FILE:LINE:COLUMN: [collection] op: message`, the way compilers
+/// print them (editors jump to them).
+pub fn rule_errors(file: &std::path::Path, errors: &[Value]) {
+    for err in errors {
+        let place = match (err["collection"].as_str(), err["operation"].as_str()) {
+            (Some(c), Some(o)) => format!(" [{c}] {o}:"),
+            (Some(c), None) => format!(" [{c}]:"),
+            _ => String::new(),
+        };
+        eprintln!(
+            "{}:{}:{}:{place} {}",
+            file.display(),
+            err["line"],
+            err["column"],
+            s(&err["message"])
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_line_up_and_rows_start_with_the_first_cell() {
+        let t = table(
+            &["VERSION", "ACTIVE", "BY"],
+            vec![
+                vec!["1".into(), "".into(), "cli".into()],
+                vec!["12".into(), "*".into(), "root@x.test".into()],
+            ],
+        )
+        .to_string();
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3, "{t}");
+        assert!(lines[1].starts_with("1 "), "{t}");
+        let col = |l: &str| l.find(['c', 'r', 'B']);
+        assert_eq!(col(lines[0]), col(lines[1]));
+        assert_eq!(col(lines[1]), col(lines[2]));
+        assert_eq!(time(&serde_json::json!(0)), "1970-01-01T00:00:00.000Z");
+    }
+}
