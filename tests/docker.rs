@@ -299,9 +299,11 @@ fn serve_reads_each_typed_setting_from_its_environment() {
         "PLINTH_LOG",
         "PLINTH_TRUST_FORWARDED_FOR",
         "PLINTH_DEMO",
-        // Only `plinth deploy` reads these.
+        // Only the client commands (remote administration, deploy) read these; they
+        // show in `serve --help` because they are global options.
         "PLINTH_SERVER",
         "PLINTH_ADMIN_TOKEN",
+        "PLINTH_API_KEY",
     ];
     let dir = tempfile::tempdir().expect("tempdir");
     let mut checked = 0;

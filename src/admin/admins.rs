@@ -104,15 +104,29 @@ impl AdminService {
         }
     }
 
-    /// The principal as an admin view (`GET /admin/v1/auth/session`).
+    /// The principal as an admin view (`GET /admin/v1/auth/session`): its role and
+    /// tenants as proven (an API key's may be narrower than its maker's), the rest from
+    /// the admin's row.
     pub async fn describe(&self, p: &Principal) -> Result<AdminView> {
         let map = self.slug_map().await?;
+        let created_at = match (&p.via, &p.key_prefix) {
+            (Via::ApiKey, Some(prefix)) => self
+                .store
+                .admin_key_by_prefix(prefix)
+                .await?
+                .map_or(0, |k| k.created_at),
+            _ => self
+                .store
+                .get_admin(&p.id)
+                .await?
+                .map_or(0, |row| row.created_at),
+        };
         Ok(AdminView {
             id: p.id.clone(),
             email: p.email.clone(),
             role: p.role,
             tenants: Self::slugs(&map, &p.tenants),
-            created_at: 0,
+            created_at,
         })
     }
 

@@ -94,6 +94,12 @@ async fn a_session_cookie_signs_in_the_console(b: Backend) {
     .ok(200);
     assert_eq!(who["via"], "session");
     assert_eq!(who["admin"]["role"], "owner");
+    // The admin's own creation time, not the epoch.
+    let created = who["admin"]["created_at"].as_str().unwrap_or_default();
+    assert!(
+        created.starts_with("20") && !created.starts_with("1970"),
+        "{who}"
+    );
     assert_eq!(
         who["csrf_token"],
         c.csrf.as_str(),
