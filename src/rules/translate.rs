@@ -54,7 +54,7 @@ pub(super) struct Translator<'a> {
 
 const SUPPORTED: &str = "SQL supports comparisons of document fields with values \
 (==, !=, <, <=, >, >=), 'field in [values]', 'value in field', has(doc.field), \
-and &&, ||, !, ? : over them";
+doc.field.startsWith(value), and &&, ||, !, ? : over them";
 
 fn cmp_op(name: &str) -> Option<CmpOp> {
     Some(match name {
@@ -184,6 +184,25 @@ impl Translator<'_> {
                 });
             }
             _ => {}
+        }
+        if let Expr::Call(c) = &e.expr
+            && c.func_name == "startsWith"
+            && c.args.len() == 1
+            && let Some(target) = c.target.as_deref()
+            && is_field_expr(target)
+            && !self.touches_doc(&c.args[0])
+        {
+            let field = self.field(target)?;
+            return Ok(match (self.value(&c.args[0]), field) {
+                (Some(Value::String(p)), field @ (Field::Doc(_) | Field::Id)) => {
+                    Predicate::StartsWith {
+                        field,
+                        prefix: p.to_string(),
+                    }
+                }
+                // a prefix that is not a string, or a number column: an error in CEL
+                _ => Predicate::Unknown,
+            });
         }
         if is_field_expr(e) {
             // a field used as a boolean

@@ -202,6 +202,10 @@ pub struct ListQuery<'a> {
     pub limit: i64,
     /// Stop reading once the data read passes this many bytes (see [`page_len`]).
     pub max_bytes: usize,
+    /// Read the matches from the index that narrows the predicate and sort them, rather
+    /// than walk an index in the list's order (see `documents::list`): the order's keys
+    /// are written so that no index matches them.
+    pub sort_matches: bool,
 }
 
 /// Whether a list read of `rows_read` rows holding `bytes_read` bytes of data stops: once
@@ -743,7 +747,17 @@ fn list_sql(
     }
     sql.push_str(" ORDER BY ");
     for (expr, k) in key_exprs.iter().zip(q.order) {
-        sql.push_str(&format!("{expr} {}, ", if k.desc { "DESC" } else { "ASC" }));
+        let dir = if k.desc { "DESC" } else { "ASC" };
+        let integer = matches!(
+            k.field,
+            Field::CreatedAt | Field::UpdatedAt | Field::Version
+        );
+        match (q.sort_matches && integer, dialect) {
+            (false, _) => sql.push_str(&format!("{expr} {dir}, ")),
+            // the same values; an expression no index holds
+            (true, Dialect::Sqlite) => sql.push_str(&format!("+{expr} {dir}, ")),
+            (true, Dialect::Postgres) => sql.push_str(&format!("({expr} + 0) {dir}, ")),
+        }
     }
     let (tie, tie_desc) = tie_break(q.order, dialect);
     sql.push_str(&format!(
@@ -860,13 +874,15 @@ where
     }
 }
 
-/// The unique last sort key: on SQLite the rowid, in the direction of the last key, which
-/// every index (expression indexes included) holds in that order within equal keys; on
-/// PostgreSQL the id, ascending.
+/// The unique last sort key, in the direction of the last key so that an index read
+/// backwards delivers a descending order too: on SQLite the rowid, which every index
+/// (expression indexes included) holds in that order within equal keys; on PostgreSQL
+/// the id, the last column of every declared index.
 fn tie_break(order: &[OrderKey], dialect: Dialect) -> (&'static str, bool) {
+    let desc = order.last().is_some_and(|k| k.desc);
     match dialect {
-        Dialect::Sqlite => ("rowid", order.last().is_some_and(|k| k.desc)),
-        Dialect::Postgres => ("id", false),
+        Dialect::Sqlite => ("rowid", desc),
+        Dialect::Postgres => ("id", desc),
     }
 }
 

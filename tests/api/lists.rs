@@ -545,6 +545,7 @@ async fn an_index_serves_equality_in_the_default_order(b: Backend) {
                 after: None,
                 limit: 21,
                 max_bytes: 8 << 20,
+                sort_matches: false,
             },
         )
         .await

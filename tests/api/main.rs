@@ -17,6 +17,7 @@ mod documents;
 mod functions;
 mod hooks;
 mod lists;
+mod plans;
 mod plumbing;
 mod realtime;
 mod rules;
