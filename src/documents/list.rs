@@ -6,8 +6,8 @@ use crate::store::{After, ListQuery, OrderKey};
 use crate::tenancy::Scope;
 
 use super::{
-    CursorContext, DocError, DocumentService, ListParams, MAX_PAGE_BYTES, Page, auth_of,
-    bypasses_rules, check_names, filter_predicate, now_ms, parse_order,
+    Count, CursorContext, DocError, DocumentService, ListParams, MAX_COUNT, MAX_PAGE_BYTES, Page,
+    auth_of, bypasses_rules, check_names, filter_predicate, now_ms, parse_order,
 };
 
 /// A list request, checked and translated: what the store is asked for.
@@ -55,9 +55,22 @@ impl DocumentService {
         } else {
             None
         };
+        let count = if params.count {
+            let n = self
+                .store
+                .count_documents(scope, collection, plan.predicate.as_ref(), MAX_COUNT)
+                .await?;
+            Some(Count {
+                count: n.min(MAX_COUNT),
+                capped: n > MAX_COUNT,
+            })
+        } else {
+            None
+        };
         Ok(Page {
             items: rows,
             next_cursor,
+            count,
         })
     }
 

@@ -183,11 +183,27 @@ pub struct ListParams {
     pub order: Option<String>,
     pub limit: Option<i64>,
     pub cursor: Option<String>,
+    /// Also count every document the list matches (all pages), up to [`MAX_COUNT`].
+    pub count: bool,
 }
+
+/// `?count=true` counts at most this many documents: the count reads every matching
+/// row (from an index where one serves the filter), so it is bounded like a page is.
+pub const MAX_COUNT: i64 = 10_000;
 
 pub struct Page {
     pub items: Vec<crate::store::ListedDoc>,
     pub next_cursor: Option<String>,
+    pub count: Option<Count>,
+}
+
+/// The number of documents a list matches, whatever the cursor and limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Count {
+    /// At most [`MAX_COUNT`].
+    pub count: i64,
+    /// More documents match than `count` says (the count stopped at [`MAX_COUNT`]).
+    pub capped: bool,
 }
 
 /// One write of a batch, as posted.

@@ -378,6 +378,36 @@ impl Store {
         })
     }
 
+    /// How many documents of `collection` match `predicate`, counting no further than
+    /// `cap + 1` (so the work is bounded whatever the collection's size; a result over
+    /// `cap` means "more than `cap`").
+    pub async fn count_documents(
+        &self,
+        scope: &Scope,
+        collection: &str,
+        predicate: Option<&Predicate>,
+        cap: i64,
+    ) -> StoreResult<i64> {
+        if let Some(fast) = self.fast_sqlite(scope).await? {
+            let (sql, params) = count_sql(
+                scope.tenant().id,
+                collection,
+                predicate,
+                cap,
+                Dialect::Sqlite,
+            )?;
+            return fast.count(&sql, &params);
+        }
+        let (db, tenant) = self.tenant_db(scope).await?;
+        let dialect = dialect(&db);
+        let (sql, params) = count_sql(tenant, collection, predicate, cap, dialect)?;
+        on_db!(db, |p| {
+            let query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
+            let query = bind_params!(query, &params, dialect);
+            Ok(query.fetch_one(&p).await?)
+        })
+    }
+
     /// What a list query matches and the log position it reflects, from one snapshot:
     /// no change at or below the returned seq is missing from the documents, and none
     /// above it is in them.
@@ -765,6 +795,31 @@ fn list_sql(
         if tie_desc { "DESC" } else { "ASC" },
         q.limit.clamp(1, 10_001)
     ));
+    Ok((sql, params))
+}
+
+/// The SQL counting the rows a list's predicate matches, at most `cap + 1` of them
+/// (literals as in `list_sql`).
+fn count_sql(
+    tenant: i64,
+    collection: &str,
+    predicate: Option<&Predicate>,
+    cap: i64,
+    dialect: Dialect,
+) -> StoreResult<(String, Vec<SqlParam>)> {
+    if !crate::documents::valid_collection(collection) {
+        return Err(StoreError::Internal("invalid collection name"));
+    }
+    let mut sql = format!(
+        "SELECT count(*) FROM (SELECT 1 FROM documents WHERE tenant_id = {tenant} AND collection = '{collection}'"
+    );
+    let mut params = Vec::new();
+    if let Some(pred) = predicate {
+        let rendered = predicate_sql::render(pred, dialect, 1);
+        sql.push_str(&format!(" AND ({})", rendered.sql));
+        params = rendered.params;
+    }
+    sql.push_str(&format!(" LIMIT {}) AS matched", cap.max(0) + 1));
     Ok((sql, params))
 }
 

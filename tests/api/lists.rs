@@ -28,7 +28,7 @@ fn ids(v: &Value) -> Vec<String> {
         .collect()
 }
 
-async fn seed(app: &TestApp, key: &str, n: usize) {
+pub async fn seed(app: &TestApp, key: &str, n: usize) {
     let writes: Vec<Value> = (0..n)
         .map(|i| (i, ["a", "b", "c"][i % 3]))
         .map(|(i, tag)| {

@@ -16,6 +16,7 @@ mod demo;
 mod documents;
 mod functions;
 mod hooks;
+mod list_count;
 mod lists;
 mod plans;
 mod plumbing;

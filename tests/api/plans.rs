@@ -53,6 +53,7 @@ async fn plan(app: &TestApp, filter: &str, order: &str) -> String {
                 order: Some(order.to_string()),
                 limit: Some(20),
                 cursor: None,
+                count: false,
             },
         )
         .await
