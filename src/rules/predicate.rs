@@ -51,6 +51,13 @@ pub enum Predicate {
         field: Field,
         prefix: String,
     },
+    /// `field.contains(needle)` on a string: whether the field holds a string that has
+    /// `needle` in it; unknown for a value of another type or a missing field. No index
+    /// serves it: every row the rest of the predicate leaves is read.
+    Substring {
+        field: Field,
+        needle: String,
+    },
 }
 
 impl Predicate {

@@ -236,6 +236,7 @@ impl Renderer {
                 _ => self.null().to_string(),
             },
             Predicate::StartsWith { field, prefix } => self.starts_with(field, prefix),
+            Predicate::Substring { field, needle } => self.substring(field, needle),
             Predicate::Has { field } => match field {
                 Field::Doc(path) if !path.is_empty() => {
                     let f = self.doc_field(&keys(path));
@@ -448,6 +449,38 @@ impl Renderer {
                     None => format!("{value} >= {lo} AND substr({value}, 1, length({lo})) = {lo}"),
                 }
             }
+        };
+        match guard {
+            Some(g) => self.guarded(&g, &cond),
+            None => format!("({cond})"),
+        }
+    }
+
+    /// `field.contains(needle)` on strings: `instr` (SQLite), `strpos` (PostgreSQL), both
+    /// by characters.
+    fn substring(&mut self, field: &Field, needle: &str) -> String {
+        let (value, guard) = match (field, self.dialect) {
+            (Field::Doc(path), Dialect::Sqlite) => {
+                let a = self.doc_field(&keys(path)).access;
+                (
+                    format!("json_extract(data, {a})"),
+                    Some(format!("json_type(data, {a}) = 'text'")),
+                )
+            }
+            (Field::Doc(path), Dialect::Postgres) => {
+                let a = self.doc_field(&keys(path)).access;
+                (
+                    format!("({a} #>> '{{}}')"),
+                    Some(format!("jsonb_typeof({a}) = 'string'")),
+                )
+            }
+            (Field::Id, _) => ("id".to_string(), None),
+            _ => return self.null().to_string(),
+        };
+        let p = self.param(SqlParam::Text(needle.to_string()));
+        let cond = match self.dialect {
+            Dialect::Sqlite => format!("instr({value}, {p}) > 0"),
+            Dialect::Postgres => format!("strpos({value}, {p}) > 0"),
         };
         match guard {
             Some(g) => self.guarded(&g, &cond),

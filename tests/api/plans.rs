@@ -188,6 +188,27 @@ async fn index_plans_serve_each_supported_shape(b: Backend) {
     let want: Vec<i64> = (0..50).filter(|i| i % 3 == 0).take(20).collect();
     assert_eq!(page(&app, &key, f, "name").await, want);
 
+    // A substring is no index's: it is checked on the rows of the equality.
+    let f = "doc.owner == 'u19' && doc.name.contains('b0')";
+    assert_served("contains", &plan(&app, f, "").await);
+    // "ab00", "b02", "ab03"...: a name ending in b, then 0
+    let want: Vec<i64> = (0..10).filter(|i| i % 3 != 1).collect();
+    assert_eq!(page(&app, &key, f, "").await, want);
+    // Its cost grows with the needle: over 64 characters it is refused.
+    let long = "x".repeat(65);
+    let r = app
+        .get(
+            &format!(
+                "{}?filter={}",
+                docs("shop", "items"),
+                urlencode(&format!("doc.name.contains('{long}')"))
+            ),
+            Some(&key),
+        )
+        .await;
+    let p = r.problem(400, "invalid_filter");
+    assert!(p["detail"].as_str().unwrap().contains("64"), "{p}");
+
     // `in` on the indexed path: every value is looked up in the index.
     let f = "doc.owner in ['u3', 'u19'] && doc.score == 7";
     let text = plan(&app, f, "").await;
