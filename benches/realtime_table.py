@@ -77,6 +77,22 @@ if latency_ns:
             print(f"| {n:,} | {cell('latency', 'plinth', n, both)} | {cell('latency', 'pocketbase', n, both)} |{extra}")
         print()
 
+    # The writer's answer while its own fan-out runs (the writer waits for nothing else:
+    # one write at a time). Older result files predate it.
+    if any("write" in r for r in rows):
+        print("The writer's answer during its fan-out (write request sent -> answer; p50 / p99 over writes, ms):")
+        print()
+        print(f"| subscribers | Plinth | PocketBase |{extra_head}")
+        print(f"|---:|---:|---:|{extra_rule}")
+        def answer(rs):
+            w = lambda q: ms(statistics.median(r["write"][q] for r in rs if "write" in r))
+            return f"{w('p50_us')} / {w('p99_us')}"
+
+        for n in latency_ns:
+            extra = f" {cell('latency', 'ideal', n, answer)} |" if ideal else ""
+            print(f"| {n:,} | {cell('latency', 'plinth', n, answer)} | {cell('latency', 'pocketbase', n, answer)} |{extra}")
+        print()
+
 summary = []
 for n in sorted({n for (mode, _, n) in groups if mode == "throughput"}):
     summary.append((

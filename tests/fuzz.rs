@@ -66,6 +66,7 @@ fn cel_source() -> impl Strategy<Value = String> {
         Just("x".to_string()),
         Just("has(".to_string()),
         Just(".matches('^a')".to_string()),
+        Just(".startsWith(".to_string()),
         "[a-z0-9_'\"\\\\ ]{1,3}",
     ];
     prop::collection::vec(token, 1..40).prop_map(|t| t.concat())

@@ -333,6 +333,9 @@ const STRINGS: &[&str] = &[
     "tab\t",
     "Z",
     "a b",
+    "it\u{10FFFF}x",
+    "\u{D7FF}z",
+    "\u{E000}",
 ];
 
 fn scalar() -> impl Strategy<Value = Value> {
@@ -570,6 +573,25 @@ fn leaf() -> impl Strategy<Value = String> {
             .prop_map(|(v, p)| format!("{v} in {p}")),
         2 => (prop_oneof![number(), string(), any::<bool>().prop_map(Value::Bool)], prop::sample::select(vec!["doc.l", "doc.o"]))
             .prop_map(|(v, p)| format!("{} in {p}", cel_literal(&v))),
+        // prefixes: the index range [prefix, successor) on SQLite, starts_with on PG
+        3 => (
+            prop::sample::select(vec!["doc.s", "doc['é']", "doc.n", "doc.o", "doc.o.a", "doc.zz", "doc", "id"]),
+            prop_oneof![
+                4 => prop::sample::select(STRINGS).prop_map(cel_string),
+                2 => prop::sample::select(vec!["it", "ba", "d", "d1", "\u{10FFFF}", "a\u{10FFFF}", "\u{D7FF}"]).prop_map(cel_string),
+                1 => prop::sample::select(vec!["auth.uid", "auth.claims.level", "auth.claims.missing", "auth.claims.tags"]).prop_map(String::from),
+            ],
+        )
+            .prop_map(|(p, v)| format!("{p}.startsWith({v})")),
+        2 => (
+            prop::sample::select(vec!["doc.s", "doc['é']", "doc.n", "doc.o", "doc.l", "doc.zz", "doc", "id"]),
+            prop_oneof![
+                4 => prop::sample::select(STRINGS).prop_map(cel_string),
+                2 => prop::sample::select(vec!["t", "b", "1", "'", "😀", " "]).prop_map(cel_string),
+                1 => prop::sample::select(vec!["auth.uid", "auth.claims.level"]).prop_map(String::from),
+            ],
+        )
+            .prop_map(|(p, v)| format!("{p}.contains({v})")),
         2 => prop::sample::select(HAS_PATHS).prop_map(|p| format!("has({p})")),
         2 => prop::sample::select(PATHS).prop_map(String::from),
         2 => prop::sample::select(vec![
@@ -763,6 +785,17 @@ fn regression_cases() {
         ("id < 'd3' || version >= 7", None),
         ("!(id < dyn(1))", None),
         ("version == 2.0 || created_at in [1000, 1300.0]", None),
+        // prefixes and substrings: strings only (a list or a map is an error)
+        ("doc.s.startsWith('a')", None),
+        ("!doc.s.startsWith('')", None),
+        ("!doc.l.startsWith('a')", None),
+        ("doc.s.startsWith('😀') || id.startsWith('d1')", None),
+        ("doc.s.contains(' ')", None),
+        ("!doc.s.contains('')", None),
+        ("!doc.l.contains('a')", None),
+        ("doc.l.contains('a') || doc.o.contains('a')", None),
+        ("!doc.a.contains('1')", None),
+        ("id.contains('3')", None),
         // the whole document
         ("doc == {}", None),
         ("doc != {'a': 1}", None),

@@ -5,6 +5,7 @@
 pub mod before;
 mod cursor;
 mod error;
+mod list;
 pub mod patch;
 mod validate;
 
@@ -22,7 +23,7 @@ use crate::rules::{
     Predicate, PredicateError, QueryBindings, RuleSet, RulesRegistry,
 };
 use crate::store::{
-    After, JobRef, OrderKey, Store, StoreError, StoredDoc, WriteDecision, WriteError, WriteRequest,
+    JobRef, OrderKey, Store, StoreError, StoredDoc, WriteDecision, WriteError, WriteRequest,
     Written,
 };
 use crate::tenancy::{Caller, Scope};
@@ -134,11 +135,27 @@ pub struct ListParams {
     pub order: Option<String>,
     pub limit: Option<i64>,
     pub cursor: Option<String>,
+    /// Also count every document the list matches (all pages), up to [`MAX_COUNT`].
+    pub count: bool,
 }
+
+/// `?count=true` counts at most this many documents: the count reads every matching
+/// row (from an index where one serves the filter), so it is bounded like a page is.
+pub const MAX_COUNT: i64 = 10_000;
 
 pub struct Page {
     pub items: Vec<crate::store::ListedDoc>,
     pub next_cursor: Option<String>,
+    pub count: Option<Count>,
+}
+
+/// The number of documents a list matches, whatever the cursor and limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Count {
+    /// At most [`MAX_COUNT`].
+    pub count: i64,
+    /// More documents match than `count` says (the count stopped at [`MAX_COUNT`]).
+    pub capped: bool,
 }
 
 /// One write of a batch, as posted.
@@ -750,127 +767,6 @@ impl DocumentService {
         }
     }
 
-    /// One page of a collection: the read rule ANDed with the filter, in SQL.
-    pub async fn list(
-        &self,
-        scope: &Scope,
-        collection: &str,
-        params: ListParams,
-    ) -> Result<Page, DocError> {
-        check_names(collection, None)?;
-        let limit = params.limit.unwrap_or(50);
-        if !(1..=1000).contains(&limit) {
-            return Err(DocError::InvalidParam {
-                param: "limit",
-                message: "must be between 1 and 1000".into(),
-            });
-        }
-        let order_src = params.order.as_deref().unwrap_or("");
-        let order = parse_order(order_src)?;
-        let filter_src = params.filter.as_deref().unwrap_or("").trim().to_string();
-        let now = now_ms();
-        let auth = auth_of(scope);
-        let qb = QueryBindings {
-            auth: auth.as_ref(),
-            now_ms: now,
-        };
-        let mut parts: Vec<Predicate> = Vec::new();
-        if !bypasses_rules(scope) {
-            let rules = self.rules.get(scope).await?;
-            let rule = rules
-                .rule(collection, Operation::Read)
-                .ok_or_else(|| DocError::Denied {
-                    collection: collection.to_string(),
-                    op: "read",
-                })?;
-            let pred = match rule.to_predicate(&qb) {
-                Ok(p) => p,
-                // Read rules are checked translatable at install; failing here is a bug.
-                Err(PredicateError::Untranslatable(u)) => {
-                    return Err(DocError::Internal(format!(
-                        "read rule not translatable: {}",
-                        u.message
-                    )));
-                }
-                // A rule too costly for this caller denies.
-                Err(PredicateError::TooCostly) => Predicate::False,
-            };
-            if pred == Predicate::False {
-                // Nothing can be listed: refuse before compiling or evaluating a filter.
-                return Err(DocError::Denied {
-                    collection: collection.to_string(),
-                    op: "read",
-                });
-            }
-            parts.push(pred);
-        }
-        if !filter_src.is_empty() {
-            let filter = self
-                .compile_filter(&filter_src)
-                .map_err(DocError::InvalidFilter)?;
-            parts.push(
-                filter_predicate(filter, auth.as_ref(), now, crate::rules::EVAL_BUDGET).await?,
-            );
-        }
-        let predicate = match parts.len() {
-            0 => None,
-            1 => parts.pop(),
-            _ => Some(Predicate::And(parts)),
-        };
-        let ctx = CursorContext {
-            tenant_id: scope.tenant().id,
-            collection,
-            order: order_src,
-            filter: &filter_src,
-        };
-        let after = match params.cursor.as_deref().filter(|c| !c.is_empty()) {
-            Some(c) => Some(
-                self.cursor_key
-                    .decode(&ctx, c)
-                    .ok_or(DocError::InvalidCursor)?,
-            ),
-            None => None,
-        };
-        if let Some(a) = &after
-            && a.keys.len() != order.len()
-        {
-            return Err(DocError::InvalidCursor);
-        }
-        let mut rows = self
-            .store
-            .list_documents(
-                scope,
-                crate::store::ListQuery {
-                    collection,
-                    predicate: predicate.as_ref(),
-                    order: &order,
-                    after: after.as_ref(),
-                    limit: limit + 1,
-                    max_bytes: MAX_PAGE_BYTES,
-                },
-            )
-            .await?;
-        let keep = crate::store::page_len(&rows, limit as usize, MAX_PAGE_BYTES);
-        let next_cursor = if rows.len() > keep {
-            rows.truncate(keep);
-            rows.last().map(|r| {
-                self.cursor_key.encode(
-                    &ctx,
-                    &After {
-                        keys: r.keys.clone(),
-                        tie: r.tie.clone(),
-                    },
-                )
-            })
-        } else {
-            None
-        };
-        Ok(Page {
-            items: rows,
-            next_cursor,
-        })
-    }
-
     /// Which rule decides `op` on a stored document for a given user (or anonymous).
     /// Which rule and sub-expression decide `op` on a stored document for one of the
     /// tenant's users (`uid`) or for an anonymous caller: the one explain behind the HTTP
@@ -1066,8 +962,6 @@ fn delete_request(
     }
 }
 
-/// `order=field,-other`: meta fields by name (id, version, created_at, updated_at),
-/// anything else a dotted path into the data (optionally prefixed `doc.`).
 /// A document time as the API writes it everywhere (REST, realtime, hook events): RFC 3339
 /// UTC with milliseconds, from unix milliseconds.
 pub fn timestamp(ms: i64) -> String {
@@ -1076,6 +970,9 @@ pub fn timestamp(ms: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// `order=field,-other`: meta fields by name (id, version, created_at, updated_at),
+/// anything else a dotted path into the data (optionally prefixed `doc.`).
+/// Keys without `created_at` get it appended (see below).
 pub fn parse_order(src: &str) -> Result<Vec<OrderKey>, DocError> {
     let src = src.trim();
     if src.is_empty() {
@@ -1123,6 +1020,23 @@ pub fn parse_order(src: &str) -> Result<Vec<OrderKey>, DocError> {
     }
     if keys.len() > MAX_ORDER_KEYS {
         return Err(bad(format!("at most {MAX_ORDER_KEYS} fields")));
+    }
+    // Equal keys are ordered by the default order (created_at, then the tie-break), the
+    // keys every declared index ends with: `order=score` on an index of
+    // `["owner", "score"]` then reads in index order, without a sort.
+    let unique_last = matches!(
+        keys.last(),
+        Some(OrderKey {
+            field: Field::Id,
+            ..
+        })
+    );
+    if !unique_last && !keys.iter().any(|k| k.field == Field::CreatedAt) {
+        let desc = keys.last().is_some_and(|k| k.desc);
+        keys.push(OrderKey {
+            field: Field::CreatedAt,
+            desc,
+        });
     }
     Ok(keys)
 }

@@ -114,6 +114,7 @@ impl DbHost {
                     order: s("order"),
                     limit: o.get("limit").and_then(Value::as_i64),
                     cursor: s("cursor"),
+                    count: false,
                 };
                 let page = docs.list(scope, &c, params).await.map_err(host_error)?;
                 let items: Vec<Value> = page

@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 use super::dto::timestamp;
 use super::extract::{ApiJson, ApiPath, ApiQuery, TenantScope};
 use crate::app::AppState;
-use crate::documents::{BatchWrite, ListParams, PatchBody, Preconditions};
+use crate::documents::{BatchWrite, Count, ListParams, PatchBody, Preconditions};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::rules::Operation;
 use crate::store::{ChangeOp, ListedDoc, StoredDoc, Written};
@@ -71,7 +71,7 @@ impl From<StoredDoc> for DocDto {
 /// JSON text in as it is: no parse, no re-serialisation. Ids, collection names,
 /// timestamps and cursors need no escaping (their alphabets exclude `"` and `\\`);
 /// they are still escaped through serde_json, which costs nothing for such strings.
-fn page_body(items: &[ListedDoc], next_cursor: Option<&str>) -> String {
+fn page_body(items: &[ListedDoc], next_cursor: Option<&str>, count: Option<Count>) -> String {
     let mut out = String::with_capacity(
         64 + items
             .iter()
@@ -104,6 +104,12 @@ fn page_body(items: &[ListedDoc], next_cursor: Option<&str>) -> String {
         Some(c) => quote(&mut out, c),
         None => out.push_str("null"),
     }
+    if let Some(c) = count {
+        out.push_str(&format!(
+            ",\"count\":{},\"count_capped\":{}",
+            c.count, c.capped
+        ));
+    }
     out.push('}');
     out
 }
@@ -113,6 +119,15 @@ pub struct DocPage {
     pub items: Vec<DocDto>,
     /// Pass as `cursor` to get the next page; null on the last page.
     pub next_cursor: Option<String>,
+    /// With `count=true`: how many documents the list matches over all its pages, at
+    /// most 10,000.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 10000)]
+    pub count: Option<i64>,
+    /// With `count=true`: more documents match than `count` (the count stopped at
+    /// 10,000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count_capped: Option<bool>,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -126,6 +141,9 @@ pub struct ListQueryParams {
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
+    /// `true`: the page also says how many documents match in all (`count`, at most
+    /// 10,000; `count_capped` when more do).
+    pub count: Option<bool>,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -254,10 +272,11 @@ async fn list_docs(
                 order: q.order,
                 limit: q.limit,
                 cursor: q.cursor,
+                count: q.count.unwrap_or(false),
             },
         )
         .await?;
-    let body = page_body(&page.items, page.next_cursor.as_deref());
+    let body = page_body(&page.items, page.next_cursor.as_deref(), page.count);
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 

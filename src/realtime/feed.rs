@@ -245,6 +245,21 @@ fn deliver(sub: &Sub, seq: i64, text: String, out: &mut Deliveries) {
     }
 }
 
+/// Sockets written to between two yields of a fan-out (a direct write is a few µs).
+/// `PLINTH_FANOUT_SLICE=0` sends a read's events without yielding, as before: a switch
+/// for A/B runs of benches/realtime-bench.sh from one build, not a setting.
+static SEND_SLICE: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+    std::env::var("PLINTH_FANOUT_SLICE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64)
+});
+
+/// Whether fan-outs yield to other tasks (see [`SEND_SLICE`]).
+pub(crate) fn fanout_yields() -> bool {
+    *SEND_SLICE > 0
+}
+
 /// The live events of one read of the change log, by socket, in seq order. Sent after
 /// the feed is unlocked (the sends are most of a fan-out's time; subscribing and
 /// unsubscribing need the lock), each socket's events in one write when it is idle, so a
@@ -265,9 +280,16 @@ impl Deliveries {
         self.sockets[i].1.push(text);
     }
 
-    /// Writes (or queues) every socket's events. Never waits.
-    pub fn send(self) {
-        for (socket, texts) in self.sockets {
+    /// Writes (or queues) every socket's events, `SEND_SLICE` sockets at a time with a
+    /// yield between slices, so requests that arrive during a fan-out to thousands of
+    /// sockets (the write that caused it, first) are answered between slices rather than
+    /// after the whole fan-out. Never waits for a socket.
+    pub async fn send(self) {
+        let slice = *SEND_SLICE;
+        for (i, (socket, texts)) in self.sockets.into_iter().enumerate() {
+            if slice > 0 && i > 0 && i % slice == 0 {
+                tokio::task::yield_now().await;
+            }
             socket.send_events(texts);
         }
     }

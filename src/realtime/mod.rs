@@ -352,6 +352,11 @@ impl Broker {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = shutdown.changed() => return,
             }
+            // The commit that woke us also woke its writer: let the writer's answer go
+            // out before the fan-out takes the worker (writers first).
+            if feed::fanout_yields() {
+                tokio::task::yield_now().await;
+            }
             // A deleted or suspended tenant's sockets are closed.
             match self.registry.get(&feed.tenant.slug).await {
                 Ok(Some(t)) if t.id == feed.tenant.id && !t.suspended => {}
@@ -412,7 +417,7 @@ impl Broker {
                 }
                 // Sent before the next read, by this feed's only tailer: each socket gets
                 // its events in seq order.
-                out.send();
+                out.send().await;
                 if (changes.len() as i64) < TAIL_BATCH {
                     break;
                 }

@@ -847,6 +847,7 @@ impl Connection {
                         after: None,
                         limit: limit + 1,
                         max_bytes: crate::documents::MAX_PAGE_BYTES,
+                        sort_matches: false,
                     },
                 )
                 .await

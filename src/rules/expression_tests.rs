@@ -518,7 +518,7 @@ fn untranslatable_constructs_are_named() {
         ("doc.tags.exists(t, t == 1)", 1, "comprehension"),
         ("auth != null && doc.l[0] == 1", 17, "list index"),
         ("doc[auth.uid] == 1", 1, "computed key"),
-        ("doc.name.startsWith('a')", 1, "startsWith()"),
+        ("doc.name.endsWith('a')", 1, "endsWith()"),
     ] {
         let e = Expression::compile(src, ExprKind::Filter).unwrap();
         let err = e.check_translatable().expect_err(src);

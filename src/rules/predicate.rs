@@ -45,6 +45,74 @@ pub enum Predicate {
         field: Field,
         value: Value,
     },
+    /// `field.startsWith(prefix)`: whether the field holds a string that begins with
+    /// `prefix` (code points); unknown for a value of another type or a missing field.
+    StartsWith {
+        field: Field,
+        prefix: String,
+    },
+    /// `field.contains(needle)` on a string: whether the field holds a string that has
+    /// `needle` in it; unknown for a value of another type or a missing field. No index
+    /// serves it: every row the rest of the predicate leaves is read.
+    Substring {
+        field: Field,
+        needle: String,
+    },
+}
+
+impl Predicate {
+    /// Whether one of `indexes` (each a list of document paths) narrows this predicate
+    /// but none delivers its rows in the default order: some index's first path is
+    /// compared (`==`, `in`, a range, a prefix) in the top-level conjunction, and no
+    /// index has all its paths compared for equality there.
+    pub fn needs_index_sort(&self, indexes: &[Vec<Vec<String>>]) -> bool {
+        let mut conjuncts = Vec::new();
+        self.conjuncts(&mut conjuncts);
+        let mut equal: Vec<&[String]> = Vec::new();
+        let mut narrowed: Vec<&[String]> = Vec::new();
+        for c in conjuncts {
+            match c {
+                Predicate::Compare {
+                    field: Field::Doc(p),
+                    op: CmpOp::Eq,
+                    ..
+                } => equal.push(p),
+                Predicate::In {
+                    field: Field::Doc(p),
+                    values,
+                } if values.len() == 1 => equal.push(p),
+                Predicate::In {
+                    field: Field::Doc(p),
+                    ..
+                }
+                | Predicate::Compare {
+                    field: Field::Doc(p),
+                    op: CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge,
+                    ..
+                }
+                | Predicate::StartsWith {
+                    field: Field::Doc(p),
+                    ..
+                } => narrowed.push(p),
+                _ => {}
+            }
+        }
+        let ordered = indexes
+            .iter()
+            .any(|i| i.iter().all(|p| equal.contains(&p.as_slice())));
+        let narrows = indexes.iter().any(|i| {
+            i.first()
+                .is_some_and(|p| equal.contains(&p.as_slice()) || narrowed.contains(&p.as_slice()))
+        });
+        narrows && !ordered
+    }
+
+    fn conjuncts<'a>(&'a self, out: &mut Vec<&'a Predicate>) {
+        match self {
+            Predicate::And(items) => items.iter().for_each(|i| i.conjuncts(out)),
+            other => out.push(other),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -106,6 +174,51 @@ impl Predicate {
             }
             Predicate::In { field, values } => in_field(field) || values.iter().any(in_value),
             Predicate::Has { field } => in_field(field),
+            Predicate::StartsWith { field, prefix } => in_field(field) || prefix.contains('\0'),
+            Predicate::Substring { field, needle } => in_field(field) || needle.contains('\0'),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn path(p: &str) -> Vec<String> {
+        p.split('.').map(str::to_string).collect()
+    }
+
+    fn cmp(p: &str, op: CmpOp) -> Predicate {
+        Predicate::Compare {
+            field: Field::Doc(path(p)),
+            op,
+            value: json!(1),
+        }
+    }
+
+    #[test]
+    fn an_index_that_narrows_but_cannot_order_asks_for_a_sort() {
+        let owner = vec![path("owner")];
+        let owner_score = vec![path("owner"), path("score")];
+        let both = [owner.clone(), owner_score.clone()];
+        let eq = cmp("owner", CmpOp::Eq);
+        let in_ = Predicate::In {
+            field: Field::Doc(path("owner")),
+            values: vec![json!("a"), json!("b")],
+        };
+        let range = Predicate::And(vec![eq.clone(), cmp("score", CmpOp::Gt)]);
+        // equality on all of an index's paths: that index delivers the order
+        assert!(!eq.needs_index_sort(&both));
+        assert!(!range.needs_index_sort(&both));
+        // only [owner, score]: equality on owner narrows, the order needs a sort
+        assert!(eq.needs_index_sort(std::slice::from_ref(&owner_score)));
+        assert!(range.needs_index_sort(std::slice::from_ref(&owner_score)));
+        assert!(in_.needs_index_sort(&both));
+        // nothing indexed, or the comparison below an `||`: the planner decides
+        assert!(!eq.needs_index_sort(&[]));
+        assert!(!cmp("name", CmpOp::Eq).needs_index_sort(&both));
+        let or = Predicate::Or(vec![eq.clone(), cmp("x", CmpOp::Eq)]);
+        assert!(!or.needs_index_sort(&both));
     }
 }

@@ -136,6 +136,13 @@ impl RuleSet {
         self.collections.get(collection).and_then(|c| c.rule(op))
     }
 
+    /// The collection's declared indexes (each a list of document paths).
+    pub fn indexes(&self, collection: &str) -> &[Vec<Vec<String>>] {
+        self.collections
+            .get(collection)
+            .map_or(&[], |c| c.indexes.as_slice())
+    }
+
     /// Read rules that lists can only serve by scanning the whole collection (no index
     /// starts with a path the rule compares for equality), and indexes no rule uses.
     pub fn warnings(&self) -> Vec<String> {

@@ -54,7 +54,11 @@ pub(super) struct Translator<'a> {
 
 const SUPPORTED: &str = "SQL supports comparisons of document fields with values \
 (==, !=, <, <=, >, >=), 'field in [values]', 'value in field', has(doc.field), \
-and &&, ||, !, ? : over them";
+doc.field.startsWith(value), doc.field.contains(value), and &&, ||, !, ? : over them";
+
+/// `doc.a.contains(s)` reads the whole string of every row it is checked on, comparing
+/// at each position; the needle's length bounds the work per position.
+pub const MAX_CONTAINS_CHARS: usize = 64;
 
 fn cmp_op(name: &str) -> Option<CmpOp> {
     Some(match name {
@@ -184,6 +188,41 @@ impl Translator<'_> {
                 });
             }
             _ => {}
+        }
+        if let Expr::Call(c) = &e.expr
+            && matches!(c.func_name.as_str(), "startsWith" | "contains")
+            && c.args.len() == 1
+            && let Some(target) = c.target.as_deref()
+            && is_field_expr(target)
+            && !self.touches_doc(&c.args[0])
+        {
+            let field = self.field(target)?;
+            let Some(Value::String(arg)) = self.value(&c.args[0]) else {
+                // not a string: an error in CEL
+                return Ok(Predicate::Unknown);
+            };
+            if !matches!(field, Field::Doc(_) | Field::Id) {
+                return Ok(Predicate::Unknown); // version and the times are numbers
+            }
+            if c.func_name == "startsWith" {
+                return Ok(Predicate::StartsWith {
+                    field,
+                    prefix: arg.to_string(),
+                });
+            }
+            if arg.chars().count() > MAX_CONTAINS_CHARS {
+                return Err(self.untranslatable(
+                    e,
+                    format!(
+                        "contains() with a value over {MAX_CONTAINS_CHARS} characters in '{}'",
+                        self.text(e)
+                    ),
+                ));
+            }
+            return Ok(Predicate::Substring {
+                field,
+                needle: arg.to_string(),
+            });
         }
         if is_field_expr(e) {
             // a field used as a boolean

@@ -215,11 +215,13 @@ impl Store {
                     .filter_map(|o| o.as_ref().ok())
                     .flat_map(|w| w.iter().map(|w| w.seq))
                     .max();
-                if let Some(seq) = last {
-                    self.committed(scope.tenant().id, seq);
-                }
+                // Writers first: their answers are woken before the fan-out is, so a
+                // fan-out to thousands of sockets never runs ahead of them.
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(outcome);
+                }
+                if let Some(seq) = last {
+                    self.committed(scope.tenant().id, seq);
                 }
             }
             Err(e) => {

@@ -202,6 +202,10 @@ pub struct ListQuery<'a> {
     pub limit: i64,
     /// Stop reading once the data read passes this many bytes (see [`page_len`]).
     pub max_bytes: usize,
+    /// Read the matches from the index that narrows the predicate and sort them, rather
+    /// than walk an index in the list's order (see `documents::list`): the order's keys
+    /// are written so that no index matches them.
+    pub sort_matches: bool,
 }
 
 /// Whether a list read of `rows_read` rows holding `bytes_read` bytes of data stops: once
@@ -371,6 +375,36 @@ impl Store {
             let query = sqlx::query(sqlx::AssertSqlSafe(sql));
             let query = bind_params!(query, &params, dialect);
             read_page(query.fetch(&p), &q, n_keys, dialect).await
+        })
+    }
+
+    /// How many documents of `collection` match `predicate`, counting no further than
+    /// `cap + 1` (so the work is bounded whatever the collection's size; a result over
+    /// `cap` means "more than `cap`").
+    pub async fn count_documents(
+        &self,
+        scope: &Scope,
+        collection: &str,
+        predicate: Option<&Predicate>,
+        cap: i64,
+    ) -> StoreResult<i64> {
+        if let Some(fast) = self.fast_sqlite(scope).await? {
+            let (sql, params) = count_sql(
+                scope.tenant().id,
+                collection,
+                predicate,
+                cap,
+                Dialect::Sqlite,
+            )?;
+            return fast.count(&sql, &params);
+        }
+        let (db, tenant) = self.tenant_db(scope).await?;
+        let dialect = dialect(&db);
+        let (sql, params) = count_sql(tenant, collection, predicate, cap, dialect)?;
+        on_db!(db, |p| {
+            let query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
+            let query = bind_params!(query, &params, dialect);
+            Ok(query.fetch_one(&p).await?)
         })
     }
 
@@ -756,7 +790,17 @@ fn list_sql(
     }
     sql.push_str(" ORDER BY ");
     for (expr, k) in key_exprs.iter().zip(q.order) {
-        sql.push_str(&format!("{expr} {}, ", if k.desc { "DESC" } else { "ASC" }));
+        let dir = if k.desc { "DESC" } else { "ASC" };
+        let integer = matches!(
+            k.field,
+            Field::CreatedAt | Field::UpdatedAt | Field::Version
+        );
+        match (q.sort_matches && integer, dialect) {
+            (false, _) => sql.push_str(&format!("{expr} {dir}, ")),
+            // the same values; an expression no index holds
+            (true, Dialect::Sqlite) => sql.push_str(&format!("+{expr} {dir}, ")),
+            (true, Dialect::Postgres) => sql.push_str(&format!("({expr} + 0) {dir}, ")),
+        }
     }
     let (tie, tie_desc) = tie_break(q.order, dialect);
     sql.push_str(&format!(
@@ -764,6 +808,31 @@ fn list_sql(
         if tie_desc { "DESC" } else { "ASC" },
         q.limit.clamp(1, 10_001)
     ));
+    Ok((sql, params))
+}
+
+/// The SQL counting the rows a list's predicate matches, at most `cap + 1` of them
+/// (literals as in `list_sql`).
+fn count_sql(
+    tenant: i64,
+    collection: &str,
+    predicate: Option<&Predicate>,
+    cap: i64,
+    dialect: Dialect,
+) -> StoreResult<(String, Vec<SqlParam>)> {
+    if !crate::documents::valid_collection(collection) {
+        return Err(StoreError::Internal("invalid collection name"));
+    }
+    let mut sql = format!(
+        "SELECT count(*) FROM (SELECT 1 FROM documents WHERE tenant_id = {tenant} AND collection = '{collection}'"
+    );
+    let mut params = Vec::new();
+    if let Some(pred) = predicate {
+        let rendered = predicate_sql::render(pred, dialect, 1);
+        sql.push_str(&format!(" AND ({})", rendered.sql));
+        params = rendered.params;
+    }
+    sql.push_str(&format!(" LIMIT {}) AS matched", cap.max(0) + 1));
     Ok((sql, params))
 }
 
@@ -873,13 +942,15 @@ where
     }
 }
 
-/// The unique last sort key: on SQLite the rowid, in the direction of the last key, which
-/// every index (expression indexes included) holds in that order within equal keys; on
-/// PostgreSQL the id, ascending.
+/// The unique last sort key, in the direction of the last key so that an index read
+/// backwards delivers a descending order too: on SQLite the rowid, which every index
+/// (expression indexes included) holds in that order within equal keys; on PostgreSQL
+/// the id, the last column of every declared index.
 fn tie_break(order: &[OrderKey], dialect: Dialect) -> (&'static str, bool) {
+    let desc = order.last().is_some_and(|k| k.desc);
     match dialect {
-        Dialect::Sqlite => ("rowid", order.last().is_some_and(|k| k.desc)),
-        Dialect::Postgres => ("id", false),
+        Dialect::Sqlite => ("rowid", desc),
+        Dialect::Postgres => ("id", desc),
     }
 }
 

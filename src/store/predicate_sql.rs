@@ -57,6 +57,7 @@ pub fn render(pred: &Predicate, dialect: Dialect, first_param: usize) -> Rendere
         dialect,
         first: first_param,
         params: Vec::new(),
+        negated: false,
     };
     let sql = r.pred(pred);
     Rendered {
@@ -148,6 +149,10 @@ struct Renderer {
     dialect: Dialect,
     first: usize,
     params: Vec<SqlParam>,
+    /// Under an odd number of `NOT`s, where a NULL (CEL error) must stay NULL: NOT NULL
+    /// excludes the row, NOT FALSE includes it. Elsewhere only TRUE counts (the SQL is a
+    /// WHERE condition), so an error may render as FALSE (see `guarded`).
+    negated: bool,
 }
 
 /// How a document field is read, once its path parameters (if any) are bound.
@@ -195,7 +200,12 @@ impl Renderer {
                 let parts: Vec<String> = items.iter().map(|i| self.pred(i)).collect();
                 format!("({})", parts.join(" OR "))
             }
-            Predicate::Not(inner) => format!("(NOT {})", self.pred(inner)),
+            Predicate::Not(inner) => {
+                self.negated = !self.negated;
+                let inner = self.pred(inner);
+                self.negated = !self.negated;
+                format!("(NOT {inner})")
+            }
             Predicate::Compare { field, op, value } => match field {
                 Field::Doc(path) => {
                     let f = self.doc_field(&keys(path));
@@ -225,6 +235,8 @@ impl Renderer {
                 // id, version and the timestamps are never containers
                 _ => self.null().to_string(),
             },
+            Predicate::StartsWith { field, prefix } => self.starts_with(field, prefix),
+            Predicate::Substring { field, needle } => self.substring(field, needle),
             Predicate::Has { field } => match field {
                 Field::Doc(path) if !path.is_empty() => {
                     let f = self.doc_field(&keys(path));
@@ -345,8 +357,9 @@ impl Renderer {
                                 let Some((p, guard)) = self.sqlite_scalar(v) else {
                                     return self.null().to_string();
                                 };
-                                format!(
-                                    "(CASE WHEN json_type(data, {a}) {guard} THEN json_extract(data, {a}) {sym} {p} END)"
+                                self.guarded(
+                                    &format!("json_type(data, {a}) {guard}"),
+                                    &format!("json_extract(data, {a}) {sym} {p}"),
                                 )
                             }
                             // null, lists and maps cannot be ordered: an error in CEL
@@ -358,14 +371,16 @@ impl Renderer {
                         match v {
                             Json::Number(_) => {
                                 let p = self.param(SqlParam::Json(v.to_string()));
-                                format!(
-                                    "(CASE WHEN jsonb_typeof({a}) = 'number' THEN {a} {sym} {p} END)"
+                                self.guarded(
+                                    &format!("jsonb_typeof({a}) = 'number'"),
+                                    &format!("{a} {sym} {p}"),
                                 )
                             }
                             Json::Bool(_) => {
                                 let p = self.param(SqlParam::Json(v.to_string()));
-                                format!(
-                                    "(CASE WHEN jsonb_typeof({a}) = 'boolean' THEN {a} {sym} {p} END)"
+                                self.guarded(
+                                    &format!("jsonb_typeof({a}) = 'boolean'"),
+                                    &format!("{a} {sym} {p}"),
                                 )
                             }
                             Json::String(s) => {
@@ -379,6 +394,97 @@ impl Renderer {
                     }
                 }
             }
+        }
+    }
+
+    /// `cond` where `guard` (a type check) holds, an error (NULL) elsewhere. Outside a
+    /// negation it renders as `cond AND guard`, FALSE where CEL errs, which a WHERE
+    /// treats alike and which leaves `cond` (a comparison of the indexed expression)
+    /// where the planner can use it as a range of an index; `CASE` would hide it.
+    fn guarded(&self, guard: &str, cond: &str) -> String {
+        if self.negated {
+            format!("(CASE WHEN {guard} THEN {cond} END)")
+        } else {
+            format!("({cond} AND {guard})")
+        }
+    }
+
+    /// `field.startsWith(prefix)`. SQLite: the range `[prefix, successor)` of the indexed
+    /// expression (BINARY collation is code-point order, so exactly the strings with the
+    /// prefix). PostgreSQL: `starts_with` on the text, since the jsonb index orders
+    /// strings by the database's collation, not by code point.
+    fn starts_with(&mut self, field: &Field, prefix: &str) -> String {
+        let (value, guard) = match (field, self.dialect) {
+            (Field::Doc(path), Dialect::Sqlite) => {
+                let a = self.doc_field(&keys(path)).access;
+                (
+                    format!("json_extract(data, {a})"),
+                    Some(format!("json_type(data, {a}) = 'text'")),
+                )
+            }
+            (Field::Doc(path), Dialect::Postgres) => {
+                let a = self.doc_field(&keys(path)).access;
+                (
+                    format!("({a} #>> '{{}}')"),
+                    Some(format!("jsonb_typeof({a}) = 'string'")),
+                )
+            }
+            (Field::Id, _) => ("id".to_string(), None),
+            // numbers have no startsWith: an error in CEL
+            _ => return self.null().to_string(),
+        };
+        let cond = match self.dialect {
+            Dialect::Postgres => {
+                let p = self.param(SqlParam::Text(prefix.to_string()));
+                format!("starts_with({value}, {p})")
+            }
+            Dialect::Sqlite if prefix.is_empty() => "TRUE".to_string(),
+            Dialect::Sqlite => {
+                let lo = self.param(SqlParam::Text(prefix.to_string()));
+                match prefix_successor(prefix) {
+                    Some(hi) => {
+                        let hi = self.param(SqlParam::Text(hi));
+                        format!("{value} >= {lo} AND {value} < {hi}")
+                    }
+                    None => format!("{value} >= {lo} AND substr({value}, 1, length({lo})) = {lo}"),
+                }
+            }
+        };
+        match guard {
+            Some(g) => self.guarded(&g, &cond),
+            None => format!("({cond})"),
+        }
+    }
+
+    /// `field.contains(needle)` on strings: `instr` (SQLite), `strpos` (PostgreSQL), both
+    /// by characters.
+    fn substring(&mut self, field: &Field, needle: &str) -> String {
+        let (value, guard) = match (field, self.dialect) {
+            (Field::Doc(path), Dialect::Sqlite) => {
+                let a = self.doc_field(&keys(path)).access;
+                (
+                    format!("json_extract(data, {a})"),
+                    Some(format!("json_type(data, {a}) = 'text'")),
+                )
+            }
+            (Field::Doc(path), Dialect::Postgres) => {
+                let a = self.doc_field(&keys(path)).access;
+                (
+                    format!("({a} #>> '{{}}')"),
+                    Some(format!("jsonb_typeof({a}) = 'string'")),
+                )
+            }
+            (Field::Id, _) => ("id".to_string(), None),
+            _ => return self.null().to_string(),
+        };
+        let p = self.param(SqlParam::Text(needle.to_string()));
+        let cond = match self.dialect {
+            Dialect::Sqlite => format!("instr({value}, {p}) > 0"),
+            Dialect::Postgres => format!("strpos({value}, {p}) > 0"),
+        };
+        match guard {
+            Some(g) => self.guarded(&g, &cond),
+            None => format!("({cond})"),
         }
     }
 
@@ -590,6 +696,23 @@ impl Renderer {
     }
 }
 
+/// The least string above every string that starts with `prefix`, in code-point order
+/// (None when the prefix is all U+10FFFF).
+fn prefix_successor(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match u32::from(last) + 1 {
+            0xD800 => Some('\u{E000}'),
+            n => char::from_u32(n),
+        };
+        if let Some(c) = next {
+            chars.push(c);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -638,6 +761,39 @@ mod tests {
         let r = render(&p, Dialect::Postgres, 1);
         assert_eq!(r.sql, "((data -> 'poll') = $1::jsonb)");
         assert_eq!(r.params, vec![SqlParam::Json("\"p1\"".into())]);
+    }
+
+    #[test]
+    fn prefix_successors_bound_the_prefix() {
+        assert_eq!(prefix_successor("ab").as_deref(), Some("ac"));
+        assert_eq!(prefix_successor("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_successor("\u{D7FF}").as_deref(), Some("\u{E000}"));
+        assert_eq!(prefix_successor("\u{10FFFF}"), None);
+        assert_eq!(prefix_successor(""), None);
+    }
+
+    #[test]
+    fn ranges_outside_a_negation_keep_the_indexed_expression_bare() {
+        let lt = Predicate::Compare {
+            field: doc(&["n"]),
+            op: CmpOp::Lt,
+            value: json!(3),
+        };
+        let r = render(&lt, Dialect::Sqlite, 1);
+        assert!(
+            r.sql.starts_with("(json_extract(data, '$.n') < $1 AND"),
+            "{}",
+            r.sql
+        );
+        let r = render(&lt, Dialect::Postgres, 1);
+        assert!(
+            r.sql.starts_with("((data -> 'n') < $1::jsonb AND"),
+            "{}",
+            r.sql
+        );
+        // under NOT an error must stay NULL
+        let r = render(&Predicate::Not(Box::new(lt)), Dialect::Sqlite, 1);
+        assert!(r.sql.contains("CASE WHEN"), "{}", r.sql);
     }
 
     #[test]

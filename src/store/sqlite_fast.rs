@@ -175,6 +175,16 @@ impl FastSqlite {
         })
     }
 
+    /// The one integer a query built by `documents::count_sql` answers.
+    pub(crate) fn count(&self, sql: &str, params: &[SqlParam]) -> StoreResult<i64> {
+        let values: Vec<SqlValue> = params.iter().map(to_sql_value).collect();
+        let sql = numbered_placeholders(sql);
+        self.with_reader(|c| {
+            c.prepare_cached(&sql)?
+                .query_row(rusqlite::params_from_iter(values.iter()), |r| r.get(0))
+        })
+    }
+
     /// `EXPLAIN QUERY PLAN` of a list query: the `detail` of each step.
     pub(crate) fn explain(&self, sql: &str, params: &[SqlParam]) -> StoreResult<Vec<String>> {
         let values: Vec<SqlValue> = params.iter().map(to_sql_value).collect();

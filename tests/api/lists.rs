@@ -28,7 +28,7 @@ fn ids(v: &Value) -> Vec<String> {
         .collect()
 }
 
-async fn seed(app: &TestApp, key: &str, n: usize) {
+pub async fn seed(app: &TestApp, key: &str, n: usize) {
     let writes: Vec<Value> = (0..n)
         .map(|i| (i, ["a", "b", "c"][i % 3]))
         .map(|(i, tag)| {
@@ -545,6 +545,7 @@ async fn an_index_serves_equality_in_the_default_order(b: Backend) {
                 after: None,
                 limit: 21,
                 max_bytes: 8 << 20,
+                sort_matches: false,
             },
         )
         .await
