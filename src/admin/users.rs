@@ -1,0 +1,115 @@
+//! A tenant's users as admins see them: listed, disabled, enabled, signed out, deleted.
+
+use super::*;
+
+impl AdminService {
+    pub async fn list_users(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        search: Option<&str>,
+        cursor: Option<&str>,
+        limit: Option<i64>,
+    ) -> Result<Page<UserRow>> {
+        let limit = limit.unwrap_or(50);
+        if !(1..=1000).contains(&limit) {
+            return Err(field("limit", "must be between 1 and 1000"));
+        }
+        no_nul("search", search)?;
+        let after = cursor.map(decode_cursor).transpose()?;
+        let search = search
+            .map(|s| s.trim().to_lowercase())
+            .filter(|s| !s.is_empty());
+        let scope = self.scope(actor, slug).await?;
+        let mut items = self
+            .store
+            .list_users(
+                &scope,
+                UserQuery {
+                    search: search.as_deref(),
+                    after_id: after.as_deref(),
+                    limit: limit + 1,
+                },
+            )
+            .await?;
+        let next_cursor = if items.len() as i64 > limit {
+            items.truncate(limit as usize);
+            items.last().map(|u| encode_cursor(&u.id))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    pub async fn get_user(&self, actor: &Actor, slug: &str, id: &str) -> Result<UserRow> {
+        let scope = self.scope(actor, slug).await?;
+        self.store
+            .get_user(&scope, id)
+            .await?
+            .ok_or(AdminError::NotFound("user"))
+    }
+
+    /// Disabling also ends every session, so the user must sign in again once enabled.
+    pub async fn set_user_disabled(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        id: &str,
+        disabled: bool,
+    ) -> Result<UserRow> {
+        let scope = self.scope(actor, slug).await?;
+        let user = self
+            .store
+            .set_user_disabled(&scope, id, disabled)
+            .await
+            .map_err(|e| not_found_as(e, "user"))?;
+        if disabled {
+            self.store.revoke_user_sessions(&scope, id, None).await?;
+        }
+        self.auth_cache.forget_user(scope.tenant().id, id);
+        let action = if disabled {
+            "user.disable"
+        } else {
+            "user.enable"
+        };
+        self.audit(actor, action, Some(slug), Some(id), serde_json::json!({}))
+            .await?;
+        Ok(user)
+    }
+
+    pub async fn revoke_user_sessions(&self, actor: &Actor, slug: &str, id: &str) -> Result<u64> {
+        let scope = self.scope(actor, slug).await?;
+        if self.store.get_user(&scope, id).await?.is_none() {
+            return Err(AdminError::NotFound("user"));
+        }
+        let n = self.store.revoke_user_sessions(&scope, id, None).await?;
+        self.auth_cache.forget_user(scope.tenant().id, id);
+        self.audit(
+            actor,
+            "user.revoke_sessions",
+            Some(slug),
+            Some(id),
+            serde_json::json!({"revoked": n}),
+        )
+        .await?;
+        Ok(n)
+    }
+
+    pub async fn delete_user(&self, actor: &Actor, slug: &str, id: &str) -> Result<()> {
+        let scope = self.scope(actor, slug).await?;
+        self.store
+            .delete_user(&scope, id)
+            .await
+            .map_err(|e| not_found_as(e, "user"))?;
+        self.auth_cache.forget_user(scope.tenant().id, id);
+        self.audit(
+            actor,
+            "user.delete",
+            Some(slug),
+            Some(id),
+            serde_json::json!({}),
+        )
+        .await?;
+        Ok(())
+    }
+}
