@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use crate::admin::{Actor, AdminError};
-use crate::app::AppState;
 use crate::documents::{DocError, Preconditions};
+use crate::state::AppState;
 
 /// Signs a webhook as Twilio does, which is what `sms.js` verifies: base64(HMAC-SHA1(auth
 /// token, the full URL followed by every POST parameter, name then value, sorted by

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod realtime;
 pub mod rules;
 pub mod secrets;
+pub mod state;
 pub mod store;
 pub mod tenancy;
 pub mod usage;

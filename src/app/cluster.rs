@@ -4,7 +4,7 @@
 //! every tenant change passes through); each node drops what it cached of that tenant,
 //! so the change takes effect everywhere within milliseconds, not a cache lifetime.
 
-use super::AppState;
+use crate::state::AppState;
 use crate::store::{Announcement, Topic};
 
 /// Follows announcements until the task is aborted (returns at once on SQLite). What

@@ -3,9 +3,10 @@
 
 mod cluster;
 
+pub use crate::state::{AppInner, AppState};
+
 use std::future::Future;
 use std::net::SocketAddr;
-use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,176 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::admin::AdminService;
-use crate::auth::mail::Mailer;
-use crate::auth::ratelimit::{LoginLimiter, LoginLimits};
-use crate::auth::tokens::Keyring;
-use crate::auth::{AuthService, AuthSettings};
 use crate::config::Config;
-use crate::documents::{CursorKey, DocLimits, DocumentService};
-use crate::metrics::Metrics;
-use crate::rules::RulesRegistry;
-use crate::secrets::SecretsService;
-use crate::store::Store;
-use crate::tenancy::Registry;
-
-pub struct AppInner {
-    pub config: Config,
-    pub store: Store,
-    pub registry: Arc<Registry>,
-    pub keyring: Arc<Keyring>,
-    pub auth: Arc<AuthService>,
-    pub admin: Arc<AdminService>,
-    pub rules: Arc<RulesRegistry>,
-    pub docs: Arc<DocumentService>,
-    /// A tenant's secrets, sealed at rest; `env` is the decrypted map functions read.
-    pub secrets: Arc<SecretsService>,
-    pub realtime: Arc<crate::realtime::Broker>,
-    pub functions: Arc<crate::functions::FunctionService>,
-    pub usage: Arc<crate::usage::Usage>,
-    pub metrics: Arc<Metrics>,
-    limiter: Arc<LoginLimiter>,
-}
-
-/// Shared state of every handler; cheap to clone.
-#[derive(Clone)]
-pub struct AppState(Arc<AppInner>);
-
-impl Deref for AppState {
-    type Target = AppInner;
-    fn deref(&self) -> &AppInner {
-        &self.0
-    }
-}
-
-impl AppState {
-    /// Opens the store (running migrations) and wires the services. The CLI uses this
-    /// directly for local administration, without binding a port.
-    pub async fn open(config: Config) -> anyhow::Result<AppState> {
-        let store = Store::open(&config.location, config.pg_max_connections).await?;
-        let keyring = Arc::new(
-            Keyring::load(
-                store.clone(),
-                config.jwt_secret.as_ref().map(|s| s.expose().as_slice()),
-            )
-            .await?,
-        );
-        let registry = Arc::new(Registry::new(store.clone(), config.tenant_cache_ttl));
-        let limiter = Arc::new(LoginLimiter::new(LoginLimits {
-            per_ip_per_minute: config.login_per_ip_per_minute,
-            free_failures: config.login_free_failures,
-            account_failures_per_hour: config.login_failures_per_account_per_hour,
-        }));
-        let mailer = Arc::new(Mailer::new(
-            config.smtp_url.as_ref().map(|s| s.expose().as_str()),
-            &config.smtp_from,
-        )?);
-        let auth_cache = Arc::new(crate::auth::cache::AuthCache::new(config.auth_cache_ttl));
-        let auth = Arc::new(AuthService::new(
-            store.clone(),
-            keyring.clone(),
-            mailer,
-            limiter.clone(),
-            auth_cache.clone(),
-            AuthSettings {
-                access_ttl: config.access_ttl,
-                refresh_ttl: config.refresh_ttl,
-                verify_ttl: config.verify_ttl,
-                reset_ttl: config.reset_ttl,
-                public_url: config.public_url.clone(),
-            },
-        ));
-        let rules = Arc::new(RulesRegistry::new(store.clone(), Duration::from_secs(1)));
-        let cursor_secret = store
-            .server_secret("cursor_key", || crate::crypto::random_token(32))
-            .await?;
-        let docs = Arc::new(DocumentService::new(
-            store.clone(),
-            rules.clone(),
-            CursorKey::new(cursor_secret.into_bytes()),
-            DocLimits {
-                max_bytes: config.doc_max_bytes,
-            },
-        ));
-        let secrets_key = match &config.secrets_key {
-            Some(key) => key.expose().clone(),
-            None => crate::secrets::decode_stored_key(
-                &store
-                    .server_secret("secrets_key", || {
-                        crate::crypto::random_token(crate::secrets::KEY_BYTES)
-                    })
-                    .await?,
-            )?,
-        };
-        let secrets = Arc::new(SecretsService::new(
-            store.clone(),
-            &secrets_key,
-            config.secrets_cache_ttl,
-        )?);
-        let metrics = Arc::new(Metrics::new({
-            let store = store.clone();
-            move || store.commit_totals()
-        }));
-        let usage = Arc::new(crate::usage::Usage::new(store.clone()));
-        let functions = crate::functions::FunctionService::new(
-            store.clone(),
-            docs.clone(),
-            rules.clone(),
-            secrets.clone(),
-            usage.clone(),
-            metrics.clone(),
-            crate::functions::FunctionsConfig {
-                // An HTTP function must be stopped and answered before the request
-                // times out: past it the client got 503 while the JavaScript ran on.
-                http_deadline: config
-                    .request_timeout
-                    .saturating_sub(std::time::Duration::from_millis(500))
-                    .max(std::time::Duration::from_millis(100)),
-                ..config.functions.clone()
-            },
-        )?;
-        let admin = Arc::new(AdminService::new(
-            store.clone(),
-            registry.clone(),
-            rules.clone(),
-            secrets.clone(),
-            functions.clone(),
-            usage.clone(),
-            keyring.clone(),
-            limiter.clone(),
-            auth_cache,
-            config.admin_ttl,
-            crate::admin::SessionTimes {
-                idle: config.admin_session_idle,
-                lifetime: config.admin_session_lifetime,
-            },
-        ));
-        let realtime = crate::realtime::Broker::new(
-            store.clone(),
-            rules.clone(),
-            auth.clone(),
-            docs.clone(),
-            registry.clone(),
-            config.realtime.clone(),
-        );
-        Ok(AppState(Arc::new(AppInner {
-            config,
-            store,
-            registry,
-            keyring,
-            auth,
-            admin,
-            rules,
-            docs,
-            secrets,
-            realtime,
-            functions,
-            usage,
-            metrics,
-            limiter,
-        })))
-    }
-}
 
 pub struct App {
     state: AppState,

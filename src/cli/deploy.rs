@@ -13,9 +13,9 @@ use reqwest::Method;
 use super::remote::{Client, Problem, seg};
 use super::{print, progress};
 use crate::admin::Actor;
-use crate::app::AppState;
 use crate::config::{Config, StorageArgs};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 use crate::functions::bundle::{MANIFEST, Manifest};
 

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use super::commands::*;
 use super::{Command, print};
 use crate::admin::Actor;
-use crate::app::AppState;
 use crate::http::dto::{KeyDto, SecretDto, TenantDto, UserDto, UserPage};
+use crate::state::AppState;
 
 /// Runs a rules test file; needs no storage.
 pub fn rules_test(file: &std::path::Path) -> anyhow::Result<()> {

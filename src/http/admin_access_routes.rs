@@ -15,8 +15,8 @@ use utoipa_axum::routes;
 use super::dto::{PasswordChange, timestamp};
 use super::extract::{AdminCaller, ApiJson, ApiPath, Client};
 use crate::admin::{AdminView, ApiKeyView, NewApiKey, Role, SESSION_COOKIE, Via};
-use crate::app::AppState;
 use crate::error::{ApiResult, Problem};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

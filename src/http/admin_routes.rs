@@ -11,8 +11,8 @@ use utoipa_axum::routes;
 use super::dto::*;
 use super::extract::{AdminCaller, ApiJson, ApiPath, ApiQuery, Client};
 use crate::admin::Actor;
-use crate::app::AppState;
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -8,9 +8,9 @@ use utoipa_axum::routes;
 
 use super::dto::*;
 use super::extract::{ApiJson, ApiQuery, Client, OptionalJson, TenantScope};
-use crate::app::AppState;
 use crate::auth::service::require_user;
 use crate::error::{ApiResult, Problem};
+use crate::state::AppState;
 use crate::store::UserTokenKind;
 
 pub fn router() -> OpenApiRouter<AppState> {

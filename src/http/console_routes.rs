@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
 use super::extract::ApiPath;
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// No inline script or style, no other origin; `connect-src 'self'` covers the same
 /// origin's WebSocket (realtime) too.

@@ -12,10 +12,10 @@ use utoipa_axum::routes;
 
 use super::dto::timestamp;
 use super::extract::{ApiJson, ApiPath, ApiQuery, TenantScope};
-use crate::app::AppState;
 use crate::documents::{BatchWrite, Count, ListParams, PatchBody, Preconditions};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::rules::Operation;
+use crate::state::AppState;
 use crate::store::{ChangeOp, ListedDoc, StoredDoc, Written};
 use crate::tenancy::Caller;
 

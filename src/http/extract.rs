@@ -15,10 +15,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use crate::admin::{AdminError, Principal, Role, SESSION_COOKIE, Via, is_mutating};
-use crate::app::AppState;
 use crate::auth::ClientInfo;
 use crate::crypto::ct_eq;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::tenancy::{Scope, Tenant};
 
 /// Filled by `TenantScope` once a tenant is resolved; read by the metrics middleware.

@@ -13,10 +13,10 @@ use utoipa_axum::routes;
 
 use super::extract::{AdminCaller, ApiJson, ApiPath, ApiQuery};
 use crate::admin::Actor;
-use crate::app::AppState;
 use crate::error::{ApiResult, Problem};
 use crate::functions::Deployed;
 use crate::functions::bundle::MAX_BUNDLE_BYTES;
+use crate::state::AppState;
 use crate::store::{DeploySummary, InvocationRow, JobInfo};
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -13,8 +13,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{ApiPath, TenantScope};
-use crate::app::AppState;
 use crate::error::{ApiResult, Problem};
+use crate::state::AppState;
 use crate::tenancy::Caller;
 
 /// The sub-path route is described as `{path}` (an OpenAPI path template has no

@@ -14,8 +14,8 @@ use utoipa_axum::routes;
 
 use super::extract::{AdminCaller, ApiPath};
 use crate::admin::Actor;
-use crate::app::AppState;
 use crate::error::{ApiResult, Problem};
+use crate::state::AppState;
 use crate::store::BackendKind;
 
 /// When this process built its router (close enough to its start for an uptime).

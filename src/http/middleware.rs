@@ -9,9 +9,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::extract::TenantSlot;
-use crate::app::AppState;
 use crate::error::{ApiError, PROBLEM_JSON, ProblemMarker};
 use crate::metrics::RequestLabels;
+use crate::state::AppState;
 
 pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let start = Instant::now();

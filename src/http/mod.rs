@@ -34,7 +34,7 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// The routes and the OpenAPI document generated from them.
 pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {

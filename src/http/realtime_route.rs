@@ -13,9 +13,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{ApiQuery, Client, ResolvedTenant, bearer};
-use crate::app::AppState;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::realtime::{Refused, SocketAuth};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(realtime))
