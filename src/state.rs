@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 use crate::rules::RulesRegistry;
 use crate::secrets::SecretsService;
 use crate::store::Store;
-use crate::tenancy::Registry;
+use crate::tenant_registry::Registry;
 
 pub struct AppInner {
     pub config: Config,

@@ -47,7 +47,8 @@ use crate::store::{
     AdminRow, AuditEntry, AuditQuery, DeploySummary, InvocationRow, JobInfo, NewAudit,
     ServiceKeyRow, Store, StoreError, UserQuery, UserRow,
 };
-use crate::tenancy::{Registry, Scope, Tenant, service_keys, validate_slug};
+use crate::tenancy::{Scope, Tenant, service_keys, validate_slug};
+use crate::tenant_registry::Registry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {

@@ -7,16 +7,15 @@ mod cursor;
 mod error;
 mod list;
 pub mod patch;
-mod validate;
 
 use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::Value;
 
+pub use crate::names::{depth, has_nul, valid_collection, valid_doc_id};
 pub use cursor::{CursorContext, CursorKey};
 pub use error::DocError;
-pub use validate::{depth, has_nul, valid_collection, valid_doc_id};
 
 use crate::rules::{
     AuthInfo, Bindings, CelError, DocMeta, Explanation, ExprKind, Expression, Field, Operation,

@@ -22,7 +22,8 @@ use crate::documents::DocumentService;
 use crate::rules::RulesRegistry;
 use crate::store::Store;
 use crate::store::{Announcement, Topic};
-use crate::tenancy::{Registry, Scope, SystemTask, Tenant};
+use crate::tenancy::{Scope, SystemTask, Tenant};
+use crate::tenant_registry::Registry;
 use feed::Feed;
 // The client message parser, public for the property tests (tests/fuzz.rs).
 pub use protocol::{ClientMsg, parse_client};

@@ -59,19 +59,18 @@ mod check;
 mod cost;
 mod expression;
 mod lex;
-pub mod predicate;
 pub mod registry;
 mod ruleset;
 pub mod testing;
 mod translate;
 mod values;
 
+pub use crate::query::{CmpOp, Field, Predicate};
 pub use cost::{EVAL_BUDGET, EVENT_BUDGET};
 pub use expression::{
     CelError, Explanation, ExprKind, Expression, PredicateError, TOO_COSTLY, TraceStep,
     Untranslatable, Verdict,
 };
-pub use predicate::{CmpOp, Field, Predicate};
 pub use registry::{InstallError, Installed, RulesRegistry};
 pub use ruleset::{CollectionRules, RuleSet, RuleSetError};
 

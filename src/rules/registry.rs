@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use super::predicate::Field;
 use super::{RuleSet, RuleSetError};
+use crate::query::Field;
 use crate::store::{Store, StoreError};
 use crate::tenancy::Scope;
 

@@ -426,3 +426,17 @@ impl Store {
         })
     }
 }
+
+impl From<TenantRow> for crate::tenancy::Tenant {
+    fn from(row: TenantRow) -> Self {
+        crate::tenancy::Tenant {
+            id: row.id,
+            slug: row.slug,
+            name: row.name,
+            suspended: row.suspended,
+            cors_origins: serde_json::from_str(&row.cors_origins).unwrap_or_default(),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}

@@ -13,7 +13,7 @@ use sqlx::types::Json;
 use super::commit::{AnyError, ErasedWrite, UnitError};
 use super::predicate_sql::{self, Dialect, SqlParam};
 use super::{Db, Store, StoreError, StoreResult, now_ms, on_db};
-use crate::rules::{Field, Predicate};
+use crate::query::{Field, Predicate};
 use crate::tenancy::Scope;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -627,7 +627,7 @@ impl Store {
         for (collection, fields) in indexes {
             // Collection names are validated ^[a-z][a-z0-9_]{0,62}$ before they get here;
             // check again, since this one is inlined into DDL.
-            if !crate::documents::valid_collection(collection) {
+            if !crate::names::valid_collection(collection) {
                 return Err(StoreError::Internal("invalid collection name in index"));
             }
             let mut exprs = Vec::new();
@@ -745,7 +745,7 @@ fn list_sql(
     q: &ListQuery<'_>,
     dialect: Dialect,
 ) -> StoreResult<(String, Vec<SqlParam>)> {
-    if !crate::documents::valid_collection(q.collection) {
+    if !crate::names::valid_collection(q.collection) {
         return Err(StoreError::Internal("invalid collection name"));
     }
     let mut params: Vec<SqlParam> = Vec::new();
@@ -820,7 +820,7 @@ fn count_sql(
     cap: i64,
     dialect: Dialect,
 ) -> StoreResult<(String, Vec<SqlParam>)> {
-    if !crate::documents::valid_collection(collection) {
+    if !crate::names::valid_collection(collection) {
         return Err(StoreError::Internal("invalid collection name"));
     }
     let mut sql = format!(

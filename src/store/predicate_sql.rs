@@ -25,7 +25,7 @@
 
 use serde_json::Value as Json;
 
-use crate::rules::{CmpOp, Field, Predicate};
+use crate::query::{CmpOp, Field, Predicate};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {

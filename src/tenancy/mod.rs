@@ -4,14 +4,9 @@
 //! services acting on a tenant they looked up themselves; every `Store` method on tenant
 //! data takes one, and the store picks the tenant's database and id from it alone.
 
-mod registry;
 pub mod service_keys;
 
 use std::sync::Arc;
-
-pub use registry::Registry;
-
-use crate::store::TenantRow;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tenant {
@@ -22,20 +17,6 @@ pub struct Tenant {
     pub cors_origins: Vec<String>,
     pub created_at: i64,
     pub updated_at: i64,
-}
-
-impl From<TenantRow> for Tenant {
-    fn from(row: TenantRow) -> Self {
-        Tenant {
-            id: row.id,
-            slug: row.slug,
-            name: row.name,
-            suspended: row.suspended,
-            cors_origins: serde_json::from_str(&row.cors_origins).unwrap_or_default(),
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        }
-    }
 }
 
 impl Tenant {

@@ -1,4 +1,5 @@
-//! Looks tenants up by slug for every tenant request, with a short-lived cache.
+//! Looks tenants up by slug for every tenant request, with a short-lived cache. Apart
+//! from `tenancy` (which the store depends on) because it reads the store.
 //!
 //! Changes made through this process invalidate its cache at once; other nodes sharing a
 //! PostgreSQL database are told by NOTIFY (the `cluster` module) and at the latest see them
@@ -8,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use super::Tenant;
 use crate::store::{Store, StoreResult};
+use crate::tenancy::Tenant;
 
 /// A lookup result (None: no such tenant) and when it was made.
 type CacheEntry = (Option<Arc<Tenant>>, Instant);
