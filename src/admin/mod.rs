@@ -29,7 +29,6 @@ pub use sessions::{COOKIE as SESSION_COOKIE, OpenedSession, SessionTimes};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -39,7 +38,6 @@ use crate::auth::password_policy::password_policy;
 use crate::auth::ratelimit::LoginLimiter;
 use crate::auth::tokens::{ADMIN_AUDIENCE, AdminClaims, Keyring, TokenError, admin_claims};
 use crate::crypto::{random_token, sha256_hex};
-use crate::error::ApiError;
 use crate::functions::{Deployed, FnError, FunctionService};
 use crate::rules::{InstallError, Installed, RuleSetError, RulesRegistry};
 use crate::secrets::{SecretInfo, SecretsError, SecretsService};
@@ -100,89 +98,6 @@ pub enum AdminError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
-}
-
-impl From<AdminError> for ApiError {
-    fn from(err: AdminError) -> Self {
-        match err {
-            AdminError::InvalidField { field, problem } => ApiError::invalid_field(field, problem),
-            AdminError::WeakPassword { field, problem } => {
-                ApiError::field_problem("weak_password", field, problem)
-            }
-            AdminError::InvalidCredentials => {
-                ApiError::unauthorized("invalid_credentials", "invalid email or password")
-            }
-            AdminError::InvalidSetupToken => ApiError::forbidden(
-                "invalid_setup_token",
-                "the setup token is wrong, used, or an admin already exists",
-            ),
-            AdminError::TokenExpired => {
-                ApiError::unauthorized("token_expired", "the admin token has expired")
-            }
-            AdminError::InvalidToken(why) => ApiError::unauthorized("invalid_token", why),
-            AdminError::TenantNotFound => {
-                ApiError::not_found("tenant_not_found", "no tenant with this slug")
-            }
-            AdminError::TenantExists => {
-                let mut e = ApiError::conflict("tenant_exists", "a tenant with this slug exists");
-                e.fields = Some([("slug".to_string(), "is taken".to_string())].into());
-                e
-            }
-            AdminError::AdminExists => {
-                ApiError::conflict("admin_exists", "an admin with this email exists")
-            }
-            AdminError::NotFound(what) => {
-                ApiError::not_found("not_found", format!("no such {what}"))
-            }
-            AdminError::InvalidCursor => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_cursor",
-                "the cursor is not valid",
-            ),
-            AdminError::RateLimited(wait) => {
-                ApiError::too_many_requests(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
-            }
-            AdminError::InvalidRules(errors) => {
-                let first = errors
-                    .first()
-                    .map(|e| {
-                        let place = match (&e.collection, &e.operation) {
-                            (Some(c), Some(o)) => format!("[{c}] {o}, "),
-                            (Some(c), None) => format!("[{c}], "),
-                            _ => String::new(),
-                        };
-                        format!("{place}line {} column {}: {}", e.line, e.column, e.message)
-                    })
-                    .unwrap_or_default();
-                let mut a = ApiError::bad_request(
-                    "invalid_rules",
-                    format!("the rule set has {} error(s); first: {first}", errors.len()),
-                );
-                a.extra.insert(
-                    "errors".into(),
-                    serde_json::to_value(&errors).unwrap_or_default(),
-                );
-                a
-            }
-            AdminError::Forbidden(why) => ApiError::forbidden("insufficient_role", why),
-            AdminError::LastOwner => ApiError::conflict(
-                "last_owner",
-                "the last owner cannot be removed or demoted; make another owner first",
-            ),
-            AdminError::SessionExpired => ApiError::unauthorized(
-                "session_expired",
-                "the admin session expired or ended; sign in again",
-            ),
-            AdminError::CsrfFailed => ApiError::forbidden(
-                "csrf_failed",
-                "a request made with the session cookie must carry its X-CSRF-Token",
-            ),
-            AdminError::Secrets(e) => e.into(),
-            AdminError::Functions(e) => e.into(),
-            AdminError::Store(e) => e.into(),
-            AdminError::Internal(e) => ApiError::internal(e),
-        }
-    }
 }
 
 type Result<T> = std::result::Result<T, AdminError>;

@@ -8,11 +8,8 @@ pub mod ratelimit;
 pub mod service;
 pub mod tokens;
 
-use axum::http::StatusCode;
-
 pub use service::{AuthService, AuthSettings, ClientInfo, IssuedSession};
 
-use crate::error::ApiError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -53,55 +50,4 @@ pub enum AuthError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
-}
-
-impl From<AuthError> for ApiError {
-    fn from(err: AuthError) -> Self {
-        match err {
-            AuthError::InvalidField { field, problem } => ApiError::invalid_field(field, problem),
-            AuthError::WeakPassword { field, problem } => {
-                ApiError::field_problem("weak_password", field, problem)
-            }
-            AuthError::EmailTaken => {
-                let mut e = ApiError::conflict("email_taken", "this email is already registered");
-                e.fields =
-                    Some([("email".to_string(), "is already registered".to_string())].into());
-                e
-            }
-            AuthError::InvalidCredentials => {
-                ApiError::unauthorized("invalid_credentials", "invalid email or password")
-            }
-            AuthError::UserDisabled => {
-                ApiError::forbidden("user_disabled", "this account is disabled")
-            }
-            AuthError::RateLimited(wait) => {
-                ApiError::too_many_requests(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
-            }
-            AuthError::InvalidRefreshToken => ApiError::unauthorized(
-                "invalid_refresh_token",
-                "the refresh token is unknown, expired or revoked",
-            ),
-            AuthError::RefreshTokenReused => ApiError::unauthorized(
-                "refresh_token_reused",
-                "this refresh token was already used; the session has been revoked",
-            ),
-            AuthError::TokenExpired => {
-                ApiError::unauthorized("token_expired", "the access token has expired")
-            }
-            AuthError::InvalidToken(why) => ApiError::unauthorized("invalid_token", why),
-            AuthError::SessionRevoked => {
-                ApiError::unauthorized("session_revoked", "the session of this token has ended")
-            }
-            AuthError::AuthRequired => {
-                ApiError::unauthorized("auth_required", "this endpoint needs a signed-in user")
-            }
-            AuthError::InvalidOneTimeToken => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_or_expired_token",
-                "the token is unknown, expired or already used",
-            ),
-            AuthError::Store(e) => e.into(),
-            AuthError::Internal(e) => ApiError::internal(e),
-        }
-    }
 }
