@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::admin::{Actor, AdminError};
-use crate::documents::{DocError, Preconditions};
-use crate::state::AppState;
+use crate::admin::{Actor, AdminError, AdminService};
+use crate::documents::{DocError, DocumentService, Preconditions};
+use crate::functions::FunctionService;
+use crate::secrets::SecretsService;
 
 /// Signs a webhook as Twilio does, which is what `sms.js` verifies: base64(HMAC-SHA1(auth
 /// token, the full URL followed by every POST parameter, name then value, sorted by
@@ -184,10 +185,23 @@ pub fn tally() -> Value {
     json!({"poll": POLL, "counts": {"red": 0, "green": 0, "blue": 0, "gold": 0}})
 }
 
+/// The services the demo's setup uses, and nothing else of the server.
+pub struct DemoServices<'a> {
+    pub admin: &'a AdminService,
+    pub secrets: &'a SecretsService,
+    pub functions: &'a FunctionService,
+    pub docs: &'a DocumentService,
+}
+
 /// Sets the demo up; `token` is the configured Twilio token, if any.
-pub async fn prepare(state: &AppState, token: Option<&str>) -> anyhow::Result<Prepared> {
+pub async fn prepare(services: DemoServices<'_>, token: Option<&str>) -> anyhow::Result<Prepared> {
     let actor = Actor("serve --demo".into());
-    let admin = &state.admin;
+    let DemoServices {
+        admin,
+        secrets,
+        functions,
+        docs,
+    } = services;
     let tenant_created = match admin.get_tenant(TENANT).await {
         Ok(_) => false,
         Err(AdminError::TenantNotFound) => {
@@ -206,7 +220,7 @@ pub async fn prepare(state: &AppState, token: Option<&str>) -> anyhow::Result<Pr
         Some(wanted) => {
             // Set only when it changed: each set is an audit entry. A stored value that no
             // longer decrypts (another secrets key) is replaced too.
-            let current = state.secrets.env(&scope).await.ok();
+            let current = secrets.env(&scope).await.ok();
             if current.as_ref().and_then(|env| env.get(TWILIO_SECRET)) != Some(&wanted.to_string())
             {
                 admin
@@ -219,7 +233,7 @@ pub async fn prepare(state: &AppState, token: Option<&str>) -> anyhow::Result<Pr
             let stored = admin.list_secrets(&actor, TENANT).await?;
             if stored.iter().any(|s| s.name == TWILIO_SECRET) {
                 // Say so when the kept token is still the well-known one.
-                let env = state.secrets.env(&scope).await.ok();
+                let env = secrets.env(&scope).await.ok();
                 match env.as_ref().and_then(|e| e.get(TWILIO_SECRET)) {
                     Some(v) if v == DEFAULT_TWILIO_TOKEN => TokenSource::Default,
                     _ => TokenSource::Kept,
@@ -234,7 +248,7 @@ pub async fn prepare(state: &AppState, token: Option<&str>) -> anyhow::Result<Pr
     };
 
     let files = bundle();
-    let deployed = if state.functions.active_matches(&scope, &files).await? {
+    let deployed = if functions.active_matches(&scope, &files).await? {
         None
     } else {
         let d = admin
@@ -249,7 +263,7 @@ pub async fn prepare(state: &AppState, token: Option<&str>) -> anyhow::Result<Pr
         ("polls", poll(), "polls/demo-poll"),
         ("tallies", tally(), "tallies/demo-poll"),
     ] {
-        match state.docs.get(&scope, collection, POLL).await {
+        match docs.get(&scope, collection, POLL).await {
             Ok(_) => continue,
             Err(DocError::NotFound) => {}
             Err(e) => return Err(anyhow::anyhow!("reading {name}: {e}")),
@@ -258,11 +272,7 @@ pub async fn prepare(state: &AppState, token: Option<&str>) -> anyhow::Result<Pr
             if_none_match_any: true,
             ..Default::default()
         };
-        match state
-            .docs
-            .put(&scope, collection, POLL, data, only_new)
-            .await
-        {
+        match docs.put(&scope, collection, POLL, data, only_new).await {
             Ok(_) => created.push(name),
             Err(DocError::Exists | DocError::PreconditionFailed(_)) => {}
             Err(e) => return Err(anyhow::anyhow!("creating {name}: {e}")),

@@ -32,7 +32,18 @@ impl App {
         let listener = TcpListener::bind(listen).await?;
         let demo = if state.config.demo {
             let token = state.config.demo_twilio_token.as_ref().map(|t| t.expose());
-            Some(crate::demo::prepare(&state, token.map(String::as_str)).await?)
+            Some(
+                crate::demo::prepare(
+                    crate::demo::DemoServices {
+                        admin: &state.admin,
+                        secrets: &state.secrets,
+                        functions: &state.functions,
+                        docs: &state.docs,
+                    },
+                    token.map(String::as_str),
+                )
+                .await?,
+            )
         } else {
             None
         };
