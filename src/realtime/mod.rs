@@ -304,10 +304,21 @@ impl Broker {
 
     /// The tenant's feed, created at `position` (the log's end) if it has none.
     pub(crate) fn feed(&self, tenant: &Arc<Tenant>, position: i64) -> Arc<Feed> {
-        self.feeds()
+        let feed = self
+            .feeds()
             .entry(tenant.id)
             .or_insert_with(|| Arc::new(Feed::new(tenant.clone(), position)))
-            .clone()
+            .clone();
+        let mut state = feed.lock();
+        // An idle feed (no subscription, no tailer) stopped reading the log where its
+        // last subscriber left. Nobody depends on that position any more: a newcomer
+        // starts from the log's head (`position`, read just before), or it would be sent
+        // every change since then as a live event.
+        if state.subs.is_empty() && !state.tailer_running && position > state.position {
+            state.position = position;
+        }
+        drop(state);
+        feed
     }
 
     /// Starts the feed's tailer unless it runs.

@@ -29,6 +29,7 @@ backend_tests!(
     costly_subscription_filters_are_refused,
     upgrade_reads_authorization_like_rest,
     upgrades_count_in_the_tenants_usage,
+    a_newcomer_to_an_idle_feed_starts_at_the_head,
 );
 
 mod nodes {
@@ -1312,4 +1313,36 @@ async fn upgrades_count_in_the_tenants_usage(b: Backend) {
         .ok(200);
     assert_eq!(requests(&quiet), 0, "{quiet}");
     drop(sockets);
+}
+
+/// A feed whose last subscriber left stops following the log. A new subscriber without
+/// `since` starts at the log's head: it used to be answered with the position where the
+/// feed stopped and then sent every change written since, as live events (found by the
+/// console's 100,000-document test).
+async fn a_newcomer_to_an_idle_feed_starts_at_the_head(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let key = tenant_with_open_log(&mut app).await;
+    let mut first = Client::connect(&app, "shop", None).await;
+    let at = first
+        .subscribe(json!({"type": "subscribe", "id": "a", "collection": "log"}))
+        .await["seq"]
+        .as_i64()
+        .unwrap();
+    drop(first);
+    // The tailer notices it has nobody left at its next wake (at most a second).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    write_log(&app, &key, 600).await;
+    let mut later = Client::connect(&app, "shop", None).await;
+    let subscribed = later
+        .subscribe(json!({"type": "subscribe", "id": "b", "collection": "log"}))
+        .await;
+    assert_eq!(
+        subscribed["seq"].as_i64(),
+        Some(at + 600),
+        "subscribed at the head: {subscribed}"
+    );
+    later.quiet(Duration::from_millis(1500)).await;
+    // And it is live from there.
+    write_log(&app, &key, 1).await;
+    assert_eq!(seqs(&later.changes(1).await), vec![at + 601]);
 }
