@@ -409,29 +409,37 @@ impl Renderer {
         }
     }
 
+    /// A field as SQL text for the string functions, with the guard that it holds a
+    /// string (none for the id, always text); None for fields that are never strings.
+    fn string_operand(&mut self, field: &Field) -> Option<(String, Option<String>)> {
+        match (field, self.dialect) {
+            (Field::Doc(path), Dialect::Sqlite) => {
+                let a = self.doc_field(&keys(path)).access;
+                Some((
+                    format!("json_extract(data, {a})"),
+                    Some(format!("json_type(data, {a}) = 'text'")),
+                ))
+            }
+            (Field::Doc(path), Dialect::Postgres) => {
+                let a = self.doc_field(&keys(path)).access;
+                Some((
+                    format!("({a} #>> '{{}}')"),
+                    Some(format!("jsonb_typeof({a}) = 'string'")),
+                ))
+            }
+            (Field::Id, _) => Some(("id".to_string(), None)),
+            _ => None,
+        }
+    }
+
     /// `field.startsWith(prefix)`. SQLite: the range `[prefix, successor)` of the indexed
     /// expression (BINARY collation is code-point order, so exactly the strings with the
     /// prefix). PostgreSQL: `starts_with` on the text, since the jsonb index orders
     /// strings by the database's collation, not by code point.
     fn starts_with(&mut self, field: &Field, prefix: &str) -> String {
-        let (value, guard) = match (field, self.dialect) {
-            (Field::Doc(path), Dialect::Sqlite) => {
-                let a = self.doc_field(&keys(path)).access;
-                (
-                    format!("json_extract(data, {a})"),
-                    Some(format!("json_type(data, {a}) = 'text'")),
-                )
-            }
-            (Field::Doc(path), Dialect::Postgres) => {
-                let a = self.doc_field(&keys(path)).access;
-                (
-                    format!("({a} #>> '{{}}')"),
-                    Some(format!("jsonb_typeof({a}) = 'string'")),
-                )
-            }
-            (Field::Id, _) => ("id".to_string(), None),
+        let Some((value, guard)) = self.string_operand(field) else {
             // numbers have no startsWith: an error in CEL
-            _ => return self.null().to_string(),
+            return self.null().to_string();
         };
         let cond = match self.dialect {
             Dialect::Postgres => {
@@ -459,23 +467,8 @@ impl Renderer {
     /// `field.contains(needle)` on strings: `instr` (SQLite), `strpos` (PostgreSQL), both
     /// by characters.
     fn substring(&mut self, field: &Field, needle: &str) -> String {
-        let (value, guard) = match (field, self.dialect) {
-            (Field::Doc(path), Dialect::Sqlite) => {
-                let a = self.doc_field(&keys(path)).access;
-                (
-                    format!("json_extract(data, {a})"),
-                    Some(format!("json_type(data, {a}) = 'text'")),
-                )
-            }
-            (Field::Doc(path), Dialect::Postgres) => {
-                let a = self.doc_field(&keys(path)).access;
-                (
-                    format!("({a} #>> '{{}}')"),
-                    Some(format!("jsonb_typeof({a}) = 'string'")),
-                )
-            }
-            (Field::Id, _) => ("id".to_string(), None),
-            _ => return self.null().to_string(),
+        let Some((value, guard)) = self.string_operand(field) else {
+            return self.null().to_string();
         };
         let p = self.param(SqlParam::Text(needle.to_string()));
         let cond = match self.dialect {
