@@ -3,7 +3,7 @@
 // move the cursor to their place. A refused set leaves the active one in force.
 
 import { useEffect, useRef, useState } from "../../vendor/hooks.mjs";
-import { admin } from "../api.js";
+import { admin, session } from "../api.js";
 import { ErrorBox, Loading, html, useAction, useLoad } from "../ui.js";
 
 /** The offset of (line, column), both from 1, in `text`. */
@@ -66,26 +66,27 @@ export function Rules({ slug }) {
   };
   const errors = install.error && install.error.code === "invalid_rules" ? install.error.problem.errors || [] : null;
   const changed = active.data && text !== null && text !== active.data.source;
+  const write = session.can("write");
   if (active.error && !active.data) return html`<h1>Rules</h1><${ErrorBox} error=${active.error} what="load the rules" retry=${active.reload} />`;
   if (!active.data || text === null) return html`<h1>Rules</h1><${Loading} what="the rules" />`;
   return html`<h1>Rules <small class="muted">of ${slug}</small></h1>
     <p class="muted">${active.data.version === 0
       ? "No rule set installed yet: every end-user request is denied. Write one below (TOML, one table per collection) and install it."
       : `Active: version ${active.data.version}.`}
-      The language is described in docs/rules.md.</p>
+      The language is described in docs/rules.md.${write ? "" : " You can read the rules, not change them."}</p>
     <form onSubmit=${submit}>
       <label for="rules-source" class="label">Rule set (TOML)</label>
-      <textarea id="rules-source" ref=${editor} class="code" rows="18" spellcheck="false" value=${text}
+      <textarea id="rules-source" ref=${editor} class="code" rows="18" spellcheck="false" value=${text} readonly=${!write}
         placeholder=${'[notes]\nread = "auth != null && doc.owner == auth.uid"\ncreate = "auth != null && new.owner == auth.uid"'}
         aria-invalid=${errors && errors.length ? "true" : undefined} aria-describedby="rules-errors"
         onInput=${(e) => setText(e.target.value)} data-testid="rules-source"></textarea>
-      <div class="row wrap">
+      ${write && html`<div class="row wrap">
         <button type="submit" disabled=${install.busy || !text.trim()}>${install.busy ? "Installing…" : "Install"}</button>
         <button type="button" disabled=${!changed} onClick=${() => setText(active.data.source)}>Revert to the active version</button>
         <button type="button" disabled=${!changed} aria-expanded=${showDiff && changed} onClick=${() => setShowDiff(!showDiff)}>
           ${showDiff && changed ? "Hide changes" : "Show changes"}</button>
         ${changed && html`<small class="muted">Changed, not installed.</small>`}
-      </div>
+      </div>`}
     </form>
     ${showDiff && changed && html`<${Diff} from=${active.data.source} to=${text} />`}
     <div id="rules-errors">
