@@ -227,6 +227,9 @@ export const admin = {
   deleteSecret: (slug, name) => call("DELETE", `${t(slug)}/secrets/${enc(name)}`),
   rules: (slug) => call("GET", `${t(slug)}/rules`),
   installRules: (slug, source) => call("PUT", `${t(slug)}/rules`, { body: source, contentType: "application/toml" }),
+  validateRules: (slug, source) => call("POST", `${t(slug)}/rules/validate`, { body: source, contentType: "application/toml" }),
+  explainRule: (slug, collection, id, { op, uid } = {}) =>
+    call("GET", `${t(slug)}/collections/${enc(collection)}/docs/${enc(id)}/explain`, { query: { op, uid } }),
   deploys: (slug) => call("GET", `${t(slug)}/deploys`),
   deploy: (slug, files) => call("POST", `${t(slug)}/deploys`, { body: { files } }),
   activate: (slug, version) => call("POST", `${t(slug)}/deploys/${enc(version)}/activate`),
