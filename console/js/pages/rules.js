@@ -175,8 +175,7 @@ export function Rules({ slug }) {
   return html`<h1>Rules <small class="muted">of ${slug}</small></h1>
     <p class="muted">${active.data.version === 0
       ? "No rule set installed yet: every end-user request is denied. Write one below (TOML, one table per collection) and install it."
-      : `Active: version ${active.data.version}.`}
-      The language is described in docs/rules.md.${write ? "" : " You can read the rules, not change them."}</p>
+      : `Active: version ${active.data.version}.`}${" "}The language is described in docs/rules.md.${write ? "" : " You can read the rules, not change them."}</p>
     <form onSubmit=${submit}>
       <label for="rules-source" class="label">Rule set (TOML)</label>
       <textarea id="rules-source" ref=${editor} class="code" rows="18" spellcheck="false" value=${text} readonly=${!write}
