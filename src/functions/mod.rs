@@ -8,7 +8,6 @@ mod hook_scheduler;
 pub mod hooks;
 mod host;
 mod imports;
-mod late_alloc;
 pub mod pool;
 pub mod sandbox;
 
