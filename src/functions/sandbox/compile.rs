@@ -1,6 +1,8 @@
 //! Deploy-time compilation: a module to bytecode (checked to evaluate to a default
 //! export), the prelude once per process, and compile errors located at file:line.
 
+#![allow(unsafe_code)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +32,7 @@ pub fn compile(file: &str, source: &str) -> Result<Vec<u8>, BundleError> {
             .write(WriteOptions::default())
             .map_err(|e| BundleError::new(file, e.to_string()))?;
         // Evaluate from the bytecode, as a worker will.
+        // SAFETY: `bytes` was written by QuickJS itself just above, in this runtime.
         let module = unsafe { Module::load(ctx.clone(), &bytes) }
             .map_err(|e| BundleError::new(file, e.to_string()))?;
         let (module, promise) = module.eval().map_err(|e| located(file, &ctx, e))?;

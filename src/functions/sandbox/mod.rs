@@ -11,8 +11,6 @@
 //! The pool's stop flag interrupts running JavaScript too, so a shutdown does not wait
 //! for a loop's whole budget.
 
-#![allow(unsafe_code)]
-
 mod compile;
 mod late_alloc;
 mod runtime;

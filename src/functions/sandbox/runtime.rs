@@ -2,6 +2,8 @@
 //! bridges (`host` for `ctx.db`, `hostSync` for logging and crypto), and the driving of
 //! an invocation's promise until it settles or parks on host calls.
 
+#![allow(unsafe_code)]
+
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -288,6 +290,8 @@ impl TenantRuntime {
             let err = |e| js_err(&ctx, e);
             let host = host_bridge(&ctx, state.clone()).map_err(err)?;
             let host_sync = host_sync_bridge(&ctx, state.clone()).map_err(err)?;
+            // SAFETY: the prelude's bytecode comes from `prelude_bytecode`, compiled in this
+            // process by the same QuickJS.
             let module = unsafe { Module::load(ctx.clone(), prelude) }.map_err(err)?;
             let (module, promise) = module.eval().map_err(err)?;
             while ctx.execute_pending_job() {}
