@@ -1,6 +1,6 @@
 //! Every domain error as the HTTP edge answers it: the one place a domain failure gets
-//! its status. (The domains that already say their own `code()` and `kind()`, documents
-//! and the store, are answered through `ApiError::of`.)
+//! its status. (The domains that already say their own `code()` and `kind()`, documents,
+//! functions, secrets and the store, are answered through `ApiError::of`.)
 
 use axum::http::StatusCode;
 
@@ -27,26 +27,14 @@ impl From<crate::store::StoreError> for ApiError {
 impl From<crate::secrets::SecretsError> for ApiError {
     fn from(err: crate::secrets::SecretsError) -> Self {
         use crate::secrets::SecretsError as S;
-        match err {
-            S::InvalidName => ApiError::invalid_field("name", "must match ^[A-Z_][A-Z0-9_]{0,63}$"),
-            S::ValueTooLarge => ApiError::invalid_field(
-                "value",
-                format!(
-                    "must be at most {} bytes of UTF-8",
-                    crate::secrets::MAX_VALUE_BYTES
-                ),
-            ),
-            S::TooMany => ApiError::conflict(
-                "too_many_secrets",
-                format!(
-                    "the tenant already has {} secrets, the most it may have; delete one first",
-                    crate::secrets::MAX_SECRETS
-                ),
-            ),
-            S::NotFound => ApiError::not_found("not_found", "no such secret"),
-            S::Undecryptable(_) | S::Seal => ApiError::internal(err),
-            S::Store(e) => e.into(),
+        match &err {
+            S::Store(e) => log_store_fault(e),
+            S::Undecryptable(_) | S::Seal => tracing::error!(error = %err, "internal error"),
+            _ => {}
         }
+        let mut a = ApiError::of(err.kind(), err.code(), err.client_detail());
+        a.fields = err.field().map(|(f, p)| [(f, p)].into());
+        a
     }
 }
 
@@ -74,87 +62,24 @@ impl From<crate::documents::DocError> for ApiError {
 
 impl From<crate::functions::FnError> for ApiError {
     fn from(err: crate::functions::FnError) -> Self {
-        use crate::functions::{Failure, FnError as F};
-        match err {
-            F::InvalidBundle(errors) => {
-                let first = errors.first().map(|e| e.to_string()).unwrap_or_default();
-                let mut a = ApiError::bad_request(
-                    "invalid_bundle",
-                    format!("the bundle has {} problem(s); first: {first}", errors.len()),
-                );
-                a.extra.insert(
-                    "errors".into(),
-                    serde_json::to_value(&errors).unwrap_or_default(),
-                );
-                a
-            }
-            F::NoSuchJob(id) => ApiError::not_found("job_not_found", format!("no dead job {id}")),
-            F::NoSuchVersion(v) => {
-                ApiError::not_found("deploy_not_found", format!("no deploy version {v}"))
-            }
-            F::NotFound(name) => ApiError::not_found(
-                "function_not_found",
-                format!("no HTTP function named '{name}' is deployed"),
-            ),
-            // The caller of an HTTP function is not its author: the reason is in the
-            // invocation log, not in the response.
-            F::Failed {
-                failure,
-                invocation,
-                ..
-            } => {
-                let (status, code, detail) = match failure {
-                    Failure::Timeout => (
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "function_timeout",
-                        "the function ran past its time budget",
-                    ),
-                    Failure::OutOfMemory => (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "function_out_of_memory",
-                        "the function ran out of memory",
-                    ),
-                    Failure::Thrown { .. } => (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "function_error",
-                        "the function threw an error",
-                    ),
-                    Failure::Internal(_) => (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "function_error",
-                        "the function could not run",
-                    ),
-                };
-                let mut a = ApiError::new(
-                    status,
-                    code,
-                    format!("{detail}; see invocation {invocation} in the invocation log"),
-                );
-                a.extra
-                    .insert("invocation".into(), serde_json::Value::from(invocation));
-                a
-            }
-            F::BadResponse {
-                message,
-                invocation,
-            } => {
-                let mut a = ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "function_bad_response",
-                    format!("the function returned an invalid response: {message}"),
-                );
-                a.extra
-                    .insert("invocation".into(), serde_json::Value::from(invocation));
-                a
-            }
-            F::Unavailable => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "functions_unavailable",
-                "the function pool is shutting down",
-            ),
-            F::Store(e) => e.into(),
-            F::Internal(m) => ApiError::internal(m),
+        use crate::functions::FnError as F;
+        match &err {
+            F::Store(e) => log_store_fault(e),
+            F::Internal(m) => tracing::error!(error = %m, "internal error"),
+            _ => {}
         }
+        let mut a = ApiError::of(err.kind(), err.code(), err.client_detail());
+        if let F::InvalidBundle(errors) = &err {
+            a.extra.insert(
+                "errors".into(),
+                serde_json::to_value(errors).unwrap_or_default(),
+            );
+        }
+        if let Some(invocation) = err.invocation() {
+            a.extra
+                .insert("invocation".into(), serde_json::Value::from(invocation));
+        }
+        a
     }
 }
 
