@@ -8,7 +8,7 @@ use super::mail::{Email, Mailer};
 use super::password_policy::password_policy;
 use super::ratelimit::LoginLimiter;
 use super::tokens::{AccessClaims, Keyring, TokenError, access_claims};
-use super::{AuthError, password};
+use super::{AuthError, CredentialError, password};
 use crate::crypto::{random_token, sha256_hex};
 use crate::store::{NewSession, RefreshOutcome, SessionState, Store, UserRow, UserTokenKind};
 use crate::tenancy::{Caller, Scope, SystemTask, Tenant, UserCaller, service_keys};
@@ -66,10 +66,11 @@ pub struct AuthService {
 }
 
 fn field(field: &'static str, problem: impl Into<String>) -> AuthError {
-    AuthError::InvalidField {
+    CredentialError::InvalidField {
         field,
         problem: problem.into(),
     }
+    .into()
 }
 
 fn email_of(raw: &str) -> Result<String, AuthError> {
@@ -81,10 +82,11 @@ fn email_of(raw: &str) -> Result<String, AuthError> {
 fn check_password(name: &'static str, raw: &str, email: Option<&str>) -> Result<(), AuthError> {
     password_policy(raw, email).map_err(|p| {
         if p.is_weak() {
-            AuthError::WeakPassword {
+            CredentialError::WeakPassword {
                 field: name,
                 problem: p.describe(),
             }
+            .into()
         } else {
             field(name, p.describe())
         }
@@ -150,7 +152,7 @@ impl AuthService {
         // Sign-ups cost a hash each: throttle them per client like logins.
         self.limiter
             .check_ip(&client.ip)
-            .map_err(AuthError::RateLimited)?;
+            .map_err(CredentialError::RateLimited)?;
         let hash = password::hash(password.to_string()).await?;
         let id = uuid::Uuid::now_v7().to_string();
         let user = self
@@ -181,7 +183,7 @@ impl AuthService {
         let mut attempt = self
             .limiter
             .begin_login(&client.ip, &account)
-            .map_err(AuthError::RateLimited)?;
+            .map_err(CredentialError::RateLimited)?;
         let user = self.store.get_user_by_email(scope, &email).await?;
         if let Err(wait) = attempt.charge_account(&account) {
             // The account-wide ceiling is full (guessing from many addresses): the owner
@@ -197,15 +199,15 @@ impl AuthService {
             };
             if !known {
                 attempt.cancel();
-                return Err(AuthError::RateLimited(wait));
+                return Err(CredentialError::RateLimited(wait).into());
             }
         }
         let Some(user) = user else {
             password::verify_dummy(password.to_string()).await;
-            return Err(AuthError::InvalidCredentials);
+            return Err(CredentialError::InvalidCredentials.into());
         };
         if !password::verify(password.to_string(), user.password_hash.clone()).await {
-            return Err(AuthError::InvalidCredentials);
+            return Err(CredentialError::InvalidCredentials.into());
         }
         attempt.succeeded();
         if user.disabled {
@@ -381,14 +383,14 @@ impl AuthService {
                 &client.ip,
                 &format!("password:{}:{}", scope.tenant().id, caller.session_id),
             )
-            .map_err(AuthError::RateLimited)?;
+            .map_err(CredentialError::RateLimited)?;
         let user = self
             .store
             .get_user(scope, &caller.uid)
             .await?
             .ok_or(AuthError::SessionRevoked)?;
         if !password::verify(current.to_string(), user.password_hash.clone()).await {
-            return Err(AuthError::InvalidCredentials);
+            return Err(CredentialError::InvalidCredentials.into());
         }
         attempt.succeeded();
         let hash = password::hash(new.to_string()).await?;
@@ -415,7 +417,7 @@ impl AuthService {
         // Throttled per IP and per address, so nobody can flood an inbox through us.
         self.limiter
             .check_mail(&client.ip, &format!("{}:{email}", scope.tenant().id))
-            .map_err(AuthError::RateLimited)?;
+            .map_err(CredentialError::RateLimited)?;
         let this = self.clone();
         let scope = scope.clone();
         tokio::spawn(async move {
@@ -505,7 +507,7 @@ impl AuthService {
         check_password("password", new_password, None)?;
         self.limiter
             .check_ip(&client.ip)
-            .map_err(AuthError::RateLimited)?;
+            .map_err(CredentialError::RateLimited)?;
         // The email rule needs the token's user: look before spending the token, so a
         // refused password leaves the link usable (as the other rules do).
         let token_hash = sha256_hex(token);
@@ -560,9 +562,9 @@ impl AuthService {
                 Some(k) if service_keys::matches(token, &k.hash) => {
                     Ok(Scope::service_key(tenant, k.id))
                 }
-                _ => Err(AuthError::InvalidToken(
-                    "unknown or revoked service key".into(),
-                )),
+                _ => Err(
+                    CredentialError::InvalidToken("unknown or revoked service key".into()).into(),
+                ),
             };
         }
         let audience = tenant.audience();
@@ -579,7 +581,7 @@ impl AuthService {
                         .await
                         .map_err(|e| match e {
                             TokenError::Expired => AuthError::TokenExpired,
-                            TokenError::Invalid(why) => AuthError::InvalidToken(why),
+                            TokenError::Invalid(why) => CredentialError::InvalidToken(why).into(),
                         })?;
                 let claims = Arc::new(claims);
                 self.cache.remember_verified(token, claims.clone());
