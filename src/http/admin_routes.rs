@@ -330,11 +330,7 @@ async fn disable_user(
     admin: AdminCaller,
     ApiPath((tenant, id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<UserDto>> {
-    let u = state
-        .admin
-        .set_user_disabled(&actor(&admin), &tenant, &id, true)
-        .await?;
-    Ok(Json(u.into()))
+    set_user_disabled(&state, &admin, &tenant, &id, true).await
 }
 
 #[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/users/{id}/enable", operation_id = "enable_user", tag = "users",
@@ -346,9 +342,19 @@ async fn enable_user(
     admin: AdminCaller,
     ApiPath((tenant, id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<UserDto>> {
+    set_user_disabled(&state, &admin, &tenant, &id, false).await
+}
+
+async fn set_user_disabled(
+    state: &AppState,
+    admin: &AdminCaller,
+    tenant: &str,
+    id: &str,
+    disabled: bool,
+) -> ApiResult<Json<UserDto>> {
     let u = state
         .admin
-        .set_user_disabled(&actor(&admin), &tenant, &id, false)
+        .set_user_disabled(&actor(admin), tenant, id, disabled)
         .await?;
     Ok(Json(u.into()))
 }
