@@ -3,6 +3,23 @@
 use super::*;
 
 impl AdminService {
+    /// Which database holds the data: `sqlite` or `postgres` (the server's overview).
+    pub fn backend_name(&self) -> &'static str {
+        match self.store.kind() {
+            crate::store::BackendKind::Sqlite => "sqlite",
+            crate::store::BackendKind::Postgres => "postgres",
+        }
+    }
+
+    /// Starts signing tokens with a new key; the old ones still verify until retired.
+    /// Servers already running keep signing with the key they loaded until restarted.
+    pub async fn rotate_signing_key(&self, actor: &Actor) -> Result<String> {
+        let kid = Keyring::rotate(&self.store).await?;
+        self.audit(actor, "signing_key.rotate", None, Some(&kid), serde_json::json!({}))
+            .await?;
+        Ok(kid)
+    }
+
     /// When no admin exists, makes a fresh one-time setup token (stored hashed) and
     /// returns it for printing. Each start without an admin replaces the previous token.
     pub async fn prepare_setup_token(&self) -> Result<Option<String>> {

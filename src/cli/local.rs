@@ -127,17 +127,7 @@ pub async fn run(state: &AppState, command: Command) -> anyhow::Result<()> {
             print::usage(&json!({ "tenant": tenant, "days": days, "total": total }));
         }
         Command::SigningKey(SigningKeyCommand::Rotate) => {
-            let kid = crate::auth::tokens::Keyring::rotate(&state.store).await?;
-            state
-                .store
-                .append_audit(crate::store::NewAudit {
-                    actor: &actor.0,
-                    action: "signing_key.rotate",
-                    tenant: None,
-                    target: Some(&kid),
-                    detail: serde_json::json!({}),
-                })
-                .await?;
+            let kid = admin.rotate_signing_key(&actor).await.map_err(err)?;
             println!(
                 "new signing key: {kid} (restart servers to sign with it; old keys still verify)"
             );
