@@ -15,8 +15,14 @@ impl AdminService {
     /// Servers already running keep signing with the key they loaded until restarted.
     pub async fn rotate_signing_key(&self, actor: &Actor) -> Result<String> {
         let kid = Keyring::rotate(&self.store).await?;
-        self.audit(actor, "signing_key.rotate", None, Some(&kid), serde_json::json!({}))
-            .await?;
+        self.audit(
+            actor,
+            "signing_key.rotate",
+            None,
+            Some(&kid),
+            serde_json::json!({}),
+        )
+        .await?;
         Ok(kid)
     }
 

@@ -171,6 +171,7 @@ pub fn compile(file: &str, source: &str) -> Result<Vec<u8>, BundleError> {
             .write(WriteOptions::default())
             .map_err(|e| BundleError::new(file, e.to_string()))?;
         // Evaluate from the bytecode, as a worker will.
+        // SAFETY: `bytes` was written just above by this QuickJS from checked source.
         let module = unsafe { Module::load(ctx.clone(), &bytes) }
             .map_err(|e| BundleError::new(file, e.to_string()))?;
         let (module, promise) = module.eval().map_err(|e| located(file, &ctx, e, source))?;
@@ -558,6 +559,8 @@ impl TenantRuntime {
             let err = |e| js_err(&ctx, e);
             let host = host_bridge(&ctx, state.clone()).map_err(err)?;
             let host_sync = host_sync_bridge(&ctx, state.clone()).map_err(err)?;
+            // SAFETY: the prelude's bytecode is compiled once in this process
+            // (`prelude_bytecode`) by the same QuickJS.
             let module = unsafe { Module::load(ctx.clone(), prelude) }.map_err(err)?;
             let (module, promise) = module.eval().map_err(err)?;
             while ctx.execute_pending_job() {}
