@@ -288,7 +288,7 @@ async fn rules(state: &AppState, actor: &Actor, cmd: RulesCommand) -> anyhow::Re
                 .docs
                 .explain_as(&scope, &collection, &id, op, uid.as_deref())
                 .await
-                .map_err(|err| anyhow::anyhow!(crate::error::ApiError::from(err).detail))?;
+                .map_err(|err| anyhow::anyhow!(err.client_detail()))?;
             let x = r.explanation;
             print::explanation(&json!({
                 "collection": collection,
