@@ -183,11 +183,7 @@ async fn suspend_tenant(
     admin: AdminCaller,
     ApiPath(tenant): ApiPath<String>,
 ) -> ApiResult<Json<TenantDto>> {
-    let t = state
-        .admin
-        .set_suspended(&actor(&admin), &tenant, true)
-        .await?;
-    Ok(Json(t.into()))
+    set_suspended(&state, &admin, &tenant, true).await
 }
 
 #[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/resume", operation_id = "resume_tenant", tag = "tenants",
@@ -199,9 +195,18 @@ async fn resume_tenant(
     admin: AdminCaller,
     ApiPath(tenant): ApiPath<String>,
 ) -> ApiResult<Json<TenantDto>> {
+    set_suspended(&state, &admin, &tenant, false).await
+}
+
+async fn set_suspended(
+    state: &AppState,
+    admin: &AdminCaller,
+    tenant: &str,
+    suspended: bool,
+) -> ApiResult<Json<TenantDto>> {
     let t = state
         .admin
-        .set_suspended(&actor(&admin), &tenant, false)
+        .set_suspended(&actor(admin), tenant, suspended)
         .await?;
     Ok(Json(t.into()))
 }
