@@ -8,8 +8,8 @@
 //! One file per concern: `server` starts and stops the app, `storage` gives it a fresh
 //! place for its data (and removes it afterwards), `postgres` the test cluster's
 //! databases, `client` the HTTP calls and the account helpers built on them, `jwt` token
-//! forging and decoding, `smtp` a mail sink. Everything is re-exported here, so tests
-//! `use crate::support::*`.
+//! forging and decoding, `ws` the realtime WebSocket client, `smtp` a mail sink.
+//! Everything is re-exported here, so tests `use crate::support::*`.
 
 #![allow(dead_code)]
 
@@ -19,6 +19,7 @@ mod postgres;
 mod server;
 pub mod smtp;
 mod storage;
+mod ws;
 
 // Not every test binary that includes the harness uses every part of it.
 #[allow(unused_imports)]
@@ -28,6 +29,8 @@ pub use jwt::*;
 pub use postgres::*;
 pub use server::*;
 pub use storage::*;
+#[allow(unused_imports)]
+pub use ws::*;
 
 use std::time::Duration;
 
