@@ -184,11 +184,7 @@ async fn suspend_tenant(
     admin: AdminCaller,
     ApiPath(tenant): ApiPath<String>,
 ) -> ApiResult<Json<TenantDto>> {
-    let t = state
-        .admin
-        .set_suspended(&actor(&admin), &tenant, true)
-        .await?;
-    Ok(Json(t.into()))
+    set_suspended(&state, &admin, &tenant, true).await
 }
 
 #[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/resume", operation_id = "resume_tenant", tag = "tenants",
@@ -200,9 +196,18 @@ async fn resume_tenant(
     admin: AdminCaller,
     ApiPath(tenant): ApiPath<String>,
 ) -> ApiResult<Json<TenantDto>> {
+    set_suspended(&state, &admin, &tenant, false).await
+}
+
+async fn set_suspended(
+    state: &AppState,
+    admin: &AdminCaller,
+    tenant: &str,
+    suspended: bool,
+) -> ApiResult<Json<TenantDto>> {
     let t = state
         .admin
-        .set_suspended(&actor(&admin), &tenant, false)
+        .set_suspended(&actor(admin), tenant, suspended)
         .await?;
     Ok(Json(t.into()))
 }
@@ -331,11 +336,7 @@ async fn disable_user(
     admin: AdminCaller,
     ApiPath((tenant, id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<UserDto>> {
-    let u = state
-        .admin
-        .set_user_disabled(&actor(&admin), &tenant, &id, true)
-        .await?;
-    Ok(Json(u.into()))
+    set_user_disabled(&state, &admin, &tenant, &id, true).await
 }
 
 #[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/users/{id}/enable", operation_id = "enable_user", tag = "users",
@@ -347,9 +348,19 @@ async fn enable_user(
     admin: AdminCaller,
     ApiPath((tenant, id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<UserDto>> {
+    set_user_disabled(&state, &admin, &tenant, &id, false).await
+}
+
+async fn set_user_disabled(
+    state: &AppState,
+    admin: &AdminCaller,
+    tenant: &str,
+    id: &str,
+    disabled: bool,
+) -> ApiResult<Json<UserDto>> {
     let u = state
         .admin
-        .set_user_disabled(&actor(&admin), &tenant, &id, false)
+        .set_user_disabled(&actor(admin), tenant, id, disabled)
         .await?;
     Ok(Json(u.into()))
 }
