@@ -17,6 +17,7 @@ mod functions;
 mod jobs;
 mod keys;
 pub mod predicate_sql;
+mod rulesets;
 mod secrets;
 mod sqlite_fast;
 mod usage;
