@@ -16,9 +16,11 @@ mod documents;
 mod functions;
 mod jobs;
 mod keys;
+mod postgres;
 pub mod predicate_sql;
 mod rulesets;
 mod secrets;
+mod sql;
 mod sqlite_fast;
 mod usage;
 mod users;
@@ -222,6 +224,22 @@ macro_rules! on_db {
 }
 pub(crate) use on_db;
 
+/// A tenant's data as the hot paths reach it: its SQLite file through rusqlite, or the
+/// PostgreSQL pool through sqlx. (A tenant file's sqlx pool serves only cold paths.)
+pub(crate) enum TenantData {
+    Sqlite(Arc<sqlite_fast::FastSqlite>),
+    Postgres(PgPool),
+}
+
+impl TenantData {
+    pub(crate) fn dialect(&self) -> predicate_sql::Dialect {
+        match self {
+            TenantData::Sqlite(_) => predicate_sql::Dialect::Sqlite,
+            TenantData::Postgres(_) => predicate_sql::Dialect::Postgres,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendKind {
     Sqlite,
@@ -338,6 +356,17 @@ impl Store {
             Backend::Postgres(p) => Db::Postgres(p.clone()),
         };
         Ok((db, tenant_id))
+    }
+
+    /// Where a tenant's hot paths (documents, the change log, the group commit) run, and
+    /// the tenant's id.
+    pub(crate) async fn tenant_data(&self, scope: &Scope) -> StoreResult<(TenantData, i64)> {
+        let tenant_id = scope.tenant().id;
+        let data = match &*self.inner {
+            Backend::Sqlite(s) => TenantData::Sqlite(s.tenant_file(tenant_id).await?.fast),
+            Backend::Postgres(p) => TenantData::Postgres(p.clone()),
+        };
+        Ok((data, tenant_id))
     }
 
     /// The inline SQLite path for a tenant's hot queries; None on PostgreSQL.

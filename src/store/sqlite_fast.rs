@@ -15,11 +15,11 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use serde_json::Value;
 
 use super::commit::{
-    ErasedWrite, GroupPlan, LOCK_SEQ_SQL, SET_SEQ_SQL, UPSERT_TAIL, UnitOutcome, acked_jobs,
-    group_keys, plan_group, stale_units,
+    ErasedWrite, GroupPlan, UnitOutcome, acked_jobs, group_keys, plan_group, stale_units,
 };
 use super::documents::{Change, ChangeOp, ListedDoc, SortValue, StoredDoc};
 use super::jobs::{INSERT_JOB_SQL, JobRef, NewJob};
+use super::sql::{LOCK_SEQ_SQL, SET_SEQ_SQL, UPSERT_TAIL};
 
 use super::predicate_sql::SqlParam;
 use super::{StoreError, StoreResult, now_ms};
@@ -235,7 +235,7 @@ impl FastSqlite {
         out
     }
 
-    /// `Store::changes_since` on a tenant file: the log's end and the changes up to it
+    /// The changes `Store::changes_since` reads, and the log's end they were read up to,
     /// from one read snapshot.
     pub(crate) fn changes_since(
         &self,
@@ -275,11 +275,7 @@ impl FastSqlite {
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             tx.commit()?;
-            let reached = match out.last() {
-                Some(c) if out.len() as i64 >= limit => c.seq,
-                _ => end.max(since),
-            };
-            Ok((out, reached))
+            Ok((out, end))
         })
     }
 

@@ -1,15 +1,10 @@
 //! The change log: reading it after a seq, its position, and pruning it.
 
-use serde_json::Value;
-use sqlx::Row;
-use sqlx::types::Json;
-
-use super::{Change, ChangeOp};
-use crate::store::{Store, StoreError, StoreResult, on_db};
+use super::Change;
+use crate::store::{Store, StoreResult, TenantData, on_db, postgres};
 use crate::tenancy::Scope;
 
 impl Store {
-    /// Changes after `since`, in seq order.
     /// Changes after `since`, in seq order, at most `limit`, only of `collections` when
     /// given; and how far the log was read: the seq the caller may continue after (the
     /// last change returned when `limit` were, else the log's end when the read began),
@@ -21,45 +16,22 @@ impl Store {
         limit: i64,
         collections: Option<&[String]>,
     ) -> StoreResult<(Vec<Change>, i64)> {
-        if let Some(fast) = self.fast_sqlite(scope).await? {
-            return fast.changes_since(scope.tenant().id, since, limit, collections);
-        }
-        let (db, tenant) = self.tenant_db(scope).await?;
-        // Seqs are taken under the tenant_seq row lock and committed in order, so every
-        // change up to the end read here is already visible to the next statement.
-        let (end, _) = self.change_seq(scope).await?;
-        let super::Db::Postgres(p) = db else {
-            return Err(StoreError::Internal(
-                "SQLite reads the log through rusqlite",
-            ));
+        let (out, end) = match self.tenant_data(scope).await? {
+            (TenantData::Sqlite(file), tenant) => {
+                file.changes_since(tenant, since, limit, collections)?
+            }
+            (TenantData::Postgres(pool), tenant) => {
+                // Seqs are taken under the tenant_seq row lock and committed in order, so
+                // every change up to the end read here is already visible to the next
+                // statement.
+                let (end, _) = self.change_seq(scope).await?;
+                let range = (since, end);
+                (
+                    postgres::changes(&pool, tenant, range, limit, collections).await?,
+                    end,
+                )
+            }
         };
-        let rows = sqlx::query(
-            "SELECT seq, collection, doc_id, op, version, data, before, at, created_at, \
-             before_updated_at FROM changes WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 \
-             AND ($5::text[] IS NULL OR collection = ANY($5)) ORDER BY seq LIMIT $4",
-        )
-        .bind(tenant)
-        .bind(since)
-        .bind(end)
-        .bind(limit)
-        .bind(collections.map(<[String]>::to_vec))
-        .fetch_all(&p)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            out.push(Change {
-                seq: r.try_get("seq")?,
-                collection: r.try_get("collection")?,
-                doc_id: r.try_get("doc_id")?,
-                op: ChangeOp::parse(&r.try_get::<String, _>("op")?),
-                version: r.try_get("version")?,
-                data: r.try_get::<Option<Json<Value>>, _>("data")?.map(|j| j.0),
-                before: r.try_get::<Option<Json<Value>>, _>("before")?.map(|j| j.0),
-                at: r.try_get("at")?,
-                created_at: r.try_get::<Option<i64>, _>("created_at")?.unwrap_or(0),
-                before_updated_at: r.try_get("before_updated_at")?,
-            });
-        }
         let reached = match out.last() {
             Some(c) if out.len() as i64 >= limit => c.seq,
             _ => end.max(since),
