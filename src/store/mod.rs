@@ -21,7 +21,7 @@ pub mod predicate_sql;
 mod rulesets;
 mod secrets;
 mod sql;
-mod sqlite_fast;
+mod sqlite;
 mod usage;
 mod users;
 
@@ -227,7 +227,7 @@ pub(crate) use on_db;
 /// A tenant's data as the hot paths reach it: its SQLite file through rusqlite, or the
 /// PostgreSQL pool through sqlx. (A tenant file's sqlx pool serves only cold paths.)
 pub(crate) enum TenantData {
-    Sqlite(Arc<sqlite_fast::FastSqlite>),
+    Sqlite(Arc<sqlite::SqliteFile>),
     Postgres(PgPool),
 }
 
@@ -269,11 +269,12 @@ struct SqliteBackend {
     tenants: tokio::sync::Mutex<HashMap<i64, TenantFile>>,
 }
 
-/// One tenant's SQLite file, through sqlx and through the inline fast path.
+/// One tenant's SQLite file: through sqlx for the cold paths, through rusqlite
+/// (`store::sqlite`) for the hot ones.
 #[derive(Clone)]
 struct TenantFile {
     pool: SqlitePool,
-    fast: Arc<sqlite_fast::FastSqlite>,
+    hot: Arc<sqlite::SqliteFile>,
 }
 
 /// Where the data lives: a directory of SQLite files or a PostgreSQL URL.
@@ -363,7 +364,7 @@ impl Store {
     pub(crate) async fn tenant_data(&self, scope: &Scope) -> StoreResult<(TenantData, i64)> {
         let tenant_id = scope.tenant().id;
         let data = match &*self.inner {
-            Backend::Sqlite(s) => TenantData::Sqlite(s.tenant_file(tenant_id).await?.fast),
+            Backend::Sqlite(s) => TenantData::Sqlite(s.tenant_file(tenant_id).await?.hot),
             Backend::Postgres(p) => TenantData::Postgres(p.clone()),
         };
         Ok((data, tenant_id))
@@ -373,9 +374,9 @@ impl Store {
     pub(crate) async fn fast_sqlite(
         &self,
         scope: &Scope,
-    ) -> StoreResult<Option<Arc<sqlite_fast::FastSqlite>>> {
+    ) -> StoreResult<Option<Arc<sqlite::SqliteFile>>> {
         match &*self.inner {
-            Backend::Sqlite(s) => Ok(Some(s.tenant_file(scope.tenant().id).await?.fast)),
+            Backend::Sqlite(s) => Ok(Some(s.tenant_file(scope.tenant().id).await?.hot)),
             Backend::Postgres(_) => Ok(None),
         }
     }
@@ -461,7 +462,7 @@ impl SqliteBackend {
         SQLITE_TENANT_MIGRATIONS.run(&pool).await?;
         let file = TenantFile {
             pool,
-            fast: Arc::new(sqlite_fast::FastSqlite::new(&path)),
+            hot: Arc::new(sqlite::SqliteFile::new(&path)),
         };
         tenants.insert(tenant_id, file.clone());
         Ok(file)

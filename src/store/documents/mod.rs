@@ -78,9 +78,7 @@ impl Store {
         let (sql, params) = list_sql(tenant, &q, data.dialect())?;
         tracing::trace!(%sql, ?params, "list");
         match data {
-            TenantData::Sqlite(file) => {
-                file.list(&sql, q.collection, &params, q.order.len(), q.max_bytes)
-            }
+            TenantData::Sqlite(file) => file.list(&sql, &params, &q),
             TenantData::Postgres(pool) => postgres::list(&pool, sql, &params, &q).await,
         }
     }
@@ -114,14 +112,7 @@ impl Store {
         let (data, tenant) = self.tenant_data(scope).await?;
         let (sql, params) = list_sql(tenant, &q, data.dialect())?;
         match data {
-            TenantData::Sqlite(file) => file.snapshot(
-                tenant,
-                &sql,
-                q.collection,
-                &params,
-                q.order.len(),
-                q.max_bytes,
-            ),
+            TenantData::Sqlite(file) => file.snapshot(tenant, &sql, &params, &q),
             TenantData::Postgres(pool) => postgres::snapshot(&pool, tenant, sql, &params, &q).await,
         }
     }
