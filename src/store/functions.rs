@@ -57,31 +57,20 @@ impl Store {
         by: &str,
     ) -> StoreResult<i64> {
         let (db, tenant) = self.tenant_db(scope).await?;
-        let begin = db.begin_write();
-        on_db!(db, |p| {
-            let mut tx = p.begin_with(begin).await?;
-            let version: i64 = sqlx::query_scalar(
-                "SELECT COALESCE(MAX(version), 0) + 1 FROM deploys WHERE tenant_id = $1",
-            )
-            .bind(tenant)
-            .fetch_one(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO deploys (tenant_id, version, manifest, files, rules, created_at, \
-                 created_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(tenant)
-            .bind(version)
-            .bind(manifest)
-            .bind(files)
-            .bind(rules)
-            .bind(now_ms())
-            .bind(by)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(version)
-        })
+        // One statement, as `insert_ruleset`.
+        Ok(on_db!(db, |p| sqlx::query_scalar(
+            "INSERT INTO deploys (tenant_id, version, manifest, files, rules, created_at, \
+             created_by) SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5, $6 \
+             FROM deploys WHERE tenant_id = $1 RETURNING version"
+        )
+        .bind(tenant)
+        .bind(manifest)
+        .bind(files)
+        .bind(rules)
+        .bind(now_ms())
+        .bind(by)
+        .fetch_one(&p)
+        .await?))
     }
 
     /// Makes `version` the tenant's active deploy; NotFound when it does not exist.

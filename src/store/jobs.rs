@@ -4,7 +4,7 @@
 use serde_json::Value;
 use sqlx::Row;
 
-use super::{Db, Store, StoreError, StoreResult, now_ms, on_db};
+use super::{Db, Store, StoreResult, now_ms, on_db, one_row};
 use crate::tenancy::Scope;
 
 /// Where a unit of writes came from, for the jobs it triggers.
@@ -363,9 +363,6 @@ impl Store {
             .await?
             .rows_affected()
         });
-        if n == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        one_row(n)
     }
 }

@@ -189,6 +189,15 @@ pub(crate) fn on_unique(err: sqlx::Error, what: &'static str) -> StoreError {
     }
 }
 
+/// `Ok` when a statement touched a row, `NotFound` when it touched none (an update or
+/// delete of something absent).
+pub(crate) fn one_row(rows_affected: u64) -> StoreResult<()> {
+    if rows_affected == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }

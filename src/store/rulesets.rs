@@ -17,29 +17,19 @@ impl Store {
     /// Stores a rule set as the tenant's next version; returns that version.
     pub async fn insert_ruleset(&self, scope: &Scope, source: &str, by: &str) -> StoreResult<i64> {
         let (db, tenant) = self.tenant_db(scope).await?;
-        let begin = db.begin_write();
-        on_db!(db, |p| {
-            let mut tx = p.begin_with(begin).await?;
-            let version: i64 = sqlx::query_scalar(
-                "SELECT COALESCE(MAX(version), 0) + 1 FROM rulesets WHERE tenant_id = $1",
-            )
-            .bind(tenant)
-            .fetch_one(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO rulesets (tenant_id, version, source, created_at, created_by) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(tenant)
-            .bind(version)
-            .bind(source)
-            .bind(now_ms())
-            .bind(by)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(version)
-        })
+        // One statement takes the next version and inserts it: atomic on SQLite, and on
+        // PostgreSQL a concurrent insert of the same version fails on the primary key.
+        Ok(on_db!(db, |p| sqlx::query_scalar(
+            "INSERT INTO rulesets (tenant_id, version, source, created_at, created_by) \
+             SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4 FROM rulesets \
+             WHERE tenant_id = $1 RETURNING version"
+        )
+        .bind(tenant)
+        .bind(source)
+        .bind(now_ms())
+        .bind(by)
+        .fetch_one(&p)
+        .await?))
     }
 
     /// The active (latest) rule set: (version, source).

@@ -1,6 +1,6 @@
 //! A tenant's end users, their sessions (refresh-token families) and single-use tokens.
 
-use super::{Store, StoreError, StoreResult, now_ms, on_db, on_unique};
+use super::{Store, StoreError, StoreResult, now_ms, on_db, on_unique, one_row};
 use crate::tenancy::Scope;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -116,13 +116,7 @@ impl Store {
     }
 
     pub async fn get_user(&self, scope: &Scope, id: &str) -> StoreResult<Option<UserRow>> {
-        let (db, tenant) = self.tenant_db(scope).await?;
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND id = $2");
-        Ok(on_db!(db, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(&p)
-            .await?))
+        self.user_by(scope, "id", id).await
     }
 
     pub async fn get_user_by_email(
@@ -130,11 +124,22 @@ impl Store {
         scope: &Scope,
         email: &str,
     ) -> StoreResult<Option<UserRow>> {
+        self.user_by(scope, "email", email).await
+    }
+
+    /// The user whose unique `column` (a name of ours, never request text) is `value`.
+    async fn user_by(
+        &self,
+        scope: &Scope,
+        column: &'static str,
+        value: &str,
+    ) -> StoreResult<Option<UserRow>> {
         let (db, tenant) = self.tenant_db(scope).await?;
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND email = $2");
+        let sql =
+            format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND {column} = $2");
         Ok(on_db!(db, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(tenant)
-            .bind(email)
+            .bind(value)
             .fetch_optional(&p)
             .await?))
     }
@@ -215,10 +220,7 @@ impl Store {
             tx.commit().await?;
             n
         });
-        if n == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        one_row(n)
     }
 
     pub async fn set_email_verified(&self, scope: &Scope, id: &str) -> StoreResult<()> {
@@ -247,10 +249,7 @@ impl Store {
         .execute(&p)
         .await?
         .rows_affected());
-        if n == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        one_row(n)
     }
 
     // ---- sessions and refresh tokens ----------------------------------------------------
