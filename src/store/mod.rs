@@ -368,8 +368,8 @@ impl Store {
         Ok((db, tenant_id))
     }
 
-    /// Where a tenant's hot paths (documents, the change log, the group commit) run, and
-    /// the tenant's id.
+    /// Where a tenant's hot paths (documents, the change log, the group commit, the job
+    /// outbox, session checks) run, and the tenant's id.
     pub(crate) async fn tenant_data(&self, scope: &Scope) -> StoreResult<(TenantData, i64)> {
         let tenant_id = scope.tenant().id;
         let data = match &*self.inner {
@@ -377,17 +377,6 @@ impl Store {
             Backend::Postgres(p) => TenantData::Postgres(p.clone()),
         };
         Ok((data, tenant_id))
-    }
-
-    /// The inline SQLite path for a tenant's hot queries; None on PostgreSQL.
-    pub(crate) async fn fast_sqlite(
-        &self,
-        scope: &Scope,
-    ) -> StoreResult<Option<Arc<sqlite::SqliteFile>>> {
-        match &*self.inner {
-            Backend::Sqlite(s) => Ok(Some(s.tenant_file(scope.tenant().id).await?.hot)),
-            Backend::Postgres(_) => Ok(None),
-        }
     }
 
     /// True when the database answers a trivial query.

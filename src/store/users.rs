@@ -1,6 +1,8 @@
 //! A tenant's end users, their sessions (refresh-token families) and single-use tokens.
 
-use super::{Store, StoreError, StoreResult, now_ms, on_db, on_unique, one_row};
+use super::{
+    Store, StoreError, StoreResult, TenantData, now_ms, on_db, on_unique, one_row, postgres,
+};
 use crate::tenancy::Scope;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -421,29 +423,15 @@ impl Store {
         session_id: &str,
         user_id: &str,
     ) -> StoreResult<SessionState> {
-        if let Some(fast) = self.fast_sqlite(scope).await? {
-            let live = fast.session_active(scope.tenant().id, session_id, user_id)?;
-            return Ok(if live {
-                SessionState::Active
-            } else {
-                SessionState::Inactive
-            });
-        }
-        let (db, tenant) = self.tenant_db(scope).await?;
-        let ok: Option<i64> = on_db!(db, |p| {
-            sqlx::query_scalar(
-            "SELECT s.expires_at FROM sessions s JOIN users u ON u.tenant_id = s.tenant_id AND u.id = s.user_id \
-             WHERE s.tenant_id = $1 AND s.id = $2 AND s.user_id = $3 \
-               AND s.revoked_at IS NULL AND s.expires_at > $4 AND u.disabled = FALSE"
-        )
-        .bind(tenant)
-        .bind(session_id)
-        .bind(user_id)
-        .bind(now_ms())
-        .fetch_optional(&p)
-        .await?
-        });
-        Ok(if ok.is_some() {
+        let live = match self.tenant_data(scope).await? {
+            (TenantData::Sqlite(file), tenant) => {
+                file.session_active(tenant, session_id, user_id)?
+            }
+            (TenantData::Postgres(pool), tenant) => {
+                postgres::session_active(&pool, tenant, session_id, user_id).await?
+            }
+        };
+        Ok(if live {
             SessionState::Active
         } else {
             SessionState::Inactive

@@ -9,6 +9,7 @@
 
 mod commit;
 mod documents;
+mod jobs;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -17,6 +18,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use serde_json::Value;
 
+use super::functions::InvocationRow;
 use super::predicate_sql::SqlParam;
 use super::{StoreError, StoreResult, now_ms};
 
@@ -143,6 +145,38 @@ impl SqliteFile {
             .query_row(params![tenant, session_id, user_id, now], |_| Ok(()))
             .optional()
             .map(|o| o.is_some())
+        })
+    }
+}
+
+impl SqliteFile {
+    /// Appends invocation records.
+    pub(crate) fn insert_invocations(
+        &self,
+        tenant: i64,
+        rows: &[InvocationRow],
+    ) -> StoreResult<()> {
+        self.with_writer(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO invocations (tenant_id, id, function, trigger, version, \
+                 started_at, duration_us, outcome, error, logs) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
+            )?;
+            for r in rows {
+                stmt.execute(params![
+                    tenant,
+                    r.id,
+                    r.function,
+                    r.trigger,
+                    r.version,
+                    r.started_at,
+                    r.duration_us,
+                    r.outcome,
+                    r.error,
+                    r.logs.to_string()
+                ])?;
+            }
+            Ok(())
         })
     }
 }
