@@ -452,26 +452,7 @@ impl Expression {
     /// Whether the top-level conjunction compares `id` for equality with a value (a
     /// single-document lookup).
     pub fn is_id_lookup(&self) -> bool {
-        fn walk(e: &IdedExpr, doc_nodes: &std::collections::HashSet<u64>) -> bool {
-            match &e.expr {
-                Expr::Call(c) if c.target.is_none() && c.args.len() == 2 => {
-                    match c.func_name.as_str() {
-                        "_&&_" => walk(&c.args[0], doc_nodes) || walk(&c.args[1], doc_nodes),
-                        "_==_" | "@in" => {
-                            let is_id =
-                                |x: &IdedExpr| matches!(&x.expr, Expr::Ident(n) if n == "id");
-                            (is_id(&c.args[0]) && !doc_nodes.contains(&c.args[1].id))
-                                || (c.func_name == "_==_"
-                                    && is_id(&c.args[1])
-                                    && !doc_nodes.contains(&c.args[0].id))
-                        }
-                        _ => false,
-                    }
-                }
-                _ => false,
-            }
-        }
-        walk(&self.compiled.root, &self.compiled.doc_nodes)
+        index_hints::is_id_lookup(&self.compiled.root, &self.compiled.doc_nodes)
     }
 }
 

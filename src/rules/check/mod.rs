@@ -2,6 +2,9 @@
 //! variables a kind of expression may use, a whitelist of functions, and a small type
 //! inference over the AST that catches clashes visible without data (`'a' < 1`,
 //! `1 && true`, a rule that is not boolean).
+//!
+//! The walk over the tree is here; `syntax` rewords the parser's errors, `types` holds
+//! the type lattice, `calls` checks operators and the whitelisted functions.
 
 mod calls;
 mod syntax;
