@@ -67,25 +67,8 @@ impl AppState {
             free_failures: config.login_free_failures,
             account_failures_per_hour: config.login_failures_per_account_per_hour,
         }));
-        let mailer = Arc::new(Mailer::new(
-            config.smtp_url.as_ref().map(|s| s.expose().as_str()),
-            &config.smtp_from,
-        )?);
         let auth_cache = Arc::new(crate::auth::cache::AuthCache::new(config.auth_cache_ttl));
-        let auth = Arc::new(AuthService::new(
-            store.clone(),
-            keyring.clone(),
-            mailer,
-            limiter.clone(),
-            auth_cache.clone(),
-            AuthSettings {
-                access_ttl: config.access_ttl,
-                refresh_ttl: config.refresh_ttl,
-                verify_ttl: config.verify_ttl,
-                reset_ttl: config.reset_ttl,
-                public_url: config.public_url.clone(),
-            },
-        ));
+        let auth = auth_service(&config, &store, &keyring, &limiter, &auth_cache)?;
         let rules = Arc::new(RulesRegistry::new(store.clone(), Duration::from_secs(1)));
         let cursor_secret = store
             .server_secret("cursor_key", || crate::crypto::random_token(32))
@@ -98,21 +81,7 @@ impl AppState {
                 max_bytes: config.doc_max_bytes,
             },
         ));
-        let secrets_key = match &config.secrets_key {
-            Some(key) => key.expose().clone(),
-            None => crate::secrets::decode_stored_key(
-                &store
-                    .server_secret("secrets_key", || {
-                        crate::crypto::random_token(crate::secrets::KEY_BYTES)
-                    })
-                    .await?,
-            )?,
-        };
-        let secrets = Arc::new(SecretsService::new(
-            store.clone(),
-            &secrets_key,
-            config.secrets_cache_ttl,
-        )?);
+        let secrets = secrets_service(&config, &store).await?;
         let metrics = Arc::new(Metrics::new({
             let store = store.clone();
             move || store.commit_totals()
@@ -125,15 +94,7 @@ impl AppState {
             secrets.clone(),
             usage.clone(),
             metrics.clone(),
-            crate::functions::FunctionsConfig {
-                // An HTTP function must be stopped and answered before the request
-                // times out: past it the client got 503 while the JavaScript ran on.
-                http_deadline: config
-                    .request_timeout
-                    .saturating_sub(std::time::Duration::from_millis(500))
-                    .max(std::time::Duration::from_millis(100)),
-                ..config.functions.clone()
-            },
+            functions_config(&config),
         )?;
         let admin = Arc::new(AdminService::new(
             store.clone(),
@@ -159,6 +120,11 @@ impl AppState {
             registry.clone(),
             config.realtime.clone(),
         );
+        // The lower layers call back into the upper ones at three points, all wired
+        // here: the document service runs before hooks, and a group commit plans
+        // after-hook jobs and wakes the realtime feeds.
+        docs.set_before_write(functions.before_write_hooks());
+        store.set_job_planner(functions.job_planner());
         Ok(AppState(Arc::new(AppInner {
             config,
             store,
@@ -175,5 +141,64 @@ impl AppState {
             metrics,
             limiter,
         })))
+    }
+}
+
+fn auth_service(
+    config: &Config,
+    store: &Store,
+    keyring: &Arc<Keyring>,
+    limiter: &Arc<LoginLimiter>,
+    auth_cache: &Arc<crate::auth::cache::AuthCache>,
+) -> anyhow::Result<Arc<AuthService>> {
+    let mailer = Arc::new(Mailer::new(
+        config.smtp_url.as_ref().map(|s| s.expose().as_str()),
+        &config.smtp_from,
+    )?);
+    Ok(Arc::new(AuthService::new(
+        store.clone(),
+        keyring.clone(),
+        mailer,
+        limiter.clone(),
+        auth_cache.clone(),
+        AuthSettings {
+            access_ttl: config.access_ttl,
+            refresh_ttl: config.refresh_ttl,
+            verify_ttl: config.verify_ttl,
+            reset_ttl: config.reset_ttl,
+            public_url: config.public_url.clone(),
+        },
+    )))
+}
+
+/// The key that seals tenant secrets: from the configuration, or made once and kept in
+/// the store.
+async fn secrets_service(config: &Config, store: &Store) -> anyhow::Result<Arc<SecretsService>> {
+    let secrets_key = match &config.secrets_key {
+        Some(key) => key.expose().clone(),
+        None => crate::secrets::decode_stored_key(
+            &store
+                .server_secret("secrets_key", || {
+                    crate::crypto::random_token(crate::secrets::KEY_BYTES)
+                })
+                .await?,
+        )?,
+    };
+    Ok(Arc::new(SecretsService::new(
+        store.clone(),
+        &secrets_key,
+        config.secrets_cache_ttl,
+    )?))
+}
+
+fn functions_config(config: &Config) -> crate::functions::FunctionsConfig {
+    crate::functions::FunctionsConfig {
+        // An HTTP function must be stopped and answered before the request times out:
+        // past it the client got 503 while the JavaScript ran on.
+        http_deadline: config
+            .request_timeout
+            .saturating_sub(std::time::Duration::from_millis(500))
+            .max(std::time::Duration::from_millis(100)),
+        ..config.functions.clone()
     }
 }

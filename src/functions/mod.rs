@@ -114,10 +114,19 @@ impl FunctionService {
             metrics,
             env_json: Default::default(),
         });
-        store.set_job_planner(Arc::new(hooks::Planner::new(&svc)));
-        svc.docs
-            .set_before_write(Arc::new(before::BeforeHooks::new(&svc)));
         Ok(svc)
+    }
+
+    /// What the store calls, inside a group commit, to plan the after-hook jobs the
+    /// commit triggers. Registered by the composition root (`state`).
+    pub fn job_planner(self: &Arc<Self>) -> Arc<dyn crate::store::JobPlanner> {
+        Arc::new(hooks::Planner::new(self))
+    }
+
+    /// What the document service calls before a write, to run the tenant's before hooks.
+    /// Registered by the composition root (`state`).
+    pub fn before_write_hooks(self: &Arc<Self>) -> Arc<dyn crate::documents::before::BeforeWrite> {
+        Arc::new(before::BeforeHooks::new(self))
     }
 
     pub fn shutdown(&self) {
