@@ -1,6 +1,7 @@
 //! Changes made on one node (or by the `plinth` CLI, a separate process on the same
 //! database) take effect on every other node within one second: rules, deploys,
-//! activations, secrets, user disables, session revokes, suspensions.
+//! activations, secrets, user disables, session revokes, key revokes, suspensions and
+//! deletions. What the CLI changes is announced by the CLI itself, not by a server.
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,8 @@ enum Probe {
     Me(String),
     /// A read with the service key: its status.
     KeyRead,
+    /// A read with another service key: its status.
+    KeyReadWith(String),
 }
 
 /// A change, made through node A (`nodes[0]`) or the CLI.
@@ -33,6 +36,11 @@ enum Change {
     RevokeSessions(String),
     Suspend,
     ResumeByCli,
+    RulesByCli(&'static str),
+    ActivateByCli(u32),
+    RevokeKeyByCli(String),
+    SuspendByCli,
+    DeleteByCli,
 }
 
 fn bundle(v: u32) -> Value {
@@ -56,6 +64,10 @@ async fn probe(c: &Cluster, base: &str, p: &Probe) -> String {
             .http
             .get(url("/collections/notes/docs/n1"))
             .bearer_auth(&c.key),
+        Probe::KeyReadWith(key) => c
+            .http
+            .get(url("/collections/notes/docs/n1"))
+            .bearer_auth(key),
     };
     let r = req.send().await.expect("probe request");
     let status = r.status().as_u16();
@@ -144,13 +156,36 @@ async fn apply(c: &Cluster, change: &Change) {
         Change::Suspend => {
             expect(c.http.post(admin("/suspend")).bearer_auth(&c.admin), 200).await;
         }
-        Change::ResumeByCli => {
-            let env = c.env.clone();
-            tokio::task::spawn_blocking(move || cli(&env, &["tenant", "resume", TENANT], None))
-                .await
-                .unwrap();
+        Change::ResumeByCli => by_cli(c, &["tenant", "resume", TENANT]).await,
+        Change::SuspendByCli => by_cli(c, &["tenant", "suspend", TENANT]).await,
+        Change::DeleteByCli => by_cli(c, &["tenant", "delete", TENANT, "--yes"]).await,
+        Change::RulesByCli(src) => {
+            let file = tempfile::NamedTempFile::new().expect("rules file");
+            std::fs::write(file.path(), src).expect("write rules");
+            let path = file.path().to_string_lossy().into_owned();
+            by_cli(c, &["rules", "deploy", &path, "--tenant", TENANT]).await;
+        }
+        Change::ActivateByCli(v) => {
+            let v = v.to_string();
+            by_cli(c, &["deploy", "activate", &v, "--tenant", TENANT]).await;
+        }
+        Change::RevokeKeyByCli(id) => {
+            by_cli(c, &["key", "revoke", id, "--tenant", TENANT]).await;
         }
     }
+}
+
+/// Runs the `plinth` CLI as a process of its own on the cluster's database: no node
+/// sees the change being made.
+async fn by_cli(c: &Cluster, args: &[&str]) {
+    let env = c.env.clone();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cli(&env, &args, None)
+    })
+    .await
+    .unwrap();
 }
 
 async fn signup(c: &Cluster, email: &str) -> (String, String) {
@@ -187,6 +222,16 @@ async fn changes_on_one_node_reach_every_node_within_a_second() {
     let (bob, bob_token) = signup(&c, "bob@cluster.test").await;
     apply(&c, &Change::Deploy(1)).await;
     apply(&c, &Change::Secret("first")).await;
+    let doomed = expect(
+        c.http
+            .post(format!("{}/admin/v1/tenants/{TENANT}/keys", c.proxy.base))
+            .bearer_auth(&c.admin)
+            .json(&json!({"name": "doomed"})),
+        201,
+    )
+    .await;
+    let doomed_key = doomed["key"].as_str().expect("key").to_string();
+    let doomed_id = doomed["id"].as_str().expect("id").to_string();
     let hello = |v: u32, g: &str| json!({"v": v, "g": g}).to_string();
 
     let cases: Vec<(&str, Probe, Change, String, String)> = vec![
@@ -226,6 +271,27 @@ async fn changes_on_one_node_reach_every_node_within_a_second() {
             hello(1, "third"),
         ),
         (
+            "deploy activation by the CLI",
+            Probe::Hello,
+            Change::ActivateByCli(2),
+            hello(1, "third"),
+            hello(2, "third"),
+        ),
+        (
+            "rules deploy by the CLI",
+            Probe::AnonRead,
+            Change::RulesByCli("[notes]\nread = \"false\"\n"),
+            "200".into(),
+            "403".into(),
+        ),
+        (
+            "key revoke by the CLI",
+            Probe::KeyReadWith(doomed_key),
+            Change::RevokeKeyByCli(doomed_id),
+            "200".into(),
+            "401".into(),
+        ),
+        (
             "user disable",
             Probe::Me(ann_token),
             Change::DisableUser(ann),
@@ -252,6 +318,20 @@ async fn changes_on_one_node_reach_every_node_within_a_second() {
             Change::ResumeByCli,
             "403".into(),
             "200".into(),
+        ),
+        (
+            "tenant suspend by the CLI",
+            Probe::KeyRead,
+            Change::SuspendByCli,
+            "200".into(),
+            "403".into(),
+        ),
+        (
+            "tenant delete by the CLI",
+            Probe::KeyRead,
+            Change::DeleteByCli,
+            "403".into(),
+            "404".into(),
         ),
     ];
     let mut report = Vec::new();
