@@ -245,49 +245,30 @@ impl From<crate::admin::AdminError> for ApiError {
 impl From<crate::auth::AuthError> for ApiError {
     fn from(err: crate::auth::AuthError) -> Self {
         use crate::auth::AuthError;
+        let (code, detail) = (err.code(), err.client_detail());
         match err {
-            AuthError::InvalidField { field, problem } => ApiError::invalid_field(field, problem),
-            AuthError::WeakPassword { field, problem } => {
-                ApiError::field_problem("weak_password", field, problem)
+            AuthError::InvalidField { field, problem }
+            | AuthError::WeakPassword { field, problem } => {
+                ApiError::field_problem(code, field, problem)
             }
             AuthError::EmailTaken => {
-                let mut e = ApiError::conflict("email_taken", "this email is already registered");
+                let mut e = ApiError::conflict(code, detail);
                 e.fields =
                     Some([("email".to_string(), "is already registered".to_string())].into());
                 e
             }
-            AuthError::InvalidCredentials => {
-                ApiError::unauthorized("invalid_credentials", "invalid email or password")
-            }
-            AuthError::UserDisabled => {
-                ApiError::forbidden("user_disabled", "this account is disabled")
-            }
+            AuthError::InvalidCredentials
+            | AuthError::InvalidRefreshToken
+            | AuthError::RefreshTokenReused
+            | AuthError::TokenExpired
+            | AuthError::InvalidToken(_)
+            | AuthError::SessionRevoked
+            | AuthError::AuthRequired => ApiError::unauthorized(code, detail),
+            AuthError::UserDisabled => ApiError::forbidden(code, detail),
             AuthError::RateLimited(wait) => {
                 ApiError::too_many_requests(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
             }
-            AuthError::InvalidRefreshToken => ApiError::unauthorized(
-                "invalid_refresh_token",
-                "the refresh token is unknown, expired or revoked",
-            ),
-            AuthError::RefreshTokenReused => ApiError::unauthorized(
-                "refresh_token_reused",
-                "this refresh token was already used; the session has been revoked",
-            ),
-            AuthError::TokenExpired => {
-                ApiError::unauthorized("token_expired", "the access token has expired")
-            }
-            AuthError::InvalidToken(why) => ApiError::unauthorized("invalid_token", why),
-            AuthError::SessionRevoked => {
-                ApiError::unauthorized("session_revoked", "the session of this token has ended")
-            }
-            AuthError::AuthRequired => {
-                ApiError::unauthorized("auth_required", "this endpoint needs a signed-in user")
-            }
-            AuthError::InvalidOneTimeToken => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_or_expired_token",
-                "the token is unknown, expired or already used",
-            ),
+            AuthError::InvalidOneTimeToken => ApiError::new(StatusCode::BAD_REQUEST, code, detail),
             AuthError::Store(e) => e.into(),
             AuthError::Internal(e) => ApiError::internal(e),
         }

@@ -108,6 +108,7 @@ impl Connection {
                     ))
                 }
             }
+            // The same fields, as the subscription's set-up takes them.
             ClientMsg::Subscribe {
                 id,
                 collection,

@@ -70,8 +70,13 @@ impl Connection {
                 .text()
             }
             Err(e) => {
-                let api = crate::error::ApiError::from(e);
-                protocol::error(None, api.code, &api.detail)
+                if matches!(
+                    e,
+                    crate::auth::AuthError::Store(_) | crate::auth::AuthError::Internal(_)
+                ) {
+                    tracing::warn!(error = %e, "realtime: cannot authenticate a socket");
+                }
+                protocol::error(None, e.code(), &e.client_detail())
             }
         }
     }
