@@ -128,6 +128,28 @@ impl AuthService {
         self.cache.session_events()
     }
 
+    /// Announces to the other nodes (PostgreSQL) every session change made through this
+    /// process, whichever service made it (sign-outs here, user disables in `admin`),
+    /// until the task is aborted. Other nodes drop their cached checks and close the
+    /// sockets that spoke for the sessions; what a lagging receiver missed expires from
+    /// their caches by itself.
+    pub async fn announce_session_changes(self: Arc<Self>) {
+        let mut events = self.cache.session_events();
+        loop {
+            match events.recv().await {
+                Ok(e) => match (&e.user, &e.session) {
+                    (Some(uid), _) => self.store.notify_sessions(e.tenant, uid).await,
+                    (None, Some(sid)) => self.store.notify_session_ended(e.tenant, sid).await,
+                    (None, None) => {}
+                },
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "session changes not announced to other nodes");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
     /// Whether a user's session is still live (for long-lived connections).
     pub async fn session_live(
         &self,

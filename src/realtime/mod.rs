@@ -143,8 +143,9 @@ impl Broker {
         broker
     }
 
-    /// Background work: session events from this node and, on PostgreSQL, commits and
-    /// session events from other nodes.
+    /// Background work: session changes made through this node and, on PostgreSQL,
+    /// commits and session changes announced by other nodes. Realtime only listens: the
+    /// changes are announced by `auth` (`AuthService::announce_session_changes`).
     pub fn start(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
         let mut tasks = Vec::new();
         let mut events = self.auth.session_events();
@@ -152,14 +153,8 @@ impl Broker {
         tasks.push(tokio::spawn(async move {
             loop {
                 match events.recv().await {
+                    // `auth` announces them to the other nodes.
                     Ok(e) => {
-                        match (&e.user, &e.session) {
-                            (Some(uid), _) => me.store.notify_sessions(e.tenant, uid).await,
-                            (None, Some(sid)) => {
-                                me.store.notify_session_ended(e.tenant, sid).await;
-                            }
-                            (None, None) => {}
-                        }
                         me.recheck_sessions(e.tenant, e.user.as_deref(), e.session.as_deref())
                             .await;
                     }
