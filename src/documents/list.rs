@@ -1,5 +1,5 @@
-//! Lists: the read rule ANDed with the filter, in SQL, one page at a time, and the
-//! database's plan for the same query.
+//! Lists: the read plan (the read rule ANDed with the filter, `read_plan`), in SQL, one
+//! page at a time, and the database's plan for the same query.
 
 use crate::rules::{Predicate, RuleSet};
 use crate::store::{After, ListQuery, OrderKey};
