@@ -183,14 +183,13 @@ impl Broker {
                         // Anything announced while not listening is caught up by the
                         // tailers' poll.
                         Announcement::Resumed => me.wake_all().await,
+                        // Another node ended sessions: their sockets here close. (The
+                        // cached checks go in `app::cluster`; the recheck reads the
+                        // database, not that cache.)
                         Announcement::SessionEnded { tenant, session_id } => {
-                            // Another node ended one session: its cached check here
-                            // must not outlive it, nor its sockets.
-                            me.auth.drop_cached_session(tenant, &session_id);
                             me.recheck_sessions(tenant, None, Some(&session_id)).await;
                         }
                         Announcement::UserSessions { tenant, user_id } => {
-                            me.auth.drop_cached_user(tenant, &user_id);
                             me.recheck_sessions(tenant, Some(&user_id), None).await;
                         }
                         Announcement::TenantChanged { .. } => {}
