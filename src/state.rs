@@ -71,7 +71,10 @@ impl AppState {
             config.smtp_url.as_ref().map(|s| s.expose().as_str()),
             &config.smtp_from,
         )?);
-        let auth_cache = Arc::new(crate::auth::cache::AuthCache::new(config.auth_cache_ttl));
+        let auth_cache = Arc::new(crate::auth::cache::AuthCache::new(
+            config.auth_cache_ttl,
+            store.clone(),
+        ));
         let auth = Arc::new(AuthService::new(
             store.clone(),
             keyring.clone(),

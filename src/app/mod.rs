@@ -93,7 +93,6 @@ impl App {
         });
         let retention = tokio::spawn(prune_changes_forever(state.clone()));
         let realtime_tasks = state.realtime.start();
-        let session_changes = tokio::spawn(state.auth.clone().announce_session_changes());
         let tenant_changes = tokio::spawn(cluster::follow_tenant_changes(state.clone()));
         let usage_flusher = tokio::spawn(state.usage.clone().flush_forever());
         let hooks = state
@@ -116,7 +115,6 @@ impl App {
         pruner.abort();
         retention.abort();
         tenant_changes.abort();
-        session_changes.abort();
         for t in realtime_tasks {
             t.abort();
         }

@@ -128,28 +128,6 @@ impl AuthService {
         self.cache.session_events()
     }
 
-    /// Announces to the other nodes (PostgreSQL) every session change made through this
-    /// process, whichever service made it (sign-outs here, user disables in `admin`),
-    /// until the task is aborted. Other nodes drop their cached checks and close the
-    /// sockets that spoke for the sessions; what a lagging receiver missed expires from
-    /// their caches by itself.
-    pub async fn announce_session_changes(self: Arc<Self>) {
-        let mut events = self.cache.session_events();
-        loop {
-            match events.recv().await {
-                Ok(e) => match (&e.user, &e.session) {
-                    (Some(uid), _) => self.store.notify_sessions(e.tenant, uid).await,
-                    (None, Some(sid)) => self.store.notify_session_ended(e.tenant, sid).await,
-                    (None, None) => {}
-                },
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "session changes not announced to other nodes");
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            }
-        }
-    }
-
     /// Whether a user's session is still live (for long-lived connections).
     pub async fn session_live(
         &self,
@@ -311,7 +289,9 @@ impl AuthService {
                 user_id,
             } => (session_id, user_id),
             RefreshOutcome::Reused { session_id } => {
-                self.cache.forget_session(scope.tenant().id, &session_id);
+                self.cache
+                    .forget_session(scope.tenant().id, &session_id)
+                    .await;
                 tracing::warn!(tenant = %scope.tenant().slug, "refresh token reuse: session family revoked");
                 return Err(AuthError::RefreshTokenReused);
             }
@@ -323,7 +303,9 @@ impl AuthService {
                 self.store
                     .revoke_session(scope, &session_id, &user_id)
                     .await?;
-                self.cache.forget_session(scope.tenant().id, &session_id);
+                self.cache
+                    .forget_session(scope.tenant().id, &session_id)
+                    .await;
                 return Err(AuthError::UserDisabled);
             }
             None => return Err(AuthError::InvalidRefreshToken),
@@ -350,7 +332,7 @@ impl AuthService {
             self.store
                 .revoke_session(scope, &u.session_id, &u.uid)
                 .await?;
-            self.cache.forget_session(tenant, &u.session_id);
+            self.cache.forget_session(tenant, &u.session_id).await;
             ended = true;
         }
         if let Some(token) = refresh_token.filter(|t| !t.is_empty()) {
@@ -361,7 +343,7 @@ impl AuthService {
             {
                 Some((sid, uid)) => {
                     self.store.revoke_session(scope, &sid, &uid).await?;
-                    self.cache.forget_session(tenant, &sid);
+                    self.cache.forget_session(tenant, &sid).await;
                     ended = true;
                 }
                 None if !ended => return Err(AuthError::InvalidRefreshToken),
@@ -419,7 +401,7 @@ impl AuthService {
             .store
             .revoke_user_sessions(scope, &user.id, Some(&caller.session_id))
             .await?;
-        self.cache.forget_user(scope.tenant().id, &user.id);
+        self.cache.forget_user(scope.tenant().id, &user.id).await;
         Ok(n)
     }
 

@@ -145,7 +145,7 @@ impl Broker {
 
     /// Background work: session changes made through this node and, on PostgreSQL,
     /// commits and session changes announced by other nodes. Realtime only listens: the
-    /// changes are announced by `auth` (`AuthService::announce_session_changes`).
+    /// changes are announced by `auth` (`AuthCache::forget_*`).
     pub fn start(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
         let mut tasks = Vec::new();
         let mut events = self.auth.session_events();
