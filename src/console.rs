@@ -34,6 +34,7 @@ const FILES: &[(&str, &[u8])] = files![
     "js/pages/audit.js",
     "js/pages/functions.js",
     "js/pages/usage.js",
+    "js/pages/admins.js",
     "vendor/preact.mjs",
     "vendor/hooks.mjs",
     "vendor/htm.mjs",

@@ -11,6 +11,10 @@ pub enum Kind {
     /// The request or the document it makes is over a size limit.
     TooLarge,
     NotFound,
+    /// The caller did not prove who they are: no, a wrong or an expired credential.
+    Unauthenticated,
+    /// Too many attempts; the answer says when to retry.
+    RateLimited,
     /// The request collides with the current state (an existing id, a failed patch test).
     Conflict,
     /// A condition the caller set (`If-Match`) does not hold.
@@ -37,6 +41,8 @@ impl Kind {
             Kind::Invalid => 400,
             Kind::TooLarge => 413,
             Kind::NotFound => 404,
+            Kind::Unauthenticated => 401,
+            Kind::RateLimited => 429,
             Kind::Conflict => 409,
             Kind::PreconditionFailed => 412,
             Kind::Denied => 403,

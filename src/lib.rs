@@ -28,4 +28,5 @@ pub mod state;
 pub mod store;
 pub mod tenancy;
 pub mod tenant_registry;
+pub mod text;
 pub mod usage;

@@ -21,6 +21,7 @@ use base64::Engine;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
+use crate::fault::Kind;
 use crate::store::{SecretPut, Store, StoreError};
 use crate::tenancy::Scope;
 
@@ -52,6 +53,59 @@ pub enum SecretsError {
     Seal,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl SecretsError {
+    /// The stable machine-readable code clients branch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SecretsError::InvalidName | SecretsError::ValueTooLarge => "validation_failed",
+            SecretsError::TooMany => "too_many_secrets",
+            SecretsError::NotFound => "not_found",
+            SecretsError::Undecryptable(_) | SecretsError::Seal => "internal",
+            SecretsError::Store(e) => e.code(),
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            SecretsError::InvalidName | SecretsError::ValueTooLarge => Kind::Invalid,
+            SecretsError::TooMany => Kind::Conflict,
+            SecretsError::NotFound => Kind::NotFound,
+            SecretsError::Undecryptable(_) | SecretsError::Seal => Kind::Internal,
+            SecretsError::Store(e) => e.kind(),
+        }
+    }
+
+    /// What a client is told. Faults of the server's own say nothing of their cause.
+    pub fn client_detail(&self) -> String {
+        match self {
+            SecretsError::InvalidName | SecretsError::ValueTooLarge => {
+                let (field, problem) = self.field().unwrap_or_default();
+                format!("{field}: {problem}")
+            }
+            SecretsError::TooMany => format!(
+                "the tenant already has {MAX_SECRETS} secrets, the most it may have; delete one first"
+            ),
+            SecretsError::NotFound => "no such secret".into(),
+            SecretsError::Undecryptable(_) | SecretsError::Seal => "internal server error".into(),
+            SecretsError::Store(e) => e.client_detail(),
+        }
+    }
+
+    /// The input field at fault, and what is wrong with it, when there is one.
+    pub fn field(&self) -> Option<(String, String)> {
+        match self {
+            SecretsError::InvalidName => {
+                Some(("name".into(), "must match ^[A-Z_][A-Z0-9_]{0,63}$".into()))
+            }
+            SecretsError::ValueTooLarge => Some((
+                "value".into(),
+                format!("must be at most {MAX_VALUE_BYTES} bytes of UTF-8"),
+            )),
+            _ => None,
+        }
+    }
 }
 
 type Result<T> = std::result::Result<T, SecretsError>;
@@ -309,6 +363,34 @@ mod tests {
         let mut key = [0u8; KEY_BYTES];
         rand::fill(&mut key[..]);
         Sealer::new(&key).unwrap()
+    }
+
+    /// The codes, kinds and details are the public contract of the secrets API.
+    #[test]
+    fn codes_and_kinds() {
+        let cases = [
+            (SecretsError::InvalidName, "validation_failed", 400),
+            (SecretsError::ValueTooLarge, "validation_failed", 400),
+            (SecretsError::TooMany, "too_many_secrets", 409),
+            (SecretsError::NotFound, "not_found", 404),
+            (SecretsError::Undecryptable("K".into()), "internal", 500),
+            (SecretsError::Seal, "internal", 500),
+        ];
+        for (e, code, status) in cases {
+            assert_eq!((e.code(), e.kind().status()), (code, status), "{e:?}");
+        }
+        assert_eq!(
+            SecretsError::InvalidName.client_detail(),
+            "name: must match ^[A-Z_][A-Z0-9_]{0,63}$"
+        );
+        assert_eq!(
+            SecretsError::ValueTooLarge.field().map(|f| f.0),
+            Some("value".into())
+        );
+        assert_eq!(
+            SecretsError::Undecryptable("K".into()).client_detail(),
+            "internal server error"
+        );
     }
 
     #[test]

@@ -30,8 +30,11 @@ const SAFE = new Set(["GET", "HEAD"]);
 export const session = {
   /** The session's CSRF token; null when signed out. */
   csrf: null,
+  id: null,
   email: null,
   role: null,
+  /** A tenant admin's tenants (slugs); empty for every other role. */
+  tenants: [],
   /** Whether the server was asked for the session this page may already have. */
   checked: false,
   /** Set when the server refused our credentials; the app asks to sign in again. */
@@ -71,10 +74,36 @@ export const session = {
 
   adopt(csrf, who) {
     this.csrf = csrf;
+    this.id = who?.id ?? null;
     this.email = who?.email ?? null;
     this.role = who?.role ?? null;
+    this.tenants = who?.tenants ?? [];
     this.expired = false;
     notify();
+  },
+
+  /**
+   * Whether the signed-in admin's role allows `what`, so the console hides what the
+   * server would refuse anyway (the server checks every request; this is only manners):
+   * "write" (any change: not a viewer), "platform" (create, delete, suspend tenants:
+   * owners and admins), "owner" (managing admins).
+   */
+  can(what) {
+    const r = this.role;
+    if (what === "owner") return r === "owner";
+    if (what === "platform") return r === "owner" || r === "admin";
+    if (what === "write") return r !== null && r !== "viewer";
+    return false;
+  },
+
+  /** Asks the server who we are again: a role changed meanwhile shows at once. */
+  async refresh() {
+    try {
+      const r = await call("GET", "/admin/v1/auth/session", { anonymous: true });
+      if (r && r.via === "session" && r.csrf_token && this.active) this.adopt(r.csrf_token, r.admin);
+    } catch {
+      // The next request says whether the session still holds.
+    }
   },
 
   async logout() {
@@ -89,8 +118,10 @@ export const session = {
 
   forget() {
     this.csrf = null;
+    this.id = null;
     this.email = null;
     this.role = null;
+    this.tenants = [];
     this.expired = false;
     store.removeItem(KEYS_KEY);
     notify();
@@ -156,6 +187,8 @@ export async function call(method, path, { body, query, headers = {}, contentTyp
   if (!res.ok) {
     const err = await problemOf(res);
     if (res.status === 401 && !anonymous && !bearer) session.refused();
+    // Refused for the role the page believed we had: the role may have changed.
+    if (res.status === 403 && err.code === "insufficient_role" && !bearer) session.refresh();
     throw err;
   }
   const type = res.headers.get("content-type") || "";
@@ -194,6 +227,9 @@ export const admin = {
   deleteSecret: (slug, name) => call("DELETE", `${t(slug)}/secrets/${enc(name)}`),
   rules: (slug) => call("GET", `${t(slug)}/rules`),
   installRules: (slug, source) => call("PUT", `${t(slug)}/rules`, { body: source, contentType: "application/toml" }),
+  validateRules: (slug, source) => call("POST", `${t(slug)}/rules/validate`, { body: source, contentType: "application/toml" }),
+  explainRule: (slug, collection, id, { op, uid } = {}) =>
+    call("GET", `${t(slug)}/collections/${enc(collection)}/docs/${enc(id)}/explain`, { query: { op, uid } }),
   deploys: (slug) => call("GET", `${t(slug)}/deploys`),
   deploy: (slug, files) => call("POST", `${t(slug)}/deploys`, { body: { files } }),
   activate: (slug, version) => call("POST", `${t(slug)}/deploys/${enc(version)}/activate`),
@@ -202,6 +238,13 @@ export const admin = {
   jobs: (slug, { state, cursor, limit } = {}) => call("GET", `${t(slug)}/jobs`, { query: { state, cursor, limit } }),
   retryJob: (slug, id) => call("POST", `${t(slug)}/jobs/${enc(id)}/retry`),
   audit: ({ tenant, cursor, limit } = {}) => call("GET", "/admin/v1/audit", { query: { tenant, cursor, limit } }),
+  admins: () => call("GET", "/admin/v1/admins"),
+  addAdmin: (body) => call("POST", "/admin/v1/admins", { body }),
+  updateAdmin: (id, patch) => call("PATCH", `/admin/v1/admins/${enc(id)}`, { body: patch }),
+  removeAdmin: (id) => call("DELETE", `/admin/v1/admins/${enc(id)}`),
+  apiKeys: () => call("GET", "/admin/v1/api-keys"),
+  createApiKey: (body) => call("POST", "/admin/v1/api-keys", { body }),
+  revokeApiKey: (id) => call("DELETE", `/admin/v1/api-keys/${enc(id)}`),
 };
 
 // ---- the tenant API, through a service key --------------------------------------------

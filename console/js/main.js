@@ -20,6 +20,7 @@ const PAGES = {
   keys: () => import("./pages/keys.js").then((m) => m.KeysAndSecrets),
   usage: () => import("./pages/usage.js").then((m) => m.Usage),
   audit: () => import("./pages/audit.js").then((m) => m.Audit),
+  admins: () => import("./pages/admins.js").then((m) => m.AdminsAndKeys),
 };
 const loaded = {};
 
@@ -45,6 +46,7 @@ function Page({ name, ...props }) {
 }
 
 const BASE = "/_/";
+const ROLE_LABELS = { owner: "owner", admin: "admin", tenant_admin: "tenant admin", viewer: "viewer" };
 
 /** The page for a path below /_/, with its parameters. */
 function route(path) {
@@ -54,6 +56,7 @@ function route(path) {
   if (parts[0] === "login") return { page: "login" };
   if (parts[0] === "tenants" && parts.length === 1) return { page: "tenants" };
   if (parts[0] === "audit" && parts.length === 1) return { page: "audit" };
+  if (parts[0] === "admins" && parts.length === 1) return { page: "admins" };
   if (parts[0] === "tenants" && parts[2] === "keys") return { page: "keys", slug: parts[1] };
   if (parts[0] === "tenants" && parts[2] === "rules") return { page: "rules", slug: parts[1] };
   if (parts[0] === "tenants" && parts[2] === "functions") return { page: "functions", slug: parts[1] };
@@ -102,6 +105,7 @@ function Nav({ r }) {
     ${link("/_/", "Overview", r.page === "overview")}
     ${link("/_/tenants", "Tenants", r.page === "tenants")}
     ${link("/_/audit", "Audit log", r.page === "audit")}
+    ${session.can("write") && link("/_/admins", session.can("owner") ? "Admins and API keys" : "API keys", r.page === "admins")}
     ${r.slug &&
     html`<span class="crumb">
       <span class="sep" aria-hidden="true">›</span><span>${r.slug}</span>
@@ -129,7 +133,7 @@ function App() {
   useEffect(() => {
     const titles = {
       overview: "Overview", tenants: "Tenants", users: "Users", data: "Data", rules: "Rules", functions: "Functions", usage: "Usage", keys: "Keys and secrets",
-      audit: "Audit log", setup: "First run", login: "Sign in",
+      audit: "Audit log", admins: "Admins and API keys", setup: "First run", login: "Sign in",
     };
     document.title = `${titles[r.page] || "Not found"}${r.slug ? ` · ${r.slug}` : ""} · Plinth console`;
   }, [r.page, r.slug]);
@@ -149,6 +153,7 @@ function App() {
       <${Nav} r=${r} />
       <span class="who">
         <span class="email">${s.email}</span>
+        <span class="badge" data-testid="role">${ROLE_LABELS[s.role] || s.role}</span>
         <button type="button" onClick=${() => s.logout()}>Log out</button>
       </span>
     </header>

@@ -123,3 +123,22 @@ export function ConfirmTyped({ word, label, action, onConfirm, onCancel, busy, e
     <${ErrorBox} error=${error} what=${action.toLowerCase()} />
   </form>`;
 }
+
+/** A key just made: shown this once, with a copy button. */
+export function NewKey({ made, onDone }) {
+  const [copied, setCopied] = useState(false);
+  const copy = async () => {
+    try {
+      await navigator.clipboard.writeText(made.key);
+      setCopied(true);
+    } catch {
+      setCopied(false);
+    }
+  };
+  return html`<div class="state info" role="status" data-testid="new-key">
+    <p><strong>Key “${made.name}” created.</strong> Copy it now: it is shown only once.</p>
+    <div class="row wrap"><code class="secret" data-testid="key-value">${made.key}</code>
+      <button type="button" onClick=${copy}>${copied ? "Copied" : "Copy"}</button>
+      <button type="button" onClick=${onDone}>Done</button></div>
+  </div>`;
+}

@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::access::{Principal, Role, Via};
-use super::{Actor, AdminError, AdminService, Result, field};
+use super::{Actor, AdminError, AdminService, Result, field, invalid_token};
+use crate::auth::CredentialError;
 use crate::auth::password;
 use crate::store::{AdminRow, OwnerGuarded, StoreError};
 
@@ -32,8 +33,8 @@ pub(super) fn parse_role(role: &str) -> Result<Role> {
 }
 
 pub(super) fn principal_of(admin: AdminRow, via: Via) -> Result<Principal> {
-    let role = Role::parse(&admin.role)
-        .ok_or_else(|| AdminError::InvalidToken("the admin has an unknown role".into()))?;
+    let role =
+        Role::parse(&admin.role).ok_or_else(|| invalid_token("the admin has an unknown role"))?;
     let tenants = if role == Role::TenantAdmin {
         tenant_ids(&admin.tenant_ids)
     } else {
@@ -277,7 +278,9 @@ impl AdminService {
         if p.via == Via::ApiKey {
             return Err(AdminError::Forbidden("an API key has no password"));
         }
-        self.limiter.check_ip(ip).map_err(AdminError::RateLimited)?;
+        self.limiter
+            .check_ip(ip)
+            .map_err(CredentialError::RateLimited)?;
         let admin = self
             .store
             .get_admin(&p.id)

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use super::access::{Principal, Role, Via};
 use super::admins::{ids_json, parse_role, tenant_ids};
-use super::{Actor, AdminError, AdminService, Result, field};
+use super::{Actor, AdminError, AdminService, Result, field, invalid_token};
 use crate::crypto::{ct_eq, random_token, sha256_hex};
 use crate::store::{AdminKeyRow, NewAdminKey, now_ms};
 
@@ -179,7 +179,7 @@ impl AdminService {
     }
 
     pub(super) async fn verify_api_key(&self, token: &str) -> Result<Principal> {
-        let invalid = || AdminError::InvalidToken("unknown or revoked admin API key".into());
+        let invalid = || invalid_token("unknown or revoked admin API key");
         let prefix = prefix_of(token).ok_or_else(invalid)?;
         let row = self
             .store

@@ -12,6 +12,7 @@ mod api_keys;
 mod audit;
 mod collections;
 mod deploys;
+mod error;
 mod sessions;
 mod setup;
 mod tenant_keys;
@@ -24,6 +25,7 @@ pub use access::{Need, Principal, Role, Via, is_mutating, route_need};
 pub use admins::AdminView;
 pub use api_keys::{ApiKeyView, NewApiKey};
 pub use collections::CollectionCount;
+pub use error::AdminError;
 pub use sessions::{COOKIE as SESSION_COOKIE, OpenedSession, SessionTimes};
 
 use std::sync::Arc;
@@ -32,15 +34,16 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use crate::auth::CredentialError;
 use crate::auth::cache::AuthCache;
 use crate::auth::password;
 use crate::auth::password_policy::password_policy;
 use crate::auth::ratelimit::LoginLimiter;
 use crate::auth::tokens::{ADMIN_AUDIENCE, AdminClaims, Keyring, TokenError, admin_claims};
 use crate::crypto::{random_token, sha256_hex};
-use crate::functions::{Deployed, FnError, FunctionService};
-use crate::rules::{InstallError, Installed, RuleSetError, RulesRegistry};
-use crate::secrets::{SecretInfo, SecretsError, SecretsService};
+use crate::functions::{Deployed, FunctionService};
+use crate::rules::{InstallError, Installed, RulesRegistry};
+use crate::secrets::{SecretInfo, SecretsService};
 use crate::store::{
     AdminRow, AuditEntry, AuditQuery, DeploySummary, InvocationRow, JobInfo, NewAudit,
     ServiceKeyRow, Store, StoreError, UserQuery, UserRow,
@@ -48,65 +51,18 @@ use crate::store::{
 use crate::tenancy::{Scope, Tenant, service_keys, validate_slug};
 use crate::tenant_registry::Registry;
 
-#[derive(Debug, thiserror::Error)]
-pub enum AdminError {
-    #[error("{field} {problem}")]
-    InvalidField {
-        field: &'static str,
-        problem: String,
-    },
-    #[error("{field} {problem}")]
-    WeakPassword {
-        field: &'static str,
-        problem: String,
-    },
-    #[error("invalid email or password")]
-    InvalidCredentials,
-    #[error("invalid setup token")]
-    InvalidSetupToken,
-    #[error("token expired")]
-    TokenExpired,
-    #[error("invalid token: {0}")]
-    InvalidToken(String),
-    #[error("tenant not found")]
-    TenantNotFound,
-    #[error("tenant exists")]
-    TenantExists,
-    #[error("admin exists")]
-    AdminExists,
-    #[error("not found: {0}")]
-    NotFound(&'static str),
-    #[error("invalid cursor")]
-    InvalidCursor,
-    #[error("rate limited")]
-    RateLimited(Duration),
-    #[error("invalid rule set")]
-    InvalidRules(Vec<RuleSetError>),
-    #[error("forbidden: {0}")]
-    Forbidden(&'static str),
-    #[error("the last owner cannot be removed or demoted")]
-    LastOwner,
-    #[error("the admin session expired or ended")]
-    SessionExpired,
-    #[error("missing or wrong CSRF token")]
-    CsrfFailed,
-    #[error(transparent)]
-    Secrets(#[from] SecretsError),
-    #[error(transparent)]
-    Functions(#[from] FnError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Internal(#[from] anyhow::Error),
-}
-
 type Result<T> = std::result::Result<T, AdminError>;
 
 fn field(field: &'static str, problem: impl Into<String>) -> AdminError {
-    AdminError::InvalidField {
+    CredentialError::InvalidField {
         field,
         problem: problem.into(),
     }
+    .into()
+}
+
+fn invalid_token(why: impl Into<String>) -> AdminError {
+    CredentialError::InvalidToken(why.into()).into()
 }
 
 /// Who performed an admin action, as written to the audit log.

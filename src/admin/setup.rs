@@ -3,6 +3,29 @@
 use super::*;
 
 impl AdminService {
+    /// Which database holds the data: `sqlite` or `postgres` (the server's overview).
+    pub fn backend_name(&self) -> &'static str {
+        match self.store.kind() {
+            crate::store::BackendKind::Sqlite => "sqlite",
+            crate::store::BackendKind::Postgres => "postgres",
+        }
+    }
+
+    /// Starts signing tokens with a new key; the old ones still verify until retired.
+    /// Servers already running keep signing with the key they loaded until restarted.
+    pub async fn rotate_signing_key(&self, actor: &Actor) -> Result<String> {
+        let kid = Keyring::rotate(&self.store).await?;
+        self.audit(
+            actor,
+            "signing_key.rotate",
+            None,
+            Some(&kid),
+            serde_json::json!({}),
+        )
+        .await?;
+        Ok(kid)
+    }
+
     /// When no admin exists, makes a fresh one-time setup token (stored hashed) and
     /// returns it for printing. Each start without an admin replaces the previous token.
     pub async fn prepare_setup_token(&self) -> Result<Option<String>> {
@@ -23,10 +46,11 @@ impl AdminService {
         let email = password::normalize_email(email).map_err(|p| field("email", p))?;
         password_policy(pw, Some(&email)).map_err(|p| {
             if p.is_weak() {
-                AdminError::WeakPassword {
+                CredentialError::WeakPassword {
                     field: "password",
                     problem: p.describe(),
                 }
+                .into()
             } else {
                 field("password", p.describe())
             }
@@ -48,7 +72,9 @@ impl AdminService {
         if token.is_empty() {
             return Err(field("token", "is required"));
         }
-        self.limiter.check_ip(ip).map_err(AdminError::RateLimited)?;
+        self.limiter
+            .check_ip(ip)
+            .map_err(CredentialError::RateLimited)?;
         let token_hash = sha256_hex(token);
         if !self.store.setup_token_pending(&token_hash).await? {
             return Err(AdminError::InvalidSetupToken);
@@ -122,17 +148,17 @@ impl AdminService {
         let mut attempt = self
             .limiter
             .begin_login(ip, &account)
-            .map_err(AdminError::RateLimited)?;
+            .map_err(CredentialError::RateLimited)?;
         if let Err(wait) = attempt.charge_account(&account) {
             attempt.cancel();
-            return Err(AdminError::RateLimited(wait));
+            return Err(CredentialError::RateLimited(wait).into());
         }
         let Some(admin) = self.store.get_admin_by_email(&email).await? else {
             password::verify_dummy(pw.to_string()).await;
-            return Err(AdminError::InvalidCredentials);
+            return Err(CredentialError::InvalidCredentials.into());
         };
         if !password::verify(pw.to_string(), admin.password_hash.clone()).await {
-            return Err(AdminError::InvalidCredentials);
+            return Err(CredentialError::InvalidCredentials.into());
         }
         attempt.succeeded();
         Ok(admin)
@@ -150,16 +176,16 @@ impl AdminService {
                 .await
                 .map_err(|e| match e {
                     TokenError::Expired => AdminError::TokenExpired,
-                    TokenError::Invalid(why) => AdminError::InvalidToken(why),
+                    TokenError::Invalid(why) => CredentialError::InvalidToken(why).into(),
                 })?;
         let admin = self
             .store
             .get_admin(&claims.sub)
             .await?
-            .ok_or_else(|| AdminError::InvalidToken("admin no longer exists".into()))?;
+            .ok_or_else(|| invalid_token("admin no longer exists"))?;
         if claims.pwv != admin.password_version {
-            return Err(AdminError::InvalidToken(
-                "the password changed since this token was issued".into(),
+            return Err(invalid_token(
+                "the password changed since this token was issued",
             ));
         }
         admins::principal_of(admin, Via::Token)

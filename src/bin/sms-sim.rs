@@ -136,21 +136,144 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    anyhow::ensure!(
-        args.phones > 0 && args.concurrency > 0,
-        "phones and concurrency must be > 0"
-    );
-    let base = args.url.trim_end_matches('/').to_string();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(args.concurrency)
-        .build()?;
+/// One sender's messages, in order: (message number, option).
+type Lane = Vec<(usize, usize)>;
+
+/// Phone i sends messages i, i + phones, i + 2*phones, ...; each phone belongs to one
+/// sender (lane), which sends its messages in order. Returns each phone's last option
+/// and the lanes of (message, option).
+fn plan(args: &Args, options: usize, run: u32) -> (BTreeMap<usize, usize>, Vec<Lane>) {
+    let mut seed: u64 = u64::from(run) | 1;
+    let mut last: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut lanes: Vec<Lane> = vec![Vec::new(); args.concurrency];
+    for i in 0..args.votes {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let phone = i % args.phones;
+        let option = (seed % options as u64) as usize;
+        last.insert(phone, option);
+        lanes[phone % args.concurrency].push((i, option));
+    }
+    (last, lanes)
+}
+
+/// What every lane's sender shares.
+#[derive(Clone)]
+struct Sender {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+    options: Arc<Vec<String>>,
+    run: u32,
+    phones: usize,
+    sent: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+}
+
+impl Sender {
+    /// Sends one lane's messages in order; returns each answer's latency and when each
+    /// phone's first vote was answered.
+    async fn send_lane(self, lane: Lane) -> (Vec<Duration>, Vec<Instant>) {
+        let (run, phones) = (self.run, self.phones);
+        let mut lat = Vec::with_capacity(lane.len());
+        let mut firsts = Vec::new();
+        for (i, option) in lane {
+            let phone = i % phones;
+            let params = vec![
+                ("MessageSid", format!("SM{run:08x}{i:024x}")),
+                (
+                    "AccountSid",
+                    "AC00000000000000000000000000000000".to_string(),
+                ),
+                ("From", format!("+1555{run:05}{phone:06}")),
+                ("To", "+15550000000".to_string()),
+                ("Body", format!("VOTE {}", self.options[option])),
+                ("NumMedia", "0".to_string()),
+            ];
+            let body = form_body(&params);
+            let t = Instant::now();
+            let r = self
+                .http
+                .post(&self.url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header(
+                    "x-twilio-signature",
+                    twilio_signature(&self.token, &self.url, &params),
+                )
+                .body(body)
+                .send()
+                .await;
+            let ok = match r {
+                Ok(r) => {
+                    r.status().is_success()
+                        && r.text().await.is_ok_and(|t| t.contains("is counted"))
+                }
+                Err(_) => false,
+            };
+            lat.push(t.elapsed());
+            if i < phones {
+                // A phone's first vote adds one to the tally's total.
+                firsts.push(Instant::now());
+            }
+            self.sent.fetch_add(1, Ordering::Relaxed);
+            if !ok {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        (lat, firsts)
+    }
+}
+
+/// Polls the tally until it holds the expected counts or `settle_secs` pass; returns the
+/// last counts read and whether they were exact.
+async fn wait_for_tally(
+    http: &reqwest::Client,
+    tally_url: &str,
+    expected: &BTreeMap<String, i64>,
+    settle_secs: u64,
+) -> anyhow::Result<(Value, bool)> {
+    let deadline = Instant::now() + Duration::from_secs(settle_secs);
+    let mut counts = Value::Null;
+    let mut exact = false;
+    while Instant::now() < deadline {
+        counts = get_json(http, tally_url).await?["data"]["counts"].clone();
+        exact = expected
+            .iter()
+            .all(|(o, n)| counts[o].as_i64().unwrap_or(0) == *n);
+        if exact {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok((counts, exact))
+}
+
+/// The k-th first vote answered is matched with the first socket update whose total
+/// counts k new votes: an approximation (hooks need not apply votes in answer order),
+/// but one that cannot report less than the real delay of the slowest of them.
+fn socket_delays(firsts: &[Instant], seen: &[(Instant, i64)], base_total: i64) -> Vec<Duration> {
+    let mut delays = Vec::new();
+    let mut j = 0;
+    for (k, answered) in firsts.iter().enumerate() {
+        let want = base_total + k as i64 + 1;
+        while j < seen.len() && seen[j].1 < want {
+            j += 1;
+        }
+        let Some((at, _)) = seen.get(j) else { break };
+        delays.push(at.saturating_duration_since(*answered));
+    }
+    delays
+}
+
+/// The poll's options, read from `polls/{poll}`.
+async fn poll_options(
+    http: &reqwest::Client,
+    base: &str,
+    args: &Args,
+) -> anyhow::Result<Vec<String>> {
     let poll = get_json(
-        &http,
+        http,
         &format!(
             "{base}/v1/t/{}/collections/polls/docs/{}",
             args.tenant, args.poll
@@ -166,6 +289,47 @@ async fn main() -> anyhow::Result<()> {
         })
         .unwrap_or_default();
     anyhow::ensure!(!options.is_empty(), "poll {} has no options", args.poll);
+    Ok(options)
+}
+
+/// Prints the sending progress twice a second until every message is sent.
+fn spawn_progress(
+    sent: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    total: u64,
+    start: Instant,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let s = sent.load(Ordering::Relaxed);
+            let rate = s as f64 / start.elapsed().as_secs_f64();
+            eprint!(
+                "\rsent {s}/{total} ({:.0}%), {} failed, {rate:.0} votes/s   ",
+                100.0 * s as f64 / total as f64,
+                failed.load(Ordering::Relaxed)
+            );
+            if s >= total {
+                break;
+            }
+        }
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    anyhow::ensure!(
+        args.phones > 0 && args.concurrency > 0,
+        "phones and concurrency must be > 0"
+    );
+    let base = args.url.trim_end_matches('/').to_string();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let options = poll_options(&http, &base, &args).await?;
     let tally_url = format!(
         "{base}/v1/t/{}/collections/tallies/docs/{}",
         args.tenant, args.poll
@@ -178,101 +342,28 @@ async fn main() -> anyhow::Result<()> {
         None
     };
 
-    // Plan: phone i sends messages i, i + phones, i + 2*phones, ...; each phone belongs to
-    // one sender, which sends its messages in order.
     let run: u32 = rand::random();
-    let mut seed: u64 = u64::from(run) | 1;
-    let mut last: BTreeMap<usize, usize> = BTreeMap::new();
-    let mut lanes: Vec<Vec<(usize, usize)>> = vec![Vec::new(); args.concurrency];
-    for i in 0..args.votes {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let phone = i % args.phones;
-        let option = (seed % options.len() as u64) as usize;
-        last.insert(phone, option);
-        lanes[phone % args.concurrency].push((i, option));
-    }
+    let (last, lanes) = plan(&args, options.len(), run);
     let url = format!("{base}/v1/t/{}/fn/sms", args.tenant);
     let sent = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let progress = {
-        let (sent, failed, total) = (sent.clone(), failed.clone(), args.votes as u64);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                let s = sent.load(Ordering::Relaxed);
-                let rate = s as f64 / start.elapsed().as_secs_f64();
-                eprint!(
-                    "\rsent {s}/{total} ({:.0}%), {} failed, {rate:.0} votes/s   ",
-                    100.0 * s as f64 / total as f64,
-                    failed.load(Ordering::Relaxed)
-                );
-                if s >= total {
-                    break;
-                }
-            }
-        })
-    };
+    let progress = spawn_progress(sent.clone(), failed.clone(), args.votes as u64, start);
     let options = Arc::new(options);
-    let mut tasks = Vec::new();
-    for lane in lanes {
-        let (http, url, token, options) = (
-            http.clone(),
-            url.clone(),
-            args.auth_token.clone(),
-            options.clone(),
-        );
-        let (sent, failed, phones) = (sent.clone(), failed.clone(), args.phones);
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(lane.len());
-            let mut firsts = Vec::new();
-            for (i, option) in lane {
-                let phone = i % phones;
-                let params = vec![
-                    ("MessageSid", format!("SM{run:08x}{i:024x}")),
-                    (
-                        "AccountSid",
-                        "AC00000000000000000000000000000000".to_string(),
-                    ),
-                    ("From", format!("+1555{run:05}{phone:06}")),
-                    ("To", "+15550000000".to_string()),
-                    ("Body", format!("VOTE {}", options[option])),
-                    ("NumMedia", "0".to_string()),
-                ];
-                let body = form_body(&params);
-                let t = Instant::now();
-                let r = http
-                    .post(&url)
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .header(
-                        "x-twilio-signature",
-                        twilio_signature(&token, &url, &params),
-                    )
-                    .body(body)
-                    .send()
-                    .await;
-                let ok = match r {
-                    Ok(r) => {
-                        r.status().is_success()
-                            && r.text().await.is_ok_and(|t| t.contains("is counted"))
-                    }
-                    Err(_) => false,
-                };
-                lat.push(t.elapsed());
-                if i < phones {
-                    // A phone's first vote adds one to the tally's total.
-                    firsts.push(Instant::now());
-                }
-                sent.fetch_add(1, Ordering::Relaxed);
-                if !ok {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            (lat, firsts)
-        }));
-    }
+    let sender = Sender {
+        http: http.clone(),
+        url,
+        token: args.auth_token.clone(),
+        options: options.clone(),
+        run,
+        phones: args.phones,
+        sent: sent.clone(),
+        failed: failed.clone(),
+    };
+    let tasks: Vec<_> = lanes
+        .into_iter()
+        .map(|lane| tokio::spawn(sender.clone().send_lane(lane)))
+        .collect();
     let mut lat = Vec::new();
     let mut firsts = Vec::new();
     for t in tasks {
@@ -300,38 +391,14 @@ async fn main() -> anyhow::Result<()> {
     for option in last.values() {
         *expected.entry(options[*option].clone()).or_default() += 1;
     }
-    let deadline = Instant::now() + Duration::from_secs(args.settle_secs);
-    let mut counts = Value::Null;
-    let mut exact = false;
-    while Instant::now() < deadline {
-        counts = get_json(&http, &tally_url).await?["data"]["counts"].clone();
-        exact = expected
-            .iter()
-            .all(|(o, n)| counts[o].as_i64().unwrap_or(0) == *n);
-        if exact {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (counts, exact) = wait_for_tally(&http, &tally_url, &expected, args.settle_secs).await?;
     let settled = start.elapsed().as_secs_f64();
-    // The k-th first vote answered is matched with the first socket update whose total
-    // counts k new votes: an approximation (hooks need not apply votes in answer order),
-    // but one that cannot report less than the real delay of the slowest of them.
     let mut delays = Vec::new();
     if let Some(w) = watcher {
         tokio::time::sleep(Duration::from_millis(200)).await;
         w.abort();
         let seen = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let base_total = total(&before);
-        let mut j = 0;
-        for (k, answered) in firsts.iter().enumerate() {
-            let want = base_total + k as i64 + 1;
-            while j < seen.len() && seen[j].1 < want {
-                j += 1;
-            }
-            let Some((at, _)) = seen.get(j) else { break };
-            delays.push(at.saturating_duration_since(*answered));
-        }
+        delays = socket_delays(&firsts, &seen, total(&before));
         delays.sort();
         eprintln!(
             "tally on the socket after the webhook answer: p50 {:.1} ms, p99 {:.1} ms ({} of {} first votes matched, {} socket updates)",

@@ -44,8 +44,13 @@ pub fn strip_one_newline(s: &str) -> &str {
         .unwrap_or(s)
 }
 
+/// The operator running the CLI owns the server: a fault of its own is shown with its
+/// cause, where an HTTP client would only be told "internal server error".
 fn err(e: crate::admin::AdminError) -> anyhow::Error {
-    anyhow::anyhow!(crate::error::ApiError::from(e).detail)
+    match e.kind() {
+        crate::fault::Kind::Internal | crate::fault::Kind::Unavailable => anyhow::anyhow!("{e}"),
+        _ => anyhow::anyhow!(e.client_detail()),
+    }
 }
 
 async fn users(state: &AppState, actor: &Actor, cmd: UsersCommand) -> anyhow::Result<()> {
@@ -100,7 +105,6 @@ async fn users(state: &AppState, actor: &Actor, cmd: UsersCommand) -> anyhow::Re
 pub async fn run(state: &AppState, command: Command) -> anyhow::Result<()> {
     let admin = &state.admin;
     let actor = Actor::cli();
-    let e = err;
     match command {
         Command::Serve(_)
         | Command::Deploy(_)
@@ -119,15 +123,41 @@ pub async fn run(state: &AppState, command: Command) -> anyhow::Result<()> {
             let mut password = String::new();
             std::io::stdin().read_to_string(&mut password)?;
             let password = password.trim_end_matches(['\n', '\r']);
-            let row = admin.create_admin(&email, password).await.map_err(e)?;
+            let row = admin.create_admin(&email, password).await.map_err(err)?;
             println!("admin created: {} ({})", row.email, row.id);
         }
-        Command::Tenant(TenantCommand::Create { slug, name }) => {
-            let t = admin.create_tenant(&actor, &slug, &name).await.map_err(e)?;
+        Command::Users(cmd) => users(state, &actor, cmd).await?,
+        Command::Usage { tenant, days } => {
+            let (days, total) = admin.usage(&tenant, Some(days)).await.map_err(err)?;
+            print::usage(&json!({ "tenant": tenant, "days": days, "total": total }));
+        }
+        Command::SigningKey(SigningKeyCommand::Rotate) => {
+            let kid = admin.rotate_signing_key(&actor).await.map_err(err)?;
+            println!(
+                "new signing key: {kid} (restart servers to sign with it; old keys still verify)"
+            );
+        }
+        Command::Tenant(cmd) => tenants(state, &actor, cmd).await?,
+        Command::Key(cmd) => keys(state, &actor, cmd).await?,
+        Command::Secret(cmd) => secrets(state, &actor, cmd).await?,
+        Command::Rules(cmd) => rules(state, &actor, cmd).await?,
+        Command::Jobs(cmd) => jobs(state, &actor, cmd).await?,
+    }
+    Ok(())
+}
+
+async fn tenants(state: &AppState, actor: &Actor, cmd: TenantCommand) -> anyhow::Result<()> {
+    let admin = &state.admin;
+    match cmd {
+        TenantCommand::Create { slug, name } => {
+            let t = admin
+                .create_tenant(actor, &slug, &name)
+                .await
+                .map_err(err)?;
             println!("tenant created: {} ({})", t.slug, t.name);
         }
-        Command::Tenant(TenantCommand::List { json }) => {
-            let tenants = admin.list_tenants().await.map_err(e)?;
+        TenantCommand::List { json } => {
+            let tenants = admin.list_tenants().await.map_err(err)?;
             let items: Vec<TenantDto> = tenants.into_iter().map(TenantDto::from).collect();
             if json {
                 println!("{}", serde_json::to_string_pretty(&items)?);
@@ -135,40 +165,57 @@ pub async fn run(state: &AppState, command: Command) -> anyhow::Result<()> {
                 print::tenants(&json!({ "items": items }));
             }
         }
-        Command::Tenant(TenantCommand::Suspend { slug }) => {
-            admin.set_suspended(&actor, &slug, true).await.map_err(e)?;
+        TenantCommand::Suspend { slug } => {
+            admin.set_suspended(actor, &slug, true).await.map_err(err)?;
             println!("tenant suspended: {slug}");
         }
-        Command::Tenant(TenantCommand::Resume { slug }) => {
-            admin.set_suspended(&actor, &slug, false).await.map_err(e)?;
+        TenantCommand::Resume { slug } => {
+            admin
+                .set_suspended(actor, &slug, false)
+                .await
+                .map_err(err)?;
             println!("tenant resumed: {slug}");
         }
-        Command::Tenant(TenantCommand::Delete { slug, yes }) => {
+        TenantCommand::Delete { slug, yes } => {
             anyhow::ensure!(
                 yes,
                 "deleting a tenant destroys all its data; pass --yes to confirm"
             );
-            admin.delete_tenant(&actor, &slug).await.map_err(e)?;
+            admin.delete_tenant(actor, &slug).await.map_err(err)?;
             println!("tenant deleted: {slug}");
         }
-        Command::Key(KeyCommand::Create { tenant, name }) => {
-            let (row, key) = admin.create_key(&actor, &tenant, &name).await.map_err(e)?;
+    }
+    Ok(())
+}
+
+async fn keys(state: &AppState, actor: &Actor, cmd: KeyCommand) -> anyhow::Result<()> {
+    let admin = &state.admin;
+    match cmd {
+        KeyCommand::Create { tenant, name } => {
+            let (row, key) = admin.create_key(actor, &tenant, &name).await.map_err(err)?;
             eprintln!(
                 "service key {} ({}) created; it is shown only this once:",
                 row.id, row.name
             );
             println!("{key}");
         }
-        Command::Key(KeyCommand::List { tenant }) => {
-            let keys = admin.list_keys(&actor, &tenant).await.map_err(e)?;
+        KeyCommand::List { tenant } => {
+            let keys = admin.list_keys(actor, &tenant).await.map_err(err)?;
             let items: Vec<KeyDto> = keys.into_iter().map(KeyDto::from).collect();
             print::keys(&json!({ "items": items }));
         }
-        Command::Key(KeyCommand::Revoke { tenant, id }) => {
-            admin.revoke_key(&actor, &tenant, &id).await.map_err(e)?;
+        KeyCommand::Revoke { tenant, id } => {
+            admin.revoke_key(actor, &tenant, &id).await.map_err(err)?;
             println!("service key revoked: {id}");
         }
-        Command::Secret(SecretCommand::Set { name, tenant }) => {
+    }
+    Ok(())
+}
+
+async fn secrets(state: &AppState, actor: &Actor, cmd: SecretCommand) -> anyhow::Result<()> {
+    let admin = &state.admin;
+    match cmd {
+        SecretCommand::Set { name, tenant } => {
             use std::io::IsTerminal;
             if std::io::stdin().is_terminal() {
                 eprintln!("reading the value of {name} from standard input; end with Ctrl-D");
@@ -179,28 +226,35 @@ pub async fn run(state: &AppState, command: Command) -> anyhow::Result<()> {
                 .map_err(|err| anyhow::anyhow!("cannot read the value from stdin: {err}"))?;
             let value = strip_one_newline(&value);
             let info = admin
-                .set_secret(&actor, &tenant, &name, value)
+                .set_secret(actor, &tenant, &name, value)
                 .await
-                .map_err(e)?;
+                .map_err(err)?;
             println!("secret set: {} ({tenant})", info.name);
         }
-        Command::Secret(SecretCommand::List { tenant }) => {
-            let secrets = admin.list_secrets(&actor, &tenant).await.map_err(e)?;
+        SecretCommand::List { tenant } => {
+            let secrets = admin.list_secrets(actor, &tenant).await.map_err(err)?;
             let items: Vec<SecretDto> = secrets.into_iter().map(SecretDto::from).collect();
             print::secrets(&json!({ "items": items }));
         }
-        Command::Secret(SecretCommand::Delete { name, tenant }) => {
+        SecretCommand::Delete { name, tenant } => {
             admin
-                .delete_secret(&actor, &tenant, &name)
+                .delete_secret(actor, &tenant, &name)
                 .await
-                .map_err(e)?;
+                .map_err(err)?;
             println!("secret deleted: {name} ({tenant})");
         }
-        Command::Rules(RulesCommand::Test { .. }) => unreachable!("handled by run"),
-        Command::Rules(RulesCommand::Deploy { file, tenant }) => {
+    }
+    Ok(())
+}
+
+async fn rules(state: &AppState, actor: &Actor, cmd: RulesCommand) -> anyhow::Result<()> {
+    let admin = &state.admin;
+    match cmd {
+        RulesCommand::Test { .. } => unreachable!("handled by run"),
+        RulesCommand::Deploy { file, tenant } => {
             let source = std::fs::read_to_string(&file)
                 .map_err(|err| anyhow::anyhow!("cannot read {}: {err}", file.display()))?;
-            match admin.install_rules(&actor, &tenant, &source).await {
+            match admin.install_rules(actor, &tenant, &source).await {
                 Ok(installed) => {
                     println!(
                         "rules version {} active for {tenant} ({} collection(s))",
@@ -222,24 +276,24 @@ pub async fn run(state: &AppState, command: Command) -> anyhow::Result<()> {
                         errors.len()
                     );
                 }
-                Err(other) => return Err(e(other)),
+                Err(other) => return Err(err(other)),
             }
         }
-        Command::Rules(RulesCommand::Explain {
+        RulesCommand::Explain {
             tenant,
             collection,
             id,
             uid,
             op,
-        }) => {
+        } => {
             let op = crate::rules::Operation::parse_explainable(&op)
                 .map_err(|m| anyhow::anyhow!("--op: {m}"))?;
-            let scope = admin.cli_scope(&tenant).await.map_err(e)?;
+            let scope = admin.cli_scope(&tenant).await.map_err(err)?;
             let r = state
                 .docs
                 .explain_as(&scope, &collection, &id, op, uid.as_deref())
                 .await
-                .map_err(|err| anyhow::anyhow!(crate::error::ApiError::from(err).detail))?;
+                .map_err(|err| anyhow::anyhow!(err.client_detail()))?;
             let x = r.explanation;
             print::explanation(&json!({
                 "collection": collection,
@@ -251,37 +305,23 @@ pub async fn run(state: &AppState, command: Command) -> anyhow::Result<()> {
                 "trace": x.map(|x| x.trace).unwrap_or_default(),
             }));
         }
-        Command::Jobs(JobsCommand::List { tenant, state }) => {
+    }
+    Ok(())
+}
+
+async fn jobs(state: &AppState, actor: &Actor, cmd: JobsCommand) -> anyhow::Result<()> {
+    let admin = &state.admin;
+    match cmd {
+        JobsCommand::List { tenant, state } => {
             let page = admin
-                .list_jobs(&actor, &tenant, state.as_deref(), None, Some(500))
+                .list_jobs(actor, &tenant, state.as_deref(), None, Some(500))
                 .await
-                .map_err(e)?;
+                .map_err(err)?;
             print::jobs(&json!({ "items": page.items }));
         }
-        Command::Jobs(JobsCommand::Retry { id, tenant }) => {
-            admin.retry_job(&actor, &tenant, &id).await.map_err(e)?;
+        JobsCommand::Retry { id, tenant } => {
+            admin.retry_job(actor, &tenant, &id).await.map_err(err)?;
             println!("job {id} queued again (a running server picks it up within 30 s)");
-        }
-        Command::Users(cmd) => users(state, &actor, cmd).await?,
-        Command::Usage { tenant, days } => {
-            let (days, total) = admin.usage(&tenant, Some(days)).await.map_err(e)?;
-            print::usage(&json!({ "tenant": tenant, "days": days, "total": total }));
-        }
-        Command::SigningKey(SigningKeyCommand::Rotate) => {
-            let kid = crate::auth::tokens::Keyring::rotate(&state.store).await?;
-            state
-                .store
-                .append_audit(crate::store::NewAudit {
-                    actor: &actor.0,
-                    action: "signing_key.rotate",
-                    tenant: None,
-                    target: Some(&kid),
-                    detail: serde_json::json!({}),
-                })
-                .await?;
-            println!(
-                "new signing key: {kid} (restart servers to sign with it; old keys still verify)"
-            );
         }
     }
     Ok(())

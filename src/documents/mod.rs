@@ -192,8 +192,8 @@ pub struct DocumentService {
     rules: Arc<RulesRegistry>,
     cursor_key: CursorKey,
     limits: DocLimits,
-    /// Compiled list filters by source text: compiling costs ~60 µs, a lookup ~100 ns,
-    /// and clients repeat the same few filters.
+    /// Compiled list filters by source text: compiling costs hundreds of lookups
+    /// (BENCHMARKS.md), and clients repeat the same few filters.
     filters: std::sync::RwLock<std::collections::HashMap<String, Arc<Expression>>>,
     before: std::sync::OnceLock<Arc<dyn before::BeforeWrite>>,
 }
@@ -210,8 +210,8 @@ const BEFORE_RACE_ATTEMPTS: usize = 3;
 
 const MAX_CACHED_FILTERS: usize = 1024;
 
-/// The rules' view of the caller; None for anonymous. Service and admin callers bypass
-/// rules and never get here.
+/// The rules' view of the caller: a user's identity, None for every other caller
+/// (anonymous, and those that bypass rules: service keys, admins, the system).
 fn auth_of(scope: &Scope) -> Option<AuthInfo> {
     match scope.caller() {
         Caller::User(u) => Some(AuthInfo {

@@ -1,8 +1,9 @@
 //! The one error type of the HTTP edge: every failure leaves the server as an RFC 9457
 //! `application/problem+json` body with a stable machine-readable `code`.
 //!
-//! Each layer (store, auth, admin, tenancy, documents, secrets) has its own error enum;
-//! their `From` impls are the only place where a domain failure is given an HTTP status.
+//! Each layer (store, documents, auth, admin, secrets, functions) has its own error
+//! enum, converted here (`from_domain`); `fault::Kind::status` is the one place a
+//! failure's kind becomes an HTTP status.
 
 use std::collections::BTreeMap;
 

@@ -139,19 +139,39 @@ pub fn valid_function_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
 }
 
-fn line_col(src: &str, offset: usize) -> (u32, u32) {
-    let before = &src[..offset.min(src.len())];
-    let line = before.matches('\n').count() as u32 + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u32 + 1;
-    (line, column)
-}
-
 /// Checks the manifest, the rule set and the shape of the bundle. JavaScript is compiled
 /// separately (it needs the engine); `functions` lists what must compile.
 pub fn check(
     files: &BTreeMap<String, String>,
     caps: LimitCaps,
 ) -> Result<CheckedBundle, Vec<BundleError>> {
+    let errors = check_shape(files);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let manifest = parse_manifest(files)?;
+    let mut errors = Vec::new();
+    let functions = function_files(files, &mut errors);
+    let rules = rule_set(&manifest, files, &mut errors);
+    check_hooks(&manifest, &functions, &mut errors);
+    check_http(&manifest, &functions, &mut errors);
+    check_limits(&manifest, caps, &functions, &mut errors);
+    if errors.is_empty() {
+        Ok(CheckedBundle {
+            manifest,
+            functions,
+            rules,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+/// Function name -> (file path, source), as `CheckedBundle::functions` holds them.
+type Functions = BTreeMap<String, (String, String)>;
+
+/// The bundle's size and paths.
+fn check_shape(files: &BTreeMap<String, String>) -> Vec<BundleError> {
     let mut errors = Vec::new();
     if files.len() > MAX_FILES {
         errors.push(BundleError::new(
@@ -180,32 +200,35 @@ pub fn check(
             ));
         }
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
+    errors
+}
 
+fn parse_manifest(files: &BTreeMap<String, String>) -> Result<Manifest, Vec<BundleError>> {
     let Some(manifest_src) = files.get(MANIFEST) else {
         return Err(vec![BundleError::new(
             MANIFEST,
             "the bundle has no plinth.toml",
         )]);
     };
-    let manifest: Manifest = match toml::from_str(manifest_src) {
-        Ok(m) => m,
+    match toml::from_str(manifest_src) {
+        Ok(m) => Ok(m),
         Err(e) => {
             let (line, column) = e
                 .span()
-                .map(|s| line_col(manifest_src, s.start))
+                .map(|s| crate::text::line_col(manifest_src, s.start))
                 .unwrap_or((1, 1));
-            return Err(vec![BundleError::at(
+            Err(vec![BundleError::at(
                 MANIFEST,
                 line,
                 column,
                 e.message().to_string(),
-            )]);
+            )])
         }
-    };
+    }
+}
 
+/// The bundle's `functions/*.js`, by function name.
+fn function_files(files: &BTreeMap<String, String>, errors: &mut Vec<BundleError>) -> Functions {
     let mut functions = BTreeMap::new();
     for (path, src) in files {
         let Some(rest) = path.strip_prefix("functions/") else {
@@ -223,8 +246,16 @@ pub fn check(
         }
         functions.insert(name.to_string(), (path.clone(), src.clone()));
     }
+    functions
+}
 
-    let rules = match &manifest.rules {
+/// The rule set the manifest names, checked.
+fn rule_set(
+    manifest: &Manifest,
+    files: &BTreeMap<String, String>,
+    errors: &mut Vec<BundleError>,
+) -> Option<String> {
+    match &manifest.rules {
         None => None,
         Some(path) => match files.get(path) {
             None => {
@@ -247,8 +278,10 @@ pub fn check(
                 Some(src.clone())
             }
         },
-    };
+    }
+}
 
+fn check_hooks(manifest: &Manifest, functions: &Functions, errors: &mut Vec<BundleError>) {
     let exists = |f: &str| functions.contains_key(f);
     for (i, h) in manifest.hooks.iter().enumerate() {
         let at = |m: String| BundleError::new(MANIFEST, format!("hooks[{i}]: {m}"));
@@ -305,6 +338,10 @@ pub fn check(
             )));
         }
     }
+}
+
+fn check_http(manifest: &Manifest, functions: &Functions, errors: &mut Vec<BundleError>) {
+    let exists = |f: &str| functions.contains_key(f);
     let mut names = BTreeSet::new();
     for (i, h) in manifest.http.iter().enumerate() {
         let at = |m: String| BundleError::new(MANIFEST, format!("http[{i}]: {m}"));
@@ -324,9 +361,17 @@ pub fn check(
             )));
         }
     }
+}
+
+fn check_limits(
+    manifest: &Manifest,
+    caps: LimitCaps,
+    functions: &Functions,
+    errors: &mut Vec<BundleError>,
+) {
     for (name, l) in &manifest.limits {
         let at = |m: String| BundleError::new(MANIFEST, format!("limits.{name}: {m}"));
-        if !exists(name) {
+        if !functions.contains_key(name) {
             errors.push(at("no such function".into()));
         }
         if let Some(t) = l.timeout_ms
@@ -345,15 +390,6 @@ pub fn check(
                 caps.max_memory_mb
             )));
         }
-    }
-    if errors.is_empty() {
-        Ok(CheckedBundle {
-            manifest,
-            functions,
-            rules,
-        })
-    } else {
-        Err(errors)
     }
 }
 

@@ -81,21 +81,38 @@ fn pointer(field: &str) -> String {
         .collect()
 }
 
+/// `ctx.db.patch`'s patch: an object is a merge patch, an array a JSON Patch.
+fn patch_body(patch: Option<Value>) -> Result<PatchBody, HostError> {
+    match patch {
+        Some(p @ Value::Array(_)) => Ok(PatchBody::JsonPatch(p)),
+        Some(p @ Value::Object(_)) => Ok(PatchBody::Merge(p)),
+        _ => Err(bad(
+            "patch must be an object (merge) or an array (JSON Patch)",
+        )),
+    }
+}
+
 impl DbHost {
-    async fn dispatch(&self, op: &str, args: Vec<Value>) -> Result<Value, HostError> {
-        let docs = &self.docs;
-        let scope = &self.scope;
+    /// Refuses writes made too many hooks deep.
+    fn check_depth(&self, op: &str) -> Result<(), HostError> {
         let writes = !matches!(op, "db.get" | "db.list");
-        if writes && scope.depth() >= super::hooks::MAX_HOOK_DEPTH {
+        if writes && self.scope.depth() >= super::hooks::MAX_HOOK_DEPTH {
             return Err(HostError {
                 code: "hook_depth_exceeded".into(),
                 status: 409,
                 message: format!(
                     "writes made {} hooks deep are refused (a hook that triggers itself?)",
-                    scope.depth()
+                    self.scope.depth()
                 ),
             });
         }
+        Ok(())
+    }
+
+    async fn dispatch(&self, op: &str, args: Vec<Value>) -> Result<Value, HostError> {
+        let docs = &self.docs;
+        let scope = &self.scope;
+        self.check_depth(op)?;
         match op {
             "db.get" => {
                 let (c, id) = (str_arg(&args, 0, "collection")?, str_arg(&args, 1, "id")?);
@@ -151,15 +168,7 @@ impl DbHost {
             }
             "db.patch" => {
                 let (c, id) = (str_arg(&args, 0, "collection")?, str_arg(&args, 1, "id")?);
-                let body = match args.get(2).cloned() {
-                    Some(p @ Value::Array(_)) => PatchBody::JsonPatch(p),
-                    Some(p @ Value::Object(_)) => PatchBody::Merge(p),
-                    _ => {
-                        return Err(bad(
-                            "patch must be an object (merge) or an array (JSON Patch)",
-                        ));
-                    }
-                };
+                let body = patch_body(args.get(2).cloned())?;
                 let w = docs
                     .patch(scope, &c, &id, body, options(&args, 3))
                     .await

@@ -30,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(enable_user))
         .routes(routes!(revoke_user_sessions))
         .routes(routes!(get_rules, put_rules))
+        .routes(routes!(validate_rules))
         .routes(routes!(explain_rule))
         .routes(routes!(list_secrets))
         .routes(routes!(put_secret, delete_secret))
@@ -183,11 +184,7 @@ async fn suspend_tenant(
     admin: AdminCaller,
     ApiPath(tenant): ApiPath<String>,
 ) -> ApiResult<Json<TenantDto>> {
-    let t = state
-        .admin
-        .set_suspended(&actor(&admin), &tenant, true)
-        .await?;
-    Ok(Json(t.into()))
+    set_suspended(&state, &admin, &tenant, true).await
 }
 
 #[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/resume", operation_id = "resume_tenant", tag = "tenants",
@@ -199,9 +196,18 @@ async fn resume_tenant(
     admin: AdminCaller,
     ApiPath(tenant): ApiPath<String>,
 ) -> ApiResult<Json<TenantDto>> {
+    set_suspended(&state, &admin, &tenant, false).await
+}
+
+async fn set_suspended(
+    state: &AppState,
+    admin: &AdminCaller,
+    tenant: &str,
+    suspended: bool,
+) -> ApiResult<Json<TenantDto>> {
     let t = state
         .admin
-        .set_suspended(&actor(&admin), &tenant, false)
+        .set_suspended(&actor(admin), tenant, suspended)
         .await?;
     Ok(Json(t.into()))
 }
@@ -330,11 +336,7 @@ async fn disable_user(
     admin: AdminCaller,
     ApiPath((tenant, id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<UserDto>> {
-    let u = state
-        .admin
-        .set_user_disabled(&actor(&admin), &tenant, &id, true)
-        .await?;
-    Ok(Json(u.into()))
+    set_user_disabled(&state, &admin, &tenant, &id, true).await
 }
 
 #[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/users/{id}/enable", operation_id = "enable_user", tag = "users",
@@ -346,9 +348,19 @@ async fn enable_user(
     admin: AdminCaller,
     ApiPath((tenant, id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<UserDto>> {
+    set_user_disabled(&state, &admin, &tenant, &id, false).await
+}
+
+async fn set_user_disabled(
+    state: &AppState,
+    admin: &AdminCaller,
+    tenant: &str,
+    id: &str,
+    disabled: bool,
+) -> ApiResult<Json<UserDto>> {
     let u = state
         .admin
-        .set_user_disabled(&actor(&admin), &tenant, &id, false)
+        .set_user_disabled(&actor(admin), tenant, id, disabled)
         .await?;
     Ok(Json(u.into()))
 }
@@ -419,7 +431,21 @@ async fn put_rules(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<RulesInstalled>> {
-    let ct = super::extract::mime(&headers);
+    let source = toml_source(&headers, &body)?;
+    let installed = state
+        .admin
+        .install_rules(&actor(&admin), &tenant, source)
+        .await?;
+    Ok(Json(RulesInstalled {
+        version: installed.version,
+        collections: installed.collections,
+        warnings: installed.warnings,
+    }))
+}
+
+/// A rule set sent as a request body: TOML, UTF-8.
+fn toml_source<'a>(headers: &HeaderMap, body: &'a Bytes) -> ApiResult<&'a str> {
+    let ct = super::extract::mime(headers);
     if !matches!(
         ct.as_str(),
         "application/toml" | "text/plain" | "text/x-toml"
@@ -430,17 +456,30 @@ async fn put_rules(
             "expected Content-Type: application/toml",
         ));
     }
-    let source = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::bad_request("invalid_rules", "the rule set is not UTF-8"))?;
-    let installed = state
-        .admin
-        .install_rules(&actor(&admin), &tenant, source)
-        .await?;
-    Ok(Json(RulesInstalled {
-        version: installed.version,
-        collections: installed.collections,
-        warnings: installed.warnings,
-    }))
+    std::str::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("invalid_rules", "the rule set is not UTF-8"))
+}
+
+/// Check a TOML rule set exactly as installing it would, installing nothing (for an
+/// editor that validates as one types). A bad set is not an error of this request: 200
+/// with `valid: false` and every error at its line and column.
+#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/rules/validate", operation_id = "validate_rules", tag = "rules",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    request_body(content = String, content_type = "application/toml"),
+    responses((status = 200, body = RulesValidation),
+              (status = 400, body = Problem, description = "invalid_rules (not UTF-8)"),
+              (status = 404, body = Problem), (status = 415, body = Problem)),
+    security(("bearer" = [])))]
+async fn validate_rules(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    ApiPath(tenant): ApiPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<RulesValidation>> {
+    state.admin.scope(&actor(&admin), &tenant).await?;
+    let source = toml_source(&headers, &body)?;
+    Ok(Json(crate::rules::RuleSet::parse(source).into()))
 }
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]

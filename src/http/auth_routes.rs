@@ -135,8 +135,29 @@ async fn change_password(
     Ok(Json(PasswordChanged { revoked_sessions }))
 }
 
-fn accepted() -> (StatusCode, Json<Accepted>) {
-    (StatusCode::ACCEPTED, Json(Accepted { status: "accepted" }))
+/// Starts the emailed flow of `kind`; the answer is the same whether or not the email
+/// is registered.
+fn request_token(
+    state: &AppState,
+    scope: &crate::tenancy::Scope,
+    client: &crate::auth::ClientInfo,
+    email: &str,
+    kind: UserTokenKind,
+) -> ApiResult<(StatusCode, Json<Accepted>)> {
+    state.auth.request_token(scope, email, kind, client)?;
+    Ok((StatusCode::ACCEPTED, Json(Accepted { status: "accepted" })))
+}
+
+/// Confirms an email address with its emailed token, whether posted or in the link.
+async fn confirm_verification(
+    state: &AppState,
+    scope: &crate::tenancy::Scope,
+    token: &str,
+) -> ApiResult<Json<Verified>> {
+    state.auth.confirm_verification(scope, token).await?;
+    Ok(Json(Verified {
+        email_verified: true,
+    }))
 }
 
 /// Email a verification link. Answers 202 whether or not the email is registered.
@@ -151,10 +172,13 @@ async fn verify_request(
     Client(client): Client,
     ApiJson(body): ApiJson<EmailRequest>,
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
-    state
-        .auth
-        .request_token(&scope, &body.email, UserTokenKind::VerifyEmail, &client)?;
-    Ok(accepted())
+    request_token(
+        &state,
+        &scope,
+        &client,
+        &body.email,
+        UserTokenKind::VerifyEmail,
+    )
 }
 
 /// Confirm an email address with the emailed token (single use).
@@ -168,10 +192,7 @@ async fn verify_confirm(
     TenantScope(scope): TenantScope,
     ApiJson(body): ApiJson<TokenConfirm>,
 ) -> ApiResult<Json<Verified>> {
-    state.auth.confirm_verification(&scope, &body.token).await?;
-    Ok(Json(Verified {
-        email_verified: true,
-    }))
+    confirm_verification(&state, &scope, &body.token).await
 }
 
 /// The emailed verification link itself: opening it confirms the address.
@@ -184,10 +205,7 @@ async fn verify_confirm_link(
     TenantScope(scope): TenantScope,
     ApiQuery(q): ApiQuery<TokenQuery>,
 ) -> ApiResult<Json<Verified>> {
-    state.auth.confirm_verification(&scope, &q.token).await?;
-    Ok(Json(Verified {
-        email_verified: true,
-    }))
+    confirm_verification(&state, &scope, &q.token).await
 }
 
 /// Email a password-reset token. Answers 202 whether or not the email is registered.
@@ -202,10 +220,13 @@ async fn reset_request(
     Client(client): Client,
     ApiJson(body): ApiJson<EmailRequest>,
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
-    state
-        .auth
-        .request_token(&scope, &body.email, UserTokenKind::ResetPassword, &client)?;
-    Ok(accepted())
+    request_token(
+        &state,
+        &scope,
+        &client,
+        &body.email,
+        UserTokenKind::ResetPassword,
+    )
 }
 
 /// Set a new password with the emailed token (single use); all sessions end.

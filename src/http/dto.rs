@@ -329,6 +329,56 @@ pub struct RulesInstalled {
     pub warnings: Vec<String>,
 }
 
+/// `POST .../rules/validate`: what installing this set would say, nothing installed.
+#[derive(Serialize, ToSchema)]
+pub struct RulesValidation {
+    pub valid: bool,
+    /// Every error, in source order; empty when valid.
+    pub errors: Vec<RuleErrorDto>,
+    /// The collections a valid set names.
+    pub collections: Vec<String>,
+    /// As for an install: read rules and indexes that scan a whole collection.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RuleErrorDto {
+    pub collection: Option<String>,
+    pub operation: Option<String>,
+    /// 1-based position in the TOML source.
+    pub line: u32,
+    pub column: u32,
+    pub message: String,
+}
+
+impl From<Result<crate::rules::RuleSet, Vec<crate::rules::RuleSetError>>> for RulesValidation {
+    fn from(parsed: Result<crate::rules::RuleSet, Vec<crate::rules::RuleSetError>>) -> Self {
+        match parsed {
+            Ok(rules) => RulesValidation {
+                valid: true,
+                errors: Vec::new(),
+                warnings: rules.warnings(),
+                collections: rules.collections.into_keys().collect(),
+            },
+            Err(errors) => RulesValidation {
+                valid: false,
+                errors: errors
+                    .into_iter()
+                    .map(|e| RuleErrorDto {
+                        collection: e.collection,
+                        operation: e.operation,
+                        line: e.line,
+                        column: e.column,
+                        message: e.message,
+                    })
+                    .collect(),
+                collections: Vec::new(),
+                warnings: Vec::new(),
+            },
+        }
+    }
+}
+
 /// Body of `PUT .../secrets/{name}`. Deliberately not `Debug`: the value must not be logged.
 #[derive(Deserialize, ToSchema)]
 pub struct PutSecret {

@@ -1,6 +1,8 @@
-//! Request extractors. `TenantScope` is the only way a tenant route gets a `Scope`: it
-//! resolves the tenant from the path, refuses unknown and suspended tenants, and turns the
-//! bearer token into a caller. Body extractors answer problem+json with line and column.
+//! Request extractors. `ResolvedTenant` is the only way a tenant route finds its tenant:
+//! it resolves the slug in the path, refuses unknown and suspended tenants and records the
+//! tenant for per-tenant usage. `TenantScope` builds on it and turns the bearer token into
+//! a caller; the realtime upgrade does that itself, to accept `?access_token=` too. Body
+//! extractors answer problem+json with line and column.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};

@@ -16,7 +16,6 @@ use super::extract::{AdminCaller, ApiPath};
 use crate::admin::Actor;
 use crate::error::{ApiResult, Problem};
 use crate::state::AppState;
-use crate::store::BackendKind;
 
 /// When this process built its router (close enough to its start for an uptime).
 static STARTED: LazyLock<Instant> = LazyLock::new(Instant::now);
@@ -45,10 +44,7 @@ pub struct ServerInfo {
 async fn server_info(State(state): State<AppState>, _admin: AdminCaller) -> Json<ServerInfo> {
     Json(ServerInfo {
         version: env!("CARGO_PKG_VERSION"),
-        backend: match state.store.kind() {
-            BackendKind::Sqlite => "sqlite",
-            BackendKind::Postgres => "postgres",
-        },
+        backend: state.admin.backend_name(),
         uptime_seconds: STARTED.elapsed().as_secs(),
     })
 }

@@ -71,9 +71,9 @@ async fn realtime(
         .max_message_size(max)
         .max_frame_size(max)
         // tungstenite reserves 128 KiB per socket for reads by default; client frames
-        // here are small (subscribe, auth, ping), and many sockets stay idle (7.1 KiB
-        // per idle connection at 512 bytes, 10.5 at 4 KiB). A larger frame just takes
-        // several reads.
+        // here are small (subscribe, auth, ping), and many sockets stay idle, so the
+        // buffer is most of an idle connection's memory (BENCHMARKS.md). A larger frame
+        // just takes several reads.
         .read_buffer_size(512)
         .on_upgrade(move |socket| broker.serve(socket, tenant, client.ip, auth, admission)))
 }

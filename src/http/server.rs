@@ -64,7 +64,7 @@ pub async fn serve(
         };
         // Without TCP_NODELAY a small write that follows an unacknowledged one waits for
         // the peer's delayed ACK (up to 40 ms): a realtime event sent soon after the
-        // previous frame on the same socket arrived ~36 ms late.
+        // previous frame on the same socket arrived tens of ms late (BENCHMARKS.md).
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }

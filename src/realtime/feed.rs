@@ -1,6 +1,6 @@
 //! One tenant's feed: the subscriptions of every socket on the tenant, indexed by
-//! collection and by document, and the tailer that reads the change log and hands each
-//! change to the subscriptions it can concern.
+//! collection and by document, and the dispatch of each change the tailer
+//! (`Broker::tail`) reads from the change log to the subscriptions it can concern.
 //!
 //! The change log is the only source of events: a commit only wakes the tailer (locally,
 //! or through PostgreSQL NOTIFY from another node), which then reads the log after its
@@ -31,7 +31,8 @@ pub(crate) type SubKey = (u64, String);
 const MAX_REPLAY_BUFFER: usize = 10_000;
 
 pub(crate) enum Mode {
-    /// History up to `upto` is being sent by the socket; later events wait here.
+    /// History up to the feed's position at registration is being sent by the socket;
+    /// later events wait here.
     Replaying {
         buffer: Vec<(i64, String)>,
         overflowed: bool,
@@ -367,8 +368,8 @@ pub(crate) fn event_for(
     auth: Option<&SocketAuth>,
     now_ms: i64,
 ) -> Option<(&'static str, Side)> {
-    // Live dispatch only offers a subscription its own collection's changes, but a replay
-    // from `since` reads the whole log: each change must be of the subscription's collection.
+    // Live dispatch and the `since` replay read only the subscription's collection; the
+    // check stays so that a change of another collection can never reach it.
     let other_doc = sub.doc.as_deref().is_some_and(|d| d != change.doc_id);
     if sub.collection != change.collection || other_doc || sub.is_spent() {
         return None;

@@ -10,15 +10,7 @@ use cel::common::ast::{EntryExpr, Expr, IdedExpr};
 /// Byte offsets of every node's token, inclusive: `(start, stop)`.
 pub(super) type Offsets = HashMap<u64, (u32, u32)>;
 
-/// 1-based line and column (in characters) of byte offset `at` in `src`.
-pub(super) fn line_col(src: &str, at: usize) -> (u32, u32) {
-    let at = floor_char_boundary(src, at.min(src.len()));
-    let before = &src[..at];
-    let line = before.matches('\n').count() as u32 + 1;
-    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let column = src[line_start..at].chars().count() as u32 + 1;
-    (line, column)
-}
+pub(super) use crate::text::line_col;
 
 /// The byte offset of 1-based `line` and character `column` in `src` (clamped).
 pub(super) fn byte_offset(src: &str, line: u32, column: u32) -> usize {
@@ -36,13 +28,6 @@ pub(super) fn byte_offset(src: &str, line: u32, column: u32) -> usize {
         Some((i, _)) => start + i,
         None => start + line_text.len(),
     }
-}
-
-fn floor_char_boundary(s: &str, mut i: usize) -> usize {
-    while i > 0 && !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
 }
 
 /// If a string literal (with optional `r`/`b` prefixes) starts at `i`, the offset just

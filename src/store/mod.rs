@@ -405,7 +405,7 @@ impl Store {
         Ok(())
     }
 
-    /// Path of a tenant's SQLite file (None on PostgreSQL). Used by tests and backups.
+    /// Path of a tenant's SQLite file (None on PostgreSQL). Used by tests.
     pub fn tenant_file(&self, tenant_id: i64) -> Option<PathBuf> {
         match &*self.inner {
             Backend::Sqlite(s) => Some(s.tenant_path(tenant_id)),

@@ -3,7 +3,7 @@
 //!
 //! sqlx runs every SQLite statement on a worker thread and hands rows back through a
 //! channel; on a loaded server that hand-off, not SQLite, was most of a request's cost
-//! (a point read: ~15 µs through sqlx, ~2 µs inline). These statements take micro-
+//! (BENCHMARKS.md has the point-read figures). These statements take micro-
 //! seconds, so running them inline on the async worker is cheaper than any hand-off.
 //! Everything else (admin, auth flows, migrations) stays on sqlx; both share the file.
 

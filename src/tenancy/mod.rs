@@ -1,8 +1,9 @@
 //! Tenants, callers and the `Scope` every tenant-data operation is bound to.
 //!
-//! A `Scope` is built only by the HTTP extractors (`http::extract`) and by admin/CLI
-//! services acting on a tenant they looked up themselves; every `Store` method on tenant
-//! data takes one, and the store picks the tenant's database and id from it alone.
+//! A `Scope` is built only by its named constructors (`Scope::anonymous`, `user`,
+//! `service_key`, `admin`, `system`, `socket`, `for_function`), so `grep 'Scope::'` lists
+//! who acts on a tenant; every `Store` method on tenant data takes one, and the store
+//! picks the tenant's database and id from it alone.
 
 pub mod service_keys;
 

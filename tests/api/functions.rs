@@ -544,7 +544,8 @@ async fn deploy_history_and_rollback(b: Backend) {
     assert_eq!(text(&app, "/v1/t/shop/fn/which").await, "one");
 
     // An invocation running when another version is activated finishes on its own.
-    let slow = "export default () => { const end = Date.now() + 400; while (Date.now() < end) {} return 'old' }";
+    let slow = "export default async (req, ctx) => { await ctx.db.put('started', 'which', {}); \
+                const end = Date.now() + 400; while (Date.now() < end) {} return 'old' }";
     deploy(
         &mut app,
         "shop",
@@ -558,7 +559,17 @@ async fn deploy_history_and_rollback(b: Backend) {
     .ok(201);
     let req = app.req(Method::GET, "/v1/t/shop/fn/which", None);
     let in_flight = tokio::spawn(async move { req.send().await.unwrap().text().await.unwrap() });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually(
+        Duration::from_secs(10),
+        "the slow invocation starts",
+        || async {
+            let r = app
+                .get(&format!("{}/which", docs("shop", "started")), Some(&key))
+                .await;
+            (r.status.as_u16() == 200).then_some(())
+        },
+    )
+    .await;
     deploy(
         &mut app,
         "shop",

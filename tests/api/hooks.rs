@@ -949,7 +949,10 @@ async fn queued_jobs_are_released_at_shutdown(b: Backend) {
     let manifest = "[[hooks]]\nfunction = \"mark\"\ncollection = \"orders\"\non = [\"create\"]\n\n[limits.mark]\ntimeout_ms = 10000\n";
     let mark = r#"
 export default async function (event, ctx) {
-  if (event.doc.id === 'slow') { const end = Date.now() + 2500; while (Date.now() < end) {} }
+  if (event.doc.id === 'slow') {
+    await ctx.db.put('started', 'slow', {});
+    const end = Date.now() + 2500; while (Date.now() < end) {}
+  }
   await ctx.db.put('seen', event.doc.id, { attempt: event.attempt });
 }
 "#;
@@ -968,8 +971,14 @@ export default async function (event, ctx) {
     )
     .await
     .ok(201);
-    // The runner is busy with 'slow' now; the next jobs wait in its memory.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Once 'slow' has started, the runner is busy with it; the next jobs wait in its memory.
+    eventually(Duration::from_secs(10), "the slow job starts", || async {
+        let r = app
+            .get(&format!("{}/slow", docs("shop", "started")), Some(&key))
+            .await;
+        (r.status.as_u16() == 200).then_some(())
+    })
+    .await;
     for id in ["a", "b"] {
         put(
             &app,

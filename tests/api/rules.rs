@@ -10,6 +10,7 @@ use crate::support::*;
 
 backend_tests!(
     rule_sets_install_atomically,
+    validating_rules_installs_nothing,
     owner_rules_guard_every_operation,
     lists_return_exactly_what_the_caller_may_read,
     explain_shows_the_deciding_expression,
@@ -150,6 +151,115 @@ async fn rule_sets_install_atomically(b: Backend) {
         .await
         .ok(200);
     assert_eq!(audit["items"][0]["action"], "rules.install");
+}
+
+async fn validate(app: &TestApp, tenant: &str, token: &str, source: &str) -> Reply {
+    app.send(
+        app.req(
+            Method::POST,
+            &format!("/admin/v1/tenants/{tenant}/rules/validate"),
+            Some(token),
+        )
+        .header("content-type", "application/toml")
+        .body(source.to_string()),
+    )
+    .await
+}
+
+async fn validating_rules_installs_nothing(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let owner = app.admin().await;
+    app.create_tenant("shop").await;
+    app.create_tenant("other").await;
+
+    // A bad set: the same errors an install would give, at their line and column.
+    let bad = "[notes]\nread = \"doc.owner == \"\ncreate = \"nosuch.var == 1\"\n";
+    let r = validate(&app, "shop", &owner, bad).await.ok(200);
+    assert_eq!(r["valid"], false);
+    let installing = install_rules(&mut app, "shop", bad)
+        .await
+        .problem(400, "invalid_rules");
+    assert_eq!(r["errors"], installing["errors"], "as an install says");
+    assert_eq!(r["errors"][0]["line"], 2);
+    assert!(r["errors"][0]["column"].as_u64().unwrap() > 1, "{r}");
+    let r = validate(&app, "shop", &owner, "[notes\nread = \"true\"\n")
+        .await
+        .ok(200);
+    assert_eq!(r["valid"], false);
+    assert_eq!(r["errors"][0]["line"], 1, "TOML syntax: {r}");
+
+    // A good set: its collections and warnings, and still nothing installed.
+    let r = validate(
+        &app,
+        "shop",
+        &owner,
+        "[notes]\nread = \"auth != null && doc.owner == auth.uid\"\n",
+    )
+    .await
+    .ok(200);
+    assert_eq!(r["valid"], true);
+    assert_eq!(r["errors"], json!([]));
+    assert_eq!(r["collections"], json!(["notes"]));
+    assert!(
+        !r["warnings"].as_array().unwrap().is_empty(),
+        "unindexed read: {r}"
+    );
+    let active = app
+        .get("/admin/v1/tenants/shop/rules", Some(&owner))
+        .await
+        .ok(200);
+    assert_eq!(active["version"], 0, "validating installs nothing");
+    let audit = app
+        .get("/admin/v1/audit?tenant=shop", Some(&owner))
+        .await
+        .ok(200);
+    assert!(
+        !audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "rules.install"),
+        "{audit}"
+    );
+
+    // Bad requests: not TOML, not UTF-8, no such tenant; and the roles.
+    app.send(
+        app.req(
+            Method::POST,
+            "/admin/v1/tenants/shop/rules/validate",
+            Some(&owner),
+        )
+        .json(&json!({})),
+    )
+    .await
+    .problem(415, "unsupported_media_type");
+    app.send(
+        app.req(
+            Method::POST,
+            "/admin/v1/tenants/shop/rules/validate",
+            Some(&owner),
+        )
+        .header("content-type", "application/toml")
+        .body(vec![0xff_u8, 0xfe]),
+    )
+    .await
+    .problem(400, "invalid_rules");
+    validate(&app, "nope", &owner, NOTES_RULES)
+        .await
+        .problem(404, "tenant_not_found");
+    let (_, ta) =
+        crate::admin_roles::add_admin(&app, &owner, "ta@x.test", "tenant_admin", &["shop"]).await;
+    let (_, viewer) = crate::admin_roles::add_admin(&app, &owner, "v@x.test", "viewer", &[]).await;
+    assert_eq!(
+        validate(&app, "shop", &ta, NOTES_RULES).await.ok(200)["valid"],
+        true
+    );
+    validate(&app, "other", &ta, NOTES_RULES)
+        .await
+        .problem(404, "tenant_not_found");
+    validate(&app, "shop", &viewer, NOTES_RULES)
+        .await
+        .problem(403, "insufficient_role");
 }
 
 async fn owner_rules_guard_every_operation(b: Backend) {

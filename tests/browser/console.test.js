@@ -472,6 +472,64 @@ for (const backend of backends) {
       assert.deepEqual(pageErrors, []);
     });
 
+    test("rules: checked as typed (line:column), and explained for a document and a user", async () => {
+      await page.goto(`${server.url}/_/tenants/acme/rules`);
+      await page.getByText("Active: version 1.").waitFor();
+      const source = byTestId("rules-source");
+      const check = byTestId("rules-check");
+      await waitFor(async () => (await check.getAttribute("data-valid")) === "true", { message: "the active set checked valid" });
+      assert.match(await check.textContent(), /Valid.*notes/);
+      // A mistake on line 3 is listed while typing, nothing installed; its button moves
+      // the cursor there, and the cursor's line and column show under the editor.
+      await source.fill('[notes]\nread = "auth != null"\ncreate = "auth != null &&"\n');
+      await waitFor(async () => (await check.getAttribute("data-valid")) === "false", { message: "the error listed as typed" });
+      assert.match(await check.textContent(), /\[notes\] create, line 3 column (\d+)/);
+      const column = Number(/line 3 column (\d+)/.exec(await check.textContent())[1]);
+      assert.equal(await source.getAttribute("aria-invalid"), "true");
+      await check.getByRole("button").first().click();
+      assert.equal(await page.evaluate(() => document.activeElement.id), "rules-source");
+      assert.equal(await byTestId("rules-cursor").textContent(), `Line 3, column ${column}`);
+      await axeCheck("the rules page (checked as typed)");
+      const active = await fetch(`${server.url}/admin/v1/tenants/acme/rules`, { headers: { authorization: `Bearer ${server.adminToken}` } });
+      assert.equal((await active.json()).version, 1, "checking installs nothing");
+      await source.fill('[notes]\nread = "auth != null"\ncreate = "auth != null"\n');
+      await waitFor(async () => (await check.getAttribute("data-valid")) === "true", { message: "valid again" });
+      assert.equal(await source.getAttribute("aria-invalid"), null);
+
+      // Explain: a note read anonymously (denied) and by a user (allowed).
+      const key = await server.serviceKey("acme");
+      const put = await fetch(`${server.url}/v1/t/acme/collections/notes/docs/explained`, {
+        method: "PUT",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: JSON.stringify({ owner: "someone" }),
+      });
+      assert.ok(put.ok, await put.text());
+      const users = await server.admin("GET", "/admin/v1/tenants/acme/users?limit=1");
+      const uid = users.items[0].id;
+      await page.getByLabel("Collection").fill("notes");
+      await page.getByLabel("Document id").fill("explained");
+      await page.getByRole("button", { name: "Explain" }).click();
+      const why = byTestId("explanation");
+      await why.getByText("Denied").waitFor();
+      assert.match(await why.textContent(), /auth != null/);
+      await page.getByLabel("User id (optional)").fill(uid);
+      await page.getByRole("button", { name: "Explain" }).click();
+      await why.getByText("Allowed").waitFor();
+      await page.getByLabel("User id (optional)").fill("no-such-user");
+      await page.getByRole("button", { name: "Explain" }).click();
+      await page.locator(".field-error").filter({ hasText: /user/i }).waitFor();
+      await page.getByLabel("Collection").fill("Bad Name");
+      await page.getByLabel("User id (optional)").fill("");
+      await page.getByRole("button", { name: "Explain" }).click();
+      await page.getByText("Could not explain.").waitFor();
+      await axeCheck("the rules page (explain)");
+      await fitsAPhone("the rules page (explain)");
+      // The overview counts documents: the note goes again.
+      const del = await fetch(`${server.url}/v1/t/acme/collections/notes/docs/explained`, { method: "DELETE", headers: { authorization: `Bearer ${key}` } });
+      assert.equal(del.status, 204);
+      assert.deepEqual(pageErrors, []);
+    });
+
     test("keys and secrets: a key shown once that works, revoked; secrets by name only", async () => {
       await page.goto(`${server.url}/_/tenants/acme/keys`);
       await page.getByRole("heading", { name: "Service keys" }).waitFor();

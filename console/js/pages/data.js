@@ -5,7 +5,7 @@
 // page through the realtime feed.
 
 import { useEffect, useRef, useState } from "../../vendor/hooks.mjs";
-import { admin, tenantApi } from "../api.js";
+import { admin, session, tenantApi } from "../api.js";
 import { Empty, ErrorBox, Field, Loading, fmtTime, go, html, useAction, useLoad } from "../ui.js";
 
 const PAGE = 50;
@@ -320,7 +320,10 @@ export function Data({ slug, collection }) {
       with a service key this tab made; it is revoked when you log out.</p>
     <div class="data-layout">
       <${Collections} slug=${slug} current=${collection} list=${list} />
-      ${collection
+      ${!session.can("write")
+        ? html`<${Empty}>A viewer sees the collections and their counts, not the documents: the data browser reads them
+            through a service key, and a viewer makes none.</${Empty}>`
+        : collection
         ? html`<${Documents} key=${collection} slug=${slug} collection=${collection} onCounts=${refreshCounts} />`
         : html`<${Empty}>Pick a collection to browse its documents.</${Empty}>`}
     </div>`;

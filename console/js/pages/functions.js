@@ -3,7 +3,7 @@
 // outcome, log lines) and dead letters with retry.
 
 import { useEffect, useState } from "../../vendor/hooks.mjs";
-import { admin } from "../api.js";
+import { admin, session } from "../api.js";
 import { Empty, ErrorBox, Field, Loading, fmtTime, html, useAction, useDebounced, useLoad } from "../ui.js";
 
 /** The folder's files as a deploy takes them: paths relative to the folder, text. */
@@ -63,11 +63,11 @@ function Deploys({ slug }) {
   };
   return html`<section aria-labelledby="deploys-h">
     <h2 id="deploys-h">Deploys</h2>
-    <${Upload} slug=${slug} onDeployed=${() => list.reload()} />
+    ${session.can("write") && html`<${Upload} slug=${slug} onDeployed=${() => list.reload()} />`}
     ${list.loading && !list.data && html`<${Loading} what="deploys" />`}
     <${ErrorBox} error=${list.error} what="load the deploys" retry=${list.reload} />
     <${ErrorBox} error=${act.error} what="activate the version" />
-    ${list.data && list.data.items.length === 0 && html`<${Empty}>Nothing deployed yet: upload a bundle folder above, or run <code>plinth deploy DIR --tenant ${slug} --server …</code>.</${Empty}>`}
+    ${list.data && list.data.items.length === 0 && html`<${Empty}>Nothing deployed yet${session.can("write") ? ": upload a bundle folder above, or run" : ". An admin deploys with"} <code>plinth deploy DIR --tenant ${slug} --server …</code>.</${Empty}>`}
     ${list.data && list.data.items.length > 0 &&
     html`<div class="scroll"><table>
       <caption class="sr-only">Deploys, newest first</caption>
@@ -80,7 +80,9 @@ function Deploys({ slug }) {
             ? html`<span role="group" aria-label="Confirm">${active && d.version < active.version ? "Roll back" : "Switch"} to version ${d.version}?
                 <button type="button" disabled=${act.busy} onClick=${() => activate(d.version)}>Yes, activate</button>
                 <button type="button" onClick=${() => setConfirm(null)}>No</button></span>`
-            : html`<button type="button" onClick=${() => setConfirm(d.version)} aria-label=${`Activate version ${d.version}`}>Activate</button>`}</td>
+            : session.can("write")
+              ? html`<button type="button" onClick=${() => setConfirm(d.version)} aria-label=${`Activate version ${d.version}`}>Activate</button>`
+              : ""}</td>
       </tr>`)}</tbody>
     </table></div>`}
   </section>`;
@@ -144,11 +146,11 @@ function DeadLetters({ slug }) {
     ${list.data && list.data.items.length > 0 &&
     html`<div class="scroll"><table>
       <caption class="sr-only">After-hook jobs out of attempts</caption>
-      <thead><tr><th scope="col">Function</th><th scope="col">Created</th><th scope="col" class="num">Attempts</th><th scope="col">Last error</th><th scope="col">Actions</th></tr></thead>
+      <thead><tr><th scope="col">Function</th><th scope="col">Created</th><th scope="col" class="num">Attempts</th><th scope="col">Last error</th>${session.can("write") && html`<th scope="col">Actions</th>`}</tr></thead>
       <tbody>${list.data.items.map((j) => html`<tr key=${j.id} data-testid="dead-row">
         <th scope="row">${j.function}</th><td>${fmtTime(j.created_at)}</td><td class="num">${j.attempts}/${j.max_attempts}</td>
         <td class="field-error">${j.last_error || ""}</td>
-        <td><button type="button" disabled=${retry.busy} onClick=${async () => { if ((await retry.run(() => admin.retryJob(slug, j.id))) !== undefined) list.reload(); }}>Retry</button></td>
+        ${session.can("write") && html`<td><button type="button" disabled=${retry.busy} onClick=${async () => { if ((await retry.run(() => admin.retryJob(slug, j.id))) !== undefined) list.reload(); }}>Retry</button></td>`}
       </tr>`)}</tbody>
     </table></div>`}
   </section>`;

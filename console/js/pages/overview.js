@@ -1,7 +1,7 @@
 // Overview: the server (version, backend, uptime) and every tenant with its documents
 // and today's metered use (the usage API counts per UTC day).
 
-import { admin } from "../api.js";
+import { admin, session } from "../api.js";
 import { Empty, ErrorBox, Loading, fmtNumber, html, useLoad } from "../ui.js";
 
 function uptime(s) {
@@ -41,7 +41,9 @@ export function Overview() {
       ${tenants.loading && !tenants.data && html`<${Loading} what="tenants" />`}
       <${ErrorBox} error=${tenants.error} what="load the tenants" retry=${tenants.reload} />
       ${tenants.data && tenants.data.length === 0 &&
-      html`<${Empty}>No tenants yet. <a href="/_/tenants">Create the first tenant</a> to hold an app's users and data.</${Empty}>`}
+      html`<${Empty}>${session.can("platform")
+        ? html`No tenants yet. <a href="/_/tenants">Create the first tenant</a> to hold an app's users and data.`
+        : "No tenants for you yet: an owner or admin makes them and assigns them."}</${Empty}>`}
       ${tenants.data && tenants.data.length > 0 &&
       html`<div class="scroll"><table>
         <caption class="sr-only">Tenants and today's use (UTC day)</caption>

@@ -1,10 +1,12 @@
-// The tenant's rule set: the active version in an editor; installing it is validated
-// whole by the server, whose errors (collection, operation, line:column) are listed and
-// move the cursor to their place. A refused set leaves the active one in force.
+// The tenant's rule set: the active version in an editor, checked by the server as it is
+// typed (`POST …/rules/validate`, the very check an install makes, installing nothing);
+// installing it is validated whole again. Errors (collection, operation, line:column)
+// are listed and move the cursor to their place; the cursor's own line and column are
+// shown under the editor. A refused set leaves the active one in force.
 
 import { useEffect, useRef, useState } from "../../vendor/hooks.mjs";
-import { admin } from "../api.js";
-import { ErrorBox, Loading, html, useAction, useLoad } from "../ui.js";
+import { admin, session } from "../api.js";
+import { ErrorBox, Field, Loading, fieldError, html, useAction, useDebounced, useLoad } from "../ui.js";
 
 /** The offset of (line, column), both from 1, in `text`. */
 function offsetOf(text, line, column) {
@@ -32,6 +34,102 @@ export function diffLines(a, b) {
   return out;
 }
 
+/** (line, column) of `offset` in `text`, both from 1. */
+function positionOf(text, offset) {
+  const before = text.slice(0, offset).split("\n");
+  return { line: before.length, column: before[before.length - 1].length + 1 };
+}
+
+/** The server's check of `text` once typing pauses: null before the first answer;
+ *  `stale` while the answer is for an older text. */
+function useLiveCheck(slug, text, enabled) {
+  const settled = useDebounced(text, 400);
+  const [check, setCheck] = useState(null);
+  useEffect(() => {
+    if (!enabled || settled === null || !settled.trim()) return setCheck(null);
+    let live = true;
+    admin.validateRules(slug, settled).then(
+      (r) => live && setCheck({ source: settled, ...r }),
+      (e) => live && setCheck({ source: settled, failed: e }),
+    );
+    return () => (live = false);
+  }, [slug, settled, enabled]);
+  if (!check) return null;
+  return check.source === text ? check : { ...check, stale: true };
+}
+
+const place = (e) => `${e.collection ? `[${e.collection}]` : ""}${e.operation ? ` ${e.operation}` : ""}${e.collection || e.operation ? ", " : ""}line ${e.line} column ${e.column}`;
+
+function ErrorList({ errors, jump }) {
+  return html`<ul>${errors.map((e, i) => html`<li key=${i}><button type="button" class="link" onClick=${() => jump(e)}>
+    ${place(e)}</button>: ${e.message}</li>`)}</ul>`;
+}
+
+/** What the live check says, under the editor. */
+function LiveCheck({ check, jump }) {
+  if (!check) return null;
+  if (check.failed) return html`<p class="muted small" data-testid="rules-check">Could not check as you type (${check.failed.message}); Install still checks.</p>`;
+  const stale = check.stale ? html` <span class="muted">(checking…)</span>` : "";
+  if (check.valid)
+    return html`<div class="state ok" data-testid="rules-check" data-valid="true"><strong>Valid</strong>${stale}:
+      ${check.collections.length ? check.collections.join(", ") : "no collections"}.
+      ${check.warnings.length > 0 && html`<ul>${check.warnings.map((w, i) => html`<li key=${i}>${w}</li>`)}</ul>`}</div>`;
+  return html`<div class="state error" data-testid="rules-check" data-valid="false">
+    <strong>${check.errors.length} error${check.errors.length === 1 ? "" : "s"}</strong>${stale}
+    <${ErrorList} errors=${check.errors} jump=${jump} /></div>`;
+}
+
+/** Which rule of the active set decides an operation on a stored document, for a user
+ *  or anonymous (`GET …/docs/{id}/explain`). */
+function Explain({ slug }) {
+  const [collection, setCollection] = useState("");
+  const [id, setId] = useState("");
+  const [uid, setUid] = useState("");
+  const [op, setOp] = useState("read");
+  const [result, setResult] = useState(null);
+  const { busy, error, run } = useAction();
+  const submit = async (e) => {
+    e.preventDefault();
+    setResult(null);
+    const r = await run(() => admin.explainRule(slug, collection.trim(), id.trim(), { op, uid: uid.trim() }));
+    if (r) setResult(r);
+  };
+  const notFound = error && error.status === 404 ? (error.code === "user_not_found" ? { uid: error.message } : { id: error.message }) : {};
+  return html`<section aria-labelledby="explain-h">
+    <h2 id="explain-h">Explain</h2>
+    <p class="muted small">Which rule of the active version lets a user (or anyone, with no user id) read, update or delete a stored document, and why.</p>
+    <form class="card" onSubmit=${submit} aria-labelledby="explain-h">
+      <div class="row wrap">
+        <${Field} label="Collection" value=${collection} onInput=${setCollection} required autocomplete="off" spellcheck="false" />
+        <${Field} label="Document id" value=${id} onInput=${setId} required autocomplete="off" spellcheck="false" error=${notFound.id} />
+        <${Field} label="User id (optional)" value=${uid} onInput=${setUid} autocomplete="off" spellcheck="false"
+          hint="Empty: an anonymous caller." error=${notFound.uid || fieldError(error, "uid")} />
+        <div class="field">
+          <label for="explain-op">Operation</label>
+          <select id="explain-op" value=${op} onChange=${(e) => setOp(e.target.value)}>
+            ${["read", "update", "delete"].map((o) => html`<option key=${o} value=${o}>${o}</option>`)}
+          </select>
+        </div>
+      </div>
+      <button type="submit" disabled=${busy}>${busy ? "Explaining…" : "Explain"}</button>
+    </form>
+    ${error && error.status !== 404 && html`<${ErrorBox} error=${error} what="explain" />`}
+    ${result &&
+    html`<div class=${`state ${result.allowed ? "ok" : "error"}`} role="status" data-testid="explanation">
+      <strong>${result.allowed ? "Allowed" : "Denied"}</strong>: ${result.operation} of ${result.collection}/${result.id}
+      ${result.rule === null
+        ? html`<p>The collection has no ${result.operation} rule, so it is denied.</p>`
+        : html`<p>Rule: <code>${result.rule}</code>${result.decided_by && html`<br />Decided by: <code>${result.decided_by}</code>`}</p>`}
+      ${result.trace.length > 0 &&
+      html`<details><summary>Every sub-expression (${result.trace.length})</summary>
+        <div class="scroll"><table><caption class="sr-only">Sub-expressions and their values</caption>
+          <thead><tr><th scope="col">Expression</th><th scope="col">Value</th></tr></thead>
+          <tbody>${result.trace.map((t, i) => html`<tr key=${i}><td><code>${t.expression}</code></td><td><code>${JSON.stringify(t.value)}</code></td></tr>`)}</tbody>
+        </table></div></details>`}
+    </div>`}
+  </section>`;
+}
+
 function Diff({ from, to }) {
   const d = diffLines(from, to);
   if (!d) return html`<p class="muted">Too large to compare here.</p>`;
@@ -47,6 +145,10 @@ export function Rules({ slug }) {
   const [showDiff, setShowDiff] = useState(false);
   const install = useAction();
   const editor = useRef(null);
+  const [cursor, setCursor] = useState({ line: 1, column: 1 });
+  const write = session.can("write");
+  const check = useLiveCheck(slug, text, write);
+  const trackCursor = (e) => setCursor(positionOf(e.target.value, e.target.selectionStart));
   useEffect(() => {
     if (active.data && text === null) setText(active.data.source);
   }, [active.data]);
@@ -63,42 +165,48 @@ export function Rules({ slug }) {
     const at = offsetOf(text, err.line, err.column);
     editor.current.focus();
     editor.current.setSelectionRange(at, at);
+    setCursor(positionOf(text, at));
   };
   const errors = install.error && install.error.code === "invalid_rules" ? install.error.problem.errors || [] : null;
   const changed = active.data && text !== null && text !== active.data.source;
+  const liveErrors = check && !check.stale && check.errors && check.errors.length > 0;
   if (active.error && !active.data) return html`<h1>Rules</h1><${ErrorBox} error=${active.error} what="load the rules" retry=${active.reload} />`;
   if (!active.data || text === null) return html`<h1>Rules</h1><${Loading} what="the rules" />`;
   return html`<h1>Rules <small class="muted">of ${slug}</small></h1>
     <p class="muted">${active.data.version === 0
       ? "No rule set installed yet: every end-user request is denied. Write one below (TOML, one table per collection) and install it."
-      : `Active: version ${active.data.version}.`}
-      The language is described in docs/rules.md.</p>
+      : `Active: version ${active.data.version}.`}${" "}The language is described in docs/rules.md.${write ? "" : " You can read the rules, not change them."}</p>
     <form onSubmit=${submit}>
       <label for="rules-source" class="label">Rule set (TOML)</label>
-      <textarea id="rules-source" ref=${editor} class="code" rows="18" spellcheck="false" value=${text}
+      <textarea id="rules-source" ref=${editor} class="code" rows="18" spellcheck="false" value=${text} readonly=${!write}
         placeholder=${'[notes]\nread = "auth != null && doc.owner == auth.uid"\ncreate = "auth != null && new.owner == auth.uid"'}
-        aria-invalid=${errors && errors.length ? "true" : undefined} aria-describedby="rules-errors"
-        onInput=${(e) => setText(e.target.value)} data-testid="rules-source"></textarea>
-      <div class="row wrap">
+        aria-invalid=${(errors && errors.length) || liveErrors ? "true" : undefined} aria-describedby="rules-cursor rules-live rules-errors"
+        onInput=${(e) => { setText(e.target.value); trackCursor(e); install.setError(null); setInstalled(null); }}
+        onKeyUp=${trackCursor} onClick=${trackCursor} onSelect=${trackCursor} data-testid="rules-source"></textarea>
+      <div class="row wrap between small">
+        <span id="rules-cursor" class="muted" data-testid="rules-cursor">Line ${cursor.line}, column ${cursor.column}</span>
+      </div>
+      ${write && html`<div id="rules-live" role="status" aria-live="polite">${!errors && html`<${LiveCheck} check=${check} jump=${jump} />`}</div>`}
+      ${write && html`<div class="row wrap">
         <button type="submit" disabled=${install.busy || !text.trim()}>${install.busy ? "Installing…" : "Install"}</button>
         <button type="button" disabled=${!changed} onClick=${() => setText(active.data.source)}>Revert to the active version</button>
         <button type="button" disabled=${!changed} aria-expanded=${showDiff && changed} onClick=${() => setShowDiff(!showDiff)}>
           ${showDiff && changed ? "Hide changes" : "Show changes"}</button>
         ${changed && html`<small class="muted">Changed, not installed.</small>`}
-      </div>
+      </div>`}
     </form>
     ${showDiff && changed && html`<${Diff} from=${active.data.source} to=${text} />`}
     <div id="rules-errors">
       ${errors &&
       html`<div class="state error" role="alert" data-testid="rules-errors"><strong>Not installed: ${errors.length} error${errors.length === 1 ? "" : "s"}.</strong>
         The active version stays in force.
-        <ul>${errors.map((e, i) => html`<li key=${i}><button type="button" class="link" onClick=${() => jump(e)}>
-          ${e.collection ? `[${e.collection}]` : ""}${e.operation ? ` ${e.operation}` : ""}, line ${e.line} column ${e.column}</button>: ${e.message}</li>`)}</ul>
+        <${ErrorList} errors=${errors} jump=${jump} />
       </div>`}
       ${install.error && !errors && html`<${ErrorBox} error=${install.error} what="install the rules" />`}
       ${installed &&
       html`<div class="state info" role="status" data-testid="rules-installed">Installed version ${installed.version}
         (${installed.collections.length ? installed.collections.join(", ") : "no collections"}).
         ${installed.warnings.length > 0 && html`<ul>${installed.warnings.map((w, i) => html`<li key=${i}>${w}</li>`)}</ul>`}</div>`}
-    </div>`;
+    </div>
+    ${active.data.version > 0 && html`<${Explain} slug=${slug} />`}`;
 }

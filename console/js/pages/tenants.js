@@ -2,7 +2,7 @@
 // suspend/resume, delete (typing the slug to confirm).
 
 import { useEffect, useState } from "../../vendor/hooks.mjs";
-import { admin } from "../api.js";
+import { admin, session } from "../api.js";
 import { ConfirmTyped, Empty, ErrorBox, Field, Loading, fieldError, fmtTime, html, useAction, useDebounced, useLoad } from "../ui.js";
 
 // The server's rule (tenancy::validate_slug), checked here only to answer while typing;
@@ -103,10 +103,10 @@ function TenantRow({ tenant, onChanged, onDeleted }) {
         <a class="button" href=${`/_/tenants/${slugUrl}/data`}>Data</a>
         <a class="button" href=${`/_/tenants/${slugUrl}/rules`}>Rules</a>
         <a class="button" href=${`/_/tenants/${slugUrl}/keys`}>Keys</a>
-        <button type="button" aria-expanded=${mode === "rename"} onClick=${() => open("rename")}>Rename</button>
-        <button type="button" aria-expanded=${mode === "cors"} onClick=${() => open("cors")}>CORS</button>
-        <button type="button" disabled=${action.busy} onClick=${toggle}>${tenant.suspended ? "Resume" : "Suspend"}</button>
-        <button type="button" class="danger" aria-expanded=${mode === "delete"} onClick=${() => open("delete")}>Delete</button>
+        ${session.can("write") && html`<button type="button" aria-expanded=${mode === "rename"} onClick=${() => open("rename")}>Rename</button>
+        <button type="button" aria-expanded=${mode === "cors"} onClick=${() => open("cors")}>CORS</button>`}
+        ${session.can("platform") && html`<button type="button" disabled=${action.busy} onClick=${toggle}>${tenant.suspended ? "Resume" : "Suspend"}</button>
+        <button type="button" class="danger" aria-expanded=${mode === "delete"} onClick=${() => open("delete")}>Delete</button>`}
       </div>
     </div>
     ${mode === "rename" &&
@@ -135,13 +135,17 @@ export function Tenants() {
   const [items, setItems] = useState(null);
   useEffect(() => list.data && setItems(list.data.items), [list.data]);
   const replace = (t) => setItems((xs) => xs.map((x) => (x.slug === t.slug ? t : x)));
+  // Only owners and admins make tenants; the others are told who does.
+  const platform = session.can("platform");
   return html`<h1>Tenants</h1>
-    <${CreateTenant} onCreated=${(t) => setItems((xs) => [...(xs || []), t].sort((a, b) => a.slug.localeCompare(b.slug)))} />
+    ${!platform && html`<p class="muted">${session.role === "tenant_admin" ? "These are the tenants assigned to you." : "You can look, not change."}
+      New tenants are made by an owner or an admin.</p>`}
+    ${platform && html`<${CreateTenant} onCreated=${(t) => setItems((xs) => [...(xs || []), t].sort((a, b) => a.slug.localeCompare(b.slug)))} />`}
     <section aria-labelledby="list-h">
-      <h2 id="list-h">All tenants</h2>
+      <h2 id="list-h">${session.role === "tenant_admin" ? "Your tenants" : "All tenants"}</h2>
       ${list.loading && !items && html`<${Loading} what="tenants" />`}
       <${ErrorBox} error=${list.error} what="load the tenants" retry=${list.reload} />
-      ${items && items.length === 0 && html`<${Empty}>No tenants yet: create one above, then add its users and data.</${Empty}>`}
+      ${items && items.length === 0 && html`<${Empty}>${platform ? "No tenants yet: create one above, then add its users and data." : "No tenants for you yet: an owner or admin makes them and assigns them."}</${Empty}>`}
       ${items && items.length > 0 &&
       html`<ul class="tenants">${items.map((t) => html`<${TenantRow} key=${t.slug} tenant=${t} onChanged=${replace}
         onDeleted=${(slug) => setItems((xs) => xs.filter((x) => x.slug !== slug))} />`)}</ul>`}

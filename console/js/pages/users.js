@@ -2,7 +2,7 @@
 // own sign-up), disable/enable, revoke sessions, delete.
 
 import { useEffect, useState } from "../../vendor/hooks.mjs";
-import { admin, tenantApi } from "../api.js";
+import { admin, session, tenantApi } from "../api.js";
 import { Empty, ErrorBox, Field, Loading, fieldError, fmtTime, html, useAction, useDebounced, useLoad } from "../ui.js";
 
 const PAGE = 25;
@@ -36,7 +36,7 @@ function CreateUser({ slug, onCreated }) {
   </form>`;
 }
 
-function UserRow({ slug, user, onChanged, onDeleted }) {
+function UserRow({ slug, user, onChanged, onDeleted, write }) {
   const action = useAction();
   const [confirming, setConfirming] = useState(false);
   const [note, setNote] = useState(null);
@@ -51,15 +51,15 @@ function UserRow({ slug, user, onChanged, onDeleted }) {
   };
   const [open, setOpen] = useState(false);
   const detail = html`<tr class="detail" data-testid="user-detail">
-    <td colspan="4">
+    <td colspan=${write ? 4 : 3}>
       <dl class="facts">
         <div><dt>Id</dt><dd><code>${user.id}</code></dd></div>
         <div><dt>Email verified</dt><dd>${user.email_verified ? "yes" : "no"}</dd></div>
         <div><dt>Created</dt><dd>${fmtTime(user.created_at)}</dd></div>
         <div><dt>Updated</dt><dd>${fmtTime(user.updated_at)}</dd></div>
       </dl>
-      <button type="button" disabled=${action.busy}
-        onClick=${() => act("Password reset mail requested (sent if the server has SMTP set up).", () => tenantApi(slug).requestReset(user.email))}>Send password reset mail</button>
+      ${write && html`<button type="button" disabled=${action.busy}
+        onClick=${() => act("Password reset mail requested (sent if the server has SMTP set up).", () => tenantApi(slug).requestReset(user.email))}>Send password reset mail</button>`}
     </td>
   </tr>`;
   const row = html`<tr data-testid="user-row">
@@ -68,7 +68,7 @@ function UserRow({ slug, user, onChanged, onDeleted }) {
         aria-label=${`${open ? "Hide details" : "Details"} of ${user.email}`}>${open ? "Hide details" : "Details"}</button></th>
     <td>${user.disabled ? html`<span class="badge warn">disabled</span>` : "active"}</td>
     <td>${fmtTime(user.created_at)}</td>
-    <td>
+    ${write && html`<td>
       <div class="row wrap actions" role="group" aria-label=${`Actions for ${user.email}`}>
         ${user.disabled
           ? html`<button type="button" disabled=${action.busy} onClick=${() => act(null, () => admin.enableUser(slug, user.id))}>Enable</button>`
@@ -83,7 +83,7 @@ function UserRow({ slug, user, onChanged, onDeleted }) {
       </div>
       ${note && html`<small role="status">${note}</small>`}
       <${ErrorBox} error=${action.error} what="change the user" />
-    </td>
+    </td>`}
   </tr>`;
   return open ? html`${row}${detail}` : row;
 }
@@ -103,6 +103,7 @@ export function Users({ slug }) {
   useEffect(() => page.data && setItems(page.data.items), [page.data]);
   const replace = (u) => setItems((xs) => xs.map((x) => (x.id === u.id ? u : x)));
   const notFound = page.error && page.error.status === 404;
+  const write = session.can("write");
   return html`<h1>Users <small class="muted">of ${slug}</small></h1>
     ${notFound
       ? html`<${ErrorBox} error=${page.error} what="find this tenant" /><p><a href="/_/tenants">Back to the tenants</a></p>`
@@ -111,17 +112,17 @@ export function Users({ slug }) {
       <div role="search">
         <${Field} label="Search by email" type="search" value=${search} onInput=${setSearch} placeholder="part of an email" />
       </div>
-      <${CreateUser} slug=${slug} onCreated=${() => page.reload()} />
+      ${write && html`<${CreateUser} slug=${slug} onCreated=${() => page.reload()} />`}
     </div>
     ${page.loading && html`<${Loading} what="users" />`}
     <${ErrorBox} error=${page.error} what="load the users" retry=${page.reload} />
     ${items && items.length === 0 && !page.loading &&
-    html`<${Empty}>${query ? `No user's email contains “${query}”.` : "No users yet. Create one here, or let your app sign users up through /v1/t/" + slug + "/auth/signup."}</${Empty}>`}
+    html`<${Empty}>${query ? `No user's email contains “${query}”.` : !write ? "No users yet: they appear when the tenant's app signs them up." : "No users yet. Create one here, or let your app sign users up through /v1/t/" + slug + "/auth/signup."}</${Empty}>`}
     ${items && items.length > 0 &&
     html`<div class="scroll"><table aria-busy=${page.loading ? "true" : "false"}>
       <caption class="sr-only">Users of ${slug}</caption>
-      <thead><tr><th scope="col">Email</th><th scope="col">Status</th><th scope="col">Created</th><th scope="col">Actions</th></tr></thead>
-      <tbody>${items.map((u) => html`<${UserRow} key=${u.id} slug=${slug} user=${u} onChanged=${replace}
+      <thead><tr><th scope="col">Email</th><th scope="col">Status</th><th scope="col">Created</th>${write && html`<th scope="col">Actions</th>`}</tr></thead>
+      <tbody>${items.map((u) => html`<${UserRow} key=${u.id} slug=${slug} user=${u} write=${write} onChanged=${replace}
         onDeleted=${(id) => setItems((xs) => xs.filter((x) => x.id !== id))} />`)}</tbody>
     </table></div>`}
     <nav class="pager row" aria-label="Pages of users">

@@ -48,6 +48,7 @@ unsafe impl Allocator for DeadlineAllocator {
     }
 
     unsafe fn dealloc(&mut self, ptr: *mut u8) {
+        // SAFETY: `ptr` came from RustAllocator (see the impl), as the caller promises.
         unsafe { RustAllocator.dealloc(ptr) }
     }
 
@@ -55,10 +56,12 @@ unsafe impl Allocator for DeadlineAllocator {
         if self.refused(new_size) {
             return std::ptr::null_mut();
         }
+        // SAFETY: `ptr` came from RustAllocator (see the impl), as the caller promises.
         unsafe { RustAllocator.realloc(ptr, new_size) }
     }
 
     unsafe fn usable_size(ptr: *mut u8) -> usize {
+        // SAFETY: `ptr` came from RustAllocator (see the impl), as the caller promises.
         unsafe { RustAllocator::usable_size(ptr) }
     }
 }
