@@ -115,6 +115,62 @@ impl Predicate {
     }
 }
 
+impl Predicate {
+    /// Folds constants and flattens nested conjunctions and disjunctions.
+    pub fn simplify(self) -> Predicate {
+        match self {
+            Predicate::And(items) => flatten(items, Connective::And),
+            Predicate::Or(items) => flatten(items, Connective::Or),
+            Predicate::Not(inner) => match inner.simplify() {
+                Predicate::True => Predicate::False,
+                Predicate::False => Predicate::True,
+                Predicate::Unknown => Predicate::Unknown,
+                Predicate::Not(x) => *x,
+                other => Predicate::Not(Box::new(other)),
+            },
+            other => other,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Connective {
+    And,
+    Or,
+}
+
+/// `items` joined by `connective`, simplified: its unit (TRUE for `And`, FALSE for `Or`)
+/// drops out, its zero decides the whole, nested items of the same connective are lifted
+/// into this one, and `Unknown` is kept once.
+fn flatten(items: Vec<Predicate>, connective: Connective) -> Predicate {
+    let (unit, zero) = match connective {
+        Connective::And => (Predicate::True, Predicate::False),
+        Connective::Or => (Predicate::False, Predicate::True),
+    };
+    let mut out: Vec<Predicate> = Vec::new();
+    for item in items.into_iter().map(Predicate::simplify) {
+        match (item, connective) {
+            (Predicate::And(inner), Connective::And) | (Predicate::Or(inner), Connective::Or) => {
+                for i in inner {
+                    if !(i == Predicate::Unknown && out.contains(&Predicate::Unknown)) {
+                        out.push(i);
+                    }
+                }
+            }
+            (item, _) if item == unit => {}
+            (item, _) if item == zero => return zero,
+            (Predicate::Unknown, _) if out.contains(&Predicate::Unknown) => {}
+            (other, _) => out.push(other),
+        }
+    }
+    match out.len() {
+        0 => unit,
+        1 => out.pop().unwrap_or(unit),
+        _ if connective == Connective::And => Predicate::And(out),
+        _ => Predicate::Or(out),
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Field {
     /// A path into the document's data: `doc.a.b` is `Doc(["a", "b"])`.

@@ -183,7 +183,7 @@ pub(super) fn uncharged(e: &IdedExpr) -> &IdedExpr {
 /// node's.
 pub(super) fn instrument(root: &mut IdedExpr) {
     let mut max_id = 0;
-    super::lex::visit_ids(root, &mut |id| max_id = max_id.max(id));
+    super::ast::visit_ids(root, &mut |id| max_id = max_id.max(id));
     let mut r = Rewriter {
         next_id: max_id + 1,
         accumulators: Vec::new(),

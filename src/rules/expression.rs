@@ -7,45 +7,11 @@ use serde::Serialize;
 
 use super::check::{self, Compiled, MAX_NESTING, MAX_SOURCE_BYTES};
 use super::cost::{self, EVAL_BUDGET};
+use super::index_hints;
 use super::lex;
-use super::translate::{self, Translator};
+use super::translate::Translator;
 use super::values::{self, Vars};
-use super::{AuthInfo, Bindings, Operation, Predicate, QueryBindings};
-
-/// Which variables an expression may use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExprKind {
-    /// A rule for this operation. read: auth, doc, id, now, version, created_at,
-    /// updated_at; create: auth, new, id, now; update: auth, doc, new, id, now;
-    /// delete: auth, doc, id, now.
-    Rule(Operation),
-    /// A list filter: doc, id, version, created_at, updated_at, auth, now.
-    Filter,
-    /// A hook condition (`when`): auth, doc, new, id, now.
-    Condition,
-}
-
-/// A compile error, positioned in the expression's own text (1-based).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct CelError {
-    pub line: u32,
-    pub column: u32,
-    pub message: String,
-}
-
-impl std::fmt::Display for CelError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}: {}", self.line, self.column, self.message)
-    }
-}
-
-/// Why an expression cannot become SQL.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Untranslatable {
-    pub line: u32,
-    pub column: u32,
-    pub message: String,
-}
+use super::{AuthInfo, Bindings, CelError, ExprKind, Predicate, QueryBindings, Untranslatable};
 
 /// Why an expression has no SQL form for a caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -453,19 +419,19 @@ impl Expression {
     /// Document paths compared for equality in the top-level conjunction (used to warn
     /// about read rules that no index serves). `doc.a in [...]` counts as well.
     pub fn equality_paths(&self) -> Vec<Vec<String>> {
-        translate::equality_paths(&self.compiled.root, &self.compiled.doc_nodes)
+        index_hints::equality_paths(&self.compiled.root, &self.compiled.doc_nodes)
     }
 
     /// Every document path compared for equality (or `in`) with a value, anywhere in
     /// the expression (bare boolean fields included).
     pub fn all_equality_paths(&self) -> Vec<Vec<String>> {
-        translate::all_equality_paths(&self.compiled.root, &self.compiled.doc_nodes)
+        index_hints::all_equality_paths(&self.compiled.root, &self.compiled.doc_nodes)
     }
 
     /// Whether an index whose first path is one of `firsts` (or the primary key, for
     /// `id == ...`) can narrow a list filtered by this expression.
     pub fn served_by_index(&self, firsts: &[Vec<String>]) -> bool {
-        translate::served_by_index(&self.compiled.root, &self.compiled.doc_nodes, firsts)
+        index_hints::served_by_index(&self.compiled.root, &self.compiled.doc_nodes, firsts)
     }
 
     /// Whether the expression mentions the stored document's data (`doc`).
@@ -486,26 +452,7 @@ impl Expression {
     /// Whether the top-level conjunction compares `id` for equality with a value (a
     /// single-document lookup).
     pub fn is_id_lookup(&self) -> bool {
-        fn walk(e: &IdedExpr, doc_nodes: &std::collections::HashSet<u64>) -> bool {
-            match &e.expr {
-                Expr::Call(c) if c.target.is_none() && c.args.len() == 2 => {
-                    match c.func_name.as_str() {
-                        "_&&_" => walk(&c.args[0], doc_nodes) || walk(&c.args[1], doc_nodes),
-                        "_==_" | "@in" => {
-                            let is_id =
-                                |x: &IdedExpr| matches!(&x.expr, Expr::Ident(n) if n == "id");
-                            (is_id(&c.args[0]) && !doc_nodes.contains(&c.args[1].id))
-                                || (c.func_name == "_==_"
-                                    && is_id(&c.args[1])
-                                    && !doc_nodes.contains(&c.args[0].id))
-                        }
-                        _ => false,
-                    }
-                }
-                _ => false,
-            }
-        }
-        walk(&self.compiled.root, &self.compiled.doc_nodes)
+        index_hints::is_id_lookup(&self.compiled.root, &self.compiled.doc_nodes)
     }
 }
 

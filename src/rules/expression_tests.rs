@@ -1,7 +1,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::rules::{CmpOp, DocMeta, Field};
+use crate::rules::{CmpOp, DocMeta, Field, Operation};
 
 fn read(src: &str) -> Expression {
     Expression::compile(src, ExprKind::Rule(Operation::Read))

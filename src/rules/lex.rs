@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 
-use cel::common::ast::{EntryExpr, Expr, IdedExpr};
+use cel::common::ast::IdedExpr;
+
+use super::ast::visit_ids;
 
 /// Byte offsets of every node's token, inclusive: `(start, stop)`.
 pub(super) type Offsets = HashMap<u64, (u32, u32)>;
@@ -221,60 +223,6 @@ pub(super) fn span(src: &str, offsets: &Offsets, e: &IdedExpr) -> (usize, usize)
 pub(super) fn text<'s>(src: &'s str, offsets: &Offsets, e: &IdedExpr) -> &'s str {
     let (lo, hi) = span(src, offsets, e);
     src.get(lo..hi).unwrap_or(src).trim()
-}
-
-/// Calls `f` with the id of every node of `e`.
-pub(super) fn visit_ids(e: &IdedExpr, f: &mut impl FnMut(u64)) {
-    f(e.id);
-    for c in children(e) {
-        visit_ids(c, f);
-    }
-}
-
-/// The direct sub-expressions of `e`.
-pub(super) fn children(e: &IdedExpr) -> Vec<&IdedExpr> {
-    let mut out = Vec::new();
-    match &e.expr {
-        Expr::Call(c) => {
-            if let Some(t) = &c.target {
-                out.push(t.as_ref());
-            }
-            out.extend(c.args.iter());
-        }
-        Expr::Select(s) => out.push(s.operand.as_ref()),
-        Expr::List(l) => out.extend(l.elements.iter()),
-        Expr::Map(m) => {
-            for entry in &m.entries {
-                match &entry.expr {
-                    EntryExpr::MapEntry(me) => {
-                        out.push(&me.key);
-                        out.push(&me.value);
-                    }
-                    EntryExpr::StructField(sf) => out.push(&sf.value),
-                }
-            }
-        }
-        Expr::Struct(s) => {
-            for entry in &s.entries {
-                match &entry.expr {
-                    EntryExpr::MapEntry(me) => {
-                        out.push(&me.key);
-                        out.push(&me.value);
-                    }
-                    EntryExpr::StructField(sf) => out.push(&sf.value),
-                }
-            }
-        }
-        Expr::Comprehension(c) => {
-            out.push(&c.iter_range);
-            out.push(&c.accu_init);
-            out.push(&c.loop_cond);
-            out.push(&c.loop_step);
-            out.push(&c.result);
-        }
-        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
-    }
-    out
 }
 
 #[cfg(test)]

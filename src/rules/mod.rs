@@ -55,9 +55,11 @@
 //! holds SQL and memory equal on SQLite and PostgreSQL for integers within ±2^53 and
 //! finite doubles (CEL compares int with double through f64; SQL compares exactly).
 
+mod ast;
 mod check;
 mod cost;
 mod expression;
+mod index_hints;
 mod lex;
 pub mod registry;
 mod ruleset;
@@ -67,10 +69,7 @@ mod values;
 
 pub use crate::query::{CmpOp, Field, Predicate};
 pub use cost::{EVAL_BUDGET, EVENT_BUDGET};
-pub use expression::{
-    CelError, Explanation, ExprKind, Expression, PredicateError, TOO_COSTLY, TraceStep,
-    Untranslatable, Verdict,
-};
+pub use expression::{Explanation, Expression, PredicateError, TOO_COSTLY, TraceStep, Verdict};
 pub use registry::{InstallError, Installed, RulesRegistry};
 pub use ruleset::{CollectionRules, RuleSet, RuleSetError};
 
@@ -105,13 +104,58 @@ impl Operation {
     /// An operation that an existing document's rule can be explained for (`explain`
     /// takes a stored document, so `create` has nothing to evaluate against).
     pub fn parse_explainable(s: &str) -> Result<Operation, String> {
-        match s {
-            "read" => Ok(Operation::Read),
-            "update" => Ok(Operation::Update),
-            "delete" => Ok(Operation::Delete),
-            other => Err(format!("'{other}' is not read, update or delete")),
+        match s.parse() {
+            Ok(op) if op != Operation::Create => Ok(op),
+            _ => Err(format!("'{s}' is not read, update or delete")),
         }
     }
+}
+
+impl std::str::FromStr for Operation {
+    type Err = String;
+
+    /// `read`, `create`, `update` or `delete` (as written in rule sets and queries).
+    fn from_str(s: &str) -> Result<Operation, String> {
+        Operation::ALL
+            .into_iter()
+            .find(|op| op.as_str() == s)
+            .ok_or_else(|| format!("'{s}' is not read, create, update or delete"))
+    }
+}
+
+/// Which variables an expression may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExprKind {
+    /// A rule for this operation. read: auth, doc, id, now, version, created_at,
+    /// updated_at; create: auth, new, id, now; update: auth, doc, new, id, now;
+    /// delete: auth, doc, id, now.
+    Rule(Operation),
+    /// A list filter: doc, id, version, created_at, updated_at, auth, now.
+    Filter,
+    /// A hook condition (`when`): auth, doc, new, id, now.
+    Condition,
+}
+
+/// A compile error, positioned in the expression's own text (1-based).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CelError {
+    pub line: u32,
+    pub column: u32,
+    pub message: String,
+}
+
+impl std::fmt::Display for CelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.line, self.column, self.message)
+    }
+}
+
+/// Why an expression cannot become SQL.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Untranslatable {
+    pub line: u32,
+    pub column: u32,
+    pub message: String,
 }
 
 /// The signed-in user as rules see it (`auth`).

@@ -22,7 +22,7 @@ use serde::Serialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::expression::ExprKind;
+use super::ExprKind;
 use super::lex;
 use super::{Expression, Operation};
 
@@ -91,7 +91,7 @@ impl RuleSet {
         let mut collections = BTreeMap::new();
         for (key, value) in table.get_ref().iter() {
             let name: &str = key.get_ref().as_ref();
-            if !collection_name_ok(name) {
+            if !crate::names::valid_collection(name) {
                 p.error(
                     Some(name),
                     None,
@@ -208,16 +208,6 @@ fn show_index(index: &[Vec<String>]) -> String {
         .join(", ")
 }
 
-/// `^[a-z][a-z0-9_]{0,62}$`
-fn collection_name_ok(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b[0].is_ascii_lowercase()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
-}
-
 /// `[A-Za-z_][A-Za-z0-9_]*`
 fn segment_ok(s: &str) -> bool {
     let b = s.as_bytes();
@@ -253,22 +243,19 @@ impl Parsing<'_> {
         let mut rules = CollectionRules::default();
         for (key, value) in t.iter() {
             let k: &str = key.get_ref().as_ref();
-            let op = match k {
-                "read" => Operation::Read,
-                "create" => Operation::Create,
-                "update" => Operation::Update,
-                "delete" => Operation::Delete,
-                "indexes" => {
+            let op = match k.parse::<Operation>() {
+                Ok(op) => op,
+                Err(_) if k == "indexes" => {
                     rules.indexes = self.indexes(name, value);
                     continue;
                 }
-                other => {
+                Err(_) => {
                     self.error(
                         Some(name),
                         None,
                         key.span(),
                         format!(
-                            "unknown key '{other}' in [{name}] (expected read, create, update, delete or indexes)"
+                            "unknown key '{k}' in [{name}] (expected read, create, update, delete or indexes)"
                         ),
                     );
                     continue;

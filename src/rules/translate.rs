@@ -19,8 +19,8 @@ use cel::objects::Key;
 use cel::{Context, Value};
 use serde_json::Value as Json;
 
-use super::check::string_literal;
-use super::expression::Untranslatable;
+use super::Untranslatable;
+use super::ast::{DOC_VARIABLES, string_literal};
 use super::lex::{self, Offsets};
 use super::values;
 use super::{CmpOp, Field, Predicate};
@@ -123,7 +123,7 @@ impl Translator<'_> {
     }
 
     pub(super) fn predicate(&self, e: &IdedExpr) -> Result<Predicate, Untranslatable> {
-        self.pred(e, Polarity::Positive).map(simplify)
+        self.pred(e, Polarity::Positive).map(Predicate::simplify)
     }
 
     fn pred(&self, e: &IdedExpr, pol: Polarity) -> Result<Predicate, Untranslatable> {
@@ -503,7 +503,7 @@ fn compare(field: Field, op: CmpOp, value: &Value) -> Predicate {
 
 fn is_field_expr(e: &IdedExpr) -> bool {
     match &e.expr {
-        Expr::Ident(n) => super::check::DOC_VARIABLES.contains(&n.as_str()),
+        Expr::Ident(n) => DOC_VARIABLES.contains(&n.as_str()),
         Expr::Select(s) => !s.test && is_field_expr(&s.operand),
         Expr::Call(c) => {
             c.func_name == "_[_]"
@@ -546,199 +546,5 @@ fn describe(e: &IdedExpr, text: &str) -> String {
         Expr::List(_) => format!("a list built from document data ('{text}')"),
         Expr::Map(_) => format!("a map built from document data ('{text}')"),
         _ => format!("'{text}'"),
-    }
-}
-
-/// Folds constants and flattens nested conjunctions and disjunctions.
-pub(super) fn simplify(p: Predicate) -> Predicate {
-    match p {
-        Predicate::And(items) => {
-            let mut out: Vec<Predicate> = Vec::new();
-            for item in items.into_iter().map(simplify) {
-                match item {
-                    Predicate::True => {}
-                    Predicate::False => return Predicate::False,
-                    Predicate::And(inner) => {
-                        for i in inner {
-                            if !(i == Predicate::Unknown && out.contains(&Predicate::Unknown)) {
-                                out.push(i);
-                            }
-                        }
-                    }
-                    Predicate::Unknown if out.contains(&Predicate::Unknown) => {}
-                    other => out.push(other),
-                }
-            }
-            match out.len() {
-                0 => Predicate::True,
-                1 => out.pop().unwrap_or(Predicate::True),
-                _ => Predicate::And(out),
-            }
-        }
-        Predicate::Or(items) => {
-            let mut out: Vec<Predicate> = Vec::new();
-            for item in items.into_iter().map(simplify) {
-                match item {
-                    Predicate::False => {}
-                    Predicate::True => return Predicate::True,
-                    Predicate::Or(inner) => {
-                        for i in inner {
-                            if !(i == Predicate::Unknown && out.contains(&Predicate::Unknown)) {
-                                out.push(i);
-                            }
-                        }
-                    }
-                    Predicate::Unknown if out.contains(&Predicate::Unknown) => {}
-                    other => out.push(other),
-                }
-            }
-            match out.len() {
-                0 => Predicate::False,
-                1 => out.pop().unwrap_or(Predicate::False),
-                _ => Predicate::Or(out),
-            }
-        }
-        Predicate::Not(inner) => match simplify(*inner) {
-            Predicate::True => Predicate::False,
-            Predicate::False => Predicate::True,
-            Predicate::Unknown => Predicate::Unknown,
-            Predicate::Not(x) => *x,
-            other => Predicate::Not(Box::new(other)),
-        },
-        other => other,
-    }
-}
-
-/// Document paths compared for equality (or `in`) with a value in the top-level
-/// conjunction of `root`.
-pub(super) fn equality_paths(root: &IdedExpr, doc_nodes: &HashSet<u64>) -> Vec<Vec<String>> {
-    fn conjuncts<'e>(e: &'e IdedExpr, out: &mut Vec<&'e IdedExpr>) {
-        match &e.expr {
-            Expr::Call(c) if c.func_name == "_&&_" && c.args.len() == 2 && c.target.is_none() => {
-                conjuncts(&c.args[0], out);
-                conjuncts(&c.args[1], out);
-            }
-            _ => out.push(e),
-        }
-    }
-    let path = doc_path;
-    let mut list = Vec::new();
-    conjuncts(root, &mut list);
-    let mut out: Vec<Vec<String>> = Vec::new();
-    for e in list {
-        // a bare boolean field: `doc.published`
-        if let Some(p) = doc_path(e) {
-            if !p.is_empty() && !out.contains(&p) {
-                out.push(p);
-            }
-            continue;
-        }
-        let Expr::Call(c) = &e.expr else { continue };
-        if c.args.len() != 2 || c.target.is_some() {
-            continue;
-        }
-        let (l, r) = (&c.args[0], &c.args[1]);
-        let candidate = match c.func_name.as_str() {
-            "_==_" if !doc_nodes.contains(&r.id) => path(l),
-            "_==_" if !doc_nodes.contains(&l.id) => path(r),
-            "@in" if !doc_nodes.contains(&r.id) => path(l),
-            _ => None,
-        };
-        if let Some(p) = candidate
-            && !p.is_empty()
-            && !out.contains(&p)
-        {
-            out.push(p);
-        }
-    }
-    out
-}
-
-/// The document path `e` spells (`doc.a.b`, `doc['a']`), if it is one.
-fn doc_path(e: &IdedExpr) -> Option<Vec<String>> {
-    match &e.expr {
-        Expr::Ident(n) if n == "doc" => Some(Vec::new()),
-        Expr::Select(s) if !s.test => {
-            let mut p = doc_path(&s.operand)?;
-            p.push(s.field.clone());
-            Some(p)
-        }
-        Expr::Call(c) if c.func_name == "_[_]" && c.args.len() == 2 && c.target.is_none() => {
-            let mut p = doc_path(&c.args[0])?;
-            p.push(string_literal(&c.args[1])?.to_string());
-            Some(p)
-        }
-        _ => None,
-    }
-}
-
-/// Every document path compared for equality (or `in`) with a value, anywhere.
-pub(super) fn all_equality_paths(root: &IdedExpr, doc_nodes: &HashSet<u64>) -> Vec<Vec<String>> {
-    fn walk(e: &IdedExpr, doc_nodes: &HashSet<u64>, out: &mut Vec<Vec<String>>) {
-        if let Expr::Call(c) = &e.expr
-            && c.args.len() == 2
-            && c.target.is_none()
-        {
-            let (l, r) = (&c.args[0], &c.args[1]);
-            let p = match c.func_name.as_str() {
-                "_==_" if !doc_nodes.contains(&r.id) => doc_path(l),
-                "_==_" if !doc_nodes.contains(&l.id) => doc_path(r),
-                "@in" if !doc_nodes.contains(&r.id) => doc_path(l),
-                _ => None,
-            };
-            if let Some(p) = p
-                && !p.is_empty()
-                && !out.contains(&p)
-            {
-                out.push(p);
-            }
-        }
-        if let Some(p) = doc_path(e) {
-            if !p.is_empty() && !out.contains(&p) {
-                out.push(p);
-            }
-            return;
-        }
-        for c in lex::children(e) {
-            walk(c, doc_nodes, out);
-        }
-    }
-    let mut out = Vec::new();
-    walk(root, doc_nodes, &mut out);
-    out
-}
-
-/// Whether an index starting with one of `firsts` (or the primary key) can narrow a list
-/// filtered by `e`: some conjunct is an equality on an indexed path, and for a
-/// disjunction every disjunct that depends on the document is.
-pub(super) fn served_by_index(
-    e: &IdedExpr,
-    doc_nodes: &HashSet<u64>,
-    firsts: &[Vec<String>],
-) -> bool {
-    if !doc_nodes.contains(&e.id) {
-        return false;
-    }
-    let is_id = |x: &IdedExpr| matches!(&x.expr, Expr::Ident(n) if n == "id");
-    let indexed = |x: &IdedExpr| doc_path(x).is_some_and(|p| firsts.contains(&p));
-    if indexed(e) {
-        return true; // a bare boolean field
-    }
-    let Expr::Call(c) = &e.expr else { return false };
-    if c.target.is_some() || c.args.len() != 2 {
-        return false;
-    }
-    let (l, r) = (&c.args[0], &c.args[1]);
-    match c.func_name.as_str() {
-        "_&&_" => served_by_index(l, doc_nodes, firsts) || served_by_index(r, doc_nodes, firsts),
-        "_||_" => [l, r]
-            .iter()
-            .all(|x| !doc_nodes.contains(&x.id) || served_by_index(x, doc_nodes, firsts)),
-        "_==_" => {
-            ((indexed(l) || is_id(l)) && !doc_nodes.contains(&r.id))
-                || ((indexed(r) || is_id(r)) && !doc_nodes.contains(&l.id))
-        }
-        "@in" => (indexed(l) || is_id(l)) && !doc_nodes.contains(&r.id),
-        _ => false,
     }
 }

@@ -2,7 +2,7 @@
 //! that one owner always remains), admin API keys, and console sessions.
 
 use super::control::ADMIN_COLUMNS;
-use super::{AdminRow, Store, StoreError, StoreResult, now_ms, on_db, on_unique};
+use super::{AdminRow, Store, StoreError, StoreResult, now_ms, on_db, on_unique, one_row};
 
 /// Whether `$id` is an owner and no other owner exists, inside transaction `$tx`. Locks
 /// the owners' rows first. A macro: the same text runs on both backends' transactions.
@@ -153,9 +153,7 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
+            one_row(n)?;
             sqlx::query("DELETE FROM admin_sessions WHERE admin_id = $1")
                 .bind(id)
                 .execute(&mut *tx)
@@ -233,15 +231,23 @@ impl Store {
     }
 
     pub async fn touch_admin_key(&self, id: &str, at: i64) -> StoreResult<()> {
-        let db = self.control_db();
-        on_db!(db, |p| sqlx::query(
-            "UPDATE admin_api_keys SET last_used_at = $2 WHERE id = $1"
+        self.touch(
+            "UPDATE admin_api_keys SET last_used_at = $2 WHERE id = $1",
+            id,
+            at,
         )
-        .bind(id)
-        .bind(at)
-        .execute(&p)
-        .await?
-        .rows_affected());
+        .await
+    }
+
+    /// Runs a statement that records a use (`$1` the row's id, `$2` the time).
+    async fn touch(&self, sql: &'static str, id: &str, at: i64) -> StoreResult<()> {
+        let db = self.control_db();
+        on_db!(db, |p| sqlx::query(sql)
+            .bind(id)
+            .bind(at)
+            .execute(&p)
+            .await?
+            .rows_affected());
         Ok(())
     }
 
@@ -277,16 +283,12 @@ impl Store {
     }
 
     pub async fn touch_admin_session(&self, id: &str, at: i64) -> StoreResult<()> {
-        let db = self.control_db();
-        on_db!(db, |p| sqlx::query(
-            "UPDATE admin_sessions SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $2"
+        self.touch(
+            "UPDATE admin_sessions SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $2",
+            id,
+            at,
         )
-        .bind(id)
-        .bind(at)
-        .execute(&p)
-        .await?
-        .rows_affected());
-        Ok(())
+        .await
     }
 
     pub async fn delete_admin_session(&self, id: &str) -> StoreResult<()> {

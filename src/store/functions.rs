@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Store, StoreError, StoreResult, now_ms, on_db};
+use super::{Store, StoreError, StoreResult, TenantData, now_ms, on_db, postgres};
 use crate::tenancy::Scope;
 
 /// One stored deploy version.
@@ -57,31 +57,20 @@ impl Store {
         by: &str,
     ) -> StoreResult<i64> {
         let (db, tenant) = self.tenant_db(scope).await?;
-        let begin = db.begin_write();
-        on_db!(db, |p| {
-            let mut tx = p.begin_with(begin).await?;
-            let version: i64 = sqlx::query_scalar(
-                "SELECT COALESCE(MAX(version), 0) + 1 FROM deploys WHERE tenant_id = $1",
-            )
-            .bind(tenant)
-            .fetch_one(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO deploys (tenant_id, version, manifest, files, rules, created_at, \
-                 created_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(tenant)
-            .bind(version)
-            .bind(manifest)
-            .bind(files)
-            .bind(rules)
-            .bind(now_ms())
-            .bind(by)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(version)
-        })
+        // One statement, as `insert_ruleset`.
+        Ok(on_db!(db, |p| sqlx::query_scalar(
+            "INSERT INTO deploys (tenant_id, version, manifest, files, rules, created_at, \
+             created_by) SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5, $6 \
+             FROM deploys WHERE tenant_id = $1 RETURNING version"
+        )
+        .bind(tenant)
+        .bind(manifest)
+        .bind(files)
+        .bind(rules)
+        .bind(now_ms())
+        .bind(by)
+        .fetch_one(&p)
+        .await?))
     }
 
     /// Makes `version` the tenant's active deploy; NotFound when it does not exist.
@@ -191,76 +180,12 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        if let Some(fast) = self.fast_sqlite(scope).await? {
-            let tenant = scope.tenant().id;
-            return fast.with_writer(|tx| {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT INTO invocations (tenant_id, id, function, trigger, version, \
-                     started_at, duration_us, outcome, error, logs) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
-                )?;
-                for r in rows {
-                    stmt.execute(rusqlite::params![
-                        tenant,
-                        r.id,
-                        r.function,
-                        r.trigger,
-                        r.version,
-                        r.started_at,
-                        r.duration_us,
-                        r.outcome,
-                        r.error,
-                        r.logs.to_string()
-                    ])?;
-                }
-                Ok(())
-            });
-        }
-        let (db, tenant) = self.tenant_db(scope).await?;
-        for chunk in rows.chunks(100) {
-            let mut sql = String::from(
-                "INSERT INTO invocations (tenant_id, id, function, trigger, version, started_at, \
-                 duration_us, outcome, error, logs) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                let b = i * 9 + 2;
-                sql.push_str(&format!(
-                    "($1, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    b,
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7,
-                    b + 8
-                ));
+        match self.tenant_data(scope).await? {
+            (TenantData::Sqlite(file), tenant) => file.insert_invocations(tenant, rows),
+            (TenantData::Postgres(pool), tenant) => {
+                postgres::insert_invocations(&pool, tenant, rows).await
             }
-            sql.push_str(" ON CONFLICT DO NOTHING");
-            // Only placeholders are interpolated; every value is bound.
-            let sql = sqlx::AssertSqlSafe(sql);
-            on_db!(&db, |p| {
-                let mut q = sqlx::query(sql).bind(tenant);
-                for r in chunk {
-                    q = q
-                        .bind(&r.id)
-                        .bind(&r.function)
-                        .bind(&r.trigger)
-                        .bind(r.version)
-                        .bind(r.started_at)
-                        .bind(r.duration_us)
-                        .bind(&r.outcome)
-                        .bind(&r.error)
-                        .bind(r.logs.to_string());
-                }
-                q.execute(p).await?;
-            });
         }
-        Ok(())
     }
 
     /// A page of invocations, newest first; `before` is the last id of the previous page.

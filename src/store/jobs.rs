@@ -4,7 +4,7 @@
 use serde_json::Value;
 use sqlx::Row;
 
-use super::{Db, Store, StoreError, StoreResult, now_ms, on_db};
+use super::{Store, StoreResult, TenantData, now_ms, on_db, one_row, postgres};
 use crate::tenancy::Scope;
 
 /// Where a unit of writes came from, for the jobs it triggers.
@@ -101,92 +101,12 @@ impl Store {
         limit: i64,
     ) -> StoreResult<(Vec<JobRow>, Option<i64>)> {
         let now = now_ms();
-        if let Some(fast) = self.fast_sqlite(scope).await? {
-            let tenant = scope.tenant().id;
-            return fast.with_writer(|tx| {
-                let mut stmt = tx.prepare_cached(
-                    "UPDATE jobs SET run_at = ?3, lease_until = ?3, attempts = attempts + 1 \
-                     WHERE tenant_id = ?1 AND id IN (SELECT id FROM jobs WHERE tenant_id = ?1 \
-                     AND state = 'pending' AND run_at <= ?2 ORDER BY run_at LIMIT ?4) \
-                     RETURNING id, function, event, depth, attempts, max_attempts",
-                )?;
-                let jobs = stmt
-                    .query_map(rusqlite::params![tenant, now, now + lease_ms, limit], |r| {
-                        Ok(JobRow {
-                            id: r.get(0)?,
-                            function: r.get(1)?,
-                            event: r.get(2)?,
-                            depth: r.get::<_, i64>(3)?.max(0) as u32,
-                            attempts: r.get::<_, i64>(4)?.max(0) as u32,
-                            max_attempts: r.get::<_, i64>(5)?.max(1) as u32,
-                        })
-                    })?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                let next: Option<i64> = if (jobs.len() as i64) < limit {
-                    tx.query_row(
-                        "SELECT MIN(run_at) FROM jobs WHERE tenant_id = ?1 AND state = 'pending'",
-                        rusqlite::params![tenant],
-                        |r| r.get(0),
-                    )?
-                } else {
-                    Some(now)
-                };
-                Ok((jobs, next))
-            });
+        match self.tenant_data(scope).await? {
+            (TenantData::Sqlite(file), tenant) => file.claim_jobs(tenant, now, lease_ms, limit),
+            (TenantData::Postgres(pool), tenant) => {
+                postgres::claim_jobs(&pool, tenant, now, lease_ms, limit).await
+            }
         }
-        let (db, tenant) = self.tenant_db(scope).await?;
-        let lock = match db {
-            Db::Postgres(_) => " FOR UPDATE SKIP LOCKED",
-            Db::Sqlite(_) => "",
-        };
-        // A claim moves run_at to the end of the lease: the job is due again only if its
-        // runner does not finish it by then. So "due" is one indexed range on run_at.
-        let claim = format!(
-            "UPDATE jobs SET run_at = $3, lease_until = $3, attempts = attempts + 1 \
-             WHERE tenant_id = $1 AND id IN (SELECT id FROM jobs WHERE tenant_id = $1 \
-             AND state = 'pending' AND run_at <= $2 ORDER BY run_at LIMIT $4{lock}) \
-             RETURNING id, function, event, depth, attempts, max_attempts"
-        );
-        let begin = db.begin_write();
-        on_db!(db, |p| {
-            let mut tx = p.begin_with(begin).await?;
-            let rows = sqlx::query(sqlx::AssertSqlSafe(claim))
-                .bind(tenant)
-                .bind(now)
-                .bind(now + lease_ms)
-                .bind(limit)
-                .fetch_all(&mut *tx)
-                .await?;
-            // A full batch means more may be due now; otherwise say when the next is.
-            let next: Option<i64> = if (rows.len() as i64) < limit {
-                sqlx::query_scalar(
-                    "SELECT MIN(run_at) FROM jobs WHERE tenant_id = $1 AND state = 'pending'",
-                )
-                .bind(tenant)
-                .fetch_one(&mut *tx)
-                .await?
-            } else {
-                Some(now)
-            };
-            tx.commit().await?;
-            let jobs = rows
-                .iter()
-                .map(|r| -> StoreResult<JobRow> {
-                    let depth: i32 = r.try_get(3)?;
-                    let attempts: i32 = r.try_get(4)?;
-                    let max: i32 = r.try_get(5)?;
-                    Ok(JobRow {
-                        id: r.try_get(0)?,
-                        function: r.try_get(1)?,
-                        event: r.try_get(2)?,
-                        depth: depth.max(0) as u32,
-                        attempts: attempts.max(0) as u32,
-                        max_attempts: max.max(1) as u32,
-                    })
-                })
-                .collect::<StoreResult<Vec<_>>>()?;
-            Ok((jobs, next))
-        })
     }
 
     /// Deletes finished jobs (those still held by these deliveries).
@@ -194,36 +114,12 @@ impl Store {
         if jobs.is_empty() {
             return Ok(());
         }
-        if let Some(fast) = self.fast_sqlite(scope).await? {
-            let tenant = scope.tenant().id;
-            return fast.with_writer(|tx| {
-                let mut stmt = tx.prepare_cached(
-                    "DELETE FROM jobs WHERE tenant_id = ?1 AND id = ?2 AND attempts = ?3",
-                )?;
-                for j in jobs {
-                    stmt.execute(rusqlite::params![tenant, j.id, j.attempts])?;
-                }
-                Ok(())
-            });
+        match self.tenant_data(scope).await? {
+            (TenantData::Sqlite(file), tenant) => file.finish_jobs(tenant, jobs),
+            (TenantData::Postgres(pool), tenant) => {
+                postgres::finish_jobs(&pool, tenant, jobs).await
+            }
         }
-        let (db, tenant) = self.tenant_db(scope).await?;
-        for chunk in jobs.chunks(200) {
-            let list: Vec<String> = (0..chunk.len())
-                .map(|i| format!("(${}, ${})", 2 * i + 2, 2 * i + 3))
-                .collect();
-            let sql = format!(
-                "DELETE FROM jobs WHERE tenant_id = $1 AND (id, attempts) IN (VALUES {})",
-                list.join(", ")
-            );
-            on_db!(&db, |p| {
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant);
-                for j in chunk {
-                    q = q.bind(j.id.as_str()).bind(j.attempts as i32);
-                }
-                q.execute(p).await?;
-            });
-        }
-        Ok(())
     }
 
     /// Gives claimed jobs that never started back to the outbox, due now and on the same
@@ -233,35 +129,12 @@ impl Store {
             return Ok(());
         }
         let now = now_ms();
-        if let Some(fast) = self.fast_sqlite(scope).await? {
-            let tenant = scope.tenant().id;
-            return fast.with_writer(|tx| {
-                let mut stmt = tx.prepare_cached(
-                    "UPDATE jobs SET attempts = attempts - 1, run_at = ?4, lease_until = NULL \
-                     WHERE tenant_id = ?1 AND id = ?2 AND attempts = ?3",
-                )?;
-                for j in jobs {
-                    stmt.execute(rusqlite::params![tenant, j.id, j.attempts, now])?;
-                }
-                Ok(())
-            });
+        match self.tenant_data(scope).await? {
+            (TenantData::Sqlite(file), tenant) => file.release_jobs(tenant, jobs, now),
+            (TenantData::Postgres(pool), tenant) => {
+                postgres::release_jobs(&pool, tenant, jobs, now).await
+            }
         }
-        let (db, tenant) = self.tenant_db(scope).await?;
-        for j in jobs {
-            on_db!(&db, |p| {
-                sqlx::query(
-                    "UPDATE jobs SET attempts = attempts - 1, run_at = $4, lease_until = NULL \
-                     WHERE tenant_id = $1 AND id = $2 AND attempts = $3",
-                )
-                .bind(tenant)
-                .bind(j.id.as_str())
-                .bind(j.attempts as i32)
-                .bind(now)
-                .execute(p)
-                .await?;
-            });
-        }
-        Ok(())
     }
 
     /// Records a failed attempt: run again at `retry_at`, or (None) mark the job dead.
@@ -272,37 +145,16 @@ impl Store {
         error: &str,
         retry_at: Option<i64>,
     ) -> StoreResult<()> {
-        let (state, run_at) = match retry_at {
+        let next = match retry_at {
             Some(t) => ("pending", t),
             None => ("dead", now_ms()),
         };
-        if let Some(fast) = self.fast_sqlite(scope).await? {
-            let tenant = scope.tenant().id;
-            return fast.with_writer(|tx| {
-                tx.execute(
-                    "UPDATE jobs SET state = ?3, run_at = ?4, lease_until = NULL, last_error = ?5 \
-                     WHERE tenant_id = ?1 AND id = ?2 AND attempts = ?6",
-                    rusqlite::params![tenant, job.id, state, run_at, error, job.attempts],
-                )?;
-                Ok(())
-            });
+        match self.tenant_data(scope).await? {
+            (TenantData::Sqlite(file), tenant) => file.fail_job(tenant, job, error, next),
+            (TenantData::Postgres(pool), tenant) => {
+                postgres::fail_job(&pool, tenant, job, error, next).await
+            }
         }
-        let (db, tenant) = self.tenant_db(scope).await?;
-        on_db!(db, |p| {
-            sqlx::query(
-                "UPDATE jobs SET state = $3, run_at = $4, lease_until = NULL, last_error = $5 \
-                 WHERE tenant_id = $1 AND id = $2 AND attempts = $6",
-            )
-            .bind(tenant)
-            .bind(job.id.as_str())
-            .bind(state)
-            .bind(run_at)
-            .bind(error)
-            .bind(job.attempts as i32)
-            .execute(&p)
-            .await?;
-        });
-        Ok(())
     }
 
     /// Jobs of a tenant (`state`: pending or dead), oldest first after `after`.
@@ -363,9 +215,6 @@ impl Store {
             .await?
             .rows_affected()
         });
-        if n == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        one_row(n)
     }
 }

@@ -16,9 +16,12 @@ mod documents;
 mod functions;
 mod jobs;
 mod keys;
+mod postgres;
 pub mod predicate_sql;
+mod rulesets;
 mod secrets;
-mod sqlite_fast;
+mod sql;
+mod sqlite;
 mod usage;
 mod users;
 
@@ -186,6 +189,15 @@ pub(crate) fn on_unique(err: sqlx::Error, what: &'static str) -> StoreError {
     }
 }
 
+/// `Ok` when a statement touched a row, `NotFound` when it touched none (an update or
+/// delete of something absent).
+pub(crate) fn one_row(rows_affected: u64) -> StoreResult<()> {
+    if rows_affected == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -221,6 +233,22 @@ macro_rules! on_db {
 }
 pub(crate) use on_db;
 
+/// A tenant's data as the hot paths reach it: its SQLite file through rusqlite, or the
+/// PostgreSQL pool through sqlx. (A tenant file's sqlx pool serves only cold paths.)
+pub(crate) enum TenantData {
+    Sqlite(Arc<sqlite::SqliteFile>),
+    Postgres(PgPool),
+}
+
+impl TenantData {
+    pub(crate) fn dialect(&self) -> predicate_sql::Dialect {
+        match self {
+            TenantData::Sqlite(_) => predicate_sql::Dialect::Sqlite,
+            TenantData::Postgres(_) => predicate_sql::Dialect::Postgres,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendKind {
     Sqlite,
@@ -250,11 +278,12 @@ struct SqliteBackend {
     tenants: tokio::sync::Mutex<HashMap<i64, TenantFile>>,
 }
 
-/// One tenant's SQLite file, through sqlx and through the inline fast path.
+/// One tenant's SQLite file: through sqlx for the cold paths, through rusqlite
+/// (`store::sqlite`) for the hot ones.
 #[derive(Clone)]
 struct TenantFile {
     pool: SqlitePool,
-    fast: Arc<sqlite_fast::FastSqlite>,
+    hot: Arc<sqlite::SqliteFile>,
 }
 
 /// Where the data lives: a directory of SQLite files or a PostgreSQL URL.
@@ -339,15 +368,15 @@ impl Store {
         Ok((db, tenant_id))
     }
 
-    /// The inline SQLite path for a tenant's hot queries; None on PostgreSQL.
-    pub(crate) async fn fast_sqlite(
-        &self,
-        scope: &Scope,
-    ) -> StoreResult<Option<Arc<sqlite_fast::FastSqlite>>> {
-        match &*self.inner {
-            Backend::Sqlite(s) => Ok(Some(s.tenant_file(scope.tenant().id).await?.fast)),
-            Backend::Postgres(_) => Ok(None),
-        }
+    /// Where a tenant's hot paths (documents, the change log, the group commit, the job
+    /// outbox, session checks) run, and the tenant's id.
+    pub(crate) async fn tenant_data(&self, scope: &Scope) -> StoreResult<(TenantData, i64)> {
+        let tenant_id = scope.tenant().id;
+        let data = match &*self.inner {
+            Backend::Sqlite(s) => TenantData::Sqlite(s.tenant_file(tenant_id).await?.hot),
+            Backend::Postgres(p) => TenantData::Postgres(p.clone()),
+        };
+        Ok((data, tenant_id))
     }
 
     /// True when the database answers a trivial query.
@@ -431,7 +460,7 @@ impl SqliteBackend {
         SQLITE_TENANT_MIGRATIONS.run(&pool).await?;
         let file = TenantFile {
             pool,
-            fast: Arc::new(sqlite_fast::FastSqlite::new(&path)),
+            hot: Arc::new(sqlite::SqliteFile::new(&path)),
         };
         tenants.insert(tenant_id, file.clone());
         Ok(file)

@@ -1,7 +1,7 @@
 //! A tenant's secrets: sealed by `secrets::SecretsService` before they get here; the store
 //! only ever sees nonces and ciphertexts.
 
-use super::{BackendKind, Store, StoreError, StoreResult, now_ms, on_db};
+use super::{BackendKind, Store, StoreResult, now_ms, on_db, one_row};
 use crate::tenancy::Scope;
 
 /// One stored secret, still sealed.
@@ -101,10 +101,7 @@ impl Store {
         .execute(&p)
         .await?
         .rows_affected());
-        if n == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        one_row(n)
     }
 
     /// Names and update times of the tenant's secrets, by name; never values.

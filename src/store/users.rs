@@ -1,6 +1,8 @@
 //! A tenant's end users, their sessions (refresh-token families) and single-use tokens.
 
-use super::{Store, StoreError, StoreResult, now_ms, on_db, on_unique};
+use super::{
+    Store, StoreError, StoreResult, TenantData, now_ms, on_db, on_unique, one_row, postgres,
+};
 use crate::tenancy::Scope;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -116,13 +118,7 @@ impl Store {
     }
 
     pub async fn get_user(&self, scope: &Scope, id: &str) -> StoreResult<Option<UserRow>> {
-        let (db, tenant) = self.tenant_db(scope).await?;
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND id = $2");
-        Ok(on_db!(db, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(&p)
-            .await?))
+        self.user_by(scope, "id", id).await
     }
 
     pub async fn get_user_by_email(
@@ -130,11 +126,22 @@ impl Store {
         scope: &Scope,
         email: &str,
     ) -> StoreResult<Option<UserRow>> {
+        self.user_by(scope, "email", email).await
+    }
+
+    /// The user whose unique `column` (a name of ours, never request text) is `value`.
+    async fn user_by(
+        &self,
+        scope: &Scope,
+        column: &'static str,
+        value: &str,
+    ) -> StoreResult<Option<UserRow>> {
         let (db, tenant) = self.tenant_db(scope).await?;
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND email = $2");
+        let sql =
+            format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND {column} = $2");
         Ok(on_db!(db, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(tenant)
-            .bind(email)
+            .bind(value)
             .fetch_optional(&p)
             .await?))
     }
@@ -215,10 +222,7 @@ impl Store {
             tx.commit().await?;
             n
         });
-        if n == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        one_row(n)
     }
 
     pub async fn set_email_verified(&self, scope: &Scope, id: &str) -> StoreResult<()> {
@@ -247,10 +251,7 @@ impl Store {
         .execute(&p)
         .await?
         .rows_affected());
-        if n == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        one_row(n)
     }
 
     // ---- sessions and refresh tokens ----------------------------------------------------
@@ -422,29 +423,15 @@ impl Store {
         session_id: &str,
         user_id: &str,
     ) -> StoreResult<SessionState> {
-        if let Some(fast) = self.fast_sqlite(scope).await? {
-            let live = fast.session_active(scope.tenant().id, session_id, user_id)?;
-            return Ok(if live {
-                SessionState::Active
-            } else {
-                SessionState::Inactive
-            });
-        }
-        let (db, tenant) = self.tenant_db(scope).await?;
-        let ok: Option<i64> = on_db!(db, |p| {
-            sqlx::query_scalar(
-            "SELECT s.expires_at FROM sessions s JOIN users u ON u.tenant_id = s.tenant_id AND u.id = s.user_id \
-             WHERE s.tenant_id = $1 AND s.id = $2 AND s.user_id = $3 \
-               AND s.revoked_at IS NULL AND s.expires_at > $4 AND u.disabled = FALSE"
-        )
-        .bind(tenant)
-        .bind(session_id)
-        .bind(user_id)
-        .bind(now_ms())
-        .fetch_optional(&p)
-        .await?
-        });
-        Ok(if ok.is_some() {
+        let live = match self.tenant_data(scope).await? {
+            (TenantData::Sqlite(file), tenant) => {
+                file.session_active(tenant, session_id, user_id)?
+            }
+            (TenantData::Postgres(pool), tenant) => {
+                postgres::session_active(&pool, tenant, session_id, user_id).await?
+            }
+        };
+        Ok(if live {
             SessionState::Active
         } else {
             SessionState::Inactive

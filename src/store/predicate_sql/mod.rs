@@ -27,6 +27,11 @@ use serde_json::Value as Json;
 
 use crate::query::{CmpOp, Field, Predicate};
 
+mod json_path;
+
+use json_path::{DocField, Step, column, keys};
+pub use json_path::{field_sql, identifier_safe};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {
     Sqlite,
@@ -66,85 +71,6 @@ pub fn render(pred: &Predicate, dialect: Dialect, first_param: usize) -> Rendere
     }
 }
 
-/// The SQL expression for a field's value, as used by ORDER BY and expression indexes:
-/// SQLite `json_extract(data, '$.a.b')`, PostgreSQL `(data -> 'a' -> 'b')`; meta fields
-/// are their columns. Only for identifier-safe paths (None otherwise).
-pub fn field_sql(field: &Field, dialect: Dialect) -> Option<String> {
-    match field {
-        Field::Doc(path) => {
-            if !path.iter().all(|s| identifier_safe(s)) {
-                return None;
-            }
-            Some(match dialect {
-                Dialect::Sqlite => format!("json_extract(data, '{}')", json_path(path)),
-                Dialect::Postgres => pg_path(path),
-            })
-        }
-        other => Some(column(other).to_string()),
-    }
-}
-
-/// `[A-Za-z_][A-Za-z0-9_]*`: safe to inline into SQL and into a JSON path.
-pub fn identifier_safe(segment: &str) -> bool {
-    let mut chars = segment.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-fn column(field: &Field) -> &'static str {
-    match field {
-        Field::Id => "id",
-        Field::Version => "version",
-        Field::CreatedAt => "created_at",
-        Field::UpdatedAt => "updated_at",
-        Field::Doc(_) => "data",
-    }
-}
-
-/// A path step into JSON: an object key or (inside values compared whole) a list index.
-#[derive(Clone, Debug)]
-enum Step {
-    Key(String),
-    Index(usize),
-}
-
-/// A SQLite JSON path: `$.a.b`, with keys that are not identifier-safe quoted as JSON
-/// strings (`$."a b"`; SQLite 3.45+ reads the escapes).
-fn sqlite_path(steps: &[Step]) -> String {
-    let mut p = String::from("$");
-    for s in steps {
-        match s {
-            Step::Key(k) if identifier_safe(k) => {
-                p.push('.');
-                p.push_str(k);
-            }
-            Step::Key(k) => {
-                p.push('.');
-                p.push_str(&Json::String(k.clone()).to_string());
-            }
-            Step::Index(i) => p.push_str(&format!("[{i}]")),
-        }
-    }
-    p
-}
-
-fn json_path(path: &[String]) -> String {
-    sqlite_path(&keys(path))
-}
-
-fn keys(path: &[String]) -> Vec<Step> {
-    path.iter().map(|k| Step::Key(k.clone())).collect()
-}
-
-fn pg_path(path: &[String]) -> String {
-    let mut s = String::from("(data");
-    for k in path {
-        s.push_str(&format!(" -> '{k}'"));
-    }
-    s.push(')');
-    s
-}
-
 struct Renderer {
     dialect: Dialect,
     first: usize,
@@ -153,15 +79,6 @@ struct Renderer {
     /// excludes the row, NOT FALSE includes it. Elsewhere only TRUE counts (the SQL is a
     /// WHERE condition), so an error may render as FALSE (see `guarded`).
     negated: bool,
-}
-
-/// How a document field is read, once its path parameters (if any) are bound.
-struct DocField {
-    /// SQLite: the JSON path argument (an inlined literal or a placeholder).
-    /// PostgreSQL: the jsonb expression.
-    access: String,
-    /// The parent's access (for `has`), None at the top level.
-    parent: Option<String>,
 }
 
 impl Renderer {
@@ -258,63 +175,6 @@ impl Renderer {
                 // the document and its metadata always exist
                 _ => "TRUE".to_string(),
             },
-        }
-    }
-
-    /// Binds (or inlines) the path of a document field.
-    fn doc_field(&mut self, steps: &[Step]) -> DocField {
-        let parent = if steps.len() > 1 {
-            Some(self.access(&steps[..steps.len() - 1]))
-        } else {
-            None
-        };
-        DocField {
-            access: self.access(steps),
-            parent,
-        }
-    }
-
-    fn access(&mut self, steps: &[Step]) -> String {
-        self.access_from(None, steps)
-    }
-
-    /// SQLite: the JSON path of `steps` below `root` (a SQL expression holding a path,
-    /// e.g. `e.fullkey`), or below the document. PostgreSQL: the jsonb value.
-    fn access_from(&mut self, root: Option<&str>, steps: &[Step]) -> String {
-        let safe = steps.iter().all(|s| match s {
-            Step::Key(k) => identifier_safe(k),
-            Step::Index(_) => true,
-        });
-        match self.dialect {
-            Dialect::Sqlite => {
-                let path = sqlite_path(steps);
-                match root {
-                    None if safe => format!("'{path}'"),
-                    None => self.param(SqlParam::Text(path)),
-                    Some(root) if steps.is_empty() => root.to_string(),
-                    Some(root) if safe => format!("({root} || '{}')", &path[1..]),
-                    Some(root) => {
-                        let p = self.param(SqlParam::Text(path[1..].to_string()));
-                        format!("({root} || {p})")
-                    }
-                }
-            }
-            Dialect::Postgres => {
-                let mut s = String::from("(data");
-                for step in steps {
-                    match step {
-                        Step::Key(k) if identifier_safe(k) => s.push_str(&format!(" -> '{k}'")),
-                        // `->` with text never indexes an array (`#>` would, for "0")
-                        Step::Key(k) => {
-                            let p = self.param(SqlParam::Text(k.clone()));
-                            s.push_str(&format!(" -> {p}"));
-                        }
-                        Step::Index(i) => s.push_str(&format!(" -> {i}")),
-                    }
-                }
-                s.push(')');
-                s
-            }
         }
     }
 
@@ -707,137 +567,4 @@ fn prefix_successor(prefix: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn doc(p: &[&str]) -> Field {
-        Field::Doc(p.iter().map(|s| s.to_string()).collect())
-    }
-
-    #[test]
-    fn field_sql_inlines_only_safe_paths() {
-        assert_eq!(
-            field_sql(&doc(&["poll"]), Dialect::Sqlite).as_deref(),
-            Some("json_extract(data, '$.poll')")
-        );
-        assert_eq!(
-            field_sql(&doc(&["a", "b_2"]), Dialect::Postgres).as_deref(),
-            Some("(data -> 'a' -> 'b_2')")
-        );
-        assert_eq!(field_sql(&doc(&["a-b"]), Dialect::Sqlite), None);
-        assert_eq!(
-            field_sql(&doc(&["x'; DROP TABLE docs; --"]), Dialect::Postgres),
-            None
-        );
-        assert_eq!(field_sql(&doc(&["1a"]), Dialect::Postgres), None);
-        assert_eq!(
-            field_sql(&Field::Version, Dialect::Postgres).as_deref(),
-            Some("version")
-        );
-    }
-
-    #[test]
-    fn equality_uses_the_indexable_expression() {
-        let p = Predicate::Compare {
-            field: doc(&["poll"]),
-            op: CmpOp::Eq,
-            value: json!("p1"),
-        };
-        let r = render(&p, Dialect::Sqlite, 3);
-        assert!(
-            r.sql.contains("json_extract(data, '$.poll') = $3"),
-            "{}",
-            r.sql
-        );
-        assert_eq!(r.params, vec![SqlParam::Text("p1".into())]);
-        let r = render(&p, Dialect::Postgres, 1);
-        assert_eq!(r.sql, "((data -> 'poll') = $1::jsonb)");
-        assert_eq!(r.params, vec![SqlParam::Json("\"p1\"".into())]);
-    }
-
-    #[test]
-    fn prefix_successors_bound_the_prefix() {
-        assert_eq!(prefix_successor("ab").as_deref(), Some("ac"));
-        assert_eq!(prefix_successor("a\u{10FFFF}").as_deref(), Some("b"));
-        assert_eq!(prefix_successor("\u{D7FF}").as_deref(), Some("\u{E000}"));
-        assert_eq!(prefix_successor("\u{10FFFF}"), None);
-        assert_eq!(prefix_successor(""), None);
-    }
-
-    #[test]
-    fn ranges_outside_a_negation_keep_the_indexed_expression_bare() {
-        let lt = Predicate::Compare {
-            field: doc(&["n"]),
-            op: CmpOp::Lt,
-            value: json!(3),
-        };
-        let r = render(&lt, Dialect::Sqlite, 1);
-        assert!(
-            r.sql.starts_with("(json_extract(data, '$.n') < $1 AND"),
-            "{}",
-            r.sql
-        );
-        let r = render(&lt, Dialect::Postgres, 1);
-        assert!(
-            r.sql.starts_with("((data -> 'n') < $1::jsonb AND"),
-            "{}",
-            r.sql
-        );
-        // under NOT an error must stay NULL
-        let r = render(&Predicate::Not(Box::new(lt)), Dialect::Sqlite, 1);
-        assert!(r.sql.contains("CASE WHEN"), "{}", r.sql);
-    }
-
-    #[test]
-    fn user_text_is_never_inlined() {
-        let evil = "x'); DROP TABLE docs; --";
-        let p = Predicate::And(vec![
-            Predicate::Compare {
-                field: doc(&[evil, "b"]),
-                op: CmpOp::Lt,
-                value: json!(evil),
-            },
-            Predicate::In {
-                field: doc(&[evil]),
-                values: vec![json!(evil), json!(1), json!([evil])],
-            },
-            Predicate::Has {
-                field: doc(&["ok", evil]),
-            },
-            Predicate::Compare {
-                field: Field::Id,
-                op: CmpOp::Ge,
-                value: json!(evil),
-            },
-        ]);
-        for d in [Dialect::Sqlite, Dialect::Postgres] {
-            let r = render(&p, d, 1);
-            assert!(!r.sql.contains("DROP"), "{}", r.sql);
-            assert!(!r.params.is_empty());
-        }
-    }
-
-    #[test]
-    fn placeholders_are_numbered_from_first_param() {
-        let p = Predicate::Or(vec![
-            Predicate::Compare {
-                field: doc(&["a"]),
-                op: CmpOp::Eq,
-                value: json!(1),
-            },
-            Predicate::Compare {
-                field: Field::Version,
-                op: CmpOp::Gt,
-                value: json!(2),
-            },
-        ]);
-        let r = render(&p, Dialect::Postgres, 5);
-        assert!(
-            r.sql.contains("$5::jsonb") && r.sql.contains("$6::bigint"),
-            "{}",
-            r.sql
-        );
-        assert_eq!(r.params.len(), 2);
-    }
-}
+mod tests;

@@ -1,0 +1,93 @@
+//! The job outbox on a tenant file: claims, finishes, releases and failures, each one
+//! IMMEDIATE transaction on the writer connection.
+
+use rusqlite::params;
+
+use super::SqliteFile;
+use crate::store::StoreResult;
+use crate::store::jobs::{JobRef, JobRow};
+
+impl SqliteFile {
+    /// `Store::claim_jobs` at time `now`.
+    pub(crate) fn claim_jobs(
+        &self,
+        tenant: i64,
+        now: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<JobRow>, Option<i64>)> {
+        self.with_writer(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE jobs SET run_at = ?3, lease_until = ?3, attempts = attempts + 1 \
+                 WHERE tenant_id = ?1 AND id IN (SELECT id FROM jobs WHERE tenant_id = ?1 \
+                 AND state = 'pending' AND run_at <= ?2 ORDER BY run_at LIMIT ?4) \
+                 RETURNING id, function, event, depth, attempts, max_attempts",
+            )?;
+            let jobs = stmt
+                .query_map(params![tenant, now, now + lease_ms, limit], |r| {
+                    Ok(JobRow {
+                        id: r.get(0)?,
+                        function: r.get(1)?,
+                        event: r.get(2)?,
+                        depth: r.get::<_, i64>(3)?.max(0) as u32,
+                        attempts: r.get::<_, i64>(4)?.max(0) as u32,
+                        max_attempts: r.get::<_, i64>(5)?.max(1) as u32,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let next: Option<i64> = if (jobs.len() as i64) < limit {
+                tx.query_row(
+                    "SELECT MIN(run_at) FROM jobs WHERE tenant_id = ?1 AND state = 'pending'",
+                    params![tenant],
+                    |r| r.get(0),
+                )?
+            } else {
+                Some(now)
+            };
+            Ok((jobs, next))
+        })
+    }
+
+    pub(crate) fn finish_jobs(&self, tenant: i64, jobs: &[JobRef]) -> StoreResult<()> {
+        self.with_writer(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "DELETE FROM jobs WHERE tenant_id = ?1 AND id = ?2 AND attempts = ?3",
+            )?;
+            for j in jobs {
+                stmt.execute(params![tenant, j.id, j.attempts])?;
+            }
+            Ok(())
+        })
+    }
+
+    pub(crate) fn release_jobs(&self, tenant: i64, jobs: &[JobRef], now: i64) -> StoreResult<()> {
+        self.with_writer(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE jobs SET attempts = attempts - 1, run_at = ?4, lease_until = NULL \
+                 WHERE tenant_id = ?1 AND id = ?2 AND attempts = ?3",
+            )?;
+            for j in jobs {
+                stmt.execute(params![tenant, j.id, j.attempts, now])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// `Store::fail_job`: the job's new `state` and `run_at`.
+    pub(crate) fn fail_job(
+        &self,
+        tenant: i64,
+        job: &JobRef,
+        error: &str,
+        (state, run_at): (&str, i64),
+    ) -> StoreResult<()> {
+        self.with_writer(|tx| {
+            tx.execute(
+                "UPDATE jobs SET state = ?3, run_at = ?4, lease_until = NULL, last_error = ?5 \
+                 WHERE tenant_id = ?1 AND id = ?2 AND attempts = ?6",
+                params![tenant, job.id, state, run_at, error, job.attempts],
+            )?;
+            Ok(())
+        })
+    }
+}
