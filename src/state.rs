@@ -67,7 +67,10 @@ impl AppState {
             free_failures: config.login_free_failures,
             account_failures_per_hour: config.login_failures_per_account_per_hour,
         }));
-        let auth_cache = Arc::new(crate::auth::cache::AuthCache::new(config.auth_cache_ttl));
+        let auth_cache = Arc::new(crate::auth::cache::AuthCache::new(
+            config.auth_cache_ttl,
+            store.clone(),
+        ));
         let auth = auth_service(&config, &store, &keyring, &limiter, &auth_cache)?;
         let rules = Arc::new(RulesRegistry::new(store.clone(), Duration::from_secs(1)));
         let cursor_secret = store
@@ -125,6 +128,7 @@ impl AppState {
         // after-hook jobs and wakes the realtime feeds.
         docs.set_before_write(functions.before_write_hooks());
         store.set_job_planner(functions.job_planner());
+        store.set_commit_listener(realtime.commit_listener());
         Ok(AppState(Arc::new(AppInner {
             config,
             store,

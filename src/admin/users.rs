@@ -66,7 +66,7 @@ impl AdminService {
         if disabled {
             self.store.revoke_user_sessions(&scope, id, None).await?;
         }
-        self.auth_cache.forget_user(scope.tenant().id, id);
+        self.auth_cache.forget_user(scope.tenant().id, id).await;
         let action = if disabled {
             "user.disable"
         } else {
@@ -83,7 +83,7 @@ impl AdminService {
             return Err(AdminError::NotFound("user"));
         }
         let n = self.store.revoke_user_sessions(&scope, id, None).await?;
-        self.auth_cache.forget_user(scope.tenant().id, id);
+        self.auth_cache.forget_user(scope.tenant().id, id).await;
         self.audit(
             actor,
             "user.revoke_sessions",
@@ -101,7 +101,7 @@ impl AdminService {
             .delete_user(&scope, id)
             .await
             .map_err(|e| not_found_as(e, "user"))?;
-        self.auth_cache.forget_user(scope.tenant().id, id);
+        self.auth_cache.forget_user(scope.tenant().id, id).await;
         self.audit(
             actor,
             "user.delete",

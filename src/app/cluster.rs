@@ -7,16 +7,25 @@
 use crate::state::AppState;
 use crate::store::{Announcement, Topic};
 
-/// Follows announcements until the task is aborted (returns at once on SQLite). What
+/// Follows tenant and session announcements until the task is aborted (returns at once on SQLite). What
 /// was announced while the connection was lost expires from the caches by itself.
 pub async fn follow_tenant_changes(state: AppState) {
     let store = state.store.clone();
     store
-        .follow_announcements(&[Topic::Tenants], |a| {
+        .follow_announcements(&[Topic::Tenants, Topic::Sessions], |a| {
             let state = state.clone();
             async move {
-                if let Announcement::TenantChanged { slug } = a {
-                    forget_tenant(&state, &slug).await;
+                match a {
+                    Announcement::TenantChanged { slug } => forget_tenant(&state, &slug).await,
+                    // Sessions another node ended (announced by its `auth`): this node's
+                    // cached checks must not outlive them.
+                    Announcement::SessionEnded { tenant, session_id } => {
+                        state.auth.drop_cached_session(tenant, &session_id);
+                    }
+                    Announcement::UserSessions { tenant, user_id } => {
+                        state.auth.drop_cached_user(tenant, &user_id);
+                    }
+                    Announcement::Commit { .. } | Announcement::Resumed => {}
                 }
             }
         })

@@ -2,14 +2,17 @@
 //! keys), so a request does not pay a database round trip to learn what the previous
 //! request learned a moment ago.
 //!
-//! Revocations made through this process forget the affected entries at once; other
-//! nodes sharing a PostgreSQL database see them within the TTL (one second by default).
+//! Revocations made through this process forget the affected entries at once and are
+//! announced (`store::announce`) to the other nodes sharing a PostgreSQL database, the
+//! `plinth` CLI's included; a node that missed an announcement sees the revocation
+//! within the TTL (one second by default).
 
 use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use super::tokens::AccessClaims;
+use crate::store::Store;
 
 /// A user's sessions (or one session) may have ended: disabled, deleted, revoked, logged
 /// out, password changed. Subscribers (the realtime broker) re-check what they hold.
@@ -38,18 +41,21 @@ pub struct AuthCache {
     /// (tenant, key prefix) -> (key, checked at)
     keys: RwLock<HashMap<(i64, String), (CachedKey, Instant)>>,
     events: tokio::sync::broadcast::Sender<SessionEvent>,
+    /// Announces session changes to the other nodes.
+    store: Store,
 }
 
 const MAX_ENTRIES: usize = 100_000;
 
 impl AuthCache {
-    pub fn new(ttl: Duration) -> AuthCache {
+    pub fn new(ttl: Duration, store: Store) -> AuthCache {
         AuthCache {
             ttl,
             tokens: RwLock::new(HashMap::new()),
             sessions: RwLock::new(HashMap::new()),
             keys: RwLock::new(HashMap::new()),
             events: tokio::sync::broadcast::channel(1024).0,
+            store,
         }
     }
 
@@ -94,7 +100,9 @@ impl AuthCache {
         }
     }
 
-    pub fn forget_session(&self, tenant: i64, sid: &str) {
+    /// Forgets one session (signed out, revoked) and announces it, here and to the other
+    /// nodes.
+    pub async fn forget_session(&self, tenant: i64, sid: &str) {
         if let Ok(mut m) = self.sessions.write() {
             m.remove(&(tenant, sid.to_string()));
         }
@@ -103,10 +111,12 @@ impl AuthCache {
             user: None,
             session: Some(sid.to_string()),
         });
+        self.store.notify_session_ended(tenant, sid).await;
     }
 
-    /// Forgets every session of a user (disabled, deleted, password changed, revoked).
-    pub fn forget_user(&self, tenant: i64, uid: &str) {
+    /// Forgets every session of a user (disabled, deleted, password changed, revoked) and
+    /// announces it, here and to the other nodes.
+    pub async fn forget_user(&self, tenant: i64, uid: &str) {
         if let Ok(mut m) = self.sessions.write() {
             m.retain(|(t, _), (u, _)| !(*t == tenant && u == uid));
         }
@@ -115,6 +125,7 @@ impl AuthCache {
             user: Some(uid.to_string()),
             session: None,
         });
+        self.store.notify_sessions(tenant, uid).await;
     }
 
     /// Drops a user's sessions, silently (unlike `forget_user`).

@@ -1,13 +1,13 @@
-//! Lists: the read rule ANDed with the filter, in SQL, one page at a time, and the
-//! database's plan for the same query.
+//! Lists: the read plan (the read rule ANDed with the filter, `read_plan`), in SQL, one
+//! page at a time, and the database's plan for the same query.
 
-use crate::rules::{Operation, Predicate, PredicateError, QueryBindings, RuleSet};
+use crate::rules::{Predicate, RuleSet};
 use crate::store::{After, ListQuery, OrderKey};
 use crate::tenancy::Scope;
 
 use super::{
     Count, CursorContext, DocError, DocumentService, ListParams, MAX_COUNT, MAX_PAGE_BYTES, Page,
-    auth_of, bypasses_rules, check_names, filter_predicate, now_ms, parse_order,
+    ReadFor, check_names, parse_order,
 };
 
 /// A list request, checked and translated: what the store is asked for.
@@ -111,55 +111,10 @@ impl DocumentService {
             });
         }
         let order = parse_order(ctx.order)?;
-        let now = now_ms();
-        let auth = auth_of(scope);
-        let qb = QueryBindings {
-            auth: auth.as_ref(),
-            now_ms: now,
-        };
-        let rules = self.rules.get(scope).await?;
-        let mut parts: Vec<Predicate> = Vec::new();
-        if !bypasses_rules(scope) {
-            let rule = rules
-                .rule(collection, Operation::Read)
-                .ok_or_else(|| DocError::Denied {
-                    collection: collection.to_string(),
-                    op: "read",
-                })?;
-            let pred = match rule.to_predicate(&qb) {
-                Ok(p) => p,
-                // Read rules are checked translatable at install; failing here is a bug.
-                Err(PredicateError::Untranslatable(u)) => {
-                    return Err(DocError::Internal(format!(
-                        "read rule not translatable: {}",
-                        u.message
-                    )));
-                }
-                // A rule too costly for this caller denies.
-                Err(PredicateError::TooCostly) => Predicate::False,
-            };
-            if pred == Predicate::False {
-                // Nothing can be listed: refuse before compiling or evaluating a filter.
-                return Err(DocError::Denied {
-                    collection: collection.to_string(),
-                    op: "read",
-                });
-            }
-            parts.push(pred);
-        }
-        if !ctx.filter.is_empty() {
-            let filter = self
-                .compile_filter(ctx.filter)
-                .map_err(DocError::InvalidFilter)?;
-            parts.push(
-                filter_predicate(filter, auth.as_ref(), now, crate::rules::EVAL_BUDGET).await?,
-            );
-        }
-        let predicate = match parts.len() {
-            0 => None,
-            1 => parts.pop(),
-            _ => Some(Predicate::And(parts)),
-        };
+        let plan = self
+            .read_plan(scope, collection, Some(ctx.filter), None, ReadFor::List)
+            .await?;
+        let predicate = plan.predicate;
         let after = match params.cursor.as_deref().filter(|c| !c.is_empty()) {
             Some(c) => Some(
                 self.cursor_key
@@ -173,7 +128,7 @@ impl DocumentService {
         {
             return Err(DocError::InvalidCursor);
         }
-        let sort_matches = sort_matches(&rules, collection, predicate.as_ref(), &order);
+        let sort_matches = sort_matches(&plan.rules, collection, predicate.as_ref(), &order);
         Ok(Planned {
             predicate,
             order,

@@ -7,6 +7,7 @@ mod cursor;
 mod error;
 mod list;
 pub mod patch;
+mod read_plan;
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use serde_json::Value;
 pub use crate::names::{depth, has_nul, valid_collection, valid_doc_id};
 pub use cursor::{CursorContext, CursorKey};
 pub use error::DocError;
+pub use read_plan::{ReadFor, ReadPlan};
 
 use crate::rules::{
     AuthInfo, Bindings, CelError, DocMeta, Explanation, ExprKind, Expression, Field, Operation,

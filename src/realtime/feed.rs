@@ -14,8 +14,10 @@ use std::sync::atomic::Ordering;
 use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
+use super::changes::{LogError, LogPage, OnPage, Read};
+use super::outbox::Outbox;
 use super::protocol::DocOut;
-use super::socket::SocketShared;
+use super::socket_auth::SocketAuth;
 use crate::documents::timestamp;
 use crate::rules::{
     AuthInfo, Bindings, DocMeta, EVENT_BUDGET, Expression, Operation, RuleSet, Verdict,
@@ -46,7 +48,7 @@ pub(crate) struct Sub {
     pub collection: String,
     pub doc: Option<String>,
     pub filter: Option<Arc<Expression>>,
-    pub socket: Arc<SocketShared>,
+    pub socket: Arc<Outbox>,
     pub mode: std::sync::Mutex<Mode>,
     /// Its filter spent the per-event budget: 0 no, 1 yes (error frame not sent yet),
     /// 2 yes and told. A spent subscription gets no more events and costs nothing.
@@ -59,7 +61,7 @@ impl Sub {
         collection: String,
         doc: Option<String>,
         filter: Option<Arc<Expression>>,
-        socket: Arc<SocketShared>,
+        socket: Arc<Outbox>,
         mode: Mode,
     ) -> Sub {
         let id = serde_json::to_string(&key.1).unwrap_or_else(|_| "\"\"".into());
@@ -138,6 +140,52 @@ impl Feed {
     pub fn lock(&self) -> std::sync::MutexGuard<'_, FeedState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Dispatches a page of the log the tailer read, and sends the live events; says
+    /// where to read next (None at the log's end).
+    pub async fn dispatch_page(&self, page: LogPage) -> Option<Read> {
+        let mut out = Deliveries::default();
+        {
+            let mut state = self.lock();
+            if state.collections() != page.collections {
+                // A subscription to another collection came meanwhile (registered at the
+                // position): this read skipped its changes. Read again.
+                return Some(state.next_read());
+            }
+            for c in &page.changes {
+                if c.seq <= state.position {
+                    continue;
+                }
+                state.dispatch(c, &page.rules, page.now_ms, &mut out);
+                state.position = c.seq;
+            }
+            // Past the changes of the collections nobody follows, too.
+            if page.reached > state.position {
+                state.position = page.reached;
+            }
+        }
+        // Sent before the next read, by this feed's only tailer: each socket gets its
+        // events in seq order.
+        out.send().await;
+        if page.at_end() {
+            return None;
+        }
+        // Outside the budget, nothing else would make a long catch-up (the log reads may
+        // complete at once) give the worker to other tasks between reads.
+        tokio::task::yield_now().await;
+        Some(self.lock().next_read())
+    }
+}
+
+/// The tailer's handling of the pages it reads: dispatch to the feed's subscriptions.
+pub(crate) struct Dispatch<'a>(pub &'a Feed);
+
+impl OnPage for Dispatch<'_> {
+    type Error = LogError;
+
+    async fn page(&mut self, page: LogPage) -> Result<Option<Read>, LogError> {
+        Ok(self.0.dispatch_page(page).await)
+    }
 }
 
 impl FeedState {
@@ -181,6 +229,14 @@ impl FeedState {
             }
         }
         Some(sub)
+    }
+
+    /// The tailer's next read: after its position, the collections with subscriptions.
+    pub fn next_read(&self) -> Read {
+        Read {
+            from: self.position,
+            collections: self.collections(),
+        }
     }
 
     /// The collections with subscriptions (sorted, so two calls compare equal when the
@@ -267,13 +323,13 @@ pub(crate) fn fanout_yields() -> bool {
 /// burst of changes costs one send per socket, not one per event.
 #[derive(Default)]
 pub(crate) struct Deliveries {
-    sockets: Vec<(Arc<SocketShared>, Vec<String>)>,
+    sockets: Vec<(Arc<Outbox>, Vec<String>)>,
     /// Socket id → index in `sockets`.
     index: HashMap<u64, usize>,
 }
 
 impl Deliveries {
-    fn push(&mut self, socket: &Arc<SocketShared>, text: String) {
+    fn push(&mut self, socket: &Arc<Outbox>, text: String) {
         let i = *self.index.entry(socket.id).or_insert_with(|| {
             self.sockets.push((socket.clone(), Vec::new()));
             self.sockets.len() - 1
@@ -309,7 +365,7 @@ pub(crate) fn event_for(
     change: &Change,
     versions: &Rendered,
     rules: &RuleSet,
-    auth: Option<&super::socket::SocketAuth>,
+    auth: Option<&SocketAuth>,
     now_ms: i64,
 ) -> Option<(&'static str, Side)> {
     // Live dispatch and the `since` replay read only the subscription's collection; the
@@ -343,7 +399,7 @@ pub(crate) fn visible(
     sub: &Sub,
     doc: &StoredDoc,
     rules: &RuleSet,
-    auth: Option<&super::socket::SocketAuth>,
+    auth: Option<&SocketAuth>,
     now_ms: i64,
 ) -> bool {
     let bypass = auth.is_some_and(|a| a.bypasses_rules());

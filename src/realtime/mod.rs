@@ -6,9 +6,12 @@
 //! subscribers: a subscriber's queue is bounded, and one that overflows is told `resync`
 //! and closed. `documents/` knows nothing of this; the store only announces commits.
 
+mod changes;
 mod feed;
+mod outbox;
 mod protocol;
 mod socket;
+mod socket_auth;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,14 +27,13 @@ use crate::store::Store;
 use crate::store::{Announcement, Topic};
 use crate::tenancy::{Scope, SystemTask, Tenant};
 use crate::tenant_registry::Registry;
+use changes::LogError;
 use feed::Feed;
 // The client message parser, public for the property tests (tests/fuzz.rs).
+use outbox::{Kill, Outbox};
 pub use protocol::{ClientMsg, parse_client};
-pub use socket::SocketAuth;
-use socket::{Connection, Kill, SocketShared};
-
-/// Changes a tailer reads from the log at a time.
-const TAIL_BATCH: i64 = 500;
+use socket::Connection;
+pub use socket_auth::SocketAuth;
 
 #[derive(Clone, Debug)]
 pub struct RealtimeConfig {
@@ -68,7 +70,7 @@ impl Default for RealtimeConfig {
 
 #[derive(Default)]
 struct Sockets {
-    by_id: HashMap<u64, Arc<SocketShared>>,
+    by_id: HashMap<u64, Arc<Outbox>>,
     per_tenant: HashMap<i64, usize>,
     per_ip: HashMap<String, usize>,
     /// (tenant, user id) -> sockets speaking for that user
@@ -120,8 +122,8 @@ impl Broker {
         registry: Arc<Registry>,
         config: RealtimeConfig,
     ) -> Arc<Broker> {
-        let broker = Arc::new(Broker {
-            store: store.clone(),
+        Arc::new(Broker {
+            store,
             rules,
             auth,
             docs,
@@ -131,18 +133,23 @@ impl Broker {
             sockets: Mutex::new(Sockets::default()),
             shutdown: tokio::sync::watch::channel(false).0,
             next_id: AtomicU64::new(1),
-        });
-        let weak = Arc::downgrade(&broker);
-        store.set_commit_listener(Arc::new(move |tenant, _seq| {
+        })
+    }
+
+    /// What the store calls after each group commit: wakes that tenant's feeds.
+    /// Registered by the composition root (`state`).
+    pub fn commit_listener(self: &Arc<Self>) -> crate::store::CommitListener {
+        let weak = Arc::downgrade(self);
+        Arc::new(move |tenant, _seq| {
             if let Some(b) = weak.upgrade() {
                 b.wake(tenant);
             }
-        }));
-        broker
+        })
     }
 
-    /// Background work: session events from this node and, on PostgreSQL, commits and
-    /// session events from other nodes.
+    /// Background work: session changes made through this node and, on PostgreSQL,
+    /// commits and session changes announced by other nodes. Realtime only listens: the
+    /// changes are announced by `auth` (`AuthCache::forget_*`).
     pub fn start(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
         let mut tasks = Vec::new();
         let mut events = self.auth.session_events();
@@ -150,14 +157,8 @@ impl Broker {
         tasks.push(tokio::spawn(async move {
             loop {
                 match events.recv().await {
+                    // `auth` announces them to the other nodes.
                     Ok(e) => {
-                        match (&e.user, &e.session) {
-                            (Some(uid), _) => me.store.notify_sessions(e.tenant, uid).await,
-                            (None, Some(sid)) => {
-                                me.store.notify_session_ended(e.tenant, sid).await;
-                            }
-                            (None, None) => {}
-                        }
                         me.recheck_sessions(e.tenant, e.user.as_deref(), e.session.as_deref())
                             .await;
                     }
@@ -186,14 +187,13 @@ impl Broker {
                         // Anything announced while not listening is caught up by the
                         // tailers' poll.
                         Announcement::Resumed => me.wake_all().await,
+                        // Another node ended sessions: their sockets here close. (The
+                        // cached checks go in `app::cluster`; the recheck reads the
+                        // database, not that cache.)
                         Announcement::SessionEnded { tenant, session_id } => {
-                            // Another node ended one session: its cached check here
-                            // must not outlive it, nor its sockets.
-                            me.auth.drop_cached_session(tenant, &session_id);
                             me.recheck_sessions(tenant, None, Some(&session_id)).await;
                         }
                         Announcement::UserSessions { tenant, user_id } => {
-                            me.auth.drop_cached_user(tenant, &user_id);
                             me.recheck_sessions(tenant, Some(&user_id), None).await;
                         }
                         Announcement::TenantChanged { .. } => {}
@@ -272,7 +272,7 @@ impl Broker {
         conn.run(ws, events, self.shutdown.subscribe()).await;
     }
 
-    pub(crate) fn index_user(&self, socket: &SocketShared, uid: Option<&str>, _auth: &SocketAuth) {
+    pub(crate) fn index_user(&self, socket: &Outbox, uid: Option<&str>, _auth: &SocketAuth) {
         let mut s = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
         for set in s.by_user.values_mut() {
             set.remove(&socket.id);
@@ -286,7 +286,7 @@ impl Broker {
         }
     }
 
-    pub(crate) fn unregister(&self, socket: &SocketShared) {
+    pub(crate) fn unregister(&self, socket: &Outbox) {
         {
             let mut s = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
             s.by_id.remove(&socket.id);
@@ -382,60 +382,24 @@ impl Broker {
                 }
             }
             let scope = Scope::system(feed.tenant.clone(), SystemTask::RealtimeFeed);
-            loop {
-                // Only the changes of collections someone subscribed to are read.
-                let (position, collections) = {
-                    let state = feed.lock();
-                    (state.position, state.collections())
-                };
-                let (changes, reached) = match self
-                    .store
-                    .changes_since(&scope, position, TAIL_BATCH, Some(&collections))
-                    .await
-                {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "realtime: cannot read the change log");
-                        break;
-                    }
-                };
-                let rules = match self.rules.get(&scope).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "realtime: cannot load rules");
-                        break;
-                    }
-                };
-                let now = chrono::Utc::now().timestamp_millis();
-                let mut out = feed::Deliveries::default();
-                {
-                    let mut state = feed.lock();
-                    if state.collections() != collections {
-                        // A subscription to another collection came meanwhile (registered
-                        // at the position): this read skipped its changes. Read again.
-                        continue;
-                    }
-                    for c in &changes {
-                        if c.seq <= state.position {
-                            continue;
-                        }
-                        state.dispatch(c, &rules, now, &mut out);
-                        state.position = c.seq;
-                    }
-                    // Past the changes of the collections nobody follows, too.
-                    if reached > state.position {
-                        state.position = reached;
-                    }
+            // Only the changes of collections someone subscribed to are read.
+            let first = feed.lock().next_read();
+            let read = changes::read_log(
+                &self.store,
+                &self.rules,
+                &scope,
+                Some(first),
+                &mut feed::Dispatch(&feed),
+            )
+            .await;
+            match read {
+                Ok(()) => {}
+                Err(LogError::Changes(e)) => {
+                    tracing::warn!(error = %e, "realtime: cannot read the change log");
                 }
-                // Sent before the next read, by this feed's only tailer: each socket gets
-                // its events in seq order.
-                out.send().await;
-                if (changes.len() as i64) < TAIL_BATCH {
-                    break;
+                Err(LogError::Rules(e)) => {
+                    tracing::warn!(error = %e, "realtime: cannot load rules");
                 }
-                // Outside the budget, nothing else would make a long catch-up (the log
-                // reads may complete at once) give the worker to other tasks between reads.
-                tokio::task::yield_now().await;
             }
             let mut state = feed.lock();
             if state.subs.is_empty() {
@@ -456,7 +420,7 @@ impl Broker {
 
     /// A user's sessions may have ended: close their sockets whose session is gone.
     async fn recheck_sessions(&self, tenant: i64, user: Option<&str>, session: Option<&str>) {
-        let candidates: Vec<Arc<SocketShared>> = {
+        let candidates: Vec<Arc<Outbox>> = {
             let s = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
             let ids: Vec<u64> = match user {
                 Some(uid) => s

@@ -93,6 +93,49 @@ mod nodes {
             started.elapsed()
         );
     }
+
+    /// The `plinth` CLI is a process of its own on the same database: a revocation it
+    /// makes reaches a running node's sockets at once, announced by its `auth`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cli_revocations_reach_a_running_node_on_postgres() {
+        if !postgres_available() {
+            return;
+        }
+        let mut a = TestApp::start(Backend::Postgres).await;
+        tenant_with_key(&mut a, "shop").await;
+        install_rules(&mut a, "shop", NOTES_RULES).await.ok(200);
+        let alice = a.signup("shop", "alice@shop.test").await;
+        let mut ws = Client::connect(&a, "shop", Some(&alice.access)).await;
+        ws.subscribe(json!({"type": "subscribe", "id": "n", "collection": "notes"}))
+            .await;
+        let storage = Storage {
+            location: a.storage.location.clone(),
+            _dir: None,
+        };
+        let out = crate::cli::plinth(
+            &storage,
+            &[
+                "users",
+                "revoke-sessions",
+                &alice.user_id,
+                "--tenant",
+                "shop",
+            ],
+            None,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let done = std::time::Instant::now();
+        assert_eq!(ws.until("__closed").await["code"], 1008);
+        assert!(
+            done.elapsed() < Duration::from_secs(2),
+            "closed {:?} after the CLI ended",
+            done.elapsed()
+        );
+    }
 }
 
 /// Asserts that an upgrade to `url` is refused with this HTTP status.

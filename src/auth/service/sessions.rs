@@ -174,7 +174,9 @@ impl AuthService {
                 user_id,
             } => (session_id, user_id),
             RefreshOutcome::Reused { session_id } => {
-                self.cache.forget_session(scope.tenant().id, &session_id);
+                self.cache
+                    .forget_session(scope.tenant().id, &session_id)
+                    .await;
                 tracing::warn!(tenant = %scope.tenant().slug, "refresh token reuse: session family revoked");
                 return Err(AuthError::RefreshTokenReused);
             }
@@ -186,7 +188,9 @@ impl AuthService {
                 self.store
                     .revoke_session(scope, &session_id, &user_id)
                     .await?;
-                self.cache.forget_session(scope.tenant().id, &session_id);
+                self.cache
+                    .forget_session(scope.tenant().id, &session_id)
+                    .await;
                 return Err(AuthError::UserDisabled);
             }
             None => return Err(AuthError::InvalidRefreshToken),
@@ -207,7 +211,7 @@ impl AuthService {
             self.store
                 .revoke_session(scope, &u.session_id, &u.uid)
                 .await?;
-            self.cache.forget_session(tenant, &u.session_id);
+            self.cache.forget_session(tenant, &u.session_id).await;
             ended = true;
         }
         if let Some(token) = refresh_token.filter(|t| !t.is_empty()) {
@@ -218,7 +222,7 @@ impl AuthService {
             {
                 Some((sid, uid)) => {
                     self.store.revoke_session(scope, &sid, &uid).await?;
-                    self.cache.forget_session(tenant, &sid);
+                    self.cache.forget_session(tenant, &sid).await;
                     ended = true;
                 }
                 None if !ended => return Err(AuthError::InvalidRefreshToken),
@@ -276,7 +280,7 @@ impl AuthService {
             .store
             .revoke_user_sessions(scope, &user.id, Some(&caller.session_id))
             .await?;
-        self.cache.forget_user(scope.tenant().id, &user.id);
+        self.cache.forget_user(scope.tenant().id, &user.id).await;
         Ok(n)
     }
 }
