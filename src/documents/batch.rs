@@ -5,9 +5,10 @@ use serde_json::Value;
 
 use super::before_write::Intent;
 use super::write::{
-    check_names, check_patch_shape, delete_request, patch_request, put_request, validate_data,
+    check_patch_shape, delete_request, parse_names, patch_request, put_request, validate_data,
 };
 use super::{DocError, DocumentService, MAX_BATCH, PatchBody, Preconditions};
+use crate::names::DocId;
 use crate::store::{JobRef, WriteError, WriteRequest, Written};
 use crate::tenancy::Scope;
 
@@ -78,7 +79,6 @@ impl DocumentService {
         scope: &Scope,
         w: BatchWrite,
     ) -> Result<WriteRequest<DocError>, DocError> {
-        let collection = w.collection.as_str();
         let pre = Preconditions {
             if_match: w.if_match.map(Some),
             if_none_match_any: false,
@@ -92,10 +92,10 @@ impl DocumentService {
         match w.op.as_str() {
             "create" | "put" => {
                 let id = match (&w.op[..], &w.id) {
-                    ("create", None) => uuid::Uuid::now_v7().to_string(),
+                    ("create", None) => DocId::new_v7().to_string(),
                     _ => need_id()?,
                 };
-                check_names(collection, Some(&id))?;
+                let (collection, id) = parse_names(&w.collection, &id)?;
                 let data = w.data.clone().ok_or(DocError::InvalidParam {
                     param: "data",
                     message: "is required for create and put".into(),
@@ -110,22 +110,21 @@ impl DocumentService {
                     pre
                 };
                 if let Some(r) = self
-                    .batch_before(scope, collection, &id, Intent::Put(data.clone()), &pre)
+                    .batch_before(scope, &collection, &id, Intent::Put(data.clone()), &pre)
                     .await
                 {
                     return r;
                 }
                 Ok(put_request(
-                    self.gate(scope, collection).await?,
-                    collection,
+                    self.gate(scope, &collection).await?,
+                    &collection,
                     &id,
                     data,
                     pre,
                 ))
             }
             "patch" => {
-                let id = need_id()?;
-                check_names(collection, Some(&id))?;
+                let (collection, id) = parse_names(&w.collection, &need_id()?)?;
                 let body = match w.patch.clone() {
                     Some(p @ Value::Array(_)) => PatchBody::JsonPatch(p),
                     Some(p @ Value::Object(_)) => PatchBody::Merge(p),
@@ -139,14 +138,14 @@ impl DocumentService {
                 };
                 check_patch_shape(&body)?;
                 if let Some(r) = self
-                    .batch_before(scope, collection, &id, Intent::Patch(body.clone()), &pre)
+                    .batch_before(scope, &collection, &id, Intent::Patch(body.clone()), &pre)
                     .await
                 {
                     return r;
                 }
                 Ok(patch_request(
-                    self.gate(scope, collection).await?,
-                    collection,
+                    self.gate(scope, &collection).await?,
+                    &collection,
                     &id,
                     body,
                     pre,
@@ -154,17 +153,16 @@ impl DocumentService {
                 ))
             }
             "delete" => {
-                let id = need_id()?;
-                check_names(collection, Some(&id))?;
+                let (collection, id) = parse_names(&w.collection, &need_id()?)?;
                 if let Some(r) = self
-                    .batch_before(scope, collection, &id, Intent::Delete, &pre)
+                    .batch_before(scope, &collection, &id, Intent::Delete, &pre)
                     .await
                 {
                     return r;
                 }
                 Ok(delete_request(
-                    self.gate(scope, collection).await?,
-                    collection,
+                    self.gate(scope, &collection).await?,
+                    &collection,
                     &id,
                     pre,
                 ))

@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::gate::Gate;
 use super::write::{delete_request, put_request, validate_data};
 use super::{DocError, DocumentService, PatchBody, Preconditions, before};
+use crate::names::{CollectionName, DocId};
 use crate::rules::Operation;
 use crate::store::{ChangeOp, WriteRequest, Written};
 use crate::tenancy::Scope;
@@ -27,10 +28,13 @@ impl DocumentService {
     pub(super) async fn before_hooks(
         &self,
         scope: &Scope,
-        collection: &str,
+        collection: &CollectionName,
     ) -> Option<Arc<dyn before::BeforeWrite>> {
         let hooks = self.before.get()?;
-        hooks.wants(scope, collection).await.then(|| hooks.clone())
+        hooks
+            .wants(scope, collection.as_str())
+            .await
+            .then(|| hooks.clone())
     }
 
     /// Reads the stored document, works out the data the write would store, and lets the
@@ -41,12 +45,16 @@ impl DocumentService {
         scope: &Scope,
         hooks: &dyn before::BeforeWrite,
         gate: &Gate,
-        id: &str,
+        id: &DocId,
         intent: &Intent,
         pre: &Preconditions,
     ) -> Result<(Option<Value>, Preconditions), DocError> {
         let collection = gate.collection.as_str();
-        let current = self.store.get_document(scope, collection, id).await?;
+        let current = self
+            .store
+            .get_document(scope, collection, id.as_str())
+            .await?;
+        let id = id.as_str();
         pre.check(current.as_ref())?;
         let (op, new) = match (intent, &current) {
             (Intent::Put(data), None) => (ChangeOp::Create, Some(data.clone())),
@@ -95,8 +103,8 @@ impl DocumentService {
         &self,
         scope: &Scope,
         hooks: Arc<dyn before::BeforeWrite>,
-        collection: &str,
-        id: &str,
+        collection: &CollectionName,
+        id: &DocId,
         intent: Intent,
         pre: Preconditions,
     ) -> Result<Written, DocError> {
@@ -127,8 +135,8 @@ impl DocumentService {
     pub(super) async fn batch_before(
         &self,
         scope: &Scope,
-        collection: &str,
-        id: &str,
+        collection: &CollectionName,
+        id: &DocId,
         intent: Intent,
         pre: &Preconditions,
     ) -> Option<Result<WriteRequest<DocError>, DocError>> {

@@ -1,7 +1,7 @@
 //! Which rule and sub-expression decide an operation on a stored document.
 
 use super::gate::{meta, now_ms};
-use super::write::check_names;
+use super::write::parse_names;
 use super::{DocError, DocumentService};
 use crate::rules::{AuthInfo, Bindings, Explanation, Operation};
 use crate::tenancy::Scope;
@@ -52,7 +52,8 @@ impl DocumentService {
         op: Operation,
         auth: Option<AuthInfo>,
     ) -> Result<ExplainResult, DocError> {
-        check_names(collection, Some(id))?;
+        let (collection, id) = parse_names(collection, id)?;
+        let (collection, id) = (collection.as_str(), id.as_str());
         let rules = self.rules.get(scope).await?;
         let doc = self.store.get_document(scope, collection, id).await?;
         let Some(rule) = rules.rule(collection, op) else {

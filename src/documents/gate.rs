@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{DocError, DocumentService};
+use crate::names::CollectionName;
 use crate::rules::{AuthInfo, Bindings, DocMeta, Operation, RuleSet};
 use crate::store::StoredDoc;
 use crate::tenancy::{Caller, Scope};
@@ -46,7 +47,7 @@ pub(crate) fn meta(d: &StoredDoc) -> DocMeta {
 pub(super) struct Gate {
     rules: Option<Arc<RuleSet>>,
     auth: Option<AuthInfo>,
-    pub(super) collection: String,
+    pub(super) collection: CollectionName,
 }
 
 impl Gate {
@@ -60,7 +61,7 @@ impl Gate {
         let Some(rules) = &self.rules else {
             return Ok(());
         };
-        let allowed = match rules.rule(&self.collection, op) {
+        let allowed = match rules.rule(self.collection.as_str(), op) {
             None => false,
             Some(rule) => {
                 let m = doc.map(meta);
@@ -78,7 +79,7 @@ impl Gate {
             Ok(())
         } else {
             Err(DocError::Denied {
-                collection: self.collection.clone(),
+                collection: self.collection.to_string(),
                 op: op.as_str(),
             })
         }
@@ -95,7 +96,11 @@ impl Gate {
 }
 
 impl DocumentService {
-    pub(super) async fn gate(&self, scope: &Scope, collection: &str) -> Result<Gate, DocError> {
+    pub(super) async fn gate(
+        &self,
+        scope: &Scope,
+        collection: &CollectionName,
+    ) -> Result<Gate, DocError> {
         let rules = if bypasses_rules(scope) {
             None
         } else {
@@ -104,7 +109,7 @@ impl DocumentService {
         Ok(Gate {
             rules,
             auth: auth_of(scope),
-            collection: collection.to_string(),
+            collection: collection.clone(),
         })
     }
 }

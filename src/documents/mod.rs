@@ -233,9 +233,14 @@ impl DocumentService {
         collection: &str,
         id: &str,
     ) -> Result<StoredDoc, DocError> {
-        check_names(collection, Some(id))?;
-        let gate = self.gate(scope, collection).await?;
-        match self.store.get_document(scope, collection, id).await? {
+        let (collection, id) = write::parse_names(collection, id)?;
+        let gate = self.gate(scope, &collection).await?;
+        let id = id.as_str();
+        match self
+            .store
+            .get_document(scope, collection.as_str(), id)
+            .await?
+        {
             Some(doc) => {
                 gate.check(Operation::Read, id, Some(&doc), None)?;
                 Ok(doc)

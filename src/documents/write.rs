@@ -7,8 +7,9 @@ use super::before_write::Intent;
 use super::gate::Gate;
 use super::{
     DocError, DocLimits, DocumentService, MAX_DEPTH, PatchBody, Preconditions, depth, has_nul,
-    patch, valid_collection, valid_doc_id,
+    patch,
 };
+use crate::names::{CollectionName, DocId};
 use crate::rules::Operation;
 use crate::store::{StoreError, StoredDoc, WriteDecision, WriteError, WriteRequest, Written};
 use crate::tenancy::Scope;
@@ -21,18 +22,13 @@ impl DocumentService {
         collection: &str,
         data: Value,
     ) -> Result<Written, DocError> {
-        let id = uuid::Uuid::now_v7().to_string();
-        self.put(
-            scope,
-            collection,
-            &id,
-            data,
-            Preconditions {
-                if_none_match_any: true,
-                ..Default::default()
-            },
-        )
-        .await
+        let collection = CollectionName::parse(collection)?;
+        let pre = Preconditions {
+            if_none_match_any: true,
+            ..Default::default()
+        };
+        self.put_named(scope, &collection, &DocId::new_v7(), data, pre)
+            .await
     }
 
     /// PUT: creates the document at `id` or replaces it.
@@ -44,7 +40,18 @@ impl DocumentService {
         data: Value,
         pre: Preconditions,
     ) -> Result<Written, DocError> {
-        check_names(collection, Some(id))?;
+        let (collection, id) = parse_names(collection, id)?;
+        self.put_named(scope, &collection, &id, data, pre).await
+    }
+
+    async fn put_named(
+        &self,
+        scope: &Scope,
+        collection: &CollectionName,
+        id: &DocId,
+        data: Value,
+        pre: Preconditions,
+    ) -> Result<Written, DocError> {
         validate_data(&data, &self.limits)?;
         if let Some(hooks) = self.before_hooks(scope, collection).await {
             return self
@@ -64,15 +71,15 @@ impl DocumentService {
         body: PatchBody,
         pre: Preconditions,
     ) -> Result<Written, DocError> {
-        check_names(collection, Some(id))?;
+        let (collection, id) = parse_names(collection, id)?;
         check_patch_shape(&body)?;
-        if let Some(hooks) = self.before_hooks(scope, collection).await {
+        if let Some(hooks) = self.before_hooks(scope, &collection).await {
             return self
-                .write_with_before(scope, hooks, collection, id, Intent::Patch(body), pre)
+                .write_with_before(scope, hooks, &collection, &id, Intent::Patch(body), pre)
                 .await;
         }
-        let gate = self.gate(scope, collection).await?;
-        let write = patch_request(gate, collection, id, body, pre, self.limits.clone());
+        let gate = self.gate(scope, &collection).await?;
+        let write = patch_request(gate, &collection, &id, body, pre, self.limits.clone());
         self.write_one(scope, write).await
     }
 
@@ -83,14 +90,14 @@ impl DocumentService {
         id: &str,
         pre: Preconditions,
     ) -> Result<Written, DocError> {
-        check_names(collection, Some(id))?;
-        if let Some(hooks) = self.before_hooks(scope, collection).await {
+        let (collection, id) = parse_names(collection, id)?;
+        if let Some(hooks) = self.before_hooks(scope, &collection).await {
             return self
-                .write_with_before(scope, hooks, collection, id, Intent::Delete, pre)
+                .write_with_before(scope, hooks, &collection, &id, Intent::Delete, pre)
                 .await;
         }
-        let gate = self.gate(scope, collection).await?;
-        let write = delete_request(gate, collection, id, pre);
+        let gate = self.gate(scope, &collection).await?;
+        let write = delete_request(gate, &collection, &id, pre);
         self.write_one(scope, write).await
     }
 
@@ -113,14 +120,17 @@ impl DocumentService {
     }
 }
 
+/// A document's collection and id as they arrive (HTTP path, batch body, `ctx.db`
+/// arguments), checked in that order: past here the service holds only checked names.
+pub(super) fn parse_names(collection: &str, id: &str) -> Result<(CollectionName, DocId), DocError> {
+    Ok((CollectionName::parse(collection)?, DocId::parse(id)?))
+}
+
+/// The list path's check, which still takes its collection as text.
 pub(super) fn check_names(collection: &str, id: Option<&str>) -> Result<(), DocError> {
-    if !valid_collection(collection) {
-        return Err(DocError::InvalidCollection);
-    }
-    if let Some(id) = id
-        && !valid_doc_id(id)
-    {
-        return Err(DocError::InvalidId);
+    CollectionName::parse(collection)?;
+    if let Some(id) = id {
+        DocId::parse(id)?;
     }
     Ok(())
 }
@@ -139,12 +149,12 @@ pub(super) fn check_patch_shape(body: &PatchBody) -> Result<(), DocError> {
 
 pub(super) fn put_request(
     gate: Gate,
-    collection: &str,
-    id: &str,
+    collection: &CollectionName,
+    id: &DocId,
     data: Value,
     pre: Preconditions,
 ) -> WriteRequest<DocError> {
-    let doc_id = id.to_string();
+    let doc_id = id.as_str().to_string();
     request(collection, id, move |existing| {
         pre.check(existing)?;
         match existing {
@@ -162,13 +172,13 @@ pub(super) fn put_request(
 
 pub(super) fn patch_request(
     gate: Gate,
-    collection: &str,
-    id: &str,
+    collection: &CollectionName,
+    id: &DocId,
     body: PatchBody,
     pre: Preconditions,
     limits: DocLimits,
 ) -> WriteRequest<DocError> {
-    let doc_id = id.to_string();
+    let doc_id = id.as_str().to_string();
     request(collection, id, move |existing| {
         let old = target(&gate, &pre, existing, Operation::Update, &doc_id)?;
         let new = body.apply(&old.data)?;
@@ -185,11 +195,11 @@ pub(super) fn patch_request(
 
 pub(super) fn delete_request(
     gate: Gate,
-    collection: &str,
-    id: &str,
+    collection: &CollectionName,
+    id: &DocId,
     pre: Preconditions,
 ) -> WriteRequest<DocError> {
-    let doc_id = id.to_string();
+    let doc_id = id.as_str().to_string();
     request(collection, id, move |existing| {
         let old = target(&gate, &pre, existing, Operation::Delete, &doc_id)?;
         gate.check(Operation::Delete, &doc_id, Some(old), None)?;
@@ -198,13 +208,13 @@ pub(super) fn delete_request(
 }
 
 fn request(
-    collection: &str,
-    id: &str,
+    collection: &CollectionName,
+    id: &DocId,
     decide: impl FnOnce(Option<&StoredDoc>) -> Result<WriteDecision, DocError> + Send + 'static,
 ) -> WriteRequest<DocError> {
     WriteRequest {
-        collection: collection.to_string(),
-        id: id.to_string(),
+        collection: collection.as_str().to_string(),
+        id: id.as_str().to_string(),
         decide: Box::new(decide),
     }
 }
