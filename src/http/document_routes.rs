@@ -44,32 +44,34 @@ pub struct DocPath {
 /// Writes a page of listed documents as JSON by hand around the documents, each written
 /// by [`DocJson::write_to`] with its stored JSON text spliced in as it is: no parse, no
 /// re-serialisation.
-fn page_body(items: &[ListedDoc], next_cursor: Option<&str>, count: Option<Count>) -> String {
-    let mut out = String::with_capacity(
+fn page_body(items: &[ListedDoc], next_cursor: Option<&str>, count: Option<Count>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
         64 + items
             .iter()
             .map(|d| d.data.len() + d.id.len() + d.collection.len() + 140)
             .sum::<usize>(),
     );
-    out.push_str("{\"items\":[");
+    out.extend_from_slice(b"{\"items\":[");
     for (i, d) in items.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
         DocJson::listed(d).write_to(&mut out);
     }
-    out.push_str("],\"next_cursor\":");
+    out.extend_from_slice(b"],\"next_cursor\":");
     match next_cursor {
-        Some(c) => out.push_str(&serde_json::to_string(c).unwrap_or_else(|_| "\"\"".into())),
-        None => out.push_str("null"),
+        // Writing a string to a Vec cannot fail.
+        Some(c) => {
+            let _ = serde_json::to_writer(&mut out, c);
+        }
+        None => out.extend_from_slice(b"null"),
     }
     if let Some(c) = count {
-        out.push_str(&format!(
-            ",\"count\":{},\"count_capped\":{}",
-            c.count, c.capped
-        ));
+        out.extend_from_slice(
+            format!(",\"count\":{},\"count_capped\":{}", c.count, c.capped).as_bytes(),
+        );
     }
-    out.push('}');
+    out.push(b'}');
     out
 }
 
