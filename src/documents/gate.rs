@@ -11,8 +11,8 @@ use crate::rules::{AuthInfo, Bindings, DocMeta, Operation, RuleSet};
 use crate::store::StoredDoc;
 use crate::tenancy::{Caller, Scope};
 
-/// The rules' view of the caller; None for anonymous. Service and admin callers bypass
-/// rules and never get here.
+/// The rules' view of the caller: a user's identity, None for every other caller
+/// (anonymous, and those that bypass rules: service keys, admins, the system).
 pub(super) fn auth_of(scope: &Scope) -> Option<AuthInfo> {
     match scope.caller() {
         Caller::User(u) => Some(AuthInfo {

@@ -179,8 +179,8 @@ pub struct DocumentService {
     rules: Arc<RulesRegistry>,
     cursor_key: CursorKey,
     limits: DocLimits,
-    /// Compiled list filters by source text: compiling costs ~60 µs, a lookup ~100 ns,
-    /// and clients repeat the same few filters.
+    /// Compiled list filters by source text: compiling costs hundreds of lookups
+    /// (BENCHMARKS.md), and clients repeat the same few filters.
     filters: std::sync::RwLock<std::collections::HashMap<String, Arc<Expression>>>,
     before: std::sync::OnceLock<Arc<dyn before::BeforeWrite>>,
 }
