@@ -867,28 +867,13 @@ impl Connection {
             );
             let truncated = docs.len() > keep;
             docs.truncate(keep);
-            let raws: Vec<Box<serde_json::value::RawValue>> = docs
-                .iter()
-                .map(|d| {
-                    serde_json::value::RawValue::from_string(d.data.clone())
-                        .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned())
-                })
-                .collect();
             let out = ServerMsg::Snapshot {
                 id,
                 seq: from,
                 truncated,
                 docs: docs
                     .iter()
-                    .zip(&raws)
-                    .map(|(d, raw)| protocol::DocOut {
-                        id: &d.id,
-                        collection: &d.collection,
-                        version: d.version,
-                        created_at: crate::documents::timestamp(d.created_at),
-                        updated_at: crate::documents::timestamp(d.updated_at),
-                        data: raw,
-                    })
+                    .map(crate::documents::wire::DocJson::listed)
                     .collect(),
             };
             send(sink, out.text()).await?;
