@@ -1,4 +1,5 @@
-//! Shape checks of collection names, document ids and document data.
+//! Shape checks of collection names, document ids and document data, and the name types
+//! that carry a passed check.
 
 use serde_json::Value;
 
@@ -18,6 +19,69 @@ pub fn valid_doc_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+}
+
+/// Why a name was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("invalid collection name")]
+    Collection,
+    #[error("invalid document id")]
+    DocId,
+}
+
+/// A collection name that obeys [`valid_collection`]: built only by [`CollectionName::parse`],
+/// so code that holds one needs no check.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CollectionName(String);
+
+impl CollectionName {
+    pub fn parse(name: &str) -> Result<CollectionName, NameError> {
+        if valid_collection(name) {
+            Ok(CollectionName(name.to_string()))
+        } else {
+            Err(NameError::Collection)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A document id that obeys [`valid_doc_id`]; built only by [`DocId::parse`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DocId(String);
+
+impl DocId {
+    pub fn parse(id: &str) -> Result<DocId, NameError> {
+        if valid_doc_id(id) {
+            Ok(DocId(id.to_string()))
+        } else {
+            Err(NameError::DocId)
+        }
+    }
+
+    /// A new UUIDv7 (time-ordered), which is always a valid id.
+    pub fn new_v7() -> DocId {
+        DocId(uuid::Uuid::now_v7().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for CollectionName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Display for DocId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// Nesting depth of a JSON value: a scalar is 0, `{}` is 1, `{"a":{}}` is 2.
@@ -73,6 +137,11 @@ mod tests {
         assert!(!valid_collection(&"a".repeat(64)) && valid_collection(&"a".repeat(63)));
         assert!(valid_doc_id("abc-DEF_123") && !valid_doc_id("") && !valid_doc_id("a b"));
         assert!(!valid_doc_id(&"a".repeat(129)) && !valid_doc_id("é"));
+        assert_eq!(CollectionName::parse("votes").unwrap().as_str(), "votes");
+        assert_eq!(CollectionName::parse("Votes"), Err(NameError::Collection));
+        assert_eq!(DocId::parse("a-1").unwrap().to_string(), "a-1");
+        assert_eq!(DocId::parse("a/1"), Err(NameError::DocId));
+        assert!(DocId::parse(DocId::new_v7().as_str()).is_ok());
     }
 
     #[test]

@@ -171,3 +171,12 @@ impl DocError {
         }
     }
 }
+
+impl From<crate::names::NameError> for DocError {
+    fn from(e: crate::names::NameError) -> DocError {
+        match e {
+            crate::names::NameError::Collection => DocError::InvalidCollection,
+            crate::names::NameError::DocId => DocError::InvalidId,
+        }
+    }
+}

@@ -8,10 +8,11 @@ use std::sync::{Arc, Weak};
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
-use super::hooks::{auth_info, doc_json};
+use super::hooks::auth_info;
 use super::{Failure, FnError, FunctionService, Trigger};
 use crate::documents::DocError;
 use crate::documents::before::{BeforeWrite, PendingWrite};
+use crate::documents::wire::DocJson;
 use crate::store::ChangeOp;
 use crate::tenancy::Scope;
 
@@ -83,7 +84,7 @@ impl BeforeWrite for BeforeHooks {
                     "op": w.op.as_str(),
                     "id": w.id,
                     "doc": data.as_ref().map(|d| json!({"id": w.id, "collection": w.collection, "data": d})),
-                    "before": w.before.map(doc_json),
+                    "before": w.before.map(|d| DocJson::of(d).to_value()),
                     "auth": auth,
                 });
                 let limits = dep.limits(&h.function, svc.config.before_timeout, &svc.config);

@@ -9,6 +9,7 @@ use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
 use super::sandbox::{Host, HostError};
+use crate::documents::wire::DocJson;
 use crate::documents::{
     BatchWrite, DocError, DocumentService, ListParams, PatchBody, Preconditions,
 };
@@ -25,7 +26,7 @@ pub struct DbHost {
 
 /// A document as functions see it: the same shape as the REST API's.
 fn doc_json(d: StoredDoc) -> Value {
-    super::hooks::doc_json(&d)
+    DocJson::of(&d).to_value()
 }
 
 /// A document failure as `ctx.db` throws it: the same code, status and detail a REST
@@ -136,18 +137,8 @@ impl DbHost {
                 let page = docs.list(scope, &c, params).await.map_err(host_error)?;
                 let items: Vec<Value> = page
                     .items
-                    .into_iter()
-                    // The shape every other host call returns a document in.
-                    .map(|d| {
-                        doc_json(StoredDoc {
-                            data: serde_json::from_str(&d.data).unwrap_or(Value::Null),
-                            id: d.id,
-                            collection: d.collection,
-                            version: d.version,
-                            created_at: d.created_at,
-                            updated_at: d.updated_at,
-                        })
-                    })
+                    .iter()
+                    .map(|d| DocJson::listed(d).to_value())
                     .collect();
                 Ok(json!({ "items": items, "next_cursor": page.next_cursor }))
             }

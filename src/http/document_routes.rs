@@ -10,8 +10,8 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::dto::timestamp;
 use super::extract::{ApiJson, ApiPath, ApiQuery, TenantScope};
+use crate::documents::wire::DocJson;
 use crate::documents::{BatchWrite, Count, ListParams, PatchBody, Preconditions};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::rules::Operation;
@@ -41,82 +41,43 @@ pub struct DocPath {
     id: String,
 }
 
-/// A document as the API returns it.
-#[derive(Serialize, ToSchema)]
-pub struct DocDto {
-    pub id: String,
-    pub collection: String,
-    pub version: i64,
-    pub created_at: String,
-    pub updated_at: String,
-    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
-    pub data: Box<serde_json::value::RawValue>,
-}
-
-impl From<StoredDoc> for DocDto {
-    fn from(d: StoredDoc) -> Self {
-        DocDto {
-            id: d.id,
-            collection: d.collection,
-            version: d.version,
-            created_at: timestamp(d.created_at),
-            updated_at: timestamp(d.updated_at),
-            data: serde_json::value::to_raw_value(&d.data)
-                .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned()),
-        }
-    }
-}
-
-/// Writes a page of listed documents as JSON by hand, splicing each document's stored
-/// JSON text in as it is: no parse, no re-serialisation. Ids, collection names,
-/// timestamps and cursors need no escaping (their alphabets exclude `"` and `\\`);
-/// they are still escaped through serde_json, which costs nothing for such strings.
-fn page_body(items: &[ListedDoc], next_cursor: Option<&str>, count: Option<Count>) -> String {
-    let mut out = String::with_capacity(
+/// Writes a page of listed documents as JSON by hand around the documents, each written
+/// by [`DocJson::write_to`] with its stored JSON text spliced in as it is: no parse, no
+/// re-serialisation.
+fn page_body(items: &[ListedDoc], next_cursor: Option<&str>, count: Option<Count>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
         64 + items
             .iter()
             .map(|d| d.data.len() + d.id.len() + d.collection.len() + 140)
             .sum::<usize>(),
     );
-    let quote = |out: &mut String, s: &str| {
-        out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));
-    };
-    out.push_str("{\"items\":[");
+    out.extend_from_slice(b"{\"items\":[");
     for (i, d) in items.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
-        out.push_str("{\"id\":");
-        quote(&mut out, &d.id);
-        out.push_str(",\"collection\":");
-        quote(&mut out, &d.collection);
-        out.push_str(&format!(
-            ",\"version\":{},\"created_at\":\"{}\",\"updated_at\":\"{}\",\"data\":",
-            d.version,
-            timestamp(d.created_at),
-            timestamp(d.updated_at)
-        ));
-        out.push_str(&d.data);
-        out.push('}');
+        DocJson::listed(d).write_to(&mut out);
     }
-    out.push_str("],\"next_cursor\":");
+    out.extend_from_slice(b"],\"next_cursor\":");
     match next_cursor {
-        Some(c) => quote(&mut out, c),
-        None => out.push_str("null"),
+        // Writing a string to a Vec cannot fail.
+        Some(c) => {
+            let _ = serde_json::to_writer(&mut out, c);
+        }
+        None => out.extend_from_slice(b"null"),
     }
     if let Some(c) = count {
-        out.push_str(&format!(
-            ",\"count\":{},\"count_capped\":{}",
-            c.count, c.capped
-        ));
+        out.extend_from_slice(
+            format!(",\"count\":{},\"count_capped\":{}", c.count, c.capped).as_bytes(),
+        );
     }
-    out.push('}');
+    out.push(b'}');
     out
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct DocPage {
-    pub items: Vec<DocDto>,
+    pub items: Vec<DocJson<'static>>,
     /// Pass as `cursor` to get the next page; null on the last page.
     pub next_cursor: Option<String>,
     /// With `count=true`: how many documents the list matches over all its pages, at
@@ -191,7 +152,7 @@ fn etag(version: i64) -> HeaderValue {
 
 fn doc_response(status: StatusCode, doc: StoredDoc) -> Response {
     let tag = etag(doc.version);
-    let mut res = (status, Json(DocDto::from(doc))).into_response();
+    let mut res = (status, Json(DocJson::of(&doc))).into_response();
     res.headers_mut().insert(header::ETAG, tag);
     res
 }
@@ -284,7 +245,7 @@ async fn list_docs(
 #[utoipa::path(post, path = "/v1/t/{tenant}/collections/{collection}/docs", operation_id = "create_doc", tag = "documents",
     params(("tenant" = String, Path), ("collection" = String, Path)),
     request_body(content = std::collections::HashMap<String, serde_json::Value>, description = "the document's data"),
-    responses((status = 201, body = DocDto), (status = 400, body = Problem),
+    responses((status = 201, body = DocJson), (status = 400, body = Problem),
               (status = 403, body = Problem), (status = 413, body = Problem)),
     security((), ("bearer" = [])))]
 async fn create_doc(
@@ -311,7 +272,7 @@ async fn create_doc(
 /// and sub-expression decide for a user (`uid`) or anonymous.
 #[utoipa::path(get, path = "/v1/t/{tenant}/collections/{collection}/docs/{id}", operation_id = "get_doc", tag = "documents",
     params(("tenant" = String, Path), ("collection" = String, Path), ("id" = String, Path), GetQueryParams),
-    responses((status = 200, body = DocDto), (status = 403, body = Problem), (status = 404, body = Problem)),
+    responses((status = 200, body = DocJson), (status = 403, body = Problem), (status = 404, body = Problem)),
     security((), ("bearer" = [])))]
 async fn get_doc(
     State(state): State<AppState>,
@@ -354,7 +315,7 @@ async fn get_doc(
 #[utoipa::path(put, path = "/v1/t/{tenant}/collections/{collection}/docs/{id}", operation_id = "put_doc", tag = "documents",
     params(("tenant" = String, Path), ("collection" = String, Path), ("id" = String, Path)),
     request_body(content = std::collections::HashMap<String, serde_json::Value>, description = "the document's data"),
-    responses((status = 200, body = DocDto, description = "replaced"), (status = 201, body = DocDto, description = "created"),
+    responses((status = 200, body = DocJson, description = "replaced"), (status = 201, body = DocJson, description = "created"),
               (status = 403, body = Problem), (status = 412, body = Problem)),
     security((), ("bearer" = [])))]
 async fn put_doc(
@@ -384,7 +345,7 @@ async fn put_doc(
             (std::collections::HashMap<String, serde_json::Value> = "application/json")),
         description = "A merge patch (RFC 7396; also taken as `application/json`) or a \
             JSON Patch (RFC 6902, plus `increment`)"),
-    responses((status = 200, body = DocDto), (status = 404, body = Problem),
+    responses((status = 200, body = DocJson), (status = 404, body = Problem),
               (status = 409, body = Problem, description = "patch_test_failed"), (status = 412, body = Problem)),
     security((), ("bearer" = [])))]
 async fn patch_doc(
@@ -436,14 +397,14 @@ pub struct BatchRequest {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct BatchResult {
+pub struct BatchResult<'a> {
     pub op: ChangeOpDto,
-    pub collection: String,
-    pub id: String,
+    pub collection: &'a str,
+    pub id: &'a str,
     pub version: i64,
     pub seq: i64,
     /// The document after the write (absent for delete).
-    pub doc: Option<DocDto>,
+    pub doc: Option<DocJson<'a>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -455,11 +416,11 @@ pub enum ChangeOpDto {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct BatchResponse {
-    pub results: Vec<BatchResult>,
+pub struct BatchResponse<'a> {
+    pub results: Vec<BatchResult<'a>>,
 }
 
-fn batch_result(w: Written) -> BatchResult {
+fn batch_result(w: &Written) -> BatchResult<'_> {
     let op = match w.op {
         ChangeOp::Create => ChangeOpDto::Create,
         ChangeOp::Update => ChangeOpDto::Update,
@@ -468,11 +429,11 @@ fn batch_result(w: Written) -> BatchResult {
     let deleted = w.op == ChangeOp::Delete;
     BatchResult {
         op,
-        collection: w.doc.collection.clone(),
-        id: w.doc.id.clone(),
+        collection: &w.doc.collection,
+        id: &w.doc.id,
         version: w.doc.version,
         seq: w.seq,
-        doc: (!deleted).then(|| DocDto::from(w.doc)),
+        doc: (!deleted).then(|| DocJson::of(&w.doc)),
     }
 }
 
@@ -488,9 +449,10 @@ async fn batch(
     State(state): State<AppState>,
     TenantScope(scope): TenantScope,
     ApiJson(body): ApiJson<BatchRequest>,
-) -> ApiResult<Json<BatchResponse>> {
+) -> ApiResult<Response> {
     let written = state.docs.batch(&scope, body.writes).await?;
     Ok(Json(BatchResponse {
-        results: written.into_iter().map(batch_result).collect(),
-    }))
+        results: written.iter().map(batch_result).collect(),
+    })
+    .into_response())
 }

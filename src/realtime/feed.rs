@@ -11,14 +11,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
 use super::changes::{LogError, LogPage, OnPage, Read};
 use super::outbox::Outbox;
-use super::protocol::DocOut;
 use super::socket_auth::SocketAuth;
-use crate::documents::timestamp;
+use crate::documents::wire::DocJson;
 use crate::rules::{
     AuthInfo, Bindings, DocMeta, EVENT_BUDGET, Expression, Operation, RuleSet, Verdict,
 };
@@ -459,17 +457,7 @@ impl Version {
 }
 
 fn render_doc(doc: &StoredDoc) -> String {
-    let data =
-        serde_json::value::to_raw_value(&doc.data).unwrap_or_else(|_| RawValue::NULL.to_owned());
-    serde_json::to_string(&DocOut {
-        id: &doc.id,
-        collection: &doc.collection,
-        version: doc.version,
-        created_at: timestamp(doc.created_at),
-        updated_at: timestamp(doc.updated_at),
-        data: &data,
-    })
-    .unwrap_or_default()
+    DocJson::of(doc).to_json()
 }
 
 impl Rendered {

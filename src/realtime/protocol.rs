@@ -1,7 +1,8 @@
 //! Messages of the realtime WebSocket protocol (docs/realtime.md).
 
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+
+use crate::documents::wire::DocJson;
 
 /// What a client may send.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -28,17 +29,6 @@ pub enum ClientMsg {
     Ping,
 }
 
-/// A document as GET shows it, with its data as stored JSON text.
-#[derive(Debug, Serialize)]
-pub struct DocOut<'a> {
-    pub id: &'a str,
-    pub collection: &'a str,
-    pub version: i64,
-    pub created_at: String,
-    pub updated_at: String,
-    pub data: &'a RawValue,
-}
-
 #[derive(Debug, Serialize)]
 pub struct ErrorBody<'a> {
     pub code: &'a str,
@@ -60,7 +50,7 @@ pub enum ServerMsg<'a> {
     Snapshot {
         id: &'a str,
         seq: i64,
-        docs: Vec<DocOut<'a>>,
+        docs: Vec<DocJson<'a>>,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         truncated: bool,
     },

@@ -16,9 +16,9 @@ use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 use super::FunctionService;
-use crate::documents::timestamp;
+use crate::documents::wire::DocJson;
 use crate::rules::AuthInfo;
-use crate::store::{ChangeOp, JobPlanner, JobRow, NewJob, Origin, StoredDoc, Written, now_ms};
+use crate::store::{ChangeOp, JobPlanner, JobRow, NewJob, Origin, Written, now_ms};
 use crate::tenancy::Scope;
 
 /// Writes made by hooks this deep are refused: a hook that writes to its own collection
@@ -38,41 +38,11 @@ struct EventOut<'a> {
     tenant: &'a str,
     collection: &'a str,
     op: &'a str,
-    doc: Option<DocOut<'a>>,
-    before: Option<DocOut<'a>>,
+    doc: Option<DocJson<'a>>,
+    before: Option<DocJson<'a>>,
     seq: i64,
     auth: Option<&'a Value>,
     attempt: u32,
-}
-
-/// A document as functions see it (the REST API's shape), borrowed: job events are
-/// serialized from it without copying the data.
-#[derive(serde::Serialize)]
-struct DocOut<'a> {
-    id: &'a str,
-    collection: &'a str,
-    version: i64,
-    created_at: String,
-    updated_at: String,
-    data: &'a Value,
-}
-
-impl<'a> From<&'a StoredDoc> for DocOut<'a> {
-    fn from(d: &'a StoredDoc) -> Self {
-        DocOut {
-            id: &d.id,
-            collection: &d.collection,
-            version: d.version,
-            created_at: timestamp(d.created_at),
-            updated_at: timestamp(d.updated_at),
-            data: &d.data,
-        }
-    }
-}
-
-/// A document as functions see it, as a JSON value.
-pub(crate) fn doc_json(d: &StoredDoc) -> Value {
-    serde_json::to_value(DocOut::from(d)).unwrap_or(Value::Null)
 }
 
 pub(crate) fn auth_info(v: &Value) -> Option<AuthInfo> {
@@ -146,8 +116,8 @@ impl JobPlanner for Planner {
                 tenant: &scope.tenant().slug,
                 collection: &w.doc.collection,
                 op: w.op.as_str(),
-                doc: after.map(DocOut::from),
-                before: w.before.as_ref().map(DocOut::from),
+                doc: after.map(DocJson::of),
+                before: w.before.as_ref().map(DocJson::of),
                 seq: w.seq,
                 auth: origin.auth.as_ref(),
                 attempt: 1,

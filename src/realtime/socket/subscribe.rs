@@ -3,14 +3,12 @@
 
 use std::sync::Arc;
 
-use serde_json::value::RawValue;
-
 use super::{Connection, LocalSub, SubError, reply, send};
-use crate::documents::{DocError, MAX_PAGE_BYTES, ReadFor, timestamp};
+use crate::documents::{DocError, MAX_PAGE_BYTES, ReadFor};
 use crate::realtime::changes::{self, Read};
 use crate::realtime::feed::{self, Feed, Mode, Sub};
 use crate::realtime::outbox::Sink;
-use crate::realtime::protocol::{self, ServerMsg};
+use crate::realtime::protocol::ServerMsg;
 use crate::realtime::socket_auth::SocketAuth;
 use crate::rules::{Expression, Field, Predicate};
 use crate::store::{ListQuery, ListedDoc, OrderKey, StoreError};
@@ -247,27 +245,13 @@ impl Connection {
         let keep = crate::store::page_len(&docs, self.broker.config.snapshot_limit, MAX_PAGE_BYTES);
         let truncated = docs.len() > keep;
         docs.truncate(keep);
-        let raws: Vec<Box<RawValue>> = docs
-            .iter()
-            .map(|d| {
-                RawValue::from_string(d.data.clone()).unwrap_or_else(|_| RawValue::NULL.to_owned())
-            })
-            .collect();
         ServerMsg::Snapshot {
             id,
             seq,
             truncated,
             docs: docs
                 .iter()
-                .zip(&raws)
-                .map(|(d, raw)| protocol::DocOut {
-                    id: &d.id,
-                    collection: &d.collection,
-                    version: d.version,
-                    created_at: timestamp(d.created_at),
-                    updated_at: timestamp(d.updated_at),
-                    data: raw,
-                })
+                .map(crate::documents::wire::DocJson::listed)
                 .collect(),
         }
         .text()

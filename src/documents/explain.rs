@@ -1,0 +1,85 @@
+//! Which rule and sub-expression decide an operation on a stored document.
+
+use super::gate::{meta, now_ms};
+use super::write::parse_names;
+use super::{DocError, DocumentService};
+use crate::rules::{AuthInfo, Bindings, Explanation, Operation};
+use crate::tenancy::Scope;
+
+/// What `explain` reports.
+pub struct ExplainResult {
+    pub operation: Operation,
+    pub rule: Option<String>,
+    pub explanation: Option<Explanation>,
+}
+
+impl DocumentService {
+    /// Which rule and sub-expression decide `op` on a stored document for one of the
+    /// tenant's users (`uid`) or for an anonymous caller: the one explain behind the HTTP
+    /// route and the CLI, so the two cannot drift apart.
+    pub async fn explain_as(
+        &self,
+        scope: &Scope,
+        collection: &str,
+        id: &str,
+        op: Operation,
+        uid: Option<&str>,
+    ) -> Result<ExplainResult, DocError> {
+        let auth = match uid {
+            None => None,
+            Some(uid) => {
+                let user = self
+                    .store
+                    .get_user(scope, uid)
+                    .await?
+                    .ok_or(DocError::UnknownUser)?;
+                Some(AuthInfo {
+                    uid: user.id,
+                    email: user.email,
+                    email_verified: user.email_verified,
+                    claims: serde_json::Value::Object(Default::default()),
+                })
+            }
+        };
+        self.explain(scope, collection, id, op, auth).await
+    }
+
+    pub(super) async fn explain(
+        &self,
+        scope: &Scope,
+        collection: &str,
+        id: &str,
+        op: Operation,
+        auth: Option<AuthInfo>,
+    ) -> Result<ExplainResult, DocError> {
+        let (collection, id) = parse_names(collection, id)?;
+        let (collection, id) = (collection.as_str(), id.as_str());
+        let rules = self.rules.get(scope).await?;
+        let doc = self.store.get_document(scope, collection, id).await?;
+        let Some(rule) = rules.rule(collection, op) else {
+            return Ok(ExplainResult {
+                operation: op,
+                rule: None,
+                explanation: None,
+            });
+        };
+        let m = doc.as_ref().map(meta);
+        let explanation = rule.explain(&Bindings {
+            auth: auth.as_ref(),
+            id,
+            doc: doc.as_ref().map(|d| &d.data),
+            new: if op == Operation::Update {
+                doc.as_ref().map(|d| &d.data)
+            } else {
+                None
+            },
+            meta: m.as_ref(),
+            now_ms: now_ms(),
+        });
+        Ok(ExplainResult {
+            operation: op,
+            rule: Some(rule.source().to_string()),
+            explanation: Some(explanation),
+        })
+    }
+}
