@@ -1,17 +1,16 @@
 //! `/admin/v1/*`: first-run setup, admin login, tenants, service keys, users, secrets,
-//! audit.
+//! audit. A tenant's rules are in `admin_rules_routes`.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::dto::*;
 use super::extract::{AdminCaller, ApiJson, ApiPath, ApiQuery, Client};
 use crate::admin::Actor;
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiResult, Problem};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -29,9 +28,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(disable_user))
         .routes(routes!(enable_user))
         .routes(routes!(revoke_user_sessions))
-        .routes(routes!(get_rules, put_rules))
-        .routes(routes!(validate_rules))
-        .routes(routes!(explain_rule))
         .routes(routes!(list_secrets))
         .routes(routes!(put_secret, delete_secret))
         .routes(routes!(list_audit))
@@ -399,157 +395,6 @@ async fn list_audit(
         .list_audit(&admin.0, q.tenant.as_deref(), q.cursor.as_deref(), q.limit)
         .await?;
     Ok(Json(page.into()))
-}
-
-/// The active rule set.
-#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/rules", operation_id = "get_rules", tag = "rules",
-    params(("tenant" = String, Path, description = "Tenant slug")),
-    responses((status = 200, body = RulesDto), (status = 404, body = Problem)),
-    security(("bearer" = [])))]
-async fn get_rules(
-    State(state): State<AppState>,
-    admin: AdminCaller,
-    ApiPath(tenant): ApiPath<String>,
-) -> ApiResult<Json<RulesDto>> {
-    let (version, source) = state.admin.active_rules(&actor(&admin), &tenant).await?;
-    Ok(Json(RulesDto { version, source }))
-}
-
-/// Install a TOML rule set (`Content-Type: application/toml`). It is validated whole;
-/// errors name collection, operation, line and column, and leave the old set active.
-#[utoipa::path(put, path = "/admin/v1/tenants/{tenant}/rules", operation_id = "put_rules", tag = "rules",
-    params(("tenant" = String, Path, description = "Tenant slug")),
-    request_body(content = String, content_type = "application/toml"),
-    responses((status = 200, body = RulesInstalled),
-              (status = 400, body = Problem, description = "invalid_rules, with `errors`"),
-              (status = 404, body = Problem)),
-    security(("bearer" = [])))]
-async fn put_rules(
-    State(state): State<AppState>,
-    admin: AdminCaller,
-    ApiPath(tenant): ApiPath<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<Json<RulesInstalled>> {
-    let source = toml_source(&headers, &body)?;
-    let installed = state
-        .admin
-        .install_rules(&actor(&admin), &tenant, source)
-        .await?;
-    Ok(Json(RulesInstalled {
-        version: installed.version,
-        collections: installed.collections,
-        warnings: installed.warnings,
-    }))
-}
-
-/// A rule set sent as a request body: TOML, UTF-8.
-fn toml_source<'a>(headers: &HeaderMap, body: &'a Bytes) -> ApiResult<&'a str> {
-    let ct = super::extract::mime(headers);
-    if !matches!(
-        ct.as_str(),
-        "application/toml" | "text/plain" | "text/x-toml"
-    ) {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "expected Content-Type: application/toml",
-        ));
-    }
-    std::str::from_utf8(body)
-        .map_err(|_| ApiError::bad_request("invalid_rules", "the rule set is not UTF-8"))
-}
-
-/// Check a TOML rule set exactly as installing it would, installing nothing (for an
-/// editor that validates as one types). A bad set is not an error of this request: 200
-/// with `valid: false` and every error at its line and column.
-#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/rules/validate", operation_id = "validate_rules", tag = "rules",
-    params(("tenant" = String, Path, description = "Tenant slug")),
-    request_body(content = String, content_type = "application/toml"),
-    responses((status = 200, body = RulesValidation),
-              (status = 400, body = Problem, description = "invalid_rules (not UTF-8)"),
-              (status = 404, body = Problem), (status = 415, body = Problem)),
-    security(("bearer" = [])))]
-async fn validate_rules(
-    State(state): State<AppState>,
-    admin: AdminCaller,
-    ApiPath(tenant): ApiPath<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<Json<RulesValidation>> {
-    state.admin.scope(&actor(&admin), &tenant).await?;
-    let source = toml_source(&headers, &body)?;
-    Ok(Json(crate::rules::RuleSet::parse(source).into()))
-}
-
-#[derive(serde::Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ExplainQuery {
-    /// read, update or delete (default read).
-    pub op: Option<String>,
-    /// Evaluate as this user of the tenant (default: anonymous).
-    pub uid: Option<String>,
-}
-
-/// Which rule decides an operation on a stored document, and why.
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct RuleExplanation {
-    pub collection: String,
-    pub id: String,
-    pub operation: String,
-    /// The rule's expression; null when the collection has no rule for the operation
-    /// (then it is denied).
-    pub rule: Option<String>,
-    pub allowed: bool,
-    /// The sub-expression whose value decided.
-    pub decided_by: Option<String>,
-    /// `{"expression","value"}` for each sub-expression evaluated.
-    pub trace: Vec<serde_json::Value>,
-}
-
-/// Explain the active rules for a stored document, as a user (`uid`) or anonymous: the
-/// admin API's form of `GET .../docs/{id}?explain=1` (which needs a service key).
-#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/collections/{collection}/docs/{id}/explain",
-    operation_id = "explain_rule", tag = "rules",
-    params(("tenant" = String, Path, description = "Tenant slug"), ("collection" = String, Path),
-           ("id" = String, Path), ExplainQuery),
-    responses((status = 200, body = RuleExplanation),
-              (status = 400, body = Problem, description = "validation_failed (`fields.op`)"),
-              (status = 404, body = Problem, description = "not_found (the document), user_not_found (`uid`)")),
-    security(("bearer" = [])))]
-async fn explain_rule(
-    State(state): State<AppState>,
-    admin: AdminCaller,
-    ApiPath((tenant, collection, id)): ApiPath<(String, String, String)>,
-    ApiQuery(q): ApiQuery<ExplainQuery>,
-) -> ApiResult<Json<RuleExplanation>> {
-    let op = crate::rules::Operation::parse_explainable(q.op.as_deref().unwrap_or("read"))
-        .map_err(|m| ApiError::invalid_field("op", m))?;
-    let scope = state.admin.scope(&actor(&admin), &tenant).await?;
-    let r = state
-        .docs
-        .explain_as(&scope, &collection, &id, op, q.uid.as_deref())
-        .await?;
-    let (allowed, decided_by, trace) = match r.explanation {
-        Some(x) => (
-            x.allowed,
-            Some(x.decided_by),
-            x.trace
-                .into_iter()
-                .map(|t| serde_json::to_value(t).unwrap_or_default())
-                .collect(),
-        ),
-        None => (false, None, Vec::new()),
-    };
-    Ok(Json(RuleExplanation {
-        collection,
-        id,
-        operation: op.as_str().to_string(),
-        rule: r.rule,
-        allowed,
-        decided_by,
-        trace,
-    }))
 }
 
 /// A tenant's secrets by name: names and update times, never values.

@@ -3,6 +3,7 @@
 
 mod admin_access_routes;
 mod admin_routes;
+mod admin_rules_routes;
 mod auth_routes;
 mod console_routes;
 mod demo_routes;
@@ -45,6 +46,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .layer(tenant_cors(state.clone()));
     let (router, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(admin_routes::router())
+        .merge(admin_rules_routes::router())
         .merge(admin_access_routes::router())
         .merge(function_admin_routes::router())
         .merge(info_admin_routes::router())
