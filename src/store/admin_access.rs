@@ -184,7 +184,11 @@ impl Store {
             .bind(k.expires_at)
             .fetch_one(&p)
             .await
-            .map_err(|e| on_unique(e, "key prefix collision"))?))
+            .map_err(|e| on_unique(
+                e,
+                "prefix",
+                "key prefix collision"
+            ))?))
     }
 
     /// Keys, revoked ones included, oldest first; only those `created_by` made, if given.

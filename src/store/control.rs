@@ -87,7 +87,7 @@ impl Store {
             .bind(now)
             .fetch_one(&p)
             .await
-            .map_err(|e| on_unique(e, "a tenant with this slug exists"))?
+            .map_err(|e| on_unique(e, "slug", "a tenant with this slug exists"))?
         });
         if let Err(e) = self.provision_tenant(row.id).await {
             // Leave no half-created tenant behind.
@@ -201,6 +201,7 @@ impl Store {
             .await
             .map_err(|e| on_unique(
                 e,
+                "email",
                 "an admin with this email exists"
             ))?))
     }

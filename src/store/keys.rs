@@ -37,7 +37,7 @@ impl Store {
         .bind(now_ms())
         .fetch_one(&p)
         .await
-        .map_err(|e| on_unique(e, "key prefix collision"))?
+        .map_err(|e| on_unique(e, "prefix", "key prefix collision"))?
         }))
     }
 

@@ -22,6 +22,8 @@ mod rulesets;
 mod secrets;
 mod sql;
 mod sqlite;
+#[cfg(test)]
+mod unique_tests;
 mod usage;
 mod users;
 
@@ -181,11 +183,27 @@ pub fn database_unreachable(e: &sqlx::Error) -> bool {
     }
 }
 
-/// Turns a unique-constraint violation into `Conflict(what)`; all other errors pass through.
-pub(crate) fn on_unique(err: sqlx::Error, what: &'static str) -> StoreError {
+/// Turns a violation of the unique constraint on `column` into `Conflict(what)`; every
+/// other error passes through, a violation of another constraint (a primary key, say)
+/// included: that is a fault, not the caller's conflict. The constraint is found by
+/// name: PostgreSQL names it (`users_tenant_id_email_key`), SQLite lists its columns in
+/// the message (`UNIQUE constraint failed: users.tenant_id, users.email`).
+pub(crate) fn on_unique(err: sqlx::Error, column: &str, what: &'static str) -> StoreError {
     match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what),
+        sqlx::Error::Database(db) if db.is_unique_violation() && violates(&**db, column) => {
+            StoreError::Conflict(what)
+        }
         _ => StoreError::Db(err),
+    }
+}
+
+fn violates(db: &dyn sqlx::error::DatabaseError, column: &str) -> bool {
+    match db.constraint() {
+        Some(name) => name.split('_').any(|part| part == column),
+        None => db.message().rsplit(':').next().is_some_and(|cols| {
+            cols.split(',')
+                .any(|c| c.trim().ends_with(&format!(".{column}")))
+        }),
     }
 }
 

@@ -113,6 +113,7 @@ impl Store {
             .await
             .map_err(|e| on_unique(
                 e,
+                "email",
                 "a user with this email exists"
             ))?))
     }

@@ -36,6 +36,9 @@ enum Shape {
     JsonPatch,
     /// TOML (rules).
     Toml,
+    /// TOML checked, not installed: a body that is not a valid rule set is the check's
+    /// answer (200, `valid: false`), not an error of the request.
+    TomlCheck,
     /// Passed through as is (HTTP functions): only the size limit applies.
     Raw,
 }
@@ -56,6 +59,7 @@ const BODY_ROUTES: &[(&str, &str, Who, Shape, &str)] = &[
     ("POST", "/admin/v1/tenants/{tenant}/keys", Who::Admin, Shape::Typed, r#"{"name": 5}"#),
     ("PUT", "/admin/v1/tenants/{tenant}/secrets/{name}", Who::Admin, Shape::Typed, r#"{"value": 5}"#),
     ("PUT", "/admin/v1/tenants/{tenant}/rules", Who::Admin, Shape::Toml, ""),
+    ("POST", "/admin/v1/tenants/{tenant}/rules/validate", Who::Admin, Shape::TomlCheck, ""),
     ("POST", "/admin/v1/tenants/{tenant}/deploys", Who::Admin, Shape::Typed, r#"{"files": 5}"#),
     ("POST", "/v1/t/{tenant}/auth/signup", Who::Anon, Shape::Typed, r#"{"email": 5, "password": []}"#),
     ("POST", "/v1/t/{tenant}/auth/login", Who::Anon, Shape::Typed, r#"{"email": ["a"], "password": 1}"#),
@@ -118,7 +122,7 @@ fn bad_bodies(shape: Shape, limit: usize) -> Vec<(&'static str, &'static str, Ve
             b"a=1".to_vec(),
         ),
     ];
-    if matches!(shape, Shape::Raw | Shape::Toml) {
+    if matches!(shape, Shape::Raw | Shape::Toml | Shape::TomlCheck) {
         return v;
     }
     // Each syntax error comes before anything a struct could refuse first (a missing
@@ -218,6 +222,7 @@ fn expected(shape: Shape, attack: &str) -> Option<(u16, &'static str)> {
         "oversized body" => (413, "payload_too_large"),
         // Rules may come as text/plain; `{}` is not TOML.
         "valid body as text/plain" if shape == Shape::Toml => (400, "invalid_rules"),
+        "valid body as text/plain" if shape == Shape::TomlCheck => return None,
         "valid body as text/plain" | "valid body as a form" | "no content type" => {
             if shape == Shape::Raw {
                 return None;
