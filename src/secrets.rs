@@ -262,6 +262,14 @@ impl SecretsService {
         })
     }
 
+    /// Seals a value for `tenant` under this server's key without storing it: an
+    /// import writes the sealed secrets in its own transaction.
+    pub fn seal_for(&self, tenant: i64, name: &str, value: &str) -> Result<(Vec<u8>, Vec<u8>)> {
+        validate_name(name)?;
+        validate_value(value)?;
+        self.sealer.seal(tenant, name, value)
+    }
+
     pub async fn delete(&self, scope: &Scope, name: &str) -> Result<()> {
         validate_name(name)?;
         let deleted = self.store.delete_secret(scope, name).await;

@@ -13,6 +13,7 @@ mod audit;
 mod collections;
 mod deploys;
 mod error;
+pub mod export;
 mod sessions;
 mod setup;
 mod tenant_keys;

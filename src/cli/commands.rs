@@ -87,6 +87,18 @@ pub enum TenantCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Write a tenant (documents, rules, deploys, users, service keys) to standard
+    /// output as NDJSON; local storage only.
+    Export {
+        slug: String,
+        /// Also write the tenant's secrets, decrypted. Keep such a file as safe as the
+        /// secrets themselves; without this flag they are left out.
+        #[arg(long)]
+        include_secrets: bool,
+    },
+    /// Create the tenant SLUG from an export read on standard input; local storage
+    /// only. The file is checked whole first; on any error nothing is left behind.
+    Import { slug: String },
 }
 
 #[derive(Subcommand, Debug)]

@@ -184,6 +184,11 @@ async fn tenants(state: &AppState, actor: &Actor, cmd: TenantCommand) -> anyhow:
             admin.delete_tenant(actor, &slug).await.map_err(err)?;
             println!("tenant deleted: {slug}");
         }
+        TenantCommand::Export {
+            slug,
+            include_secrets,
+        } => super::transfer::export(admin, actor, &slug, include_secrets).await?,
+        TenantCommand::Import { slug } => super::transfer::import(admin, actor, &slug).await?,
     }
     Ok(())
 }

@@ -18,6 +18,7 @@ mod print;
 mod progress;
 mod remote;
 mod remote_commands;
+mod transfer;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 

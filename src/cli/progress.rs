@@ -1,4 +1,4 @@
-//! Upload progress on standard error: a line redrawn in place on a terminal, one
+//! Progress on standard error (an upload's bytes, an export's records): a line redrawn in place on a terminal, one
 //! summary line otherwise (logs and CI keep no carriage-return noise). A byte counter is
 //! all an upload of a bundle needs; a progress-bar crate would add more than it shows.
 
@@ -32,6 +32,48 @@ pub fn body(bytes: Vec<u8>) -> reqwest::Body {
             Ok::<_, std::io::Error>(chunk)
         }));
     reqwest::Body::wrap_stream(stream)
+}
+
+/// A count of records written, for exports: redrawn in place on a terminal at most a
+/// few times a second, a single summary line otherwise.
+pub struct Counter {
+    what: &'static str,
+    tty: bool,
+    started: Instant,
+    last_drawn: Option<Instant>,
+    n: u64,
+}
+
+impl Counter {
+    pub fn new(what: &'static str) -> Counter {
+        Counter {
+            what,
+            tty: std::io::stderr().is_terminal(),
+            started: Instant::now(),
+            last_drawn: None,
+            n: 0,
+        }
+    }
+
+    pub fn at(&mut self, n: u64) {
+        self.n = n;
+        let due = self
+            .last_drawn
+            .is_none_or(|t| t.elapsed().as_millis() >= 200);
+        if self.tty && due {
+            eprint!("\r  {} {}", self.n, self.what);
+            let _ = std::io::stderr().flush();
+            self.last_drawn = Some(Instant::now());
+        }
+    }
+
+    pub fn done(self) {
+        if self.tty && self.last_drawn.is_some() {
+            eprintln!();
+        }
+        let took = self.started.elapsed().as_secs_f64();
+        eprintln!("{} {} in {took:.1} s", self.n, self.what);
+    }
 }
 
 fn kib(n: usize) -> String {

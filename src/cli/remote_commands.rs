@@ -77,6 +77,10 @@ async fn tenant(c: &Client, cmd: TenantCommand) -> anyhow::Result<()> {
             c.delete(&tenant_path(&slug, "")).await?;
             println!("tenant deleted: {slug}");
         }
+        TenantCommand::Export { .. } | TenantCommand::Import { .. } => anyhow::bail!(
+            "tenant export and import work on the server's own storage: run them there \
+             with --data-dir or --database-url, not through --server"
+        ),
     }
     Ok(())
 }

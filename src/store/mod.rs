@@ -13,6 +13,7 @@ mod announce;
 mod commit;
 mod control;
 mod documents;
+mod export;
 mod functions;
 mod jobs;
 mod keys;
@@ -44,6 +45,10 @@ pub use control::{AdminRow, AuditEntry, AuditQuery, NewAudit, SigningKeyRow, Ten
 pub use documents::{
     After, Change, ChangeOp, ListQuery, ListedDoc, OrderKey, SortValue, StoredDoc, WriteDecision,
     WriteError, WriteRequest, Written, page_len,
+};
+pub use export::{
+    ActiveDeployRecord, DeployRecord, DocRecord, RulesetRecord, SealedSecret, ServiceKeyRecord,
+    TenantImport, TenantTables, UserRecord,
 };
 pub use functions::{DeployRow, DeploySummary, InvocationRow};
 pub use jobs::{JobInfo, JobPlanner, JobRef, JobRow, NewJob, Origin};

@@ -1,0 +1,251 @@
+//! Tenant export and import (`plinth tenant export|import`): a tenant's documents, rule
+//! sets, deploys, users (password hashes included), service keys (hashes) and, when
+//! asked, its secrets in clear, as one NDJSON file (`format`). An import checks the
+//! whole file first, then creates the tenant and writes everything in one transaction;
+//! on any error it deletes the tenant again, so nothing is left behind.
+
+pub mod format;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::{Actor, AdminError, AdminService};
+use crate::store::{BackendKind, SealedSecret, TenantImport, TenantTables, now_ms};
+use crate::tenancy::Scope;
+use format::{DocumentLine, Header, Line, SecretLine, TenantSettings};
+
+/// Documents read per page while exporting.
+const PAGE: i64 = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// The file is not a complete, unaltered export: nothing was written.
+    #[error("refusing the file: {0}")]
+    BadFile(String),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    #[error("writing the export: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<crate::store::StoreError> for TransferError {
+    fn from(e: crate::store::StoreError) -> Self {
+        TransferError::Admin(e.into())
+    }
+}
+
+type Result<T> = std::result::Result<T, TransferError>;
+
+/// What to export.
+pub struct ExportOptions {
+    pub include_secrets: bool,
+}
+
+impl AdminService {
+    /// Writes the tenant `slug` to `out`; `progress` is told the documents written so
+    /// far after each page. Returns the record counts.
+    ///
+    /// Documents are read page by page, not in one snapshot: suspend the tenant first
+    /// for a copy that no write overlaps.
+    pub async fn export_tenant(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        opts: &ExportOptions,
+        out: impl std::io::Write,
+        mut progress: impl FnMut(u64),
+    ) -> Result<BTreeMap<String, u64>> {
+        let scope = self.scope(actor, slug).await?;
+        let tenant = scope.tenant().clone();
+        let secrets = self.secrets.env(&scope).await.map_err(AdminError::from)?;
+        let listed = self.secrets.list(&scope).await.map_err(AdminError::from)?;
+        let header = Header {
+            format: format::FORMAT.into(),
+            version: format::VERSION,
+            source_backend: match self.store.kind() {
+                BackendKind::Sqlite => "sqlite",
+                BackendKind::Postgres => "postgres",
+            }
+            .into(),
+            exported_at: now_ms(),
+            tenant: TenantSettings {
+                slug: tenant.slug.clone(),
+                name: tenant.name.clone(),
+                suspended: tenant.suspended,
+                cors_origins: tenant.cors_origins.clone(),
+            },
+            secrets_included: opts.include_secrets,
+            secrets_count: secrets.len(),
+        };
+        let mut w = format::Writer::new(out);
+        w.line(&Line::Header(header))?;
+        let t = self.store.export_tables(&scope).await?;
+        write_tables(&mut w, t)?;
+        let mut after = (String::new(), String::new());
+        let mut written = 0u64;
+        loop {
+            let page = self
+                .store
+                .export_documents(&scope, (&after.0, &after.1), PAGE)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = (last.collection.clone(), last.id.clone());
+            let full = page.len() as i64 == PAGE;
+            for doc in page {
+                let line = DocumentLine::from_record(doc)
+                    .map_err(|e| TransferError::Io(std::io::Error::other(e)))?;
+                w.line(&Line::Document(line))?;
+                written += 1;
+            }
+            progress(written);
+            if !full {
+                break;
+            }
+        }
+        if opts.include_secrets {
+            for meta in listed {
+                if let Some(value) = secrets.get(&meta.name) {
+                    w.line(&Line::Secret(SecretLine {
+                        name: meta.name,
+                        value: value.clone(),
+                        updated_at: meta.updated_at,
+                    }))?;
+                }
+            }
+        }
+        let counts = w.finish()?;
+        self.audit(
+            actor,
+            "tenant.export",
+            Some(slug),
+            None,
+            serde_json::json!({"counts": counts, "secrets_included": opts.include_secrets}),
+        )
+        .await?;
+        Ok(counts)
+    }
+
+    /// Creates the tenant `slug` from an export. The file is checked whole before
+    /// anything is written; a tenant of that slug must not exist. Returns the header
+    /// and the record counts.
+    pub async fn import_tenant(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        input: impl std::io::BufRead,
+    ) -> Result<(Header, BTreeMap<String, u64>)> {
+        let parsed = format::read(input).map_err(TransferError::BadFile)?;
+        let (mut data, plain_secrets) = split(parsed.records)?;
+        let h = &parsed.header;
+        let tenant = self.create_tenant(actor, slug, &h.tenant.name).await?;
+        let written = async {
+            if !h.tenant.cors_origins.is_empty() {
+                self.update_tenant(actor, slug, None, Some(&h.tenant.cors_origins))
+                    .await?;
+            }
+            let scope = Scope::admin(Arc::new(tenant.clone()), &actor.0);
+            for s in plain_secrets {
+                let (nonce, ciphertext) = self
+                    .secrets
+                    .seal_for(tenant.id, &s.name, &s.value)
+                    .map_err(AdminError::from)?;
+                data.secrets.push(SealedSecret {
+                    name: s.name,
+                    nonce,
+                    ciphertext,
+                    updated_at: s.updated_at,
+                });
+            }
+            self.store.import_tenant(&scope, &data).await?;
+            if h.tenant.suspended {
+                self.set_suspended(actor, slug, true).await?;
+            }
+            Ok::<_, TransferError>(())
+        }
+        .await;
+        if let Err(e) = written {
+            // Leave no half-imported tenant behind; the first error is the one to tell.
+            if let Err(cleanup) = self.delete_tenant(actor, slug).await {
+                tracing::error!(%slug, error = %cleanup, "could not remove a failed import");
+            }
+            return Err(e);
+        }
+        self.audit(
+            actor,
+            "tenant.import",
+            Some(slug),
+            None,
+            serde_json::json!({"counts": parsed.counts, "from": h.tenant.slug,
+                "source_backend": h.source_backend}),
+        )
+        .await?;
+        Ok((parsed.header, parsed.counts))
+    }
+}
+
+fn write_tables<W: std::io::Write>(w: &mut format::Writer<W>, t: TenantTables) -> Result<()> {
+    for r in t.rulesets {
+        w.line(&Line::Ruleset(r))?;
+    }
+    for d in t.deploys {
+        w.line(&Line::Deploy(d))?;
+    }
+    if let Some(a) = t.active_deploy {
+        w.line(&Line::ActiveDeploy(a))?;
+    }
+    for u in t.users {
+        w.line(&Line::User(u))?;
+    }
+    for k in t.service_keys {
+        w.line(&Line::ServiceKey(k))?;
+    }
+    Ok(())
+}
+
+/// Sorts the records into what the store writes, checking what the store would not.
+fn split(records: Vec<Line>) -> Result<(TenantImport, Vec<SecretLine>)> {
+    let bad = |what: String| TransferError::BadFile(what);
+    let mut data = TenantImport::default();
+    let mut secrets = Vec::new();
+    for record in records {
+        match record {
+            Line::Document(d) => {
+                if !crate::names::valid_collection(&d.collection) {
+                    return Err(bad(format!("invalid collection name '{}'", d.collection)));
+                }
+                if !d.data.is_object() {
+                    return Err(bad(format!(
+                        "document {}/{} is not an object",
+                        d.collection, d.id
+                    )));
+                }
+                data.documents.push(d.into_record());
+            }
+            Line::Ruleset(r) => data.tables.rulesets.push(r),
+            Line::Deploy(d) => data.tables.deploys.push(d),
+            Line::ActiveDeploy(a) => {
+                if data.tables.active_deploy.replace(a).is_some() {
+                    return Err(bad("two active deploys".into()));
+                }
+            }
+            Line::User(u) => data.tables.users.push(u),
+            Line::ServiceKey(k) => data.tables.service_keys.push(k),
+            Line::Secret(s) => secrets.push(s),
+            Line::Header(_) | Line::Trailer(_) => {
+                return Err(bad("a header or trailer among the records".into()));
+            }
+        }
+    }
+    if let Some(a) = &data.tables.active_deploy
+        && !data.tables.deploys.iter().any(|d| d.version == a.version)
+    {
+        return Err(bad(format!(
+            "the active deploy {} is not in the file",
+            a.version
+        )));
+    }
+    if secrets.len() > crate::secrets::MAX_SECRETS {
+        return Err(bad("more secrets than a tenant may hold".into()));
+    }
+    Ok((data, secrets))
+}

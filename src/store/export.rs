@@ -1,0 +1,305 @@
+//! Tenant export and import: every row a tenant's portable state is made of, read in
+//! pages (documents) or whole (the small tables), and written back in one transaction.
+//!
+//! Not carried: sessions, refresh and mail tokens (a move signs everyone out), the change
+//! log, jobs, invocations and usage (history of the old placement, not state).
+
+use super::{Db, Store, StoreResult, on_db};
+use crate::tenancy::Scope;
+
+/// One document as stored; `data` is the JSON object's text.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
+pub struct DocRecord {
+    pub collection: String,
+    pub id: String,
+    pub version: i64,
+    pub data: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
+pub struct RulesetRecord {
+    pub version: i64,
+    pub source: String,
+    pub created_at: i64,
+    pub created_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
+pub struct DeployRecord {
+    pub version: i64,
+    pub manifest: String,
+    pub files: String,
+    pub rules: Option<String>,
+    pub created_at: i64,
+    pub created_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
+pub struct ActiveDeployRecord {
+    pub version: i64,
+    pub activated_at: i64,
+    pub activated_by: String,
+}
+
+/// An end user, password hash included.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
+pub struct UserRecord {
+    pub id: String,
+    pub email: String,
+    pub password_hash: String,
+    pub email_verified: bool,
+    pub disabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A service key, by its hash (the key itself was shown once and is not stored).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
+pub struct ServiceKeyRecord {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub key_hash: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// A secret sealed for the target tenant (the store never sees a value).
+#[derive(Debug, Clone)]
+pub struct SealedSecret {
+    pub name: String,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+    pub updated_at: i64,
+}
+
+/// A tenant's small tables, read at once.
+#[derive(Debug, Default)]
+pub struct TenantTables {
+    pub rulesets: Vec<RulesetRecord>,
+    pub deploys: Vec<DeployRecord>,
+    pub active_deploy: Option<ActiveDeployRecord>,
+    pub users: Vec<UserRecord>,
+    pub service_keys: Vec<ServiceKeyRecord>,
+}
+
+/// Everything an import writes, already checked.
+#[derive(Debug, Default)]
+pub struct TenantImport {
+    pub tables: TenantTables,
+    pub documents: Vec<DocRecord>,
+    pub secrets: Vec<SealedSecret>,
+}
+
+fn doc_select(db: &Db) -> &'static str {
+    match db {
+        Db::Sqlite(_) => {
+            "SELECT collection, id, version, data, created_at, updated_at FROM documents \
+             WHERE tenant_id = $1 AND (collection, id) > ($2, $3) \
+             ORDER BY collection, id LIMIT $4"
+        }
+        Db::Postgres(_) => {
+            "SELECT collection, id, version, data::text AS data, created_at, updated_at \
+             FROM documents WHERE tenant_id = $1 AND (collection, id) > ($2, $3) \
+             ORDER BY collection, id LIMIT $4"
+        }
+    }
+}
+
+fn doc_insert(db: &Db) -> &'static str {
+    match db {
+        Db::Sqlite(_) => {
+            "INSERT INTO documents (tenant_id, collection, id, data, version, created_at, \
+             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        }
+        Db::Postgres(_) => {
+            "INSERT INTO documents (tenant_id, collection, id, data, version, created_at, \
+             updated_at) VALUES ($1, $2, $3, CAST($4 AS jsonb), $5, $6, $7)"
+        }
+    }
+}
+
+impl Store {
+    /// The tenant's documents after `(collection, id)` in key order, at most `limit`.
+    /// An empty `after` starts at the beginning (no collection name is empty).
+    pub async fn export_documents(
+        &self,
+        scope: &Scope,
+        after: (&str, &str),
+        limit: i64,
+    ) -> StoreResult<Vec<DocRecord>> {
+        let (db, tenant) = self.tenant_db(scope).await?;
+        let sql = doc_select(&db);
+        Ok(on_db!(db, |p| sqlx::query_as(sql)
+            .bind(tenant)
+            .bind(after.0)
+            .bind(after.1)
+            .bind(limit)
+            .fetch_all(&p)
+            .await?))
+    }
+
+    /// The tenant's rule sets, deploys, users and service keys, in one read transaction
+    /// so they agree with each other.
+    pub async fn export_tables(&self, scope: &Scope) -> StoreResult<TenantTables> {
+        let (db, tenant) = self.tenant_db(scope).await?;
+        on_db!(db, |p| {
+            let mut tx = p.begin().await?;
+            let rulesets = sqlx::query_as(
+                "SELECT version, source, created_at, created_by FROM rulesets \
+                 WHERE tenant_id = $1 ORDER BY version",
+            )
+            .bind(tenant)
+            .fetch_all(&mut *tx)
+            .await?;
+            let deploys = sqlx::query_as(
+                "SELECT version, manifest, files, rules, created_at, created_by FROM deploys \
+                 WHERE tenant_id = $1 ORDER BY version",
+            )
+            .bind(tenant)
+            .fetch_all(&mut *tx)
+            .await?;
+            let active_deploy = sqlx::query_as(
+                "SELECT version, activated_at, activated_by FROM deploy_active \
+                 WHERE tenant_id = $1",
+            )
+            .bind(tenant)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let users = sqlx::query_as(
+                "SELECT id, email, password_hash, email_verified, disabled, created_at, \
+                 updated_at FROM users WHERE tenant_id = $1 ORDER BY id",
+            )
+            .bind(tenant)
+            .fetch_all(&mut *tx)
+            .await?;
+            let service_keys = sqlx::query_as(
+                "SELECT id, name, prefix, key_hash, created_at, revoked_at FROM service_keys \
+                 WHERE tenant_id = $1 ORDER BY id",
+            )
+            .bind(tenant)
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(TenantTables {
+                rulesets,
+                deploys,
+                active_deploy,
+                users,
+                service_keys,
+            })
+        })
+    }
+
+    /// Writes an import into the (new, empty) tenant in one transaction: all of it, or
+    /// on any error none of it.
+    pub async fn import_tenant(&self, scope: &Scope, data: &TenantImport) -> StoreResult<()> {
+        let (db, tenant) = self.tenant_db(scope).await?;
+        let begin = db.begin_write();
+        let insert_doc = doc_insert(&db);
+        let t = &data.tables;
+        on_db!(db, |p| {
+            let mut tx = p.begin_with(begin).await?;
+            for d in &data.documents {
+                sqlx::query(insert_doc)
+                    .bind(tenant)
+                    .bind(&d.collection)
+                    .bind(&d.id)
+                    .bind(&d.data)
+                    .bind(d.version)
+                    .bind(d.created_at)
+                    .bind(d.updated_at)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for r in &t.rulesets {
+                sqlx::query(
+                    "INSERT INTO rulesets (tenant_id, version, source, created_at, created_by) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(tenant)
+                .bind(r.version)
+                .bind(&r.source)
+                .bind(r.created_at)
+                .bind(&r.created_by)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for d in &t.deploys {
+                sqlx::query(
+                    "INSERT INTO deploys (tenant_id, version, manifest, files, rules, \
+                     created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(tenant)
+                .bind(d.version)
+                .bind(&d.manifest)
+                .bind(&d.files)
+                .bind(&d.rules)
+                .bind(d.created_at)
+                .bind(&d.created_by)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let Some(a) = &t.active_deploy {
+                sqlx::query(
+                    "INSERT INTO deploy_active (tenant_id, version, activated_at, activated_by) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(tenant)
+                .bind(a.version)
+                .bind(a.activated_at)
+                .bind(&a.activated_by)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for u in &t.users {
+                sqlx::query(
+                    "INSERT INTO users (tenant_id, id, email, password_hash, email_verified, \
+                     disabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(tenant)
+                .bind(&u.id)
+                .bind(&u.email)
+                .bind(&u.password_hash)
+                .bind(u.email_verified)
+                .bind(u.disabled)
+                .bind(u.created_at)
+                .bind(u.updated_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for k in &t.service_keys {
+                sqlx::query(
+                    "INSERT INTO service_keys (tenant_id, id, name, prefix, key_hash, \
+                     created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(tenant)
+                .bind(&k.id)
+                .bind(&k.name)
+                .bind(&k.prefix)
+                .bind(&k.key_hash)
+                .bind(k.created_at)
+                .bind(k.revoked_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for s in &data.secrets {
+                sqlx::query(
+                    "INSERT INTO secrets (tenant_id, name, nonce, ciphertext, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(tenant)
+                .bind(&s.name)
+                .bind(&s.nonce)
+                .bind(&s.ciphertext)
+                .bind(s.updated_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+}
