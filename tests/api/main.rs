@@ -21,6 +21,7 @@ mod cli_remote;
 mod demo;
 mod documents;
 mod exhaustion;
+mod export;
 mod functions;
 mod hooks;
 mod list_count;
