@@ -231,3 +231,7 @@ pub fn read(input: impl std::io::BufRead) -> Result<Parsed, String> {
         counts,
     })
 }
+
+#[cfg(test)]
+#[path = "format_tests.rs"]
+mod tests;
