@@ -93,6 +93,56 @@ pub struct TenantImport {
     pub secrets: Vec<SealedSecret>,
 }
 
+/// What an export hands its sink, in this order: the small tables, then pages of
+/// documents.
+pub enum ExportPart {
+    Tables(TenantTables),
+    Documents(Vec<DocRecord>),
+}
+
+/// Reads the small tables on `$tx` (a transaction of either dialect).
+macro_rules! read_tables {
+    ($tx:ident, $tenant:expr) => {
+        TenantTables {
+            rulesets: sqlx::query_as(
+                "SELECT version, source, created_at, created_by FROM rulesets \
+                 WHERE tenant_id = $1 ORDER BY version",
+            )
+            .bind($tenant)
+            .fetch_all(&mut *$tx)
+            .await?,
+            deploys: sqlx::query_as(
+                "SELECT version, manifest, files, rules, created_at, created_by FROM deploys \
+                 WHERE tenant_id = $1 ORDER BY version",
+            )
+            .bind($tenant)
+            .fetch_all(&mut *$tx)
+            .await?,
+            active_deploy: sqlx::query_as(
+                "SELECT version, activated_at, activated_by FROM deploy_active \
+                 WHERE tenant_id = $1",
+            )
+            .bind($tenant)
+            .fetch_optional(&mut *$tx)
+            .await?,
+            users: sqlx::query_as(
+                "SELECT id, email, password_hash, email_verified, disabled, created_at, \
+                 updated_at FROM users WHERE tenant_id = $1 ORDER BY id",
+            )
+            .bind($tenant)
+            .fetch_all(&mut *$tx)
+            .await?,
+            service_keys: sqlx::query_as(
+                "SELECT id, name, prefix, key_hash, created_at, revoked_at FROM service_keys \
+                 WHERE tenant_id = $1 ORDER BY id",
+            )
+            .bind($tenant)
+            .fetch_all(&mut *$tx)
+            .await?,
+        }
+    };
+}
+
 fn doc_select(db: &Db) -> &'static str {
     match db {
         Db::Sqlite(_) => {
@@ -122,74 +172,50 @@ fn doc_insert(db: &Db) -> &'static str {
 }
 
 impl Store {
-    /// The tenant's documents after `(collection, id)` in key order, at most `limit`.
-    /// An empty `after` starts at the beginning (no collection name is empty).
-    pub async fn export_documents(
+    /// Reads the whole tenant in one read-only snapshot (PostgreSQL: REPEATABLE READ;
+    /// SQLite: one read transaction of the WAL), so the documents, rules, deploys, users
+    /// and keys agree with each other however long the export takes. `sink` gets the
+    /// small tables first, then the documents in key order, `page` at a time; its
+    /// error stops the read and is handed back as the inner `Err`.
+    pub async fn export_snapshot<E>(
         &self,
         scope: &Scope,
-        after: (&str, &str),
-        limit: i64,
-    ) -> StoreResult<Vec<DocRecord>> {
+        page: i64,
+        mut sink: impl FnMut(ExportPart) -> Result<(), E>,
+    ) -> StoreResult<Result<(), E>> {
         let (db, tenant) = self.tenant_db(scope).await?;
-        let sql = doc_select(&db);
-        Ok(on_db!(db, |p| sqlx::query_as(sql)
-            .bind(tenant)
-            .bind(after.0)
-            .bind(after.1)
-            .bind(limit)
-            .fetch_all(&p)
-            .await?))
-    }
-
-    /// The tenant's rule sets, deploys, users and service keys, in one read transaction
-    /// so they agree with each other.
-    pub async fn export_tables(&self, scope: &Scope) -> StoreResult<TenantTables> {
-        let (db, tenant) = self.tenant_db(scope).await?;
+        let begin = match &db {
+            Db::Sqlite(_) => "BEGIN",
+            Db::Postgres(_) => "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+        };
+        let docs = doc_select(&db);
         on_db!(db, |p| {
-            let mut tx = p.begin().await?;
-            let rulesets = sqlx::query_as(
-                "SELECT version, source, created_at, created_by FROM rulesets \
-                 WHERE tenant_id = $1 ORDER BY version",
-            )
-            .bind(tenant)
-            .fetch_all(&mut *tx)
-            .await?;
-            let deploys = sqlx::query_as(
-                "SELECT version, manifest, files, rules, created_at, created_by FROM deploys \
-                 WHERE tenant_id = $1 ORDER BY version",
-            )
-            .bind(tenant)
-            .fetch_all(&mut *tx)
-            .await?;
-            let active_deploy = sqlx::query_as(
-                "SELECT version, activated_at, activated_by FROM deploy_active \
-                 WHERE tenant_id = $1",
-            )
-            .bind(tenant)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let users = sqlx::query_as(
-                "SELECT id, email, password_hash, email_verified, disabled, created_at, \
-                 updated_at FROM users WHERE tenant_id = $1 ORDER BY id",
-            )
-            .bind(tenant)
-            .fetch_all(&mut *tx)
-            .await?;
-            let service_keys = sqlx::query_as(
-                "SELECT id, name, prefix, key_hash, created_at, revoked_at FROM service_keys \
-                 WHERE tenant_id = $1 ORDER BY id",
-            )
-            .bind(tenant)
-            .fetch_all(&mut *tx)
-            .await?;
+            let mut tx = p.begin_with(begin).await?;
+            let tables = read_tables!(tx, tenant);
+            if let Err(e) = sink(ExportPart::Tables(tables)) {
+                return Ok(Err(e));
+            }
+            let mut after = (String::new(), String::new());
+            loop {
+                let rows: Vec<DocRecord> = sqlx::query_as(docs)
+                    .bind(tenant)
+                    .bind(&after.0)
+                    .bind(&after.1)
+                    .bind(page)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let Some(last) = rows.last() else { break };
+                after = (last.collection.clone(), last.id.clone());
+                let full = rows.len() as i64 == page;
+                if let Err(e) = sink(ExportPart::Documents(rows)) {
+                    return Ok(Err(e));
+                }
+                if !full {
+                    break;
+                }
+            }
             tx.commit().await?;
-            Ok(TenantTables {
-                rulesets,
-                deploys,
-                active_deploy,
-                users,
-                service_keys,
-            })
+            Ok(Ok(()))
         })
     }
 

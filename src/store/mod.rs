@@ -47,8 +47,8 @@ pub use documents::{
     WriteError, WriteRequest, Written, page_len,
 };
 pub use export::{
-    ActiveDeployRecord, DeployRecord, DocRecord, RulesetRecord, SealedSecret, ServiceKeyRecord,
-    TenantImport, TenantTables, UserRecord,
+    ActiveDeployRecord, DeployRecord, DocRecord, ExportPart, RulesetRecord, SealedSecret,
+    ServiceKeyRecord, TenantImport, TenantTables, UserRecord,
 };
 pub use functions::{DeployRow, DeploySummary, InvocationRow};
 pub use jobs::{JobInfo, JobPlanner, JobRef, JobRow, NewJob, Origin};

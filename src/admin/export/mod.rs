@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{Actor, AdminError, AdminService};
-use crate::store::{BackendKind, SealedSecret, TenantImport, TenantTables, now_ms};
+use crate::store::{BackendKind, ExportPart, SealedSecret, TenantImport, TenantTables, now_ms};
 use crate::tenancy::Scope;
 use format::{DocumentLine, Header, Line, SecretLine, TenantSettings};
 
@@ -45,8 +45,7 @@ impl AdminService {
     /// Writes the tenant `slug` to `out`; `progress` is told the documents written so
     /// far after each page. Returns the record counts.
     ///
-    /// Documents are read page by page, not in one snapshot: suspend the tenant first
-    /// for a copy that no write overlaps.
+    /// Everything but the secrets comes from one read snapshot of the tenant's data.
     pub async fn export_tenant(
         &self,
         actor: &Actor,
@@ -57,8 +56,13 @@ impl AdminService {
     ) -> Result<BTreeMap<String, u64>> {
         let scope = self.scope(actor, slug).await?;
         let tenant = scope.tenant().clone();
-        let secrets = self.secrets.env(&scope).await.map_err(AdminError::from)?;
         let listed = self.secrets.list(&scope).await.map_err(AdminError::from)?;
+        // Decrypted only when asked for: a secret this server cannot open must not stop
+        // an export that leaves secrets out.
+        let secrets = match opts.include_secrets {
+            true => self.secrets.env(&scope).await.map_err(AdminError::from)?,
+            false => Default::default(),
+        };
         let header = Header {
             format: format::FORMAT.into(),
             version: format::VERSION,
@@ -75,33 +79,28 @@ impl AdminService {
                 cors_origins: tenant.cors_origins.clone(),
             },
             secrets_included: opts.include_secrets,
-            secrets_count: secrets.len(),
+            secrets_count: listed.len(),
         };
         let mut w = format::Writer::new(out);
         w.line(&Line::Header(header))?;
-        let t = self.store.export_tables(&scope).await?;
-        write_tables(&mut w, t)?;
-        let mut after = (String::new(), String::new());
         let mut written = 0u64;
-        loop {
-            let page = self
-                .store
-                .export_documents(&scope, (&after.0, &after.1), PAGE)
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = (last.collection.clone(), last.id.clone());
-            let full = page.len() as i64 == PAGE;
-            for doc in page {
-                let line = DocumentLine::from_record(doc)
-                    .map_err(|e| TransferError::Io(std::io::Error::other(e)))?;
-                w.line(&Line::Document(line))?;
-                written += 1;
-            }
-            progress(written);
-            if !full {
-                break;
-            }
-        }
+        self.store
+            .export_snapshot(&scope, PAGE, |part| {
+                match part {
+                    ExportPart::Tables(t) => write_tables(&mut w, t)?,
+                    ExportPart::Documents(page) => {
+                        for doc in page {
+                            let line = DocumentLine::from_record(doc)
+                                .map_err(|e| TransferError::Io(std::io::Error::other(e)))?;
+                            w.line(&Line::Document(line))?;
+                            written += 1;
+                        }
+                        progress(written);
+                    }
+                }
+                Ok::<_, TransferError>(())
+            })
+            .await??;
         if opts.include_secrets {
             for meta in listed {
                 if let Some(value) = secrets.get(&meta.name) {
