@@ -113,6 +113,18 @@ async fn populate(app: &mut TestApp) -> (String, Session) {
     )
     .await
     .ok(200);
+    // More documents than an export page (500), so the snapshot is read in pages.
+    for chunk in 0..2 {
+        let writes: Vec<Value> = (0..300)
+            .map(|i| {
+                let id = format!("b{:03}", chunk * 300 + i);
+                json!({"op": "put", "collection": "bulk", "id": id, "data": {"n": i}})
+            })
+            .collect();
+        app.post("/v1/t/shop/batch", Some(&key), json!({"writes": writes}))
+            .await
+            .ok(200);
+    }
     let ann = app.signup("shop", "ann@example.com").await;
     let bob = app.signup("shop", "bob@example.com").await;
     app.post(
@@ -158,7 +170,7 @@ async fn export_round_trip_to_the_other_backend(b: Backend) {
         &["tenant", "export", "shop", "--include-secrets"],
         None,
     ));
-    assert!(progress.contains("26 documents"), "{progress}");
+    assert!(progress.contains("626 documents"), "{progress}");
     let header: Value = serde_json::from_str(file.lines().next().unwrap()).unwrap();
     assert_eq!(
         header["source_backend"],
@@ -171,13 +183,13 @@ async fn export_round_trip_to_the_other_backend(b: Backend) {
     let trailer: Value = serde_json::from_str(file.lines().last().unwrap()).unwrap();
     assert_eq!(
         trailer["counts"],
-        json!({"document": 26, "ruleset": 3, "deploy": 2, "active_deploy": 1, "user": 2,
+        json!({"document": 626, "ruleset": 3, "deploy": 2, "active_deploy": 1, "user": 2,
                "service_key": 1, "secret": 1})
     );
 
     let target = Storage::fresh(other(b)).await;
     let (_, said) = ok(plinth(&target, &["tenant", "import", "shop"], Some(&file)));
-    assert!(said.contains("26 document"), "{said}");
+    assert!(said.contains("626 document"), "{said}");
     // A second import of the same slug is refused and changes nothing.
     refused(
         plinth(&target, &["tenant", "import", "shop"], Some(&file)),
@@ -220,6 +232,31 @@ async fn export_round_trip_to_the_other_backend(b: Backend) {
     .await
     .ok(200);
     assert_eq!(text(&app, "/v1/t/shop/fn/which").await, "one");
+    // The imported tenant takes writes: a new document, and a new version of an old one.
+    put(
+        &app,
+        &key,
+        &format!("{}/new", docs("shop", "orders")),
+        json!({"total": 1}),
+    )
+    .await
+    .ok(201);
+    let n01 = put(
+        &app,
+        &key,
+        &format!("{}/n01", docs("shop", "notes")),
+        json!({"i": 1}),
+    )
+    .await
+    .ok(200);
+    assert_eq!(n01["version"], 2);
+    for id in ["b000", "b499", "b500", "b599"] {
+        let d = app
+            .get(&format!("{}/{id}", docs("shop", "bulk")), Some(&key))
+            .await
+            .ok(200);
+        assert_eq!(d["id"], id);
+    }
     let admin_deploys = {
         let mut app = app;
         let admin = app.admin().await;
