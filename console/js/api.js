@@ -302,6 +302,10 @@ export const tenantApi = (slug) => ({
   /** Asks the tenant to mail a password reset link to `email` (its public route). */
   requestReset: (email) =>
     call("POST", `/v1/t/${enc(slug)}/auth/reset/request`, { body: { email }, anonymous: true }),
+  /** Asks the tenant to mail an email verification link to `email` (its public route,
+   *  which answers alike whether or not the address is registered). */
+  requestVerification: (email) =>
+    call("POST", `/v1/t/${enc(slug)}/auth/verify/request`, { body: { email }, anonymous: true }),
   /** A realtime socket, authenticated with the service key. */
   async realtime() {
     const key = await serviceKey(slug);

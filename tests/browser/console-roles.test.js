@@ -283,7 +283,7 @@ for (const backend of backends) {
 
       await page.goto(`${server.url}/_/tenants/acme/users`);
       await page.getByText("ann@example.test").waitFor();
-      for (const name of ["Create a user", "Disable", "Revoke sessions", "Delete", "Mark email verified"])
+      for (const name of ["Create a user", "Disable", "Revoke sessions", "Delete", "Mark email verified", "Send verification mail"])
         assert.equal(await page.getByRole("button", { name, exact: true }).count(), 0, name);
       await axeCheck(page, "the users page (viewer)");
       await refused(page, "POST", `/admin/v1/tenants/acme/users/${ann.id}/disable`, undefined, 403, "insufficient_role");

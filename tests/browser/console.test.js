@@ -325,10 +325,12 @@ for (const backend of backends) {
       assert.match(await detail.textContent(), /Email verifiedno/);
       await detail.getByRole("button", { name: "Send password reset mail" }).click();
       await detail.getByText(/Password reset mail requested/).waitFor();
+      await detail.getByRole("button", { name: "Send verification mail" }).click();
+      await detail.getByText(/Verification mail requested/).waitFor();
       await detail.getByRole("button", { name: "Mark email verified" }).click();
       await waitFor(async () => /Email verifiedyes/.test(await detail.textContent()), { message: "marked verified" });
       await ann.getByText("verified", { exact: true }).waitFor();
-      assert.equal(await detail.getByRole("button", { name: "Mark email verified" }).count(), 0);
+      assert.equal(await detail.getByRole("button", { name: /Mark email verified|Send verification mail/ }).count(), 0);
       await axeCheck("the users page");
       await fitsAPhone("the users page");
       await ann.getByRole("button", { name: "Delete" }).click();

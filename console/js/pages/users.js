@@ -61,6 +61,8 @@ function UserRow({ slug, user, onChanged, onDeleted, write }) {
       ${write && html`<div class="row wrap"><button type="button" disabled=${action.busy}
         onClick=${() => act("Password reset mail requested (sent if the server has SMTP set up).", () => tenantApi(slug).requestReset(user.email))}>Send password reset mail</button>
         ${!user.email_verified && html`<button type="button" disabled=${action.busy}
+          onClick=${() => act("Verification mail requested (sent if the server has SMTP set up).", () => tenantApi(slug).requestVerification(user.email))}>Send verification mail</button>
+          <button type="button" disabled=${action.busy}
           onClick=${() => act("Email marked verified.", () => admin.verifyUser(slug, user.id))}>Mark email verified</button>`}</div>
         ${note && html`<small role="status">${note}</small>`}
         <${ErrorBox} error=${action.error} what="change the user" />`}
