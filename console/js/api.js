@@ -217,6 +217,7 @@ export const admin = {
   user: (slug, id) => call("GET", `${t(slug)}/users/${enc(id)}`),
   disableUser: (slug, id) => call("POST", `${t(slug)}/users/${enc(id)}/disable`),
   enableUser: (slug, id) => call("POST", `${t(slug)}/users/${enc(id)}/enable`),
+  verifyUser: (slug, id) => call("POST", `${t(slug)}/users/${enc(id)}/verify`),
   revokeSessions: (slug, id) => call("POST", `${t(slug)}/users/${enc(id)}/revoke-sessions`),
   deleteUser: (slug, id) => call("DELETE", `${t(slug)}/users/${enc(id)}`),
   createKey: (slug, name) => call("POST", `${t(slug)}/keys`, { body: { name } }),
@@ -228,6 +229,9 @@ export const admin = {
   rules: (slug) => call("GET", `${t(slug)}/rules`),
   installRules: (slug, source) => call("PUT", `${t(slug)}/rules`, { body: source, contentType: "application/toml" }),
   validateRules: (slug, source) => call("POST", `${t(slug)}/rules/validate`, { body: source, contentType: "application/toml" }),
+  ruleVersions: (slug) => call("GET", `${t(slug)}/rules/versions`),
+  activateRules: (slug, version) => call("POST", `${t(slug)}/rules/versions/${enc(String(version))}/activate`),
+  testRules: (slug, rules, cases) => call("POST", `${t(slug)}/rules/test`, { body: { rules, cases } }),
   explainRule: (slug, collection, id, { op, uid } = {}) =>
     call("GET", `${t(slug)}/collections/${enc(collection)}/docs/${enc(id)}/explain`, { query: { op, uid } }),
   deploys: (slug) => call("GET", `${t(slug)}/deploys`),
@@ -298,6 +302,10 @@ export const tenantApi = (slug) => ({
   /** Asks the tenant to mail a password reset link to `email` (its public route). */
   requestReset: (email) =>
     call("POST", `/v1/t/${enc(slug)}/auth/reset/request`, { body: { email }, anonymous: true }),
+  /** Asks the tenant to mail an email verification link to `email` (its public route,
+   *  which answers alike whether or not the address is registered). */
+  requestVerification: (email) =>
+    call("POST", `/v1/t/${enc(slug)}/auth/verify/request`, { body: { email }, anonymous: true }),
   /** A realtime socket, authenticated with the service key. */
   async realtime() {
     const key = await serviceKey(slug);

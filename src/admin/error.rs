@@ -32,6 +32,9 @@ pub enum AdminError {
     InvalidCursor,
     #[error("invalid rule set")]
     InvalidRules(Vec<RuleSetError>),
+    /// Rule test cases that are not valid TOML cases; the message starts with the line.
+    #[error("invalid test cases: {0}")]
+    InvalidTestCases(String),
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
     #[error("the last owner cannot be removed or demoted")]
@@ -69,6 +72,7 @@ impl AdminError {
             AdminError::AdminExists => "admin_exists",
             AdminError::NotFound(_) => "not_found",
             AdminError::InvalidCursor => "invalid_cursor",
+            AdminError::InvalidTestCases(_) => "invalid_test_cases",
             AdminError::InvalidRules(_) => "invalid_rules",
             AdminError::Forbidden(_) => "insufficient_role",
             AdminError::LastOwner => "last_owner",
@@ -84,7 +88,9 @@ impl AdminError {
     pub fn kind(&self) -> Kind {
         match self {
             AdminError::Credential(e) => e.kind(),
-            AdminError::InvalidCursor | AdminError::InvalidRules(_) => Kind::Invalid,
+            AdminError::InvalidCursor
+            | AdminError::InvalidRules(_)
+            | AdminError::InvalidTestCases(_) => Kind::Invalid,
             AdminError::TokenExpired | AdminError::SessionExpired => Kind::Unauthenticated,
             AdminError::InvalidSetupToken | AdminError::Forbidden(_) | AdminError::CsrfFailed => {
                 Kind::Denied
@@ -113,6 +119,7 @@ impl AdminError {
             AdminError::AdminExists => "an admin with this email exists".into(),
             AdminError::NotFound(what) => format!("no such {what}"),
             AdminError::InvalidCursor => "the cursor is not valid".into(),
+            AdminError::InvalidTestCases(m) => format!("the test cases are not valid: {m}"),
             AdminError::InvalidRules(errors) => {
                 let first = errors.first().map(rule_error_line).unwrap_or_default();
                 format!("the rule set has {} error(s); first: {first}", errors.len())

@@ -28,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(disable_user))
         .routes(routes!(enable_user))
         .routes(routes!(revoke_user_sessions))
+        .routes(routes!(verify_user))
         .routes(routes!(list_secrets))
         .routes(routes!(put_secret, delete_secret))
         .routes(routes!(list_audit))
@@ -357,6 +358,25 @@ async fn set_user_disabled(
     let u = state
         .admin
         .set_user_disabled(&actor(admin), tenant, id, disabled)
+        .await?;
+    Ok(Json(u.into()))
+}
+
+/// Mark a user's email verified (as if they had confirmed a verification mail).
+#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/users/{id}/verify", operation_id = "verify_user", tag = "users",
+    params(("tenant" = String, Path, description = "Tenant slug"), ("id" = String, Path)),
+    responses((status = 200, body = UserDto),
+              (status = 403, body = Problem, description = "insufficient_role (a viewer)"),
+              (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+async fn verify_user(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    ApiPath((tenant, id)): ApiPath<(String, String)>,
+) -> ApiResult<Json<UserDto>> {
+    let u = state
+        .admin
+        .mark_user_verified(&actor(&admin), &tenant, &id)
         .await?;
     Ok(Json(u.into()))
 }

@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::dto::*;
-use super::extract::{AdminCaller, ApiPath, ApiQuery};
+use super::extract::{AdminCaller, ApiJson, ApiPath, ApiQuery};
 use crate::admin::Actor;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::state::AppState;
@@ -18,6 +18,9 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_rules, put_rules))
         .routes(routes!(validate_rules))
+        .routes(routes!(test_rules))
+        .routes(routes!(rules_versions))
+        .routes(routes!(activate_rules_version))
         .routes(routes!(explain_rule))
 }
 
@@ -104,6 +107,82 @@ async fn validate_rules(
     state.admin.scope(&actor(&admin), &tenant).await?;
     let source = toml_source(&headers, &body)?;
     Ok(Json(crate::rules::RuleSet::parse(source).into()))
+}
+
+/// The stored rule set versions, newest (the active one) first.
+#[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/rules/versions", operation_id = "rules_versions", tag = "rules",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    responses((status = 200, body = RulesVersionList), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+async fn rules_versions(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    ApiPath(tenant): ApiPath<String>,
+) -> ApiResult<Json<RulesVersionList>> {
+    let versions = state.admin.rules_versions(&actor(&admin), &tenant).await?;
+    let newest = versions.first().map(|v| v.0);
+    Ok(Json(RulesVersionList {
+        items: versions
+            .into_iter()
+            .map(|(version, at, by)| RulesVersionDto {
+                version,
+                created_at: timestamp(at),
+                created_by: by,
+                active: Some(version) == newest,
+            })
+            .collect(),
+    }))
+}
+
+/// Roll back to a stored version: its source is installed again as a new version (the
+/// answer names it), audited as `rules.activate`.
+#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/rules/versions/{version}/activate",
+    operation_id = "activate_rules_version", tag = "rules",
+    params(("tenant" = String, Path, description = "Tenant slug"),
+           ("version" = i64, Path, description = "The stored version to make active again")),
+    responses((status = 200, body = RulesInstalled),
+              (status = 400, body = Problem, description = "invalid_rules (the stored set no longer compiles), invalid_path"),
+              (status = 403, body = Problem, description = "insufficient_role (a viewer)"),
+              (status = 404, body = Problem, description = "tenant_not_found, not_found (no such version)")),
+    security(("bearer" = [])))]
+async fn activate_rules_version(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    ApiPath((tenant, version)): ApiPath<(String, i64)>,
+) -> ApiResult<Json<RulesInstalled>> {
+    let installed = state
+        .admin
+        .activate_rules(&actor(&admin), &tenant, version)
+        .await?;
+    Ok(Json(RulesInstalled {
+        version: installed.version,
+        collections: installed.collections,
+        warnings: installed.warnings,
+    }))
+}
+
+/// Run test cases against a rule set sent with them, installing nothing. An invalid rule
+/// set is the answer, not an error of the request: 200 with `valid: false`, its errors and
+/// no case run. Cases that are not valid TOML cases: 400 `invalid_test_cases`.
+#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/rules/test", operation_id = "test_rules", tag = "rules",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    request_body = RulesTestRequest,
+    responses((status = 200, body = RulesTestReport),
+              (status = 400, body = Problem, description = "invalid_body, invalid_test_cases (the message starts with the line and column)"),
+              (status = 403, body = Problem, description = "insufficient_role (a viewer)"),
+              (status = 404, body = Problem), (status = 415, body = Problem)),
+    security(("bearer" = [])))]
+async fn test_rules(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    ApiPath(tenant): ApiPath<String>,
+    ApiJson(body): ApiJson<RulesTestRequest>,
+) -> ApiResult<Json<RulesTestReport>> {
+    let outcome = state
+        .admin
+        .test_rules(&actor(&admin), &tenant, &body.rules, &body.cases)
+        .await?;
+    Ok(Json(RulesTestReport::of(outcome)))
 }
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]

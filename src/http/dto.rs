@@ -379,6 +379,89 @@ impl From<Result<crate::rules::RuleSet, Vec<crate::rules::RuleSetError>>> for Ru
     }
 }
 
+/// One stored rule set version.
+#[derive(Serialize, ToSchema)]
+pub struct RulesVersionDto {
+    pub version: i64,
+    pub created_at: String,
+    /// Who installed it: `admin:<email>`, `key:<prefix>` or as the audit log names actors.
+    pub created_by: String,
+    /// Whether this is the active (newest) version.
+    pub active: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RulesVersionList {
+    /// Newest first, at most 200.
+    pub items: Vec<RulesVersionDto>,
+}
+
+/// Body of `POST .../rules/test`: a rule set and the cases to run against it.
+#[derive(Deserialize, ToSchema)]
+pub struct RulesTestRequest {
+    /// The rule set, TOML (as `PUT .../rules` takes it).
+    pub rules: String,
+    /// `[[case]]` tables, TOML, as in a `plinth rules test` file without its `rules` key.
+    pub cases: String,
+}
+
+/// `POST .../rules/test`: each case's result, or the rule set's errors (then no case ran).
+#[derive(Serialize, ToSchema)]
+pub struct RulesTestReport {
+    /// Whether the rule set compiled.
+    pub valid: bool,
+    /// The rule set's errors, as `validate` reports them; empty when valid.
+    pub errors: Vec<RuleErrorDto>,
+    /// Whether every case passed (false when the set is invalid).
+    pub passed: bool,
+    pub cases: Vec<RuleTestCaseDto>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RuleTestCaseDto {
+    pub name: String,
+    /// 1-based line of the case's `[[case]]` header in `cases`.
+    pub line: usize,
+    pub passed: bool,
+    /// `allow` or `deny`.
+    pub expected: String,
+    pub actual: String,
+    /// For a failed case, the sub-expression that decided (or the missing rule).
+    pub detail: Option<String>,
+}
+
+impl RulesTestReport {
+    pub fn of(
+        outcome: Result<crate::rules::testing::TestReport, Vec<crate::rules::RuleSetError>>,
+    ) -> Self {
+        match outcome {
+            Ok(report) => RulesTestReport {
+                valid: true,
+                errors: Vec::new(),
+                passed: report.passed(),
+                cases: report
+                    .cases
+                    .into_iter()
+                    .map(|c| RuleTestCaseDto {
+                        name: c.name,
+                        line: c.line,
+                        passed: c.passed,
+                        expected: c.expected,
+                        actual: c.actual,
+                        detail: c.detail,
+                    })
+                    .collect(),
+            },
+            Err(errors) => RulesTestReport {
+                valid: false,
+                errors: RulesValidation::from(Err(errors)).errors,
+                passed: false,
+                cases: Vec::new(),
+            },
+        }
+    }
+}
+
 /// Body of `PUT .../secrets/{name}`. Deliberately not `Debug`: the value must not be logged.
 #[derive(Deserialize, ToSchema)]
 pub struct PutSecret {

@@ -26,6 +26,8 @@ use super::{AuthInfo, Bindings, DocMeta, Operation, RuleSet};
 #[derive(Clone, Debug, Serialize)]
 pub struct CaseResult {
     pub name: String,
+    /// 1-based line of the case's `[[case]]` header in its TOML text.
+    pub line: usize,
     pub passed: bool,
     /// `allow` or `deny`.
     pub expected: String,
@@ -50,7 +52,16 @@ impl TestReport {
 struct TestFile {
     rules: String,
     #[serde(default, rename = "case")]
-    cases: Vec<Case>,
+    cases: Vec<toml::Spanned<Case>>,
+}
+
+/// Cases sent without a rules file (the admin API's `rules/test`): the same `[[case]]`
+/// tables, the rule set given beside them.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CasesOnly {
+    #[serde(default, rename = "case")]
+    cases: Vec<toml::Spanned<Case>>,
 }
 
 #[derive(Deserialize)]
@@ -125,6 +136,31 @@ pub fn run_file(path: &Path) -> Result<TestReport, String> {
             .collect::<Vec<_>>()
             .join("\n")
     })?;
+    Ok(run_cases(&rules, &file.cases, &text))
+}
+
+/// Runs `[[case]]` tables given as TOML text against a compiled rule set. Err: the text
+/// is not valid cases TOML; the message starts with `line L, column C:`.
+pub fn run_source(rules: &RuleSet, cases_toml: &str) -> Result<TestReport, String> {
+    let file: CasesOnly = toml::from_str(cases_toml).map_err(|e| {
+        let (line, column) = e
+            .span()
+            .map(|s| line_col(cases_toml, s.start))
+            .unwrap_or((1, 1));
+        format!("line {line}, column {column}: {}", e.message().trim_end())
+    })?;
+    Ok(run_cases(rules, &file.cases, cases_toml))
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+fn run_cases(rules: &RuleSet, cases: &[toml::Spanned<Case>], text: &str) -> TestReport {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -134,8 +170,10 @@ pub fn run_file(path: &Path) -> Result<TestReport, String> {
         created_at: 0,
         updated_at: 0,
     };
-    let mut cases = Vec::new();
-    for case in &file.cases {
+    let mut results = Vec::new();
+    let lines = case_lines(text, cases);
+    for (spanned, line) in cases.iter().zip(lines) {
+        let case = spanned.get_ref();
         let auth = case.auth.as_ref().map(|a| AuthInfo {
             claims: if a.claims.is_null() {
                 serde_json::json!({})
@@ -173,15 +211,42 @@ pub fn run_file(path: &Path) -> Result<TestReport, String> {
         };
         let actual = if allowed { Expect::Allow } else { Expect::Deny };
         let passed = actual == case.expect;
-        cases.push(CaseResult {
+        results.push(CaseResult {
             name: case.name.clone(),
+            line,
             passed,
             expected: case.expect.as_str().to_string(),
             actual: actual.as_str().to_string(),
             detail: (!passed).then_some(detail),
         });
     }
-    Ok(TestReport { cases })
+    TestReport { cases: results }
+}
+
+/// The 1-based lines of the `[[case]]` headers, one a case when every case was written
+/// as such a header; otherwise (cases as an inline array) the line each case's span
+/// starts on, which toml reports for the array, not the element.
+fn case_lines(text: &str, cases: &[toml::Spanned<Case>]) -> Vec<usize> {
+    let headers: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            let l = l.trim_start();
+            l.starts_with("[[") && l[2..].trim_start().starts_with("case") && {
+                let rest = l[2..].trim_start()["case".len()..].trim_start();
+                rest.starts_with("]]")
+            }
+        })
+        .map(|(i, _)| i + 1)
+        .collect();
+    if headers.len() == cases.len() {
+        headers
+    } else {
+        cases
+            .iter()
+            .map(|c| line_col(text, c.span().start).0)
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -265,5 +330,33 @@ expect = "deny"
             bad_rules.contains("r.toml:2:17: notes.read: "),
             "{bad_rules}"
         );
+    }
+
+    #[test]
+    fn cases_as_text_report_their_lines() {
+        let rules = RuleSet::parse("[notes]\nread = \"auth != null\"\n").unwrap();
+        let cases = "# two cases\n\n[[case]]\nname = \"anon\"\ncollection = \"notes\"\noperation = \"read\"\nexpect = \"allow\"\n\n[[case]]\nname = \"alice\"\ncollection = \"notes\"\noperation = \"read\"\nauth = { uid = \"alice\" }\nexpect = \"allow\"\n";
+        let report = run_source(&rules, cases).unwrap();
+        let got: Vec<_> = report
+            .cases
+            .iter()
+            .map(|c| (c.name.as_str(), c.line, c.passed, c.actual.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [("anon", 3, false, "deny"), ("alice", 9, true, "allow")]
+        );
+        assert_eq!(run_source(&rules, "").unwrap().cases.len(), 0);
+    }
+
+    #[test]
+    fn bad_cases_text_is_an_error_at_its_line() {
+        let rules = RuleSet::parse("[notes]\nread = \"true\"\n").unwrap();
+        let e = run_source(&rules, "[[case]]\nname = \"x\"\nexpect = \"maybe\"\n").unwrap_err();
+        assert!(e.starts_with("line "), "{e}");
+        let e = run_source(&rules, "rules = \"r.toml\"\n").unwrap_err();
+        assert!(e.starts_with("line 1, column 1:"), "{e}");
+        let e = run_source(&rules, "[[case]\n").unwrap_err();
+        assert!(e.starts_with("line 1,"), "{e}");
     }
 }

@@ -45,6 +45,36 @@ impl Store {
         }))
     }
 
+    /// The tenant's rule set versions, newest first, at most `limit`:
+    /// (version, created_at ms, created_by).
+    pub async fn ruleset_versions(
+        &self,
+        scope: &Scope,
+        limit: i64,
+    ) -> StoreResult<Vec<(i64, i64, String)>> {
+        let (db, tenant) = self.tenant_db(scope).await?;
+        Ok(on_db!(db, |p| sqlx::query_as(
+            "SELECT version, created_at, created_by FROM rulesets WHERE tenant_id = $1 \
+             ORDER BY version DESC LIMIT $2"
+        )
+        .bind(tenant)
+        .bind(limit)
+        .fetch_all(&p)
+        .await?))
+    }
+
+    /// One stored version's source, if that version exists.
+    pub async fn ruleset_source(&self, scope: &Scope, version: i64) -> StoreResult<Option<String>> {
+        let (db, tenant) = self.tenant_db(scope).await?;
+        Ok(on_db!(db, |p| sqlx::query_scalar(
+            "SELECT source FROM rulesets WHERE tenant_id = $1 AND version = $2"
+        )
+        .bind(tenant)
+        .bind(version)
+        .fetch_optional(&p)
+        .await?))
+    }
+
     /// The active rule set's version only (cheap freshness check for caches).
     pub async fn active_ruleset_version(&self, scope: &Scope) -> StoreResult<i64> {
         let (db, tenant) = self.tenant_db(scope).await?;

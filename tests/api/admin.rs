@@ -465,6 +465,46 @@ async fn user_administration(b: Backend) {
         .await
         .problem(401, "session_revoked");
 
+    // Marked verified by an admin: once audited, again a no-op; an unknown user is 404.
+    let u = app.get(&base, Some(&admin)).await.ok(200);
+    assert_eq!(u["email_verified"], false);
+    let u = app
+        .post(&format!("{base}/verify"), Some(&admin), json!({}))
+        .await
+        .ok(200);
+    assert_eq!(u["email_verified"], true);
+    let s3 = Session::from_json(
+        &app.login("acme", "mallory@acme.test", PASSWORD)
+            .await
+            .ok(200),
+    );
+    let me = app
+        .get("/v1/t/acme/auth/me", Some(&s3.access))
+        .await
+        .ok(200);
+    assert_eq!(me["email_verified"], true, "{me}");
+    app.post(&format!("{base}/verify"), Some(&admin), json!({}))
+        .await
+        .ok(200);
+    let audit = app
+        .get("/admin/v1/audit?tenant=acme", Some(&admin))
+        .await
+        .ok(200);
+    let verifies = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "user.verify")
+        .count();
+    assert_eq!(verifies, 1, "{audit}");
+    app.post(
+        "/admin/v1/tenants/acme/users/0190a000-0000-7000-8000-000000000000/verify",
+        Some(&admin),
+        json!({}),
+    )
+    .await
+    .problem(404, "not_found");
+
     app.delete(&base, Some(&admin)).await.ok(204);
     app.get(&base, Some(&admin)).await.problem(404, "not_found");
     app.login("acme", "mallory@acme.test", PASSWORD)

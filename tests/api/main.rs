@@ -30,6 +30,7 @@ mod plans;
 mod plumbing;
 mod realtime;
 mod rules;
+mod rules_console;
 mod secrets;
 mod tenancy;
 mod voting;

@@ -283,10 +283,11 @@ for (const backend of backends) {
 
       await page.goto(`${server.url}/_/tenants/acme/users`);
       await page.getByText("ann@example.test").waitFor();
-      for (const name of ["Create a user", "Disable", "Revoke sessions", "Delete"])
+      for (const name of ["Create a user", "Disable", "Revoke sessions", "Delete", "Mark email verified", "Send verification mail"])
         assert.equal(await page.getByRole("button", { name, exact: true }).count(), 0, name);
       await axeCheck(page, "the users page (viewer)");
       await refused(page, "POST", `/admin/v1/tenants/acme/users/${ann.id}/disable`, undefined, 403, "insufficient_role");
+      await refused(page, "POST", `/admin/v1/tenants/acme/users/${ann.id}/verify`, undefined, 403, "insufficient_role");
 
       await page.goto(`${server.url}/_/tenants/acme/rules`);
       await page.getByText("You can read the rules, not change them.").waitFor();
@@ -302,6 +303,12 @@ for (const backend of backends) {
         return { status: r.status, body: await r.json() };
       });
       assert.deepEqual([rules.status, rules.body.code], [403, "insufficient_role"]);
+      // The history is shown, with nothing to act on; tests and rollbacks are refused.
+      await page.getByRole("heading", { name: "History" }).waitFor();
+      assert.equal(await page.getByRole("button", { name: /Run tests|Roll back/ }).count(), 0);
+      await axeCheck(page, "the rules page (viewer)");
+      await refused(page, "POST", "/admin/v1/tenants/acme/rules/test", { rules: "", cases: "" }, 403, "insufficient_role");
+      await refused(page, "POST", "/admin/v1/tenants/acme/rules/versions/1/activate", undefined, 403, "insufficient_role");
 
       await page.goto(`${server.url}/_/tenants/acme/functions`);
       await page.getByText("Nothing deployed yet. An admin deploys").waitFor();

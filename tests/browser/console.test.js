@@ -324,7 +324,13 @@ for (const backend of backends) {
       const detail = byTestId("user-detail");
       assert.match(await detail.textContent(), /Email verifiedno/);
       await detail.getByRole("button", { name: "Send password reset mail" }).click();
-      await page.getByText(/Password reset mail requested/).waitFor();
+      await detail.getByText(/Password reset mail requested/).waitFor();
+      await detail.getByRole("button", { name: "Send verification mail" }).click();
+      await detail.getByText(/Verification mail requested/).waitFor();
+      await detail.getByRole("button", { name: "Mark email verified" }).click();
+      await waitFor(async () => /Email verifiedyes/.test(await detail.textContent()), { message: "marked verified" });
+      await ann.getByText("verified", { exact: true }).waitFor();
+      assert.equal(await detail.getByRole("button", { name: /Mark email verified|Send verification mail/ }).count(), 0);
       await axeCheck("the users page");
       await fitsAPhone("the users page");
       await ann.getByRole("button", { name: "Delete" }).click();
@@ -468,13 +474,72 @@ for (const backend of backends) {
       assert.match(diff, /  read = "auth != null"/);
       await page.getByRole("button", { name: "Revert to the active version" }).click();
       assert.equal(await byTestId("rules-diff").count(), 0);
+
+      // Test cases run against the text being edited: a rule letting anyone create
+      // fails the case, the corrected rule passes it; nothing installed by either.
+      await page.getByLabel("Test cases (TOML)").fill(
+        '[[case]]\nname = "alice creates her note"\ncollection = "notes"\noperation = "create"\nauth = { uid = "alice" }\nnew = { owner = "alice" }\nexpect = "allow"\n\n' +
+          '[[case]]\nname = "bob cannot create a note for alice"\ncollection = "notes"\noperation = "create"\nauth = { uid = "bob" }\nnew = { owner = "alice" }\nexpect = "deny"\n',
+      );
+      await source.fill('[notes]\nread = "auth != null"\ncreate = "auth != null"\n');
+      await page.getByRole("button", { name: "Run tests" }).click();
+      const report = byTestId("rules-test-report");
+      await waitFor(async () => (await report.getAttribute("data-passed")) === "false", { message: "a failing test" });
+      assert.match(await report.textContent(), /1 of 2 cases failed/);
+      const rows = byTestId("rules-test-case");
+      assert.equal(await rows.nth(0).getAttribute("data-passed"), "true");
+      assert.equal(await rows.nth(1).getAttribute("data-passed"), "false");
+      assert.match(await rows.nth(1).textContent(), /bob cannot create a note for alice.*decided by.*9denyallowFAIL/s);
+      await axeCheck("the rules page (a failing test)");
+      await source.fill('[notes]\nread = "auth != null"\ncreate = "auth != null && new.owner == auth.uid"\n');
+      await page.getByRole("button", { name: "Run tests" }).click();
+      await waitFor(async () => (await report.getAttribute("data-passed")) === "true", { message: "the tests passing" });
+      assert.match(await report.textContent(), /All 2 cases passed/);
+      // A set that does not compile runs no case; cases that are not cases are an error.
+      await source.fill('[notes]\nread = "auth != null &&"\n');
+      await page.getByRole("button", { name: "Run tests" }).click();
+      await waitFor(async () => /no case ran/.test(await report.textContent()), { message: "the invalid set reported" });
+      await page.getByRole("button", { name: "Revert to the active version" }).click();
+      await page.getByLabel("Test cases (TOML)").fill("[[case]\n");
+      await page.getByRole("button", { name: "Run tests" }).click();
+      await page.getByText("Could not run the tests.").waitFor();
+      const still = await fetch(`${server.url}/admin/v1/tenants/acme/rules`, { headers: { authorization: `Bearer ${server.adminToken}` } });
+      assert.equal((await still.json()).version, 1, "testing installs nothing");
       await fitsAPhone("the rules page");
+      assert.deepEqual(pageErrors, []);
+    });
+
+    test("rules: the history lists each install and rolls back to one", async () => {
+      const v1 = '[notes]\nread = "auth != null"\ncreate = "auth != null && new.owner == auth.uid"\n';
+      await page.goto(`${server.url}/_/tenants/acme/rules`);
+      await page.getByText("Active: version 1.").waitFor();
+      const rows = byTestId("rules-version-row");
+      await waitFor(async () => (await rows.count()) === 1, { message: "version 1 listed" });
+      assert.match(await rows.first().textContent(), /1.*admin:.*active/);
+      const source = byTestId("rules-source");
+      await source.fill('[notes]\nread = "true"\ncreate = "auth != null && new.owner == auth.uid"\n');
+      await page.getByRole("button", { name: "Install" }).click();
+      await page.getByText("Active: version 2.").waitFor();
+      await waitFor(async () => (await rows.count()) === 2, { message: "version 2 listed" });
+      assert.match(await rows.first().textContent(), /^2.*active/);
+      // Roll back to version 1, confirmed; it comes back as version 3, in the editor too.
+      await page.getByRole("button", { name: "Roll back to this (version 1)" }).click();
+      await page.getByText("Install version 1 again as the active set?").waitFor();
+      await axeCheck("the rules page (history)");
+      await page.getByRole("button", { name: "Yes, roll back" }).click();
+      await byTestId("rules-rolled-back").getByText("Version 1 installed again as version 3.").waitFor();
+      await page.getByText("Active: version 3.").waitFor();
+      await waitFor(async () => (await rows.count()) === 3, { message: "version 3 listed" });
+      assert.equal(await source.inputValue(), v1);
+      const active = await server.admin("GET", "/admin/v1/tenants/acme/rules");
+      assert.deepEqual([active.version, active.source], [3, v1]);
+      await fitsAPhone("the rules page (history)");
       assert.deepEqual(pageErrors, []);
     });
 
     test("rules: checked as typed (line:column), and explained for a document and a user", async () => {
       await page.goto(`${server.url}/_/tenants/acme/rules`);
-      await page.getByText("Active: version 1.").waitFor();
+      await page.getByText("Active: version 3.").waitFor();
       const source = byTestId("rules-source");
       const check = byTestId("rules-check");
       await waitFor(async () => (await check.getAttribute("data-valid")) === "true", { message: "the active set checked valid" });
@@ -491,7 +556,7 @@ for (const backend of backends) {
       assert.equal(await byTestId("rules-cursor").textContent(), `Line 3, column ${column}`);
       await axeCheck("the rules page (checked as typed)");
       const active = await fetch(`${server.url}/admin/v1/tenants/acme/rules`, { headers: { authorization: `Bearer ${server.adminToken}` } });
-      assert.equal((await active.json()).version, 1, "checking installs nothing");
+      assert.equal((await active.json()).version, 3, "checking installs nothing");
       await source.fill('[notes]\nread = "auth != null"\ncreate = "auth != null"\n');
       await waitFor(async () => (await check.getAttribute("data-valid")) === "true", { message: "valid again" });
       assert.equal(await source.getAttribute("aria-invalid"), null);

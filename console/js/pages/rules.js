@@ -2,11 +2,15 @@
 // typed (`POST …/rules/validate`, the very check an install makes, installing nothing);
 // installing it is validated whole again. Errors (collection, operation, line:column)
 // are listed and move the cursor to their place; the cursor's own line and column are
-// shown under the editor. A refused set leaves the active one in force.
+// shown under the editor. A refused set leaves the active one in force. Test cases
+// (`[[case]]` tables, as `plinth rules test` reads them) run on the server against the
+// text in the editor (`POST …/rules/test`), installed or not; they are kept in this
+// browser's storage per tenant. The history lists every installed version; rolling back
+// installs an earlier one again as a new version (confirmed first).
 
 import { useEffect, useRef, useState } from "../../vendor/hooks.mjs";
 import { admin, session } from "../api.js";
-import { ErrorBox, Field, Loading, fieldError, html, useAction, useDebounced, useLoad } from "../ui.js";
+import { Empty, ErrorBox, Field, Loading, fieldError, fmtTime, html, useAction, useDebounced, useLoad } from "../ui.js";
 
 /** The offset of (line, column), both from 1, in `text`. */
 function offsetOf(text, line, column) {
@@ -130,6 +134,120 @@ function Explain({ slug }) {
   </section>`;
 }
 
+const EXAMPLE_CASES = `[[case]]
+name = "anonymous cannot read"
+collection = "notes"
+operation = "read"
+doc = { owner = "alice" }
+expect = "deny"
+`;
+
+/** Test cases run against the rule set in the editor. */
+function TestCases({ slug, rules }) {
+  const storeKey = `plinth.rules.cases.${slug}`;
+  const [cases, setCases] = useState(() => {
+    try {
+      return localStorage.getItem(storeKey) ?? EXAMPLE_CASES;
+    } catch {
+      return EXAMPLE_CASES;
+    }
+  });
+  const [report, setReport] = useState(null);
+  const { busy, error, run, setError } = useAction();
+  const edit = (v) => {
+    setCases(v);
+    setReport(null);
+    setError(null);
+    try {
+      localStorage.setItem(storeKey, v);
+    } catch {
+      /* storage full or refused: the cases live as long as the page */
+    }
+  };
+  const submit = async (e) => {
+    e.preventDefault();
+    setReport(null);
+    const r = await run(() => admin.testRules(slug, rules, cases));
+    if (r) setReport(r);
+  };
+  const failed = report ? report.cases.filter((c) => !c.passed).length : 0;
+  return html`<section aria-labelledby="tests-h">
+    <h2 id="tests-h">Test cases</h2>
+    <p class="muted small">Cases run against the rule set in the editor above, installed or not, as <code>plinth rules test</code> runs them:
+      one <code>[[case]]</code> table each, with <code>collection</code>, <code>operation</code>, <code>auth</code> (omit for anonymous),
+      <code>doc</code>, <code>new</code> and <code>expect</code> (<code>allow</code> or <code>deny</code>).</p>
+    <form onSubmit=${submit} aria-labelledby="tests-h">
+      <label for="rules-cases" class="label">Test cases (TOML)</label>
+      <textarea id="rules-cases" class="code" rows="12" spellcheck="false" value=${cases} data-testid="rules-cases"
+        onInput=${(e) => edit(e.target.value)}></textarea>
+      <button type="submit" disabled=${busy || !rules.trim()}>${busy ? "Running…" : "Run tests"}</button>
+    </form>
+    ${error && html`<${ErrorBox} error=${error} what="run the tests" />`}
+    ${report && !report.valid &&
+    html`<div class="state error" role="status" data-testid="rules-test-report" data-passed="false">
+      <strong>The rule set has ${report.errors.length} error${report.errors.length === 1 ? "" : "s"}; no case ran.</strong>
+      <ul>${report.errors.map((e, i) => html`<li key=${i}>${place(e)}: ${e.message}</li>`)}</ul></div>`}
+    ${report && report.valid &&
+    html`<div class=${`state ${report.passed ? "ok" : "error"}`} role="status" data-testid="rules-test-report" data-passed=${String(report.passed)}>
+      <strong>${report.cases.length === 0
+        ? "No cases to run: add a [[case]] table."
+        : report.passed
+          ? `All ${report.cases.length} case${report.cases.length === 1 ? "" : "s"} passed.`
+          : `${failed} of ${report.cases.length} case${report.cases.length === 1 ? "" : "s"} failed.`}</strong>
+      ${report.cases.length > 0 &&
+      html`<div class="scroll"><table><caption class="sr-only">Test case results</caption>
+        <thead><tr><th scope="col">Case</th><th scope="col">Line</th><th scope="col">Expected</th><th scope="col">Actual</th><th scope="col">Result</th></tr></thead>
+        <tbody>${report.cases.map((c, i) => html`<tr key=${i} data-testid="rules-test-case" data-passed=${String(c.passed)}>
+          <td>${c.name}${c.detail && html`<br /><small class="muted">${c.detail}</small>`}</td><td>${c.line}</td>
+          <td>${c.expected}</td><td>${c.actual}</td><td><strong>${c.passed ? "pass" : "FAIL"}</strong></td></tr>`)}</tbody>
+      </table></div>`}
+    </div>`}
+  </section>`;
+}
+
+/** Installed versions, newest first, each but the active one with "Roll back to this". */
+function History({ slug, version, onActivated }) {
+  const list = useLoad(() => admin.ruleVersions(slug), [slug, version]);
+  const [confirm, setConfirm] = useState(null);
+  const [done, setDone] = useState(null);
+  const act = useAction();
+  const write = session.can("write");
+  const activate = async (v) => {
+    setDone(null);
+    const r = await act.run(() => admin.activateRules(slug, v));
+    if (r) {
+      setConfirm(null);
+      setDone({ from: v, version: r.version });
+      onActivated();
+    }
+  };
+  return html`<section aria-labelledby="history-h">
+    <h2 id="history-h">History</h2>
+    ${list.loading && !list.data && html`<${Loading} what="the versions" />`}
+    <${ErrorBox} error=${list.error} what="load the versions" retry=${list.reload} />
+    <${ErrorBox} error=${act.error} what="roll back" />
+    ${done && html`<div class="state info" role="status" data-testid="rules-rolled-back">Version ${done.from} installed again as version ${done.version}.</div>`}
+    ${list.data && list.data.items.length === 0 && html`<${Empty}>No version installed yet: each install above is kept here.</${Empty}>`}
+    ${list.data && list.data.items.length > 0 &&
+    html`<div class="scroll"><table>
+      <caption class="sr-only">Rule set versions, newest first</caption>
+      <thead><tr><th scope="col" class="num">Version</th><th scope="col">Installed</th><th scope="col">By</th><th scope="col">State</th></tr></thead>
+      <tbody>${list.data.items.map((v) => html`<tr key=${v.version} data-testid="rules-version-row">
+        <th scope="row" class="num">${v.version}</th><td>${fmtTime(v.created_at)}</td><td>${v.created_by}</td>
+        <td>${v.active
+          ? html`<span class="badge">active</span>`
+          : confirm === v.version
+            ? html`<span role="group" aria-label="Confirm">Install version ${v.version} again as the active set?
+                <button type="button" disabled=${act.busy} onClick=${() => activate(v.version)}>Yes, roll back</button>
+                <button type="button" onClick=${() => setConfirm(null)}>No</button></span>`
+            : write
+              ? html`<button type="button" onClick=${() => setConfirm(v.version)} aria-label=${`Roll back to this (version ${v.version})`}>Roll back to this</button>`
+              : ""}</td>
+      </tr>`)}</tbody>
+    </table></div>`}
+  </section>`;
+}
+
 function Diff({ from, to }) {
   const d = diffLines(from, to);
   if (!d) return html`<p class="muted">Too large to compare here.</p>`;
@@ -149,8 +267,13 @@ export function Rules({ slug }) {
   const write = session.can("write");
   const check = useLiveCheck(slug, text, write);
   const trackCursor = (e) => setCursor(positionOf(e.target.value, e.target.selectionStart));
+  // A new active version (installed, or rolled back to) replaces the editor's text only
+  // when that text was the old active version's, so an edit in progress is kept.
+  const shown = useRef(null);
   useEffect(() => {
-    if (active.data && text === null) setText(active.data.source);
+    if (!active.data) return;
+    if (text === null || text === shown.current) setText(active.data.source);
+    shown.current = active.data.source;
   }, [active.data]);
   const submit = async (e) => {
     e.preventDefault();
@@ -208,5 +331,7 @@ export function Rules({ slug }) {
         (${installed.collections.length ? installed.collections.join(", ") : "no collections"}).
         ${installed.warnings.length > 0 && html`<ul>${installed.warnings.map((w, i) => html`<li key=${i}>${w}</li>`)}</ul>`}</div>`}
     </div>
-    ${active.data.version > 0 && html`<${Explain} slug=${slug} />`}`;
+    ${write && html`<${TestCases} slug=${slug} rules=${text} />`}
+    ${active.data.version > 0 && html`<${Explain} slug=${slug} />`}
+    <${History} slug=${slug} version=${active.data.version} onActivated=${() => { setInstalled(null); active.reload(); }} />`;
 }

@@ -58,8 +58,14 @@ function UserRow({ slug, user, onChanged, onDeleted, write }) {
         <div><dt>Created</dt><dd>${fmtTime(user.created_at)}</dd></div>
         <div><dt>Updated</dt><dd>${fmtTime(user.updated_at)}</dd></div>
       </dl>
-      ${write && html`<button type="button" disabled=${action.busy}
-        onClick=${() => act("Password reset mail requested (sent if the server has SMTP set up).", () => tenantApi(slug).requestReset(user.email))}>Send password reset mail</button>`}
+      ${write && html`<div class="row wrap"><button type="button" disabled=${action.busy}
+        onClick=${() => act("Password reset mail requested (sent if the server has SMTP set up).", () => tenantApi(slug).requestReset(user.email))}>Send password reset mail</button>
+        ${!user.email_verified && html`<button type="button" disabled=${action.busy}
+          onClick=${() => act("Verification mail requested (sent if the server has SMTP set up).", () => tenantApi(slug).requestVerification(user.email))}>Send verification mail</button>
+          <button type="button" disabled=${action.busy}
+          onClick=${() => act("Email marked verified.", () => admin.verifyUser(slug, user.id))}>Mark email verified</button>`}</div>
+        ${note && html`<small role="status">${note}</small>`}
+        <${ErrorBox} error=${action.error} what="change the user" />`}
     </td>
   </tr>`;
   const row = html`<tr data-testid="user-row">
@@ -81,8 +87,8 @@ function UserRow({ slug, user, onChanged, onDeleted, write }) {
               <button type="button" onClick=${() => setConfirming(false)}>No</button></span>`
           : html`<button type="button" class="danger" onClick=${() => setConfirming(true)}>Delete</button>`}
       </div>
-      ${note && html`<small role="status">${note}</small>`}
-      <${ErrorBox} error=${action.error} what="change the user" />
+      ${!open && note && html`<small role="status">${note}</small>`}
+      ${!open && html`<${ErrorBox} error=${action.error} what="change the user" />`}
     </td>`}
   </tr>`;
   return open ? html`${row}${detail}` : row;

@@ -60,6 +60,7 @@ const BODY_ROUTES: &[(&str, &str, Who, Shape, &str)] = &[
     ("PUT", "/admin/v1/tenants/{tenant}/secrets/{name}", Who::Admin, Shape::Typed, r#"{"value": 5}"#),
     ("PUT", "/admin/v1/tenants/{tenant}/rules", Who::Admin, Shape::Toml, ""),
     ("POST", "/admin/v1/tenants/{tenant}/rules/validate", Who::Admin, Shape::TomlCheck, ""),
+    ("POST", "/admin/v1/tenants/{tenant}/rules/test", Who::Admin, Shape::Typed, r#"{"rules": 5, "cases": []}"#),
     ("POST", "/admin/v1/tenants/{tenant}/deploys", Who::Admin, Shape::Typed, r#"{"files": 5}"#),
     ("POST", "/v1/t/{tenant}/auth/signup", Who::Anon, Shape::Typed, r#"{"email": 5, "password": []}"#),
     ("POST", "/v1/t/{tenant}/auth/login", Who::Anon, Shape::Typed, r#"{"email": ["a"], "password": 1}"#),
