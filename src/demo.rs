@@ -263,7 +263,8 @@ pub async fn prepare(services: DemoServices<'_>, token: Option<&str>) -> anyhow:
         ("polls", poll(), "polls/demo-poll"),
         ("tallies", tally(), "tallies/demo-poll"),
     ] {
-        match docs.get(&scope, collection, POLL).await {
+        let (collection, id) = crate::names::parse_doc(collection, POLL)?;
+        match docs.get(&scope, &collection, &id).await {
             Ok(_) => continue,
             Err(DocError::NotFound) => {}
             Err(e) => return Err(anyhow::anyhow!("reading {name}: {e}")),
@@ -272,7 +273,7 @@ pub async fn prepare(services: DemoServices<'_>, token: Option<&str>) -> anyhow:
             if_none_match_any: true,
             ..Default::default()
         };
-        match docs.put(&scope, collection, POLL, data, only_new).await {
+        match docs.put(&scope, &collection, &id, data, only_new).await {
             Ok(_) => created.push(name),
             Err(DocError::Exists | DocError::PreconditionFailed(_)) => {}
             Err(e) => return Err(anyhow::anyhow!("creating {name}: {e}")),
