@@ -92,7 +92,11 @@ async fn main() {
     let actor = Actor::cli();
     state
         .admin
-        .create_tenant(&actor, "bench", "bench")
+        .create_tenant(
+            &actor,
+            &plinth::admin::parse_slug("bench").expect("slug"),
+            "bench",
+        )
         .await
         .expect("tenant");
     let v1 = state

@@ -205,7 +205,8 @@ pub async fn prepare(services: DemoServices<'_>, token: Option<&str>) -> anyhow:
     let tenant_created = match admin.get_tenant(TENANT).await {
         Ok(_) => false,
         Err(AdminError::TenantNotFound) => {
-            match admin.create_tenant(&actor, TENANT, "SMS voting demo").await {
+            let slug = crate::admin::parse_slug(TENANT)?;
+            match admin.create_tenant(&actor, &slug, "SMS voting demo").await {
                 Ok(_) => true,
                 // Another node sharing the database got there first.
                 Err(AdminError::TenantExists) => false,

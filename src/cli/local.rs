@@ -150,6 +150,7 @@ async fn tenants(state: &AppState, actor: &Actor, cmd: TenantCommand) -> anyhow:
     let admin = &state.admin;
     match cmd {
         TenantCommand::Create { slug, name } => {
+            let slug = crate::admin::parse_slug(&slug).map_err(err)?;
             let t = admin
                 .create_tenant(actor, &slug, &name)
                 .await
