@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use plinth::admin::Actor;
 use plinth::app::App;
 use plinth::config::Config;
+use plinth::names::{CollectionName, DocId};
 use plinth::store::Location;
 use serde_json::json;
 
@@ -91,7 +92,11 @@ async fn main() {
     let actor = Actor::cli();
     state
         .admin
-        .create_tenant(&actor, "bench", "bench")
+        .create_tenant(
+            &actor,
+            &plinth::admin::parse_slug("bench").expect("slug"),
+            "bench",
+        )
         .await
         .expect("tenant");
     let v1 = state
@@ -149,8 +154,8 @@ async fn main() {
         .docs
         .put(
             &scope,
-            "counters",
-            "c",
+            &CollectionName::parse("counters").expect("name"),
+            &DocId::parse("c").expect("id"),
             json!({ "n": 0 }),
             Default::default(),
         )
@@ -160,18 +165,20 @@ async fn main() {
     let written = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
+    let events = CollectionName::parse("events").expect("name");
     for _ in 0..writers {
-        let (docs, scope, stop, written) = (
+        let (docs, scope, stop, written, events) = (
             state.docs.clone(),
             scope.clone(),
             stop.clone(),
             written.clone(),
+            events.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                docs.create(&scope, "events", json!({ "kind": "vote" }))
+                docs.create(&scope, &events, json!({ "kind": "vote" }))
                     .await
                     .expect("write");
                 lat.push(t.elapsed());
@@ -193,7 +200,11 @@ async fn main() {
     while Instant::now() < deadline {
         let c = state
             .docs
-            .get(&scope, "counters", "c")
+            .get(
+                &scope,
+                &CollectionName::parse("counters").expect("name"),
+                &DocId::parse("c").expect("id"),
+            )
             .await
             .expect("counter");
         counted = c.data["n"].as_u64().unwrap_or(0);

@@ -205,7 +205,8 @@ pub async fn prepare(services: DemoServices<'_>, token: Option<&str>) -> anyhow:
     let tenant_created = match admin.get_tenant(TENANT).await {
         Ok(_) => false,
         Err(AdminError::TenantNotFound) => {
-            match admin.create_tenant(&actor, TENANT, "SMS voting demo").await {
+            let slug = crate::admin::parse_slug(TENANT)?;
+            match admin.create_tenant(&actor, &slug, "SMS voting demo").await {
                 Ok(_) => true,
                 // Another node sharing the database got there first.
                 Err(AdminError::TenantExists) => false,
@@ -263,7 +264,8 @@ pub async fn prepare(services: DemoServices<'_>, token: Option<&str>) -> anyhow:
         ("polls", poll(), "polls/demo-poll"),
         ("tallies", tally(), "tallies/demo-poll"),
     ] {
-        match docs.get(&scope, collection, POLL).await {
+        let (collection, id) = crate::names::parse_doc(collection, POLL)?;
+        match docs.get(&scope, &collection, &id).await {
             Ok(_) => continue,
             Err(DocError::NotFound) => {}
             Err(e) => return Err(anyhow::anyhow!("reading {name}: {e}")),
@@ -272,7 +274,7 @@ pub async fn prepare(services: DemoServices<'_>, token: Option<&str>) -> anyhow:
             if_none_match_any: true,
             ..Default::default()
         };
-        match docs.put(&scope, collection, POLL, data, only_new).await {
+        match docs.put(&scope, &collection, &id, data, only_new).await {
             Ok(_) => created.push(name),
             Err(DocError::Exists | DocError::PreconditionFailed(_)) => {}
             Err(e) => return Err(anyhow::anyhow!("creating {name}: {e}")),

@@ -72,6 +72,12 @@ impl DocId {
     }
 }
 
+/// A document's collection and id as they arrive (HTTP path, batch body, `ctx.db`
+/// arguments), checked in that order, so a request wrong in both names the collection.
+pub fn parse_doc(collection: &str, id: &str) -> Result<(CollectionName, DocId), NameError> {
+    Ok((CollectionName::parse(collection)?, DocId::parse(id)?))
+}
+
 impl std::fmt::Display for CollectionName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)

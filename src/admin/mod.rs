@@ -49,10 +49,15 @@ use crate::store::{
     AdminRow, AuditEntry, AuditQuery, DeploySummary, InvocationRow, JobInfo, NewAudit,
     ServiceKeyRow, Store, StoreError, UserQuery, UserRow,
 };
-use crate::tenancy::{Scope, Tenant, service_keys, validate_slug};
+use crate::tenancy::{Scope, Slug, Tenant, service_keys};
 use crate::tenant_registry::Registry;
 
 type Result<T> = std::result::Result<T, AdminError>;
+
+/// A tenant slug as it arrives (API body, CLI argument), refused as a field of the request.
+pub fn parse_slug(slug: &str) -> Result<Slug> {
+    Slug::parse(slug).map_err(|p| field("slug", p))
+}
 
 fn field(field: &'static str, problem: impl Into<String>) -> AdminError {
     CredentialError::InvalidField {

@@ -3,8 +3,8 @@
 use super::*;
 
 impl AdminService {
-    pub async fn create_tenant(&self, actor: &Actor, slug: &str, name: &str) -> Result<Tenant> {
-        validate_slug(slug).map_err(|p| field("slug", p))?;
+    pub async fn create_tenant(&self, actor: &Actor, slug: &Slug, name: &str) -> Result<Tenant> {
+        let slug = slug.as_str();
         let name = name.trim();
         let name = if name.is_empty() { slug } else { name };
         if name.chars().count() > 200 {

@@ -150,6 +150,7 @@ async fn tenants(state: &AppState, actor: &Actor, cmd: TenantCommand) -> anyhow:
     let admin = &state.admin;
     match cmd {
         TenantCommand::Create { slug, name } => {
+            let slug = crate::admin::parse_slug(&slug).map_err(err)?;
             let t = admin
                 .create_tenant(actor, &slug, &name)
                 .await
@@ -296,7 +297,12 @@ async fn rules(state: &AppState, actor: &Actor, cmd: RulesCommand) -> anyhow::Re
             let scope = admin.cli_scope(&tenant).await.map_err(err)?;
             let r = state
                 .docs
-                .explain_as(&scope, &collection, &id, op, uid.as_deref())
+                .explain_as(
+                    &scope,
+                    crate::names::parse_doc(&collection, &id),
+                    op,
+                    uid.as_deref(),
+                )
                 .await
                 .map_err(|err| anyhow::anyhow!(err.client_detail()))?;
             let x = r.explanation;

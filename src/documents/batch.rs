@@ -4,11 +4,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::before_write::Intent;
-use super::write::{
-    check_patch_shape, delete_request, parse_names, patch_request, put_request, validate_data,
-};
+use super::write::{check_patch_shape, delete_request, patch_request, put_request, validate_data};
 use super::{DocError, DocumentService, MAX_BATCH, PatchBody, Preconditions};
-use crate::names::DocId;
+use crate::names::{DocId, parse_doc};
 use crate::store::{JobRef, WriteError, WriteRequest, Written};
 use crate::tenancy::Scope;
 
@@ -95,7 +93,7 @@ impl DocumentService {
                     ("create", None) => DocId::new_v7().to_string(),
                     _ => need_id()?,
                 };
-                let (collection, id) = parse_names(&w.collection, &id)?;
+                let (collection, id) = parse_doc(&w.collection, &id)?;
                 let data = w.data.clone().ok_or(DocError::InvalidParam {
                     param: "data",
                     message: "is required for create and put".into(),
@@ -124,7 +122,7 @@ impl DocumentService {
                 ))
             }
             "patch" => {
-                let (collection, id) = parse_names(&w.collection, &need_id()?)?;
+                let (collection, id) = parse_doc(&w.collection, &need_id()?)?;
                 let body = match w.patch.clone() {
                     Some(p @ Value::Array(_)) => PatchBody::JsonPatch(p),
                     Some(p @ Value::Object(_)) => PatchBody::Merge(p),
@@ -153,7 +151,7 @@ impl DocumentService {
                 ))
             }
             "delete" => {
-                let (collection, id) = parse_names(&w.collection, &need_id()?)?;
+                let (collection, id) = parse_doc(&w.collection, &need_id()?)?;
                 if let Some(r) = self
                     .batch_before(scope, &collection, &id, Intent::Delete, &pre)
                     .await

@@ -1,8 +1,8 @@
 //! Which rule and sub-expression decide an operation on a stored document.
 
 use super::gate::{meta, now_ms};
-use super::write::parse_names;
 use super::{DocError, DocumentService};
+use crate::names::{CollectionName, DocId, NameError};
 use crate::rules::{AuthInfo, Bindings, Explanation, Operation};
 use crate::tenancy::Scope;
 
@@ -17,11 +17,13 @@ impl DocumentService {
     /// Which rule and sub-expression decide `op` on a stored document for one of the
     /// tenant's users (`uid`) or for an anonymous caller: the one explain behind the HTTP
     /// route and the CLI, so the two cannot drift apart.
+    ///
+    /// `doc` is the document's names as the caller parsed them; a refused name is answered
+    /// only after an unknown `uid`, so the answer to a request wrong in both stays the same.
     pub async fn explain_as(
         &self,
         scope: &Scope,
-        collection: &str,
-        id: &str,
+        doc: Result<(CollectionName, DocId), NameError>,
         op: Operation,
         uid: Option<&str>,
     ) -> Result<ExplainResult, DocError> {
@@ -41,18 +43,18 @@ impl DocumentService {
                 })
             }
         };
-        self.explain(scope, collection, id, op, auth).await
+        let (collection, id) = doc?;
+        self.explain(scope, &collection, &id, op, auth).await
     }
 
     pub(super) async fn explain(
         &self,
         scope: &Scope,
-        collection: &str,
-        id: &str,
+        collection: &CollectionName,
+        id: &DocId,
         op: Operation,
         auth: Option<AuthInfo>,
     ) -> Result<ExplainResult, DocError> {
-        let (collection, id) = parse_names(collection, id)?;
         let (collection, id) = (collection.as_str(), id.as_str());
         let rules = self.rules.get(scope).await?;
         let doc = self.store.get_document(scope, collection, id).await?;

@@ -1,13 +1,14 @@
 //! Lists: the read plan (the read rule ANDed with the filter, `read_plan`), in SQL, one
 //! page at a time, and the database's plan for the same query.
 
+use crate::names::CollectionName;
 use crate::rules::{Predicate, RuleSet};
 use crate::store::{After, ListQuery, OrderKey};
 use crate::tenancy::Scope;
 
 use super::{
     Count, CursorContext, DocError, DocumentService, ListParams, MAX_COUNT, MAX_PAGE_BYTES, Page,
-    ReadFor, check_names, parse_order,
+    ReadFor, parse_order,
 };
 
 /// A list request, checked and translated: what the store is asked for.
@@ -24,21 +25,21 @@ impl DocumentService {
     pub async fn list(
         &self,
         scope: &Scope,
-        collection: &str,
+        collection: &CollectionName,
         params: ListParams,
     ) -> Result<Page, DocError> {
         let order_src = params.order.as_deref().unwrap_or("");
         let filter_src = params.filter.as_deref().unwrap_or("").trim();
         let ctx = CursorContext {
             tenant_id: scope.tenant().id,
-            collection,
+            collection: collection.as_str(),
             order: order_src,
             filter: filter_src,
         };
         let plan = self.plan_list(scope, collection, &params, &ctx).await?;
         let mut rows = self
             .store
-            .list_documents(scope, query(collection, &plan))
+            .list_documents(scope, query(collection.as_str(), &plan))
             .await?;
         let keep = crate::store::page_len(&rows, plan.limit as usize, MAX_PAGE_BYTES);
         let next_cursor = if rows.len() > keep {
@@ -58,7 +59,12 @@ impl DocumentService {
         let count = if params.count {
             let n = self
                 .store
-                .count_documents(scope, collection, plan.predicate.as_ref(), MAX_COUNT)
+                .count_documents(
+                    scope,
+                    collection.as_str(),
+                    plan.predicate.as_ref(),
+                    MAX_COUNT,
+                )
                 .await?;
             Some(Count {
                 count: n.min(MAX_COUNT),
@@ -75,34 +81,34 @@ impl DocumentService {
     }
 
     /// The database's plan for the SQL that `list` runs for the same request, one line
-    /// per step (tests and diagnostics).
+    /// per step. Tests and diagnostics call it with a name as text, so it parses its own.
     pub async fn explain_list(
         &self,
         scope: &Scope,
         collection: &str,
         params: ListParams,
     ) -> Result<Vec<String>, DocError> {
+        let collection = &CollectionName::parse(collection)?;
         let ctx = CursorContext {
             tenant_id: scope.tenant().id,
-            collection,
+            collection: collection.as_str(),
             order: params.order.as_deref().unwrap_or(""),
             filter: params.filter.as_deref().unwrap_or("").trim(),
         };
         let plan = self.plan_list(scope, collection, &params, &ctx).await?;
         Ok(self
             .store
-            .explain_list(scope, query(collection, &plan))
+            .explain_list(scope, query(collection.as_str(), &plan))
             .await?)
     }
 
     async fn plan_list(
         &self,
         scope: &Scope,
-        collection: &str,
+        collection: &CollectionName,
         params: &ListParams,
         ctx: &CursorContext<'_>,
     ) -> Result<Planned, DocError> {
-        check_names(collection, None)?;
         let limit = params.limit.unwrap_or(50);
         if !(1..=1000).contains(&limit) {
             return Err(DocError::InvalidParam {
@@ -128,7 +134,8 @@ impl DocumentService {
         {
             return Err(DocError::InvalidCursor);
         }
-        let sort_matches = sort_matches(&plan.rules, collection, predicate.as_ref(), &order);
+        let sort_matches =
+            sort_matches(&plan.rules, collection.as_str(), predicate.as_ref(), &order);
         Ok(Planned {
             predicate,
             order,

@@ -32,8 +32,8 @@ pub use wire::timestamp;
 
 // Names the list code reaches through `super::`.
 use gate::{auth_of, bypasses_rules, now_ms};
-use write::check_names;
 
+use crate::names::{CollectionName, DocId};
 use crate::rules::{
     AuthInfo, CelError, ExprKind, Expression, Operation, Predicate, PredicateError, QueryBindings,
     RulesRegistry,
@@ -232,11 +232,10 @@ impl DocumentService {
     pub async fn get(
         &self,
         scope: &Scope,
-        collection: &str,
-        id: &str,
+        collection: &CollectionName,
+        id: &DocId,
     ) -> Result<StoredDoc, DocError> {
-        let (collection, id) = write::parse_names(collection, id)?;
-        let gate = self.gate(scope, &collection).await?;
+        let gate = self.gate(scope, collection).await?;
         let id = id.as_str();
         match self
             .store

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use crate::names::{CollectionName, DocId};
 use crate::rules::{CmpOp, Expression, Field, Operation, Predicate, PredicateError, RuleSet};
 use crate::tenancy::Scope;
 
@@ -45,16 +46,16 @@ pub struct ReadPlan {
 
 impl DocumentService {
     /// The read plan of `scope`'s caller over `collection`, narrowed by an optional filter
-    /// (CEL source; blank is none) and document id. The collection and id are valid names.
+    /// (CEL source; blank is none) and document id.
     ///
     /// Refuses (`Denied`) when the collection has no read rule or the rule denies this
     /// caller everything, before a filter is compiled or evaluated.
     pub async fn read_plan(
         &self,
         scope: &Scope,
-        collection: &str,
+        collection: &CollectionName,
         filter: Option<&str>,
-        doc: Option<&str>,
+        doc: Option<&DocId>,
         purpose: ReadFor,
     ) -> Result<ReadPlan, DocError> {
         let now = now_ms();
@@ -66,7 +67,9 @@ impl DocumentService {
                 collection: collection.to_string(),
                 op: "read",
             };
-            let rule = rules.rule(collection, Operation::Read).ok_or_else(denied)?;
+            let rule = rules
+                .rule(collection.as_str(), Operation::Read)
+                .ok_or_else(denied)?;
             let qb = crate::rules::QueryBindings {
                 auth: auth.as_ref(),
                 now_ms: now,
@@ -111,7 +114,7 @@ impl DocumentService {
             parts.push(Predicate::Compare {
                 field: Field::Id,
                 op: CmpOp::Eq,
-                value: serde_json::Value::String(d.to_string()),
+                value: serde_json::Value::String(d.as_str().to_string()),
             });
         }
         let predicate = match parts.len() {

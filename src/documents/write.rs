@@ -19,15 +19,14 @@ impl DocumentService {
     pub async fn create(
         &self,
         scope: &Scope,
-        collection: &str,
+        collection: &CollectionName,
         data: Value,
     ) -> Result<Written, DocError> {
-        let collection = CollectionName::parse(collection)?;
         let pre = Preconditions {
             if_none_match_any: true,
             ..Default::default()
         };
-        self.put_named(scope, &collection, &DocId::new_v7(), data, pre)
+        self.put_named(scope, collection, &DocId::new_v7(), data, pre)
             .await
     }
 
@@ -35,13 +34,12 @@ impl DocumentService {
     pub async fn put(
         &self,
         scope: &Scope,
-        collection: &str,
-        id: &str,
+        collection: &CollectionName,
+        id: &DocId,
         data: Value,
         pre: Preconditions,
     ) -> Result<Written, DocError> {
-        let (collection, id) = parse_names(collection, id)?;
-        self.put_named(scope, &collection, &id, data, pre).await
+        self.put_named(scope, collection, id, data, pre).await
     }
 
     async fn put_named(
@@ -66,38 +64,36 @@ impl DocumentService {
     pub async fn patch(
         &self,
         scope: &Scope,
-        collection: &str,
-        id: &str,
+        collection: &CollectionName,
+        id: &DocId,
         body: PatchBody,
         pre: Preconditions,
     ) -> Result<Written, DocError> {
-        let (collection, id) = parse_names(collection, id)?;
         check_patch_shape(&body)?;
-        if let Some(hooks) = self.before_hooks(scope, &collection).await {
+        if let Some(hooks) = self.before_hooks(scope, collection).await {
             return self
-                .write_with_before(scope, hooks, &collection, &id, Intent::Patch(body), pre)
+                .write_with_before(scope, hooks, collection, id, Intent::Patch(body), pre)
                 .await;
         }
-        let gate = self.gate(scope, &collection).await?;
-        let write = patch_request(gate, &collection, &id, body, pre, self.limits.clone());
+        let gate = self.gate(scope, collection).await?;
+        let write = patch_request(gate, collection, id, body, pre, self.limits.clone());
         self.write_one(scope, write).await
     }
 
     pub async fn delete(
         &self,
         scope: &Scope,
-        collection: &str,
-        id: &str,
+        collection: &CollectionName,
+        id: &DocId,
         pre: Preconditions,
     ) -> Result<Written, DocError> {
-        let (collection, id) = parse_names(collection, id)?;
-        if let Some(hooks) = self.before_hooks(scope, &collection).await {
+        if let Some(hooks) = self.before_hooks(scope, collection).await {
             return self
-                .write_with_before(scope, hooks, &collection, &id, Intent::Delete, pre)
+                .write_with_before(scope, hooks, collection, id, Intent::Delete, pre)
                 .await;
         }
-        let gate = self.gate(scope, &collection).await?;
-        let write = delete_request(gate, &collection, &id, pre);
+        let gate = self.gate(scope, collection).await?;
+        let write = delete_request(gate, collection, id, pre);
         self.write_one(scope, write).await
     }
 
@@ -118,21 +114,6 @@ impl DocumentService {
             })?;
         written.pop().ok_or(DocError::NotFound)
     }
-}
-
-/// A document's collection and id as they arrive (HTTP path, batch body, `ctx.db`
-/// arguments), checked in that order: past here the service holds only checked names.
-pub(super) fn parse_names(collection: &str, id: &str) -> Result<(CollectionName, DocId), DocError> {
-    Ok((CollectionName::parse(collection)?, DocId::parse(id)?))
-}
-
-/// The list path's check, which still takes its collection as text.
-pub(super) fn check_names(collection: &str, id: Option<&str>) -> Result<(), DocError> {
-    CollectionName::parse(collection)?;
-    if let Some(id) = id {
-        DocId::parse(id)?;
-    }
-    Ok(())
 }
 
 pub(super) fn check_patch_shape(body: &PatchBody) -> Result<(), DocError> {

@@ -13,6 +13,7 @@ use crate::documents::wire::DocJson;
 use crate::documents::{
     BatchWrite, DocError, DocumentService, ListParams, PatchBody, Preconditions,
 };
+use crate::names::{CollectionName, DocId, parse_doc};
 use crate::store::StoredDoc;
 use crate::tenancy::Scope;
 
@@ -55,6 +56,16 @@ fn str_arg(args: &[Value], i: usize, what: &str) -> Result<String, HostError> {
         .and_then(Value::as_str)
         .map(str::to_string)
         .ok_or_else(|| bad(format!("{what} must be a string")))
+}
+
+/// A collection argument, checked once here: refused as the REST API refuses it.
+fn collection(c: &str) -> Result<CollectionName, HostError> {
+    CollectionName::parse(c).map_err(|e| host_error(e.into()))
+}
+
+/// Collection and id arguments, checked once here (the collection first).
+fn doc_names(c: &str, id: &str) -> Result<(CollectionName, DocId), HostError> {
+    parse_doc(c, id).map_err(|e| host_error(e.into()))
 }
 
 fn options(args: &[Value], i: usize) -> Preconditions {
@@ -117,6 +128,7 @@ impl DbHost {
         match op {
             "db.get" => {
                 let (c, id) = (str_arg(&args, 0, "collection")?, str_arg(&args, 1, "id")?);
+                let (c, id) = doc_names(&c, &id)?;
                 match docs.get(scope, &c, &id).await {
                     Ok(d) => Ok(doc_json(d)),
                     Err(DocError::NotFound) => Ok(Value::Null),
@@ -134,6 +146,7 @@ impl DbHost {
                     cursor: s("cursor"),
                     count: false,
                 };
+                let c = collection(&c)?;
                 let page = docs.list(scope, &c, params).await.map_err(host_error)?;
                 let items: Vec<Value> = page
                     .items
@@ -145,12 +158,14 @@ impl DbHost {
             "db.create" => {
                 let c = str_arg(&args, 0, "collection")?;
                 let data = args.get(1).cloned().unwrap_or(Value::Null);
+                let c = collection(&c)?;
                 let w = docs.create(scope, &c, data).await.map_err(host_error)?;
                 Ok(doc_json(w.doc))
             }
             "db.put" => {
                 let (c, id) = (str_arg(&args, 0, "collection")?, str_arg(&args, 1, "id")?);
                 let data = args.get(2).cloned().unwrap_or(Value::Null);
+                let (c, id) = doc_names(&c, &id)?;
                 let w = docs
                     .put(scope, &c, &id, data, options(&args, 3))
                     .await
@@ -160,6 +175,7 @@ impl DbHost {
             "db.patch" => {
                 let (c, id) = (str_arg(&args, 0, "collection")?, str_arg(&args, 1, "id")?);
                 let body = patch_body(args.get(2).cloned())?;
+                let (c, id) = doc_names(&c, &id)?;
                 let w = docs
                     .patch(scope, &c, &id, body, options(&args, 3))
                     .await
@@ -174,10 +190,12 @@ impl DbHost {
                     .filter(|v| v.is_number())
                     .cloned()
                     .ok_or_else(|| bad("by must be a number"))?;
+                let (c, id) = doc_names(&c, &id)?;
                 self.increment(&c, &id, &field, by).await
             }
             "db.delete" => {
                 let (c, id) = (str_arg(&args, 0, "collection")?, str_arg(&args, 1, "id")?);
+                let (c, id) = doc_names(&c, &id)?;
                 match docs.delete(scope, &c, &id, options(&args, 2)).await {
                     Ok(_) => Ok(json!(true)),
                     Err(DocError::NotFound) => Ok(json!(false)),
@@ -241,8 +259,8 @@ impl DbHost {
     /// field set to `by` (so counters need no set-up).
     async fn increment(
         &self,
-        c: &str,
-        id: &str,
+        c: &CollectionName,
+        id: &DocId,
         field: &str,
         by: Value,
     ) -> Result<Value, HostError> {

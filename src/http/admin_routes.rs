@@ -113,9 +113,10 @@ async fn create_tenant(
     admin: AdminCaller,
     ApiJson(body): ApiJson<CreateTenant>,
 ) -> ApiResult<(StatusCode, Json<TenantDto>)> {
+    let slug = crate::admin::parse_slug(&body.slug)?;
     let tenant = state
         .admin
-        .create_tenant(&actor(&admin), &body.slug, &body.name)
+        .create_tenant(&actor(&admin), &slug, &body.name)
         .await?;
     Ok((StatusCode::CREATED, Json(tenant.into())))
 }

@@ -231,7 +231,12 @@ async fn explain_rule(
     let scope = state.admin.scope(&actor(&admin), &tenant).await?;
     let r = state
         .docs
-        .explain_as(&scope, &collection, &id, op, q.uid.as_deref())
+        .explain_as(
+            &scope,
+            crate::names::parse_doc(&collection, &id),
+            op,
+            q.uid.as_deref(),
+        )
         .await?;
     let (allowed, decided_by, trace) = match r.explanation {
         Some(x) => (

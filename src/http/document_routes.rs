@@ -12,8 +12,9 @@ use utoipa_axum::routes;
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, TenantScope};
 use crate::documents::wire::DocJson;
-use crate::documents::{BatchWrite, Count, ListParams, PatchBody, Preconditions};
+use crate::documents::{BatchWrite, Count, DocError, ListParams, PatchBody, Preconditions};
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::names::{CollectionName, DocId, parse_doc};
 use crate::rules::Operation;
 use crate::state::AppState;
 use crate::store::{ChangeOp, ListedDoc, StoredDoc, Written};
@@ -39,6 +40,16 @@ pub struct DocPath {
     tenant: String,
     collection: String,
     id: String,
+}
+
+/// The path's collection, checked once here; refused as the service refuses a bad name.
+fn collection_name(collection: &str) -> ApiResult<CollectionName> {
+    Ok(CollectionName::parse(collection).map_err(DocError::from)?)
+}
+
+/// The path's collection and id, checked once here (the collection first).
+fn doc_names(collection: &str, id: &str) -> ApiResult<(CollectionName, DocId)> {
+    Ok(parse_doc(collection, id).map_err(DocError::from)?)
 }
 
 /// Writes a page of listed documents as JSON by hand around the documents, each written
@@ -223,6 +234,7 @@ async fn list_docs(
     ApiPath(CollectionPath { collection, .. }): ApiPath<CollectionPath>,
     ApiQuery(q): ApiQuery<ListQueryParams>,
 ) -> ApiResult<Response> {
+    let collection = collection_name(&collection)?;
     let page = state
         .docs
         .list(
@@ -254,6 +266,7 @@ async fn create_doc(
     ApiPath(CollectionPath { collection, .. }): ApiPath<CollectionPath>,
     ApiJson(data): ApiJson<Value>,
 ) -> ApiResult<Response> {
+    let collection = collection_name(&collection)?;
     let w = state.docs.create(&scope, &collection, data).await?;
     let location = format!(
         "/v1/t/{}/collections/{}/docs/{}",
@@ -294,7 +307,7 @@ async fn get_doc(
             .map_err(|m| ApiError::invalid_field("op", m))?;
         let r = state
             .docs
-            .explain_as(&scope, &collection, &id, op, q.uid.as_deref())
+            .explain_as(&scope, parse_doc(&collection, &id), op, q.uid.as_deref())
             .await?;
         return Ok(Json(serde_json::json!({
             "collection": collection,
@@ -307,6 +320,7 @@ async fn get_doc(
         }))
         .into_response());
     }
+    let (collection, id) = doc_names(&collection, &id)?;
     let doc = state.docs.get(&scope, &collection, &id).await?;
     Ok(doc_response(StatusCode::OK, doc))
 }
@@ -326,6 +340,7 @@ async fn put_doc(
     ApiJson(data): ApiJson<Value>,
 ) -> ApiResult<Response> {
     let pre = preconditions(&headers)?;
+    let (collection, id) = doc_names(&collection, &id)?;
     let w = state.docs.put(&scope, &collection, &id, data, pre).await?;
     let status = if w.op == ChangeOp::Create {
         StatusCode::CREATED
@@ -368,6 +383,7 @@ async fn patch_doc(
             ));
         }
     };
+    let (collection, id) = doc_names(&collection, &id)?;
     let w = state
         .docs
         .patch(&scope, &collection, &id, body, pre)
@@ -387,6 +403,7 @@ async fn delete_doc(
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
     let pre = preconditions(&headers)?;
+    let (collection, id) = doc_names(&collection, &id)?;
     state.docs.delete(&scope, &collection, &id, pre).await?;
     Ok(StatusCode::NO_CONTENT)
 }

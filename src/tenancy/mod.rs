@@ -203,6 +203,22 @@ const RESERVED_SLUGS: &[&str] = &[
     "openapi",
 ];
 
+/// A tenant slug that passed [`validate_slug`]: built only by [`Slug::parse`], so a tenant
+/// is created under a checked slug only.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Slug(String);
+
+impl Slug {
+    pub fn parse(slug: &str) -> Result<Slug, &'static str> {
+        validate_slug(slug)?;
+        Ok(Slug(slug.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Checks a tenant slug: `^[a-z][a-z0-9-]{2,39}$` and not reserved.
 pub fn validate_slug(slug: &str) -> Result<(), &'static str> {
     let bytes = slug.as_bytes();
@@ -224,7 +240,7 @@ pub fn validate_slug(slug: &str) -> Result<(), &'static str> {
 
 #[cfg(test)]
 mod tests {
-    use super::validate_slug;
+    use super::{Slug, validate_slug};
 
     #[test]
     fn slugs() {
@@ -245,5 +261,10 @@ mod tests {
         ] {
             assert!(validate_slug(bad).is_err(), "{bad}");
         }
+        assert_eq!(
+            Slug::parse("my-app").map(|s| s.as_str().to_string()),
+            Ok("my-app".into())
+        );
+        assert!(Slug::parse("admin").is_err());
     }
 }

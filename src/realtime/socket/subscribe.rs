@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::{Connection, LocalSub, SubError, reply, send};
 use crate::documents::{DocError, MAX_PAGE_BYTES, ReadFor};
+use crate::names::{CollectionName, DocId};
 use crate::realtime::changes::{self, Read};
 use crate::realtime::feed::{self, Feed, Mode, Sub};
 use crate::realtime::outbox::Sink;
@@ -31,7 +32,7 @@ impl Connection {
         req: &Request,
     ) -> Result<(), SubError> {
         let id = req.id.as_str();
-        self.check_request(req)?;
+        let (collection, doc) = self.check_request(req)?;
         let scope = self.scope();
         let auth = self
             .shared
@@ -44,9 +45,9 @@ impl Connection {
             .docs
             .read_plan(
                 &scope,
-                &req.collection,
+                &collection,
                 req.filter.as_deref(),
-                req.doc.as_deref(),
+                doc.as_ref(),
                 ReadFor::Subscription,
             )
             .await
@@ -85,8 +86,9 @@ impl Connection {
             .await
     }
 
-    /// The checks of a subscription that need neither the rules nor the log.
-    fn check_request(&self, req: &Request) -> Result<(), SubError> {
+    /// The checks of a subscription that need neither the rules nor the log; past them the
+    /// collection and document id are checked names.
+    fn check_request(&self, req: &Request) -> Result<(CollectionName, Option<DocId>), SubError> {
         let id = req.id.as_str();
         let max = self.broker.config.max_subscriptions_per_socket;
         if id.is_empty() || id.len() > 128 {
@@ -110,23 +112,24 @@ impl Connection {
                 &format!("at most {max} subscriptions per socket"),
             ));
         }
-        if !crate::documents::valid_collection(&req.collection) {
-            return Err(reply(
+        let collection = CollectionName::parse(&req.collection).map_err(|_| {
+            reply(
                 id,
                 "invalid_subscription",
                 "collection must match ^[a-z][a-z0-9_]{0,62}$",
-            ));
-        }
-        if let Some(d) = &req.doc
-            && !crate::documents::valid_doc_id(d)
-        {
-            return Err(reply(
-                id,
-                "invalid_subscription",
-                "doc must be 1-128 of [A-Za-z0-9_-]",
-            ));
-        }
-        Ok(())
+            )
+        })?;
+        let doc = match &req.doc {
+            Some(d) => Some(DocId::parse(d).map_err(|_| {
+                reply(
+                    id,
+                    "invalid_subscription",
+                    "doc must be 1-128 of [A-Za-z0-9_-]",
+                )
+            })?),
+            None => None,
+        };
+        Ok((collection, doc))
     }
 
     /// The log's end, once `since` is checked against it: not ahead of it, and not
