@@ -133,10 +133,13 @@ impl AdminService {
         slug: &str,
         input: impl std::io::BufRead,
     ) -> Result<(Header, BTreeMap<String, u64>)> {
+        let checked_slug = super::parse_slug(slug)?;
         let parsed = format::read(input).map_err(TransferError::BadFile)?;
         let (mut data, plain_secrets) = split(parsed.records)?;
         let h = &parsed.header;
-        let tenant = self.create_tenant(actor, slug, &h.tenant.name).await?;
+        let tenant = self
+            .create_tenant(actor, &checked_slug, &h.tenant.name)
+            .await?;
         let written = async {
             if !h.tenant.cors_origins.is_empty() {
                 self.update_tenant(actor, slug, None, Some(&h.tenant.cors_origins))
