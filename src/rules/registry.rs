@@ -111,19 +111,9 @@ impl RulesRegistry {
         by: &str,
     ) -> Result<Installed, InstallError> {
         let rules = RuleSet::parse(source).map_err(InstallError::Invalid)?;
-        let indexes: Vec<(String, Vec<Field>)> = rules
-            .collections
-            .iter()
-            .flat_map(|(name, c)| {
-                c.indexes.iter().map(move |paths| {
-                    (
-                        name.clone(),
-                        paths.iter().map(|p| Field::Doc(p.clone())).collect(),
-                    )
-                })
-            })
-            .collect();
-        self.store.sync_indexes(scope, &indexes).await?;
+        self.store
+            .sync_indexes(scope, &declared_indexes(&rules))
+            .await?;
         let version = self.store.insert_ruleset(scope, source, by).await?;
         let warnings = rules.warnings();
         let collections = rules.collections.keys().cloned().collect();
@@ -134,4 +124,29 @@ impl RulesRegistry {
             collections,
         })
     }
+
+    /// Brings the tenant's expression indexes in line with its active rule set, for data
+    /// that arrived without an install (a tenant import).
+    pub async fn rebuild_indexes(&self, scope: &Scope) -> Result<(), StoreError> {
+        let rules = self.get(scope).await?;
+        self.store
+            .sync_indexes(scope, &declared_indexes(&rules))
+            .await
+    }
+}
+
+/// The expression indexes a rule set declares, per collection.
+fn declared_indexes(rules: &RuleSet) -> Vec<(String, Vec<Field>)> {
+    rules
+        .collections
+        .iter()
+        .flat_map(|(name, c)| {
+            c.indexes.iter().map(move |paths| {
+                (
+                    name.clone(),
+                    paths.iter().map(|p| Field::Doc(p.clone())).collect(),
+                )
+            })
+        })
+        .collect()
 }

@@ -61,7 +61,10 @@ const MANIFEST: &str = "rules = \"rules.toml\"\n[[http]]\nname = \"which\"\nfunc
 async fn populate(app: &mut TestApp) -> (String, Session) {
     let key = tenant_with_key(app, "shop").await;
     for (rules, answer) in [
-        ("[notes]\nread = \"auth != null\"\n", "one"),
+        (
+            "[notes]\nread = \"auth != null\"\nindexes = [[\"i\"]]\n",
+            "one",
+        ),
         ("[notes]\nread = \"false\"\n", "two"),
     ] {
         let body = format!("export default () => '{answer}'");
@@ -268,6 +271,12 @@ async fn export_round_trip_to_the_other_backend(b: Backend) {
         let scope = crate::documents::scope_of(&app, "shop").await;
         let env = state.secrets.env(&scope).await.unwrap();
         assert_eq!(env["API_KEY"], "s3cr3t");
+        // The index the active rules declare was made, as an install would have.
+        assert_eq!(
+            state.store.index_names(&scope).await.unwrap().len(),
+            1,
+            "the imported tenant's declared index"
+        );
         d
     };
     let versions: Vec<(i64, bool)> = admin_deploys["items"]

@@ -159,6 +159,8 @@ impl AdminService {
                 });
             }
             self.store.import_tenant(&scope, &data).await?;
+            // The indexes the active rules declare, which an install would have made.
+            self.rules.rebuild_indexes(&scope).await?;
             if h.tenant.suspended {
                 self.set_suspended(actor, slug, true).await?;
             }
