@@ -310,6 +310,7 @@ async fn rules(state: &AppState, actor: &Actor, cmd: RulesCommand) -> anyhow::Re
                 "collection": collection,
                 "id": id,
                 "operation": op.as_str(),
+                "exists": r.exists,
                 "rule": r.rule,
                 "allowed": x.as_ref().is_some_and(|x| x.allowed),
                 "decided_by": x.as_ref().map(|x| x.decided_by.clone()),

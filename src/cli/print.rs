@@ -277,6 +277,9 @@ pub fn deployed(tenant: &str, v: &Value) {
 /// The answer of an explain (the admin API's `RuleExplanation`).
 pub fn explanation(x: &Value) {
     let (collection, op) = (s(&x["collection"]), s(&x["operation"]));
+    if x["exists"] == false {
+        println!("document:   not stored (explained as doc == null)");
+    }
     match x["rule"].as_str() {
         Some(rule) => {
             println!("rule:       [{collection}] {op} = {rule}");

@@ -9,6 +9,9 @@ use crate::tenancy::Scope;
 /// What `explain` reports.
 pub struct ExplainResult {
     pub operation: Operation,
+    /// Whether the document is stored; a missing one is explained as `doc == null`
+    /// (what a create, or a read of an absent id, sees).
+    pub exists: bool,
     pub rule: Option<String>,
     pub explanation: Option<Explanation>,
 }
@@ -61,6 +64,7 @@ impl DocumentService {
         let Some(rule) = rules.rule(collection, op) else {
             return Ok(ExplainResult {
                 operation: op,
+                exists: doc.is_some(),
                 rule: None,
                 explanation: None,
             });
@@ -80,6 +84,7 @@ impl DocumentService {
         });
         Ok(ExplainResult {
             operation: op,
+            exists: doc.is_some(),
             rule: Some(rule.source().to_string()),
             explanation: Some(explanation),
         })

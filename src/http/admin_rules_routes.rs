@@ -200,6 +200,8 @@ pub struct RuleExplanation {
     pub collection: String,
     pub id: String,
     pub operation: String,
+    /// Whether the document is stored; a missing one is explained as `doc == null`.
+    pub exists: bool,
     /// The rule's expression; null when the collection has no rule for the operation
     /// (then it is denied).
     pub rule: Option<String>,
@@ -218,7 +220,7 @@ pub struct RuleExplanation {
            ("id" = String, Path), ExplainQuery),
     responses((status = 200, body = RuleExplanation),
               (status = 400, body = Problem, description = "validation_failed (`fields.op`)"),
-              (status = 404, body = Problem, description = "not_found (the document), user_not_found (`uid`)")),
+              (status = 404, body = Problem, description = "tenant_not_found, user_not_found (`uid`); a missing document is explained as `doc == null`, with `exists: false`")),
     security(("bearer" = [])))]
 async fn explain_rule(
     State(state): State<AppState>,
@@ -253,6 +255,7 @@ async fn explain_rule(
         collection,
         id,
         operation: op.as_str().to_string(),
+        exists: r.exists,
         rule: r.rule,
         allowed,
         decided_by,

@@ -313,6 +313,7 @@ async fn get_doc(
             "collection": collection,
             "id": id,
             "operation": r.operation,
+            "exists": r.exists,
             "rule": r.rule,
             "allowed": r.explanation.as_ref().is_some_and(|e| e.allowed),
             "decided_by": r.explanation.as_ref().map(|e| e.decided_by.clone()),

@@ -529,6 +529,7 @@ async fn explain_shows_the_deciding_expression(b: Backend) {
         .ok(200);
     assert_eq!(r["allowed"], true);
     assert_eq!(r["operation"], "read");
+    assert_eq!(r["exists"], true);
     assert!(
         r["rule"]
             .as_str()
@@ -560,6 +561,49 @@ async fn explain_shows_the_deciding_expression(b: Backend) {
     app.get(&format!("{path}?explain=1&uid=nobody"), Some(&key))
         .await
         .problem(404, "user_not_found");
+    // A document that is not stored is explained as `doc == null`, and says so; the
+    // admin API's form answers the same.
+    let missing = format!("{}/nope", docs("shop", "notes"));
+    let r = app
+        .get(
+            &format!("{missing}?explain=1&uid={}", alice.user_id),
+            Some(&key),
+        )
+        .await
+        .ok(200);
+    assert_eq!(
+        (r["exists"].clone(), r["allowed"].clone()),
+        (json!(false), json!(false))
+    );
+    let admin = app.admin().await;
+    let r = app
+        .get(
+            &format!(
+                "/admin/v1/tenants/shop/collections/notes/docs/nope/explain?uid={}",
+                alice.user_id
+            ),
+            Some(&admin),
+        )
+        .await
+        .ok(200);
+    assert_eq!(
+        (r["exists"].clone(), r["allowed"].clone()),
+        (json!(false), json!(false))
+    );
+    let r = app
+        .get(
+            &format!(
+                "/admin/v1/tenants/shop/collections/notes/docs/n1/explain?uid={}",
+                alice.user_id
+            ),
+            Some(&admin),
+        )
+        .await
+        .ok(200);
+    assert_eq!(
+        (r["exists"].clone(), r["allowed"].clone()),
+        (json!(true), json!(true))
+    );
     // `create` has no stored document to evaluate against.
     app.get(&format!("{path}?explain=1&op=create"), Some(&key))
         .await

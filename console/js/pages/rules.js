@@ -121,6 +121,7 @@ function Explain({ slug }) {
     ${result &&
     html`<div class=${`state ${result.allowed ? "ok" : "error"}`} role="status" data-testid="explanation">
       <strong>${result.allowed ? "Allowed" : "Denied"}</strong>: ${result.operation} of ${result.collection}/${result.id}
+      ${result.exists === false && html`<p>No document is stored under this id: the rule saw <code>doc == null</code>.</p>`}
       ${result.rule === null
         ? html`<p>The collection has no ${result.operation} rule, so it is denied.</p>`
         : html`<p>Rule: <code>${result.rule}</code>${result.decided_by && html`<br />Decided by: <code>${result.decided_by}</code>`}</p>`}
