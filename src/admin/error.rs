@@ -54,6 +54,15 @@ pub enum AdminError {
     Internal(String),
 }
 
+impl From<crate::rules::InstallError> for AdminError {
+    fn from(e: crate::rules::InstallError) -> Self {
+        match e {
+            crate::rules::InstallError::Invalid(errors) => AdminError::InvalidRules(errors),
+            crate::rules::InstallError::Store(e) => AdminError::Store(e),
+        }
+    }
+}
+
 impl From<anyhow::Error> for AdminError {
     fn from(e: anyhow::Error) -> Self {
         AdminError::Internal(format!("{e:#}"))

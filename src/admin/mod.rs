@@ -43,7 +43,7 @@ use crate::auth::ratelimit::LoginLimiter;
 use crate::auth::tokens::{ADMIN_AUDIENCE, AdminClaims, Keyring, TokenError, admin_claims};
 use crate::crypto::{random_token, sha256_hex};
 use crate::functions::{Deployed, FunctionService};
-use crate::rules::{InstallError, Installed, RulesRegistry};
+use crate::rules::{Installed, RulesRegistry};
 use crate::secrets::{SecretInfo, SecretsService};
 use crate::store::{
     AdminRow, AuditEntry, AuditQuery, DeploySummary, InvocationRow, JobInfo, NewAudit,

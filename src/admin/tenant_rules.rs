@@ -14,14 +14,7 @@ impl AdminService {
         source: &str,
     ) -> Result<Installed> {
         let scope = self.scope(actor, slug).await?;
-        let installed =
-            self.rules
-                .install(&scope, source, &actor.0)
-                .await
-                .map_err(|e| match e {
-                    InstallError::Invalid(errors) => AdminError::InvalidRules(errors),
-                    InstallError::Store(e) => AdminError::Store(e),
-                })?;
+        let installed = self.rules.install(&scope, source, &actor.0).await?;
         self.audit(
             actor,
             "rules.install",
@@ -62,14 +55,7 @@ impl AdminService {
             .ruleset_source(&scope, version)
             .await?
             .ok_or(AdminError::NotFound("rule set version"))?;
-        let installed = self
-            .rules
-            .install(&scope, &source, &actor.0)
-            .await
-            .map_err(|e| match e {
-                InstallError::Invalid(errors) => AdminError::InvalidRules(errors),
-                InstallError::Store(e) => AdminError::Store(e),
-            })?;
+        let installed = self.rules.install(&scope, &source, &actor.0).await?;
         self.audit(
             actor,
             "rules.activate",
