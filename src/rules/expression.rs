@@ -448,12 +448,6 @@ impl Expression {
     pub fn is_constant(&self) -> bool {
         self.compiled.uses.is_empty()
     }
-
-    /// Whether the top-level conjunction compares `id` for equality with a value (a
-    /// single-document lookup).
-    pub fn is_id_lookup(&self) -> bool {
-        index_hints::is_id_lookup(&self.compiled.root, &self.compiled.doc_nodes)
-    }
 }
 
 #[cfg(test)]
