@@ -1,5 +1,5 @@
-//! Shape checks of collection names, document ids and document data, and the name types
-//! that carry a passed check.
+//! Shape checks of collection names, document ids, field paths and document data, and
+//! the name types that carry a passed check.
 
 use serde_json::Value;
 
@@ -19,6 +19,15 @@ pub fn valid_doc_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`: a segment of a [`FieldPath`], and a key of a filter's
+/// document path that the store may write into SQL text (it binds any other key).
+pub fn valid_identifier(segment: &str) -> bool {
+    let b = segment.as_bytes();
+    !b.is_empty()
+        && (b[0].is_ascii_alphabetic() || b[0] == b'_')
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }
 
 /// Why a name was refused.
@@ -69,6 +78,41 @@ impl DocId {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// A dotted path into a document's data (`author.id`): one or more segments, each
+/// [`valid_identifier`]; built only by [`FieldPath::parse`]. Declared indexes and list
+/// orders hold one, and the store writes it into SQL text (`ORDER BY`, `CREATE INDEX`),
+/// which this grammar is what makes safe. There is no bound on the number of segments or
+/// their length here; a caller that has one (the `order` parameter) checks it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FieldPath(Vec<String>);
+
+/// A text that is not a [`FieldPath`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not a dotted path of names made of letters, digits and '_', not starting with a digit")]
+pub struct FieldPathError;
+
+impl FieldPath {
+    pub fn parse(text: &str) -> Result<FieldPath, FieldPathError> {
+        let segments: Vec<String> = text.split('.').map(str::to_string).collect();
+        if segments.iter().all(|s| valid_identifier(s)) {
+            Ok(FieldPath(segments))
+        } else {
+            Err(FieldPathError)
+        }
+    }
+
+    /// The path's keys, outermost first; never empty.
+    pub fn segments(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join("."))
     }
 }
 
@@ -148,6 +192,37 @@ mod tests {
         assert_eq!(DocId::parse("a-1").unwrap().to_string(), "a-1");
         assert_eq!(DocId::parse("a/1"), Err(NameError::DocId));
         assert!(DocId::parse(DocId::new_v7().as_str()).is_ok());
+    }
+
+    #[test]
+    fn field_paths_are_dotted_identifiers() {
+        let p = FieldPath::parse("author.id_2").unwrap();
+        assert_eq!(p.segments(), ["author", "id_2"]);
+        assert_eq!(p.to_string(), "author.id_2");
+        assert_eq!(FieldPath::parse("_x").unwrap().segments(), ["_x"]);
+        // no limit on length or depth in the grammar itself
+        let long = format!("{}.{}", "a".repeat(200), ["b"; 40].join("."));
+        assert_eq!(FieldPath::parse(&long).unwrap().to_string(), long);
+        for bad in [
+            "",
+            ".",
+            ".a",
+            "a.",
+            "a..b",
+            "1a",
+            "a.1b",
+            "a-b",
+            "a b",
+            "a.b c",
+            "é",
+            "a.$",
+            "x'; DROP TABLE documents; --",
+            "a[0]",
+            "doc['a']",
+        ] {
+            assert_eq!(FieldPath::parse(bad), Err(FieldPathError), "{bad:?}");
+        }
+        assert!(valid_identifier("A_9") && !valid_identifier("9") && !valid_identifier(""));
     }
 
     #[test]

@@ -12,6 +12,8 @@
 
 use serde_json::Value;
 
+use crate::names::FieldPath;
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Predicate {
     True,
@@ -65,7 +67,7 @@ impl Predicate {
     /// but none delivers its rows in the default order: some index's first path is
     /// compared (`==`, `in`, a range, a prefix) in the top-level conjunction, and no
     /// index has all its paths compared for equality there.
-    pub fn needs_index_sort(&self, indexes: &[Vec<Vec<String>>]) -> bool {
+    pub fn needs_index_sort(&self, indexes: &[Vec<FieldPath>]) -> bool {
         let mut conjuncts = Vec::new();
         self.conjuncts(&mut conjuncts);
         let mut equal: Vec<&[String]> = Vec::new();
@@ -99,10 +101,10 @@ impl Predicate {
         }
         let ordered = indexes
             .iter()
-            .any(|i| i.iter().all(|p| equal.contains(&p.as_slice())));
+            .any(|i| i.iter().all(|p| equal.contains(&p.segments())));
         let narrows = indexes.iter().any(|i| {
             i.first()
-                .is_some_and(|p| equal.contains(&p.as_slice()) || narrowed.contains(&p.as_slice()))
+                .is_some_and(|p| equal.contains(&p.segments()) || narrowed.contains(&p.segments()))
         });
         narrows && !ordered
     }
@@ -181,6 +183,18 @@ pub enum Field {
     UpdatedAt,
 }
 
+/// What a list is ordered by: a metadata column or a checked document path. Unlike a
+/// predicate's [`Field`], whose keys may be anything (the store binds the ones it cannot
+/// inline), the path is a [`FieldPath`]: the store writes it into `ORDER BY` as text.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum OrderField {
+    Doc(FieldPath),
+    Id,
+    Version,
+    CreatedAt,
+    UpdatedAt,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CmpOp {
     Eq,
@@ -253,10 +267,14 @@ mod tests {
         }
     }
 
+    fn index(paths: &[&str]) -> Vec<FieldPath> {
+        paths.iter().map(|p| FieldPath::parse(p).unwrap()).collect()
+    }
+
     #[test]
     fn an_index_that_narrows_but_cannot_order_asks_for_a_sort() {
-        let owner = vec![path("owner")];
-        let owner_score = vec![path("owner"), path("score")];
+        let owner = index(&["owner"]);
+        let owner_score = index(&["owner", "score"]);
         let both = [owner.clone(), owner_score.clone()];
         let eq = cmp("owner", CmpOp::Eq);
         let in_ = Predicate::In {

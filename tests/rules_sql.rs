@@ -810,15 +810,15 @@ fn regression_cases() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// An expression index on `field_sql` of a path serves equality and `in` on that path.
+/// An expression index on `path_sql` of a path serves equality and `in` on that path.
 #[test]
 fn equality_is_served_by_an_expression_index() {
-    use plinth::rules::Field;
-    use plinth::store::predicate_sql::field_sql;
+    use plinth::names::FieldPath;
+    use plinth::store::predicate_sql::path_sql;
 
     let (rt, b) = Backends::new();
     let alice = user("alice");
-    let field = Field::Doc(vec!["poll".to_string()]);
+    let field = FieldPath::parse("poll").unwrap();
     for filter in [
         "auth != null && doc.poll == auth.uid",
         "doc.poll in ['a', 'b']",
@@ -831,7 +831,7 @@ fn equality_is_served_by_an_expression_index() {
             })
             .unwrap();
         rt.block_on(async {
-            let index = field_sql(&field, Dialect::Sqlite).unwrap();
+            let index = path_sql(&field, Dialect::Sqlite);
             let sql = format!("CREATE INDEX IF NOT EXISTS docs_poll ON docs ({index})");
             sqlx::query(sqlx::AssertSqlSafe(sql))
                 .execute(&b.sqlite)
@@ -862,7 +862,7 @@ fn equality_is_served_by_an_expression_index() {
             );
 
             if let Some((pool, _)) = &b.pg {
-                let index = field_sql(&field, Dialect::Postgres).unwrap();
+                let index = path_sql(&field, Dialect::Postgres);
                 let sql = format!("CREATE INDEX IF NOT EXISTS docs_poll ON docs ({index})");
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .execute(pool)

@@ -305,17 +305,7 @@ async fn rules(state: &AppState, actor: &Actor, cmd: RulesCommand) -> anyhow::Re
                 )
                 .await
                 .map_err(|err| anyhow::anyhow!(err.client_detail()))?;
-            let x = r.explanation;
-            print::explanation(&json!({
-                "collection": collection,
-                "id": id,
-                "operation": op.as_str(),
-                "exists": r.exists,
-                "rule": r.rule,
-                "allowed": x.as_ref().is_some_and(|x| x.allowed),
-                "decided_by": x.as_ref().map(|x| x.decided_by.clone()),
-                "trace": x.map(|x| x.trace).unwrap_or_default(),
-            }));
+            print::explanation(&r);
         }
     }
     Ok(())

@@ -5,6 +5,8 @@
 use comfy_table::{CellAlignment, Table, presets};
 use serde_json::Value;
 
+use crate::documents::RuleExplanation;
+
 /// A table without borders: a header line, then one line per row, columns padded to
 /// their widest cell (the first cell of a row is still its first whitespace-separated
 /// word, which scripts rely on).
@@ -274,26 +276,19 @@ pub fn deployed(tenant: &str, v: &Value) {
     }
 }
 
-/// The answer of an explain (the admin API's `RuleExplanation`).
-pub fn explanation(x: &Value) {
-    let (collection, op) = (s(&x["collection"]), s(&x["operation"]));
-    if x["exists"] == false {
+/// The answer of an explain.
+pub fn explanation(x: &RuleExplanation) {
+    let (collection, op) = (&x.collection, x.operation.as_str());
+    if !x.exists {
         println!("document:   not stored (explained as doc == null)");
     }
-    match x["rule"].as_str() {
+    match &x.rule {
         Some(rule) => {
             println!("rule:       [{collection}] {op} = {rule}");
-            println!(
-                "outcome:    {}",
-                if x["allowed"] == true {
-                    "allow"
-                } else {
-                    "deny"
-                }
-            );
-            println!("decided by: {}", s(&x["decided_by"]));
-            for step in x["trace"].as_array().into_iter().flatten() {
-                println!("  {} => {}", s(&step["expression"]), s(&step["value"]));
+            println!("outcome:    {}", if x.allowed { "allow" } else { "deny" });
+            println!("decided by: {}", x.decided_by.as_deref().unwrap_or(""));
+            for step in &x.trace {
+                println!("  {} => {}", step.expression, step.value);
             }
         }
         None => println!("no {op} rule for [{collection}]: deny"),

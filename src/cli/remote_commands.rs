@@ -203,7 +203,7 @@ async fn rules(c: &Client, cmd: RulesCommand) -> anyhow::Result<()> {
                     q.finish()
                 ),
             );
-            print::explanation(&c.get(&path).await?);
+            print::explanation(&serde_json::from_value(c.get(&path).await?)?);
         }
     }
     Ok(())

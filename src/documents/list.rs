@@ -170,7 +170,7 @@ fn sort_matches(
     predicate: Option<&Predicate>,
     order: &[OrderKey],
 ) -> bool {
-    let default_order = matches!(order, [k] if k.field == crate::rules::Field::CreatedAt);
+    let default_order = matches!(order, [k] if k.field == crate::query::OrderField::CreatedAt);
     match predicate {
         Some(p) if default_order => p.needs_index_sort(rules.indexes(collection)),
         _ => false,

@@ -24,7 +24,7 @@ pub use crate::names::{depth, has_nul, valid_collection, valid_doc_id};
 pub use batch::BatchWrite;
 pub use cursor::{CursorContext, CursorKey};
 pub use error::DocError;
-pub use explain::ExplainResult;
+pub use explain::RuleExplanation;
 pub(crate) use gate::meta;
 pub use order::{MAX_ORDER_KEYS, parse_order};
 pub use read_plan::{ReadFor, ReadPlan};

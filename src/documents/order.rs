@@ -1,10 +1,14 @@
 //! The `order` parameter of lists.
 
 use super::DocError;
-use crate::rules::Field;
+use crate::names::FieldPath;
+use crate::query::OrderField;
 use crate::store::OrderKey;
 
 pub const MAX_ORDER_KEYS: usize = 4;
+/// The longest name in a path of the `order` parameter, in bytes: a limit of the
+/// parameter, not of the path grammar (declared index paths have none).
+pub const MAX_ORDER_SEGMENT: usize = 64;
 
 /// `order=field,-other`: meta fields by name (id, version, created_at, updated_at),
 /// anything else a dotted path into the data (optionally prefixed `doc.`).
@@ -13,7 +17,7 @@ pub fn parse_order(src: &str) -> Result<Vec<OrderKey>, DocError> {
     let src = src.trim();
     if src.is_empty() {
         return Ok(vec![OrderKey {
-            field: Field::CreatedAt,
+            field: OrderField::CreatedAt,
             desc: false,
         }]);
     }
@@ -29,27 +33,22 @@ pub fn parse_order(src: &str) -> Result<Vec<OrderKey>, DocError> {
             None => (false, part.strip_prefix('+').unwrap_or(part)),
         };
         let field = match name {
-            "id" => Field::Id,
-            "version" => Field::Version,
-            "created_at" => Field::CreatedAt,
-            "updated_at" => Field::UpdatedAt,
+            "id" => OrderField::Id,
+            "version" => OrderField::Version,
+            "created_at" => OrderField::CreatedAt,
+            "updated_at" => OrderField::UpdatedAt,
             _ => {
                 let path = name.strip_prefix("doc.").unwrap_or(name);
-                let segs: Vec<String> = path.split('.').map(str::to_string).collect();
-                let ok = !path.is_empty()
-                    && segs.iter().all(|s| {
-                        let b = s.as_bytes();
-                        !b.is_empty()
-                            && b.len() <= 64
-                            && (b[0].is_ascii_alphabetic() || b[0] == b'_')
-                            && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
-                    });
-                if !ok {
-                    return Err(bad(format!(
-                        "'{name}' is not a field: use id, version, created_at, updated_at or a dotted path of identifiers"
-                    )));
+                match FieldPath::parse(path) {
+                    Ok(p) if p.segments().iter().all(|s| s.len() <= MAX_ORDER_SEGMENT) => {
+                        OrderField::Doc(p)
+                    }
+                    _ => {
+                        return Err(bad(format!(
+                            "'{name}' is not a field: use id, version, created_at, updated_at or a dotted path of identifiers"
+                        )));
+                    }
                 }
-                Field::Doc(segs)
             }
         };
         keys.push(OrderKey { field, desc });
@@ -63,16 +62,58 @@ pub fn parse_order(src: &str) -> Result<Vec<OrderKey>, DocError> {
     let unique_last = matches!(
         keys.last(),
         Some(OrderKey {
-            field: Field::Id,
+            field: OrderField::Id,
             ..
         })
     );
-    if !unique_last && !keys.iter().any(|k| k.field == Field::CreatedAt) {
+    if !unique_last && !keys.iter().any(|k| k.field == OrderField::CreatedAt) {
         let desc = keys.last().is_some_and(|k| k.desc);
         keys.push(OrderKey {
-            field: Field::CreatedAt,
+            field: OrderField::CreatedAt,
             desc,
         });
     }
     Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(keys: &[OrderKey]) -> Vec<String> {
+        keys.iter()
+            .filter_map(|k| match &k.field {
+                OrderField::Doc(p) => Some(p.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn paths_follow_the_field_path_grammar_with_the_parameter_s_limit() {
+        assert_eq!(doc(&parse_order("doc.a.b,-c").unwrap()), ["a.b", "c"]);
+        let longest = "x".repeat(MAX_ORDER_SEGMENT);
+        assert!(parse_order(&format!("a.{longest}")).is_ok());
+        for bad in [
+            ".a",
+            "a.",
+            "a..b",
+            "doc.",
+            "1a",
+            "a-b",
+            "a.b c",
+            &format!("{longest}x"),
+        ] {
+            assert!(
+                matches!(
+                    parse_order(bad),
+                    Err(DocError::InvalidParam { param: "order", .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        let keys = parse_order("-score").unwrap();
+        assert_eq!(keys.len(), 2);
+        assert!(keys[1].field == OrderField::CreatedAt && keys[1].desc);
+    }
 }

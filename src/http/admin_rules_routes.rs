@@ -11,6 +11,7 @@ use utoipa_axum::routes;
 use super::dto::*;
 use super::extract::{AdminCaller, ApiJson, ApiPath, ApiQuery};
 use crate::admin::Actor;
+use crate::documents::RuleExplanation;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::state::AppState;
 
@@ -194,24 +195,6 @@ pub struct ExplainQuery {
     pub uid: Option<String>,
 }
 
-/// Which rule decides an operation on a stored document, and why.
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct RuleExplanation {
-    pub collection: String,
-    pub id: String,
-    pub operation: String,
-    /// Whether the document is stored; a missing one is explained as `doc == null`.
-    pub exists: bool,
-    /// The rule's expression; null when the collection has no rule for the operation
-    /// (then it is denied).
-    pub rule: Option<String>,
-    pub allowed: bool,
-    /// The sub-expression whose value decided.
-    pub decided_by: Option<String>,
-    /// `{"expression","value"}` for each sub-expression evaluated.
-    pub trace: Vec<serde_json::Value>,
-}
-
 /// Explain the active rules for a stored document, as a user (`uid`) or anonymous: the
 /// admin API's form of `GET .../docs/{id}?explain=1` (which needs a service key).
 #[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/collections/{collection}/docs/{id}/explain",
@@ -240,25 +223,5 @@ async fn explain_rule(
             q.uid.as_deref(),
         )
         .await?;
-    let (allowed, decided_by, trace) = match r.explanation {
-        Some(x) => (
-            x.allowed,
-            Some(x.decided_by),
-            x.trace
-                .into_iter()
-                .map(|t| serde_json::to_value(t).unwrap_or_default())
-                .collect(),
-        ),
-        None => (false, None, Vec::new()),
-    };
-    Ok(Json(RuleExplanation {
-        collection,
-        id,
-        operation: op.as_str().to_string(),
-        exists: r.exists,
-        rule: r.rule,
-        allowed,
-        decided_by,
-        trace,
-    }))
+    Ok(Json(r))
 }

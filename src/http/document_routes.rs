@@ -309,17 +309,10 @@ async fn get_doc(
             .docs
             .explain_as(&scope, parse_doc(&collection, &id), op, q.uid.as_deref())
             .await?;
-        return Ok(Json(serde_json::json!({
-            "collection": collection,
-            "id": id,
-            "operation": r.operation,
-            "exists": r.exists,
-            "rule": r.rule,
-            "allowed": r.explanation.as_ref().is_some_and(|e| e.allowed),
-            "decided_by": r.explanation.as_ref().map(|e| e.decided_by.clone()),
-            "trace": r.explanation.map(|e| e.trace).unwrap_or_default(),
-        }))
-        .into_response());
+        // As a JSON value, whose keys serde_json keeps sorted: this route has always
+        // answered with them in that order.
+        let body = serde_json::to_value(r).map_err(ApiError::internal)?;
+        return Ok(Json(body).into_response());
     }
     let (collection, id) = doc_names(&collection, &id)?;
     let doc = state.docs.get(&scope, &collection, &id).await?;

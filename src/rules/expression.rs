@@ -3,7 +3,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use cel::common::ast::{Expr, IdedExpr};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::check::{self, Compiled, MAX_NESTING, MAX_SOURCE_BYTES};
 use super::cost::{self, EVAL_BUDGET};
@@ -37,7 +37,7 @@ pub const TOO_COSTLY: &str = "the expression is too costly to evaluate (it spent
      evaluation budget; see docs/rules.md, \"Cost limits\")";
 
 /// One evaluated sub-expression, for explanations.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TraceStep {
     /// The sub-expression's source text.
     pub expression: String,
@@ -447,12 +447,6 @@ impl Expression {
     /// Whether the expression is a constant: it mentions no variable at all.
     pub fn is_constant(&self) -> bool {
         self.compiled.uses.is_empty()
-    }
-
-    /// Whether the top-level conjunction compares `id` for equality with a value (a
-    /// single-document lookup).
-    pub fn is_id_lookup(&self) -> bool {
-        index_hints::is_id_lookup(&self.compiled.root, &self.compiled.doc_nodes)
     }
 }
 

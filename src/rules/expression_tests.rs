@@ -542,8 +542,6 @@ fn equality_paths_of_the_top_level_conjunction() {
             vec!["k".to_string(), "j".to_string()]
         ]
     );
-    assert!(read("id == 'x' && doc.a == 1").is_id_lookup());
-    assert!(!read("doc.a == 1").is_id_lookup());
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! What a read rule or filter asks of indexes: the document paths it compares for
-//! equality, whether an index starting with a given path can narrow a list it filters,
-//! and whether it looks up a single id. Used for the warnings of a rule set, not for SQL.
+//! equality, and whether an index starting with a given path can narrow a list it
+//! filters. Used for the warnings of a rule set, not for SQL.
 
 use std::collections::HashSet;
 
@@ -126,24 +126,6 @@ pub(super) fn served_by_index(
                 || ((indexed(r) || is_id(r)) && !doc_nodes.contains(&l.id))
         }
         "@in" => (indexed(l) || is_id(l)) && !doc_nodes.contains(&r.id),
-        _ => false,
-    }
-}
-
-/// Whether the top-level conjunction of `root` compares `id` for equality with a value.
-pub(super) fn is_id_lookup(root: &IdedExpr, doc_nodes: &HashSet<u64>) -> bool {
-    match &root.expr {
-        Expr::Call(c) if c.target.is_none() && c.args.len() == 2 => match c.func_name.as_str() {
-            "_&&_" => is_id_lookup(&c.args[0], doc_nodes) || is_id_lookup(&c.args[1], doc_nodes),
-            "_==_" | "@in" => {
-                let is_id = |x: &IdedExpr| ast::is_ident(x, "id");
-                (is_id(&c.args[0]) && !doc_nodes.contains(&c.args[1].id))
-                    || (c.func_name == "_==_"
-                        && is_id(&c.args[1])
-                        && !doc_nodes.contains(&c.args[0].id))
-            }
-            _ => false,
-        },
         _ => false,
     }
 }

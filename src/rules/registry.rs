@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use super::{RuleSet, RuleSetError};
-use crate::query::Field;
+use crate::names::FieldPath;
 use crate::store::{Store, StoreError};
 use crate::tenancy::Scope;
 
@@ -136,17 +136,14 @@ impl RulesRegistry {
 }
 
 /// The expression indexes a rule set declares, per collection.
-fn declared_indexes(rules: &RuleSet) -> Vec<(String, Vec<Field>)> {
+fn declared_indexes(rules: &RuleSet) -> Vec<(String, Vec<FieldPath>)> {
     rules
         .collections
         .iter()
         .flat_map(|(name, c)| {
-            c.indexes.iter().map(move |paths| {
-                (
-                    name.clone(),
-                    paths.iter().map(|p| Field::Doc(p.clone())).collect(),
-                )
-            })
+            c.indexes
+                .iter()
+                .map(move |paths| (name.clone(), paths.clone()))
         })
         .collect()
 }

@@ -25,6 +25,7 @@ use toml::de::{DeTable, DeValue};
 use super::ExprKind;
 use super::lex;
 use super::{Expression, Operation};
+use crate::names::FieldPath;
 
 /// At most this many indexes per collection, of at most this many paths each.
 pub const MAX_INDEXES: usize = 8;
@@ -36,8 +37,8 @@ pub struct CollectionRules {
     pub create: Option<Expression>,
     pub update: Option<Expression>,
     pub delete: Option<Expression>,
-    /// Each index: document paths (segments), in index column order.
-    pub indexes: Vec<Vec<Vec<String>>>,
+    /// Each index: document paths, in index column order.
+    pub indexes: Vec<Vec<FieldPath>>,
 }
 
 impl CollectionRules {
@@ -137,7 +138,7 @@ impl RuleSet {
     }
 
     /// The collection's declared indexes (each a list of document paths).
-    pub fn indexes(&self, collection: &str) -> &[Vec<Vec<String>>] {
+    pub fn indexes(&self, collection: &str) -> &[Vec<FieldPath>] {
         self.collections
             .get(collection)
             .map_or(&[], |c| c.indexes.as_slice())
@@ -151,7 +152,7 @@ impl RuleSet {
             let firsts: Vec<Vec<String>> = c
                 .indexes
                 .iter()
-                .filter_map(|i| i.first().cloned())
+                .filter_map(|i| i.first().map(|p| p.segments().to_vec()))
                 .collect();
             let Some(read) = &c.read else {
                 for index in &c.indexes {
@@ -182,12 +183,12 @@ impl RuleSet {
             let used = read.all_equality_paths();
             for index in &c.indexes {
                 if let Some(first) = index.first()
-                    && !used.contains(first)
+                    && !used.iter().any(|u| u == first.segments())
                 {
                     out.push(format!(
                             "collection {name}: index [{}] starts with {}, which the read rule never compares for equality; only filters can use it",
                             show_index(index),
-                            show_path(first)
+                            show_path(first.segments())
                         ));
                 }
             }
@@ -200,20 +201,12 @@ fn show_path(p: &[String]) -> String {
     format!("doc.{}", p.join("."))
 }
 
-fn show_index(index: &[Vec<String>]) -> String {
+fn show_index(index: &[FieldPath]) -> String {
     index
         .iter()
-        .map(|p| p.join("."))
+        .map(FieldPath::to_string)
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// `[A-Za-z_][A-Za-z0-9_]*`
-fn segment_ok(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && (b[0].is_ascii_alphabetic() || b[0] == b'_')
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }
 
 struct Parsing<'s> {
@@ -329,7 +322,7 @@ impl Parsing<'_> {
         }
     }
 
-    fn indexes(&mut self, name: &str, value: &Spanned<DeValue<'_>>) -> Vec<Vec<Vec<String>>> {
+    fn indexes(&mut self, name: &str, value: &Spanned<DeValue<'_>>) -> Vec<Vec<FieldPath>> {
         let mut out = Vec::new();
         let shape = "indexes must be an array of indexes, each an array of dotted field paths, e.g. indexes = [[\"poll\", \"option\"]]";
         let Some(list) = value.get_ref().as_array() else {
@@ -370,8 +363,7 @@ impl Parsing<'_> {
                     self.error(Some(name), Some("indexes"), path.span(), shape.to_string());
                     continue;
                 };
-                let segments: Vec<String> = text.split('.').map(str::to_string).collect();
-                if !segments.iter().all(|s| segment_ok(s)) {
+                let Ok(field) = FieldPath::parse(text) else {
                     self.error(
                         Some(name),
                         Some("indexes"),
@@ -381,8 +373,8 @@ impl Parsing<'_> {
                         ),
                     );
                     continue;
-                }
-                parsed.push(segments);
+                };
+                parsed.push(field);
             }
             if parsed.len() == paths.len() {
                 out.push(parsed);

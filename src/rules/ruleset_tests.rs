@@ -21,13 +21,12 @@ fn shipped_rule_sets_parse_without_warnings() {
     assert_eq!(example.warnings(), Vec::<String>::new());
     assert!(example.rule("notes", Operation::Read).is_some());
     assert!(example.rule("votes", Operation::Update).is_none());
-    assert_eq!(
-        example.collections["posts"].indexes,
-        vec![
-            vec![vec!["published".to_string()]],
-            vec![vec!["author".to_string()]]
-        ]
-    );
+    let indexes: Vec<Vec<String>> = example.collections["posts"]
+        .indexes
+        .iter()
+        .map(|i| i.iter().map(ToString::to_string).collect())
+        .collect();
+    assert_eq!(indexes, [["published"], ["author"]]);
     let default =
         RuleSet::parse(&std::fs::read_to_string(dir.join("default.toml")).unwrap()).unwrap();
     assert!(default.collections.is_empty());

@@ -3,7 +3,7 @@
 
 use super::predicate_sql::{self, Dialect};
 use super::{Db, Store, StoreError, StoreResult, now_ms, on_db};
-use crate::query::Field;
+use crate::names::FieldPath;
 use crate::tenancy::Scope;
 
 fn dialect(db: &Db) -> Dialect {
@@ -88,29 +88,26 @@ impl Store {
     }
 
     /// Makes the tenant's expression indexes exactly `indexes` (per collection, each a
-    /// list of fields); indexes of this tenant not listed are dropped.
+    /// list of document paths); indexes of this tenant not listed are dropped.
     pub async fn sync_indexes(
         &self,
         scope: &Scope,
-        indexes: &[(String, Vec<Field>)],
+        indexes: &[(String, Vec<FieldPath>)],
     ) -> StoreResult<()> {
         let (db, tenant) = self.tenant_db(scope).await?;
         let dialect = dialect(&db);
         let prefix = format!("ix_t{tenant}_");
         let mut wanted: Vec<(String, String)> = Vec::new();
-        for (collection, fields) in indexes {
+        for (collection, paths) in indexes {
             // Collection names are validated ^[a-z][a-z0-9_]{0,62}$ before they get here;
             // check again, since this one is inlined into DDL.
             if !crate::names::valid_collection(collection) {
                 return Err(StoreError::Internal("invalid collection name in index"));
             }
-            let mut exprs = Vec::new();
-            for f in fields {
-                exprs.push(
-                    predicate_sql::field_sql(f, dialect)
-                        .ok_or(StoreError::Internal("index path is not identifier-safe"))?,
-                );
-            }
+            let exprs: Vec<String> = paths
+                .iter()
+                .map(|p| predicate_sql::path_sql(p, dialect))
+                .collect();
             // The default order's keys follow the indexed paths (created_at, then the
             // tie-break: SQLite's rowid is in every index already), so "equality on the
             // paths, default order" reads exactly `limit` rows from the index. Without

@@ -481,7 +481,8 @@ async fn pages_are_bounded_by_bytes(b: Backend) {
 /// (here owners written one after another, the case where SQLite walked the created_at
 /// index and skipped every other owner's rows).
 async fn an_index_serves_equality_in_the_default_order(b: Backend) {
-    use plinth::rules::{ExprKind, Expression, Field, QueryBindings};
+    use plinth::query::OrderField;
+    use plinth::rules::{ExprKind, Expression, QueryBindings};
     use plinth::store::{ListQuery, OrderKey};
     let mut app = TestApp::start(b).await;
     let key = tenant_with_key(&mut app, "shop").await;
@@ -531,7 +532,7 @@ async fn an_index_serves_equality_in_the_default_order(b: Backend) {
         })
         .unwrap();
     let order = [OrderKey {
-        field: Field::CreatedAt,
+        field: OrderField::CreatedAt,
         desc: false,
     }];
     let plan = state

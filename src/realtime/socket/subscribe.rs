@@ -6,12 +6,13 @@ use std::sync::Arc;
 use super::{Connection, LocalSub, SubError, reply, send};
 use crate::documents::{DocError, MAX_PAGE_BYTES, ReadFor};
 use crate::names::{CollectionName, DocId};
+use crate::query::OrderField;
 use crate::realtime::changes::{self, Read};
 use crate::realtime::feed::{self, Feed, Mode, Sub};
 use crate::realtime::outbox::Sink;
 use crate::realtime::protocol::ServerMsg;
 use crate::realtime::socket_auth::SocketAuth;
-use crate::rules::{Expression, Field, Predicate};
+use crate::rules::{Expression, Predicate};
 use crate::store::{ListQuery, ListedDoc, OrderKey, StoreError};
 use crate::tenancy::Scope;
 
@@ -218,7 +219,7 @@ impl Connection {
         predicate: Option<&Predicate>,
     ) -> Result<(i64, Vec<ListedDoc>), SubError> {
         let order = [OrderKey {
-            field: Field::CreatedAt,
+            field: OrderField::CreatedAt,
             desc: false,
         }];
         let limit = self.broker.config.snapshot_limit as i64;

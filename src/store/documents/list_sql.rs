@@ -2,7 +2,7 @@
 //! the keyset condition that resumes after a cursor, and the order with its tie-break.
 
 use super::{After, ListQuery, OrderKey, SortValue};
-use crate::query::{Field, Predicate};
+use crate::query::{OrderField, Predicate};
 use crate::store::predicate_sql::{self, Dialect, SqlParam};
 use crate::store::{StoreError, StoreResult};
 
@@ -33,8 +33,10 @@ pub(in crate::store) fn list_sql(
     });
     let mut key_exprs = Vec::with_capacity(q.order.len());
     for (i, k) in q.order.iter().enumerate() {
-        let expr = sort_expr(&k.field, dialect)
-            .ok_or(StoreError::Internal("order field cannot be sorted on"))?;
+        // Exactly the expression an index on that path holds, so an index can deliver
+        // rows in order. A missing path is SQL NULL, which sorts first on SQLite and
+        // last (ascending) on PostgreSQL; the keyset condition follows each.
+        let expr = predicate_sql::field_sql(&k.field, dialect);
         sql.push_str(&format!(", {expr} AS k{i}"));
         key_exprs.push(expr);
     }
@@ -66,7 +68,7 @@ pub(in crate::store) fn list_sql(
         let dir = if k.desc { "DESC" } else { "ASC" };
         let integer = matches!(
             k.field,
-            Field::CreatedAt | Field::UpdatedAt | Field::Version
+            OrderField::CreatedAt | OrderField::UpdatedAt | OrderField::Version
         );
         match (q.sort_matches && integer, dialect) {
             (false, _) => sql.push_str(&format!("{expr} {dir}, ")),
@@ -107,13 +109,6 @@ pub(in crate::store) fn count_sql(
     }
     sql.push_str(&format!(" LIMIT {}) AS matched", cap.max(0) + 1));
     Ok((sql, params))
-}
-
-/// The SQL of a sort key: exactly the expression an index on that path holds, so an
-/// index can deliver rows in order. A missing path is SQL NULL, which sorts first on
-/// SQLite and last (ascending) on PostgreSQL; the keyset condition follows each.
-fn sort_expr(field: &Field, dialect: Dialect) -> Option<String> {
-    predicate_sql::field_sql(field, dialect)
 }
 
 /// The unique last sort key, in the direction of the last key so that an index read

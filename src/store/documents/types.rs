@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::query::{Field, Predicate};
+use crate::query::{OrderField, Predicate};
 use crate::store::StoreError;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -169,7 +169,7 @@ pub enum SortValue {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct OrderKey {
-    pub field: Field,
+    pub field: OrderField,
     pub desc: bool,
 }
 

@@ -7,7 +7,7 @@ use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::types::Json;
 use sqlx::{PgPool, Postgres, Row};
 
-use crate::query::Field;
+use crate::query::OrderField;
 use crate::store::StoreResult;
 use crate::store::documents::{
     Change, ChangeOp, ListQuery, ListedDoc, SortValue, StoredDoc, read_enough,
@@ -196,15 +196,15 @@ fn listed_doc(r: &PgRow, q: &ListQuery<'_>) -> Result<ListedDoc, sqlx::Error> {
     })
 }
 
-fn read_sort_value(row: &PgRow, i: usize, field: &Field) -> Result<SortValue, sqlx::Error> {
+fn read_sort_value(row: &PgRow, i: usize, field: &OrderField) -> Result<SortValue, sqlx::Error> {
     // Column 6 + i: after id, data, version, created_at, updated_at, tie.
     let col = 6 + i;
     match field {
-        Field::Id => Ok(SortValue::Text(row.try_get(col)?)),
-        Field::Version | Field::CreatedAt | Field::UpdatedAt => {
+        OrderField::Id => Ok(SortValue::Text(row.try_get(col)?)),
+        OrderField::Version | OrderField::CreatedAt | OrderField::UpdatedAt => {
             Ok(SortValue::Int(row.try_get(col)?))
         }
-        Field::Doc(_) => Ok(row
+        OrderField::Doc(_) => Ok(row
             .try_get::<Option<Json<Value>>, _>(col)?
             .map_or(SortValue::Null, |j| SortValue::Json(j.0.to_string()))),
     }

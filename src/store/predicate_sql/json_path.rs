@@ -1,35 +1,33 @@
 //! Document paths in SQL: a field's value expression (shared with ORDER BY and
 //! expression indexes), JSON paths for SQLite, `->` chains for PostgreSQL, and whether a
-//! path segment may be inlined or must be bound.
+//! filter's path key may be inlined (a `names::valid_identifier`) or must be bound.
 
 use serde_json::Value as Json;
 
 use super::{Dialect, Renderer, SqlParam};
-use crate::query::Field;
+use crate::names::{FieldPath, valid_identifier};
+use crate::query::{Field, OrderField};
 
-/// The SQL expression for a field's value, as used by ORDER BY and expression indexes:
-/// SQLite `json_extract(data, '$.a.b')`, PostgreSQL `(data -> 'a' -> 'b')`; meta fields
-/// are their columns. Only for identifier-safe paths (None otherwise).
-pub fn field_sql(field: &Field, dialect: Dialect) -> Option<String> {
+/// The SQL expression of what a list is ordered by: a column, or [`path_sql`].
+pub fn field_sql(field: &OrderField, dialect: Dialect) -> String {
     match field {
-        Field::Doc(path) => {
-            if !path.iter().all(|s| identifier_safe(s)) {
-                return None;
-            }
-            Some(match dialect {
-                Dialect::Sqlite => format!("json_extract(data, '{}')", json_path(path)),
-                Dialect::Postgres => pg_path(path),
-            })
-        }
-        other => Some(column(other).to_string()),
+        OrderField::Doc(path) => path_sql(path, dialect),
+        OrderField::Id => column(&Field::Id).to_string(),
+        OrderField::Version => column(&Field::Version).to_string(),
+        OrderField::CreatedAt => column(&Field::CreatedAt).to_string(),
+        OrderField::UpdatedAt => column(&Field::UpdatedAt).to_string(),
     }
 }
 
-/// `[A-Za-z_][A-Za-z0-9_]*`: safe to inline into SQL and into a JSON path.
-pub fn identifier_safe(segment: &str) -> bool {
-    let mut chars = segment.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+/// The SQL expression of a document path's value, as ORDER BY and expression indexes
+/// hold it: SQLite `json_extract(data, '$.a.b')`, PostgreSQL `(data -> 'a' -> 'b')`. The
+/// path is written into the SQL text, which a [`FieldPath`]'s grammar makes safe; it is
+/// the expression a filter's comparison on that path renders too, so the index serves it.
+pub fn path_sql(path: &FieldPath, dialect: Dialect) -> String {
+    match dialect {
+        Dialect::Sqlite => format!("json_extract(data, '{}')", json_path(path.segments())),
+        Dialect::Postgres => pg_path(path.segments()),
+    }
 }
 
 pub(super) fn column(field: &Field) -> &'static str {
@@ -55,7 +53,7 @@ fn sqlite_path(steps: &[Step]) -> String {
     let mut p = String::from("$");
     for s in steps {
         match s {
-            Step::Key(k) if identifier_safe(k) => {
+            Step::Key(k) if valid_identifier(k) => {
                 p.push('.');
                 p.push_str(k);
             }
@@ -117,7 +115,7 @@ impl Renderer {
     /// e.g. `e.fullkey`), or below the document. PostgreSQL: the jsonb value.
     pub(super) fn access_from(&mut self, root: Option<&str>, steps: &[Step]) -> String {
         let safe = steps.iter().all(|s| match s {
-            Step::Key(k) => identifier_safe(k),
+            Step::Key(k) => valid_identifier(k),
             Step::Index(_) => true,
         });
         match self.dialect {
@@ -138,7 +136,7 @@ impl Renderer {
                 let mut s = String::from("(data");
                 for step in steps {
                     match step {
-                        Step::Key(k) if identifier_safe(k) => s.push_str(&format!(" -> '{k}'")),
+                        Step::Key(k) if valid_identifier(k) => s.push_str(&format!(" -> '{k}'")),
                         // `->` with text never indexes an array (`#>` would, for "0")
                         Step::Key(k) => {
                             let p = self.param(SqlParam::Text(k.clone()));

@@ -30,7 +30,7 @@ use crate::query::{CmpOp, Field, Predicate};
 mod json_path;
 
 use json_path::{DocField, Step, column, keys};
-pub use json_path::{field_sql, identifier_safe};
+pub use json_path::{field_sql, path_sql};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {

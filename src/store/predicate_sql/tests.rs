@@ -6,25 +6,28 @@ fn doc(p: &[&str]) -> Field {
 }
 
 #[test]
-fn field_sql_inlines_only_safe_paths() {
+fn order_fields_render_as_index_expressions() {
+    use crate::names::FieldPath;
+    use crate::query::OrderField;
+    let path = |p: &str| OrderField::Doc(FieldPath::parse(p).unwrap());
     assert_eq!(
-        field_sql(&doc(&["poll"]), Dialect::Sqlite).as_deref(),
-        Some("json_extract(data, '$.poll')")
+        field_sql(&path("poll"), Dialect::Sqlite),
+        "json_extract(data, '$.poll')"
     );
     assert_eq!(
-        field_sql(&doc(&["a", "b_2"]), Dialect::Postgres).as_deref(),
-        Some("(data -> 'a' -> 'b_2')")
+        field_sql(&path("a.b_2"), Dialect::Postgres),
+        "(data -> 'a' -> 'b_2')"
     );
-    assert_eq!(field_sql(&doc(&["a-b"]), Dialect::Sqlite), None);
     assert_eq!(
-        field_sql(&doc(&["x'; DROP TABLE docs; --"]), Dialect::Postgres),
-        None
+        field_sql(&OrderField::Version, Dialect::Postgres),
+        "version"
     );
-    assert_eq!(field_sql(&doc(&["1a"]), Dialect::Postgres), None);
     assert_eq!(
-        field_sql(&Field::Version, Dialect::Postgres).as_deref(),
-        Some("version")
+        field_sql(&OrderField::CreatedAt, Dialect::Sqlite),
+        "created_at"
     );
+    // A path that could break out of the SQL text is no FieldPath at all.
+    assert!(FieldPath::parse("x'; DROP TABLE docs; --").is_err());
 }
 
 #[test]
