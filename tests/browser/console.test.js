@@ -805,6 +805,9 @@ for (const backend of backends) {
       await page.getByRole("radio", { name: "Day" }).check();
       await daily;
       assert.equal(await page.getByLabel("Period").inputValue(), "30");
+      await byTestId("chart-realtime_connections").locator("canvas").waitFor();
+      await page.getByText("Realtime connections opened per day").waitFor();
+      await page.getByText("The same as a table").click();
       await page.getByRole("columnheader", { name: "Day (UTC)" }).waitFor();
       await page.evaluate(() => window.__usageSocket.close());
       assert.deepEqual(pageErrors, []);
