@@ -123,12 +123,17 @@ impl AppState {
             registry.clone(),
             config.realtime.clone(),
         );
-        // The lower layers call back into the upper ones at three points, all wired
-        // here: the document service runs before hooks, and a group commit plans
-        // after-hook jobs and wakes the realtime feeds.
+        // The lower layers call back into the upper ones at four points, all wired
+        // here: the document service runs before hooks, a group commit plans
+        // after-hook jobs and wakes the realtime feeds, and the usage meter samples the
+        // open realtime connections.
         docs.set_before_write(functions.before_write_hooks());
         store.set_job_planner(functions.job_planner());
         store.set_commit_listener(realtime.commit_listener());
+        usage.watch_open_sockets({
+            let broker = realtime.clone();
+            move || broker.open_sockets_per_tenant()
+        });
         Ok(AppState(Arc::new(AppInner {
             config,
             store,

@@ -211,7 +211,8 @@ export const admin = {
   deleteTenant: (slug) => call("DELETE", t(slug)),
   suspend: (slug) => call("POST", `${t(slug)}/suspend`),
   resume: (slug) => call("POST", `${t(slug)}/resume`),
-  usage: (slug, days) => call("GET", `${t(slug)}/usage`, { query: { days } }),
+  /** Per day by default; `{ granularity: "hour", hours }` per hour. */
+  usage: (slug, { granularity, days, hours } = {}) => call("GET", `${t(slug)}/usage`, { query: { granularity, days, hours } }),
   collections: (slug) => call("GET", `${t(slug)}/collections`),
   users: (slug, { search, cursor, limit } = {}) => call("GET", `${t(slug)}/users`, { query: { search, cursor, limit } }),
   user: (slug, id) => call("GET", `${t(slug)}/users/${enc(id)}`),

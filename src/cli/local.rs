@@ -10,6 +10,7 @@ use super::{Command, print};
 use crate::admin::Actor;
 use crate::http::dto::{KeyDto, SecretDto, TenantDto, UserDto, UserPage};
 use crate::state::AppState;
+use crate::usage::Granularity;
 
 /// Runs a rules test file; needs no storage.
 pub fn rules_test(file: &std::path::Path) -> anyhow::Result<()> {
@@ -127,9 +128,20 @@ pub async fn run(state: &AppState, command: Command) -> anyhow::Result<()> {
             println!("admin created: {} ({})", row.email, row.id);
         }
         Command::Users(cmd) => users(state, &actor, cmd).await?,
-        Command::Usage { tenant, days } => {
-            let (days, total) = admin.usage(&tenant, Some(days)).await.map_err(err)?;
-            print::usage(&json!({ "tenant": tenant, "days": days, "total": total }));
+        Command::Usage {
+            tenant,
+            days,
+            hours,
+        } => {
+            let report = match hours {
+                Some(h) => admin.usage(&tenant, Granularity::Hour, None, Some(h)),
+                None => admin.usage(&tenant, Granularity::Day, Some(days), None),
+            }
+            .await
+            .map_err(err)?;
+            let mut report = serde_json::to_value(&report)?;
+            report["tenant"] = json!(tenant);
+            print::usage(&report);
         }
         Command::SigningKey(SigningKeyCommand::Rotate) => {
             let kid = admin.rotate_signing_key(&actor).await.map_err(err)?;

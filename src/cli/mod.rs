@@ -126,13 +126,16 @@ pub enum Command {
     /// End users of a tenant.
     #[command(subcommand)]
     Users(UsersCommand),
-    /// Metered use of a tenant per UTC day.
+    /// Metered use of a tenant per UTC day, or per UTC hour with --hours.
     Usage {
         #[arg(long)]
         tenant: String,
         /// Days back, today included (1..366).
         #[arg(long, default_value_t = 30)]
         days: u32,
+        /// Per hour instead: hours back, the current one included (1..336).
+        #[arg(long, conflicts_with = "days")]
+        hours: Option<u32>,
     },
     /// JWT signing keys.
     #[command(subcommand)]

@@ -25,10 +25,16 @@ pub async fn run(c: &Client, command: Command) -> anyhow::Result<()> {
         Command::Deploy(args) => deploy::run_remote(c, args).await,
         Command::Admins(cmd) => admins(c, cmd).await,
         Command::ApiKey(cmd) => api_keys(c, cmd).await,
-        Command::Usage { tenant, days } => {
-            let r = c
-                .get(&tenant_path(&tenant, &format!("/usage?days={days}")))
-                .await?;
+        Command::Usage {
+            tenant,
+            days,
+            hours,
+        } => {
+            let query = match hours {
+                Some(h) => format!("/usage?granularity=hour&hours={h}"),
+                None => format!("/usage?days={days}"),
+            };
+            let r = c.get(&tenant_path(&tenant, &query)).await?;
             print::usage(&r);
             Ok(())
         }

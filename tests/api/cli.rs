@@ -504,6 +504,34 @@ async fn user_and_usage_commands(b: Backend) {
         ),
         "between 1 and 366",
     );
+    let hourly = ok(plinth(
+        &storage,
+        &["usage", "--tenant", "acme", "--hours", "24"],
+        None,
+    ));
+    assert!(
+        hourly.starts_with("HOUR (UTC)")
+            && hourly.contains("ERRORS")
+            && hourly.contains("WS PEAK")
+            && hourly.lines().last().unwrap().starts_with("total"),
+        "{hourly}"
+    );
+    fails(
+        plinth(
+            &storage,
+            &["usage", "--tenant", "acme", "--hours", "337"],
+            None,
+        ),
+        "between 1 and 336",
+    );
+    fails(
+        plinth(
+            &storage,
+            &["usage", "--tenant", "acme", "--days", "2", "--hours", "2"],
+            None,
+        ),
+        "cannot be used with",
+    );
     // Without a server, the server-only commands say what they need.
     fails(
         plinth(&storage, &["admins", "list"], None),

@@ -371,6 +371,11 @@ async fn remote_commands_change_the_server(b: Backend) {
         usage.contains("REQUESTS") && usage.contains("total"),
         "{usage}"
     );
+    let hourly = ok(m.run(&["usage", "--tenant", "acme", "--hours", "3"], None));
+    assert!(
+        hourly.starts_with("HOUR (UTC)") && hourly.contains("total"),
+        "{hourly}"
+    );
 
     // Admins and API keys.
     ok(m.run(

@@ -541,7 +541,9 @@ async fn openapi_document_is_sound(b: Backend) {
         ("list_audit.tenant", false),
         ("list_invocations.function", false),
         ("list_jobs.state", false),
+        ("tenant_usage.granularity", false),
         ("tenant_usage.days", false),
+        ("tenant_usage.hours", false),
         ("auth_verify_confirm_link.token", true),
         ("realtime_connect.access_token", false),
     ];

@@ -754,6 +754,65 @@ for (const backend of backends) {
       assert.deepEqual(pageErrors, []);
     });
 
+    test("usage: the per-hour toggle, with realtime connections; a failed load can be retried", async () => {
+      await page.goto(`${server.url}/_/tenants/acme/usage`);
+      await byTestId("usage-total").waitFor();
+      // A realtime connection from the page: it shows in this hour's figures.
+      await page.evaluate(
+        () =>
+          new Promise((resolve, reject) => {
+            const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/t/acme/realtime`);
+            ws.onopen = () => {
+              window.__usageSocket = ws;
+              resolve();
+            };
+            ws.onerror = () => reject(new Error("the socket did not open"));
+          }),
+      );
+      await page.route("**/admin/v1/tenants/acme/usage?*granularity=hour*", (route) =>
+        route.fulfill({ status: 503, contentType: "application/problem+json", body: JSON.stringify({ status: 503, code: "unavailable", detail: "try later" }) }),
+        { times: 1 },
+      );
+      const asked = page.waitForRequest((r) => /granularity=hour/.test(r.url()) && /hours=48/.test(r.url()));
+      await page.getByRole("radio", { name: "Hour" }).check();
+      await asked;
+      await page.getByText("Could not load the usage.").waitFor();
+      await page.getByRole("button", { name: "Try again" }).click();
+      await waitFor(
+        async () => {
+          const text = (await byTestId("usage-total").textContent()).replace(/\s/g, "");
+          return /Realtimeconnections[1-9]/.test(text) && /Mostopenatonce[1-9]/.test(text);
+        },
+        { message: "this hour's realtime connection", timeout: 10_000, interval: 250 },
+      );
+      assert.equal(await page.getByLabel("Period").inputValue(), "48");
+      for (const key of ["requests", "errors", "doc_writes", "invocations", "cpu_ms", "realtime_connections", "realtime_peak"]) {
+        await byTestId(`chart-${key}`).locator("canvas").waitFor();
+      }
+      await page.getByText("Realtime connections opened per hour").waitFor();
+      await page.getByText("The same as a table").click();
+      await page.getByRole("columnheader", { name: "Hour (UTC)" }).waitFor();
+      const firstHour = await page.getByRole("table").locator("tbody th").first().textContent();
+      assert.match(firstHour, /^\d{4}-\d\d-\d\dT\d\d:00:00Z$/);
+      const longest = page.waitForRequest((r) => /granularity=hour/.test(r.url()) && /hours=336/.test(r.url()));
+      await page.getByLabel("Period").selectOption("336");
+      await longest;
+      await byTestId("chart-realtime_connections").locator("canvas").waitFor();
+      await axeCheck("the usage page per hour");
+      await fitsAPhone("the usage page per hour");
+      // Back per day: its own period is kept.
+      const daily = page.waitForRequest((r) => /granularity=day/.test(r.url()) && /days=30/.test(r.url()));
+      await page.getByRole("radio", { name: "Day" }).check();
+      await daily;
+      assert.equal(await page.getByLabel("Period").inputValue(), "30");
+      await byTestId("chart-realtime_connections").locator("canvas").waitFor();
+      await page.getByText("Realtime connections opened per day").waitFor();
+      await page.getByText("The same as a table").click();
+      await page.getByRole("columnheader", { name: "Day (UTC)" }).waitFor();
+      await page.evaluate(() => window.__usageSocket.close());
+      assert.deepEqual(pageErrors, []);
+    });
+
     // 100,000 documents, paged deep: each page should take as long as the first (keyset
     // paging). Slow to set up, so only with PLINTH_CONSOLE_BIG=1; the times are printed.
     test("data: paging deep into 100,000 documents", { skip: !process.env.PLINTH_CONSOLE_BIG && "set PLINTH_CONSOLE_BIG=1" }, async () => {
@@ -819,6 +878,9 @@ for (const backend of backends) {
       await row.waitFor();
       // 60 items, less the 2 deleted, plus made-here; and the note (and the big collection).
       assert.equal(await row.getByRole("cell").nth(1).textContent(), process.env.PLINTH_CONSOLE_BIG ? "100,060" : "60");
+      // This hour's requests and errors are figures (the hour may have just begun: not asserted above 0).
+      assert.match(await row.locator('[data-testid="hour-requests"]').textContent(), /^[\d,]+$/);
+      assert.match(await row.locator('[data-testid="hour-errors"]').textContent(), /^[\d,]+$/);
       await shot("overview");
       await axeCheck("the overview (tenants)");
       assert.equal(await noScriptRan(), undefined);
