@@ -84,7 +84,7 @@ impl Manifest {
         let path = dir.join(MANIFEST_FILE);
         let text = serde_json::to_vec_pretty(self).map_err(|e| BackupError::Io {
             what: "cannot encode the manifest".into(),
-            source: std::io::Error::other(e),
+            cause: std::io::Error::other(e),
         })?;
         std::fs::write(&path, text)
             .map_err(BackupError::io(format!("cannot write {}", path.display())))?;

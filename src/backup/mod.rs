@@ -47,19 +47,24 @@ pub enum BackupError {
         status: String,
         detail: String,
     },
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
+    // The causes are in the message and not chained as `source`: `{:#}` would print
+    // them twice.
+    #[error("{what}: {cause}")]
+    Io { what: String, cause: std::io::Error },
     #[error("database: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for BackupError {
+    fn from(e: StoreError) -> BackupError {
+        BackupError::Store(e)
+    }
 }
 
 impl BackupError {
     fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackupError {
         let what = what.into();
-        move |source| BackupError::Io { what, source }
+        move |cause| BackupError::Io { what, cause }
     }
 }
 
@@ -129,7 +134,7 @@ pub async fn take(
                 .await
                 .map_err(|e| BackupError::Io {
                     what: "the backup thread stopped".into(),
-                    source: std::io::Error::other(e.to_string()),
+                    cause: std::io::Error::other(e.to_string()),
                 })??;
             let schema = entries.first().and_then(|f| f.schema_version);
             (entries, schema, manifest::SQLITE)
@@ -192,7 +197,7 @@ pub async fn restore(
                 .await
                 .map_err(|e| BackupError::Io {
                     what: "the restore thread stopped".into(),
-                    source: std::io::Error::other(e.to_string()),
+                    cause: std::io::Error::other(e.to_string()),
                 })??;
         }
         (manifest::POSTGRES, Location::Postgres(url)) => {

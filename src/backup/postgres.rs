@@ -105,7 +105,7 @@ async fn run(
 ) -> BackupResult<()> {
     let mut child = cmd.spawn().map_err(|e| BackupError::Io {
         what: format!("cannot start {tool}"),
-        source: e,
+        cause: e,
     })?;
     let mut stderr = child.stderr.take();
     let errors = tokio::spawn(async move {
@@ -125,7 +125,7 @@ async fn run(
     };
     let status = waited.map_err(|e| BackupError::Io {
         what: format!("{tool} did not finish"),
-        source: e,
+        cause: e,
     })?;
     tick();
     let detail = errors.await.unwrap_or_default();
