@@ -5,7 +5,7 @@ use std::path::Path;
 use super::files::{self, Staging};
 use super::{BackupError, BackupResult, FileEntry, Manifest, OnProgress, Progress};
 use crate::store::backup::{
-    SQLITE_CONTROL_FILE, SQLITE_TENANT_DIR, sqlite_backup, sqlite_schema_version,
+    SQLITE_CONTROL_FILE, SQLITE_TENANT_DIR, sqlite_backup, sqlite_check, sqlite_schema_version,
     sqlite_tenant_file, sqlite_tenant_ids,
 };
 
@@ -112,7 +112,14 @@ pub fn restore(
         format!("cannot create {}", staging.path().display()),
     ))?;
     for f in &manifest.files {
-        files::copy_checked(from, f, &staging.path().join(&f.path))?;
+        let dst = staging.path().join(&f.path);
+        files::copy_checked(from, f, &dst)?;
+        if let Some(problem) = sqlite_check(&dst) {
+            return Err(BackupError::Damaged {
+                path: from.to_path_buf(),
+                why: format!("{} is not a sound SQLite database: {problem}", f.path),
+            });
+        }
         progress(Progress::File {
             path: &f.path,
             bytes: f.bytes,

@@ -102,6 +102,20 @@ pub fn sqlite_schema_version(path: &Path) -> StoreResult<Option<i64>> {
     )?)
 }
 
+/// SQLite's own check of a copy's structure (`PRAGMA quick_check`): None when sound, else
+/// what it found first. A checksum proves a file is the one backed up; this, that it is a
+/// database (a manifest resealed over a cut file passes the first, not this).
+pub fn sqlite_check(path: &Path) -> Option<String> {
+    let found = open_copy(path).and_then(|conn| {
+        Ok(conn.query_row("PRAGMA quick_check(1)", [], |r| r.get::<_, String>(0))?)
+    });
+    match found {
+        Ok(answer) if answer == "ok" => None,
+        Ok(answer) => Some(answer),
+        Err(e) => Some(e.to_string()),
+    }
+}
+
 /// The tenants a (copied) control database lists, by id.
 pub fn sqlite_tenant_ids(control: &Path) -> StoreResult<Vec<i64>> {
     let conn = open_copy(control)?;

@@ -226,6 +226,21 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Rewrites a backup's manifest entry for `path` to match the file as it now is.
+fn reseal(dir: &Path, path: &str) {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(dir.join(path)).unwrap();
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    for f in manifest["files"].as_array_mut().unwrap() {
+        if f["path"] == path {
+            f["bytes"] = json!(bytes.len());
+            f["sha256"] = json!(hex::encode(Sha256::digest(&bytes)));
+        }
+    }
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+}
+
 /// Relations in the target's PostgreSQL database, or entries in its SQLite directory.
 async fn held(target: &Storage) -> usize {
     match &target.location {
@@ -293,6 +308,29 @@ async fn restore_refuses_damage_and_nonempty_targets(b: Backend) {
         "not a Plinth backup",
     );
     assert_eq!(held(&target).await, 0, "a refused restore wrote nothing");
+
+    // A cut file under a manifest resealed to match: the checksums pass, the database
+    // itself (SQLite's check; pg_restore, in one transaction) refuses it.
+    let resealed = backups.path().join("resealed");
+    copy_dir(&cut, &resealed);
+    reseal(&resealed, &data_file);
+    let said = if b == Backend::Sqlite {
+        "not a sound SQLite database"
+    } else {
+        "pg_restore failed"
+    };
+    refused(&restore(&resealed, &target, &[]).await, said);
+    assert_eq!(held(&target).await, 0, "a refused restore wrote nothing");
+    if postgres_available() {
+        // A backup of the other backend.
+        let other = Storage::fresh(if b == Backend::Sqlite {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        })
+        .await;
+        refused(&restore(&good, &other, &[]).await, "restore it with");
+    }
 
     ok(&restore(&good, &target, &[]).await);
     refused(&restore(&good, &target, &[]).await, "not empty");
