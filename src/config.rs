@@ -210,6 +210,21 @@ pub struct ServeArgs {
         value_parser = secret_string
     )]
     pub demo_twilio_token: Option<Secret<String>>,
+    /// Take backups into this directory on a schedule (`plinth backup`'s, one folder per
+    /// backup); on a cluster one node takes them.
+    #[arg(long, env = "PLINTH_BACKUP_DIR")]
+    pub backup_dir: Option<PathBuf>,
+    /// Time between scheduled backups: a number and s, m, h or d (e.g. 30m, 1h, 1d).
+    #[arg(long, env = "PLINTH_BACKUP_EVERY", default_value = "1h",
+          value_parser = crate::backup::parse_interval)]
+    pub backup_every: Duration,
+    /// Scheduled backups kept (the newest); older ones are deleted only after a new one
+    /// completed.
+    #[arg(long, env = "PLINTH_BACKUP_KEEP", default_value_t = 24)]
+    pub backup_keep: usize,
+    /// pg_dump for scheduled backups on PostgreSQL (default: the one on PATH).
+    #[arg(long, env = "PLINTH_PG_DUMP")]
+    pub pg_dump: Option<PathBuf>,
 }
 
 /// Everything the server needs, resolved.
@@ -257,6 +272,8 @@ pub struct Config {
     pub demo: bool,
     /// The demo tenant's Twilio token, when configured.
     pub demo_twilio_token: Option<Secret<String>>,
+    /// Scheduled backups (`serve --backup-dir`), when configured.
+    pub backups: Option<crate::backup::Schedule>,
 }
 
 impl Config {
@@ -296,6 +313,7 @@ impl Config {
             print_setup_token: false,
             demo: false,
             demo_twilio_token: None,
+            backups: None,
         }
     }
 
@@ -348,6 +366,12 @@ impl Config {
         c.print_setup_token = true;
         c.demo = serve.demo;
         c.demo_twilio_token = serve.demo_twilio_token.clone();
+        c.backups = serve.backup_dir.clone().map(|dir| crate::backup::Schedule {
+            dir,
+            every: serve.backup_every,
+            keep: serve.backup_keep.max(1),
+            pg_dump: serve.pg_dump.clone(),
+        });
         Ok(c)
     }
 }

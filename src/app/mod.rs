@@ -1,6 +1,7 @@
 //! Builds the application state and router, binds the listener, runs until shutdown.
 //! `App::build` is what both `plinth serve` and the integration tests use.
 
+mod backups;
 mod cluster;
 
 pub use crate::state::{AppInner, AppState};
@@ -95,6 +96,11 @@ impl App {
         let realtime_tasks = state.realtime.start();
         let tenant_changes = tokio::spawn(cluster::follow_tenant_changes(state.clone()));
         let usage_flusher = tokio::spawn(state.usage.clone().flush_forever());
+        let backups = state
+            .config
+            .backups
+            .clone()
+            .map(|s| tokio::spawn(backups::run_forever(state.clone(), s)));
         let hooks = state
             .config
             .functions
@@ -115,6 +121,10 @@ impl App {
         pruner.abort();
         retention.abort();
         tenant_changes.abort();
+        if let Some(b) = backups {
+            // A backup cut short removes its partial folder (pg_dump is killed with it).
+            b.abort();
+        }
         for t in realtime_tasks {
             t.abort();
         }

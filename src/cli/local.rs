@@ -113,7 +113,9 @@ pub async fn run(state: &AppState, command: Command) -> anyhow::Result<()> {
         | Command::Login(_)
         | Command::Logout
         | Command::Admins(_)
-        | Command::ApiKey(_) => {
+        | Command::ApiKey(_)
+        | Command::Backup(_)
+        | Command::Restore(_) => {
             unreachable!("handled by cli::run")
         }
         Command::Migrate => {

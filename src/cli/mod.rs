@@ -6,8 +6,9 @@
 //! `PLINTH_SERVER`) means remote; else named local storage (`--data-dir`,
 //! `--database-url`, or their variables) means local; else the server of the last
 //! `plinth login`, if any; else local. `serve`, `migrate`, `admin create`, `signing-key
-//! rotate` and `rules test` always work locally.
+//! rotate`, `backup`, `restore` and `rules test` always work locally.
 
+mod backup;
 mod commands;
 mod credentials;
 mod deploy;
@@ -98,7 +99,7 @@ impl Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run pending database migrations and exit.
     Migrate,
     /// Sign in to a remote server; later commands go to it (see `plinth logout`).
@@ -148,6 +149,12 @@ pub enum Command {
     /// After-hook jobs: list pending or dead ones, retry a dead one.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Back up the whole server's data, online, into DIR/<UTC timestamp>/ (SQLite: each
+    /// file with SQLite's backup API; PostgreSQL: pg_dump).
+    Backup(backup::BackupArgs),
+    /// Restore a backup into a new SQLite directory (--data-dir) or an empty PostgreSQL
+    /// database (--database-url), after checking its checksums.
+    Restore(backup::RestoreArgs),
     /// GET /healthz of the server on the configured listen address; exit 0 when it
     /// answers 200 (for container health checks: needs no curl).
     Healthcheck(healthcheck::HealthcheckArgs),
@@ -185,12 +192,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rules(RulesCommand::Test { file }) => local::rules_test(&file),
         Command::Healthcheck(args) => healthcheck::run(args).await,
         Command::Login(args) => login::login(&cli.remote, args).await,
+        Command::Backup(args) => {
+            local_only(&cli.remote)?;
+            backup::backup(&cli.storage, args).await
+        }
+        Command::Restore(args) => {
+            local_only(&cli.remote)?;
+            backup::restore(&cli.storage, cli.local_explicit, args).await
+        }
         Command::Logout => login::logout(cli.remote.server.as_deref()),
         command @ (Command::Migrate | Command::Admin(_) | Command::SigningKey(_)) => {
-            anyhow::ensure!(
-                cli.remote.server.is_none(),
-                "this command works on the server's own data: run it there, without --server"
-            );
+            local_only(&cli.remote)?;
             run_local(&cli.storage, command).await
         }
         command => match remote::resolve(&selection)? {
@@ -208,6 +220,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             },
         },
     }
+}
+
+fn local_only(remote: &RemoteArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        remote.server.is_none(),
+        "this command works on the server's own data: run it there, without --server"
+    );
+    Ok(())
 }
 
 async fn run_local(storage: &StorageArgs, command: Command) -> anyhow::Result<()> {

@@ -44,7 +44,9 @@ pub async fn run(c: &Client, command: Command) -> anyhow::Result<()> {
         | Command::Logout
         | Command::Admin(_)
         | Command::SigningKey(_)
-        | Command::Healthcheck(_) => unreachable!("handled by cli::run"),
+        | Command::Healthcheck(_)
+        | Command::Backup(_)
+        | Command::Restore(_) => unreachable!("handled by cli::run"),
     }
 }
 

@@ -10,6 +10,7 @@
 
 mod admin_access;
 mod announce;
+pub mod backup;
 mod commit;
 mod control;
 mod documents;
@@ -297,7 +298,7 @@ enum Backend {
 
 struct SqliteBackend {
     control: SqlitePool,
-    tenant_dir: PathBuf,
+    data_dir: PathBuf,
     tenants: tokio::sync::Mutex<HashMap<i64, TenantFile>>,
 }
 
@@ -321,12 +322,12 @@ impl Store {
     pub async fn open(location: &Location, pg_max_connections: u32) -> StoreResult<Store> {
         let backend = match location {
             Location::SqliteDir(dir) => {
-                std::fs::create_dir_all(dir.join("tenants"))?;
-                let control = open_sqlite(&dir.join("control.db"), 4).await?;
+                std::fs::create_dir_all(dir.join(backup::SQLITE_TENANT_DIR))?;
+                let control = open_sqlite(&dir.join(backup::SQLITE_CONTROL_FILE), 4).await?;
                 SQLITE_CONTROL_MIGRATIONS.run(&control).await?;
                 Backend::Sqlite(SqliteBackend {
                     control,
-                    tenant_dir: dir.join("tenants"),
+                    data_dir: dir.clone(),
                     tenants: tokio::sync::Mutex::new(HashMap::new()),
                 })
             }
@@ -468,7 +469,7 @@ impl Store {
 
 impl SqliteBackend {
     fn tenant_path(&self, tenant_id: i64) -> PathBuf {
-        self.tenant_dir.join(format!("tenant-{tenant_id}.db"))
+        self.data_dir.join(backup::sqlite_tenant_file(tenant_id))
     }
 
     async fn tenant_file(&self, tenant_id: i64) -> StoreResult<TenantFile> {

@@ -16,6 +16,7 @@ mod admin_roles;
 mod admin_sessions;
 mod attacks;
 mod auth;
+mod backup;
 mod cli;
 mod cli_remote;
 mod demo;
