@@ -14,6 +14,7 @@ mod admin_info;
 mod admin_keys;
 mod admin_roles;
 mod admin_sessions;
+mod admin_users;
 mod attacks;
 mod auth;
 mod cli;
