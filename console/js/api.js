@@ -215,6 +215,8 @@ export const admin = {
   collections: (slug) => call("GET", `${t(slug)}/collections`),
   users: (slug, { search, cursor, limit } = {}) => call("GET", `${t(slug)}/users`, { query: { search, cursor, limit } }),
   user: (slug, id) => call("GET", `${t(slug)}/users/${enc(id)}`),
+  /** `body`: {email, password?, verified?}; without a password the user has none. */
+  createUser: (slug, body) => call("POST", `${t(slug)}/users`, { body }),
   disableUser: (slug, id) => call("POST", `${t(slug)}/users/${enc(id)}/disable`),
   enableUser: (slug, id) => call("POST", `${t(slug)}/users/${enc(id)}/enable`),
   verifyUser: (slug, id) => call("POST", `${t(slug)}/users/${enc(id)}/verify`),
@@ -296,9 +298,6 @@ export const tenantApi = (slug) => ({
   put: (collection, id, data, version) =>
     tenantCall(slug, "PUT", docPath(collection, id), { body: data, headers: ifMatch(version) }),
   remove: (collection, id, version) => tenantCall(slug, "DELETE", docPath(collection, id), { headers: ifMatch(version) }),
-  /** Signs a user up (the tenant API's own sign-up: no admin route makes users). */
-  signup: (email, password) =>
-    call("POST", `/v1/t/${enc(slug)}/auth/signup`, { body: { email, password }, anonymous: true }),
   /** Asks the tenant to mail a password reset link to `email` (its public route). */
   requestReset: (email) =>
     call("POST", `/v1/t/${enc(slug)}/auth/reset/request`, { body: { email }, anonymous: true }),
