@@ -12,6 +12,7 @@ mod support;
 mod admin;
 mod admin_info;
 mod admin_keys;
+mod admin_read_token;
 mod admin_roles;
 mod admin_sessions;
 mod admin_users;
