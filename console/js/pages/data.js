@@ -174,7 +174,7 @@ function Editor({ slug, collection, doc, remote, onSaved, onDeleted, onClose, re
       <div class="row between"><h2 id="editor-h">${title}</h2><button type="button" onClick=${onClose} aria-label="Close the document">Close</button></div>
       ${doc && html`<p class="muted">version ${doc.version} · updated ${fmtTime(doc.updated_at)}</p>`}
       ${remote && html`<div class="state warn" role="status">${remote.op === "update" ? `Changed elsewhere: version ${remote.doc.version} is now stored.` : "Deleted elsewhere."}</div>`}
-      <pre class="code" data-testid="json" aria-label="Data (JSON)">${text}</pre>
+      <pre class="code" data-testid="json">${text}</pre>
     </section>`;
   return html`<section class="editor card" aria-labelledby="editor-h" data-testid="editor">
     <div class="row between"><h2 id="editor-h">${title}</h2><button type="button" onClick=${onClose} aria-label="Close the editor">Close</button></div>
