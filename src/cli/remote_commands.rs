@@ -242,9 +242,7 @@ async fn users(c: &Client, cmd: UsersCommand) -> anyhow::Result<()> {
         } => {
             let password = password_stdin.then(local::read_password).transpose()?;
             let body = json!({"email": email, "password": password, "verified": verified});
-            let u = c
-                .post(&tenant_path(&tenant, "/users"), Some(body))
-                .await?;
+            let u = c.post(&tenant_path(&tenant, "/users"), Some(body)).await?;
             println!("user created: {} ({})", str(&u["email"]), str(&u["id"]));
         }
         UsersCommand::Show { id, tenant } => {

@@ -66,10 +66,7 @@ async fn a_viewer_reads_documents_and_writes_nothing(b: Backend) {
         .problem(403, "rule_denied");
     let list = app.get(&notes, Some(&token)).await.ok(200);
     assert_eq!(list["items"].as_array().unwrap().len(), 3, "{list}");
-    let doc = app
-        .get(&format!("{notes}/n1"), Some(&token))
-        .await
-        .ok(200);
+    let doc = app.get(&format!("{notes}/n1"), Some(&token)).await.ok(200);
     assert_eq!(doc["data"]["i"], 1);
     let filtered = app
         .get(&format!("{notes}?filter=doc.i%20%3E%3D%202"), Some(&token))
@@ -145,7 +142,10 @@ async fn read_tokens_follow_realtime(b: Backend) {
     let mut ws = Client::connect(&app, "acme", None).await;
     ws.send(json!({"type": "auth", "token": token})).await;
     let auth = ws.until("authenticated").await;
-    assert!(auth["expires_at"].is_string(), "a read token expires: {auth}");
+    assert!(
+        auth["expires_at"].is_string(),
+        "a read token expires: {auth}"
+    );
     ws.subscribe(json!({"type": "subscribe", "id": "n", "collection": "notes"}))
         .await;
     let notes = docs("acme", "notes");
@@ -167,9 +167,14 @@ async fn read_tokens_stay_in_their_tenant(b: Backend) {
     let owner = app.admin().await;
     let key = tenant_with_key(&mut app, "acme").await;
     app.create_tenant("other").await;
-    put(&app, &key, &format!("{}/a", docs("acme", "notes")), json!({}))
-        .await
-        .ok(201);
+    put(
+        &app,
+        &key,
+        &format!("{}/a", docs("acme", "notes")),
+        json!({}),
+    )
+    .await
+    .ok(201);
     let (_, ta) = add_admin(&app, &owner, "ta@x.test", "tenant_admin", &["acme"]).await;
     let token = token_of(&read_token(&app, &ta, "acme").await);
 
@@ -185,9 +190,12 @@ async fn read_tokens_stay_in_their_tenant(b: Backend) {
         .problem(404, "tenant_not_found");
     // The prefix alone proves nothing: a user's token or a forged one behind it fails.
     let user = app.signup("acme", "u@acme.test").await;
-    app.get(&docs("acme", "notes"), Some(&format!("prt_{}", user.access)))
-        .await
-        .problem(401, "invalid_token");
+    app.get(
+        &docs("acme", "notes"),
+        Some(&format!("prt_{}", user.access)),
+    )
+    .await
+    .problem(401, "invalid_token");
     let plain = token.trim_start_matches("prt_");
     app.get(&docs("acme", "notes"), Some(plain))
         .await
@@ -256,13 +264,9 @@ async fn viewers_check_and_test_rule_sets(b: Backend) {
     // Installing stays refused to a viewer.
     let install = app
         .send(
-            app.req(
-                Method::PUT,
-                "/admin/v1/tenants/acme/rules",
-                Some(&viewer),
-            )
-            .header("content-type", "application/toml")
-            .body("[notes]\nread = \"true\"\n"),
+            app.req(Method::PUT, "/admin/v1/tenants/acme/rules", Some(&viewer))
+                .header("content-type", "application/toml")
+                .body("[notes]\nread = \"true\"\n"),
         )
         .await;
     install.problem(403, "insufficient_role");

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::admin_roles::add_admin;
 use crate::backend_tests;
+use crate::support::smtp::SmtpSink;
 use crate::support::*;
 
 backend_tests!(
@@ -49,10 +50,7 @@ async fn created_users_sign_in_through_the_tenant_api(b: Backend) {
     // No session was opened for them; they sign in themselves.
     let s = Session::from_json(&app.login("acme", "ada@acme.test", PASSWORD).await.ok(200));
     assert_eq!(s.user_id, id);
-    let me = app
-        .get("/v1/t/acme/auth/me", Some(&s.access))
-        .await
-        .ok(200);
+    let me = app.get("/v1/t/acme/auth/me", Some(&s.access)).await.ok(200);
     assert_eq!(me["email_verified"], false, "{me}");
     app.login("acme", "ada@acme.test", "not-the-password-1")
         .await
@@ -69,10 +67,7 @@ async fn created_users_sign_in_through_the_tenant_api(b: Backend) {
     .ok(201);
     assert_eq!(v["email_verified"], true);
     let s = Session::from_json(&app.login("acme", "bo@acme.test", PASSWORD).await.ok(200));
-    let me = app
-        .get("/v1/t/acme/auth/me", Some(&s.access))
-        .await
-        .ok(200);
+    let me = app.get("/v1/t/acme/auth/me", Some(&s.access)).await.ok(200);
     assert_eq!(me["email_verified"], true, "{me}");
 
     // Listed, and audited without the password.
@@ -241,12 +236,22 @@ async fn who_may_create_users(b: Backend) {
         .problem(403, "insufficient_role");
     create(&app, &ta, USERS, user("u2@acme.test")).await.ok(201);
     // Another tenant's users do not exist for a tenant admin, even to be refused.
-    create(&app, &ta, "/admin/v1/tenants/other/users", user("u3@x.test"))
-        .await
-        .problem(404, "tenant_not_found");
-    create(&app, &adm, "/admin/v1/tenants/other/users", user("u4@x.test"))
-        .await
-        .ok(201);
+    create(
+        &app,
+        &ta,
+        "/admin/v1/tenants/other/users",
+        user("u3@x.test"),
+    )
+    .await
+    .problem(404, "tenant_not_found");
+    create(
+        &app,
+        &adm,
+        "/admin/v1/tenants/other/users",
+        user("u4@x.test"),
+    )
+    .await
+    .ok(201);
 
     // API keys act within their scope.
     let key = |role: &str, tenants: &[&str]| {

@@ -524,7 +524,10 @@ async fn user_and_usage_commands(b: Backend) {
         ],
         Some(&format!("{PASSWORD}\n")),
     ));
-    assert!(made.starts_with("user created: carol@acme.test ("), "{made}");
+    assert!(
+        made.starts_with("user created: carol@acme.test ("),
+        "{made}"
+    );
     ok(plinth(
         &storage,
         &["users", "create", "dave@acme.test", "--tenant", "acme"],

@@ -371,10 +371,20 @@ async fn remote_commands_change_the_server(b: Backend) {
         ],
         Some(&format!("{PASSWORD}\n")),
     ));
-    assert!(made.starts_with("user created: carol@acme.test ("), "{made}");
+    assert!(
+        made.starts_with("user created: carol@acme.test ("),
+        "{made}"
+    );
     app.login("acme", "carol@acme.test", PASSWORD).await.ok(200);
     ok(m.run(
-        &["users", "create", "dave@acme.test", "--tenant", "acme", "--verified"],
+        &[
+            "users",
+            "create",
+            "dave@acme.test",
+            "--tenant",
+            "acme",
+            "--verified",
+        ],
         None,
     ));
     let dave = app
@@ -386,12 +396,22 @@ async fn remote_commands_change_the_server(b: Backend) {
         .await
         .problem(401, "invalid_credentials");
     fails(
-        m.run(&["users", "create", "dave@acme.test", "--tenant", "acme"], None),
+        m.run(
+            &["users", "create", "dave@acme.test", "--tenant", "acme"],
+            None,
+        ),
         &["email_taken", "HTTP 409"],
     );
     fails(
         m.run(
-            &["users", "create", "eve@acme.test", "--tenant", "acme", "--password-stdin"],
+            &[
+                "users",
+                "create",
+                "eve@acme.test",
+                "--tenant",
+                "acme",
+                "--password-stdin",
+            ],
             Some("12345678\n"),
         ),
         &["weak_password", "HTTP 400"],

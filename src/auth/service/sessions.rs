@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use super::{
-    AuthService, ClientInfo, IssuedSession, NewUser, check_password, email_of, field,
-    require_user,
+    AuthService, ClientInfo, IssuedSession, NewUser, check_password, email_of, field, require_user,
 };
 use crate::auth::tokens::access_claims;
 use crate::auth::{AuthError, CredentialError, password};
