@@ -364,18 +364,15 @@ async fn remote_commands_change_the_server(b: Backend) {
         &[
             "users",
             "create",
-            "carol@acme.test",
+            "cora@acme.test",
             "--tenant",
             "acme",
             "--password-stdin",
         ],
         Some(&format!("{PASSWORD}\n")),
     ));
-    assert!(
-        made.starts_with("user created: carol@acme.test ("),
-        "{made}"
-    );
-    app.login("acme", "carol@acme.test", PASSWORD).await.ok(200);
+    assert!(made.starts_with("user created: cora@acme.test ("), "{made}");
+    app.login("acme", "cora@acme.test", PASSWORD).await.ok(200);
     ok(m.run(
         &[
             "users",
