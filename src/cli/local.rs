@@ -45,6 +45,16 @@ pub fn strip_one_newline(s: &str) -> &str {
         .unwrap_or(s)
 }
 
+/// A password from standard input, less its trailing line ends; never the command line
+/// (argv is visible to every user of the machine).
+pub fn read_password() -> anyhow::Result<String> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_to_string(&mut password)
+        .map_err(|e| anyhow::anyhow!("cannot read the password from stdin: {e}"))?;
+    Ok(password.trim_end_matches(['\n', '\r']).to_string())
+}
+
 /// The operator running the CLI owns the server: a fault of its own is shown with its
 /// cause, where an HTTP client would only be told "internal server error".
 fn err(e: crate::admin::AdminError) -> anyhow::Error {
@@ -68,6 +78,19 @@ async fn users(state: &AppState, actor: &Actor, cmd: UsersCommand) -> anyhow::Re
                 .await
                 .map_err(err)?;
             print::users(&serde_json::to_value(UserPage::from(page))?);
+        }
+        UsersCommand::Create {
+            email,
+            tenant,
+            verified,
+            password_stdin,
+        } => {
+            let password = password_stdin.then(read_password).transpose()?;
+            let u = admin
+                .create_user(actor, &tenant, &email, password.as_deref(), verified)
+                .await
+                .map_err(err)?;
+            println!("user created: {} ({})", u.email, u.id);
         }
         UsersCommand::Show { id, tenant } => {
             let u = admin.get_user(actor, &tenant, &id).await.map_err(err)?;
@@ -123,10 +146,8 @@ pub async fn run(state: &AppState, command: Command) -> anyhow::Result<()> {
             println!("migrations are up to date");
         }
         Command::Admin(AdminCommand::Create { email, .. }) => {
-            let mut password = String::new();
-            std::io::stdin().read_to_string(&mut password)?;
-            let password = password.trim_end_matches(['\n', '\r']);
-            let row = admin.create_admin(&email, password).await.map_err(err)?;
+            let password = read_password()?;
+            let row = admin.create_admin(&email, &password).await.map_err(err)?;
             println!("admin created: {} ({})", row.email, row.id);
         }
         Command::Users(cmd) => users(state, &actor, cmd).await?,

@@ -537,6 +537,80 @@ async fn user_and_usage_commands(b: Backend) {
         plinth(&storage, &["admins", "list"], None),
         "needs a server",
     );
+
+    // Users made on the command line: the password from stdin, checked as sign-up does.
+    let made = ok(plinth(
+        &storage,
+        &[
+            "users",
+            "create",
+            "Carol@Acme.test",
+            "--tenant",
+            "acme",
+            "--verified",
+            "--password-stdin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    ));
+    assert!(
+        made.starts_with("user created: carol@acme.test ("),
+        "{made}"
+    );
+    ok(plinth(
+        &storage,
+        &["users", "create", "dave@acme.test", "--tenant", "acme"],
+        None,
+    ));
+    fails(
+        plinth(
+            &storage,
+            &["users", "create", "DAVE@acme.test", "--tenant", "acme"],
+            None,
+        ),
+        "already registered",
+    );
+    fails(
+        plinth(
+            &storage,
+            &[
+                "users",
+                "create",
+                "eve@acme.test",
+                "--tenant",
+                "acme",
+                "--password-stdin",
+            ],
+            Some("12345678\n"),
+        ),
+        "password",
+    );
+    fails(
+        plinth(
+            &storage,
+            &["users", "create", "not-an-email", "--tenant", "acme"],
+            None,
+        ),
+        "email",
+    );
+    fails(
+        plinth(
+            &storage,
+            &["users", "create", "x@acme.test", "--tenant", "nope"],
+            None,
+        ),
+        "no tenant",
+    );
+    // Carol signs in with the password piped in; Dave has none.
+    let app = TestApp::start_on(b, storage, |_| {}).await;
+    let carol = Session::from_json(&app.login("acme", "carol@acme.test", PASSWORD).await.ok(200));
+    let me = app
+        .get("/v1/t/acme/auth/me", Some(&carol.access))
+        .await
+        .ok(200);
+    assert_eq!(me["email_verified"], true, "{me}");
+    app.login("acme", "dave@acme.test", PASSWORD)
+        .await
+        .problem(401, "invalid_credentials");
 }
 
 /// Starts `plinth serve ARGS` on the storage as a child process; its standard output

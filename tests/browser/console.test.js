@@ -269,6 +269,36 @@ for (const backend of backends) {
       await page.getByLabel("Password").fill(PASSWORD);
       await page.getByRole("button", { name: "Create user" }).click();
       await page.getByText("ann@example.test").waitFor();
+      // The admin API made her: she signs in herself, nobody was signed in for her.
+      const annLogin = await fetch(`${server.url}/v1/t/acme/auth/login`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ email: "ann@example.test", password: PASSWORD }),
+      });
+      assert.equal(annLogin.status, 200, await annLogin.text());
+
+      // The same email again: the server's email_taken, shown at the field.
+      await page.getByRole("button", { name: "Create a user" }).click();
+      const form = byTestId("create-user");
+      await form.getByLabel("Email", { exact: true }).fill("ANN@example.test");
+      await form.getByRole("button", { name: "Create user" }).click();
+      await form.getByText("A user with this email exists.").waitFor();
+      assert.equal(await form.getByLabel("Email", { exact: true }).getAttribute("aria-invalid"), "true");
+      await axeCheck("the users page (a refused user)");
+      // No password, already verified: listed as verified; no password signs in yet.
+      await form.getByLabel("Email", { exact: true }).fill("nopass@example.test");
+      await form.getByLabel("Email already verified").check();
+      await form.getByRole("button", { name: "Create user" }).click();
+      const nopass = byTestId("user-row").filter({ hasText: "nopass@example.test" });
+      await nopass.getByText("verified", { exact: true }).waitFor();
+      const nopassLogin = await fetch(`${server.url}/v1/t/acme/auth/login`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ email: "nopass@example.test", password: PASSWORD }),
+      });
+      assert.equal(nopassLogin.status, 401, "a user made without a password has none");
+      const nopassId = (await server.admin("GET", "/admin/v1/tenants/acme/users?search=nopass")).items[0].id;
+      await server.admin("DELETE", `/admin/v1/tenants/acme/users/${nopassId}`);
 
       // Thirty more through the API: two pages of 25.
       for (let i = 0; i < 30; i++) {
