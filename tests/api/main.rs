@@ -33,4 +33,5 @@ mod rules;
 mod rules_console;
 mod secrets;
 mod tenancy;
+mod tls;
 mod voting;
