@@ -28,8 +28,9 @@ impl App {
     /// Opens everything and binds the listener; nothing is served until `run`.
     pub async fn build(mut config: Config) -> anyhow::Result<App> {
         let listen = config.listen;
-        if !config.public_url_configured {
-            config.public_url = crate::config::derived_public_url(listen, config.tls.is_some());
+        // The derived public URL (`Config::new` makes it http) follows the TLS setting.
+        if config.tls.is_some() && !config.public_url_configured {
+            config.public_url = crate::config::derived_public_url(listen, true);
         }
         // First: bad certificate files end the start before anything is opened.
         let tls = match &config.tls {
