@@ -263,11 +263,19 @@ async fn functions_see_the_https_url_over_both_protocols(b: Backend) {
     )
     .await
     .ok(201);
-    let want = "https://localhost/v1/t/shop/fn/where?x=1";
+    // A host name that is not the fallback ("localhost"), so the test sees where it
+    // came from.
+    let want = "https://plinth.test:8443/v1/t/shop/fn/where?x=1";
 
     let s = tls_connect(addr, &[&cert], &[b"http/1.1"]).await.unwrap();
-    let (status, _, body) = get1(&mut http1(s).await, "/v1/t/shop/fn/where?x=1").await;
-    assert_eq!((status, body["url"].as_str()), (200, Some(want)), "{body}");
+    let req = hyper::Request::get("/v1/t/shop/fn/where?x=1")
+        .header("host", "plinth.test:8443")
+        .body(Empty::new())
+        .unwrap();
+    let res = http1(s).await.send_request(req).await.expect("response");
+    let body: Value =
+        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["url"], want, "{body}");
 
     let s = tls_connect(addr, &[&cert], &[b"h2"]).await.unwrap();
     let mut h2 = http2(s).await;
