@@ -210,6 +210,9 @@ async fn serve_connection<I, S>(
                 // the header timeout ends a connection whose peer is gone.
                 .keep_alive_interval(Some(limits.header_timeout))
                 .keep_alive_timeout(limits.header_timeout)
+                // WebSockets over HTTP/2 (RFC 8441): browsers that see this setting open
+                // the realtime socket as a stream of the connection they already have.
+                .enable_connect_protocol()
                 .serve_connection(io, service),
             stop
         ),

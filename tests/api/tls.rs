@@ -31,6 +31,7 @@ backend_tests!(
     https_speaks_http1_and_http2,
     functions_see_the_https_url_over_both_protocols,
     websocket_over_tls_receives_changes,
+    websocket_over_http2_receives_changes,
     unfinished_handshakes_are_cut_off,
 );
 
@@ -329,11 +330,86 @@ async fn websocket_over_tls_receives_changes(b: Backend) {
     assert_eq!(change["doc"]["data"]["title"], "over tls", "{change}");
 }
 
+/// What a browser does when the server offers it (SETTINGS_ENABLE_CONNECT_PROTOCOL): the
+/// WebSocket as one stream of an HTTP/2 connection, opened by an extended CONNECT.
+async fn websocket_over_http2_receives_changes(b: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = new_cert();
+    let mut app = start_tls(b, write_cert(dir.path(), &cert), &cert).await;
+    let addr = app.running.as_ref().unwrap().addr;
+    let key = tenant_with_key(&mut app, "shop").await;
+    install_rules(&mut app, "shop", NOTES_RULES).await.ok(200);
+    let alice = app.signup("shop", "alice@shop.test").await;
+
+    let s = tls_connect(addr, &[&cert], &[b"h2"]).await.unwrap();
+    let mut h2 = http2(s).await;
+    // One plain request first: by its answer the server's SETTINGS have arrived.
+    let ok = h2
+        .send_request(
+            hyper::Request::get("https://localhost/healthz")
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let connect = |token: &str| {
+        hyper::Request::builder()
+            .method(hyper::Method::CONNECT)
+            .uri(format!(
+                "https://localhost/v1/t/shop/realtime?access_token={token}"
+            ))
+            .extension(hyper::ext::Protocol::from_static("websocket"))
+            .header("sec-websocket-version", "13")
+            .body(Empty::new())
+            .unwrap()
+    };
+    // A bad token is refused as over HTTP/1.1: a problem, no socket.
+    let refused = h2.send_request(connect("nope")).await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let mut res = h2.send_request(connect(&alice.access)).await.unwrap();
+    assert_eq!(res.status(), 200, "an extended CONNECT is answered 200");
+    let upgraded = hyper::upgrade::on(&mut res).await.expect("upgraded stream");
+    let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        TokioIo::new(upgraded),
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await;
+    ws.send(Message::Text(
+        json!({"type": "subscribe", "id": "n", "collection": "notes"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    next_of(&mut ws, "subscribed").await;
+    app.post(
+        &docs("shop", "notes"),
+        Some(&key),
+        json!({"owner": alice.user_id, "title": "over h2"}),
+    )
+    .await
+    .ok(201);
+    let change = next_of(&mut ws, "change").await;
+    assert_eq!(change["doc"]["data"]["title"], "over h2", "{change}");
+    // The connection still serves other streams beside the socket.
+    let again = h2
+        .send_request(
+            hyper::Request::get("https://localhost/healthz")
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+}
+
 /// The next JSON message of type `ty` (others are skipped; an error fails), within 10 s.
-async fn next_of(
-    ws: &mut tokio_tungstenite::WebSocketStream<TlsStream<TcpStream>>,
-    ty: &str,
-) -> Value {
+async fn next_of<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>, ty: &str) -> Value
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     loop {
         let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
