@@ -34,4 +34,5 @@ mod rules_console;
 mod secrets;
 mod tenancy;
 mod tls;
+mod tls_process;
 mod voting;
