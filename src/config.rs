@@ -109,9 +109,19 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "PLINTH_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Base URL clients reach this server at (used in emailed links).
+    /// Base URL clients reach this server at: emailed links, the scheme of the URL
+    /// functions see, the OpenAPI document's server. Default: `http://` (`https://` with
+    /// TLS) and the listen address.
     #[arg(long, env = "PLINTH_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// PEM file of the TLS certificate chain, leaf first. With --tls-key the server
+    /// speaks HTTPS (HTTP/1.1 and HTTP/2) and WSS instead of plain HTTP; both files are
+    /// read again on SIGHUP.
+    #[arg(long, env = "PLINTH_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file of the TLS certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "PLINTH_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "PLINTH_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub body_limit: usize,
@@ -227,12 +237,24 @@ pub struct ServeArgs {
     pub pg_dump: Option<PathBuf>,
 }
 
+/// The certificate chain and key files of `serve --tls-cert --tls-key`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// Everything the server needs, resolved.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub listen: SocketAddr,
     pub location: Location,
     pub public_url: String,
+    /// Whether `public_url` was configured (else it is derived from the listen address,
+    /// which is no use to a client when that is a wildcard).
+    pub public_url_configured: bool,
+    /// Serve HTTPS with these files instead of plain HTTP.
+    pub tls: Option<TlsFiles>,
     pub body_limit: usize,
     pub request_timeout: Duration,
     pub header_timeout: Duration,
@@ -282,7 +304,9 @@ impl Config {
         Config {
             listen,
             location,
-            public_url: format!("http://{listen}"),
+            public_url: derived_public_url(listen, false),
+            public_url_configured: false,
+            tls: None,
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(20),
@@ -328,8 +352,13 @@ impl Config {
             None => None,
         };
         let mut c = Config::new(storage.location(), serve.listen);
-        if let Some(url) = &serve.public_url {
-            c.public_url = url.clone();
+        c.tls = tls_files(serve)?;
+        match serve.public_url.as_deref().map(str::trim) {
+            Some(url) if !url.is_empty() => {
+                c.public_url = url.to_string();
+                c.public_url_configured = true;
+            }
+            _ => c.public_url = derived_public_url(serve.listen, c.tls.is_some()),
         }
         c.body_limit = serve.body_limit;
         c.request_timeout = Duration::from_secs(serve.request_timeout_secs.max(1));
@@ -374,4 +403,38 @@ impl Config {
         });
         Ok(c)
     }
+}
+
+/// The public URL when none is configured: the listen address, https when serving TLS.
+pub fn derived_public_url(listen: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{listen}")
+}
+
+/// The TLS files, when both are given (an empty value counts as not given, so a
+/// compose file can pass `PLINTH_TLS_CERT=` through unset).
+fn tls_files(serve: &ServeArgs) -> anyhow::Result<Option<TlsFiles>> {
+    let given = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+    match (given(&serve.tls_cert), given(&serve.tls_key)) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) => {
+            anyhow::bail!("--tls-cert (PLINTH_TLS_CERT) needs --tls-key (PLINTH_TLS_KEY) too")
+        }
+        (None, Some(_)) => {
+            anyhow::bail!("--tls-key (PLINTH_TLS_KEY) needs --tls-cert (PLINTH_TLS_CERT) too")
+        }
+    }
+}
+
+/// A warning for a wildcard listen address with no public URL configured: the derived
+/// one (`http://0.0.0.0:8080`) reaches nobody, yet it goes into emailed links.
+pub fn wildcard_warning(config: &Config) -> Option<String> {
+    (config.listen.ip().is_unspecified() && !config.public_url_configured).then(|| {
+        format!(
+            "listening on the wildcard address {} with no public URL: emailed links will \
+             point at {}; set --public-url (PLINTH_PUBLIC_URL) to the address clients use",
+            config.listen, config.public_url
+        )
+    })
 }

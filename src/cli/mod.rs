@@ -241,24 +241,41 @@ async fn run_local(storage: &StorageArgs, command: Command) -> anyhow::Result<()
 
 async fn serve(storage: &StorageArgs, args: &ServeArgs) -> anyhow::Result<()> {
     let config = Config::from_args(storage, args)?;
+    if let Some(warning) = crate::config::wildcard_warning(&config) {
+        tracing::warn!("{warning}");
+    }
     let backend = match &config.location {
         crate::store::Location::SqliteDir(dir) => format!("sqlite:{}", dir.display()),
         crate::store::Location::Postgres(_) => "postgres".to_string(),
     };
     let print_token = config.print_setup_token;
+    let public_url = config
+        .public_url_configured
+        .then(|| config.public_url.trim_end_matches('/').to_string());
     let app = App::build(config).await?;
     let addr = app.local_addr();
-    tracing::info!(%addr, %backend, "plinth listening");
-    println!("plinth listening on http://{addr} ({backend})");
-    println!("admin console: http://{addr}/_/");
+    #[cfg(unix)]
+    if let Some(store) = app.tls() {
+        crate::http::tls::reload_on_sighup(store.clone())
+            .map_err(|e| anyhow::anyhow!("cannot watch SIGHUP for certificate reloads: {e}"))?;
+    }
+    // The address actually bound (port 0 picks one), in the scheme it speaks.
+    let local = format!(
+        "{}://{addr}",
+        if app.tls().is_some() { "https" } else { "http" }
+    );
+    tracing::info!(%addr, %backend, tls = app.tls().is_some(), "plinth listening");
+    println!("plinth listening on {local} ({backend})");
+    println!("admin console: {local}/_/");
     if let Some(demo) = app.demo() {
-        print_demo(addr, demo);
+        // Where Twilio must post: the public URL, else the address bound.
+        print_demo(public_url.as_deref().unwrap_or(&local), demo);
     }
     if let (true, Some(token)) = (print_token, app.setup_token()) {
         println!(
             "\nNo admin exists yet. Create the first one in the admin console, \
-             http://{addr}/_/setup, with this one-time setup token:\n\n  {token}\n\nor with curl:\n\n  \
-             curl -X POST http://{addr}/admin/v1/setup -H 'content-type: application/json' \\\n    \
+             {local}/_/setup, with this one-time setup token:\n\n  {token}\n\nor with curl:\n\n  \
+             curl -X POST {local}/admin/v1/setup -H 'content-type: application/json' \\\n    \
              -d '{{\"token\":\"{token}\",\"email\":\"you@example.com\",\"password\":\"choose-a-good-one\"}}'\n\n\
              or locally: plinth admin create --email you@example.com --password-stdin\n"
         );
@@ -266,7 +283,7 @@ async fn serve(storage: &StorageArgs, args: &ServeArgs) -> anyhow::Result<()> {
     app.run(shutdown_signal()).await
 }
 
-fn print_demo(addr: std::net::SocketAddr, demo: &crate::demo::Prepared) {
+fn print_demo(public_url: &str, demo: &crate::demo::Prepared) {
     use crate::demo::{DEFAULT_TWILIO_TOKEN, TENANT, TWILIO_SECRET, TokenSource};
     let token = match demo.token {
         TokenSource::Configured => "the configured PLINTH_DEMO_TWILIO_TOKEN".to_string(),
@@ -282,8 +299,8 @@ fn print_demo(addr: std::net::SocketAddr, demo: &crate::demo::Prepared) {
     };
     tracing::info!(tenant = TENANT, deploy = %deploy, created = ?demo.created, "demo ready");
     println!(
-        "\nSMS voting demo (tenant '{TENANT}', {deploy}): http://{addr}/demo/\n  \
-         Twilio webhook: http://{addr}/v1/t/{TENANT}/fn/sms, signed with {token}\n"
+        "\nSMS voting demo (tenant '{TENANT}', {deploy}): {public_url}/demo/\n  \
+         Twilio webhook: {public_url}/v1/t/{TENANT}/fn/sms, signed with {token}\n"
     );
 }
 

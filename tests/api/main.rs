@@ -36,5 +36,7 @@ mod rules;
 mod rules_console;
 mod secrets;
 mod tenancy;
+mod tls;
+mod tls_process;
 mod usage;
 mod voting;
