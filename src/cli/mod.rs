@@ -265,20 +265,20 @@ async fn serve(storage: &StorageArgs, args: &ServeArgs) -> anyhow::Result<()> {
         if app.tls().is_some() { "https" } else { "http" }
     );
     tracing::info!(%addr, %backend, tls = app.tls().is_some(), "plinth listening");
-    println!("plinth listening on {local} ({backend})");
-    println!("admin console: {local}/_/");
+    say(format_args!("plinth listening on {local} ({backend})"));
+    say(format_args!("admin console: {local}/_/"));
     if let Some(demo) = app.demo() {
         // Where Twilio must post: the public URL, else the address bound.
         print_demo(public_url.as_deref().unwrap_or(&local), demo);
     }
     if let (true, Some(token)) = (print_token, app.setup_token()) {
-        println!(
+        say(format_args!(
             "\nNo admin exists yet. Create the first one in the admin console, \
              {local}/_/setup, with this one-time setup token:\n\n  {token}\n\nor with curl:\n\n  \
              curl -X POST {local}/admin/v1/setup -H 'content-type: application/json' \\\n    \
              -d '{{\"token\":\"{token}\",\"email\":\"you@example.com\",\"password\":\"choose-a-good-one\"}}'\n\n\
              or locally: plinth admin create --email you@example.com --password-stdin\n"
-        );
+        ));
     }
     app.run(shutdown_signal()).await
 }
@@ -298,10 +298,17 @@ fn print_demo(public_url: &str, demo: &crate::demo::Prepared) {
         None => "bundle unchanged".to_string(),
     };
     tracing::info!(tenant = TENANT, deploy = %deploy, created = ?demo.created, "demo ready");
-    println!(
+    say(format_args!(
         "\nSMS voting demo (tenant '{TENANT}', {deploy}): {public_url}/demo/\n  \
          Twilio webhook: {public_url}/v1/t/{TENANT}/fn/sms, signed with {token}\n"
-    );
+    ));
+}
+
+/// A line for the operator on stdout. A closed stdout (a supervisor that dropped it,
+/// `plinth serve | head`) must not end the server, as `println!` would by panicking.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 async fn shutdown_signal() {

@@ -807,3 +807,48 @@ async fn healthcheck_exit_code_follows_healthz() {
     .await
     .unwrap();
 }
+
+/// An operator's stdout may go away (a supervisor that drops it, `plinth serve | head`);
+/// the server must go on serving rather than die on its first printed line.
+#[tokio::test]
+async fn serve_survives_a_closed_stdout() {
+    let storage = Storage::fresh(Backend::Sqlite).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plinth"))
+        .args(storage.cli_args())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("PLINTH_DATABASE_URL")
+        .env_remove("PLINTH_DATA_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    // Close the reading end before the server prints anything.
+    drop(child.stdout.take());
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let mut answered = false;
+    for _ in 0..300 {
+        if let Ok(r) = http
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+        {
+            answered = r.status() == 200;
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let exited = child.try_wait().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(answered, "the server did not answer (exit: {exited:?})");
+    assert!(exited.is_none(), "the server exited: {exited:?}");
+}
