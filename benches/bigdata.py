@@ -96,10 +96,10 @@ def table(path):
         print()
         print(f"{many[0]['tenants']:,} tenants × {many[0]['docs_per_tenant']:,} documents:")
         print()
-        print("| cache MiB | mmap MiB | idle close s | phase | RSS MiB (anon + file) | SQLite heap MiB |")
-        print("|---:|---:|---:|---|---|---:|")
+        print("| cache MiB | mmap MiB | idle close s | hooks | phase | RSS MiB (anon + file) | SQLite heap MiB |")
+        print("|---:|---:|---:|---|---|---|---:|")
         for r in many:
-            print(f"| {r['cache_mib']} | {r['mmap_mib']} | {r['idle_s']} | {r['phase']} "
+            print(f"| {r['cache_mib']} | {r['mmap_mib']} | {r['idle_s']} | {r.get('hooks', True)} | {r['phase']} "
                   f"| {mib(r['rss_kib'])} ({mib(r['rss_anon_kib'])} + {mib(r['rss_file_kib'])}) "
                   f"| {r['sqlite_bytes'] / 2**20:.1f} |")
 

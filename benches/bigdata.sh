@@ -13,8 +13,9 @@
 # "0:0" is the behaviour before the budget: SQLite's default 2 MB cache per connection,
 # no memory map, no node budget.
 # Part 2 (many tenants): TENANTS tenants × TENANT_DOCS documents; for each of TENANT_SETTINGS
-# ("cache:mmap:idle seconds") RSS and SQLite's heap idle after start, right after one list
-# and one get in every tenant, and once the idle connections are closed.
+# ("cache:mmap:idle seconds:run hooks") RSS and SQLite's heap idle after start, right after
+# one list and one get in every tenant, and once the idle connections are closed. (The
+# hook runner claims every tenant's jobs at start and every 30 s, which opens its file.)
 # Server on core 0, load generator on core 1 (taskset); loopback only; every load bounded
 # in time (SECONDS_PER_RUN) and the seeding in count. Results: benches/results/bigdata-<date>.jsonl
 set -euo pipefail
@@ -26,7 +27,7 @@ CONNS=${CONNS:-64}
 SETTINGS=${SETTINGS:-"256:1024 1024:1024 256:0 1024:0 0:0"}
 TENANTS=${TENANTS:-1000}
 TENANT_DOCS=${TENANT_DOCS:-1000}
-TENANT_SETTINGS=${TENANT_SETTINGS:-"0:0:300 256:1024:20 64:1024:20"}
+TENANT_SETTINGS=${TENANT_SETTINGS:-"0:0:300:true 256:1024:20:true 256:1024:20:false"}
 PART=${PART:-all}
 PORT=18711
 P=http://127.0.0.1:$PORT
@@ -59,8 +60,8 @@ echo "disk under $work: $(df -h --output=avail "$work" | tail -1)" >&2
 json() { python3 -c "import sys,json; d=json.load(sys.stdin); print($1)"; }
 wait_http() { for _ in $(seq 300); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
 
-start_server() { # data-dir cache-mib mmap-mib idle-s
-  PLINTH_SQLITE_CACHE_MIB=$2 PLINTH_SQLITE_MMAP_MIB=$3 PLINTH_SQLITE_IDLE=$4 PLINTH_ACCESS_TTL=7200 \
+start_server() { # data-dir cache-mib mmap-mib idle-s [run-hooks]
+  PLINTH_SQLITE_CACHE_MIB=$2 PLINTH_SQLITE_MMAP_MIB=$3 PLINTH_SQLITE_IDLE=$4 PLINTH_RUN_HOOKS=${5:-true} PLINTH_ACCESS_TTL=7200 \
     taskset -c 0 "$BIN" --data-dir "$1" serve --listen 127.0.0.1:$PORT > "$work/server.out" 2> "$work/server.err" &
   SERVER_PID=$!
   wait_http "$P/healthz"
@@ -148,12 +149,12 @@ if [[ $PART == all || $PART == tenants ]]; then
   echo "seeded in $(( $(date +%s) - start )) s; files: $(du -sh "$work/many" | cut -f1)" >&2
   stop_server
   for s in $TENANT_SETTINGS; do
-    IFS=: read -r cache mmap idle <<< "$s"
-    echo "-- cache ${cache} MiB, mmap ${mmap} MiB, idle close ${idle} s" >&2
-    start_server "$work/many" "$cache" "$mmap" "$idle"
+    IFS=: read -r cache mmap idle hooks <<< "$s"
+    echo "-- cache ${cache} MiB, mmap ${mmap} MiB, idle close ${idle} s, hooks ${hooks}" >&2
+    start_server "$work/many" "$cache" "$mmap" "$idle" "$hooks"
     sleep 2
     phase() {
-      echo "{\"part\":\"tenants\",\"tenants\":$TENANTS,\"docs_per_tenant\":$TENANT_DOCS,\"cache_mib\":$cache,\"mmap_mib\":$mmap,\"idle_s\":$idle,\"phase\":\"$1\",$(memory)}" \
+      echo "{\"part\":\"tenants\",\"tenants\":$TENANTS,\"docs_per_tenant\":$TENANT_DOCS,\"cache_mib\":$cache,\"mmap_mib\":$mmap,\"idle_s\":$idle,\"hooks\":$hooks,\"phase\":\"$1\",$(memory)}" \
         | tee -a "$results" >&2
     }
     phase idle
