@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::store::Location;
+use crate::store::{Location, SqliteTuning};
 
 /// A value that must never reach a log: its Debug output is redacted.
 #[derive(Clone, Default)]
@@ -184,6 +184,19 @@ pub struct ServeArgs {
     /// Connections in the PostgreSQL pool.
     #[arg(long, env = "PLINTH_PG_MAX_CONNECTIONS", default_value_t = 20)]
     pub pg_max_connections: u32,
+    /// SQLite's memory budget for the whole node, in MiB (page caches of every tenant
+    /// file's connections, schemas, statements): past it, SQLite recycles and frees the
+    /// least recently used cached pages of any connection. 0: no budget (each connection
+    /// keeps SQLite's default 2 MB cache). docs/deploy.md has the sizing.
+    #[arg(long, env = "PLINTH_SQLITE_CACHE_MIB", default_value_t = SqliteTuning::DEFAULT_CACHE_MIB)]
+    pub sqlite_cache_mib: u32,
+    /// MiB of each SQLite file read through a memory map (the operating system's page
+    /// cache, shared and reclaimable, not SQLite's heap); 0: off.
+    #[arg(long, env = "PLINTH_SQLITE_MMAP_MIB", default_value_t = SqliteTuning::DEFAULT_MMAP_MIB)]
+    pub sqlite_mmap_mib: u32,
+    /// Seconds a tenant's SQLite file may go unused before its connections are closed.
+    #[arg(long, env = "PLINTH_SQLITE_IDLE", default_value_t = SqliteTuning::DEFAULT_IDLE_SECS)]
+    pub sqlite_idle_secs: u32,
     /// Largest document (its data as JSON), in bytes.
     #[arg(long, env = "PLINTH_DOC_MAX_BYTES", default_value_t = 1024 * 1024)]
     pub doc_max_bytes: usize,
@@ -280,6 +293,8 @@ pub struct Config {
     pub login_failures_per_account_per_hour: u32,
     pub trust_forwarded_for: bool,
     pub pg_max_connections: u32,
+    /// SQLite's page caches, memory maps and node budget (SQLite backend only).
+    pub sqlite: SqliteTuning,
     pub tenant_cache_ttl: Duration,
     pub doc_max_bytes: usize,
     pub changes_retention: Duration,
@@ -328,6 +343,7 @@ impl Config {
             login_failures_per_account_per_hour: 100,
             trust_forwarded_for: false,
             pg_max_connections: 20,
+            sqlite: SqliteTuning::default(),
             tenant_cache_ttl: Duration::from_secs(2),
             doc_max_bytes: 1024 * 1024,
             changes_retention: Duration::from_secs(7 * 24 * 3600),
@@ -382,6 +398,11 @@ impl Config {
         c.login_failures_per_account_per_hour = serve.login_failures_per_account_per_hour;
         c.trust_forwarded_for = serve.trust_forwarded_for;
         c.pg_max_connections = serve.pg_max_connections;
+        c.sqlite = SqliteTuning {
+            cache_budget: u64::from(serve.sqlite_cache_mib) << 20,
+            mmap: u64::from(serve.sqlite_mmap_mib) << 20,
+            idle_close: Duration::from_secs(u64::from(serve.sqlite_idle_secs.max(1))),
+        };
         c.doc_max_bytes = serve.doc_max_bytes;
         c.changes_retention = Duration::from_secs(serve.changes_retention_secs);
         if let Some(w) = serve.function_workers {

@@ -8,7 +8,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -129,11 +129,63 @@ impl Collector for CommitCollector {
     }
 }
 
+/// SQLite's heap in this process, from SQLite's own counters, read at each scrape.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SqliteHeap {
+    pub used: i64,
+    pub highwater: i64,
+    pub budget: i64,
+}
+
+type ReadSqliteHeap = Box<dyn Fn() -> SqliteHeap + Send + Sync>;
+
+struct SqliteCollector(ReadSqliteHeap);
+
+impl std::fmt::Debug for SqliteCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteCollector")
+    }
+}
+
+impl Collector for SqliteCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let h = (self.0)();
+        let gauges = [
+            (
+                "sqlite_memory_bytes",
+                "Memory SQLite has allocated (page caches, schemas, statements of every \
+                 connection; memory-mapped file pages are the kernel's and not counted)",
+                h.used,
+            ),
+            (
+                "sqlite_memory_highwater_bytes",
+                "The most memory SQLite has held at once since the process started",
+                h.highwater,
+            ),
+            (
+                "sqlite_memory_budget_bytes",
+                "SQLite's soft heap limit (PLINTH_SQLITE_CACHE_MIB; 0: none)",
+                h.budget,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
 impl Metrics {
-    /// The registry; `commits` reads the store's commit counters at each scrape.
-    pub fn new(commits: impl Fn() -> CommitTotals + Send + Sync + 'static) -> Metrics {
+    /// The registry; `commits` reads the store's commit counters and `sqlite` SQLite's
+    /// memory at each scrape.
+    pub fn new(
+        commits: impl Fn() -> CommitTotals + Send + Sync + 'static,
+        sqlite: impl Fn() -> SqliteHeap + Send + Sync + 'static,
+    ) -> Metrics {
         let mut registry = Registry::with_prefix("plinth");
         registry.register_collector(Box::new(CommitCollector(Box::new(commits))));
+        registry.register_collector(Box::new(SqliteCollector(Box::new(sqlite))));
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
             latency_histogram,

@@ -53,7 +53,7 @@ impl AppState {
     /// Opens the store (running migrations) and wires the services. The CLI uses this
     /// directly for local administration, without binding a port.
     pub async fn open(config: Config) -> anyhow::Result<AppState> {
-        let store = Store::open(&config.location, config.pg_max_connections).await?;
+        let store = Store::open(&config.location, config.pg_max_connections, config.sqlite).await?;
         let keyring = Arc::new(
             Keyring::load(
                 store.clone(),
@@ -85,10 +85,20 @@ impl AppState {
             },
         ));
         let secrets = secrets_service(&config, &store).await?;
-        let metrics = Arc::new(Metrics::new({
-            let store = store.clone();
-            move || store.commit_totals()
-        }));
+        let metrics = Arc::new(Metrics::new(
+            {
+                let store = store.clone();
+                move || store.commit_totals()
+            },
+            || {
+                let m = crate::store::sqlite_memory();
+                crate::metrics::SqliteHeap {
+                    used: m.used,
+                    highwater: m.highwater,
+                    budget: m.budget,
+                }
+            },
+        ));
         let usage = Arc::new(crate::usage::Usage::new(store.clone()));
         let functions = crate::functions::FunctionService::new(
             store.clone(),

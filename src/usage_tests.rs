@@ -6,9 +6,13 @@ use crate::store::Location;
 
 async fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(&Location::SqliteDir(dir.path().to_path_buf()), 4)
-        .await
-        .expect("open store");
+    let store = Store::open(
+        &Location::SqliteDir(dir.path().to_path_buf()),
+        4,
+        crate::store::SqliteTuning::default(),
+    )
+    .await
+    .expect("open store");
     (dir, store)
 }
 
