@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::store::Location;
+use crate::store::{Location, SqliteTuning};
 
 /// A value that must never reach a log: its Debug output is redacted.
 #[derive(Clone, Default)]
@@ -109,9 +109,19 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "PLINTH_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Base URL clients reach this server at (used in emailed links).
+    /// Base URL clients reach this server at: emailed links, the scheme of the URL
+    /// functions see, the OpenAPI document's server. Default: `http://` (`https://` with
+    /// TLS) and the listen address.
     #[arg(long, env = "PLINTH_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// PEM file of the TLS certificate chain, leaf first. With --tls-key the server
+    /// speaks HTTPS (HTTP/1.1 and HTTP/2) and WSS instead of plain HTTP; both files are
+    /// read again on SIGHUP.
+    #[arg(long, env = "PLINTH_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file of the TLS certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "PLINTH_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "PLINTH_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub body_limit: usize,
@@ -174,6 +184,19 @@ pub struct ServeArgs {
     /// Connections in the PostgreSQL pool.
     #[arg(long, env = "PLINTH_PG_MAX_CONNECTIONS", default_value_t = 20)]
     pub pg_max_connections: u32,
+    /// SQLite's memory budget for the whole node, in MiB (page caches of every tenant
+    /// file's connections, schemas, statements): past it, SQLite recycles and frees the
+    /// least recently used cached pages of any connection. 0: no budget (each connection
+    /// keeps SQLite's default 2 MB cache). docs/deploy.md has the sizing.
+    #[arg(long, env = "PLINTH_SQLITE_CACHE_MIB", default_value_t = SqliteTuning::DEFAULT_CACHE_MIB)]
+    pub sqlite_cache_mib: u32,
+    /// MiB of each SQLite file read through a memory map (the operating system's page
+    /// cache, shared and reclaimable, not SQLite's heap); 0: off.
+    #[arg(long, env = "PLINTH_SQLITE_MMAP_MIB", default_value_t = SqliteTuning::DEFAULT_MMAP_MIB)]
+    pub sqlite_mmap_mib: u32,
+    /// Seconds a tenant's SQLite file may go unused before its connections are closed.
+    #[arg(long, env = "PLINTH_SQLITE_IDLE", default_value_t = SqliteTuning::DEFAULT_IDLE_SECS)]
+    pub sqlite_idle_secs: u32,
     /// Largest document (its data as JSON), in bytes.
     #[arg(long, env = "PLINTH_DOC_MAX_BYTES", default_value_t = 1024 * 1024)]
     pub doc_max_bytes: usize,
@@ -210,6 +233,28 @@ pub struct ServeArgs {
         value_parser = secret_string
     )]
     pub demo_twilio_token: Option<Secret<String>>,
+    /// Take backups into this directory on a schedule (`plinth backup`'s, one folder per
+    /// backup); on a cluster one node takes them.
+    #[arg(long, env = "PLINTH_BACKUP_DIR")]
+    pub backup_dir: Option<PathBuf>,
+    /// Time between scheduled backups: a number and s, m, h or d (e.g. 30m, 1h, 1d).
+    #[arg(long, env = "PLINTH_BACKUP_EVERY", default_value = "1h",
+          value_parser = crate::backup::parse_interval)]
+    pub backup_every: Duration,
+    /// Scheduled backups kept (the newest); older ones are deleted only after a new one
+    /// completed.
+    #[arg(long, env = "PLINTH_BACKUP_KEEP", default_value_t = 24)]
+    pub backup_keep: usize,
+    /// pg_dump for scheduled backups on PostgreSQL (default: the one on PATH).
+    #[arg(long, env = "PLINTH_PG_DUMP")]
+    pub pg_dump: Option<PathBuf>,
+}
+
+/// The certificate chain and key files of `serve --tls-cert --tls-key`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Everything the server needs, resolved.
@@ -218,6 +263,11 @@ pub struct Config {
     pub listen: SocketAddr,
     pub location: Location,
     pub public_url: String,
+    /// Whether `public_url` was configured (else it is derived from the listen address,
+    /// which is no use to a client when that is a wildcard).
+    pub public_url_configured: bool,
+    /// Serve HTTPS with these files instead of plain HTTP.
+    pub tls: Option<TlsFiles>,
     pub body_limit: usize,
     pub request_timeout: Duration,
     pub header_timeout: Duration,
@@ -243,6 +293,8 @@ pub struct Config {
     pub login_failures_per_account_per_hour: u32,
     pub trust_forwarded_for: bool,
     pub pg_max_connections: u32,
+    /// SQLite's page caches, memory maps and node budget (SQLite backend only).
+    pub sqlite: SqliteTuning,
     pub tenant_cache_ttl: Duration,
     pub doc_max_bytes: usize,
     pub changes_retention: Duration,
@@ -257,6 +309,8 @@ pub struct Config {
     pub demo: bool,
     /// The demo tenant's Twilio token, when configured.
     pub demo_twilio_token: Option<Secret<String>>,
+    /// Scheduled backups (`serve --backup-dir`), when configured.
+    pub backups: Option<crate::backup::Schedule>,
 }
 
 impl Config {
@@ -265,7 +319,9 @@ impl Config {
         Config {
             listen,
             location,
-            public_url: format!("http://{listen}"),
+            public_url: derived_public_url(listen, false),
+            public_url_configured: false,
+            tls: None,
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(20),
@@ -287,6 +343,7 @@ impl Config {
             login_failures_per_account_per_hour: 100,
             trust_forwarded_for: false,
             pg_max_connections: 20,
+            sqlite: SqliteTuning::default(),
             tenant_cache_ttl: Duration::from_secs(2),
             doc_max_bytes: 1024 * 1024,
             changes_retention: Duration::from_secs(7 * 24 * 3600),
@@ -296,6 +353,7 @@ impl Config {
             print_setup_token: false,
             demo: false,
             demo_twilio_token: None,
+            backups: None,
         }
     }
 
@@ -310,8 +368,13 @@ impl Config {
             None => None,
         };
         let mut c = Config::new(storage.location(), serve.listen);
-        if let Some(url) = &serve.public_url {
-            c.public_url = url.clone();
+        c.tls = tls_files(serve)?;
+        match serve.public_url.as_deref().map(str::trim) {
+            Some(url) if !url.is_empty() => {
+                c.public_url = url.to_string();
+                c.public_url_configured = true;
+            }
+            _ => c.public_url = derived_public_url(serve.listen, c.tls.is_some()),
         }
         c.body_limit = serve.body_limit;
         c.request_timeout = Duration::from_secs(serve.request_timeout_secs.max(1));
@@ -335,6 +398,11 @@ impl Config {
         c.login_failures_per_account_per_hour = serve.login_failures_per_account_per_hour;
         c.trust_forwarded_for = serve.trust_forwarded_for;
         c.pg_max_connections = serve.pg_max_connections;
+        c.sqlite = SqliteTuning {
+            cache_budget: u64::from(serve.sqlite_cache_mib) << 20,
+            mmap: u64::from(serve.sqlite_mmap_mib) << 20,
+            idle_close: Duration::from_secs(u64::from(serve.sqlite_idle_secs.max(1))),
+        };
         c.doc_max_bytes = serve.doc_max_bytes;
         c.changes_retention = Duration::from_secs(serve.changes_retention_secs);
         if let Some(w) = serve.function_workers {
@@ -348,6 +416,46 @@ impl Config {
         c.print_setup_token = true;
         c.demo = serve.demo;
         c.demo_twilio_token = serve.demo_twilio_token.clone();
+        c.backups = serve.backup_dir.clone().map(|dir| crate::backup::Schedule {
+            dir,
+            every: serve.backup_every,
+            keep: serve.backup_keep.max(1),
+            pg_dump: serve.pg_dump.clone(),
+        });
         Ok(c)
     }
+}
+
+/// The public URL when none is configured: the listen address, https when serving TLS.
+pub fn derived_public_url(listen: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{listen}")
+}
+
+/// The TLS files, when both are given (an empty value counts as not given, so a
+/// compose file can pass `PLINTH_TLS_CERT=` through unset).
+fn tls_files(serve: &ServeArgs) -> anyhow::Result<Option<TlsFiles>> {
+    let given = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+    match (given(&serve.tls_cert), given(&serve.tls_key)) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) => {
+            anyhow::bail!("--tls-cert (PLINTH_TLS_CERT) needs --tls-key (PLINTH_TLS_KEY) too")
+        }
+        (None, Some(_)) => {
+            anyhow::bail!("--tls-key (PLINTH_TLS_KEY) needs --tls-cert (PLINTH_TLS_CERT) too")
+        }
+    }
+}
+
+/// A warning for a wildcard listen address with no public URL configured: the derived
+/// one (`http://0.0.0.0:8080`) reaches nobody, yet it goes into emailed links.
+pub fn wildcard_warning(config: &Config) -> Option<String> {
+    (config.listen.ip().is_unspecified() && !config.public_url_configured).then(|| {
+        format!(
+            "listening on the wildcard address {} with no public URL: emailed links will \
+             point at {}; set --public-url (PLINTH_PUBLIC_URL) to the address clients use",
+            config.listen, config.public_url
+        )
+    })
 }

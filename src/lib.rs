@@ -1,13 +1,16 @@
 //! Plinth: a self-hosted, multi-tenant Backend-as-a-Service in one binary.
 //!
 //! `app::App::build(config)` is what the server binary and the integration tests embed.
-// Only the JavaScript sandbox may use `unsafe` (loading bytecode it compiled itself).
+// Only the JavaScript sandbox (loading bytecode it compiled itself) and the store's SQLite
+// memory counters and budget (`store::sqlite::tuning`: C calls without pointers) may use
+// `unsafe`.
 #![deny(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod console;

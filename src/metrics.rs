@@ -8,6 +8,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -44,8 +45,24 @@ pub struct TriggerLabels {
     pub trigger: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// ok | failed
+    pub outcome: String,
+}
+
+/// The scheduled backups' outcomes (alert on `failed`, or on a last success too long ago).
+#[derive(Default)]
+struct BackupMetrics {
+    runs: Family<OutcomeLabels, Counter>,
+    last_success: Gauge,
+    last_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    last_bytes: Gauge,
+}
+
 pub struct Metrics {
     registry: Registry,
+    backups: BackupMetrics,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     invocations: Family<InvocationLabels, Counter>,
@@ -112,11 +129,63 @@ impl Collector for CommitCollector {
     }
 }
 
+/// SQLite's heap in this process, from SQLite's own counters, read at each scrape.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SqliteHeap {
+    pub used: i64,
+    pub highwater: i64,
+    pub budget: i64,
+}
+
+type ReadSqliteHeap = Box<dyn Fn() -> SqliteHeap + Send + Sync>;
+
+struct SqliteCollector(ReadSqliteHeap);
+
+impl std::fmt::Debug for SqliteCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteCollector")
+    }
+}
+
+impl Collector for SqliteCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let h = (self.0)();
+        let gauges = [
+            (
+                "sqlite_memory_bytes",
+                "Memory SQLite has allocated (page caches, schemas, statements of every \
+                 connection; memory-mapped file pages are the kernel's and not counted)",
+                h.used,
+            ),
+            (
+                "sqlite_memory_highwater_bytes",
+                "The most memory SQLite has held at once since the process started",
+                h.highwater,
+            ),
+            (
+                "sqlite_memory_budget_bytes",
+                "SQLite's soft heap limit (PLINTH_SQLITE_CACHE_MIB; 0: none)",
+                h.budget,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
 impl Metrics {
-    /// The registry; `commits` reads the store's commit counters at each scrape.
-    pub fn new(commits: impl Fn() -> CommitTotals + Send + Sync + 'static) -> Metrics {
+    /// The registry; `commits` reads the store's commit counters and `sqlite` SQLite's
+    /// memory at each scrape.
+    pub fn new(
+        commits: impl Fn() -> CommitTotals + Send + Sync + 'static,
+        sqlite: impl Fn() -> SqliteHeap + Send + Sync + 'static,
+    ) -> Metrics {
         let mut registry = Registry::with_prefix("plinth");
         registry.register_collector(Box::new(CommitCollector(Box::new(commits))));
+        registry.register_collector(Box::new(SqliteCollector(Box::new(sqlite))));
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
             latency_histogram,
@@ -146,8 +215,36 @@ impl Metrics {
             "Function invocation wall time (queueing included) by trigger",
             invocation_seconds.clone(),
         );
+        let backups = BackupMetrics::default();
+        for outcome in ["ok", "failed"] {
+            // Both series exist from the start, so an alert on `failed` sees its first one.
+            let _ = backups.runs.get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            });
+        }
+        registry.register(
+            "backups",
+            "Scheduled backups taken by this node, by outcome",
+            backups.runs.clone(),
+        );
+        registry.register(
+            "backup_last_success_timestamp_seconds",
+            "When this node's last scheduled backup completed (Unix time; 0: none yet)",
+            backups.last_success.clone(),
+        );
+        registry.register(
+            "backup_last_duration_seconds",
+            "How long this node's last successful scheduled backup took",
+            backups.last_seconds.clone(),
+        );
+        registry.register(
+            "backup_last_size_bytes",
+            "Size of this node's last successful scheduled backup",
+            backups.last_bytes.clone(),
+        );
         Metrics {
             registry,
+            backups,
             requests,
             latency,
             invocations,
@@ -172,6 +269,31 @@ impl Metrics {
             })
             .observe(seconds);
         self.requests.get_or_create(&labels).inc();
+    }
+
+    pub fn backup_succeeded(&self, seconds: f64, bytes: u64) {
+        self.backups
+            .runs
+            .get_or_create(&OutcomeLabels {
+                outcome: "ok".into(),
+            })
+            .inc();
+        self.backups
+            .last_success
+            .set(chrono::Utc::now().timestamp());
+        self.backups.last_seconds.set(seconds);
+        self.backups
+            .last_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    pub fn backup_failed(&self) {
+        self.backups
+            .runs
+            .get_or_create(&OutcomeLabels {
+                outcome: "failed".into(),
+            })
+            .inc();
     }
 
     /// The Prometheus text exposition.

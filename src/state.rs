@@ -53,7 +53,7 @@ impl AppState {
     /// Opens the store (running migrations) and wires the services. The CLI uses this
     /// directly for local administration, without binding a port.
     pub async fn open(config: Config) -> anyhow::Result<AppState> {
-        let store = Store::open(&config.location, config.pg_max_connections).await?;
+        let store = Store::open(&config.location, config.pg_max_connections, config.sqlite).await?;
         let keyring = Arc::new(
             Keyring::load(
                 store.clone(),
@@ -85,10 +85,20 @@ impl AppState {
             },
         ));
         let secrets = secrets_service(&config, &store).await?;
-        let metrics = Arc::new(Metrics::new({
-            let store = store.clone();
-            move || store.commit_totals()
-        }));
+        let metrics = Arc::new(Metrics::new(
+            {
+                let store = store.clone();
+                move || store.commit_totals()
+            },
+            || {
+                let m = crate::store::sqlite_memory();
+                crate::metrics::SqliteHeap {
+                    used: m.used,
+                    highwater: m.highwater,
+                    budget: m.budget,
+                }
+            },
+        ));
         let usage = Arc::new(crate::usage::Usage::new(store.clone()));
         let functions = crate::functions::FunctionService::new(
             store.clone(),
@@ -123,12 +133,17 @@ impl AppState {
             registry.clone(),
             config.realtime.clone(),
         );
-        // The lower layers call back into the upper ones at three points, all wired
-        // here: the document service runs before hooks, and a group commit plans
-        // after-hook jobs and wakes the realtime feeds.
+        // The lower layers call back into the upper ones at four points, all wired
+        // here: the document service runs before hooks, a group commit plans
+        // after-hook jobs and wakes the realtime feeds, and the usage meter samples the
+        // open realtime connections.
         docs.set_before_write(functions.before_write_hooks());
         store.set_job_planner(functions.job_planner());
         store.set_commit_listener(realtime.commit_listener());
+        usage.watch_open_sockets({
+            let broker = realtime.clone();
+            move || broker.open_sockets_per_tenant()
+        });
         Ok(AppState(Arc::new(AppInner {
             config,
             store,

@@ -50,6 +50,8 @@ fn settings() -> BTreeSet<String> {
         &["serve", "--help"][..],
         &["deploy", "--help"],
         &["healthcheck", "--help"],
+        &["backup", "--help"],
+        &["restore", "--help"],
     ] {
         let out = plinth(cmd);
         assert!(out.status.success(), "plinth {cmd:?} failed");
@@ -299,6 +301,10 @@ fn serve_reads_each_typed_setting_from_its_environment() {
         "PLINTH_LOG",
         "PLINTH_TRUST_FORWARDED_FOR",
         "PLINTH_DEMO",
+        // Paths: any text names one (a missing pg_dump is found at the first backup).
+        "PLINTH_BACKUP_DIR",
+        "PLINTH_PG_DUMP",
+        "PLINTH_PG_RESTORE",
         // Only the client commands (remote administration, deploy) read these; they
         // show in `serve --help` because they are global options.
         "PLINTH_SERVER",

@@ -124,6 +124,7 @@ export const session = {
     this.tenants = [];
     this.expired = false;
     store.removeItem(KEYS_KEY);
+    readTokens.clear();
     notify();
   },
 
@@ -211,10 +212,14 @@ export const admin = {
   deleteTenant: (slug) => call("DELETE", t(slug)),
   suspend: (slug) => call("POST", `${t(slug)}/suspend`),
   resume: (slug) => call("POST", `${t(slug)}/resume`),
-  usage: (slug, days) => call("GET", `${t(slug)}/usage`, { query: { days } }),
+  /** Per day by default; `{ granularity: "hour", hours }` per hour. */
+  usage: (slug, { granularity, days, hours } = {}) => call("GET", `${t(slug)}/usage`, { query: { granularity, days, hours } }),
   collections: (slug) => call("GET", `${t(slug)}/collections`),
+  readToken: (slug) => call("POST", `${t(slug)}/read-token`),
   users: (slug, { search, cursor, limit } = {}) => call("GET", `${t(slug)}/users`, { query: { search, cursor, limit } }),
   user: (slug, id) => call("GET", `${t(slug)}/users/${enc(id)}`),
+  /** `body`: {email, password?, verified?}; without a password the user has none. */
+  createUser: (slug, body) => call("POST", `${t(slug)}/users`, { body }),
   disableUser: (slug, id) => call("POST", `${t(slug)}/users/${enc(id)}/disable`),
   enableUser: (slug, id) => call("POST", `${t(slug)}/users/${enc(id)}/enable`),
   verifyUser: (slug, id) => call("POST", `${t(slug)}/users/${enc(id)}/verify`),
@@ -251,11 +256,13 @@ export const admin = {
   revokeApiKey: (id) => call("DELETE", `/admin/v1/api-keys/${enc(id)}`),
 };
 
-// ---- the tenant API, through a service key --------------------------------------------
+// ---- the tenant API, through a service key or a read token ------------------------------
 //
 // Admin tokens are for /admin/v1 only, so the data browser reads and writes documents as
 // the tenant's service caller, through a service key it makes for this tab (named after
-// the admin, listed with the tenant's keys) and revokes at logout.
+// the admin, listed with the tenant's keys) and revokes at logout. A viewer makes no
+// keys: their browser reads with a read token instead (POST .../read-token: minutes
+// long, kept in memory only, refused for every write by the server).
 
 function serviceKeys() {
   try {
@@ -274,14 +281,29 @@ async function serviceKey(slug, fresh = false) {
   return made.key;
 }
 
-/** A request to tenant `slug`'s API as its service caller (a revoked key is replaced once). */
+const readTokens = new Map();
+
+/** A read token for `slug` with at least a minute left (a fresh one when `fresh`). */
+async function readToken(slug, fresh = false) {
+  const held = readTokens.get(slug);
+  if (held && !fresh && held.until > Date.now() + 60_000) return held.token;
+  const r = await admin.readToken(slug);
+  readTokens.set(slug, { token: r.token, until: Date.now() + r.expires_in * 1000 });
+  return r.token;
+}
+
+/** The credential this admin uses on tenant `slug`'s API: a viewer's read token, or
+ *  everyone else's service key. */
+const credential = (slug, fresh = false) => (session.can("write") ? serviceKey(slug, fresh) : readToken(slug, fresh));
+
+/** A request to tenant `slug`'s API (a revoked key or expired token is replaced once). */
 async function tenantCall(slug, method, path, opts = {}) {
   const url = `/v1/t/${enc(slug)}${path}`;
   try {
-    return await call(method, url, { ...opts, bearer: await serviceKey(slug) });
+    return await call(method, url, { ...opts, bearer: await credential(slug) });
   } catch (e) {
     if (e.status !== 401) throw e;
-    return call(method, url, { ...opts, bearer: await serviceKey(slug, true) });
+    return call(method, url, { ...opts, bearer: await credential(slug, true) });
   }
 }
 
@@ -296,9 +318,6 @@ export const tenantApi = (slug) => ({
   put: (collection, id, data, version) =>
     tenantCall(slug, "PUT", docPath(collection, id), { body: data, headers: ifMatch(version) }),
   remove: (collection, id, version) => tenantCall(slug, "DELETE", docPath(collection, id), { headers: ifMatch(version) }),
-  /** Signs a user up (the tenant API's own sign-up: no admin route makes users). */
-  signup: (email, password) =>
-    call("POST", `/v1/t/${enc(slug)}/auth/signup`, { body: { email, password }, anonymous: true }),
   /** Asks the tenant to mail a password reset link to `email` (its public route). */
   requestReset: (email) =>
     call("POST", `/v1/t/${enc(slug)}/auth/reset/request`, { body: { email }, anonymous: true }),
@@ -306,9 +325,10 @@ export const tenantApi = (slug) => ({
    *  which answers alike whether or not the address is registered). */
   requestVerification: (email) =>
     call("POST", `/v1/t/${enc(slug)}/auth/verify/request`, { body: { email }, anonymous: true }),
-  /** A realtime socket, authenticated with the service key. */
+  /** A realtime socket, authenticated with the service key or read token. A read
+   *  token's subscriptions end when it expires (`token_expired`): connect again. */
   async realtime() {
-    const key = await serviceKey(slug);
+    const key = await credential(slug);
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
     const ws = new WebSocket(`${proto}//${location.host}/v1/t/${enc(slug)}/realtime`);
     ws.addEventListener("open", () => ws.send(JSON.stringify({ type: "auth", token: key })));

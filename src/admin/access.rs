@@ -95,6 +95,9 @@ pub enum Need {
     Keys,
     /// The caller's own session and password: any role.
     SelfService,
+    /// Requests that change nothing though they are POSTs (a rule set checked or tested,
+    /// a read token minted): any role that sees the tenant, a viewer included.
+    Read,
     /// The default.
     Default,
 }
@@ -113,6 +116,9 @@ pub fn route_need(method: &str, path: &str) -> Need {
         ("DELETE", "/admin/v1/auth/session")
         | ("GET", "/admin/v1/auth/session")
         | ("POST", "/admin/v1/auth/password") => Need::SelfService,
+        ("POST", "/admin/v1/tenants/{tenant}/rules/validate")
+        | ("POST", "/admin/v1/tenants/{tenant}/rules/test")
+        | ("POST", "/admin/v1/tenants/{tenant}/read-token") => Need::Read,
         _ => Need::Default,
     }
 }
@@ -151,7 +157,7 @@ impl Principal {
         }
         let write = is_mutating(method);
         match route_need(method, path) {
-            Need::SelfService => Ok(()),
+            Need::SelfService | Need::Read => Ok(()),
             Need::Owner if self.role != Role::Owner => {
                 Err(AdminError::Forbidden("only an owner manages admins"))
             }

@@ -1,6 +1,7 @@
 //! Function deploys: uploaded, listed, activated; invocations, jobs and dead letters.
 
 use super::*;
+use crate::usage::{Granularity, HOUR_RETENTION, Span};
 
 impl AdminService {
     /// Validates a bundle whole and activates it as the tenant's next deploy version.
@@ -78,18 +79,43 @@ impl AdminService {
         Ok(Page { items, next_cursor })
     }
 
-    /// A tenant's metered use per day over the last `days` days, and the total.
+    /// A tenant's metered use per day (the last `days`, 1..=366, default 30) or per hour
+    /// (the last `hours`, 1..=`HOUR_RETENTION`, default 48), and the total. A count given
+    /// for the other granularity is refused rather than ignored.
     pub async fn usage(
         &self,
         slug: &str,
+        granularity: Granularity,
         days: Option<u32>,
-    ) -> Result<(Vec<crate::usage::UsageDay>, crate::store::UsageCounts)> {
-        let days = days.unwrap_or(30);
-        if !(1..=366).contains(&days) {
-            return Err(field("days", "must be between 1 and 366"));
-        }
+        hours: Option<u32>,
+    ) -> Result<crate::usage::Report> {
+        let span = match granularity {
+            Granularity::Day => {
+                if hours.is_some() {
+                    return Err(field("hours", "only with granularity=hour"));
+                }
+                let days = days.unwrap_or(30);
+                if !(1..=366).contains(&days) {
+                    return Err(field("days", "must be between 1 and 366"));
+                }
+                Span::Days(days)
+            }
+            Granularity::Hour => {
+                if days.is_some() {
+                    return Err(field("days", "only with granularity=day"));
+                }
+                let hours = hours.unwrap_or(48);
+                if !(1..=HOUR_RETENTION).contains(&hours) {
+                    return Err(field(
+                        "hours",
+                        format!("must be between 1 and {HOUR_RETENTION} (hours are kept 14 days)"),
+                    ));
+                }
+                Span::Hours(hours)
+            }
+        };
         let tenant = self.get_tenant(slug).await?;
-        Ok(self.usage.report(tenant.id, days).await?)
+        Ok(self.usage.report(tenant.id, span).await?)
     }
 
     /// Outbox jobs of a tenant; `state` pending or dead.

@@ -3,7 +3,7 @@
 //! answer from these. Errors of the layers admin calls into (store, secrets, functions)
 //! say their own.
 
-use crate::auth::CredentialError;
+use crate::auth::{AuthError, CredentialError};
 use crate::fault::Kind;
 use crate::functions::FnError;
 use crate::rules::RuleSetError;
@@ -16,6 +16,9 @@ pub enum AdminError {
     /// said as end users' authentication says them.
     #[error(transparent)]
     Credential(#[from] CredentialError),
+    /// Creating a tenant's user: refused as sign-up refuses it (`email_taken`, ...).
+    #[error(transparent)]
+    User(#[from] AuthError),
     #[error("invalid setup token")]
     InvalidSetupToken,
     #[error("token expired")]
@@ -74,6 +77,7 @@ impl AdminError {
     pub fn code(&self) -> &'static str {
         match self {
             AdminError::Credential(e) => e.code(),
+            AdminError::User(e) => e.code(),
             AdminError::InvalidSetupToken => "invalid_setup_token",
             AdminError::TokenExpired => "token_expired",
             AdminError::TenantNotFound => "tenant_not_found",
@@ -97,6 +101,7 @@ impl AdminError {
     pub fn kind(&self) -> Kind {
         match self {
             AdminError::Credential(e) => e.kind(),
+            AdminError::User(e) => e.kind(),
             AdminError::InvalidCursor
             | AdminError::InvalidRules(_)
             | AdminError::InvalidTestCases(_) => Kind::Invalid,
@@ -119,6 +124,7 @@ impl AdminError {
     pub fn client_detail(&self) -> String {
         match self {
             AdminError::Credential(e) => e.client_detail(),
+            AdminError::User(e) => e.client_detail(),
             AdminError::InvalidSetupToken => {
                 "the setup token is wrong, used, or an admin already exists".into()
             }
@@ -154,6 +160,7 @@ impl AdminError {
     pub fn field(&self) -> Option<(&'static str, &str)> {
         match self {
             AdminError::Credential(e) => e.field(),
+            AdminError::User(e) => e.field(),
             AdminError::TenantExists => Some(("slug", "is taken")),
             _ => None,
         }
@@ -162,6 +169,7 @@ impl AdminError {
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
             AdminError::Credential(e) => e.retry_after_secs(),
+            AdminError::User(e) => e.retry_after_secs(),
             _ => None,
         }
     }

@@ -25,7 +25,7 @@ mod users;
 pub use access::{Need, Principal, Role, Via, is_mutating, route_need};
 pub use admins::AdminView;
 pub use api_keys::{ApiKeyView, NewApiKey};
-pub use collections::CollectionCount;
+pub use collections::{CollectionCount, READ_TOKEN_TTL};
 pub use error::AdminError;
 pub use sessions::{COOKIE as SESSION_COOKIE, OpenedSession, SessionTimes};
 

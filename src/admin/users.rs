@@ -1,8 +1,38 @@
-//! A tenant's users as admins see them: listed, disabled, enabled, signed out, deleted.
+//! A tenant's users as admins see them: created, listed, disabled, enabled, signed out,
+//! deleted.
 
 use super::*;
+use crate::auth::NewUser;
 
 impl AdminService {
+    /// Creates a user with sign-up's own checks of the email and password, without
+    /// signing them in. Without a password the user has none and signs in only after a
+    /// password reset; `verified` marks the email checked (the admin knows it some other
+    /// way).
+    pub async fn create_user(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        email: &str,
+        password: Option<&str>,
+        verified: bool,
+    ) -> Result<UserRow> {
+        let scope = self.scope(actor, slug).await?;
+        let user = NewUser::check(email, password)?
+            .create(&self.store, &scope, verified)
+            .await?;
+        self.audit(
+            actor,
+            "user.create",
+            Some(slug),
+            Some(&user.id),
+            serde_json::json!({"email": user.email, "verified": verified,
+                               "password": password.is_some()}),
+        )
+        .await?;
+        Ok(user)
+    }
+
     pub async fn list_users(
         &self,
         actor: &Actor,

@@ -1,6 +1,7 @@
 //! Builds the application state and router, binds the listener, runs until shutdown.
 //! `App::build` is what both `plinth serve` and the integration tests use.
 
+mod backups;
 mod cluster;
 
 pub use crate::state::{AppInner, AppState};
@@ -21,12 +22,22 @@ pub struct App {
     listener: TcpListener,
     setup_token: Option<String>,
     demo: Option<crate::demo::Prepared>,
+    tls: Option<Arc<crate::http::tls::CertStore>>,
 }
 
 impl App {
     /// Opens everything and binds the listener; nothing is served until `run`.
-    pub async fn build(config: Config) -> anyhow::Result<App> {
+    pub async fn build(mut config: Config) -> anyhow::Result<App> {
         let listen = config.listen;
+        // The derived public URL (`Config::new` makes it http) follows the TLS setting.
+        if config.tls.is_some() && !config.public_url_configured {
+            config.public_url = crate::config::derived_public_url(listen, true);
+        }
+        // First: bad certificate files end the start before anything is opened.
+        let tls = match &config.tls {
+            Some(files) => Some(crate::http::tls::CertStore::load(files)?),
+            None => None,
+        };
         let state = AppState::open(config).await?;
         let setup_token = state.admin.prepare_setup_token().await?;
         let listener = TcpListener::bind(listen).await?;
@@ -52,7 +63,13 @@ impl App {
             listener,
             setup_token,
             demo,
+            tls,
         })
+    }
+
+    /// The certificate being served, when serving TLS (`reload` swaps it).
+    pub fn tls(&self) -> Option<&Arc<crate::http::tls::CertStore>> {
+        self.tls.as_ref()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -81,6 +98,7 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
+        let tls = self.tls.as_ref().map(|t| t.acceptor()).transpose()?;
         let pruner = tokio::spawn({
             let limiter = state.limiter.clone();
             async move {
@@ -95,6 +113,11 @@ impl App {
         let realtime_tasks = state.realtime.start();
         let tenant_changes = tokio::spawn(cluster::follow_tenant_changes(state.clone()));
         let usage_flusher = tokio::spawn(state.usage.clone().flush_forever());
+        let backups = state
+            .config
+            .backups
+            .clone()
+            .map(|s| tokio::spawn(backups::run_forever(state.clone(), s)));
         let hooks = state
             .config
             .functions
@@ -111,10 +134,14 @@ impl App {
             header_timeout: state.config.header_timeout,
             max_connections: state.config.max_connections,
         };
-        crate::http::server::serve(self.listener, router, limits, shutdown).await;
+        crate::http::server::serve(self.listener, router, limits, tls, shutdown).await;
         pruner.abort();
         retention.abort();
         tenant_changes.abort();
+        if let Some(b) = backups {
+            // A backup cut short removes its partial folder (pg_dump is killed with it).
+            b.abort();
+        }
         for t in realtime_tasks {
             t.abort();
         }

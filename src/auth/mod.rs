@@ -9,6 +9,6 @@ pub mod ratelimit;
 pub mod service;
 pub mod tokens;
 
-pub use service::{AuthService, AuthSettings, ClientInfo, IssuedSession};
+pub use service::{AuthService, AuthSettings, ClientInfo, IssuedSession, NewUser};
 
 pub use error::{AuthError, CredentialError};

@@ -54,8 +54,17 @@ fn hash_sync(password: &str) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("argon2: {e}"))
 }
 
-/// True when `password` matches the stored PHC string.
+/// What an account without a password stores instead of a PHC string (a user an admin
+/// created without one): nothing matches it.
+pub const NO_PASSWORD: &str = "";
+
+/// True when `password` matches the stored PHC string. Against [`NO_PASSWORD`] it spends
+/// a verification's time anyway, so the answer's timing does not tell such an account.
 pub async fn verify(password: String, stored: String) -> bool {
+    if stored == NO_PASSWORD {
+        verify_dummy(password).await;
+        return false;
+    }
     on_slot(move || verify_sync(&password, &stored))
         .await
         .unwrap_or(false)
@@ -140,5 +149,7 @@ mod tests {
         assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
         assert!(verify("correct horse".into(), h.clone()).await);
         assert!(!verify("wrong horse".into(), h).await);
+        assert!(!verify(String::new(), NO_PASSWORD.into()).await);
+        assert!(!verify("anything".into(), NO_PASSWORD.into()).await);
     }
 }

@@ -51,6 +51,24 @@ pub struct AdminClaims {
     pub pwv: i64,
 }
 
+/// Claims of an admin's read token for one tenant's API (`aud`: the tenant's
+/// [reader audience](crate::tenancy::Tenant::reader_audience)).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReaderClaims {
+    pub iss: String,
+    pub aud: String,
+    /// The admin's id, or the admin API key's.
+    pub sub: String,
+    pub iat: i64,
+    pub exp: i64,
+    /// Who reads, as the audit log names them (`admin:<email>`, `key:<prefix>`).
+    pub actor: String,
+}
+
+/// What a read token starts with, so the tenant API tells it from a user's access token
+/// (and a service key) before verifying it; the rest is a JWT.
+pub const READER_PREFIX: &str = "prt_";
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
     #[error("token expired")]
@@ -287,7 +305,20 @@ pub fn admin_claims(admin_id: &str, email: &str, pwv: i64, ttl: Duration) -> Adm
     }
 }
 
-/// The `exp` claim of a token that was already verified (no check here).
+pub fn reader_claims(audience: String, sub: &str, actor: &str, ttl: Duration) -> ReaderClaims {
+    let now = unix_now();
+    ReaderClaims {
+        iss: ISSUER.into(),
+        aud: audience,
+        sub: sub.into(),
+        iat: now,
+        exp: now + ttl.as_secs() as i64,
+        actor: actor.into(),
+    }
+}
+
+/// The `exp` claim of a token that was already verified (no check here). A read token's
+/// prefix is part of its first segment, so the claims are found the same way.
 pub fn expiry_of(token: &str) -> Option<i64> {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let payload = token.split('.').nth(1)?;

@@ -166,6 +166,19 @@ pub enum UsersCommand {
         #[arg(long)]
         limit: Option<i64>,
     },
+    /// Create a user, with sign-up's checks of the email and password. Without
+    /// `--password-stdin` the user has no password and signs in after a password reset.
+    Create {
+        email: String,
+        #[arg(long)]
+        tenant: String,
+        /// Mark the email verified.
+        #[arg(long)]
+        verified: bool,
+        /// Read the user's password from standard input (passwords never go in argv).
+        #[arg(long)]
+        password_stdin: bool,
+    },
     /// One user.
     Show {
         id: String,

@@ -1,11 +1,18 @@
 //! `plinth healthcheck`: one HTTP GET of /healthz on the configured listen address, for
 //! container health checks (the runtime image has no curl). Exit 0 on a 200, 1 otherwise.
+//! When the server serves TLS (`PLINTH_TLS_CERT` is set) the probe speaks TLS too.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 #[derive(Args, Debug)]
 pub struct HealthcheckArgs {
@@ -16,6 +23,11 @@ pub struct HealthcheckArgs {
     /// Seconds to wait for the answer.
     #[arg(long, default_value_t = 5)]
     pub timeout: u64,
+    /// The server's TLS certificate file (the same setting as `serve --tls-cert`): when
+    /// set, the probe speaks HTTPS. Only its presence matters: the probe goes to
+    /// loopback, where a certificate for the public name could not match anyway.
+    #[arg(long, env = "PLINTH_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
 }
 
 /// Where to connect for a server listening on `listen`: a wildcard cannot be connected
@@ -31,26 +43,98 @@ pub fn probe_addr(listen: SocketAddr) -> SocketAddr {
 
 pub async fn run(args: HealthcheckArgs) -> anyhow::Result<()> {
     let addr = probe_addr(args.listen);
+    let tls = args.tls_cert.is_some_and(|p| !p.as_os_str().is_empty());
+    let url = format!("{}://{addr}/healthz", if tls { "https" } else { "http" });
     let wait = Duration::from_secs(args.timeout.max(1));
-    let status = tokio::time::timeout(wait, get_status(addr))
+    let status = tokio::time::timeout(wait, connect_and_get(addr, tls))
         .await
-        .map_err(|_| anyhow::anyhow!("http://{addr}/healthz did not answer within {wait:?}"))??;
-    anyhow::ensure!(
-        status == 200,
-        "http://{addr}/healthz answered {status}, not 200"
-    );
-    println!("ok: http://{addr}/healthz");
+        .map_err(|_| anyhow::anyhow!("{url} did not answer within {wait:?}"))??;
+    anyhow::ensure!(status == 200, "{url} answered {status}, not 200");
+    println!("ok: {url}");
     Ok(())
 }
 
-async fn get_status(addr: SocketAddr) -> anyhow::Result<u16> {
-    let mut stream = tokio::net::TcpStream::connect(addr)
+async fn connect_and_get(addr: SocketAddr, tls: bool) -> anyhow::Result<u16> {
+    let tcp = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to {addr}: {e}"))?;
+    if !tls {
+        return get_status(tcp, addr).await;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::from(addr.ip()), tcp)
+        .await
+        .map_err(|e| anyhow::anyhow!("TLS handshake with {addr} failed: {e}"))?;
+    get_status(stream, addr).await
+}
+
+/// Accepts whatever certificate the server shows (its signatures are still checked):
+/// a liveness probe of our own process over loopback sends nothing secret, and must not
+/// fail because the certificate names the public host, or has just expired.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+async fn get_status<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    addr: SocketAddr,
+) -> anyhow::Result<u16> {
     let request = format!(
         "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nUser-Agent: plinth-healthcheck\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await?;
+    stream.flush().await?;
     // The status line is all that is needed; the body is small but need not be read.
     let mut head = Vec::with_capacity(256);
     let mut buf = [0u8; 256];

@@ -10,6 +10,7 @@ use super::{Command, print};
 use crate::admin::Actor;
 use crate::http::dto::{KeyDto, SecretDto, TenantDto, UserDto, UserPage};
 use crate::state::AppState;
+use crate::usage::Granularity;
 
 /// Runs a rules test file; needs no storage.
 pub fn rules_test(file: &std::path::Path) -> anyhow::Result<()> {
@@ -44,6 +45,16 @@ pub fn strip_one_newline(s: &str) -> &str {
         .unwrap_or(s)
 }
 
+/// A password from standard input, less its trailing line ends; never the command line
+/// (argv is visible to every user of the machine).
+pub fn read_password() -> anyhow::Result<String> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_to_string(&mut password)
+        .map_err(|e| anyhow::anyhow!("cannot read the password from stdin: {e}"))?;
+    Ok(password.trim_end_matches(['\n', '\r']).to_string())
+}
+
 /// The operator running the CLI owns the server: a fault of its own is shown with its
 /// cause, where an HTTP client would only be told "internal server error".
 fn err(e: crate::admin::AdminError) -> anyhow::Error {
@@ -67,6 +78,19 @@ async fn users(state: &AppState, actor: &Actor, cmd: UsersCommand) -> anyhow::Re
                 .await
                 .map_err(err)?;
             print::users(&serde_json::to_value(UserPage::from(page))?);
+        }
+        UsersCommand::Create {
+            email,
+            tenant,
+            verified,
+            password_stdin,
+        } => {
+            let password = password_stdin.then(read_password).transpose()?;
+            let u = admin
+                .create_user(actor, &tenant, &email, password.as_deref(), verified)
+                .await
+                .map_err(err)?;
+            println!("user created: {} ({})", u.email, u.id);
         }
         UsersCommand::Show { id, tenant } => {
             let u = admin.get_user(actor, &tenant, &id).await.map_err(err)?;
@@ -112,7 +136,9 @@ pub async fn run(state: &AppState, command: Command) -> anyhow::Result<()> {
         | Command::Login(_)
         | Command::Logout
         | Command::Admins(_)
-        | Command::ApiKey(_) => {
+        | Command::ApiKey(_)
+        | Command::Backup(_)
+        | Command::Restore(_) => {
             unreachable!("handled by cli::run")
         }
         Command::Migrate => {
@@ -120,16 +146,25 @@ pub async fn run(state: &AppState, command: Command) -> anyhow::Result<()> {
             println!("migrations are up to date");
         }
         Command::Admin(AdminCommand::Create { email, .. }) => {
-            let mut password = String::new();
-            std::io::stdin().read_to_string(&mut password)?;
-            let password = password.trim_end_matches(['\n', '\r']);
-            let row = admin.create_admin(&email, password).await.map_err(err)?;
+            let password = read_password()?;
+            let row = admin.create_admin(&email, &password).await.map_err(err)?;
             println!("admin created: {} ({})", row.email, row.id);
         }
         Command::Users(cmd) => users(state, &actor, cmd).await?,
-        Command::Usage { tenant, days } => {
-            let (days, total) = admin.usage(&tenant, Some(days)).await.map_err(err)?;
-            print::usage(&json!({ "tenant": tenant, "days": days, "total": total }));
+        Command::Usage {
+            tenant,
+            days,
+            hours,
+        } => {
+            let report = match hours {
+                Some(h) => admin.usage(&tenant, Granularity::Hour, None, Some(h)),
+                None => admin.usage(&tenant, Granularity::Day, Some(days), None),
+            }
+            .await
+            .map_err(err)?;
+            let mut report = serde_json::to_value(&report)?;
+            report["tenant"] = json!(tenant);
+            print::usage(&report);
         }
         Command::SigningKey(SigningKeyCommand::Rotate) => {
             let kid = admin.rotate_signing_key(&actor).await.map_err(err)?;

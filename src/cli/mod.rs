@@ -6,8 +6,9 @@
 //! `PLINTH_SERVER`) means remote; else named local storage (`--data-dir`,
 //! `--database-url`, or their variables) means local; else the server of the last
 //! `plinth login`, if any; else local. `serve`, `migrate`, `admin create`, `signing-key
-//! rotate` and `rules test` always work locally.
+//! rotate`, `backup`, `restore` and `rules test` always work locally.
 
+mod backup;
 mod commands;
 mod credentials;
 mod deploy;
@@ -98,7 +99,7 @@ impl Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run pending database migrations and exit.
     Migrate,
     /// Sign in to a remote server; later commands go to it (see `plinth logout`).
@@ -126,13 +127,16 @@ pub enum Command {
     /// End users of a tenant.
     #[command(subcommand)]
     Users(UsersCommand),
-    /// Metered use of a tenant per UTC day.
+    /// Metered use of a tenant per UTC day, or per UTC hour with --hours.
     Usage {
         #[arg(long)]
         tenant: String,
         /// Days back, today included (1..366).
         #[arg(long, default_value_t = 30)]
         days: u32,
+        /// Per hour instead: hours back, the current one included (1..336).
+        #[arg(long, conflicts_with = "days")]
+        hours: Option<u32>,
     },
     /// JWT signing keys.
     #[command(subcommand)]
@@ -145,6 +149,12 @@ pub enum Command {
     /// After-hook jobs: list pending or dead ones, retry a dead one.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Back up the whole server's data, online, into DIR/<UTC timestamp>/ (SQLite: each
+    /// file with SQLite's backup API; PostgreSQL: pg_dump).
+    Backup(backup::BackupArgs),
+    /// Restore a backup into a new SQLite directory (--data-dir) or an empty PostgreSQL
+    /// database (--database-url), after checking its checksums.
+    Restore(backup::RestoreArgs),
     /// GET /healthz of the server on the configured listen address; exit 0 when it
     /// answers 200 (for container health checks: needs no curl).
     Healthcheck(healthcheck::HealthcheckArgs),
@@ -182,12 +192,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rules(RulesCommand::Test { file }) => local::rules_test(&file),
         Command::Healthcheck(args) => healthcheck::run(args).await,
         Command::Login(args) => login::login(&cli.remote, args).await,
+        Command::Backup(args) => {
+            local_only(&cli.remote)?;
+            backup::backup(&cli.storage, args).await
+        }
+        Command::Restore(args) => {
+            local_only(&cli.remote)?;
+            backup::restore(&cli.storage, cli.local_explicit, args).await
+        }
         Command::Logout => login::logout(cli.remote.server.as_deref()),
         command @ (Command::Migrate | Command::Admin(_) | Command::SigningKey(_)) => {
-            anyhow::ensure!(
-                cli.remote.server.is_none(),
-                "this command works on the server's own data: run it there, without --server"
-            );
+            local_only(&cli.remote)?;
             run_local(&cli.storage, command).await
         }
         command => match remote::resolve(&selection)? {
@@ -207,6 +222,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+fn local_only(remote: &RemoteArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        remote.server.is_none(),
+        "this command works on the server's own data: run it there, without --server"
+    );
+    Ok(())
+}
+
 async fn run_local(storage: &StorageArgs, command: Command) -> anyhow::Result<()> {
     let mut config = Config::new(storage.location(), ([127, 0, 0, 1], 0).into());
     config.secrets_key = storage.secrets_key()?;
@@ -218,32 +241,49 @@ async fn run_local(storage: &StorageArgs, command: Command) -> anyhow::Result<()
 
 async fn serve(storage: &StorageArgs, args: &ServeArgs) -> anyhow::Result<()> {
     let config = Config::from_args(storage, args)?;
+    if let Some(warning) = crate::config::wildcard_warning(&config) {
+        tracing::warn!("{warning}");
+    }
     let backend = match &config.location {
         crate::store::Location::SqliteDir(dir) => format!("sqlite:{}", dir.display()),
         crate::store::Location::Postgres(_) => "postgres".to_string(),
     };
     let print_token = config.print_setup_token;
+    let public_url = config
+        .public_url_configured
+        .then(|| config.public_url.trim_end_matches('/').to_string());
     let app = App::build(config).await?;
     let addr = app.local_addr();
-    tracing::info!(%addr, %backend, "plinth listening");
-    println!("plinth listening on http://{addr} ({backend})");
-    println!("admin console: http://{addr}/_/");
+    #[cfg(unix)]
+    if let Some(store) = app.tls() {
+        crate::http::tls::reload_on_sighup(store.clone())
+            .map_err(|e| anyhow::anyhow!("cannot watch SIGHUP for certificate reloads: {e}"))?;
+    }
+    // The address actually bound (port 0 picks one), in the scheme it speaks.
+    let local = format!(
+        "{}://{addr}",
+        if app.tls().is_some() { "https" } else { "http" }
+    );
+    tracing::info!(%addr, %backend, tls = app.tls().is_some(), "plinth listening");
+    say(format_args!("plinth listening on {local} ({backend})"));
+    say(format_args!("admin console: {local}/_/"));
     if let Some(demo) = app.demo() {
-        print_demo(addr, demo);
+        // Where Twilio must post: the public URL, else the address bound.
+        print_demo(public_url.as_deref().unwrap_or(&local), demo);
     }
     if let (true, Some(token)) = (print_token, app.setup_token()) {
-        println!(
+        say(format_args!(
             "\nNo admin exists yet. Create the first one in the admin console, \
-             http://{addr}/_/setup, with this one-time setup token:\n\n  {token}\n\nor with curl:\n\n  \
-             curl -X POST http://{addr}/admin/v1/setup -H 'content-type: application/json' \\\n    \
+             {local}/_/setup, with this one-time setup token:\n\n  {token}\n\nor with curl:\n\n  \
+             curl -X POST {local}/admin/v1/setup -H 'content-type: application/json' \\\n    \
              -d '{{\"token\":\"{token}\",\"email\":\"you@example.com\",\"password\":\"choose-a-good-one\"}}'\n\n\
              or locally: plinth admin create --email you@example.com --password-stdin\n"
-        );
+        ));
     }
     app.run(shutdown_signal()).await
 }
 
-fn print_demo(addr: std::net::SocketAddr, demo: &crate::demo::Prepared) {
+fn print_demo(public_url: &str, demo: &crate::demo::Prepared) {
     use crate::demo::{DEFAULT_TWILIO_TOKEN, TENANT, TWILIO_SECRET, TokenSource};
     let token = match demo.token {
         TokenSource::Configured => "the configured PLINTH_DEMO_TWILIO_TOKEN".to_string(),
@@ -258,10 +298,17 @@ fn print_demo(addr: std::net::SocketAddr, demo: &crate::demo::Prepared) {
         None => "bundle unchanged".to_string(),
     };
     tracing::info!(tenant = TENANT, deploy = %deploy, created = ?demo.created, "demo ready");
-    println!(
-        "\nSMS voting demo (tenant '{TENANT}', {deploy}): http://{addr}/demo/\n  \
-         Twilio webhook: http://{addr}/v1/t/{TENANT}/fn/sms, signed with {token}\n"
-    );
+    say(format_args!(
+        "\nSMS voting demo (tenant '{TENANT}', {deploy}): {public_url}/demo/\n  \
+         Twilio webhook: {public_url}/v1/t/{TENANT}/fn/sms, signed with {token}\n"
+    ));
+}
+
+/// A line for the operator on stdout. A closed stdout (a supervisor that dropped it,
+/// `plinth serve | head`) must not end the server, as `println!` would by panicking.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 async fn shutdown_signal() {

@@ -227,24 +227,42 @@ pub fn api_keys(list: &Value) {
     ));
 }
 
+/// A usage report, per day or per hour (whichever the report holds).
 pub fn usage(report: &Value) {
     let row = |label: String, c: &Value| {
         vec![
             label,
             s(&c["requests"]),
+            s(&c["errors"]),
             s(&c["doc_writes"]),
             s(&c["invocations"]),
             format!("{:.1}", c["cpu_us"].as_f64().unwrap_or(0.0) / 1000.0),
+            s(&c["realtime_connections"]),
+            s(&c["realtime_peak"]),
         ]
     };
-    let days = report["days"].as_array().cloned().unwrap_or_default();
-    let mut rows: Vec<_> = days.iter().map(|d| row(s(&d["day"]), d)).collect();
+    let (list, key, head) = if report["granularity"] == "hour" {
+        ("hours", "hour", "HOUR (UTC)")
+    } else {
+        ("days", "day", "DAY")
+    };
+    let buckets = report[list].as_array().cloned().unwrap_or_default();
+    let mut rows: Vec<_> = buckets.iter().map(|b| row(s(&b[key]), b)).collect();
     rows.push(row("total".into(), &report["total"]));
     let mut t = table(
-        &["DAY", "REQUESTS", "DOC WRITES", "INVOCATIONS", "CPU MS"],
+        &[
+            head,
+            "REQUESTS",
+            "ERRORS",
+            "DOC WRITES",
+            "INVOCATIONS",
+            "CPU MS",
+            "WS OPENED",
+            "WS PEAK",
+        ],
         rows,
     );
-    for i in 1..5 {
+    for i in 1..8 {
         if let Some(c) = t.column_mut(i) {
             c.set_cell_alignment(CellAlignment::Right);
         }

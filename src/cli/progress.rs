@@ -67,6 +67,10 @@ impl Counter {
         }
     }
 
+    pub fn count(&self) -> u64 {
+        self.n
+    }
+
     pub fn done(self) {
         if self.tty && self.last_drawn.is_some() {
             eprintln!();

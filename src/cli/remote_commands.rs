@@ -25,10 +25,16 @@ pub async fn run(c: &Client, command: Command) -> anyhow::Result<()> {
         Command::Deploy(args) => deploy::run_remote(c, args).await,
         Command::Admins(cmd) => admins(c, cmd).await,
         Command::ApiKey(cmd) => api_keys(c, cmd).await,
-        Command::Usage { tenant, days } => {
-            let r = c
-                .get(&tenant_path(&tenant, &format!("/usage?days={days}")))
-                .await?;
+        Command::Usage {
+            tenant,
+            days,
+            hours,
+        } => {
+            let query = match hours {
+                Some(h) => format!("/usage?granularity=hour&hours={h}"),
+                None => format!("/usage?days={days}"),
+            };
+            let r = c.get(&tenant_path(&tenant, &query)).await?;
             print::usage(&r);
             Ok(())
         }
@@ -38,7 +44,9 @@ pub async fn run(c: &Client, command: Command) -> anyhow::Result<()> {
         | Command::Logout
         | Command::Admin(_)
         | Command::SigningKey(_)
-        | Command::Healthcheck(_) => unreachable!("handled by cli::run"),
+        | Command::Healthcheck(_)
+        | Command::Backup(_)
+        | Command::Restore(_) => unreachable!("handled by cli::run"),
     }
 }
 
@@ -234,6 +242,17 @@ async fn users(c: &Client, cmd: UsersCommand) -> anyhow::Result<()> {
             let q = if q.is_empty() { q } else { format!("?{q}") };
             print::users(&c.get(&tenant_path(&tenant, &format!("/users{q}"))).await?);
         }
+        UsersCommand::Create {
+            email,
+            tenant,
+            verified,
+            password_stdin,
+        } => {
+            let password = password_stdin.then(local::read_password).transpose()?;
+            let body = json!({"email": email, "password": password, "verified": verified});
+            let u = c.post(&tenant_path(&tenant, "/users"), Some(body)).await?;
+            println!("user created: {} ({})", str(&u["email"]), str(&u["id"]));
+        }
         UsersCommand::Show { id, tenant } => {
             print::user(&c.get(&user_path(&tenant, &id, "")).await?)
         }
@@ -292,11 +311,7 @@ async fn admins(c: &Client, cmd: AdminsCommand) -> anyhow::Result<()> {
             tenants,
             ..
         } => {
-            let mut password = String::new();
-            std::io::stdin()
-                .read_to_string(&mut password)
-                .map_err(|e| anyhow::anyhow!("cannot read the password from stdin: {e}"))?;
-            let password = password.trim_end_matches(['\n', '\r']);
+            let password = local::read_password()?;
             let a = c
                 .post(
                     "/admin/v1/admins",

@@ -45,6 +45,7 @@ impl DocumentService {
         writes: Vec<BatchWrite>,
         acks: Vec<JobRef>,
     ) -> Result<Vec<Written>, DocError> {
+        super::gate::may_write(scope)?;
         if writes.is_empty() || writes.len() > MAX_BATCH {
             return Err(DocError::InvalidParam {
                 param: "writes",

@@ -29,6 +29,9 @@ pub enum DocError {
         collection: String,
         op: &'static str,
     },
+    /// A write by a caller that only reads (an admin's read token).
+    #[error("this credential reads the tenant's data and changes nothing")]
+    ReadOnly,
     #[error("invalid filter: {0}")]
     InvalidFilter(CelError),
     /// Evaluating the filter's parts that do not mention the document spent the
@@ -78,6 +81,7 @@ impl DocError {
             DocError::Exists => "document_exists",
             DocError::PreconditionFailed(_) => "precondition_failed",
             DocError::Denied { .. } => "rule_denied",
+            DocError::ReadOnly => "read_only",
             DocError::InvalidFilter(_) => "invalid_filter",
             DocError::FilterTooCostly => "filter_too_costly",
             DocError::InvalidParam { param, .. } => match *param {
@@ -116,7 +120,7 @@ impl DocError {
             DocError::NotFound | DocError::UnknownUser => Kind::NotFound,
             DocError::Exists | DocError::Patch(P::TestFailed(_) | P::Failed(_)) => Kind::Conflict,
             DocError::PreconditionFailed(_) => Kind::PreconditionFailed,
-            DocError::Denied { .. } => Kind::Denied,
+            DocError::Denied { .. } | DocError::ReadOnly => Kind::Denied,
             DocError::InBatch { source, .. } => source.kind(),
             DocError::HookTimeout => Kind::Timeout,
             DocError::HookFailed(_) => Kind::FunctionFailed,

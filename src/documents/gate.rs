@@ -29,6 +29,16 @@ pub(super) fn bypasses_rules(scope: &Scope) -> bool {
     scope.caller().bypasses_rules()
 }
 
+/// Refuses every write of a caller that only reads (an admin's read token), at the
+/// entry of each write, before anything runs for it (before hooks included).
+pub(super) fn may_write(scope: &Scope) -> Result<(), DocError> {
+    if scope.caller().reads_only() {
+        Err(DocError::ReadOnly)
+    } else {
+        Ok(())
+    }
+}
+
 pub(super) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -47,6 +57,8 @@ pub(crate) fn meta(d: &StoredDoc) -> DocMeta {
 pub(super) struct Gate {
     rules: Option<Arc<RuleSet>>,
     auth: Option<AuthInfo>,
+    /// The caller only reads: checked again here, so no write path can miss it.
+    reads_only: bool,
     pub(super) collection: CollectionName,
 }
 
@@ -58,6 +70,9 @@ impl Gate {
         doc: Option<&StoredDoc>,
         new: Option<&Value>,
     ) -> Result<(), DocError> {
+        if self.reads_only && op != Operation::Read {
+            return Err(DocError::ReadOnly);
+        }
         let Some(rules) = &self.rules else {
             return Ok(());
         };
@@ -109,6 +124,7 @@ impl DocumentService {
         Ok(Gate {
             rules,
             auth: auth_of(scope),
+            reads_only: scope.caller().reads_only(),
             collection: collection.clone(),
         })
     }

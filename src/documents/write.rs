@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::before_write::Intent;
-use super::gate::Gate;
+use super::gate::{Gate, may_write};
 use super::{
     DocError, DocLimits, DocumentService, MAX_DEPTH, PatchBody, Preconditions, depth, has_nul,
     patch,
@@ -50,6 +50,7 @@ impl DocumentService {
         data: Value,
         pre: Preconditions,
     ) -> Result<Written, DocError> {
+        may_write(scope)?;
         validate_data(&data, &self.limits)?;
         if let Some(hooks) = self.before_hooks(scope, collection).await {
             return self
@@ -69,6 +70,7 @@ impl DocumentService {
         body: PatchBody,
         pre: Preconditions,
     ) -> Result<Written, DocError> {
+        may_write(scope)?;
         check_patch_shape(&body)?;
         if let Some(hooks) = self.before_hooks(scope, collection).await {
             return self
@@ -87,6 +89,7 @@ impl DocumentService {
         id: &DocId,
         pre: Preconditions,
     ) -> Result<Written, DocError> {
+        may_write(scope)?;
         if let Some(hooks) = self.before_hooks(scope, collection).await {
             return self
                 .write_with_before(scope, hooks, collection, id, Intent::Delete, pre)

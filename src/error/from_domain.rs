@@ -103,6 +103,7 @@ impl From<crate::admin::AdminError> for ApiError {
         match err {
             AdminError::Secrets(e) => return e.into(),
             AdminError::Functions(e) => return e.into(),
+            AdminError::User(e) => return e.into(),
             AdminError::Store(ref e) => log_store_fault(e),
             AdminError::Internal(ref e) => tracing::error!(error = %e, "internal error"),
             _ => {}

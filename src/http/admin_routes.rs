@@ -23,7 +23,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(resume_tenant))
         .routes(routes!(list_keys, create_key))
         .routes(routes!(revoke_key))
-        .routes(routes!(list_users))
+        .routes(routes!(list_users, create_user))
         .routes(routes!(get_user, delete_user))
         .routes(routes!(disable_user))
         .routes(routes!(enable_user))
@@ -287,6 +287,36 @@ async fn list_users(
         )
         .await?;
     Ok(Json(page.into()))
+}
+
+/// Create a user, with sign-up's checks of the email and password, without signing them
+/// in. Without `password` the user has none and signs in only after a password reset.
+#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/users", operation_id = "create_user", tag = "users",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    request_body = CreateUser,
+    responses((status = 201, body = UserDto),
+              (status = 400, body = Problem, description = "validation_failed, weak_password, invalid_body"),
+              (status = 403, body = Problem, description = "insufficient_role (a viewer)"),
+              (status = 404, body = Problem, description = "tenant_not_found"),
+              (status = 409, body = Problem, description = "email_taken (`fields.email`)")),
+    security(("bearer" = [])))]
+async fn create_user(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    ApiPath(tenant): ApiPath<String>,
+    ApiJson(body): ApiJson<CreateUser>,
+) -> ApiResult<(StatusCode, Json<UserDto>)> {
+    let user = state
+        .admin
+        .create_user(
+            &actor(&admin),
+            &tenant,
+            &body.email,
+            body.password.as_deref(),
+            body.verified,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(user.into())))
 }
 
 #[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/users/{id}", operation_id = "get_user", tag = "users",

@@ -89,7 +89,7 @@ fn toml_source<'a>(headers: &HeaderMap, body: &'a Bytes) -> ApiResult<&'a str> {
 }
 
 /// Check a TOML rule set exactly as installing it would, installing nothing (for an
-/// editor that validates as one types). A bad set is not an error of this request: 200
+/// editor that validates as one types; a viewer may too). A bad set is not an error of this request: 200
 /// with `valid: false` and every error at its line and column.
 #[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/rules/validate", operation_id = "validate_rules", tag = "rules",
     params(("tenant" = String, Path, description = "Tenant slug")),
@@ -162,15 +162,15 @@ async fn activate_rules_version(
     }))
 }
 
-/// Run test cases against a rule set sent with them, installing nothing. An invalid rule
-/// set is the answer, not an error of the request: 200 with `valid: false`, its errors and
-/// no case run. Cases that are not valid TOML cases: 400 `invalid_test_cases`.
+/// Run test cases against a rule set sent with them, installing nothing (so a viewer may
+/// too). An invalid rule set is the answer, not an error of the request: 200 with
+/// `valid: false`, its errors and no case run. Cases that are not valid TOML cases: 400
+/// `invalid_test_cases`.
 #[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/rules/test", operation_id = "test_rules", tag = "rules",
     params(("tenant" = String, Path, description = "Tenant slug")),
     request_body = RulesTestRequest,
     responses((status = 200, body = RulesTestReport),
               (status = 400, body = Problem, description = "invalid_body, invalid_test_cases (the message starts with the line and column)"),
-              (status = 403, body = Problem, description = "insufficient_role (a viewer)"),
               (status = 404, body = Problem), (status = 415, body = Problem)),
     security(("bearer" = [])))]
 async fn test_rules(

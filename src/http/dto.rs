@@ -57,6 +57,18 @@ impl From<IssuedSession> for SessionDto {
     }
 }
 
+/// A user an admin creates.
+#[derive(Deserialize, ToSchema)]
+pub struct CreateUser {
+    pub email: String,
+    /// Checked as sign-up checks it. Absent or `null`: the user has no password and
+    /// signs in only after a password reset.
+    pub password: Option<String>,
+    /// Mark the email verified at once (default `false`).
+    #[serde(default)]
+    pub verified: bool,
+}
+
 #[derive(Deserialize, ToSchema)]
 pub struct Credentials {
     pub email: String,

@@ -212,24 +212,36 @@ async fn retry_job(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UsageQuery {
-    /// Days back, today included: 1..366, default 30.
+    /// `day` (the default) or `hour`.
+    #[param(inline)]
+    pub granularity: Option<crate::usage::Granularity>,
+    /// With `granularity=day`: days back, today included, 1..366, default 30.
     #[param(minimum = 1, maximum = 366)]
     pub days: Option<u32>,
+    /// With `granularity=hour`: hours back, the current one included, 1..336 (hours are
+    /// kept 14 days), default 48.
+    #[param(minimum = 1, maximum = 336)]
+    pub hours: Option<u32>,
 }
+// The schema's maximum above is a literal; it must stay the retention.
+const _: () = assert!(crate::usage::HOUR_RETENTION == 336);
 
 #[derive(Serialize, ToSchema)]
 pub struct UsageReport {
     pub tenant: String,
-    pub days: Vec<crate::usage::UsageDay>,
-    pub total: crate::store::UsageCounts,
+    #[serde(flatten)]
+    pub report: crate::usage::Report,
 }
 
-/// Metered use of a tenant per UTC day: requests, document writes, function invocations
-/// and their CPU time (µs).
+/// Metered use of a tenant per UTC day (the default) or per UTC hour: requests and those
+/// answered with an error, document writes, function invocations and their CPU time
+/// (µs), realtime connections opened and the most open at once. Buckets without use are
+/// left out.
 #[utoipa::path(get, path = "/admin/v1/tenants/{tenant}/usage", operation_id = "tenant_usage", tag = "tenants",
     params(("tenant" = String, Path, description = "Tenant slug"), UsageQuery),
-    responses((status = 200, body = UsageReport), (status = 400, body = Problem),
-              (status = 404, body = Problem)),
+    responses((status = 200, body = UsageReport),
+              (status = 400, body = Problem, description = "invalid_query, validation_failed"),
+              (status = 401, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = [])))]
 async fn tenant_usage(
     State(state): State<AppState>,
@@ -237,10 +249,9 @@ async fn tenant_usage(
     ApiPath(tenant): ApiPath<String>,
     ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> ApiResult<Json<UsageReport>> {
-    let (days, total) = state.admin.usage(&tenant, q.days).await?;
-    Ok(Json(UsageReport {
-        tenant,
-        days,
-        total,
-    }))
+    let report = state
+        .admin
+        .usage(&tenant, q.granularity.unwrap_or_default(), q.days, q.hours)
+        .await?;
+    Ok(Json(UsageReport { tenant, report }))
 }

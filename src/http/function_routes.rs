@@ -114,9 +114,11 @@ fn request_event(
     };
     let auth = scope.auth_json().unwrap_or(Value::Null);
     // The URL the client used: what webhook signatures (Twilio's) are computed over.
+    // HTTP/2 carries the host in the request target (`:authority`), not in a header.
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
         .unwrap_or("localhost");
     let scheme = if state.config.trust_forwarded_for {
         headers

@@ -1,6 +1,6 @@
 //! Read-only admin views the console's overview and data browser need, open to any
 //! admin client: the server's version, backend and uptime; a tenant's collections with
-//! their document counts.
+//! their document counts; a read token for the tenant's documents.
 
 use std::sync::LazyLock;
 use std::time::Instant;
@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{AdminCaller, ApiPath};
-use crate::admin::Actor;
+use crate::admin::{Actor, READ_TOKEN_TTL};
 use crate::error::{ApiResult, Problem};
 use crate::state::AppState;
 
@@ -25,6 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(server_info))
         .routes(routes!(list_collections))
+        .routes(routes!(read_token))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -83,4 +84,36 @@ async fn list_collections(
         })
         .collect();
     Ok(Json(CollectionList { items }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ReadToken {
+    /// `prt_...`: send it to the tenant API as `Authorization: Bearer`, or in the
+    /// realtime socket's `auth` message.
+    pub token: String,
+    pub token_type: &'static str,
+    /// Seconds until it stops working; ask for another before then.
+    pub expires_in: u64,
+}
+
+/// A short-lived token that reads the tenant's documents through the tenant API (lists,
+/// gets, realtime), past the rules, as this admin; every write it asks for is 403
+/// `read_only`. Any role may have one for a tenant it sees, a viewer included (it
+/// changes nothing, so it is a POST only because it mints a credential).
+#[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/read-token", operation_id = "read_token", tag = "documents",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    responses((status = 200, body = ReadToken), (status = 401, body = Problem),
+              (status = 404, body = Problem, description = "tenant_not_found")),
+    security(("bearer" = [])))]
+async fn read_token(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    ApiPath(tenant): ApiPath<String>,
+) -> ApiResult<Json<ReadToken>> {
+    let token = state.admin.read_token(&admin.0, &tenant).await?;
+    Ok(Json(ReadToken {
+        token,
+        token_type: "Bearer",
+        expires_in: READ_TOKEN_TTL.as_secs(),
+    }))
 }

@@ -26,7 +26,14 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
     let res = next.run(req).await;
     let tenant = slot.0.get();
     if let Some((id, _)) = tenant {
-        state.usage.request(*id);
+        // Every request of a tenant is metered here, once: its status says whether it
+        // failed, and a 101 is a realtime connection opened (its slot already taken).
+        state.usage.request(*id, res.status().as_u16());
+        if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+            state
+                .usage
+                .realtime_opened(*id, state.realtime.open_sockets(*id));
+        }
     }
     state.metrics.observe(
         RequestLabels {

@@ -18,6 +18,7 @@ mod openapi;
 mod ops;
 mod realtime_route;
 pub mod server;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,7 +59,14 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
 }
 
 pub fn router(state: AppState) -> Router {
-    let (api, openapi) = api(&state);
+    let (api, mut openapi) = api(&state);
+    // A derived public URL (the listen address) may be a wildcard nobody can reach: the
+    // document names a server only when one was configured.
+    if state.config.public_url_configured {
+        openapi.servers = Some(vec![utoipa::openapi::Server::new(
+            state.config.public_url.trim_end_matches('/'),
+        )]);
+    }
     let spec = Arc::new(openapi.to_json().unwrap_or_default());
     let request_id = HeaderName::from_static("x-request-id");
     // The console and the demo's page are no part of the API (nor of its OpenAPI document).

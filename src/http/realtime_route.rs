@@ -18,7 +18,10 @@ use crate::realtime::{Refused, SocketAuth};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(realtime))
+    OpenApiRouter::new()
+        .routes(routes!(realtime))
+        // Over HTTP/2 a WebSocket opens with an extended CONNECT (RFC 8441), not a GET.
+        .route("/v1/t/{tenant}/realtime", axum::routing::connect(realtime))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

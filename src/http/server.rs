@@ -4,6 +4,11 @@
 //! served by hyper's HTTP/1 with a header read timeout (which also ends idle keep-alive
 //! connections: the timer runs while hyper waits for the next request's head), and
 //! connections take a permit of a semaphore while they are served.
+//!
+//! With TLS the handshake comes first, bounded by the same timeout, and ALPN picks
+//! HTTP/2 or HTTP/1.1; plain connections are always HTTP/1.1 (no h2c). hyper-util's
+//! `auto` builder is not used: it sniffs for the HTTP/2 preface with no timer at all,
+//! so a client that sends nothing would hold its connection for ever.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -13,9 +18,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 
@@ -29,12 +34,14 @@ pub struct ServeLimits {
     pub max_connections: usize,
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then lets every connection
-/// finish its request (WebSockets are closed by their own shutdown before this).
+/// Serves `router` on `listener` (over TLS when `tls` is given) until `shutdown`
+/// resolves, then lets every connection finish its request (WebSockets are closed by
+/// their own shutdown before this).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ServeLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -76,31 +83,16 @@ pub async fn serve(
                     req.map(axum::body::Body::new)
                 },
             )
-            .map_err(|e: Infallible| match e {});
-        let mut stop = stop_rx.clone();
+            .map_err(|e: Infallible| -> Infallible { match e {} });
+        let stop = stop_rx.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                // A request head over 64 KiB is refused (431) instead of buffered (hyper's
-                // default allows ~400 KiB per connection).
-                .max_buf_size(MAX_HEAD_BYTES)
-                .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service))
-                .with_upgrades();
-            let mut conn = pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::trace!(error = %e, "connection ended with an error");
-                    }
-                    return;
+            match tls {
+                None => {
+                    serve_connection(TokioIo::new(tcp), Proto::Http1, service, limits, stop).await
                 }
-                _ = stop.changed() => {}
-            }
-            conn.as_mut().graceful_shutdown();
-            if let Err(e) = conn.await {
-                tracing::trace!(error = %e, "connection ended with an error");
+                Some(acceptor) => serve_tls(acceptor, tcp, service, limits, stop).await,
             }
         });
     }
@@ -108,4 +100,121 @@ pub async fn serve(
     drop(listener);
     let _ = stop_tx.send(());
     stop_tx.closed().await;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Proto {
+    Http1,
+    Http2,
+}
+
+/// The TLS handshake, then the protocol ALPN chose (HTTP/1.1 when the client named none).
+async fn serve_tls<S>(
+    acceptor: tokio_rustls::TlsAcceptor,
+    tcp: TcpStream,
+    service: S,
+    limits: ServeLimits,
+    mut stop: watch::Receiver<()>,
+) where
+    S: tower::Service<
+            axum::extract::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    // Bounded like a request head: a client that opens a connection and never finishes
+    // the handshake would otherwise hold a permit for ever.
+    let handshake = tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp));
+    let stream = tokio::select! {
+        r = handshake => match r {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("TLS handshake timed out");
+                return;
+            }
+        },
+        _ = stop.changed() => return,
+    };
+    let proto = match stream.get_ref().1.alpn_protocol() {
+        Some(b"h2") => Proto::Http2,
+        _ => Proto::Http1,
+    };
+    serve_connection(TokioIo::new(stream), proto, service, limits, stop).await;
+}
+
+/// Drives one connection until it ends, or until `stop` asks it to finish: then it
+/// shuts down gracefully (the request in flight completes).
+macro_rules! drive {
+    ($conn:expr, $stop:expr) => {{
+        let mut conn = pin!($conn);
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::trace!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = $stop.changed() => {}
+        }
+        conn.as_mut().graceful_shutdown();
+        if let Err(e) = conn.await {
+            tracing::trace!(error = %e, "connection ended with an error");
+        }
+    }};
+}
+
+/// One code path for plain and TLS connections: only the protocol differs.
+async fn serve_connection<I, S>(
+    io: I,
+    proto: Proto,
+    service: S,
+    limits: ServeLimits,
+    mut stop: watch::Receiver<()>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: tower::Service<
+            axum::extract::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let service = TowerToHyperService::new(service);
+    match proto {
+        Proto::Http1 => drive!(
+            hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                // A request head over 64 KiB is refused (431) instead of buffered
+                // (hyper's default allows ~400 KiB per connection).
+                .max_buf_size(MAX_HEAD_BYTES)
+                .serve_connection(io, service)
+                .with_upgrades(),
+            stop
+        ),
+        Proto::Http2 => drive!(
+            hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                // The same 64 KiB bound on a request's headers as over HTTP/1.1.
+                .max_header_list_size(MAX_HEAD_BYTES as u32)
+                // HTTP/2 has no header read timeout; a ping that goes unanswered for
+                // the header timeout ends a connection whose peer is gone.
+                .keep_alive_interval(Some(limits.header_timeout))
+                .keep_alive_timeout(limits.header_timeout)
+                // WebSockets over HTTP/2 (RFC 8441): browsers that see this setting open
+                // the realtime socket as a stream of the connection they already have.
+                .enable_connect_protocol()
+                .serve_connection(io, service),
+            stop
+        ),
+    }
 }

@@ -232,6 +232,18 @@ impl Broker {
         })
     }
 
+    /// The tenant's open sockets (and upgrades answered, not yet started) on this node.
+    pub fn open_sockets(&self, tenant: i64) -> usize {
+        let s = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        s.per_tenant.get(&tenant).copied().unwrap_or(0)
+    }
+
+    /// Every tenant's open sockets on this node, for the usage meter's peak.
+    pub fn open_sockets_per_tenant(&self) -> Vec<(i64, usize)> {
+        let s = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        s.per_tenant.iter().map(|(t, n)| (*t, *n)).collect()
+    }
+
     fn release(&self, tenant: i64, ip: &str) {
         let mut s = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = s.per_tenant.get_mut(&tenant) {

@@ -9,7 +9,8 @@ use crate::tenancy::{Caller, Scope};
 pub struct SocketAuth {
     pub caller: Caller,
     pub info: Option<AuthInfo>,
-    /// Unix seconds at which the token expires (users only).
+    /// Unix seconds at which the token expires (users' and admins' read tokens; a
+    /// service key does not expire).
     pub expires: Option<i64>,
 }
 
@@ -36,6 +37,12 @@ impl SocketAuth {
                     email_verified: u.email_verified,
                     claims: serde_json::Value::Object(Default::default()),
                 }),
+                expires: crate::auth::tokens::expiry_of(token),
+            },
+            // An admin's read token lives minutes: its subscriptions end with it.
+            Caller::Reader { .. } => SocketAuth {
+                caller: scope.caller().clone(),
+                info: None,
                 expires: crate::auth::tokens::expiry_of(token),
             },
             other => SocketAuth {

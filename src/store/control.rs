@@ -153,10 +153,12 @@ impl Store {
     async fn delete_tenant_row(&self, id: i64) -> StoreResult<()> {
         let db = self.control_db();
         on_db!(&db, |p| {
-            sqlx::query("DELETE FROM usage WHERE tenant_id = $1")
-                .bind(id)
-                .execute(p)
-                .await?;
+            for sql in [
+                "DELETE FROM usage WHERE tenant_id = $1",
+                "DELETE FROM usage_hours WHERE tenant_id = $1",
+            ] {
+                sqlx::query(sql).bind(id).execute(p).await?;
+            }
         });
         on_db!(db, |p| sqlx::query("DELETE FROM tenants WHERE id = $1")
             .bind(id)

@@ -10,6 +10,7 @@
 
 mod admin_access;
 mod announce;
+pub mod backup;
 mod commit;
 mod control;
 mod documents;
@@ -54,6 +55,7 @@ pub use functions::{DeployRow, DeploySummary, InvocationRow};
 pub use jobs::{JobInfo, JobPlanner, JobRef, JobRow, NewJob, Origin};
 pub use keys::ServiceKeyRow;
 pub use secrets::{SecretMeta, SecretPut, SecretRow};
+pub use sqlite::{SqliteMemory, SqliteTuning, sqlite_memory};
 pub use usage::UsageCounts;
 pub use users::{NewSession, RefreshOutcome, SessionState, UserQuery, UserRow, UserTokenKind};
 
@@ -297,8 +299,9 @@ enum Backend {
 
 struct SqliteBackend {
     control: SqlitePool,
-    tenant_dir: PathBuf,
+    data_dir: PathBuf,
     tenants: tokio::sync::Mutex<HashMap<i64, TenantFile>>,
+    tuning: SqliteTuning,
 }
 
 /// One tenant's SQLite file: through sqlx for the cold paths, through rusqlite
@@ -317,17 +320,25 @@ pub enum Location {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store and runs pending migrations.
-    pub async fn open(location: &Location, pg_max_connections: u32) -> StoreResult<Store> {
+    /// Opens (creating if needed) the store and runs pending migrations. On SQLite,
+    /// `tuning` sets every connection's cache and memory map and the process's budget.
+    pub async fn open(
+        location: &Location,
+        pg_max_connections: u32,
+        tuning: SqliteTuning,
+    ) -> StoreResult<Store> {
         let backend = match location {
             Location::SqliteDir(dir) => {
-                std::fs::create_dir_all(dir.join("tenants"))?;
-                let control = open_sqlite(&dir.join("control.db"), 4).await?;
+                std::fs::create_dir_all(dir.join(backup::SQLITE_TENANT_DIR))?;
+                tuning.apply_process_limit();
+                let control =
+                    open_sqlite(&dir.join(backup::SQLITE_CONTROL_FILE), 4, &tuning).await?;
                 SQLITE_CONTROL_MIGRATIONS.run(&control).await?;
                 Backend::Sqlite(SqliteBackend {
                     control,
-                    tenant_dir: dir.join("tenants"),
+                    data_dir: dir.clone(),
                     tenants: tokio::sync::Mutex::new(HashMap::new()),
+                    tuning,
                 })
             }
             Location::Postgres(url) => {
@@ -340,8 +351,15 @@ impl Store {
                 Backend::Postgres(pool)
             }
         };
+        let inner = Arc::new(backend);
+        if let Backend::Sqlite(s) = &*inner {
+            tokio::spawn(close_idle_tenant_files(
+                Arc::downgrade(&inner),
+                s.tuning.idle_close,
+            ));
+        }
         Ok(Store {
-            inner: Arc::new(backend),
+            inner,
             groups: Arc::default(),
             on_commit: Arc::default(),
             planner: Arc::default(),
@@ -468,7 +486,7 @@ impl Store {
 
 impl SqliteBackend {
     fn tenant_path(&self, tenant_id: i64) -> PathBuf {
-        self.tenant_dir.join(format!("tenant-{tenant_id}.db"))
+        self.data_dir.join(backup::sqlite_tenant_file(tenant_id))
     }
 
     async fn tenant_file(&self, tenant_id: i64) -> StoreResult<TenantFile> {
@@ -479,31 +497,71 @@ impl SqliteBackend {
             return Ok(file.clone());
         }
         let path = self.tenant_path(tenant_id);
-        let pool = open_sqlite(&path, 8).await?;
+        let pool = open_sqlite(&path, 8, &self.tuning).await?;
         SQLITE_TENANT_MIGRATIONS.run(&pool).await?;
         let file = TenantFile {
             pool,
-            hot: Arc::new(sqlite::SqliteFile::new(&path)),
+            hot: Arc::new(sqlite::SqliteFile::new(&path, self.tuning)),
         };
         tenants.insert(tenant_id, file.clone());
         Ok(file)
     }
 }
 
-async fn open_sqlite(path: &Path, max_connections: u32) -> StoreResult<SqlitePool> {
+/// Every `idle / 2`, closes the rusqlite connections of tenant files unused for `idle`
+/// (their sqlx pools close idle connections themselves), so the memory of connections
+/// follows the tenants in use, not all the tenants ever served. Ends with the store.
+async fn close_idle_tenant_files(backend: std::sync::Weak<Backend>, idle: Duration) {
+    let mut tick = tokio::time::interval((idle / 2).max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(backend) = backend.upgrade() else {
+            return;
+        };
+        let Backend::Sqlite(s) = &*backend else {
+            return;
+        };
+        let files: Vec<Arc<sqlite::SqliteFile>> = s
+            .tenants
+            .lock()
+            .await
+            .values()
+            .map(|t| t.hot.clone())
+            .collect();
+        drop(backend);
+        let closed = tokio::task::spawn_blocking(move || {
+            files.iter().map(|f| f.release_idle(idle)).sum::<usize>()
+        })
+        .await
+        .unwrap_or(0);
+        if closed > 0 {
+            tracing::debug!(closed, "closed idle SQLite connections");
+        }
+    }
+}
+
+async fn open_sqlite(
+    path: &Path,
+    max_connections: u32,
+    tuning: &SqliteTuning,
+) -> StoreResult<SqlitePool> {
     let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(10));
+        .busy_timeout(Duration::from_secs(10))
+        .pragma("cache_size", tuning.cache_size_pragma().to_string())
+        .pragma("mmap_size", tuning.mmap_pragma().to_string());
     let pool = SqlitePoolOptions::new()
         .max_connections(max_connections)
         .min_connections(0)
         // A local file does not go stale; a ping per acquire would double each query's cost.
         .test_before_acquire(false)
-        // An idle tenant gives its file handles back.
-        .idle_timeout(Some(Duration::from_secs(300)))
+        // An idle tenant gives its file handles and their memory back.
+        .idle_timeout(Some(tuning.idle_close))
         .connect_with(options)
         .await?;
     Ok(pool)

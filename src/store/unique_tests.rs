@@ -6,9 +6,13 @@ use super::*;
 #[tokio::test]
 async fn unique_violations_map_by_constraint() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(&Location::SqliteDir(dir.path().to_path_buf()), 4)
-        .await
-        .expect("open store");
+    let store = Store::open(
+        &Location::SqliteDir(dir.path().to_path_buf()),
+        4,
+        super::SqliteTuning::default(),
+    )
+    .await
+    .expect("open store");
     let first = store.create_tenant("acme", "Acme").await.expect("create");
     match store.create_tenant("acme", "Again").await {
         Err(StoreError::Conflict(what)) => assert!(what.contains("slug"), "{what}"),

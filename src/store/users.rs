@@ -95,12 +95,13 @@ impl Store {
         id: &str,
         email: &str,
         password_hash: &str,
+        email_verified: bool,
     ) -> StoreResult<UserRow> {
         let (db, tenant) = self.tenant_db(scope).await?;
         let now = now_ms();
         let sql = format!(
             "INSERT INTO users (tenant_id, id, email, password_hash, email_verified, disabled, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, FALSE, FALSE, $5, $5) \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, FALSE, $6, $6) \
              RETURNING {USER_COLUMNS}"
         );
         Ok(on_db!(db, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -108,6 +109,7 @@ impl Store {
             .bind(id)
             .bind(email)
             .bind(password_hash)
+            .bind(email_verified)
             .bind(now)
             .fetch_one(&p)
             .await

@@ -1,7 +1,7 @@
 //! Tenants, callers and the `Scope` every tenant-data operation is bound to.
 //!
 //! A `Scope` is built only by its named constructors (`Scope::anonymous`, `user`,
-//! `service_key`, `admin`, `system`, `socket`, `for_function`), so `grep 'Scope::'` lists
+//! `service_key`, `admin`, `reader`, `system`, `socket`, `for_function`), so `grep 'Scope::'` lists
 //! who acts on a tenant; every `Store` method on tenant data takes one, and the store
 //! picks the tenant's database and id from it alone.
 
@@ -26,6 +26,12 @@ impl Tenant {
     pub fn audience(&self) -> String {
         format!("plinth:tenant:{}", self.id)
     }
+
+    /// The JWT audience of the read tokens admins get for this tenant's API: never an
+    /// end user's audience, so neither kind of token passes for the other.
+    pub fn reader_audience(&self) -> String {
+        format!("plinth:tenant:{}:reader", self.id)
+    }
 }
 
 /// An authenticated end user, as proven by an access token whose session is live.
@@ -48,6 +54,12 @@ pub enum Caller {
     },
     /// A platform admin (admin API) or the local CLI, acting on this tenant.
     Admin {
+        actor: String,
+    },
+    /// A platform admin reading this tenant's data through the tenant API with a read
+    /// token (the console's data browser, for viewers above all): not subject to the
+    /// rules, and writes nothing. `actor` is who, as the audit log names them.
+    Reader {
         actor: String,
     },
     /// The server itself, on no one's request: a background task or a lookup that has to
@@ -75,8 +87,16 @@ impl Caller {
     pub fn bypasses_rules(&self) -> bool {
         matches!(
             self,
-            Caller::Service { .. } | Caller::Admin { .. } | Caller::System(_)
+            Caller::Service { .. }
+                | Caller::Admin { .. }
+                | Caller::Reader { .. }
+                | Caller::System(_)
         )
+    }
+
+    /// Whether this caller may only read (every write it asks for is refused).
+    pub fn reads_only(&self) -> bool {
+        matches!(self, Caller::Reader { .. })
     }
 }
 
@@ -119,6 +139,16 @@ impl Scope {
         Scope::new(
             tenant,
             Caller::Admin {
+                actor: actor.to_string(),
+            },
+        )
+    }
+
+    /// An admin's read token (checked): reads past the rules, writes nothing.
+    pub fn reader(tenant: Arc<Tenant>, actor: &str) -> Scope {
+        Scope::new(
+            tenant,
+            Caller::Reader {
                 actor: actor.to_string(),
             },
         )

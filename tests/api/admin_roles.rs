@@ -93,6 +93,13 @@ const PUBLIC: &[(&str, &str)] = &[
     ("post", "/admin/v1/auth/login"),
     ("post", "/admin/v1/auth/session"),
 ];
+/// POSTs that change nothing (a rule set checked or tested, a read token): any role
+/// that sees the tenant, a viewer included.
+const READS_BY_POST: &[(&str, &str)] = &[
+    ("post", "/admin/v1/tenants/{tenant}/rules/validate"),
+    ("post", "/admin/v1/tenants/{tenant}/rules/test"),
+    ("post", "/admin/v1/tenants/{tenant}/read-token"),
+];
 /// The caller's own session and password: any role.
 const SELF_SERVICE: &[(&str, &str)] = &[
     ("get", "/admin/v1/auth/session"),
@@ -158,7 +165,14 @@ async fn every_admin_route_applies_the_role_policy(b: Backend) {
         }
 
         // A viewer changes nothing, and never sees the admins.
-        if !SELF_SERVICE.contains(&op) {
+        if READS_BY_POST.contains(&op) {
+            let r = send(&app, method, &other, Some(&viewer)).await;
+            assert!(
+                ![401, 403].contains(&r.status.as_u16()),
+                "{what} as a viewer: {}",
+                r.text
+            );
+        } else if !SELF_SERVICE.contains(&op) {
             let r = send(&app, method, &other, Some(&viewer)).await;
             if write || pattern.starts_with("/admin/v1/admins") {
                 r.problem(403, "insufficient_role");

@@ -504,11 +504,113 @@ async fn user_and_usage_commands(b: Backend) {
         ),
         "between 1 and 366",
     );
+    let hourly = ok(plinth(
+        &storage,
+        &["usage", "--tenant", "acme", "--hours", "24"],
+        None,
+    ));
+    assert!(
+        hourly.starts_with("HOUR (UTC)")
+            && hourly.contains("ERRORS")
+            && hourly.contains("WS PEAK")
+            && hourly.lines().last().unwrap().starts_with("total"),
+        "{hourly}"
+    );
+    fails(
+        plinth(
+            &storage,
+            &["usage", "--tenant", "acme", "--hours", "337"],
+            None,
+        ),
+        "between 1 and 336",
+    );
+    fails(
+        plinth(
+            &storage,
+            &["usage", "--tenant", "acme", "--days", "2", "--hours", "2"],
+            None,
+        ),
+        "cannot be used with",
+    );
     // Without a server, the server-only commands say what they need.
     fails(
         plinth(&storage, &["admins", "list"], None),
         "needs a server",
     );
+
+    // Users made on the command line: the password from stdin, checked as sign-up does.
+    let made = ok(plinth(
+        &storage,
+        &[
+            "users",
+            "create",
+            "Carol@Acme.test",
+            "--tenant",
+            "acme",
+            "--verified",
+            "--password-stdin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    ));
+    assert!(
+        made.starts_with("user created: carol@acme.test ("),
+        "{made}"
+    );
+    ok(plinth(
+        &storage,
+        &["users", "create", "dave@acme.test", "--tenant", "acme"],
+        None,
+    ));
+    fails(
+        plinth(
+            &storage,
+            &["users", "create", "DAVE@acme.test", "--tenant", "acme"],
+            None,
+        ),
+        "already registered",
+    );
+    fails(
+        plinth(
+            &storage,
+            &[
+                "users",
+                "create",
+                "eve@acme.test",
+                "--tenant",
+                "acme",
+                "--password-stdin",
+            ],
+            Some("12345678\n"),
+        ),
+        "password",
+    );
+    fails(
+        plinth(
+            &storage,
+            &["users", "create", "not-an-email", "--tenant", "acme"],
+            None,
+        ),
+        "email",
+    );
+    fails(
+        plinth(
+            &storage,
+            &["users", "create", "x@acme.test", "--tenant", "nope"],
+            None,
+        ),
+        "no tenant",
+    );
+    // Carol signs in with the password piped in; Dave has none.
+    let app = TestApp::start_on(b, storage, |_| {}).await;
+    let carol = Session::from_json(&app.login("acme", "carol@acme.test", PASSWORD).await.ok(200));
+    let me = app
+        .get("/v1/t/acme/auth/me", Some(&carol.access))
+        .await
+        .ok(200);
+    assert_eq!(me["email_verified"], true, "{me}");
+    app.login("acme", "dave@acme.test", PASSWORD)
+        .await
+        .problem(401, "invalid_credentials");
 }
 
 /// Starts `plinth serve ARGS` on the storage as a child process; its standard output
@@ -704,4 +806,49 @@ async fn healthcheck_exit_code_follows_healthz() {
     })
     .await
     .unwrap();
+}
+
+/// An operator's stdout may go away (a supervisor that drops it, `plinth serve | head`);
+/// the server must go on serving rather than die on its first printed line.
+#[tokio::test]
+async fn serve_survives_a_closed_stdout() {
+    let storage = Storage::fresh(Backend::Sqlite).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plinth"))
+        .args(storage.cli_args())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("PLINTH_DATABASE_URL")
+        .env_remove("PLINTH_DATA_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    // Close the reading end before the server prints anything.
+    drop(child.stdout.take());
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let mut answered = false;
+    for _ in 0..300 {
+        if let Ok(r) = http
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+        {
+            answered = r.status() == 200;
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let exited = child.try_wait().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(answered, "the server did not answer (exit: {exited:?})");
+    assert!(exited.is_none(), "the server exited: {exited:?}");
 }

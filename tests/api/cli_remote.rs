@@ -359,6 +359,60 @@ async fn remote_commands_change_the_server(b: Backend) {
     app.get(&user_path, Some(&owner))
         .await
         .problem(404, "not_found");
+    // Made through the admin API: the password from stdin, or none.
+    let made = ok(m.run(
+        &[
+            "users",
+            "create",
+            "cora@acme.test",
+            "--tenant",
+            "acme",
+            "--password-stdin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    ));
+    assert!(made.starts_with("user created: cora@acme.test ("), "{made}");
+    app.login("acme", "cora@acme.test", PASSWORD).await.ok(200);
+    ok(m.run(
+        &[
+            "users",
+            "create",
+            "dave@acme.test",
+            "--tenant",
+            "acme",
+            "--verified",
+        ],
+        None,
+    ));
+    let dave = app
+        .get("/admin/v1/tenants/acme/users?search=dave", Some(&owner))
+        .await
+        .ok(200);
+    assert_eq!(dave["items"][0]["email_verified"], true, "{dave}");
+    app.login("acme", "dave@acme.test", PASSWORD)
+        .await
+        .problem(401, "invalid_credentials");
+    fails(
+        m.run(
+            &["users", "create", "dave@acme.test", "--tenant", "acme"],
+            None,
+        ),
+        &["email_taken", "HTTP 409"],
+    );
+    fails(
+        m.run(
+            &[
+                "users",
+                "create",
+                "eve@acme.test",
+                "--tenant",
+                "acme",
+                "--password-stdin",
+            ],
+            Some("12345678\n"),
+        ),
+        &["weak_password", "HTTP 400"],
+    );
 
     // Jobs and usage answer with their tables.
     assert!(ok(m.run(&["jobs", "list", "--tenant", "acme"], None)).starts_with("ID"));
@@ -370,6 +424,11 @@ async fn remote_commands_change_the_server(b: Backend) {
     assert!(
         usage.contains("REQUESTS") && usage.contains("total"),
         "{usage}"
+    );
+    let hourly = ok(m.run(&["usage", "--tenant", "acme", "--hours", "3"], None));
+    assert!(
+        hourly.starts_with("HOUR (UTC)") && hourly.contains("total"),
+        "{hourly}"
     );
 
     // Admins and API keys.

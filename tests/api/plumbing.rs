@@ -117,6 +117,24 @@ async fn metrics_count_requests_by_route_and_tenant(b: Backend) {
             "{name} typed as a counter: {text}"
         );
     }
+    // SQLite's heap and budget, process-wide (on PostgreSQL, what other tests' SQLite
+    // servers in this process hold): gauges with a value.
+    for name in [
+        "plinth_sqlite_memory_bytes",
+        "plinth_sqlite_memory_highwater_bytes",
+        "plinth_sqlite_memory_budget_bytes",
+    ] {
+        let value = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing: {text}"));
+        let v: f64 = value.parse().expect("a number");
+        assert!(v >= 0.0, "{name} {v}");
+        assert!(
+            text.contains(&format!("# TYPE {name} gauge")),
+            "{name} typed as a gauge: {text}"
+        );
+    }
 }
 
 async fn cors_per_tenant(b: Backend) {
@@ -541,7 +559,9 @@ async fn openapi_document_is_sound(b: Backend) {
         ("list_audit.tenant", false),
         ("list_invocations.function", false),
         ("list_jobs.state", false),
+        ("tenant_usage.granularity", false),
         ("tenant_usage.days", false),
+        ("tenant_usage.hours", false),
         ("auth_verify_confirm_link.token", true),
         ("realtime_connect.access_token", false),
     ];

@@ -1210,18 +1210,19 @@ async fn upgrade_reads_authorization_like_rest(b: Backend) {
 }
 
 /// The upgrade resolves its tenant like every tenant route, so each socket opened counts
-/// as one of the tenant's requests (it used not to count at all), and a refused one too.
+/// as one of the tenant's requests (it used not to count at all), and a refused one too
+/// (as an error); the sockets opened count as realtime connections, the refused one not.
 async fn upgrades_count_in_the_tenants_usage(b: Backend) {
     let mut app = TestApp::start(b).await;
     tenant_with_open_log(&mut app).await;
     app.create_tenant("quiet").await;
     let admin = app.admin().await;
     let requests = |u: &Value| u["total"]["requests"].as_i64().unwrap_or(-1);
-    let before = requests(
-        &app.get("/admin/v1/tenants/shop/usage", Some(&admin))
-            .await
-            .ok(200),
-    );
+    let first = app
+        .get("/admin/v1/tenants/shop/usage", Some(&admin))
+        .await
+        .ok(200);
+    let before = requests(&first);
     let mut sockets = Vec::new();
     for _ in 0..3 {
         let (ws, _) = tokio_tungstenite::connect_async(ws_url(&app, "shop"))
@@ -1234,12 +1235,16 @@ async fn upgrades_count_in_the_tenants_usage(b: Backend) {
         401,
     )
     .await;
-    let after = requests(
-        &app.get("/admin/v1/tenants/shop/usage", Some(&admin))
-            .await
-            .ok(200),
-    );
+    let last = app
+        .get("/admin/v1/tenants/shop/usage", Some(&admin))
+        .await
+        .ok(200);
+    let after = requests(&last);
     assert_eq!(after - before, 4, "three upgrades and one refusal");
+    let grew = |k: &str| last["total"][k].as_i64().unwrap() - first["total"][k].as_i64().unwrap();
+    assert_eq!(grew("errors"), 1, "{last}");
+    assert_eq!(grew("realtime_connections"), 3, "{last}");
+    assert_eq!(last["total"]["realtime_peak"], 3, "{last}");
     let quiet = app
         .get("/admin/v1/tenants/quiet/usage", Some(&admin))
         .await

@@ -165,7 +165,7 @@ async fn rule_test_cases_run_without_installing(b: Backend) {
         "{audit}"
     );
 
-    // Roles: a tenant admin on their tenant only; a viewer is refused like any POST.
+    // Roles: a tenant admin on their tenant only; a viewer too (testing changes nothing).
     let (_, ta) =
         crate::admin_roles::add_admin(&app, &owner, "ta@x.test", "tenant_admin", &["shop"]).await;
     let (_, viewer) = crate::admin_roles::add_admin(&app, &owner, "v@x.test", "viewer", &[]).await;
@@ -174,9 +174,7 @@ async fn rule_test_cases_run_without_installing(b: Backend) {
     run(&app, "other", &ta, body.clone())
         .await
         .problem(404, "tenant_not_found");
-    run(&app, "shop", &viewer, body.clone())
-        .await
-        .problem(403, "insufficient_role");
+    run(&app, "shop", &viewer, body.clone()).await.ok(200);
     run(&app, "nope", &owner, body)
         .await
         .problem(404, "tenant_not_found");

@@ -269,6 +269,36 @@ for (const backend of backends) {
       await page.getByLabel("Password").fill(PASSWORD);
       await page.getByRole("button", { name: "Create user" }).click();
       await page.getByText("ann@example.test").waitFor();
+      // The admin API made her: she signs in herself, nobody was signed in for her.
+      const annLogin = await fetch(`${server.url}/v1/t/acme/auth/login`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ email: "ann@example.test", password: PASSWORD }),
+      });
+      assert.equal(annLogin.status, 200, await annLogin.text());
+
+      // The same email again: the server's email_taken, shown at the field.
+      await page.getByRole("button", { name: "Create a user" }).click();
+      const form = byTestId("create-user");
+      await form.getByLabel("Email", { exact: true }).fill("ANN@example.test");
+      await form.getByRole("button", { name: "Create user" }).click();
+      await form.getByText("A user with this email exists.").waitFor();
+      assert.equal(await form.getByLabel("Email", { exact: true }).getAttribute("aria-invalid"), "true");
+      await axeCheck("the users page (a refused user)");
+      // No password, already verified: listed as verified; no password signs in yet.
+      await form.getByLabel("Email", { exact: true }).fill("nopass@example.test");
+      await form.getByLabel("Email already verified").check();
+      await form.getByRole("button", { name: "Create user" }).click();
+      const nopass = byTestId("user-row").filter({ hasText: "nopass@example.test" });
+      await nopass.getByText("verified", { exact: true }).waitFor();
+      const nopassLogin = await fetch(`${server.url}/v1/t/acme/auth/login`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ email: "nopass@example.test", password: PASSWORD }),
+      });
+      assert.equal(nopassLogin.status, 401, "a user made without a password has none");
+      const nopassId = (await server.admin("GET", "/admin/v1/tenants/acme/users?search=nopass")).items[0].id;
+      await server.admin("DELETE", `/admin/v1/tenants/acme/users/${nopassId}`);
 
       // Thirty more through the API: two pages of 25.
       for (let i = 0; i < 30; i++) {
@@ -754,6 +784,65 @@ for (const backend of backends) {
       assert.deepEqual(pageErrors, []);
     });
 
+    test("usage: the per-hour toggle, with realtime connections; a failed load can be retried", async () => {
+      await page.goto(`${server.url}/_/tenants/acme/usage`);
+      await byTestId("usage-total").waitFor();
+      // A realtime connection from the page: it shows in this hour's figures.
+      await page.evaluate(
+        () =>
+          new Promise((resolve, reject) => {
+            const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/t/acme/realtime`);
+            ws.onopen = () => {
+              window.__usageSocket = ws;
+              resolve();
+            };
+            ws.onerror = () => reject(new Error("the socket did not open"));
+          }),
+      );
+      await page.route("**/admin/v1/tenants/acme/usage?*granularity=hour*", (route) =>
+        route.fulfill({ status: 503, contentType: "application/problem+json", body: JSON.stringify({ status: 503, code: "unavailable", detail: "try later" }) }),
+        { times: 1 },
+      );
+      const asked = page.waitForRequest((r) => /granularity=hour/.test(r.url()) && /hours=48/.test(r.url()));
+      await page.getByRole("radio", { name: "Hour" }).check();
+      await asked;
+      await page.getByText("Could not load the usage.").waitFor();
+      await page.getByRole("button", { name: "Try again" }).click();
+      await waitFor(
+        async () => {
+          const text = (await byTestId("usage-total").textContent()).replace(/\s/g, "");
+          return /Realtimeconnections[1-9]/.test(text) && /Mostopenatonce[1-9]/.test(text);
+        },
+        { message: "this hour's realtime connection", timeout: 10_000, interval: 250 },
+      );
+      assert.equal(await page.getByLabel("Period").inputValue(), "48");
+      for (const key of ["requests", "errors", "doc_writes", "invocations", "cpu_ms", "realtime_connections", "realtime_peak"]) {
+        await byTestId(`chart-${key}`).locator("canvas").waitFor();
+      }
+      await page.getByText("Realtime connections opened per hour").waitFor();
+      await page.getByText("The same as a table").click();
+      await page.getByRole("columnheader", { name: "Hour (UTC)" }).waitFor();
+      const firstHour = await page.getByRole("table").locator("tbody th").first().textContent();
+      assert.match(firstHour, /^\d{4}-\d\d-\d\dT\d\d:00:00Z$/);
+      const longest = page.waitForRequest((r) => /granularity=hour/.test(r.url()) && /hours=336/.test(r.url()));
+      await page.getByLabel("Period").selectOption("336");
+      await longest;
+      await byTestId("chart-realtime_connections").locator("canvas").waitFor();
+      await axeCheck("the usage page per hour");
+      await fitsAPhone("the usage page per hour");
+      // Back per day: its own period is kept.
+      const daily = page.waitForRequest((r) => /granularity=day/.test(r.url()) && /days=30/.test(r.url()));
+      await page.getByRole("radio", { name: "Day" }).check();
+      await daily;
+      assert.equal(await page.getByLabel("Period").inputValue(), "30");
+      await byTestId("chart-realtime_connections").locator("canvas").waitFor();
+      await page.getByText("Realtime connections opened per day").waitFor();
+      await page.getByText("The same as a table").click();
+      await page.getByRole("columnheader", { name: "Day (UTC)" }).waitFor();
+      await page.evaluate(() => window.__usageSocket.close());
+      assert.deepEqual(pageErrors, []);
+    });
+
     // 100,000 documents, paged deep: each page should take as long as the first (keyset
     // paging). Slow to set up, so only with PLINTH_CONSOLE_BIG=1; the times are printed.
     test("data: paging deep into 100,000 documents", { skip: !process.env.PLINTH_CONSOLE_BIG && "set PLINTH_CONSOLE_BIG=1" }, async () => {
@@ -819,6 +908,9 @@ for (const backend of backends) {
       await row.waitFor();
       // 60 items, less the 2 deleted, plus made-here; and the note (and the big collection).
       assert.equal(await row.getByRole("cell").nth(1).textContent(), process.env.PLINTH_CONSOLE_BIG ? "100,060" : "60");
+      // This hour's requests and errors are figures (the hour may have just begun: not asserted above 0).
+      assert.match(await row.locator('[data-testid="hour-requests"]').textContent(), /^[\d,]+$/);
+      assert.match(await row.locator('[data-testid="hour-errors"]').textContent(), /^[\d,]+$/);
       await shot("overview");
       await axeCheck("the overview (tenants)");
       assert.equal(await noScriptRan(), undefined);

@@ -2,7 +2,8 @@
 // (a CEL filter with the server's line:column errors, order, keyset paging), a JSON
 // editor whose saves are conditional (If-Match) so a concurrent change shows as a
 // conflict with the newer version, create and delete, and live updates of the visible
-// page through the realtime feed.
+// page through the realtime feed. A viewer browses the same pages read-only (a read
+// token: the server refuses its writes; the page shows no control that would write).
 
 import { useEffect, useRef, useState } from "../../vendor/hooks.mjs";
 import { admin, session, tenantApi } from "../api.js";
@@ -75,6 +76,9 @@ function useLive(slug, collection, filter, onChange) {
         } else if (f.type === "resync") {
           seq = null;
           push({ op: "resync" });
+        } else if (f.type === "error" && f.code === "token_expired") {
+          // A read token lives minutes: connect again with a fresh one, from `seq` on.
+          ws.close();
         } else if (f.type === "error") {
           setState("error");
         }
@@ -96,13 +100,13 @@ function useLive(slug, collection, filter, onChange) {
   return state;
 }
 
-function Collections({ slug, current, list }) {
+function Collections({ slug, current, list, readOnly }) {
   return html`<nav class="collections" aria-label="Collections">
     <h2>Collections</h2>
     ${list.loading && !list.data && html`<${Loading} what="collections" />`}
     <${ErrorBox} error=${list.error} what="load the collections" retry=${list.reload} />
     ${list.data && list.data.items.length === 0 &&
-    html`<${Empty}>No documents yet. Name a collection below and create its first document.</${Empty}>`}
+    html`<${Empty}>${readOnly ? "No documents yet." : "No documents yet. Name a collection below and create its first document."}</${Empty}>`}
     ${list.data && list.data.items.length > 0 &&
     html`<ul>${list.data.items.map((c) => html`<li key=${c.name}>
       <a href=${`/_/tenants/${enc(slug)}/data/${enc(c.name)}`} aria-current=${c.name === current ? "page" : undefined}>
@@ -118,8 +122,8 @@ function Collections({ slug, current, list }) {
   </nav>`;
 }
 
-/** View and edit one document (or a new one, `doc` null). */
-function Editor({ slug, collection, doc, remote, onSaved, onDeleted, onClose }) {
+/** View and edit one document (or a new one, `doc` null); `readOnly`: view only. */
+function Editor({ slug, collection, doc, remote, onSaved, onDeleted, onClose, readOnly }) {
   const api = tenantApi(slug);
   const [text, setText] = useState(doc ? JSON.stringify(doc.data, null, 2) : "{\n  \n}");
   const [newId, setNewId] = useState("");
@@ -165,6 +169,13 @@ function Editor({ slug, collection, doc, remote, onSaved, onDeleted, onClose }) 
     if (r !== undefined) onDeleted(doc.id);
   };
   const title = doc ? `Document ${doc.id}` : `New document in ${collection}`;
+  if (readOnly)
+    return html`<section class="editor card" aria-labelledby="editor-h" data-testid="editor">
+      <div class="row between"><h2 id="editor-h">${title}</h2><button type="button" onClick=${onClose} aria-label="Close the document">Close</button></div>
+      ${doc && html`<p class="muted">version ${doc.version} · updated ${fmtTime(doc.updated_at)}</p>`}
+      ${remote && html`<div class="state warn" role="status">${remote.op === "update" ? `Changed elsewhere: version ${remote.doc.version} is now stored.` : "Deleted elsewhere."}</div>`}
+      <pre class="code" data-testid="json">${text}</pre>
+    </section>`;
   return html`<section class="editor card" aria-labelledby="editor-h" data-testid="editor">
     <div class="row between"><h2 id="editor-h">${title}</h2><button type="button" onClick=${onClose} aria-label="Close the editor">Close</button></div>
     ${doc && html`<p class="muted">version ${doc.version} · updated ${fmtTime(doc.updated_at)}</p>`}
@@ -196,7 +207,7 @@ function Editor({ slug, collection, doc, remote, onSaved, onDeleted, onClose }) 
   </section>`;
 }
 
-function Documents({ slug, collection, onCounts }) {
+function Documents({ slug, collection, onCounts, readOnly }) {
   const [filterText, setFilterText] = useState("");
   const [orderText, setOrderText] = useState("");
   const [query, setQuery] = useState({ filter: "", order: "" });
@@ -266,12 +277,12 @@ function Documents({ slug, collection, onCounts }) {
       <${Field} label="Order" value=${orderText} onInput=${setOrderText} placeholder="-n,name" hint="Fields, - for descending."
         autocomplete="off" spellcheck="false" error=${orderError} />
       <div class="row"><button type="submit">Apply</button>
-        <button type="button" onClick=${() => open("new")}>New document</button></div>
+        ${!readOnly && html`<button type="button" onClick=${() => open("new")}>New document</button>`}</div>
     </form>
     ${fresh > 0 && html`<div class="state info" role="status">${fresh} new document${fresh > 1 ? "s" : ""} since this page loaded.
       <button type="button" onClick=${() => page.reload()}>Show</button></div>`}
     ${selected && html`<${Editor} key=${selected === "new" ? "new" : `${selected.id}:${selected.version}`} slug=${slug} collection=${collection}
-      doc=${selected === "new" ? null : selected} remote=${remote}
+      doc=${selected === "new" ? null : selected} remote=${remote} readOnly=${readOnly}
       onClose=${() => setSelected(null)}
       onSaved=${(doc, created) => {
         setRemote(null);
@@ -283,7 +294,7 @@ function Documents({ slug, collection, onCounts }) {
     ${page.loading && html`<${Loading} what="documents" />`}
     ${!filterError && !orderError && html`<${ErrorBox} error=${page.error} what="load the documents" retry=${page.reload} />`}
     ${rows && rows.length === 0 && !page.loading &&
-    html`<${Empty}>${query.filter ? "No document matches this filter." : "This collection is empty: create its first document with “New document”."}</${Empty}>`}
+    html`<${Empty}>${query.filter ? "No document matches this filter." : readOnly ? "This collection is empty." : "This collection is empty: create its first document with “New document”."}</${Empty}>`}
     ${rows && rows.length > 0 &&
     html`<div class="scroll"><table class="docs" aria-busy=${page.loading ? "true" : "false"}>
       <caption class="sr-only">Documents of ${collection}</caption>
@@ -315,16 +326,15 @@ export function Data({ slug, collection }) {
   useEffect(() => () => clearTimeout(counts.current), []);
   if (list.error && list.error.status === 404)
     return html`<h1>Data</h1><${ErrorBox} error=${list.error} what="find this tenant" /><p><a href="/_/tenants">Back to the tenants</a></p>`;
+  const readOnly = !session.can("write");
   return html`<h1>Data <small class="muted">of ${slug}</small></h1>
-    <p class="muted small">Documents are read and written through the tenant API as its service caller (rules do not apply),
-      with a service key this tab made; it is revoked when you log out.</p>
+    <p class="muted small">${readOnly
+      ? "Documents are read through the tenant API with a read token (rules do not apply). A viewer changes nothing."
+      : "Documents are read and written through the tenant API as its service caller (rules do not apply), with a service key this tab made; it is revoked when you log out."}</p>
     <div class="data-layout">
-      <${Collections} slug=${slug} current=${collection} list=${list} />
-      ${!session.can("write")
-        ? html`<${Empty}>A viewer sees the collections and their counts, not the documents: the data browser reads them
-            through a service key, and a viewer makes none.</${Empty}>`
-        : collection
-        ? html`<${Documents} key=${collection} slug=${slug} collection=${collection} onCounts=${refreshCounts} />`
+      <${Collections} slug=${slug} current=${collection} list=${list} readOnly=${readOnly} />
+      ${collection
+        ? html`<${Documents} key=${collection} slug=${slug} collection=${collection} onCounts=${refreshCounts} readOnly=${readOnly} />`
         : html`<${Empty}>Pick a collection to browse its documents.</${Empty}>`}
     </div>`;
 }

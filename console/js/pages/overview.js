@@ -1,5 +1,6 @@
-// Overview: the server (version, backend, uptime) and every tenant with its documents
-// and today's metered use (the usage API counts per UTC day).
+// Overview: the server (version, backend, uptime) and every tenant with its documents,
+// this hour's requests, errors and realtime connections (the usage API's current UTC
+// hour) and today's writes and invocations (its current UTC day).
 
 import { admin, session } from "../api.js";
 import { Empty, ErrorBox, Loading, fmtNumber, html, useLoad } from "../ui.js";
@@ -13,10 +14,15 @@ async function tenantRows() {
   const { items } = await admin.tenants();
   return Promise.all(
     items.map(async (tenant) => {
-      const [cols, usage] = await Promise.allSettled([admin.collections(tenant.slug), admin.usage(tenant.slug, 1)]);
+      const [cols, day, hour] = await Promise.allSettled([
+        admin.collections(tenant.slug),
+        admin.usage(tenant.slug, { days: 1 }),
+        admin.usage(tenant.slug, { granularity: "hour", hours: 1 }),
+      ]);
       const documents = cols.status === "fulfilled" ? cols.value.items.reduce((n, c) => n + c.count, 0) : null;
-      const today = usage.status === "fulfilled" ? usage.value.total : null;
-      return { tenant, documents, today };
+      const today = day.status === "fulfilled" ? day.value.total : null;
+      const thisHour = hour.status === "fulfilled" ? hour.value.total : null;
+      return { tenant, documents, today, thisHour };
     }),
   );
 }
@@ -46,14 +52,18 @@ export function Overview() {
         : "No tenants for you yet: an owner or admin makes them and assigns them."}</${Empty}>`}
       ${tenants.data && tenants.data.length > 0 &&
       html`<div class="scroll"><table>
-        <caption class="sr-only">Tenants and today's use (UTC day)</caption>
+        <caption class="sr-only">Tenants, this hour's use (UTC hour) and today's (UTC day)</caption>
         <thead><tr><th scope="col">Tenant</th><th scope="col">Status</th><th scope="col" class="num">Documents</th>
-          <th scope="col" class="num">Requests today</th><th scope="col" class="num">Writes today</th><th scope="col" class="num">Invocations today</th></tr></thead>
-        <tbody>${tenants.data.map(({ tenant, documents, today }) => html`<tr key=${tenant.slug}>
+          <th scope="col" class="num">Requests this hour</th><th scope="col" class="num">Errors this hour</th>
+          <th scope="col" class="num">Realtime connections this hour (most at once)</th>
+          <th scope="col" class="num">Writes today</th><th scope="col" class="num">Invocations today</th></tr></thead>
+        <tbody>${tenants.data.map(({ tenant, documents, today, thisHour }) => html`<tr key=${tenant.slug}>
           <th scope="row"><a href=${`/_/tenants/${encodeURIComponent(tenant.slug)}/data`}>${tenant.name}</a> <small class="muted">${tenant.slug}</small></th>
           <td>${tenant.suspended ? html`<span class="badge warn">suspended</span>` : "active"}</td>
           <td class="num">${fmtNumber(documents)}</td>
-          <td class="num">${fmtNumber(today && (today.requests ?? 0))}</td>
+          <td class="num" data-testid="hour-requests">${fmtNumber(thisHour && (thisHour.requests ?? 0))}</td>
+          <td class="num" data-testid="hour-errors">${fmtNumber(thisHour && (thisHour.errors ?? 0))}</td>
+          <td class="num">${fmtNumber(thisHour && (thisHour.realtime_connections ?? 0))} (${fmtNumber(thisHour && (thisHour.realtime_peak ?? 0))})</td>
           <td class="num">${fmtNumber(today && (today.doc_writes ?? 0))}</td>
           <td class="num">${fmtNumber(today && (today.invocations ?? 0))}</td>
         </tr>`)}</tbody>

@@ -266,7 +266,9 @@ export function Rules({ slug }) {
   const editor = useRef(null);
   const [cursor, setCursor] = useState({ line: 1, column: 1 });
   const write = session.can("write");
-  const check = useLiveCheck(slug, text, write);
+  // Checking and testing change nothing: a viewer edits a draft here too, and only
+  // installing is left out.
+  const check = useLiveCheck(slug, text, true);
   const trackCursor = (e) => setCursor(positionOf(e.target.value, e.target.selectionStart));
   // A new active version (installed, or rolled back to) replaces the editor's text only
   // when that text was the old active version's, so an edit in progress is kept.
@@ -299,10 +301,10 @@ export function Rules({ slug }) {
   return html`<h1>Rules <small class="muted">of ${slug}</small></h1>
     <p class="muted">${active.data.version === 0
       ? "No rule set installed yet: every end-user request is denied. Write one below (TOML, one table per collection) and install it."
-      : `Active: version ${active.data.version}.`}${" "}The language is described in docs/rules.md.${write ? "" : " You can read the rules, not change them."}</p>
+      : `Active: version ${active.data.version}.`}${" "}The language is described in docs/rules.md.${write ? "" : " You can try changes and run tests here; installing them is for an admin."}</p>
     <form onSubmit=${submit}>
       <label for="rules-source" class="label">Rule set (TOML)</label>
-      <textarea id="rules-source" ref=${editor} class="code" rows="18" spellcheck="false" value=${text} readonly=${!write}
+      <textarea id="rules-source" ref=${editor} class="code" rows="18" spellcheck="false" value=${text}
         placeholder=${'[notes]\nread = "auth != null && doc.owner == auth.uid"\ncreate = "auth != null && new.owner == auth.uid"'}
         aria-invalid=${(errors && errors.length) || liveErrors ? "true" : undefined} aria-describedby="rules-cursor rules-live rules-errors"
         onInput=${(e) => { setText(e.target.value); trackCursor(e); install.setError(null); setInstalled(null); }}
@@ -310,14 +312,14 @@ export function Rules({ slug }) {
       <div class="row wrap between small">
         <span id="rules-cursor" class="muted" data-testid="rules-cursor">Line ${cursor.line}, column ${cursor.column}</span>
       </div>
-      ${write && html`<div id="rules-live" role="status" aria-live="polite">${!errors && html`<${LiveCheck} check=${check} jump=${jump} />`}</div>`}
-      ${write && html`<div class="row wrap">
-        <button type="submit" disabled=${install.busy || !text.trim()}>${install.busy ? "Installing…" : "Install"}</button>
+      <div id="rules-live" role="status" aria-live="polite">${!errors && html`<${LiveCheck} check=${check} jump=${jump} />`}</div>
+      <div class="row wrap">
+        ${write && html`<button type="submit" disabled=${install.busy || !text.trim()}>${install.busy ? "Installing…" : "Install"}</button>`}
         <button type="button" disabled=${!changed} onClick=${() => setText(active.data.source)}>Revert to the active version</button>
         <button type="button" disabled=${!changed} aria-expanded=${showDiff && changed} onClick=${() => setShowDiff(!showDiff)}>
           ${showDiff && changed ? "Hide changes" : "Show changes"}</button>
         ${changed && html`<small class="muted">Changed, not installed.</small>`}
-      </div>`}
+      </div>
     </form>
     ${showDiff && changed && html`<${Diff} from=${active.data.source} to=${text} />`}
     <div id="rules-errors">
@@ -332,7 +334,7 @@ export function Rules({ slug }) {
         (${installed.collections.length ? installed.collections.join(", ") : "no collections"}).
         ${installed.warnings.length > 0 && html`<ul>${installed.warnings.map((w, i) => html`<li key=${i}>${w}</li>`)}</ul>`}</div>`}
     </div>
-    ${write && html`<${TestCases} slug=${slug} rules=${text} />`}
+    <${TestCases} slug=${slug} rules=${text} />
     ${active.data.version > 0 && html`<${Explain} slug=${slug} />`}
     <${History} slug=${slug} version=${active.data.version} onActivated=${() => { setInstalled(null); active.reload(); }} />`;
 }

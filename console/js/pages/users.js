@@ -1,5 +1,6 @@
-// The users of a tenant: search by email, keyset paging, create (through the tenant's
-// own sign-up), disable/enable, revoke sessions, delete.
+// The users of a tenant: search by email, keyset paging, create (the admin API's, with
+// sign-up's checks; optionally without a password, or already verified), disable/enable,
+// revoke sessions, delete.
 
 import { useEffect, useState } from "../../vendor/hooks.mjs";
 import { admin, session, tenantApi } from "../api.js";
@@ -11,28 +12,37 @@ function CreateUser({ slug, onCreated }) {
   const [open, setOpen] = useState(false);
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
+  const [verified, setVerified] = useState(false);
   const { busy, error, run } = useAction();
   const submit = async (e) => {
     e.preventDefault();
-    const r = await run(() => tenantApi(slug).signup(email, password));
+    // No password typed: the user gets none, and chooses one through a reset mail.
+    const body = { email, verified, ...(password ? { password } : {}) };
+    const r = await run(() => admin.createUser(slug, body));
     if (r) {
       setEmail("");
       setPassword("");
+      setVerified(false);
       setOpen(false);
-      onCreated(r.user);
+      onCreated(r);
     }
   };
   if (!open) return html`<button type="button" onClick=${() => setOpen(true)}>Create a user</button>`;
-  const taken = error && (error.code === "email_taken" || error.status === 409) ? "A user with this email exists." : null;
-  return html`<form class="card" onSubmit=${submit} aria-labelledby="new-user-h">
+  const taken = error && error.code === "email_taken" ? "A user with this email exists." : null;
+  return html`<form class="card" onSubmit=${submit} aria-labelledby="new-user-h" data-testid="create-user">
     <h2 id="new-user-h">Create a user</h2>
     <div class="row wrap">
       <${Field} label="Email" type="email" value=${email} onInput=${setEmail} required autocomplete="off" error=${taken || fieldError(error, "email")} />
-      <${Field} label="Password" type="password" value=${password} onInput=${setPassword} required autocomplete="new-password"
-        hint="8 to 128 characters; the user can change it." error=${fieldError(error, "password")} />
+      <${Field} label="Password (optional)" type="password" value=${password} onInput=${setPassword} autocomplete="new-password"
+        hint="8 to 128 characters. Leave it empty and the user has none: they sign in after a password reset mail."
+        error=${fieldError(error, "password")} />
     </div>
-    <button type="submit" disabled=${busy}>${busy ? "Creating…" : "Create user"}</button> <button type="button" onClick=${() => setOpen(false)}>Cancel</button>
-    ${error && !error.fields && !taken && html`<${ErrorBox} error=${error} what="create the user" />`}
+    <label class="check"><input type="checkbox" checked=${verified} onChange=${(e) => setVerified(e.target.checked)} />
+      Email already verified</label>
+    <div class="row">
+      <button type="submit" disabled=${busy}>${busy ? "Creating…" : "Create user"}</button> <button type="button" onClick=${() => setOpen(false)}>Cancel</button>
+    </div>
+    ${error && !error.fields && html`<${ErrorBox} error=${error} what="create the user" />`}
   </form>`;
 }
 

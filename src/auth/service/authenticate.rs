@@ -4,14 +4,16 @@ use std::sync::Arc;
 
 use super::AuthService;
 use crate::auth::cache::CachedKey;
-use crate::auth::tokens::{AccessClaims, TokenError};
+use crate::auth::tokens::{AccessClaims, READER_PREFIX, ReaderClaims, TokenError};
 use crate::auth::{AuthError, CredentialError};
 use crate::store::SessionState;
 use crate::tenancy::{Scope, SystemTask, Tenant, UserCaller, service_keys};
 
 impl AuthService {
     /// Decides who a tenant request's bearer token stands for. A present but invalid
-    /// token is an error, never a silent downgrade to anonymous.
+    /// token is an error, never a silent downgrade to anonymous. An admin's read token
+    /// is checked by its signature and expiry alone (it lives minutes; see
+    /// `AdminService::read_token`).
     pub async fn authenticate(
         &self,
         tenant: Arc<Tenant>,
@@ -20,6 +22,17 @@ impl AuthService {
         let Some(token) = bearer else {
             return Ok(Scope::anonymous(tenant));
         };
+        if let Some(jwt) = token.strip_prefix(READER_PREFIX) {
+            let claims: ReaderClaims = self
+                .keyring
+                .verify(jwt, &tenant.reader_audience())
+                .await
+                .map_err(|e| match e {
+                    TokenError::Expired => AuthError::TokenExpired,
+                    TokenError::Invalid(why) => CredentialError::InvalidToken(why).into(),
+                })?;
+            return Ok(Scope::reader(tenant, &claims.actor));
+        }
         let lookup = Scope::system(tenant.clone(), SystemTask::Authentication);
         if let Some(prefix) = service_keys::prefix_of(token) {
             let key = match self.cache.key(tenant.id, prefix) {

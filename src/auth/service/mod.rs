@@ -1,14 +1,18 @@
 //! The account flows of a tenant's end users, and request authentication. The service
 //! and its shared checks are here; its methods are in one file per concern: sessions
 //! (sign-up, login, refresh, logout, password change), mail tokens (verification and
-//! reset), authenticate (bearer token → `Scope`).
+//! reset), authenticate (bearer token → `Scope`); `new_user` is the account sign-up and
+//! admins both create.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 mod authenticate;
 mod mail_tokens;
+mod new_user;
 mod sessions;
+
+pub use new_user::NewUser;
 
 use super::cache::AuthCache;
 use super::mail::Mailer;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{
-    AuthService, ClientInfo, IssuedSession, check_password, email_of, field, require_user,
+    AuthService, ClientInfo, IssuedSession, NewUser, check_password, email_of, field, require_user,
 };
 use crate::auth::tokens::access_claims;
 use crate::auth::{AuthError, CredentialError, password};
@@ -29,22 +29,12 @@ impl AuthService {
         password: &str,
         client: &ClientInfo,
     ) -> Result<IssuedSession, AuthError> {
-        let email = email_of(email)?;
-        check_password("password", password, Some(&email))?;
+        let new = NewUser::check(email, Some(password))?;
         // Sign-ups cost a hash each: throttle them per client like logins.
         self.limiter
             .check_ip(&client.ip)
             .map_err(CredentialError::RateLimited)?;
-        let hash = password::hash(password.to_string()).await?;
-        let id = uuid::Uuid::now_v7().to_string();
-        let user = self
-            .store
-            .create_user(scope, &id, &email, &hash)
-            .await
-            .map_err(|e| match e {
-                crate::store::StoreError::Conflict(_) => AuthError::EmailTaken,
-                other => other.into(),
-            })?;
+        let user = new.create(&self.store, scope, false).await?;
         self.issue_session(scope, user, client).await
     }
 

@@ -58,7 +58,8 @@ impl Connection {
         // Register first (buffering live events), then send history, then go live: no
         // event is lost between the history and the live stream, and none repeats.
         let replaying = req.since.is_some() || req.snapshot;
-        let requires_auth = auth.info.is_some();
+        // A subscription that depends on a token that expires ends with it.
+        let requires_auth = auth.info.is_some() || auth.expires.is_some();
         let (feed, sub, position) = self.register(req, plan.filter, last, replaying, requires_auth);
         if !replaying {
             let t = ServerMsg::Subscribed { id, seq: position }.text();

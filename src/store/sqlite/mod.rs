@@ -10,9 +10,11 @@
 mod commit;
 mod documents;
 mod jobs;
+mod tuning;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -22,16 +24,21 @@ use super::functions::InvocationRow;
 use super::predicate_sql::SqlParam;
 use super::{StoreError, StoreResult, now_ms};
 
+pub use tuning::{SqliteMemory, SqliteTuning, sqlite_memory};
+
 const MAX_IDLE_READERS: usize = 8;
 
 /// One tenant's SQLite file through rusqlite: one writer connection, a few idle readers.
 pub(crate) struct SqliteFile {
     path: PathBuf,
+    tuning: SqliteTuning,
     readers: Mutex<Vec<Connection>>,
     writer: Mutex<Option<Connection>>,
+    /// When a connection was last taken (`now_ms`), for `release_idle`.
+    last_used: AtomicI64,
 }
 
-fn open(path: &Path) -> rusqlite::Result<Connection> {
+fn open(path: &Path, tuning: &SqliteTuning) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -39,6 +46,9 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "cache_size", tuning.cache_size_pragma())?;
+    // Answers the size in force (a row), which the plain update would refuse.
+    conn.pragma_update_and_check(None, "mmap_size", tuning.mmap_pragma(), |_| Ok(()))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -83,12 +93,35 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 }
 
 impl SqliteFile {
-    pub(crate) fn new(path: &Path) -> SqliteFile {
+    pub(crate) fn new(path: &Path, tuning: SqliteTuning) -> SqliteFile {
         SqliteFile {
             path: path.to_path_buf(),
+            tuning,
             readers: Mutex::new(Vec::new()),
             writer: Mutex::new(None),
+            last_used: AtomicI64::new(now_ms()),
         }
+    }
+
+    /// Closes this file's connections when none was taken for `idle` (the writer only
+    /// if no one holds it), giving back their page cache, schema and statements; the next
+    /// use opens them again. Returns how many were closed. May block (closing the last
+    /// connection to a file checkpoints its WAL): call it off the async workers.
+    pub(crate) fn release_idle(&self, idle: std::time::Duration) -> usize {
+        let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+        if now_ms().saturating_sub(self.last_used.load(Ordering::Relaxed)) < idle_ms {
+            return 0;
+        }
+        let readers = std::mem::take(&mut *self.readers.lock().unwrap_or_else(|p| p.into_inner()));
+        let writer = match self.writer.try_lock() {
+            Ok(mut slot) => slot.take(),
+            Err(_) => None,
+        };
+        readers.len() + usize::from(writer.is_some())
+    }
+
+    fn touch(&self) {
+        self.last_used.store(now_ms(), Ordering::Relaxed);
     }
 
     /// Runs `f` in an IMMEDIATE transaction on the writer connection. Every frequent write
@@ -99,10 +132,11 @@ impl SqliteFile {
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
     ) -> StoreResult<T> {
+        self.touch();
         blocking(|| {
             let mut slot = self.writer.lock().unwrap_or_else(|p| p.into_inner());
             if slot.is_none() {
-                *slot = Some(open(&self.path)?);
+                *slot = Some(open(&self.path, &self.tuning)?);
             }
             let Some(conn) = slot.as_mut() else {
                 return Err(StoreError::Unavailable("no writer connection"));
@@ -115,10 +149,11 @@ impl SqliteFile {
     }
 
     fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
+        self.touch();
         let conn = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match conn {
             Some(c) => c,
-            None => open(&self.path)?,
+            None => open(&self.path, &self.tuning)?,
         };
         let out = f(&conn);
         let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());

@@ -57,6 +57,7 @@ const BODY_ROUTES: &[(&str, &str, Who, Shape, &str)] = &[
     ("POST", "/admin/v1/tenants", Who::Admin, Shape::Typed, r#"{"slug": 5, "name": []}"#),
     ("PATCH", "/admin/v1/tenants/{tenant}", Who::Admin, Shape::Typed, r#"{"name": 5, "cors_origins": "x"}"#),
     ("POST", "/admin/v1/tenants/{tenant}/keys", Who::Admin, Shape::Typed, r#"{"name": 5}"#),
+    ("POST", "/admin/v1/tenants/{tenant}/users", Who::Admin, Shape::Typed, r#"{"email": 5, "password": [], "verified": "x"}"#),
     ("PUT", "/admin/v1/tenants/{tenant}/secrets/{name}", Who::Admin, Shape::Typed, r#"{"value": 5}"#),
     ("PUT", "/admin/v1/tenants/{tenant}/rules", Who::Admin, Shape::Toml, ""),
     ("POST", "/admin/v1/tenants/{tenant}/rules/validate", Who::Admin, Shape::TomlCheck, ""),
