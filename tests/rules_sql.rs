@@ -336,6 +336,11 @@ const STRINGS: &[&str] = &[
     "it\u{10FFFF}x",
     "\u{D7FF}z",
     "\u{E000}",
+    // the JSON text SQLite's json_extract gives for an array or an object
+    "[]",
+    "[1,2]",
+    "{}",
+    "{\"x\":1}",
 ];
 
 fn scalar() -> impl Strategy<Value = Value> {
@@ -713,6 +718,7 @@ fn corner_docs() -> Vec<Value> {
         json!({"a": [[1, 2], {"x": 1}], "l": [null, 1.5, "alice", true], "o": {"a": [{"b": 1}]}}),
         json!({"a": [1, 2], "s": "a b", "o": {"a": {"b": 1.0}}, "l": {"0": 1}}),
         json!({"a": {"x": 1}, "s": "新", "o": "str"}),
+        json!({"a": "[1,2]", "o": {}, "l": "[]", "n": 2, "s": "{}"}),
         json!({}),
     ]
 }
@@ -745,6 +751,17 @@ fn regression_cases() {
         ("doc.o.a.b == 1", None),
         ("doc.l == []", None),
         ("doc.l != {'0': 1}", None),
+        // a string equal to the JSON text of an array or object, and null fields, in
+        // and out of a negation (the type guard is left out only where it cannot matter)
+        ("doc.a == '[1,2]' || doc.o == '{}' || doc.l == '[]'", None),
+        ("!(doc.a == '[1,2]') && doc.l != '[]'", None),
+        ("doc.n == 'x' || doc.o == 'x'", None),
+        ("!(doc.n == 'x') && doc.n != 2", None),
+        (
+            "doc.a == 1 || doc.a == 0 || doc.a == 2 || doc.a == 1.0",
+            None,
+        ),
+        ("!(doc.a == 2) && doc.n != 0", None),
         // missing fields and non-object parents are errors
         ("!(doc.zz == 1)", None),
         ("!(doc.o.a == 1)", None),

@@ -81,6 +81,17 @@ struct Renderer {
     negated: bool,
 }
 
+/// Whether `json_extract(data, path) = v` (SQLite) can only be TRUE where the field holds
+/// a value of `v`'s JSON type: `json_extract` gives an array or object as its JSON text,
+/// and `true`/`false` as 1/0.
+fn guard_is_redundant(v: &Json) -> bool {
+    match v {
+        Json::String(s) => !s.starts_with('[') && !s.starts_with('{'),
+        Json::Number(n) => n.as_f64().is_some_and(|f| f != 0.0 && f != 1.0),
+        _ => false,
+    }
+}
+
 impl Renderer {
     fn param(&mut self, p: SqlParam) -> String {
         let cast = match (&p, self.dialect) {
@@ -201,7 +212,12 @@ impl Renderer {
     fn compare_doc(&mut self, f: &DocField, steps: &[Step], op: CmpOp, v: &Json) -> String {
         match op {
             CmpOp::Eq => self.eq_doc(f, steps, v),
-            CmpOp::Ne => format!("(NOT {})", self.eq_doc(f, steps, v)),
+            CmpOp::Ne => {
+                self.negated = !self.negated;
+                let eq = self.eq_doc(f, steps, v);
+                self.negated = !self.negated;
+                format!("(NOT {eq})")
+            }
             _ => {
                 let sym = match op {
                     CmpOp::Lt => "<",
@@ -356,6 +372,15 @@ impl Renderer {
                     format!("(CASE WHEN json_type(data, {a}) IS NOT NULL THEN {whole} END)")
                 }
                 _ => match self.sqlite_scalar(v) {
+                    // Outside a NOT only TRUE counts, and for these values `json_extract`
+                    // can equal them only when the field has their type: a string that
+                    // cannot be an array's or object's JSON text, a number that no
+                    // boolean (1/0) equals. The guard then only turns NULL into FALSE,
+                    // so it is left out: without it an index on the path answers the
+                    // comparison alone (a count reads no row).
+                    Some((p, _)) if !self.negated && guard_is_redundant(v) => {
+                        format!("(json_extract(data, {a}) = {p})")
+                    }
                     Some((p, guard)) => {
                         format!("(json_extract(data, {a}) = {p} AND json_type(data, {a}) {guard})")
                     }
