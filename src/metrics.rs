@@ -135,6 +135,8 @@ pub struct SqliteHeap {
     pub used: i64,
     pub highwater: i64,
     pub budget: i64,
+    /// rusqlite connections open to tenant files (this node's store).
+    pub connections: i64,
 }
 
 type ReadSqliteHeap = Box<dyn Fn() -> SqliteHeap + Send + Sync>;
@@ -166,6 +168,12 @@ impl Collector for SqliteCollector {
                 "sqlite_memory_budget_bytes",
                 "SQLite's soft heap limit (PLINTH_SQLITE_CACHE_MIB; 0: none)",
                 h.budget,
+            ),
+            (
+                "sqlite_connections",
+                "Connections open to tenant SQLite files on the hot paths: a writer and a few \
+                 readers for each tenant used within PLINTH_SQLITE_IDLE, none for an idle one",
+                h.connections,
             ),
         ];
         for (name, help, value) in gauges {

@@ -90,12 +90,16 @@ impl AppState {
                 let store = store.clone();
                 move || store.commit_totals()
             },
-            || {
-                let m = crate::store::sqlite_memory();
-                crate::metrics::SqliteHeap {
-                    used: m.used,
-                    highwater: m.highwater,
-                    budget: m.budget,
+            {
+                let store = store.clone();
+                move || {
+                    let m = crate::store::sqlite_memory();
+                    crate::metrics::SqliteHeap {
+                        used: m.used,
+                        highwater: m.highwater,
+                        budget: m.budget,
+                        connections: i64::try_from(store.sqlite_connections()).unwrap_or(i64::MAX),
+                    }
                 }
             },
         ));

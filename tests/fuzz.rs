@@ -313,7 +313,7 @@ fn check_refusal(text: &str, frame: &str) -> Result<(), TestCaseError> {
 /// The message a JSON value denotes by the documented grammar, or None when it is not
 /// one: unknown fields are ignored, optional fields may be absent or null.
 fn oracle_message(v: &Value) -> Option<plinth::realtime::ClientMsg> {
-    use plinth::realtime::ClientMsg;
+    use plinth::realtime::{ClientMsg, Subscribe};
     let m = v.as_object()?;
     let string = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
     let optional_string = |k: &str| match m.get(k) {
@@ -327,7 +327,7 @@ fn oracle_message(v: &Value) -> Option<plinth::realtime::ClientMsg> {
             token: string("token")?,
         }),
         "unsubscribe" => Some(ClientMsg::Unsubscribe { id: string("id")? }),
-        "subscribe" => Some(ClientMsg::Subscribe {
+        "subscribe" => Some(ClientMsg::Subscribe(Subscribe {
             id: string("id")?,
             collection: string("collection")?,
             doc: optional_string("doc")?,
@@ -340,7 +340,7 @@ fn oracle_message(v: &Value) -> Option<plinth::realtime::ClientMsg> {
                 None => false,
                 Some(b) => b.as_bool()?,
             },
-        }),
+        })),
         _ => None,
     }
 }
@@ -472,7 +472,7 @@ fn websocket_messages_follow_the_documented_grammar() {
 /// Every valid message, whatever its strings hold, reads back as itself.
 #[test]
 fn websocket_messages_round_trip() {
-    use plinth::realtime::ClientMsg;
+    use plinth::realtime::{ClientMsg, Subscribe};
     let s = || any::<String>();
     let msg = prop_oneof![
         Just(ClientMsg::Ping),
@@ -487,14 +487,14 @@ fn websocket_messages_round_trip() {
             any::<bool>()
         )
             .prop_map(|(id, collection, doc, filter, since, snapshot)| {
-                ClientMsg::Subscribe {
+                ClientMsg::Subscribe(Subscribe {
                     id,
                     collection,
                     doc,
                     filter,
                     since,
                     snapshot,
-                }
+                })
             }),
     ];
     runner()
@@ -503,14 +503,14 @@ fn websocket_messages_round_trip() {
                 ClientMsg::Ping => json!({"type": "ping"}),
                 ClientMsg::Auth { token } => json!({"type": "auth", "token": token}),
                 ClientMsg::Unsubscribe { id } => json!({"type": "unsubscribe", "id": id}),
-                ClientMsg::Subscribe {
+                ClientMsg::Subscribe(Subscribe {
                     id,
                     collection,
                     doc,
                     filter,
                     since,
                     snapshot,
-                } => json!({"type": "subscribe", "id": id, "collection": collection,
+                }) => json!({"type": "subscribe", "id": id, "collection": collection,
                     "doc": doc, "filter": filter, "since": since, "snapshot": snapshot}),
             };
             let parsed = plinth::realtime::parse_client(&v.to_string());

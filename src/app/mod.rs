@@ -203,22 +203,45 @@ impl RunningApp {
     }
 }
 
-/// Applies the change-log retention to every tenant, every ten minutes.
+/// Applies the change-log retention every ten minutes to the tenants written since the
+/// previous pass. A tenant not written since has a log that did not grow, and reading it
+/// would open its file again (SQLite) and undo its idle close: its changes past the
+/// retention go at the first pass after its next write. (PostgreSQL: every tenant.)
 async fn prune_changes_forever(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(600));
+    let mut since = crate::store::now_ms();
     loop {
         tick.tick().await;
-        if let Err(e) = prune_changes_once(&state).await {
-            tracing::warn!(error = %e, "change-log retention failed");
+        let started = crate::store::now_ms();
+        match prune_changes_written_since(&state, Some(since)).await {
+            Ok(_) => since = started,
+            Err(e) => tracing::warn!(error = %e, "change-log retention failed"),
         }
     }
 }
 
+/// One retention pass over every tenant.
 pub async fn prune_changes_once(state: &AppState) -> anyhow::Result<u64> {
+    prune_changes_written_since(state, None).await
+}
+
+/// One retention pass over the tenants written since `since_ms` (see
+/// `Store::tenants_written_since`), or over every tenant; answers the changes pruned.
+pub async fn prune_changes_written_since(
+    state: &AppState,
+    since_ms: Option<i64>,
+) -> anyhow::Result<u64> {
     let cutoff =
         chrono::Utc::now().timestamp_millis() - state.config.changes_retention.as_millis() as i64;
+    let written = match since_ms {
+        Some(t) => state.store.tenants_written_since(t).await,
+        None => None,
+    };
     let mut total = 0;
     for tenant in state.store.list_tenants().await? {
+        if written.as_ref().is_some_and(|w| !w.contains(&tenant.id)) {
+            continue;
+        }
         let scope = crate::tenancy::Scope::system(
             Arc::new(crate::tenancy::Tenant::from(tenant)),
             crate::tenancy::SystemTask::Retention,

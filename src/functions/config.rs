@@ -25,6 +25,9 @@ pub struct FunctionsConfig {
     /// its lease). Shorter (`PLINTH_HOOK_LEASE`): a dead node's jobs run sooner, and a job
     /// that outruns its lease may run twice (delivery is at least once either way).
     pub hook_lease: Option<Duration>,
+    /// How often the hook runner looks for jobs it was not told of: a dead runner's on
+    /// another node, or queued by another process (see `store::OutboxScan`).
+    pub hook_rescan: Duration,
 }
 
 impl Default for FunctionsConfig {
@@ -48,6 +51,7 @@ impl Default for FunctionsConfig {
             cache_ttl: Duration::from_secs(1),
             run_hooks: true,
             hook_lease: None,
+            hook_rescan: Duration::from_secs(30),
         }
     }
 }

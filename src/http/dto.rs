@@ -426,20 +426,7 @@ pub struct RulesTestReport {
     pub errors: Vec<RuleErrorDto>,
     /// Whether every case passed (false when the set is invalid).
     pub passed: bool,
-    pub cases: Vec<RuleTestCaseDto>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct RuleTestCaseDto {
-    pub name: String,
-    /// 1-based line of the case's `[[case]]` header in `cases`.
-    pub line: usize,
-    pub passed: bool,
-    /// `allow` or `deny`.
-    pub expected: String,
-    pub actual: String,
-    /// For a failed case, the sub-expression that decided (or the missing rule).
-    pub detail: Option<String>,
+    pub cases: Vec<crate::rules::testing::CaseResult>,
 }
 
 impl RulesTestReport {
@@ -451,18 +438,7 @@ impl RulesTestReport {
                 valid: true,
                 errors: Vec::new(),
                 passed: report.passed(),
-                cases: report
-                    .cases
-                    .into_iter()
-                    .map(|c| RuleTestCaseDto {
-                        name: c.name,
-                        line: c.line,
-                        passed: c.passed,
-                        expected: c.expected,
-                        actual: c.actual,
-                        detail: c.detail,
-                    })
-                    .collect(),
+                cases: report.cases,
             },
             Err(errors) => RulesTestReport {
                 valid: false,

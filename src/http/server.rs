@@ -75,24 +75,17 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        let service = router
-            .clone()
-            .map_request(
-                move |mut req: axum::extract::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo(addr));
-                    req.map(axum::body::Body::new)
-                },
-            )
-            .map_err(|e: Infallible| -> Infallible { match e {} });
+        let peer = Peer {
+            router: router.clone(),
+            addr,
+        };
         let stop = stop_rx.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
             match tls {
-                None => {
-                    serve_connection(TokioIo::new(tcp), Proto::Http1, service, limits, stop).await
-                }
-                Some(acceptor) => serve_tls(acceptor, tcp, service, limits, stop).await,
+                None => serve_connection(TokioIo::new(tcp), Proto::Http1, peer, limits, stop).await,
+                Some(acceptor) => serve_tls(acceptor, tcp, peer, limits, stop).await,
             }
         });
     }
@@ -102,6 +95,13 @@ pub async fn serve(
     stop_tx.closed().await;
 }
 
+/// What one connection serves: the router, for this peer. Passed as it is (not as a
+/// mapped service, whose type has no name) so the functions on the way need no bounds.
+struct Peer {
+    router: Router,
+    addr: std::net::SocketAddr,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Proto {
     Http1,
@@ -109,22 +109,13 @@ enum Proto {
 }
 
 /// The TLS handshake, then the protocol ALPN chose (HTTP/1.1 when the client named none).
-async fn serve_tls<S>(
+async fn serve_tls(
     acceptor: tokio_rustls::TlsAcceptor,
     tcp: TcpStream,
-    service: S,
+    peer: Peer,
     limits: ServeLimits,
     mut stop: watch::Receiver<()>,
-) where
-    S: tower::Service<
-            axum::extract::Request<hyper::body::Incoming>,
-            Response = axum::response::Response,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
+) {
     // Bounded like a request head: a client that opens a connection and never finishes
     // the handshake would otherwise hold a permit for ever.
     let handshake = tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp));
@@ -146,7 +137,7 @@ async fn serve_tls<S>(
         Some(b"h2") => Proto::Http2,
         _ => Proto::Http1,
     };
-    serve_connection(TokioIo::new(stream), proto, service, limits, stop).await;
+    serve_connection(TokioIo::new(stream), proto, peer, limits, stop).await;
 }
 
 /// Drives one connection until it ends, or until `stop` asks it to finish: then it
@@ -171,24 +162,27 @@ macro_rules! drive {
 }
 
 /// One code path for plain and TLS connections: only the protocol differs.
-async fn serve_connection<I, S>(
+async fn serve_connection<I>(
     io: I,
     proto: Proto,
-    service: S,
+    peer: Peer,
     limits: ServeLimits,
     mut stop: watch::Receiver<()>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    S: tower::Service<
-            axum::extract::Request<hyper::body::Incoming>,
-            Response = axum::response::Response,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
 {
-    let service = TowerToHyperService::new(service);
+    let Peer { router, addr } = peer;
+    // Handlers see the peer's address (`ConnectInfo`) and axum's body type.
+    let service = TowerToHyperService::new(
+        router
+            .map_request(
+                move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(addr));
+                    req.map(axum::body::Body::new)
+                },
+            )
+            .map_err(|e: Infallible| -> Infallible { match e {} }),
+    );
     match proto {
         Proto::Http1 => drive!(
             hyper::server::conn::http1::Builder::new()

@@ -31,7 +31,7 @@ use changes::LogError;
 use feed::Feed;
 // The client message parser, public for the property tests (tests/fuzz.rs).
 use outbox::{Kill, Outbox};
-pub use protocol::{ClientMsg, parse_client};
+pub use protocol::{ClientMsg, Subscribe, parse_client};
 use socket::Connection;
 pub use socket_auth::SocketAuth;
 

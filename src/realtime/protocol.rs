@@ -8,25 +8,25 @@ use crate::documents::wire::DocJson;
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMsg {
-    Auth {
-        token: String,
-    },
-    Subscribe {
-        id: String,
-        collection: String,
-        #[serde(default)]
-        doc: Option<String>,
-        #[serde(default)]
-        filter: Option<String>,
-        #[serde(default)]
-        since: Option<i64>,
-        #[serde(default)]
-        snapshot: bool,
-    },
-    Unsubscribe {
-        id: String,
-    },
+    Auth { token: String },
+    Subscribe(Subscribe),
+    Unsubscribe { id: String },
     Ping,
+}
+
+/// A `subscribe` message, as the subscription's set-up takes it.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Subscribe {
+    pub id: String,
+    pub collection: String,
+    #[serde(default)]
+    pub doc: Option<String>,
+    #[serde(default)]
+    pub filter: Option<String>,
+    #[serde(default)]
+    pub since: Option<i64>,
+    #[serde(default)]
+    pub snapshot: bool,
 }
 
 #[derive(Debug, Serialize)]

@@ -23,7 +23,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{AuthInfo, Bindings, DocMeta, Operation, RuleSet};
 
-#[derive(Clone, Debug, Serialize)]
+// What the CLI prints and `POST .../rules/test` answers (OpenAPI schema
+// `RuleTestCaseDto`, the JSON pinned by a test below): one type for both.
+/// One test case's result.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = RuleTestCaseDto)]
 pub struct CaseResult {
     pub name: String,
     /// 1-based line of the case's `[[case]]` header in its TOML text.
@@ -32,7 +36,7 @@ pub struct CaseResult {
     /// `allow` or `deny`.
     pub expected: String,
     pub actual: String,
-    /// The deciding sub-expression, when the case failed.
+    /// For a failed case, the sub-expression that decided (or the missing rule).
     pub detail: Option<String>,
 }
 
@@ -252,6 +256,23 @@ fn case_lines(text: &str, cases: &[toml::Spanned<Case>]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_case_result_answers_the_documented_json() {
+        let case = CaseResult {
+            name: "owner reads".into(),
+            line: 7,
+            passed: false,
+            expected: "allow".into(),
+            actual: "deny".into(),
+            detail: Some("doc.owner == auth.uid".into()),
+        };
+        assert_eq!(
+            serde_json::to_value(&case).unwrap(),
+            serde_json::json!({"name": "owner reads", "line": 7, "passed": false,
+                "expected": "allow", "actual": "deny", "detail": "doc.owner == auth.uid"})
+        );
+    }
 
     #[test]
     fn the_example_cases_pass() {

@@ -43,7 +43,10 @@ pub struct ActiveDeployRecord {
     pub activated_by: String,
 }
 
-/// An end user, password hash included.
+/// An end user, password hash included. The same columns as `users::UserRow` today, but
+/// a line of the export file: files written by one version are read by the next, so
+/// this stays as it is (pinned by `admin::export::format_tests`) when the store's row
+/// for its own queries grows.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct UserRecord {
     pub id: String,

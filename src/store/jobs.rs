@@ -4,7 +4,7 @@
 use serde_json::Value;
 use sqlx::Row;
 
-use super::{Store, StoreResult, TenantData, now_ms, on_db, one_row, postgres};
+use super::{Backend, Store, StoreResult, TenantData, now_ms, on_db, one_row, postgres};
 use crate::tenancy::Scope;
 
 /// Where a unit of writes came from, for the jobs it triggers.
@@ -83,6 +83,20 @@ pub struct JobInfo {
     pub created_at: i64,
     /// The event as the function receives it (an array for a batching hook).
     pub event: Value,
+}
+
+/// What a rescan of the outboxes found: the tenants whose jobs the hook runner may not
+/// know of (jobs of a runner that died, or queued by another process).
+#[derive(Debug)]
+pub enum OutboxScan {
+    /// Every tenant with pending jobs, with when its next one is due (PostgreSQL: one
+    /// query over the one database).
+    All(Vec<(i64, i64)>),
+    /// Only the tenants that other processes reported since the last scan (SQLite: a
+    /// file per tenant; reading every file would keep every tenant from going idle). A
+    /// process that runs hooks knows the rest from its own commits and claims, and from
+    /// one look at each tenant at start (`Store::next_job_due`).
+    Reported(Vec<i64>),
 }
 
 /// Binds: tenant, id, function, event, depth, max_attempts, now, claimed_until (NULL: due
@@ -200,7 +214,53 @@ impl Store {
         })
     }
 
+    /// The rescan of the hook runner (see `OutboxScan`). On SQLite it takes the reports.
+    pub async fn scan_outboxes(&self) -> StoreResult<OutboxScan> {
+        match &*self.inner {
+            Backend::Postgres(pool) => {
+                Ok(OutboxScan::All(postgres::pending_job_tenants(pool).await?))
+            }
+            Backend::Sqlite(s) => Ok(OutboxScan::Reported(
+                sqlx::query_scalar::<_, i64>("DELETE FROM job_reports RETURNING tenant_id")
+                    .fetch_all(&s.control)
+                    .await?,
+            )),
+        }
+    }
+
+    /// When the tenant's next pending job is due, if it has one (a read: on SQLite it
+    /// opens the file if closed, and takes no write lock).
+    pub async fn next_job_due(&self, scope: &Scope) -> StoreResult<Option<i64>> {
+        let (db, tenant) = self.tenant_db(scope).await?;
+        Ok(on_db!(db, |p| {
+            sqlx::query_scalar::<_, Option<i64>>(
+                "SELECT MIN(run_at) FROM jobs WHERE tenant_id = $1 AND state = 'pending'",
+            )
+            .bind(tenant)
+            .fetch_one(&p)
+            .await?
+        }))
+    }
+
+    /// Tells the hook runner of another process that this tenant's outbox holds jobs it
+    /// was not told of (SQLite: a row its next rescan takes; PostgreSQL: nothing, every
+    /// rescan reads all outboxes). Call it after the jobs are committed.
+    pub async fn report_jobs(&self, tenant: i64) -> StoreResult<()> {
+        if let Backend::Sqlite(s) = &*self.inner {
+            sqlx::query(
+                "INSERT INTO job_reports (tenant_id, reported_at) VALUES ($1, $2) \
+                 ON CONFLICT (tenant_id) DO UPDATE SET reported_at = excluded.reported_at",
+            )
+            .bind(tenant)
+            .bind(now_ms())
+            .execute(&s.control)
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Puts a dead job back in the queue with fresh attempts; NotFound unless it is dead.
+    /// Reported (`report_jobs`): the retry may come from the CLI, beside a running server.
     pub async fn retry_job(&self, scope: &Scope, id: &str) -> StoreResult<()> {
         let (db, tenant) = self.tenant_db(scope).await?;
         let n = on_db!(db, |p| {
@@ -215,6 +275,11 @@ impl Store {
             .await?
             .rows_affected()
         });
-        one_row(n)
+        one_row(n)?;
+        // The retry is done: a runner that does not hear of it finds it at its next start.
+        if let Err(e) = self.report_jobs(tenant).await {
+            tracing::warn!(tenant, error = %e, "could not report a retried hook job");
+        }
+        Ok(())
     }
 }

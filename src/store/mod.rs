@@ -24,21 +24,19 @@ mod rulesets;
 mod secrets;
 mod sql;
 mod sqlite;
+mod tenant_files;
 #[cfg(test)]
 mod unique_tests;
 mod usage;
 mod users;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::SqlitePool;
 
 pub use admin_access::{AdminKeyRow, AdminSessionRow, NewAdminKey, OwnerGuarded};
 pub use announce::{Announcement, Topic};
@@ -52,7 +50,7 @@ pub use export::{
     ServiceKeyRecord, TenantImport, TenantTables, UserRecord,
 };
 pub use functions::{DeployRow, DeploySummary, InvocationRow};
-pub use jobs::{JobInfo, JobPlanner, JobRef, JobRow, NewJob, Origin};
+pub use jobs::{JobInfo, JobPlanner, JobRef, JobRow, NewJob, Origin, OutboxScan};
 pub use keys::ServiceKeyRow;
 pub use secrets::{SecretMeta, SecretPut, SecretRow};
 pub use sqlite::{SqliteMemory, SqliteTuning, sqlite_memory};
@@ -60,6 +58,7 @@ pub use usage::UsageCounts;
 pub use users::{NewSession, RefreshOutcome, SessionState, UserQuery, UserRow, UserTokenKind};
 
 use crate::tenancy::Scope;
+use tenant_files::{SqliteBackend, open_sqlite};
 
 static SQLITE_CONTROL_MIGRATIONS: sqlx::migrate::Migrator =
     sqlx::migrate!("./migrations/sqlite-control");
@@ -297,21 +296,6 @@ enum Backend {
     Postgres(PgPool),
 }
 
-struct SqliteBackend {
-    control: SqlitePool,
-    data_dir: PathBuf,
-    tenants: tokio::sync::Mutex<HashMap<i64, TenantFile>>,
-    tuning: SqliteTuning,
-}
-
-/// One tenant's SQLite file: through sqlx for the cold paths, through rusqlite
-/// (`store::sqlite`) for the hot ones.
-#[derive(Clone)]
-struct TenantFile {
-    pool: SqlitePool,
-    hot: Arc<sqlite::SqliteFile>,
-}
-
 /// Where the data lives: a directory of SQLite files or a PostgreSQL URL.
 #[derive(Clone, Debug)]
 pub enum Location {
@@ -334,12 +318,7 @@ impl Store {
                 let control =
                     open_sqlite(&dir.join(backup::SQLITE_CONTROL_FILE), 4, &tuning).await?;
                 SQLITE_CONTROL_MIGRATIONS.run(&control).await?;
-                Backend::Sqlite(SqliteBackend {
-                    control,
-                    data_dir: dir.clone(),
-                    tenants: tokio::sync::Mutex::new(HashMap::new()),
-                    tuning,
-                })
+                Backend::Sqlite(SqliteBackend::new(control, dir.clone(), tuning))
             }
             Location::Postgres(url) => {
                 let pool = PgPoolOptions::new()
@@ -353,7 +332,7 @@ impl Store {
         };
         let inner = Arc::new(backend);
         if let Backend::Sqlite(s) = &*inner {
-            tokio::spawn(close_idle_tenant_files(
+            tokio::spawn(tenant_files::close_idle_tenant_files(
                 Arc::downgrade(&inner),
                 s.tuning.idle_close,
             ));
@@ -482,87 +461,4 @@ impl Store {
             Backend::Postgres(_) => None,
         }
     }
-}
-
-impl SqliteBackend {
-    fn tenant_path(&self, tenant_id: i64) -> PathBuf {
-        self.data_dir.join(backup::sqlite_tenant_file(tenant_id))
-    }
-
-    async fn tenant_file(&self, tenant_id: i64) -> StoreResult<TenantFile> {
-        // Holding the lock while opening keeps two requests from migrating one file at once;
-        // opening is rare (first use after start), lookups are a map probe.
-        let mut tenants = self.tenants.lock().await;
-        if let Some(file) = tenants.get(&tenant_id) {
-            return Ok(file.clone());
-        }
-        let path = self.tenant_path(tenant_id);
-        let pool = open_sqlite(&path, 8, &self.tuning).await?;
-        SQLITE_TENANT_MIGRATIONS.run(&pool).await?;
-        let file = TenantFile {
-            pool,
-            hot: Arc::new(sqlite::SqliteFile::new(&path, self.tuning)),
-        };
-        tenants.insert(tenant_id, file.clone());
-        Ok(file)
-    }
-}
-
-/// Every `idle / 2`, closes the rusqlite connections of tenant files unused for `idle`
-/// (their sqlx pools close idle connections themselves), so the memory of connections
-/// follows the tenants in use, not all the tenants ever served. Ends with the store.
-async fn close_idle_tenant_files(backend: std::sync::Weak<Backend>, idle: Duration) {
-    let mut tick = tokio::time::interval((idle / 2).max(Duration::from_millis(100)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        let Some(backend) = backend.upgrade() else {
-            return;
-        };
-        let Backend::Sqlite(s) = &*backend else {
-            return;
-        };
-        let files: Vec<Arc<sqlite::SqliteFile>> = s
-            .tenants
-            .lock()
-            .await
-            .values()
-            .map(|t| t.hot.clone())
-            .collect();
-        drop(backend);
-        let closed = tokio::task::spawn_blocking(move || {
-            files.iter().map(|f| f.release_idle(idle)).sum::<usize>()
-        })
-        .await
-        .unwrap_or(0);
-        if closed > 0 {
-            tracing::debug!(closed, "closed idle SQLite connections");
-        }
-    }
-}
-
-async fn open_sqlite(
-    path: &Path,
-    max_connections: u32,
-    tuning: &SqliteTuning,
-) -> StoreResult<SqlitePool> {
-    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(10))
-        .pragma("cache_size", tuning.cache_size_pragma().to_string())
-        .pragma("mmap_size", tuning.mmap_pragma().to_string());
-    let pool = SqlitePoolOptions::new()
-        .max_connections(max_connections)
-        .min_connections(0)
-        // A local file does not go stale; a ping per acquire would double each query's cost.
-        .test_before_acquire(false)
-        // An idle tenant gives its file handles and their memory back.
-        .idle_timeout(Some(tuning.idle_close))
-        .connect_with(options)
-        .await?;
-    Ok(pool)
 }

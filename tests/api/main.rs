@@ -27,6 +27,7 @@ mod exhaustion;
 mod export;
 mod functions;
 mod hooks;
+mod hooks_idle;
 mod list_count;
 mod lists;
 mod plans;

@@ -123,6 +123,7 @@ async fn metrics_count_requests_by_route_and_tenant(b: Backend) {
         "plinth_sqlite_memory_bytes",
         "plinth_sqlite_memory_highwater_bytes",
         "plinth_sqlite_memory_budget_bytes",
+        "plinth_sqlite_connections",
     ] {
         let value = text
             .lines()

@@ -80,3 +80,24 @@ fn lines_after_the_trailer_and_wrong_versions_are_refused() {
         .replacen("\"version\":1", "\"version\":9", 1);
     assert!(read(f.as_bytes()).unwrap_err().contains("version 9"));
 }
+
+/// A user line as files already written hold it: `UserRecord` is kept apart from the
+/// store's `UserRow` so that the row may change without changing this.
+#[test]
+fn a_user_line_keeps_its_format() {
+    let line = Line::User(UserRecord {
+        id: "u1".into(),
+        email: "a@example.com".into(),
+        password_hash: "$argon2id$x".into(),
+        email_verified: true,
+        disabled: false,
+        created_at: 1,
+        updated_at: 2,
+    });
+    let json = serde_json::json!({"type": "user", "id": "u1", "email": "a@example.com",
+        "password_hash": "$argon2id$x", "email_verified": true, "disabled": false,
+        "created_at": 1, "updated_at": 2});
+    assert_eq!(serde_json::to_value(&line).unwrap(), json);
+    let back: Line = serde_json::from_value(json).unwrap();
+    assert!(matches!(back, Line::User(u) if u.id == "u1" && u.email_verified));
+}

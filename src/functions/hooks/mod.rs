@@ -167,5 +167,16 @@ impl JobPlanner for Planner {
                 .extend(born);
         }
         svc.queue.mark(tenant);
+        if !svc.config.run_hooks {
+            // Jobs this process does not run: the runner of another process (a server
+            // beside this CLI or hook-less node) must hear of them; on SQLite its rescan
+            // no longer reads every tenant's outbox.
+            let store = svc.store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.report_jobs(tenant).await {
+                    tracing::warn!(tenant, error = %e, "could not report queued hook jobs");
+                }
+            });
+        }
     }
 }

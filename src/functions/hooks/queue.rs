@@ -55,6 +55,18 @@ impl JobQueue {
         self.wake.notify_one();
     }
 
+    /// A tenant with a job due at `at` (ms) at the latest: an earlier time it is due at
+    /// already stands.
+    pub(in crate::functions) fn due_by(&self, tenant: i64, at: i64) {
+        self.next_due
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(tenant)
+            .and_modify(|t| *t = (*t).min(at))
+            .or_insert(at);
+        self.wake.notify_one();
+    }
+
     /// Waits until a tenant is marked (at once if one was since the last wait).
     pub(in crate::functions) async fn woken(&self) {
         self.wake.notified().await

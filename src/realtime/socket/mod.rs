@@ -108,29 +108,11 @@ impl Connection {
                     ))
                 }
             }
-            // The same fields, as the subscription's set-up takes them.
-            ClientMsg::Subscribe {
-                id,
-                collection,
-                doc,
-                filter,
-                since,
-                snapshot,
-            } => {
-                let req = subscribe::Request {
-                    id,
-                    collection,
-                    doc,
-                    filter,
-                    since,
-                    snapshot,
-                };
-                match self.subscribe(sink, &req).await {
-                    Ok(()) => None,
-                    Err(SubError::Reply(text)) => Some(text),
-                    Err(SubError::SocketGone) => None,
-                }
-            }
+            ClientMsg::Subscribe(req) => match self.subscribe(sink, &req).await {
+                Ok(()) => None,
+                Err(SubError::Reply(text)) => Some(text),
+                Err(SubError::SocketGone) => None,
+            },
         }
     }
 }

@@ -10,27 +10,17 @@ use crate::query::OrderField;
 use crate::realtime::changes::{self, Read};
 use crate::realtime::feed::{self, Feed, Mode, Sub};
 use crate::realtime::outbox::Sink;
-use crate::realtime::protocol::ServerMsg;
+use crate::realtime::protocol::{ServerMsg, Subscribe};
 use crate::realtime::socket_auth::SocketAuth;
 use crate::rules::{Expression, Predicate};
 use crate::store::{ListQuery, ListedDoc, OrderKey, StoreError};
 use crate::tenancy::Scope;
 
-/// A `subscribe` message.
-pub(super) struct Request {
-    pub id: String,
-    pub collection: String,
-    pub doc: Option<String>,
-    pub filter: Option<String>,
-    pub since: Option<i64>,
-    pub snapshot: bool,
-}
-
 impl Connection {
     pub(super) async fn subscribe(
         &mut self,
         sink: &mut Sink,
-        req: &Request,
+        req: &Subscribe,
     ) -> Result<(), SubError> {
         let id = req.id.as_str();
         let (collection, doc) = self.check_request(req)?;
@@ -90,7 +80,7 @@ impl Connection {
 
     /// The checks of a subscription that need neither the rules nor the log; past them the
     /// collection and document id are checked names.
-    fn check_request(&self, req: &Request) -> Result<(CollectionName, Option<DocId>), SubError> {
+    fn check_request(&self, req: &Subscribe) -> Result<(CollectionName, Option<DocId>), SubError> {
         let id = req.id.as_str();
         let max = self.broker.config.max_subscriptions_per_socket;
         if id.is_empty() || id.len() > 128 {
@@ -173,7 +163,7 @@ impl Connection {
     /// history first) and to the socket's own; returns the feed's position then.
     fn register(
         &mut self,
-        req: &Request,
+        req: &Subscribe,
         filter: Option<Arc<Expression>>,
         last: i64,
         replaying: bool,
@@ -216,7 +206,7 @@ impl Connection {
     async fn read_snapshot(
         &mut self,
         scope: &Scope,
-        req: &Request,
+        req: &Subscribe,
         predicate: Option<&Predicate>,
     ) -> Result<(i64, Vec<ListedDoc>), SubError> {
         let order = [OrderKey {

@@ -5,6 +5,16 @@ use sqlx::{PgPool, Row};
 use crate::store::StoreResult;
 use crate::store::jobs::{JobRef, JobRow};
 
+/// Every tenant with pending jobs, with when its next one is due: the hook runner's
+/// rescan, one query for all tenants (an index-only scan of `jobs_due`).
+pub(crate) async fn pending_job_tenants(pool: &PgPool) -> StoreResult<Vec<(i64, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT tenant_id, MIN(run_at) FROM jobs WHERE state = 'pending' GROUP BY tenant_id",
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
 /// `Store::claim_jobs` at time `now`.
 pub(crate) async fn claim_jobs(
     pool: &PgPool,

@@ -13,8 +13,8 @@ mod jobs;
 mod tuning;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -32,10 +32,54 @@ const MAX_IDLE_READERS: usize = 8;
 pub(crate) struct SqliteFile {
     path: PathBuf,
     tuning: SqliteTuning,
-    readers: Mutex<Vec<Connection>>,
-    writer: Mutex<Option<Connection>>,
+    readers: Mutex<Vec<Counted>>,
+    writer: Mutex<Option<Counted>>,
     /// When a connection was last taken (`now_ms`), for `release_idle`.
     last_used: AtomicI64,
+    /// When the writer last committed (`now_ms`; `i64::MIN`: never), for `written_since`.
+    last_write: AtomicI64,
+    /// The store's count of open connections, for `/metrics`.
+    open_count: Arc<AtomicUsize>,
+}
+
+/// A connection, counted in its store's gauge for as long as it is open.
+struct Counted {
+    conn: Connection,
+    count: Arc<AtomicUsize>,
+}
+
+impl Counted {
+    fn open(
+        path: &Path,
+        tuning: &SqliteTuning,
+        count: &Arc<AtomicUsize>,
+    ) -> rusqlite::Result<Self> {
+        let conn = open(path, tuning)?;
+        count.fetch_add(1, Ordering::Relaxed);
+        Ok(Counted {
+            conn,
+            count: count.clone(),
+        })
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl std::ops::Deref for Counted {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Counted {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
 }
 
 fn open(path: &Path, tuning: &SqliteTuning) -> rusqlite::Result<Connection> {
@@ -93,14 +137,25 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 }
 
 impl SqliteFile {
-    pub(crate) fn new(path: &Path, tuning: SqliteTuning) -> SqliteFile {
+    pub(crate) fn new(
+        path: &Path,
+        tuning: SqliteTuning,
+        open_count: Arc<AtomicUsize>,
+    ) -> SqliteFile {
         SqliteFile {
             path: path.to_path_buf(),
             tuning,
             readers: Mutex::new(Vec::new()),
             writer: Mutex::new(None),
             last_used: AtomicI64::new(now_ms()),
+            last_write: AtomicI64::new(i64::MIN),
+            open_count,
         }
+    }
+
+    /// Whether a write transaction of this process committed here at or after `since_ms`.
+    pub(crate) fn written_since(&self, since_ms: i64) -> bool {
+        self.last_write.load(Ordering::Relaxed) >= since_ms
     }
 
     /// Closes this file's connections when none was taken for `idle` (the writer only
@@ -136,7 +191,7 @@ impl SqliteFile {
         blocking(|| {
             let mut slot = self.writer.lock().unwrap_or_else(|p| p.into_inner());
             if slot.is_none() {
-                *slot = Some(open(&self.path, &self.tuning)?);
+                *slot = Some(Counted::open(&self.path, &self.tuning, &self.open_count)?);
             }
             let Some(conn) = slot.as_mut() else {
                 return Err(StoreError::Unavailable("no writer connection"));
@@ -144,6 +199,7 @@ impl SqliteFile {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let out = f(&tx)?;
             tx.commit()?;
+            self.last_write.store(now_ms(), Ordering::Relaxed);
             Ok(out)
         })
     }
@@ -153,7 +209,7 @@ impl SqliteFile {
         let conn = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match conn {
             Some(c) => c,
-            None => open(&self.path, &self.tuning)?,
+            None => Counted::open(&self.path, &self.tuning, &self.open_count)?,
         };
         let out = f(&conn);
         let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
