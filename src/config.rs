@@ -288,6 +288,8 @@ pub struct Config {
     pub admin_session_lifetime: Duration,
     pub verify_ttl: Duration,
     pub reset_ttl: Duration,
+    /// How long an admin invitation's link works.
+    pub admin_invite_ttl: Duration,
     pub login_per_ip_per_minute: u32,
     pub login_free_failures: u32,
     pub login_failures_per_account_per_hour: u32,
@@ -338,6 +340,7 @@ impl Config {
             admin_session_lifetime: Duration::from_secs(12 * 3600),
             verify_ttl: Duration::from_secs(24 * 3600),
             reset_ttl: Duration::from_secs(3600),
+            admin_invite_ttl: Duration::from_secs(72 * 3600),
             login_per_ip_per_minute: 30,
             login_free_failures: 5,
             login_failures_per_account_per_hour: 100,

@@ -71,7 +71,11 @@ impl AppState {
             config.auth_cache_ttl,
             store.clone(),
         ));
-        let auth = auth_service(&config, &store, &keyring, &limiter, &auth_cache)?;
+        let mailer = Arc::new(Mailer::new(
+            config.smtp_url.as_ref().map(|s| s.expose().as_str()),
+            &config.smtp_from,
+        )?);
+        let auth = auth_service(&config, &store, &keyring, &limiter, &auth_cache, &mailer);
         let rules = Arc::new(RulesRegistry::new(store.clone(), Duration::from_secs(1)));
         let cursor_secret = store
             .server_secret("cursor_key", || crate::crypto::random_token(32))
@@ -128,6 +132,11 @@ impl AppState {
                 idle: config.admin_session_idle,
                 lifetime: config.admin_session_lifetime,
             },
+            crate::admin::InviteMail {
+                mailer,
+                public_url: config.public_url.clone(),
+                ttl: config.admin_invite_ttl,
+            },
         ));
         let realtime = crate::realtime::Broker::new(
             store.clone(),
@@ -137,11 +146,13 @@ impl AppState {
             registry.clone(),
             config.realtime.clone(),
         );
-        // The lower layers call back into the upper ones at four points, all wired
+        // The lower layers call back into the upper ones at five points, all wired
         // here: the document service runs before hooks, a group commit plans
-        // after-hook jobs and wakes the realtime feeds, and the usage meter samples the
-        // open realtime connections.
+        // after-hook jobs and wakes the realtime feeds, the usage meter samples the
+        // open realtime connections, and authentication asks the admin layer whether an
+        // admin's read token still stands.
         docs.set_before_write(functions.before_write_hooks());
+        auth.set_reader_check(admin.clone());
         store.set_job_planner(functions.job_planner());
         store.set_commit_listener(realtime.commit_listener());
         usage.watch_open_sockets({
@@ -173,15 +184,12 @@ fn auth_service(
     keyring: &Arc<Keyring>,
     limiter: &Arc<LoginLimiter>,
     auth_cache: &Arc<crate::auth::cache::AuthCache>,
-) -> anyhow::Result<Arc<AuthService>> {
-    let mailer = Arc::new(Mailer::new(
-        config.smtp_url.as_ref().map(|s| s.expose().as_str()),
-        &config.smtp_from,
-    )?);
-    Ok(Arc::new(AuthService::new(
+    mailer: &Arc<Mailer>,
+) -> Arc<AuthService> {
+    Arc::new(AuthService::new(
         store.clone(),
         keyring.clone(),
-        mailer,
+        mailer.clone(),
         limiter.clone(),
         auth_cache.clone(),
         AuthSettings {
@@ -191,7 +199,7 @@ fn auth_service(
             reset_ttl: config.reset_ttl,
             public_url: config.public_url.clone(),
         },
-    )))
+    ))
 }
 
 /// The key that seals tenant secrets: from the configuration, or made once and kept in

@@ -85,7 +85,7 @@ pub struct UsageHour {
 
 /// A tenant's usage over a span: per day or per hour, and the total.
 #[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct Report {
+pub struct UsageSeries {
     pub granularity: Granularity,
     /// With `granularity=day`: the days with use, oldest first.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -221,7 +221,7 @@ impl Usage {
 
     /// The tenant's usage over `span` (the current day or hour included), oldest first,
     /// and the total over it.
-    pub async fn report(&self, tenant: i64, span: Span) -> StoreResult<Report> {
+    pub async fn report(&self, tenant: i64, span: Span) -> StoreResult<UsageSeries> {
         self.flush().await?;
         let now = current_hour();
         let back = |n: u32| i64::from(n.saturating_sub(1));
@@ -263,7 +263,7 @@ impl Usage {
                 ),
             ),
         };
-        Ok(Report {
+        Ok(UsageSeries {
             granularity,
             days,
             hours,

@@ -72,6 +72,12 @@ export const session = {
     this.adopt(r.csrf_token, r.admin);
   },
 
+  /** Accepts an admin invitation (the mailed link's token): sets the password and signs in. */
+  async acceptInvite(token, password) {
+    const r = await call("POST", "/admin/v1/auth/invite", { body: { token, password }, anonymous: true });
+    this.adopt(r.csrf_token, r.admin);
+  },
+
   adopt(csrf, who) {
     this.csrf = csrf;
     this.id = who?.id ?? null;
@@ -249,6 +255,10 @@ export const admin = {
   audit: ({ tenant, cursor, limit } = {}) => call("GET", "/admin/v1/audit", { query: { tenant, cursor, limit } }),
   admins: () => call("GET", "/admin/v1/admins"),
   addAdmin: (body) => call("POST", "/admin/v1/admins", { body }),
+  /** `body`: {email, role, tenants}; the invitee gets a one-time link by mail. */
+  invite: (body) => call("POST", "/admin/v1/admins/invite", { body }),
+  invites: () => call("GET", "/admin/v1/admins/invite"),
+  withdrawInvite: (id) => call("DELETE", `/admin/v1/admins/invite/${enc(id)}`),
   updateAdmin: (id, patch) => call("PATCH", `/admin/v1/admins/${enc(id)}`, { body: patch }),
   removeAdmin: (id) => call("DELETE", `/admin/v1/admins/${enc(id)}`),
   apiKeys: () => call("GET", "/admin/v1/api-keys"),

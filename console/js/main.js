@@ -6,7 +6,7 @@ import { render } from "../vendor/preact.mjs";
 import { useEffect, useState } from "../vendor/hooks.mjs";
 import { session } from "./api.js";
 import { ErrorBox, Loading, go, html } from "./ui.js";
-import { Login, Setup } from "./pages/auth.js";
+import { AcceptInvite, Login, Setup } from "./pages/auth.js";
 
 // Each page's module loads when first shown, so the first load (the sign-in form)
 // carries only the shell.
@@ -54,6 +54,7 @@ function route(path) {
   if (parts.length === 0) return { page: "overview" };
   if (parts[0] === "setup") return { page: "setup" };
   if (parts[0] === "login") return { page: "login" };
+  if (parts[0] === "invite") return { page: "invite" };
   if (parts[0] === "tenants" && parts.length === 1) return { page: "tenants" };
   if (parts[0] === "audit" && parts.length === 1) return { page: "audit" };
   if (parts[0] === "admins" && parts.length === 1) return { page: "admins" };
@@ -133,12 +134,14 @@ function App() {
   useEffect(() => {
     const titles = {
       overview: "Overview", tenants: "Tenants", users: "Users", data: "Data", rules: "Rules", functions: "Functions", usage: "Usage", keys: "Keys and secrets",
-      audit: "Audit log", admins: "Admins and API keys", setup: "First run", login: "Sign in",
+      audit: "Audit log", admins: "Admins and API keys", setup: "First run", login: "Sign in", invite: "Accept an invitation",
     };
     document.title = `${titles[r.page] || "Not found"}${r.slug ? ` · ${r.slug}` : ""} · Plinth console`;
   }, [r.page, r.slug]);
 
   if (r.page === "setup") return html`<main id="main" class="narrow"><${Setup} /></main>`;
+  // Shown even over a signed-in session: accepting signs in as the invitee.
+  if (r.page === "invite") return html`<main id="main" class="narrow"><${AcceptInvite} /></main>`;
   if (!s.checked) return html`<main id="main" class="narrow"><p role="status">Loading the console…</p></main>`;
   if (!s.active || r.page === "login") return html`<main id="main" class="narrow"><${Login} /></main>`;
 

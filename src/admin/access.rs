@@ -111,7 +111,10 @@ pub fn route_need(method: &str, path: &str) -> Need {
         | ("DELETE", "/admin/v1/tenants/{tenant}")
         | ("POST", "/admin/v1/tenants/{tenant}/suspend")
         | ("POST", "/admin/v1/tenants/{tenant}/resume") => Need::Platform,
-        (_, "/admin/v1/admins") | (_, "/admin/v1/admins/{id}") => Need::Owner,
+        (_, "/admin/v1/admins")
+        | (_, "/admin/v1/admins/{id}")
+        | (_, "/admin/v1/admins/invite")
+        | (_, "/admin/v1/admins/invite/{id}") => Need::Owner,
         (_, "/admin/v1/api-keys") | (_, "/admin/v1/api-keys/{id}") => Need::Keys,
         ("DELETE", "/admin/v1/auth/session")
         | ("GET", "/admin/v1/auth/session")

@@ -89,7 +89,7 @@ impl AdminService {
         ids.iter().filter_map(|id| map.get(id).cloned()).collect()
     }
 
-    fn view(&self, row: AdminRow, map: &BTreeMap<i64, String>) -> AdminView {
+    pub(super) fn view(&self, row: AdminRow, map: &BTreeMap<i64, String>) -> AdminView {
         let role = Role::parse(&row.role).unwrap_or(Role::Viewer);
         let tenants = if role == Role::TenantAdmin {
             Self::slugs(map, &tenant_ids(&row.tenant_ids))
@@ -131,7 +131,7 @@ impl AdminService {
         })
     }
 
-    fn require_owner(p: &Principal) -> Result<()> {
+    pub(super) fn require_owner(p: &Principal) -> Result<()> {
         if p.is_owner() {
             Ok(())
         } else {
@@ -231,6 +231,7 @@ impl AdminService {
             OwnerGuarded::Done(row) => row,
             OwnerGuarded::LastOwner => return Err(AdminError::LastOwner),
         };
+        self.auth_cache.forget_readers().await;
         let view = self.view(row, &self.slug_map().await?);
         self.audit(
             &Actor::of(p),
@@ -243,7 +244,8 @@ impl AdminService {
         Ok(view)
     }
 
-    /// Removes an admin with their console sessions; their tokens stop working at once.
+    /// Removes an admin with their console sessions; their tokens (read tokens included)
+    /// stop working at once.
     pub async fn remove_admin(&self, p: &Principal, id: &str) -> Result<()> {
         Self::require_owner(p)?;
         let row = match self
@@ -255,6 +257,7 @@ impl AdminService {
             OwnerGuarded::Done(row) => row,
             OwnerGuarded::LastOwner => return Err(AdminError::LastOwner),
         };
+        self.auth_cache.forget_readers().await;
         self.audit(
             &Actor::of(p),
             "admin.delete",
@@ -294,6 +297,7 @@ impl AdminService {
             .set_admin_password(&admin.id, &hash)
             .await
             .map_err(|e| super::not_found_as(e, "admin"))?;
+        self.auth_cache.forget_readers().await;
         self.audit(
             &Actor::of(p),
             "admin.password",

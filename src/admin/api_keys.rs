@@ -166,6 +166,7 @@ impl AdminService {
             .revoke_admin_key(id, mine)
             .await
             .map_err(|e| super::not_found_as(e, "api key"))?;
+        self.auth_cache.forget_readers().await;
         let view = self.key_view(row, &self.slug_map().await?);
         self.audit(
             &Actor::of(p),
@@ -197,21 +198,27 @@ impl AdminService {
         if row.last_used_at.is_none_or(|t| now - t >= TOUCH_EVERY_MS) {
             self.store.touch_admin_key(&row.id, now).await?;
         }
-        let role = Role::parse(&row.role).ok_or_else(invalid)?;
-        Ok(Principal {
-            id: row.id,
-            email: row.name,
-            role,
-            tenants: if role == Role::TenantAdmin {
-                tenant_ids(&row.tenant_ids)
-            } else {
-                BTreeSet::new()
-            },
-            via: Via::ApiKey,
-            key_prefix: Some(row.prefix),
-            expires_at: row.expires_at,
-        })
+        principal_of_key(row).ok_or_else(invalid)
     }
+}
+
+/// The principal a key's row proves (not checked here: revocation, expiry); None for a
+/// role this server does not know.
+pub(super) fn principal_of_key(row: AdminKeyRow) -> Option<Principal> {
+    let role = Role::parse(&row.role)?;
+    Some(Principal {
+        id: row.id,
+        email: row.name,
+        role,
+        tenants: if role == Role::TenantAdmin {
+            tenant_ids(&row.tenant_ids)
+        } else {
+            BTreeSet::new()
+        },
+        via: Via::ApiKey,
+        key_prefix: Some(row.prefix),
+        expires_at: row.expires_at,
+    })
 }
 
 #[cfg(test)]

@@ -88,7 +88,7 @@ impl AdminService {
         granularity: Granularity,
         days: Option<u32>,
         hours: Option<u32>,
-    ) -> Result<crate::usage::Report> {
+    ) -> Result<crate::usage::UsageSeries> {
         let span = match granularity {
             Granularity::Day => {
                 if hours.is_some() {

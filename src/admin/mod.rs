@@ -4,7 +4,7 @@
 //! functions; every change they make is written to the audit log. `AdminService` is
 //! defined here with its shared helpers; each concern adds its methods in a file of its
 //! own (`setup`, `tenants`, `tenant_keys`, `users`, `tenant_rules`, `tenant_secrets`,
-//! `deploys`, `audit`, `admins`, `api_keys`, `sessions`).
+//! `deploys`, `audit`, `admins`, `invites`, `api_keys`, `sessions`, `read_tokens`).
 
 mod access;
 mod admins;
@@ -14,6 +14,8 @@ mod collections;
 mod deploys;
 mod error;
 pub mod export;
+mod invites;
+mod read_tokens;
 mod sessions;
 mod setup;
 mod tenant_keys;
@@ -25,8 +27,10 @@ mod users;
 pub use access::{Need, Principal, Role, Via, is_mutating, route_need};
 pub use admins::AdminView;
 pub use api_keys::{ApiKeyView, NewApiKey};
-pub use collections::{CollectionCount, READ_TOKEN_TTL};
+pub use collections::CollectionCount;
 pub use error::AdminError;
+pub use invites::{InviteMail, InviteView};
+pub use read_tokens::READ_TOKEN_TTL;
 pub use sessions::{COOKIE as SESSION_COOKIE, OpenedSession, SessionTimes};
 
 use std::sync::Arc;
@@ -108,6 +112,7 @@ pub struct AdminService {
     auth_cache: Arc<AuthCache>,
     admin_ttl: Duration,
     sessions: SessionTimes,
+    invites: InviteMail,
 }
 
 fn validate_cors_origin(origin: &str) -> std::result::Result<(), String> {
@@ -186,6 +191,7 @@ impl AdminService {
         auth_cache: Arc<AuthCache>,
         admin_ttl: Duration,
         sessions: SessionTimes,
+        invites: InviteMail,
     ) -> AdminService {
         AdminService {
             store,
@@ -199,6 +205,7 @@ impl AdminService {
             auth_cache,
             admin_ttl,
             sessions,
+            invites,
         }
     }
 

@@ -14,7 +14,7 @@ use super::access::{Principal, Via};
 use super::admins::principal_of;
 use super::{AdminError, AdminService, Result};
 use crate::crypto::{random_token, sha256_hex};
-use crate::store::{AdminSessionRow, now_ms};
+use crate::store::{AdminRow, AdminSessionRow, now_ms};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "plinth_admin_session";
@@ -51,6 +51,12 @@ impl AdminService {
     /// Signs in with email and password (rate limited like `login`) and opens a session.
     pub async fn open_session(&self, email: &str, pw: &str, ip: &str) -> Result<OpenedSession> {
         let admin = self.check_password(email, pw, ip).await?;
+        self.start_session(admin).await
+    }
+
+    /// Opens a session for an admin whose credentials were just proven (a sign-in, an
+    /// accepted invitation).
+    pub(super) async fn start_session(&self, admin: AdminRow) -> Result<OpenedSession> {
         let now = now_ms();
         let idle_ms = self.sessions.idle.as_millis() as i64;
         // Ended sessions are dropped here, at sign-in, rather than by a timer.
@@ -120,6 +126,7 @@ impl AdminService {
     pub async fn close_session(&self, p: &Principal) -> Result<()> {
         if let Via::Session { id, .. } = &p.via {
             self.store.delete_admin_session(id).await?;
+            self.auth_cache.forget_readers().await;
         }
         Ok(())
     }

@@ -1,18 +1,19 @@
 //! Nodes sharing one PostgreSQL database each cache tenants, rule sets, deploys, secrets,
-//! sessions and service keys for about a second. A change made through one node, or by
-//! the `plinth` CLI, is announced to every node (by `AdminService`'s audit, which
-//! every tenant change passes through); each node drops what it cached of that tenant,
-//! so the change takes effect everywhere within milliseconds, not a cache lifetime.
+//! sessions, service keys and admins' live read tokens for about a second. A change made
+//! through one node, or by the `plinth` CLI, is announced to every node (by
+//! `AdminService`'s audit, which every tenant change passes through, and by its changes
+//! to admins, their sessions and keys); each node drops what it cached of it, so the
+//! change takes effect everywhere within milliseconds, not a cache lifetime.
 
 use crate::state::AppState;
 use crate::store::{Announcement, Topic};
 
-/// Follows tenant and session announcements until the task is aborted (returns at once on SQLite). What
+/// Follows tenant, session and admin announcements until the task is aborted (returns at once on SQLite). What
 /// was announced while the connection was lost expires from the caches by itself.
 pub async fn follow_tenant_changes(state: AppState) {
     let store = state.store.clone();
     store
-        .follow_announcements(&[Topic::Tenants, Topic::Sessions], |a| {
+        .follow_announcements(&[Topic::Tenants, Topic::Sessions, Topic::Admins], |a| {
             let state = state.clone();
             async move {
                 match a {
@@ -25,6 +26,9 @@ pub async fn follow_tenant_changes(state: AppState) {
                     Announcement::UserSessions { tenant, user_id } => {
                         state.auth.drop_cached_user(tenant, &user_id);
                     }
+                    // Admins, sessions or keys changed on another node: the read tokens
+                    // this node found live are checked again.
+                    Announcement::AdminsChanged => state.auth.drop_cached_readers(),
                     Announcement::Commit { .. } | Announcement::Resumed => {}
                 }
             }

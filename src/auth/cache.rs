@@ -40,6 +40,12 @@ pub struct AuthCache {
     sessions: RwLock<HashMap<(i64, String), (String, Instant)>>,
     /// (tenant, key prefix) -> (key, checked at)
     keys: RwLock<HashMap<(i64, String), (CachedKey, Instant)>>,
+    /// Admins' read tokens (exact text) found live -> checked at. Any change to admins,
+    /// their sessions or keys drops them all: admins are few, such changes rare.
+    readers: RwLock<HashMap<String, Instant>>,
+    /// Bumped each time the read tokens found live are dropped, so holders of read
+    /// tokens (realtime sockets) check theirs again.
+    readers_dropped: tokio::sync::watch::Sender<u64>,
     events: tokio::sync::broadcast::Sender<SessionEvent>,
     /// Announces session changes to the other nodes.
     store: Store,
@@ -54,6 +60,8 @@ impl AuthCache {
             tokens: RwLock::new(HashMap::new()),
             sessions: RwLock::new(HashMap::new()),
             keys: RwLock::new(HashMap::new()),
+            readers: RwLock::new(HashMap::new()),
+            readers_dropped: tokio::sync::watch::Sender::new(0),
             events: tokio::sync::broadcast::channel(1024).0,
             store,
         }
@@ -182,5 +190,49 @@ impl AuthCache {
         if let Ok(mut m) = self.keys.write() {
             m.remove(&(tenant, prefix.to_string()));
         }
+    }
+
+    /// Whether this read token was found live within the TTL.
+    pub fn reader_live(&self, token: &str) -> bool {
+        self.readers
+            .read()
+            .is_ok_and(|m| m.get(token).is_some_and(|at| at.elapsed() < self.ttl))
+    }
+
+    pub fn remember_reader(&self, token: &str) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        if let Ok(mut m) = self.readers.write() {
+            if m.len() >= MAX_ENTRIES {
+                m.retain(|_, at| at.elapsed() < self.ttl);
+                if m.len() >= MAX_ENTRIES {
+                    m.clear();
+                }
+            }
+            m.insert(token.to_string(), Instant::now());
+        }
+    }
+
+    /// An admin, session or admin API key changed (removed, demoted, signed out, new
+    /// password, revoked): forgets every read token found live, here and, through the
+    /// announcement, on the other nodes.
+    pub async fn forget_readers(&self) {
+        self.drop_readers();
+        self.store.announce_admins_changed().await;
+    }
+
+    /// Forgets the read tokens found live, silently (unlike `forget_readers`).
+    pub fn drop_readers(&self) {
+        if let Ok(mut m) = self.readers.write() {
+            m.clear();
+        }
+        self.readers_dropped.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes each time the read tokens found live are dropped (here or, announced, on
+    /// another node): what holds a read token checks it again.
+    pub fn readers_dropped(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.readers_dropped.subscribe()
     }
 }

@@ -99,6 +99,12 @@ pub enum AuthError {
     TokenExpired,
     #[error("session revoked")]
     SessionRevoked,
+    /// An admin's read token whose admin, session or key has ended.
+    #[error("read token revoked")]
+    ReaderRevoked,
+    /// An admin's read token for a tenant its admin may no longer see.
+    #[error("tenant not found")]
+    TenantHidden,
     #[error("authentication required")]
     AuthRequired,
     #[error("invalid or expired single-use token")]
@@ -126,7 +132,8 @@ impl AuthError {
             AuthError::InvalidRefreshToken => "invalid_refresh_token",
             AuthError::RefreshTokenReused => "refresh_token_reused",
             AuthError::TokenExpired => "token_expired",
-            AuthError::SessionRevoked => "session_revoked",
+            AuthError::SessionRevoked | AuthError::ReaderRevoked => "session_revoked",
+            AuthError::TenantHidden => "tenant_not_found",
             AuthError::AuthRequired => "auth_required",
             AuthError::InvalidOneTimeToken => "invalid_or_expired_token",
             AuthError::Store(e) => e.code(),
@@ -143,7 +150,9 @@ impl AuthError {
             | AuthError::RefreshTokenReused
             | AuthError::TokenExpired
             | AuthError::SessionRevoked
+            | AuthError::ReaderRevoked
             | AuthError::AuthRequired => Kind::Unauthenticated,
+            AuthError::TenantHidden => Kind::NotFound,
             AuthError::InvalidOneTimeToken => Kind::Invalid,
             AuthError::Store(e) => e.kind(),
             AuthError::Internal(_) => Kind::Internal,
@@ -164,6 +173,12 @@ impl AuthError {
             }
             AuthError::TokenExpired => "the access token has expired".into(),
             AuthError::SessionRevoked => "the session of this token has ended".into(),
+            AuthError::ReaderRevoked => {
+                "the admin, console session or API key this read token was made through has \
+                 ended"
+                    .into()
+            }
+            AuthError::TenantHidden => "no tenant with this slug".into(),
             AuthError::AuthRequired => "this endpoint needs a signed-in user".into(),
             AuthError::InvalidOneTimeToken => {
                 "the token is unknown, expired or already used".into()

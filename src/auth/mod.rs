@@ -6,6 +6,7 @@ pub mod mail;
 pub mod password;
 pub mod password_policy;
 pub mod ratelimit;
+pub mod reader;
 pub mod service;
 pub mod tokens;
 

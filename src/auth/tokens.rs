@@ -63,6 +63,39 @@ pub struct ReaderClaims {
     pub exp: i64,
     /// Who reads, as the audit log names them (`admin:<email>`, `key:<prefix>`).
     pub actor: String,
+    /// How the admin proved who they were when the token was made, so each use checks
+    /// that proof still stands: `session` (the console's cookie), `token` (an admin
+    /// token) or `key` (an admin API key).
+    pub via: String,
+    /// The console session's stored id (`session`) or the API key's prefix (`key`).
+    #[serde(default)]
+    pub sid: String,
+    /// The admin's password version when the token was made (`token`).
+    #[serde(default)]
+    pub pwv: i64,
+}
+
+/// How a read token's admin proved who they were (see [`ReaderClaims::via`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReaderVia {
+    /// A console session, by its stored id.
+    Session(String),
+    /// An admin token, with the admin's password version.
+    Token(i64),
+    /// An admin API key, by its prefix.
+    Key(String),
+}
+
+impl ReaderClaims {
+    /// The proof this token was made with; None for a shape this server never makes.
+    pub fn proof(&self) -> Option<ReaderVia> {
+        match self.via.as_str() {
+            "session" if !self.sid.is_empty() => Some(ReaderVia::Session(self.sid.clone())),
+            "token" => Some(ReaderVia::Token(self.pwv)),
+            "key" if !self.sid.is_empty() => Some(ReaderVia::Key(self.sid.clone())),
+            _ => None,
+        }
+    }
 }
 
 /// What a read token starts with, so the tenant API tells it from a user's access token
@@ -305,8 +338,19 @@ pub fn admin_claims(admin_id: &str, email: &str, pwv: i64, ttl: Duration) -> Adm
     }
 }
 
-pub fn reader_claims(audience: String, sub: &str, actor: &str, ttl: Duration) -> ReaderClaims {
+pub fn reader_claims(
+    audience: String,
+    sub: &str,
+    actor: &str,
+    via: &ReaderVia,
+    ttl: Duration,
+) -> ReaderClaims {
     let now = unix_now();
+    let (via, sid, pwv) = match via {
+        ReaderVia::Session(id) => ("session", id.clone(), 0),
+        ReaderVia::Token(pwv) => ("token", String::new(), *pwv),
+        ReaderVia::Key(prefix) => ("key", prefix.clone(), 0),
+    };
     ReaderClaims {
         iss: ISSUER.into(),
         aud: audience,
@@ -314,6 +358,9 @@ pub fn reader_claims(audience: String, sub: &str, actor: &str, ttl: Duration) ->
         iat: now,
         exp: now + ttl.as_secs() as i64,
         actor: actor.into(),
+        via: via.into(),
+        sid,
+        pwv,
     }
 }
 
@@ -325,4 +372,32 @@ pub fn expiry_of(token: &str) -> Option<i64> {
     let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
     let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     v.get("exp")?.as_i64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_tokens_carry_the_proof_they_were_made_with() {
+        let ttl = Duration::from_secs(60);
+        for via in [
+            ReaderVia::Session("s1".into()),
+            ReaderVia::Token(3),
+            ReaderVia::Key("pak_0123456789".into()),
+        ] {
+            let c = reader_claims("aud".into(), "admin-1", "admin:a@b.c", &via, ttl);
+            assert_eq!(c.proof(), Some(via));
+            // What a client sees of it survives a round trip through JSON.
+            let back: ReaderClaims =
+                serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
+            assert_eq!(back.proof(), c.proof());
+        }
+        // Shapes this server never makes prove nothing.
+        let mut c = reader_claims("aud".into(), "a", "x", &ReaderVia::Session("s".into()), ttl);
+        c.sid.clear();
+        assert_eq!(c.proof(), None);
+        c.via = "cookie".into();
+        assert_eq!(c.proof(), None);
+    }
 }

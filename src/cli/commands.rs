@@ -244,6 +244,17 @@ pub enum AdminsCommand {
     },
     /// Remove an admin: their sessions end and their tokens stop working.
     Remove { id: String },
+    /// Invite an admin by mail: they get a one-time link to choose their password.
+    Invite {
+        #[arg(long)]
+        email: String,
+        /// owner, admin, tenant_admin or viewer.
+        #[arg(long)]
+        role: String,
+        /// A tenant of a tenant_admin (repeat, or separate with commas).
+        #[arg(long = "tenant", value_delimiter = ',')]
+        tenants: Vec<String>,
+    },
 }
 
 /// Admin API keys of a remote server, for CI and other machines.

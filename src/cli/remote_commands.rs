@@ -346,6 +346,20 @@ async fn admins(c: &Client, cmd: AdminsCommand) -> anyhow::Result<()> {
             c.delete(&format!("/admin/v1/admins/{}", seg(&id))).await?;
             println!("admin removed: {id}");
         }
+        AdminsCommand::Invite {
+            email,
+            role,
+            tenants,
+        } => {
+            let body = json!({"email": email, "role": role, "tenants": tenants});
+            let i = c.post("/admin/v1/admins/invite", Some(body)).await?;
+            println!(
+                "invitation sent to {} ({}); the link works until {}",
+                str(&i["email"]),
+                str(&i["role"]),
+                str(&i["expires_at"])
+            );
+        }
     }
     Ok(())
 }

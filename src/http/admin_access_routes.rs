@@ -305,7 +305,7 @@ async fn revoke_api_key(
 
 /// Whether the client reached us over HTTPS: the configured public URL says so, or a
 /// trusted proxy does (`X-Forwarded-Proto`).
-fn over_https(state: &AppState, headers: &HeaderMap) -> bool {
+pub(super) fn over_https(state: &AppState, headers: &HeaderMap) -> bool {
     state.config.public_url.starts_with("https://")
         || (state.config.trust_forwarded_for
             && headers
@@ -314,7 +314,7 @@ fn over_https(state: &AppState, headers: &HeaderMap) -> bool {
                 .is_some_and(|v| v.trim().eq_ignore_ascii_case("https")))
 }
 
-fn cookie_header(value: &str, max_age: u64, secure: bool) -> HeaderValue {
+pub(super) fn cookie_header(value: &str, max_age: u64, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"

@@ -230,7 +230,7 @@ const _: () = assert!(crate::usage::HOUR_RETENTION == 336);
 pub struct UsageReport {
     pub tenant: String,
     #[serde(flatten)]
-    pub report: crate::usage::Report,
+    pub report: crate::usage::UsageSeries,
 }
 
 /// Metered use of a tenant per UTC day (the default) or per UTC hour: requests and those

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use axum::extract::ws::WebSocket;
 
-use crate::auth::AuthService;
+use crate::auth::{AuthError, AuthService};
 use crate::documents::DocumentService;
 use crate::rules::RulesRegistry;
 use crate::store::Store;
@@ -169,6 +169,13 @@ impl Broker {
                 }
             }
         }));
+        let mut readers = self.auth.reader_changes();
+        let me = self.clone();
+        tasks.push(tokio::spawn(async move {
+            while readers.changed().await.is_ok() {
+                me.recheck_readers().await;
+            }
+        }));
         let me = self.clone();
         tasks.push(tokio::spawn(me.follow_other_nodes()));
         tasks
@@ -196,7 +203,7 @@ impl Broker {
                         Announcement::UserSessions { tenant, user_id } => {
                             me.recheck_sessions(tenant, Some(&user_id), None).await;
                         }
-                        Announcement::TenantChanged { .. } => {}
+                        Announcement::TenantChanged { .. } | Announcement::AdminsChanged => {}
                     }
                 }
             })
@@ -464,6 +471,25 @@ impl Broker {
                 Ok(true) => {}
                 Ok(false) => sock.kill(Kill::Revoked),
                 Err(e) => tracing::warn!(error = %e, "realtime: cannot check a session"),
+            }
+        }
+    }
+
+    /// Admins, their sessions or keys changed: close the sockets whose admin read token
+    /// no longer stands (ended, or its tenant no longer seen). An expired token is left
+    /// to end its subscriptions as it does anyway.
+    async fn recheck_readers(&self) {
+        let readers: Vec<(Arc<Outbox>, Arc<str>)> = {
+            let s = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+            s.by_id
+                .values()
+                .filter_map(|sock| Some((sock.clone(), sock.auth()?.reader_token.clone()?)))
+                .collect()
+        };
+        for (sock, token) in readers {
+            let checked = self.auth.authenticate(sock.tenant.clone(), Some(&*token));
+            if let Err(AuthError::ReaderRevoked | AuthError::TenantHidden) = checked.await {
+                sock.kill(Kill::Revoked);
             }
         }
     }

@@ -12,6 +12,9 @@ pub struct SocketAuth {
     /// Unix seconds at which the token expires (users' and admins' read tokens; a
     /// service key does not expire).
     pub expires: Option<i64>,
+    /// An admin's read token, kept to check it again when admins, their sessions or
+    /// keys change (the socket closes when it no longer stands).
+    pub reader_token: Option<std::sync::Arc<str>>,
 }
 
 impl SocketAuth {
@@ -20,6 +23,7 @@ impl SocketAuth {
             caller: Caller::Anonymous,
             info: None,
             expires: None,
+            reader_token: None,
         }
     }
 
@@ -38,17 +42,20 @@ impl SocketAuth {
                     claims: serde_json::Value::Object(Default::default()),
                 }),
                 expires: crate::auth::tokens::expiry_of(token),
+                reader_token: None,
             },
             // An admin's read token lives minutes: its subscriptions end with it.
             Caller::Reader { .. } => SocketAuth {
                 caller: scope.caller().clone(),
                 info: None,
                 expires: crate::auth::tokens::expiry_of(token),
+                reader_token: Some(token.into()),
             },
             other => SocketAuth {
                 caller: other.clone(),
                 info: None,
                 expires: None,
+                reader_token: None,
             },
         }
     }

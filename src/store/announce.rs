@@ -15,6 +15,9 @@ const SESSIONS: &str = "plinth_sessions";
 /// A tenant's configuration changed (settings, rules, deploys, secrets, keys); payload
 /// its slug.
 const TENANT_CHANGED: &str = "plinth_tenant_changed";
+/// Admins, their console sessions or their API keys changed (what admins' read tokens
+/// are checked against); no payload.
+const ADMINS_CHANGED: &str = "plinth_admins_changed";
 
 /// One announcement from a node (this one included).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +30,8 @@ pub enum Announcement {
     SessionEnded { tenant: i64, session_id: String },
     /// The tenant's configuration changed: drop what is cached of it.
     TenantChanged { slug: String },
+    /// An admin, console session or admin API key changed: drop the read tokens found live.
+    AdminsChanged,
     /// Listening (re)started: whatever was announced before was missed.
     Resumed,
 }
@@ -37,6 +42,7 @@ pub enum Topic {
     Commits,
     Sessions,
     Tenants,
+    Admins,
 }
 
 impl Topic {
@@ -45,6 +51,7 @@ impl Topic {
             Topic::Commits => CHANGES,
             Topic::Sessions => SESSIONS,
             Topic::Tenants => TENANT_CHANGED,
+            Topic::Admins => ADMINS_CHANGED,
         }
     }
 }
@@ -58,6 +65,9 @@ fn parse(channel: &str, payload: &str) -> Option<Announcement> {
         return Some(Announcement::TenantChanged {
             slug: payload.to_string(),
         });
+    }
+    if channel == ADMINS_CHANGED {
+        return Some(Announcement::AdminsChanged);
     }
     let (tenant, rest) = payload.split_once(':')?;
     let tenant = tenant.parse::<i64>().ok()?;
@@ -128,6 +138,12 @@ impl Store {
         self.announce(TENANT_CHANGED, slug.to_string()).await;
     }
 
+    /// Tells every node that admins, their sessions or keys changed, so they check read
+    /// tokens again.
+    pub async fn announce_admins_changed(&self) {
+        self.announce(ADMINS_CHANGED, String::new()).await;
+    }
+
     /// Tells other nodes that a user's sessions changed.
     pub async fn notify_sessions(&self, tenant: i64, user_id: &str) {
         self.announce(SESSIONS, format!("{tenant}:{user_id}")).await;
@@ -182,6 +198,7 @@ mod tests {
                 slug: "shop".into()
             })
         );
+        assert_eq!(parse(ADMINS_CHANGED, ""), Some(Announcement::AdminsChanged));
         assert_eq!(parse(SESSIONS, "x:u1"), None);
         assert_eq!(parse("other", "1:2"), None);
     }

@@ -9,6 +9,7 @@
 //! ever taken from a [`Scope`](crate::tenancy::Scope) through [`Store::tenant_db`].
 
 mod admin_access;
+mod admin_invites;
 mod announce;
 pub mod backup;
 mod commit;
@@ -39,6 +40,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::SqlitePool;
 
 pub use admin_access::{AdminKeyRow, AdminSessionRow, NewAdminKey, OwnerGuarded};
+pub use admin_invites::{AdminInviteRow, NewAdminInvite};
 pub use announce::{Announcement, Topic};
 pub use control::{AdminRow, AuditEntry, AuditQuery, NewAudit, SigningKeyRow, TenantRow};
 pub use documents::{

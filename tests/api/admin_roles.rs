@@ -92,6 +92,7 @@ const PUBLIC: &[(&str, &str)] = &[
     ("post", "/admin/v1/setup"),
     ("post", "/admin/v1/auth/login"),
     ("post", "/admin/v1/auth/session"),
+    ("post", "/admin/v1/auth/invite"),
 ];
 /// POSTs that change nothing (a rule set checked or tested, a read token): any role
 /// that sees the tenant, a viewer included.

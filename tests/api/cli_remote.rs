@@ -463,6 +463,25 @@ async fn remote_commands_change_the_server(b: Backend) {
     ok(m.run(&["admins", "remove", ta_id], None));
     let admins = app.get("/admin/v1/admins", Some(&owner)).await.ok(200);
     assert_eq!(admins["items"].as_array().unwrap().len(), 1);
+    let out = ok(m.run(
+        &[
+            "admins",
+            "invite",
+            "--email",
+            "new@x.test",
+            "--role",
+            "tenant_admin",
+            "--tenant",
+            "acme",
+        ],
+        None,
+    ));
+    assert!(out.contains("invitation sent to new@x.test"), "{out}");
+    let pending = app
+        .get("/admin/v1/admins/invite", Some(&owner))
+        .await
+        .ok(200);
+    assert_eq!(pending["items"][0]["tenants"], json!(["acme"]), "{pending}");
 
     m.assert_no_local_data();
 

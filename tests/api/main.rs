@@ -11,8 +11,10 @@ mod support;
 
 mod admin;
 mod admin_info;
+mod admin_invites;
 mod admin_keys;
 mod admin_read_token;
+mod admin_read_token_revocation;
 mod admin_roles;
 mod admin_sessions;
 mod admin_users;

@@ -1,5 +1,6 @@
 // Browser tests of the admin console's roles: the Admins and API keys page (owners add,
-// change and remove admins; the last owner stays; API keys shown once, listed, revoked)
+// invite by mail, change and remove admins; the last owner stays; API keys shown once,
+// listed, revoked), the invitation's page
 // and the role-aware pages: each hidden control is checked together with the server
 // refusing the same change when this session makes it directly (the server is the
 // truth; the console only leaves out what it would refuse). Headless Debian Chromium
@@ -244,6 +245,81 @@ for (const backend of backends) {
       assert.deepEqual(pageErrors, []);
     });
 
+    test("invitations: an owner invites by mail; the invitee sets a password on the link's page", async () => {
+      const page = pages.owner;
+      const INVITEE = "invitee@example.test";
+      await page.goto(`${server.url}/_/admins`);
+      await page.getByRole("heading", { name: "Admins and API keys", level: 1 }).waitFor();
+      await page.getByRole("button", { name: "Invite by mail" }).click();
+      const form = page.locator("form", { has: page.getByRole("heading", { name: "Invite an admin by mail" }) });
+      // An admin's email is refused at the field.
+      await form.getByLabel("Email").fill(VIEWER);
+      await form.getByRole("button", { name: "Send invitation" }).click();
+      await form.getByText("An admin with this email exists.").waitFor();
+      await form.getByLabel("Email").fill(INVITEE);
+      await form.getByLabel("Role").selectOption("tenant_admin");
+      await form.getByLabel("beta").check();
+      await form.getByRole("button", { name: "Send invitation" }).click();
+      const pending = page.locator(`[data-testid="invite-row"][data-email="${INVITEE}"]`);
+      await pending.waitFor();
+      assert.match(await pending.textContent(), /Tenant admin\s*beta/);
+      await axeCheck(page, "the admins page (an invitation pending)");
+
+      // Without PLINTH_SMTP_URL the server logs the mail it would send: read the link there.
+      const token = await waitFor(
+        async () => {
+          const all = [...server.stderr.matchAll(/\/_\/invite#token=([A-Za-z0-9_-]+)/g)];
+          return all.length ? all[all.length - 1][1] : null;
+        },
+        { message: "the invitation mail in the server's log" },
+      );
+
+      const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+      const invitee = await context.newPage();
+      invitee.on("pageerror", (e) => pageErrors.push(`invitee: ${e && e.stack ? e.stack : e}`));
+      await invitee.goto(`${server.url}/_/invite#token=${token}`);
+      await invitee.getByRole("heading", { name: "Accept an invitation", level: 1 }).waitFor();
+      assert.ok(!invitee.url().includes(token), "the token leaves the address bar");
+      await axeCheck(invitee, "the invitation page");
+      await shot(invitee, "invite");
+      // Two different passwords, then a weak one: refused, the link still usable.
+      await invitee.getByLabel("Password", { exact: true }).fill(PW);
+      await invitee.getByLabel("Password again").fill(`${PW}x`);
+      await invitee.getByRole("button", { name: "Set password and sign in" }).click();
+      await invitee.getByText("The two passwords differ.").waitFor();
+      await invitee.getByLabel("Password", { exact: true }).fill("short");
+      await invitee.getByLabel("Password again").fill("short");
+      await invitee.getByRole("button", { name: "Set password and sign in" }).click();
+      await invitee.locator(".field-error").first().waitFor();
+      await invitee.getByLabel("Password", { exact: true }).fill(PW);
+      await invitee.getByLabel("Password again").fill(PW);
+      await invitee.getByRole("button", { name: "Set password and sign in" }).click();
+      await invitee.getByRole("heading", { name: "Overview", level: 1 }).waitFor();
+      assert.equal(await byTestId(invitee, "role").textContent(), "tenant admin");
+      const mine = await direct(invitee, "GET", "/admin/v1/tenants");
+      assert.deepEqual(mine.body.items.map((t) => t.slug), ["beta"]);
+      await context.close();
+
+      // The link works once: opened again, the page says so.
+      const again = await browser.newContext();
+      const second = await again.newPage();
+      await second.goto(`${server.url}/_/invite#token=${token}`);
+      await second.getByLabel("Password", { exact: true }).fill(PW);
+      await second.getByLabel("Password again").fill(PW);
+      await second.getByRole("button", { name: "Set password and sign in" }).click();
+      await byTestId(second, "invite-spent").waitFor();
+      await second.goto(`${server.url}/_/invite`);
+      await second.getByText("This address holds no invitation.").waitFor();
+      await again.close();
+
+      // The owner's page: an admin now, no longer pending.
+      await page.reload();
+      await adminRow(page, INVITEE).waitFor();
+      assert.equal(await pending.count(), 0);
+      await fitsAPhone(page, "the admins page (after an invitation)");
+      assert.deepEqual(pageErrors, []);
+    });
+
     test("a viewer sees no changing control, and the server refuses each change", async () => {
       // Things to look at, made by the owner.
       await server.admin("PUT", "/admin/v1/tenants/acme/secrets/API_TOKEN", { value: "hunter2-secret-value" });
@@ -369,9 +445,10 @@ for (const backend of backends) {
       await page.goto(`${server.url}/_/admins`);
       await page.getByText("Only an owner sees and manages admins.").waitFor();
       await page.getByText("A viewer makes no API keys.").waitFor();
-      assert.equal(await page.getByRole("button", { name: /Add an admin|Make key/ }).count(), 0);
+      assert.equal(await page.getByRole("button", { name: /Add an admin|Invite by mail|Make key/ }).count(), 0);
       await axeCheck(page, "the admins page (viewer)");
       await refused(page, "GET", "/admin/v1/admins", undefined, 403, "insufficient_role");
+      await refused(page, "POST", "/admin/v1/admins/invite", { email: "x@example.test", role: "viewer" }, 403, "insufficient_role");
       await refused(page, "POST", "/admin/v1/api-keys", { name: "mine", role: "viewer" }, 403, "insufficient_role");
       assert.deepEqual(pageErrors, []);
     });

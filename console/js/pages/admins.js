@@ -1,5 +1,5 @@
-// Admins (owners only: add, change role and tenants, remove) and admin API keys (make one,
-// no wider than oneself: shown once; list; revoke). The server enforces every rule here
+// Admins (owners only: invite by mail or add, change role and tenants, remove) and admin
+// API keys (make one, no wider than oneself: shown once; list; revoke). The server enforces every rule here
 // (the last owner, the scope of a key); the page only leaves out what it would refuse
 // and shows the server's answer when it refuses anyway.
 
@@ -87,6 +87,63 @@ function AddAdmin({ tenants, onAdded }) {
   </form>`;
 }
 
+/** Invite by mail: the invitee gets a one-time link and chooses their own password. */
+function InviteAdmin({ tenants, onInvited }) {
+  const [open, setOpen] = useState(false);
+  const [email, setEmail] = useState("");
+  const [role, setRole] = useState("tenant_admin");
+  const [picked, setPicked] = useState([]);
+  const { busy, error, run } = useAction();
+  const submit = async (e) => {
+    e.preventDefault();
+    const made = await run(() => admin.invite({ email: email.trim(), role, tenants: role === "tenant_admin" ? picked : [] }));
+    if (made) {
+      setEmail("");
+      setPicked([]);
+      setOpen(false);
+      onInvited(made);
+    }
+  };
+  if (!open) return html`<button type="button" onClick=${() => setOpen(true)}>Invite by mail</button>`;
+  const taken = error && error.code === "admin_exists" ? "An admin with this email exists." : null;
+  return html`<form class="card" onSubmit=${submit} aria-labelledby="invite-admin-h">
+    <h3 id="invite-admin-h">Invite an admin by mail</h3>
+    <p class="muted small">They get a link that works once, for a few days, to choose their password and sign in.</p>
+    <div class="row wrap">
+      <${Field} label="Email" type="email" value=${email} onInput=${setEmail} required autocomplete="off" error=${taken || fieldError(error, "email")} />
+      <${RoleSelect} id="invite-admin-role" value=${role} onChange=${setRole} />
+    </div>
+    ${role === "tenant_admin" && html`<${TenantPicker} legend="Their tenants" tenants=${tenants} value=${picked} onChange=${setPicked} error=${fieldError(error, "tenants")} />`}
+    <div class="row wrap">
+      <button type="submit" disabled=${busy}>${busy ? "Inviting…" : "Send invitation"}</button>
+      <button type="button" onClick=${() => setOpen(false)}>Cancel</button>
+    </div>
+    ${error && !error.fields && !taken && html`<${ErrorBox} error=${error} what="invite the admin" />`}
+  </form>`;
+}
+
+/** Invitations sent and not yet accepted (nor expired), with a way to withdraw each. */
+function PendingInvites({ list }) {
+  const withdraw = useAction();
+  const items = list.data ? list.data.items : null;
+  if (list.error) return html`<${ErrorBox} error=${list.error} what="load the invitations" retry=${list.reload} />`;
+  if (!items || items.length === 0) return null;
+  return html`<section aria-labelledby="invites-h">
+    <h3 id="invites-h">Invitations not yet accepted</h3>
+    <${ErrorBox} error=${withdraw.error} what="withdraw the invitation" />
+    <div class="scroll"><table>
+      <caption class="sr-only">Pending invitations, oldest first</caption>
+      <thead><tr><th scope="col">Email</th><th scope="col">Role</th><th scope="col">Tenants</th><th scope="col">Link works until</th><th scope="col">Actions</th></tr></thead>
+      <tbody>${items.map((i) => html`<tr key=${i.id} data-testid="invite-row" data-email=${i.email}>
+        <th scope="row"><span class="email">${i.email}</span></th><td>${ROLE_NAMES[i.role] || i.role}</td><td>${tenantsOf(i)}</td>
+        <td>${fmtTime(i.expires_at)}</td>
+        <td><button type="button" class="danger" disabled=${withdraw.busy} aria-label=${`Withdraw the invitation of ${i.email}`}
+          onClick=${async () => { if ((await withdraw.run(() => admin.withdrawInvite(i.id))) !== undefined) list.reload(); }}>Withdraw</button></td>
+      </tr>`)}</tbody>
+    </table></div>
+  </section>`;
+}
+
 function AdminRow({ who, tenants, onChanged, onRemoved }) {
   const [mode, setMode] = useState(null); // null | "edit" | "remove"
   const [role, setRole] = useState(who.role);
@@ -138,16 +195,20 @@ function AdminRow({ who, tenants, onChanged, onRemoved }) {
 
 function Admins({ tenants }) {
   const list = useLoad(() => admin.admins(), []);
+  const invites = useLoad(() => admin.invites(), []);
   const [items, setItems] = useState(null);
   useEffect(() => list.data && setItems(list.data.items), [list.data]);
   const replace = (a) => setItems((xs) => xs.map((x) => (x.id === a.id ? a : x)));
   return html`<section aria-labelledby="admins-h">
     <div class="row wrap between"><h2 id="admins-h">Admins</h2>
-      <${AddAdmin} tenants=${tenants} onAdded=${(a) => setItems((xs) => [...(xs || []), a])} /></div>
+      <div class="row wrap">
+        <${InviteAdmin} tenants=${tenants} onInvited=${() => invites.reload()} />
+        <${AddAdmin} tenants=${tenants} onAdded=${(a) => setItems((xs) => [...(xs || []), a])} />
+      </div></div>
     ${list.loading && !items && html`<${Loading} what="admins" />`}
     <${ErrorBox} error=${list.error} what="load the admins" retry=${list.reload} />
     ${items && items.length === 1 &&
-    html`<${Empty}>You are the only admin. Add one above: a second owner, so that losing one password does not lock you out, or a tenant admin for one app.</${Empty}>`}
+    html`<${Empty}>You are the only admin. Invite or add one above: a second owner, so that losing one password does not lock you out, or a tenant admin for one app.</${Empty}>`}
     ${items && items.length > 0 &&
     html`<div class="scroll"><table>
       <caption class="sr-only">Admins, oldest first</caption>
@@ -155,6 +216,7 @@ function Admins({ tenants }) {
       <tbody>${items.map((a) => html`<${AdminRow} key=${a.id} who=${a} tenants=${tenants} onChanged=${replace}
         onRemoved=${(id) => setItems((xs) => xs.filter((x) => x.id !== id))} />`)}</tbody>
     </table></div>`}
+    <${PendingInvites} list=${invites} />
   </section>`;
 }
 

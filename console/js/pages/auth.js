@@ -1,8 +1,9 @@
-// First run (the setup token printed by `plinth serve` makes the first admin) and sign-in.
+// First run (the setup token printed by `plinth serve` makes the first admin), sign-in,
+// and the page an admin invitation's mailed link opens.
 
 import { useEffect, useState } from "../../vendor/hooks.mjs";
 import { admin, session } from "../api.js";
-import { ErrorBox, Field, fieldError, html, useAction } from "../ui.js";
+import { ErrorBox, Field, fieldError, go, html, useAction } from "../ui.js";
 
 export function Setup() {
   const [token, setToken] = useState("");
@@ -55,4 +56,52 @@ export function Login({ again = false }) {
     </form>
     ${message ? html`<div class="state error" role="alert">${message}</div>` : html`<${ErrorBox} error=${error} what="sign in" />`}
     ${!again && html`<p>First run? <a href="/_/setup">Create the first admin with the setup token</a>.</p>`}`;
+}
+
+/** The token of an invitation link (`/_/invite#token=...`: in the fragment, so it is never
+ *  sent to a server nor logged), taken once and then cleared from the address bar. */
+function takeInviteToken() {
+  const token = new URLSearchParams(location.hash.slice(1)).get("token") || "";
+  if (location.hash) history.replaceState(null, "", location.pathname);
+  return token;
+}
+
+/** An invited admin chooses a password and is signed in. */
+export function AcceptInvite() {
+  const [token] = useState(takeInviteToken);
+  const [password, setPassword] = useState("");
+  const [again, setAgain] = useState("");
+  const [mismatch, setMismatch] = useState(false);
+  const { busy, error, run } = useAction();
+  const submit = async (e) => {
+    e.preventDefault();
+    setMismatch(password !== again);
+    if (password !== again) return;
+    const done = await run(async () => {
+      await session.acceptInvite(token, password);
+      return true;
+    });
+    if (done) go("/_/");
+  };
+  if (!token) {
+    return html`<h1>Accept an invitation</h1>
+      <div class="state error" role="alert">This address holds no invitation. Open the link of the invitation mail again, whole.</div>
+      <p>Already an admin? <a href="/_/login">Sign in</a>.</p>`;
+  }
+  const spent = error && error.code === "invalid_or_expired_token";
+  const exists = error && error.code === "admin_exists";
+  return html`<h1>Accept an invitation</h1>
+    <p>You are invited to administer this Plinth server. Choose your password to sign in.</p>
+    ${spent
+      ? html`<div class="state error" role="alert" data-testid="invite-spent">This invitation is unknown, expired or already used. Ask an owner for a new one.</div>`
+      : html`<form onSubmit=${submit}>
+          <${Field} label="Password" type="password" value=${password} onInput=${setPassword} autocomplete="new-password" required
+            hint="8 to 128 characters." error=${fieldError(error, "password")} />
+          <${Field} label="Password again" type="password" value=${again} onInput=${setAgain} autocomplete="new-password" required
+            error=${mismatch ? "The two passwords differ." : null} />
+          <button type="submit" disabled=${busy}>${busy ? "Signing in…" : "Set password and sign in"}</button>
+        </form>`}
+    ${exists && html`<div class="state error" role="alert">An admin with this email exists already: <a href="/_/login">sign in</a> instead.</div>`}
+    ${error && !error.fields && !spent && !exists && html`<${ErrorBox} error=${error} what="accept the invitation" />`}
+    <p>Already an admin? <a href="/_/login">Sign in</a>.</p>`;
 }

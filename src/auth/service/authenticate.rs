@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::AuthService;
 use crate::auth::cache::CachedKey;
+use crate::auth::reader::ReaderVerdict;
 use crate::auth::tokens::{AccessClaims, READER_PREFIX, ReaderClaims, TokenError};
 use crate::auth::{AuthError, CredentialError};
 use crate::store::SessionState;
@@ -12,8 +13,8 @@ use crate::tenancy::{Scope, SystemTask, Tenant, UserCaller, service_keys};
 impl AuthService {
     /// Decides who a tenant request's bearer token stands for. A present but invalid
     /// token is an error, never a silent downgrade to anonymous. An admin's read token
-    /// is checked by its signature and expiry alone (it lives minutes; see
-    /// `AdminService::read_token`).
+    /// is checked by its signature and expiry, then by the admin layer: its admin, role
+    /// and session or key must still stand (see `AdminService::read_token`).
     pub async fn authenticate(
         &self,
         tenant: Arc<Tenant>,
@@ -31,6 +32,7 @@ impl AuthService {
                     TokenError::Expired => AuthError::TokenExpired,
                     TokenError::Invalid(why) => CredentialError::InvalidToken(why).into(),
                 })?;
+            self.check_reader(tenant.id, token, &claims).await?;
             return Ok(Scope::reader(tenant, &claims.actor));
         }
         let lookup = Scope::system(tenant.clone(), SystemTask::Authentication);
@@ -107,6 +109,30 @@ impl AuthService {
                 },
             )),
             SessionState::Inactive => Err(AuthError::SessionRevoked),
+        }
+    }
+
+    /// Whether a verified read token still stands, from this node's short cache or the
+    /// admin layer.
+    async fn check_reader(
+        &self,
+        tenant: i64,
+        token: &str,
+        claims: &ReaderClaims,
+    ) -> Result<(), AuthError> {
+        if self.cache.reader_live(token) {
+            return Ok(());
+        }
+        let check = self.reader_check.get().ok_or_else(|| {
+            CredentialError::InvalidToken("read tokens are not accepted here".into())
+        })?;
+        match check.check(tenant, claims).await? {
+            ReaderVerdict::Live => {
+                self.cache.remember_reader(token);
+                Ok(())
+            }
+            ReaderVerdict::Ended => Err(AuthError::ReaderRevoked),
+            ReaderVerdict::Hidden => Err(AuthError::TenantHidden),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! reset), authenticate (bearer token → `Scope`); `new_user` is the account sign-up and
 //! admins both create.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 mod authenticate;
@@ -18,6 +18,7 @@ use super::cache::AuthCache;
 use super::mail::Mailer;
 use super::password_policy::password_policy;
 use super::ratelimit::LoginLimiter;
+use super::reader::ReaderCheck;
 use super::tokens::Keyring;
 use super::{AuthError, CredentialError, password};
 use crate::store::{SessionState, Store, UserRow};
@@ -64,6 +65,23 @@ impl AuthService {
     pub fn drop_cached_session(&self, tenant: i64, sid: &str) {
         self.cache.drop_session(tenant, sid);
     }
+
+    /// Drops the read tokens this node found live (admins changed on another node).
+    pub fn drop_cached_readers(&self) {
+        self.cache.drop_readers();
+    }
+
+    /// Changes whenever admins, their sessions or keys changed (here or on another
+    /// node): the realtime broker checks its sockets' read tokens again.
+    pub fn reader_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.cache.readers_dropped()
+    }
+
+    /// Who says whether an admin's read token still stands (the admin layer). Set once,
+    /// by the composition root; until then read tokens are refused.
+    pub fn set_reader_check(&self, check: Arc<dyn ReaderCheck>) {
+        let _ = self.reader_check.set(check);
+    }
 }
 
 pub struct AuthService {
@@ -73,6 +91,7 @@ pub struct AuthService {
     limiter: Arc<LoginLimiter>,
     cache: Arc<AuthCache>,
     settings: AuthSettings,
+    reader_check: OnceLock<Arc<dyn ReaderCheck>>,
 }
 
 fn field(field: &'static str, problem: impl Into<String>) -> AuthError {
@@ -119,6 +138,7 @@ impl AuthService {
             limiter,
             cache,
             settings,
+            reader_check: OnceLock::new(),
         }
     }
 
