@@ -21,9 +21,12 @@ macro_rules! files {
 const FILES: &[(&str, &[u8])] = files![
     "index.html",
     "app.css",
+    "code-editor.css",
     "js/main.js",
     "js/api.js",
     "js/ui.js",
+    "js/code-editor.js",
+    "js/toml-tokens.js",
     "js/pages/auth.js",
     "js/pages/overview.js",
     "js/pages/tenants.js",

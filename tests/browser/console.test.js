@@ -625,6 +625,93 @@ for (const backend of backends) {
       assert.deepEqual(pageErrors, []);
     });
 
+    test("rules editor: an error marked at its line while typing, gone when fixed, then installed", async () => {
+      const fixed = '# who may do what\n[notes]\nread = "auth != null"\ncreate = "auth != null && new.owner == auth.uid"\n';
+      await page.goto(`${server.url}/_/tenants/acme/rules`);
+      await page.getByText("Active: version 3.").waitFor();
+      const source = byTestId("rules-source");
+      const editor = byTestId("rules-editor");
+      const check = byTestId("rules-check");
+      const markers = editor.locator('[data-mark="error"]');
+      /** The live check has answered for the text as it is now. */
+      const settled = async (valid) =>
+        (await check.getAttribute("data-valid")) === String(valid) && !/\bstale\b/.test(await editor.getAttribute("class"));
+      await waitFor(() => settled(true), { message: "the active set checked valid" });
+      assert.equal(await markers.count(), 0);
+
+      // Typed key by key, as a person would: the mistake is on line 4.
+      await source.focus();
+      await page.keyboard.press("Control+A");
+      await page.keyboard.press("Delete");
+      await page.keyboard.type('# who may do what\n[notes]\nread = "auth != null"\ncreate = "auth != null &&"\n');
+      await waitFor(() => settled(false), { message: "the error checked as typed" });
+      assert.equal(await markers.count(), 1);
+      assert.equal(await markers.first().getAttribute("data-line"), "4");
+      assert.equal(await markers.first().textContent(), "4");
+      const column = Number(/line 4 column (\d+)/.exec(await check.textContent())[1]);
+      const lines = editor.locator(".cm-line");
+      assert.equal(await lines.count(), 5);
+      assert.equal(await lines.nth(3).locator(".cm-mark").count(), 1, "the column underlined on line 4");
+      assert.match(await lines.nth(3).locator(".cm-msg").textContent(), /^\[notes\] create: ./);
+      assert.equal(await editor.locator(".cm-line.err").count(), 1);
+      // Highlighted: the comment, the table, the keys, and the CEL inside the strings (the
+      // underlined character may split a token in two: compare the texts joined).
+      const joined = async (cls) => (await editor.locator(cls).allTextContents()).join(" ");
+      assert.equal(await joined(".t-c"), "# who may do what");
+      assert.equal(await joined(".t-h"), "[notes]");
+      assert.equal(await joined(".t-k"), "read create");
+      assert.equal(await joined(".cm-line:nth-child(3) .t-cv"), "auth");
+      assert.equal(await joined(".cm-line:nth-child(3) .t-co"), "!=");
+      assert.equal(await joined(".cm-line:nth-child(3) .t-ck"), "null");
+      assert.equal(await joined(".cm-line:nth-child(3) .t-s"), '" "');
+
+      // The gutter's marker puts the caret at the error; the message shows under the editor.
+      await markers.first().click();
+      assert.equal(await page.evaluate(() => document.activeElement.id), "rules-source");
+      assert.equal(await byTestId("rules-cursor").textContent(), `Line 4, column ${column}`);
+      assert.match(await byTestId("rules-here").textContent(), /^Line 4: \[notes\] create: ./);
+      // Tab indents with spaces, Ctrl+Z undoes it; Escape then Tab leaves the editor.
+      await page.keyboard.press("Home");
+      await page.keyboard.press("Tab");
+      assert.match(await source.inputValue(), /\n {2}create = "auth != null &&"\n/);
+      await page.keyboard.press("Control+Z");
+      assert.match(await source.inputValue(), /\ncreate = "auth != null &&"\n/);
+      await page.keyboard.press("Escape");
+      await page.keyboard.press("Tab");
+      assert.notEqual(await page.evaluate(() => document.activeElement.id), "rules-source", "no keyboard trap");
+      await axeCheck("the rules editor (an error marked)");
+
+      // Fixed, the marker goes; installed.
+      await source.focus();
+      await page.keyboard.press("Control+A");
+      await page.keyboard.type(fixed);
+      await waitFor(() => settled(true), { message: "valid once fixed" });
+      assert.equal(await markers.count(), 0);
+      assert.equal(await editor.locator(".cm-mark, .cm-msg").count(), 0);
+      assert.equal(await source.getAttribute("aria-invalid"), null);
+      assert.equal(await source.inputValue(), fixed);
+      await page.getByRole("button", { name: "Install" }).click();
+      await byTestId("rules-installed").getByText(/Installed version 4/).waitFor();
+      await page.getByText("Active: version 4.").waitFor();
+      const active = await server.admin("GET", "/admin/v1/tenants/acme/rules");
+      assert.deepEqual([active.version, active.source], [4, fixed]);
+
+      // Markup in a rule's strings (and so in the server's messages) shows as text.
+      await source.fill(`[notes]\nread = "doc.title != '<script>window.__xss = 1</script>'"\ncreate = "<img src=x onerror=window.__xss=2> &&"\n`);
+      await waitFor(() => settled(false), { message: "the markup's error checked" });
+      assert.equal(await markers.first().getAttribute("data-line"), "3");
+      assert.match(await editor.locator("pre").textContent(), /<script>window.__xss = 1<\/script>/);
+      assert.match(await editor.locator("pre").textContent(), /<img src=x onerror=window.__xss=2> &&/);
+      assert.equal(await page.locator("main script, main img").count(), 0);
+      assert.equal(await noScriptRan(), undefined);
+      await fitsAPhone("the rules editor");
+      await page.getByRole("button", { name: "Revert to the active version" }).click();
+      assert.equal(await source.inputValue(), fixed);
+      await waitFor(() => settled(true), { message: "the reverted text checked valid" });
+      assert.equal(await markers.count(), 0);
+      assert.deepEqual(pageErrors, []);
+    });
+
     test("keys and secrets: a key shown once that works, revoked; secrets by name only", async () => {
       await page.goto(`${server.url}/_/tenants/acme/keys`);
       await page.getByRole("heading", { name: "Service keys" }).waitFor();

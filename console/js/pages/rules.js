@@ -1,7 +1,8 @@
-// The tenant's rule set: the active version in an editor, checked by the server as it is
-// typed (`POST …/rules/validate`, the very check an install makes, installing nothing);
-// installing it is validated whole again. Errors (collection, operation, line:column)
-// are listed and move the cursor to their place; the cursor's own line and column are
+// The tenant's rule set: the active version in an editor (code-editor.js: line numbers,
+// TOML and CEL highlighted), checked by the server as it is typed (`POST …/rules/validate`,
+// the very check an install makes, installing nothing); installing it is validated whole
+// again. Errors (collection, operation, line:column) are marked in the editor at their
+// place and listed, each moving the caret there; the caret's own line and column are
 // shown under the editor. A refused set leaves the active one in force. Test cases
 // (`[[case]]` tables, as `plinth rules test` reads them) run on the server against the
 // text in the editor (`POST …/rules/test`), installed or not; they are kept in this
@@ -10,15 +11,8 @@
 
 import { useEffect, useRef, useState } from "../../vendor/hooks.mjs";
 import { admin, session } from "../api.js";
+import { CodeEditor } from "../code-editor.js";
 import { Empty, ErrorBox, Field, Loading, fieldError, fmtTime, html, useAction, useDebounced, useLoad } from "../ui.js";
-
-/** The offset of (line, column), both from 1, in `text`. */
-function offsetOf(text, line, column) {
-  const lines = text.split("\n");
-  let at = 0;
-  for (let i = 0; i < Math.min(line - 1, lines.length); i++) at += lines[i].length + 1;
-  return Math.min(at + Math.max(column - 1, 0), text.length);
-}
 
 /** A line diff of `a` to `b` (longest common subsequence): [[" " | "-" | "+", line]]. */
 export function diffLines(a, b) {
@@ -38,12 +32,6 @@ export function diffLines(a, b) {
   return out;
 }
 
-/** (line, column) of `offset` in `text`, both from 1. */
-function positionOf(text, offset) {
-  const before = text.slice(0, offset).split("\n");
-  return { line: before.length, column: before[before.length - 1].length + 1 };
-}
-
 /** The server's check of `text` once typing pauses: null before the first answer;
  *  `stale` while the answer is for an older text. */
 function useLiveCheck(slug, text, enabled) {
@@ -61,6 +49,15 @@ function useLiveCheck(slug, text, enabled) {
   if (!check) return null;
   return check.source === text ? check : { ...check, stale: true };
 }
+
+// Test cases are TOML too, with no CEL in their strings.
+const NO_CEL = new Set();
+
+/** The server's errors as the editor marks them (those with a place). */
+const marksOf = (errors) =>
+  errors
+    .filter((e) => Number.isInteger(e.line) && Number.isInteger(e.column))
+    .map((e) => ({ line: e.line, column: e.column, message: `${e.collection ? `[${e.collection}]` : ""}${e.operation ? ` ${e.operation}` : ""}${e.collection || e.operation ? ": " : ""}${e.message}` }));
 
 const place = (e) => `${e.collection ? `[${e.collection}]` : ""}${e.operation ? ` ${e.operation}` : ""}${e.collection || e.operation ? ", " : ""}line ${e.line} column ${e.column}`;
 
@@ -179,8 +176,7 @@ function TestCases({ slug, rules }) {
       <code>doc</code>, <code>new</code> and <code>expect</code> (<code>allow</code> or <code>deny</code>).</p>
     <form onSubmit=${submit} aria-labelledby="tests-h">
       <label for="rules-cases" class="label">Test cases (TOML)</label>
-      <textarea id="rules-cases" class="code" rows="12" spellcheck="false" value=${cases} data-testid="rules-cases"
-        onInput=${(e) => edit(e.target.value)}></textarea>
+      <${CodeEditor} id="rules-cases" testId="rules-cases" value=${cases} onInput=${edit} celKeys=${NO_CEL} describedBy="rules-keys" />
       <button type="submit" disabled=${busy || !rules.trim()}>${busy ? "Running…" : "Run tests"}</button>
     </form>
     ${error && html`<${ErrorBox} error=${error} what="run the tests" />`}
@@ -269,7 +265,6 @@ export function Rules({ slug }) {
   // Checking and testing change nothing: a viewer edits a draft here too, and only
   // installing is left out.
   const check = useLiveCheck(slug, text, true);
-  const trackCursor = (e) => setCursor(positionOf(e.target.value, e.target.selectionStart));
   // A new active version (installed, or rolled back to) replaces the editor's text only
   // when that text was the old active version's, so an edit in progress is kept.
   const shown = useRef(null);
@@ -287,15 +282,15 @@ export function Rules({ slug }) {
       active.reload();
     }
   };
-  const jump = (err) => {
-    const at = offsetOf(text, err.line, err.column);
-    editor.current.focus();
-    editor.current.setSelectionRange(at, at);
-    setCursor(positionOf(text, at));
-  };
+  const jump = (err) => editor.current && editor.current.focusAt(err.line, err.column);
   const errors = install.error && install.error.code === "invalid_rules" ? install.error.problem.errors || [] : null;
   const changed = active.data && text !== null && text !== active.data.source;
   const liveErrors = check && !check.stale && check.errors && check.errors.length > 0;
+  // Marked in the editor: a refused install's errors, else the live check's (shown as
+  // stale, not dropped, while the check of the newest text is under way).
+  const marks = errors && errors.length ? marksOf(errors) : check && check.errors && check.errors.length ? marksOf(check.errors) : null;
+  const marksStale = !(errors && errors.length) && Boolean(check && check.stale);
+  const here = marks ? marks.filter((m) => m.line === cursor.line) : [];
   if (active.error && !active.data) return html`<h1>Rules</h1><${ErrorBox} error=${active.error} what="load the rules" retry=${active.reload} />`;
   if (!active.data || text === null) return html`<h1>Rules</h1><${Loading} what="the rules" />`;
   return html`<h1>Rules <small class="muted">of ${slug}</small></h1>
@@ -304,18 +299,20 @@ export function Rules({ slug }) {
       : `Active: version ${active.data.version}.`}${" "}The language is described in docs/rules.md.${write ? "" : " You can try changes and run tests here; installing them is for an admin."}</p>
     <form onSubmit=${submit}>
       <label for="rules-source" class="label">Rule set (TOML)</label>
-      <textarea id="rules-source" ref=${editor} class="code" rows="18" spellcheck="false" value=${text}
+      <${CodeEditor} id="rules-source" testId="rules-source" boxTestId="rules-editor" handle=${editor} tall value=${text}
         placeholder=${'[notes]\nread = "auth != null && doc.owner == auth.uid"\ncreate = "auth != null && new.owner == auth.uid"'}
-        aria-invalid=${(errors && errors.length) || liveErrors ? "true" : undefined} aria-describedby="rules-cursor rules-live rules-errors"
-        onInput=${(e) => { setText(e.target.value); trackCursor(e); install.setError(null); setInstalled(null); }}
-        onKeyUp=${trackCursor} onClick=${trackCursor} onSelect=${trackCursor} data-testid="rules-source"></textarea>
+        invalid=${Boolean((errors && errors.length) || liveErrors)} describedBy="rules-cursor rules-keys rules-live rules-errors"
+        marks=${marks} stale=${marksStale} onCursor=${setCursor}
+        onInput=${(v) => { setText(v); install.setError(null); setInstalled(null); }} />
       <div class="row wrap between small">
         <span id="rules-cursor" class="muted" data-testid="rules-cursor">Line ${cursor.line}, column ${cursor.column}</span>
+        <span id="rules-keys" class="muted">Tab indents; Esc then Tab leaves the editor.</span>
       </div>
+      ${here.length > 0 && html`<p class="small field-error" data-testid="rules-here">Line ${cursor.line}: ${here.map((m) => m.message).join(" · ")}</p>`}
       <div id="rules-live" role="status" aria-live="polite">${!errors && html`<${LiveCheck} check=${check} jump=${jump} />`}</div>
       <div class="row wrap">
         ${write && html`<button type="submit" disabled=${install.busy || !text.trim()}>${install.busy ? "Installing…" : "Install"}</button>`}
-        <button type="button" disabled=${!changed} onClick=${() => setText(active.data.source)}>Revert to the active version</button>
+        <button type="button" disabled=${!changed} onClick=${() => editor.current.replaceAll(active.data.source)}>Revert to the active version</button>
         <button type="button" disabled=${!changed} aria-expanded=${showDiff && changed} onClick=${() => setShowDiff(!showDiff)}>
           ${showDiff && changed ? "Hide changes" : "Show changes"}</button>
         ${changed && html`<small class="muted">Changed, not installed.</small>`}
