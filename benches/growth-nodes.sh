@@ -61,6 +61,7 @@ stop_cluster() {
 }
 cleanup() { stop_cluster; pg_stop; rm -rf "$work"; }
 trap cleanup EXIT
+trap 'on_error $LINENO' ERR
 
 pg_start
 PG_PID=$(head -1 "$pg_dir/data/postmaster.pid")

@@ -59,6 +59,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'on_error $LINENO' ERR
 cores=$(describe_cores "plinth=$SERVER_CPUS" "clients=$CLIENT_CPUS")
 echo "cores: $cores" >&2
 COMMON=$(python3 -c "import json,sys; print(json.dumps(dict(bench='growth-sockets', commit=sys.argv[1],
@@ -135,7 +136,11 @@ for n in $SOCKETS; do
       > "$work/idle-$j.json" 2> "$work/idle-$j.err" &
     CLIENT_PIDS+=($!)
   done
-  while (( $(socket_count "$SERVER_PID") - sockets_before < n && SECONDS - t0 < CONNECT_TIMEOUT )); do
+  # Until all are open, the clients are gone, CONNECT_TIMEOUT, or 30 s without a new socket
+  # (refused ones are only reported by the clients at their end).
+  last=0 grown=$SECONDS
+  while now=$(( $(socket_count "$SERVER_PID") - sockets_before )); (( now < n && SECONDS - t0 < CONNECT_TIMEOUT && SECONDS - grown < 30 )); do
+    (( now > last )) && { last=$now; grown=$SECONDS; }
     alive=0
     for pid in "${CLIENT_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
     (( alive )) || break

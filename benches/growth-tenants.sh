@@ -59,6 +59,7 @@ results=$work/results.jsonl
 SERVER_PID=
 cleanup() { stop_pid "$SERVER_PID"; rm -rf "$work"; }
 trap cleanup EXIT
+trap 'on_error $LINENO' ERR
 cores=$(describe_cores "plinth=$SERVER_CPUS" "clients=$CLIENT_CPUS")
 echo "cores: $cores" >&2
 COMMON=$(python3 -c "import json,sys; print(json.dumps(dict(bench='growth-tenants', commit=sys.argv[1],
@@ -104,7 +105,7 @@ cli "$work/tmpl" tenant create tpl >/dev/null 2>> "$work/cli.err"
 cli "$work/tmpl" rules deploy "$work/rules.toml" --tenant tpl >/dev/null 2>> "$work/cli.err"
 KEY=$(cli "$work/tmpl" key create --tenant tpl --name bench 2>> "$work/cli.err" | tail -1)
 [[ $KEY == plk_* ]] || { echo "no service key from the CLI: $(tail -5 "$work/cli.err")" >&2; exit 1; }
-printf 'bench-password-1\n' | cli "$work/tmpl" users create u@bench.io --tenant tpl --password-stdin >/dev/null 2>> "$work/cli.err"
+printf 'growth-bench-Passw0rd-17\n' | cli "$work/tmpl" users create u@bench.io --tenant tpl --password-stdin >/dev/null 2>> "$work/cli.err"
 start_server "$work/tmpl"
 $H seed-docs "$P" "$KEY" tpl "$DOCS_PER_TENANT"
 stop_pid "$SERVER_PID"; SERVER_PID=

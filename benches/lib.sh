@@ -76,3 +76,12 @@ stop_pid() {
 
 # The commit the figures come from (of this checkout; PLINTH_BIN may be another build).
 bench_commit() { git rev-parse --short HEAD 2>/dev/null || echo unknown; }
+
+# on_error LINE: the failing line and the end of each log in $work (removed at exit).
+on_error() {
+  echo "failed at line $1; the end of the logs:" >&2
+  for f in "$work"/*.err "$work"/*.log "$work"/*.out; do
+    [[ -s $f ]] && { echo "--- $f" >&2; tail -5 "$f" >&2; }
+  done
+  return 0
+}
