@@ -31,7 +31,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/lib.sh
 SOCKETS=${SOCKETS:-"10000 50000 100000"}
-PER_TENANT=10000 # the server's cap per tenant
+PER_TENANT=${PER_TENANT:-10000} # the server's cap per tenant (lower: to try the spread at a small scale)
 PER_IP_CAP=1000  # the server's cap per client address
 FANOUT_SUBSCRIBERS=${FANOUT_SUBSCRIBERS:-1000}
 WRITES=${WRITES:-100}
