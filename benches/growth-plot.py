@@ -1,6 +1,7 @@
-"""Growth curves of issue 17: JSONL of benches/growth-{tenants,sockets,nodes}.sh -> one
-PNG per curve and markdown tables (with a model of a larger machine for the nodes) to
-paste into BENCHMARKS.md.
+"""Growth curves of issue 17: JSONL of benches/growth-{tenants,sockets,nodes}.sh (and of
+benches/bigdata.sh, whose one-tenant rows make the documents curve) -> one PNG per curve
+and markdown tables (with a model of a larger machine for the nodes) to paste into
+BENCHMARKS.md.
 
   python3 benches/growth-plot.py [--out docs/growth] [--no-png] RESULTS.jsonl...
 
@@ -281,6 +282,39 @@ def nodes_model(creates):
     return {"pg_cores": pg_cores, "rows": rows, "text": text}
 
 
+# ------------------------------------------------------------------ documents (bigdata.sh)
+
+def documents(rows, plots):
+    """Part one of benches/bigdata.sh (one tenant, DOCS documents), one run per document
+    count: gets and lists by document count, for each memory setting present."""
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["cache_mib"], r["mmap_mib"], r["workload"], r["docs"])].append(r)
+    settings = sorted({(c, m) for c, m, _, _ in groups})
+    xs = sorted({d for *_, d in groups})
+    print("### Documents in one tenant (benches/bigdata.sh, part one)\n")
+    print("| documents | cache / mmap MiB | workload | req/s | p50 / p99 ms | server µs/req | RSS MiB (anon + file) |")
+    print("|---:|---|---|---:|---|---:|---|")
+    for (cache, mmap, workload, docs), rs in sorted(groups.items(), key=lambda kv: (kv[0][3], kv[0][:3])):
+        print(f"| {docs:,} | {cache} / {mmap} | {workload} | {fmt(median(rs, 'rps'), 0)} "
+              f"| {fmt(ms(median(rs, 'p50_us')))} / {fmt(ms(median(rs, 'p99_us')))} | {fmt(median(rs, 'cpu_us_per_req'), 0)} "
+              f"| {median(rs, 'rss_kib') / 1024:,.0f} ({median(rs, 'rss_anon_kib') / 1024:,.0f} + "
+              f"{median(rs, 'rss_file_kib') / 1024:,.0f}) |")
+    print()
+    if not plots.plt:
+        return
+    fig, ax = plots.figure("Reads in one tenant vs documents", "benches/bigdata.sh, 64 connections",
+                           "documents", "requests/s", logx=True)
+    for cache, mmap in settings:
+        for workload, marker in (("get", "o-"), ("list", "^--")):
+            ys = [median(groups.get((cache, mmap, workload, d), []), "rps") for d in xs]
+            if any(y is not None for y in ys):
+                ax.plot(xs, ys, marker, label=f"{workload}, cache {cache} / mmap {mmap} MiB")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
+    plots.save(fig, "documents-reads.png")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="docs/growth")
@@ -292,9 +326,10 @@ def main():
         for line in open(path):
             if line.strip():
                 r = json.loads(line)
-                by[r.get("bench")].append(r)
+                by["documents" if r.get("part") == "one-tenant" else r.get("bench")].append(r)
     plots = Plots(a.out, not a.no_png)
-    for bench, draw in (("growth-tenants", tenants), ("growth-sockets", sockets), ("growth-nodes", nodes)):
+    for bench, draw in (("growth-tenants", tenants), ("documents", documents), ("growth-sockets", sockets),
+                        ("growth-nodes", nodes)):
         if by.get(bench):
             draw(by[bench], plots)
     for p in plots.written:
