@@ -84,13 +84,13 @@ export PLINTH_TRUST_FORWARDED_FOR=true PLINTH_LOG=warn
 
 start_cluster() { # N
   local n=$1 i cpus
-  local proxy_env=(PLINTH_PROXY_BIND=127.0.0.1:$PROXY_PORT)
+  local proxy_env=("PLINTH_PROXY_BIND=127.0.0.1:$PROXY_PORT")
   for i in $(seq 0 $((n - 1))); do
     cpus=${node_cpus[$((i % ${#node_cpus[@]}))]}
     taskset -c "$cpus" "$PLINTH_BIN" --data-dir "$work/node$i" serve --listen 127.0.0.1:$((NODE_PORT0 + i)) \
       >> "$work/node$i.out" 2>> "$work/node$i.err" &
     NODE_PIDS+=($!)
-    proxy_env+=(PLINTH_NODE$((i + 1))=127.0.0.1:$((NODE_PORT0 + i)))
+    proxy_env+=("PLINTH_NODE$((i + 1))=127.0.0.1:$((NODE_PORT0 + i))")
   done
   for i in $(seq 0 $((n - 1))); do wait_http "http://127.0.0.1:$((NODE_PORT0 + i))/readyz" 600; done
   env "${proxy_env[@]}" taskset -c "$PROXY_CPUS" "$HAPROXY" -db -f docker/haproxy.cfg >> "$work/haproxy.log" 2>&1 &

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034,SC2154  # HZ and $work: the sourcing driver's
 # Sourced by the growth-curve drivers (benches/growth-*.sh, issue 17): binaries, waiting,
 # and reading a process's memory, descriptors and CPU from /proc. The older drivers keep
 # their own copies of these few lines.
@@ -25,6 +26,7 @@ resolve_bins() {
 }
 
 newest_bench() { # deps-dir name
+  # shellcheck disable=SC2010  # cargo's names: <name>-<hash>, no spaces
   ls -t "$1/$2"-* 2>/dev/null | grep -v '\.d$' | head -1 || true
 }
 
