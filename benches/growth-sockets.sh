@@ -131,7 +131,10 @@ for n in $SOCKETS; do
   for j in $(seq 0 $((k - 1))); do
     m=$(( n - j * PER_TENANT )); (( m > PER_TENANT )) && m=$PER_TENANT
     # Held far longer than the measurement takes: stopped by the driver once it is done.
-    ws "$(printf 'i%02d' "$j")" idle --subscribers "$m" --warmup 0 --per-ip "$per_ip" \
+    # Not through ws(): a backgrounded function is a subshell, and its PID is not the client's.
+    slug=$(printf 'i%02d' "$j")
+    taskset -c "$CLIENT_CPUS" "$WS_BIN" --addr 127.0.0.1:$PORT --tenant "$slug" --token "${KEYS[$slug]}" \
+      --collection feed --mode idle --pid "$SERVER_PID" --subscribers "$m" --warmup 0 --per-ip "$per_ip" \
       --hold-secs $((CONNECT_TIMEOUT + 900)) --connect-timeout-secs "$CONNECT_TIMEOUT" \
       > "$work/idle-$j.json" 2> "$work/idle-$j.err" &
     CLIENT_PIDS+=($!)
