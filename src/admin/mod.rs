@@ -4,7 +4,7 @@
 //! functions; every change they make is written to the audit log. `AdminService` is
 //! defined here with its shared helpers; each concern adds its methods in a file of its
 //! own (`setup`, `tenants`, `tenant_keys`, `users`, `tenant_rules`, `tenant_secrets`,
-//! `deploys`, `audit`, `admins`, `api_keys`, `sessions`).
+//! `deploys`, `audit`, `admins`, `api_keys`, `sessions`, `placement`).
 
 mod access;
 mod admins;
@@ -14,6 +14,7 @@ mod collections;
 mod deploys;
 mod error;
 pub mod export;
+mod placement;
 mod sessions;
 mod setup;
 mod tenant_keys;

@@ -25,7 +25,9 @@ pub async fn follow_tenant_changes(state: AppState) {
                     Announcement::UserSessions { tenant, user_id } => {
                         state.auth.drop_cached_user(tenant, &user_id);
                     }
-                    Announcement::Commit { .. } | Announcement::Resumed => {}
+                    // Moves announced while not listening went unheard.
+                    Announcement::Resumed => state.store.forget_placements(),
+                    Announcement::Commit { .. } => {}
                 }
             }
         })
@@ -41,6 +43,8 @@ pub async fn forget_tenant(state: &AppState, slug: &str) {
         _ => state.registry.cached_id(slug),
     };
     state.registry.invalidate(slug);
+    // A move may have switched the tenant's location: ask the control table again.
+    state.store.forget_placements();
     if let Some(id) = id {
         state.rules.forget(id);
         state.secrets.forget(id);

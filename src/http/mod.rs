@@ -2,6 +2,7 @@
 //! Routes are registered through utoipa, so `/openapi.json` is generated from them.
 
 mod admin_access_routes;
+mod admin_placement_routes;
 mod admin_routes;
 mod admin_rules_routes;
 mod auth_routes;
@@ -49,6 +50,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(admin_routes::router())
         .merge(admin_rules_routes::router())
         .merge(admin_access_routes::router())
+        .merge(admin_placement_routes::router())
         .merge(function_admin_routes::router())
         .merge(info_admin_routes::router())
         .merge(tenant_routes)

@@ -29,6 +29,7 @@ mod functions;
 mod hooks;
 mod list_count;
 mod lists;
+mod placement;
 mod plans;
 mod plumbing;
 mod realtime;
