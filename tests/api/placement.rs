@@ -103,6 +103,7 @@ struct Seen {
     anonymous_private: u16,
     function: Value,
     secrets: Value,
+    dead_jobs: Value,
 }
 
 async fn seen(app: &mut TestApp, key: &str) -> Seen {
@@ -130,11 +131,17 @@ async fn seen(app: &mut TestApp, key: &str) -> Seen {
             .iter()
             .map(|s| s["name"].clone())
             .collect(),
+        dead_jobs: app
+            .get("/admin/v1/tenants/shop/jobs?state=dead", Some(&admin))
+            .await
+            .ok(200)["items"]
+            .clone(),
     }
 }
 
-/// "shop" with rules, a function reading a secret, a user, 30 notes, a private document
-/// and 600 bulk documents (more than a copy page); "other" with a few documents.
+/// "shop" with rules, a function reading a secret, a hook whose job died, a user, 30
+/// notes, a private document, an order and 600 bulk documents (more than a copy page);
+/// "other" with a few documents.
 async fn populate(app: &mut TestApp) -> (String, String, Session) {
     let key = tenant_with_key(app, "shop").await;
     let other = tenant_with_key(app, "other").await;
@@ -150,14 +157,39 @@ async fn populate(app: &mut TestApp) -> (String, String, Session) {
     )
     .await
     .ok(200);
-    let manifest = "[[http]]\nname = \"env\"\nfunction = \"env\"\n";
+    let manifest = "[[http]]\nname = \"env\"\nfunction = \"env\"\n\n[[hooks]]\n\
+                    function = \"flaky\"\ncollection = \"orders\"\non = [\"create\"]\n\
+                    max_attempts = 1\n";
+    let flaky = "export default async () => { throw new Error('down') }";
     deploy(
         app,
         "shop",
-        &[("plinth.toml", manifest), ("functions/env.js", ENV_FN)],
+        &[
+            ("plinth.toml", manifest),
+            ("functions/env.js", ENV_FN),
+            ("functions/flaky.js", flaky),
+        ],
     )
     .await
     .ok(201);
+    // A dead job: the outbox is carried too.
+    put(
+        app,
+        &key,
+        &format!("{}/o1", docs("shop", "orders")),
+        json!({}),
+    )
+    .await
+    .ok(201);
+    let shared: &TestApp = app;
+    eventually(Duration::from_secs(20), "the hook's job dies", || async {
+        let p = shared
+            .get("/admin/v1/tenants/shop/jobs?state=dead", Some(&admin))
+            .await
+            .ok(200);
+        (p["items"].as_array().unwrap().len() == 1).then_some(())
+    })
+    .await;
     let user = app.signup("shop", "u@shop.test").await;
     for i in 0..30 {
         let path = format!("{}/n{i:02}", docs("shop", "notes"));
@@ -230,14 +262,15 @@ async fn move_to_a_cluster_and_back_keeps_everything(b: Backend) {
         );
         assert_eq!(
             report["counts"]["documents"],
-            30 + 1 + 600 + expected_changes,
+            30 + 1 + 1 + 600 + expected_changes,
             "{report}"
         );
+        assert_eq!(report["counts"]["jobs"], 1, "{report}");
         assert_eq!(report["counts"]["users"], 1);
         assert_eq!(report["counts"]["secrets"], 1);
         assert_eq!(report["counts"]["deploys"], 1);
         assert!(
-            report["counts"]["changes"].as_u64().unwrap() >= 633,
+            report["counts"]["changes"].as_u64().unwrap() >= 634,
             "{report}"
         );
         assert_eq!(report["documents_sha256"].as_str().unwrap().len(), 64);
