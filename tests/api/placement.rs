@@ -635,3 +635,59 @@ async fn cli_moves_a_stopped_servers_tenant(b: Backend) {
     .await
     .ok(201);
 }
+
+/// Two nodes on one PostgreSQL database: a move made through node A reaches node B by
+/// announcement (it reads the tenant at its new place, its writes land there), and B's
+/// subscriber gets a commit made on the cluster through A. (The commit's own NOTIFY goes
+/// to the cluster, where nobody listens, and is relayed on the control database; B's
+/// feed would also find it by its 1 s poll, so the delay is printed, not asserted.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_node_follows_a_move() {
+    if !postgres_available() {
+        return;
+    }
+    let (_cluster, url) = second_cluster().await;
+    let mut a = start(Backend::Postgres, &[("eu2", url.as_str())]).await;
+    // Before B starts (a starting node makes a new setup token while no admin exists).
+    a.admin().await;
+    let node_b = Storage {
+        location: a.storage.location.clone(),
+        _dir: None,
+    };
+    let b = TestApp::start_on(Backend::Postgres, node_b, |c| {
+        c.clusters = vec![("eu2".into(), url.clone())]
+    })
+    .await;
+    let key = tenant_with_key(&mut a, "shop").await;
+    let first = format!("{}/d0", docs("shop", "things"));
+    put(&a, &key, &first, json!({ "i": 0 })).await.ok(201);
+    // B has the tenant's placement (default) cached.
+    b.get(&first, Some(&key)).await.ok(200);
+    let mut ws = Client::connect(&b, "shop", Some(&key)).await;
+    let since = ws
+        .subscribe(json!({"type": "subscribe", "id": "t", "collection": "things"}))
+        .await["seq"]
+        .as_i64()
+        .unwrap();
+
+    move_to(&mut a, "shop", "eu2").await.ok(200);
+    // The default database no longer holds the tenant's documents: B finds d0 only once
+    // it reads the new placement.
+    eventually(Duration::from_secs(5), "node B reads at eu2", || async {
+        (b.get(&first, Some(&key)).await.status.as_u16() == 200).then_some(())
+    })
+    .await;
+    let second = format!("{}/d1", docs("shop", "things"));
+    let written = Instant::now();
+    put(&a, &key, &second, json!({ "i": 1 })).await.ok(201);
+    let got = ws.changes(1).await;
+    eprintln!(
+        "node B saw a commit on the cluster after {:?}",
+        written.elapsed()
+    );
+    assert_eq!(got[0]["seq"].as_i64().unwrap(), since + 1, "{got:?}");
+    let third = format!("{}/d2", docs("shop", "things"));
+    put(&b, &key, &third, json!({ "i": 2 })).await.ok(201);
+    a.get(&third, Some(&key)).await.ok(200);
+    assert_eq!(all_docs(&a, &key, "shop", "things").await.len(), 3);
+}
