@@ -64,6 +64,18 @@ pub struct StorageArgs {
         value_parser = secret_string
     )]
     pub secrets_key: Option<Secret<String>>,
+    /// Extra PostgreSQL clusters tenants may be placed on, as NAME=URL (repeat the flag,
+    /// or separate them with commas in PLINTH_CLUSTERS). The server's own storage is the
+    /// location `default`. Every node and the CLI must be given the same list.
+    #[arg(
+        long = "cluster",
+        env = "PLINTH_CLUSTERS",
+        value_name = "NAME=URL",
+        value_delimiter = ',',
+        global = true,
+        hide_env_values = true
+    )]
+    pub clusters: Vec<String>,
 }
 
 /// Wraps a flag's value as it is parsed, so not even `Debug` of the arguments shows it.
@@ -77,6 +89,12 @@ impl StorageArgs {
             Some(url) if !url.is_empty() => Location::Postgres(url.clone()),
             _ => Location::SqliteDir(self.data_dir.clone()),
         }
+    }
+
+    /// The configured extra clusters (name, URL), checked.
+    pub fn clusters(&self) -> anyhow::Result<Vec<(String, String)>> {
+        crate::store::parse_clusters(&self.clusters)
+            .map_err(|e| anyhow::anyhow!("PLINTH_CLUSTERS: {e}"))
     }
 
     /// The configured secrets key, decoded and checked; None when not configured.
@@ -313,6 +331,8 @@ pub struct Config {
     pub demo_twilio_token: Option<Secret<String>>,
     /// Scheduled backups (`serve --backup-dir`), when configured.
     pub backups: Option<crate::backup::Schedule>,
+    /// Extra PostgreSQL clusters tenants may be placed on (name, URL).
+    pub clusters: Vec<(String, String)>,
 }
 
 impl Config {
@@ -353,6 +373,7 @@ impl Config {
             auth_cache_ttl: Duration::from_secs(1),
             realtime: crate::realtime::RealtimeConfig::default(),
             functions: crate::functions::FunctionsConfig::default(),
+            clusters: Vec::new(),
             print_setup_token: false,
             demo: false,
             demo_twilio_token: None,
@@ -371,6 +392,7 @@ impl Config {
             None => None,
         };
         let mut c = Config::new(storage.location(), serve.listen);
+        c.clusters = storage.clusters()?;
         c.tls = tls_files(serve)?;
         match serve.public_url.as_deref().map(str::trim) {
             Some(url) if !url.is_empty() => {

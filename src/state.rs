@@ -54,6 +54,7 @@ impl AppState {
     /// directly for local administration, without binding a port.
     pub async fn open(config: Config) -> anyhow::Result<AppState> {
         let store = Store::open(&config.location, config.pg_max_connections, config.sqlite).await?;
+        store.set_clusters(config.clusters.clone(), config.pg_max_connections);
         let keyring = Arc::new(
             Keyring::load(
                 store.clone(),

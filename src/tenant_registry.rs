@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::store::{Store, StoreResult};
+use crate::store::{Store, StoreResult, WriteTicket};
 use crate::tenancy::Tenant;
 
 /// A lookup result (None: no such tenant) and when it was made.
@@ -52,6 +52,15 @@ impl Registry {
             cache.insert(slug.to_string(), (tenant.clone(), Instant::now()));
         }
         Ok(tenant)
+    }
+
+    /// Admits one changing request of the tenant, unless a move on this node froze its
+    /// writes (`None`); the move waits until every ticket is dropped.
+    pub fn enter_write(&self, tenant: &Tenant) -> Option<WriteTicket> {
+        if tenant.moving {
+            return None;
+        }
+        self.store.enter_write(tenant.id)
     }
 
     /// The id of a cached tenant (even past its TTL), without asking the database.

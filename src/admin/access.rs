@@ -110,7 +110,8 @@ pub fn route_need(method: &str, path: &str) -> Need {
         ("POST", "/admin/v1/tenants")
         | ("DELETE", "/admin/v1/tenants/{tenant}")
         | ("POST", "/admin/v1/tenants/{tenant}/suspend")
-        | ("POST", "/admin/v1/tenants/{tenant}/resume") => Need::Platform,
+        | ("POST", "/admin/v1/tenants/{tenant}/resume")
+        | ("POST", "/admin/v1/tenants/{tenant}/move") => Need::Platform,
         (_, "/admin/v1/admins")
         | (_, "/admin/v1/admins/{id}")
         | (_, "/admin/v1/admins/invite")

@@ -27,6 +27,9 @@ pub enum AdminError {
     TenantNotFound,
     #[error("tenant exists")]
     TenantExists,
+    /// A storage location that is not configured; the text lists those that are.
+    #[error("unknown storage location: {0}")]
+    UnknownLocation(String),
     #[error("admin exists")]
     AdminExists,
     #[error("not found: {0}")]
@@ -82,6 +85,7 @@ impl AdminError {
             AdminError::TokenExpired => "token_expired",
             AdminError::TenantNotFound => "tenant_not_found",
             AdminError::TenantExists => "tenant_exists",
+            AdminError::UnknownLocation(_) => "unknown_location",
             AdminError::AdminExists => "admin_exists",
             AdminError::NotFound(_) => "not_found",
             AdminError::InvalidCursor => "invalid_cursor",
@@ -103,6 +107,7 @@ impl AdminError {
             AdminError::Credential(e) => e.kind(),
             AdminError::User(e) => e.kind(),
             AdminError::InvalidCursor
+            | AdminError::UnknownLocation(_)
             | AdminError::InvalidRules(_)
             | AdminError::InvalidTestCases(_) => Kind::Invalid,
             AdminError::TokenExpired | AdminError::SessionExpired => Kind::Unauthenticated,
@@ -131,6 +136,7 @@ impl AdminError {
             AdminError::TokenExpired => "the admin token has expired".into(),
             AdminError::TenantNotFound => "no tenant with this slug".into(),
             AdminError::TenantExists => "a tenant with this slug exists".into(),
+            AdminError::UnknownLocation(m) => m.clone(),
             AdminError::AdminExists => "an admin with this email exists".into(),
             AdminError::NotFound(what) => format!("no such {what}"),
             AdminError::InvalidCursor => "the cursor is not valid".into(),
@@ -162,6 +168,9 @@ impl AdminError {
             AdminError::Credential(e) => e.field(),
             AdminError::User(e) => e.field(),
             AdminError::TenantExists => Some(("slug", "is taken")),
+            AdminError::UnknownLocation(_) => {
+                Some(("location", "is not a configured storage location"))
+            }
             _ => None,
         }
     }

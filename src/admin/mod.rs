@@ -4,7 +4,8 @@
 //! functions; every change they make is written to the audit log. `AdminService` is
 //! defined here with its shared helpers; each concern adds its methods in a file of its
 //! own (`setup`, `tenants`, `tenant_keys`, `users`, `tenant_rules`, `tenant_secrets`,
-//! `deploys`, `audit`, `admins`, `invites`, `api_keys`, `sessions`, `read_tokens`).
+//! `deploys`, `audit`, `admins`, `invites`, `api_keys`, `sessions`, `read_tokens`,
+//! `placement`).
 
 mod access;
 mod admins;
@@ -16,6 +17,7 @@ mod error;
 pub mod export;
 mod invites;
 mod read_tokens;
+mod placement;
 mod sessions;
 mod setup;
 mod tenant_keys;

@@ -1,9 +1,23 @@
 //! Tenants: create, read, update, suspend, resume, delete.
 
 use super::*;
+use crate::store::DEFAULT_LOCATION;
 
 impl AdminService {
     pub async fn create_tenant(&self, actor: &Actor, slug: &Slug, name: &str) -> Result<Tenant> {
+        self.create_tenant_at(actor, slug, name, None).await
+    }
+
+    /// Creates a tenant whose data lives at `location` (`None`: `default`, the server's
+    /// own storage; else a configured cluster's name).
+    pub async fn create_tenant_at(
+        &self,
+        actor: &Actor,
+        slug: &Slug,
+        name: &str,
+        location: Option<&str>,
+    ) -> Result<Tenant> {
+        let location = self.checked_location(location.unwrap_or(DEFAULT_LOCATION))?;
         let slug = slug.as_str();
         let name = name.trim();
         let name = if name.is_empty() { slug } else { name };
@@ -13,7 +27,7 @@ impl AdminService {
         no_control("name", name)?;
         let row = self
             .store
-            .create_tenant(slug, name)
+            .create_tenant(slug, name, location)
             .await
             .map_err(|e| match e {
                 StoreError::Conflict(_) => AdminError::TenantExists,
@@ -25,7 +39,7 @@ impl AdminService {
             "tenant.create",
             Some(slug),
             None,
-            serde_json::json!({"name": name}),
+            serde_json::json!({"name": name, "location": location}),
         )
         .await?;
         Ok(row.into())

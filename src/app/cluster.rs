@@ -29,7 +29,9 @@ pub async fn follow_tenant_changes(state: AppState) {
                     // Admins, sessions or keys changed on another node: the read tokens
                     // this node found live are checked again.
                     Announcement::AdminsChanged => state.auth.drop_cached_readers(),
-                    Announcement::Commit { .. } | Announcement::Resumed => {}
+                    // Moves announced while not listening went unheard.
+                    Announcement::Resumed => state.store.forget_placements(),
+                    Announcement::Commit { .. } => {}
                 }
             }
         })
@@ -45,6 +47,8 @@ pub async fn forget_tenant(state: &AppState, slug: &str) {
         _ => state.registry.cached_id(slug),
     };
     state.registry.invalidate(slug);
+    // A move may have switched the tenant's location: ask the control table again.
+    state.store.forget_placements();
     if let Some(id) = id {
         state.rules.forget(id);
         state.secrets.forget(id);

@@ -69,6 +69,10 @@ pub enum TenantCommand {
         slug: String,
         #[arg(long, default_value = "")]
         name: String,
+        /// Where its data lives: `default` (the server's own storage) or a cluster of
+        /// PLINTH_CLUSTERS.
+        #[arg(long)]
+        location: Option<String>,
     },
     /// List tenants.
     List {
@@ -99,6 +103,15 @@ pub enum TenantCommand {
     /// Create the tenant SLUG from an export read on standard input; local storage
     /// only. The file is checked whole first; on any error nothing is left behind.
     Import { slug: String },
+    /// Move a tenant's data to another storage location (`default` or a cluster of
+    /// PLINTH_CLUSTERS): its writes are refused (503 tenant_moving) while it copies; the
+    /// copy is checked by counts and a checksum before the tenant switches over.
+    Move {
+        slug: String,
+        /// The target location.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

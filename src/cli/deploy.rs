@@ -198,7 +198,8 @@ async fn local(
     t: &str,
     request: Request,
 ) -> anyhow::Result<Result<Value, Value>> {
-    let config = Config::new(storage.location(), ([127, 0, 0, 1], 0).into());
+    let mut config = Config::new(storage.location(), ([127, 0, 0, 1], 0).into());
+    config.clusters = storage.clusters()?;
     let state = AppState::open(config).await?;
     let actor = Actor::cli();
     let admin = &state.admin;

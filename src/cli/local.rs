@@ -184,13 +184,20 @@ pub async fn run(state: &AppState, command: Command) -> anyhow::Result<()> {
 async fn tenants(state: &AppState, actor: &Actor, cmd: TenantCommand) -> anyhow::Result<()> {
     let admin = &state.admin;
     match cmd {
-        TenantCommand::Create { slug, name } => {
+        TenantCommand::Create {
+            slug,
+            name,
+            location,
+        } => {
             let slug = crate::admin::parse_slug(&slug).map_err(err)?;
             let t = admin
-                .create_tenant(actor, &slug, &name)
+                .create_tenant_at(actor, &slug, &name, location.as_deref())
                 .await
                 .map_err(err)?;
-            println!("tenant created: {} ({})", t.slug, t.name);
+            println!("tenant created: {} ({}) at {}", t.slug, t.name, t.location);
+        }
+        TenantCommand::Move { slug, to } => {
+            super::transfer::move_tenant(admin, actor, &slug, &to).await?;
         }
         TenantCommand::List { json } => {
             let tenants = admin.list_tenants().await.map_err(err)?;

@@ -233,6 +233,7 @@ fn local_only(remote: &RemoteArgs) -> anyhow::Result<()> {
 async fn run_local(storage: &StorageArgs, command: Command) -> anyhow::Result<()> {
     let mut config = Config::new(storage.location(), ([127, 0, 0, 1], 0).into());
     config.secrets_key = storage.secrets_key()?;
+    config.clusters = storage.clusters()?;
     let state = AppState::open(config).await?;
     let result = local::run(&state, command).await;
     state.store.close().await;

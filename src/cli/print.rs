@@ -64,16 +64,19 @@ fn strings(v: &Value) -> String {
 
 pub fn tenants(list: &Value) {
     print(table(
-        &["SLUG", "STATE", "CREATED", "NAME"],
+        &["SLUG", "STATE", "LOCATION", "CREATED", "NAME"],
         items(list).iter().map(|t| {
             let state = if t["suspended"] == true {
                 "suspended"
+            } else if t["moving"] == true {
+                "moving"
             } else {
                 "active"
             };
             vec![
                 s(&t["slug"]),
                 state.into(),
+                s(&t["location"]),
                 time(&t["created_at"]),
                 s(&t["name"]),
             ]

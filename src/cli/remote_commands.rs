@@ -52,14 +52,30 @@ pub async fn run(c: &Client, command: Command) -> anyhow::Result<()> {
 
 async fn tenant(c: &Client, cmd: TenantCommand) -> anyhow::Result<()> {
     match cmd {
-        TenantCommand::Create { slug, name } => {
+        TenantCommand::Create {
+            slug,
+            name,
+            location,
+        } => {
             let t = c
                 .post(
                     "/admin/v1/tenants",
-                    Some(json!({ "slug": slug, "name": name })),
+                    Some(json!({ "slug": slug, "name": name, "location": location })),
                 )
                 .await?;
-            println!("tenant created: {} ({})", str(&t["slug"]), str(&t["name"]));
+            println!(
+                "tenant created: {} ({}) at {}",
+                str(&t["slug"]),
+                str(&t["name"]),
+                str(&t["location"])
+            );
+        }
+        TenantCommand::Move { slug, to } => {
+            eprintln!("moving tenant {slug} to {to} (its writes are refused until done)");
+            let r = c
+                .post(&tenant_path(&slug, "/move"), Some(json!({ "to": to })))
+                .await?;
+            super::transfer::print_moved(&slug, &r);
         }
         TenantCommand::List { json } => {
             let list = c.get("/admin/v1/tenants").await?;

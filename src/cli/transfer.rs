@@ -1,5 +1,6 @@
-//! `plinth tenant export|import`: standard output and input around
-//! `AdminService::{export_tenant, import_tenant}`, progress on standard error.
+//! `plinth tenant export|import|move`: standard output and input around
+//! `AdminService::{export_tenant, import_tenant, move_tenant}`, progress on standard
+//! error.
 
 use std::io::Write;
 
@@ -69,4 +70,56 @@ fn summary(counts: &std::collections::BTreeMap<String, u64>) -> String {
         .map(|(k, v)| format!("{v} {k}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// `plinth tenant move SLUG --to LOCATION` on local storage: each step on standard
+/// error as it happens, the result on standard output.
+pub async fn move_tenant(
+    admin: &AdminService,
+    actor: &Actor,
+    slug: &str,
+    to: &str,
+) -> anyhow::Result<()> {
+    use crate::store::MoveStep;
+    let started = std::time::Instant::now();
+    eprintln!("moving tenant {slug} to {to}");
+    let mut progress = |step: MoveStep<'_>| {
+        let line = match step {
+            MoveStep::Frozen => "writes paused (503 tenant_moving)".to_string(),
+            MoveStep::Drained => "writes in flight ended".to_string(),
+            MoveStep::Copied { table, rows } => format!("copied {table}: {rows}"),
+            MoveStep::Verified {
+                documents,
+                checksum,
+            } => format!("verified: counts match, {documents} documents, sha256 {checksum}"),
+            MoveStep::Switched => format!("switched to {to}"),
+            MoveStep::Released => "writes accepted again".to_string(),
+        };
+        eprintln!("  {:>6.1} s  {line}", started.elapsed().as_secs_f64());
+    };
+    let report = admin
+        .move_tenant(actor, slug, to, &mut progress)
+        .await
+        .map_err(|e| err(TransferError::Admin(e)))?;
+    print_moved(slug, &serde_json::to_value(&report)?);
+    Ok(())
+}
+
+/// The last line of a move, from its report (the admin API's answer, or the local one).
+pub fn print_moved(slug: &str, report: &serde_json::Value) {
+    let s = |k: &str| report[k].as_str().unwrap_or_default().to_string();
+    let documents = report["counts"]["documents"].as_u64().unwrap_or(0);
+    println!(
+        "tenant moved: {slug} {} -> {} ({documents} documents, sha256 {}, {} ms)",
+        s("from"),
+        s("to"),
+        s("documents_sha256"),
+        report["millis"].as_u64().unwrap_or(0)
+    );
+    if report["source_deleted"] == false && report["from"] != report["to"] {
+        eprintln!(
+            "the copy at {} could not be deleted (see the server's log); it is no longer used",
+            s("from")
+        );
+    }
 }

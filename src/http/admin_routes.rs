@@ -102,11 +102,13 @@ async fn list_tenants(
     }))
 }
 
-/// Create a tenant. The slug (`^[a-z][a-z0-9-]{2,39}$`, not reserved) names it in routes.
+/// Create a tenant. The slug (`^[a-z][a-z0-9-]{2,39}$`, not reserved) names it in routes;
+/// `location` places its data (400 `unknown_location` when not configured).
 #[utoipa::path(post, path = "/admin/v1/tenants", operation_id = "create_tenant", tag = "tenants",
     request_body = CreateTenant,
     responses((status = 201, body = TenantDto), (status = 400, body = Problem),
-              (status = 409, body = Problem)),
+              (status = 409, body = Problem),
+              (status = 503, body = Problem, description = "the location's database is unreachable")),
     security(("bearer" = [])))]
 async fn create_tenant(
     State(state): State<AppState>,
@@ -116,7 +118,7 @@ async fn create_tenant(
     let slug = crate::admin::parse_slug(&body.slug)?;
     let tenant = state
         .admin
-        .create_tenant(&actor(&admin), &slug, &body.name)
+        .create_tenant_at(&actor(&admin), &slug, &body.name, body.location.as_deref())
         .await?;
     Ok((StatusCode::CREATED, Json(tenant.into())))
 }

@@ -164,6 +164,11 @@ pub struct TenantDto {
     pub cors_origins: Vec<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// The storage location of the tenant's data: `default` (the server's own storage)
+    /// or a configured cluster's name.
+    pub location: String,
+    /// A move is copying the tenant: its writes answer 503 `tenant_moving`.
+    pub moving: bool,
 }
 
 impl From<Tenant> for TenantDto {
@@ -172,6 +177,8 @@ impl From<Tenant> for TenantDto {
             slug: t.slug,
             name: t.name,
             suspended: t.suspended,
+            location: t.location,
+            moving: t.moving,
             cors_origins: t.cors_origins,
             created_at: timestamp(t.created_at),
             updated_at: timestamp(t.updated_at),
@@ -185,6 +192,10 @@ pub struct CreateTenant {
     /// Display name; defaults to the slug.
     #[serde(default)]
     pub name: String,
+    /// Where its data lives: `default` (the default) or a configured cluster's name
+    /// (`GET /admin/v1/locations`); an unknown one is 400 `unknown_location`.
+    #[serde(default)]
+    pub location: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -476,4 +487,44 @@ impl From<SecretInfo> for SecretDto {
 #[derive(Serialize, ToSchema)]
 pub struct SecretList {
     pub items: Vec<SecretDto>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct MoveTenant {
+    /// The target location: `default` or a configured cluster's name.
+    pub to: String,
+}
+
+/// What a tenant move did; the counts and the checksum were the same on both sides.
+#[derive(Serialize, ToSchema)]
+pub struct MoveReportDto {
+    pub from: String,
+    pub to: String,
+    /// Rows per table carried.
+    pub counts: std::collections::BTreeMap<String, u64>,
+    /// SHA-256 of the documents (collection, id, version, canonical JSON data), in key
+    /// order.
+    pub documents_sha256: String,
+    /// Whether the copy at the old location was deleted.
+    pub source_deleted: bool,
+    pub millis: u64,
+}
+
+impl From<crate::store::MoveReport> for MoveReportDto {
+    fn from(r: crate::store::MoveReport) -> Self {
+        MoveReportDto {
+            from: r.from,
+            to: r.to,
+            counts: r.counts,
+            documents_sha256: r.documents_sha256,
+            source_deleted: r.source_deleted,
+            millis: r.millis,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LocationList {
+    /// `default` first, then the configured clusters by name.
+    pub items: Vec<String>,
 }

@@ -27,6 +27,25 @@ use crate::tenancy::{Scope, Tenant};
 #[derive(Clone, Default)]
 pub struct TenantSlot(pub Arc<OnceLock<(i64, String)>>);
 
+/// Holds the write ticket of a changing tenant request until its answer is made (put in
+/// by the metrics middleware, filled by `ResolvedTenant`), so a tenant move knows when
+/// the writes it admitted have ended.
+#[derive(Clone, Default)]
+pub struct WriteHold(pub Arc<std::sync::Mutex<Option<crate::store::WriteTicket>>>);
+
+/// How long a client is told to wait before retrying a write refused during a move.
+const MOVING_RETRY_SECS: u64 = 2;
+
+fn tenant_moving() -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "tenant_moving",
+        "the tenant is moving to another storage location; retry in a few seconds",
+    );
+    e.retry_after_secs = Some(MOVING_RETRY_SECS);
+    e
+}
+
 /// The tenant and caller of a tenant route.
 pub struct TenantScope(pub Scope);
 
@@ -120,6 +139,17 @@ impl FromRequestParts<AppState> for ResolvedTenant {
         }
         if let Some(slot) = parts.extensions.get::<TenantSlot>() {
             let _ = slot.0.set((tenant.id, tenant.slug.clone()));
+        }
+        // A tenant being moved is read-only: every changing request (sign-ins and
+        // function calls included, which may write) is refused until the move ends.
+        if is_mutating(parts.method.as_str()) {
+            let ticket = state
+                .registry
+                .enter_write(&tenant)
+                .ok_or_else(tenant_moving)?;
+            if let Some(hold) = parts.extensions.get::<WriteHold>() {
+                *hold.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(ticket);
+            }
         }
         Ok(ResolvedTenant(tenant))
     }

@@ -8,7 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::extract::TenantSlot;
+use super::extract::{TenantSlot, WriteHold};
 use crate::error::{ApiError, PROBLEM_JSON, ProblemMarker};
 use crate::metrics::RequestLabels;
 use crate::state::AppState;
@@ -23,7 +23,11 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
         .unwrap_or_else(|| "unmatched".into());
     let slot = TenantSlot::default();
     req.extensions_mut().insert(slot.clone());
+    let hold = WriteHold::default();
+    req.extensions_mut().insert(hold.clone());
     let res = next.run(req).await;
+    // The request's write (if it was one) has ended: a tenant move may go on.
+    drop(hold);
     let tenant = slot.0.get();
     if let Some((id, _)) = tenant {
         // Every request of a tenant is metered here, once: its status says whether it

@@ -3,6 +3,7 @@
 
 mod admin_access_routes;
 mod admin_invite_routes;
+mod admin_placement_routes;
 mod admin_routes;
 mod admin_rules_routes;
 mod auth_routes;
@@ -51,6 +52,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(admin_rules_routes::router())
         .merge(admin_access_routes::router())
         .merge(admin_invite_routes::router())
+        .merge(admin_placement_routes::router())
         .merge(function_admin_routes::router())
         .merge(info_admin_routes::router())
         .merge(tenant_routes)

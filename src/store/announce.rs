@@ -144,6 +144,12 @@ impl Store {
         self.announce(ADMINS_CHANGED, String::new()).await;
     }
 
+    /// Tells other nodes that the log of a tenant placed on a cluster grew: its commit's
+    /// own NOTIFY went to that cluster, where no node listens.
+    pub(super) async fn announce_commit(&self, tenant: i64, seq: i64) {
+        self.announce(CHANGES, commit_payload(tenant, seq)).await;
+    }
+
     /// Tells other nodes that a user's sessions changed.
     pub async fn notify_sessions(&self, tenant: i64, user_id: &str) {
         self.announce(SESSIONS, format!("{tenant}:{user_id}")).await;

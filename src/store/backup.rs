@@ -116,10 +116,22 @@ pub fn sqlite_check(path: &Path) -> Option<String> {
     }
 }
 
-/// The tenants a (copied) control database lists, by id.
+/// The tenants a (copied) control database lists, by id: those whose data is in a file
+/// of the data dir (a tenant placed on a PostgreSQL cluster has none; a control database
+/// from before placement has no `location` column, and every tenant has a file).
 pub fn sqlite_tenant_ids(control: &Path) -> StoreResult<Vec<i64>> {
     let conn = open_copy(control)?;
-    let mut stmt = conn.prepare("SELECT id FROM tenants ORDER BY id")?;
+    let placed: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('tenants') WHERE name = 'location'",
+        [],
+        |r| r.get(0),
+    )?;
+    let sql = if placed > 0 {
+        "SELECT id FROM tenants WHERE location = 'default' ORDER BY id"
+    } else {
+        "SELECT id FROM tenants ORDER BY id"
+    };
+    let mut stmt = conn.prepare(sql)?;
     let ids = stmt
         .query_map([], |r| r.get(0))?
         .collect::<Result<Vec<i64>, _>>()?;

@@ -12,6 +12,10 @@ pub struct TenantRow {
     pub cors_origins: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The storage location of the tenant's data (`default` or a cluster's name).
+    pub location: String,
+    /// A move is copying the tenant: its writes are refused.
+    pub moving: bool,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -68,28 +72,37 @@ pub struct AuditQuery<'a> {
 pub(super) const ADMIN_COLUMNS: &str =
     "id, email, password_hash, created_at, role, tenant_ids, password_version";
 
-const TENANT_COLUMNS: &str = "id, slug, name, suspended, cors_origins, created_at, updated_at";
+const TENANT_COLUMNS: &str =
+    "id, slug, name, suspended, cors_origins, created_at, updated_at, location, moving";
 
 impl Store {
     // ---- tenants ----------------------------------------------------------------------
 
-    pub async fn create_tenant(&self, slug: &str, name: &str) -> StoreResult<TenantRow> {
+    /// Creates a tenant whose data lives at `location` (`default` or a configured
+    /// cluster, checked by the caller).
+    pub async fn create_tenant(
+        &self,
+        slug: &str,
+        name: &str,
+        location: &str,
+    ) -> StoreResult<TenantRow> {
         let now = now_ms();
         let db = self.control_db();
+        let sql = format!(
+            "INSERT INTO tenants (slug, name, suspended, cors_origins, created_at, updated_at, \
+             location) VALUES ($1, $2, FALSE, '[]', $3, $3, $4) RETURNING {TENANT_COLUMNS}"
+        );
         let row: TenantRow = on_db!(db, |p| {
-            sqlx::query_as(
-                "INSERT INTO tenants (slug, name, suspended, cors_origins, created_at, updated_at) \
-                 VALUES ($1, $2, FALSE, '[]', $3, $3) \
-                 RETURNING id, slug, name, suspended, cors_origins, created_at, updated_at",
-            )
-            .bind(slug)
-            .bind(name)
-            .bind(now)
-            .fetch_one(&p)
-            .await
-            .map_err(|e| on_unique(e, "slug", "a tenant with this slug exists"))?
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(slug)
+                .bind(name)
+                .bind(now)
+                .bind(location)
+                .fetch_one(&p)
+                .await
+                .map_err(|e| on_unique(e, "slug", "a tenant with this slug exists"))?
         });
-        if let Err(e) = self.provision_tenant(row.id).await {
+        if let Err(e) = self.provision_tenant(row.id, slug, location).await {
             // Leave no half-created tenant behind.
             let _ = self.delete_tenant_row(row.id).await;
             return Err(e);
@@ -146,7 +159,8 @@ impl Store {
             .await?
             .ok_or(StoreError::NotFound)?;
         self.delete_tenant_row(tenant.id).await?;
-        self.drop_tenant_storage(tenant.id).await?;
+        self.drop_tenant_storage(tenant.id, &tenant.location)
+            .await?;
         Ok(tenant)
     }
 
@@ -440,6 +454,8 @@ impl From<TenantRow> for crate::tenancy::Tenant {
             cors_origins: serde_json::from_str(&row.cors_origins).unwrap_or_default(),
             created_at: row.created_at,
             updated_at: row.updated_at,
+            location: row.location,
+            moving: row.moving,
         }
     }
 }

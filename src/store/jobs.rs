@@ -115,6 +115,10 @@ impl Store {
         limit: i64,
     ) -> StoreResult<(Vec<JobRow>, Option<i64>)> {
         let now = now_ms();
+        if self.is_frozen(scope.tenant().id) {
+            // A move is copying the jobs: none is claimed until it ends; look again soon.
+            return Ok((Vec::new(), Some(now + 1000)));
+        }
         match self.tenant_data(scope).await? {
             (TenantData::Sqlite(file), tenant) => file.claim_jobs(tenant, now, lease_ms, limit),
             (TenantData::Postgres(pool), tenant) => {

@@ -19,8 +19,10 @@ mod export;
 mod functions;
 mod jobs;
 mod keys;
+mod placement;
 mod postgres;
 pub mod predicate_sql;
+mod relocate;
 mod rulesets;
 mod secrets;
 mod sql;
@@ -54,6 +56,8 @@ pub use export::{
 pub use functions::{DeployRow, DeploySummary, InvocationRow};
 pub use jobs::{JobInfo, JobPlanner, JobRef, JobRow, NewJob, Origin, OutboxScan};
 pub use keys::ServiceKeyRow;
+pub use placement::{DEFAULT_LOCATION, WriteTicket, parse_clusters};
+pub use relocate::{MoveReport, MoveStep};
 pub use secrets::{SecretMeta, SecretPut, SecretRow};
 pub use sqlite::{SqliteMemory, SqliteTuning, sqlite_memory};
 pub use usage::UsageCounts;
@@ -99,12 +103,19 @@ pub enum StoreError {
     /// before, or claimed again after its lease ran out.
     #[error("this delivery was acknowledged before or taken over by a later one")]
     Superseded,
+    /// The tenant is being moved to another storage location: its writes wait for the
+    /// move to end (a few seconds); reads go on.
+    #[error("the tenant is moving to another storage location")]
+    TenantMoving,
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
 impl StoreError {
     pub fn code(&self) -> &'static str {
+        if matches!(self, StoreError::TenantMoving) {
+            return "tenant_moving";
+        }
         match self.kind() {
             crate::fault::Kind::StorageFull => "storage_full",
             crate::fault::Kind::Unavailable => "unavailable",
@@ -125,7 +136,7 @@ impl StoreError {
         match self {
             StoreError::NotFound => Kind::NotFound,
             StoreError::Conflict(_) | StoreError::Superseded => Kind::Conflict,
-            StoreError::Unavailable(_) => Kind::Unavailable,
+            StoreError::Unavailable(_) | StoreError::TenantMoving => Kind::Unavailable,
             StoreError::Db(e) if database_unreachable(e) => Kind::Unavailable,
             StoreError::StorageFull => Kind::StorageFull,
             StoreError::Internal(_)
@@ -141,6 +152,9 @@ impl StoreError {
         match (self.kind(), self) {
             (crate::fault::Kind::StorageFull, _) => {
                 "the server's storage is full; nothing was written".into()
+            }
+            (_, StoreError::TenantMoving) => {
+                "the tenant is moving to another storage location; retry in a few seconds".into()
             }
             (crate::fault::Kind::Unavailable, StoreError::Db(_)) => {
                 "the database is unreachable; retry shortly".into()
@@ -288,6 +302,7 @@ pub struct Store {
     on_commit: Arc<std::sync::OnceLock<CommitListener>>,
     planner: Arc<std::sync::OnceLock<Arc<dyn JobPlanner>>>,
     write_counts: Arc<std::sync::Mutex<HashMap<i64, u64>>>,
+    placement: Arc<placement::Placement>,
 }
 
 /// Told (tenant id, last seq) after each commit of document writes.
@@ -345,6 +360,7 @@ impl Store {
             on_commit: Arc::default(),
             planner: Arc::default(),
             write_counts: Arc::default(),
+            placement: Arc::default(),
         })
     }
 
@@ -380,25 +396,20 @@ impl Store {
         }
     }
 
-    /// The one place a tenant's data is reached: the tenant's own database and id.
+    /// The one place a tenant's data is reached: the tenant's own database (at its
+    /// placement) and id.
     pub(crate) async fn tenant_db(&self, scope: &Scope) -> StoreResult<(Db, i64)> {
         let tenant_id = scope.tenant().id;
-        let db = match &*self.inner {
-            Backend::Sqlite(s) => Db::Sqlite(s.tenant_file(tenant_id).await?.pool),
-            Backend::Postgres(p) => Db::Postgres(p.clone()),
-        };
-        Ok((db, tenant_id))
+        let location = self.placement_of(tenant_id).await?;
+        Ok((self.location_db(&location, tenant_id).await?, tenant_id))
     }
 
     /// Where a tenant's hot paths (documents, the change log, the group commit, the job
     /// outbox, session checks) run, and the tenant's id.
     pub(crate) async fn tenant_data(&self, scope: &Scope) -> StoreResult<(TenantData, i64)> {
         let tenant_id = scope.tenant().id;
-        let data = match &*self.inner {
-            Backend::Sqlite(s) => TenantData::Sqlite(s.tenant_file(tenant_id).await?.hot),
-            Backend::Postgres(p) => TenantData::Postgres(p.clone()),
-        };
-        Ok((data, tenant_id))
+        let location = self.placement_of(tenant_id).await?;
+        Ok((self.location_data(&location, tenant_id).await?, tenant_id))
     }
 
     /// True when the database answers a trivial query.
@@ -424,19 +435,33 @@ impl Store {
             }
             Backend::Postgres(p) => p.close().await,
         }
+        self.close_clusters().await;
     }
 
-    /// Creates the tenant's storage (its SQLite file); PostgreSQL needs nothing.
-    async fn provision_tenant(&self, tenant_id: i64) -> StoreResult<()> {
-        if let Backend::Sqlite(s) = &*self.inner {
-            s.tenant_file(tenant_id).await?;
+    /// Creates the tenant's storage at `location`: its SQLite file, or on a cluster the
+    /// placeholder row its tables refer to; the default PostgreSQL database needs nothing.
+    async fn provision_tenant(
+        &self,
+        tenant_id: i64,
+        slug: &str,
+        location: &str,
+    ) -> StoreResult<()> {
+        let db = self.location_db(location, tenant_id).await?;
+        if location != DEFAULT_LOCATION {
+            relocate::placeholder_row(&db, tenant_id, slug).await?;
         }
+        self.remember_placement(tenant_id, location);
         Ok(())
     }
 
-    /// Drops the tenant's storage: on SQLite its file (and WAL), on PostgreSQL nothing
-    /// beyond the cascading delete of the tenant row.
-    async fn drop_tenant_storage(&self, tenant_id: i64) -> StoreResult<()> {
+    /// Drops the tenant's storage at `location`: on the default SQLite directory its
+    /// file (and WAL); on the default PostgreSQL database nothing beyond the cascading
+    /// delete of the tenant row; on a cluster its rows and placeholder.
+    async fn drop_tenant_storage(&self, tenant_id: i64, location: &str) -> StoreResult<()> {
+        if location != DEFAULT_LOCATION {
+            let db = self.location_db(location, tenant_id).await?;
+            return relocate::clear_tenant(&db, tenant_id, true).await;
+        }
         if let Backend::Sqlite(s) = &*self.inner {
             let file = s.tenants.lock().await.remove(&tenant_id);
             if let Some(file) = file {

@@ -13,8 +13,11 @@ async fn unique_violations_map_by_constraint() {
     )
     .await
     .expect("open store");
-    let first = store.create_tenant("acme", "Acme").await.expect("create");
-    match store.create_tenant("acme", "Again").await {
+    let first = store
+        .create_tenant("acme", "Acme", "default")
+        .await
+        .expect("create");
+    match store.create_tenant("acme", "Again", "default").await {
         Err(StoreError::Conflict(what)) => assert!(what.contains("slug"), "{what}"),
         other => panic!("a second slug should conflict: {other:?}"),
     }

@@ -18,6 +18,10 @@ pub struct Tenant {
     pub cors_origins: Vec<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The storage location of its data: `default` or a configured cluster's name.
+    pub location: String,
+    /// A move is copying its data: writes answer 503 `tenant_moving` until it ends.
+    pub moving: bool,
 }
 
 impl Tenant {

@@ -32,6 +32,7 @@ mod hooks;
 mod hooks_idle;
 mod list_count;
 mod lists;
+mod placement;
 mod plans;
 mod plumbing;
 mod realtime;

@@ -113,6 +113,11 @@ impl Store {
         let (tx, rx) = oneshot::channel();
         let lead = {
             let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+            // Checked under the queue's lock: a move that froze the tenant and then saw
+            // the queue idle knows no unit can slip in after it (see `commits_idle`).
+            if self.is_frozen(tenant) {
+                return Err(UnitError::Store(StoreError::TenantMoving));
+            }
             q.pending.push(Unit {
                 writes,
                 acks,
@@ -132,6 +137,21 @@ impl Store {
             Err(UnitError::Store(StoreError::Unavailable(
                 "the commit task ended before answering",
             )))
+        })
+    }
+
+    /// Whether no unit of the tenant is queued or committing.
+    pub(crate) fn commits_idle(&self, tenant: i64) -> bool {
+        let queue = self
+            .groups
+            .queues
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&tenant)
+            .cloned();
+        queue.is_none_or(|q| {
+            let q = q.lock().unwrap_or_else(|p| p.into_inner());
+            !q.running && q.pending.is_empty()
         })
     }
 
@@ -222,6 +242,9 @@ impl Store {
                 }
                 if let Some(seq) = last {
                     self.committed(scope.tenant().id, seq);
+                    if self.placed_on_cluster(scope.tenant().id) {
+                        self.announce_commit(scope.tenant().id, seq).await;
+                    }
                 }
             }
             Err(e) => {
