@@ -19,6 +19,7 @@ mod print;
 mod progress;
 mod remote;
 mod remote_commands;
+mod remote_transfer;
 mod transfer;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};

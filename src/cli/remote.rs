@@ -150,32 +150,33 @@ impl Client {
 
     /// Sends, and gives the JSON answer (`null` for an empty one) or the server's refusal.
     pub async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-        let res = req.send().await.map_err(|e| {
-            anyhow::Error::new(e).context(format!("cannot reach {}", self.conn.server))
-        })?;
+        let res = self.send_raw(req).await?;
         let status = res.status();
         let text = res
             .text()
             .await
             .map_err(|e| anyhow::Error::new(e).context("the answer was cut off"))?;
-        let body: Value = if text.trim().is_empty() {
-            Value::Null
-        } else {
-            match serde_json::from_str(&text) {
-                Ok(v) => v,
-                Err(_) => {
-                    let start: String = text.chars().take(120).collect();
-                    anyhow::bail!(
-                        "{} answered HTTP {status} with something that is not JSON \
-                         (is it a Plinth server?): {start}",
-                        self.conn.server
-                    )
-                }
-            }
-        };
+        self.json_of(status, &text)
+    }
+
+    /// Sends; a successful answer is handed back unread (to stream its body), a refusal
+    /// becomes the error.
+    pub async fn send_raw(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> anyhow::Result<reqwest::Response> {
+        let res = req.send().await.map_err(|e| {
+            anyhow::Error::new(e).context(format!("cannot reach {}", self.conn.server))
+        })?;
+        let status = res.status();
         if status.is_success() {
-            return Ok(body);
+            return Ok(res);
         }
+        let text = res
+            .text()
+            .await
+            .map_err(|e| anyhow::Error::new(e).context("the answer was cut off"))?;
+        let body = self.json_of(status, &text)?;
         let code = body["code"].as_str().unwrap_or("unknown").to_string();
         let detail = body["detail"]
             .as_str()
@@ -200,6 +201,20 @@ impl Client {
             hint,
         }
         .into())
+    }
+
+    fn json_of(&self, status: reqwest::StatusCode, text: &str) -> anyhow::Result<Value> {
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(text).map_err(|_| {
+            let start: String = text.chars().take(120).collect();
+            anyhow::anyhow!(
+                "{} answered HTTP {status} with something that is not JSON \
+                 (is it a Plinth server?): {start}",
+                self.conn.server
+            )
+        })
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {

@@ -25,6 +25,7 @@ mod demo;
 mod documents;
 mod exhaustion;
 mod export;
+mod export_remote;
 mod functions;
 mod hooks;
 mod list_count;
