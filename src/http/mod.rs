@@ -18,6 +18,7 @@ mod openapi;
 mod ops;
 mod realtime_route;
 pub mod server;
+mod streams;
 pub mod tls;
 mod transfer_routes;
 
