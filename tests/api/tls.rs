@@ -31,6 +31,7 @@ backend_tests!(
     websocket_over_http2_receives_changes,
     unfinished_handshakes_are_cut_off,
     idle_http2_connections_are_closed,
+    the_cli_trusts_a_private_ca,
 );
 
 /// A self-signed certificate for `localhost` and its key, as PEM and as DER.
@@ -567,4 +568,135 @@ async fn idle_http2_connections_are_closed(b: Backend) {
         .await
         .expect("the connection is closed once its socket is gone")
         .unwrap();
+}
+
+/// A private CA, and a certificate it issued for `localhost` and 127.0.0.1.
+fn ca_and_leaf() -> (TestCert, TestCert) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Plinth test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut leaf_params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    leaf_params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+    (
+        TestCert {
+            der: ca_cert.der().clone(),
+            cert_pem: ca_cert.pem(),
+            key_pem: String::new(),
+        },
+        TestCert {
+            der: leaf.der().clone(),
+            cert_pem: leaf.pem(),
+            key_pem: leaf_key.serialize_pem(),
+        },
+    )
+}
+
+/// `plinth login --ca-cert` (and `PLINTH_CA_CERT`): the CLI reaches a server whose
+/// certificate a private CA issued, and keeps the CA with the login.
+async fn the_cli_trusts_a_private_ca(b: Backend) {
+    use crate::cli_remote::{Machine, err, fails, ok};
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, leaf) = ca_and_leaf();
+    let mut app = start_tls(b, write_cert(dir.path(), &leaf), &ca).await;
+    let owner = app.admin().await;
+    let port = app.running.as_ref().unwrap().addr.port();
+    let server = format!("https://127.0.0.1:{port}");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.cert_pem).unwrap();
+    let ca_path = ca_file.display().to_string();
+    let password = format!("{PASSWORD}\n");
+    let m = Machine::new();
+    let login = |extra: &[&str]| {
+        let mut args = vec![
+            "login",
+            "--server",
+            &server,
+            "--email",
+            "root@plinth.test",
+            "--password-stdin",
+        ];
+        args.extend_from_slice(extra);
+        m.run(&args, Some(&password))
+    };
+
+    // Without the CA the server's certificate is not trusted, and nothing is stored.
+    let e = fails(login(&[]), &["cannot reach"]);
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+    assert!(!m.credentials().exists());
+    // With it: signed in, the CA kept with the login and used by the next commands.
+    let o = login(&["--ca-cert", &ca_path]);
+    let said = err(&o);
+    ok(o);
+    assert!(
+        said.contains(&format!(
+            "logged in to {server} as root@plinth.test (owner)"
+        )),
+        "{said}"
+    );
+    let stored = std::fs::read_to_string(m.credentials()).unwrap();
+    let canonical = std::fs::canonicalize(&ca_file).unwrap();
+    assert!(
+        stored.contains(&format!("ca_cert = \"{}\"", canonical.display())),
+        "{stored}"
+    );
+    ok(m.run(&["tenant", "create", "acme"], None));
+    app.get("/admin/v1/tenants/acme", Some(&owner))
+        .await
+        .ok(200);
+    // Logging in again without naming it keeps the stored CA.
+    ok(login(&[]));
+    assert!(ok(m.run(&["tenant", "list"], None)).contains("acme"));
+
+    // CI style, from the environment alone.
+    let key = app
+        .post(
+            "/admin/v1/api-keys",
+            Some(&owner),
+            json!({"name": "ci", "role": "admin"}),
+        )
+        .await
+        .ok(201)["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let fresh = Machine::new();
+    let env = [
+        ("PLINTH_SERVER", server.as_str()),
+        ("PLINTH_API_KEY", key.as_str()),
+    ];
+    let e = fails(
+        fresh.run_env(&["tenant", "list"], None, &env),
+        &["cannot reach"],
+    );
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+    let with_ca = [env[0], env[1], ("PLINTH_CA_CERT", ca_path.as_str())];
+    assert!(ok(fresh.run_env(&["tenant", "list"], None, &with_ca)).contains("acme"));
+    // A file that holds no certificate, or none at all, is named.
+    let bad = dir.path().join("not-a-ca.pem");
+    std::fs::write(&bad, "hello\n").unwrap();
+    let bad_path = bad.display().to_string();
+    let bad_env = [env[0], env[1], ("PLINTH_CA_CERT", bad_path.as_str())];
+    fails(
+        fresh.run_env(&["tenant", "list"], None, &bad_env),
+        &["not-a-ca.pem"],
+    );
+    fails(
+        fresh.run_env(
+            &["--ca-cert", "/nonexistent/ca.pem", "tenant", "list"],
+            None,
+            &env,
+        ),
+        &["cannot read the CA certificate /nonexistent/ca.pem"],
+    );
 }
