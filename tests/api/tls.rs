@@ -561,6 +561,12 @@ async fn idle_http2_connections_are_closed(b: Backend) {
     .ok(201);
     let change = next_of(&mut ws, "change").await;
     assert_eq!(change["doc"]["data"]["title"], "still here", "{change}");
+    // Nor was it being shut down (GOAWAY): it still takes new streams.
+    let again = h2
+        .send_request(healthz())
+        .await
+        .expect("a new stream beside the socket");
+    assert_eq!(again.status(), 200);
     // Once the socket is closed, the connection is idle, and goes.
     let _ = ws.close(None).await;
     drop(ws);
