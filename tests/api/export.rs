@@ -294,7 +294,7 @@ async fn export_round_trip_to_the_other_backend(b: Backend) {
 }
 
 /// Replaces the trailer with one that matches the lines above it.
-fn reseal(lines: &[&str]) -> String {
+pub(crate) fn reseal(lines: &[&str]) -> String {
     let mut hash = Sha256::new();
     let mut counts = serde_json::Map::new();
     for (i, l) in lines.iter().enumerate() {

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use crate::admin_roles::add_admin;
 use crate::backend_tests;
 use crate::documents::{docs, put, tenant_with_key};
+use crate::export::reseal;
 use crate::rules::install_rules;
 use crate::support::*;
 
@@ -242,6 +243,32 @@ async fn import_replace_swaps_the_data_in_one_go(b: Backend) {
         .ok(201);
     }
     let bob = app.signup("live", "bob@example.com").await;
+    app.get(&format!("{}/x1", docs("live", "notes")), Some(&bob.access))
+        .await
+        .ok(200);
+
+    // A well-sealed file the database refuses (a user twice) fails inside the one
+    // transaction: nothing of the tenant was deleted.
+    let lines: Vec<&str> = file.lines().collect();
+    let user = *lines
+        .iter()
+        .find(|l| l.contains("\"type\":\"user\""))
+        .unwrap();
+    let mut twice: Vec<&str> = lines[..lines.len() - 1].to_vec();
+    twice.push(user);
+    let r = import(&app, &owner, "live", "?replace=true", &reseal(&twice)).await;
+    assert!(!r.status.is_success(), "{}", r.text);
+    assert!(
+        r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/problem+json")
+    );
+    let still = app.login("live", "bob@example.com", PASSWORD).await.ok(200);
+    assert_eq!(Session::from_json(&still).user_id, bob.user_id);
+    app.get(&format!("{}/x2", docs("live", "notes")), Some(&key))
+        .await
+        .ok(200);
     app.get(&format!("{}/x1", docs("live", "notes")), Some(&bob.access))
         .await
         .ok(200);
