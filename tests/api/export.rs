@@ -353,4 +353,16 @@ async fn import_refuses_bad_files(b: Backend) {
     ok(import("shop2", &file));
     ok(import("shop3", &reseal(&lines[..lines.len() - 1])));
     assert_eq!(tenant_slugs(&target), vec!["shop2", "shop3"]);
+    // Locally too, --replace takes an existing slug (and refuses a damaged file first).
+    let replace = |body: &str| {
+        plinth(
+            &target,
+            &["tenant", "import", "shop2", "--replace"],
+            Some(body),
+        )
+    };
+    refused(replace(&altered), "checksum does not match");
+    let (_, said) = ok(replace(&file));
+    assert!(said.contains("imported tenant shop2"), "{said}");
+    assert_eq!(tenant_slugs(&target), vec!["shop2", "shop3"]);
 }
