@@ -4,7 +4,7 @@
 //! Not carried: sessions, refresh and mail tokens (a move signs everyone out), the change
 //! log, jobs, invocations and usage (history of the old placement, not state).
 
-use super::{Db, Store, StoreResult, on_db};
+use super::{Db, Store, StoreError, StoreResult, on_db};
 use crate::tenancy::Scope;
 
 /// One document as stored; `data` is the JSON object's text.
@@ -274,7 +274,28 @@ impl Store {
         self.write_import(scope, data, true).await
     }
 
+    /// A key the import holds twice (a user, a document, a version) is the file's fault,
+    /// found by the database: said as a `Conflict`, not as a fault of the store.
     async fn write_import(
+        &self,
+        scope: &Scope,
+        data: &TenantImport,
+        replace: bool,
+    ) -> StoreResult<()> {
+        self.write_import_tx(scope, data, replace)
+            .await
+            .map_err(|e| match e {
+                StoreError::Db(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                    StoreError::Conflict(
+                        "it holds one key twice (a user, document, service key, secret or \
+                         version)",
+                    )
+                }
+                other => other,
+            })
+    }
+
+    async fn write_import_tx(
         &self,
         scope: &Scope,
         data: &TenantImport,

@@ -342,7 +342,7 @@ async fn import_refuses_bad_files(b: Backend) {
         .unwrap();
     let mut twice: Vec<&str> = lines[..lines.len() - 1].to_vec();
     twice.push(user);
-    refused(import("twice", &reseal(&twice)), "error");
+    refused(import("twice", &reseal(&twice)), "it holds one key twice");
     assert!(
         tenant_slugs(&target).is_empty(),
         "{:?}",

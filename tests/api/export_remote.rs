@@ -256,13 +256,12 @@ async fn import_replace_swaps_the_data_in_one_go(b: Backend) {
         .unwrap();
     let mut twice: Vec<&str> = lines[..lines.len() - 1].to_vec();
     twice.push(user);
-    let r = import(&app, &owner, "live", "?replace=true", &reseal(&twice)).await;
-    assert!(!r.status.is_success(), "{}", r.text);
+    let p = import(&app, &owner, "live", "?replace=true", &reseal(&twice))
+        .await
+        .problem(400, "invalid_export");
     assert!(
-        r.headers["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/problem+json")
+        p["detail"].as_str().unwrap().contains("one key twice"),
+        "{p}"
     );
     let still = app.login("live", "bob@example.com", PASSWORD).await.ok(200);
     assert_eq!(Session::from_json(&still).user_id, bob.user_id);

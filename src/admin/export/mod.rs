@@ -182,7 +182,10 @@ impl AdminService {
             }
             let scope = Scope::admin(Arc::new(tenant.clone()), &actor.0);
             self.seal_into(tenant.id, plain_secrets, &mut data)?;
-            self.store.import_tenant(&scope, &data).await?;
+            self.store
+                .import_tenant(&scope, &data)
+                .await
+                .map_err(file_fault)?;
             // The indexes the active rules declare, which an install would have made.
             self.rules.rebuild_indexes(&scope).await?;
             if h.tenant.suspended {
@@ -230,6 +233,15 @@ impl AdminService {
             });
         }
         Ok(())
+    }
+}
+
+/// A key the file holds twice is found by the database when the import is written (in
+/// one transaction, so nothing was): the file's fault, refused like any other bad file.
+fn file_fault(e: crate::store::StoreError) -> TransferError {
+    match e {
+        crate::store::StoreError::Conflict(what) => TransferError::BadFile(what.to_string()),
+        other => other.into(),
     }
 }
 

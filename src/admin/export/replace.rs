@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::format::{self, Header};
-use super::{Result, TransferError, split};
+use super::{Result, TransferError, file_fault, split};
 use crate::admin::{Actor, AdminError, AdminService};
 use crate::tenancy::{Scope, Tenant};
 
@@ -35,7 +35,10 @@ impl AdminService {
         let h = &parsed.header;
         self.seal_into(tenant.id, plain_secrets, &mut data)?;
         let scope = Scope::admin(Arc::new(tenant.clone()), &actor.0);
-        self.store.replace_tenant(&scope, &data).await?;
+        self.store
+            .replace_tenant(&scope, &data)
+            .await
+            .map_err(file_fault)?;
         self.forget_cached(&tenant);
         self.rules.rebuild_indexes(&scope).await?;
         // The control database is another transaction (another file on SQLite): the
