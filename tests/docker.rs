@@ -310,6 +310,7 @@ fn serve_reads_each_typed_setting_from_its_environment() {
         "PLINTH_SERVER",
         "PLINTH_ADMIN_TOKEN",
         "PLINTH_API_KEY",
+        "PLINTH_CA_CERT",
     ];
     let dir = tempfile::tempdir().expect("tempdir");
     let mut checked = 0;

@@ -91,6 +91,9 @@ pub enum Need {
     Platform,
     /// Admins: owners only, reads included.
     Owner,
+    /// A tenant's export and import (password hashes, maybe secrets in clear; an import
+    /// may replace everything): owner or admin, reads included.
+    Transfer,
     /// Admin API keys: any role but viewer; the service narrows what each may make.
     Keys,
     /// The caller's own session and password: any role.
@@ -116,6 +119,8 @@ pub fn route_need(method: &str, path: &str) -> Need {
         | (_, "/admin/v1/admins/{id}")
         | (_, "/admin/v1/admins/invite")
         | (_, "/admin/v1/admins/invite/{id}") => Need::Owner,
+        ("GET", "/admin/v1/tenants/{tenant}/export")
+        | ("POST", "/admin/v1/tenants/{tenant}/import") => Need::Transfer,
         (_, "/admin/v1/api-keys") | (_, "/admin/v1/api-keys/{id}") => Need::Keys,
         ("DELETE", "/admin/v1/auth/session")
         | ("GET", "/admin/v1/auth/session")
@@ -165,6 +170,9 @@ impl Principal {
             Need::Owner if self.role != Role::Owner => {
                 Err(AdminError::Forbidden("only an owner manages admins"))
             }
+            Need::Transfer if !matches!(self.role, Role::Owner | Role::Admin) => Err(
+                AdminError::Forbidden("only an owner or admin exports or imports a tenant"),
+            ),
             Need::Platform if !matches!(self.role, Role::Owner | Role::Admin) => {
                 Err(AdminError::Forbidden(
                     "only an owner or admin creates, deletes or suspends tenants",

@@ -28,6 +28,10 @@ pub(super) async fn run_forever(state: AppState, schedule: Schedule) {
         keep = schedule.keep,
         "scheduled backups on"
     );
+    // What a backup interrupted by the last stop (a crash, kill -9) left, at once rather
+    // than at the first backup an interval from now.
+    let dir = schedule.dir.clone();
+    let _ = tokio::task::spawn_blocking(move || backup::clear_partials(&dir)).await;
     loop {
         tick.tick().await;
         if let Some(l) = leadership.as_mut() {

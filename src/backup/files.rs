@@ -115,6 +115,44 @@ pub fn sync_dir(dir: &Path) -> BackupResult<()> {
     Ok(())
 }
 
+/// Takes an exclusive lock on a folder a backup is filling, held as long as the returned
+/// handle: `retention::clear_partials` leaves a locked folder alone. (flock(2) on the
+/// folder itself: it moves with the folder's rename, and ends with the process.)
+#[cfg(unix)]
+pub fn lock_dir(path: &Path) -> BackupResult<Option<File>> {
+    let what = format!("cannot lock {}", path.display());
+    let dir = File::open(path).map_err(BackupError::io(what.clone()))?;
+    match dir.try_lock() {
+        Ok(()) => Ok(Some(dir)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(BackupError::Refused(format!(
+            "{} is being written by another backup",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(BackupError::io(what)(e)),
+    }
+}
+
+#[cfg(not(unix))]
+pub fn lock_dir(_: &Path) -> BackupResult<Option<File>> {
+    Ok(None)
+}
+
+/// Whether no one holds the folder's lock (it is taken and released at once).
+#[cfg(unix)]
+pub fn unlocked(path: &Path) -> std::io::Result<bool> {
+    match File::open(path)?.try_lock() {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// Without flock a partial folder cannot be told from one in progress: none is removed.
+#[cfg(not(unix))]
+pub fn unlocked(_: &Path) -> std::io::Result<bool> {
+    Ok(false)
+}
+
 /// A folder being filled: removed when dropped unless committed (an error, a panic or a
 /// cancelled task leaves nothing half-written under a real name).
 pub struct Staging {

@@ -10,7 +10,9 @@
 //! - PostgreSQL: `plinth.dump`, made by `pg_dump -Fc` (one snapshot of the database).
 //!
 //! A backup is written into a hidden `.<stamp>.partial` folder and renamed when complete,
-//! so a folder named like a timestamp is always whole; a failed one is removed. A
+//! so a folder named like a timestamp is always whole; a failed one is removed, and one
+//! a crash left behind is removed by the next backup (and at `serve` start), unless a
+//! running backup holds its lock. A
 //! restore checks every checksum before it writes anything and writes nothing half:
 //! SQLite files are staged beside the target and moved in once all are copied and
 //! checked again; `pg_restore` runs in one transaction into an empty database.
@@ -26,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use manifest::{FileEntry, MANIFEST_FILE, Manifest};
-pub use retention::{list, prune};
+pub use retention::{clear_partials, list, prune};
 
 use crate::store::{Location, StoreError};
 
@@ -126,7 +128,12 @@ pub async fn take(
             dir.display()
         )));
     }
+    // What an interrupted backup left goes first (never one still being written).
+    clear_partials(to);
     let partial = files::Staging::create(to.join(format!(".{stamp}.partial")))?;
+    // Held until the folder is renamed whole: while held, no other run's
+    // `clear_partials` removes it (on a failure `partial` removes it itself).
+    let _lock = files::lock_dir(partial.path())?;
     let (entries, schema_version, backend) = match location {
         Location::SqliteDir(data) => {
             let (data, into) = (data.clone(), partial.path().to_path_buf());

@@ -130,3 +130,43 @@ fn manifests_name_only_files_a_backup_makes() {
         Err(BackupError::Refused(_))
     ));
 }
+
+#[cfg(unix)]
+#[test]
+fn clear_partials_removes_only_unheld_partial_folders() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    fake_backup(dir, "20260101T000000.000Z", true);
+    fake_backup(dir, ".20260102T000000.000Z.partial", false);
+    fake_backup(dir, ".20260103T000000.000Z.partial", false);
+    fake_backup(dir, ".mine.partial", false);
+    fake_backup(dir, ".2026.partial", false);
+    // A link named like a partial folder, to a folder of the operator's: not followed.
+    let theirs = tmp.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::write(theirs.join("keep"), "x").unwrap();
+    std::os::unix::fs::symlink(&theirs, dir.join(".20260104T000000.000Z.partial")).unwrap();
+    // One still being written: its lock is held.
+    let held = files::lock_dir(&dir.join(".20260103T000000.000Z.partial")).unwrap();
+
+    let removed = clear_partials(dir);
+    let names: Vec<String> = removed
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, [".20260102T000000.000Z.partial"]);
+    for kept in [
+        "20260101T000000.000Z",
+        ".20260103T000000.000Z.partial",
+        ".mine.partial",
+        ".2026.partial",
+        ".20260104T000000.000Z.partial",
+    ] {
+        assert!(dir.join(kept).exists(), "{kept} was removed");
+    }
+    assert!(theirs.join("keep").is_file());
+    // A second lock on a held folder is refused.
+    assert!(files::lock_dir(&dir.join(".20260103T000000.000Z.partial")).is_err());
+    drop(held);
+    assert_eq!(clear_partials(dir).len(), 1);
+}

@@ -92,7 +92,7 @@ pub enum TenantCommand {
         yes: bool,
     },
     /// Write a tenant (documents, rules, deploys, users, service keys) to standard
-    /// output as NDJSON; local storage only.
+    /// output as NDJSON, from local storage or a server's admin API.
     Export {
         slug: String,
         /// Also write the tenant's secrets, decrypted. Keep such a file as safe as the
@@ -100,9 +100,16 @@ pub enum TenantCommand {
         #[arg(long)]
         include_secrets: bool,
     },
-    /// Create the tenant SLUG from an export read on standard input; local storage
-    /// only. The file is checked whole first; on any error nothing is left behind.
-    Import { slug: String },
+    /// Create the tenant SLUG from an export read on standard input. The file is
+    /// checked whole first; on any error nothing is left behind.
+    Import {
+        slug: String,
+        /// If SLUG exists, replace its data (documents, rules, deploys, users, keys,
+        /// secrets) with the file's in one transaction, signing its users out; without
+        /// this flag an existing tenant is refused.
+        #[arg(long)]
+        replace: bool,
+    },
     /// Move a tenant's data to another storage location (`default` or a cluster of
     /// PLINTH_CLUSTERS): its writes are refused (503 tenant_moving) while it copies; the
     /// copy is checked by counts and a checksum before the tenant switches over.

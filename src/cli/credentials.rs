@@ -28,6 +28,9 @@ pub struct Login {
     /// RFC 3339; a token past it is not sent (the server would say 401 anyway).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// The private CA's PEM file (absolute) trusted for this server (`--ca-cert`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Servers are compared by their base URL without a trailing slash.

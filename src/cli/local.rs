@@ -231,7 +231,9 @@ async fn tenants(state: &AppState, actor: &Actor, cmd: TenantCommand) -> anyhow:
             slug,
             include_secrets,
         } => super::transfer::export(admin, actor, &slug, include_secrets).await?,
-        TenantCommand::Import { slug } => super::transfer::import(admin, actor, &slug).await?,
+        TenantCommand::Import { slug, replace } => {
+            super::transfer::import(admin, actor, &slug, replace).await?
+        }
     }
     Ok(())
 }

@@ -29,6 +29,20 @@ pub async fn login(remote: &RemoteArgs, args: LoginArgs) -> anyhow::Result<()> {
         })?,
     };
     check_url(&server)?;
+    // The CA named now, else the one this server's login had: kept with the new login.
+    let ca_cert =
+        match &remote.ca_cert {
+            Some(p) => Some(std::fs::canonicalize(p).map_err(|e| {
+                anyhow::anyhow!("cannot read the CA certificate {}: {e}", p.display())
+            })?),
+            None => stored.find(Some(&server)).and_then(|(_, l)| l.ca_cert),
+        };
+    let at = Connection {
+        server: server.clone(),
+        credential: String::new(),
+        stored: false,
+        ca_cert,
+    };
     let key = remote
         .api_key
         .as_deref()
@@ -38,7 +52,7 @@ pub async fn login(remote: &RemoteArgs, args: LoginArgs) -> anyhow::Result<()> {
     let login = match key {
         Some(key) => {
             // Ask the server who the key is, so a mistyped or revoked key fails here.
-            let me = whoami(&server, key).await?;
+            let me = whoami(&at, key).await?;
             let kind = if me["via"] == "api_key" {
                 "api_key"
             } else {
@@ -49,9 +63,10 @@ pub async fn login(remote: &RemoteArgs, args: LoginArgs) -> anyhow::Result<()> {
                 credential: key.to_string(),
                 who: describe(&me),
                 expires_at: None,
+                ca_cert: at.ca_cert.clone(),
             }
         }
-        None => password_login(&server, &args).await?,
+        None => password_login(&at, &args).await?,
     };
     let mut creds = stored;
     let who = login.who.clone();
@@ -67,10 +82,14 @@ pub async fn login(remote: &RemoteArgs, args: LoginArgs) -> anyhow::Result<()> {
         "logged in to {server} as {who}{until} (saved in {})",
         path.display()
     );
+    if let Some(ca) = &at.ca_cert {
+        eprintln!("trusting the CA in {} for {server}", ca.display());
+    }
     Ok(())
 }
 
-async fn password_login(server: &str, args: &LoginArgs) -> anyhow::Result<Login> {
+async fn password_login(at: &Connection, args: &LoginArgs) -> anyhow::Result<Login> {
+    let server = at.server.as_str();
     let stdin_tty = std::io::stdin().is_terminal();
     let email = match &args.email {
         Some(e) => e.clone(),
@@ -89,11 +108,7 @@ async fn password_login(server: &str, args: &LoginArgs) -> anyhow::Result<Login>
         anyhow::bail!("standard input is not a terminal: pass --password-stdin")
     };
     // Signing in needs no credential: the client is built with an empty one.
-    let anon = Client::new(Connection {
-        server: server.to_string(),
-        credential: String::new(),
-        stored: false,
-    })?;
+    let anon = Client::new(at.clone())?;
     let answer = anon
         .send(
             anon.http()
@@ -110,20 +125,20 @@ async fn password_login(server: &str, args: &LoginArgs) -> anyhow::Result<Login>
         (chrono::Utc::now() + chrono::Duration::seconds(secs))
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     });
-    let me = whoami(server, &token).await?;
+    let me = whoami(at, &token).await?;
     Ok(Login {
         kind: "token".into(),
         credential: token,
         who: describe(&me),
         expires_at,
+        ca_cert: at.ca_cert.clone(),
     })
 }
 
-async fn whoami(server: &str, credential: &str) -> anyhow::Result<Value> {
+async fn whoami(at: &Connection, credential: &str) -> anyhow::Result<Value> {
     let client = Client::new(Connection {
-        server: server.to_string(),
         credential: credential.to_string(),
-        stored: false,
+        ..at.clone()
     })?;
     client.get("/admin/v1/auth/session").await
 }

@@ -19,6 +19,7 @@ mod print;
 mod progress;
 mod remote;
 mod remote_commands;
+mod remote_transfer;
 mod transfer;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -64,6 +65,10 @@ pub struct RemoteArgs {
     /// An admin API key (`pak_...`) for the server, e.g. in CI.
     #[arg(long, env = "PLINTH_API_KEY", hide_env_values = true, global = true)]
     pub api_key: Option<String>,
+    /// PEM certificates of a private CA to trust for the server's HTTPS certificate,
+    /// besides the system's roots; `plinth login` stores it with the login.
+    #[arg(long, env = "PLINTH_CA_CERT", global = true)]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 impl Cli {
@@ -179,6 +184,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         server: cli.remote.server.as_deref(),
         token: cli.remote.token.as_deref(),
         api_key: cli.remote.api_key.as_deref(),
+        ca_cert: cli.remote.ca_cert.as_deref(),
         local_explicit: cli.local_explicit,
     };
     if !matches!(cli.command, Command::Serve(_)) {

@@ -2,6 +2,7 @@
 //! token or an admin API key), JSON in and out, and server refusals turned into errors
 //! that show the problem's `detail` and `code`.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use reqwest::Method;
@@ -16,6 +17,8 @@ pub struct Connection {
     pub credential: String,
     /// Where the credential came from, for the hint on a 401.
     pub stored: bool,
+    /// A private CA to trust for the server's certificate (PEM file).
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// The credential options every command takes; see [`resolve`] for the rule.
@@ -23,6 +26,8 @@ pub struct Selection<'a> {
     pub server: Option<&'a str>,
     pub token: Option<&'a str>,
     pub api_key: Option<&'a str>,
+    /// `--ca-cert` / `PLINTH_CA_CERT`.
+    pub ca_cert: Option<&'a Path>,
     /// `--data-dir`, `--database-url` or their environment variables were given.
     pub local_explicit: bool,
 }
@@ -32,7 +37,8 @@ pub struct Selection<'a> {
 /// variables); else remote to the server of the last `plinth login` if there is one;
 /// else local (`./plinth-data`), as before logins existed. The credential: `--token`
 /// (`PLINTH_ADMIN_TOKEN`), else `--api-key` (`PLINTH_API_KEY`), else the stored login
-/// for that server.
+/// for that server. The CA to trust besides the system's: `--ca-cert` (`PLINTH_CA_CERT`),
+/// else the one stored with that server's login.
 pub fn resolve(sel: &Selection) -> anyhow::Result<Option<Connection>> {
     let given = sel
         .token
@@ -48,14 +54,25 @@ pub fn resolve(sel: &Selection) -> anyhow::Result<Option<Connection>> {
         },
     };
     check_url(&server)?;
+    // With a credential given, a login is only asked for its CA: an unreadable
+    // credentials file must not stop a command that needs none of it (CI).
+    let stored = match given {
+        Some(_) => Credentials::load().ok().and_then(|c| c.find(Some(&server))),
+        None => Credentials::load()?.find(Some(&server)),
+    };
+    let ca_cert = sel
+        .ca_cert
+        .map(Path::to_path_buf)
+        .or_else(|| stored.as_ref().and_then(|(_, l)| l.ca_cert.clone()));
     if let Some(credential) = given {
         return Ok(Some(Connection {
             server,
             credential,
             stored: false,
+            ca_cert,
         }));
     }
-    let Some((server, login)) = Credentials::load()?.find(Some(&server)) else {
+    let Some((server, login)) = stored else {
         anyhow::bail!(
             "not logged in to {server}: run `plinth login --server {server}` \
              (or pass --api-key / set PLINTH_API_KEY)"
@@ -73,6 +90,7 @@ pub fn resolve(sel: &Selection) -> anyhow::Result<Option<Connection>> {
         server,
         credential: login.credential,
         stored: true,
+        ca_cert,
     }))
 }
 
@@ -125,12 +143,17 @@ impl Client {
         // reqwest's rustls has no crypto provider of its own here: use ring, which sqlx
         // already builds. Installing twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(300))
-            .user_agent(concat!("plinth-cli/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Client { conn, http })
+            .user_agent(concat!("plinth-cli/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &conn.ca_cert {
+            builder = builder.tls_certs_merge(read_ca(path)?);
+        }
+        Ok(Client {
+            conn,
+            http: builder.build()?,
+        })
     }
 
     /// The bare HTTP client, for the one request made without a credential (login).
@@ -150,32 +173,33 @@ impl Client {
 
     /// Sends, and gives the JSON answer (`null` for an empty one) or the server's refusal.
     pub async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-        let res = req.send().await.map_err(|e| {
-            anyhow::Error::new(e).context(format!("cannot reach {}", self.conn.server))
-        })?;
+        let res = self.send_raw(req).await?;
         let status = res.status();
         let text = res
             .text()
             .await
             .map_err(|e| anyhow::Error::new(e).context("the answer was cut off"))?;
-        let body: Value = if text.trim().is_empty() {
-            Value::Null
-        } else {
-            match serde_json::from_str(&text) {
-                Ok(v) => v,
-                Err(_) => {
-                    let start: String = text.chars().take(120).collect();
-                    anyhow::bail!(
-                        "{} answered HTTP {status} with something that is not JSON \
-                         (is it a Plinth server?): {start}",
-                        self.conn.server
-                    )
-                }
-            }
-        };
+        self.json_of(status, &text)
+    }
+
+    /// Sends; a successful answer is handed back unread (to stream its body), a refusal
+    /// becomes the error.
+    pub async fn send_raw(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> anyhow::Result<reqwest::Response> {
+        let res = req.send().await.map_err(|e| {
+            anyhow::Error::new(e).context(format!("cannot reach {}", self.conn.server))
+        })?;
+        let status = res.status();
         if status.is_success() {
-            return Ok(body);
+            return Ok(res);
         }
+        let text = res
+            .text()
+            .await
+            .map_err(|e| anyhow::Error::new(e).context("the answer was cut off"))?;
+        let body = self.json_of(status, &text)?;
         let code = body["code"].as_str().unwrap_or("unknown").to_string();
         let detail = body["detail"]
             .as_str()
@@ -202,6 +226,20 @@ impl Client {
         .into())
     }
 
+    fn json_of(&self, status: reqwest::StatusCode, text: &str) -> anyhow::Result<Value> {
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(text).map_err(|_| {
+            let start: String = text.chars().take(120).collect();
+            anyhow::anyhow!(
+                "{} answered HTTP {status} with something that is not JSON \
+                 (is it a Plinth server?): {start}",
+                self.conn.server
+            )
+        })
+    }
+
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.send(self.request(Method::GET, path)).await
     }
@@ -218,6 +256,20 @@ impl Client {
     pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
         self.send(self.request(Method::DELETE, path)).await
     }
+}
+
+/// The certificates of a CA file (PEM; a bundle may hold several).
+pub fn read_ca(path: &Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    let pem = std::fs::read(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the CA certificate {}: {e}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| anyhow::anyhow!("{} is not a PEM certificate file: {e}", path.display()))?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+        path.display()
+    );
+    Ok(certs)
 }
 
 /// A path segment from user input (a slug, an id, a name), percent-encoded.

@@ -101,10 +101,13 @@ async fn tenant(c: &Client, cmd: TenantCommand) -> anyhow::Result<()> {
             c.delete(&tenant_path(&slug, "")).await?;
             println!("tenant deleted: {slug}");
         }
-        TenantCommand::Export { .. } | TenantCommand::Import { .. } => anyhow::bail!(
-            "tenant export and import work on the server's own storage: run them there \
-             with --data-dir or --database-url, not through --server"
-        ),
+        TenantCommand::Export {
+            slug,
+            include_secrets,
+        } => super::remote_transfer::export(c, &slug, include_secrets).await?,
+        TenantCommand::Import { slug, replace } => {
+            super::remote_transfer::import(c, &slug, replace).await?
+        }
     }
     Ok(())
 }

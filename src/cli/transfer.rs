@@ -1,4 +1,4 @@
-//! `plinth tenant export|import|move`: standard output and input around
+//! `plinth tenant export|import|move` on local storage: standard output and input around
 //! `AdminService::{export_tenant, import_tenant, move_tenant}`, progress on standard
 //! error.
 
@@ -42,9 +42,18 @@ pub async fn export(
     Ok(())
 }
 
-pub async fn import(admin: &AdminService, actor: &Actor, slug: &str) -> anyhow::Result<()> {
+pub async fn import(
+    admin: &AdminService,
+    actor: &Actor,
+    slug: &str,
+    replace: bool,
+) -> anyhow::Result<()> {
     let input = std::io::BufReader::new(std::io::stdin().lock());
-    let (header, counts) = admin.import_tenant(actor, slug, input).await.map_err(err)?;
+    let imported = match replace {
+        true => admin.replace_tenant(actor, slug, input).await,
+        false => admin.import_tenant(actor, slug, input).await,
+    };
+    let (header, counts) = imported.map_err(err)?;
     eprintln!(
         "imported tenant {slug} (exported from {} on {}): {}",
         header.tenant.slug,

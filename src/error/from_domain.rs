@@ -125,6 +125,21 @@ impl From<crate::admin::AdminError> for ApiError {
     }
 }
 
+impl From<crate::admin::export::TransferError> for ApiError {
+    fn from(err: crate::admin::export::TransferError) -> Self {
+        use crate::admin::export::TransferError as T;
+        match err {
+            T::Admin(a) => a.into(),
+            // The file's own fault, named by line: safe and useful to show.
+            T::BadFile(_) => ApiError::of(err.kind(), err.code(), err.to_string()),
+            T::Io(ref e) => {
+                tracing::error!(error = %e, "internal error: spooling an export");
+                ApiError::of(err.kind(), err.code(), "internal server error".into())
+            }
+        }
+    }
+}
+
 impl From<crate::auth::AuthError> for ApiError {
     fn from(err: crate::auth::AuthError) -> Self {
         use crate::auth::AuthError;

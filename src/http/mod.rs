@@ -20,7 +20,9 @@ mod openapi;
 mod ops;
 mod realtime_route;
 pub mod server;
+mod streams;
 pub mod tls;
+mod transfer_routes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +57,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(admin_placement_routes::router())
         .merge(function_admin_routes::router())
         .merge(info_admin_routes::router())
+        .merge(transfer_routes::router())
         .merge(tenant_routes)
         .merge(ops::router())
         .split_for_parts();

@@ -13,6 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{ApiQuery, Client, ResolvedTenant, bearer};
+use super::streams::HeldStream;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::realtime::{Refused, SocketAuth};
 use crate::state::AppState;
@@ -44,6 +45,7 @@ async fn realtime(
     Client(client): Client,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<RealtimeQuery>,
+    HeldStream(stream): HeldStream,
     ws: WebSocketUpgrade,
 ) -> ApiResult<Response> {
     // The header is read as on every REST route: a present but malformed one is refused.
@@ -78,5 +80,11 @@ async fn realtime(
         // buffer is most of an idle connection's memory (BENCHMARKS.md). A larger frame
         // just takes several reads.
         .read_buffer_size(512)
-        .on_upgrade(move |socket| broker.serve(socket, tenant, client.ip, auth, admission)))
+        .on_upgrade(move |socket| async move {
+            // Over HTTP/2 the socket is a stream of its connection: not idle while it lives.
+            let _stream = stream;
+            broker
+                .serve(socket, tenant, client.ip, auth, admission)
+                .await
+        }))
 }

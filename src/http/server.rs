@@ -3,7 +3,8 @@
 //! ever, and nothing capped how many connections were open. Here every connection is
 //! served by hyper's HTTP/1 with a header read timeout (which also ends idle keep-alive
 //! connections: the timer runs while hyper waits for the next request's head), and
-//! connections take a permit of a semaphore while they are served.
+//! connections take a permit of a semaphore while they are served. An HTTP/2 connection
+//! with no stream for the same timeout is closed too (`http::streams`).
 //!
 //! With TLS the handshake comes first, bounded by the same timeout, and ALPN picks
 //! HTTP/2 or HTTP/1.1; plain connections are always HTTP/1.1 (no h2c). hyper-util's
@@ -23,6 +24,8 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
+
+use super::streams::{Streams, counted};
 
 /// The largest request head (request line and headers) read into memory.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -142,8 +145,9 @@ async fn serve_tls(
 
 /// Drives one connection until it ends, or until `stop` asks it to finish: then it
 /// shuts down gracefully (the request in flight completes).
+/// Also when `idle` resolves (HTTP/2: no stream for the header timeout).
 macro_rules! drive {
-    ($conn:expr, $stop:expr) => {{
+    ($conn:expr, $stop:expr, $idle:expr) => {{
         let mut conn = pin!($conn);
         tokio::select! {
             r = conn.as_mut() => {
@@ -153,6 +157,7 @@ macro_rules! drive {
                 return;
             }
             _ = $stop.changed() => {}
+            _ = $idle => tracing::trace!("idle connection closed"),
         }
         conn.as_mut().graceful_shutdown();
         if let Err(e) = conn.await {
@@ -173,16 +178,14 @@ async fn serve_connection<I>(
 {
     let Peer { router, addr } = peer;
     // Handlers see the peer's address (`ConnectInfo`) and axum's body type.
-    let service = TowerToHyperService::new(
-        router
-            .map_request(
-                move |mut req: axum::extract::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo(addr));
-                    req.map(axum::body::Body::new)
-                },
-            )
-            .map_err(|e: Infallible| -> Infallible { match e {} }),
-    );
+    let service = router
+        .map_request(
+            move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(addr));
+                req.map(axum::body::Body::new)
+            },
+        )
+        .map_err(|e: Infallible| -> Infallible { match e {} });
     match proto {
         Proto::Http1 => drive!(
             hyper::server::conn::http1::Builder::new()
@@ -191,24 +194,31 @@ async fn serve_connection<I>(
                 // A request head over 64 KiB is refused (431) instead of buffered
                 // (hyper's default allows ~400 KiB per connection).
                 .max_buf_size(MAX_HEAD_BYTES)
-                .serve_connection(io, service)
+                .serve_connection(io, TowerToHyperService::new(service))
                 .with_upgrades(),
-            stop
+            stop,
+            std::future::pending::<()>()
         ),
-        Proto::Http2 => drive!(
-            hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                // The same 64 KiB bound on a request's headers as over HTTP/1.1.
-                .max_header_list_size(MAX_HEAD_BYTES as u32)
-                // HTTP/2 has no header read timeout; a ping that goes unanswered for
-                // the header timeout ends a connection whose peer is gone.
-                .keep_alive_interval(Some(limits.header_timeout))
-                .keep_alive_timeout(limits.header_timeout)
-                // WebSockets over HTTP/2 (RFC 8441): browsers that see this setting open
-                // the realtime socket as a stream of the connection they already have.
-                .enable_connect_protocol()
-                .serve_connection(io, service),
-            stop
-        ),
+        Proto::Http2 => {
+            let streams = Streams::default();
+            let service = TowerToHyperService::new(counted(streams.clone(), service));
+            drive!(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    // The same 64 KiB bound on a request's headers as over HTTP/1.1.
+                    .max_header_list_size(MAX_HEAD_BYTES as u32)
+                    // HTTP/2 has no header read timeout; a ping that goes unanswered for
+                    // the header timeout ends a connection whose peer is gone.
+                    .keep_alive_interval(Some(limits.header_timeout))
+                    .keep_alive_timeout(limits.header_timeout)
+                    // WebSockets over HTTP/2 (RFC 8441): browsers that see this setting open
+                    // the realtime socket as a stream of the connection they already have.
+                    .enable_connect_protocol()
+                    .serve_connection(io, service),
+                stop,
+                // The header timeout bounds an idle connection, as over HTTP/1.1.
+                streams.idle_for(limits.header_timeout)
+            )
+        }
     }
 }

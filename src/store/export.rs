@@ -4,7 +4,7 @@
 //! Not carried: sessions, refresh and mail tokens (a move signs everyone out), the change
 //! log, jobs, invocations and usage (history of the old placement, not state).
 
-use super::{Db, Store, StoreResult, on_db};
+use super::{Db, Store, StoreError, StoreResult, on_db};
 use crate::tenancy::Scope;
 
 /// One document as stored; `data` is the JSON object's text.
@@ -161,6 +161,47 @@ fn doc_select(db: &Db) -> &'static str {
     }
 }
 
+/// What a replacing import deletes first: the portable state, and what hangs on it
+/// (sessions and tokens of the old users: a replacement signs everyone out; jobs of the
+/// old data and deploys). Invocations and usage stay: history, not state.
+const CLEAR: &[&str] = &[
+    "DELETE FROM refresh_tokens WHERE tenant_id = $1",
+    "DELETE FROM sessions WHERE tenant_id = $1",
+    "DELETE FROM user_tokens WHERE tenant_id = $1",
+    "DELETE FROM users WHERE tenant_id = $1",
+    "DELETE FROM service_keys WHERE tenant_id = $1",
+    "DELETE FROM documents WHERE tenant_id = $1",
+    "DELETE FROM changes WHERE tenant_id = $1",
+    "DELETE FROM jobs WHERE tenant_id = $1",
+    "DELETE FROM rulesets WHERE tenant_id = $1",
+    "DELETE FROM deploy_active WHERE tenant_id = $1",
+    "DELETE FROM deploys WHERE tenant_id = $1",
+    "DELETE FROM secrets WHERE tenant_id = $1",
+];
+
+/// Deletes what `CLEAR` names on `$tx` (a transaction of either dialect) and cuts the
+/// change log where it stands. The seq row lock first: writers take it too, so none
+/// commits halfway through the replacement.
+macro_rules! clear_tenant {
+    ($tx:ident, $tenant:expr) => {
+        let seq: i64 = sqlx::query_scalar(super::sql::LOCK_SEQ_SQL)
+            .bind($tenant)
+            .fetch_one(&mut *$tx)
+            .await?;
+        for statement in CLEAR.iter().copied() {
+            sqlx::query(statement)
+                .bind($tenant)
+                .execute(&mut *$tx)
+                .await?;
+        }
+        sqlx::query("UPDATE tenant_seq SET pruned_through = $2 WHERE tenant_id = $1")
+            .bind($tenant)
+            .bind(seq)
+            .execute(&mut *$tx)
+            .await?;
+    };
+}
+
 fn doc_insert(db: &Db) -> &'static str {
     match db {
         Db::Sqlite(_) => {
@@ -225,12 +266,53 @@ impl Store {
     /// Writes an import into the (new, empty) tenant in one transaction: all of it, or
     /// on any error none of it.
     pub async fn import_tenant(&self, scope: &Scope, data: &TenantImport) -> StoreResult<()> {
+        self.write_import(scope, data, false).await
+    }
+
+    /// Replaces the tenant's portable state with an import in one transaction: what
+    /// `CLEAR` names is deleted, the import written, and the change log cut where it
+    /// stands (a `since` from before the replacement is told to resync, as after
+    /// retention). All of it, or on any error none of it.
+    pub async fn replace_tenant(&self, scope: &Scope, data: &TenantImport) -> StoreResult<()> {
+        self.write_import(scope, data, true).await
+    }
+
+    /// A key the import holds twice (a user, a document, a version) is the file's fault,
+    /// found by the database: said as a `Conflict`, not as a fault of the store.
+    async fn write_import(
+        &self,
+        scope: &Scope,
+        data: &TenantImport,
+        replace: bool,
+    ) -> StoreResult<()> {
+        self.write_import_tx(scope, data, replace)
+            .await
+            .map_err(|e| match e {
+                StoreError::Db(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                    StoreError::Conflict(
+                        "it holds one key twice (a user, document, service key, secret or \
+                         version)",
+                    )
+                }
+                other => other,
+            })
+    }
+
+    async fn write_import_tx(
+        &self,
+        scope: &Scope,
+        data: &TenantImport,
+        replace: bool,
+    ) -> StoreResult<()> {
         let (db, tenant) = self.tenant_db(scope).await?;
         let begin = db.begin_write();
         let insert_doc = doc_insert(&db);
         let t = &data.tables;
         on_db!(db, |p| {
             let mut tx = p.begin_with(begin).await?;
+            if replace {
+                clear_tenant!(tx, tenant);
+            }
             for d in &data.documents {
                 sqlx::query(insert_doc)
                     .bind(tenant)

@@ -101,6 +101,12 @@ const READS_BY_POST: &[(&str, &str)] = &[
     ("post", "/admin/v1/tenants/{tenant}/rules/test"),
     ("post", "/admin/v1/tenants/{tenant}/read-token"),
 ];
+/// A tenant's export and import (password hashes, secrets): owners and admins only,
+/// reads included.
+const TRANSFER: &[(&str, &str)] = &[
+    ("get", "/admin/v1/tenants/{tenant}/export"),
+    ("post", "/admin/v1/tenants/{tenant}/import"),
+];
 /// The caller's own session and password: any role.
 const SELF_SERVICE: &[(&str, &str)] = &[
     ("get", "/admin/v1/auth/session"),
@@ -175,7 +181,7 @@ async fn every_admin_route_applies_the_role_policy(b: Backend) {
             );
         } else if !SELF_SERVICE.contains(&op) {
             let r = send(&app, method, &other, Some(&viewer)).await;
-            if write || pattern.starts_with("/admin/v1/admins") {
+            if write || pattern.starts_with("/admin/v1/admins") || TRANSFER.contains(&op) {
                 r.problem(403, "insufficient_role");
             } else {
                 assert!(
@@ -199,9 +205,11 @@ async fn every_admin_route_applies_the_role_policy(b: Backend) {
                 "{what} as an admin: {}",
                 r.text
             );
-            // And a tenant admin reads their own tenant.
+            // And a tenant admin reads their own tenant (but does not export it).
             let r = send(&app, method, &mine, Some(&ta)).await;
-            if pattern.contains("{tenant}") {
+            if TRANSFER.contains(&op) {
+                r.problem(403, "insufficient_role");
+            } else if pattern.contains("{tenant}") {
                 assert!(
                     r.status.is_success()
                         || (r.status.as_u16() == 404 && r.json()["code"] != "tenant_not_found"),

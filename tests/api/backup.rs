@@ -22,7 +22,8 @@ backend_tests!(
     backup_while_writing_then_restore,
     restore_refuses_damage_and_nonempty_targets,
     scheduled_backups_keep_the_newest,
-    scheduled_backup_failures_are_counted
+    scheduled_backup_failures_are_counted,
+    an_interrupted_backups_partial_folder_is_removed
 );
 
 const MANIFEST: &str = "rules = \"rules.toml\"\n[[http]]\nname = \"which\"\nfunction = \"which\"\n";
@@ -498,4 +499,59 @@ async fn postgres_one_node_takes_the_scheduled_backups() {
     // The follower first: one of the two storages owns the database.
     let follower_storage = follower.stop().await;
     drop(follower_storage);
+}
+
+/// What a backup killed mid-way leaves (a `.<stamp>.partial` folder) is removed by the
+/// next backup and at `serve` start; a partial folder a running backup holds, and
+/// anything not named like one, stay.
+async fn an_interrupted_backups_partial_folder_is_removed(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    tenant_with_key(&mut app, "shop").await;
+    let storage = app.stop().await;
+    let backups = tempfile::tempdir().unwrap();
+    let dir = backups.path();
+    // As a crash leaves it: files in it, no manifest.
+    let crashed = dir.join(".20260101T000000.000Z.partial");
+    std::fs::create_dir_all(crashed.join("tenants")).unwrap();
+    std::fs::write(crashed.join("control.db"), "half").unwrap();
+    // Not a backup's: another name, and a file named like a partial folder.
+    let other = dir.join(".mine.partial");
+    std::fs::create_dir(&other).unwrap();
+    let file = dir.join(".20260102T000000.000Z.partial");
+    std::fs::write(&file, "x").unwrap();
+    // Being written by another backup: it holds the folder's lock, as `take` does.
+    let running = dir.join(".20260103T000000.000Z.partial");
+    std::fs::create_dir(&running).unwrap();
+    let lock = std::fs::File::open(&running).unwrap();
+    lock.try_lock().unwrap();
+
+    let taken = take_backup(&storage, dir).await;
+    assert!(taken.join("manifest.json").is_file());
+    assert!(!crashed.exists(), "the crashed backup's folder stayed");
+    assert!(other.exists() && file.is_file() && running.exists());
+    // Once its holder is gone, the next backup removes it too.
+    drop(lock);
+    take_backup(&storage, dir).await;
+    assert!(!running.exists());
+    assert!(other.exists() && file.is_file());
+    assert_eq!(complete(dir).len(), 2);
+
+    // A server with scheduled backups clears them when it starts, not an interval later.
+    let crashed = dir.join(".20260104T000000.000Z.partial");
+    std::fs::create_dir(&crashed).unwrap();
+    let mut hourly = schedule(dir, 2);
+    hourly.every = Duration::from_secs(3600);
+    let app = TestApp::start_on(b, storage, |c| c.backups = Some(hourly)).await;
+    eventually(
+        Duration::from_secs(10),
+        "the partial folder removed",
+        || {
+            let gone = !crashed.exists();
+            async move { gone.then_some(()) }
+        },
+    )
+    .await;
+    assert!(other.exists() && file.is_file());
+    assert_eq!(complete(dir).len(), 2);
+    drop(app);
 }

@@ -10,34 +10,43 @@ use serde_json::{Value, json};
 use crate::backend_tests;
 use crate::support::*;
 
-backend_tests!(remote_commands_change_the_server, remote_refusals_are_clear);
+backend_tests!(
+    remote_commands_change_the_server,
+    remote_refusals_are_clear,
+    remote_tenant_export_and_import
+);
 
 /// A machine that has never seen the server's data: a HOME and a working directory.
-struct Machine {
+pub(crate) struct Machine {
     dir: tempfile::TempDir,
 }
 
 impl Machine {
-    fn new() -> Machine {
+    pub(crate) fn new() -> Machine {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("home")).unwrap();
         std::fs::create_dir(dir.path().join("work")).unwrap();
         Machine { dir }
     }
 
-    fn home(&self) -> PathBuf {
+    pub(crate) fn home(&self) -> PathBuf {
         self.dir.path().join("home")
     }
 
-    fn credentials(&self) -> PathBuf {
+    pub(crate) fn credentials(&self) -> PathBuf {
         self.home().join(".config/plinth/credentials.toml")
     }
 
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+    pub(crate) fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
         self.run_env(args, stdin, &[])
     }
 
-    fn run_env(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
+    pub(crate) fn run_env(
+        &self,
+        args: &[&str],
+        stdin: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Output {
         use std::io::Write;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_plinth"));
         cmd.args(args)
@@ -51,6 +60,7 @@ impl Machine {
             "PLINTH_SERVER",
             "PLINTH_ADMIN_TOKEN",
             "PLINTH_API_KEY",
+            "PLINTH_CA_CERT",
         ] {
             cmd.env_remove(v);
         }
@@ -84,12 +94,12 @@ fn out(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }
 
-fn err(o: &Output) -> String {
+pub(crate) fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
 
 #[track_caller]
-fn ok(o: Output) -> String {
+pub(crate) fn ok(o: Output) -> String {
     assert!(
         o.status.success(),
         "exit {:?}\nstdout: {}\nstderr: {}",
@@ -101,7 +111,7 @@ fn ok(o: Output) -> String {
 }
 
 #[track_caller]
-fn fails(o: Output, needles: &[&str]) -> String {
+pub(crate) fn fails(o: Output, needles: &[&str]) -> String {
     assert!(!o.status.success(), "expected failure, got: {}", out(&o));
     let e = err(&o);
     for n in needles {
@@ -631,4 +641,90 @@ async fn remote_refusals_are_clear(b: Backend) {
     );
     m.assert_no_local_data();
     fresh.assert_no_local_data();
+}
+
+/// `tenant export` and `import` through the admin API: the file comes over HTTP, goes
+/// into a new tenant, is refused over an existing one, and replaces it with --replace.
+async fn remote_tenant_export_and_import(b: Backend) {
+    let mut app = TestApp::start(b).await;
+    let owner = app.admin().await;
+    let key = crate::documents::tenant_with_key(&mut app, "shop").await;
+    for id in ["a", "b"] {
+        crate::documents::put(
+            &app,
+            &key,
+            &format!("{}/{id}", crate::documents::docs("shop", "notes")),
+            json!({"id": id}),
+        )
+        .await
+        .ok(201);
+    }
+    app.signup("shop", "ann@example.com").await;
+    let base = app.base.clone();
+    let m = Machine::new();
+    ok(m.run(
+        &[
+            "login",
+            "--server",
+            &base,
+            "--email",
+            "root@plinth.test",
+            "--password-stdin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    ));
+
+    let o = m.run(&["tenant", "export", "shop"], None);
+    let said = err(&o);
+    let file = ok(o);
+    assert!(said.contains("exported tenant shop: 2 document"), "{said}");
+    assert!(
+        file.lines().last().unwrap().contains("\"trailer\""),
+        "{file}"
+    );
+    let o = m.run(&["tenant", "import", "copy"], Some(&file));
+    let said = err(&o);
+    ok(o);
+    assert!(
+        said.contains("imported tenant copy (exported from shop"),
+        "{said}"
+    );
+    assert_eq!(app.user_count("copy").await, 1);
+    fails(
+        m.run(&["tenant", "import", "copy"], Some(&file)),
+        &["tenant_exists", "HTTP 409"],
+    );
+    // A damaged file: the server names the line, and the tenant keeps its data.
+    let damaged = file.replacen("\"type\":\"document\"", "\"type\":\"nonsense\"", 1);
+    let first_doc = 1 + file
+        .lines()
+        .position(|l| l.contains("\"type\":\"document\""))
+        .unwrap();
+    fails(
+        m.run(&["tenant", "import", "copy", "--replace"], Some(&damaged)),
+        &["invalid_export", "HTTP 400", &format!("line {first_doc} ")],
+    );
+    // With --replace: the copy gets shop's data again, without what was added since.
+    let key2 = app
+        .post(
+            "/admin/v1/tenants/copy/keys",
+            Some(&owner),
+            json!({"name": "extra"}),
+        )
+        .await
+        .ok(201);
+    ok(m.run(&["tenant", "import", "copy", "--replace"], Some(&file)));
+    let keys = app
+        .get("/admin/v1/tenants/copy/keys", Some(&owner))
+        .await
+        .ok(200);
+    let ids: Vec<&str> = keys["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
+    assert!(!ids.contains(&key2["id"].as_str().unwrap()), "{keys}");
+    assert_eq!(ids.len(), 1, "{keys}");
+    m.assert_no_local_data();
 }

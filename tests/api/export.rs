@@ -294,7 +294,7 @@ async fn export_round_trip_to_the_other_backend(b: Backend) {
 }
 
 /// Replaces the trailer with one that matches the lines above it.
-fn reseal(lines: &[&str]) -> String {
+pub(crate) fn reseal(lines: &[&str]) -> String {
     let mut hash = Sha256::new();
     let mut counts = serde_json::Map::new();
     for (i, l) in lines.iter().enumerate() {
@@ -342,7 +342,7 @@ async fn import_refuses_bad_files(b: Backend) {
         .unwrap();
     let mut twice: Vec<&str> = lines[..lines.len() - 1].to_vec();
     twice.push(user);
-    refused(import("twice", &reseal(&twice)), "error");
+    refused(import("twice", &reseal(&twice)), "it holds one key twice");
     assert!(
         tenant_slugs(&target).is_empty(),
         "{:?}",
@@ -352,5 +352,17 @@ async fn import_refuses_bad_files(b: Backend) {
     // The untouched file imports, under another slug too.
     ok(import("shop2", &file));
     ok(import("shop3", &reseal(&lines[..lines.len() - 1])));
+    assert_eq!(tenant_slugs(&target), vec!["shop2", "shop3"]);
+    // Locally too, --replace takes an existing slug (and refuses a damaged file first).
+    let replace = |body: &str| {
+        plinth(
+            &target,
+            &["tenant", "import", "shop2", "--replace"],
+            Some(body),
+        )
+    };
+    refused(replace(&altered), "checksum does not match");
+    let (_, said) = ok(replace(&file));
+    assert!(said.contains("imported tenant shop2"), "{said}");
     assert_eq!(tenant_slugs(&target), vec!["shop2", "shop3"]);
 }

@@ -27,6 +27,7 @@ mod demo;
 mod documents;
 mod exhaustion;
 mod export;
+mod export_remote;
 mod functions;
 mod hooks;
 mod hooks_idle;

@@ -30,6 +30,8 @@ backend_tests!(
     websocket_over_tls_receives_changes,
     websocket_over_http2_receives_changes,
     unfinished_handshakes_are_cut_off,
+    idle_http2_connections_are_closed,
+    the_cli_trusts_a_private_ca,
 );
 
 /// A self-signed certificate for `localhost` and its key, as PEM and as DER.
@@ -139,7 +141,21 @@ pub(crate) async fn get1(
 /// TLS app: the test server with `files`, its base URL and HTTP client switched to HTTPS
 /// with `trusted` as the only trust anchors.
 async fn start_tls(b: Backend, files: TlsFiles, trusted: &TestCert) -> TestApp {
-    let mut app = TestApp::start_with(b, |c| c.tls = Some(files)).await;
+    start_tls_with(b, files, trusted, |_| {}).await
+}
+
+/// [`start_tls`] with more of the configuration set by `configure`.
+async fn start_tls_with(
+    b: Backend,
+    files: TlsFiles,
+    trusted: &TestCert,
+    configure: impl FnOnce(&mut plinth::config::Config),
+) -> TestApp {
+    let mut app = TestApp::start_with(b, |c| {
+        c.tls = Some(files);
+        configure(c);
+    })
+    .await;
     let port = app.running.as_ref().unwrap().addr.port();
     app.base = format!("https://localhost:{port}");
     // No ALPN offered (reqwest is built without HTTP/2 here): served as HTTP/1.1.
@@ -229,12 +245,24 @@ async fn https_speaks_http1_and_http2(b: Backend) {
 
 /// An HTTP/2 client on an open TLS stream.
 async fn http2(s: TlsStream<TcpStream>) -> hyper::client::conn::http2::SendRequest<Empty<Bytes>> {
+    http2_conn(s).await.0
+}
+
+/// An HTTP/2 client and its connection's task, which ends when the connection does.
+async fn http2_conn(
+    s: TlsStream<TcpStream>,
+) -> (
+    hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    tokio::task::JoinHandle<()>,
+) {
     let (sender, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
             .await
             .expect("h2 handshake");
-    tokio::spawn(conn);
-    sender
+    let task = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    (sender, task)
 }
 
 /// What webhook signatures (Twilio's) are computed over: the URL the client used, with
@@ -452,4 +480,229 @@ async fn unfinished_handshakes_are_cut_off(b: Backend) {
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut rest)).await;
     assert!(closed.is_ok(), "the server closes an idle TLS connection");
+}
+
+/// HTTP/2 gets the idle bound HTTP/1.1 has (the header timeout): a connection with no
+/// request in progress for that long is closed; one carrying a WebSocket is not, for as
+/// long as the socket lives.
+async fn idle_http2_connections_are_closed(b: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = new_cert();
+    let idle = Duration::from_secs(1);
+    let mut app = start_tls_with(b, write_cert(dir.path(), &cert), &cert, |c| {
+        c.header_timeout = idle;
+    })
+    .await;
+    let addr = app.running.as_ref().unwrap().addr;
+    let key = tenant_with_key(&mut app, "shop").await;
+    install_rules(&mut app, "shop", NOTES_RULES).await.ok(200);
+    let alice = app.signup("shop", "alice@shop.test").await;
+    let healthz = || {
+        hyper::Request::get("https://localhost/healthz")
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+
+    // One request, then nothing: the server ends the connection.
+    let s = tls_connect(addr, &[&cert], &[b"h2"]).await.unwrap();
+    let (mut h2, conn) = http2_conn(s).await;
+    let started = Instant::now();
+    assert_eq!(h2.send_request(healthz()).await.unwrap().status(), 200);
+    tokio::time::timeout(Duration::from_secs(15), conn)
+        .await
+        .expect("an idle HTTP/2 connection is closed")
+        .unwrap();
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900), "closed after {took:?}");
+    println!("idle HTTP/2 connection closed after {took:?} (bound {idle:?})");
+
+    // A WebSocket over HTTP/2 keeps its connection open past the bound.
+    let s = tls_connect(addr, &[&cert], &[b"h2"]).await.unwrap();
+    let (mut h2, conn) = http2_conn(s).await;
+    assert_eq!(h2.send_request(healthz()).await.unwrap().status(), 200);
+    let connect = hyper::Request::builder()
+        .method(hyper::Method::CONNECT)
+        .uri(format!(
+            "https://localhost/v1/t/shop/realtime?access_token={}",
+            alice.access
+        ))
+        .extension(hyper::ext::Protocol::from_static("websocket"))
+        .header("sec-websocket-version", "13")
+        .body(Empty::new())
+        .unwrap();
+    let mut res = h2.send_request(connect).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let upgraded = hyper::upgrade::on(&mut res).await.expect("upgraded stream");
+    let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        TokioIo::new(upgraded),
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await;
+    ws.send(Message::Text(
+        json!({"type": "subscribe", "id": "n", "collection": "notes"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    next_of(&mut ws, "subscribed").await;
+    tokio::time::sleep(idle * 3).await;
+    assert!(
+        !conn.is_finished(),
+        "a connection with a live socket was closed"
+    );
+    app.post(
+        &docs("shop", "notes"),
+        Some(&key),
+        json!({"owner": alice.user_id, "title": "still here"}),
+    )
+    .await
+    .ok(201);
+    let change = next_of(&mut ws, "change").await;
+    assert_eq!(change["doc"]["data"]["title"], "still here", "{change}");
+    // Nor was it being shut down (GOAWAY): it still takes new streams.
+    let again = h2
+        .send_request(healthz())
+        .await
+        .expect("a new stream beside the socket");
+    assert_eq!(again.status(), 200);
+    // Once the socket is closed, the connection is idle, and goes.
+    let _ = ws.close(None).await;
+    drop(ws);
+    tokio::time::timeout(Duration::from_secs(15), conn)
+        .await
+        .expect("the connection is closed once its socket is gone")
+        .unwrap();
+}
+
+/// A private CA, and a certificate it issued for `localhost` and 127.0.0.1.
+fn ca_and_leaf() -> (TestCert, TestCert) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Plinth test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut leaf_params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    leaf_params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+    (
+        TestCert {
+            der: ca_cert.der().clone(),
+            cert_pem: ca_cert.pem(),
+            key_pem: String::new(),
+        },
+        TestCert {
+            der: leaf.der().clone(),
+            cert_pem: leaf.pem(),
+            key_pem: leaf_key.serialize_pem(),
+        },
+    )
+}
+
+/// `plinth login --ca-cert` (and `PLINTH_CA_CERT`): the CLI reaches a server whose
+/// certificate a private CA issued, and keeps the CA with the login.
+async fn the_cli_trusts_a_private_ca(b: Backend) {
+    use crate::cli_remote::{Machine, err, fails, ok};
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, leaf) = ca_and_leaf();
+    let mut app = start_tls(b, write_cert(dir.path(), &leaf), &ca).await;
+    let owner = app.admin().await;
+    let port = app.running.as_ref().unwrap().addr.port();
+    let server = format!("https://127.0.0.1:{port}");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.cert_pem).unwrap();
+    let ca_path = ca_file.display().to_string();
+    let password = format!("{PASSWORD}\n");
+    let m = Machine::new();
+    let login = |extra: &[&str]| {
+        let mut args = vec![
+            "login",
+            "--server",
+            &server,
+            "--email",
+            "root@plinth.test",
+            "--password-stdin",
+        ];
+        args.extend_from_slice(extra);
+        m.run(&args, Some(&password))
+    };
+
+    // Without the CA the server's certificate is not trusted, and nothing is stored.
+    let e = fails(login(&[]), &["cannot reach"]);
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+    assert!(!m.credentials().exists());
+    // With it: signed in, the CA kept with the login and used by the next commands.
+    let o = login(&["--ca-cert", &ca_path]);
+    let said = err(&o);
+    ok(o);
+    assert!(
+        said.contains(&format!(
+            "logged in to {server} as root@plinth.test (owner)"
+        )),
+        "{said}"
+    );
+    let stored = std::fs::read_to_string(m.credentials()).unwrap();
+    let canonical = std::fs::canonicalize(&ca_file).unwrap();
+    assert!(
+        stored.contains(&format!("ca_cert = \"{}\"", canonical.display())),
+        "{stored}"
+    );
+    ok(m.run(&["tenant", "create", "acme"], None));
+    app.get("/admin/v1/tenants/acme", Some(&owner))
+        .await
+        .ok(200);
+    // Logging in again without naming it keeps the stored CA.
+    ok(login(&[]));
+    assert!(ok(m.run(&["tenant", "list"], None)).contains("acme"));
+
+    // CI style, from the environment alone.
+    let key = app
+        .post(
+            "/admin/v1/api-keys",
+            Some(&owner),
+            json!({"name": "ci", "role": "admin"}),
+        )
+        .await
+        .ok(201)["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let fresh = Machine::new();
+    let env = [
+        ("PLINTH_SERVER", server.as_str()),
+        ("PLINTH_API_KEY", key.as_str()),
+    ];
+    let e = fails(
+        fresh.run_env(&["tenant", "list"], None, &env),
+        &["cannot reach"],
+    );
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+    let with_ca = [env[0], env[1], ("PLINTH_CA_CERT", ca_path.as_str())];
+    assert!(ok(fresh.run_env(&["tenant", "list"], None, &with_ca)).contains("acme"));
+    // A file that holds no certificate, or none at all, is named.
+    let bad = dir.path().join("not-a-ca.pem");
+    std::fs::write(&bad, "hello\n").unwrap();
+    let bad_path = bad.display().to_string();
+    let bad_env = [env[0], env[1], ("PLINTH_CA_CERT", bad_path.as_str())];
+    fails(
+        fresh.run_env(&["tenant", "list"], None, &bad_env),
+        &["not-a-ca.pem"],
+    );
+    fails(
+        fresh.run_env(
+            &["--ca-cert", "/nonexistent/ca.pem", "tenant", "list"],
+            None,
+            &env,
+        ),
+        &["cannot read the CA certificate /nonexistent/ca.pem"],
+    );
 }

@@ -38,3 +38,5 @@ def problem_json_errors(ctx, response, case):
 
 # A rule set is TOML text: sent as it is, like text/plain.
 schemathesis.serializer.alias("application/toml", "text/plain")
+# A tenant export (POST .../import) is NDJSON text: sent as it is.
+schemathesis.serializer.alias("application/x-ndjson", "text/plain")

@@ -2,9 +2,15 @@
 //! sets, deploys, users (password hashes included), service keys (hashes) and, when
 //! asked, its secrets in clear, as one NDJSON file (`format`). An import checks the
 //! whole file first, then creates the tenant and writes everything in one transaction;
-//! on any error it deletes the tenant again, so nothing is left behind.
+//! on any error it deletes the tenant again, so nothing is left behind. `replace` swaps
+//! an existing tenant's data for a file's in one transaction; `spool` writes an export
+//! to an unnamed temporary file for the admin API to send.
 
 pub mod format;
+mod replace;
+mod spool;
+
+pub use spool::Spooled;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,6 +32,25 @@ pub enum TransferError {
     Admin(#[from] AdminError),
     #[error("writing the export: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl TransferError {
+    /// The stable code of a refused file or a failed write; an admin error says its own.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TransferError::BadFile(_) => "invalid_export",
+            TransferError::Admin(a) => a.code(),
+            TransferError::Io(_) => "internal",
+        }
+    }
+
+    pub fn kind(&self) -> crate::fault::Kind {
+        match self {
+            TransferError::BadFile(_) => crate::fault::Kind::Invalid,
+            TransferError::Admin(a) => a.kind(),
+            TransferError::Io(_) => crate::fault::Kind::Internal,
+        }
+    }
 }
 
 impl From<crate::store::StoreError> for TransferError {
@@ -135,10 +160,20 @@ impl AdminService {
     ) -> Result<(Header, BTreeMap<String, u64>)> {
         let checked_slug = super::parse_slug(slug)?;
         let parsed = format::read(input).map_err(TransferError::BadFile)?;
+        self.import_parsed(actor, &checked_slug, parsed).await
+    }
+
+    async fn import_parsed(
+        &self,
+        actor: &Actor,
+        checked_slug: &crate::tenancy::Slug,
+        parsed: format::Parsed,
+    ) -> Result<(Header, BTreeMap<String, u64>)> {
+        let slug = checked_slug.as_str();
         let (mut data, plain_secrets) = split(parsed.records)?;
         let h = &parsed.header;
         let tenant = self
-            .create_tenant(actor, &checked_slug, &h.tenant.name)
+            .create_tenant(actor, checked_slug, &h.tenant.name)
             .await?;
         let written = async {
             if !h.tenant.cors_origins.is_empty() {
@@ -146,19 +181,11 @@ impl AdminService {
                     .await?;
             }
             let scope = Scope::admin(Arc::new(tenant.clone()), &actor.0);
-            for s in plain_secrets {
-                let (nonce, ciphertext) = self
-                    .secrets
-                    .seal_for(tenant.id, &s.name, &s.value)
-                    .map_err(AdminError::from)?;
-                data.secrets.push(SealedSecret {
-                    name: s.name,
-                    nonce,
-                    ciphertext,
-                    updated_at: s.updated_at,
-                });
-            }
-            self.store.import_tenant(&scope, &data).await?;
+            self.seal_into(tenant.id, plain_secrets, &mut data)?;
+            self.store
+                .import_tenant(&scope, &data)
+                .await
+                .map_err(file_fault)?;
             // The indexes the active rules declare, which an install would have made.
             self.rules.rebuild_indexes(&scope).await?;
             if h.tenant.suspended {
@@ -184,6 +211,37 @@ impl AdminService {
         )
         .await?;
         Ok((parsed.header, parsed.counts))
+    }
+
+    /// Seals the file's clear secrets for the tenant they are imported into.
+    fn seal_into(
+        &self,
+        tenant_id: i64,
+        plain: Vec<SecretLine>,
+        data: &mut TenantImport,
+    ) -> Result<()> {
+        for s in plain {
+            let (nonce, ciphertext) = self
+                .secrets
+                .seal_for(tenant_id, &s.name, &s.value)
+                .map_err(AdminError::from)?;
+            data.secrets.push(SealedSecret {
+                name: s.name,
+                nonce,
+                ciphertext,
+                updated_at: s.updated_at,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A key the file holds twice is found by the database when the import is written (in
+/// one transaction, so nothing was): the file's fault, refused like any other bad file.
+fn file_fault(e: crate::store::StoreError) -> TransferError {
+    match e {
+        crate::store::StoreError::Conflict(what) => TransferError::BadFile(what.to_string()),
+        other => other.into(),
     }
 }
 
