@@ -157,6 +157,9 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// How long a client is told to wait before retrying a write refused during a tenant move.
+pub const MOVING_RETRY_SECS: u64 = 2;
+
 /// Set on responses built from an [`ApiError`], so the fallback middleware leaves them alone.
 #[derive(Clone, Copy)]
 pub struct ProblemMarker;
@@ -169,7 +172,14 @@ impl ApiError {
     pub fn of(kind: crate::fault::Kind, code: &'static str, detail: String) -> ApiError {
         let status =
             StatusCode::from_u16(kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        ApiError::new(status, code, detail)
+        let mut a = ApiError::new(status, code, detail);
+        // A write that passed the gate just before a move froze the tenant is refused by
+        // the store, through whichever domain error carried it: the same answer as the
+        // gate's, Retry-After included.
+        if code == "tenant_moving" {
+            a.retry_after_secs = Some(MOVING_RETRY_SECS);
+        }
+        a
     }
 }
 
@@ -178,6 +188,15 @@ mod tests {
     use super::*;
     use crate::documents::DocError;
     use crate::store::StoreError;
+
+    /// A write the store refuses because a move froze the tenant answers like the
+    /// gate's refusal, with its Retry-After.
+    #[test]
+    fn a_write_refused_by_a_move_says_when_to_retry() {
+        let a = ApiError::from(DocError::Store(StoreError::TenantMoving));
+        assert_eq!((a.status.as_u16(), a.code), (503, "tenant_moving"));
+        assert_eq!(a.retry_after_secs, Some(MOVING_RETRY_SECS));
+    }
 
     /// Faults of the store are 503/500, never a 409 a client would read as its own
     /// mistake (a dead commit task used to answer 409 `document_exists`).

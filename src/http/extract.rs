@@ -33,16 +33,13 @@ pub struct TenantSlot(pub Arc<OnceLock<(i64, String)>>);
 #[derive(Clone, Default)]
 pub struct WriteHold(pub Arc<std::sync::Mutex<Option<crate::store::WriteTicket>>>);
 
-/// How long a client is told to wait before retrying a write refused during a move.
-const MOVING_RETRY_SECS: u64 = 2;
-
 fn tenant_moving() -> ApiError {
     let mut e = ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "tenant_moving",
         "the tenant is moving to another storage location; retry in a few seconds",
     );
-    e.retry_after_secs = Some(MOVING_RETRY_SECS);
+    e.retry_after_secs = Some(crate::error::MOVING_RETRY_SECS);
     e
 }
 
