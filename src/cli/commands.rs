@@ -275,6 +275,10 @@ pub enum AdminsCommand {
         #[arg(long = "tenant", value_delimiter = ',')]
         tenants: Vec<String>,
     },
+    /// List the invitations not yet accepted.
+    Invitations,
+    /// Withdraw an invitation: its link stops working.
+    Withdraw { id: String },
 }
 
 /// Admin API keys of a remote server, for CI and other machines.

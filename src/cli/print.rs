@@ -198,6 +198,22 @@ pub fn admins(list: &Value) {
     ));
 }
 
+pub fn invitations(list: &Value) {
+    print(table(
+        &["ID", "EMAIL", "ROLE", "TENANTS", "SENT", "EXPIRES"],
+        items(list).iter().map(|i| {
+            vec![
+                s(&i["id"]),
+                s(&i["email"]),
+                s(&i["role"]),
+                strings(&i["tenants"]),
+                time(&i["created_at"]),
+                time(&i["expires_at"]),
+            ]
+        }),
+    ));
+}
+
 pub fn api_keys(list: &Value) {
     print(table(
         &[

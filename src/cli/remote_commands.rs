@@ -379,6 +379,14 @@ async fn admins(c: &Client, cmd: AdminsCommand) -> anyhow::Result<()> {
                 str(&i["expires_at"])
             );
         }
+        AdminsCommand::Invitations => {
+            print::invitations(&c.get("/admin/v1/admins/invite").await?);
+        }
+        AdminsCommand::Withdraw { id } => {
+            c.delete(&format!("/admin/v1/admins/invite/{}", seg(&id)))
+                .await?;
+            println!("invitation withdrawn: {id}");
+        }
     }
     Ok(())
 }

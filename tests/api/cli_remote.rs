@@ -492,6 +492,23 @@ async fn remote_commands_change_the_server(b: Backend) {
         .await
         .ok(200);
     assert_eq!(pending["items"][0]["tenants"], json!(["acme"]), "{pending}");
+    let listed = ok(m.run(&["admins", "invitations"], None));
+    assert!(
+        listed.contains("new@x.test") && listed.contains("EXPIRES"),
+        "{listed}"
+    );
+    let invite_id = pending["items"][0]["id"].as_str().unwrap().to_string();
+    let out = ok(m.run(&["admins", "withdraw", &invite_id], None));
+    assert!(out.contains("invitation withdrawn"), "{out}");
+    let pending = app
+        .get("/admin/v1/admins/invite", Some(&owner))
+        .await
+        .ok(200);
+    assert_eq!(pending["items"], json!([]), "{pending}");
+    fails(
+        m.run(&["admins", "withdraw", &invite_id], None),
+        &["not_found"],
+    );
 
     m.assert_no_local_data();
 
