@@ -139,14 +139,15 @@ impl AdminService {
         }
     }
 
-    pub async fn add_admin(
+    /// The rules of making an admin, by hand or by invitation: owners only, a known role,
+    /// a tenant admin's tenants resolved, and no grant wider than the caller's (an API
+    /// key makes no owner).
+    pub(super) async fn checked_grant(
         &self,
         p: &Principal,
-        email: &str,
-        pw: &str,
         role: &str,
         tenants: &[String],
-    ) -> Result<AdminView> {
+    ) -> Result<(Role, BTreeSet<i64>)> {
         Self::require_owner(p)?;
         let role = parse_role(role)?;
         let ids = if role == Role::TenantAdmin {
@@ -157,6 +158,18 @@ impl AdminService {
         if !p.may_grant(role, &ids) {
             return Err(AdminError::Forbidden("an API key cannot make an owner"));
         }
+        Ok((role, ids))
+    }
+
+    pub async fn add_admin(
+        &self,
+        p: &Principal,
+        email: &str,
+        pw: &str,
+        role: &str,
+        tenants: &[String],
+    ) -> Result<AdminView> {
+        let (role, ids) = self.checked_grant(p, role, tenants).await?;
         let (email, hash) = self.checked_credentials(email, pw).await?;
         let id = uuid::Uuid::now_v7().to_string();
         let row = self

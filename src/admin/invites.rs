@@ -4,12 +4,11 @@
 //! (`Config::admin_invite_ttl`); a new invitation to the same email replaces the one
 //! pending. The mail goes through the transport users' reset mail uses.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::access::{Principal, Role};
-use super::admins::{ids_json, parse_role, tenant_ids};
+use super::admins::{ids_json, tenant_ids};
 use super::sessions::OpenedSession;
 use super::{Actor, AdminError, AdminService, Result, field};
 use crate::auth::mail::{Email, Mailer};
@@ -63,16 +62,7 @@ impl AdminService {
         role: &str,
         tenants: &[String],
     ) -> Result<InviteView> {
-        Self::require_owner(p)?;
-        let role = parse_role(role)?;
-        let ids = if role == Role::TenantAdmin {
-            self.resolve_tenants(p, tenants).await?
-        } else {
-            BTreeSet::new()
-        };
-        if !p.may_grant(role, &ids) {
-            return Err(AdminError::Forbidden("an API key cannot make an owner"));
-        }
+        let (role, ids) = self.checked_grant(p, role, tenants).await?;
         let email = password::normalize_email(email).map_err(|e| field("email", e))?;
         if self.store.get_admin_by_email(&email).await?.is_some() {
             return Err(AdminError::AdminExists);
