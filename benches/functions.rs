@@ -83,10 +83,23 @@ async fn main() {
         }
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = Config::new(
+    let mut config = Config::new(
         Location::SqliteDir(dir.path().to_path_buf()),
         ([127, 0, 0, 1], 0).into(),
     );
+    // The server's setting, so a run can compare SQLite cache budgets.
+    if let Some(mib) = std::env::var("PLINTH_SQLITE_CACHE_MIB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        config.sqlite.cache_budget = mib << 20;
+    }
+    if let Some(mib) = std::env::var("PLINTH_SQLITE_CONN_CACHE_MIB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        config.sqlite.conn_cache = mib << 20;
+    }
     let running = App::build(config).await.expect("app").spawn();
     let state = running.state.clone();
     let actor = Actor::cli();

@@ -208,6 +208,10 @@ pub struct ServeArgs {
     /// keeps SQLite's default 2 MB cache). docs/deploy.md has the sizing.
     #[arg(long, env = "PLINTH_SQLITE_CACHE_MIB", default_value_t = SqliteTuning::DEFAULT_CACHE_MIB)]
     pub sqlite_cache_mib: u32,
+    /// The most one SQLite connection caches, in MiB, within the node's budget; 0: up to
+    /// the whole budget.
+    #[arg(long, env = "PLINTH_SQLITE_CONN_CACHE_MIB", default_value_t = SqliteTuning::DEFAULT_CONN_CACHE_MIB)]
+    pub sqlite_conn_cache_mib: u32,
     /// MiB of each SQLite file read through a memory map (the operating system's page
     /// cache, shared and reclaimable, not SQLite's heap); 0: off.
     #[arg(long, env = "PLINTH_SQLITE_MMAP_MIB", default_value_t = SqliteTuning::DEFAULT_MMAP_MIB)]
@@ -425,6 +429,7 @@ impl Config {
         c.pg_max_connections = serve.pg_max_connections;
         c.sqlite = SqliteTuning {
             cache_budget: u64::from(serve.sqlite_cache_mib) << 20,
+            conn_cache: u64::from(serve.sqlite_conn_cache_mib) << 20,
             mmap: u64::from(serve.sqlite_mmap_mib) << 20,
             idle_close: Duration::from_secs(u64::from(serve.sqlite_idle_secs.max(1))),
         };

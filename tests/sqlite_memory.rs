@@ -109,6 +109,7 @@ async fn many_tenants_stay_within_the_sqlite_budget() {
         c.sqlite = SqliteTuning {
             cache_budget: 0,
             mmap: 0,
+            conn_cache: 0,
             idle_close: Duration::from_secs(3600),
         };
     })
@@ -137,6 +138,7 @@ async fn many_tenants_stay_within_the_sqlite_budget() {
         c.sqlite = SqliteTuning {
             cache_budget: BUDGET,
             mmap: 0,
+            conn_cache: 0,
             idle_close: Duration::from_secs(1),
         };
     })

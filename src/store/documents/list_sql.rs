@@ -1,6 +1,8 @@
 //! The SQL of list and count queries: literals the planner must see, the predicate,
 //! the keyset condition that resumes after a cursor, and the order with its tie-break.
 
+use std::fmt::Write as _;
+
 use super::{After, ListQuery, OrderKey, SortValue};
 use crate::query::{OrderField, Predicate};
 use crate::store::predicate_sql::{self, Dialect, SqlParam};
@@ -37,19 +39,20 @@ pub(in crate::store) fn list_sql(
         // rows in order. A missing path is SQL NULL, which sorts first on SQLite and
         // last (ascending) on PostgreSQL; the keyset condition follows each.
         let expr = predicate_sql::field_sql(&k.field, dialect);
-        sql.push_str(&format!(", {expr} AS k{i}"));
+        let _ = write!(sql, ", {expr} AS k{i}");
         key_exprs.push(expr);
     }
-    sql.push_str(&format!(
+    let _ = write!(
+        sql,
         " FROM documents WHERE tenant_id = {tenant} AND collection = '{}'",
         q.collection
-    ));
+    );
     let first = 1;
     if let Some(pred) = q.predicate {
         let rendered = predicate_sql::render(pred, dialect, first + params.len());
         // In WHERE, NULL (a CEL error) already excludes the row; no IS TRUE, which
         // would hide the equalities from the planner's index matching.
-        sql.push_str(&format!(" AND ({})", rendered.sql));
+        let _ = write!(sql, " AND ({})", rendered.sql);
         params.extend(rendered.params);
     }
     if let Some(after) = q.after {
@@ -61,7 +64,7 @@ pub(in crate::store) fn list_sql(
             first + params.len(),
             &mut params,
         );
-        sql.push_str(&format!(" AND ({cond})"));
+        let _ = write!(sql, " AND ({cond})");
     }
     sql.push_str(" ORDER BY ");
     for (expr, k) in key_exprs.iter().zip(q.order) {
@@ -70,19 +73,20 @@ pub(in crate::store) fn list_sql(
             k.field,
             OrderField::CreatedAt | OrderField::UpdatedAt | OrderField::Version
         );
-        match (q.sort_matches && integer, dialect) {
-            (false, _) => sql.push_str(&format!("{expr} {dir}, ")),
+        let _ = match (q.sort_matches && integer, dialect) {
+            (false, _) => write!(sql, "{expr} {dir}, "),
             // the same values; an expression no index holds
-            (true, Dialect::Sqlite) => sql.push_str(&format!("+{expr} {dir}, ")),
-            (true, Dialect::Postgres) => sql.push_str(&format!("({expr} + 0) {dir}, ")),
-        }
+            (true, Dialect::Sqlite) => write!(sql, "+{expr} {dir}, "),
+            (true, Dialect::Postgres) => write!(sql, "({expr} + 0) {dir}, "),
+        };
     }
     let (tie, tie_desc) = tie_break(q.order, dialect);
-    sql.push_str(&format!(
+    let _ = write!(
+        sql,
         "{tie} {} LIMIT {}",
         if tie_desc { "DESC" } else { "ASC" },
         q.limit.clamp(1, 10_001)
-    ));
+    );
     Ok((sql, params))
 }
 
@@ -104,10 +108,10 @@ pub(in crate::store) fn count_sql(
     let mut params = Vec::new();
     if let Some(pred) = predicate {
         let rendered = predicate_sql::render(pred, dialect, 1);
-        sql.push_str(&format!(" AND ({})", rendered.sql));
+        let _ = write!(sql, " AND ({})", rendered.sql);
         params = rendered.params;
     }
-    sql.push_str(&format!(" LIMIT {}) AS matched", cap.max(0) + 1));
+    let _ = write!(sql, " LIMIT {}) AS matched", cap.max(0) + 1);
     Ok((sql, params))
 }
 

@@ -113,17 +113,23 @@ fn to_sql_value(p: &SqlParam) -> SqlValue {
 /// `$N` → `?N`. SQLite reads `$1` as a *named* parameter whose index is its order of
 /// first appearance; `?N` is numbered, as the SQL builders intend. A `$` followed by a
 /// digit only ever starts a placeholder in generated SQL (JSON paths read `'$.a'`).
-fn numbered_placeholders(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len());
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '$' && chars.peek().is_some_and(|n| n.is_ascii_digit()) {
-            out.push('?');
-        } else {
-            out.push(c);
+fn numbered_placeholders(sql: &str) -> std::borrow::Cow<'_, str> {
+    let placeholder = |w: &[u8]| w[0] == b'$' && w[1].is_ascii_digit();
+    if !sql.as_bytes().windows(2).any(placeholder) {
+        return std::borrow::Cow::Borrowed(sql);
+    }
+    // Bytes, not chars: every query runs through here, and an ASCII byte for an ASCII
+    // byte keeps the text UTF-8.
+    let mut out = sql.as_bytes().to_vec();
+    for i in 0..out.len() - 1 {
+        if placeholder(&out[i..i + 2]) {
+            out[i] = b'?';
         }
     }
-    out
+    match String::from_utf8(out) {
+        Ok(s) => std::borrow::Cow::Owned(s),
+        Err(_) => std::borrow::Cow::Borrowed(sql),
+    }
 }
 
 /// Runs a write that may wait for SQLite's write lock. On a multi-threaded runtime the

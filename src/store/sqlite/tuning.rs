@@ -8,8 +8,8 @@
 //! so all connections' page caches share one LRU list, and once SQLite's heap passes the
 //! soft heap limit, a cache needing a page takes the least recently used page of any
 //! connection instead of allocating, and `sqlite3_release_memory` frees unused pages. So
-//! every connection may cache up to the whole budget (one busy tenant can use it all) and
-//! all of them together are held near it. The limit is soft: SQLite never fails an
+//! every connection may cache up to its own cap (`conn_cache`, see `cache_size_pragma`)
+//! and all of them together are held near the budget. The limit is soft: SQLite never fails an
 //! allocation for it (a hard limit would turn memory pressure into failed requests), and
 //! what it cannot free (the schema and the prepared statements of open connections,
 //! pages a statement is using) can go past it; idle connections are closed
@@ -31,6 +31,9 @@ pub struct SqliteTuning {
     /// SQLite's heap for the whole process (the soft heap limit), in bytes; 0: no budget,
     /// and each connection keeps SQLite's default cache of 2,000 KiB.
     pub cache_budget: u64,
+    /// The most one connection caches, in bytes, within the budget; 0: up to the budget.
+    /// See `cache_size_pragma`.
+    pub conn_cache: u64,
     /// Bytes of each database file read through a memory map; 0: none.
     pub mmap: u64,
     /// A tenant file unused this long closes its connections.
@@ -41,6 +44,7 @@ impl Default for SqliteTuning {
     fn default() -> SqliteTuning {
         SqliteTuning {
             cache_budget: u64::from(SqliteTuning::DEFAULT_CACHE_MIB) << 20,
+            conn_cache: u64::from(SqliteTuning::DEFAULT_CONN_CACHE_MIB) << 20,
             mmap: u64::from(SqliteTuning::DEFAULT_MMAP_MIB) << 20,
             idle_close: Duration::from_secs(u64::from(SqliteTuning::DEFAULT_IDLE_SECS)),
         }
@@ -50,18 +54,26 @@ impl Default for SqliteTuning {
 impl SqliteTuning {
     // The defaults' reasons, with the figures, are in docs/deploy.md ("Memory").
     pub const DEFAULT_CACHE_MIB: u32 = 256;
+    pub const DEFAULT_CONN_CACHE_MIB: u32 = 16;
     pub const DEFAULT_MMAP_MIB: u32 = 0;
     pub const DEFAULT_IDLE_SECS: u32 = 60;
 
-    /// `PRAGMA cache_size` of each connection: negative means KiB.
+    /// `PRAGMA cache_size` of each connection: negative means KiB. Each connection is
+    /// capped below the budget because SQLite walks a connection's whole page table
+    /// (sized by the most pages it ever held) when a commit or another connection's write
+    /// drops pages from it: with the whole 256 MiB budget allowed per connection, that
+    /// walk took 3.5% of the CPU of a write-heavy load (hooks done/s in the functions
+    /// benchmark) against 0.1% at SQLite's default 2 MB (BENCHMARKS.md, "Figures behind
+    /// choices").
     pub(crate) fn cache_size_pragma(&self) -> i64 {
         if self.cache_budget == 0 {
-            -2000
-        } else {
-            -i64::try_from(self.cache_budget / 1024)
-                .unwrap_or(i64::MAX)
-                .max(1)
+            return -2000;
         }
+        let cap = match self.conn_cache {
+            0 => self.cache_budget,
+            c => c.min(self.cache_budget),
+        };
+        -i64::try_from(cap / 1024).unwrap_or(i64::MAX).max(1)
     }
 
     /// `PRAGMA mmap_size` of each connection (SQLite caps it at its compile-time maximum,
