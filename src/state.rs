@@ -107,6 +107,15 @@ impl AppState {
                     }
                 }
             },
+            {
+                let (store, rules, registry) = (store.clone(), rules.clone(), registry.clone());
+                let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+                move || crate::metrics::TenantState {
+                    files: count(store.sqlite_tenant_files()),
+                    rules: count(rules.cached()),
+                    lookups: count(registry.cached()),
+                }
+            },
         ));
         let usage = Arc::new(crate::usage::Usage::new(store.clone()));
         let functions = crate::functions::FunctionService::new(
@@ -176,6 +185,21 @@ impl AppState {
             metrics,
             limiter,
         })))
+    }
+}
+
+impl AppState {
+    /// Drops what this node holds for the tenants unused for the idle time
+    /// (`PLINTH_SQLITE_IDLE`): their compiled rules and deploys, their slug lookups, the
+    /// key and session checks past their TTL, and the write queues of tenants not writing. The store closes idle tenant files itself, on the
+    /// same time (`store::tenant_files` has the policy). Run by `app` every half of it.
+    pub fn release_idle_tenants(&self) {
+        let idle = self.config.sqlite.idle_close;
+        self.rules.release_idle(idle);
+        self.registry.release_idle(idle);
+        self.functions.release_idle(idle);
+        self.auth.release_stale();
+        self.store.release_idle_commit_queues();
     }
 }
 
