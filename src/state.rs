@@ -90,33 +90,7 @@ impl AppState {
             },
         ));
         let secrets = secrets_service(&config, &store).await?;
-        let metrics = Arc::new(Metrics::new(
-            {
-                let store = store.clone();
-                move || store.commit_totals()
-            },
-            {
-                let store = store.clone();
-                move || {
-                    let m = crate::store::sqlite_memory();
-                    crate::metrics::SqliteHeap {
-                        used: m.used,
-                        highwater: m.highwater,
-                        budget: m.budget,
-                        connections: i64::try_from(store.sqlite_connections()).unwrap_or(i64::MAX),
-                    }
-                }
-            },
-            {
-                let (store, rules, registry) = (store.clone(), rules.clone(), registry.clone());
-                let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-                move || crate::metrics::TenantState {
-                    files: count(store.sqlite_tenant_files()),
-                    rules: count(rules.cached()),
-                    lookups: count(registry.cached()),
-                }
-            },
-        ));
+        let metrics = metrics(&store, &rules, &registry);
         let usage = Arc::new(crate::usage::Usage::new(store.clone()));
         let functions = crate::functions::FunctionService::new(
             store.clone(),
@@ -201,6 +175,38 @@ impl AppState {
         self.auth.release_stale();
         self.store.release_idle_commit_queues();
     }
+}
+
+/// The metrics registry, with what it reads at each scrape: the store's commit counters,
+/// SQLite's memory and the per-tenant state this node holds.
+fn metrics(store: &Store, rules: &Arc<RulesRegistry>, registry: &Arc<Registry>) -> Arc<Metrics> {
+    Arc::new(Metrics::new(
+        {
+            let store = store.clone();
+            move || store.commit_totals()
+        },
+        {
+            let store = store.clone();
+            move || {
+                let m = crate::store::sqlite_memory();
+                crate::metrics::SqliteHeap {
+                    used: m.used,
+                    highwater: m.highwater,
+                    budget: m.budget,
+                    connections: i64::try_from(store.sqlite_connections()).unwrap_or(i64::MAX),
+                }
+            }
+        },
+        {
+            let (store, rules, registry) = (store.clone(), rules.clone(), registry.clone());
+            let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+            move || crate::metrics::TenantState {
+                files: count(store.sqlite_tenant_files()),
+                rules: count(rules.cached()),
+                lookups: count(registry.cached()),
+            }
+        },
+    ))
 }
 
 fn auth_service(
