@@ -10,7 +10,8 @@ measurement, counting a server's open tenant files. Standard library only; loopb
         the difference is the price of opening the file. One JSON line on stdout.
   open-files PID                        how many tenant files the server holds open
   touch BASE KEY SLUGS                  one get in every tenant (SLUGS' order, one keep-alive
-        connection): the first request each tenant gets; a JSON line with its p50/p99
+        connection), then the same get again at once: the first request each tenant gets
+        and a warm one (the difference is the open); a JSON line with their p50/p99
   state BASE PID                        the server's memory (/proc: VmRSS, RssAnon, RssFile,
         threads), descriptors, tenant files open and the /metrics gauges of per-tenant
         state; a JSON object on one line
@@ -118,18 +119,19 @@ def touch(base, key, slugs_file):
     url = urlsplit(loopback(base))
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
     headers = {"authorization": f"Bearer {key}"}
-    took, errors = [], {}
+    first, again, errors = [], [], {}
     started = time.monotonic()
     for slug in (line.split()[0] for line in open(slugs_file) if line.strip()):
-        t0 = time.perf_counter()
-        conn.request("GET", f"/v1/t/{slug}/collections/notes/docs/d00000", headers=headers)
-        res = conn.getresponse()
-        res.read()
-        if res.status == 200:
-            took.append(round((time.perf_counter() - t0) * 1e6))
-        else:
-            errors[str(res.status)] = errors.get(str(res.status), 0) + 1
-    print(json.dumps({"first": summary(took), "errors": errors,
+        for bucket in (first, again):
+            t0 = time.perf_counter()
+            conn.request("GET", f"/v1/t/{slug}/collections/notes/docs/d00000", headers=headers)
+            res = conn.getresponse()
+            res.read()
+            if res.status == 200:
+                bucket.append(round((time.perf_counter() - t0) * 1e6))
+            else:
+                errors[str(res.status)] = errors.get(str(res.status), 0) + 1
+    print(json.dumps({"first": summary(first), "again": summary(again), "errors": errors,
                       "seconds": round(time.monotonic() - started, 1)}))
 
 

@@ -15,8 +15,9 @@
 # key; lib.sh `tenant_template`, `seed_tenants`). Then, on one server
 # (PLINTH_SQLITE_IDLE=IDLE_SECS, hooks off), one JSON line per step:
 #   started    SETTLE_SECS after the start, no tenant served yet
-#   touched    right after one get by id in every tenant (the first request each gets,
-#              p50/p99 in the row: after a start, the file's first open)
+#   touched    right after one get by id in every tenant, twice in a row (the first
+#              request each gets, p50/p99 in the row: after a start, the file's first
+#              open; the second, warm: the difference is what opening costs)
 #   idle       IDLE_SECS * 3 + DECAY_SECS later: every tenant file closed, freed memory
 #              given back (jemalloc's dirty_decay_ms is 10 s)
 # and again ROUNDS times (touched2/idle2, ...: a cold tenant's first request after the
@@ -64,7 +65,7 @@ results=$work/results.jsonl
 row() { # step [extra JSON fields, without braces]
   local s
   s=$($H state "$P" "$SERVER_PID")
-  echo "{\"bench\":\"idle-tenants\",\"commit\":\"$(bench_commit)\",\"tenants\":$N,\"idle_s\":$IDLE_SECS,\"malloc_conf\":\"${MALLOC_CONF:-}\",\"step\":\"$1\"${2:+,$2},${s:1}" \
+  echo "{\"bench\":\"idle-tenants\",\"commit\":\"$(bench_commit)\",\"bin\":\"$PLINTH_BIN\",\"tenants\":$N,\"idle_s\":$IDLE_SECS,\"malloc_conf\":\"${MALLOC_CONF:-}\",\"step\":\"$1\"${2:+,$2},${s:1}" \
     | tee -a "$results"
 }
 
@@ -84,12 +85,11 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 base = next(r for r in rows if r["step"] == sys.argv[2])
 n = int(sys.argv[3])
-print(f"{'step':<10} {'RSS MiB':>8} {'anon MiB':>9} {'KiB/tenant (anon)':>18} {'files':>6} {'fds':>5} {'first p50/p99 ms':>17}")
+print(f"{'step':<10} {'RSS MiB':>8} {'anon MiB':>9} {'KiB/tenant (anon)':>18} {'files':>6} {'fds':>5} {'threads':>7} {'first p50/p99 ms':>17} {'again p50/p99 ms':>17}")
 for r in rows:
     per = (r["RssAnon"] - base["RssAnon"]) / n
-    first = r.get("first")
-    lat = f"{first['p50_us'] / 1000:.2f}/{first['p99_us'] / 1000:.2f}" if first and first["n"] else ""
-    print(f"{r['step']:<10} {r['VmRSS'] / 1024:>8.1f} {r['RssAnon'] / 1024:>9.1f} {per:>18.1f} {r['tenant_files_open']:>6} {r['fds']:>5} {lat:>17}")
+    lat = lambda s: f"{s['p50_us'] / 1000:.2f}/{s['p99_us'] / 1000:.2f}" if s and s["n"] else ""
+    print(f"{r['step']:<10} {r['VmRSS'] / 1024:>8.1f} {r['RssAnon'] / 1024:>9.1f} {per:>18.1f} {r['tenant_files_open']:>6} {r['fds']:>5} {r['Threads']:>7} {lat(r.get('first')):>17} {lat(r.get('again')):>17}")
 PY
 mkdir -p "$OUT_DIR"
 stamp=$(date -u +%Y-%m-%dT%H%M%SZ)
