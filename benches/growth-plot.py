@@ -101,17 +101,23 @@ def tenants(rows, plots):
           f"{spread[xs[0]][0]['connections'] if spread.get(xs[0]) else '?'} connections, each get "
           f"to a random tenant, median of runs.\n")
     print("| tenants | idle RSS MiB (anon + file) | idle fds | tenant files open idle | start ms "
+          "| all served, then idle: RSS MiB (anon + file) / files open | first get after start p50 / p99 ms "
           "| cold p50 / p99 ms | warm p50 / p99 ms | spread req/s | spread p99 ms | server µs/req "
           "| fds / files open after spread | spread errors |")
-    print("|---:|---|---:|---:|---:|---|---|---:|---:|---:|---|---:|")
+    print("|---:|---|---:|---:|---:|---|---|---|---|---:|---:|---:|---|---:|")
     for x in xs:
         idle, cold = by[x].get("idle", {}), by[x].get("cold", {})
+        served = by[x].get("served", {})
+        first = served.get("first", {})
+        served_cols = (f"{served.get('rss_kib', 0) / 1024:,.0f} ({served.get('rss_anon_kib', 0) / 1024:,.0f} + "
+                       f"{served.get('rss_file_kib', 0) / 1024:,.0f}) / {served.get('tenant_files_open', '–')} "
+                       f"| {fmt(ms(first.get('p50_us')))} / {fmt(ms(first.get('p99_us')))}") if served else "– | –"
         sp = spread.get(x, [])
         c, w = cold.get("cold", {}), cold.get("warm", {})
         wanted = f" (of {idle['tenants_wanted']:,})" if idle.get("tenants_wanted", x) != x else ""
         print(f"| {x:,}{wanted} | {idle.get('rss_kib', 0) / 1024:,.0f} ({idle.get('rss_anon_kib', 0) / 1024:,.0f} + "
               f"{idle.get('rss_file_kib', 0) / 1024:,.0f}) | {idle.get('fds', '–')} | {idle.get('tenant_files_open', '–')} "
-              f"| {idle.get('start_ms', '–')} | {fmt(ms(c.get('p50_us')))} / {fmt(ms(c.get('p99_us')))} (n={c.get('n', 0)}) "
+              f"| {idle.get('start_ms', '–')} | {served_cols} | {fmt(ms(c.get('p50_us')))} / {fmt(ms(c.get('p99_us')))} (n={c.get('n', 0)}) "
               f"| {fmt(ms(w.get('p50_us')))} / {fmt(ms(w.get('p99_us')))} | {fmt(median(sp, 'rps'), 0)} "
               f"| {fmt(ms(median(sp, 'p99_us')))} | {fmt(median(sp, 'server_cpu_us_per_req'), 0)} "
               f"| {max((r['fds'] for r in sp), default='–')} / {max((r['tenant_files_open'] for r in sp), default='–')} "
@@ -123,6 +129,9 @@ def tenants(rows, plots):
     fig, ax = plots.figure("Idle memory and descriptors vs tenants", sub, "tenants", "MiB", logx=True)
     ax.plot(xs, [by[x].get("idle", {}).get("rss_kib", 0) / 1024 for x in xs], "o-", label="RSS")
     ax.plot(xs, [by[x].get("idle", {}).get("rss_anon_kib", 0) / 1024 for x in xs], "s--", label="RSS anonymous")
+    if any("served" in by[x] for x in xs):
+        ax.plot(xs, [by[x].get("served", {}).get("rss_kib", 0) / 1024 for x in xs], "D-",
+                label="RSS, every tenant served once, then idle")
     ax.axhline(GOAL_IDLE_MIB, color="red", ls=":", label=f"goal {GOAL_IDLE_MIB} MiB")
     ax2 = ax.twinx()
     ax2.plot(xs, [by[x].get("idle", {}).get("fds", 0) for x in xs], "^-.", color="gray", label="open fds")

@@ -7,17 +7,23 @@
 #
 # Every tenant is a copy of one template (DOCS_PER_TENANT documents, one user with a
 # password, rules, a service key): the template is made once through the CLI and the API,
-# exported, and imported under each new slug with `plinth tenant import` while no server
-# runs (one process per tenant, no password hashing: the bulk path). The counts grow
-# tenant by tenant (1, then 99 more, ...); SEED_MAX_SECS bounds the seeding of a step, and
-# a step that ran out of time is measured at the count it reached (the row says so).
-# The imported service key is the template's, so one key reads every tenant.
+# exported, and imported under each new slug with `plinth tenant import t00000 t00001 ...`
+# while no server runs (SEED_CHUNK slugs per process, SEED_JOBS processes at once; no
+# password hashing: the bulk path; lib.sh `seed_tenants`). Each is a tenant of its own:
+# control row, SQLite file, documents, user, key. The counts grow (1, then 99 more, ...);
+# SEED_MAX_SECS bounds the seeding of a step, and a step that ran out of time is measured
+# at the count it reached (the row says so). The imported service key is the template's,
+# so one key reads every tenant.
 #
 # At each count, on a freshly started server (PLINTH_SQLITE_IDLE=IDLE_SECS, hooks off by
 # default: HOOKS=true to include the hook runner, which opens every tenant's file at start
 # and every 30 s, so a tenant is not reliably cold):
 #   idle    after SETTLE_SECS: RSS (anonymous + file), open descriptors, SQLite's heap,
 #           tenant files open; and how long the server took to answer /healthz
+#   served  one get in every tenant (the first request each gets after the start: its
+#           file's first open, p50/p99), then IDLE_SECS * 3 + DECAY_SECS later the same
+#           figures as idle: what every tenant the server served costs once idle (the
+#           200 MiB goal; jemalloc gives freed pages back after its 10 s decay)
 #   cold    first request to a tenant whose file is closed (get by id, service key,
 #           one keep-alive connection from Python), then the same request again (warm);
 #           rounds over all tenants, waiting 2 x IDLE_SECS + 1 between rounds so the
@@ -37,6 +43,7 @@ DOCS_PER_TENANT=${DOCS_PER_TENANT:-20}
 IDLE_SECS=${IDLE_SECS:-2}
 HOOKS=${HOOKS:-false}
 SETTLE_SECS=${SETTLE_SECS:-$((IDLE_SECS * 2 + 3))}
+DECAY_SECS=${DECAY_SECS:-12}
 COLD_SAMPLE=${COLD_SAMPLE:-1000}
 COLD_MAX_SECS=${COLD_MAX_SECS:-120}
 CONNS=${CONNS:-64}
@@ -66,8 +73,6 @@ COMMON=$(python3 -c "import json,sys; print(json.dumps(dict(bench='growth-tenant
   docs_per_tenant=$DOCS_PER_TENANT, idle_s=$IDLE_SECS, hooks='$HOOKS' == 'true', cores=sys.argv[2],
   host_cpus=$(nproc)))[1:-1])" "$(bench_commit)" "$cores")
 
-cli() { "$PLINTH_BIN" --data-dir "$@"; }
-
 start_server() { # data-dir
   local t0=$EPOCHREALTIME
   PLINTH_SQLITE_IDLE=$IDLE_SECS PLINTH_RUN_HOOKS=$HOOKS PLINTH_LOG=warn \
@@ -95,22 +100,7 @@ server_state() { # the server's memory and descriptors now, as JSON fields
 
 # ---------------------------------------------------------------- the template tenant
 echo "== template tenant: $DOCS_PER_TENANT documents, one user, a service key" >&2
-cat > "$work/rules.toml" <<'TOML'
-[notes]
-read    = "auth != null"
-create  = "auth != null"
-indexes = [["status"]]
-TOML
-cli "$work/tmpl" tenant create tpl >/dev/null 2>> "$work/cli.err"
-cli "$work/tmpl" rules deploy "$work/rules.toml" --tenant tpl >/dev/null 2>> "$work/cli.err"
-KEY=$(cli "$work/tmpl" key create --tenant tpl --name bench 2>> "$work/cli.err" | tail -1)
-[[ $KEY == plk_* ]] || { echo "no service key from the CLI: $(tail -5 "$work/cli.err")" >&2; exit 1; }
-printf 'growth-bench-Passw0rd-17\n' | cli "$work/tmpl" users create u@bench.io --tenant tpl --password-stdin >/dev/null 2>> "$work/cli.err"
-start_server "$work/tmpl"
-$H seed-docs "$P" "$KEY" tpl "$DOCS_PER_TENANT"
-stop_pid "$SERVER_PID"; SERVER_PID=
-cli "$work/tmpl" tenant export tpl > "$work/tpl.ndjson" 2>> "$work/cli.err"
-echo "template: $(wc -l < "$work/tpl.ndjson") lines, $(wc -c < "$work/tpl.ndjson") bytes" >&2
+tenant_template "$DOCS_PER_TENANT" "$PORT"
 
 # ---------------------------------------------------------------- the curve
 created=0
@@ -118,22 +108,13 @@ created=0
 for target in $TENANTS; do
   echo "== $target tenants" >&2
   seed_start=$EPOCHREALTIME
-  seed_start_s=$SECONDS
+  seed_start_s=$(date +%s)
   step_from=$created
-  while (( created < target )); do
-    if (( SECONDS - seed_start_s > SEED_MAX_SECS )); then
-      echo "seeding stopped by SEED_MAX_SECS=$SEED_MAX_SECS at $created tenants" >&2
-      break
-    fi
-    slug=$(printf 't%05d' "$created")
-    cli "$work/data" tenant import "$slug" < "$work/tpl.ndjson" >/dev/null 2>> "$work/cli.err" \
-      || { echo "import of $slug failed: $(tail -3 "$work/cli.err")" >&2; exit 1; }
-    echo "$slug" >> "$work/slugs.txt"
-    created=$((created + 1))
-    if (( created % 100 == 0 )); then
-      echo "  $created / $target tenants ($(python3 -c "print(f'{($EPOCHREALTIME - $seed_start) * 1000 / ($created - $step_from):.0f}')") ms each)" >&2
-    fi
-  done
+  seed_tenants "$work/data" "$created" "$target" $((seed_start_s + SEED_MAX_SECS))
+  created=$SEEDED
+  if (( created < target )); then
+    echo "seeding stopped by SEED_MAX_SECS=$SEED_MAX_SECS at $created tenants" >&2
+  fi
   seed_ms_each=$(python3 -c "print(round(($EPOCHREALTIME - $seed_start) * 1000 / max($created - $step_from, 1), 1))")
   n=$created
   scale="\"tenants\":$n,\"tenants_wanted\":$target"
@@ -141,6 +122,10 @@ for target in $TENANTS; do
   start_server "$work/data"
   sleep "$SETTLE_SECS"
   emit "$scale,\"measure\":\"idle\",\"settle_s\":$SETTLE_SECS,\"start_ms\":$START_MS,\"import_ms_per_tenant\":$seed_ms_each,\"data_mib\":$(du -sm "$work/data" | cut -f1),$(server_state)"
+
+  served=$(taskset -c "$CLIENT_CPUS" $H touch "$P" "$KEY" "$work/slugs.txt")
+  sleep $((IDLE_SECS * 3 + DECAY_SECS))
+  emit "$scale,\"measure\":\"served\",${served:1:-1},$(server_state)"
 
   cold=$(taskset -c "$CLIENT_CPUS" $H cold "$P" "$KEY" "$work/slugs.txt" "$SERVER_PID" "$COLD_SAMPLE" "$COLD_MAX_SECS" $((IDLE_SECS * 2 + 1)))
   emit "$scale,\"measure\":\"cold\",${cold:1:-1}"

@@ -9,6 +9,12 @@ measurement, counting a server's open tenant files. Standard library only; loopb
         request is followed at once by the same request again (warm, same connection):
         the difference is the price of opening the file. One JSON line on stdout.
   open-files PID                        how many tenant files the server holds open
+  touch BASE KEY SLUGS                  one get in every tenant (SLUGS' order, one keep-alive
+        connection), then the same get again at once: the first request each tenant gets
+        and a warm one (the difference is the open); a JSON line with their p50/p99
+  state BASE PID                        the server's memory (/proc: VmRSS, RssAnon, RssFile,
+        threads), descriptors, tenant files open and the /metrics gauges of per-tenant
+        state; a JSON object on one line
 """
 import http.client
 import json
@@ -109,12 +115,60 @@ def cold(base, key, slugs_file, pid, sample, max_s, wait_s):
                       "seconds": round(time.monotonic() - started, 1), "errors": errors}))
 
 
+def touch(base, key, slugs_file):
+    url = urlsplit(loopback(base))
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    headers = {"authorization": f"Bearer {key}"}
+    first, again, errors = [], [], {}
+    started = time.monotonic()
+    for slug in (line.split()[0] for line in open(slugs_file) if line.strip()):
+        for bucket in (first, again):
+            t0 = time.perf_counter()
+            conn.request("GET", f"/v1/t/{slug}/collections/notes/docs/d00000", headers=headers)
+            res = conn.getresponse()
+            res.read()
+            if res.status == 200:
+                bucket.append(round((time.perf_counter() - t0) * 1e6))
+            else:
+                errors[str(res.status)] = errors.get(str(res.status), 0) + 1
+    print(json.dumps({"first": summary(first), "again": summary(again), "errors": errors,
+                      "seconds": round(time.monotonic() - started, 1)}))
+
+
+# Gauges of /metrics that say what the server holds per tenant (those it exposes).
+STATE_GAUGES = ("plinth_sqlite_memory_bytes", "plinth_sqlite_connections",
+                "plinth_sqlite_tenant_files", "plinth_tenants_cached")
+
+
+def state(base, pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "RssAnon", "RssFile", "Threads"):
+                out[key] = int(value.split()[0])
+    out["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
+    out["tenant_files_open"] = open_tenant_files(pid)
+    with urllib.request.urlopen(f"{loopback(base)}/metrics", timeout=30) as res:
+        for line in res.read().decode().splitlines():
+            name, _, value = line.partition(" ")
+            if name in STATE_GAUGES:
+                out[name.removeprefix("plinth_")] = float(value)
+            elif name.startswith("plinth_tenants_cached{"):
+                out[name.removeprefix("plinth_")] = float(value)
+    print(json.dumps(out))
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "seed-docs":
         seed_docs(loopback(args[0]), args[1], args[2], int(args[3]))
     elif cmd == "cold":
         cold(args[0], args[1], args[2], int(args[3]), int(args[4]), float(args[5]), float(args[6]))
+    elif cmd == "touch":
+        touch(args[0], args[1], args[2])
+    elif cmd == "state":
+        state(args[0], int(args[1]))
     elif cmd == "open-files":
         print(open_tenant_files(int(args[0])))
     else:

@@ -158,3 +158,65 @@ if ids_path != "-":
             f.write(f"{prefix}{i:0{width}d} {i % len(uids)}\n")
 PY
 }
+
+# ---------------------------------------------------------------- many tenants (issue 17)
+# The growth and idle-tenant drivers: a template tenant, exported, and imported under many
+# slugs. Uses PLINTH_BIN and the driver's $work.
+
+# tenant_template DOCS PORT: tenant `tpl` in $work/tmpl (DOCS documents in `notes`, rules
+# reading `notes` for signed-in callers with an index on `status`, one user with a
+# password, a service key), made through the CLI and the batch API and exported to
+# $work/tpl.ndjson; sets KEY, the template's service key, which every import of the file
+# shares (so one key reads every tenant).
+tenant_template() {
+  local docs=$1 port=$2 pid
+  cat > "$work/rules.toml" <<'TOML'
+[notes]
+read    = "auth != null"
+create  = "auth != null"
+indexes = [["status"]]
+TOML
+  "$PLINTH_BIN" --data-dir "$work/tmpl" tenant create tpl >/dev/null 2>> "$work/cli.err"
+  "$PLINTH_BIN" --data-dir "$work/tmpl" rules deploy "$work/rules.toml" --tenant tpl >/dev/null 2>> "$work/cli.err"
+  KEY=$("$PLINTH_BIN" --data-dir "$work/tmpl" key create --tenant tpl --name bench 2>> "$work/cli.err" | tail -1)
+  [[ $KEY == plk_* ]] || { echo "no service key from the CLI: $(tail -5 "$work/cli.err")" >&2; return 1; }
+  printf 'growth-bench-Passw0rd-17\n' | "$PLINTH_BIN" --data-dir "$work/tmpl" users create u@bench.io --tenant tpl --password-stdin >/dev/null 2>> "$work/cli.err"
+  PLINTH_LOG=warn "$PLINTH_BIN" --data-dir "$work/tmpl" serve --listen "127.0.0.1:$port" >> "$work/tmpl.out" 2>&1 &
+  pid=$!
+  wait_http "http://127.0.0.1:$port/healthz" 1200
+  python3 benches/growth_tenants.py seed-docs "http://127.0.0.1:$port" "$KEY" tpl "$docs"
+  stop_pid "$pid"
+  "$PLINTH_BIN" --data-dir "$work/tmpl" tenant export tpl > "$work/tpl.ndjson" 2>> "$work/cli.err"
+  echo "template: $(wc -l < "$work/tpl.ndjson") lines, $(wc -c < "$work/tpl.ndjson") bytes" >&2
+}
+
+# seed_tenants DATA_DIR FROM TO [UNTIL]: imports $work/tpl.ndjson as tenants t<FROM> ..
+# t<TO - 1> (t00000 ...) into DATA_DIR while no server runs, SEED_CHUNK slugs (500) per
+# `plinth tenant import` process, SEED_JOBS processes (1) at once; each import is a
+# real tenant of its own (control row, SQLite file, documents, user, key). Stops after
+# the chunk that passes the epoch second UNTIL. Appends the slugs made to
+# $work/slugs.txt; sets SEEDED to the count reached.
+seed_tenants() {
+  local data=$1 from=$2 to=$3 until=${4:-0} chunk=${SEED_CHUNK:-500} jobs=${SEED_JOBS:-1}
+  local i end j pids slugs
+  SEEDED=$from
+  for ((i = from; i < to; i += chunk * jobs)); do
+    if (( until > 0 && $(date +%s) > until )); then
+      break
+    fi
+    pids=()
+    for ((j = i; j < to && j < i + chunk * jobs; j += chunk)); do
+      end=$(( j + chunk < to ? j + chunk : to ))
+      mapfile -t slugs < <(seq -f 't%05g' "$j" $((end - 1)))
+      "$PLINTH_BIN" --data-dir "$data" tenant import "${slugs[@]}" < "$work/tpl.ndjson" \
+        > /dev/null 2>> "$work/import.err" &
+      pids+=("$!")
+    done
+    for j in "${pids[@]}"; do
+      wait "$j" || { echo "an import failed: $(tail -3 "$work/import.err")" >&2; return 1; }
+    done
+    SEEDED=$(( i + chunk * jobs < to ? i + chunk * jobs : to ))
+    seq -f 't%05g' "$i" $((SEEDED - 1)) >> "$work/slugs.txt"
+    echo "  $SEEDED / $to tenants" >&2
+  done
+}

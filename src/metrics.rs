@@ -184,16 +184,62 @@ impl Collector for SqliteCollector {
     }
 }
 
+/// What this node holds per tenant, read at each scrape: each count follows the tenants
+/// used within the idle time (`PLINTH_SQLITE_IDLE`), not all the tenants ever served.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TenantState {
+    /// Tenant SQLite files open (0 on PostgreSQL).
+    pub files: i64,
+    /// Compiled rule sets.
+    pub rules: i64,
+    /// Tenant lookups by slug (unknown slugs included).
+    pub lookups: i64,
+}
+
+type ReadTenantState = Box<dyn Fn() -> TenantState + Send + Sync>;
+
+struct TenantCollector(ReadTenantState);
+
+impl std::fmt::Debug for TenantCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TenantCollector")
+    }
+}
+
+impl Collector for TenantCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let t = (self.0)();
+        let mut family = encoder.encode_descriptor(
+            "tenants_cached",
+            "Tenants whose state this node holds, by kind: open SQLite files, compiled rule \
+             sets, slug lookups; each is dropped once the tenant is unused for \
+             PLINTH_SQLITE_IDLE",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (kind, value) in [
+            ("files", t.files),
+            ("rules", t.rules),
+            ("lookups", t.lookups),
+        ] {
+            ConstGauge::new(value).encode(family.encode_family(&[("kind", kind)])?)?;
+        }
+        Ok(())
+    }
+}
+
 impl Metrics {
-    /// The registry; `commits` reads the store's commit counters and `sqlite` SQLite's
-    /// memory at each scrape.
+    /// The registry; `commits` reads the store's commit counters, `sqlite` SQLite's
+    /// memory and `tenants` the per-tenant state at each scrape.
     pub fn new(
         commits: impl Fn() -> CommitTotals + Send + Sync + 'static,
         sqlite: impl Fn() -> SqliteHeap + Send + Sync + 'static,
+        tenants: impl Fn() -> TenantState + Send + Sync + 'static,
     ) -> Metrics {
         let mut registry = Registry::with_prefix("plinth");
         registry.register_collector(Box::new(CommitCollector(Box::new(commits))));
         registry.register_collector(Box::new(SqliteCollector(Box::new(sqlite))));
+        registry.register_collector(Box::new(TenantCollector(Box::new(tenants))));
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
             latency_histogram,

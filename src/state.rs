@@ -90,24 +90,7 @@ impl AppState {
             },
         ));
         let secrets = secrets_service(&config, &store).await?;
-        let metrics = Arc::new(Metrics::new(
-            {
-                let store = store.clone();
-                move || store.commit_totals()
-            },
-            {
-                let store = store.clone();
-                move || {
-                    let m = crate::store::sqlite_memory();
-                    crate::metrics::SqliteHeap {
-                        used: m.used,
-                        highwater: m.highwater,
-                        budget: m.budget,
-                        connections: i64::try_from(store.sqlite_connections()).unwrap_or(i64::MAX),
-                    }
-                }
-            },
-        ));
+        let metrics = metrics(&store, &rules, &registry);
         let usage = Arc::new(crate::usage::Usage::new(store.clone()));
         let functions = crate::functions::FunctionService::new(
             store.clone(),
@@ -177,6 +160,53 @@ impl AppState {
             limiter,
         })))
     }
+}
+
+impl AppState {
+    /// Drops what this node holds for the tenants unused for the idle time
+    /// (`PLINTH_SQLITE_IDLE`): their compiled rules and deploys, their slug lookups, the
+    /// key and session checks past their TTL, and the write queues of tenants not writing. The store closes idle tenant files itself, on the
+    /// same time (`store::tenant_files` has the policy). Run by `app` every half of it.
+    pub fn release_idle_tenants(&self) {
+        let idle = self.config.sqlite.idle_close;
+        self.rules.release_idle(idle);
+        self.registry.release_idle(idle);
+        self.functions.release_idle(idle);
+        self.auth.release_stale();
+        self.store.release_idle_commit_queues();
+    }
+}
+
+/// The metrics registry, with what it reads at each scrape: the store's commit counters,
+/// SQLite's memory and the per-tenant state this node holds.
+fn metrics(store: &Store, rules: &Arc<RulesRegistry>, registry: &Arc<Registry>) -> Arc<Metrics> {
+    Arc::new(Metrics::new(
+        {
+            let store = store.clone();
+            move || store.commit_totals()
+        },
+        {
+            let store = store.clone();
+            move || {
+                let m = crate::store::sqlite_memory();
+                crate::metrics::SqliteHeap {
+                    used: m.used,
+                    highwater: m.highwater,
+                    budget: m.budget,
+                    connections: i64::try_from(store.sqlite_connections()).unwrap_or(i64::MAX),
+                }
+            }
+        },
+        {
+            let (store, rules, registry) = (store.clone(), rules.clone(), registry.clone());
+            let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+            move || crate::metrics::TenantState {
+                files: count(store.sqlite_tenant_files()),
+                rules: count(rules.cached()),
+                lookups: count(registry.cached()),
+            }
+        },
+    ))
 }
 
 fn auth_service(

@@ -69,6 +69,22 @@ impl Registry {
         cache.get(slug)?.0.as_ref().map(|t| t.id)
     }
 
+    /// Drops the lookups of tenants unused for `idle` (the idle policy of
+    /// `store::tenant_files`) and answers how many stay. A tenant in use is looked up
+    /// again every TTL, which renews its entry.
+    pub fn release_idle(&self, idle: Duration) -> usize {
+        let keep = idle.max(self.ttl);
+        self.cache.write().map_or(0, |mut c| {
+            c.retain(|_, (_, at)| at.elapsed() < keep);
+            c.len()
+        })
+    }
+
+    /// How many lookups (tenants and unknown slugs) are cached now.
+    pub fn cached(&self) -> usize {
+        self.cache.read().map_or(0, |c| c.len())
+    }
+
     pub fn invalidate(&self, slug: &str) {
         if let Ok(mut cache) = self.cache.write() {
             cache.remove(slug);

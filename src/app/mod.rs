@@ -109,6 +109,7 @@ impl App {
                 }
             }
         });
+        let idle_release = tokio::spawn(release_idle_forever(state.clone()));
         let retention = tokio::spawn(prune_changes_forever(state.clone()));
         let realtime_tasks = state.realtime.start();
         let tenant_changes = tokio::spawn(cluster::follow_tenant_changes(state.clone()));
@@ -136,6 +137,7 @@ impl App {
         };
         crate::http::server::serve(self.listener, router, limits, tls, shutdown).await;
         pruner.abort();
+        idle_release.abort();
         retention.abort();
         tenant_changes.abort();
         if let Some(b) = backups {
@@ -200,6 +202,18 @@ impl RunningApp {
             let _ = tx.send(());
         }
         let _ = (&mut self.handle).await;
+    }
+}
+
+/// Every half of the idle time, drops what this node holds for tenants that went idle
+/// (`AppState::release_idle_tenants`).
+async fn release_idle_forever(state: AppState) {
+    let every = (state.config.sqlite.idle_close / 2).max(Duration::from_millis(100));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        state.release_idle_tenants();
     }
 }
 

@@ -161,6 +161,24 @@ impl AuthCache {
         }
     }
 
+    /// Drops the checks past the TTL and the tokens past their expiry: they would never be
+    /// used again, and otherwise stay until the map is full (a node that served many
+    /// tenants would keep an entry for each).
+    pub fn release_stale(&self, now_secs: i64) {
+        if let Ok(mut m) = self.tokens.write() {
+            m.retain(|_, c| c.exp > now_secs);
+        }
+        if let Ok(mut m) = self.sessions.write() {
+            m.retain(|_, (_, at)| at.elapsed() < self.ttl);
+        }
+        if let Ok(mut m) = self.keys.write() {
+            m.retain(|_, (_, at)| at.elapsed() < self.ttl);
+        }
+        if let Ok(mut m) = self.readers.write() {
+            m.retain(|_, at| at.elapsed() < self.ttl);
+        }
+    }
+
     /// Session changes made through this process, as they happen.
     pub fn session_events(&self) -> tokio::sync::broadcast::Receiver<SessionEvent> {
         self.events.subscribe()

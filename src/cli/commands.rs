@@ -101,9 +101,13 @@ pub enum TenantCommand {
         include_secrets: bool,
     },
     /// Create the tenant SLUG from an export read on standard input. The file is
-    /// checked whole first; on any error nothing is left behind.
+    /// checked whole first; on any error nothing is left behind. Several SLUGs make a
+    /// tenant of the file under each, one after the other (copies of a template, e.g.
+    /// to seed a benchmark); the first that fails stops the command, and the tenants
+    /// imported before it stay.
     Import {
-        slug: String,
+        #[arg(required = true, value_name = "SLUG")]
+        slugs: Vec<String>,
         /// If SLUG exists, replace its data (documents, rules, deploys, users, keys,
         /// secrets) with the file's in one transaction, signing its users out; without
         /// this flag an existing tenant is refused.

@@ -231,8 +231,8 @@ async fn tenants(state: &AppState, actor: &Actor, cmd: TenantCommand) -> anyhow:
             slug,
             include_secrets,
         } => super::transfer::export(admin, actor, &slug, include_secrets).await?,
-        TenantCommand::Import { slug, replace } => {
-            super::transfer::import(admin, actor, &slug, replace).await?
+        TenantCommand::Import { slugs, replace } => {
+            super::transfer::import(state, actor, &slugs, replace).await?
         }
     }
     Ok(())

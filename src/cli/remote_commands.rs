@@ -105,8 +105,8 @@ async fn tenant(c: &Client, cmd: TenantCommand) -> anyhow::Result<()> {
             slug,
             include_secrets,
         } => super::remote_transfer::export(c, &slug, include_secrets).await?,
-        TenantCommand::Import { slug, replace } => {
-            super::remote_transfer::import(c, &slug, replace).await?
+        TenantCommand::Import { slugs, replace } => {
+            super::remote_transfer::import(c, &slugs, replace).await?
         }
     }
     Ok(())

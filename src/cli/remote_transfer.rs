@@ -55,11 +55,18 @@ pub async fn export(c: &Client, slug: &str, include_secrets: bool) -> anyhow::Re
     Ok(())
 }
 
-pub async fn import(c: &Client, slug: &str, replace: bool) -> anyhow::Result<()> {
+pub async fn import(c: &Client, slugs: &[String], replace: bool) -> anyhow::Result<()> {
     let mut file = Vec::new();
     std::io::stdin()
         .read_to_end(&mut file)
         .map_err(|e| anyhow::anyhow!("cannot read the export from standard input: {e}"))?;
+    for slug in slugs {
+        import_one(c, slug, replace, file.clone()).await?;
+    }
+    Ok(())
+}
+
+async fn import_one(c: &Client, slug: &str, replace: bool, file: Vec<u8>) -> anyhow::Result<()> {
     let path = format!("/admin/v1/tenants/{}/import?replace={replace}", seg(slug));
     let req = c
         .request(Method::POST, &path)

@@ -2,11 +2,13 @@
 //! `AdminService::{export_tenant, import_tenant, move_tenant}`, progress on standard
 //! error.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::time::Duration;
 
 use super::progress::Counter;
 use crate::admin::export::{ExportOptions, TransferError};
 use crate::admin::{Actor, AdminService};
+use crate::state::AppState;
 
 fn err(e: TransferError) -> anyhow::Error {
     match e {
@@ -43,12 +45,44 @@ pub async fn export(
 }
 
 pub async fn import(
+    state: &AppState,
+    actor: &Actor,
+    slugs: &[String],
+    replace: bool,
+) -> anyhow::Result<()> {
+    let stdin = std::io::stdin();
+    match slugs {
+        [slug] => {
+            import_one(
+                &state.admin,
+                actor,
+                slug,
+                replace,
+                BufReader::new(stdin.lock()),
+            )
+            .await
+        }
+        _ => {
+            let mut file = Vec::new();
+            stdin.lock().read_to_end(&mut file)?;
+            for slug in slugs {
+                import_one(&state.admin, actor, slug, replace, &file[..]).await?;
+                // Each import opened its tenant's file; closed now, so one process can
+                // import thousands of tenants without holding thousands of files.
+                state.store.close_idle_tenant_files(Duration::ZERO).await;
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn import_one(
     admin: &AdminService,
     actor: &Actor,
     slug: &str,
     replace: bool,
+    input: impl BufRead,
 ) -> anyhow::Result<()> {
-    let input = std::io::BufReader::new(std::io::stdin().lock());
     let imported = match replace {
         true => admin.replace_tenant(actor, slug, input).await,
         false => admin.import_tenant(actor, slug, input).await,

@@ -158,6 +158,17 @@ impl FunctionService {
         }
     }
 
+    /// Drops the cached deploys of tenants unused for `idle` (the idle policy of
+    /// `store::tenant_files`; a compiled deploy holds its bytecode). A tenant in use checks
+    /// its deploy every TTL, which marks it used; a commit finds its deploy at once after
+    /// `active`, long before it could count as idle.
+    pub fn release_idle(&self, idle: std::time::Duration) {
+        let keep = idle.max(self.config.cache_ttl);
+        if let Ok(mut c) = self.cache.write() {
+            c.retain(|_, e| e.checked.elapsed() < keep);
+        }
+    }
+
     /// The cached active deploy, without checking its freshness (for code that cannot
     /// wait; `active` keeps the cache warm).
     pub(crate) fn cached(&self, tenant: i64) -> Option<Arc<Deployment>> {

@@ -96,6 +96,22 @@ impl RulesRegistry {
         }
     }
 
+    /// Drops the rule sets of tenants unused for `idle` (the idle policy of
+    /// `store::tenant_files`; a compiled set is some KiB per tenant) and answers how many
+    /// stay. A tenant in use checks its set every TTL, which marks it used.
+    pub fn release_idle(&self, idle: Duration) -> usize {
+        let keep = idle.max(self.ttl);
+        self.cache.write().map_or(0, |mut c| {
+            c.retain(|_, e| e.checked.elapsed() < keep);
+            c.len()
+        })
+    }
+
+    /// How many tenants' rule sets are cached now.
+    pub fn cached(&self) -> usize {
+        self.cache.read().map_or(0, |c| c.len())
+    }
+
     pub fn forget(&self, tenant_id: i64) {
         if let Ok(mut c) = self.cache.write() {
             c.remove(&tenant_id);

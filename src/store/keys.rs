@@ -1,6 +1,6 @@
 //! A tenant's service keys (stored hashed; the prefix stays visible for lookup and lists).
 
-use super::{Store, StoreError, StoreResult, now_ms, on_db, on_unique};
+use super::{Store, StoreError, StoreResult, TenantData, now_ms, on_db, on_unique};
 use crate::tenancy::Scope;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -53,21 +53,24 @@ impl Store {
         .await?))
     }
 
-    /// The live (unrevoked) key with this prefix.
+    /// The live (unrevoked) key with this prefix. Asked by every request with a service
+    /// key (past the cache's TTL): on SQLite through the hot path's connections.
     pub async fn find_service_key(
         &self,
         scope: &Scope,
         prefix: &str,
     ) -> StoreResult<Option<ServiceKeyRow>> {
-        let (db, tenant) = self.tenant_db(scope).await?;
-        Ok(on_db!(db, |p| sqlx::query_as(
-            "SELECT id, name, prefix, key_hash, created_at, revoked_at FROM service_keys \
-             WHERE tenant_id = $1 AND prefix = $2 AND revoked_at IS NULL"
-        )
-        .bind(tenant)
-        .bind(prefix)
-        .fetch_optional(&p)
-        .await?))
+        match self.tenant_data(scope).await? {
+            (TenantData::Sqlite(file), tenant) => file.find_service_key(tenant, prefix),
+            (TenantData::Postgres(pool), tenant) => Ok(sqlx::query_as(
+                "SELECT id, name, prefix, key_hash, created_at, revoked_at FROM service_keys \
+                 WHERE tenant_id = $1 AND prefix = $2 AND revoked_at IS NULL",
+            )
+            .bind(tenant)
+            .bind(prefix)
+            .fetch_optional(&pool)
+            .await?),
+        }
     }
 
     pub async fn revoke_service_key(&self, scope: &Scope, id: &str) -> StoreResult<ServiceKeyRow> {

@@ -421,15 +421,8 @@ impl Store {
     pub async fn close(&self) {
         match &*self.inner {
             Backend::Sqlite(s) => {
-                let tenants: Vec<SqlitePool> = s
-                    .tenants
-                    .lock()
-                    .await
-                    .drain()
-                    .map(|(_, t)| t.pool)
-                    .collect();
-                for pool in tenants {
-                    pool.close().await;
+                for file in s.take_all() {
+                    file.pool.close().await;
                 }
                 s.control.close().await;
             }
@@ -463,8 +456,7 @@ impl Store {
             return relocate::clear_tenant(&db, tenant_id, true).await;
         }
         if let Backend::Sqlite(s) = &*self.inner {
-            let file = s.tenants.lock().await.remove(&tenant_id);
-            if let Some(file) = file {
+            if let Some(file) = s.remove(tenant_id) {
                 file.pool.close().await;
             }
             let base = s.tenant_path(tenant_id);

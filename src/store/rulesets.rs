@@ -2,7 +2,7 @@
 //! index hints ask for.
 
 use super::predicate_sql::{self, Dialect};
-use super::{Db, Store, StoreError, StoreResult, now_ms, on_db};
+use super::{Db, Store, StoreError, StoreResult, TenantData, now_ms, on_db};
 use crate::names::FieldPath;
 use crate::tenancy::Scope;
 
@@ -32,17 +32,19 @@ impl Store {
         .await?))
     }
 
-    /// The active (latest) rule set: (version, source).
+    /// The active (latest) rule set: (version, source). On SQLite through the hot path's
+    /// connections, as `active_ruleset_version`.
     pub async fn active_ruleset(&self, scope: &Scope) -> StoreResult<Option<(i64, String)>> {
-        let (db, tenant) = self.tenant_db(scope).await?;
-        Ok(on_db!(db, |p| {
-            sqlx::query_as(
-            "SELECT version, source FROM rulesets WHERE tenant_id = $1 ORDER BY version DESC LIMIT 1"
-        )
-        .bind(tenant)
-        .fetch_optional(&p)
-        .await?
-        }))
+        match self.tenant_data(scope).await? {
+            (TenantData::Sqlite(file), tenant) => file.active_ruleset(tenant),
+            (TenantData::Postgres(pool), tenant) => Ok(sqlx::query_as(
+                "SELECT version, source FROM rulesets WHERE tenant_id = $1 \
+                 ORDER BY version DESC LIMIT 1",
+            )
+            .bind(tenant)
+            .fetch_optional(&pool)
+            .await?),
+        }
     }
 
     /// The tenant's rule set versions, newest first, at most `limit`:
@@ -75,16 +77,21 @@ impl Store {
         .await?))
     }
 
-    /// The active rule set's version only (cheap freshness check for caches).
+    /// The active rule set's version only (cheap freshness check for caches), asked by
+    /// every request past the rules cache's TTL: on SQLite through the hot path's
+    /// connections, so a closed tenant's first request opens one connection, not two.
     pub async fn active_ruleset_version(&self, scope: &Scope) -> StoreResult<i64> {
-        let (db, tenant) = self.tenant_db(scope).await?;
-        let v: Option<i64> = on_db!(db, |p| sqlx::query_scalar(
-            "SELECT MAX(version) FROM rulesets WHERE tenant_id = $1"
-        )
-        .bind(tenant)
-        .fetch_one(&p)
-        .await?);
-        Ok(v.unwrap_or(0))
+        match self.tenant_data(scope).await? {
+            (TenantData::Sqlite(file), tenant) => file.active_ruleset_version(tenant),
+            (TenantData::Postgres(pool), tenant) => {
+                let v: Option<i64> =
+                    sqlx::query_scalar("SELECT MAX(version) FROM rulesets WHERE tenant_id = $1")
+                        .bind(tenant)
+                        .fetch_one(&pool)
+                        .await?;
+                Ok(v.unwrap_or(0))
+            }
+        }
     }
 
     /// Makes the tenant's expression indexes exactly `indexes` (per collection, each a

@@ -7,6 +7,14 @@
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// The server binary's jemalloc settings (src/main.rs: freed pages go back to the system
+/// while the process is otherwise idle).
+#[cfg(all(unix, not(target_env = "musl")))]
+#[allow(unsafe_code, non_upper_case_globals)]
+#[unsafe(export_name = "malloc_conf")]
+#[used]
+static malloc_conf: &[u8; 23] = b"background_thread:true\0";
+
 mod support;
 
 mod admin;
@@ -31,6 +39,7 @@ mod export_remote;
 mod functions;
 mod hooks;
 mod hooks_idle;
+mod idle_release;
 mod list_count;
 mod lists;
 mod placement;

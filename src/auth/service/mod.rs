@@ -56,6 +56,12 @@ impl AuthService {
         self.cache.drop_tenant(tenant);
     }
 
+    /// Drops the cached checks that are past their time (the idle policy of
+    /// `store::tenant_files`): an idle tenant's service keys and sessions, expired tokens.
+    pub fn release_stale(&self) {
+        self.cache.release_stale(chrono::Utc::now().timestamp());
+    }
+
     /// Drops this node's cached checks of a user's sessions (ended on another node).
     pub fn drop_cached_user(&self, tenant: i64, uid: &str) {
         self.cache.drop_user(tenant, uid);

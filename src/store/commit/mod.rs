@@ -140,6 +140,18 @@ impl Store {
         })
     }
 
+    /// Drops the write queues that no write holds (a tenant's next write makes its queue
+    /// again): a node keeps a queue per tenant writing now, not per tenant ever written.
+    /// A queue is taken from the map under its lock, and a commit holds it while
+    /// running, so one held by nothing else is idle.
+    pub fn release_idle_commit_queues(&self) {
+        self.groups
+            .queues
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, q| Arc::strong_count(q) > 1);
+    }
+
     /// Whether no unit of the tenant is queued or committing.
     pub(crate) fn commits_idle(&self, tenant: i64) -> bool {
         let queue = self

@@ -10,6 +10,7 @@
 mod commit;
 mod documents;
 mod jobs;
+mod lookups;
 mod tuning;
 
 use std::path::{Path, PathBuf};
@@ -34,7 +35,7 @@ pub(crate) struct SqliteFile {
     tuning: SqliteTuning,
     readers: Mutex<Vec<Counted>>,
     writer: Mutex<Option<Counted>>,
-    /// When a connection was last taken (`now_ms`), for `release_idle`.
+    /// When a connection was last taken or the file looked up (`now_ms`), for the idle close.
     last_used: AtomicI64,
     /// When the writer last committed (`now_ms`; `i64::MIN`: never), for `written_since`.
     last_write: AtomicI64,
@@ -164,25 +165,31 @@ impl SqliteFile {
         self.last_write.load(Ordering::Relaxed) >= since_ms
     }
 
-    /// Closes this file's connections when none was taken for `idle` (the writer only
-    /// if no one holds it), giving back their page cache, schema and statements; the next
-    /// use opens them again. Returns how many were closed. May block (closing the last
-    /// connection to a file checkpoints its WAL): call it off the async workers.
-    pub(crate) fn release_idle(&self, idle: std::time::Duration) -> usize {
-        let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
-        if now_ms().saturating_sub(self.last_used.load(Ordering::Relaxed)) < idle_ms {
-            return 0;
-        }
-        let readers = std::mem::take(&mut *self.readers.lock().unwrap_or_else(|p| p.into_inner()));
-        let writer = match self.writer.try_lock() {
-            Ok(mut slot) => slot.take(),
-            Err(_) => None,
-        };
-        readers.len() + usize::from(writer.is_some())
+    /// When a write transaction of this process last committed here (`now_ms`).
+    pub(crate) fn last_write(&self) -> Option<i64> {
+        Some(self.last_write.load(Ordering::Relaxed)).filter(|t| *t != i64::MIN)
     }
 
-    fn touch(&self) {
+    /// Whether no connection was taken nor the file looked up for `idle`.
+    pub(crate) fn idle_for(&self, idle: std::time::Duration) -> bool {
+        let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+        now_ms().saturating_sub(self.last_used.load(Ordering::Relaxed)) >= idle_ms
+    }
+
+    pub(crate) fn touch(&self) {
         self.last_used.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// The file's `PRAGMA user_version`: the tenant schema version its migrations reached
+    /// (0: not recorded). Fails when the file does not exist (it is never created here).
+    pub(crate) fn schema_version(&self) -> StoreResult<i64> {
+        self.with_reader(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
+    }
+
+    /// Records the schema version the migrations reached, so the next open of the file
+    /// can skip them with one read of the header (`schema_version`).
+    pub(crate) fn set_schema_version(&self, version: i32) -> StoreResult<()> {
+        self.with_writer(|tx| tx.pragma_update(None, "user_version", version))
     }
 
     /// Runs `f` in an IMMEDIATE transaction on the writer connection. Every frequent write

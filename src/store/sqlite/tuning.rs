@@ -13,7 +13,7 @@
 //! allocation for it (a hard limit would turn memory pressure into failed requests), and
 //! what it cannot free (the schema and the prepared statements of open connections,
 //! pages a statement is using) can go past it; idle connections are closed
-//! (`SqliteFile::release_idle`), which gives that back.
+//! (`store::tenant_files`), which gives that back.
 //!
 //! The memory map (`mmap_size`) serves reads from the operating system's page cache with
 //! no copy into SQLite's: those pages are the kernel's, shared by every connection to the
