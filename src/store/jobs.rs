@@ -12,6 +12,9 @@ use crate::tenancy::Scope;
 pub struct Origin {
     /// The writer as the hook event shows it (`{uid, email, email_verified}`), if a user.
     pub auth: Option<Value>,
+    /// The writer is a service key or a function (`ctx.db`), as an HTTP function's
+    /// `service` says of its caller.
+    pub service: bool,
     /// Hook depth of the writer (0: a client request).
     pub depth: u32,
 }
