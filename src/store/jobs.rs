@@ -143,6 +143,28 @@ impl Store {
         }
     }
 
+    /// Extends the claims these deliveries still hold to `lease_ms` from now (a job whose
+    /// delivery was taken over, or that is finished, failed or released, is left alone):
+    /// the runner renews the claims of a batch's jobs that wait for a worker behind the
+    /// others, or for their outcome to be recorded. Returns how many were renewed.
+    pub async fn renew_claims(
+        &self,
+        scope: &Scope,
+        jobs: &[JobRef],
+        lease_ms: i64,
+    ) -> StoreResult<u64> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let until = now_ms() + lease_ms;
+        match self.tenant_data(scope).await? {
+            (TenantData::Sqlite(file), tenant) => file.renew_claims(tenant, jobs, until),
+            (TenantData::Postgres(pool), tenant) => {
+                postgres::renew_claims(&pool, tenant, jobs, until).await
+            }
+        }
+    }
+
     /// Gives claimed jobs that never started back to the outbox, due now and on the same
     /// attempt (a node shutting down with jobs claimed at birth still queued).
     pub async fn release_jobs(&self, scope: &Scope, jobs: &[JobRef]) -> StoreResult<()> {

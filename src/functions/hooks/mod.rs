@@ -6,6 +6,7 @@
 //! another), runs them on the worker pool, deletes the done ones and reschedules failures
 //! with exponential backoff until they are marked dead.
 
+mod claims;
 mod compile;
 mod queue;
 mod runner;
