@@ -7,11 +7,13 @@
 //!
 //! So, while a batch runs, the claims of its jobs that wait for a worker or for their
 //! outcome to be recorded are renewed every third of the lease, and a job starts with at
-//! least `min(two thirds of the lease, the longest time limit)` of its claim left
-//! (renewed as it starts if not). With the default lease a run never outlives its claim;
-//! with a shorter one a run that outlasts the lease may still be taken over (delivery is
-//! at least once). A runner that dies renews nothing: its jobs go to another runner once
-//! their lease ends.
+//! least `min(the lease, the longest time limit)` of its claim left (renewed as it starts
+//! if not). With the default lease a run never outlives its claim; with a shorter one, a
+//! run that outlasts the lease may still be taken over (delivery is at least once). A
+//! run lasts from its start to its end, parked waits for `ctx.db` included: with a
+//! tenant's share of the workers busy, a parked invocation may wait a while to resume.
+//! A runner that dies renews nothing: its jobs go to another runner once their lease
+//! ends.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
@@ -90,7 +92,7 @@ impl Keeper {
         lease: i64,
         longest_run: i64,
     ) {
-        let need = longest_run.min(lease * 2 / 3);
+        let need = longest_run.min(lease);
         let every = Duration::from_millis(u64::try_from(lease / 3).unwrap_or(1).max(1));
         let started = self.started.clone();
         self.task = Some(tokio::spawn(async move {
