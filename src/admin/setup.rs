@@ -27,14 +27,15 @@ impl AdminService {
     }
 
     /// When no admin exists, makes a fresh one-time setup token (stored hashed) and
-    /// returns it for printing. Each start without an admin replaces the previous token.
+    /// returns it for printing. Each start without an admin adds one: nodes starting
+    /// together each print their own, and each works (once, for the first admin only).
     pub async fn prepare_setup_token(&self) -> Result<Option<String>> {
         if self.store.count_admins().await? > 0 {
             self.store.clear_setup_token().await?;
             return Ok(None);
         }
         let token = random_token(24);
-        self.store.put_setup_token(&sha256_hex(&token)).await?;
+        self.store.add_setup_token(&sha256_hex(&token)).await?;
         Ok(Some(token))
     }
 

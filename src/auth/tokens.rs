@@ -143,12 +143,23 @@ fn key_from_row(row: &SigningKeyRow) -> Option<Arc<Key>> {
     )))
 }
 
+/// The kid of the key a database's first start generates. Fixed, so that nodes starting
+/// together on an empty database all insert the same row: one insert wins, the others
+/// change nothing, and every node reads back the winner's secret. (Random kids gave each
+/// racing node a key of its own, and a node that read the table before the others had
+/// inserted signed with a key they only found by reloading.)
+const FIRST_KID: &str = "k-first";
+
 fn new_key_row() -> SigningKeyRow {
+    key_row(format!("k{}", uuid::Uuid::now_v7().simple()))
+}
+
+fn key_row(kid: String) -> SigningKeyRow {
     let mut secret = [0u8; 32];
     rand::fill(&mut secret[..]);
     let now = chrono::Utc::now().timestamp_millis();
     SigningKeyRow {
-        kid: format!("k{}", uuid::Uuid::now_v7().simple()),
+        kid,
         alg: "HS256".into(),
         secret: STANDARD.encode(secret),
         created_at: now,
@@ -178,7 +189,10 @@ impl Keyring {
         };
         let mut rows = ring.store.list_signing_keys().await?;
         if rows.is_empty() && ring.configured.is_none() {
-            ring.store.insert_signing_key(&new_key_row()).await?;
+            // Inserted unless present (see `FIRST_KID`), then read back whoever won.
+            ring.store
+                .insert_signing_key(&key_row(FIRST_KID.into()))
+                .await?;
             rows = ring.store.list_signing_keys().await?;
         }
         ring.install(&rows);

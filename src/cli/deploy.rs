@@ -13,7 +13,7 @@ use reqwest::Method;
 use super::remote::{Client, Problem, seg};
 use super::{print, progress};
 use crate::admin::Actor;
-use crate::config::{Config, StorageArgs};
+use crate::config::StorageArgs;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -198,9 +198,7 @@ async fn local(
     t: &str,
     request: Request,
 ) -> anyhow::Result<Result<Value, Value>> {
-    let mut config = Config::new(storage.location(), ([127, 0, 0, 1], 0).into());
-    config.clusters = storage.clusters()?;
-    let state = AppState::open(config).await?;
+    let state = AppState::open(super::local_config(storage)?).await?;
     let actor = Actor::cli();
     let admin = &state.admin;
     let answer = match request {

@@ -236,11 +236,20 @@ fn local_only(remote: &RemoteArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_local(storage: &StorageArgs, command: Command) -> anyhow::Result<()> {
+/// The configuration of a one-shot command on the local data: the storage's settings,
+/// and hooks off. The process starts no hook runner and ends with the command, so a job
+/// it claimed as it committed a write would wait for its lease (130 s by default) before
+/// a server ran it; left unclaimed and reported, a running server takes it at once.
+pub(crate) fn local_config(storage: &StorageArgs) -> anyhow::Result<Config> {
     let mut config = Config::new(storage.location(), ([127, 0, 0, 1], 0).into());
     config.secrets_key = storage.secrets_key()?;
     config.clusters = storage.clusters()?;
-    let state = AppState::open(config).await?;
+    config.functions.run_hooks = false;
+    Ok(config)
+}
+
+async fn run_local(storage: &StorageArgs, command: Command) -> anyhow::Result<()> {
+    let state = AppState::open(local_config(storage)?).await?;
     let result = local::run(&state, command).await;
     state.store.close().await;
     result
@@ -338,4 +347,27 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    /// A one-shot command runs no hooks: it would claim the jobs of its writes and end.
+    #[test]
+    fn local_commands_run_no_hooks() {
+        let cli = Cli::try_parse_from(["plinth", "--data-dir", "/nonexistent", "tenant", "list"])
+            .expect("parses");
+        let config = local_config(&cli.storage).expect("config");
+        assert!(!config.functions.run_hooks);
+        // A server runs them unless told not to.
+        let serve = Cli::try_parse_from(["plinth", "serve"]).expect("parses");
+        let Command::Serve(args) = serve.command else {
+            panic!("not serve")
+        };
+        let config = Config::from_args(&serve.storage, &args).expect("config");
+        assert!(config.functions.run_hooks);
+    }
 }

@@ -86,6 +86,7 @@ impl BeforeWrite for BeforeHooks {
                     "doc": data.as_ref().map(|d| json!({"id": w.id, "collection": w.collection, "data": d})),
                     "before": w.before.map(|d| DocJson::of(d).to_value()),
                     "auth": auth,
+                    "service": scope.caller().is_service(),
                 });
                 let limits = dep.limits(&h.function, svc.config.before_timeout, &svc.config);
                 let (invocation, result) = svc

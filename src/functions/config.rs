@@ -20,7 +20,10 @@ pub struct FunctionsConfig {
     pub cache_ttl: Duration,
     /// Whether this node runs after-hook jobs (a node may serve requests only).
     pub run_hooks: bool,
-    /// How long a claimed hook job is its runner's before another may claim it again.
+    /// How long a claimed hook job is its runner's before another may claim it again;
+    /// renewed while the job waits for a worker or for its outcome to be recorded, and as
+    /// it starts if short (`hooks::claims`), so a job is taken over only when its runner
+    /// died or stalled, or when its run outlasts the lease.
     /// None: twice the longest function timeout allowed, plus 10 s (a run never outlives
     /// its lease). Shorter (`PLINTH_HOOK_LEASE`): a dead node's jobs run sooner, and a job
     /// that outruns its lease may run twice (delivery is at least once either way).

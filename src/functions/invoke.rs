@@ -74,6 +74,7 @@ impl FunctionService {
         };
         let started_at = crate::store::now_ms();
         let start = Instant::now();
+        let waiting = delivery.clone();
         let host = Arc::new(host::DbHost {
             docs: self.docs.clone(),
             scope: scope.for_function(function, depth),
@@ -89,7 +90,13 @@ impl FunctionService {
             limits,
             host,
         };
-        let output = match self.pool.run(call).await {
+        // A hook's start is told to the keeper of its jobs' claims (`hooks::claims`).
+        let on_start = || {
+            if let Some(d) = &waiting {
+                d.started();
+            }
+        };
+        let output = match self.pool.run(call, on_start).await {
             Ok(o) => o,
             Err(_) => return (id, Err(FnError::Unavailable)),
         };

@@ -213,8 +213,9 @@ impl Pool {
     /// a worker started it. The worker's JavaScript may still run then: QuickJS asks the
     /// interrupt handler only every 10,000 branches or calls, and where each is a long
     /// built-in, that takes seconds past the deadline (copies are cut short by
-    /// `late_alloc`; scans of large arrays are not).
-    pub async fn run(&self, call: Call) -> Result<Output, PoolError> {
+    /// `late_alloc`; scans of large arrays are not). `on_start` is called once a worker
+    /// has started the call (not at all if it never starts).
+    pub async fn run(&self, call: Call, on_start: impl FnOnce()) -> Result<Output, PoolError> {
         let timeout = call.limits.timeout;
         let (tx, mut rx) = oneshot::channel();
         let (started_tx, started) = oneshot::channel();
@@ -233,7 +234,10 @@ impl Pool {
         let deadline = tokio::select! {
             out = &mut rx => return out.map_err(|_| PoolError::Closed),
             d = started => match d {
-                Ok(d) => d,
+                Ok(d) => {
+                    on_start();
+                    d
+                }
                 Err(_) => return rx.await.map_err(|_| PoolError::Closed),
             },
         };

@@ -15,7 +15,6 @@ use utoipa_axum::routes;
 use super::extract::{ApiPath, TenantScope};
 use crate::error::{ApiResult, Problem};
 use crate::state::AppState;
-use crate::tenancy::Caller;
 
 /// The sub-path route is described as `{path}` (an OpenAPI path template has no
 /// catch-all) but routed as axum's `{*path}`, so it is registered by hand and its
@@ -141,7 +140,7 @@ fn request_event(
         "json": json_body,
         "form": form,
         "auth": auth,
-        "service": matches!(scope.caller(), Caller::Service { .. }),
+        "service": scope.caller().is_service(),
     }))
 }
 

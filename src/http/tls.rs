@@ -28,8 +28,15 @@ pub enum TlsError {
         cert.display()
     )]
     Mismatch { cert: PathBuf, key: PathBuf },
+    /// The cause is in the message, not `source()` (see `StoreError`).
     #[error("TLS setup: {0}")]
-    Setup(#[from] rustls::Error),
+    Setup(rustls::Error),
+}
+
+impl From<rustls::Error> for TlsError {
+    fn from(e: rustls::Error) -> Self {
+        TlsError::Setup(e)
+    }
 }
 
 /// The certificate being served, and the files it is read from again on reload.

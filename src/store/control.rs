@@ -1,4 +1,4 @@
-//! Control tables: tenants, platform admins, the setup token, signing keys, audit log.
+//! Control tables: tenants, platform admins, the setup tokens, signing keys, audit log.
 
 use super::{Store, StoreError, StoreResult, now_ms, on_db, on_unique};
 
@@ -68,6 +68,10 @@ pub struct AuditQuery<'a> {
     pub before_id: Option<i64>,
     pub limit: i64,
 }
+
+/// How many pending setup tokens are kept: the newest, one per start of a node while no
+/// admin exists.
+const SETUP_TOKENS_KEPT: i64 = 32;
 
 pub(super) const ADMIN_COLUMNS: &str =
     "id, email, password_hash, created_at, role, tenant_ids, password_version";
@@ -240,28 +244,38 @@ impl Store {
             .await?))
     }
 
-    /// Replaces any pending setup token with this one (stored hashed).
-    pub async fn put_setup_token(&self, token_hash: &str) -> StoreResult<()> {
+    /// Adds a pending setup token (stored hashed) beside the others: each node started
+    /// while no admin exists prints one, and each works until the first admin is made.
+    /// Only the newest `SETUP_TOKENS_KEPT` are kept (a node restarting in a loop would
+    /// otherwise add one per start).
+    pub async fn add_setup_token(&self, token_hash: &str) -> StoreResult<()> {
         let db = self.control_db();
-        on_db!(db, |p| sqlx::query(
-            "INSERT INTO setup_tokens (id, token_hash, created_at) VALUES (1, $1, $2) \
-             ON CONFLICT (id) DO UPDATE SET token_hash = excluded.token_hash, \
-             created_at = excluded.created_at"
-        )
-        .bind(token_hash)
-        .bind(now_ms())
-        .execute(&p)
-        .await?
-        .rows_affected());
+        on_db!(db, |p| {
+            sqlx::query(
+                "INSERT INTO setup_tokens (token_hash, created_at) VALUES ($1, $2) \
+                 ON CONFLICT (token_hash) DO NOTHING",
+            )
+            .bind(token_hash)
+            .bind(now_ms())
+            .execute(&p)
+            .await?;
+            sqlx::query(
+                "DELETE FROM setup_tokens WHERE token_hash NOT IN (SELECT token_hash \
+                 FROM setup_tokens ORDER BY created_at DESC, token_hash DESC LIMIT $1)",
+            )
+            .bind(SETUP_TOKENS_KEPT)
+            .execute(&p)
+            .await?;
+        });
         Ok(())
     }
 
-    /// Whether `token_hash` is the pending setup token and no admin exists yet: the cheap
+    /// Whether `token_hash` is a pending setup token and no admin exists yet: the cheap
     /// check that setup makes before it spends a password hash on the request.
     pub async fn setup_token_pending(&self, token_hash: &str) -> StoreResult<bool> {
         let db = self.control_db();
         let found: i64 = on_db!(db, |p| sqlx::query_scalar(
-            "SELECT COUNT(*) FROM setup_tokens WHERE id = 1 AND token_hash = $1 \
+            "SELECT COUNT(*) FROM setup_tokens WHERE token_hash = $1 \
              AND NOT EXISTS (SELECT 1 FROM admins)"
         )
         .bind(token_hash)
@@ -270,8 +284,10 @@ impl Store {
         Ok(found > 0)
     }
 
-    /// Creates the first admin if `token_hash` is the pending setup token and no admin
-    /// exists yet; consumes the token. Both checks and both writes are one transaction.
+    /// Creates the first admin if `token_hash` is a pending setup token and no admin
+    /// exists yet; consumes every pending token. The checks and the writes are one
+    /// transaction, serialised (SQLite: the write lock; PostgreSQL: an advisory lock), so
+    /// two setups with two nodes' tokens cannot both make a first admin.
     pub async fn create_first_admin(
         &self,
         token_hash: &str,
@@ -280,20 +296,29 @@ impl Store {
         password_hash: &str,
     ) -> StoreResult<Option<AdminRow>> {
         let db = self.control_db();
+        let begin = db.begin_write();
+        let postgres = self.kind() == super::BackendKind::Postgres;
         let now = now_ms();
         on_db!(db, |p| {
-            let mut tx = p.begin().await?;
-            let consumed = sqlx::query(
-                "DELETE FROM setup_tokens WHERE id = 1 AND token_hash = $1 \
+            let mut tx = p.begin_with(begin).await?;
+            if postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('plinth:setup', 0))")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let pending: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM setup_tokens WHERE token_hash = $1 \
                  AND NOT EXISTS (SELECT 1 FROM admins)",
             )
             .bind(token_hash)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if consumed != 1 {
+            .fetch_one(&mut *tx)
+            .await?;
+            if pending != 1 {
                 return Ok(None);
             }
+            sqlx::query("DELETE FROM setup_tokens")
+                .execute(&mut *tx)
+                .await?;
             // The first admin is an owner (the column's default).
             let admin: AdminRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO admins (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4) \

@@ -12,6 +12,9 @@ use crate::tenancy::Scope;
 pub struct Origin {
     /// The writer as the hook event shows it (`{uid, email, email_verified}`), if a user.
     pub auth: Option<Value>,
+    /// The writer is a service key or a function (`ctx.db`), as an HTTP function's
+    /// `service` says of its caller.
+    pub service: bool,
     /// Hook depth of the writer (0: a client request).
     pub depth: u32,
 }
@@ -136,6 +139,28 @@ impl Store {
             (TenantData::Sqlite(file), tenant) => file.finish_jobs(tenant, jobs),
             (TenantData::Postgres(pool), tenant) => {
                 postgres::finish_jobs(&pool, tenant, jobs).await
+            }
+        }
+    }
+
+    /// Extends the claims these deliveries still hold to `lease_ms` from now (a job whose
+    /// delivery was taken over, or that is finished, failed or released, is left alone):
+    /// the runner renews the claims of a batch's jobs that wait for a worker behind the
+    /// others, or for their outcome to be recorded. Returns how many were renewed.
+    pub async fn renew_claims(
+        &self,
+        scope: &Scope,
+        jobs: &[JobRef],
+        lease_ms: i64,
+    ) -> StoreResult<u64> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let until = now_ms() + lease_ms;
+        match self.tenant_data(scope).await? {
+            (TenantData::Sqlite(file), tenant) => file.renew_claims(tenant, jobs, until),
+            (TenantData::Postgres(pool), tenant) => {
+                postgres::renew_claims(&pool, tenant, jobs, until).await
             }
         }
     }

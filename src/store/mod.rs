@@ -91,14 +91,17 @@ pub enum StoreError {
     /// The disk (or the database's) is full: writes fail, reads go on.
     #[error("storage full")]
     StorageFull,
+    // The four causes below are in the message and not given as `source()`: logs print
+    // the message alone (`error = %e`), and the CLI prints the message and then each
+    // source (`{:#}`), which showed every cause twice, sqlx's own source a third time.
     #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
     #[error("migration error: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(sqlx::migrate::MigrateError),
     #[error("io error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("sqlite error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     /// An acknowledging write whose delivery no longer holds its job: acknowledged
     /// before, or claimed again after its lease ran out.
     #[error("this delivery was acknowledged before or taken over by a later one")]
@@ -110,6 +113,30 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Db(e)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migrate(e)
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        StoreError::Io(e)
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(e)
+    }
+}
 
 impl StoreError {
     pub fn code(&self) -> &'static str {

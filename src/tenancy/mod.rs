@@ -98,6 +98,12 @@ impl Caller {
         )
     }
 
+    /// A service key, or a function acting for its tenant (`Scope::for_function`): what
+    /// an HTTP function's and a hook's event call `service`.
+    pub fn is_service(&self) -> bool {
+        matches!(self, Caller::Service { .. })
+    }
+
     /// Whether this caller may only read (every write it asks for is refused).
     pub fn reads_only(&self) -> bool {
         matches!(self, Caller::Reader { .. })

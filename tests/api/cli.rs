@@ -852,3 +852,54 @@ async fn serve_survives_a_closed_stdout() {
     assert!(answered, "the server did not answer (exit: {exited:?})");
     assert!(exited.is_none(), "the server exited: {exited:?}");
 }
+
+/// A CLI command against a PostgreSQL URL where no database answers (this listener
+/// closes every connection at once) fails with each cause said once: the store's error
+/// used to print its sqlx cause in its message and again as its source, and sqlx's own
+/// source a third time.
+#[test]
+fn an_unreachable_database_is_reported_once() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(100).map_while(Result::ok) {
+            drop(conn);
+        }
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_plinth"))
+        .args([
+            "--database-url",
+            &format!("postgres://plinth@{addr}/nowhere"),
+            "tenant",
+            "list",
+        ])
+        .env_remove("PLINTH_DATABASE_URL")
+        .env_remove("PLINTH_DATA_DIR")
+        .env_remove("PLINTH_SERVER")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run plinth");
+    assert!(!out.status.success(), "stdout: {}", stdout(&out));
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line: {err}"));
+    assert!(line.contains("database error"), "{line}");
+    let parts: Vec<&str> = line.split(": ").collect();
+    for (i, part) in parts.iter().enumerate() {
+        assert!(
+            !parts[i + 1..].contains(part),
+            "{part:?} is said twice: {line}"
+        );
+    }
+    // No cause is repeated inside a longer one either ("X: Y" then "Y").
+    for i in 1..parts.len() {
+        let tail = parts[i..].join(": ");
+        assert_eq!(
+            line.matches(tail.as_str()).count(),
+            1,
+            "{tail:?} is said twice: {line}"
+        );
+    }
+}

@@ -76,6 +76,26 @@ async fn three_nodes_starting_at_once_migrate_an_older_database_once() {
         .await;
         tokens.push(v["access_token"].as_str().expect("token").to_string());
     }
+    // One key set: every node signs with the same key, the one stored key. (Each racing
+    // node used to insert a key of its own; a node that had read the table before the
+    // others inserted signed with its own key, which the others found only by reloading,
+    // at most once every 5 s.)
+    let kids: Vec<String> = tokens.iter().map(|t| kid_of(t)).collect();
+    assert!(
+        kids.iter().all(|k| *k == kids[0]),
+        "the nodes sign with different keys: {kids:?}"
+    );
+    let mut conn = sqlx::PgConnection::connect(&db).await.expect("connect");
+    let stored: Vec<String> = sqlx::query_scalar("SELECT kid FROM signing_keys")
+        .fetch_all(&mut conn)
+        .await
+        .expect("signing keys");
+    conn.close().await.ok();
+    assert_eq!(
+        stored,
+        vec![kids[0].clone()],
+        "one stored key, the one in use"
+    );
     for t in &tokens {
         for n in &nodes {
             expect(
@@ -123,6 +143,17 @@ async fn three_nodes_starting_at_once_migrate_an_older_database_once() {
             crate::harness::log_tail(&n.log)
         );
     }
+}
+
+/// The `kid` in a JWT's header.
+fn kid_of(token: &str) -> String {
+    use base64::Engine;
+    let header = token.split('.').next().expect("JWT header");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .expect("base64url header");
+    let v: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON header");
+    v["kid"].as_str().expect("kid").to_string()
 }
 
 /// Login attempts are limited per client address by each node in its own memory: a

@@ -30,8 +30,15 @@ pub enum TransferError {
     BadFile(String),
     #[error(transparent)]
     Admin(#[from] AdminError),
+    /// The cause is in the message, not `source()` (see `StoreError`).
     #[error("writing the export: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for TransferError {
+    fn from(e: std::io::Error) -> Self {
+        TransferError::Io(e)
+    }
 }
 
 impl TransferError {

@@ -6,6 +6,7 @@
 //! another), runs them on the worker pool, deletes the done ones and reschedules failures
 //! with exponential backoff until they are marked dead.
 
+mod claims;
 mod compile;
 mod queue;
 mod runner;
@@ -42,6 +43,9 @@ struct EventOut<'a> {
     before: Option<DocJson<'a>>,
     seq: i64,
     auth: Option<&'a Value>,
+    /// A service key or a function wrote (`auth` is null for them, as for anonymous
+    /// writers): what an HTTP function's event says of its caller.
+    service: bool,
     attempt: u32,
 }
 
@@ -120,6 +124,7 @@ impl JobPlanner for Planner {
                 before: w.before.as_ref().map(DocJson::of),
                 seq: w.seq,
                 auth: origin.auth.as_ref(),
+                service: origin.service,
                 attempt: 1,
             })
             .unwrap_or_default();

@@ -98,17 +98,27 @@ impl JobQueue {
     }
 
     /// Up to `limit` of a tenant's jobs claimed at birth whose claims have at least
-    /// `margin_ms` to run; those with less are left to expire and be claimed again.
-    pub(super) fn take_born(&self, tenant: i64, limit: usize, margin_ms: i64) -> Vec<JobRow> {
+    /// `margin_ms` to run, and when the first of their claims ends; those with less are
+    /// left to expire and be claimed again.
+    pub(super) fn take_born(
+        &self,
+        tenant: i64,
+        limit: usize,
+        margin_ms: i64,
+    ) -> (Vec<JobRow>, i64) {
         let mut born = self.born.lock().unwrap_or_else(|p| p.into_inner());
         let Some(b) = born.get_mut(&tenant) else {
-            return Vec::new();
+            return (Vec::new(), i64::MAX);
         };
         let now = now_ms();
         let mut out = Vec::new();
+        let mut first_end = i64::MAX;
         while out.len() < limit {
             match b.jobs.pop_front() {
-                Some((job, until)) if until - now >= margin_ms => out.push(job),
+                Some((job, until)) if until - now >= margin_ms => {
+                    first_end = first_end.min(until);
+                    out.push(job);
+                }
                 Some(_) => {}
                 None => break,
             }
@@ -116,6 +126,6 @@ impl JobQueue {
         if b.jobs.is_empty() {
             born.remove(&tenant);
         }
-        out
+        (out, first_end)
     }
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+use super::claims::{Claim, Keeper};
 use crate::functions::{Deployment, FunctionService, Trigger};
 use crate::store::{JobRef, JobRow, now_ms};
 use crate::tenancy::Scope;
@@ -51,14 +52,22 @@ fn group_jobs<'a>(jobs: &'a [JobRow], dep: Option<&Deployment>) -> Vec<(Vec<&'a 
 pub(crate) struct Delivery {
     jobs: Mutex<Option<Vec<JobRef>>>,
     acked: std::sync::atomic::AtomicBool,
+    /// Its jobs' claims, kept while it waits (see `claims`).
+    claim: Arc<Claim>,
 }
 
 impl Delivery {
-    fn new(jobs: Vec<JobRef>) -> Delivery {
+    fn new(jobs: Vec<JobRef>, claim: Arc<Claim>) -> Delivery {
         Delivery {
             jobs: Mutex::new(Some(jobs)),
             acked: Default::default(),
+            claim,
         }
+    }
+
+    /// A worker started the invocation (told by the pool).
+    pub(crate) fn started(&self) {
+        self.claim.started();
     }
 
     /// The deliveries to acknowledge, unless an acknowledgement took them already.
@@ -96,6 +105,7 @@ impl FunctionService {
         dep: Option<&Arc<Deployment>>,
         jobs: &[&JobRow],
         as_array: bool,
+        delivery: Arc<Delivery>,
     ) -> JobResult {
         let Some(dep) = dep else {
             return JobResult::Failed("no deploy is active".into());
@@ -129,7 +139,6 @@ impl FunctionService {
             events.swap_remove(0).to_string()
         };
         let depth = jobs.iter().map(|j| j.depth).max().unwrap_or(0);
-        let delivery = Arc::new(Delivery::new(jobs.iter().map(|j| j.delivery()).collect()));
         let (_, result) = self
             .invoke(
                 scope,
@@ -180,11 +189,13 @@ impl FunctionService {
         let margin = (self.config.caps.max_timeout_ms as i64).min(lease / 2);
         let tenant = scope.tenant().id;
         loop {
-            let born = self.queue.take_born(tenant, CLAIM_BATCH as usize, margin);
+            let (born, first_end) = self.queue.take_born(tenant, CLAIM_BATCH as usize, margin);
             if !born.is_empty() {
-                self.run_claimed(scope, &born).await?;
+                self.run_claimed(scope, &born, first_end).await?;
                 continue;
             }
+            // Before the claim: the claims end after this.
+            let until = now_ms() + lease;
             let (jobs, next) = self.store.claim_jobs(scope, lease, CLAIM_BATCH).await?;
             {
                 let mut due = self
@@ -200,15 +211,17 @@ impl FunctionService {
             if jobs.is_empty() {
                 return Ok(());
             }
-            self.run_claimed(scope, &jobs).await?;
+            self.run_claimed(scope, &jobs, until).await?;
         }
     }
 
-    /// Runs claimed jobs (grouped into invocations) and records each one's outcome.
+    /// Runs claimed jobs (grouped into invocations), their claims ending at `until` or
+    /// later, and records each one's outcome.
     async fn run_claimed(
         &self,
         scope: &Scope,
         jobs: &[JobRow],
+        until: i64,
     ) -> Result<(), crate::store::StoreError> {
         let dep = match self.active(scope).await {
             Ok(d) => d,
@@ -218,11 +231,33 @@ impl FunctionService {
             }
         };
         let runs = group_jobs(jobs, dep.as_deref());
-        let results = futures_util::future::join_all(
-            runs.iter()
-                .map(|(group, as_array)| self.run_jobs(scope, dep.as_ref(), group, *as_array)),
-        )
+        let mut keeper = Keeper::new(until);
+        let deliveries: Vec<Arc<Delivery>> = runs
+            .iter()
+            .map(|(group, _)| {
+                let refs: Vec<JobRef> = group.iter().map(|j| j.delivery()).collect();
+                Arc::new(Delivery::new(refs.clone(), keeper.claim(refs)))
+            })
+            .collect();
+        keeper.keep(
+            self.store.clone(),
+            scope.clone(),
+            deliveries.iter().map(|d| d.claim.clone()).collect(),
+            self.lease_ms(),
+            self.config.caps.max_timeout_ms as i64,
+        );
+        let active = dep.as_ref();
+        let results = futures_util::future::join_all(runs.iter().zip(&deliveries).map(
+            |((group, as_array), delivery)| async move {
+                let result = self
+                    .run_jobs(scope, active, group, *as_array, delivery.clone())
+                    .await;
+                delivery.claim.over();
+                result
+            },
+        ))
         .await;
+        drop(keeper);
         let mut done = Vec::new();
         for ((group, _), result) in runs.iter().zip(results) {
             for job in group {

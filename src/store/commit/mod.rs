@@ -104,6 +104,7 @@ impl Store {
         }
         let origin = Origin {
             auth: scope.auth_json(),
+            service: scope.caller().is_service(),
             depth: scope.depth(),
         };
         let queue = {

@@ -88,6 +88,35 @@ pub(crate) async fn finish_jobs(pool: &PgPool, tenant: i64, jobs: &[JobRef]) -> 
     Ok(())
 }
 
+/// `Store::renew_claims`: the claims end at `until`.
+pub(crate) async fn renew_claims(
+    pool: &PgPool,
+    tenant: i64,
+    jobs: &[JobRef],
+    until: i64,
+) -> StoreResult<u64> {
+    let mut renewed = 0;
+    for chunk in jobs.chunks(200) {
+        let list: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${})", 2 * i + 3, 2 * i + 4))
+            .collect();
+        let sql = format!(
+            "UPDATE jobs SET run_at = $2, lease_until = $2 WHERE tenant_id = $1 \
+             AND state = 'pending' AND lease_until IS NOT NULL \
+             AND (id, attempts) IN (VALUES {})",
+            list.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .bind(until);
+        for j in chunk {
+            q = q.bind(j.id.as_str()).bind(j.attempts as i32);
+        }
+        renewed += q.execute(pool).await?.rows_affected();
+    }
+    Ok(renewed)
+}
+
 pub(crate) async fn release_jobs(
     pool: &PgPool,
     tenant: i64,

@@ -15,7 +15,9 @@ mod jobs;
 
 pub(crate) use commit::apply_group;
 pub(crate) use documents::{changes, count, explain, get_document, list, snapshot};
-pub(crate) use jobs::{claim_jobs, fail_job, finish_jobs, pending_job_tenants, release_jobs};
+pub(crate) use jobs::{
+    claim_jobs, fail_job, finish_jobs, pending_job_tenants, release_jobs, renew_claims,
+};
 
 /// Whether a session is live and its user enabled.
 pub(crate) async fn session_active(

@@ -60,6 +60,26 @@ impl SqliteFile {
         })
     }
 
+    /// `Store::renew_claims`: the claims end at `until`.
+    pub(crate) fn renew_claims(
+        &self,
+        tenant: i64,
+        jobs: &[JobRef],
+        until: i64,
+    ) -> StoreResult<u64> {
+        self.with_writer(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE jobs SET run_at = ?4, lease_until = ?4 WHERE tenant_id = ?1 \
+                 AND id = ?2 AND attempts = ?3 AND state = 'pending' AND lease_until IS NOT NULL",
+            )?;
+            let mut renewed = 0;
+            for j in jobs {
+                renewed += stmt.execute(params![tenant, j.id, j.attempts, until])? as u64;
+            }
+            Ok(renewed)
+        })
+    }
+
     pub(crate) fn release_jobs(&self, tenant: i64, jobs: &[JobRef], now: i64) -> StoreResult<()> {
         self.with_writer(|tx| {
             let mut stmt = tx.prepare_cached(
