@@ -49,12 +49,40 @@ impl Deref for AppState {
     }
 }
 
+/// The Prometheus registry, reading the store's commit counters and SQLite's memory at
+/// each scrape.
+fn metrics(store: &Store) -> Arc<Metrics> {
+    Arc::new(Metrics::new(
+        {
+            let store = store.clone();
+            move || store.commit_totals()
+        },
+        {
+            let store = store.clone();
+            move || {
+                let m = crate::store::sqlite_memory();
+                crate::metrics::SqliteHeap {
+                    used: m.used,
+                    highwater: m.highwater,
+                    budget: m.budget,
+                    connections: i64::try_from(store.sqlite_connections()).unwrap_or(i64::MAX),
+                }
+            }
+        },
+    ))
+}
+
 impl AppState {
     /// Opens the store (running migrations) and wires the services. The CLI uses this
     /// directly for local administration, without binding a port.
     pub async fn open(config: Config) -> anyhow::Result<AppState> {
         let store = Store::open(&config.location, config.pg_max_connections, config.sqlite).await?;
-        store.set_clusters(config.clusters.clone(), config.pg_max_connections);
+        store.set_clusters(
+            config.clusters.clone(),
+            config.pg_max_connections,
+            config.placement,
+        );
+        store.set_move_lease(config.move_lease);
         let keyring = Arc::new(
             Keyring::load(
                 store.clone(),
@@ -90,24 +118,7 @@ impl AppState {
             },
         ));
         let secrets = secrets_service(&config, &store).await?;
-        let metrics = Arc::new(Metrics::new(
-            {
-                let store = store.clone();
-                move || store.commit_totals()
-            },
-            {
-                let store = store.clone();
-                move || {
-                    let m = crate::store::sqlite_memory();
-                    crate::metrics::SqliteHeap {
-                        used: m.used,
-                        highwater: m.highwater,
-                        budget: m.budget,
-                        connections: i64::try_from(store.sqlite_connections()).unwrap_or(i64::MAX),
-                    }
-                }
-            },
-        ));
+        let metrics = metrics(&store);
         let usage = Arc::new(crate::usage::Usage::new(store.clone()));
         let functions = crate::functions::FunctionService::new(
             store.clone(),

@@ -200,6 +200,8 @@ async fn local(
 ) -> anyhow::Result<Result<Value, Value>> {
     let mut config = Config::new(storage.location(), ([127, 0, 0, 1], 0).into());
     config.clusters = storage.clusters()?;
+    config.placement = storage.placement()?;
+    config.move_lease = std::time::Duration::from_millis(storage.move_lease_ms);
     let state = AppState::open(config).await?;
     let actor = Actor::cli();
     let admin = &state.admin;

@@ -240,6 +240,8 @@ async fn run_local(storage: &StorageArgs, command: Command) -> anyhow::Result<()
     let mut config = Config::new(storage.location(), ([127, 0, 0, 1], 0).into());
     config.secrets_key = storage.secrets_key()?;
     config.clusters = storage.clusters()?;
+    config.placement = storage.placement()?;
+    config.move_lease = std::time::Duration::from_millis(storage.move_lease_ms);
     let state = AppState::open(config).await?;
     let result = local::run(&state, command).await;
     state.store.close().await;

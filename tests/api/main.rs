@@ -34,6 +34,7 @@ mod hooks_idle;
 mod list_count;
 mod lists;
 mod placement;
+mod placement_recovery;
 mod plans;
 mod plumbing;
 mod realtime;
