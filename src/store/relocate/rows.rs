@@ -354,21 +354,34 @@ async fn for_pages(
     }
 }
 
-/// Writes a page of rows in one multi-row INSERT (a statement per row cost a round
-/// trip each on PostgreSQL and a statement step each on SQLite).
+/// Writes a page of rows: on PostgreSQL in one multi-row INSERT (a statement per row
+/// cost a round trip each); on SQLite one prepared single-row INSERT run for each row in
+/// one transaction, which measured faster there than a multi-row INSERT binding
+/// thousands of values.
 async fn write_page(db: &Db, tenant: i64, t: &Table, rows: &Rows) -> StoreResult<()> {
     if rows.is_empty() {
         return Ok(());
     }
-    let sql = insert_sql(t, is_pg(db), rows.len());
-    on_db!(db, |p| {
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant);
-        for r in rows {
-            q = bind_vals!(q, r);
+    match db {
+        Db::Postgres(p) => {
+            let sql = insert_sql(t, true, rows.len());
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant);
+            for r in rows {
+                q = bind_vals!(q, r);
+            }
+            q.execute(p).await?;
         }
-        q.execute(p).await?;
-        Ok(())
-    })
+        Db::Sqlite(p) => {
+            let sql = insert_sql(t, false, 1);
+            let mut tx = p.begin_with(db.begin_write()).await?;
+            for r in rows {
+                let q = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(tenant);
+                bind_vals!(q, r).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        }
+    }
+    Ok(())
 }
 
 /// Copies the tenant's rows of `t` from `from` to `to`, a page at a time; the number
