@@ -76,6 +76,28 @@ pub struct StorageArgs {
         hide_env_values = true
     )]
     pub clusters: Vec<String>,
+    /// Where a tenant created without a location goes: `default` (the server's own
+    /// storage) or `least-loaded` (the location, `default` or a cluster, holding the
+    /// fewest tenants). The same on every node and the CLI.
+    #[arg(
+        long,
+        env = "PLINTH_PLACEMENT",
+        default_value = "default",
+        value_parser = ["default", "least-loaded"],
+        global = true
+    )]
+    pub placement: String,
+    /// How long the mover of a `tenant move` this process runs may stay silent (no
+    /// heartbeat) before another process takes it for dead and recovers its move, in
+    /// milliseconds. Recorded with each move.
+    #[arg(
+        long,
+        env = "PLINTH_MOVE_LEASE_MS",
+        default_value_t = 15_000,
+        value_parser = clap::value_parser!(u64).range(300..=600_000),
+        global = true
+    )]
+    pub move_lease_ms: u64,
 }
 
 /// Wraps a flag's value as it is parsed, so not even `Debug` of the arguments shows it.
@@ -95,6 +117,12 @@ impl StorageArgs {
     pub fn clusters(&self) -> anyhow::Result<Vec<(String, String)>> {
         crate::store::parse_clusters(&self.clusters)
             .map_err(|e| anyhow::anyhow!("PLINTH_CLUSTERS: {e}"))
+    }
+
+    /// The placement policy of new tenants.
+    pub fn placement(&self) -> anyhow::Result<crate::store::PlacementPolicy> {
+        crate::store::PlacementPolicy::parse(&self.placement)
+            .map_err(|e| anyhow::anyhow!("PLINTH_PLACEMENT: {e}"))
     }
 
     /// The configured secrets key, decoded and checked; None when not configured.
@@ -337,6 +365,10 @@ pub struct Config {
     pub backups: Option<crate::backup::Schedule>,
     /// Extra PostgreSQL clusters tenants may be placed on (name, URL).
     pub clusters: Vec<(String, String)>,
+    /// Where tenants created without a location go.
+    pub placement: crate::store::PlacementPolicy,
+    /// The lease of the tenant moves this process runs.
+    pub move_lease: Duration,
 }
 
 impl Config {
@@ -378,6 +410,8 @@ impl Config {
             realtime: crate::realtime::RealtimeConfig::default(),
             functions: crate::functions::FunctionsConfig::default(),
             clusters: Vec::new(),
+            placement: crate::store::PlacementPolicy::Default,
+            move_lease: Duration::from_secs(15),
             print_setup_token: false,
             demo: false,
             demo_twilio_token: None,
@@ -397,6 +431,8 @@ impl Config {
         };
         let mut c = Config::new(storage.location(), serve.listen);
         c.clusters = storage.clusters()?;
+        c.placement = storage.placement()?;
+        c.move_lease = Duration::from_millis(storage.move_lease_ms);
         c.tls = tls_files(serve)?;
         match serve.public_url.as_deref().map(str::trim) {
             Some(url) if !url.is_empty() => {

@@ -63,6 +63,7 @@ struct BackupMetrics {
 pub struct Metrics {
     registry: Registry,
     backups: BackupMetrics,
+    stale_moves: Gauge,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     invocations: Family<InvocationLabels, Counter>,
@@ -296,9 +297,17 @@ impl Metrics {
             "Size of this node's last successful scheduled backup",
             backups.last_bytes.clone(),
         );
+        let stale_moves = Gauge::default();
+        registry.register(
+            "tenant_moves_stale",
+            "Tenants left marked moving (read-only) by a mover that stopped beating its \
+             heartbeat: run `plinth tenant move` on each to finish or roll it back",
+            stale_moves.clone(),
+        );
         Metrics {
             registry,
             backups,
+            stale_moves,
             requests,
             latency,
             invocations,
@@ -348,6 +357,11 @@ impl Metrics {
                 outcome: "failed".into(),
             })
             .inc();
+    }
+
+    /// How many tenants a dead mover left marked moving, as last checked.
+    pub fn set_stale_moves(&self, n: usize) {
+        self.stale_moves.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// The Prometheus text exposition.

@@ -49,12 +49,19 @@ impl Deref for AppState {
     }
 }
 
+/// The Prometheus registry, reading the store's commit counters and SQLite's memory at
+/// each scrape.
 impl AppState {
     /// Opens the store (running migrations) and wires the services. The CLI uses this
     /// directly for local administration, without binding a port.
     pub async fn open(config: Config) -> anyhow::Result<AppState> {
         let store = Store::open(&config.location, config.pg_max_connections, config.sqlite).await?;
-        store.set_clusters(config.clusters.clone(), config.pg_max_connections);
+        store.set_clusters(
+            config.clusters.clone(),
+            config.pg_max_connections,
+            config.placement,
+        );
+        store.set_move_lease(config.move_lease);
         let keyring = Arc::new(
             Keyring::load(
                 store.clone(),

@@ -2,7 +2,7 @@
 //! from one to another (`plinth tenant move`, `POST /admin/v1/tenants/{tenant}/move`).
 
 use super::*;
-use crate::store::{MoveReport, MoveStep};
+use crate::store::{MoveRecord, MoveReport, MoveStep};
 
 impl AdminService {
     /// The locations tenants may be placed on: `default`, then the configured clusters.
@@ -52,9 +52,39 @@ impl AdminService {
                 "counts": report.counts,
                 "documents_sha256": report.documents_sha256,
                 "source_deleted": report.source_deleted,
+                "recovered": report.recovered,
             }),
         )
         .await?;
         Ok(report)
+    }
+
+    /// For a move run by a separate process (the local CLI): on SQLite, the data
+    /// directory locked against servers, held until dropped (`Conflict` while one runs).
+    pub fn lock_for_local_move(&self) -> Result<Option<crate::store::DirLock>> {
+        Ok(self.store.lock_data_dir(true)?)
+    }
+
+    /// The tenant, and the move holding its `moving` mark (none when not moving, or
+    /// when a mark has no record).
+    pub async fn get_tenant_with_move(&self, slug: &str) -> Result<(Tenant, Option<MoveRecord>)> {
+        let tenant = self.get_tenant(slug).await?;
+        let record = match tenant.moving {
+            true => self.store.move_record(tenant.id).await?,
+            false => None,
+        };
+        Ok((tenant, record))
+    }
+
+    /// Tenants marked moving whose mover is taken for dead (silent past its lease), or
+    /// whose mark has no record to tell.
+    pub async fn stale_moves(&self) -> Result<Vec<(String, MoveRecord)>> {
+        Ok(self
+            .store
+            .moving_tenants()
+            .await?
+            .into_iter()
+            .filter_map(|(slug, rec)| rec.filter(MoveRecord::stale).map(|r| (slug, r)))
+            .collect())
     }
 }

@@ -1,7 +1,6 @@
 //! Tenants: create, read, update, suspend, resume, delete.
 
 use super::*;
-use crate::store::DEFAULT_LOCATION;
 
 impl AdminService {
     pub async fn create_tenant(&self, actor: &Actor, slug: &Slug, name: &str) -> Result<Tenant> {
@@ -17,7 +16,11 @@ impl AdminService {
         name: &str,
         location: Option<&str>,
     ) -> Result<Tenant> {
-        let location = self.checked_location(location.unwrap_or(DEFAULT_LOCATION))?;
+        let chosen = match location {
+            Some(l) => l.to_string(),
+            None => self.store.placement_for_new_tenant().await?,
+        };
+        let location = self.checked_location(&chosen)?;
         let slug = slug.as_str();
         let name = name.trim();
         let name = if name.is_empty() { slug } else { name };

@@ -3,6 +3,7 @@
 
 mod backups;
 mod cluster;
+mod moves;
 
 pub use crate::state::{AppInner, AppState};
 
@@ -23,6 +24,8 @@ pub struct App {
     setup_token: Option<String>,
     demo: Option<crate::demo::Prepared>,
     tls: Option<Arc<crate::http::tls::CertStore>>,
+    /// On SQLite, the data directory's shared lock, released when the server ends.
+    _dir_lock: Option<crate::store::DirLock>,
 }
 
 impl App {
@@ -39,6 +42,8 @@ impl App {
             None => None,
         };
         let state = AppState::open(config).await?;
+        // Held while serving: a local `tenant move` on these SQLite files waits for none.
+        let dir_lock = state.store.lock_data_dir(false)?;
         let setup_token = state.admin.prepare_setup_token().await?;
         let listener = TcpListener::bind(listen).await?;
         let demo = if state.config.demo {
@@ -64,6 +69,7 @@ impl App {
             setup_token,
             demo,
             tls,
+            _dir_lock: dir_lock,
         })
     }
 
@@ -114,6 +120,7 @@ impl App {
         let realtime_tasks = state.realtime.start();
         let tenant_changes = tokio::spawn(cluster::follow_tenant_changes(state.clone()));
         let usage_flusher = tokio::spawn(state.usage.clone().flush_forever());
+        let move_watch = tokio::spawn(moves::watch_forever(state.clone()));
         let backups = state
             .config
             .backups
@@ -140,6 +147,7 @@ impl App {
         idle_release.abort();
         retention.abort();
         tenant_changes.abort();
+        move_watch.abort();
         if let Some(b) = backups {
             // A backup cut short removes its partial folder (pg_dump is killed with it).
             b.abort();

@@ -116,7 +116,9 @@ pub enum TenantCommand {
     },
     /// Move a tenant's data to another storage location (`default` or a cluster of
     /// PLINTH_CLUSTERS): its writes are refused (503 tenant_moving) while it copies; the
-    /// copy is checked by counts and a checksum before the tenant switches over.
+    /// copy is checked by counts and a checksum before the tenant switches over. A move
+    /// interrupted by a crash (its mover silent past its lease) is first finished, if it
+    /// had switched, or rolled back; `--to` its current location then only recovers.
     Move {
         slug: String,
         /// The target location.

@@ -244,6 +244,8 @@ pub(crate) fn local_config(storage: &StorageArgs) -> anyhow::Result<Config> {
     let mut config = Config::new(storage.location(), ([127, 0, 0, 1], 0).into());
     config.secrets_key = storage.secrets_key()?;
     config.clusters = storage.clusters()?;
+    config.placement = storage.placement()?;
+    config.move_lease = std::time::Duration::from_millis(storage.move_lease_ms);
     config.functions.run_hooks = false;
     Ok(config)
 }

@@ -124,10 +124,15 @@ pub async fn move_tenant(
     to: &str,
 ) -> anyhow::Result<()> {
     use crate::store::MoveStep;
+    // On SQLite no server may run meanwhile: it would not hear of the move.
+    let _lock = admin
+        .lock_for_local_move()
+        .map_err(|e| err(TransferError::Admin(e)))?;
     let started = std::time::Instant::now();
     eprintln!("moving tenant {slug} to {to}");
     let mut progress = |step: MoveStep<'_>| {
         let line = match step {
+            MoveStep::Recovered(r) => format!("interrupted move: {}", recovery_text(r)),
             MoveStep::Frozen => "writes paused (503 tenant_moving)".to_string(),
             MoveStep::Drained => "writes in flight ended".to_string(),
             MoveStep::Copied { table, rows } => format!("copied {table}: {rows}"),
@@ -148,9 +153,25 @@ pub async fn move_tenant(
     Ok(())
 }
 
+fn recovery_text(r: crate::store::Recovery) -> &'static str {
+    use crate::store::Recovery;
+    match r {
+        Recovery::RolledBack => "rolled back (it had not switched; the partial copy is removed)",
+        Recovery::Finished => "finished (it had switched; the old copy is removed)",
+        Recovery::Cleared => "its mark cleared (it left no record)",
+    }
+}
+
 /// The last line of a move, from its report (the admin API's answer, or the local one).
 pub fn print_moved(slug: &str, report: &serde_json::Value) {
     let s = |k: &str| report[k].as_str().unwrap_or_default().to_string();
+    if let Some(r) = report["recovered"].as_str() {
+        println!("interrupted move of {slug}: {}", r.replace('_', " "));
+        if report["from"] == report["to"] {
+            println!("tenant {slug} stays at {} (writes accepted again)", s("to"));
+            return;
+        }
+    }
     let documents = report["counts"]["documents"].as_u64().unwrap_or(0);
     println!(
         "tenant moved: {slug} {} -> {} ({documents} documents, sha256 {}, {} ms)",

@@ -132,7 +132,10 @@ async fn get_tenant(
     _admin: AdminCaller,
     ApiPath(tenant): ApiPath<String>,
 ) -> ApiResult<Json<TenantDto>> {
-    Ok(Json(state.admin.get_tenant(&tenant).await?.into()))
+    let (tenant, moving) = state.admin.get_tenant_with_move(&tenant).await?;
+    let mut dto = TenantDto::from(tenant);
+    dto.move_status = moving.map(Into::into);
+    Ok(Json(dto))
 }
 
 /// Rename a tenant and/or set its allowed CORS origins.

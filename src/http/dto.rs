@@ -169,6 +169,43 @@ pub struct TenantDto {
     pub location: String,
     /// A move is copying the tenant: its writes answer 503 `tenant_moving`.
     pub moving: bool,
+    /// The move holding the `moving` mark, as recorded (only in `GET
+    /// /admin/v1/tenants/{tenant}`, and only while moving).
+    #[serde(rename = "move", skip_serializing_if = "Option::is_none")]
+    pub move_status: Option<MoveStatusDto>,
+}
+
+/// A tenant's move as the control database records it.
+#[derive(Serialize, ToSchema)]
+pub struct MoveStatusDto {
+    pub from: String,
+    pub to: String,
+    /// `copying` (the source is authoritative) or `switched` (the target is).
+    pub phase: String,
+    pub started_at: String,
+    /// The mover's last heartbeat (it beats every third of its lease while alive).
+    pub heartbeat_at: String,
+    pub lease_ms: i64,
+    /// The mover has been silent past its lease: taken for dead. `plinth tenant move`
+    /// (any `--to`) finishes or rolls it back.
+    pub stale: bool,
+}
+
+impl From<crate::store::MoveRecord> for MoveStatusDto {
+    fn from(r: crate::store::MoveRecord) -> Self {
+        MoveStatusDto {
+            stale: r.stale(),
+            phase: match r.phase {
+                crate::store::MovePhase::Copying => "copying".into(),
+                crate::store::MovePhase::Switched => "switched".into(),
+            },
+            from: r.from,
+            to: r.to,
+            started_at: timestamp(r.started_at),
+            heartbeat_at: timestamp(r.heartbeat_at),
+            lease_ms: r.lease_ms,
+        }
+    }
 }
 
 impl From<Tenant> for TenantDto {
@@ -179,6 +216,7 @@ impl From<Tenant> for TenantDto {
             suspended: t.suspended,
             location: t.location,
             moving: t.moving,
+            move_status: None,
             cors_origins: t.cors_origins,
             created_at: timestamp(t.created_at),
             updated_at: timestamp(t.updated_at),
@@ -508,6 +546,12 @@ pub struct MoveReportDto {
     /// Whether the copy at the old location was deleted.
     pub source_deleted: bool,
     pub millis: u64,
+    /// What was done first about an interrupted move of the tenant: `rolled_back` (it
+    /// had not switched), `finished` (it had) or `cleared` (a mark with no record);
+    /// absent when there was none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub recovered: Option<crate::store::Recovery>,
 }
 
 impl From<crate::store::MoveReport> for MoveReportDto {
@@ -519,6 +563,7 @@ impl From<crate::store::MoveReport> for MoveReportDto {
             documents_sha256: r.documents_sha256,
             source_deleted: r.source_deleted,
             millis: r.millis,
+            recovered: r.recovered,
         }
     }
 }

@@ -240,8 +240,63 @@ impl FromRequestParts<AppState> for AdminCaller {
             Some(state.admin.tenant_id(&slug).await?)
         };
         principal.authorize(method, &path, tenant)?;
+        if changes_tenant_data(method, &path) {
+            hold_tenant_write(parts, state).await?;
+        }
         Ok(AdminCaller(principal))
     }
+}
+
+/// Whether an admin route changes data kept at the tenant's storage location (rules,
+/// deploys, secrets, users, keys, jobs, an import, the tenant's deletion): those are
+/// refused while it moves, like its own writes. Everything else is carried: reads,
+/// requests that change nothing (`rules/validate`, `rules/test`, `read-token`), changes
+/// to the control row only (rename, CORS, suspend, resume), and the move itself, which
+/// recovers an interrupted one. Listed as exceptions, so a new changing route is refused
+/// by default.
+fn changes_tenant_data(method: &str, path: &str) -> bool {
+    const CARRIED: &[(&str, &str)] = &[
+        ("PATCH", "/admin/v1/tenants/{tenant}"),
+        ("POST", "/admin/v1/tenants/{tenant}/move"),
+        ("POST", "/admin/v1/tenants/{tenant}/suspend"),
+        ("POST", "/admin/v1/tenants/{tenant}/resume"),
+        ("POST", "/admin/v1/tenants/{tenant}/read-token"),
+        ("POST", "/admin/v1/tenants/{tenant}/rules/validate"),
+        ("POST", "/admin/v1/tenants/{tenant}/rules/test"),
+    ];
+    path.starts_with("/admin/v1/tenants/{tenant}")
+        && is_mutating(method)
+        && !CARRIED.iter().any(|(m, p)| *m == method && *p == path)
+}
+
+/// Admits an admin change of the route's tenant as `ResolvedTenant` admits a write:
+/// refused with 503 `tenant_moving` while it moves, else its ticket held until the
+/// answer, so a move waits for it. An unknown tenant is left to the handler's 404.
+async fn hold_tenant_write(parts: &mut Parts, state: &AppState) -> Result<(), ApiError> {
+    let params = RawPathParams::from_request_parts(parts, state)
+        .await
+        .map_err(|e| match e {
+            RawPathParamsRejection::InvalidUtf8InPathParam(e) => invalid_path(e),
+            other => ApiError::internal(format!("admin route: {}", other.body_text())),
+        })?;
+    let Some(slug) = params
+        .iter()
+        .find(|(k, _)| *k == "tenant")
+        .map(|(_, v)| v.to_string())
+    else {
+        return Ok(());
+    };
+    let Some(tenant) = state.registry.get(&slug).await? else {
+        return Ok(());
+    };
+    let ticket = state
+        .registry
+        .enter_write(&tenant)
+        .ok_or_else(tenant_moving)?;
+    if let Some(hold) = parts.extensions.get::<WriteHold>() {
+        *hold.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(ticket);
+    }
+    Ok(())
 }
 
 /// Client address and user agent.
@@ -394,5 +449,38 @@ where
             .await
             .map(|q| ApiQuery(q.0))
             .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::changes_tenant_data;
+
+    #[test]
+    fn admin_changes_to_a_tenants_data_are_told_from_the_rest() {
+        for (m, p) in [
+            ("PUT", "/admin/v1/tenants/{tenant}/rules"),
+            ("POST", "/admin/v1/tenants/{tenant}/deploys"),
+            (
+                "POST",
+                "/admin/v1/tenants/{tenant}/deploys/{version}/activate",
+            ),
+            ("PUT", "/admin/v1/tenants/{tenant}/secrets/{name}"),
+            ("DELETE", "/admin/v1/tenants/{tenant}/keys/{id}"),
+            ("POST", "/admin/v1/tenants/{tenant}/users/{id}/disable"),
+            ("DELETE", "/admin/v1/tenants/{tenant}"),
+        ] {
+            assert!(changes_tenant_data(m, p), "{m} {p}");
+        }
+        for (m, p) in [
+            ("GET", "/admin/v1/tenants/{tenant}/rules"),
+            ("PATCH", "/admin/v1/tenants/{tenant}"),
+            ("POST", "/admin/v1/tenants/{tenant}/move"),
+            ("POST", "/admin/v1/tenants/{tenant}/rules/validate"),
+            ("POST", "/admin/v1/tenants"),
+            ("POST", "/admin/v1/keys"),
+        ] {
+            assert!(!changes_tenant_data(m, p), "{m} {p}");
+        }
     }
 }

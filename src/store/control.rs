@@ -174,6 +174,7 @@ impl Store {
             for sql in [
                 "DELETE FROM usage WHERE tenant_id = $1",
                 "DELETE FROM usage_hours WHERE tenant_id = $1",
+                "DELETE FROM tenant_moves WHERE tenant_id = $1",
             ] {
                 sqlx::query(sql).bind(id).execute(p).await?;
             }

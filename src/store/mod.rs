@@ -14,6 +14,7 @@ mod announce;
 pub mod backup;
 mod commit;
 mod control;
+mod dir_lock;
 mod documents;
 mod export;
 mod functions;
@@ -45,6 +46,7 @@ pub use admin_access::{AdminKeyRow, AdminSessionRow, NewAdminKey, OwnerGuarded};
 pub use admin_invites::{AdminInviteRow, NewAdminInvite};
 pub use announce::{Announcement, Topic};
 pub use control::{AdminRow, AuditEntry, AuditQuery, NewAudit, SigningKeyRow, TenantRow};
+pub use dir_lock::DirLock;
 pub use documents::{
     After, Change, ChangeOp, ListQuery, ListedDoc, OrderKey, SortValue, StoredDoc, WriteDecision,
     WriteError, WriteRequest, Written, page_len,
@@ -56,8 +58,8 @@ pub use export::{
 pub use functions::{DeployRow, DeploySummary, InvocationRow};
 pub use jobs::{JobInfo, JobPlanner, JobRef, JobRow, NewJob, Origin, OutboxScan};
 pub use keys::ServiceKeyRow;
-pub use placement::{DEFAULT_LOCATION, WriteTicket, parse_clusters};
-pub use relocate::{MoveReport, MoveStep};
+pub use placement::{DEFAULT_LOCATION, PlacementPolicy, WriteTicket, parse_clusters};
+pub use relocate::{MovePhase, MoveRecord, MoveReport, MoveStep, Recovery};
 pub use secrets::{SecretMeta, SecretPut, SecretRow};
 pub use sqlite::{SqliteMemory, SqliteTuning, sqlite_memory};
 pub use usage::UsageCounts;
@@ -110,6 +112,10 @@ pub enum StoreError {
     /// move to end (a few seconds); reads go on.
     #[error("the tenant is moving to another storage location")]
     TenantMoving,
+    /// Another mover holds the tenant's move and beat its heartbeat this long ago (ms),
+    /// within its lease: it is running (maybe slowly), not dead.
+    #[error("a move of this tenant is running")]
+    MoveRunning { heartbeat_age_ms: i64 },
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -140,8 +146,10 @@ impl From<rusqlite::Error> for StoreError {
 
 impl StoreError {
     pub fn code(&self) -> &'static str {
-        if matches!(self, StoreError::TenantMoving) {
-            return "tenant_moving";
+        match self {
+            StoreError::TenantMoving => return "tenant_moving",
+            StoreError::MoveRunning { .. } => return "move_running",
+            _ => {}
         }
         match self.kind() {
             crate::fault::Kind::StorageFull => "storage_full",
@@ -162,7 +170,9 @@ impl StoreError {
         }
         match self {
             StoreError::NotFound => Kind::NotFound,
-            StoreError::Conflict(_) | StoreError::Superseded => Kind::Conflict,
+            StoreError::Conflict(_) | StoreError::Superseded | StoreError::MoveRunning { .. } => {
+                Kind::Conflict
+            }
             StoreError::Unavailable(_) | StoreError::TenantMoving => Kind::Unavailable,
             StoreError::Db(e) if database_unreachable(e) => Kind::Unavailable,
             StoreError::StorageFull => Kind::StorageFull,
@@ -192,6 +202,11 @@ impl StoreError {
             (crate::fault::Kind::Internal, _) => "internal server error".into(),
             (_, StoreError::NotFound) => "no such resource".into(),
             (_, StoreError::Conflict(what)) => what.to_string(),
+            (_, StoreError::MoveRunning { heartbeat_age_ms }) => format!(
+                "a move of this tenant is running (its last heartbeat {:.1} s ago); wait for \
+                 it, or run the move again once it has been silent for its lease",
+                *heartbeat_age_ms as f64 / 1000.0
+            ),
             (_, other) => other.to_string(),
         }
     }

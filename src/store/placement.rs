@@ -20,6 +20,29 @@ use super::{Backend, Db, POSTGRES_MIGRATIONS, Store, StoreError, StoreResult, Te
 /// The name of the server's own storage.
 pub const DEFAULT_LOCATION: &str = "default";
 
+/// Where a new tenant whose creation names no location goes (`PLINTH_PLACEMENT`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PlacementPolicy {
+    /// `default`: the server's own storage.
+    #[default]
+    Default,
+    /// `least-loaded`: the location holding the fewest tenants (ties: `default`, then
+    /// the clusters by name).
+    LeastLoaded,
+}
+
+impl PlacementPolicy {
+    pub fn parse(s: &str) -> Result<PlacementPolicy, String> {
+        match s.trim() {
+            "" | "default" => Ok(PlacementPolicy::Default),
+            "least-loaded" => Ok(PlacementPolicy::LeastLoaded),
+            other => Err(format!(
+                "placement {other:?}: expected \"default\" or \"least-loaded\""
+            )),
+        }
+    }
+}
+
 /// Extra clusters, their pools, where tenants live, and the write gates of moves.
 #[derive(Default)]
 pub(crate) struct Placement {
@@ -29,6 +52,9 @@ pub(crate) struct Placement {
     cache: Mutex<HashMap<i64, Arc<str>>>,
     gates: Mutex<HashMap<i64, Gate>>,
     max_connections: Mutex<u32>,
+    policy: Mutex<PlacementPolicy>,
+    /// The lease of the moves this process runs, in ms (0: the default).
+    move_lease_ms: std::sync::atomic::AtomicI64,
 }
 
 /// A tenant's writes in flight on this node, and whether new ones are refused.
@@ -92,15 +118,21 @@ pub fn parse_clusters(specs: &[String]) -> Result<Vec<(String, String)>, String>
 }
 
 impl Store {
-    /// Sets the extra PostgreSQL clusters (name, URL) tenants may be placed on. Their
-    /// pools open on first use.
-    pub fn set_clusters(&self, clusters: Vec<(String, String)>, max_connections: u32) {
+    /// Sets the extra PostgreSQL clusters (name, URL) tenants may be placed on (their
+    /// pools open on first use), and where tenants created without a location go.
+    pub fn set_clusters(
+        &self,
+        clusters: Vec<(String, String)>,
+        max_connections: u32,
+        policy: PlacementPolicy,
+    ) {
         *self
             .placement
             .clusters
             .write()
             .unwrap_or_else(|p| p.into_inner()) = clusters.into_iter().collect();
         *lock(&self.placement.max_connections) = max_connections.max(1);
+        *lock(&self.placement.policy) = policy;
     }
 
     /// Every location a tenant may be placed on: `default` first, then the clusters.
@@ -114,6 +146,55 @@ impl Store {
         names.sort();
         names.insert(0, DEFAULT_LOCATION.to_string());
         names
+    }
+
+    /// Sets the lease of the moves this process runs (300 ms to 10 min).
+    pub fn set_move_lease(&self, lease: Duration) {
+        let ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        self.placement
+            .move_lease_ms
+            .store(ms.clamp(300, 600_000), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The lease of the moves this process runs, in ms.
+    pub(super) fn move_lease_ms(&self) -> i64 {
+        match self
+            .placement
+            .move_lease_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            0 => 15_000,
+            ms => ms,
+        }
+    }
+
+    /// The location for a new tenant whose creation names none, by the policy: with
+    /// `least-loaded`, the one holding the fewest tenants (counted in the control
+    /// table, tenants being moved included at their current location).
+    pub async fn placement_for_new_tenant(&self) -> StoreResult<String> {
+        if *lock(&self.placement.policy) == PlacementPolicy::Default {
+            return Ok(DEFAULT_LOCATION.to_string());
+        }
+        let db = self.control_db();
+        let counts: Vec<(String, i64)> = on_db!(db, |p| sqlx::query_as(
+            "SELECT location, COUNT(*) FROM tenants GROUP BY location"
+        )
+        .fetch_all(&p)
+        .await?);
+        let load = |l: &str| {
+            counts
+                .iter()
+                .find(|(name, _)| name == l)
+                .map_or(0, |(_, n)| *n)
+        };
+        // `locations()` lists `default` first: the first of the least loaded wins.
+        let locations = self.locations();
+        let least = locations
+            .iter()
+            .min_by_key(|l| load(l))
+            .cloned()
+            .unwrap_or_else(|| DEFAULT_LOCATION.to_string());
+        Ok(least)
     }
 
     pub fn has_location(&self, name: &str) -> bool {
@@ -281,6 +362,21 @@ mod tests {
 
     fn specs(s: &[&str]) -> Vec<String> {
         s.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn placement_policies_parse() {
+        use super::PlacementPolicy;
+        assert_eq!(PlacementPolicy::parse(""), Ok(PlacementPolicy::Default));
+        assert_eq!(
+            PlacementPolicy::parse("default"),
+            Ok(PlacementPolicy::Default)
+        );
+        assert_eq!(
+            PlacementPolicy::parse(" least-loaded "),
+            Ok(PlacementPolicy::LeastLoaded)
+        );
+        assert!(PlacementPolicy::parse("random").is_err());
     }
 
     #[test]

@@ -81,6 +81,10 @@ impl SqliteBackend {
         }
     }
 
+    pub(super) fn dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
     pub(super) fn tenant_path(&self, tenant_id: i64) -> PathBuf {
         self.data_dir.join(backup::sqlite_tenant_file(tenant_id))
     }

@@ -34,7 +34,7 @@ const UNREACHABLE: &str = "postgres://plinth@127.0.0.1:1/nowhere";
 
 /// A second database on the test's PostgreSQL server, standing in for a second cluster;
 /// dropped with the first value.
-async fn second_cluster() -> (Owned, String) {
+pub(crate) async fn second_cluster() -> (Owned, String) {
     let (name, url) = create_postgres_database().await;
     (Owned::Database(name), url)
 }
@@ -48,7 +48,12 @@ async fn start(b: Backend, clusters: &[(&str, &str)]) -> TestApp {
 }
 
 /// Every document of a collection, through the API, in pages.
-async fn all_docs(app: &TestApp, key: &str, tenant: &str, collection: &str) -> Vec<Value> {
+pub(crate) async fn all_docs(
+    app: &TestApp,
+    key: &str,
+    tenant: &str,
+    collection: &str,
+) -> Vec<Value> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {

@@ -1,21 +1,29 @@
 //! Moving a tenant between storage locations (`plinth tenant move`).
 //!
-//! The order is what makes it safe: mark the tenant moving (control table, announced,
-//! and this node's write gate) so writes are refused; wait for the writes this node
-//! admitted to end; copy every table to the target; verify counts per table and a
-//! checksum of the documents on both sides; switch the location in the control table
-//! and announce it; clear the mark; delete the source copy. Until the switch the source
-//! is authoritative, and any failure removes the target copy and clears the mark.
+//! The order is what makes it safe: mark the tenant moving and record the move (control
+//! tables, announced, and this node's write gate) so writes are refused; wait for the
+//! writes this node admitted to end; copy every table to the target; verify counts per
+//! table and a checksum of the documents on both sides; switch the location in the
+//! control table (with the recorded phase, fenced by the mover's lease) and announce it;
+//! clear the mark; delete the source copy. Until the switch the source is authoritative,
+//! and any failure removes the target copy and clears the mark. A mover that dies leaves
+//! its record: the next move of the tenant finishes or rolls it back (`recover`).
 
+mod lease;
+mod recover;
 mod rows;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+pub use lease::{MovePhase, MoveRecord};
+pub use recover::Recovery;
 pub(crate) use rows::{clear_tenant, placeholder_row};
 
+use lease::Heartbeat;
+
 use super::placement::DEFAULT_LOCATION;
-use super::{Backend, Db, Store, StoreError, StoreResult, TenantRow, now_ms, on_db};
+use super::{Backend, Db, Store, StoreError, StoreResult, TenantRow};
 
 /// How long a move waits for the writes in flight to end before it gives up.
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
@@ -26,6 +34,8 @@ const OTHER_NODES_GRACE: Duration = Duration::from_millis(1500);
 /// One step of a move, as it happens (for the CLI's progress lines).
 #[derive(Debug)]
 pub enum MoveStep<'a> {
+    /// An interrupted move of the tenant was finished or rolled back first.
+    Recovered(Recovery),
     /// Writes are refused from now on.
     Frozen,
     /// The writes in flight ended.
@@ -56,13 +66,17 @@ pub struct MoveReport {
     /// Whether the source copy was deleted (else it is left where it was, unused).
     pub source_deleted: bool,
     pub millis: u64,
+    /// What was done first about an interrupted move (none: there was none).
+    pub recovered: Option<Recovery>,
 }
 
 type Progress<'p> = &'p mut (dyn for<'a> FnMut(MoveStep<'a>) + Send);
 
 impl Store {
     /// Moves the tenant's data to `to` (a location the caller checked exists). A tenant
-    /// already there whose mark an interrupted move left set is only released.
+    /// whose mark an interrupted move left set is recovered first (finished or rolled
+    /// back), then moved on to `to` unless it is already there; one whose mover is alive
+    /// (its heartbeat within its lease) is refused with `MoveRunning`.
     pub async fn move_tenant(
         &self,
         tenant: &TenantRow,
@@ -70,47 +84,72 @@ impl Store {
         progress: Progress<'_>,
     ) -> StoreResult<MoveReport> {
         let started = Instant::now();
+        let mut recovered = None;
+        let mut tenant = tenant.clone();
+        if tenant.moving {
+            let r = self.recover(&tenant).await?;
+            progress(MoveStep::Recovered(r));
+            recovered = Some(r);
+            tenant = self
+                .get_tenant_by_slug(&tenant.slug)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+        }
+        let done =
+            |from: &str, counts: BTreeMap<String, u64>, sum: String, deleted: bool| MoveReport {
+                from: from.to_string(),
+                to: to.to_string(),
+                counts,
+                documents_sha256: sum,
+                source_deleted: deleted,
+                millis: started.elapsed().as_millis() as u64,
+                recovered,
+            };
         if tenant.location == to {
-            if !tenant.moving {
+            if recovered.is_none() {
                 return Err(StoreError::Conflict(
                     "the tenant is already at this location",
                 ));
             }
-            self.release(tenant).await?;
-            progress(MoveStep::Released);
-            return Ok(MoveReport {
-                from: to.to_string(),
-                to: to.to_string(),
-                counts: BTreeMap::new(),
-                documents_sha256: String::new(),
-                source_deleted: false,
-                millis: started.elapsed().as_millis() as u64,
-            });
+            return Ok(done(to, BTreeMap::new(), String::new(), false));
         }
-        self.mark_moving(tenant).await?;
+        let owner = lease::new_owner();
+        let lease = self.move_lease_ms();
+        self.mark_moving(&tenant, to, &owner, lease).await?;
+        let beat = Heartbeat::start(self, tenant.id, &owner, lease);
         progress(MoveStep::Frozen);
-        let copied = self.copy_and_verify(tenant, to, &mut *progress).await;
+        let copied = self.copy_and_verify(&tenant, to, &mut *progress).await;
         let (counts, checksum) = match copied {
             Ok(c) => c,
             Err((e, touched)) => {
-                self.abandon(tenant, to, touched).await;
+                self.abandon(&tenant, to, touched, &owner).await;
                 return Err(e);
             }
         };
-        if let Err(e) = self.switch_location(tenant, to).await {
-            // The switch may have committed with its answer lost: the copy stays (unused
-            // if not; the next move to `to` clears it first).
-            self.abandon(tenant, to, false).await;
+        crash_point("after-copy");
+        if beat.lost() {
+            tracing::warn!(tenant = %tenant.slug, "the move was taken over; not switching");
+        }
+        if let Err(e) = self.switch_location(&tenant, to, &owner).await {
+            // Fenced: taken over, nothing changed. Or the switch committed with its
+            // answer lost: either way the copy stays (unused if not switched; the next
+            // move to `to` clears it first) and the mark goes, if still ours.
+            self.forget_placements();
+            if let Err(r) = self.release(&tenant, Some(&owner)).await {
+                tracing::error!(error = %r, tenant = %tenant.slug, "move failed and its mark stays set");
+            }
             return Err(e);
         }
         progress(MoveStep::Switched);
+        crash_point("after-switch");
         // Past the switch the target is authoritative: what fails now is only reported.
-        if let Err(e) = self.release(tenant).await {
+        if let Err(e) = self.release(&tenant, Some(&owner)).await {
             tracing::error!(error = %e, tenant = %tenant.slug, "moved, but the mark stays set");
             return Err(e);
         }
+        drop(beat);
         progress(MoveStep::Released);
-        let source_deleted = match self.drop_source(tenant).await {
+        let source_deleted = match self.drop_copy_at(tenant.id, &tenant.location).await {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(error = %e, tenant = %tenant.slug, from = %tenant.location,
@@ -118,37 +157,19 @@ impl Store {
                 false
             }
         };
-        Ok(MoveReport {
-            from: tenant.location.clone(),
-            to: to.to_string(),
-            counts,
-            documents_sha256: checksum,
-            source_deleted,
-            millis: started.elapsed().as_millis() as u64,
-        })
+        Ok(done(&tenant.location, counts, checksum, source_deleted))
     }
 
-    /// Sets the mark (once: a second move of the same tenant is refused), freezes this
-    /// node's writes and tells the other nodes.
-    async fn mark_moving(&self, tenant: &TenantRow) -> StoreResult<()> {
-        let db = self.control_db();
-        // Only from the location read: a move that ended since must not be undone.
-        let marked = on_db!(db, |p| sqlx::query(
-            "UPDATE tenants SET moving = TRUE, updated_at = $2 \
-             WHERE id = $1 AND moving = FALSE AND location = $3"
-        )
-        .bind(tenant.id)
-        .bind(now_ms())
-        .bind(&tenant.location)
-        .execute(&p)
-        .await?
-        .rows_affected());
-        if marked == 0 {
-            return Err(StoreError::Conflict(
-                "a move of this tenant is running, or one was interrupted: move it to its \
-                 current location to clear the mark",
-            ));
-        }
+    /// Sets the mark with the move's record (once: a second move of the same tenant is
+    /// refused), freezes this node's writes and tells the other nodes.
+    async fn mark_moving(
+        &self,
+        tenant: &TenantRow,
+        to: &str,
+        owner: &str,
+        lease_ms: i64,
+    ) -> StoreResult<()> {
+        self.record_move(tenant, to, owner, lease_ms).await?;
         self.freeze(tenant.id);
         self.announce_tenant_change(&tenant.slug).await;
         Ok(())
@@ -259,72 +280,61 @@ impl Store {
         }
     }
 
-    async fn switch_location(&self, tenant: &TenantRow, to: &str) -> StoreResult<()> {
-        let db = self.control_db();
-        on_db!(db, |p| sqlx::query(
-            "UPDATE tenants SET location = $2, updated_at = $3 WHERE id = $1"
-        )
-        .bind(tenant.id)
-        .bind(to)
-        .bind(now_ms())
-        .execute(&p)
-        .await?
-        .rows_affected());
+    async fn switch_location(&self, tenant: &TenantRow, to: &str, owner: &str) -> StoreResult<()> {
+        self.switch_fenced(tenant.id, to, owner).await?;
         self.remember_placement(tenant.id, to);
         self.announce_tenant_change(&tenant.slug).await;
         Ok(())
     }
 
-    /// Clears the mark, opens this node's gate and tells the other nodes.
-    async fn release(&self, tenant: &TenantRow) -> StoreResult<()> {
-        let db = self.control_db();
-        let cleared = on_db!(db, |p| sqlx::query(
-            "UPDATE tenants SET moving = FALSE, updated_at = $2 WHERE id = $1"
-        )
-        .bind(tenant.id)
-        .bind(now_ms())
-        .execute(&p)
-        .await
-        .map(|_| ()));
+    /// Clears the mark (with an owner: only while it holds the move, else
+    /// `MoveRunning`), opens this node's gate and tells the other nodes.
+    async fn release(&self, tenant: &TenantRow, owner: Option<&str>) -> StoreResult<()> {
+        let cleared = self.clear_mark(tenant.id, owner).await;
         self.thaw(tenant.id);
         self.announce_tenant_change(&tenant.slug).await;
-        cleared?;
+        if !cleared? {
+            return Err(StoreError::MoveRunning {
+                heartbeat_age_ms: 0,
+            });
+        }
         Ok(())
     }
 
     /// A failure before the switch: the source stays, the target copy goes (when one was
     /// begun), and the tenant takes writes again.
-    async fn abandon(&self, tenant: &TenantRow, to: &str, touched: bool) {
-        if touched {
-            let removed = match self.location_db(to, tenant.id).await {
-                Ok(db) => clear_tenant(&db, tenant.id, to != DEFAULT_LOCATION).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = removed {
-                tracing::warn!(error = %e, tenant = %tenant.slug, to, "move failed; its partial copy stays");
-            }
-        }
+    async fn abandon(&self, tenant: &TenantRow, to: &str, touched: bool, owner: &str) {
         // The default SQLite location's file for this tenant may have been created for
         // the copy; it is not the source (the tenant lives elsewhere).
-        if to == DEFAULT_LOCATION
-            && let Backend::Sqlite(_) = &*self.inner
-            && let Err(e) = self.drop_tenant_storage(tenant.id, to).await
+        let created_file = to == DEFAULT_LOCATION && matches!(&*self.inner, Backend::Sqlite(_));
+        if (touched || created_file)
+            && let Err(e) = self.drop_copy_at(tenant.id, to).await
         {
-            tracing::warn!(error = %e, tenant = %tenant.slug, "move failed; its empty file stays");
+            tracing::warn!(error = %e, tenant = %tenant.slug, to, "move failed; its partial copy stays");
         }
-        if let Err(e) = self.release(tenant).await {
+        if let Err(e) = self.release(tenant, Some(owner)).await {
             tracing::error!(error = %e, tenant = %tenant.slug, "move failed and its mark stays set");
         }
     }
 
-    /// Deletes the tenant's rows at its old location.
-    async fn drop_source(&self, tenant: &TenantRow) -> StoreResult<()> {
-        let from = tenant.location.as_str();
-        match (&*self.inner, from == DEFAULT_LOCATION) {
+    /// Deletes the tenant's copy at `location` (not where it lives): rows (and a
+    /// cluster's placeholder), or the SQLite file.
+    async fn drop_copy_at(&self, tenant: i64, location: &str) -> StoreResult<()> {
+        match (&*self.inner, location == DEFAULT_LOCATION) {
             (Backend::Postgres(p), true) => {
-                clear_tenant(&Db::Postgres(p.clone()), tenant.id, false).await
+                clear_tenant(&Db::Postgres(p.clone()), tenant, false).await
             }
-            _ => self.drop_tenant_storage(tenant.id, from).await,
+            _ => self.drop_tenant_storage(tenant, location).await,
         }
+    }
+}
+
+/// A test hook: `PLINTH_TEST_MOVE_CRASH=after-copy` (or `after-switch`) makes the process
+/// exit there, as a crash would, to test the recovery of an interrupted move. Never set
+/// it on a server: it ends the whole process.
+fn crash_point(point: &str) {
+    if std::env::var("PLINTH_TEST_MOVE_CRASH").is_ok_and(|v| v == point) {
+        eprintln!("PLINTH_TEST_MOVE_CRASH={point}: exiting in the middle of the move");
+        std::process::exit(86);
     }
 }

@@ -248,23 +248,35 @@ fn select_sql(t: &Table, pg: bool, after: bool) -> String {
     sql
 }
 
-fn insert_sql(t: &Table, pg: bool) -> String {
+/// One INSERT of `rows` rows: the tenant bound once as `$1`, then each row's columns.
+/// (500 rows of the widest table bind 5,501 values: under both dialects' limits, 32,766
+/// on SQLite and 65,535 on PostgreSQL.)
+fn insert_sql(t: &Table, pg: bool, rows: usize) -> String {
     let cols: Vec<String> = t.cols.iter().map(|(c, _)| format!("\"{c}\"")).collect();
-    let params: Vec<String> = t
-        .cols
-        .iter()
-        .enumerate()
-        .map(|(i, (_, ty))| match (pg, ty) {
-            (true, Json) => format!("CAST(${} AS jsonb)", i + 2),
-            (true, Int4) => format!("CAST(${} AS integer)", i + 2),
-            _ => format!("${}", i + 2),
+    let width = t.cols.len();
+    let tuples: Vec<String> = (0..rows)
+        .map(|r| {
+            let params: Vec<String> = t
+                .cols
+                .iter()
+                .enumerate()
+                .map(|(i, (_, ty))| {
+                    let n = 2 + r * width + i;
+                    match (pg, ty) {
+                        (true, Json) => format!("CAST(${n} AS jsonb)"),
+                        (true, Int4) => format!("CAST(${n} AS integer)"),
+                        _ => format!("${n}"),
+                    }
+                })
+                .collect();
+            format!("($1, {})", params.join(", "))
         })
         .collect();
     format!(
-        "INSERT INTO {} (tenant_id, {}) VALUES ($1, {})",
+        "INSERT INTO {} (tenant_id, {}) VALUES {}",
         t.name,
         cols.join(", "),
-        params.join(", ")
+        tuples.join(", ")
     )
 }
 
@@ -342,21 +354,34 @@ async fn for_pages(
     }
 }
 
+/// Writes a page of rows: on PostgreSQL in one multi-row INSERT (a statement per row
+/// cost a round trip each); on SQLite one prepared single-row INSERT run for each row in
+/// one transaction, which measured faster there than a multi-row INSERT binding
+/// thousands of values.
 async fn write_page(db: &Db, tenant: i64, t: &Table, rows: &Rows) -> StoreResult<()> {
     if rows.is_empty() {
         return Ok(());
     }
-    let sql = insert_sql(t, is_pg(db));
-    let begin = db.begin_write();
-    on_db!(db, |p| {
-        let mut tx = p.begin_with(begin).await?;
-        for r in rows {
-            let q = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(tenant);
-            bind_vals!(q, r).execute(&mut *tx).await?;
+    match db {
+        Db::Postgres(p) => {
+            let sql = insert_sql(t, true, rows.len());
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant);
+            for r in rows {
+                q = bind_vals!(q, r);
+            }
+            q.execute(p).await?;
         }
-        tx.commit().await?;
-        Ok(())
-    })
+        Db::Sqlite(p) => {
+            let sql = insert_sql(t, false, 1);
+            let mut tx = p.begin_with(db.begin_write()).await?;
+            for r in rows {
+                let q = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(tenant);
+                bind_vals!(q, r).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        }
+    }
+    Ok(())
 }
 
 /// Copies the tenant's rows of `t` from `from` to `to`, a page at a time; the number
@@ -526,8 +551,17 @@ mod tests {
     #[test]
     fn statements_name_every_column_once() {
         for t in TABLES {
-            let ins = insert_sql(t, true);
+            let ins = insert_sql(t, true, 1);
             assert_eq!(ins.matches('$').count(), t.cols.len() + 1, "{}", t.name);
+            let ins = insert_sql(t, false, 3);
+            assert_eq!(
+                ins.matches('$').count(),
+                3 * (t.cols.len() + 1),
+                "{}",
+                t.name
+            );
+            let last = format!("${}", 1 + 3 * t.cols.len());
+            assert!(ins.contains(&last) && !ins.contains(&format!("{last}0")));
             let sel = select_sql(t, false, true);
             assert!(sel.contains(t.name));
             for k in t.key {
