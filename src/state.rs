@@ -49,8 +49,6 @@ impl Deref for AppState {
     }
 }
 
-/// The Prometheus registry, reading the store's commit counters and SQLite's memory at
-/// each scrape.
 impl AppState {
     /// Opens the store (running migrations) and wires the services. The CLI uses this
     /// directly for local administration, without binding a port.
