@@ -11,9 +11,9 @@
 //! the JavaScript started, workers woken together all took jobs of a tenant at its share),
 //! and again to resume a parked invocation: an invocation that loops after a host call
 //! held a worker beyond the share. An answer for a tenant at its share waits on its worker
-//! until the tenant is below it. A free worker takes the oldest job of the tenant running
-//! on the fewest workers, not the oldest job: behind a tenant with a deep queue of slow
-//! jobs, another's waited for that whole queue.
+//! until the tenant is below it, and the tenant's new jobs wait behind it. A free worker
+//! takes the oldest job of the tenant running on the fewest workers, not the oldest job:
+//! behind a tenant with a deep queue of slow jobs, another's waited for that whole queue.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,18 +69,31 @@ impl Shared {
     }
 
     /// The job to start next, its tenant counted in: the oldest job of the tenant running
-    /// on the fewest workers, among those below their share.
+    /// on the fewest workers, among those below their share and with no answer held.
     fn take(&self) -> Option<Job> {
         let mut q = self.lock();
         // Callers that gave up (a timed-out request) need no answer.
         q.jobs.retain(|j| !j.reply.is_closed());
-        let Queue { jobs, running, .. } = &mut *q;
+        let Queue {
+            jobs,
+            running,
+            held,
+            ..
+        } = &mut *q;
         let mut best: Option<(usize, usize)> = None;
         let mut previous = None;
         for (i, job) in jobs.iter().enumerate() {
             let tenant = job.call.tenant;
             // A tenant's later jobs cannot beat its first (runs of one tenant are common).
             if previous.replace(tenant) == Some(tenant) {
+                continue;
+            }
+            // Its held answers go first: they finish work already started. The worker
+            // whose invocation parked just dropped below the share, is awake and takes
+            // the next job at once; the worker holding an answer was asleep and came too
+            // late, job after job (a batch of hook jobs: one held for seconds, past its
+            // claim, and run again by another node).
+            if held.contains_key(&tenant) {
                 continue;
             }
             let n = running.get(&tenant).copied().unwrap_or(0);
@@ -362,6 +375,22 @@ impl Worker {
         self.held = still;
     }
 
+    /// Resumes what can be: the held answers first, then every answer waiting in the
+    /// channel (wake-ups dropped). Answers first: they finish work already started. All
+    /// of them, not one message: each start's `leave` sends every worker a wake-up while
+    /// the tenant has queued jobs, so a worker that looked at one message between starts
+    /// mostly read wake-ups, and its parked invocations' answers queued up behind them
+    /// for as long as the tenant's jobs kept coming (20 jobs of 300 ms: 3 s, past a
+    /// hook lease).
+    fn take_answers(&mut self, rx: &mpsc::Receiver<Msg>) {
+        self.answer_held();
+        while let Ok(msg) = rx.try_recv() {
+            if let Msg::Answer { inv, call, text } = msg {
+                self.answer(inv, call, text);
+            }
+        }
+    }
+
     fn start(&mut self, inv: u64, job: Job) {
         let tenant = job.call.tenant;
         let deadline = Instant::now() + job.call.limits.timeout;
@@ -387,13 +416,7 @@ fn worker(
     let mut next_inv: u64 = 0;
     let mut last_sweep = Instant::now();
     loop {
-        // Answers first: they finish work already started.
-        w.answer_held();
-        while let Ok(msg) = rx.try_recv() {
-            if let Msg::Answer { inv, call, text } = msg {
-                w.answer(inv, call, text);
-            }
-        }
+        w.take_answers(&rx);
         if w.shared.queue.lock().map(|q| q.shutdown).unwrap_or(true) {
             w.sandboxes.abandon_all();
             return;
@@ -404,11 +427,9 @@ fn worker(
             next_inv += 1;
             w.start(next_inv, job);
             started = true;
-            // Look at answers between starts, so a burst of new jobs cannot starve
-            // the invocations already parked.
-            if let Ok(Msg::Answer { inv, call, text }) = rx.try_recv() {
-                w.answer(inv, call, text);
-            }
+            // Answers between starts, so a burst of new jobs cannot starve the
+            // invocations already parked.
+            w.take_answers(&rx);
         }
         w.sandboxes.expire(Instant::now());
         if started {
@@ -521,5 +542,21 @@ mod tests {
         let q = s.lock();
         assert!(q.held.is_empty());
         assert_eq!(q.running.get(&1), Some(&2));
+    }
+
+    #[test]
+    fn a_held_answer_goes_before_the_tenants_new_jobs() {
+        let (s, _replies) = shared(&[1, 1, 2]);
+        assert!(s.enter_or_hold(1));
+        assert!(s.enter_or_hold(1));
+        assert!(!s.enter_or_hold(1));
+        // Tenant 1 is below its share again, but the answer held on another worker
+        // resumes before any new job of tenant 1 starts; other tenants' jobs go on.
+        s.leave(1);
+        assert_eq!(taken(&s).as_deref(), Some("f2"));
+        assert_eq!(taken(&s), None);
+        assert!(s.enter_held(1));
+        s.leave(1);
+        assert_eq!(taken(&s).as_deref(), Some("f0"));
     }
 }
