@@ -113,16 +113,8 @@ impl FromRequestParts<AppState> for ResolvedTenant {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let params = RawPathParams::from_request_parts(parts, state)
-            .await
-            .map_err(|e| match e {
-                RawPathParamsRejection::InvalidUtf8InPathParam(e) => invalid_path(e),
-                other => ApiError::internal(format!("tenant route: {}", other.body_text())),
-            })?;
-        let slug = params
-            .iter()
-            .find(|(k, _)| *k == "tenant")
-            .map(|(_, v)| v.to_string())
+        let slug = tenant_param(parts, state, "tenant route")
+            .await?
             .ok_or_else(|| ApiError::internal("tenant route without {tenant}"))?;
         let tenant =
             state.registry.get(&slug).await?.ok_or_else(|| {
@@ -269,21 +261,30 @@ fn changes_tenant_data(method: &str, path: &str) -> bool {
         && !CARRIED.iter().any(|(m, p)| *m == method && *p == path)
 }
 
-/// Admits an admin change of the route's tenant as `ResolvedTenant` admits a write:
-/// refused with 503 `tenant_moving` while it moves, else its ticket held until the
-/// answer, so a move waits for it. An unknown tenant is left to the handler's 404.
-async fn hold_tenant_write(parts: &mut Parts, state: &AppState) -> Result<(), ApiError> {
+/// The route's `{tenant}` path parameter, if it has one; `route` names the kind of route
+/// in the internal error of a path axum could not hand over.
+async fn tenant_param(
+    parts: &mut Parts,
+    state: &AppState,
+    route: &str,
+) -> Result<Option<String>, ApiError> {
     let params = RawPathParams::from_request_parts(parts, state)
         .await
         .map_err(|e| match e {
             RawPathParamsRejection::InvalidUtf8InPathParam(e) => invalid_path(e),
-            other => ApiError::internal(format!("admin route: {}", other.body_text())),
+            other => ApiError::internal(format!("{route}: {}", other.body_text())),
         })?;
-    let Some(slug) = params
+    Ok(params
         .iter()
         .find(|(k, _)| *k == "tenant")
-        .map(|(_, v)| v.to_string())
-    else {
+        .map(|(_, v)| v.to_string()))
+}
+
+/// Admits an admin change of the route's tenant as `ResolvedTenant` admits a write:
+/// refused with 503 `tenant_moving` while it moves, else its ticket held until the
+/// answer, so a move waits for it. An unknown tenant is left to the handler's 404.
+async fn hold_tenant_write(parts: &mut Parts, state: &AppState) -> Result<(), ApiError> {
+    let Some(slug) = tenant_param(parts, state, "admin route").await? else {
         return Ok(());
     };
     let Some(tenant) = state.registry.get(&slug).await? else {
