@@ -87,18 +87,19 @@ async fn main() {
         Location::SqliteDir(dir.path().to_path_buf()),
         ([127, 0, 0, 1], 0).into(),
     );
-    // The server's setting, so a run can compare SQLite cache budgets.
-    if let Some(mib) = std::env::var("PLINTH_SQLITE_CACHE_MIB")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        config.sqlite.cache_budget = mib << 20;
+    // The server's settings, so a run can compare SQLite cache sizes.
+    let mib = |name: &str| {
+        std::env::var(name)
+            .ok()?
+            .parse::<u64>()
+            .ok()
+            .map(|m| m << 20)
+    };
+    if let Some(bytes) = mib("PLINTH_SQLITE_CACHE_MIB") {
+        config.sqlite.cache_budget = bytes;
     }
-    if let Some(mib) = std::env::var("PLINTH_SQLITE_CONN_CACHE_MIB")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        config.sqlite.conn_cache = mib << 20;
+    if let Some(bytes) = mib("PLINTH_SQLITE_CONN_CACHE_MIB") {
+        config.sqlite.conn_cache = bytes;
     }
     let running = App::build(config).await.expect("app").spawn();
     let state = running.state.clone();
