@@ -82,6 +82,13 @@ async fn main() {
             _ => {}
         }
     }
+    // Warnings of the hook runner (a failed drain, a retried job) explain a slow drain.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("PLINTH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = Config::new(
         Location::SqliteDir(dir.path().to_path_buf()),
