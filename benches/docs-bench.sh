@@ -111,6 +111,20 @@ for c in 16 64; do
     --header "authorization: Bearer ${TOKENS[99]}" --header 'content-type: application/json' \
     --body "{\"owner\":\"${UIDS[99]}\",\"title\":\"t{n}\",\"n\":-1}" --expect 201
 done
+# The server's memory after every workload (SQLite's page cache is bounded per node by
+# PLINTH_SQLITE_CACHE_MIB, default 256, and per connection by _CONN_CACHE_MIB, 16), and
+# the size of what it serves.
+python3 - "$SERVER_PID" "$work/plinth" "$OWNED_DOCS" <<'PY' | tee -a "$results" >&2
+import json, os, sys
+pid, data, owned = sys.argv[1], sys.argv[2], int(sys.argv[3])
+status = dict(l.split(":", 1) for l in open(f"/proc/{pid}/status"))
+kib = lambda k: int(status[k].split()[0])
+size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(data) for f in fs)
+print(json.dumps({"label": "memory", "server": "plinth", "owned_docs": owned,
+                  "rss_mib": round(kib("VmRSS") / 1024, 1), "peak_rss_mib": round(kib("VmHWM") / 1024, 1),
+                  "rss_anon_mib": round(kib("RssAnon") / 1024, 1), "rss_file_mib": round(kib("RssFile") / 1024, 1),
+                  "data_mib": round(size / 2**20, 1)}))
+PY
 pkill -f "listen 127.0.0.1:$PLINTH_PORT"
 fi
 

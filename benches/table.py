@@ -8,9 +8,13 @@ from collections import defaultdict
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 groups = defaultdict(list)
 ceiling = []
+memory = []
 for r in rows:
     if r.get("label") == "sqlite-ceiling":
         ceiling.append(r)
+        continue
+    if r.get("label") == "memory":
+        memory.append(r)
         continue
     groups[(r["label"], r["connections"], r["server"])].append(r)
 
@@ -52,3 +56,7 @@ if ceiling:
         f"p50 {statistics.median(c['p50_us'] for c in ceiling)} µs, "
         f"p99 {statistics.median(c['p99_us'] for c in ceiling)} µs (median of {len(ceiling)} runs)."
     )
+for m in memory:
+    print(f"\nPlinth's memory after the workloads ({m['owned_docs']:,} owned documents, data "
+          f"{m['data_mib']:,} MiB): RSS {m['rss_mib']} MiB ({m['rss_anon_mib']} anonymous, "
+          f"{m['rss_file_mib']} file), peak {m['peak_rss_mib']} MiB.")
