@@ -41,7 +41,7 @@ async fn move_to(app: &TestApp, admin: &str, to: &str) -> Reply {
 }
 
 /// Runs the CLI's move of "shop" to `to`, made to exit at `crash`; the moment it exited.
-fn crashed_move(storage: &Storage, cluster: &str, to: &str, crash: &str) -> Instant {
+pub(crate) fn crashed_move(storage: &Storage, cluster: &str, to: &str, crash: &str) -> Instant {
     crashed_move_skewed(storage, cluster, to, crash, 0)
 }
 
@@ -86,12 +86,12 @@ fn refused_while_the_lease_runs(storage: &Storage, cluster: &str, crashed: Insta
     }
 }
 
-async fn past_the_lease(crashed: Instant) {
+pub(crate) async fn past_the_lease(crashed: Instant) {
     let wait = Duration::from_millis(LEASE_MS + 300).saturating_sub(crashed.elapsed());
     tokio::time::sleep(wait).await;
 }
 
-async fn restart(b: Backend, storage: Storage, url: &str) -> TestApp {
+pub(crate) async fn restart(b: Backend, storage: Storage, url: &str) -> TestApp {
     let url = url.to_string();
     TestApp::start_on(b, storage, move |c| c.clusters = vec![("eu2".into(), url)]).await
 }
