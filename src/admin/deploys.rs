@@ -11,7 +11,7 @@ impl AdminService {
         slug: &str,
         files: std::collections::BTreeMap<String, String>,
     ) -> Result<Deployed> {
-        let scope = self.scope(actor, slug).await?;
+        let scope = self.scope_to_change(actor, slug).await?;
         let deployed = self.functions.deploy(&scope, files, &actor.0).await?;
         self.audit(
             actor,
@@ -32,7 +32,7 @@ impl AdminService {
         slug: &str,
         version: i64,
     ) -> Result<Deployed> {
-        let scope = self.scope(actor, slug).await?;
+        let scope = self.scope_to_change(actor, slug).await?;
         let deployed = self.functions.activate(&scope, version, &actor.0).await?;
         self.audit(
             actor,
@@ -151,7 +151,7 @@ impl AdminService {
 
     /// Runs a dead job again (with fresh attempts).
     pub async fn retry_job(&self, actor: &Actor, slug: &str, id: &str) -> Result<()> {
-        let scope = self.scope(actor, slug).await?;
+        let scope = self.scope_to_change(actor, slug).await?;
         self.functions.retry_job(&scope, id).await?;
         self.audit(
             actor,

@@ -15,7 +15,7 @@ impl AdminService {
             return Err(field("name", "must be 1-100 characters"));
         }
         no_control("name", name)?;
-        let scope = self.scope(actor, slug).await?;
+        let scope = self.scope_to_change(actor, slug).await?;
         let generated = service_keys::generate();
         let id = uuid::Uuid::now_v7().to_string();
         let row = self
@@ -39,7 +39,7 @@ impl AdminService {
     }
 
     pub async fn revoke_key(&self, actor: &Actor, slug: &str, id: &str) -> Result<ServiceKeyRow> {
-        let scope = self.scope(actor, slug).await?;
+        let scope = self.scope_to_change(actor, slug).await?;
         let row = self
             .store
             .revoke_service_key(&scope, id)

@@ -13,7 +13,7 @@ impl AdminService {
         slug: &str,
         source: &str,
     ) -> Result<Installed> {
-        let scope = self.scope(actor, slug).await?;
+        let scope = self.scope_to_change(actor, slug).await?;
         let installed = self.rules.install(&scope, source, &actor.0).await?;
         self.audit(
             actor,
@@ -49,7 +49,7 @@ impl AdminService {
         slug: &str,
         version: i64,
     ) -> Result<Installed> {
-        let scope = self.scope(actor, slug).await?;
+        let scope = self.scope_to_change(actor, slug).await?;
         let source = self
             .store
             .ruleset_source(&scope, version)

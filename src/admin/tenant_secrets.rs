@@ -11,7 +11,7 @@ impl AdminService {
         name: &str,
         value: &str,
     ) -> Result<SecretInfo> {
-        let scope = self.scope(actor, slug).await?;
+        let scope = self.scope_to_change(actor, slug).await?;
         let info = self.secrets.set(&scope, name, value).await?;
         self.audit(
             actor,
@@ -31,7 +31,7 @@ impl AdminService {
     }
 
     pub async fn delete_secret(&self, actor: &Actor, slug: &str, name: &str) -> Result<()> {
-        let scope = self.scope(actor, slug).await?;
+        let scope = self.scope_to_change(actor, slug).await?;
         self.secrets.delete(&scope, name).await?;
         self.audit(
             actor,

@@ -143,6 +143,7 @@ impl AdminService {
     }
 
     pub async fn delete_tenant(&self, actor: &Actor, slug: &str) -> Result<()> {
+        self.scope_to_change(actor, slug).await?;
         let row = self
             .store
             .delete_tenant(slug)
@@ -165,6 +166,20 @@ impl AdminService {
     /// cache, so an admin always sees the tenant as it is now.
     pub(crate) async fn scope(&self, actor: &Actor, slug: &str) -> Result<Scope> {
         let tenant = self.get_tenant(slug).await?;
+        Ok(Scope::admin(Arc::new(tenant), &actor.0))
+    }
+
+    /// A scope for changing `slug`'s data (what lives at its storage location: users,
+    /// keys, rules, deploys, secrets, jobs, the tenant itself): refused with
+    /// `tenant_moving` while a move copies it, as its own writes are. The HTTP edge
+    /// refuses these routes first (holding a ticket the move waits for); this is the
+    /// check of every other caller, the local `plinth` CLI above all, a process of its
+    /// own whose writes no server's freeze stops.
+    pub(crate) async fn scope_to_change(&self, actor: &Actor, slug: &str) -> Result<Scope> {
+        let tenant = self.get_tenant(slug).await?;
+        if tenant.moving {
+            return Err(StoreError::TenantMoving.into());
+        }
         Ok(Scope::admin(Arc::new(tenant), &actor.0))
     }
 }

@@ -17,7 +17,7 @@ impl AdminService {
         password: Option<&str>,
         verified: bool,
     ) -> Result<UserRow> {
-        let scope = self.scope(actor, slug).await?;
+        let scope = self.scope_to_change(actor, slug).await?;
         let user = NewUser::check(email, password)?
             .create(&self.store, &scope, verified)
             .await?;
@@ -87,7 +87,7 @@ impl AdminService {
         id: &str,
         disabled: bool,
     ) -> Result<UserRow> {
-        let scope = self.scope(actor, slug).await?;
+        let scope = self.scope_to_change(actor, slug).await?;
         let user = self
             .store
             .set_user_disabled(&scope, id, disabled)
@@ -111,7 +111,7 @@ impl AdminService {
     /// address the admin checked some other way). Marking a verified user again changes
     /// nothing and is not audited again.
     pub async fn mark_user_verified(&self, actor: &Actor, slug: &str, id: &str) -> Result<UserRow> {
-        let scope = self.scope(actor, slug).await?;
+        let scope = self.scope_to_change(actor, slug).await?;
         let user = self
             .store
             .get_user(&scope, id)
@@ -138,7 +138,7 @@ impl AdminService {
     }
 
     pub async fn revoke_user_sessions(&self, actor: &Actor, slug: &str, id: &str) -> Result<u64> {
-        let scope = self.scope(actor, slug).await?;
+        let scope = self.scope_to_change(actor, slug).await?;
         if self.store.get_user(&scope, id).await?.is_none() {
             return Err(AdminError::NotFound("user"));
         }
@@ -156,7 +156,7 @@ impl AdminService {
     }
 
     pub async fn delete_user(&self, actor: &Actor, slug: &str, id: &str) -> Result<()> {
-        let scope = self.scope(actor, slug).await?;
+        let scope = self.scope_to_change(actor, slug).await?;
         self.store
             .delete_user(&scope, id)
             .await

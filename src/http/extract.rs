@@ -239,6 +239,15 @@ impl FromRequestParts<AppState> for AdminCaller {
     }
 }
 
+/// Whether a request to a route (method, route pattern as `MatchedPath` and the OpenAPI
+/// document write it) may be refused with 503 `tenant_moving` while its tenant moves: a
+/// changing request of a tenant route (`ResolvedTenant`), or an admin change of the
+/// tenant's data (`AdminCaller`). The OpenAPI document declares that 503 from this.
+pub(crate) fn refused_while_moving(method: &str, path: &str) -> bool {
+    (path.starts_with("/v1/t/{tenant}/") && is_mutating(method))
+        || changes_tenant_data(method, path)
+}
+
 /// Whether an admin route changes data kept at the tenant's storage location (rules,
 /// deploys, secrets, users, keys, jobs, an import, the tenant's deletion): those are
 /// refused while it moves, like its own writes. Everything else is carried: reads,

@@ -62,6 +62,8 @@ impl Modify for BearerAuth {
 }
 
 /// Applies what is true of every operation:
+/// - an operation a tenant's move refuses (`extract::refused_while_moving`) declares its
+///   503 `tenant_moving`;
 /// - every error answer (4xx, 5xx, and any status an operation does not list) is an
 ///   `application/problem+json` Problem: `ApiError` and the problem fallback make it so;
 /// - operation ids are unique: `method(get, post, ...)` gives every method of a handler
@@ -90,6 +92,9 @@ pub(super) fn finish(doc: &mut utoipa::openapi::OpenApi) {
                 && uses.get(id.as_str()).is_some_and(|n| *n > 1)
             {
                 *id = format!("{id}_{method}");
+            }
+            if super::extract::refused_while_moving(&method.to_ascii_uppercase(), path) {
+                moving_response(op);
             }
             problem_responses(op);
             optional_body(op);
@@ -141,6 +146,26 @@ fn reason(status: &str) -> &'static str {
         .and_then(|s| axum::http::StatusCode::from_u16(s).ok())
         .and_then(|s| s.canonical_reason())
         .unwrap_or("")
+}
+
+/// The 503 `tenant_moving` of an operation refused while its tenant moves (made a
+/// problem document by `problem_responses`, which runs next). An operation that declares
+/// a 503 of its own keeps it, its description extended.
+fn moving_response(op: &mut Operation) {
+    const MOVING: &str = "tenant_moving: the tenant is moving to another storage location; \
+                          retry after `Retry-After` seconds";
+    let responses = &mut op.responses.responses;
+    if let Some(RefOr::T(own)) = responses.get_mut("503") {
+        own.description = match own.description.is_empty() {
+            true => MOVING.to_string(),
+            false => format!("{}; or {MOVING}", own.description),
+        };
+        return;
+    }
+    responses.insert(
+        "503".into(),
+        RefOr::T(ResponseBuilder::new().description(MOVING).build()),
+    );
 }
 
 fn problem_responses(op: &mut Operation) {

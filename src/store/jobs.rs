@@ -102,6 +102,13 @@ pub enum OutboxScan {
     Reported(Vec<i64>),
 }
 
+/// The error a job is left dead with when a claim finds it due again at its last
+/// attempt: that attempt's claim ran out with no outcome recorded (its runner stopped, or
+/// its run outlasted the lease). A claim never starts an attempt past `max_attempts`; a
+/// run that outlasted its lease may still record its outcome (its delivery still matches).
+pub(crate) const LEASE_RAN_OUT: &str = "its last attempt did not finish within its claim's \
+     lease (the runner stopped, or the run outlasted the lease)";
+
 /// Binds: tenant, id, function, event, depth, max_attempts, now, claimed_until (NULL: due
 /// now). A job claimed at birth is on its first attempt, due again when the claim ends.
 pub(crate) const INSERT_JOB_SQL: &str = "INSERT INTO jobs (tenant_id, id, function, event, depth, \

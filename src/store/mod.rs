@@ -281,7 +281,21 @@ pub(crate) fn one_row(rows_affected: u64) -> StoreResult<()> {
 }
 
 pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    chrono::Utc::now().timestamp_millis() + clock_skew_ms()
+}
+
+/// A test hook: `PLINTH_TEST_CLOCK_SKEW_MS` puts this process's clock (`now_ms`) so many
+/// ms off, as a machine whose clock is wrong would have it, to test that what several
+/// processes judge together (a tenant move's lease) does not rest on their own clocks.
+/// Read once. Never set it outside tests.
+fn clock_skew_ms() -> i64 {
+    static SKEW: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *SKEW.get_or_init(|| {
+        std::env::var("PLINTH_TEST_CLOCK_SKEW_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    })
 }
 
 /// One borrowed connection pool of either dialect. Code that runs on both is written

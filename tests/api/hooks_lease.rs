@@ -1,15 +1,19 @@
 //! Hook jobs that wait for a worker keep their claims: a node claims a batch of jobs with
 //! a lease and runs them on its workers one after another (the tenant runs on all but one
 //! worker); jobs still waiting, or run but not yet recorded, when the lease would end are
-//! not taken over by another node and run twice.
+//! not taken over by another node and run twice. A job whose run outlasts its claim is
+//! claimed again, but never for an attempt past its `max_attempts`.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::backend_tests;
 use crate::documents::{docs, put, tenant_with_key};
 use crate::functions::deploy;
 use crate::support::*;
+
+backend_tests!(a_claim_starts_no_attempt_past_the_last);
 
 const MANIFEST: &str = r#"
 [[hooks]]
@@ -115,4 +119,115 @@ async fn jobs_waiting_for_a_worker_are_not_run_twice_on_postgres() {
         "each job ran once: {per_doc:?}"
     );
     b.stop().await;
+}
+
+/// One attempt, with room for a run of 4 s.
+const ONE_ATTEMPT: &str = "[[hooks]]\nfunction = \"outlive\"\ncollection = \"orders\"\n\
+    on = [\"create\"]\nmax_attempts = 1\n\n[limits.outlive]\ntimeout_ms = 10000\n";
+
+/// 4 s of JavaScript (past a 1 s lease), a note of the run, then a failure.
+const OUTLIVE: &str = r#"
+export default async (event, ctx) => {
+  const end = Date.now() + 4000; while (Date.now() < end) {}
+  await ctx.db.put('runs', `attempt-${event.attempt}`, {});
+  throw new Error('failed after its lease');
+};
+"#;
+
+async fn dead_jobs(app: &TestApp, admin: &str) -> Vec<Value> {
+    app.get("/admin/v1/tenants/shop/jobs?state=dead", Some(admin))
+        .await
+        .ok(200)["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Two nodes on one storage. The first claims the job of its write (its one attempt)
+/// and runs it past its lease; the second finds it due again at its last attempt and,
+/// rather than start a second, leaves it dead, saying its lease ran out. The first run
+/// then records its own failure on it: dead after one attempt, run once.
+async fn a_claim_starts_no_attempt_past_the_last(b: Backend) {
+    let lease = Some(Duration::from_secs(1));
+    let mut a = TestApp::start_with(b, |c| c.functions.hook_lease = lease).await;
+    let key = tenant_with_key(&mut a, "shop").await;
+    deploy(
+        &mut a,
+        "shop",
+        &[
+            ("plinth.toml", ONE_ATTEMPT),
+            ("functions/outlive.js", OUTLIVE),
+        ],
+    )
+    .await
+    .ok(201);
+    put(
+        &a,
+        &key,
+        &format!("{}/o1", docs("shop", "orders")),
+        json!({}),
+    )
+    .await
+    .ok(201);
+    // Started after the write, the second node finds the job at its start, due when
+    // the first node's claim runs out.
+    let second = TestApp::start_on(
+        b,
+        Storage {
+            location: a.storage.location.clone(),
+            _dir: None,
+        },
+        |c| c.functions.hook_lease = lease,
+    )
+    .await;
+    let admin = a.admin().await;
+    let dead = eventually(
+        Duration::from_secs(10),
+        "the claim leaves it dead",
+        || async { dead_jobs(&a, &admin).await.first().cloned() },
+    )
+    .await;
+    assert_eq!(dead["attempts"], 1, "{dead}");
+    assert!(
+        dead["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("did not finish within its claim's lease")),
+        "dead by the second node's claim, before the run ended: {dead}"
+    );
+    let dead = eventually(
+        Duration::from_secs(15),
+        "the run's failure recorded",
+        || async {
+            let jobs = dead_jobs(&a, &admin).await;
+            jobs.first()
+                .filter(|j| {
+                    j["last_error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("failed after its lease"))
+                })
+                .cloned()
+        },
+    )
+    .await;
+    assert_eq!(
+        (&dead["attempts"], &dead["max_attempts"]),
+        (&json!(1), &json!(1)),
+        "{dead}"
+    );
+    // Time for another attempt (4 s) to have run and been noted: none was.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let runs = a.get(&docs("shop", "runs"), Some(&key)).await.ok(200);
+    let ids: Vec<&str> = runs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["attempt-1"], "{runs}");
+    let all = a
+        .get("/admin/v1/tenants/shop/jobs", Some(&admin))
+        .await
+        .ok(200);
+    assert_eq!(all["items"].as_array().map(Vec::len), Some(1), "{all}");
+    second.stop().await;
 }

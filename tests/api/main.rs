@@ -46,6 +46,7 @@ mod list_count;
 mod lists;
 mod nodes_start;
 mod placement;
+mod placement_cli;
 mod placement_recovery;
 mod plans;
 mod plumbing;

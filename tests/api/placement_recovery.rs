@@ -20,6 +20,7 @@ use crate::support::*;
 
 backend_tests!(
     an_interrupted_move_is_rolled_back_or_finished,
+    a_move_lease_does_not_rest_on_the_movers_clock,
     new_tenants_go_to_the_least_loaded_location,
 );
 
@@ -40,12 +41,25 @@ async fn move_to(app: &TestApp, admin: &str, to: &str) -> Reply {
 }
 
 /// Runs the CLI's move of "shop" to `to`, made to exit at `crash`; the moment it exited.
-fn crashed_move(storage: &Storage, cluster: &str, to: &str, crash: &str) -> Instant {
+pub(crate) fn crashed_move(storage: &Storage, cluster: &str, to: &str, crash: &str) -> Instant {
+    crashed_move_skewed(storage, cluster, to, crash, 0)
+}
+
+/// [`crashed_move`] by a mover whose clock is `skew_ms` off.
+fn crashed_move_skewed(
+    storage: &Storage,
+    cluster: &str,
+    to: &str,
+    crash: &str,
+    skew_ms: i64,
+) -> Instant {
     let lease = LEASE_MS.to_string();
+    let skew = skew_ms.to_string();
     let env = [
         ("PLINTH_CLUSTERS", cluster),
         ("PLINTH_MOVE_LEASE_MS", lease.as_str()),
         ("PLINTH_TEST_MOVE_CRASH", crash),
+        ("PLINTH_TEST_CLOCK_SKEW_MS", skew.as_str()),
     ];
     let o = plinth_env(storage, &["tenant", "move", "shop", "--to", to], None, &env);
     let err = String::from_utf8_lossy(&o.stderr);
@@ -72,12 +86,12 @@ fn refused_while_the_lease_runs(storage: &Storage, cluster: &str, crashed: Insta
     }
 }
 
-async fn past_the_lease(crashed: Instant) {
+pub(crate) async fn past_the_lease(crashed: Instant) {
     let wait = Duration::from_millis(LEASE_MS + 300).saturating_sub(crashed.elapsed());
     tokio::time::sleep(wait).await;
 }
 
-async fn restart(b: Backend, storage: Storage, url: &str) -> TestApp {
+pub(crate) async fn restart(b: Backend, storage: Storage, url: &str) -> TestApp {
     let url = url.to_string();
     TestApp::start_on(b, storage, move |c| c.clusters = vec![("eu2".into(), url)]).await
 }
@@ -288,6 +302,67 @@ async fn an_interrupted_move_is_rolled_back_or_finished(b: Backend) {
     move_to(&app, &admin, "default")
         .await
         .problem(409, "conflict");
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// Milliseconds between a timestamp of the API and this machine's clock.
+fn off_by_ms(timestamp: &Value) -> i64 {
+    let at = chrono::DateTime::parse_from_rfc3339(timestamp.as_str().unwrap()).unwrap();
+    (at.timestamp_millis() - chrono::Utc::now().timestamp_millis()).abs()
+}
+
+/// A move's lease is taken, renewed and judged by the control database's clock, never
+/// by a mover's own: a mover whose clock is an hour behind is still taken for alive
+/// within its lease (judged by the clocks, its heartbeat would be an hour old and its
+/// move taken over at once), and one whose clock is an hour ahead is taken for dead once
+/// its lease has passed (not an hour later). `PLINTH_TEST_CLOCK_SKEW_MS` sets the
+/// mover's clock off.
+async fn a_move_lease_does_not_rest_on_the_movers_clock(b: Backend) {
+    if !postgres_available() {
+        return;
+    }
+    let (_cluster, url) = second_cluster().await;
+    let cluster = format!("eu2={url}");
+    let mut app = restart(b, Storage::fresh(b).await, &url).await;
+    let admin = app.admin().await;
+    let key = tenant_with_key(&mut app, "shop").await;
+    put(
+        &app,
+        &key,
+        &format!("{}/d1", docs("shop", "things")),
+        json!({"i": 1}),
+    )
+    .await
+    .ok(201);
+    let before = all_docs(&app, &key, "shop", "things").await;
+
+    for skew in [-HOUR_MS, HOUR_MS] {
+        let storage = app.stop().await;
+        let crashed = crashed_move_skewed(&storage, &cluster, "eu2", "after-copy", skew);
+        refused_while_the_lease_runs(&storage, &cluster, crashed);
+        let restarted = restart(b, storage, &url).await;
+        let t = tenant_row(&restarted, &admin).await;
+        let m = &t["move"];
+        // Recorded by the database's time: within a minute of this machine's, not an
+        // hour off as the mover's clock.
+        for at in ["started_at", "heartbeat_at"] {
+            assert!(off_by_ms(&m[at]) < 60_000, "skew {skew}: {at} {t}");
+        }
+        past_the_lease(crashed).await;
+        let t = tenant_row(&restarted, &admin).await;
+        assert_eq!(t["move"]["stale"], true, "skew {skew}: {t}");
+        let report = move_to(&restarted, &admin, "default").await.ok(200);
+        assert_eq!(report["recovered"], "rolled_back", "skew {skew}: {report}");
+        let t = tenant_row(&restarted, &admin).await;
+        assert_eq!(
+            (t["location"].as_str(), t["moving"].as_bool()),
+            (Some("default"), Some(false)),
+            "skew {skew}: {t}"
+        );
+        assert_eq!(all_docs(&restarted, &key, "shop", "things").await, before);
+        app = restarted;
+    }
 }
 
 /// On SQLite a local move needs the server stopped (it would not hear of the move):

@@ -19,6 +19,7 @@ backend_tests!(
     huge_headers_and_uris_are_refused,
     undecodable_paths_are_400_on_every_route,
     openapi_document_is_sound,
+    openapi_declares_tenant_moving,
 );
 
 async fn ops_endpoints(b: Backend) {
@@ -701,4 +702,64 @@ async fn huge_headers_and_uris_are_refused(b: Backend) {
         );
     }
     app.get("/healthz", None).await.ok(200);
+}
+
+/// Admin routes a tenant's move lets through: changes to the control row only, requests
+/// that change nothing, and the move itself (which recovers an interrupted one).
+const CARRIED_WHILE_MOVING: &[(&str, &str)] = &[
+    ("patch", "/admin/v1/tenants/{tenant}"),
+    ("post", "/admin/v1/tenants/{tenant}/move"),
+    ("post", "/admin/v1/tenants/{tenant}/suspend"),
+    ("post", "/admin/v1/tenants/{tenant}/resume"),
+    ("post", "/admin/v1/tenants/{tenant}/read-token"),
+    ("post", "/admin/v1/tenants/{tenant}/rules/validate"),
+    ("post", "/admin/v1/tenants/{tenant}/rules/test"),
+];
+
+/// The operations a move refuses declare their 503 `tenant_moving` as a problem
+/// document (schemathesis checks answers against the document): every changing method
+/// of a tenant route (documents, batches, function calls, sign-ins) and of the admin
+/// routes under `/admin/v1/tenants/{tenant}` but those it lets through; no read does.
+async fn openapi_declares_tenant_moving(b: Backend) {
+    let app = TestApp::start(b).await;
+    let doc = app.get("/openapi.json", None).await.ok(200);
+    let mut declared = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in METHODS {
+            let Some(op) = item.get(method) else { continue };
+            let changing = !matches!(method, "get" | "head" | "options");
+            let tenant_route = path.starts_with("/v1/t/{tenant}/");
+            let admin_route = path.starts_with("/admin/v1/tenants/{tenant}")
+                && !CARRIED_WHILE_MOVING.contains(&(method, path.as_str()));
+            let refused = changing && (tenant_route || admin_route);
+            let r = &op["responses"]["503"];
+            let says = r["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("tenant_moving"));
+            assert_eq!(says, refused, "{method} {path}: 503 {r}");
+            if refused {
+                assert_eq!(
+                    r["content"]["application/problem+json"]["schema"]["$ref"],
+                    "#/components/schemas/Problem",
+                    "{method} {path}"
+                );
+                declared.insert(format!("{method} {path}"));
+            }
+        }
+    }
+    for op in [
+        "post /v1/t/{tenant}/collections/{collection}/docs",
+        "put /v1/t/{tenant}/collections/{collection}/docs/{id}",
+        "patch /v1/t/{tenant}/collections/{collection}/docs/{id}",
+        "delete /v1/t/{tenant}/collections/{collection}/docs/{id}",
+        "post /v1/t/{tenant}/batch",
+        "post /v1/t/{tenant}/fn/{name}",
+        "post /v1/t/{tenant}/auth/login",
+        "put /admin/v1/tenants/{tenant}/rules",
+        "post /admin/v1/tenants/{tenant}/deploys",
+        "put /admin/v1/tenants/{tenant}/secrets/{name}",
+        "delete /admin/v1/tenants/{tenant}",
+    ] {
+        assert!(declared.contains(op), "{op} lacks its 503: {declared:?}");
+    }
 }

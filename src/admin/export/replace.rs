@@ -31,6 +31,9 @@ impl AdminService {
             }
             Err(e) => return Err(e.into()),
         };
+        if tenant.moving {
+            return Err(crate::store::StoreError::TenantMoving.into());
+        }
         let (mut data, plain_secrets) = split(parsed.records)?;
         let h = &parsed.header;
         self.seal_into(tenant.id, plain_secrets, &mut data)?;

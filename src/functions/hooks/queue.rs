@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-use crate::store::{JobRow, now_ms};
+use crate::store::{JobRef, JobRow, now_ms};
 use crate::tenancy::Scope;
 
 /// Tenants whose outboxes may hold due jobs, and when the others' next job is due; and
@@ -98,20 +98,23 @@ impl JobQueue {
     }
 
     /// Up to `limit` of a tenant's jobs claimed at birth whose claims have at least
-    /// `margin_ms` to run, and when the first of their claims ends; those with less are
-    /// left to expire and be claimed again.
+    /// `margin_ms` to run, and when the first of their claims ends; and the deliveries
+    /// of those with less, which are not started: the caller gives them back to the
+    /// outbox, so that the claim that takes them next does not count an attempt they
+    /// never made (at the last one, it would leave them dead unrun).
     pub(super) fn take_born(
         &self,
         tenant: i64,
         limit: usize,
         margin_ms: i64,
-    ) -> (Vec<JobRow>, i64) {
+    ) -> (Vec<JobRow>, i64, Vec<JobRef>) {
         let mut born = self.born.lock().unwrap_or_else(|p| p.into_inner());
         let Some(b) = born.get_mut(&tenant) else {
-            return (Vec::new(), i64::MAX);
+            return (Vec::new(), i64::MAX, Vec::new());
         };
         let now = now_ms();
         let mut out = Vec::new();
+        let mut short = Vec::new();
         let mut first_end = i64::MAX;
         while out.len() < limit {
             match b.jobs.pop_front() {
@@ -119,13 +122,13 @@ impl JobQueue {
                     first_end = first_end.min(until);
                     out.push(job);
                 }
-                Some(_) => {}
+                Some((job, _)) => short.push(job.delivery()),
                 None => break,
             }
         }
         if b.jobs.is_empty() {
             born.remove(&tenant);
         }
-        (out, first_end)
+        (out, first_end, short)
     }
 }

@@ -189,7 +189,12 @@ impl FunctionService {
         let margin = (self.config.caps.max_timeout_ms as i64).min(lease / 2);
         let tenant = scope.tenant().id;
         loop {
-            let (born, first_end) = self.queue.take_born(tenant, CLAIM_BATCH as usize, margin);
+            let (born, first_end, short) =
+                self.queue.take_born(tenant, CLAIM_BATCH as usize, margin);
+            if !short.is_empty() {
+                // Claimed at birth but never started: back on the same attempt.
+                self.store.release_jobs(scope, &short).await?;
+            }
             if !born.is_empty() {
                 self.run_claimed(scope, &born, first_end).await?;
                 continue;

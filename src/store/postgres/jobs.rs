@@ -3,7 +3,7 @@
 use sqlx::{PgPool, Row};
 
 use crate::store::StoreResult;
-use crate::store::jobs::{JobRef, JobRow};
+use crate::store::jobs::{JobRef, JobRow, LEASE_RAN_OUT};
 
 /// Every tenant with pending jobs, with when its next one is due: the hook runner's
 /// rescan, one query for all tenants (an index-only scan of `jobs_due`).
@@ -24,13 +24,30 @@ pub(crate) async fn claim_jobs(
     limit: i64,
 ) -> StoreResult<(Vec<JobRow>, Option<i64>)> {
     let mut tx = pool.begin().await?;
+    // Due again at its last attempt: that attempt's claim ran out. It goes dead rather
+    // than round again (see `LEASE_RAN_OUT`).
+    let dead = sqlx::query(
+        "UPDATE jobs SET state = 'dead', run_at = $2, lease_until = NULL, last_error = $3 \
+         WHERE tenant_id = $1 AND id IN (SELECT id FROM jobs WHERE tenant_id = $1 \
+         AND state = 'pending' AND run_at <= $2 AND attempts >= max_attempts \
+         FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(tenant)
+    .bind(now)
+    .bind(LEASE_RAN_OUT)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if dead > 0 {
+        tracing::warn!(tenant, jobs = dead, "hook jobs dead: {LEASE_RAN_OUT}");
+    }
     // A claim moves run_at to the end of the lease: the job is due again only if its
     // runner does not finish it by then. So "due" is one indexed range on run_at.
     let rows = sqlx::query(
         "UPDATE jobs SET run_at = $3, lease_until = $3, attempts = attempts + 1 \
          WHERE tenant_id = $1 AND id IN (SELECT id FROM jobs WHERE tenant_id = $1 \
-         AND state = 'pending' AND run_at <= $2 ORDER BY run_at LIMIT $4 \
-         FOR UPDATE SKIP LOCKED) \
+         AND state = 'pending' AND run_at <= $2 AND attempts < max_attempts \
+         ORDER BY run_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
          RETURNING id, function, event, depth, attempts, max_attempts",
     )
     .bind(tenant)

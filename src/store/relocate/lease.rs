@@ -2,14 +2,29 @@
 //! and the lease its mover renews by a heartbeat. The record is what lets a later move
 //! finish or roll back one whose mover died, and tells a dead mover from a slow one: a
 //! slow mover still beats (its heartbeat is a task of its own, independent of how long a
-//! copy takes); a dead one does not. The judgement compares the record's time with this
-//! process's clock, so nodes' clocks must agree to well within the lease; a wrong
-//! judgement cannot lose data, because the switch and the release are fenced by the
-//! mover's `owner` token, which a takeover replaces.
+//! copy takes); a dead one does not. A lease is taken, renewed and judged by one clock,
+//! the control database's ([`db_clock`]), never by a node's own, so a node whose clock
+//! is skewed can neither steal a live move nor keep a dead one. A wrong judgement could
+//! not lose data anyway: the switch and the release are fenced by the mover's `owner`
+//! token, which a takeover replaces.
 
 use std::time::Duration;
 
-use crate::store::{Store, StoreError, StoreResult, TenantRow, now_ms, on_db};
+use crate::store::{Db, Store, StoreError, StoreResult, TenantRow, now_ms, on_db};
+
+/// The control database's clock, in ms since the epoch, as an SQL expression: what a
+/// move's lease is taken, renewed and judged by. On PostgreSQL it is the database
+/// server's clock, the one every node and CLI of a cluster shares, whatever their own
+/// clocks say (`clock_timestamp()`: the statement's time, not its transaction's start).
+/// On SQLite the control database is a file on one machine, and that machine's clock
+/// (SQLite's `'now'`) is the only one any process using it has: there is no other clock
+/// to disagree with.
+fn db_clock(db: &Db) -> &'static str {
+    match db {
+        Db::Postgres(_) => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+        Db::Sqlite(_) => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+    }
+}
 
 /// How far a move got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -41,12 +56,16 @@ pub struct MoveRecord {
     pub lease_ms: i64,
     pub started_at: i64,
     pub heartbeat_at: i64,
+    /// Milliseconds from the last heartbeat to the read of this record, both by the
+    /// control database's clock.
+    #[serde(skip)]
+    silent_ms: i64,
 }
 
 impl MoveRecord {
-    /// Milliseconds since the mover's last heartbeat, by this process's clock.
+    /// Milliseconds since the mover's last heartbeat, when the record was read.
     pub fn silent_ms(&self) -> i64 {
-        (now_ms() - self.heartbeat_at).max(0)
+        self.silent_ms
     }
 
     /// Whether the mover has been silent for longer than its lease: taken for dead.
@@ -55,10 +74,11 @@ impl MoveRecord {
     }
 }
 
-type RecordRow = (String, String, String, String, i64, i64, i64);
+/// The record's columns, then the control database's clock at the read.
+type RecordRow = (String, String, String, String, i64, i64, i64, i64);
 
 fn record(row: RecordRow) -> MoveRecord {
-    let (from, to, phase, owner, lease_ms, started_at, heartbeat_at) = row;
+    let (from, to, phase, owner, lease_ms, started_at, heartbeat_at, read_at) = row;
     MoveRecord {
         from,
         to,
@@ -70,6 +90,7 @@ fn record(row: RecordRow) -> MoveRecord {
         lease_ms,
         started_at,
         heartbeat_at,
+        silent_ms: (read_at - heartbeat_at).max(0),
     }
 }
 
@@ -87,7 +108,10 @@ impl Store {
     /// The recorded move of the tenant, if one holds its mark.
     pub async fn move_record(&self, tenant: i64) -> StoreResult<Option<MoveRecord>> {
         let db = self.control_db();
-        let sql = format!("SELECT {RECORD_COLUMNS} FROM tenant_moves WHERE tenant_id = $1");
+        let sql = format!(
+            "SELECT {RECORD_COLUMNS}, {} FROM tenant_moves WHERE tenant_id = $1",
+            db_clock(&db)
+        );
         let row: Option<RecordRow> = on_db!(db, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(tenant)
             .fetch_optional(&p)
@@ -99,10 +123,13 @@ impl Store {
     /// left by a version that kept none).
     pub async fn moving_tenants(&self) -> StoreResult<Vec<(String, Option<MoveRecord>)>> {
         let db = self.control_db();
-        let sql = "SELECT t.slug, m.from_location, m.to_location, m.phase, m.owner, \
-                   m.lease_ms, m.started_at, m.heartbeat_at \
-                   FROM tenants t LEFT JOIN tenant_moves m ON m.tenant_id = t.id \
-                   WHERE t.moving = TRUE ORDER BY t.slug";
+        let sql = format!(
+            "SELECT t.slug, m.from_location, m.to_location, m.phase, m.owner, \
+             m.lease_ms, m.started_at, m.heartbeat_at, {} \
+             FROM tenants t LEFT JOIN tenant_moves m ON m.tenant_id = t.id \
+             WHERE t.moving = TRUE ORDER BY t.slug",
+            db_clock(&db)
+        );
         type Row = (
             String,
             Option<String>,
@@ -112,19 +139,24 @@ impl Store {
             Option<i64>,
             Option<i64>,
             Option<i64>,
+            i64,
         );
-        let rows: Vec<Row> = on_db!(db, |p| sqlx::query_as(sql).fetch_all(&p).await?);
+        let rows: Vec<Row> = on_db!(db, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&p)
+            .await?);
         Ok(rows
             .into_iter()
-            .map(|(slug, from, to, phase, owner, lease, started, beat)| {
-                let rec = match (from, to, phase, owner, lease, started, beat) {
-                    (Some(f), Some(t), Some(ph), Some(o), Some(l), Some(s), Some(b)) => {
-                        Some(record((f, t, ph, o, l, s, b)))
-                    }
-                    _ => None,
-                };
-                (slug, rec)
-            })
+            .map(
+                |(slug, from, to, phase, owner, lease, started, beat, read_at)| {
+                    let rec = match (from, to, phase, owner, lease, started, beat) {
+                        (Some(f), Some(t), Some(ph), Some(o), Some(l), Some(s), Some(b)) => {
+                            Some(record((f, t, ph, o, l, s, b, read_at)))
+                        }
+                        _ => None,
+                    };
+                    (slug, rec)
+                },
+            )
             .collect())
     }
 
@@ -140,6 +172,12 @@ impl Store {
         let db = self.control_db();
         let begin = db.begin_write();
         let now = now_ms();
+        let insert = format!(
+            "INSERT INTO tenant_moves (tenant_id, from_location, to_location, phase, owner, \
+             lease_ms, started_at, heartbeat_at) \
+             VALUES ($1, $2, $3, 'copying', $4, $5, {clock}, {clock})",
+            clock = db_clock(&db)
+        );
         let marked = on_db!(&db, |p| {
             let mut tx = p.begin_with(begin).await?;
             let marked = sqlx::query(
@@ -158,19 +196,14 @@ impl Store {
                     .bind(tenant.id)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(
-                    "INSERT INTO tenant_moves (tenant_id, from_location, to_location, phase, \
-                     owner, lease_ms, started_at, heartbeat_at) \
-                     VALUES ($1, $2, $3, 'copying', $4, $5, $6, $6)",
-                )
-                .bind(tenant.id)
-                .bind(&tenant.location)
-                .bind(to)
-                .bind(owner)
-                .bind(lease_ms)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(sqlx::AssertSqlSafe(insert))
+                    .bind(tenant.id)
+                    .bind(&tenant.location)
+                    .bind(to)
+                    .bind(owner)
+                    .bind(lease_ms)
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
             marked
@@ -187,20 +220,22 @@ impl Store {
     /// its record gone).
     pub(super) async fn beat(&self, tenant: i64, owner: &str) -> StoreResult<bool> {
         let db = self.control_db();
-        let n = on_db!(db, |p| sqlx::query(
-            "UPDATE tenant_moves SET heartbeat_at = $3 WHERE tenant_id = $1 AND owner = $2"
-        )
-        .bind(tenant)
-        .bind(owner)
-        .bind(now_ms())
-        .execute(&p)
-        .await?
-        .rows_affected());
+        let sql = format!(
+            "UPDATE tenant_moves SET heartbeat_at = {} WHERE tenant_id = $1 AND owner = $2",
+            db_clock(&db)
+        );
+        let n = on_db!(db, |p| sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .bind(owner)
+            .execute(&p)
+            .await?
+            .rows_affected());
         Ok(n == 1)
     }
 
     /// Takes a dead mover's move over: only if its owner and heartbeat are still those
-    /// read (so two recoveries, or a mover that beat again, cannot both win).
+    /// read (so two recoveries, or a mover that beat again, cannot both win), and its
+    /// silence is still past its lease by the database's clock at this statement.
     pub(super) async fn take_over(
         &self,
         tenant: i64,
@@ -209,19 +244,21 @@ impl Store {
         lease_ms: i64,
     ) -> StoreResult<()> {
         let db = self.control_db();
-        let n = on_db!(db, |p| sqlx::query(
-            "UPDATE tenant_moves SET owner = $4, lease_ms = $5, heartbeat_at = $6 \
-             WHERE tenant_id = $1 AND owner = $2 AND heartbeat_at = $3"
-        )
-        .bind(tenant)
-        .bind(&seen.owner)
-        .bind(seen.heartbeat_at)
-        .bind(owner)
-        .bind(lease_ms)
-        .bind(now_ms())
-        .execute(&p)
-        .await?
-        .rows_affected());
+        let sql = format!(
+            "UPDATE tenant_moves SET owner = $4, lease_ms = $5, heartbeat_at = {clock} \
+             WHERE tenant_id = $1 AND owner = $2 AND heartbeat_at = $3 \
+             AND {clock} - heartbeat_at > lease_ms",
+            clock = db_clock(&db)
+        );
+        let n = on_db!(db, |p| sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .bind(&seen.owner)
+            .bind(seen.heartbeat_at)
+            .bind(owner)
+            .bind(lease_ms)
+            .execute(&p)
+            .await?
+            .rows_affected());
         if n == 0 {
             return Err(StoreError::MoveRunning {
                 heartbeat_age_ms: 0,
@@ -241,19 +278,20 @@ impl Store {
         let db = self.control_db();
         let begin = db.begin_write();
         let now = now_ms();
+        let beat = format!(
+            "UPDATE tenant_moves SET phase = $3, heartbeat_at = {} \
+             WHERE tenant_id = $1 AND owner = $2",
+            db_clock(&db)
+        );
         let held = on_db!(&db, |p| {
             let mut tx = p.begin_with(begin).await?;
-            let held = sqlx::query(
-                "UPDATE tenant_moves SET phase = $3, heartbeat_at = $4 \
-                 WHERE tenant_id = $1 AND owner = $2",
-            )
-            .bind(tenant)
-            .bind(owner)
-            .bind(MovePhase::Switched.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            let held = sqlx::query(sqlx::AssertSqlSafe(beat))
+                .bind(tenant)
+                .bind(owner)
+                .bind(MovePhase::Switched.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             if held == 1 {
                 sqlx::query("UPDATE tenants SET location = $2, updated_at = $3 WHERE id = $1")
                     .bind(tenant)

@@ -5,7 +5,7 @@ use rusqlite::params;
 
 use super::SqliteFile;
 use crate::store::StoreResult;
-use crate::store::jobs::{JobRef, JobRow};
+use crate::store::jobs::{JobRef, JobRow, LEASE_RAN_OUT};
 
 impl SqliteFile {
     /// `Store::claim_jobs` at time `now`.
@@ -17,10 +17,23 @@ impl SqliteFile {
         limit: i64,
     ) -> StoreResult<(Vec<JobRow>, Option<i64>)> {
         self.with_writer(|tx| {
+            // Due again at its last attempt: that attempt's claim ran out. It goes dead
+            // rather than round again (see `LEASE_RAN_OUT`).
+            let dead = tx
+                .prepare_cached(
+                    "UPDATE jobs SET state = 'dead', run_at = ?2, lease_until = NULL, \
+                     last_error = ?3 WHERE tenant_id = ?1 AND state = 'pending' \
+                     AND run_at <= ?2 AND attempts >= max_attempts",
+                )?
+                .execute(params![tenant, now, LEASE_RAN_OUT])?;
+            if dead > 0 {
+                tracing::warn!(tenant, jobs = dead, "hook jobs dead: {LEASE_RAN_OUT}");
+            }
             let mut stmt = tx.prepare_cached(
                 "UPDATE jobs SET run_at = ?3, lease_until = ?3, attempts = attempts + 1 \
                  WHERE tenant_id = ?1 AND id IN (SELECT id FROM jobs WHERE tenant_id = ?1 \
-                 AND state = 'pending' AND run_at <= ?2 ORDER BY run_at LIMIT ?4) \
+                 AND state = 'pending' AND run_at <= ?2 AND attempts < max_attempts \
+                 ORDER BY run_at LIMIT ?4) \
                  RETURNING id, function, event, depth, attempts, max_attempts",
             )?;
             let jobs = stmt
