@@ -17,6 +17,13 @@
 #   fanout   ws_fanout.rs through the proxy: FANOUT_SUBSCRIBERS subscribers spread over the
 #            nodes by the proxy, WRITES writes one at a time through the proxy (so most
 #            deliveries cross nodes through LISTEN/NOTIFY): delivery p50/p99/max, missing
+# Steady state: before each step's measured runs, WARMUP_SECONDS (default 3, 0 = none) of
+# the same creates, unmeasured, then ANALYZE. A fresh cluster's documents table has no
+# statistics until autovacuum's first ANALYZE (a minute or more); until then the planner
+# ties the primary key with documents_created (tenant, collection, created_at, id) for the
+# commit's batched existence check and may take the latter, which walks the tenant's whole
+# collection per key: the first step measured that, not one node (issue 17, BENCHMARKS.md).
+# PG_STATS=1 records pg_stat_statements' top statements per run next to the results.
 # Cores (taskset): nodes on NODE_CPUS (a list, node i takes item i, cycled; default all on
 # core 1), PostgreSQL on PG_CPUS, haproxy on PROXY_CPUS, load generators on CLIENT_CPUS
 # (default all three on core 0). The driver prints which roles share a core and puts it in
@@ -31,6 +38,7 @@ NODES=${NODES:-"1 2 3"}
 CONNS=${CONNS:-64}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
 RUNS=${RUNS:-3}
+WARMUP_SECONDS=${WARMUP_SECONDS:-3}
 FANOUT_SUBSCRIBERS=${FANOUT_SUBSCRIBERS:-1000}
 WRITES=${WRITES:-100}
 NODE_CPUS=${NODE_CPUS:-1}
@@ -38,6 +46,7 @@ PG_CPUS=${PG_CPUS:-0}
 PROXY_CPUS=${PROXY_CPUS:-0}
 CLIENT_CPUS=${CLIENT_CPUS:-0}
 OUT_DIR=${OUT_DIR:-benches/results}
+PG_STATS=${PG_STATS:-0}
 PLOT_DIR=${PLOT_DIR:-docs/growth}
 PROXY_PORT=18740
 NODE_PORT0=18741
@@ -63,6 +72,7 @@ cleanup() { stop_cluster; pg_stop; rm -rf "$work"; }
 trap cleanup EXIT
 trap 'on_error $LINENO' ERR
 
+(( PG_STATS )) && export PG_EXTRA_OPTS="${PG_EXTRA_OPTS:-} -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
 pg_start
 PG_PID=$(head -1 "$pg_dir/data/postmaster.pid")
 # Backends fork from the postmaster and inherit its cores; the ones already running are
@@ -77,6 +87,19 @@ pg_cpu_ticks() { # the postmaster and its children (backends of the nodes' pools
 children_ticks() { sed 's/^.*) //' /proc/$$/stat | awk '{print $14 + $15}'; }
 
 export PLINTH_DATABASE_URL=$TEST_POSTGRES_URL
+psql_q() { "$pg_bin/psql" -X -q -At -d "$TEST_POSTGRES_URL" -c "$1"; }
+# PG_STATS=1: PostgreSQL's own time per statement for each creates run (pg_stat_statements,
+# reset before the run), the top statements by total time appended to $work/pg-stats.txt
+# and copied next to the results.
+(( PG_STATS )) && psql_q "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
+pg_stats_dump() { # label requests
+  (( PG_STATS )) || return 0
+  { echo "== $1 ($2 creates): calls | total ms | ms/call | µs per create | rows | shared blks hit | query"
+    psql_q "SELECT calls, round(total_exec_time::numeric, 1), round((total_exec_time / calls)::numeric, 3),
+              round((total_exec_time * 1000 / $2)::numeric, 1), rows, shared_blks_hit, left(regexp_replace(query, '\s+', ' ', 'g'), 160)
+            FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT ${PG_STATS_TOP:-12}"
+  } >> "$work/pg-stats.txt"
+}
 PLINTH_SECRETS_KEY=$(head -c 32 /dev/urandom | base64)
 PLINTH_JWT_SECRET=$(head -c 32 /dev/urandom | base64)
 export PLINTH_SECRETS_KEY PLINTH_JWT_SECRET
@@ -99,6 +122,12 @@ start_cluster() { # N
   sleep 3 # every node passes its first health check (inter 1s, rise 1)
 }
 
+creates() { # seconds: load.rs POSTs of new documents through the proxy, its JSON line
+  taskset -c "$CLIENT_CPUS" "$LOAD_BIN" --addr 127.0.0.1:$PROXY_PORT --connections "$CONNS" \
+    --seconds "$1" --label creates --method POST --path /v1/t/bench/collections/notes/docs \
+    --header "authorization: Bearer $KEY" --header 'content-type: application/json' \
+    --body '{"title":"note {n}","n":{n}}' --expect 201
+}
 layout_args=("postgres=$PG_CPUS" "haproxy=$PROXY_CPUS" "load generators=$CLIENT_CPUS")
 cli() { "$PLINTH_BIN" "$@" 2>> "$work/cli.err"; }
 first=1
@@ -129,20 +158,23 @@ TOML
   echo "cores: $cores" >&2
   common=$(python3 -c "import json,sys; print(json.dumps(dict(bench='growth-nodes', commit=sys.argv[1], nodes=$n,
     cores=sys.argv[2], host_cpus=$(nproc), postgres='scripts/pg.sh: fsync, synchronous_commit, full_page_writes off',
-    pg_max_connections_per_node=int(sys.argv[3])))[1:-1])" "$(bench_commit)" "$cores" "${PLINTH_PG_MAX_CONNECTIONS:-20}")
+    pg_max_connections_per_node=int(sys.argv[3]), warmup_seconds=$WARMUP_SECONDS))[1:-1])" "$(bench_commit)" "$cores" "${PLINTH_PG_MAX_CONNECTIONS:-20}")
   emit() { echo "{$common,$1}" | python3 -c "import sys,json; print(json.dumps(json.loads(sys.stdin.read())))" | tee -a "$results" >&2; }
 
+  if (( WARMUP_SECONDS > 0 )); then
+    creates "$WARMUP_SECONDS" >/dev/null
+    psql_q "ANALYZE" >/dev/null
+  fi
   for r in $(seq "$RUNS"); do
     node_before=(); for pid in "${NODE_PIDS[@]}"; do node_before+=("$(cpu_ticks "$pid")"); done
+    (( PG_STATS )) && psql_q "SELECT pg_stat_statements_reset()" >/dev/null
     pg_before=$(pg_cpu_ticks); proxy_before=$(cpu_ticks "$PROXY_PID"); client_before=$(children_ticks)
-    line=$(taskset -c "$CLIENT_CPUS" "$LOAD_BIN" --addr 127.0.0.1:$PROXY_PORT --connections "$CONNS" \
-      --seconds "$SECONDS_PER_RUN" --label creates --method POST --path /v1/t/bench/collections/notes/docs \
-      --header "authorization: Bearer $KEY" --header 'content-type: application/json' \
-      --body '{"title":"note {n}","n":{n}}' --expect 201)
+    line=$(creates "$SECONDS_PER_RUN")
     node_ticks=(); i=0
     for pid in "${NODE_PIDS[@]}"; do node_ticks+=($(( $(cpu_ticks "$pid") - node_before[i] ))); i=$((i + 1)); done
     pg_ticks=$(( $(pg_cpu_ticks) - pg_before )); proxy_ticks=$(( $(cpu_ticks "$PROXY_PID") - proxy_before ))
     client_ticks=$(( $(children_ticks) - client_before ))
+    pg_stats_dump "$n node(s), run $r" "$(python3 -c 'import json,sys; print(max(json.loads(sys.argv[1])["requests"], 1))' "$line")"
     costs=$(python3 - "$line" "$HZ" "$SECONDS_PER_RUN" "$pg_ticks" "$proxy_ticks" "$client_ticks" "${node_ticks[@]}" <<'PY'
 import json, sys
 d = json.loads(sys.argv[1]); hz, secs = float(sys.argv[2]), float(sys.argv[3])
@@ -168,5 +200,9 @@ done
 stamp=$(date -u +%Y-%m-%dT%H%MZ)
 mkdir -p "$OUT_DIR"
 cp "$results" "$OUT_DIR/growth-nodes-$stamp.jsonl"
+if (( PG_STATS )); then
+  cp "$work/pg-stats.txt" "$OUT_DIR/growth-nodes-$stamp.pg-stats.txt"
+  echo "statements: $OUT_DIR/growth-nodes-$stamp.pg-stats.txt" >&2
+fi
 echo "results: $OUT_DIR/growth-nodes-$stamp.jsonl" >&2
 python3 benches/growth-plot.py --out "$PLOT_DIR" "$OUT_DIR/growth-nodes-$stamp.jsonl"

@@ -1,7 +1,8 @@
 # Sourced by scripts/test.sh and scripts/openapi-check.sh: a throwaway PostgreSQL cluster
 # (initdb in a temp dir, as the postgres user when root, on a free port). find_pg_bin says
 # whether there is an initdb; pg_start starts the cluster and exports TEST_POSTGRES_URL;
-# pg_stop (from an EXIT trap) removes it again.
+# pg_stop (from an EXIT trap) removes it again. PG_EXTRA_OPTS adds server options (e.g.
+# "-c shared_preload_libraries=pg_stat_statements" for the benchmarks' PG_STATS).
 
 pg_dir=""
 pg_bin=""
@@ -28,7 +29,7 @@ pg_start() {
   as_pg "$pg_bin/initdb" -D "$pg_dir/data" -U postgres -A trust --no-sync >/dev/null
   # fsync off etc.: a throwaway test cluster, never a production setting.
   as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w start -o \
-    "-p $port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400" >/dev/null
+    "-p $port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400 ${PG_EXTRA_OPTS:-}" >/dev/null
   export TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
   echo "throwaway PostgreSQL on port $port" >&2
 }
