@@ -30,6 +30,15 @@ pub struct AcmeSettings {
 /// The ACME settings, when a domain is given (empty values count as not given, as for
 /// the TLS files).
 pub(super) fn acme_settings(serve: &ServeArgs) -> anyhow::Result<Option<AcmeSettings>> {
+    // Checked even with ACME off, so a typo shows before the day it is switched on.
+    let directory = match serve.acme_directory.trim() {
+        "" => LETS_ENCRYPT.to_string(),
+        d => d.to_string(),
+    };
+    anyhow::ensure!(
+        directory.starts_with("https://") || directory.starts_with("http://"),
+        "--acme-directory (PLINTH_ACME_DIRECTORY) {directory:?} is not an http(s) URL"
+    );
     let mut domains = Vec::new();
     for d in serve.acme_domains.iter().map(|d| d.trim()) {
         if d.is_empty() {
@@ -53,11 +62,6 @@ pub(super) fn acme_settings(serve: &ServeArgs) -> anyhow::Result<Option<AcmeSett
                  the ACME account key and the certificate across restarts"
             )
         })?;
-    let directory = serve.acme_directory.trim().to_string();
-    anyhow::ensure!(
-        directory.starts_with("https://") || directory.starts_with("http://"),
-        "--acme-directory (PLINTH_ACME_DIRECTORY) {directory:?} is not an http(s) URL"
-    );
     Ok(Some(AcmeSettings {
         domains,
         email: serve
