@@ -83,6 +83,16 @@ impl Cache {
         self.write(ACCOUNT, &stored)
     }
 
+    /// Removes the kept account (the CA no longer knows it).
+    pub fn forget_account(&self) -> Result<(), AcmeError> {
+        match std::fs::remove_file(self.path(ACCOUNT)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(self.corrupt(ACCOUNT, format!("cannot remove it ({e})")))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The certificate kept for this CA and exactly these names, checked.
     pub fn certificate(
         &self,

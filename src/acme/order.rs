@@ -22,6 +22,8 @@ const POLL: RetryPolicy = RetryPolicy::new()
     .backoff(1.5)
     .timeout(Duration::from_secs(90));
 
+const NO_ACCOUNT: &str = "urn:ietf:params:acme:error:accountDoesNotExist";
+
 /// The issued chain and its key, as PEM.
 pub struct Issued {
     pub chain_pem: String,
@@ -32,17 +34,27 @@ impl Acme {
     /// Orders a certificate for every configured name. Challenge certificates stay
     /// with the resolver until the caller clears them.
     pub(super) async fn order(&self) -> Result<Issued, AcmeError> {
-        let account = self.account().await?;
         let identifiers: Vec<Identifier> = self
             .settings
             .domains
             .iter()
             .map(|d| Identifier::Dns(d.clone()))
             .collect();
-        let mut order = account
-            .new_order(&NewOrder::new(&identifiers))
-            .await
-            .map_err(|e| AcmeError::ca("creating the order", e))?;
+        let new_order = NewOrder::new(&identifiers);
+        let mut order = match self.account().await?.new_order(&new_order).await {
+            // The CA no longer knows the kept account (deactivated, or a test CA that
+            // was restarted): without a new one every retry would fail the same way.
+            Err(instant_acme::Error::Api(p)) if p.r#type.as_deref() == Some(NO_ACCOUNT) => {
+                tracing::warn!(
+                    directory = %self.settings.directory,
+                    "the ACME CA no longer knows the kept account; creating a new one"
+                );
+                self.cache.forget_account()?;
+                self.account().await?.new_order(&new_order).await
+            }
+            result => result,
+        }
+        .map_err(|e| AcmeError::ca("creating the order", e))?;
         let mut authorizations = order.authorizations();
         while let Some(result) = authorizations.next().await {
             let mut authz = result.map_err(|e| AcmeError::ca("reading an authorization", e))?;

@@ -121,6 +121,7 @@ struct Pebble {
     proc: Proc,
     dir_url: String,
     mgmt: SocketAddr,
+    ports: [u16; 3],
     /// The private CA of pebble's own HTTPS (its PEM file, and the certificate).
     ca_file: PathBuf,
     ca: TestCert,
@@ -128,11 +129,16 @@ struct Pebble {
 
 impl Pebble {
     fn start(bin: &Path, dir: &Path, tls_port: u16) -> Pebble {
+        Pebble::start_at(bin, dir, tls_port, [free_port(), free_port(), free_port()])
+    }
+
+    /// pebble on these ports: ACME, management, HTTP-01 (unused).
+    fn start_at(bin: &Path, dir: &Path, tls_port: u16, ports: [u16; 3]) -> Pebble {
         let (ca, leaf) = ca_and_leaf();
         let https = write_cert(dir, &leaf);
         let ca_file = dir.join("ca.pem");
         std::fs::write(&ca_file, &ca.cert_pem).unwrap();
-        let (port, mgmt_port, http_port) = (free_port(), free_port(), free_port());
+        let [port, mgmt_port, http_port] = ports;
         let config = serde_json::json!({
             "pebble": {
                 "listenAddress": format!("127.0.0.1:{port}"),
@@ -172,6 +178,7 @@ impl Pebble {
             proc,
             dir_url: format!("https://127.0.0.1:{port}/dir"),
             mgmt: ([127, 0, 0, 1], mgmt_port).into(),
+            ports,
             ca_file,
             ca,
         }
@@ -388,6 +395,27 @@ async fn acme_obtains_serves_and_reuses_a_certificate() {
     assert_eq!(server.out.count("loaded from the cache"), 0);
     assert_eq!(moved.orders(), 3, "{}", moved.proc.out.dump());
     assert_eq!(server.out.count("ACME account created"), 1);
+    drop(server);
+
+    // A CA that forgot the kept account (pebble keeps nothing across a restart): the
+    // order is refused, a new account made and the order placed again, at once.
+    let ports = moved.ports;
+    let url = moved.dir_url.clone();
+    drop(moved);
+    let pebble = Pebble {
+        dir_url: url,
+        ..Pebble::start_at(&bin, dir.path(), port, ports)
+    };
+    std::fs::remove_file(acme_dir.join("certificate.json")).unwrap();
+    let server = serve_acme(&storage, port, &acme_dir, &pebble);
+    server.wait_for("ACME certificate obtained", 120, &[&pebble.proc]);
+    assert_eq!(server.out.count("no longer knows the kept account"), 1);
+    assert_eq!(server.out.count("ACME account created"), 1);
+    assert_eq!(server.out.count("order failed"), 0, "{}", server.out.dump());
+    let root = pebble.root().await;
+    let s = tls_connect(addr, &[&root], &[b"http/1.1"]).await.unwrap();
+    let mut h1 = http1(s).await;
+    assert_eq!(get1(&mut h1, "/healthz").await.0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
