@@ -575,7 +575,9 @@ fn tls_files(serve: &ServeArgs) -> anyhow::Result<Option<TlsFiles>> {
 /// A warning for a wildcard listen address with no public URL configured: the derived
 /// one (`http://0.0.0.0:8080`) reaches nobody, yet it goes into emailed links.
 pub fn wildcard_warning(config: &Config) -> Option<String> {
-    (config.listen.ip().is_unspecified() && !config.public_url_configured).then(|| {
+    // With ACME on port 443 the derived URL is the certificate's name: right.
+    let named = config.acme.is_some() && config.listen.port() == 443;
+    (config.listen.ip().is_unspecified() && !config.public_url_configured && !named).then(|| {
         format!(
             "listening on the wildcard address {} with no public URL: emailed links will \
              point at {}; set --public-url (PLINTH_PUBLIC_URL) to the address clients use",

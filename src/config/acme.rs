@@ -105,7 +105,41 @@ fn check_domain(d: &str) -> Result<String, &'static str> {
 
 #[cfg(test)]
 mod tests {
-    use super::check_domain;
+    use super::*;
+    use crate::config::{Config, wildcard_warning};
+    use crate::store::Location;
+
+    fn acme_config(listen: &str) -> Config {
+        let mut c = Config::new(Location::SqliteDir("/tmp".into()), listen.parse().unwrap());
+        c.acme = Some(AcmeSettings {
+            domains: vec!["api.example.com".into(), "www.example.com".into()],
+            email: None,
+            dir: "/data/acme".into(),
+            directory: LETS_ENCRYPT.into(),
+            ca_root: None,
+            renew_before: Duration::from_secs(1),
+            check_every: Duration::from_secs(1),
+        });
+        c
+    }
+
+    #[test]
+    fn the_public_url_is_the_first_name() {
+        let on_443 = acme_config("0.0.0.0:443");
+        assert_eq!(on_443.derived_public_url(), "https://api.example.com");
+        assert!(on_443.serves_tls());
+        assert_eq!(wildcard_warning(&on_443), None, "the derived URL is right");
+        let on_8080 = acme_config("0.0.0.0:8080");
+        assert_eq!(on_8080.derived_public_url(), "https://api.example.com:8080");
+        // Mapped from 443 in a container, say: the derived URL is likely wrong.
+        let mut c = on_8080;
+        c.public_url = c.derived_public_url();
+        let warning = wildcard_warning(&c).expect("a warning");
+        assert!(
+            warning.contains("https://api.example.com:8080"),
+            "{warning}"
+        );
+    }
 
     #[test]
     fn domains_are_checked_and_lowered() {
