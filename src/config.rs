@@ -8,6 +8,10 @@ use clap::{Args, ValueEnum};
 
 use crate::store::{Location, SqliteTuning};
 
+mod acme;
+use acme::acme_settings;
+pub use acme::{AcmeSettings, LETS_ENCRYPT};
+
 /// A value that must never reach a log: its Debug output is redacted.
 #[derive(Clone, Default)]
 pub struct Secret<T>(T);
@@ -168,6 +172,31 @@ pub struct ServeArgs {
     /// PEM file of the TLS certificate's private key (PKCS#8, PKCS#1 or SEC1).
     #[arg(long, env = "PLINTH_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Obtain and renew the TLS certificate for this domain from an ACME CA (Let's
+    /// Encrypt by default), answering its TLS-ALPN-01 challenge on the listen port.
+    /// Repeat the flag (or comma-separate the variable) for more names on one
+    /// certificate. Not with --tls-cert.
+    #[arg(
+        long = "acme-domain",
+        env = "PLINTH_ACME_DOMAIN",
+        value_delimiter = ','
+    )]
+    pub acme_domains: Vec<String>,
+    /// Contact address given to the ACME CA with the account (optional).
+    #[arg(long, env = "PLINTH_ACME_EMAIL")]
+    pub acme_email: Option<String>,
+    /// Directory keeping the ACME account key and the certificate (files 0600), reused
+    /// across restarts: put it on a volume.
+    #[arg(long, env = "PLINTH_ACME_DIR")]
+    pub acme_dir: Option<PathBuf>,
+    /// The ACME CA's directory URL (Let's Encrypt staging:
+    /// https://acme-staging-v02.api.letsencrypt.org/directory).
+    #[arg(long, env = "PLINTH_ACME_DIRECTORY", default_value = LETS_ENCRYPT)]
+    pub acme_directory: String,
+    /// PEM file of an extra root certificate trusted for the ACME CA's own HTTPS (a
+    /// private CA, a test server).
+    #[arg(long, env = "PLINTH_ACME_CA_ROOT")]
+    pub acme_ca_root: Option<PathBuf>,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "PLINTH_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub body_limit: usize,
@@ -318,6 +347,8 @@ pub struct Config {
     pub public_url_configured: bool,
     /// Serve HTTPS with these files instead of plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// Serve HTTPS with a certificate obtained by ACME (never with `tls`).
+    pub acme: Option<AcmeSettings>,
     pub body_limit: usize,
     pub request_timeout: Duration,
     pub header_timeout: Duration,
@@ -380,6 +411,7 @@ impl Config {
             public_url: derived_public_url(listen, false),
             public_url_configured: false,
             tls: None,
+            acme: None,
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(20),
@@ -434,12 +466,18 @@ impl Config {
         c.placement = storage.placement()?;
         c.move_lease = Duration::from_millis(storage.move_lease_ms);
         c.tls = tls_files(serve)?;
+        c.acme = acme_settings(serve)?;
+        anyhow::ensure!(
+            c.tls.is_none() || c.acme.is_none(),
+            "--acme-domain (PLINTH_ACME_DOMAIN) and --tls-cert (PLINTH_TLS_CERT) are \
+             exclusive: either Plinth obtains its certificate by ACME, or it serves the files"
+        );
         match serve.public_url.as_deref().map(str::trim) {
             Some(url) if !url.is_empty() => {
                 c.public_url = url.to_string();
                 c.public_url_configured = true;
             }
-            _ => c.public_url = derived_public_url(serve.listen, c.tls.is_some()),
+            _ => c.public_url = c.derived_public_url(),
         }
         c.body_limit = serve.body_limit;
         c.request_timeout = Duration::from_secs(serve.request_timeout_secs.max(1));
@@ -498,6 +536,26 @@ pub fn derived_public_url(listen: SocketAddr, tls: bool) -> String {
     format!("{scheme}://{listen}")
 }
 
+impl Config {
+    /// The public URL when none is configured: with ACME the certificate's first name
+    /// (clients reach the server by it: the certificate is for no other), else the
+    /// listen address.
+    pub fn derived_public_url(&self) -> String {
+        match self.acme.as_ref().and_then(|a| a.domains.first()) {
+            Some(domain) => match self.listen.port() {
+                443 => format!("https://{domain}"),
+                port => format!("https://{domain}:{port}"),
+            },
+            None => derived_public_url(self.listen, self.serves_tls()),
+        }
+    }
+
+    /// Whether the server speaks TLS (certificate files or ACME).
+    pub fn serves_tls(&self) -> bool {
+        self.tls.is_some() || self.acme.is_some()
+    }
+}
+
 /// The TLS files, when both are given (an empty value counts as not given, so a
 /// compose file can pass `PLINTH_TLS_CERT=` through unset).
 fn tls_files(serve: &ServeArgs) -> anyhow::Result<Option<TlsFiles>> {
@@ -517,7 +575,9 @@ fn tls_files(serve: &ServeArgs) -> anyhow::Result<Option<TlsFiles>> {
 /// A warning for a wildcard listen address with no public URL configured: the derived
 /// one (`http://0.0.0.0:8080`) reaches nobody, yet it goes into emailed links.
 pub fn wildcard_warning(config: &Config) -> Option<String> {
-    (config.listen.ip().is_unspecified() && !config.public_url_configured).then(|| {
+    // With ACME on port 443 the derived URL is the certificate's name: right.
+    let named = config.acme.is_some() && config.listen.port() == 443;
+    (config.listen.ip().is_unspecified() && !config.public_url_configured && !named).then(|| {
         format!(
             "listening on the wildcard address {} with no public URL: emailed links will \
              point at {}; set --public-url (PLINTH_PUBLIC_URL) to the address clients use",

@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod acme;
 pub mod admin;
 pub mod app;
 pub mod auth;

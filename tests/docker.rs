@@ -305,6 +305,11 @@ fn serve_reads_each_typed_setting_from_its_environment() {
         "PLINTH_BACKUP_DIR",
         "PLINTH_PG_DUMP",
         "PLINTH_PG_RESTORE",
+        // Read with PLINTH_ACME_DOMAIN only (a path, an address; the CA root file is
+        // read, and refused with its name, at the start of an ACME server).
+        "PLINTH_ACME_DIR",
+        "PLINTH_ACME_EMAIL",
+        "PLINTH_ACME_CA_ROOT",
         // Only the client commands (remote administration, deploy) read these; they
         // show in `serve --help` because they are global options.
         "PLINTH_SERVER",

@@ -24,6 +24,8 @@ pub struct App {
     setup_token: Option<String>,
     demo: Option<crate::demo::Prepared>,
     tls: Option<Arc<crate::http::tls::CertStore>>,
+    /// The certificate obtained by ACME, when configured (never with `tls`).
+    acme: Option<Arc<crate::acme::Acme>>,
     /// On SQLite, the data directory's shared lock, released when the server ends.
     _dir_lock: Option<crate::store::DirLock>,
 }
@@ -33,12 +35,17 @@ impl App {
     pub async fn build(mut config: Config) -> anyhow::Result<App> {
         let listen = config.listen;
         // The derived public URL (`Config::new` makes it http) follows the TLS setting.
-        if config.tls.is_some() && !config.public_url_configured {
-            config.public_url = crate::config::derived_public_url(listen, true);
+        if config.serves_tls() && !config.public_url_configured {
+            config.public_url = config.derived_public_url();
         }
         // First: bad certificate files end the start before anything is opened.
         let tls = match &config.tls {
             Some(files) => Some(crate::http::tls::CertStore::load(files)?),
+            None => None,
+        };
+        // Likewise an ACME directory that cannot be made or a CA root that cannot be read.
+        let acme = match &config.acme {
+            Some(settings) => Some(crate::acme::Acme::open(settings.clone())?),
             None => None,
         };
         let state = AppState::open(config).await?;
@@ -69,13 +76,24 @@ impl App {
             setup_token,
             demo,
             tls,
+            acme,
             _dir_lock: dir_lock,
         })
     }
 
-    /// The certificate being served, when serving TLS (`reload` swaps it).
+    /// The certificate files being served, when serving them (`reload` swaps them).
     pub fn tls(&self) -> Option<&Arc<crate::http::tls::CertStore>> {
         self.tls.as_ref()
+    }
+
+    /// The ACME client, when the certificate comes from ACME.
+    pub fn acme(&self) -> Option<&Arc<crate::acme::Acme>> {
+        self.acme.as_ref()
+    }
+
+    /// Whether the server speaks TLS (certificate files or ACME).
+    pub fn serves_tls(&self) -> bool {
+        self.tls.is_some() || self.acme.is_some()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -104,7 +122,16 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
-        let tls = self.tls.as_ref().map(|t| t.acceptor()).transpose()?;
+        let tls = match (&self.tls, &self.acme) {
+            (Some(files), _) => Some(files.acceptor()?),
+            (None, Some(acme)) => Some(crate::http::tls::acceptor(
+                acme.resolver(),
+                &[crate::acme::ACME_TLS_ALPN],
+            )?),
+            (None, None) => None,
+        };
+        // Orders (and renews) once the listener is bound: the CA's validation connects to it.
+        let acme = self.acme.clone().map(|a| tokio::spawn(a.run_forever()));
         let pruner = tokio::spawn({
             let limiter = state.limiter.clone();
             async move {
@@ -144,6 +171,9 @@ impl App {
         };
         crate::http::server::serve(self.listener, router, limits, tls, shutdown).await;
         pruner.abort();
+        if let Some(a) = acme {
+            a.abort();
+        }
         idle_release.abort();
         retention.abort();
         tenant_changes.abort();

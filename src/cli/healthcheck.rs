@@ -28,6 +28,14 @@ pub struct HealthcheckArgs {
     /// loopback, where a certificate for the public name could not match anyway.
     #[arg(long, env = "PLINTH_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
+    /// The server's ACME domains (the same setting as `serve --acme-domain`): when set,
+    /// the probe speaks HTTPS too (and fails until the first certificate is obtained).
+    #[arg(
+        long = "acme-domain",
+        env = "PLINTH_ACME_DOMAIN",
+        value_delimiter = ','
+    )]
+    pub acme_domains: Vec<String>,
 }
 
 /// Where to connect for a server listening on `listen`: a wildcard cannot be connected
@@ -43,7 +51,8 @@ pub fn probe_addr(listen: SocketAddr) -> SocketAddr {
 
 pub async fn run(args: HealthcheckArgs) -> anyhow::Result<()> {
     let addr = probe_addr(args.listen);
-    let tls = args.tls_cert.is_some_and(|p| !p.as_os_str().is_empty());
+    let tls = args.tls_cert.is_some_and(|p| !p.as_os_str().is_empty())
+        || args.acme_domains.iter().any(|d| !d.trim().is_empty());
     let url = format!("{}://{addr}/healthz", if tls { "https" } else { "http" });
     let wait = Duration::from_secs(args.timeout.max(1));
     let status = tokio::time::timeout(wait, connect_and_get(addr, tls))

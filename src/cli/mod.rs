@@ -277,12 +277,22 @@ async fn serve(storage: &StorageArgs, args: &ServeArgs) -> anyhow::Result<()> {
         crate::http::tls::reload_on_sighup(store.clone())
             .map_err(|e| anyhow::anyhow!("cannot watch SIGHUP for certificate reloads: {e}"))?;
     }
+    #[cfg(unix)]
+    if app.acme().is_some() {
+        crate::acme::ignore_sighup().map_err(|e| anyhow::anyhow!("cannot watch SIGHUP: {e}"))?;
+    }
     // The address actually bound (port 0 picks one), in the scheme it speaks.
     let local = format!(
         "{}://{addr}",
-        if app.tls().is_some() { "https" } else { "http" }
+        if app.serves_tls() { "https" } else { "http" }
     );
-    tracing::info!(%addr, %backend, tls = app.tls().is_some(), "plinth listening");
+    tracing::info!(%addr, %backend, tls = app.serves_tls(), "plinth listening");
+    if let Some(acme) = app.acme() {
+        say(format_args!(
+            "TLS certificate for {} by ACME (TLS-ALPN-01 on this port)",
+            acme.domains().join(", ")
+        ));
+    }
     say(format_args!("plinth listening on {local} ({backend})"));
     say(format_args!("admin console: {local}/_/"));
     if let Some(demo) = app.demo() {

@@ -21,6 +21,7 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
@@ -136,6 +137,15 @@ async fn serve_tls(
         },
         _ = stop.changed() => return,
     };
+    // An ACME CA validating TLS-ALPN-01: the handshake (its certificate) was the answer,
+    // and no HTTP follows (RFC 8737 §3).
+    if stream.get_ref().1.alpn_protocol() == Some(crate::acme::ACME_TLS_ALPN) {
+        // Only completes while a challenge is pending (else there is no certificate).
+        tracing::info!(peer = %peer.addr, "answered an ACME TLS-ALPN-01 validation");
+        let mut stream = stream;
+        let _ = tokio::time::timeout(limits.header_timeout, stream.shutdown()).await;
+        return;
+    }
     let proto = match stream.get_ref().1.alpn_protocol() {
         Some(b"h2") => Proto::Http2,
         _ => Proto::Http1,

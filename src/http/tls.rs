@@ -81,17 +81,29 @@ impl CertStore {
             .clone()
     }
 
-    /// The server side of every handshake: TLS 1.2 and 1.3, no client certificates,
-    /// HTTP/2 preferred over HTTP/1.1 when the client offers both.
+    /// The handshakes of a server serving these files (see [`acceptor`]).
     pub fn acceptor(self: &Arc<Self>) -> Result<TlsAcceptor, TlsError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_cert_resolver(self.clone());
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(TlsAcceptor::from(Arc::new(config)))
+        acceptor(self.clone(), &[])
     }
+}
+
+/// The server side of every handshake: TLS 1.2 and 1.3, no client certificates,
+/// HTTP/2 preferred over HTTP/1.1 when the client offers both; `extra_alpn` after them
+/// (ACME's `acme-tls/1`: rustls refuses a hello whose protocols it does not list).
+pub fn acceptor(
+    resolver: Arc<dyn ResolvesServerCert>,
+    extra_alpn: &[&[u8]],
+) -> Result<TlsAcceptor, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config
+        .alpn_protocols
+        .extend(extra_alpn.iter().map(|p| p.to_vec()));
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 impl ResolvesServerCert for CertStore {

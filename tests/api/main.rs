@@ -17,6 +17,7 @@ static malloc_conf: &[u8; 23] = b"background_thread:true\0";
 
 mod support;
 
+mod acme;
 mod admin;
 mod admin_info;
 mod admin_invites;

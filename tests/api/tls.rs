@@ -577,7 +577,7 @@ async fn idle_http2_connections_are_closed(b: Backend) {
 }
 
 /// A private CA, and a certificate it issued for `localhost` and 127.0.0.1.
-fn ca_and_leaf() -> (TestCert, TestCert) {
+pub(crate) fn ca_and_leaf() -> (TestCert, TestCert) {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();

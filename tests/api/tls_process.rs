@@ -182,7 +182,7 @@ async fn sighup_reloads_the_certificate() {
 }
 
 /// `plinth serve` with `args`; it must exit on its own (non-zero) within 30 s.
-fn serve_must_fail(storage: &Storage, args: &[&str]) -> String {
+pub(crate) fn serve_must_fail(storage: &Storage, args: &[&str]) -> String {
     let (mut child, _out) = serve_process(storage, args, Stdio::piped());
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
