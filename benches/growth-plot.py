@@ -240,7 +240,6 @@ def nodes(rows, plots):
     # The largest cluster's layout names every role.
     sub = max(rows, key=lambda r: r["nodes"]).get("cores", "")
     fig, ax = plots.figure("Creates/s through haproxy vs nodes", sub, "nodes", "creates/s")
-    ax.set_xticks(xs)
     for t in sorted(series):
         creates = series[t][0]
         cx = sorted(creates)
@@ -261,7 +260,7 @@ def nodes(rows, plots):
     for t in sorted(series):
         fanout = series[t][1]
         fx = sorted(fanout)
-        suffix = f", {tenants_label(t)} loaded" if len(series) > 1 else ""
+        suffix = f" ({t}-tenant run)" if len(series) > 1 else ""
         for p, marker in (("p50_us", "o-"), ("p99_us", "^-")):
             ax.plot(fx, [ms(fanout[x].get(p)) for x in fx], marker, label=p[:-3] + suffix)
     ax.set_ylim(bottom=0)
