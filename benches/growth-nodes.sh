@@ -4,26 +4,41 @@
 #   bash benches/growth-nodes.sh                          # 1, 2, 3 nodes
 #   PLINTH_BIN=/path/to/release/plinth bash benches/growth-nodes.sh      # no build
 #   NODES="1 2" RUNS=1 SECONDS_PER_RUN=3 WRITES=20 FANOUT_SUBSCRIBERS=100 bash benches/growth-nodes.sh
+#   TENANTS=16 bash benches/growth-nodes.sh               # creates spread over 16 tenants
 #
 # The cluster is the one of tests/cluster.rs: a throwaway PostgreSQL (scripts/pg.sh: fsync
 # and synchronous_commit off, so the figures are CPU, not this machine's disk), N `plinth
 # serve` nodes on it, and Debian's haproxy running docker/haproxy.cfg unchanged (addresses
-# from the environment). The tenant, its rules and its service key are made with the CLI
-# against the same database. For each N, on fresh node and proxy processes:
+# from the environment). TENANTS tenants (default 1: `bench`; more: `bench`, `bench-1`
+# .. `bench-<TENANTS-1>`), each with the same rules and a service key of its own, are made
+# with the CLI against the same database (three CLI processes a tenant). For each N, on
+# fresh node and proxy processes:
 #   creates  load.rs through the proxy, CONNS connections for SECONDS_PER_RUN s, POST of a
 #            new document with the service key, RUNS times: creates/s, p50/p99, and the CPU
 #            each role used per create and in % of one core (nodes, PostgreSQL, haproxy,
-#            load generator), read from /proc: the role near its cores' 100% is the limit
+#            load generator), read from /proc: the role near its cores' 100% is the limit.
+#            With TENANTS > 1 the creates are spread over the tenants, each with its own
+#            key (load.rs --targets): SPREAD=request (default) sends request n to tenant
+#            n mod TENANTS, SPREAD=connection pins connection c to tenant c mod TENANTS.
+#            One tenant's writers queue on its `tenant_seq` row across nodes; many tenants,
+#            as a multi-tenant deployment has, rarely do (but each commit group holds fewer
+#            creates).
 #   fanout   ws_fanout.rs through the proxy: FANOUT_SUBSCRIBERS subscribers spread over the
 #            nodes by the proxy, WRITES writes one at a time through the proxy (so most
-#            deliveries cross nodes through LISTEN/NOTIFY): delivery p50/p99/max, missing
+#            deliveries cross nodes through LISTEN/NOTIFY): delivery p50/p99/max, missing.
+#            Always in tenant `bench`.
+# Every row records `tenants` (and `spread` when TENANTS > 1); benches/growth-plot.py draws
+# each tenant count as a series of its own.
 # Steady state: before each step's measured runs, WARMUP_SECONDS (default 3, 0 = none) of
-# the same creates, unmeasured, then ANALYZE. A fresh cluster's documents table has no
-# statistics until autovacuum's first ANALYZE (a minute or more); until then the planner
-# ties the primary key with documents_created (tenant, collection, created_at, id) for the
-# commit's batched existence check and may take the latter, which walks the tenant's whole
-# collection per key: the first step measured that, not one node (issue 17, BENCHMARKS.md).
+# the same creates (over the same tenants), unmeasured, then ANALYZE. A fresh cluster's
+# documents table has no statistics until autovacuum's first ANALYZE (a minute or more);
+# until then the planner ties the primary key with documents_created (tenant, collection,
+# created_at, id) for the commit's batched existence check and may take the latter, which
+# walks the tenant's whole collection per key: the first step measured that, not one node
+# (issue 17, BENCHMARKS.md).
 # PG_STATS=1 records pg_stat_statements' top statements per run next to the results.
+# The model of a larger machine (benches/growth-plot.py) takes the per-create CPU of the
+# run with the most tenants in the files it is given.
 # Cores (taskset): nodes on NODE_CPUS (a list, node i takes item i, cycled; default all on
 # core 1), PostgreSQL on PG_CPUS, haproxy on PROXY_CPUS, load generators on CLIENT_CPUS
 # (default all three on core 0). The driver prints which roles share a core and puts it in
@@ -48,6 +63,13 @@ CLIENT_CPUS=${CLIENT_CPUS:-0}
 OUT_DIR=${OUT_DIR:-benches/results}
 PG_STATS=${PG_STATS:-0}
 PLOT_DIR=${PLOT_DIR:-docs/growth}
+TENANTS=${TENANTS:-1}
+SPREAD=${SPREAD:-request}
+[[ $TENANTS =~ ^[1-9][0-9]*$ ]] || { echo "TENANTS must be a positive integer, not '$TENANTS'" >&2; exit 1; }
+[[ $SPREAD == request || $SPREAD == connection ]] || { echo "SPREAD is request or connection, not '$SPREAD'" >&2; exit 1; }
+if [[ $SPREAD == connection ]] && (( TENANTS > CONNS )); then
+  echo "warning: SPREAD=connection with TENANTS=$TENANTS > CONNS=$CONNS: $((TENANTS - CONNS)) tenants get no creates" >&2
+fi
 PROXY_PORT=18740
 NODE_PORT0=18741
 PX=http://127.0.0.1:$PROXY_PORT
@@ -123,16 +145,35 @@ start_cluster() { # N
 }
 
 creates() { # seconds: load.rs POSTs of new documents through the proxy, its JSON line
+  local target=(--path /v1/t/bench/collections/notes/docs --header "authorization: Bearer $KEY")
+  if (( TENANTS > 1 )); then target=(--targets "$work/targets.tsv" --targets-by "$SPREAD"); fi
   taskset -c "$CLIENT_CPUS" "$LOAD_BIN" --addr 127.0.0.1:$PROXY_PORT --connections "$CONNS" \
-    --seconds "$1" --label creates --method POST --path /v1/t/bench/collections/notes/docs \
-    --header "authorization: Bearer $KEY" --header 'content-type: application/json' \
+    --seconds "$1" --label creates --method POST "${target[@]}" --header 'content-type: application/json' \
     --body '{"title":"note {n}","n":{n}}' --expect 201
 }
 layout_args=("postgres=$PG_CPUS" "haproxy=$PROXY_CPUS" "load generators=$CLIENT_CPUS")
 cli() { "$PLINTH_BIN" "$@" 2>> "$work/cli.err"; }
+# make_tenants: the TENANTS tenants, each with $work/rules.toml and a service key; sets KEY
+# (the key of `bench`, the fan-out's tenant) and writes $work/targets.tsv (load.rs
+# --targets: the tenant's create path, a tab, its authorization header).
+make_tenants() {
+  local i slug key started=$SECONDS
+  : > "$work/targets.tsv"
+  for i in $(seq 0 $((TENANTS - 1))); do
+    slug=bench
+    if (( i > 0 )); then slug=bench-$i; fi
+    cli tenant create "$slug" >/dev/null
+    cli rules deploy "$work/rules.toml" --tenant "$slug" >/dev/null
+    key=$(cli key create --tenant "$slug" --name bench | tail -1)
+    [[ $key == plk_* ]] || { echo "no service key from the CLI for $slug: $(tail -5 "$work/cli.err")" >&2; exit 1; }
+    if (( i == 0 )); then KEY=$key; fi
+    printf '/v1/t/%s/collections/notes/docs\tauthorization: Bearer %s\n' "$slug" "$key" >> "$work/targets.tsv"
+  done
+  if (( TENANTS > 1 )); then echo "$TENANTS tenants made in $(( SECONDS - started )) s" >&2; fi
+}
 first=1
 for n in $NODES; do
-  echo "== $n node(s)" >&2
+  echo "== $n node(s), $TENANTS tenant(s)" >&2
   start_cluster "$n"
   if (( first )); then
     cat > "$work/rules.toml" <<'TOML'
@@ -145,10 +186,7 @@ read   = "auth != null"
 create = "auth != null"
 update = "auth != null"
 TOML
-    cli tenant create bench >/dev/null
-    cli rules deploy "$work/rules.toml" --tenant bench >/dev/null
-    KEY=$(cli key create --tenant bench --name bench | tail -1)
-    [[ $KEY == plk_* ]] || { echo "no service key from the CLI: $(tail -5 "$work/cli.err")" >&2; exit 1; }
+    make_tenants
     sleep 2 # every node sees the CLI's changes (within a second, issue 17)
     first=0
   fi
@@ -158,7 +196,8 @@ TOML
   echo "cores: $cores" >&2
   common=$(python3 -c "import json,sys; print(json.dumps(dict(bench='growth-nodes', commit=sys.argv[1], nodes=$n,
     cores=sys.argv[2], host_cpus=$(nproc), postgres='scripts/pg.sh: fsync, synchronous_commit, full_page_writes off',
-    pg_max_connections_per_node=int(sys.argv[3]), warmup_seconds=$WARMUP_SECONDS))[1:-1])" "$(bench_commit)" "$cores" "${PLINTH_PG_MAX_CONNECTIONS:-20}")
+    pg_max_connections_per_node=int(sys.argv[3]), warmup_seconds=$WARMUP_SECONDS, tenants=$TENANTS,
+    **({'spread': sys.argv[4]} if $TENANTS > 1 else {})))[1:-1])" "$(bench_commit)" "$cores" "${PLINTH_PG_MAX_CONNECTIONS:-20}" "$SPREAD")
   emit() { echo "{$common,$1}" | python3 -c "import sys,json; print(json.dumps(json.loads(sys.stdin.read())))" | tee -a "$results" >&2; }
 
   if (( WARMUP_SECONDS > 0 )); then
@@ -174,7 +213,7 @@ TOML
     for pid in "${NODE_PIDS[@]}"; do node_ticks+=($(( $(cpu_ticks "$pid") - node_before[i] ))); i=$((i + 1)); done
     pg_ticks=$(( $(pg_cpu_ticks) - pg_before )); proxy_ticks=$(( $(cpu_ticks "$PROXY_PID") - proxy_before ))
     client_ticks=$(( $(children_ticks) - client_before ))
-    pg_stats_dump "$n node(s), run $r" "$(python3 -c 'import json,sys; print(max(json.loads(sys.argv[1])["requests"], 1))' "$line")"
+    pg_stats_dump "$n node(s), $TENANTS tenant(s), run $r" "$(python3 -c 'import json,sys; print(max(json.loads(sys.argv[1])["requests"], 1))' "$line")"
     costs=$(python3 - "$line" "$HZ" "$SECONDS_PER_RUN" "$pg_ticks" "$proxy_ticks" "$client_ticks" "${node_ticks[@]}" <<'PY'
 import json, sys
 d = json.loads(sys.argv[1]); hz, secs = float(sys.argv[2]), float(sys.argv[3])

@@ -1,7 +1,9 @@
 """Growth curves of issue 17: JSONL of benches/growth-{tenants,sockets,nodes}.sh (and of
 benches/bigdata.sh, whose one-tenant rows make the documents curve) -> one PNG per curve
 and markdown tables (with a model of a larger machine for the nodes) to paste into
-BENCHMARKS.md.
+BENCHMARKS.md. Nodes rows are grouped by their `tenants` (TENANTS of growth-nodes.sh; 1
+when absent), a table and a line per tenant count; the model takes the CPU per create of
+the most tenants present.
 
   python3 benches/growth-plot.py [--out docs/growth] [--no-png] RESULTS.jsonl...
 
@@ -206,17 +208,75 @@ def sockets(rows, plots):
 
 # ------------------------------------------------------------------ nodes
 
+def tenants_label(t):
+    return f"{t} tenant{'s' if t > 1 else ''}"
+
+
 def nodes(rows, plots):
-    creates = defaultdict(list)
-    fanout = {}
+    """One series per tenant count (`TENANTS`; rows from before it was recorded wrote to
+    one tenant): a table each, a line each in the plots."""
+    series = {}
     for r in rows:
+        creates, fanout = series.setdefault(r.get("tenants", 1), (defaultdict(list), {}))
         if r["measure"] == "creates":
             creates[r["nodes"]].append(r)
         else:
             fanout[r["nodes"]] = r
+    print(f"### Nodes on one PostgreSQL behind haproxy ({rows[0]['postgres']})\n")
+    for t in sorted(series):
+        nodes_table(t, *series[t], rows)
+    model = nodes_model(series)
+    if model:
+        print(f"{model['text']}\n")
+        print("| nodes (a core each) | " + " | ".join(f"PostgreSQL on {p} core{'s' if p > 1 else ''}"
+                                                   for p in model["pg_cores"]) + " |")
+        print("|---:|" + "---:|" * len(model["pg_cores"]))
+        for n, row in model["rows"]:
+            print(f"| {n} | " + " | ".join(f"{v:,.0f}" for v in row) + " |")
+        print()
+    xs = sorted({r["nodes"] for r in rows})
+    if not plots.plt or not xs:
+        return
+    # The largest cluster's layout names every role.
+    sub = max(rows, key=lambda r: r["nodes"]).get("cores", "")
+    fig, ax = plots.figure("Creates/s through haproxy vs nodes", sub, "nodes", "creates/s")
+    for t in sorted(series):
+        creates = series[t][0]
+        cx = sorted(creates)
+        ax.plot(cx, [median(creates[x], "rps") for x in cx], "o-", lw=2,
+                label=f"measured (this machine), {tenants_label(t)}")
+    if model:
+        for j, p in enumerate(model["pg_cores"]):
+            ax.plot([n for n, _ in model["rows"]], [row[j] for _, row in model["rows"]], "--",
+                    label=f"model ({tenants_label(model['tenants'])}): a core per node, PostgreSQL on {p}")
+        if model["base_rps"]:
+            ax.plot([3], [model["base_rps"] * GOAL_NODES_RATIO], "r*", ms=12,
+                    label=f"goal: 3 nodes ≥ {GOAL_NODES_RATIO}× one node ({tenants_label(model['tenants'])})")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
+    plots.save(fig, "nodes-creates.png")
+    fig, ax = plots.figure("Fan-out through haproxy vs nodes", sub, "nodes", "delivery ms")
+    ax.set_xticks(xs)
+    for t in sorted(series):
+        fanout = series[t][1]
+        fx = sorted(fanout)
+        suffix = f" ({t}-tenant run)" if len(series) > 1 else ""
+        for p, marker in (("p50_us", "o-"), ("p99_us", "^-")):
+            ax.plot(fx, [ms(fanout[x].get(p)) for x in fx], marker, label=p[:-3] + suffix)
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
+    plots.save(fig, "nodes-fanout.png")
+
+
+def nodes_table(t, creates, fanout, rows):
     xs = sorted(set(creates) | set(fanout))
     base = median(creates.get(xs[0], []), "rps") if xs else None
-    print(f"### Nodes on one PostgreSQL behind haproxy ({rows[0]['postgres']})\n")
+    spread = next((r["spread"] for r in rows if r.get("tenants", 1) == t and "spread" in r), None)
+    if t == 1:
+        print("Creates to one tenant:\n")
+    else:
+        print(f"Creates spread over {t:,} tenants (`TENANTS={t}`, a key each, round-robin by "
+              f"{spread or 'request'}):\n")
     print("| nodes | cores | creates/s | × first | p50 / p99 ms | CPU µs per create: nodes / PostgreSQL / haproxy / load "
           "| CPU % of a core: nodes / PostgreSQL / haproxy / load | fan-out p50 / p99 ms | missing |")
     print("|---:|---|---:|---:|---|---|---|---|---:|")
@@ -233,47 +293,23 @@ def nodes(rows, plots):
               f"| {'+'.join(str(p) for p in pct.get('nodes', []))} / {pct.get('postgres', '–')} / "
               f"{pct.get('haproxy', '–')} / {pct.get('load', '–')} "
               f"| {fmt(ms(f.get('p50_us')))} / {fmt(ms(f.get('p99_us')))} | {f.get('missing', '–')} |")
-    model = nodes_model(creates)
-    if model:
-        print(f"\n{model['text']}\n")
-        print("| nodes (a core each) | " + " | ".join(f"PostgreSQL on {p} core{'s' if p > 1 else ''}"
-                                                   for p in model["pg_cores"]) + " |")
-        print("|---:|" + "---:|" * len(model["pg_cores"]))
-        for n, row in model["rows"]:
-            print(f"| {n} | " + " | ".join(f"{v:,.0f}" for v in row) + " |")
     print()
-    if not plots.plt or not xs:
-        return
-    # The largest cluster's layout names every role.
-    sub = max(rows, key=lambda r: r["nodes"]).get("cores", "")
-    fig, ax = plots.figure("Creates/s through haproxy vs nodes", sub, "nodes", "creates/s")
-    ax.plot(xs, [median(creates.get(x, []), "rps") for x in xs], "o-", lw=2, label="measured (this machine)")
-    if model:
-        for j, p in enumerate(model["pg_cores"]):
-            ax.plot([n for n, _ in model["rows"]], [row[j] for _, row in model["rows"]], "--",
-                    label=f"model: a core per node, PostgreSQL on {p}")
-    if base:
-        ax.plot([3], [base * GOAL_NODES_RATIO], "r*", ms=12, label=f"goal: 3 nodes ≥ {GOAL_NODES_RATIO}× one node")
-    ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8)
-    plots.save(fig, "nodes-creates.png")
-    fig, ax = plots.figure("Fan-out through haproxy vs nodes", sub, "nodes", "delivery ms")
-    ax.set_xticks(xs)
-    for p, marker in (("p50_us", "o-"), ("p99_us", "^-")):
-        ax.plot(xs, [ms(fanout.get(x, {}).get(p)) for x in xs], marker, label=p[:-3])
-    ax.set_ylim(bottom=0)
-    ax.legend()
-    plots.save(fig, "nodes-fanout.png")
 
 
-def nodes_model(creates):
-    """creates/s on a larger machine from the one-node run's CPU per create: each node on a
-    core of its own, PostgreSQL on P cores, haproxy and the load generator elsewhere; a role
-    caps the rate at (its cores / its CPU seconds per create). Assumes the costs stay
-    constant (no lock or pool contention), which the measured rows can check."""
-    one = creates.get(min(creates)) if creates else None
-    if not one:
+def nodes_model(series):
+    """creates/s on a larger machine from the CPU per create of the smallest cluster's run,
+    taken from the series with the most tenants (writes spread over tenants do not queue
+    on one tenant's seq row; one tenant's do, and their cost grows with nodes): each node
+    on a core of its own, PostgreSQL on P cores, haproxy and the load generator elsewhere;
+    a role caps the rate at (its cores / its CPU seconds per create). Assumes the costs
+    stay constant as nodes are added, which the series' other rows can check."""
+    with_creates = [t for t in series if series[t][0]]
+    if not with_creates:
         return None
+    t = max(with_creates)
+    creates = series[t][0]
+    first = min(creates)
+    one = creates[first]
     node_us, pg_us = median(one, "node_cpu_us_per_req"), median(one, "pg_cpu_us_per_req")
     proxy_us = median(one, "proxy_cpu_us_per_req")
     if not node_us or not pg_us:
@@ -283,12 +319,28 @@ def nodes_model(creates):
     proxy_cap = 2e6 / proxy_us if proxy_us else float("inf")
     rows = [(n, [min(n * 1e6 / node_us, p * 1e6 / pg_us, proxy_cap) for p in pg_cores]) for n in range(1, 9)]
     sat = ", ".join(f"on {p} core{'s' if p > 1 else ''} at {p * node_us / pg_us:.1f} nodes" for p in pg_cores)
-    text = (f"Model from the {min(creates)}-node run: a create costs {node_us:.0f} µs of node CPU, {pg_us:.0f} µs "
+    if t > 1:
+        which = (f"the {first}-node run with creates spread over {t:,} tenants (the most tenants in these "
+                 f"rows{'; the one-tenant rows are not used' if 1 in series else ''})")
+    else:
+        which = (f"the {first}-node run with creates to one tenant (no multi-tenant rows here: "
+                 f"`TENANTS=N bash benches/growth-nodes.sh` makes them)")
+    others = [n for n in sorted(creates) if n != first]
+    check = ""
+    if others:
+        costs = lambda key: " / ".join(fmt(median(creates[n], key), 0) for n in others)
+        check = (f" Measured in the same series at {' / '.join(str(n) for n in others)} nodes (nodes sharing "
+                 f"cores here): node {costs('node_cpu_us_per_req')} µs, PostgreSQL {costs('pg_cpu_us_per_req')} "
+                 f"µs per create.")
+    text = (f"Model from {which}: a create costs {node_us:.0f} µs of node CPU, {pg_us:.0f} µs "
             f"of PostgreSQL and {proxy_us or 0:.0f} µs of haproxy. With a core per node, PostgreSQL saturates "
             f"{sat}; haproxy on 2 cores caps the rate at {proxy_cap:,.0f} creates/s (load generators on other "
-            f"machines). The figures assume these "
-            f"costs stay constant as nodes are added (no lock or pool contention): compare with the measured rows.")
-    return {"pg_cores": pg_cores, "rows": rows, "text": text}
+            f"machines). The figures assume these costs stay constant as nodes are added (no lock or pool "
+            f"contention): compare with the measured rows.{check} 3 nodes against one in the model: "
+            f"{' / '.join(f'{row3 / row1:.2f}×' for row1, row3 in zip(rows[0][1], rows[2][1]))} with PostgreSQL "
+            f"on {' / '.join(str(p) for p in pg_cores)} cores (goal ≥ {GOAL_NODES_RATIO}× until PostgreSQL "
+            f"saturates).")
+    return {"pg_cores": pg_cores, "rows": rows, "text": text, "tenants": t, "base_rps": median(one, "rps")}
 
 
 # ------------------------------------------------------------------ documents (bigdata.sh)

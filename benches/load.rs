@@ -12,6 +12,23 @@
 //! space-separated column: `{tok}` in a header value is replaced by it, from the same line
 //! as the request's `{id}` (so each document can be read with its owner's token). Only
 //! loopback targets are accepted.
+//!
+//! `--targets FILE` spreads the requests over several paths and header sets (several
+//! tenants, each with its key). One target a line, tab-separated: the path template, then
+//! any number of `name: value` headers; empty lines and lines starting with `#` are
+//! skipped:
+//!
+//! ```text
+//! /v1/t/shop-1/collections/notes/docs<TAB>authorization: Bearer plk_…
+//! /v1/t/shop-2/collections/notes/docs<TAB>authorization: Bearer plk_…
+//! ```
+//!
+//! A target's path replaces `--path` and its headers replace the `--header`s of the same
+//! name (the others, e.g. content-type, still apply). `--targets-by request` (the default)
+//! sends request n to target n mod the count, round-robin over every connection's
+//! requests; `--targets-by connection` pins connection c to target c mod the count (with
+//! fewer connections than targets, the last targets get nothing). The output line is the
+//! same with or without targets.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +40,12 @@ use hyper::body::Bytes;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+
+/// One line of `--targets FILE`.
+struct Target {
+    path: String,
+    headers: Vec<(String, String)>,
+}
 
 struct Args {
     addr: SocketAddr,
@@ -37,6 +60,38 @@ struct Args {
     uid: String,
     label: String,
     expect: u16,
+    targets: Vec<Target>,
+    targets_by_connection: bool,
+}
+
+fn parse_header(h: &str) -> (String, String) {
+    let (k, v) = h
+        .split_once(':')
+        .unwrap_or_else(|| panic!("header '{h}': expected 'name: value'"));
+    (k.trim().to_string(), v.trim().to_string())
+}
+
+fn read_targets(path: &str) -> Vec<Target> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let targets: Vec<Target> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|line| {
+            let mut cols = line.split('\t');
+            let path = cols.next().unwrap_or_default().trim().to_string();
+            assert!(
+                path.starts_with('/'),
+                "{path}: a target's first column is a path starting with /"
+            );
+            let headers = cols
+                .filter(|c| !c.trim().is_empty())
+                .map(parse_header)
+                .collect();
+            Target { path, headers }
+        })
+        .collect();
+    assert!(!targets.is_empty(), "{path}: no targets");
+    targets
 }
 
 fn parse_args() -> Args {
@@ -53,6 +108,8 @@ fn parse_args() -> Args {
         uid: String::new(),
         label: "run".into(),
         expect: 0,
+        targets: Vec::new(),
+        targets_by_connection: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -61,11 +118,7 @@ fn parse_args() -> Args {
             "--addr" => a.addr = val().parse().expect("--addr host:port"),
             "--method" => a.method = val(),
             "--path" => a.path = val(),
-            "--header" => {
-                let h = val();
-                let (k, v) = h.split_once(':').expect("--header 'name: value'");
-                a.headers.push((k.trim().to_string(), v.trim().to_string()));
-            }
+            "--header" => a.headers.push(parse_header(&val())),
             "--body" => a.body = Some(val()),
             "--connections" => a.connections = val().parse().expect("number"),
             "--seconds" => a.seconds = val().parse().expect("number"),
@@ -78,6 +131,14 @@ fn parse_args() -> Args {
                     .filter(|l| !l.is_empty())
                     .map(str::to_string)
                     .collect();
+            }
+            "--targets" => a.targets = read_targets(&val()),
+            "--targets-by" => {
+                a.targets_by_connection = match val().as_str() {
+                    "request" => false,
+                    "connection" => true,
+                    other => panic!("--targets-by request|connection, not {other}"),
+                }
             }
             "--uid" => a.uid = val(),
             "--label" => a.label = val(),
@@ -104,6 +165,46 @@ fn pick<'a>(args: &'a Args, rng: &mut u64) -> (&'a str, &'a str) {
     *rng ^= *rng << 17;
     let line = &args.ids[(*rng % args.ids.len() as u64) as usize];
     line.split_once(' ').unwrap_or((line.as_str(), ""))
+}
+
+/// The target of request `n` on connection `c`, if `--targets` was given.
+fn target_of(args: &Args, c: usize, n: u64) -> Option<&Target> {
+    if args.targets.is_empty() {
+        return None;
+    }
+    let i = if args.targets_by_connection {
+        c % args.targets.len()
+    } else {
+        (n % args.targets.len() as u64) as usize
+    };
+    Some(&args.targets[i])
+}
+
+/// The request: `--header`s, except those the target sets itself, then the target's.
+fn request(
+    args: &Args,
+    target: Option<&Target>,
+    path: String,
+    body: String,
+    token: &str,
+) -> hyper::Request<Full<Bytes>> {
+    let mut req = hyper::Request::builder()
+        .method(args.method.as_str())
+        .uri(path)
+        .header("host", args.addr.to_string());
+    let own = target.map_or(&[][..], |t| t.headers.as_slice());
+    let common = args
+        .headers
+        .iter()
+        .filter(|(k, _)| !own.iter().any(|(o, _)| o.eq_ignore_ascii_case(k)));
+    for (k, v) in common.chain(own) {
+        if v.contains("{tok}") {
+            req = req.header(k, v.replace("{tok}", token));
+        } else {
+            req = req.header(k, v);
+        }
+    }
+    req.body(Full::new(Bytes::from(body))).expect("request")
 }
 
 fn fill(template: &str, n: u64, args: &Args, id: &str) -> String {
@@ -139,24 +240,14 @@ async fn main() {
                     break;
                 }
                 let (id, token) = pick(&args, &mut rng);
-                let path = fill(&args.path, n, &args, id);
+                let target = target_of(&args, c, n);
+                let path = fill(target.map_or(&args.path, |t| &t.path), n, &args, id);
                 let body = args
                     .body
                     .as_ref()
                     .map(|b| fill(b, n, &args, id))
                     .unwrap_or_default();
-                let mut req = hyper::Request::builder()
-                    .method(args.method.as_str())
-                    .uri(path)
-                    .header("host", args.addr.to_string());
-                for (k, v) in &args.headers {
-                    if v.contains("{tok}") {
-                        req = req.header(k, v.replace("{tok}", token));
-                    } else {
-                        req = req.header(k, v);
-                    }
-                }
-                let req = req.body(Full::new(Bytes::from(body))).expect("request");
+                let req = request(&args, target, path, body, token);
                 let start = Instant::now();
                 match sender.send_request(req).await {
                     Ok(res) => {
