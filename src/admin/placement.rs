@@ -33,6 +33,9 @@ impl AdminService {
         progress: &mut (dyn for<'a> FnMut(MoveStep<'a>) + Send),
     ) -> Result<MoveReport> {
         let to = self.checked_location(to)?;
+        // On SQLite, no local command changing a tenant runs meanwhile: it checked the
+        // mark before writing, and a mark set in between would not stop its write.
+        let _changes = self.store.lock_for_move().await?;
         let row = self
             .store
             .get_tenant_by_slug(slug)
@@ -63,6 +66,13 @@ impl AdminService {
     /// directory locked against servers, held until dropped (`Conflict` while one runs).
     pub fn lock_for_local_move(&self) -> Result<Option<crate::store::DirLock>> {
         Ok(self.store.lock_data_dir(true)?)
+    }
+
+    /// For a command run by a separate process (the local CLI) that changes a tenant's
+    /// data: on SQLite, the data directory locked against moves, held until dropped
+    /// (`Conflict` while one runs). Such commands and servers run side by side.
+    pub fn lock_for_local_change(&self) -> Result<Option<crate::store::DirLock>> {
+        Ok(self.store.lock_for_change()?)
     }
 
     /// The tenant, and the move holding its `moving` mark (none when not moving, or

@@ -201,6 +201,19 @@ async fn local(
     let state = AppState::open(super::local_config(storage)?).await?;
     let actor = Actor::cli();
     let admin = &state.admin;
+    // Held until the command ends, as by the other local changes (`cli::local`).
+    let lock = match request {
+        Request::List => Ok(None),
+        Request::Deploy(_) | Request::Activate(_) => admin.lock_for_local_change(),
+    };
+    let _lock = match lock {
+        Ok(lock) => lock,
+        Err(e) => {
+            state.functions.shutdown();
+            state.store.close().await;
+            return Ok(Err(problem_json(e.into())));
+        }
+    };
     let answer = match request {
         Request::Deploy(files) => admin
             .deploy(&actor, t, files)

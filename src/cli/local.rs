@@ -129,6 +129,12 @@ async fn users(state: &AppState, actor: &Actor, cmd: UsersCommand) -> anyhow::Re
 pub async fn run(state: &AppState, command: Command) -> anyhow::Result<()> {
     let admin = &state.admin;
     let actor = Actor::cli();
+    // Held until the command ends: no move copies the tenant between the command's check
+    // of its mark and its write (`store::dir_lock`).
+    let _lock = match changes_tenant_data(&command) {
+        true => admin.lock_for_local_change().map_err(err)?,
+        false => None,
+    };
     match command {
         Command::Serve(_)
         | Command::Deploy(_)
@@ -179,6 +185,63 @@ pub async fn run(state: &AppState, command: Command) -> anyhow::Result<()> {
         Command::Jobs(cmd) => jobs(state, &actor, cmd).await?,
     }
     Ok(())
+}
+
+/// Whether a local command changes data kept at a tenant's storage location (what a move
+/// copies), and so holds the data directory's change lock. Matched whole: a new command
+/// must be placed on one side.
+fn changes_tenant_data(command: &Command) -> bool {
+    match command {
+        Command::Tenant(t) => match t {
+            TenantCommand::Delete { .. } | TenantCommand::Import { .. } => true,
+            // A new tenant, reads, the control row only, and the move, which takes the
+            // lock itself.
+            TenantCommand::Create { .. }
+            | TenantCommand::List { .. }
+            | TenantCommand::Suspend { .. }
+            | TenantCommand::Resume { .. }
+            | TenantCommand::Export { .. }
+            | TenantCommand::Move { .. } => false,
+        },
+        Command::Key(k) => match k {
+            KeyCommand::Create { .. } | KeyCommand::Revoke { .. } => true,
+            KeyCommand::List { .. } => false,
+        },
+        Command::Secret(s) => match s {
+            SecretCommand::Set { .. } | SecretCommand::Delete { .. } => true,
+            SecretCommand::List { .. } => false,
+        },
+        Command::Users(u) => match u {
+            UsersCommand::Create { .. }
+            | UsersCommand::Disable { .. }
+            | UsersCommand::Enable { .. }
+            | UsersCommand::RevokeSessions { .. }
+            | UsersCommand::Delete { .. } => true,
+            UsersCommand::List { .. } | UsersCommand::Show { .. } => false,
+        },
+        Command::Rules(r) => match r {
+            RulesCommand::Deploy { .. } => true,
+            RulesCommand::Test { .. } | RulesCommand::Explain { .. } => false,
+        },
+        Command::Jobs(j) => match j {
+            JobsCommand::Retry { .. } => true,
+            JobsCommand::List { .. } => false,
+        },
+        // `deploy` takes the lock in `cli::deploy`; the rest is no tenant's data.
+        Command::Serve(_)
+        | Command::Migrate
+        | Command::Login(_)
+        | Command::Logout
+        | Command::Admin(_)
+        | Command::Admins(_)
+        | Command::ApiKey(_)
+        | Command::Usage { .. }
+        | Command::SigningKey(_)
+        | Command::Deploy(_)
+        | Command::Backup(_)
+        | Command::Restore(_)
+        | Command::Healthcheck(_) => false,
+    }
 }
 
 async fn tenants(state: &AppState, actor: &Actor, cmd: TenantCommand) -> anyhow::Result<()> {

@@ -130,8 +130,14 @@ impl FromRequestParts<AppState> for ResolvedTenant {
             let _ = slot.0.set((tenant.id, tenant.slug.clone()));
         }
         // A tenant being moved is read-only: every changing request (sign-ins and
-        // function calls included, which may write) is refused until the move ends.
-        if is_mutating(parts.method.as_str()) {
+        // function calls included, which may write, and the reads that write) is refused
+        // until the move ends.
+        let method = parts.method.as_str();
+        let route = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str);
+        if is_mutating(method) || refused_while_moving(method, route.unwrap_or_default()) {
             let ticket = state
                 .registry
                 .enter_write(&tenant)
@@ -244,8 +250,16 @@ impl FromRequestParts<AppState> for AdminCaller {
 /// changing request of a tenant route (`ResolvedTenant`), or an admin change of the
 /// tenant's data (`AdminCaller`). The OpenAPI document declares that 503 from this.
 pub(crate) fn refused_while_moving(method: &str, path: &str) -> bool {
-    (path.starts_with("/v1/t/{tenant}/") && is_mutating(method))
+    (path.starts_with("/v1/t/{tenant}/") && (is_mutating(method) || writing_read(method, path)))
         || changes_tenant_data(method, path)
+}
+
+/// A tenant route read by its method that writes all the same: the emailed
+/// verification link, a GET so that opening it confirms the address (and uses up its
+/// token). HEAD runs the GET handler.
+fn writing_read(method: &str, path: &str) -> bool {
+    const WRITING_READS: &[&str] = &["/v1/t/{tenant}/auth/verify/confirm"];
+    matches!(method, "GET" | "HEAD") && WRITING_READS.contains(&path)
 }
 
 /// Whether an admin route changes data kept at the tenant's storage location (rules,

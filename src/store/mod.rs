@@ -15,6 +15,8 @@ pub mod backup;
 mod commit;
 mod control;
 mod dir_lock;
+#[cfg(test)]
+mod dir_lock_tests;
 mod documents;
 mod export;
 mod functions;

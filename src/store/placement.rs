@@ -55,6 +55,9 @@ pub(crate) struct Placement {
     policy: Mutex<PlacementPolicy>,
     /// The lease of the moves this process runs, in ms (0: the default).
     move_lease_ms: std::sync::atomic::AtomicI64,
+    /// On SQLite, the data directory's change lock while this process moves tenants
+    /// (`dir_lock`).
+    pub(super) move_lock: super::dir_lock::HeldMoveLock,
 }
 
 /// A tenant's writes in flight on this node, and whether new ones are refused.

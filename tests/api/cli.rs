@@ -29,17 +29,9 @@ pub fn plinth_env(
     stdin: Option<&str>,
     env: &[(&str, &str)],
 ) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_plinth"));
-    cmd.args(storage.cli_args())
-        .args(args)
-        .env_remove("PLINTH_DATABASE_URL")
-        .env_remove("PLINTH_DATA_DIR")
-        .env_remove("PLINTH_SECRETS_KEY")
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn plinth");
+    let mut child = plinth_command(storage, args, env)
+        .spawn()
+        .expect("spawn plinth");
     if let Some(input) = stdin {
         child
             .stdin
@@ -50,6 +42,22 @@ pub fn plinth_env(
     }
     drop(child.stdin.take());
     child.wait_with_output().expect("plinth output")
+}
+
+/// The `plinth` command on `storage`, with extra environment variables and its standard
+/// streams piped; not started.
+pub fn plinth_command(storage: &Storage, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_plinth"));
+    cmd.args(storage.cli_args())
+        .args(args)
+        .env_remove("PLINTH_DATABASE_URL")
+        .env_remove("PLINTH_DATA_DIR")
+        .env_remove("PLINTH_SECRETS_KEY")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
 }
 
 fn stdout(o: &Output) -> String {

@@ -16,12 +16,14 @@ use crate::backend_tests;
 use crate::cli::plinth_env;
 use crate::documents::{docs, put, tenant_with_key};
 use crate::placement::{all_docs, second_cluster};
+use crate::support::smtp::SmtpSink;
 use crate::support::*;
 
 backend_tests!(
     an_interrupted_move_is_rolled_back_or_finished,
     a_move_lease_does_not_rest_on_the_movers_clock,
     new_tenants_go_to_the_least_loaded_location,
+    the_verification_link_is_refused_while_moving,
 );
 
 /// The lease the crashing movers record: short, so the test waits little for it.
@@ -533,4 +535,55 @@ mod timing {
     async fn moving_100k_documents_postgres() {
         super::moving_100k_documents(crate::support::Backend::Postgres).await
     }
+}
+
+/// The emailed verification link is a GET that writes (it confirms the address and uses
+/// up its token): while the tenant moves it is refused as the tenant's other writes are,
+/// with HEAD too, and changes nothing; once the move is rolled back the same link works.
+async fn the_verification_link_is_refused_while_moving(b: Backend) {
+    if !postgres_available() {
+        return;
+    }
+    let (_cluster, url) = second_cluster().await;
+    let cluster = format!("eu2={url}");
+    let smtp = SmtpSink::start().await;
+    let (smtp_url, eu2) = (smtp.url(), url.clone());
+    let mut app = TestApp::start_with(b, move |c| {
+        c.smtp_url = Some(plinth::config::Secret::new(smtp_url));
+        c.clusters = vec![("eu2".into(), eu2)];
+    })
+    .await;
+    let admin = app.admin().await;
+    app.create_tenant("shop").await;
+    let s = app.signup("shop", "heidi@example.com").await;
+    app.post(
+        "/v1/t/shop/auth/verify/request",
+        None,
+        json!({"email": "heidi@example.com"}),
+    )
+    .await
+    .ok(202);
+    let link = format!(
+        "/v1/t/shop/auth/verify/confirm?token={}",
+        smtp.wait_for(1).await.token()
+    );
+
+    let storage = app.stop().await;
+    let crashed = crashed_move(&storage, &cluster, "eu2", "after-copy");
+    let app = restart(b, storage, &url).await;
+    let r = app.get(&link, None).await;
+    r.problem(503, "tenant_moving");
+    assert!(r.headers.contains_key("retry-after"), "{}", r.text);
+    let r = app.send(app.req(Method::HEAD, &link, None)).await;
+    assert_eq!(r.status.as_u16(), 503, "HEAD {link}");
+    let me = app.get("/v1/t/shop/auth/me", Some(&s.access)).await.ok(200);
+    assert_eq!(me["email_verified"], false, "{me}");
+
+    past_the_lease(crashed).await;
+    let report = move_to(&app, &admin, "default").await.ok(200);
+    assert_eq!(report["recovered"], "rolled_back", "{report}");
+    let r = app.get(&link, None).await.ok(200);
+    assert_eq!(r["email_verified"], true, "{r}");
+    let me = app.get("/v1/t/shop/auth/me", Some(&s.access)).await.ok(200);
+    assert_eq!(me["email_verified"], true, "{me}");
 }
