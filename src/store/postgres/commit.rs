@@ -13,7 +13,7 @@ use crate::store::commit::{
 };
 use crate::store::documents::{ChangeOp, StoredDoc, Written};
 use crate::store::jobs::{INSERT_JOB_SQL, JobRef, NewJob};
-use crate::store::sql::{LOCK_SEQ_SQL, PG_LOCK_SEQ_SQL, SET_SEQ_SQL, UPSERT_TAIL};
+use crate::store::sql::{LOCK_SEQ_SQL, SET_SEQ_SQL, UPSERT_TAIL};
 use crate::store::{StoreResult, announce, now_ms};
 
 /// Rows per multi-row statement.
@@ -30,7 +30,10 @@ pub(crate) async fn apply_group(
 ) -> StoreResult<(Vec<UnitOutcome>, Vec<NewJob>)> {
     let mut tx = pool.begin().await?;
     // Taking the seq row first serialises this tenant's writers until commit.
-    let seq0 = lock_seq(&mut tx, tenant).await?;
+    let seq0: i64 = sqlx::query_scalar(LOCK_SEQ_SQL)
+        .bind(tenant)
+        .fetch_one(&mut *tx)
+        .await?;
     let keys = group_keys(&units);
     let current = read_current(&mut tx, tenant, &keys).await?;
     let held = lock_held_jobs(&mut tx, tenant, acks).await?;
@@ -59,21 +62,6 @@ pub(crate) async fn apply_group(
     }
     tx.commit().await?;
     Ok((plan.outcomes, jobs))
-}
-
-/// Locks the tenant's seq row until the transaction ends and returns its seq.
-async fn lock_seq(tx: &mut PgConnection, tenant: i64) -> StoreResult<i64> {
-    let seq: Option<i64> = sqlx::query_scalar(PG_LOCK_SEQ_SQL)
-        .bind(tenant)
-        .fetch_optional(&mut *tx)
-        .await?;
-    match seq {
-        Some(seq) => Ok(seq),
-        None => Ok(sqlx::query_scalar(LOCK_SEQ_SQL)
-            .bind(tenant)
-            .fetch_one(&mut *tx)
-            .await?),
-    }
 }
 
 /// The current rows of the documents the group touches (absent ones are missing).
