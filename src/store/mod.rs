@@ -231,6 +231,21 @@ pub fn storage_full(e: &StoreError) -> bool {
     }
 }
 
+/// The options of every PostgreSQL pool. By default sqlx pings a connection when it
+/// leaves the pool and again when it comes back: two round trips per transaction or
+/// single read on top of its statements, paid by PostgreSQL and the node (a commit is 8
+/// round trips, and with creates spread over tenants it carries ~1.7 of them:
+/// BENCHMARKS.md, "Quiet re-runs"). The ping on the way back stays; it drops a
+/// connection that broke during use. Without the one on the way out, a connection that
+/// broke while idle (PostgreSQL restarted) fails its next statement instead, as an I/O
+/// error: that request answers 503 `unavailable` (`database_unreachable`), and the ping
+/// on its return drops the connection (tests/pg_restart.rs).
+pub(crate) fn pg_pool_options(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .test_before_acquire(false)
+}
+
 /// Whether a database error means "not reachable now" (down, restarting, pool
 /// exhausted) rather than a fault of this request: the client may retry (503).
 pub fn database_unreachable(e: &sqlx::Error) -> bool {
@@ -396,8 +411,7 @@ impl Store {
                 Backend::Sqlite(SqliteBackend::new(control, dir.clone(), tuning))
             }
             Location::Postgres(url) => {
-                let pool = PgPoolOptions::new()
-                    .max_connections(pg_max_connections)
+                let pool = pg_pool_options(pg_max_connections)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect(url)
                     .await?;

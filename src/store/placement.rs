@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::PgPool;
 
 use super::{Backend, Db, POSTGRES_MIGRATIONS, Store, StoreError, StoreResult, TenantData, on_db};
 
@@ -261,8 +261,7 @@ impl Store {
                 "the tenant's storage location is not configured on this node",
             ))?;
         let max = *lock(&self.placement.max_connections);
-        let pool = PgPoolOptions::new()
-            .max_connections(max)
+        let pool = super::pg_pool_options(max)
             .acquire_timeout(Duration::from_secs(5))
             .connect(&url)
             .await?;
