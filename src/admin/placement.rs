@@ -68,11 +68,16 @@ impl AdminService {
         Ok(self.store.lock_data_dir(true)?)
     }
 
-    /// For a command run by a separate process (the local CLI) that changes a tenant's
-    /// data: on SQLite, the data directory locked against moves, held until dropped
-    /// (`Conflict` while one runs). Such commands and servers run side by side.
-    pub fn lock_for_local_change(&self) -> Result<Option<crate::store::DirLock>> {
-        Ok(self.store.lock_for_change()?)
+    /// For a command run by a separate process (the local CLI) that changes the data of
+    /// the tenants `slugs`: the change lock (`store::change_lock`; on SQLite the data
+    /// directory's, on PostgreSQL the tenants'), held until dropped, taken before the
+    /// command checks their marks (`Conflict` while a move holds it). Such commands and
+    /// servers run side by side.
+    pub async fn lock_for_local_change(
+        &self,
+        slugs: &[&str],
+    ) -> Result<Option<crate::store::ChangeLock>> {
+        Ok(self.store.lock_tenants_for_change(slugs).await?)
     }
 
     /// The tenant, and the move holding its `moving` mark (none when not moving, or

@@ -204,7 +204,7 @@ async fn local(
     // Held until the command ends, as by the other local changes (`cli::local`).
     let lock = match request {
         Request::List => Ok(None),
-        Request::Deploy(_) | Request::Activate(_) => admin.lock_for_local_change(),
+        Request::Deploy(_) | Request::Activate(_) => admin.lock_for_local_change(&[t]).await,
     };
     let _lock = match lock {
         Ok(lock) => lock,

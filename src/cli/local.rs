@@ -130,10 +130,10 @@ pub async fn run(state: &AppState, command: Command) -> anyhow::Result<()> {
     let admin = &state.admin;
     let actor = Actor::cli();
     // Held until the command ends: no move copies the tenant between the command's check
-    // of its mark and its write (`store::dir_lock`).
-    let _lock = match changes_tenant_data(&command) {
-        true => admin.lock_for_local_change().map_err(err)?,
-        false => None,
+    // of its mark and its write (`store::change_lock`).
+    let _lock = match changed_tenants(&command) {
+        Some(slugs) => admin.lock_for_local_change(&slugs).await.map_err(err)?,
+        None => None,
     };
     match command {
         Command::Serve(_)
@@ -187,13 +187,17 @@ pub async fn run(state: &AppState, command: Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether a local command changes data kept at a tenant's storage location (what a move
-/// copies), and so holds the data directory's change lock. Matched whole: a new command
-/// must be placed on one side.
-fn changes_tenant_data(command: &Command) -> bool {
+/// The tenants whose data kept at their storage location (what a move copies) a local
+/// command changes, and so whose change lock it holds; `None` for a command changing
+/// none. Matched whole: a new command must be placed on one side.
+fn changed_tenants(command: &Command) -> Option<Vec<&str>> {
+    fn one(slug: &str) -> Option<Vec<&str>> {
+        Some(vec![slug])
+    }
     match command {
         Command::Tenant(t) => match t {
-            TenantCommand::Delete { .. } | TenantCommand::Import { .. } => true,
+            TenantCommand::Delete { slug, .. } => one(slug),
+            TenantCommand::Import { slugs, .. } => Some(slugs.iter().map(String::as_str).collect()),
             // A new tenant, reads, the control row only, and the move, which takes the
             // lock itself.
             TenantCommand::Create { .. }
@@ -201,31 +205,31 @@ fn changes_tenant_data(command: &Command) -> bool {
             | TenantCommand::Suspend { .. }
             | TenantCommand::Resume { .. }
             | TenantCommand::Export { .. }
-            | TenantCommand::Move { .. } => false,
+            | TenantCommand::Move { .. } => None,
         },
         Command::Key(k) => match k {
-            KeyCommand::Create { .. } | KeyCommand::Revoke { .. } => true,
-            KeyCommand::List { .. } => false,
+            KeyCommand::Create { tenant, .. } | KeyCommand::Revoke { tenant, .. } => one(tenant),
+            KeyCommand::List { .. } => None,
         },
         Command::Secret(s) => match s {
-            SecretCommand::Set { .. } | SecretCommand::Delete { .. } => true,
-            SecretCommand::List { .. } => false,
+            SecretCommand::Set { tenant, .. } | SecretCommand::Delete { tenant, .. } => one(tenant),
+            SecretCommand::List { .. } => None,
         },
         Command::Users(u) => match u {
-            UsersCommand::Create { .. }
-            | UsersCommand::Disable { .. }
-            | UsersCommand::Enable { .. }
-            | UsersCommand::RevokeSessions { .. }
-            | UsersCommand::Delete { .. } => true,
-            UsersCommand::List { .. } | UsersCommand::Show { .. } => false,
+            UsersCommand::Create { tenant, .. }
+            | UsersCommand::Disable { tenant, .. }
+            | UsersCommand::Enable { tenant, .. }
+            | UsersCommand::RevokeSessions { tenant, .. }
+            | UsersCommand::Delete { tenant, .. } => one(tenant),
+            UsersCommand::List { .. } | UsersCommand::Show { .. } => None,
         },
         Command::Rules(r) => match r {
-            RulesCommand::Deploy { .. } => true,
-            RulesCommand::Test { .. } | RulesCommand::Explain { .. } => false,
+            RulesCommand::Deploy { tenant, .. } => one(tenant),
+            RulesCommand::Test { .. } | RulesCommand::Explain { .. } => None,
         },
         Command::Jobs(j) => match j {
-            JobsCommand::Retry { .. } => true,
-            JobsCommand::List { .. } => false,
+            JobsCommand::Retry { tenant, .. } => one(tenant),
+            JobsCommand::List { .. } => None,
         },
         // `deploy` takes the lock in `cli::deploy`; the rest is no tenant's data.
         Command::Serve(_)
@@ -240,7 +244,7 @@ fn changes_tenant_data(command: &Command) -> bool {
         | Command::Deploy(_)
         | Command::Backup(_)
         | Command::Restore(_)
-        | Command::Healthcheck(_) => false,
+        | Command::Healthcheck(_) => None,
     }
 }
 

@@ -38,15 +38,15 @@ async fn list_locations(
 /// past its lease) is recovered first: rolled back if it had not switched, finished if
 /// it had (`recovered` says which), then moved to `to` unless already there. While the
 /// mover is alive the answer is 409 `move_running`. Moving a tenant to where it is
-/// answers 409 `conflict`, as does a move on SQLite while a local `plinth` command
-/// changing a tenant runs on the data directory past a 5 s wait.
+/// answers 409 `conflict`, as does a move while a local `plinth` command changing the
+/// tenant (on SQLite: any tenant of the data directory) runs past a 5 s wait.
 #[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/move", operation_id = "move_tenant", tag = "tenants",
     params(("tenant" = String, Path, description = "Tenant slug")),
     request_body = MoveTenant,
     responses((status = 200, body = MoveReportDto),
               (status = 400, body = Problem, description = "unknown_location"),
               (status = 404, body = Problem),
-              (status = 409, body = Problem, description = "already there, or (SQLite) a local CLI change did not end in time (conflict); or a move is running (move_running)"),
+              (status = 409, body = Problem, description = "already there, or a local CLI change did not end in time (conflict); or a move is running (move_running)"),
               (status = 500, body = Problem, description = "the copy did not verify; nothing changed"),
               (status = 503, body = Problem, description = "the target is unreachable; nothing changed")),
     security(("bearer" = [])))]

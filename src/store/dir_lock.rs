@@ -25,7 +25,7 @@ const CHANGES_FILE: &str = "changes.lock";
 
 /// How long a move waits for the local commands changing tenants to end: they are short
 /// (but for one waiting on its standard input); a move runs for as long as its copy.
-const CHANGES_WAIT: Duration = Duration::from_secs(5);
+pub(super) const CHANGES_WAIT: Duration = Duration::from_secs(5);
 
 /// A held lock on the data directory; released when dropped (or the process ends).
 pub struct DirLock(#[allow(dead_code)] File);

@@ -125,7 +125,8 @@ impl Store {
         limit: i64,
     ) -> StoreResult<(Vec<JobRow>, Option<i64>)> {
         let now = now_ms();
-        if self.is_frozen(scope.tenant().id) {
+        let tenant = scope.tenant().id;
+        if self.is_frozen(tenant) || self.marked_moving(tenant).await? {
             // A move is copying the jobs: none is claimed until it ends; look again soon.
             return Ok((Vec::new(), Some(now + 1000)));
         }

@@ -12,6 +12,7 @@ mod admin_access;
 mod admin_invites;
 mod announce;
 pub mod backup;
+mod change_lock;
 mod commit;
 mod control;
 mod dir_lock;
@@ -47,6 +48,7 @@ use sqlx::sqlite::SqlitePool;
 pub use admin_access::{AdminKeyRow, AdminSessionRow, NewAdminKey, OwnerGuarded};
 pub use admin_invites::{AdminInviteRow, NewAdminInvite};
 pub use announce::{Announcement, Topic};
+pub use change_lock::ChangeLock;
 pub use control::{AdminRow, AuditEntry, AuditQuery, NewAudit, SigningKeyRow, TenantRow};
 pub use dir_lock::DirLock;
 pub use documents::{

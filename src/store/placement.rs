@@ -8,10 +8,16 @@
 //! A cluster's pool is opened on first use and migrated then with the PostgreSQL schema
 //! (its control tables stay empty but for a placeholder row per tenant placed there, which
 //! the tenant tables' foreign keys need).
+//!
+//! The cache also keeps the tenant's `moving` mark as read with its location, so the
+//! commit path refuses the writes of a tenant another process is moving (a node's own
+//! moves freeze its gate) without a read per commit: the mark's announcement drops the
+//! cache, and a cached mark is read again after `MARK_TTL`, so one cleared without an
+//! announcement heard (SQLite, a lost notification) holds no writes back for long.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgPool;
 
@@ -48,8 +54,8 @@ impl PlacementPolicy {
 pub(crate) struct Placement {
     clusters: RwLock<HashMap<String, String>>,
     pools: tokio::sync::Mutex<HashMap<String, PgPool>>,
-    /// tenant id → location name, as last read from the control table.
-    cache: Mutex<HashMap<i64, Arc<str>>>,
+    /// tenant id → location and mark, as last read from the control table.
+    cache: Mutex<HashMap<i64, Placed>>,
     gates: Mutex<HashMap<i64, Gate>>,
     max_connections: Mutex<u32>,
     policy: Mutex<PlacementPolicy>,
@@ -58,6 +64,23 @@ pub(crate) struct Placement {
     /// On SQLite, the data directory's change lock while this process moves tenants
     /// (`dir_lock`).
     pub(super) move_lock: super::dir_lock::HeldMoveLock,
+}
+
+/// How long a cached `moving` mark is trusted before it is read again.
+const MARK_TTL: Duration = Duration::from_secs(1);
+
+/// Where a tenant lives, as last read from the control table.
+#[derive(Clone)]
+struct Placed {
+    location: Arc<str>,
+    /// When the tenant was read marked moving (`None`: not marked).
+    marked_at: Option<Instant>,
+}
+
+impl Placed {
+    fn fresh(&self) -> bool {
+        self.marked_at.is_none_or(|at| at.elapsed() < MARK_TTL)
+    }
 }
 
 /// A tenant's writes in flight on this node, and whether new ones are refused.
@@ -215,33 +238,60 @@ impl Store {
         lock(&self.placement.cache).clear();
     }
 
+    /// Drops what this node cached of where one tenant lives.
+    pub(super) fn forget_placement(&self, tenant: i64) {
+        lock(&self.placement.cache).remove(&tenant);
+    }
+
+    /// Caches the tenant's location, not marked: a new tenant, or one this node's move
+    /// switched (its gate stays frozen until the mark is cleared).
     pub(super) fn remember_placement(&self, tenant: i64, location: &str) {
-        lock(&self.placement.cache).insert(tenant, Arc::from(location));
+        let placed = Placed {
+            location: Arc::from(location),
+            marked_at: None,
+        };
+        lock(&self.placement.cache).insert(tenant, placed);
     }
 
     /// The location of the tenant's data, from the cache or the control table. A tenant
     /// with no row (deleted) reads as `default`.
     pub(super) async fn placement_of(&self, tenant: i64) -> StoreResult<Arc<str>> {
-        if let Some(l) = lock(&self.placement.cache).get(&tenant) {
-            return Ok(l.clone());
+        Ok(self.placed(tenant).await?.location)
+    }
+
+    /// Whether the tenant is marked moving, as this node last read it (see the module's
+    /// doc): its writes are refused, whichever process moves it.
+    pub(super) async fn marked_moving(&self, tenant: i64) -> StoreResult<bool> {
+        Ok(self.placed(tenant).await?.marked_at.is_some())
+    }
+
+    async fn placed(&self, tenant: i64) -> StoreResult<Placed> {
+        if let Some(p) = lock(&self.placement.cache).get(&tenant)
+            && p.fresh()
+        {
+            return Ok(p.clone());
         }
         let db = self.control_db();
-        let found: Option<String> = on_db!(db, |p| sqlx::query_scalar(
-            "SELECT location FROM tenants WHERE id = $1"
+        let found: Option<(String, bool)> = on_db!(db, |p| sqlx::query_as(
+            "SELECT location, moving FROM tenants WHERE id = $1"
         )
         .bind(tenant)
         .fetch_optional(&p)
         .await?);
-        let location: Arc<str> = Arc::from(found.as_deref().unwrap_or(DEFAULT_LOCATION));
-        lock(&self.placement.cache).insert(tenant, location.clone());
-        Ok(location)
+        let (location, moving) = found.unwrap_or_else(|| (DEFAULT_LOCATION.to_string(), false));
+        let placed = Placed {
+            location: Arc::from(location),
+            marked_at: moving.then(Instant::now),
+        };
+        lock(&self.placement.cache).insert(tenant, placed.clone());
+        Ok(placed)
     }
 
     /// Whether the tenant is known (cached) to live on a cluster.
     pub(super) fn placed_on_cluster(&self, tenant: i64) -> bool {
         lock(&self.placement.cache)
             .get(&tenant)
-            .is_some_and(|l| &**l != DEFAULT_LOCATION)
+            .is_some_and(|p| &*p.location != DEFAULT_LOCATION)
     }
 
     /// The pool of a configured cluster, opened (and migrated) on first use.

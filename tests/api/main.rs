@@ -48,6 +48,7 @@ mod lists;
 mod nodes_start;
 mod placement;
 mod placement_cli;
+mod placement_fence;
 mod placement_recovery;
 mod plans;
 mod plumbing;

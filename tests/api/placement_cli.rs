@@ -1,9 +1,10 @@
 //! The local `plinth` CLI and a moving tenant: the CLI is a process of its own, whose
 //! writes no server's freeze stops, so its changes to a tenant's data are refused while
 //! a move holds the tenant (here, one whose mover died half-way), as the admin API's are.
-//! On SQLite such a change and a move (local, or a server's) also exclude each other
-//! through the data directory's change lock, so a change checked just before a move
-//! marks the tenant cannot write behind the copy's back.
+//! Such a change and a move (local, or a server's) also exclude each other through the
+//! change lock (SQLite: the data directory's; PostgreSQL: an advisory lock per tenant),
+//! so a change checked just before a move marks the tenant cannot write behind the
+//! copy's back.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -11,6 +12,7 @@ use std::process::Child;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use plinth::store::Location;
 use serde_json::json;
 
 use crate::backend_tests;
@@ -20,22 +22,11 @@ use crate::placement::second_cluster;
 use crate::placement_recovery::{crashed_move, past_the_lease, restart};
 use crate::support::*;
 
-backend_tests!(cli_changes_are_refused_while_the_tenant_moves);
-
-/// The change lock is SQLite's: PostgreSQL's processes hear each other's announcements.
-mod sqlite_only {
-    use crate::support::Backend;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn cli_changes_and_a_local_move_exclude_each_other() {
-        super::cli_changes_and_a_local_move_exclude_each_other(Backend::Sqlite).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_servers_move_waits_for_cli_changes() {
-        super::a_servers_move_waits_for_cli_changes(Backend::Sqlite).await
-    }
-}
+backend_tests!(
+    cli_changes_are_refused_while_the_tenant_moves,
+    cli_changes_and_a_local_move_exclude_each_other,
+    a_servers_move_waits_for_cli_changes,
+);
 
 fn write(dir: &Path, rel: &str, text: &str) {
     let p = dir.join(rel);
@@ -161,7 +152,7 @@ async fn cli_changes_are_refused_while_the_tenant_moves(b: Backend) {
     }
 }
 
-/// A SQLite test server with the eu2 cluster, "shop" (with a key) at `default`, and eu2's
+/// A test server with the eu2 cluster, "shop" (with a key) at `default`, and eu2's
 /// schema made (by a tenant placed there) so that a move finds its tables; (the app,
 /// the admin token, `PLINTH_CLUSTERS`, the cluster's URL). The cluster lives as long as
 /// the returned `Owned`.
@@ -182,13 +173,41 @@ async fn shop_and_eu2(b: Backend) -> (TestApp, String, String, String, Owned) {
 
 /// `plinth secret set NAME --tenant shop`, started: it holds the change lock while it
 /// waits for the value on its standard input (returned once it holds the lock).
-fn secret_set_waiting(storage: &Storage, name: &str, env: &[(&str, &str)]) -> Child {
+async fn secret_set_waiting(storage: &Storage, name: &str, env: &[(&str, &str)]) -> Child {
     let child = plinth_command(storage, &["secret", "set", name, "--tenant", "shop"], env)
         .spawn()
         .expect("spawn plinth");
-    let dir = storage.sqlite_dir().expect("a SQLite directory");
-    wait_for_flock(&dir.join("changes.lock"), child.id());
+    match &storage.location {
+        Location::SqliteDir(dir) => wait_for_flock(&dir.join("changes.lock"), child.id()),
+        Location::Postgres(url) => wait_for_shared_advisory_lock(url).await,
+    }
     child
+}
+
+/// Waits until a session of the test's PostgreSQL database holds an advisory lock
+/// shared (the CLI's change lock; its backend's pid is not the CLI's).
+async fn wait_for_shared_advisory_lock(url: &str) {
+    use sqlx::Connection;
+    let mut pg = sqlx::PgConnection::connect(url).await.expect("connect");
+    let started = Instant::now();
+    loop {
+        let held: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+             AND mode = 'ShareLock' AND granted AND database = \
+             (SELECT oid FROM pg_database WHERE datname = current_database()))",
+        )
+        .fetch_one(&mut pg)
+        .await
+        .expect("pg_locks");
+        if held {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no session took the change lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Waits until process `pid` holds a `flock` on `file`, as /proc/locks lists them
@@ -250,10 +269,11 @@ async fn secret_names(app: &TestApp, admin: &str) -> Vec<String> {
         .collect()
 }
 
-/// On SQLite, processes of the CLI: a local move waits for a change in progress and
-/// then gives up, changing nothing (the change goes on); while a move copies, a change
-/// is refused at once with the lock's message and reads go on; what was changed before
-/// the move is at the target after it.
+/// Processes of the CLI: a local move waits for a change in progress and then gives up,
+/// changing nothing (the change goes on); while a move copies, a change is refused at
+/// once (SQLite: with the lock's message; PostgreSQL: the lock is free once the tenant
+/// is marked, and the mark refuses it) and reads go on; what was changed before the move
+/// is at the target after it.
 async fn cli_changes_and_a_local_move_exclude_each_other(b: Backend) {
     if !postgres_available() {
         return;
@@ -264,12 +284,12 @@ async fn cli_changes_and_a_local_move_exclude_each_other(b: Backend) {
     let move_args = ["tenant", "move", "shop", "--to", "eu2"];
 
     // 1. A change in progress: the move waits for it (5 s), then gives up.
-    let held = secret_set_waiting(&storage, "HELD", &env);
+    let held = secret_set_waiting(&storage, "HELD", &env).await;
     let o = plinth_env(&storage, &move_args, None, &env);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "the move ran beside a change: {err}");
     assert!(
-        err.contains("a local `plinth` command is changing a tenant on this data directory"),
+        err.contains("a local `plinth` command is changing"),
         "{err}"
     );
     let (ok, out) = finish(held, "v");
@@ -304,17 +324,15 @@ async fn cli_changes_and_a_local_move_exclude_each_other(b: Backend) {
             break;
         }
     }
-    // No value on its standard input: it must not get as far as reading one.
-    let (ok, out) = run(
-        &storage,
-        &["secret", "set", "LATE", "--tenant", "shop"],
-        None,
-    );
+    // SQLite: no value on its standard input, it must not get as far as reading one.
+    let (stdin, refusal) = match b {
+        Backend::Sqlite => (None, "a tenant move runs on this data directory"),
+        Backend::Postgres => (Some("v"), "moving"),
+    };
+    let late = ["secret", "set", "LATE", "--tenant", "shop"];
+    let (ok, out) = run(&storage, &late, stdin);
     assert!(!ok, "a change went through during the move: {out}");
-    assert!(
-        out.contains("a tenant move runs on this data directory"),
-        "{out}"
-    );
+    assert!(out.contains(refusal), "{out}");
     let (ok, out) = run(&storage, &["secret", "list", "--tenant", "shop"], None);
     assert!(ok && out.contains("HELD"), "a read during the move: {out}");
     eu2_lock.rollback().await.expect("unlock eu2");
@@ -337,16 +355,16 @@ async fn cli_changes_and_a_local_move_exclude_each_other(b: Backend) {
     assert_eq!(secret_names(&app, &admin).await, ["HELD"]);
 }
 
-/// On SQLite, a local change runs beside a server (as it always has), and the server's
-/// own move waits for it, then answers 409 with the lock's message; once the change has
-/// ended the move runs and carries it.
+/// A local change runs beside a server (as it always has), and the server's own move
+/// waits for it, then answers 409 with the lock's message; once the change has ended
+/// the move runs and carries it.
 async fn a_servers_move_waits_for_cli_changes(b: Backend) {
     if !postgres_available() {
         return;
     }
     let (app, admin, cluster, _url, _cluster) = shop_and_eu2(b).await;
     let env = [("PLINTH_CLUSTERS", cluster.as_str())];
-    let held = secret_set_waiting(&app.storage, "HELD", &env);
+    let held = secret_set_waiting(&app.storage, "HELD", &env).await;
     let started = Instant::now();
     let r = app
         .post(
@@ -360,7 +378,7 @@ async fn a_servers_move_waits_for_cli_changes(b: Backend) {
         p["detail"]
             .as_str()
             .unwrap()
-            .contains("a local `plinth` command is changing a tenant"),
+            .contains("a local `plinth` command is changing"),
         "{p}"
     );
     assert!(started.elapsed() >= Duration::from_secs(4), "it waited");

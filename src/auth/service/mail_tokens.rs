@@ -6,13 +6,16 @@ use super::{AuthService, ClientInfo, check_password, email_of};
 use crate::auth::mail::Email;
 use crate::auth::{AuthError, CredentialError, password};
 use crate::crypto::{random_token, sha256_hex};
-use crate::store::UserTokenKind;
+use crate::store::{StoreError, UserTokenKind, WriteTicket};
 use crate::tenancy::Scope;
 
 impl AuthService {
     /// Starts email verification or password reset for `email`. It answers the same
     /// whether or not the email exists: validation happens here, the lookup, token and
-    /// mail happen in the background.
+    /// mail happen in the background. The token is written under a write ticket of its
+    /// own, taken here (`tenant_moving` once a move froze the tenant): the request's
+    /// ticket ends with its answer, and a move must not copy the tenant while the
+    /// token is still to be written at the source.
     pub fn request_token(
         self: &Arc<Self>,
         scope: &Scope,
@@ -25,10 +28,14 @@ impl AuthService {
         self.limiter
             .check_mail(&client.ip, &format!("{}:{email}", scope.tenant().id))
             .map_err(CredentialError::RateLimited)?;
+        let ticket = self
+            .store
+            .enter_write(scope.tenant().id)
+            .ok_or(StoreError::TenantMoving)?;
         let this = self.clone();
         let scope = scope.clone();
         tokio::spawn(async move {
-            if let Err(e) = this.send_token(&scope, &email, kind).await {
+            if let Err(e) = this.send_token(&scope, &email, kind, ticket).await {
                 tracing::warn!(error = %e, "could not issue single-use token");
             }
         });
@@ -40,6 +47,7 @@ impl AuthService {
         scope: &Scope,
         email: &str,
         kind: UserTokenKind,
+        ticket: WriteTicket,
     ) -> Result<(), AuthError> {
         let Some(user) = self.store.get_user_by_email(scope, email).await? else {
             return Ok(());
@@ -56,6 +64,8 @@ impl AuthService {
         self.store
             .create_user_token(scope, &user.id, kind, &sha256_hex(&token), expires_at)
             .await?;
+        // Written: a move may go on (the mail may take long, and writes nothing).
+        drop(ticket);
         let tenant = scope.tenant();
         let base = self.settings.public_url.trim_end_matches('/');
         let (subject, link, action) = match kind {

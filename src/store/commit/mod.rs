@@ -99,6 +99,9 @@ impl Store {
         acks: Vec<JobRef>,
     ) -> Result<Vec<Written>, UnitError> {
         let tenant = scope.tenant().id;
+        // Marked by a move this node does not run (another node's, or the CLI's): no
+        // freeze here stops the write, and one landing after the copy would be lost.
+        let marked = self.marked_moving(tenant).await.map_err(UnitError::Store)?;
         if let Some(planner) = self.planner.get() {
             planner.prepare(scope).await;
         }
@@ -116,7 +119,7 @@ impl Store {
             let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
             // Checked under the queue's lock: a move that froze the tenant and then saw
             // the queue idle knows no unit can slip in after it (see `commits_idle`).
-            if self.is_frozen(tenant) {
+            if marked || self.is_frozen(tenant) {
                 return Err(UnitError::Store(StoreError::TenantMoving));
             }
             q.pending.push(Unit {

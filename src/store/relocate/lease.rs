@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use crate::store::change_lock::{FENCE_TIMEOUT, MOVE_FENCE, fence_error};
 use crate::store::{Db, Store, StoreError, StoreResult, TenantRow, now_ms, on_db};
 
 /// The control database's clock, in ms since the epoch, as an SQL expression: what a
@@ -178,8 +179,19 @@ impl Store {
              VALUES ($1, $2, $3, 'copying', $4, $5, {clock}, {clock})",
             clock = db_clock(&db)
         );
+        // On PostgreSQL, first the change lock (`store::change_lock`): the local commands
+        // changing the tenant end before it is marked, and those after see the mark.
+        let fence = matches!(db, Db::Postgres(_));
         let marked = on_db!(&db, |p| {
             let mut tx = p.begin_with(begin).await?;
+            if fence {
+                sqlx::query(FENCE_TIMEOUT).execute(&mut *tx).await?;
+                sqlx::query(MOVE_FENCE)
+                    .bind(tenant.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(fence_error)?;
+            }
             let marked = sqlx::query(
                 "UPDATE tenants SET moving = TRUE, updated_at = $2 \
                  WHERE id = $1 AND moving = FALSE AND location = $3",

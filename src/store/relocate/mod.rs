@@ -291,6 +291,8 @@ impl Store {
     /// `MoveRunning`), opens this node's gate and tells the other nodes.
     async fn release(&self, tenant: &TenantRow, owner: Option<&str>) -> StoreResult<()> {
         let cleared = self.clear_mark(tenant.id, owner).await;
+        // The mark this node may have cached goes before its writes are let in again.
+        self.forget_placement(tenant.id);
         self.thaw(tenant.id);
         self.announce_tenant_change(&tenant.slug).await;
         if !cleared? {
