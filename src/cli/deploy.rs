@@ -201,33 +201,28 @@ async fn local(
     let state = AppState::open(super::local_config(storage)?).await?;
     let actor = Actor::cli();
     let admin = &state.admin;
-    // Held until the command ends, as by the other local changes (`cli::local`).
-    let lock = match request {
-        Request::List => Ok(None),
-        Request::Deploy(_) | Request::Activate(_) => admin.lock_for_local_change(&[t]).await,
-    };
-    let _lock = match lock {
-        Ok(lock) => lock,
-        Err(e) => {
-            state.functions.shutdown();
-            state.store.close().await;
-            return Ok(Err(problem_json(e.into())));
+    let answer = async {
+        // Held until the change ends, as by the other local changes (`cli::local`).
+        let _lock = match request {
+            Request::List => None,
+            Request::Deploy(_) | Request::Activate(_) => admin.lock_for_local_change(&[t]).await?,
+        };
+        match request {
+            Request::Deploy(files) => admin
+                .deploy(&actor, t, files)
+                .await
+                .map(|d| serde_json::to_value(d).unwrap_or_default()),
+            Request::List => admin
+                .list_deploys(&actor, t)
+                .await
+                .map(|items| serde_json::json!({ "items": items })),
+            Request::Activate(n) => admin
+                .activate_deploy(&actor, t, n)
+                .await
+                .map(|d| serde_json::to_value(d).unwrap_or_default()),
         }
-    };
-    let answer = match request {
-        Request::Deploy(files) => admin
-            .deploy(&actor, t, files)
-            .await
-            .map(|d| serde_json::to_value(d).unwrap_or_default()),
-        Request::List => admin
-            .list_deploys(&actor, t)
-            .await
-            .map(|items| serde_json::json!({ "items": items })),
-        Request::Activate(n) => admin
-            .activate_deploy(&actor, t, n)
-            .await
-            .map(|d| serde_json::to_value(d).unwrap_or_default()),
-    };
+    }
+    .await;
     state.functions.shutdown();
     state.store.close().await;
     Ok(answer.map_err(|e| problem_json(e.into())))

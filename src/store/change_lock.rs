@@ -30,12 +30,16 @@ enum Held {
 }
 
 /// The move's side, run first in the transaction that marks the tenant: the bound on
-/// its wait for the commands in progress, then the lock (`$1`: the tenant's id).
-pub(super) const FENCE_TIMEOUT: &str = "SELECT set_config('lock_timeout', '5000', true)";
+/// its wait for the commands in progress (`$1`: `fence_timeout()`), then the lock
+/// (`$1`: the tenant's id).
+pub(super) const FENCE_TIMEOUT: &str = "SELECT set_config('lock_timeout', $1, true)";
 pub(super) const MOVE_FENCE: &str =
     "SELECT pg_advisory_xact_lock(hashtextextended('plinth:changes', $1))";
 
-const _: () = assert!(CHANGES_WAIT.as_millis() == 5000, "FENCE_TIMEOUT");
+/// `lock_timeout` in milliseconds: the wait of a move on SQLite, `CHANGES_WAIT`.
+pub(super) fn fence_timeout() -> String {
+    CHANGES_WAIT.as_millis().to_string()
+}
 
 /// The move's fence timed out (`lock_not_available`): a command changing the tenant
 /// is still running.

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use crate::store::change_lock::{FENCE_TIMEOUT, MOVE_FENCE, fence_error};
+use crate::store::change_lock::{FENCE_TIMEOUT, MOVE_FENCE, fence_error, fence_timeout};
 use crate::store::{Db, Store, StoreError, StoreResult, TenantRow, now_ms, on_db};
 
 /// The control database's clock, in ms since the epoch, as an SQL expression: what a
@@ -185,7 +185,10 @@ impl Store {
         let marked = on_db!(&db, |p| {
             let mut tx = p.begin_with(begin).await?;
             if fence {
-                sqlx::query(FENCE_TIMEOUT).execute(&mut *tx).await?;
+                sqlx::query(FENCE_TIMEOUT)
+                    .bind(fence_timeout())
+                    .execute(&mut *tx)
+                    .await?;
                 sqlx::query(MOVE_FENCE)
                     .bind(tenant.id)
                     .execute(&mut *tx)
